@@ -1,0 +1,42 @@
+"""Anatomy: label conventions, the synthetic abdominal phantom, vessel trees, case folders."""
+
+from ioplan.anatomy._case import (
+    CASE_FORMAT_VERSION,
+    Case,
+    LabelStats,
+    label_statistics,
+    load_case,
+    save_case,
+)
+from ioplan.anatomy._labels import LABEL_INFO, Label, LabelInfo, label_from_name
+from ioplan.anatomy._phantom import (
+    DEFAULT_TUMOR_CENTRES_MM,
+    Phantom,
+    PhantomConfig,
+    TumorSpec,
+    generate_phantom,
+    phantom_grid,
+)
+from ioplan.anatomy._vessels import VesselSegment, grow_tree, rasterise_segments
+
+__all__ = [
+    "CASE_FORMAT_VERSION",
+    "DEFAULT_TUMOR_CENTRES_MM",
+    "LABEL_INFO",
+    "Case",
+    "Label",
+    "LabelInfo",
+    "LabelStats",
+    "Phantom",
+    "PhantomConfig",
+    "TumorSpec",
+    "VesselSegment",
+    "generate_phantom",
+    "grow_tree",
+    "label_from_name",
+    "label_statistics",
+    "load_case",
+    "phantom_grid",
+    "rasterise_segments",
+    "save_case",
+]

@@ -1,0 +1,345 @@
+"""The case folder: an image, its label map, and ``case.toml``.
+
+Layout::
+
+    CASE/
+      case.toml          label meanings and patient-free metadata
+      image.nii.gz       CT or MR image (any format read_image reads)
+      labels.nii.gz      label map on the same grid
+      vessels.csv        optional vessel centrelines (the phantom writes them)
+
+``case.toml``::
+
+    format = "ioplan-case"
+    format_version = 1
+    name = "phantom-seed1"
+    modality = "CT"
+    image = "image.nii.gz"
+    labels = "labels.nii.gz"
+
+    [[tumors]]          # optional: what is known of each tumour
+    centre_mm = [-85.0, 25.0, 15.0]
+    diameter_mm = 30.0
+    histology = "hcc"
+
+    [source]            # free, patient-free provenance (generator, seed, ...)
+
+    [label_values]      # label name -> value used in the labels file
+    liver = 7
+    tumor = 8
+
+A real case may use its own label values (for example from a segmentation
+tool): ``[label_values]`` says what each means, and :func:`load_case` maps them to
+:class:`~ioplan.anatomy.Label` values.
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from ioplan.anatomy._labels import Label, label_from_name
+from ioplan.anatomy._phantom import Phantom
+from ioplan.anatomy._vessels import VesselSegment
+from ioplan.errors import (
+    FileFormatError,
+    GeometryMismatchError,
+    InputError,
+    InputFileNotFoundError,
+    InvalidImageError,
+    OutputExistsError,
+)
+from ioplan.imaging import Volume, read_image, write_image
+
+__all__ = [
+    "CASE_FORMAT_VERSION",
+    "Case",
+    "LabelStats",
+    "label_statistics",
+    "load_case",
+    "save_case",
+]
+
+CASE_FORMAT_VERSION = 1
+_VESSEL_COLUMNS = (
+    "tree",
+    "index",
+    "parent",
+    "x0_mm",
+    "y0_mm",
+    "z0_mm",
+    "x1_mm",
+    "y1_mm",
+    "z1_mm",
+    "radius_mm",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """An image with its label map (ioplan :class:`Label` values) and metadata."""
+
+    image: Volume
+    labels: Volume
+    name: str = "case"
+    modality: str = "CT"
+    tumors: tuple[dict[str, Any], ...] = ()
+    source: dict[str, Any] = field(default_factory=dict)
+    vessels: tuple[VesselSegment, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.image.grid.require_same(self.labels.grid, what="label map")
+        if not np.issubdtype(self.labels.array.dtype, np.integer):
+            raise InputError(f"labels must be integers, got dtype {self.labels.array.dtype}")
+
+    @classmethod
+    def from_phantom(cls, phantom: Phantom, name: str | None = None) -> Case:
+        """Wrap a generated phantom as a case."""
+        from ioplan import __version__
+
+        cfg = phantom.config
+        tumors = tuple(
+            {
+                "centre_mm": list(t.centre_mm),
+                "diameter_mm": t.diameter_mm,
+                "irregularity": t.irregularity,
+                "histology": t.histology,
+            }
+            for t in phantom.tumors
+        )
+        source = {
+            "kind": "phantom",
+            "generator": "ioplan.anatomy.generate_phantom",
+            "ioplan_version": __version__,
+            "seed": cfg.seed,
+            "spacing_mm": list(cfg.spacing_mm),
+            "noise_hu": cfg.noise_hu,
+        }
+        return cls(
+            phantom.image,
+            phantom.labels,
+            name=name or f"phantom-seed{cfg.seed}",
+            modality="CT",
+            tumors=tumors,
+            source=source,
+            vessels=phantom.vessels,
+        )
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """Voxel count and volume of one label."""
+
+    label: str
+    value: int
+    voxels: int
+    volume_ml: float
+    components: int
+
+
+def label_statistics(case: Case) -> list[LabelStats]:
+    """Voxels, volume (mL) and connected components of every label present."""
+    from scipy import ndimage
+
+    arr = case.labels.array
+    counts = np.bincount(arr.reshape(-1).astype(np.int64), minlength=len(Label))
+    out = []
+    vml = case.labels.grid.voxel_volume_ml
+    for lbl in Label:
+        n = int(counts[int(lbl)]) if int(lbl) < len(counts) else 0
+        if n == 0 or lbl == Label.BACKGROUND:
+            continue
+        comps = int(ndimage.label(arr == lbl)[1]) if lbl == Label.TUMOR else 0
+        out.append(LabelStats(lbl.name.lower(), int(lbl), n, n * vml, comps))
+    return out
+
+
+def _default_label_table() -> dict[str, int]:
+    return {lbl.name.lower(): int(lbl) for lbl in Label if lbl != Label.BACKGROUND}
+
+
+def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a case folder (``case.toml``, ``image.nii.gz``, ``labels.nii.gz``, ``vessels.csv``).
+
+    Raises :class:`~ioplan.errors.OutputExistsError` if ``folder`` holds
+    anything and ``overwrite`` is false; with ``overwrite`` only the case's
+    own files are replaced.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} exists and is not a folder")
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"{folder} exists and is not empty; pass --overwrite to replace the case in it"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_image(case.image, folder / "image.nii.gz", overwrite=True)
+    write_image(
+        case.labels.with_array(case.labels.array.astype(np.uint8)),
+        folder / "labels.nii.gz",
+        overwrite=True,
+    )
+    doc: dict[str, Any] = {
+        "format": "ioplan-case",
+        "format_version": CASE_FORMAT_VERSION,
+        "name": case.name,
+        "modality": case.modality,
+        "image": "image.nii.gz",
+        "labels": "labels.nii.gz",
+    }
+    if case.vessels:
+        doc["vessels"] = "vessels.csv"
+        with open(folder / "vessels.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(_VESSEL_COLUMNS)
+            for s in case.vessels:
+                w.writerow(
+                    [
+                        s.tree,
+                        s.index,
+                        s.parent,
+                        *(f"{v:.3f}" for v in s.start_mm),
+                        *(f"{v:.3f}" for v in s.end_mm),
+                        f"{s.radius_mm:.3f}",
+                    ]
+                )
+    elif (folder / "vessels.csv").exists():
+        (folder / "vessels.csv").unlink()
+    doc["tumors"] = [dict(t) for t in case.tumors]
+    doc["source"] = dict(case.source)
+    doc["label_values"] = _default_label_table()
+    (folder / "case.toml").write_text(_header_comment() + tomli_w.dumps(doc))
+    return folder
+
+
+def _header_comment() -> str:
+    return (
+        "# ioplan case folder (see ioplan.anatomy._case). No patient identifiers belong here.\n"
+        "# [label_values] maps label names to the values used in the labels file.\n"
+    )
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    if not folder.exists():
+        raise InputFileNotFoundError(f"{folder}: no such case folder")
+    toml_path = folder / "case.toml" if folder.is_dir() else folder
+    if not toml_path.exists():
+        raise FileFormatError(f"{folder}: not a case folder (no case.toml)")
+    try:
+        meta = tomllib.loads(toml_path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{toml_path}: invalid TOML ({exc})") from None
+    if meta.get("format") != "ioplan-case":
+        raise FileFormatError(
+            f"{toml_path}: format must be 'ioplan-case', got {meta.get('format')!r}"
+        )
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > CASE_FORMAT_VERSION:
+        raise FileFormatError(
+            f"{toml_path}: format_version {version!r} is not supported (this ioplan reads "
+            f"up to {CASE_FORMAT_VERSION})"
+        )
+    return meta
+
+
+def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarray:
+    """Map the file's label values to ioplan Label values using ``[label_values]``."""
+    if not np.issubdtype(raw.dtype, np.integer):
+        if (
+            np.issubdtype(raw.dtype, np.floating)
+            and np.all(np.isfinite(raw))
+            and np.all(raw == np.rint(raw))
+        ):
+            raw = raw.astype(np.int64)
+        else:
+            raise InvalidImageError(f"{where}: label map must hold integers, got {raw.dtype}")
+    lut: dict[int, int] = {0: int(Label.BACKGROUND)}
+    for name, value in table.items():
+        if not isinstance(value, int) or value < 0:
+            raise FileFormatError(f"{where}: label value for {name!r} must be an integer >= 0")
+        lut[value] = int(label_from_name(name))
+    present = np.unique(raw)
+    unknown = [int(v) for v in present if int(v) not in lut]
+    if unknown:
+        raise FileFormatError(
+            f"{where}: label values {unknown[:10]} are not declared in case.toml [label_values]"
+        )
+    if all(k == v for k, v in lut.items()):
+        return raw.astype(np.uint8)
+    table_arr = np.zeros(int(present.max()) + 1, np.uint8)
+    for k, v in lut.items():
+        if k < len(table_arr):
+            table_arr[k] = v
+    return table_arr[raw]
+
+
+def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
+    out = []
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != _VESSEL_COLUMNS:
+            raise FileFormatError(f"{path}: columns must be {', '.join(_VESSEL_COLUMNS)}")
+        for i, row in enumerate(reader, start=2):
+            try:
+                out.append(
+                    VesselSegment(
+                        row["tree"],
+                        int(row["index"]),
+                        int(row["parent"]),
+                        (float(row["x0_mm"]), float(row["y0_mm"]), float(row["z0_mm"])),
+                        (float(row["x1_mm"]), float(row["y1_mm"]), float(row["z1_mm"])),
+                        float(row["radius_mm"]),
+                    )
+                )
+            except (TypeError, ValueError):
+                raise FileFormatError(f"{path}: row {i} has a non-numeric value") from None
+    return tuple(out)
+
+
+def load_case(folder: str | Path) -> Case:
+    """Read a case folder; check that the labels match the image grid and are declared.
+
+    Raises
+    ------
+    ioplan.errors.GeometryMismatchError
+        The label map's grid differs from the image's.
+    ioplan.errors.InvalidImageError
+        NaN or infinite image voxels, non-integer labels.
+    ioplan.errors.FileFormatError
+        Missing or invalid ``case.toml``, undeclared label values.
+    """
+    folder = Path(folder)
+    meta = _read_meta(folder)
+    base = folder if folder.is_dir() else folder.parent
+    for key in ("image", "labels"):
+        if not isinstance(meta.get(key), str):
+            raise FileFormatError(f'{base / "case.toml"}: needs {key} = "<file name>"')
+    image = read_image(base / meta["image"])
+    labels_vol = read_image(base / meta["labels"])
+    diff = image.grid.mismatch(labels_vol.grid)
+    if diff is not None:
+        raise GeometryMismatchError(
+            f"{base / meta['labels']}: label map grid does not match the image: {diff}"
+        )
+    table = meta.get("label_values", {})
+    if not isinstance(table, dict) or not table:
+        raise FileFormatError(f"{base / 'case.toml'}: needs a [label_values] table")
+    mapped = _map_labels(labels_vol.array, table, base / meta["labels"])
+    vessels: tuple[VesselSegment, ...] = ()
+    if isinstance(meta.get("vessels"), str) and (base / meta["vessels"]).exists():
+        vessels = _read_vessels(base / meta["vessels"])
+    return Case(
+        image,
+        Volume(mapped, image.grid),
+        name=str(meta.get("name", base.name)),
+        modality=str(meta.get("modality", "CT")),
+        tumors=tuple(meta.get("tumors", ())),
+        source=dict(meta.get("source", {})),
+        vessels=vessels,
+    )

@@ -1,0 +1,111 @@
+"""Label conventions: every label value, name, tissue and role is defined here and only here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from ioplan.errors import InputError
+
+__all__ = ["LABEL_INFO", "Label", "LabelInfo", "label_from_name"]
+
+
+class Label(IntEnum):
+    """Label values of ioplan label maps (phantom and real cases)."""
+
+    BACKGROUND = 0
+    SKIN = 1
+    FAT = 2
+    MUSCLE = 3
+    RIB = 4
+    VERTEBRA = 5
+    SPINAL_CANAL = 6
+    LIVER = 7
+    TUMOR = 8
+    PORTAL_VEIN = 9
+    HEPATIC_VEIN = 10
+    HEPATIC_ARTERY = 11
+    BILE_DUCT = 12
+    IVC = 13
+    AORTA = 14
+    GALLBLADDER = 15
+    BOWEL_WALL = 16
+    BOWEL_CONTENT = 17
+    STOMACH = 18
+    KIDNEY = 19
+    SPLEEN = 20
+    LUNG = 21
+    DIAPHRAGM = 22
+
+
+@dataclass(frozen=True)
+class LabelInfo:
+    """What a label means.
+
+    Attributes
+    ----------
+    tissue : str
+        Key in the tissue table (:mod:`ioplan.tissue`) used for physics.
+    ct_hu : float
+        Mean attenuation of the synthetic CT (portal venous phase), HU.
+    critical : bool
+        A structure a needle path must not cross (planning).
+    colour : str
+        Display colour (hex).
+    description : str
+        Plain-language meaning, with the tissue approximation when there is one.
+    """
+
+    tissue: str
+    ct_hu: float
+    critical: bool
+    colour: str
+    description: str
+
+
+# CT attenuation of the phantom (portal venous phase, 120 kVp): typical values
+# read from textbooks and radiology references, e.g. Radiopaedia "Hounsfield
+# unit" (air -1000, lung -700 to -900, fat -100 to -50, water 0, soft tissue
+# 20-60, enhancing liver 100-120 in portal phase, enhanced vessels 150-200,
+# cancellous bone 200-400, cortical bone 700-1000) and Brant & Helms,
+# Fundamentals of Diagnostic Radiology, 4th ed. They make the synthetic image
+# look plausible; no measurement depends on them.
+LABEL_INFO: dict[Label, LabelInfo] = {
+    Label.BACKGROUND: LabelInfo("air", -1000.0, False, "#000000", "air outside the body"),
+    Label.SKIN: LabelInfo("muscle", 40.0, False, "#e0b090", "skin (dermis; muscle properties)"),
+    Label.FAT: LabelInfo("fat", -100.0, False, "#f0e68c", "subcutaneous and visceral fat"),
+    Label.MUSCLE: LabelInfo("muscle", 55.0, False, "#b22222", "skeletal muscle"),
+    Label.RIB: LabelInfo("bone", 650.0, True, "#f5f5f5", "ribs and costal cartilage"),
+    Label.VERTEBRA: LabelInfo("bone", 400.0, True, "#dcdcdc", "vertebrae"),
+    Label.SPINAL_CANAL: LabelInfo(
+        "muscle", 20.0, True, "#4682b4", "spinal canal (cord and CSF; muscle properties)"
+    ),
+    Label.LIVER: LabelInfo("liver", 105.0, False, "#a0522d", "liver parenchyma"),
+    Label.TUMOR: LabelInfo("tumor", 55.0, False, "#00ff7f", "liver tumour (hypodense)"),
+    Label.PORTAL_VEIN: LabelInfo("blood", 170.0, True, "#1e90ff", "portal vein tree"),
+    Label.HEPATIC_VEIN: LabelInfo("blood", 150.0, True, "#00bfff", "hepatic vein tree"),
+    Label.HEPATIC_ARTERY: LabelInfo("blood", 190.0, True, "#ff0000", "hepatic artery branches"),
+    Label.BILE_DUCT: LabelInfo("gallbladder_bile", 15.0, True, "#adff2f", "central bile ducts"),
+    Label.IVC: LabelInfo("blood", 140.0, True, "#4169e1", "inferior vena cava"),
+    Label.AORTA: LabelInfo("blood", 180.0, True, "#dc143c", "abdominal aorta"),
+    Label.GALLBLADDER: LabelInfo("gallbladder_bile", 10.0, True, "#9acd32", "gallbladder"),
+    Label.BOWEL_WALL: LabelInfo("bowel_wall", 60.0, True, "#ff69b4", "bowel wall"),
+    Label.BOWEL_CONTENT: LabelInfo(
+        "bowel_wall", -500.0, True, "#ffc0cb", "bowel content (gas and fluid; bowel properties)"
+    ),
+    Label.STOMACH: LabelInfo("bowel_wall", 30.0, True, "#db7093", "stomach (bowel properties)"),
+    Label.KIDNEY: LabelInfo("kidney", 170.0, True, "#8b008b", "right kidney"),
+    Label.SPLEEN: LabelInfo("liver", 110.0, False, "#800000", "spleen (liver properties)"),
+    Label.LUNG: LabelInfo("lung", -850.0, True, "#87ceeb", "lung base"),
+    Label.DIAPHRAGM: LabelInfo("muscle", 50.0, True, "#cd5c5c", "diaphragm"),
+}
+
+
+def label_from_name(name: str) -> Label:
+    """The :class:`Label` for a name such as ``"liver"`` or ``"PORTAL_VEIN"``."""
+    key = name.strip().upper().replace("-", "_").replace(" ", "_")
+    try:
+        return Label[key]
+    except KeyError:
+        known = ", ".join(lbl.name.lower() for lbl in Label)
+        raise InputError(f"unknown label name {name!r}; known: {known}") from None

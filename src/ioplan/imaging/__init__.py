@@ -1,0 +1,54 @@
+"""Geometry and images: :class:`Grid`, :class:`Volume`, file input and output, resampling.
+
+Arrays are indexed ``(z, y, x)``; physical points are ``(x, y, z)`` in patient
+LPS millimetres. NIfTI (RAS on disk) is converted to LPS when read and back
+when written, in :mod:`ioplan.imaging._io` only.
+"""
+
+from ioplan.imaging._dicom import (
+    DicomSliceHeader,
+    dicom_series_grid,
+    read_dicom_series,
+    write_dicom_series,
+)
+from ioplan.imaging._grid import AXIAL_DIRECTION, Grid
+from ioplan.imaging._io import (
+    image_format,
+    read_image,
+    read_nifti,
+    read_sitk,
+    write_image,
+    write_nifti,
+    write_sitk,
+)
+from ioplan.imaging._sitk import (
+    Interpolation,
+    from_sitk,
+    resample,
+    resample_to_spacing,
+    to_sitk,
+)
+from ioplan.imaging._volume import Volume, check_finite
+
+__all__ = [
+    "AXIAL_DIRECTION",
+    "DicomSliceHeader",
+    "Grid",
+    "Interpolation",
+    "Volume",
+    "check_finite",
+    "dicom_series_grid",
+    "from_sitk",
+    "image_format",
+    "read_dicom_series",
+    "read_image",
+    "read_nifti",
+    "read_sitk",
+    "resample",
+    "resample_to_spacing",
+    "to_sitk",
+    "write_dicom_series",
+    "write_image",
+    "write_nifti",
+    "write_sitk",
+]

@@ -1,0 +1,384 @@
+"""DICOM series: read with pydicom (sorted by position, not by file name), write anonymous series.
+
+No identifying tag is ever logged or put in an error message: messages name
+files, positions and geometry only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from ioplan.errors import (
+    DicomSeriesError,
+    FileFormatError,
+    InputFileNotFoundError,
+    OutputExistsError,
+)
+from ioplan.imaging._grid import Grid
+from ioplan.imaging._volume import Volume
+
+__all__ = ["DicomSliceHeader", "dicom_series_grid", "read_dicom_series", "write_dicom_series"]
+
+# Orientation cosines are written with 6-10 significant digits; positions
+# with about 0.001 mm. These tolerances are above that rounding and far below
+# a clinically meaningful error.
+_COS_TOL = 1e-4
+_POS_TOL_MM = 0.01
+# Slice gaps may vary by this fraction before the series is called irregular
+# (scanners round positions; 1 % of a 5 mm gap is 0.05 mm).
+_GAP_REL_TOL = 0.01
+
+_CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+_MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+
+
+@dataclass(frozen=True)
+class DicomSliceHeader:
+    """The geometry of one DICOM image slice (no patient data)."""
+
+    path: Path
+    series_uid: str
+    rows: int
+    columns: int
+    row_cosine: tuple[float, float, float]  # along increasing column index (x)
+    column_cosine: tuple[float, float, float]  # along increasing row index (y)
+    position_mm: tuple[float, float, float]
+    pixel_spacing_mm: tuple[float, float]  # (between rows, between columns)
+    slice_thickness_mm: float | None
+    spacing_between_slices_mm: float | None
+
+
+def _floats(value: Any, n: int, what: str, path: Path) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{path}: {what} is not numeric: {value!r}") from None
+    if len(out) != n or not np.all(np.isfinite(out)):
+        raise FileFormatError(f"{path}: {what} must have {n} finite values, got {value!r}")
+    return out
+
+
+def _header(ds: Dataset, path: Path) -> DicomSliceHeader:
+    for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
+        if tag not in ds:
+            raise FileFormatError(f"{path}: DICOM image lacks {tag}; cannot place it in space")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1:
+        raise FileFormatError(
+            f"{path}: multi-frame DICOM ({frames} frames) is not supported; export single slices"
+        )
+    iop = _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
+    row, col = np.array(iop[:3]), np.array(iop[3:])
+    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3:
+        raise FileFormatError(f"{path}: ImageOrientationPatient is not unit length: {iop}")
+    if abs(float(row @ col)) > 1e-3:
+        raise FileFormatError(f"{path}: ImageOrientationPatient axes are not orthogonal: {iop}")
+    ps = _floats(ds.PixelSpacing, 2, "PixelSpacing", path)
+    if min(ps) <= 0:
+        raise FileFormatError(f"{path}: PixelSpacing must be > 0, got {ps}")
+
+    def _opt(tag: str) -> float | None:
+        v = ds.get(tag)
+        try:
+            return float(v) if v not in (None, "") else None
+        except (TypeError, ValueError):
+            return None
+
+    return DicomSliceHeader(
+        path=path,
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        row_cosine=tuple(row / np.linalg.norm(row)),
+        column_cosine=tuple(col / np.linalg.norm(col)),
+        position_mm=_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path),
+        pixel_spacing_mm=(ps[0], ps[1]),
+        slice_thickness_mm=_opt("SliceThickness"),
+        spacing_between_slices_mm=_opt("SpacingBetweenSlices"),
+    )
+
+
+def _dcmread(path: Path, *, pixels: bool) -> Dataset:
+    with warnings.catch_warnings():
+        # pydicom warns about harmless VR quirks; they must not leak to users as noise.
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(str(path), stop_before_pixels=not pixels)
+
+
+def _list_candidates(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHeader, Dataset]]:
+    if not path.exists():
+        raise InputFileNotFoundError(f"{path}: no such file or folder")
+    files = _list_candidates(path)
+    if not files:
+        raise FileFormatError(f"{path}: folder is empty, no DICOM files")
+    slices: list[tuple[DicomSliceHeader, Dataset]] = []
+    n_not_dicom = 0
+    for f in files:
+        try:
+            ds = _dcmread(f, pixels=False)
+        except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError):
+            n_not_dicom += 1
+            continue
+        if "PixelData" not in ds and "Rows" not in ds:
+            continue  # DICOMDIR, structured reports, ...
+        slices.append((_header(ds, f), ds))
+    if not slices:
+        if path.is_file():
+            raise FileFormatError(f"{path}: not a DICOM image file")
+        raise FileFormatError(f"{path}: no DICOM image among {len(files)} files")
+    uids = sorted({h.series_uid for h, _ in slices})
+    if series_uid is not None:
+        slices = [(h, d) for h, d in slices if h.series_uid == series_uid]
+        if not slices:
+            raise DicomSeriesError(f"{path}: no series with SeriesInstanceUID {series_uid}")
+    elif len(uids) > 1:
+        raise DicomSeriesError(
+            f"{path}: holds {len(uids)} series; choose one with series_uid (--series-uid): "
+            + ", ".join(uids)
+        )
+    return slices
+
+
+def _series_geometry(headers: list[DicomSliceHeader], where: Path) -> tuple[Grid, list[int]]:
+    """The grid of a series, and the order of ``headers`` from inferior to superior slice."""
+    h0 = headers[0]
+    for h in headers[1:]:
+        if (h.rows, h.columns) != (h0.rows, h0.columns):
+            raise DicomSeriesError(
+                f"{where}: mixed image sizes {h0.rows}x{h0.columns} and {h.rows}x{h.columns}"
+            )
+        if not (
+            np.allclose(h.row_cosine, h0.row_cosine, atol=_COS_TOL)
+            and np.allclose(h.column_cosine, h0.column_cosine, atol=_COS_TOL)
+        ):
+            raise DicomSeriesError(f"{where}: slices have different orientations ({h.path.name})")
+        if not np.allclose(h.pixel_spacing_mm, h0.pixel_spacing_mm, atol=1e-4):
+            raise DicomSeriesError(
+                f"{where}: mixed pixel spacing {h0.pixel_spacing_mm} and {h.pixel_spacing_mm} mm"
+            )
+    row = np.array(h0.row_cosine)
+    col = np.array(h0.column_cosine)
+    normal = np.cross(row, col)
+    pos = np.array([h.position_mm for h in headers])
+    along = pos @ normal
+    order = [int(i) for i in np.argsort(along, kind="stable")]
+    along = along[order]
+    pos = pos[order]
+    if len(headers) > 1:
+        gaps = np.diff(along)
+        if np.any(gaps < _POS_TOL_MM):
+            i = int(np.argmin(gaps))
+            raise DicomSeriesError(
+                f"{where}: two slices at the same position {along[i]:.3f} mm along the normal "
+                f"({headers[order[i]].path.name}, {headers[order[i + 1]].path.name})"
+            )
+        in_plane = (pos[1:] - pos[:-1]) - np.outer(gaps, normal)
+        if np.max(np.linalg.norm(in_plane, axis=1)) > max(_POS_TOL_MM, 0.01 * float(gaps.min())):
+            raise DicomSeriesError(
+                f"{where}: slice positions are not along the slice normal (gantry tilt or "
+                "shear); resample the series first"
+            )
+        step = float(np.min(gaps))
+        if float(np.max(gaps)) - step > max(_POS_TOL_MM, _GAP_REL_TOL * step):
+            ratios = gaps / step
+            i = int(np.argmax(gaps))
+            if np.allclose(ratios, np.rint(ratios), atol=0.05):
+                missing = round(float(np.sum(np.rint(ratios) - 1)))
+                raise DicomSeriesError(
+                    f"{where}: {missing} slice(s) missing: gap of {gaps[i]:.3f} mm after position "
+                    f"{along[i]:.3f} mm where the spacing is {step:.3f} mm"
+                )
+            raise DicomSeriesError(
+                f"{where}: mixed slice spacing from {step:.3f} to {float(np.max(gaps)):.3f} mm"
+            )
+        dz = float(np.mean(gaps))
+    else:
+        dz = h0.spacing_between_slices_mm or h0.slice_thickness_mm or 1.0
+    direction = np.column_stack([normal, col, row])
+    grid = Grid(
+        shape=(len(headers), h0.rows, h0.columns),
+        spacing_mm=(dz, h0.pixel_spacing_mm[0], h0.pixel_spacing_mm[1]),
+        origin_mm=tuple(pos[0]),
+        direction=tuple(map(tuple, direction)),
+    )
+    return grid, order
+
+
+def dicom_series_grid(path: str | Path, *, series_uid: str | None = None) -> Grid:
+    """The grid of a DICOM series (or single file) from its headers only, without pixels."""
+    p = Path(path)
+    slices = _load_headers(p, series_uid)
+    grid, _ = _series_geometry([h for h, _ in slices], p)
+    return grid
+
+
+def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Volume:
+    """Read a DICOM series (a folder) or one DICOM image into a :class:`Volume`.
+
+    Slices are sorted by their position along the slice normal, never by file
+    name. Rescale slope and intercept are applied (CT gives HU). The series
+    must be regular: one orientation, one pixel spacing, evenly spaced slices
+    along the normal.
+
+    Raises
+    ------
+    ioplan.errors.DicomSeriesError
+        Missing slice, mixed spacing, orientations or sizes, duplicate
+        positions, several series without ``series_uid``.
+    ioplan.errors.FileFormatError
+        No DICOM image found, or pixel data that cannot be decoded.
+    """
+    p = Path(path)
+    slices = _load_headers(p, series_uid)
+    grid, order = _series_geometry([h for h, _ in slices], p)
+    planes = []
+    slopes_intercepts = []
+    for i in order:
+        h = slices[i][0]
+        try:
+            ds = _dcmread(h.path, pixels=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pix = ds.pixel_array
+        except Exception as exc:  # decoders raise many types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FileFormatError(f"{h.path}: cannot decode pixel data ({first})") from None
+        if pix.shape != (h.rows, h.columns):
+            raise FileFormatError(f"{h.path}: pixel data shape {pix.shape} is not Rows x Columns")
+        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slopes_intercepts.append((slope, intercept))
+        planes.append(pix)
+    raw = np.stack(planes)
+    if all(s == 1.0 and b == 0.0 for s, b in slopes_intercepts):
+        array = raw
+    else:
+        integral = all(
+            float(s).is_integer() and float(b).is_integer() for s, b in slopes_intercepts
+        )
+        dtype = np.int32 if integral else np.float32
+        array = np.empty(raw.shape, dtype=dtype)
+        for k, (s, b) in enumerate(slopes_intercepts):
+            array[k] = raw[k].astype(np.float64) * s + b
+        if integral and array.min() >= -32768 and array.max() <= 32767:
+            array = array.astype(np.int16)
+    return Volume(array, grid)
+
+
+def _flip_to_dicom_order(volume: Volume) -> Volume:
+    """Make array axis 0 point along cross(row, column), as readers sort slices."""
+    d = volume.grid.direction_matrix
+    if float(d[:, 0] @ np.cross(d[:, 2], d[:, 1])) > 0:
+        return volume
+    g = volume.grid
+    last = g.index_to_lps((g.shape[0] - 1, 0, 0))
+    d2 = d.copy()
+    d2[:, 0] = -d2[:, 0]
+    grid = Grid(g.shape, g.spacing_mm, tuple(last), tuple(map(tuple, d2)))
+    return Volume(np.ascontiguousarray(volume.array[::-1]), grid)
+
+
+def _quantise(array: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """Stored int16 values, slope and intercept that represent ``array``."""
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        a = array.astype(np.int64)
+        if a.size == 0 or (a.min() >= -32768 and a.max() <= 32767):
+            return a.astype(np.int16), 1.0, 0.0
+    a = array.astype(np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    if hi == lo:
+        return np.zeros(a.shape, np.int16), 1.0, lo
+    slope = (hi - lo) / 65534.0
+    intercept = (hi + lo) / 2.0
+    stored = np.rint((a - intercept) / slope)
+    return np.clip(stored, -32767, 32767).astype(np.int16), slope, intercept
+
+
+def write_dicom_series(
+    volume: Volume,
+    folder: str | Path,
+    *,
+    modality: str = "CT",
+    series_description: str = "ioplan",
+    patient_id: str = "ANONYMOUS",
+    overwrite: bool = False,
+) -> Path:
+    """Write a volume as an anonymous single-frame DICOM series, one file per slice.
+
+    Integer data within int16 is stored exactly; other data is quantised to
+    int16 with a rescale slope (error at most half the slope). File names are
+    ``IM00001.dcm`` ... in slice order, but readers must sort by position.
+    The only patient identifier written is ``patient_id`` (default
+    ``"ANONYMOUS"``); the patient name is left empty.
+    """
+    folder = Path(folder)
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"{folder} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
+        )
+    if modality not in ("CT", "MR"):
+        raise FileFormatError(f"modality must be 'CT' or 'MR', got {modality!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("IM*.dcm"):
+        old.unlink()
+    vol = _flip_to_dicom_order(volume)
+    g = vol.grid
+    d = g.direction_matrix
+    stored, slope, intercept = _quantise(vol.array)
+    study_uid, series_uid, for_uid = generate_uid(), generate_uid(), generate_uid()
+    sop_class = _CT_IMAGE_STORAGE if modality == "CT" else _MR_IMAGE_STORAGE
+    today = _dt.date.today().strftime("%Y%m%d")
+    row_cos, col_cos = d[:, 2], d[:, 1]
+    for k in range(g.shape[0]):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class
+        sop_uid = generate_uid()
+        meta.MediaStorageSOPInstanceUID = sop_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = sop_class
+        ds.SOPInstanceUID = sop_uid
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = for_uid
+        ds.Modality = modality
+        ds.PatientName = ""
+        ds.PatientID = patient_id
+        ds.StudyDate = ds.SeriesDate = today
+        ds.SeriesDescription = series_description
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [f"{v:.10g}" for v in (*row_cos, *col_cos)]
+        ds.ImagePositionPatient = [f"{v:.10g}" for v in g.index_to_lps((k, 0, 0))]
+        ds.PixelSpacing = [f"{g.spacing_mm[1]:.10g}", f"{g.spacing_mm[2]:.10g}"]
+        ds.SliceThickness = f"{g.spacing_mm[0]:.10g}"
+        ds.SpacingBetweenSlices = f"{g.spacing_mm[0]:.10g}"
+        ds.Rows, ds.Columns = g.shape[1], g.shape[2]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleSlope = f"{slope:.10g}"
+        ds.RescaleIntercept = f"{intercept:.10g}"
+        ds.PixelData = np.ascontiguousarray(stored[k]).astype("<i2").tobytes()
+        ds.save_as(folder / f"IM{k + 1:05d}.dcm", enforce_file_format=True)
+    return folder

@@ -1,0 +1,205 @@
+"""Reading and writing volumes: NIfTI, NRRD (and other ITK formats), DICOM series.
+
+NIfTI stores RAS coordinates; ioplan works in LPS. The conversion happens in
+:func:`_nifti_affine_to_lps` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from ioplan.errors import (
+    FileFormatError,
+    InputError,
+    InputFileNotFoundError,
+    OutputExistsError,
+)
+from ioplan.imaging._volume import Volume, check_finite
+
+__all__ = [
+    "image_format",
+    "read_image",
+    "read_nifti",
+    "read_sitk",
+    "write_image",
+    "write_nifti",
+    "write_sitk",
+]
+
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_SITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+
+# (z, y, x, 1) index -> (i, j, k, 1) = (x, y, z, 1): nibabel's axis order is
+# the reverse of ours. RAS <-> LPS: negate the first two coordinates. Both
+# matrices are their own inverse.
+_ZYX_TO_IJK = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=float)
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _nifti_affine_to_lps(affine_ras_ijk: np.ndarray) -> np.ndarray:
+    """NIfTI ``(i, j, k) -> RAS`` affine to ioplan ``(z, y, x) -> LPS`` (and back)."""
+    return _RAS_TO_LPS @ np.asarray(affine_ras_ijk, dtype=float) @ _ZYX_TO_IJK
+
+
+def image_format(path: str | Path) -> str:
+    """``"nifti"``, ``"sitk"`` (NRRD, MetaImage) or ``"dicom"`` from a path's name."""
+    name = str(path).lower()
+    if name.endswith(_NIFTI_SUFFIXES):
+        return "nifti"
+    if name.endswith(_SITK_SUFFIXES):
+        return "sitk"
+    if Path(path).is_dir() or name.endswith(".dcm"):
+        return "dicom"
+    raise FileFormatError(
+        f"{path}: unknown image format (expected .nii, .nii.gz, .nrrd, .nhdr, .mha, .mhd, "
+        "a .dcm file or a DICOM folder)"
+    )
+
+
+def _require_exists(path: Path) -> None:
+    if not path.exists():
+        raise InputFileNotFoundError(f"{path}: no such file or folder")
+
+
+def _check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
+# -- NIfTI -----------------------------------------------------------------
+def read_nifti(path: str | Path) -> Volume:
+    """Read a 3D NIfTI-1/2 file into a :class:`Volume` in LPS.
+
+    The sform is used when set, else the qform (nibabel's ``affine``). A
+    trailing singleton 4th dimension is dropped. ``scl_slope``/``scl_inter``
+    are applied.
+    """
+    path = Path(path)
+    _require_exists(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj)
+    except Exception as exc:  # nibabel raises many types for corrupt files
+        raise FileFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise FileFormatError(f"{path}: expected a 3D image, got shape {data.shape}")
+    array = np.ascontiguousarray(data.transpose(2, 1, 0))
+    try:
+        return Volume.from_affine(array, _nifti_affine_to_lps(img.affine))
+    except InputError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+
+
+def write_nifti(volume: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a volume as NIfTI-1 (RAS on disk, sform and qform code 1, mm units)."""
+    path = Path(path)
+    _check_output(path, overwrite)
+    arr = volume.array
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    affine = _nifti_affine_to_lps(volume.grid.affine)  # the map is its own inverse
+    img = nib.Nifti1Image(np.ascontiguousarray(arr.transpose(2, 1, 0)), affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, str(path))
+    return path
+
+
+# -- NRRD and MetaImage through SimpleITK ------------------------------------
+def read_sitk(path: str | Path) -> Volume:
+    """Read NRRD, MetaImage or another ITK format (SimpleITK reports LPS)."""
+    from ioplan.imaging._sitk import from_sitk
+
+    path = Path(path)
+    _require_exists(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise FileFormatError(f"{path}: not a readable image ({first})") from None
+    try:
+        return from_sitk(image)
+    except InputError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
+
+
+def write_sitk(volume: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write NRRD or MetaImage (compressed) through SimpleITK."""
+    from ioplan.imaging._sitk import to_sitk
+
+    path = Path(path)
+    _check_output(path, overwrite)
+    sitk.WriteImage(to_sitk(volume), str(path), useCompression=True)
+    return path
+
+
+# -- dispatch ----------------------------------------------------------------
+def read_image(
+    path: str | Path,
+    *,
+    allow_nan: bool = False,
+    series_uid: str | None = None,
+) -> Volume:
+    """Read a volume from NIfTI, NRRD, MetaImage, a DICOM file or a DICOM series folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        File, or folder of DICOM files.
+    allow_nan : bool
+        Accept NaN or infinite voxels (default: raise
+        :class:`~ioplan.errors.InvalidImageError`).
+    series_uid : str, optional
+        For a DICOM folder holding several series, the one to read.
+
+    Returns
+    -------
+    Volume
+        Array ``(z, y, x)`` with its LPS geometry.
+    """
+    from ioplan.imaging._dicom import read_dicom_series
+
+    path = Path(path)
+    _require_exists(path)
+    kind = image_format(path)
+    if kind == "nifti":
+        vol = read_nifti(path)
+    elif kind == "sitk":
+        vol = read_sitk(path)
+    else:
+        vol = read_dicom_series(path, series_uid=series_uid)
+    if not allow_nan:
+        check_finite(vol.array, what=str(path))
+    return vol
+
+
+def write_image(
+    volume: Volume,
+    path: str | Path,
+    *,
+    overwrite: bool = False,
+    **dicom_options: Any,
+) -> Path:
+    """Write a volume; the format follows the name (a folder or ``.dcm`` means DICOM series)."""
+    from ioplan.imaging._dicom import write_dicom_series
+
+    path = Path(path)
+    name = str(path).lower()
+    if name.endswith(_NIFTI_SUFFIXES):
+        return write_nifti(volume, path, overwrite=overwrite)
+    if name.endswith(_SITK_SUFFIXES):
+        return write_sitk(volume, path, overwrite=overwrite)
+    if not path.suffix or path.is_dir():
+        return write_dicom_series(volume, path, overwrite=overwrite, **dicom_options)
+    raise FileFormatError(f"{path}: unknown output format (use .nii.gz, .nrrd, .mha or a folder)")

@@ -1,0 +1,140 @@
+"""Conversion between :class:`Volume` and SimpleITK images, and resampling."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from ioplan.errors import InputError
+from ioplan.imaging._grid import Grid
+from ioplan.imaging._volume import Volume
+
+__all__ = ["Interpolation", "from_sitk", "resample", "resample_to_spacing", "to_sitk"]
+
+
+class Interpolation(StrEnum):
+    """Interpolation used by :func:`resample`; plain strings are accepted too."""
+
+    NEAREST = "nearest"
+    LINEAR = "linear"
+    BSPLINE = "bspline"
+    LABEL_GAUSSIAN = "label_gaussian"
+
+
+_SITK_INTERPOLATORS = {
+    Interpolation.NEAREST: sitk.sitkNearestNeighbor,
+    Interpolation.LINEAR: sitk.sitkLinear,
+    Interpolation.BSPLINE: sitk.sitkBSpline,
+    Interpolation.LABEL_GAUSSIAN: sitk.sitkLabelGaussian,
+}
+
+
+def to_sitk(volume: Volume) -> sitk.Image:
+    """A SimpleITK image with the volume's values and geometry (booleans become uint8)."""
+    arr = volume.array
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
+    geom = volume.grid.to_sitk_geometry()
+    img.SetSpacing(geom["spacing"])
+    img.SetOrigin(geom["origin"])
+    img.SetDirection(geom["direction"])
+    return img
+
+
+def from_sitk(image: sitk.Image) -> Volume:
+    """A :class:`Volume` from a 3D scalar SimpleITK image (a 2D image becomes one slice)."""
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(
+            f"expected a scalar image, got {image.GetNumberOfComponentsPerPixel()} components"
+        )
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    if image.GetDimension() != 3:
+        raise InputError(f"expected a 3D image, got {image.GetDimension()}D")
+    grid = Grid.from_sitk_geometry(
+        image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()
+    )
+    return Volume(sitk.GetArrayFromImage(image), grid)
+
+
+def _reference_image(grid: Grid) -> sitk.Image:
+    geom = grid.to_sitk_geometry()
+    ref = sitk.Image([int(s) for s in geom["size"]], sitk.sitkUInt8)
+    ref.SetSpacing(geom["spacing"])
+    ref.SetOrigin(geom["origin"])
+    ref.SetDirection(geom["direction"])
+    return ref
+
+
+def resample(
+    volume: Volume,
+    grid: Grid,
+    *,
+    interpolation: Interpolation | str = Interpolation.LINEAR,
+    default_value: float = 0.0,
+) -> Volume:
+    """Resample ``volume`` onto ``grid`` (same patient space, no transform).
+
+    Parameters
+    ----------
+    volume : Volume
+        Image to resample.
+    grid : Grid
+        Target geometry.
+    interpolation : {"linear", "nearest", "bspline", "label_gaussian"}
+        Use ``"nearest"`` or ``"label_gaussian"`` for label maps; these keep the
+        input dtype. The others return float64.
+    default_value : float
+        Value of target voxels that fall outside ``volume``.
+
+    Returns
+    -------
+    Volume
+        Values on ``grid``.
+    """
+    try:
+        interp = Interpolation(interpolation)
+    except ValueError:
+        choices = ", ".join(i.value for i in Interpolation)
+        raise InputError(f"interpolation must be one of {choices}; got {interpolation!r}") from None
+    src = volume
+    if interp in (Interpolation.LINEAR, Interpolation.BSPLINE):
+        src = volume.with_array(volume.array.astype(np.float64))
+    image = to_sitk(src)
+    out = sitk.Resample(
+        image,
+        _reference_image(grid),
+        sitk.Transform(),
+        _SITK_INTERPOLATORS[interp],
+        float(default_value),
+        image.GetPixelID(),
+    )
+    res = from_sitk(out)
+    if volume.array.dtype == bool:
+        return Volume(res.array.astype(bool), grid)
+    return Volume(res.array, grid)
+
+
+def resample_to_spacing(
+    volume: Volume,
+    spacing_mm: Any,
+    *,
+    interpolation: Interpolation | str = Interpolation.LINEAR,
+) -> Volume:
+    """Resample onto a grid with ``spacing_mm`` (``(z, y, x)``) covering the same extent."""
+    g = volume.grid
+    new_spacing = Grid((1, 1, 1), spacing_mm).spacing_mm  # validates
+    shape = tuple(
+        max(1, round(n * s / ns))
+        for n, s, ns in zip(g.shape, g.spacing_mm, new_spacing, strict=True)
+    )
+    # Keep the outer voxel edges where they were: the first centre moves by
+    # half the difference in spacing along each axis.
+    shift_idx = [(ns / s - 1.0) / 2.0 for s, ns in zip(g.spacing_mm, new_spacing, strict=True)]
+    origin = tuple(g.index_to_lps(shift_idx))
+    target = Grid(shape, new_spacing, origin, g.direction)
+    return resample(volume, target, interpolation=interpolation)

@@ -1,0 +1,31 @@
+"""Tissue properties with their sources, and their temperature dependence."""
+
+from ioplan.tissue._properties import (
+    TissueProperties,
+    arrhenius_parameters,
+    cem43_parameters,
+    constants,
+    dielectric_ji_brace_2450,
+    label_property_map,
+    phase_change,
+    rf_conductivity,
+    source_of,
+    specific_heat_liver,
+    tissue,
+    tissue_names,
+)
+
+__all__ = [
+    "TissueProperties",
+    "arrhenius_parameters",
+    "cem43_parameters",
+    "constants",
+    "dielectric_ji_brace_2450",
+    "label_property_map",
+    "phase_change",
+    "rf_conductivity",
+    "source_of",
+    "specific_heat_liver",
+    "tissue",
+    "tissue_names",
+]

@@ -1,0 +1,228 @@
+"""Tissue property tables (``data/tissues.toml``) and their temperature dependence.
+
+Every number in the data file is stored with its source; :func:`source_of`
+returns it. Values are SI, with the unit in the key name.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, fields
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from ioplan.errors import FileFormatError, InputError
+
+__all__ = [
+    "TissueProperties",
+    "arrhenius_parameters",
+    "cem43_parameters",
+    "constants",
+    "dielectric_ji_brace_2450",
+    "label_property_map",
+    "phase_change",
+    "rf_conductivity",
+    "source_of",
+    "specific_heat_liver",
+    "tissue",
+    "tissue_names",
+]
+
+
+@dataclass(frozen=True)
+class TissueProperties:
+    """Properties of one tissue at 37 °C (SI units).
+
+    Attributes
+    ----------
+    density_kg_m3, specific_heat_j_kg_k, thermal_conductivity_w_m_k : float
+        Thermal properties.
+    perfusion_1_per_s : float
+        Volumetric blood perfusion (m^3 blood per m^3 tissue per s). The Pennes
+        term is ``rho_b * c_b * perfusion_1_per_s * (T_a - T)``.
+    electrical_conductivity_480khz_s_m : float
+        Conductivity at radiofrequency ablation frequencies.
+    relative_permittivity_915mhz, conductivity_915mhz_s_m : float
+        Dielectric properties at 915 MHz.
+    relative_permittivity_2450mhz, conductivity_2450mhz_s_m : float
+        Dielectric properties at 2450 MHz.
+    """
+
+    name: str
+    description: str
+    density_kg_m3: float
+    specific_heat_j_kg_k: float
+    thermal_conductivity_w_m_k: float
+    perfusion_1_per_s: float
+    electrical_conductivity_480khz_s_m: float
+    relative_permittivity_915mhz: float
+    conductivity_915mhz_s_m: float
+    relative_permittivity_2450mhz: float
+    conductivity_2450mhz_s_m: float
+
+    @property
+    def thermal_diffusivity_m2_s(self) -> float:
+        """K / (rho c), m^2/s."""
+        return self.thermal_conductivity_w_m_k / (self.density_kg_m3 * self.specific_heat_j_kg_k)
+
+
+_NUMERIC_FIELDS = tuple(
+    f.name for f in fields(TissueProperties) if f.name not in ("name", "description")
+)
+_NON_TISSUE_TABLES = ("constants", "temperature_dependence", "phase_change", "damage")
+
+
+@cache
+def _raw() -> dict[str, Any]:
+    text = resources.files("ioplan.tissue").joinpath("data/tissues.toml").read_text()
+    data = tomllib.loads(text)
+    _check_sources(data, "")
+    return data
+
+
+def _check_sources(node: Any, path: str) -> None:
+    """Every numeric entry must be ``{value, source}`` with a non-empty source."""
+    if isinstance(node, dict):
+        if "value" in node:
+            if set(node) != {"value", "source"} or not str(node["source"]).strip():
+                raise FileFormatError(f"tissues.toml: {path} must be {{value, source}}")
+            return
+        for k, v in node.items():
+            _check_sources(v, f"{path}.{k}" if path else k)
+    elif isinstance(node, int | float) and path != "schema_version":
+        raise FileFormatError(f"tissues.toml: {path} has a value without a source")
+
+
+def _value(table: dict[str, Any], key: str, where: str) -> float:
+    try:
+        return float(table[key]["value"])
+    except KeyError:
+        raise FileFormatError(f"tissues.toml: {where} lacks {key}") from None
+
+
+def tissue_names() -> tuple[str, ...]:
+    """Names of the tissues in the table."""
+    return tuple(k for k in _raw() if k not in _NON_TISSUE_TABLES and k != "schema_version")
+
+
+@cache
+def tissue(name: str) -> TissueProperties:
+    """Properties of tissue ``name`` (``"liver"``, ``"tumor"``, ``"blood"``, ...)."""
+    raw = _raw()
+    if name not in tissue_names():
+        raise InputError(f"unknown tissue {name!r}; known: {', '.join(tissue_names())}")
+    t = raw[name]
+    return TissueProperties(
+        name=name,
+        description=str(t.get("description", "")),
+        **{f: _value(t, f, name) for f in _NUMERIC_FIELDS},
+    )
+
+
+def source_of(path: str) -> str:
+    """The source of a value, for example ``source_of("liver.density_kg_m3")``."""
+    node: Any = _raw()
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise InputError(f"no value {path!r} in the tissue table")
+        node = node[part]
+    if not isinstance(node, dict) or "source" not in node:
+        raise InputError(f"{path!r} is a table, not a value")
+    return str(node["source"])
+
+
+def _table(path: str) -> dict[str, float]:
+    node: Any = _raw()
+    for part in path.split("."):
+        node = node[part]
+    return {k: float(v["value"]) for k, v in node.items()}
+
+
+def constants() -> dict[str, float]:
+    """Blood and body temperature (°C) and the gas constant (J/mol/K)."""
+    return _table("constants")
+
+
+def phase_change() -> dict[str, float]:
+    """Freezing model: solidus and liquidus (°C), latent heat, frozen and mushy properties."""
+    return _table("phase_change")
+
+
+def arrhenius_parameters() -> dict[str, float]:
+    """Arrhenius damage parameters for liver: A (1/s), Ea (J/mol), R, necrosis Omega."""
+    return _table("damage.arrhenius_liver")
+
+
+def cem43_parameters() -> dict[str, float]:
+    """Sapareto-Dewey thermal dose parameters."""
+    return _table("damage.cem43")
+
+
+def dielectric_ji_brace_2450(temperature_c: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Relative permittivity and conductivity (S/m) of liver at 2450 MHz versus temperature.
+
+    ``eps_r(T) = a (1 - 1/(1 + exp(b - c T))) + 1`` and
+    ``sigma(T) = a' (1 - 1/(1 + exp(b' - c' T)))``, T in °C.
+
+    References
+    ----------
+    Ji Z, Brace CL. Expanded modeling of temperature-dependent dielectric
+    properties for microwave thermal ablation. Phys Med Biol 2011;56:5249.
+    DOI 10.1088/0031-9155/56/16/011
+    """
+    p = _table("temperature_dependence.ji_brace_2450mhz")
+    t = np.asarray(temperature_c, dtype=float)
+    eps = p["a_eps"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_eps"] - p["c_eps"] * t))) + 1.0
+    sig = p["a_sig"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_sig"] - p["c_sig"] * t)))
+    return eps, sig
+
+
+def rf_conductivity(sigma_ref_s_m: Any, temperature_c: Any) -> np.ndarray:
+    """Electrical conductivity at RF versus temperature: linear rise per °C above 37 °C.
+
+    Valid below the vaporisation roll-off near 100 °C (the engine handles that).
+    """
+    p = _table("temperature_dependence.rf_conductivity")
+    t = np.asarray(temperature_c, dtype=float)
+    return np.asarray(sigma_ref_s_m, float) * (
+        1.0 + p["coefficient_per_k"] * (t - p["reference_temperature_c"])
+    )
+
+
+def specific_heat_liver(temperature_c: Any) -> np.ndarray:
+    """Specific heat of liver (J/kg/K) versus temperature (Haemmerich et al. 2006).
+
+    Linear between the two measured points, constant outside them.
+    """
+    p = _table("temperature_dependence.specific_heat_liver")
+    t = np.asarray(temperature_c, dtype=float)
+    return np.interp(t, [p["t1_c"], p["t2_c"]], [p["c1_j_kg_k"], p["c2_j_kg_k"]])
+
+
+def label_property_map(labels: np.ndarray, prop: str, *, background: float = np.nan) -> np.ndarray:
+    """Per-voxel values of a tissue property for a label map (via ``LABEL_INFO[label].tissue``).
+
+    Parameters
+    ----------
+    labels : ndarray of int
+        ioplan :class:`~ioplan.anatomy.Label` values.
+    prop : str
+        A :class:`TissueProperties` field, e.g. ``"thermal_conductivity_w_m_k"``.
+    background : float
+        Value for labels with no tissue (air outside the body).
+    """
+    from ioplan.anatomy import LABEL_INFO
+
+    if prop not in _NUMERIC_FIELDS:
+        raise InputError(f"unknown tissue property {prop!r}; known: {', '.join(_NUMERIC_FIELDS)}")
+    lut = np.full(256, background, dtype=float)
+    for lbl, info in LABEL_INFO.items():
+        if info.tissue in tissue_names():
+            lut[int(lbl)] = getattr(tissue(info.tissue), prop)
+    arr = np.asarray(labels)
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise InputError(f"label values must be 0-255, got {arr.min()}..{arr.max()}")
+    return lut[arr]
