@@ -30,11 +30,11 @@ FOV_MM = (180.0, 260.0, 340.0)
 _Z_RANGE = (-95.0, 85.0)
 
 #: Default tumour centres (LPS mm), used in turn when a tumour has no centre:
-#: right posterior (segment VI/VII), right anterior (V/VIII), left lateral (II/III).
+#: right posterior (segment VI/VII), right anterior (V/VIII), medial (IV), right inferior (VI).
 DEFAULT_TUMOR_CENTRES_MM: tuple[tuple[float, float, float], ...] = (
     (-85.0, 25.0, 15.0),
     (-45.0, -45.0, 20.0),
-    (15.0, -50.0, 45.0),
+    (-10.0, -50.0, 15.0),
     (-95.0, -5.0, -20.0),
 )
 
@@ -503,12 +503,15 @@ def generate_phantom(
         return out
 
     hilum = np.array([-30.0, -8.0, -12.0])
+    # Right and left portal veins split the trunk by Murray's law (r^3 conserved).
+    r_trunk, r_right = 7.0, 5.9
+    r_left = (r_trunk**3 - r_right**3) ** (1.0 / 3.0)
     portal: list[VesselSegment] = [
-        VesselSegment("portal", 0, -1, (2.0, 2.0, -82.0), tuple(hilum), 7.0)
+        VesselSegment("portal", 0, -1, (2.0, 2.0, -82.0), tuple(hilum), r_trunk)
     ]
     for name, direction, radius in (
-        ("portal", (-1.0, 0.25, 0.35), 5.5),
-        ("portal", (1.0, -0.55, 0.7), 4.8),
+        ("portal", (-1.0, 0.25, 0.35), r_right),
+        ("portal", (1.0, -0.55, 0.7), r_left),
     ):
         sub = grow_tree(
             name, hilum, np.array(direction), radius, inside_depth_mm=inside_depth, rng=rng

@@ -127,31 +127,32 @@ def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHe
     files = _list_candidates(path)
     if not files:
         raise FileFormatError(f"{path}: folder is empty, no DICOM files")
-    slices: list[tuple[DicomSliceHeader, Dataset]] = []
-    n_not_dicom = 0
+    images: list[tuple[Path, Dataset]] = []
     for f in files:
         try:
             ds = _dcmread(f, pixels=False)
         except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError):
-            n_not_dicom += 1
             continue
         if "PixelData" not in ds and "Rows" not in ds:
             continue  # DICOMDIR, structured reports, ...
-        slices.append((_header(ds, f), ds))
-    if not slices:
+        images.append((f, ds))
+    if not images:
         if path.is_file():
             raise FileFormatError(f"{path}: not a DICOM image file")
         raise FileFormatError(f"{path}: no DICOM image among {len(files)} files")
-    uids = sorted({h.series_uid for h, _ in slices})
+    uids = sorted({str(ds.get("SeriesInstanceUID", "")) for _, ds in images})
     if series_uid is not None:
-        slices = [(h, d) for h, d in slices if h.series_uid == series_uid]
-        if not slices:
+        images = [(f, ds) for f, ds in images if str(ds.get("SeriesInstanceUID", "")) == series_uid]
+        if not images:
             raise DicomSeriesError(f"{path}: no series with SeriesInstanceUID {series_uid}")
     elif len(uids) > 1:
         raise DicomSeriesError(
             f"{path}: holds {len(uids)} series; choose one with series_uid (--series-uid): "
             + ", ".join(uids)
         )
+    # Geometry is checked only for the chosen series: other series in the same
+    # folder (screenshots, secondary captures) may lack it.
+    slices = [(_header(ds, f), ds) for f, ds in images]
     return slices
 
 
@@ -322,12 +323,15 @@ def write_dicom_series(
     """Write a volume as an anonymous single-frame DICOM series, one file per slice.
 
     Integer data within int16 is stored exactly; other data is quantised to
-    int16 with a rescale slope (error at most half the slope). File names are
+    int16 with a rescale slope (error at most half the slope, plus float32
+    rounding: :func:`read_dicom_series` returns rescaled data as float32). File names are
     ``IM00001.dcm`` ... in slice order, but readers must sort by position.
     The only patient identifier written is ``patient_id`` (default
     ``"ANONYMOUS"``); the patient name is left empty.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} exists and is not a folder; give a folder for DICOM")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(
             f"{folder} exists and is not empty; pass overwrite=True (--overwrite) to replace it"

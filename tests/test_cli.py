@@ -1,0 +1,179 @@
+"""The ``ioplan`` command: demo, phantom, info, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ioplan.cli import main
+from ioplan.imaging import Grid, Volume, write_nifti
+
+
+def _run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(code, err, *fragments):
+    assert code == 2
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) >= 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in err
+    text = " ".join(ln.strip() for ln in lines)  # rich may wrap a long line
+    for f in fragments:
+        assert f in text, (f, text)
+
+
+def test_demo_writes_case_and_overview(tmp_path, capsys):
+    out = tmp_path / "demo"
+    code, stdout, _ = _run(capsys, "demo", "--out", str(out), "--spacing-mm", "4", "--quiet")
+    assert code == 0
+    for name in (
+        "case.toml",
+        "image.nii.gz",
+        "labels.nii.gz",
+        "index.html",
+        "figures/overview.png",
+    ):
+        assert (out / name).exists(), name
+    html = (out / "index.html").read_text()
+    assert "figures/overview.png" in html and "liver" in html
+    assert "index.html" in stdout
+    # PNG signature: the figure is a real image
+    assert (out / "figures" / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    code, _, err = _run(capsys, "demo", "--out", str(out), "--spacing-mm", "4", "--quiet")
+    _assert_one_line_error(code, err, "--overwrite")
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+
+
+def test_phantom_and_info_json(tmp_path, capsys):
+    out = tmp_path / "case"
+    code, _, _ = _run(
+        capsys,
+        "phantom",
+        "--out",
+        str(out),
+        "--tumor-diameter-mm",
+        "30",
+        "--seed",
+        "1",
+        "--spacing-mm",
+        "4",
+        "--quiet",
+    )
+    assert code == 0
+    code, stdout, _ = _run(capsys, "info", str(out), "--json")
+    assert code == 0
+    doc = json.loads(stdout)
+    assert doc["grid"]["spacing_mm"] == [4.0, 4.0, 4.0]
+    assert doc["tumors"][0]["diameter_mm"] == 30.0
+    assert doc["source"]["seed"] == 1
+    assert doc["tumor_components"] == 1
+    # independent count with nibabel
+    img = nib.load(out / "labels.nii.gz")
+    n_liver = int(np.count_nonzero(np.asanyarray(img.dataobj) == 7))
+    vols = {d["label"]: d for d in doc["labels"]}
+    assert vols["liver"]["voxels"] == n_liver
+    assert vols["liver"]["volume_ml"] == pytest.approx(n_liver * 64 / 1000)
+    code, stdout, _ = _run(capsys, "info", str(out))
+    assert code == 0 and "liver" in stdout and "volume (mL)" in stdout
+
+
+def test_two_tumours_with_centres(tmp_path, capsys):
+    out = tmp_path / "case"
+    code, _, err = _run(
+        capsys,
+        "phantom",
+        "--out",
+        str(out),
+        "--spacing-mm",
+        "4",
+        "--quiet",
+        "--tumor-diameter-mm",
+        "20",
+        "--tumor-centre-mm",
+        "-85,25,15",
+        "--tumor-diameter-mm",
+        "15",
+        "--tumor-centre-mm",
+        "-45,-45,20",
+    )
+    assert code == 0, err
+    code, stdout, _ = _run(capsys, "info", str(out), "--json")
+    assert json.loads(stdout)["tumor_components"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["phantom", "--out", "{tmp}/x", "--spacing-mm", "-1"], ["spacing_mm", "-1"]),
+        (["phantom", "--out", "{tmp}/x", "--tumor-diameter-mm", "500"], ["diameter_mm", "500"]),
+        (["phantom", "--out", "{tmp}/x", "--tumor-centre-mm", "1,2"], ["--tumor-centre-mm"]),
+        (
+            [
+                "phantom",
+                "--out",
+                "{tmp}/x",
+                "--spacing-mm",
+                "4",
+                "--quiet",
+                "--tumor-diameter-mm",
+                "20",
+                "--tumor-centre-mm",
+                "150,0,-60",
+            ],
+            ["outside the liver"],
+        ),
+        (["info", "{tmp}/does-not-exist"], ["no such case folder"]),
+    ],
+)
+def test_user_errors_are_one_line(tmp_path, capsys, args, fragments):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, _, err = _run(capsys, *args)
+    _assert_one_line_error(code, err, *fragments)
+
+
+def test_info_on_broken_cases(tmp_path, capsys):
+    g = Grid((3, 3, 3))
+    folder = tmp_path / "c"
+    folder.mkdir()
+    write_nifti(Volume(np.full(g.shape, np.nan, np.float32), g), folder / "image.nii.gz")
+    write_nifti(Volume(np.zeros((3, 3, 4), np.uint8), Grid((3, 3, 4))), folder / "labels.nii.gz")
+    (folder / "case.toml").write_text(
+        'format = "ioplan-case"\nformat_version = 1\nimage = "image.nii.gz"\n'
+        'labels = "labels.nii.gz"\n[label_values]\nliver = 7\n'
+    )
+    code, _, err = _run(capsys, "info", str(folder))
+    _assert_one_line_error(code, err, "NaN")
+    write_nifti(Volume(np.zeros(g.shape, np.int16), g), folder / "image.nii.gz", overwrite=True)
+    code, _, err = _run(capsys, "info", str(folder))
+    _assert_one_line_error(code, err, "label map", "shape")
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    """The real process: python -m ioplan, as a user runs it."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ioplan", "info", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ")
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "ioplan", "--version"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and "ioplan" in proc.stdout

@@ -1,0 +1,178 @@
+"""The synthetic abdomen: determinism, anatomy, tumours, vessel trees, CT values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ioplan.anatomy import Label, PhantomConfig, TumorSpec, generate_phantom
+from ioplan.errors import InputError
+
+
+def _centroid_lps(phantom, label):
+    idx = np.argwhere(phantom.labels.array == label)
+    assert len(idx), f"{label.name} is missing"
+    return phantom.labels.grid.index_to_lps(idx.mean(axis=0))
+
+
+def test_same_seed_same_case_other_seed_other_case(small_phantom):
+    again = generate_phantom(PhantomConfig(spacing_mm=4.0, seed=3))
+    np.testing.assert_array_equal(again.labels.array, small_phantom.labels.array)
+    np.testing.assert_array_equal(again.image.array, small_phantom.image.array)
+    other = generate_phantom(PhantomConfig(spacing_mm=4.0, seed=4))
+    assert not np.array_equal(other.labels.array, small_phantom.labels.array)
+
+
+def test_every_structure_is_present(small_phantom):
+    present = set(np.unique(small_phantom.labels.array).tolist())
+    missing = [lbl.name for lbl in Label if int(lbl) not in present]
+    assert missing == []
+
+
+def test_anatomy_is_where_it_belongs(small_phantom):
+    """Textbook topography in LPS (+x patient left, +y posterior, +z superior)."""
+    liver = _centroid_lps(small_phantom, Label.LIVER)
+    spleen = _centroid_lps(small_phantom, Label.SPLEEN)
+    lung = _centroid_lps(small_phantom, Label.LUNG)
+    gb = _centroid_lps(small_phantom, Label.GALLBLADDER)
+    spine = _centroid_lps(small_phantom, Label.VERTEBRA)
+    aorta = _centroid_lps(small_phantom, Label.AORTA)
+    ivc = _centroid_lps(small_phantom, Label.IVC)
+    assert liver[0] < -20 and spleen[0] > 40  # liver on the right, spleen on the left
+    assert lung[2] > liver[2]  # lung bases above the liver
+    assert gb[1] < liver[1] and gb[2] < liver[2]  # gallbladder anterior-inferior
+    assert spine[1] > aorta[1] > -20  # aorta just in front of the spine
+    assert ivc[0] < aorta[0]  # IVC right of the aorta
+    # Liver volume of an adult: 1.2-2.0 L (e.g. Heinemann et al., Forensic Sci Int 1999).
+    ml = np.count_nonzero(small_phantom.labels.array == Label.LIVER) * (
+        small_phantom.labels.grid.voxel_volume_ml
+    )
+    assert 1000 < ml < 2200
+
+
+def test_liver_holds_tumour_and_vessels(small_phantom):
+    lab = small_phantom.labels.array
+    liver_region = ndimage.binary_closing(
+        np.isin(lab, [Label.LIVER, Label.TUMOR, Label.PORTAL_VEIN, Label.HEPATIC_VEIN]),
+        iterations=1,
+    )
+    tumour = lab == Label.TUMOR
+    assert np.all(liver_region[tumour])
+    # the tumour is not in contact with air, lung or bone
+    grown = ndimage.binary_dilation(tumour)
+    assert not np.any(np.isin(lab[grown], [Label.BACKGROUND, Label.LUNG, Label.RIB]))
+
+
+def test_sphere_tumour_volume_matches_analytic():
+    """An irregularity-0 tumour is a sphere: voxel count within 3 % of 4/3 pi r^3.
+
+    Lattice-point counts in a sphere of radius R voxels deviate from the
+    volume by about R^1.5 points (Gauss's sphere problem): R = 10 voxels gives
+    ~30 of 4189 points, under 1 %; 3 % leaves room for the tumour's voxel
+    phase.
+    """
+    d = 30.0
+    cfg = PhantomConfig(
+        spacing_mm=1.5,
+        seed=2,
+        noise_hu=0.0,
+        tumors=(TumorSpec(d, centre_mm=(-90.0, 10.0, 0.0), irregularity=0.0),),
+    )
+    ph = generate_phantom(cfg)
+    ml = np.count_nonzero(ph.labels.array == Label.TUMOR) * ph.labels.grid.voxel_volume_ml
+    exact = 4.0 / 3.0 * np.pi * (d / 2) ** 3 / 1000.0
+    # Large vessels (IVC) are never replaced by tumour; none lies within 15 mm of this centre.
+    assert ml == pytest.approx(exact, rel=0.03)
+
+
+def test_several_tumours_and_irregularity():
+    cfg = PhantomConfig(
+        spacing_mm=3.0,
+        seed=1,
+        tumors=(
+            TumorSpec(25.0, irregularity=0.3),
+            TumorSpec(15.0, histology="colorectal_metastasis"),
+        ),
+    )
+    ph = generate_phantom(cfg)
+    n = ndimage.label(ph.labels.array == Label.TUMOR)[1]
+    assert n == 2
+    assert ph.tumors[1].histology == "colorectal_metastasis"
+    assert ph.tumors[0].centre_mm != ph.tumors[1].centre_mm
+
+
+def test_vessel_trees_follow_murray_and_span_1_to_12_mm(small_phantom):
+    segs = small_phantom.vessels
+    by_tree: dict[str, dict[int, list]] = {}
+    for s in segs:
+        by_tree.setdefault(s.tree, {}).setdefault(s.parent, []).append(s)
+    checked = 0
+    for tree, children in by_tree.items():
+        if tree in ("hepatic_artery", "bile_duct"):
+            continue
+        index = {s.index: s for s in segs if s.tree == tree}
+        for parent, kids in children.items():
+            if parent < 0 or len(kids) != 2:
+                continue
+            r0 = index[parent].radius_mm
+            # Murray's law, r0^3 = r1^3 + r2^3 (Murray, PNAS 1926;12:207)
+            assert r0**3 == pytest.approx(sum(k.radius_mm**3 for k in kids), rel=1e-9)
+            checked += 1
+    assert checked > 10
+    radii = [s.radius_mm for s in segs if s.tree.startswith(("portal", "hepatic_"))]
+    assert min(radii) < 1.5 and max(radii) >= 6.0
+    # IVC lumen: 13 x 10.5 mm semi-axes, i.e. the 12 mm end of the venous range.
+    ivc = small_phantom.labels.array == Label.IVC
+    assert ivc.any()
+
+
+def test_ct_values_and_noise():
+    ph = generate_phantom(PhantomConfig(spacing_mm=3.0, seed=5, noise_hu=15.0))
+    img, lab = ph.image.array, ph.labels.array
+    assert img.dtype == np.int16
+    # air outside the body: -1000 HU by definition of the Hounsfield scale
+    assert np.median(img[lab == Label.BACKGROUND]) == pytest.approx(-1000, abs=5)
+    # noise inside the liver, away from its edges: the configured standard deviation
+    core = ndimage.binary_erosion(lab == Label.LIVER, iterations=2)
+    # partial-volume blur leaves the interior at its mean; 15 % covers the
+    # sampling error of the std estimate and the smoothing of the noise.
+    assert img[core].std() == pytest.approx(15.0, rel=0.15)
+    assert img[lab == Label.LUNG].mean() < -600
+    assert np.percentile(img[lab == Label.VERTEBRA], 90) > 500
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"spacing_mm": 0.1}, "spacing_mm"),
+        ({"spacing_mm": float("nan")}, "spacing_mm"),
+        ({"tumors": ()}, "1-8 tumours"),
+        ({"seed": -1}, "seed"),
+        ({"noise_hu": -3.0}, "noise_hu"),
+    ],
+)
+def test_bad_configuration_is_refused(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        PhantomConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"diameter_mm": 500.0}, "diameter_mm"),
+        ({"diameter_mm": -30.0}, "diameter_mm"),
+        ({"irregularity": 0.9}, "irregularity"),
+        ({"histology": "banana"}, "histology"),
+        ({"centre_mm": (1.0, 2.0)}, "centre_mm"),
+    ],
+)
+def test_bad_tumour_is_refused(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        TumorSpec(**kwargs)
+
+
+def test_tumour_outside_liver_is_refused():
+    cfg = PhantomConfig(spacing_mm=4.0, tumors=(TumorSpec(20.0, centre_mm=(100.0, 0.0, -60.0)),))
+    with pytest.raises(InputError, match="outside the liver"):
+        generate_phantom(cfg)
