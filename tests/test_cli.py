@@ -177,3 +177,83 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
         [sys.executable, "-m", "ioplan", "--version"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and "ioplan" in proc.stdout
+
+
+def test_import_case_from_a_dicom_series(tmp_path, capsys):
+    """A real-style case: a DICOM CT series plus a NIfTI segmentation with its own values."""
+    from ioplan.imaging import write_dicom_series
+
+    g = Grid((4, 6, 8), (2.5, 0.8, 0.8), (-10.0, 20.0, 30.0))
+    ct = np.random.default_rng(0).integers(-200, 300, size=g.shape).astype(np.int16)
+    seg = np.zeros(g.shape, np.uint8)
+    seg[1:3, 2:5, 2:6] = 1
+    seg[2, 3, 3] = 2
+    write_dicom_series(Volume(ct, g), tmp_path / "dicom")
+    write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
+    out = tmp_path / "case"
+    code, _, err = _run(
+        capsys,
+        "import-case",
+        "--image",
+        str(tmp_path / "dicom"),
+        "--labels",
+        str(tmp_path / "seg.nii.gz"),
+        "--label",
+        "liver=1",
+        "--label",
+        "tumor=2",
+        "--out",
+        str(out),
+        "--name",
+        "test-001",
+    )
+    assert code == 0, err
+    code, stdout, _ = _run(capsys, "info", str(out), "--json")
+    doc = json.loads(stdout)
+    vols = {d["label"]: d["voxels"] for d in doc["labels"]}
+    assert vols == {"liver": 2 * 3 * 4 - 1, "tumor": 1}
+    assert doc["name"] == "test-001"
+    # undeclared value 2 -> refused; labels on another grid -> refused
+    code, _, err = _run(
+        capsys,
+        "import-case",
+        "--image",
+        str(tmp_path / "dicom"),
+        "--labels",
+        str(tmp_path / "seg.nii.gz"),
+        "--label",
+        "liver=1",
+        "--out",
+        str(tmp_path / "c2"),
+    )
+    _assert_one_line_error(code, err, "[2]", "not declared")
+    g2 = Grid((4, 6, 8), (2.5, 0.8, 0.8), (-10.0, 20.0, 33.0))
+    write_nifti(Volume(seg, g2), tmp_path / "seg2.nii.gz")
+    code, _, err = _run(
+        capsys,
+        "import-case",
+        "--image",
+        str(tmp_path / "dicom"),
+        "--labels",
+        str(tmp_path / "seg2.nii.gz"),
+        "--label",
+        "liver=1",
+        "--label",
+        "tumor=2",
+        "--out",
+        str(tmp_path / "c3"),
+    )
+    _assert_one_line_error(code, err, "does not match", "origin_mm")
+    code, _, err = _run(
+        capsys,
+        "import-case",
+        "--image",
+        str(tmp_path / "dicom"),
+        "--labels",
+        str(tmp_path / "seg.nii.gz"),
+        "--label",
+        "liver",
+        "--out",
+        str(tmp_path / "c4"),
+    )
+    _assert_one_line_error(code, err, "NAME=VALUE")

@@ -543,3 +543,16 @@ def test_error_messages_hide_patient_name(tmp_path):
     assert pydicom.dcmread(p).PatientName == name  # the name really is in the files
     for m in messages:
         assert "Doe" not in m and "John" not in m, m
+
+
+def test_truncated_pixel_data_is_a_clear_error():
+    """pydicom ships MR_truncated.dcm: pixel data shorter than Rows x Columns."""
+    path = get_testdata_file("MR_truncated.dcm")
+    with pytest.raises(FileFormatError, match="cannot decode pixel data"):
+        read_dicom_series(path)
+
+
+def test_multiframe_is_refused_with_a_reason():
+    """rtdose.dcm (pydicom test data) holds 15 frames in one file."""
+    with pytest.raises(FileFormatError, match="multi-frame"):
+        read_dicom_series(get_testdata_file("rtdose.dcm"))

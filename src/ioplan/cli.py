@@ -247,6 +247,45 @@ def info(
         console.print(f"tumour components: {tumour_stats[0].components}")
 
 
+@app.command("import-case")
+def import_case(
+    image: Annotated[Path, typer.Option(help="CT or MR: DICOM folder, NIfTI or NRRD file.")],
+    labels: Annotated[Path, typer.Option(help="Segmentation on the same grid (NIfTI, NRRD).")],
+    label: Annotated[
+        list[str],
+        typer.Option(help="What a label value means, NAME=VALUE (e.g. liver=1); repeat."),
+    ],
+    out: Annotated[Path, typer.Option(help="Case folder to write.")],
+    name: Annotated[str, typer.Option(help="Case name (no patient identifiers).")] = "case",
+    modality: Annotated[str, typer.Option(help="CT or MR.")] = "CT",
+    series_uid: Annotated[
+        str | None, typer.Option(help="DICOM series to read when the folder holds several.")
+    ] = None,
+    overwrite: _OVERWRITE = False,
+) -> None:
+    """Make a case folder from a real image and its segmentation."""
+    from ioplan.anatomy import case_from_images, save_case
+
+    table: dict[str, int] = {}
+    for item in label:
+        key, sep, value = item.partition("=")
+        try:
+            table[key.strip()] = int(value)
+        except ValueError:
+            raise InputError(
+                f"--label must be NAME=VALUE with an integer VALUE, got {item!r}"
+            ) from None
+        if not sep:
+            raise InputError(f"--label must be NAME=VALUE, got {item!r}")
+    if modality not in ("CT", "MR"):
+        raise InputError(f"--modality must be CT or MR, got {modality!r}")
+    case = case_from_images(
+        image, labels, table, name=name, modality=modality, series_uid=series_uid
+    )
+    save_case(case, out, overwrite=overwrite)
+    console.print(f"case written to [bold]{out}[/]")
+
+
 def _version_callback(value: bool) -> None:
     if value:
         console.print(f"ioplan {__version__}")

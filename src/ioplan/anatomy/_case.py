@@ -61,6 +61,7 @@ __all__ = [
     "CASE_FORMAT_VERSION",
     "Case",
     "LabelStats",
+    "case_from_images",
     "label_statistics",
     "load_case",
     "save_case",
@@ -302,6 +303,47 @@ def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
     return tuple(out)
 
 
+def _read_image_and_labels(
+    image_path: Path, labels_path: Path, table: dict[str, Any], series_uid: str | None = None
+) -> tuple[Volume, Volume]:
+    image = read_image(image_path, series_uid=series_uid)
+    labels_vol = read_image(labels_path)
+    diff = image.grid.mismatch(labels_vol.grid)
+    if diff is not None:
+        raise GeometryMismatchError(
+            f"{labels_path}: label map grid does not match the image: {diff}"
+        )
+    return image, Volume(_map_labels(labels_vol.array, table, labels_path), image.grid)
+
+
+def case_from_images(
+    image_path: str | Path,
+    labels_path: str | Path,
+    label_values: dict[str, int],
+    *,
+    name: str = "case",
+    modality: str = "CT",
+    series_uid: str | None = None,
+) -> Case:
+    """Build a case from a real image (DICOM folder, NIfTI, NRRD) and a label map on its grid.
+
+    Parameters
+    ----------
+    image_path, labels_path : path
+        The image and its segmentation (same grid, else
+        :class:`~ioplan.errors.GeometryMismatchError`).
+    label_values : dict
+        What each value of the segmentation means, e.g. ``{"liver": 1, "tumor": 2}``;
+        names are :class:`~ioplan.anatomy.Label` names.
+    """
+    if not label_values:
+        raise InputError("give at least one label meaning, e.g. liver=1")
+    image, labels = _read_image_and_labels(
+        Path(image_path), Path(labels_path), dict(label_values), series_uid
+    )
+    return Case(image, labels, name=name, modality=modality, source={"kind": "imported"})
+
+
 def load_case(folder: str | Path) -> Case:
     """Read a case folder; check that the labels match the image grid and are declared.
 
@@ -320,23 +362,16 @@ def load_case(folder: str | Path) -> Case:
     for key in ("image", "labels"):
         if not isinstance(meta.get(key), str):
             raise FileFormatError(f'{base / "case.toml"}: needs {key} = "<file name>"')
-    image = read_image(base / meta["image"])
-    labels_vol = read_image(base / meta["labels"])
-    diff = image.grid.mismatch(labels_vol.grid)
-    if diff is not None:
-        raise GeometryMismatchError(
-            f"{base / meta['labels']}: label map grid does not match the image: {diff}"
-        )
     table = meta.get("label_values", {})
     if not isinstance(table, dict) or not table:
         raise FileFormatError(f"{base / 'case.toml'}: needs a [label_values] table")
-    mapped = _map_labels(labels_vol.array, table, base / meta["labels"])
+    image, labels = _read_image_and_labels(base / meta["image"], base / meta["labels"], table)
     vessels: tuple[VesselSegment, ...] = ()
     if isinstance(meta.get("vessels"), str) and (base / meta["vessels"]).exists():
         vessels = _read_vessels(base / meta["vessels"])
     return Case(
         image,
-        Volume(mapped, image.grid),
+        labels,
         name=str(meta.get("name", base.name)),
         modality=str(meta.get("modality", "CT")),
         tumors=tuple(meta.get("tumors", ())),
