@@ -190,70 +190,27 @@ def test_import_case_from_a_dicom_series(tmp_path, capsys):
     seg[2, 3, 3] = 2
     write_dicom_series(Volume(ct, g), tmp_path / "dicom")
     write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
-    out = tmp_path / "case"
-    code, _, err = _run(
-        capsys,
-        "import-case",
-        "--image",
-        str(tmp_path / "dicom"),
-        "--labels",
-        str(tmp_path / "seg.nii.gz"),
-        "--label",
-        "liver=1",
-        "--label",
-        "tumor=2",
-        "--out",
-        str(out),
-        "--name",
-        "test-001",
-    )
+    g2 = Grid((4, 6, 8), (2.5, 0.8, 0.8), (-10.0, 20.0, 33.0))
+    write_nifti(Volume(seg, g2), tmp_path / "seg2.nii.gz")
+
+    def run_import(seg_name, out_name, *labels, extra=()):
+        args = ["import-case", "--image", str(tmp_path / "dicom")]
+        args += ["--labels", str(tmp_path / seg_name), "--out", str(tmp_path / out_name)]
+        for lab in labels:
+            args += ["--label", lab]
+        return _run(capsys, *args, *extra)
+
+    code, _, err = run_import("seg.nii.gz", "case", "liver=1", "tumor=2", extra=("--name", "t-1"))
     assert code == 0, err
-    code, stdout, _ = _run(capsys, "info", str(out), "--json")
+    code, stdout, _ = _run(capsys, "info", str(tmp_path / "case"), "--json")
     doc = json.loads(stdout)
     vols = {d["label"]: d["voxels"] for d in doc["labels"]}
     assert vols == {"liver": 2 * 3 * 4 - 1, "tumor": 1}
-    assert doc["name"] == "test-001"
-    # undeclared value 2 -> refused; labels on another grid -> refused
-    code, _, err = _run(
-        capsys,
-        "import-case",
-        "--image",
-        str(tmp_path / "dicom"),
-        "--labels",
-        str(tmp_path / "seg.nii.gz"),
-        "--label",
-        "liver=1",
-        "--out",
-        str(tmp_path / "c2"),
-    )
+    assert doc["name"] == "t-1"
+    # an undeclared value, labels on another grid, a malformed --label: one-line errors
+    code, _, err = run_import("seg.nii.gz", "c2", "liver=1")
     _assert_one_line_error(code, err, "[2]", "not declared")
-    g2 = Grid((4, 6, 8), (2.5, 0.8, 0.8), (-10.0, 20.0, 33.0))
-    write_nifti(Volume(seg, g2), tmp_path / "seg2.nii.gz")
-    code, _, err = _run(
-        capsys,
-        "import-case",
-        "--image",
-        str(tmp_path / "dicom"),
-        "--labels",
-        str(tmp_path / "seg2.nii.gz"),
-        "--label",
-        "liver=1",
-        "--label",
-        "tumor=2",
-        "--out",
-        str(tmp_path / "c3"),
-    )
+    code, _, err = run_import("seg2.nii.gz", "c3", "liver=1", "tumor=2")
     _assert_one_line_error(code, err, "does not match", "origin_mm")
-    code, _, err = _run(
-        capsys,
-        "import-case",
-        "--image",
-        str(tmp_path / "dicom"),
-        "--labels",
-        str(tmp_path / "seg.nii.gz"),
-        "--label",
-        "liver",
-        "--out",
-        str(tmp_path / "c4"),
-    )
+    code, _, err = run_import("seg.nii.gz", "c4", "liver")
     _assert_one_line_error(code, err, "NAME=VALUE")

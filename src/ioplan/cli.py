@@ -87,10 +87,9 @@ def _build_phantom(
     quiet: bool,
 ):
     from ioplan.anatomy import Case, PhantomConfig, TumorSpec, generate_phantom, save_case
-    from ioplan.errors import OutputExistsError
+    from ioplan.imaging import check_output_folder
 
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputExistsError(f"{out} exists and is not empty; pass --overwrite to replace it")
+    check_output_folder(out, overwrite=overwrite)  # fail before the work, not after
     if centres and len(centres) != len(diameters):
         raise InputError(
             f"give one --tumor-centre-mm per --tumor-diameter-mm ({len(diameters)} diameters, "

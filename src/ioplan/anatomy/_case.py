@@ -53,9 +53,8 @@ from ioplan.errors import (
     InputError,
     InputFileNotFoundError,
     InvalidImageError,
-    OutputExistsError,
 )
-from ioplan.imaging import Volume, read_image, write_image
+from ioplan.imaging import Volume, check_output_folder, read_image, write_image
 
 __all__ = [
     "CASE_FORMAT_VERSION",
@@ -172,13 +171,7 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
     anything and ``overwrite`` is false; with ``overwrite`` only the case's
     own files are replaced.
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputExistsError(f"{folder} exists and is not a folder")
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"{folder} exists and is not empty; pass --overwrite to replace the case in it"
-        )
+    folder = check_output_folder(folder, overwrite=overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     write_image(case.image, folder / "image.nii.gz", overwrite=True)
     write_image(
@@ -269,7 +262,8 @@ def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarr
     unknown = [int(v) for v in present if int(v) not in lut]
     if unknown:
         raise FileFormatError(
-            f"{where}: label values {unknown[:10]} are not declared in case.toml [label_values]"
+            f"{where}: label values {unknown[:10]} are not declared "
+            "(case.toml [label_values], or --label)"
         )
     if all(k == v for k, v in lut.items()):
         return raw.astype(np.uint8)

@@ -13,6 +13,7 @@ from ioplan.imaging._dicom import (
 )
 from ioplan.imaging._grid import AXIAL_DIRECTION, Grid
 from ioplan.imaging._io import (
+    check_output_folder,
     image_format,
     read_image,
     read_nifti,
@@ -37,6 +38,7 @@ __all__ = [
     "Interpolation",
     "Volume",
     "check_finite",
+    "check_output_folder",
     "dicom_series_grid",
     "from_sitk",
     "image_format",

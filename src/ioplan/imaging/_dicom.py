@@ -22,7 +22,6 @@ from ioplan.errors import (
     DicomSeriesError,
     FileFormatError,
     InputFileNotFoundError,
-    OutputExistsError,
 )
 from ioplan.imaging._grid import Grid
 from ioplan.imaging._volume import Volume
@@ -329,13 +328,9 @@ def write_dicom_series(
     The only patient identifier written is ``patient_id`` (default
     ``"ANONYMOUS"``); the patient name is left empty.
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputExistsError(f"{folder} exists and is not a folder; give a folder for DICOM")
-    if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"{folder} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
-        )
+    from ioplan.imaging._io import check_output_folder
+
+    folder = check_output_folder(folder, overwrite=overwrite)
     if modality not in ("CT", "MR"):
         raise FileFormatError(f"modality must be 'CT' or 'MR', got {modality!r}")
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from ioplan.errors import (
 from ioplan.imaging._volume import Volume, check_finite
 
 __all__ = [
+    "check_output_folder",
     "image_format",
     "read_image",
     "read_nifti",
@@ -64,6 +65,21 @@ def image_format(path: str | Path) -> str:
 def _require_exists(path: Path) -> None:
     if not path.exists():
         raise InputFileNotFoundError(f"{path}: no such file or folder")
+
+
+def check_output_folder(folder: str | Path, *, overwrite: bool) -> Path:
+    """Refuse an output folder that is a file, or that holds anything, unless ``overwrite``.
+
+    Raises :class:`~ioplan.errors.OutputExistsError`; creates nothing.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(f"{folder} exists and is not a folder")
+    if folder.exists() and any(folder.iterdir()) and not overwrite:
+        raise OutputExistsError(
+            f"{folder} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
+        )
+    return folder
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
