@@ -36,6 +36,7 @@ class Label(IntEnum):
     SPLEEN = 20
     LUNG = 21
     DIAPHRAGM = 22
+    HEART = 23
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,13 @@ LABEL_INFO: dict[Label, LabelInfo] = {
         "bowel_wall", -500.0, True, "#ffc0cb", "bowel content (gas and fluid; bowel properties)"
     ),
     Label.STOMACH: LabelInfo("bowel_wall", 30.0, True, "#db7093", "stomach (bowel properties)"),
-    Label.KIDNEY: LabelInfo("kidney", 170.0, True, "#8b008b", "right kidney"),
+    Label.KIDNEY: LabelInfo("kidney", 170.0, True, "#8b008b", "kidneys"),
     Label.SPLEEN: LabelInfo("liver", 110.0, False, "#800000", "spleen (liver properties)"),
     Label.LUNG: LabelInfo("lung", -850.0, True, "#87ceeb", "lung base"),
     Label.DIAPHRAGM: LabelInfo("muscle", 50.0, True, "#cd5c5c", "diaphragm"),
+    Label.HEART: LabelInfo(
+        "muscle", 120.0, True, "#ff4500", "heart (myocardium and blood pool; muscle properties)"
+    ),
 }
 
 

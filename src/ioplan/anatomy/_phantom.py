@@ -228,7 +228,9 @@ class _Anatomy:
         """Height (mm) of the diaphragm's lower surface; right dome higher than left."""
         right = 70.0 - 0.0055 * (x + 55.0) ** 2 - 0.0045 * y**2 - 0.12 * np.maximum(y, 0)
         left = 60.0 - 0.0055 * (x - 60.0) ** 2 - 0.0045 * y**2 - 0.12 * np.maximum(y, 0)
-        return np.where(x < 0, right, left)
+        # smooth maximum of the two domes (no step at the midline), 6 mm softness
+        k = 6.0
+        return np.logaddexp(right / k, left / k) * k
 
     # -- liver -------------------------------------------------------------
     def liver_field(self, x, y, z) -> np.ndarray:
@@ -360,7 +362,9 @@ def generate_phantom(
     vert = full(r_body < 21.0)
     arch = (np.sqrt(x3**2 + (y3 - 82.0) ** 2) < 16.0) & (y3 > 68.0)
     spinous = (np.abs(x3) < 4.5) & (y3 > 82.0) & (y3 < 112.0)
-    transverse = (np.abs(y3 - 78.0) < 5.0) & (np.abs(x3) < 38.0) & (np.abs(x3) > 10.0)
+    # transverse processes: thin, pointing postero-laterally
+    transverse = (np.abs(y3 - 76.0 - 0.3 * (np.abs(x3) - 10.0)) < 3.5) & (np.abs(x3) < 40.0)
+    transverse &= np.abs(x3) > 10.0
     bone_shape = full(vert | arch | spinous | transverse)
     labels[bone_shape] = Label.VERTEBRA
     # Discs every 32 mm along z, 7 mm thick (soft tissue: muscle properties).
@@ -383,15 +387,19 @@ def generate_phantom(
         labels[in_rib] = Label.RIB
     del phi, wall_mid, fat_t
 
-    # 4. Lungs above the diaphragm, the diaphragm itself.
-    step("lungs and diaphragm")
+    # 4. Above the diaphragm: heart on the central tendon, lungs around it,
+    # posterior mediastinum (fat, aorta) between them.
+    step("lungs, heart, diaphragm")
     dome = anat.dome_z(x3, y3)
     diaphragm = cavity & (z3 >= dome) & (z3 < dome + 5.0)
-    lung = cavity & (z3 >= dome + 5.0) & (np.abs(x3) > 30.0)
+    thorax = cavity & (z3 >= dome + 5.0)
+    heart = thorax & (_ellipsoid(x3, y3, z3, (8.0, -22.0, 100.0), (68.0, 58.0, 48.0)) < 1.0)
+    mediastinum = (np.abs(x3) < 24.0) & (y3 > -15.0)
     labels[diaphragm] = Label.DIAPHRAGM
-    labels[lung] = Label.LUNG
+    labels[thorax & ~heart & ~mediastinum] = Label.LUNG
+    labels[heart] = Label.HEART
     below_diaphragm = cavity & (z3 < dome)
-    del diaphragm, lung, dome
+    del diaphragm, thorax, heart, mediastinum, dome
 
     # 5. Great vessels.
     step("aorta and IVC")
@@ -435,18 +443,17 @@ def generate_phantom(
         ],
         float,
     )
-    small_bowel = np.array(
-        [
-            (-30, -35, -110),
-            (-20, -45, -88),
-            (20, -40, -92),
-            (35, -15, -105),
-            (5, 0, -100),
-            (-15, -10, -112),
-        ],
-        float,
-    )
-    for pts, radius in ((colon, 21.0), (small_bowel, 13.0)):
+    # Small bowel: seeded meandering loops in the lower central abdomen.
+    tubes = [(colon, 21.0)]
+    lo_box, hi_box = np.array([-70.0, -75.0, -115.0]), np.array([70.0, 15.0, -50.0])
+    for _ in range(6):
+        pts = [rng.uniform(lo_box, hi_box)]
+        for _ in range(5):
+            pts.append(
+                np.clip(pts[-1] + rng.normal(0.0, 1.0, 3) * (22.0, 22.0, 12.0), lo_box, hi_box)
+            )
+        tubes.append((np.array(pts), 12.0))
+    for pts, radius in tubes:
         lo = pts.min(axis=0) - radius
         hi = pts.max(axis=0) + radius
         sl, x, y, z = ras.box(lo, hi)
@@ -475,8 +482,9 @@ def generate_phantom(
     keep_out = ndimage.binary_dilation(
         keep_out, iterations=max(1, round(3.0 / min(cfg.spacing_mm)))
     )
-    keep_out |= (x3 > -8.0) & (y3 > 28.0)  # no liver behind/left of the IVC (aorta, crus)
-    keep_out |= (x3 > 70.0) & (y3 > -10.0)
+    # no liver left of and behind the IVC (aorta, crura, spine), nor in the left flank
+    keep_out |= ((x3 - 22.0) / 38.0) ** 2 + ((y3 - 58.0) / 48.0) ** 2 < 1.0
+    keep_out |= ((x3 - 120.0) / 75.0) ** 2 + ((y3 - 60.0) / 90.0) ** 2 < 1.0
     liver &= abdominal & ~keep_out & (depth >= anat.wall_depth(x3, y3, z3) + 1.0)
     liver &= ~(gallbladder & abdominal)
     # Keep the largest connected piece (cuts can leave crumbs).
