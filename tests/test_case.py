@@ -10,6 +10,7 @@ from ioplan.anatomy import Case, Label, label_statistics, load_case, save_case
 from ioplan.errors import (
     FileFormatError,
     GeometryMismatchError,
+    InputError,
     InputFileNotFoundError,
     InvalidImageError,
     OutputExistsError,
@@ -132,3 +133,48 @@ def test_case_requires_matching_grids():
     g = Grid((2, 2, 2))
     with pytest.raises(GeometryMismatchError):
         Case(Volume(np.zeros((2, 2, 2)), g), Volume(np.zeros((2, 2, 3), np.uint8), Grid((2, 2, 3))))
+
+
+def _seg_case(tmp_path, seg, table_lines):
+    g = Grid(seg.shape, (2.0, 1.0, 1.0))
+    write_nifti(Volume(np.zeros(g.shape, np.int16), g), tmp_path / "ct.nii.gz", overwrite=True)
+    write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz", overwrite=True)
+    (tmp_path / "case.toml").write_text(
+        'format = "ioplan-case"\nformat_version = 1\nimage = "ct.nii.gz"\nlabels = "seg.nii.gz"\n'
+        "[label_values]\n" + table_lines
+    )
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("table", "match"),
+    [
+        ("liver = 0\n", "background"),
+        ("liver = 1\ntumor = 1\n", "both"),
+        ("liver = true\n", "integer"),
+        ("spleeen = 1\n", "unknown label name"),
+    ],
+)
+def test_ambiguous_label_tables_are_refused(tmp_path, table, match):
+    seg = np.zeros((3, 3, 3), np.uint8)
+    seg[1, 1, 1] = 1
+    with pytest.raises((InputError, FileFormatError), match=match):
+        load_case(_seg_case(tmp_path, seg, table))
+
+
+def test_empty_label_map_is_refused(tmp_path):
+    with pytest.raises(InvalidImageError, match="empty"):
+        load_case(_seg_case(tmp_path, np.zeros((3, 3, 3), np.uint8), "liver = 1\n"))
+
+
+def test_wrong_metadata_types_are_refused(tmp_path):
+    seg = np.zeros((3, 3, 3), np.uint8)
+    seg[1, 1, 1] = 1
+    folder = _seg_case(tmp_path, seg, "liver = 1\n")
+    text = (folder / "case.toml").read_text()
+    (folder / "case.toml").write_text(text.replace("format_version = 1", "format_version = true"))
+    with pytest.raises(FileFormatError, match="format_version"):
+        load_case(folder)
+    (folder / "case.toml").write_text("tumors = 5\n" + text)
+    with pytest.raises(FileFormatError, match="tumors"):
+        load_case(folder)

@@ -214,3 +214,48 @@ def test_import_case_from_a_dicom_series(tmp_path, capsys):
     _assert_one_line_error(code, err, "does not match", "origin_mm")
     code, _, err = run_import("seg.nii.gz", "c4", "liver")
     _assert_one_line_error(code, err, "NAME=VALUE")
+
+
+def test_bad_dicom_through_the_cli(tmp_path, capsys):
+    """The issue's error cases, as a user meets them: one line, exit code 2."""
+    from ioplan.imaging import write_dicom_series
+
+    g = Grid((5, 4, 4), (2.0, 1.0, 1.0))
+    seg = np.ones(g.shape, np.uint8)
+    write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
+    series = write_dicom_series(Volume(np.zeros(g.shape, np.int16), g), tmp_path / "dicom")
+    (series / "IM00003.dcm").unlink()  # a slice missing in the middle
+    not_dicom = tmp_path / "notes.dcm"
+    not_dicom.write_text("this is not DICOM")
+    cases = [(series, ["missing"]), (not_dicom, ["not a DICOM image file"])]
+    for image, fragments in cases:
+        code, _, err = _run(
+            capsys,
+            "import-case",
+            "--image",
+            str(image),
+            "--labels",
+            str(tmp_path / "seg.nii.gz"),
+            "--label",
+            "liver=1",
+            "--out",
+            str(tmp_path / "out"),
+        )
+        _assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_user_text_is_printed_verbatim(tmp_path, capsys):
+    """Rich markup in a path or a case name must be printed as typed, not interpreted."""
+    out = tmp_path / "q[x]"
+    code, stdout, err = _run(capsys, "phantom", "--out", str(out), "--spacing-mm", "4", "--quiet")
+    assert code == 0, err
+    assert "q[x]" in stdout
+    text = (out / "case.toml").read_text().replace('name = "phantom-seed0"', 'name = "a[/b]"')
+    (out / "case.toml").write_text(text + "\n[source.extra]\nwhen = 2026-11-21\n")
+    code, stdout, err = _run(capsys, "info", str(out))
+    assert code == 0, err
+    assert "a[/b]" in stdout
+    code, stdout, err = _run(capsys, "info", str(out), "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["source"]["extra"]["when"] == "2026-11-21"  # a TOML date

@@ -22,6 +22,7 @@ from ioplan.errors import (
     DicomSeriesError,
     FileFormatError,
     InputFileNotFoundError,
+    InvalidImageError,
     OutputExistsError,
 )
 from ioplan.imaging import (
@@ -444,10 +445,17 @@ def test_two_series_in_one_folder(tmp_path):
     )
     with pytest.raises(DicomSeriesError) as info:
         read_dicom_series(folder)
-    assert uid_a in str(info.value) and uid_b in str(info.value)
+    # The listing names each series by number and size, never by UID (PS3.15).
+    msg = str(info.value)
+    assert "3 images" in msg and "4 images" in msg
+    assert uid_a not in msg and uid_b not in msg
     a = read_dicom_series(folder, series_uid=uid_a)
     b = read_dicom_series(folder, series_uid=uid_b)
     assert a.shape[0] == 3 and b.shape[0] == 4
+    by_number = {read_dicom_series(folder, series_uid=f"#{k}").shape[0] for k in (1, 2)}
+    assert by_number == {3, 4}
+    with pytest.raises(DicomSeriesError, match="#3 does not exist"):
+        read_dicom_series(folder, series_uid="#3")
     base = pydicom.dcmread(get_testdata_file(CT_SMALL)).pixel_array.astype(np.int32) - 1024
     np.testing.assert_array_equal(b.array[2], base + 700)
     np.testing.assert_allclose(b.grid.spacing_mm[0], 3.0, atol=SERIES_ATOL)
@@ -556,3 +564,24 @@ def test_multiframe_is_refused_with_a_reason():
     """rtdose.dcm (pydicom test data) holds 15 frames in one file."""
     with pytest.raises(FileFormatError, match="multi-frame"):
         read_dicom_series(get_testdata_file("rtdose.dcm"))
+
+
+@pytest.mark.parametrize("keep_bytes", [150, 600, 900])
+def test_corrupt_slice_is_not_silently_dropped(tmp_path, keep_bytes):
+    """A slice cut short (in the file meta, in the dataset before Rows, in the pixel data)
+    must stop the read: skipping it would shift the origin or leave a gap unnoticed."""
+    g = Grid((4, 3, 3), (2.0, 1.0, 1.0))
+    folder = write_dicom_series(Volume(np.zeros(g.shape, np.int16), g), tmp_path / "s")
+    first = folder / "IM00001.dcm"
+    first.write_bytes(first.read_bytes()[:keep_bytes])
+    with pytest.raises(FileFormatError, match=r"IM00001\.dcm"):
+        read_dicom_series(folder)
+
+
+def test_nan_volume_is_not_written_as_dicom(tmp_path):
+    g = Grid((2, 2, 2))
+    arr = np.zeros(g.shape, np.float32)
+    arr[0, 0, 0] = np.nan
+    with pytest.raises(InvalidImageError, match="NaN"):
+        write_dicom_series(Volume(arr, g), tmp_path / "s")
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())

@@ -130,8 +130,15 @@ def test_nearest_resampling_keeps_labels_and_dtype():
     lab[3:7, 3:7, 3:7] = 7
     out = resample_to_spacing(Volume(lab, g), (2.0, 2.0, 2.0), interpolation="nearest")
     assert out.array.dtype == np.uint8
-    assert set(np.unique(out.array)) <= {0, 7}
     assert out.array.shape == (5, 5, 5)
+    assert set(np.unique(out.array)) == {0, 7}
+    # Nearest neighbour without ties: target centres at 1, 3, 5, 7, 9 mm fall exactly on
+    # source voxels; the block covers source voxels 3-6, so target voxels 1 and 2 (3, 5 mm).
+    target = Grid((5, 5, 5), (2.0, 2.0, 2.0), (1.0, 1.0, 1.0))
+    exact = resample(Volume(lab, g), target, interpolation="nearest")
+    expected = np.zeros((5, 5, 5), np.uint8)
+    expected[1:3, 1:3, 1:3] = 7
+    np.testing.assert_array_equal(exact.array, expected)
     # the outer voxel edges stay where they were: first centre moves by 0.5 mm
     np.testing.assert_allclose(out.grid.origin_mm, (0.5, 0.5, 0.5))
     with pytest.raises(InputError, match="interpolation"):
@@ -173,3 +180,34 @@ def test_writers_do_not_overwrite_without_permission(tmp_path):
     assert p.read_bytes() == before
     write_nifti(v.with_array(np.zeros((2, 2, 2), np.int16)), p, overwrite=True)
     assert read_image(p).array.sum() == 0
+
+
+def test_resample_default_value_must_fit_the_labels():
+    g = Grid((4, 4, 4))
+    lab = Volume(np.ones(g.shape, np.uint8), g)
+    with pytest.raises(InputError, match="default_value"):
+        resample(lab, g, interpolation="nearest", default_value=300)
+    with pytest.raises(InputError, match="default_value"):
+        resample(lab, g, interpolation="nearest", default_value=float("nan"))
+
+
+def test_nifti_units_are_applied(tmp_path):
+    """A header in metres or microns: the affine is scaled to mm (NIfTI-1 xyzt_units)."""
+    data = np.zeros((2, 3, 4), np.int16)
+    img = nib.Nifti1Image(data, np.diag([0.002, 0.002, 0.003, 1.0]))
+    img.header.set_xyzt_units("meter")
+    nib.save(img, tmp_path / "m.nii.gz")
+    np.testing.assert_allclose(read_nifti(tmp_path / "m.nii.gz").grid.spacing_mm, (3.0, 2.0, 2.0))
+    img = nib.Nifti1Image(data, np.diag([500.0, 500.0, 800.0, 1.0]))
+    img.header.set_xyzt_units("micron")
+    nib.save(img, tmp_path / "u.nii.gz")
+    np.testing.assert_allclose(read_nifti(tmp_path / "u.nii.gz").grid.spacing_mm, (0.8, 0.5, 0.5))
+
+
+def test_nifti_without_orientation_is_refused(tmp_path):
+    img = nib.Nifti1Image(np.zeros((2, 2, 2), np.int16), np.eye(4))
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    nib.save(img, tmp_path / "none.nii")
+    with pytest.raises(FileFormatError, match="no orientation"):
+        read_nifti(tmp_path / "none.nii")

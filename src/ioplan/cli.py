@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -167,8 +168,10 @@ def demo(
         quiet=quiet,
     )
     page = write_case_overview(case, out)
-    console.print(f"case written to [bold]{out}[/] (case.toml, image.nii.gz, labels.nii.gz)")
-    console.print(f"overview: [bold]{page}[/]")
+    console.print(
+        f"case written to [bold]{escape(str(out))}[/] (case.toml, image.nii.gz, labels.nii.gz)"
+    )
+    console.print(f"overview: [bold]{escape(str(page))}[/]")
 
 
 @app.command()
@@ -200,7 +203,7 @@ def phantom(
         from ioplan.report import write_case_overview
 
         write_case_overview(case, out)
-    console.print(f"case written to [bold]{out}[/]")
+    console.print(f"case written to [bold]{escape(str(out))}[/]")
 
 
 @app.command()
@@ -230,9 +233,9 @@ def info(
             "vessel_segments": len(c.vessels),
             "source": c.source,
         }
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         return
-    console.print(f"[bold]{c.name}[/] ({c.modality})")
+    console.print(f"[bold]{escape(c.name)}[/] ({escape(c.modality)})")
     console.print(
         f"grid: {g.shape[2]} x {g.shape[1]} x {g.shape[0]} voxels (x, y, z), spacing "
         f"{g.spacing_mm[2]:g} x {g.spacing_mm[1]:g} x {g.spacing_mm[0]:g} mm, origin LPS "
@@ -268,6 +271,8 @@ def import_case(
     table: dict[str, int] = {}
     for item in label:
         key, sep, value = item.partition("=")
+        if key.strip() in table:
+            raise InputError(f"--label {key.strip()} is given twice")
         try:
             table[key.strip()] = int(value)
         except ValueError:
@@ -282,7 +287,7 @@ def import_case(
         image, labels, table, name=name, modality=modality, series_uid=series_uid
     )
     save_case(case, out, overwrite=overwrite)
-    console.print(f"case written to [bold]{out}[/]")
+    console.print(f"case written to [bold]{escape(str(out))}[/]")
 
 
 def _version_callback(value: bool) -> None:

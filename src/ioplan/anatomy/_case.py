@@ -234,7 +234,11 @@ def _read_meta(folder: Path) -> dict[str, Any]:
             f"{toml_path}: format must be 'ioplan-case', got {meta.get('format')!r}"
         )
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > CASE_FORMAT_VERSION:
+    if (
+        isinstance(version, bool)
+        or not isinstance(version, int)
+        or not (1 <= version <= CASE_FORMAT_VERSION)
+    ):
         raise FileFormatError(
             f"{toml_path}: format_version {version!r} is not supported (this ioplan reads "
             f"up to {CASE_FORMAT_VERSION})"
@@ -254,10 +258,19 @@ def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarr
         else:
             raise InvalidImageError(f"{where}: label map must hold integers, got {raw.dtype}")
     lut: dict[int, int] = {0: int(Label.BACKGROUND)}
+    owner: dict[int, str] = {}
     for name, value in table.items():
-        if not isinstance(value, int) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise FileFormatError(f"{where}: label value for {name!r} must be an integer >= 0")
-        lut[value] = int(label_from_name(name))
+        lbl = label_from_name(name)
+        if value == 0 and lbl != Label.BACKGROUND:
+            raise InputError(f"{where}: value 0 is the background; it cannot mean {name!r}")
+        if value in owner:
+            raise InputError(
+                f"{where}: value {value} is given to both {owner[value]!r} and {name!r}"
+            )
+        owner[value] = name
+        lut[value] = int(lbl)
     present = np.unique(raw)
     unknown = [int(v) for v in present if int(v) not in lut]
     if unknown:
@@ -265,6 +278,8 @@ def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarr
             f"{where}: label values {unknown[:10]} are not declared "
             "(case.toml [label_values], or --label)"
         )
+    if len(present) == 1 and present[0] == 0:
+        raise InvalidImageError(f"{where}: label map is empty (background only)")
     if all(k == v for k, v in lut.items()):
         return raw.astype(np.uint8)
     table_arr = np.zeros(int(present.max()) + 1, np.uint8)
@@ -294,6 +309,12 @@ def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
                 )
             except (TypeError, ValueError):
                 raise FileFormatError(f"{path}: row {i} has a non-numeric value") from None
+            seg = out[-1]
+            if (
+                not (np.all(np.isfinite(seg.start_mm + seg.end_mm)) and np.isfinite(seg.radius_mm))
+                or seg.radius_mm <= 0
+            ):
+                raise FileFormatError(f"{path}: row {i} has a non-finite value or radius <= 0")
     return tuple(out)
 
 
@@ -359,6 +380,11 @@ def load_case(folder: str | Path) -> Case:
     table = meta.get("label_values", {})
     if not isinstance(table, dict) or not table:
         raise FileFormatError(f"{base / 'case.toml'}: needs a [label_values] table")
+    tumors = meta.get("tumors", [])
+    if not isinstance(tumors, list) or not all(isinstance(t, dict) for t in tumors):
+        raise FileFormatError(f"{base / 'case.toml'}: tumors must be a list of tables [[tumors]]")
+    if not isinstance(meta.get("source", {}), dict):
+        raise FileFormatError(f"{base / 'case.toml'}: source must be a table [source]")
     image, labels = _read_image_and_labels(base / meta["image"], base / meta["labels"], table)
     vessels: tuple[VesselSegment, ...] = ()
     if isinstance(meta.get("vessels"), str) and (base / meta["vessels"]).exists():
@@ -368,7 +394,7 @@ def load_case(folder: str | Path) -> Case:
         labels,
         name=str(meta.get("name", base.name)),
         modality=str(meta.get("modality", "CT")),
-        tumors=tuple(meta.get("tumors", ())),
+        tumors=tuple(tumors),
         source=dict(meta.get("source", {})),
         vessels=vessels,
     )

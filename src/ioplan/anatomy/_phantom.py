@@ -117,6 +117,13 @@ class PhantomConfig:
             raise InputError(f"seed must be a non-negative integer, got {self.seed}")
         if not np.isfinite(self.noise_hu) or not 0 <= self.noise_hu <= 100:
             raise InputError(f"noise_hu must be 0-100 HU, got {self.noise_hu}")
+        coarsest = max(self.spacing_mm)
+        for t in tumors:
+            if t.diameter_mm < 2.0 * coarsest:
+                raise InputError(
+                    f"tumour diameter_mm {t.diameter_mm} is under two voxels at spacing "
+                    f"{coarsest} mm; use a finer --spacing-mm"
+                )
 
     def resolved_tumors(self) -> tuple[TumorSpec, ...]:
         """The tumours with default centres filled in."""

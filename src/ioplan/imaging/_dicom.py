@@ -24,7 +24,7 @@ from ioplan.errors import (
     InputFileNotFoundError,
 )
 from ioplan.imaging._grid import Grid
-from ioplan.imaging._volume import Volume
+from ioplan.imaging._volume import Volume, check_finite
 
 __all__ = ["DicomSliceHeader", "dicom_series_grid", "read_dicom_series", "write_dicom_series"]
 
@@ -71,6 +71,9 @@ def _header(ds: Dataset, path: Path) -> DicomSliceHeader:
     for tag in ("ImageOrientationPatient", "ImagePositionPatient", "PixelSpacing"):
         if tag not in ds:
             raise FileFormatError(f"{path}: DICOM image lacks {tag}; cannot place it in space")
+    for tag in ("Rows", "Columns"):
+        if not isinstance(ds.get(tag), int) or ds.get(tag) < 1:
+            raise FileFormatError(f"{path}: DICOM image lacks a valid {tag}")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames != 1:
         raise FileFormatError(
@@ -114,6 +117,40 @@ def _dcmread(path: Path, *, pixels: bool) -> Dataset:
         return pydicom.dcmread(str(path), stop_before_pixels=not pixels)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _sop_class(ds: Dataset) -> str:
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("MediaStorageSOPClassUID", "") if meta is not None else ""
+    return str(uid or ds.get("SOPClassUID", ""))
+
+
+def _has_dicom_magic(path: Path) -> bool:
+    """A DICOM Part 10 file has 'DICM' after its 128-byte preamble."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def _rescale(ds: Dataset, tag: str, default: float, path: Path) -> float:
+    value = ds.get(tag)
+    if value in (None, ""):
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{path}: {tag} is not numeric: {value!r}") from None
+    if not np.isfinite(out):
+        raise FileFormatError(f"{path}: {tag} is not finite: {value!r}")
+    return out
+
+
 def _list_candidates(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -127,27 +164,61 @@ def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHe
     if not files:
         raise FileFormatError(f"{path}: folder is empty, no DICOM files")
     images: list[tuple[Path, Dataset]] = []
+    without_pixels: list[tuple[Path, str]] = []
     for f in files:
         try:
             ds = _dcmread(f, pixels=False)
-        except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError):
+        except (InvalidDicomError, EOFError, OSError, ValueError, TypeError, KeyError) as exc:
+            if _has_dicom_magic(f):
+                # It says it is DICOM but cannot be read: skipping it could
+                # silently drop the first or last slice of the series.
+                raise FileFormatError(f"{f}: corrupt DICOM file ({_first_line(exc)})") from None
             continue
-        if "PixelData" not in ds and "Rows" not in ds:
-            continue  # DICOMDIR, structured reports, ...
+        if "Rows" not in ds:  # headers are read without pixels; Rows marks an image
+            without_pixels.append((f, _sop_class(ds)))
+            continue  # DICOMDIR, structured reports, ... (or a truncated image: see below)
         images.append((f, ds))
+    # A file of the same SOP class as the images but without pixel data was cut
+    # short: skipping it would silently drop a slice (perhaps the first or last).
+    image_classes = {_sop_class(ds) for _, ds in images} - {""}
+    for f, sop in without_pixels:
+        # (a Part 10 file must name its SOP class; one that does not is cut short too)
+        if sop in image_classes or (not sop and _has_dicom_magic(f)):
+            raise FileFormatError(f"{f}: corrupt DICOM image (no image data; file cut short?)")
     if not images:
         if path.is_file():
             raise FileFormatError(f"{path}: not a DICOM image file")
         raise FileFormatError(f"{path}: no DICOM image among {len(files)} files")
-    uids = sorted({str(ds.get("SeriesInstanceUID", "")) for _, ds in images})
+
+    def uid_of(ds: Dataset) -> str:
+        return str(ds.get("SeriesInstanceUID", ""))
+
+    uids = sorted({uid_of(ds) for _, ds in images})
     if series_uid is not None:
-        images = [(f, ds) for f, ds in images if str(ds.get("SeriesInstanceUID", "")) == series_uid]
+        chosen = series_uid
+        if series_uid.startswith("#") and series_uid[1:].isdigit():
+            k = int(series_uid[1:])
+            if not 1 <= k <= len(uids):
+                raise DicomSeriesError(
+                    f"{path}: series {series_uid} does not exist (1-{len(uids)})"
+                )
+            chosen = uids[k - 1]
+        images = [(f, ds) for f, ds in images if uid_of(ds) == chosen]
         if not images:
             raise DicomSeriesError(f"{path}: no series with SeriesInstanceUID {series_uid}")
     elif len(uids) > 1:
+        # UIDs are not printed: DICOM PS3.15 counts them as identifying.
+        listing = []
+        for k, uid in enumerate(uids, start=1):
+            members = [ds for _, ds in images if uid_of(ds) == uid]
+            first = members[0]
+            listing.append(
+                f"#{k} series number {first.get('SeriesNumber', '?')}, "
+                f"{first.get('Modality', '?')}, {len(members)} images"
+            )
         raise DicomSeriesError(
-            f"{path}: holds {len(uids)} series; choose one with series_uid (--series-uid): "
-            + ", ".join(uids)
+            f"{path}: holds {len(uids)} series ({'; '.join(listing)}); choose one with "
+            "series_uid (--series-uid) '#N' or its SeriesInstanceUID"
         )
     # Geometry is checked only for the chosen series: other series in the same
     # folder (screenshots, secondary captures) may lack it.
@@ -257,12 +328,15 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Vol
                 warnings.simplefilter("ignore")
                 pix = ds.pixel_array
         except Exception as exc:  # decoders raise many types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FileFormatError(f"{h.path}: cannot decode pixel data ({first})") from None
+            raise FileFormatError(
+                f"{h.path}: cannot decode pixel data ({_first_line(exc)})"
+            ) from None
         if pix.shape != (h.rows, h.columns):
             raise FileFormatError(f"{h.path}: pixel data shape {pix.shape} is not Rows x Columns")
-        slope = float(ds.get("RescaleSlope", 1.0) or 1.0)
-        intercept = float(ds.get("RescaleIntercept", 0.0) or 0.0)
+        slope = _rescale(ds, "RescaleSlope", 1.0, h.path)
+        intercept = _rescale(ds, "RescaleIntercept", 0.0, h.path)
+        if slope == 0.0:
+            raise FileFormatError(f"{h.path}: RescaleSlope is 0")
         slopes_intercepts.append((slope, intercept))
         planes.append(pix)
     raw = np.stack(planes)
@@ -325,12 +399,15 @@ def write_dicom_series(
     int16 with a rescale slope (error at most half the slope, plus float32
     rounding: :func:`read_dicom_series` returns rescaled data as float32). File names are
     ``IM00001.dcm`` ... in slice order, but readers must sort by position.
+    With ``overwrite``, only ``IM*.dcm`` files are replaced; other files in
+    the folder are left alone.
     The only patient identifier written is ``patient_id`` (default
     ``"ANONYMOUS"``); the patient name is left empty.
     """
     from ioplan.imaging._io import check_output_folder
 
     folder = check_output_folder(folder, overwrite=overwrite)
+    check_finite(volume.array, what="volume to write as DICOM")
     if modality not in ("CT", "MR"):
         raise FileFormatError(f"modality must be 'CT' or 'MR', got {modality!r}")
     folder.mkdir(parents=True, exist_ok=True)

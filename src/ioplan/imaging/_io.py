@@ -42,6 +42,10 @@ _ZYX_TO_IJK = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]],
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
+# NIfTI xyz units ("unknown" is read as mm, the NIfTI-1 convention in practice).
+_NIFTI_UNIT_TO_MM = {"mm": 1.0, "unknown": 1.0, "meter": 1000.0, "micron": 0.001}
+
+
 def _nifti_affine_to_lps(affine_ras_ijk: np.ndarray) -> np.ndarray:
     """NIfTI ``(i, j, k) -> RAS`` affine to ioplan ``(z, y, x) -> LPS`` (and back)."""
     return _RAS_TO_LPS @ np.asarray(affine_ras_ijk, dtype=float) @ _ZYX_TO_IJK
@@ -103,13 +107,25 @@ def read_nifti(path: str | Path) -> Volume:
         data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise FileFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
+    hdr = img.header
+    if int(hdr.get("sform_code", 0)) == 0 and int(hdr.get("qform_code", 0)) == 0:
+        raise FileFormatError(
+            f"{path}: NIfTI file has no orientation (qform and sform codes are 0); "
+            "tools disagree on its geometry, so ioplan refuses to guess"
+        )
+    unit = hdr.get_xyzt_units()[0]
+    scale = _NIFTI_UNIT_TO_MM.get(unit)
+    if scale is None:
+        raise FileFormatError(f"{path}: unknown NIfTI spatial unit {unit!r}")
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise FileFormatError(f"{path}: expected a 3D image, got shape {data.shape}")
     array = np.ascontiguousarray(data.transpose(2, 1, 0))
     try:
-        return Volume.from_affine(array, _nifti_affine_to_lps(img.affine))
+        affine = _nifti_affine_to_lps(img.affine)
+        affine[:3, :] *= scale
+        return Volume.from_affine(array, affine)
     except InputError as exc:
         raise FileFormatError(f"{path}: {exc}") from None
 

@@ -35,7 +35,7 @@ _SITK_INTERPOLATORS = {
 def to_sitk(volume: Volume) -> sitk.Image:
     """A SimpleITK image with the volume's values and geometry (booleans become uint8)."""
     arr = volume.array
-    if arr.dtype == bool:
+    if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8)
     img = sitk.GetImageFromArray(np.ascontiguousarray(arr))
     geom = volume.grid.to_sitk_geometry()
@@ -101,6 +101,16 @@ def resample(
     except ValueError:
         choices = ", ".join(i.value for i in Interpolation)
         raise InputError(f"interpolation must be one of {choices}; got {interpolation!r}") from None
+    dtype = volume.array.dtype
+    keeps_dtype = interp in (Interpolation.NEAREST, Interpolation.LABEL_GAUSSIAN)
+    if keeps_dtype and (np.issubdtype(dtype, np.integer) or dtype == np.bool_):
+        info = np.iinfo(np.uint8 if dtype == np.bool_ else dtype)
+        if not (np.isfinite(default_value) and float(default_value).is_integer()) or not (
+            info.min <= default_value <= info.max
+        ):
+            raise InputError(
+                f"default_value {default_value} does not fit the volume's {dtype} values"
+            )
     src = volume
     if interp in (Interpolation.LINEAR, Interpolation.BSPLINE):
         src = volume.with_array(volume.array.astype(np.float64))
@@ -114,7 +124,7 @@ def resample(
         image.GetPixelID(),
     )
     res = from_sitk(out)
-    if volume.array.dtype == bool:
+    if volume.array.dtype == np.bool_:
         return Volume(res.array.astype(bool), grid)
     return Volume(res.array, grid)
 

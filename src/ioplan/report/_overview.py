@@ -14,6 +14,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from ioplan.anatomy import LABEL_INFO, Case, Label, label_statistics
+from ioplan.imaging import Grid, resample
 
 __all__ = ["save_overview_figure", "write_case_overview"]
 
@@ -70,6 +71,31 @@ def _show(ax, image: np.ndarray, labels: np.ndarray, aspect: float, overlay: boo
     ax.set_yticks([])
 
 
+def _axis_aligned(case: Case) -> Case:
+    """The case resampled onto an axis-aligned grid (for slices in patient axes)."""
+    g = case.image.grid
+    if g.is_axis_aligned():
+        return case
+    corners = np.array(
+        [
+            [a, b, c]
+            for a in (0, g.shape[0] - 1)
+            for b in (0, g.shape[1] - 1)
+            for c in (0, g.shape[2] - 1)
+        ],
+        float,
+    )
+    lps = g.index_to_lps(corners)
+    lo, hi = lps.min(axis=0), lps.max(axis=0)
+    # isotropic, at the finest spacing but with at most ~20 M voxels
+    spacing = max(min(g.spacing_mm), float(np.prod(hi - lo + 1.0) / 20e6) ** (1 / 3))
+    shape = tuple(int(np.floor((hi[k] - lo[k]) / spacing)) + 1 for k in (2, 1, 0))
+    target = Grid(shape, (spacing,) * 3, tuple(lo))
+    image = resample(case.image, target, interpolation="linear", default_value=-1024.0)
+    labels = resample(case.labels, target, interpolation="nearest", default_value=0)
+    return Case(image, labels, name=case.name, modality=case.modality, tumors=case.tumors)
+
+
 def save_overview_figure(case: Case, path: str | Path) -> Path:
     """A PNG with axial, coronal and sagittal slices through the first tumour, with labels.
 
@@ -77,6 +103,7 @@ def save_overview_figure(case: Case, path: str | Path) -> Path:
     the image left, anterior up); coronal and sagittal with superior up.
     """
     path = Path(path)
+    case = _axis_aligned(case)
     img, lab = case.image.array, case.labels.array
     sz, sy, sx = case.image.grid.spacing_mm
     k, j, i = _focus_index(case)
