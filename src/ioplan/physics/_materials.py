@@ -1,0 +1,248 @@
+"""Material tables for the bioheat engine: one row per material, indexed by a uint8 id.
+
+Tissue materials use the label value as their id (``Label.LIVER`` is material 7),
+so a label map is already a material map. Extra materials (the far boundary,
+probes, vessel classes with their wall heat transfer) take ids from
+:data:`FIRST_EXTRA_ID` up.
+
+Enthalpy per volume ``E`` (J/m^3) is measured from 37 °C:
+
+* ``T >= T_l``: ``E = C (T - 37)``
+* ``T_s <= T < T_l`` (mushy): ``E = E_l - (L + C_m (T_l - T))`` spread linearly
+* ``T < T_s`` (frozen): ``E = E_s - C_f (T_s - T)``
+
+with ``C = rho c`` unfrozen, ``C_m``/``C_f`` the mushy/frozen volumetric heat
+capacities and ``L = rho * latent heat``. Latent heat is thus conserved exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ioplan.errors import InputError
+
+__all__ = [
+    "BOUNDARY_ID",
+    "FIRST_EXTRA_ID",
+    "T_REF_C",
+    "MaterialTable",
+    "blood_properties",
+    "tissue_material_table",
+]
+
+#: Enthalpy reference temperature (°C): E = 0 at body temperature.
+T_REF_C = 37.0
+#: First material id not used by a :class:`~ioplan.anatomy.Label`.
+FIRST_EXTRA_ID = 64
+#: Material of the far boundary layer (fixed at body temperature, group 0).
+BOUNDARY_ID = 255
+_N = 256
+
+
+@dataclass(frozen=True, eq=False)
+class MaterialTable:
+    """Thermal properties of up to 256 materials (arrays of length 256, SI units).
+
+    Attributes
+    ----------
+    names : tuple of str
+        Material names ("" for unused ids).
+    k_w_m_k, k_frozen_w_m_k, k_mushy_w_m_k : ndarray
+        Thermal conductivity unfrozen, frozen, mushy.
+    c_vol_j_m3_k, c_vol_frozen_j_m3_k, c_vol_mushy_j_m3_k : ndarray
+        Volumetric heat capacity ``rho c`` unfrozen, frozen, mushy (sensible part).
+    latent_j_m3 : ndarray
+        Latent heat of fusion per volume (``rho * L``).
+    solidus_c, liquidus_c : ndarray
+        Mushy zone limits.
+    perfusion_w_m3_k : ndarray
+        Pennes coefficient ``w_b rho_b c_b`` (W/m^3/K): perfusion rate (1/s) times
+        blood ``rho c``.
+    fixed_group : ndarray of int
+        -1 for free voxels; otherwise the index into the group temperatures that
+        holds the voxel's temperature (0: body temperature / blood).
+    wall_h_w_m2_k : ndarray
+        For fixed materials: wall heat-transfer coefficient to the neighbouring
+        tissue (0: ideal contact through the tissue's conductivity).
+    rf_sigma_s_m : ndarray
+        Electrical conductivity at 480 kHz (37 °C).
+    """
+
+    names: tuple[str, ...]
+    k_w_m_k: np.ndarray
+    k_frozen_w_m_k: np.ndarray
+    k_mushy_w_m_k: np.ndarray
+    c_vol_j_m3_k: np.ndarray
+    c_vol_frozen_j_m3_k: np.ndarray
+    c_vol_mushy_j_m3_k: np.ndarray
+    latent_j_m3: np.ndarray
+    solidus_c: np.ndarray
+    liquidus_c: np.ndarray
+    perfusion_w_m3_k: np.ndarray
+    fixed_group: np.ndarray
+    wall_h_w_m2_k: np.ndarray
+    rf_sigma_s_m: np.ndarray
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def with_material(self, material_id: int, name: str, **values: float) -> MaterialTable:
+        """A copy with row ``material_id`` set (unnamed columns copied from row 0 or given)."""
+        if not 0 <= material_id < _N:
+            raise InputError(f"material_id must be 0-255, got {material_id}")
+        new: dict[str, Any] = {}
+        for col in _COLUMNS:
+            arr = getattr(self, col).copy()
+            if col in values:
+                arr[material_id] = values[col]
+            new[col] = arr
+        unknown = set(values) - set(_COLUMNS)
+        if unknown:
+            raise InputError(f"unknown material properties: {sorted(unknown)}")
+        names = list(self.names)
+        names[material_id] = name
+        return replace(self, names=tuple(names), **new)
+
+    def row(self, material_id: int) -> dict[str, float]:
+        """All properties of one material."""
+        return {col: float(getattr(self, col)[material_id]) for col in _COLUMNS}
+
+    def enthalpy_breakpoints(self) -> tuple[np.ndarray, np.ndarray]:
+        """``E_l`` and ``E_s``: enthalpy (J/m^3) at the liquidus and the solidus."""
+        e_l = self.c_vol_j_m3_k * (self.liquidus_c - T_REF_C)
+        e_s = e_l - self.latent_j_m3 - self.c_vol_mushy_j_m3_k * (self.liquidus_c - self.solidus_c)
+        return e_l, e_s
+
+    def enthalpy(self, material: np.ndarray, temperature_c: np.ndarray) -> np.ndarray:
+        """Enthalpy per volume (J/m^3, from 37 °C) of ``material`` at ``temperature_c``."""
+        m = np.asarray(material)
+        t = np.asarray(temperature_c, dtype=float)
+        e_l, e_s = self.enthalpy_breakpoints()
+        c = self.c_vol_j_m3_k[m]
+        tl, ts = self.liquidus_c[m], self.solidus_c[m]
+        c_app = self.latent_j_m3[m] / (tl - ts) + self.c_vol_mushy_j_m3_k[m]
+        return np.where(
+            t >= tl,
+            c * (t - T_REF_C),
+            np.where(
+                t >= ts, e_l[m] - c_app * (tl - t), e_s[m] - self.c_vol_frozen_j_m3_k[m] * (ts - t)
+            ),
+        )
+
+    def temperature(self, material: np.ndarray, enthalpy_j_m3: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`enthalpy`."""
+        m = np.asarray(material)
+        e = np.asarray(enthalpy_j_m3, dtype=float)
+        e_l, e_s = self.enthalpy_breakpoints()
+        tl, ts = self.liquidus_c[m], self.solidus_c[m]
+        c_app = self.latent_j_m3[m] / (tl - ts) + self.c_vol_mushy_j_m3_k[m]
+        return np.where(
+            e >= e_l[m],
+            T_REF_C + e / self.c_vol_j_m3_k[m],
+            np.where(
+                e >= e_s[m],
+                tl - (e_l[m] - e) / c_app,
+                ts - (e_s[m] - e) / self.c_vol_frozen_j_m3_k[m],
+            ),
+        )
+
+
+_COLUMNS = (
+    "k_w_m_k",
+    "k_frozen_w_m_k",
+    "k_mushy_w_m_k",
+    "c_vol_j_m3_k",
+    "c_vol_frozen_j_m3_k",
+    "c_vol_mushy_j_m3_k",
+    "latent_j_m3",
+    "solidus_c",
+    "liquidus_c",
+    "perfusion_w_m3_k",
+    "fixed_group",
+    "wall_h_w_m2_k",
+    "rf_sigma_s_m",
+)
+
+
+def blood_properties() -> dict[str, float]:
+    """Blood density (kg/m^3), specific heat (J/kg/K) and temperature (°C) from the tissue table."""
+    from ioplan.tissue import constants, tissue
+
+    b = tissue("blood")
+    return {
+        "rho_kg_m3": b.density_kg_m3,
+        "c_j_kg_k": b.specific_heat_j_kg_k,
+        "k_w_m_k": b.thermal_conductivity_w_m_k,
+        "temperature_c": constants()["blood_temperature_c"],
+    }
+
+
+def tissue_material_table(
+    *,
+    perfusion_scale: float = 1.0,
+    perfusion_override_1_per_s: dict[str, float] | None = None,
+) -> MaterialTable:
+    """The material table of every label (id = label value), from :mod:`ioplan.tissue`.
+
+    Frozen and mushy properties and latent heat come from the cryo table
+    (``[phase_change]``, measured for liver) and are applied to every tissue.
+    Background air is given the properties of fat and no perfusion: the
+    engine runs inside the body, and the far boundary is fixed anyway.
+
+    Parameters
+    ----------
+    perfusion_scale : float
+        Multiplies every perfusion rate (0 for ex vivo).
+    perfusion_override_1_per_s : dict, optional
+        Perfusion rate (1/s) per tissue name, replacing the table's value.
+    """
+    from ioplan.anatomy import LABEL_INFO
+    from ioplan.tissue import phase_change, tissue, tissue_names
+
+    if not np.isfinite(perfusion_scale) or perfusion_scale < 0:
+        raise InputError(f"perfusion_scale must be >= 0, got {perfusion_scale}")
+    override = dict(perfusion_override_1_per_s or {})
+    for name, value in override.items():
+        if not np.isfinite(value) or not 0 <= value <= 0.1:
+            raise InputError(f"perfusion for {name!r} must be 0-0.1 1/s, got {value}")
+    pc = phase_change()
+    blood = blood_properties()
+    c_blood = blood["rho_kg_m3"] * blood["c_j_kg_k"]
+    cols = {c: np.zeros(_N) for c in _COLUMNS}
+    cols["fixed_group"] = np.full(_N, -1.0)
+    names = [""] * _N
+    # unused ids: harmless defaults (liver-like) so that no division by zero can occur
+    default = tissue("liver")
+    rho = np.full(_N, default.density_kg_m3)
+    for mid in range(_N):
+        cols["k_w_m_k"][mid] = default.thermal_conductivity_w_m_k
+        cols["c_vol_j_m3_k"][mid] = default.density_kg_m3 * default.specific_heat_j_kg_k
+    cols["k_frozen_w_m_k"][:] = pc["thermal_conductivity_frozen_w_m_k"]
+    cols["k_mushy_w_m_k"][:] = pc["thermal_conductivity_mushy_w_m_k"]
+    cols["solidus_c"][:] = pc["solidus_c"]
+    cols["liquidus_c"][:] = pc["liquidus_c"]
+    for lbl, info in LABEL_INFO.items():
+        tname = info.tissue if info.tissue in tissue_names() else "fat"
+        t = tissue(tname)
+        mid = int(lbl)
+        names[mid] = lbl.name.lower()
+        rho[mid] = t.density_kg_m3
+        cols["k_w_m_k"][mid] = t.thermal_conductivity_w_m_k
+        cols["c_vol_j_m3_k"][mid] = rho[mid] * t.specific_heat_j_kg_k
+        perf = override.get(tname, t.perfusion_1_per_s) if info.tissue != "air" else 0.0
+        cols["perfusion_w_m3_k"][mid] = perfusion_scale * perf * c_blood
+        cols["rf_sigma_s_m"][mid] = t.electrical_conductivity_480khz_s_m
+    cols["c_vol_frozen_j_m3_k"][:] = rho * pc["specific_heat_frozen_j_kg_k"]
+    cols["c_vol_mushy_j_m3_k"][:] = rho * pc["specific_heat_mushy_j_kg_k"]
+    cols["latent_j_m3"][:] = rho * pc["latent_heat_j_kg"]
+    names[BOUNDARY_ID] = "far_boundary"
+    cols["fixed_group"][BOUNDARY_ID] = 0
+    return MaterialTable(
+        names=tuple(names),
+        sources={
+            "tissue": "ioplan.tissue (tissues.toml)",
+            "phase_change": "tissues.toml [phase_change]",
+        },
+        **cols,
+    )

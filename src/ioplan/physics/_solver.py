@@ -1,0 +1,354 @@
+"""The bioheat solver: problem and state dataclasses, the pure step, and the time loop."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ioplan.errors import InputError
+from ioplan.imaging import Grid
+from ioplan.physics._kernel import pack_properties, step_cpu, step_gpu
+from ioplan.physics._materials import BOUNDARY_ID, MaterialTable
+
+__all__ = [
+    "ThermalProblem",
+    "ThermalState",
+    "init_state",
+    "stable_time_step",
+    "step",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class ThermalProblem:
+    """What is simulated: grid, materials, fixed temperatures, physics switches.
+
+    Attributes
+    ----------
+    grid : Grid
+        The (cropped) simulation grid; spacing in mm.
+    material : ndarray of uint8, shape ``grid.shape``
+        Material id per voxel (label values for tissue). The outer layer is
+        set to the far boundary (body temperature) by :func:`init_state`.
+    materials : MaterialTable
+        Properties per material id.
+    blood_temperature_c : float
+        Arterial blood temperature in the Pennes term.
+    body_temperature_c : float
+        Initial temperature and far-boundary temperature.
+    boundary_material : int
+        Material of the outer voxel layer: the far boundary at body
+        temperature by default; a material with zero conductivity makes an
+        insulated boundary.
+    constant_properties : bool
+        Switch off phase change, temperature-dependent conductivity and
+        perfusion shutdown (verification against analytic solutions).
+    perfusion_stop_c : float
+        Perfusion stops below this temperature (frozen tissue).
+    arrhenius_a_per_s, arrhenius_ea_j_mol : float
+        Arrhenius damage parameters.
+    dtype : str
+        ``"float32"`` (fast) or ``"float64"`` (verification) state arrays.
+    """
+
+    grid: Grid
+    material: np.ndarray
+    materials: MaterialTable
+    blood_temperature_c: float = 37.0
+    body_temperature_c: float = 37.0
+    constant_properties: bool = False
+    perfusion_stop_c: float = -2.0
+    arrhenius_a_per_s: float = 7.39e39
+    arrhenius_ea_j_mol: float = 2.577e5
+    dtype: str = "float32"
+    boundary_material: int = BOUNDARY_ID
+    packed: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        mat = np.asarray(self.material)
+        if mat.shape != self.grid.shape:
+            raise InputError(f"material shape {mat.shape} does not match grid {self.grid.shape}")
+        if min(self.grid.shape) < 3:
+            raise InputError(f"the grid needs at least 3 voxels per axis, got {self.grid.shape}")
+        if self.dtype not in ("float32", "float64"):
+            raise InputError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        for name in ("blood_temperature_c", "body_temperature_c"):
+            v = getattr(self, name)
+            if not np.isfinite(v) or not 20.0 <= v <= 45.0:
+                raise InputError(f"{name} must be 20-45 degC, got {v}")
+        m = np.ascontiguousarray(mat.astype(np.uint8))
+        bm = int(self.boundary_material)
+        m[0, :, :] = m[-1, :, :] = bm
+        m[:, 0, :] = m[:, -1, :] = bm
+        m[:, :, 0] = m[:, :, -1] = bm
+        object.__setattr__(self, "material", m)
+        object.__setattr__(self, "packed", pack_properties(self.materials))
+
+    @property
+    def spacing_m(self) -> tuple[float, float, float]:
+        """Voxel spacing ``(z, y, x)`` in metres."""
+        return tuple(s * 1e-3 for s in self.grid.spacing_mm)
+
+
+@dataclass(frozen=True, eq=False)
+class ThermalState:
+    """The state after ``time_s`` seconds (arrays indexed ``(z, y, x)``).
+
+    Attributes
+    ----------
+    energy_j_m3 : ndarray
+        Enthalpy per volume from 37 °C.
+    temperature_c : ndarray
+        Temperature.
+    omega : ndarray
+        Arrhenius damage integral (>= 1: coagulated).
+    cem43_min : ndarray
+        Thermal dose, cumulative equivalent minutes at 43 °C.
+    tmin_c, tmax_c : ndarray
+        Lowest and highest temperature reached.
+    """
+
+    time_s: float
+    energy_j_m3: np.ndarray
+    temperature_c: np.ndarray
+    omega: np.ndarray
+    cem43_min: np.ndarray
+    tmin_c: np.ndarray
+    tmax_c: np.ndarray
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The arrays in kernel order (E, T, omega, cem, tmin, tmax)."""
+        return (
+            self.energy_j_m3,
+            self.temperature_c,
+            self.omega,
+            self.cem43_min,
+            self.tmin_c,
+            self.tmax_c,
+        )
+
+
+def init_state(problem: ThermalProblem, temperature_c: Any = None) -> ThermalState:
+    """The state at t = 0: body temperature everywhere (or ``temperature_c``)."""
+    dt = np.dtype(problem.dtype)
+    t0 = problem.body_temperature_c if temperature_c is None else temperature_c
+    t = np.empty(problem.grid.shape, dt)
+    t[...] = t0
+    if not np.all(np.isfinite(t)):
+        raise InputError("initial temperature_c must be finite")
+    t[problem.material == BOUNDARY_ID] = problem.body_temperature_c
+    e = problem.materials.enthalpy(problem.material, t).astype(dt)
+    if problem.constant_properties:
+        e = (problem.materials.c_vol_j_m3_k[problem.material] * (t - 37.0)).astype(dt)
+    return ThermalState(0.0, e, t, np.zeros_like(t), np.zeros_like(t), t.copy(), t.copy())
+
+
+def stable_time_step(problem: ThermalProblem, *, safety: float = 0.9) -> float:
+    """The largest stable explicit step (s), times ``safety``.
+
+    Forward Euler on the 7-point stencil is stable when
+    ``dt * sum_faces(G / d) + dt * b <= C`` for every voxel, with ``G`` the
+    face conductance, ``C`` the (smallest) volumetric heat capacity and ``b``
+    the perfusion coefficient. We bound it with the largest conductivity and
+    wall coefficient and the smallest heat capacity of the materials present.
+    """
+    tab = problem.materials
+    present = np.unique(problem.material)
+    free = present[tab.fixed_group[present] < 0]
+    if free.size == 0:
+        raise InputError("no free voxels to simulate")
+    k_max = float(
+        np.max(
+            np.concatenate([tab.k_w_m_k[free], tab.k_frozen_w_m_k[free], tab.k_mushy_w_m_k[free]])
+        )
+    )
+    if problem.constant_properties:
+        k_max = float(np.max(tab.k_w_m_k[free]))
+        c_min = float(np.min(tab.c_vol_j_m3_k[free]))
+    else:
+        c_min = float(
+            np.min(np.concatenate([tab.c_vol_j_m3_k[free], tab.c_vol_frozen_j_m3_k[free]]))
+        )
+    fixed = present[tab.fixed_group[present] >= 0]
+    h_max = float(np.max(tab.wall_h_w_m2_k[fixed], initial=0.0))
+    k_fixed = float(np.max(tab.k_w_m_k[fixed], initial=0.0))
+    rate = 0.0
+    for d in problem.spacing_m:
+        # largest face conductance per area: tissue-tissue (harmonic mean <= k_max / d
+        # between equal conductors, and <= 2 min(k) / d in general), or a vessel wall
+        g = 2.0 * k_max * k_fixed / (d * (k_max + k_fixed)) if k_fixed > k_max else k_max / d
+        if h_max > 0:
+            g = max(g, 1.0 / (0.5 * d / k_max + 1.0 / h_max))
+        rate += 2.0 * g / d  # two faces per axis
+    rate += float(np.max(tab.perfusion_w_m3_k[free]))
+    return safety * c_min / rate
+
+
+def _group_array(groups: Any, body_c: float) -> np.ndarray:
+    g = np.asarray(groups if groups is not None else [body_c], dtype=np.float64).reshape(-1)
+    if g.size == 0:
+        g = np.array([body_c])
+    return g
+
+
+def _ln_a(problem: ThermalProblem) -> tuple[float, float]:
+    from ioplan.tissue import constants
+
+    r = constants()["gas_constant_j_mol_k"]
+    return math.log(problem.arrhenius_a_per_s), problem.arrhenius_ea_j_mol / r
+
+
+def step(
+    problem: ThermalProblem,
+    state: ThermalState,
+    dt_s: float,
+    *,
+    source_w_m3: np.ndarray | None = None,
+    group_temperatures_c: Any = None,
+    backend: str = "cpu",
+) -> ThermalState:
+    """One explicit step: a pure function returning a new state.
+
+    Parameters
+    ----------
+    source_w_m3 : ndarray, optional
+        Power density Q (W/m^3) on the grid (default zero).
+    group_temperatures_c : sequence of float, optional
+        Temperature of each fixed group (group 0: body/blood temperature).
+    backend : {"cpu", "gpu"}
+        ``"gpu"`` runs the CUDA kernel (or numba's simulator when
+        ``NUMBA_ENABLE_CUDASIM=1``).
+    """
+    arrays = tuple(a.copy() for a in state.arrays())
+    runner = _Runner(problem, backend)
+    out = runner.advance(arrays, dt_s, 1, source_w_m3, group_temperatures_c)
+    return ThermalState(state.time_s + dt_s, *out)
+
+
+class _Runner:
+    """Holds buffers and runs the kernel ``n`` times in place (internal to the time loop)."""
+
+    def __init__(self, problem: ThermalProblem, backend: str) -> None:
+        if backend not in ("cpu", "gpu"):
+            raise InputError(f"backend must be 'cpu' or 'gpu', got {backend!r}")
+        self.problem = problem
+        self.backend = backend
+        self.ln_a, self.ea_r = _ln_a(problem)
+        self.dz, self.dy, self.dx = problem.spacing_m
+
+    def _scalars(self, dt: float) -> tuple:
+        p = self.problem
+        return (
+            float(dt), self.dz, self.dy, self.dx, float(p.blood_temperature_c),
+            1 if p.constant_properties else 0, float(p.perfusion_stop_c), self.ln_a, self.ea_r,
+        )  # fmt: skip
+
+    def advance(self, arrays, dt, n, source, groups):
+        """Advance ``arrays`` (E, T, omega, cem, tmin, tmax) by ``n`` steps of ``dt``."""
+        p = self.problem
+        dtype = np.dtype(p.dtype)
+        e, t, om, cem, tmin, tmax = arrays
+        q = np.zeros(p.grid.shape, dtype) if source is None else np.asarray(source, dtype)
+        if q.shape != p.grid.shape:
+            raise InputError(f"source shape {q.shape} does not match grid {p.grid.shape}")
+        gt = _group_array(groups, p.body_temperature_c)
+        e2, t2 = e.copy(), t.copy()
+        scal = self._scalars(dt)
+        if self.backend == "cpu":
+            for _ in range(n):
+                step_cpu(e, t, e2, t2, om, cem, tmin, tmax, p.material, q, p.packed, gt, *scal)
+                e, e2 = e2, e
+                t, t2 = t2, t
+            return e, t, om, cem, tmin, tmax
+        from numba import cuda
+
+        d = [cuda.to_device(a) for a in (e, t, e2, t2, om, cem, tmin, tmax)]
+        dmat, dq, dp, dgt = (cuda.to_device(a) for a in (p.material, q, p.packed, gt))
+        nz, ny, nx = p.grid.shape
+        threads = (32, 4, 2)
+        blocks = tuple(-(-n_ // t_) for n_, t_ in zip((nx, ny, nz), threads, strict=True))
+        de, dt_, de2, dt2, dom, dcem, dtmin, dtmax = d
+        for _ in range(n):
+            step_gpu[blocks, threads](
+                de, dt_, de2, dt2, dom, dcem, dtmin, dtmax, dmat, dq, dp, dgt, *scal
+            )
+            de, de2 = de2, de
+            dt_, dt2 = dt2, dt_
+        return tuple(a.copy_to_host() for a in (de, dt_, dom, dcem, dtmin, dtmax))
+
+
+def run(
+    problem: ThermalProblem,
+    duration_s: float,
+    *,
+    dt_s: float | None = None,
+    source: Callable[[ThermalState], np.ndarray | None] | np.ndarray | None = None,
+    source_update_s: float = 5.0,
+    group_temperatures: Callable[[float], Any] | Any = None,
+    state: ThermalState | None = None,
+    backend: str = "cpu",
+    progress: Callable[[float], None] | None = None,
+) -> tuple[ThermalState, dict[str, float]]:
+    """Integrate for ``duration_s`` seconds.
+
+    ``source`` is a power density map (W/m^3) or a function of the state that
+    returns one; it is re-evaluated every ``source_update_s`` seconds.
+    ``group_temperatures`` is a sequence or a function of time giving the
+    fixed groups' temperatures. Returns the final state and run statistics
+    (``steps``, ``dt_s``, ``runtime_s``, ``voxel_updates_per_s``,
+    ``energy_deposited_j``).
+    """
+    if not np.isfinite(duration_s) or duration_s < 0:
+        raise InputError(f"duration_s must be >= 0, got {duration_s}")
+    dt_max = stable_time_step(problem)
+    dt = dt_max if dt_s is None else float(dt_s)
+    if not np.isfinite(dt) or dt <= 0:
+        raise InputError(f"dt_s must be > 0, got {dt_s}")
+    if dt > dt_max / 0.9 * 1.0000001:
+        raise InputError(f"dt_s {dt} exceeds the stable step {dt_max / 0.9:.4g} s")
+    st = state if state is not None else init_state(problem)
+    n_total = math.ceil(duration_s / dt - 1e-9) if duration_s > 0 else 0
+    if n_total:
+        dt = duration_s / n_total
+    chunk = max(1, round(source_update_s / dt))
+    runner = _Runner(problem, backend)
+    arrays = tuple(a.copy() for a in st.arrays())
+    voxel_vol = float(np.prod(problem.spacing_m))
+    energy = 0.0
+    t_now = st.time_s
+    done = 0
+    t0 = time.perf_counter()
+    while done < n_total:
+        n = min(chunk, n_total - done)
+        cur = ThermalState(t_now, *arrays)
+        q = source(cur) if callable(source) else source
+        groups = group_temperatures(t_now) if callable(group_temperatures) else group_temperatures
+        if q is not None:
+            free = problem.materials.fixed_group[problem.material] < 0
+            energy += float(np.sum(np.asarray(q, dtype=np.float64)[free])) * voxel_vol * dt * n
+        arrays = runner.advance(arrays, dt, n, q, groups)
+        done += n
+        t_now = st.time_s + done * dt
+        if progress is not None:
+            progress(t_now)
+    runtime = time.perf_counter() - t0
+    final = ThermalState(t_now, *arrays)
+    interior = max(0, int(np.prod([s - 2 for s in problem.grid.shape])))
+    stats = {
+        "steps": float(n_total),
+        "dt_s": dt,
+        "runtime_s": runtime,
+        "voxel_updates_per_s": interior * n_total / runtime if runtime > 0 else 0.0,
+        "energy_deposited_j": energy,
+    }
+    return final, stats
+
+
+def with_time(state: ThermalState, time_s: float) -> ThermalState:
+    """A copy of ``state`` with another time stamp."""
+    return replace(state, time_s=time_s)
