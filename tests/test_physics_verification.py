@@ -193,3 +193,79 @@ def test_symmetric_source_gives_symmetric_field():
     np.testing.assert_allclose(t, t[:, ::-1], atol=1e-10)
     np.testing.assert_allclose(t, np.transpose(t, (2, 1, 0)), atol=1e-10)
     assert t.max() > 40.0
+
+
+def _neumann_lambda(k_s, k_l, c_s, c_l, latent, t_w, t_f, t_i):
+    """Root of the two-phase Neumann (Stefan) transcendental equation.
+
+    Reference: Carslaw & Jaeger, Conduction of Heat in Solids (1959), section 11.2;
+    solid 0 < x < X(t) = 2 lambda sqrt(alpha_s t), wall at t_w, far field t_i.
+    """
+    from scipy.optimize import brentq
+    from scipy.special import erf, erfc
+
+    a_s, a_l = k_s / c_s, k_l / c_l
+    nu = a_s / a_l
+
+    def f(lam):
+        solid = k_s * (t_f - t_w) * math.exp(-(lam**2)) / (erf(lam) * math.sqrt(math.pi * a_s))
+        liquid = (
+            k_l
+            * (t_i - t_f)
+            * math.exp(-(lam**2) * nu)
+            / (erfc(lam * math.sqrt(nu)) * math.sqrt(math.pi * a_l))
+        )
+        return solid - liquid - latent * lam * math.sqrt(a_s)
+
+    return brentq(f, 1e-6, 5.0), a_s
+
+
+def test_freezing_front_matches_the_neumann_solution():
+    """1D freezing from a wall at -40 degC into tissue at 37 degC: front within 1 voxel.
+
+    Engine: enthalpy method with latent heat over a narrow mushy zone
+    (-1.05 to -0.95 degC, so that the sharp-front Neumann solution applies),
+    frozen k 2.0 W/m/K and c 1860 J/kg/K (shared README section 3).
+    """
+    h, n, t_end = 1.0, 90, 400.0
+    k_l, k_s, rho = 0.52, 2.0, 1079.0
+    c_l, c_s, latent = rho * 3540.0, rho * 1860.0, rho * 250e3
+    tab = tissue_material_table()
+    tab = tab.with_material(
+        80,
+        "stefan tissue",
+        k_w_m_k=k_l,
+        k_frozen_w_m_k=k_s,
+        k_mushy_w_m_k=0.5 * (k_l + k_s),
+        c_vol_j_m3_k=c_l,
+        c_vol_frozen_j_m3_k=c_s,
+        c_vol_mushy_j_m3_k=0.5 * (c_l + c_s),
+        latent_j_m3=latent,
+        solidus_c=-1.05,
+        liquidus_c=-0.95,
+        perfusion_w_m3_k=0.0,
+        fixed_group=-1,
+    )
+    tab = tab.with_material(
+        81,
+        "insulator",
+        k_w_m_k=0.0,
+        k_frozen_w_m_k=0.0,
+        k_mushy_w_m_k=0.0,
+        c_vol_j_m3_k=c_l,
+        fixed_group=-1,
+    )
+    tab = tab.with_material(82, "cold wall", k_w_m_k=k_s, c_vol_j_m3_k=c_s, fixed_group=1)
+    g = Grid((3, 3, n), (h, h, h))
+    mat = np.full(g.shape, 80, np.uint8)
+    mat[:, :, 1] = 82
+    p = ThermalProblem(g, mat, tab, dtype="float64", boundary_material=81)
+    final, _ = run(p, t_end, group_temperatures=[37.0, -40.0])
+    line = final.temperature_c[1, 1, 1:-1]
+    x = np.arange(line.size) * h  # distance from the wall voxel centre (mm)
+    k = int(np.argmax(line > -1.0))
+    front_num = x[k - 1] + (-1.0 - line[k - 1]) / (line[k] - line[k - 1]) * h
+    lam, a_s = _neumann_lambda(k_s, k_l, c_s, c_l, latent, -40.0, -1.0, 37.0)
+    front_exact = 2 * lam * math.sqrt(a_s * t_end) * 1e3
+    assert abs(front_num - front_exact) < h, (front_num, front_exact)
+    assert front_exact > 5.0  # a front that moved several voxels
