@@ -8,6 +8,8 @@ from ioplan.physics._materials import (
     blood_properties,
     tissue_material_table,
 )
+from ioplan.physics._outputs import write_simulation_outputs
+from ioplan.physics._simulate import SimulationConfig, SimulationResult, VesselSpec, simulate
 from ioplan.physics._solver import (
     ThermalProblem,
     ThermalState,
@@ -16,18 +18,44 @@ from ioplan.physics._solver import (
     stable_time_step,
     step,
 )
+from ioplan.physics._sources import (
+    CryoProtocol,
+    Placement,
+    RfGenerator,
+    array_placements,
+    attenuation_per_m,
+    microwave_source,
+    nusselt_wall_h,
+    rf_potential,
+)
+from ioplan.physics._zone import ZoneMetrics, zone_metrics
 
 __all__ = [
     "BOUNDARY_ID",
     "FIRST_EXTRA_ID",
     "T_REF_C",
+    "CryoProtocol",
     "MaterialTable",
+    "Placement",
+    "RfGenerator",
+    "SimulationConfig",
+    "SimulationResult",
     "ThermalProblem",
     "ThermalState",
+    "VesselSpec",
+    "ZoneMetrics",
+    "array_placements",
+    "attenuation_per_m",
     "blood_properties",
     "init_state",
+    "microwave_source",
+    "nusselt_wall_h",
+    "rf_potential",
     "run",
+    "simulate",
     "stable_time_step",
     "step",
     "tissue_material_table",
+    "write_simulation_outputs",
+    "zone_metrics",
 ]

@@ -5,6 +5,8 @@ Pennes equation::
 
     dE/dt = div(k grad T) + w_b c_b (T_a - T) + Q,     T = T(E)
 
+where T(E) is piecewise linear: frozen, mushy (latent heat of fusion), liquid,
+boiling (latent heat of the tissue's water between 99 and 100 degC), dry.
 on a uniform grid with 7-point stencil, harmonic-mean face conductances, and a
 wall heat-transfer coefficient on faces towards fixed vessel voxels. Fixed
 voxels (far boundary, vessels, probes) take their group's temperature. Damage
@@ -26,15 +28,16 @@ from numba import cuda
 __all__ = ["N_PROPS", "pack_properties", "step_cpu", "step_gpu", "voxel_update"]
 
 # Rows of the packed property table P[row, material].
-K, KF, KM, C, CF, CM, LV, TS, TL, B, FIXED, H, EL, ES, CAPP = range(15)
-N_PROPS = 15
+K, KF, KM, C, CF, CM, LV, TS, TL, B, FIXED, H, EL, ES, CAPP, TV1, TV2, EV1, EV2, CV = range(20)
+N_PROPS = 20
 T_REF = 37.0
 KELVIN = 273.15
 
 
 def pack_properties(table) -> np.ndarray:
-    """The (15, 256) float64 table the kernel reads (see the row constants)."""
+    """The (20, 256) float64 table the kernel reads (see the row constants)."""
     e_l, e_s = table.enthalpy_breakpoints()
+    e_v1, e_v2, c_v = table.vapor_breakpoints()
     width = table.liquidus_c - table.solidus_c
     c_app = table.latent_j_m3 / np.where(width > 0, width, 1.0) + table.c_vol_mushy_j_m3_k
     rows = [
@@ -53,6 +56,11 @@ def pack_properties(table) -> np.ndarray:
         e_l,
         e_s,
         c_app,
+        table.vapor_start_c,
+        table.vapor_end_c,
+        e_v1,
+        e_v2,
+        c_v,
     ]
     return np.ascontiguousarray(np.stack(rows).astype(np.float64))
 
@@ -66,16 +74,24 @@ def _k_of(P, m, t, const):
 
 
 def _t_of_e(P, m, e, const):
-    if const != 0 or e >= P[EL, m]:
+    if const != 0 or (e >= P[EL, m] and e < P[EV1, m]):
         return T_REF + e / P[C, m]
+    if e >= P[EV2, m]:
+        return P[TV2, m] + (e - P[EV2, m]) / P[C, m]
+    if e >= P[EV1, m]:
+        return P[TV1, m] + (e - P[EV1, m]) / P[CV, m]
     if e >= P[ES, m]:
         return P[TL, m] - (P[EL, m] - e) / P[CAPP, m]
     return P[TS, m] - (P[ES, m] - e) / P[CF, m]
 
 
 def _e_of_t(P, m, t, const):
-    if const != 0 or t >= P[TL, m]:
+    if const != 0 or (t >= P[TL, m] and t < P[TV1, m]):
         return P[C, m] * (t - T_REF)
+    if t >= P[TV2, m]:
+        return P[EV2, m] + P[C, m] * (t - P[TV2, m])
+    if t >= P[TV1, m]:
+        return P[EV1, m] + P[CV, m] * (t - P[TV1, m])
     if t >= P[TS, m]:
         return P[EL, m] - P[CAPP, m] * (P[TL, m] - t)
     return P[ES, m] - P[CF, m] * (P[TS, m] - t)
@@ -84,8 +100,12 @@ def _e_of_t(P, m, t, const):
 def _conductance(P, ki, mj, tj, d, const):
     """Face conductance per area (W/m^2/K) between a voxel of conductivity ki and neighbour j."""
     if P[FIXED, mj] >= 0 and P[H, mj] > 0:
+        if ki <= 0.0:
+            return 0.0
         return 1.0 / (0.5 * d / ki + 1.0 / P[H, mj])
     kj = _k_of(P, mj, tj, const)
+    if ki + kj <= 0.0:
+        return 0.0  # two insulators
     return 2.0 * ki * kj / (d * (ki + kj))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "T_REF_C",
     "MaterialTable",
     "blood_properties",
+    "tissue_dielectric",
     "tissue_material_table",
 ]
 
@@ -69,6 +70,9 @@ class MaterialTable:
         tissue (0: ideal contact through the tissue's conductivity).
     rf_sigma_s_m : ndarray
         Electrical conductivity at 480 kHz (37 °C).
+    vapor_start_c, vapor_end_c, vapor_latent_j_m3 : ndarray
+        Tissue water boils between these temperatures, absorbing this latent
+        heat per volume (water fraction x latent heat of water x density).
     """
 
     names: tuple[str, ...]
@@ -85,6 +89,9 @@ class MaterialTable:
     fixed_group: np.ndarray
     wall_h_w_m2_k: np.ndarray
     rf_sigma_s_m: np.ndarray
+    vapor_start_c: np.ndarray
+    vapor_end_c: np.ndarray
+    vapor_latent_j_m3: np.ndarray
     sources: dict[str, str] = field(default_factory=dict)
 
     def with_material(self, material_id: int, name: str, **values: float) -> MaterialTable:
@@ -114,6 +121,14 @@ class MaterialTable:
         e_s = e_l - self.latent_j_m3 - self.c_vol_mushy_j_m3_k * (self.liquidus_c - self.solidus_c)
         return e_l, e_s
 
+    def vapor_breakpoints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Enthalpy at the start and end of boiling, and the apparent heat capacity between."""
+        e_v1 = self.c_vol_j_m3_k * (self.vapor_start_c - T_REF_C)
+        width = np.maximum(self.vapor_end_c - self.vapor_start_c, 1e-6)
+        c_app = self.vapor_latent_j_m3 / width + self.c_vol_j_m3_k
+        e_v2 = e_v1 + c_app * width
+        return e_v1, e_v2, c_app
+
     def enthalpy(self, material: np.ndarray, temperature_c: np.ndarray) -> np.ndarray:
         """Enthalpy per volume (J/m^3, from 37 °C) of ``material`` at ``temperature_c``."""
         m = np.asarray(material)
@@ -122,9 +137,16 @@ class MaterialTable:
         c = self.c_vol_j_m3_k[m]
         tl, ts = self.liquidus_c[m], self.solidus_c[m]
         c_app = self.latent_j_m3[m] / (tl - ts) + self.c_vol_mushy_j_m3_k[m]
+        e_v1, e_v2, c_v = self.vapor_breakpoints()
+        tv1, tv2 = self.vapor_start_c[m], self.vapor_end_c[m]
+        hot = np.where(
+            t < tv1,
+            c * (t - T_REF_C),
+            np.where(t < tv2, e_v1[m] + c_v[m] * (t - tv1), e_v2[m] + c * (t - tv2)),
+        )
         return np.where(
             t >= tl,
-            c * (t - T_REF_C),
+            hot,
             np.where(
                 t >= ts, e_l[m] - c_app * (tl - t), e_s[m] - self.c_vol_frozen_j_m3_k[m] * (ts - t)
             ),
@@ -137,9 +159,20 @@ class MaterialTable:
         e_l, e_s = self.enthalpy_breakpoints()
         tl, ts = self.liquidus_c[m], self.solidus_c[m]
         c_app = self.latent_j_m3[m] / (tl - ts) + self.c_vol_mushy_j_m3_k[m]
+        e_v1, e_v2, c_v = self.vapor_breakpoints()
+        c = self.c_vol_j_m3_k[m]
+        hot = np.where(
+            e < e_v1[m],
+            T_REF_C + e / c,
+            np.where(
+                e < e_v2[m],
+                self.vapor_start_c[m] + (e - e_v1[m]) / c_v[m],
+                self.vapor_end_c[m] + (e - e_v2[m]) / c,
+            ),
+        )
         return np.where(
             e >= e_l[m],
-            T_REF_C + e / self.c_vol_j_m3_k[m],
+            hot,
             np.where(
                 e >= e_s[m],
                 tl - (e_l[m] - e) / c_app,
@@ -162,7 +195,16 @@ _COLUMNS = (
     "fixed_group",
     "wall_h_w_m2_k",
     "rf_sigma_s_m",
+    "vapor_start_c",
+    "vapor_end_c",
+    "vapor_latent_j_m3",
 )
+
+
+def _vaporisation() -> dict[str, float]:
+    from ioplan.tissue._properties import _table
+
+    return _table("vaporisation")
 
 
 def blood_properties() -> dict[str, float]:
@@ -236,6 +278,10 @@ def tissue_material_table(
     cols["c_vol_frozen_j_m3_k"][:] = rho * pc["specific_heat_frozen_j_kg_k"]
     cols["c_vol_mushy_j_m3_k"][:] = rho * pc["specific_heat_mushy_j_kg_k"]
     cols["latent_j_m3"][:] = rho * pc["latent_heat_j_kg"]
+    vap = _vaporisation()
+    cols["vapor_start_c"][:] = vap["start_c"]
+    cols["vapor_end_c"][:] = vap["end_c"]
+    cols["vapor_latent_j_m3"][:] = rho * vap["water_fraction"] * vap["latent_heat_water_j_kg"]
     names[BOUNDARY_ID] = "far_boundary"
     cols["fixed_group"][BOUNDARY_ID] = 0
     return MaterialTable(
@@ -246,3 +292,26 @@ def tissue_material_table(
         },
         **cols,
     )
+
+
+def tissue_dielectric(material: np.ndarray, frequency_mhz: float) -> tuple[np.ndarray, np.ndarray]:
+    """Relative permittivity and conductivity (S/m) at 37 degC per voxel (915 or 2450 MHz).
+
+    Materials that are not labels (ids from :data:`FIRST_EXTRA_ID`) get liver's values.
+    """
+    from ioplan.anatomy import LABEL_INFO
+    from ioplan.tissue import tissue, tissue_names
+
+    if frequency_mhz not in (915.0, 2450.0):
+        raise InputError(f"dielectric data exist for 915 and 2450 MHz, got {frequency_mhz}")
+    suffix = "915mhz" if frequency_mhz == 915.0 else "2450mhz"
+    liver = tissue("liver")
+    eps = np.full(_N, getattr(liver, f"relative_permittivity_{suffix}"))
+    sig = np.full(_N, getattr(liver, f"conductivity_{suffix}_s_m"))
+    for lbl, info in LABEL_INFO.items():
+        if info.tissue in tissue_names():
+            t = tissue(info.tissue)
+            eps[int(lbl)] = getattr(t, f"relative_permittivity_{suffix}")
+            sig[int(lbl)] = getattr(t, f"conductivity_{suffix}_s_m")
+    m = np.asarray(material)
+    return eps[m], sig[m]

@@ -19,12 +19,14 @@ from ioplan.errors import FileFormatError, InputError
 __all__ = [
     "TissueProperties",
     "arrhenius_parameters",
+    "blood_flow_parameters",
     "cem43_parameters",
     "constants",
     "dielectric_ji_brace_2450",
     "label_property_map",
     "phase_change",
     "rf_conductivity",
+    "rf_desiccation_parameters",
     "source_of",
     "specific_heat_liver",
     "tissue",
@@ -159,6 +161,16 @@ def arrhenius_parameters() -> dict[str, float]:
 def cem43_parameters() -> dict[str, float]:
     """Sapareto-Dewey thermal dose parameters."""
     return _table("damage.cem43")
+
+
+def blood_flow_parameters() -> dict[str, float]:
+    """Blood viscosity and the Nusselt correlations used for vessel wall heat transfer."""
+    return _table("blood_flow")
+
+
+def rf_desiccation_parameters() -> dict[str, float]:
+    """Where and how much RF conductivity falls as tissue water boils off."""
+    return _table("temperature_dependence.rf_desiccation")
 
 
 def dielectric_ji_brace_2450(temperature_c: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,407 @@
+"""Applicator geometry on the grid, and the heat sources: microwave, radiofrequency, cryo.
+
+Geometry helpers take an axis-aligned :class:`~ioplan.imaging.Grid` and a
+:class:`Placement` (tip in LPS mm, insertion direction). Sources return power
+density maps in W/m^3 on that grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ioplan.devices import Applicator
+from ioplan.errors import InputError
+from ioplan.imaging import Grid
+
+__all__ = [
+    "CryoProtocol",
+    "Placement",
+    "RfGenerator",
+    "array_placements",
+    "attenuation_per_m",
+    "axial_radial",
+    "microwave_source",
+    "nusselt_wall_h",
+    "rf_conductivity_map",
+    "rf_potential",
+]
+
+_EPS0 = 8.8541878128e-12  # F/m, CODATA 2018
+_MU0 = 1.25663706212e-6  # H/m, CODATA 2018
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where an applicator sits: tip (LPS mm) and unit insertion direction (towards the tip)."""
+
+    tip_mm: tuple[float, float, float]
+    direction: tuple[float, float, float] = (0.0, 0.0, -1.0)
+
+    def __post_init__(self) -> None:
+        tip = np.asarray(self.tip_mm, float).reshape(-1)
+        d = np.asarray(self.direction, float).reshape(-1)
+        if tip.shape != (3,) or not np.all(np.isfinite(tip)):
+            raise InputError(f"tip_mm must be 3 finite numbers, got {self.tip_mm}")
+        n = float(np.linalg.norm(d)) if d.shape == (3,) else 0.0
+        if not np.isfinite(n) or n == 0:
+            raise InputError(f"direction must be a non-zero 3-vector, got {self.direction}")
+        object.__setattr__(self, "tip_mm", tuple(float(v) for v in tip))
+        object.__setattr__(self, "direction", tuple(float(v) for v in d / n))
+
+
+def array_placements(centre: Placement, n: int, spacing_mm: float) -> list[Placement]:
+    """``n`` parallel applicators around ``centre``'s axis: 1, 2 (line), 3 (triangle), 4 (square).
+
+    ``spacing_mm`` is the distance between neighbouring applicators.
+    """
+    if n == 1:
+        return [centre]
+    if n not in (2, 3, 4):
+        raise InputError(f"--array must be 1-4, got {n}")
+    if not np.isfinite(spacing_mm) or not 3.0 <= spacing_mm <= 60.0:
+        raise InputError(f"spacing between applicators must be 3-60 mm, got {spacing_mm}")
+    d = np.asarray(centre.direction)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(d, helper)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(d, e1)
+    # circumradius of the regular polygon with side spacing_mm
+    radius = spacing_mm / (2.0 * math.sin(math.pi / n))
+    out = []
+    for i in range(n):
+        a = 2.0 * math.pi * i / n
+        off = radius * (math.cos(a) * e1 + math.sin(a) * e2)
+        out.append(Placement(tuple(np.asarray(centre.tip_mm) + off), centre.direction))
+    return out
+
+
+def axial_radial(grid: Grid, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+    """Signed distance along the axis from the tip (mm, > 0 beyond the tip) and radial distance."""
+    z, y, x = grid.axis_coordinates_mm()
+    tip = np.asarray(placement.tip_mm)
+    d = np.asarray(placement.direction)
+    rx = x[None, None, :] - tip[0]
+    ry = y[None, :, None] - tip[1]
+    rz = z[:, None, None] - tip[2]
+    along = rx * d[0] + ry * d[1] + rz * d[2]
+    r2 = rx * rx + ry * ry + rz * rz - along * along
+    return along, np.sqrt(np.maximum(r2, 0.0))
+
+
+def attenuation_per_m(frequency_mhz: float, eps_r: float, sigma_s_m: float) -> float:
+    """Field attenuation constant alpha (1/m) of a lossy dielectric (plane wave).
+
+    alpha = omega sqrt(mu eps / 2) sqrt(sqrt(1 + (sigma / omega eps)^2) - 1).
+    Liver at 2450 MHz (eps_r 43, sigma 1.69 S/m) gives about 48 1/m.
+    """
+    w = 2 * math.pi * frequency_mhz * 1e6
+    eps = eps_r * _EPS0
+    loss = sigma_s_m / (w * eps)
+    return w * math.sqrt(_MU0 * eps / 2.0) * math.sqrt(math.sqrt(1.0 + loss * loss) - 1.0)
+
+
+def _dielectric_scale(temperature_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """eps_r(T)/eps_r(37) and sigma(T)/sigma(37) from Ji & Brace (2450 MHz)."""
+    from ioplan.tissue import dielectric_ji_brace_2450
+
+    eps, sig = dielectric_ji_brace_2450(temperature_c)
+    eps37, sig37 = dielectric_ji_brace_2450(37.0)
+    return eps / eps37, sig / sig37
+
+
+def microwave_source(
+    grid: Grid,
+    placements: list[Placement],
+    app: Applicator,
+    power_w: float,
+    material: np.ndarray,
+    temperature_c: np.ndarray,
+    tissue_mask: np.ndarray,
+) -> np.ndarray:
+    """Microwave power density (W/m^3): a cylindrical wave around each antenna.
+
+    For each antenna, ``S = sigma(T) exp(-2 alpha rho) / rho * f(z)``, with rho
+    the distance from the axis (at least the antenna radius), alpha the
+    attenuation of the tissue near the feed at its current temperature (Ji &
+    Brace), sigma(T) the local conductivity (drying tissue absorbs less), and f
+    a Gaussian axial profile centred on the feed gap (``feed_offset_mm`` behind
+    the tip) with different spreads towards the tip and along the shaft. The
+    temperature dependence is Ji & Brace's 2450 MHz curve, also used (relative
+    to 37 degC) at 915 MHz for want of a published 915 MHz curve. Each
+    antenna's pattern is normalised so that the power absorbed in tissue is
+    ``power_w * efficiency``.
+    """
+    from ioplan.physics._materials import tissue_dielectric
+
+    eps37, sig37 = tissue_dielectric(material, app.frequency_mhz)
+    _, sig_s = _dielectric_scale(temperature_c)
+    sigma = sig37 * sig_s
+    q = np.zeros(grid.shape, np.float64)
+    voxel_m3 = float(np.prod(grid.spacing_mm)) * 1e-9
+    r_app = 0.5 * app.diameter_mm
+    for pl in placements:
+        along, radial = axial_radial(grid, pl)
+        zf = along + app.feed_offset_mm  # from the feed gap, > 0 towards the tip
+        near = (np.abs(zf) < 10.0) & (radial < 10.0) & tissue_mask
+        if np.any(near):
+            t_near = float(np.mean(temperature_c[near]))
+            e_near = float(np.mean(eps37[near])) * float(_dielectric_scale(np.array(t_near))[0])
+            s_near = float(np.mean(sigma[near]))
+        else:
+            e_near, s_near = 43.0, 1.69
+        alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
+        rho_m = np.maximum(radial, max(r_app, 0.5 * min(grid.spacing_mm))) * 1e-3
+        spread = np.where(zf > 0, app.axial_sigma_forward_mm, app.axial_sigma_backward_mm)
+        s = sigma * np.exp(-2.0 * alpha * rho_m) / rho_m * np.exp(-0.5 * (zf / spread) ** 2)
+        s = np.where(tissue_mask, s, 0.0)
+        total = float(s.sum()) * voxel_m3
+        if total <= 0:
+            raise InputError("the microwave antenna is not surrounded by tissue on the grid")
+        q += s * (power_w * app.efficiency / total)
+    return q
+
+
+# -- radiofrequency -------------------------------------------------------------
+def rf_conductivity_map(
+    material: np.ndarray, temperature_c: np.ndarray, sigma37: np.ndarray
+) -> np.ndarray:
+    """RF conductivity per voxel: +1.5 %/degC, then a log-linear drop as tissue desiccates."""
+    from ioplan.tissue import rf_conductivity, rf_desiccation_parameters
+
+    d = rf_desiccation_parameters()
+    t = np.asarray(temperature_c, float)
+    s = rf_conductivity(sigma37, np.minimum(t, d["start_c"]))
+    frac = np.clip((t - d["start_c"]) / d["width_k"], 0.0, 1.0)
+    return s * np.power(d["factor_at_end"], frac)
+
+
+def rf_potential(
+    grid: Grid,
+    sigma: np.ndarray,
+    electrode: np.ndarray,
+    ground: np.ndarray,
+    *,
+    tol: float = 1e-8,
+    cache: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Solve div(sigma grad phi) = 0 with phi = 1 V on the electrode, 0 on the ground.
+
+    Finite volumes on the voxel grid (harmonic-mean face conductances), solved
+    with conjugate gradients preconditioned by smoothed-aggregation algebraic
+    multigrid (pyamg). Voxels with zero conductivity (insulation) carry no current.
+
+    Returns
+    -------
+    phi : ndarray
+        Potential for 1 V.
+    q_per_v2 : ndarray
+        Dissipated power density (W/m^3) at 1 V: half of each face's
+        ``G dphi^2`` goes to each of its two voxels, so that the map sums
+        exactly to the total power.
+    power_per_v2 : float
+        Total power at 1 V (W/V^2) = 1 / impedance.
+    """
+    import pyamg
+    import scipy.sparse as sp
+
+    shape = grid.shape
+    n = int(np.prod(shape))
+    sig = np.asarray(sigma, float)
+    phi = np.zeros(shape)
+    phi[electrode] = 1.0
+    fixed = electrode | ground
+    unknown = (~fixed) & (sig > 0)
+    index = -np.ones(n, np.int64)
+    unk_flat = np.flatnonzero(unknown.reshape(-1))
+    index[unk_flat] = np.arange(unk_flat.size)
+    rows, cols, vals = [], [], []
+    rhs = np.zeros(unk_flat.size)
+    diag = np.zeros(unk_flat.size)
+    spacing_m = [s * 1e-3 for s in grid.spacing_mm]
+    faces = []
+    flat_sig = sig.reshape(-1)
+    flat_phi_fixed = phi.reshape(-1)
+    fixed_flat = fixed.reshape(-1)
+    ids = np.arange(n).reshape(shape)
+    for axis in range(3):
+        d = spacing_m[axis]
+        area = float(np.prod([spacing_m[a] for a in range(3) if a != axis]))
+        a_ids = np.take(ids, range(shape[axis] - 1), axis=axis).reshape(-1)
+        b_ids = np.take(ids, range(1, shape[axis]), axis=axis).reshape(-1)
+        sa, sb = flat_sig[a_ids], flat_sig[b_ids]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where((sa > 0) & (sb > 0), 2 * sa * sb / (sa + sb), 0.0) * area / d
+        # electrodes are metal: a face between an electrode and tissue uses the tissue's sigma
+        g = np.where(fixed_flat[a_ids] & (sb > 0), sb * area / d, g)
+        g = np.where(fixed_flat[b_ids] & (sa > 0), sa * area / d, g)
+        keep = g > 0
+        a_ids, b_ids, g = a_ids[keep], b_ids[keep], g[keep]
+        faces.append((a_ids, b_ids, g))
+        ia, ib = index[a_ids], index[b_ids]
+        both = (ia >= 0) & (ib >= 0)
+        rows += [ia[both], ib[both]]
+        cols += [ib[both], ia[both]]
+        vals += [-g[both], -g[both]]
+        np.add.at(diag, ia[ia >= 0], g[ia >= 0])
+        np.add.at(diag, ib[ib >= 0], g[ib >= 0])
+        # neighbours with a fixed potential go to the right-hand side
+        sel = (ia >= 0) & fixed_flat[b_ids]
+        np.add.at(rhs, ia[sel], g[sel] * flat_phi_fixed[b_ids[sel]])
+        sel = (ib >= 0) & fixed_flat[a_ids]
+        np.add.at(rhs, ib[sel], g[sel] * flat_phi_fixed[a_ids[sel]])
+    rows.append(np.arange(unk_flat.size))
+    cols.append(np.arange(unk_flat.size))
+    vals.append(diag)
+    mat = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(unk_flat.size, unk_flat.size),
+    )
+    # isolated unknowns (no conducting neighbour) would make the matrix singular
+    isolated = diag == 0
+    if np.any(isolated):
+        mat = mat + sp.diags(isolated.astype(float))
+    # ``cache`` keeps the multigrid hierarchy and the last solution between calls:
+    # conductivity changes slowly, so the old hierarchy still preconditions CG
+    # well and the old potential is a close first guess.
+    x0 = None
+    ml = None
+    if cache is not None and cache.get("n") == unk_flat.size:
+        ml, x0 = cache["ml"], cache["x"]
+    if ml is None or (cache is not None and cache.get("uses", 0) >= 20):
+        ml = pyamg.smoothed_aggregation_solver(mat, symmetry="symmetric")
+        if cache is not None:
+            cache["uses"] = 0
+    if cache is not None and cache.get("ml") is ml:
+        import scipy.sparse.linalg as spla
+
+        x, info = spla.cg(mat, rhs, x0=x0, rtol=tol, maxiter=500, M=ml.aspreconditioner())
+        if info != 0:
+            ml = pyamg.smoothed_aggregation_solver(mat, symmetry="symmetric")
+            x = ml.solve(rhs, x0=x0, tol=tol, accel="cg", maxiter=500)
+    else:
+        x = ml.solve(rhs, x0=x0, tol=tol, accel="cg", maxiter=500)
+    if cache is not None:
+        cache.update(n=unk_flat.size, ml=ml, x=x, uses=cache.get("uses", 0) + 1)
+    flat_phi = phi.reshape(-1)
+    flat_phi[unk_flat] = x
+    q = np.zeros(n)
+    total = 0.0
+    voxel_m3 = float(np.prod(spacing_m))
+    for a_ids, b_ids, g in faces:
+        p = g * (flat_phi[a_ids] - flat_phi[b_ids]) ** 2
+        total += float(p.sum())
+        np.add.at(q, a_ids, 0.5 * p)
+        np.add.at(q, b_ids, 0.5 * p)
+    q /= voxel_m3
+    # power dissipated inside metal (fixed voxels) is not tissue heating
+    q[fixed.reshape(-1)] = 0.0
+    return phi, q.reshape(shape), total
+
+
+@dataclass(frozen=True)
+class RfGenerator:
+    """RF generator control.
+
+    ``mode="power"``: constant power. ``mode="impedance"``: constant power, but
+    when the impedance rises ``rolloff_ohm`` above its initial value (tissue
+    desiccating at the electrode) the power is switched off for ``pause_s``,
+    as impedance-controlled generators do (simplified; the pulse algorithms of
+    real generators differ).
+    """
+
+    power_w: float
+    mode: str = "power"
+    rolloff_ohm: float = 20.0
+    pause_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("power", "impedance"):
+            raise InputError(f"RF mode must be 'power' or 'impedance', got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class CryoProtocol:
+    """Freeze and thaw phases, e.g. ``freeze:600,thaw:300,freeze:600`` (seconds)."""
+
+    phases: tuple[tuple[str, float], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> CryoProtocol:
+        """Parse ``"freeze:600,thaw:300,freeze:600"``."""
+        phases = []
+        for part in str(text).split(","):
+            kind, sep, dur = part.strip().partition(":")
+            kind = kind.strip().lower()
+            try:
+                seconds = float(dur)
+            except ValueError:
+                raise InputError(
+                    f"--protocol phase {part!r} must be freeze:SECONDS or thaw:SECONDS"
+                ) from None
+            if not sep or kind not in ("freeze", "thaw"):
+                raise InputError(
+                    f"--protocol phase {part!r} must be freeze:SECONDS or thaw:SECONDS"
+                )
+            if not np.isfinite(seconds) or not 0 < seconds <= 7200:
+                raise InputError(f"--protocol phase duration must be 0-7200 s, got {seconds}")
+            phases.append((kind, seconds))
+        if not phases or phases[0][0] != "freeze":
+            raise InputError("--protocol must start with a freeze phase")
+        return cls(tuple(phases))
+
+    @property
+    def duration_s(self) -> float:
+        """Total duration (s)."""
+        return float(sum(d for _, d in self.phases))
+
+    def probe_temperature(self, t_s: float, app: Applicator, body_c: float = 37.0) -> float:
+        """Cold-segment temperature at time ``t_s``: exponential approach to the set point.
+
+        Freezing approaches ``probe_temperature_c`` with time constant
+        ``cooldown_s / 3`` (95 % reached after ``cooldown_s``); active thaw
+        approaches ``thaw_temperature_c`` the same way.
+        """
+        temp = body_c
+        start = 0.0
+        tau = max(app.cooldown_s / 3.0, 1e-6)
+        for kind, dur in self.phases:
+            target = app.probe_temperature_c if kind == "freeze" else app.thaw_temperature_c
+            elapsed = min(max(t_s - start, 0.0), dur)
+            temp = target + (temp - target) * math.exp(-elapsed / tau)
+            if t_s < start + dur:
+                return temp
+            start += dur
+        return temp
+
+
+def nusselt_wall_h(diameter_mm: float, flow_ml_min: float, heated_length_mm: float = 30.0) -> float:
+    """Wall heat-transfer coefficient (W/m^2/K) of a vessel from a Nusselt correlation.
+
+    Laminar (Re < 2300): Hausen's developing-flow correlation over the heated
+    length; turbulent: Dittus-Boelter. Blood properties from the tissue table.
+    """
+    from ioplan.physics._materials import blood_properties
+    from ioplan.tissue import blood_flow_parameters
+
+    if not np.isfinite(diameter_mm) or not 0.5 <= diameter_mm <= 40.0:
+        raise InputError(f"vessel diameter_mm must be 0.5-40 mm, got {diameter_mm}")
+    if not np.isfinite(flow_ml_min) or not 0.0 <= flow_ml_min <= 5000.0:
+        raise InputError(f"vessel flow_ml_min must be 0-5000 mL/min, got {flow_ml_min}")
+    bf = blood_flow_parameters()
+    blood = blood_properties()
+    d = diameter_mm * 1e-3
+    k, rho, c, mu = blood["k_w_m_k"], blood["rho_kg_m3"], blood["c_j_kg_k"], bf["viscosity_pa_s"]
+    v = flow_ml_min * 1e-6 / 60.0 / (math.pi * d * d / 4.0)
+    re = rho * v * d / mu
+    pr = mu * c / k
+    if re < bf["laminar_reynolds_limit"]:
+        gz = re * pr * d / (heated_length_mm * 1e-3)
+        nu = bf["nusselt_fully_developed"] + bf["hausen_a"] * gz / (
+            1.0 + bf["hausen_b"] * gz ** (2 / 3)
+        )
+    else:
+        nu = bf["dittus_boelter_c"] * re**0.8 * pr**0.4
+    return nu * k / d
