@@ -411,7 +411,9 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
     if cfg.case is not None:
         table = _vessel_materials(grid, material, table, _active_extent_mm(app))
     # applicator voxels
-    r_app = max(0.5 * app.diameter_mm, 0.5 * min(grid.spacing_mm))
+    # at least half a voxel diagonal, so that an axis between voxel centres still
+    # marks one voxel per slice (the nearest lattice point is at most h / sqrt 2 away)
+    r_app = max(0.5 * app.diameter_mm, 0.71 * max(grid.spacing_mm))
     shaft = np.zeros(grid.shape, bool)
     electrode = np.zeros(grid.shape, bool)
     cold = np.zeros(grid.shape, bool)

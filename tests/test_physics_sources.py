@@ -1,0 +1,279 @@
+"""Sources, vessels, zones and the simulate layer (coarse grids, short runs)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ioplan.cli import main
+from ioplan.devices import applicator, list_applicators
+from ioplan.errors import InputError
+from ioplan.imaging import Grid, Volume, write_nifti
+from ioplan.physics import (
+    CryoProtocol,
+    SimulationConfig,
+    VesselSpec,
+    attenuation_per_m,
+    nusselt_wall_h,
+    rf_potential,
+    simulate,
+    zone_metrics,
+)
+
+MW = applicator("generic-mw-2450")
+CRYO = applicator("cryo-2.4mm")
+RF = applicator("cooled-rf-3cm")
+
+
+def _mw(**kw):
+    base = dict(power_w=40.0, duration_s=60.0, spacing_mm=3.0, perfusion_per_s=0.0)
+    base.update(kw)
+    return simulate(SimulationConfig(MW, **base))
+
+
+def test_catalogue_has_the_three_modalities():
+    mods = {a.modality for a in list_applicators()}
+    assert mods == {"mw", "rf", "cryo"}
+    assert CRYO.diameter_mm == 2.4
+
+
+def test_attenuation_of_liver_at_2450_mhz():
+    """Plane-wave attenuation for eps_r 43, sigma 1.69 S/m: about 48 1/m (0.05 /mm, ENGINE.md).
+
+    Independent reference: the complex wavenumber k = omega sqrt(mu eps_c),
+    eps_c = eps - j sigma / omega; alpha = -Im(k).
+    """
+    w = 2 * math.pi * 2450e6
+    eps_c = 43.0 * 8.8541878128e-12 - 1j * 1.69 / w
+    k = w * np.sqrt(1.25663706212e-6 * eps_c)
+    assert attenuation_per_m(2450.0, 43.0, 1.69) == pytest.approx(abs(k.imag), rel=1e-9)
+
+
+def test_microwave_power_is_held_exactly():
+    """Deposited energy = power x efficiency x time (the normalisation of the pattern)."""
+    r = _mw()
+    assert r.energy_j == pytest.approx(40.0 * MW.efficiency * 60.0, rel=1e-9)
+    assert r.zone.volume_ml > 0
+    assert r.max_temperature_c > 60
+
+
+def test_far_boundary_does_not_change_the_zone():
+    """The default margin vs a margin 50 % larger: same zone within one voxel."""
+    a = _mw(margin_mm=40.0)
+    b = _mw(margin_mm=60.0)
+    assert a.settings["boundary_change_c"] <= 1.0
+    assert abs(a.zone.length_mm - b.zone.length_mm) <= 3.0  # one 3 mm voxel
+    assert abs(a.zone.width_mm - b.zone.width_mm) <= 3.0
+    assert abs(a.max_temperature_c - b.max_temperature_c) < 0.1
+
+
+def test_vessel_heat_sink_shrinks_the_zone():
+    """A 5 mm vessel 10 mm from the axis removes heat (Lu et al., AJR 2002: > 3 mm veins)."""
+    free = _mw(duration_s=120.0)
+    near = _mw(duration_s=120.0, vessels=(VesselSpec(5.0, 10.0, 700.0),))
+    assert near.zone.volume_ml < free.zone.volume_ml
+    assert near.energy_j == pytest.approx(free.energy_j)
+
+
+def test_nusselt_limits():
+    """Very long heated length: the fully developed laminar Nu = 3.66 (Incropera eq. 8.55)."""
+    k_blood = 0.52
+    h = nusselt_wall_h(5.0, 10.0, heated_length_mm=1e9)
+    assert h == pytest.approx(3.66 * k_blood / 5e-3, rel=1e-6)
+    # more flow, thinner thermal boundary layer: h grows with flow
+    assert nusselt_wall_h(5.0, 700.0) > nusselt_wall_h(5.0, 10.0)
+    with pytest.raises(InputError, match="flow_ml_min"):
+        nusselt_wall_h(5.0, -1.0)
+
+
+def test_rf_potential_of_a_slab_is_exact():
+    """Uniform conductor between two plates: R = L / (sigma A), exact on the grid too."""
+    g = Grid((12, 5, 6), (2.0, 1.0, 1.5))
+    sigma = np.full(g.shape, 0.2)
+    electrode = np.zeros(g.shape, bool)
+    ground = np.zeros(g.shape, bool)
+    electrode[0] = True
+    ground[-1] = True
+    phi, q, p_unit = rf_potential(g, sigma, electrode, ground)
+    length = 11 * 2e-3
+    area = 5e-3 * 9e-3
+    assert p_unit == pytest.approx(0.2 * area / length, rel=1e-6)
+    # linear potential; the map holds the total less the half-faces on the two metal plates
+    # (11 equal faces in series: 1/11 of the power)
+    np.testing.assert_allclose(phi[:, 2, 3], np.linspace(1, 0, 12), atol=1e-6)
+    assert float(q.sum()) * 2e-3 * 1e-3 * 1.5e-3 == pytest.approx(p_unit * 10 / 11, rel=1e-6)
+
+
+def test_rf_ablation_holds_its_power_and_impedance_is_plausible():
+    r = simulate(SimulationConfig(RF, power_w=30.0, duration_s=60.0, spacing_mm=3.0,
+                                  perfusion_per_s=0.0, rf_mode="power"))  # fmt: skip
+    assert r.energy_j == pytest.approx(30.0 * 60.0, rel=1e-6)
+    # impedance of a 3 cm electrode in liver: 40-150 ohm in the clinic (e.g. Cool-tip
+    # starts near 60-90 ohm); on a 3 mm grid the electrode is thicker, so allow 20-300
+    z0 = r.settings["rf_impedance_ohm_initial"]
+    assert 20 < z0 < 300
+    assert r.zone.volume_ml > 0
+
+
+def test_cryo_isotherms_are_nested():
+    proto = CryoProtocol.parse("freeze:180,thaw:60,freeze:120")
+    r = simulate(SimulationConfig(CRYO, protocol=proto, spacing_mm=3.0))
+    vols = [r.isotherms[k].volume_ml for k in ("0", "-20", "-30", "-40")]
+    assert vols[0] > vols[1] >= vols[2] >= vols[3] > 0
+    assert r.min_temperature_c < -40
+    assert r.zone.volume_ml == r.isotherms["-40"].volume_ml
+
+
+def test_three_cryoprobes_freeze_more_than_one():
+    proto = CryoProtocol.parse("freeze:180")
+    one = simulate(SimulationConfig(CRYO, protocol=proto, spacing_mm=3.0))
+    three = simulate(SimulationConfig(CRYO, protocol=proto, spacing_mm=3.0, array=3,
+                                      spacing_between_mm=15.0))  # fmt: skip
+    assert three.isotherms["0"].volume_ml > 2.5 * one.isotherms["0"].volume_ml
+    assert len(three.settings["tips_mm"]) == 3
+
+
+def test_zone_metrics_of_a_box():
+    """A 5 x 7 x 9 voxel box at 2 mm along z: 18 mm long, width = diagonal of 10 x 14 mm."""
+    g = Grid((20, 20, 20), (2.0, 2.0, 2.0))
+    m = np.zeros(g.shape, bool)
+    m[4:13, 6:13, 8:13] = True  # z: 9 voxels, y: 7, x: 5
+    z = zone_metrics(m, g, tuple(g.index_to_lps((12, 9, 10))), (0.0, 0.0, 1.0))
+    assert z.length_mm == pytest.approx(18.0)
+    # widest across the axis: the box's diagonal, 10 x 14 mm, sampled every 5 degrees
+    assert math.hypot(10, 14) * math.cos(math.radians(2.5)) <= z.width_mm <= math.hypot(10, 14)
+    assert z.volume_ml == pytest.approx(9 * 7 * 5 * 8 / 1000)
+    assert z.tip_extent_mm == pytest.approx(1.0)  # the box ends at the tip voxel's edge
+
+
+def test_external_power_density_map(tmp_path):
+    g = Grid((15, 15, 15), (2.0, 2.0, 2.0), (-14.0, -14.0, -14.0))
+    q = np.zeros(g.shape, np.float32)
+    q[6:9, 6:9, 6:9] = 1e6
+    write_nifti(Volume(q, g), tmp_path / "q.nii.gz")
+    from ioplan.imaging import read_image
+
+    r = simulate(SimulationConfig(MW, duration_s=30.0, perfusion_per_s=0.0,
+                                  power_density_w_m3=read_image(tmp_path / "q.nii.gz")))  # fmt: skip
+    # the map's power, minus what falls on the cooled antenna voxels (not tissue)
+    assert r.grid.mismatch(g) is None
+    assert 0 < r.energy_j <= 27 * 8e-9 * 1e6 * 30.0 * (1 + 1e-6)
+
+
+def test_simulate_cli_json_contract(tmp_path, capsys):
+    out = tmp_path / "sim"
+    code = main([
+        "simulate", "--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s", "60",
+        "--tissue", "liver", "--perfusion-per-s", "0", "--spacing-mm", "3", "--json", "--quiet",
+        "--output-dir", str(out),
+    ])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert code == 0
+    doc = json.loads(stdout)
+    for key in ("zone", "isotherms", "max_temperature_c", "min_temperature_c", "energy_j",
+                "runtime_s", "voxel_updates_per_s", "tissue"):  # fmt: skip
+        assert key in doc
+    assert set(doc["zone"]) >= {"length_mm", "width_mm", "volume_ml", "tip_extent_mm"}
+    assert set(doc["tissue"]) >= {
+        "name",
+        "k_w_m_k",
+        "rho_kg_m3",
+        "c_j_kg_k",
+        "perfusion_per_s",
+        "blood_rho_kg_m3",
+        "blood_c_j_kg_k",
+        "blood_temperature_c",
+    }
+    assert doc["tissue"]["rho_kg_m3"] == pytest.approx(1079.0)
+    assert doc["tissue"]["perfusion_per_s"] == 0.0
+    for name in ("temperature.nii.gz", "damage.nii.gz", "zone.nii.gz", "tmin.nii.gz",
+                 "result.json", "zone.png"):  # fmt: skip
+        assert (out / name).exists()
+
+
+def test_cryo_cli_json_has_isotherms(capsys):
+    code = main([
+        "simulate", "--applicator", "cryo-2.4mm", "--protocol", "freeze:120", "--tissue",
+        "liver", "--spacing-mm", "3", "--json", "--quiet",
+    ])  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert set(doc["isotherms"]) >= {"0", "-20", "-30", "-40"}
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--applicator", "generic-mw-2450", "--power-w", "-5", "--duration-s", "60"], "power_w"),
+        (
+            ["--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s", "1e9"],
+            "duration_s",
+        ),
+        (
+            [
+                "--applicator",
+                "generic-mw-2450",
+                "--power-w",
+                "40",
+                "--duration-s",
+                "60",
+                "--spacing-mm",
+                "0.01",
+            ],
+            "spacing_mm",
+        ),
+        (
+            [
+                "--applicator",
+                "generic-mw-2450",
+                "--power-w",
+                "40",
+                "--duration-s",
+                "60",
+                "--perfusion-per-s",
+                "-1",
+            ],
+            "perfusion",
+        ),
+        (
+            [
+                "--applicator",
+                "generic-mw-2450",
+                "--power-w",
+                "40",
+                "--duration-s",
+                "60",
+                "--tip-mm",
+                "500,0,0",
+                "--spacing-mm",
+                "3",
+            ],
+            "outside",
+        ),
+        (["--applicator", "nope", "--power-w", "40", "--duration-s", "60"], "unknown applicator"),
+        (["--applicator", "cryo-2.4mm"], "--protocol"),
+        (["--applicator", "cryo-2.4mm", "--protocol", "melt:10"], "freeze:SECONDS"),
+        (
+            [
+                "--applicator",
+                "generic-mw-2450",
+                "--power-w",
+                "40",
+                "--duration-s",
+                "60",
+                "--vessel",
+                "diameter_mm=5",
+            ],
+            "--vessel",
+        ),
+    ],
+)
+def test_simulate_bad_input_is_one_line(capsys, args, fragment):
+    code = main(["simulate", "--tissue", "liver", "--quiet", *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert fragment in " ".join(err.split())
