@@ -156,8 +156,10 @@ def test_external_power_density_map(tmp_path):
     write_nifti(Volume(q, g), tmp_path / "q.nii.gz")
     from ioplan.imaging import read_image
 
-    r = simulate(SimulationConfig(MW, duration_s=30.0, perfusion_per_s=0.0,
-                                  power_density_w_m3=read_image(tmp_path / "q.nii.gz")))  # fmt: skip
+    q_map = read_image(tmp_path / "q.nii.gz")
+    r = simulate(
+        SimulationConfig(MW, duration_s=30.0, perfusion_per_s=0.0, power_density_w_m3=q_map)
+    )
     # the map's power, minus what falls on the cooled antenna voxels (not tissue)
     assert r.grid.mismatch(g) is None
     assert 0 < r.energy_j <= 27 * 8e-9 * 1e6 * 30.0 * (1 + 1e-6)
