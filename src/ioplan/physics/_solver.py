@@ -148,7 +148,9 @@ def init_state(problem: ThermalProblem, temperature_c: Any = None) -> ThermalSta
     return ThermalState(0.0, e, t, np.zeros_like(t), np.zeros_like(t), t.copy(), t.copy())
 
 
-def stable_time_step(problem: ThermalProblem, *, safety: float = 0.9) -> float:
+def stable_time_step(
+    problem: ThermalProblem, *, safety: float = 0.9, min_temperature_c: float | None = None
+) -> float:
     """The largest stable explicit step (s), times ``safety``.
 
     Forward Euler on the 7-point stencil is stable when
@@ -156,6 +158,9 @@ def stable_time_step(problem: ThermalProblem, *, safety: float = 0.9) -> float:
     face conductance, ``C`` the (smallest) volumetric heat capacity and ``b``
     the perfusion coefficient. We bound it with the largest conductivity and
     wall coefficient and the smallest heat capacity of the materials present.
+    Frozen tissue (7x the diffusivity) counts only if the lowest temperature
+    the run can reach, ``min_temperature_c`` (default: unknown), is below the
+    liquidus.
     """
     tab = problem.materials
     present = np.unique(problem.material)
@@ -167,7 +172,10 @@ def stable_time_step(problem: ThermalProblem, *, safety: float = 0.9) -> float:
             np.concatenate([tab.k_w_m_k[free], tab.k_frozen_w_m_k[free], tab.k_mushy_w_m_k[free]])
         )
     )
-    if problem.constant_properties:
+    never_frozen = min_temperature_c is not None and min_temperature_c >= float(
+        np.max(tab.liquidus_c[free])
+    )
+    if problem.constant_properties or never_frozen:
         k_max = float(np.max(tab.k_w_m_k[free]))
         c_min = float(np.min(tab.c_vol_j_m3_k[free]))
     else:
@@ -305,13 +313,22 @@ def run(
     """
     if not np.isfinite(duration_s) or duration_s < 0:
         raise InputError(f"duration_s must be >= 0, got {duration_s}")
-    dt_max = stable_time_step(problem)
+    st = state if state is not None else init_state(problem)
+    # the lowest temperature the run can reach: initial state or a fixed group
+    samples = np.linspace(0.0, max(duration_s, 0.0), 50)
+    if callable(group_temperatures):
+        lows = [
+            float(np.min(_group_array(group_temperatures(st.time_s + t), 37.0))) for t in samples
+        ]
+    else:
+        lows = [float(np.min(_group_array(group_temperatures, problem.body_temperature_c)))]
+    t_low = min([float(np.min(st.temperature_c)), *lows])
+    dt_max = stable_time_step(problem, min_temperature_c=t_low)
     dt = dt_max if dt_s is None else float(dt_s)
     if not np.isfinite(dt) or dt <= 0:
         raise InputError(f"dt_s must be > 0, got {dt_s}")
     if dt > dt_max / 0.9 * 1.0000001:
         raise InputError(f"dt_s {dt} exceeds the stable step {dt_max / 0.9:.4g} s")
-    st = state if state is not None else init_state(problem)
     n_total = math.ceil(duration_s / dt - 1e-9) if duration_s > 0 else 0
     if n_total:
         dt = duration_s / n_total
