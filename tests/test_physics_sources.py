@@ -279,3 +279,18 @@ def test_simulate_bad_input_is_one_line(capsys, args, fragment):
     assert code == 2
     assert err.startswith("error: ") and "Traceback" not in err
     assert fragment in " ".join(err.split())
+
+
+def test_case_without_liver_is_refused(tmp_path, capsys):
+    from ioplan.anatomy import save_case
+    from ioplan.anatomy._case import Case
+
+    g = Grid((20, 20, 20), (2.0, 2.0, 2.0))
+    lab = np.full(g.shape, 3, np.uint8)  # muscle only
+    case = Case(Volume(np.zeros(g.shape, np.int16), g), Volume(lab, g))
+    save_case(case, tmp_path / "c")
+    code = main(["simulate", "--case", str(tmp_path / "c"), "--applicator", "generic-mw-2450",
+                 "--power-w", "40", "--duration-s", "30", "--tip-mm", "20,20,20", "--quiet",
+                 "--spacing-mm", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "no liver or tumor" in err

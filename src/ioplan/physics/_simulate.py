@@ -305,6 +305,12 @@ def _case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
     grid = Grid(shape, (h, h, h), tuple(lo))
     labels = resample(case.labels, grid, interpolation="nearest", default_value=int(Label.FAT))
     material = np.asarray(labels.array, np.uint8).copy()
+    if not np.isin(material, [Label.LIVER, Label.TUMOR]).any():
+        raise InputError("the case has no liver or tumor label around the applicator")
+    tip_idx = tuple(np.clip(np.rint(grid.lps_to_index(pl.tip_mm)).astype(int), 0,
+                            np.asarray(grid.shape) - 1))  # fmt: skip
+    if material[tip_idx] == Label.BACKGROUND:
+        raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the body (in air)")
     # air inside the crop (outside the body) conducts like fat but is never heated
     material[material == Label.BACKGROUND] = Label.FAT
     return grid, material, pl
