@@ -101,10 +101,16 @@ def test_rf_potential_of_a_slab_is_exact():
     length = 11 * 2e-3
     area = 5e-3 * 9e-3
     assert p_unit == pytest.approx(0.2 * area / length, rel=1e-6)
-    # linear potential; the map holds the total less the half-faces on the two metal plates
-    # (11 equal faces in series: 1/11 of the power)
+    # linear potential; the map holds all the power, none of it in the metal plates
     np.testing.assert_allclose(phi[:, 2, 3], np.linspace(1, 0, 12), atol=1e-6)
-    assert float(q.sum()) * 2e-3 * 1e-3 * 1.5e-3 == pytest.approx(p_unit * 10 / 11, rel=1e-6)
+    assert float(q.sum()) * 2e-3 * 1e-3 * 1.5e-3 == pytest.approx(p_unit, rel=1e-6)
+    assert np.all(q[0] == 0) and np.all(q[-1] == 0)
+    # uniform field, 11 equal faces: interior layers hold one face's power (two halves); the
+    # layers beside the plates also hold the whole metal-side face (the conductor between the
+    # plate's centre and theirs is tissue), 1.5 faces
+    layers = q[1:-1].sum(axis=(1, 2))
+    np.testing.assert_allclose(layers[1:-1], layers[1], rtol=1e-6)
+    np.testing.assert_allclose(layers[[0, -1]], 1.5 * layers[1], rtol=1e-6)
 
 
 def test_rf_ablation_holds_its_power_and_impedance_is_plausible():
@@ -150,19 +156,69 @@ def test_zone_metrics_of_a_box():
 
 
 def test_external_power_density_map(tmp_path):
-    g = Grid((15, 15, 15), (2.0, 2.0, 2.0), (-14.0, -14.0, -14.0))
-    q = np.zeros(g.shape, np.float32)
-    q[6:9, 6:9, 6:9] = 1e6
-    write_nifti(Volume(q, g), tmp_path / "q.nii.gz")
+    """A map off the applicator's axis: all of its power is deposited (27 voxels x 8 mm^3)."""
     from ioplan.imaging import read_image
 
+    g = Grid((15, 15, 15), (2.0, 2.0, 2.0), (-14.0, -14.0, -14.0))
+    q = np.zeros(g.shape, np.float32)
+    q[6:9, 6:9, 10:13] = 1e6  # 6-10 mm to the side of the antenna axis
+    write_nifti(Volume(q, g), tmp_path / "q.nii.gz")
     q_map = read_image(tmp_path / "q.nii.gz")
     r = simulate(
         SimulationConfig(MW, duration_s=30.0, perfusion_per_s=0.0, power_density_w_m3=q_map)
     )
-    # the map's power, minus what falls on the cooled antenna voxels (not tissue)
     assert r.grid.mismatch(g) is None
-    assert 0 < r.energy_j <= 27 * 8e-9 * 1e6 * 30.0 * (1 + 1e-6)
+    assert r.energy_j == pytest.approx(27 * 8e-9 * 1e6 * 30.0, rel=1e-6)
+    # the same block on the antenna: part of the power would vanish into the cooled shaft
+    q2 = np.zeros(g.shape, np.float32)
+    q2[6:9, 6:9, 6:9] = 1e6
+    write_nifti(Volume(q2, g), tmp_path / "q2.nii.gz")
+    with pytest.raises(InputError, match="falls on the applicator"):
+        simulate(
+            SimulationConfig(
+                MW, duration_s=30.0, power_density_w_m3=read_image(tmp_path / "q2.nii.gz")
+            )
+        )
+
+
+def test_damage_integrals_at_constant_temperature():
+    """Tissue held at 55 degC: Omega = A exp(-Ea / R T) t and CEM43 = t R^(43 - T) / 60 exactly.
+
+    References: the Arrhenius integral (Henriques 1947) and Sapareto & Dewey 1984.
+    """
+    from ioplan.physics import ThermalProblem, init_state, run, tissue_material_table
+
+    tab = tissue_material_table(perfusion_scale=0.0)
+    tab = tab.with_material(81, "insulator", k_w_m_k=0.0, c_vol_j_m3_k=3.8e6, fixed_group=-1)
+    g = Grid((5, 5, 5), (2.0, 2.0, 2.0))
+    p = ThermalProblem(g, np.full(g.shape, 7, np.uint8), tab, dtype="float64", boundary_material=81)
+    final, _ = run(p, 30.0, state=init_state(p, 55.0))
+    t_k = 55.0 + 273.15
+    omega = 7.39e39 * math.exp(-2.577e5 / (8.314462618 * t_k)) * 30.0
+    cem = 30.0 * 0.5 ** (43.0 - 55.0) / 60.0
+    assert float(final.omega[2, 2, 2]) == pytest.approx(omega, rel=1e-9)
+    assert float(final.cem43_min[2, 2, 2]) == pytest.approx(cem, rel=1e-9)
+    assert float(final.temperature_c[2, 2, 2]) == pytest.approx(55.0, abs=1e-9)
+
+
+def test_applicator_file_is_validated(tmp_path, capsys):
+    bad = dict(MW.to_dict())
+    bad["id"] = "my-antenna"
+    bad["cooling_temperature_c"] = -300.0
+    (tmp_path / "a.json").write_text(json.dumps(bad))
+    code = main(["simulate", "--applicator-file", str(tmp_path / "a.json"), "--power-w", "40",
+                 "--duration-s", "30", "--tissue", "liver", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "cooling_temperature_c" in err
+    good = dict(MW.to_dict())
+    good["id"] = "my-antenna"
+    good["efficiency"] = 0.5
+    (tmp_path / "b.json").write_text(json.dumps(good))
+    code = main(["simulate", "--applicator-file", str(tmp_path / "b.json"), "--power-w", "40",
+                 "--duration-s", "30", "--tissue", "liver", "--spacing-mm", "3", "--json",
+                 "--quiet"])  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and doc["energy_j"] == pytest.approx(40 * 0.5 * 30, rel=1e-9)
 
 
 def test_simulate_cli_json_contract(tmp_path, capsys):
@@ -258,6 +314,23 @@ def test_cryo_cli_json_has_isotherms(capsys):
         (["--applicator", "nope", "--power-w", "40", "--duration-s", "60"], "unknown applicator"),
         (["--applicator", "cryo-2.4mm"], "--protocol"),
         (["--applicator", "cryo-2.4mm", "--protocol", "melt:10"], "freeze:SECONDS"),
+        (
+            [
+                "--applicator",
+                "generic-mw-2450",
+                "--power-w",
+                "40",
+                "--duration-s",
+                "60",
+                "--protocol",
+                "freeze:30",
+            ],
+            "--protocol is for cryoprobes",
+        ),
+        (
+            ["--applicator", "cryo-2.4mm", "--protocol", "freeze:30", "--power-w", "40"],
+            "not --power-w",
+        ),
         (
             [
                 "--applicator",

@@ -10,11 +10,29 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
 
 __all__ = ["Applicator", "applicator", "list_applicators", "load_applicator_file"]
 
 _MODALITIES = ("mw", "rf", "cryo")
+# Physical ranges of the numeric fields (units in the names).
+_RANGES = {
+    "diameter_mm": (0.2, 10.0),
+    "frequency_mhz": (0.0, 10000.0),
+    "cooling_temperature_c": (0.0, 40.0),
+    "feed_offset_mm": (0.0, 50.0),
+    "axial_sigma_forward_mm": (0.5, 100.0),
+    "axial_sigma_backward_mm": (0.5, 100.0),
+    "efficiency": (0.01, 1.0),
+    "active_length_mm": (1.0, 100.0),
+    "freeze_zone_length_mm": (1.0, 150.0),
+    "tip_offset_mm": (0.0, 30.0),
+    "probe_temperature_c": (-196.0, 0.0),
+    "cooldown_s": (1.0, 600.0),
+    "thaw_temperature_c": (-20.0, 60.0),
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,12 @@ class Applicator:
     thaw_temperature_c: float = 20.0
 
     def __post_init__(self) -> None:
+        for name, (lo, hi) in _RANGES.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
+                raise InputError(f"applicator {self.id}: {name} must be a finite number, got {v!r}")
+            if not lo <= v <= hi:
+                raise InputError(f"applicator {self.id}: {name} must be {lo:g}-{hi:g}, got {v}")
         if self.modality not in _MODALITIES:
             raise InputError(
                 f"applicator {self.id}: modality must be mw, rf or cryo, got {self.modality!r}"

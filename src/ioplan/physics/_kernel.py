@@ -158,8 +158,8 @@ def voxel_update(
     flux += _conductance(P, ki, mj, tj, dx, const) * (tj - ti) / dx
     om = omega[i, j, k]
     b = P[B, m]
-    if const == 0 and (om >= 1.0 or ti < tstop):
-        b = 0.0  # perfusion stops in coagulated or frozen tissue
+    if const == 0 and (om >= 1.0 or tmin[i, j, k] < tstop):
+        b = 0.0  # perfusion stops in coagulated tissue and in tissue that has frozen
     e_new = E[i, j, k] + dt * (flux + b * (tb - ti) + Q[i, j, k])
     t_new = _t_of_e(P, m, e_new, const)
     E2[i, j, k] = e_new

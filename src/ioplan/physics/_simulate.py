@@ -140,6 +140,10 @@ class SimulationConfig:
 
     def __post_init__(self) -> None:
         app = self.applicator
+        if app.modality != "cryo" and self.protocol is not None:
+            raise InputError(f"--protocol is for cryoprobes; {app.id} is {app.modality}")
+        if app.modality == "cryo" and (self.power_w or self.duration_s):
+            raise InputError("a cryoprobe takes --protocol, not --power-w or --duration-s")
         if app.modality == "cryo":
             if self.protocol is None:
                 raise InputError(
@@ -255,6 +259,11 @@ def _block_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
         grid = ext_map.grid
         if not grid.is_axis_aligned():
             raise InputError("a power or SAR map must be on an axis-aligned grid")
+        if min(grid.spacing_mm) < 0.25 or max(grid.spacing_mm) > 5.0 or min(grid.shape) < 8:
+            raise InputError(
+                f"a power or SAR map needs 0.25-5 mm voxels and >= 8 voxels per axis, got "
+                f"spacing {grid.spacing_mm} mm, shape {grid.shape}"
+            )
         centre = grid.index_to_lps((np.asarray(grid.shape) - 1) / 2.0)
         tip = tuple(centre) if cfg.tip_mm is None else cfg.tip_mm
     else:
@@ -494,7 +503,17 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
             q = np.asarray(cfg.sar_w_kg.array, float) * rho  # type: ignore[union-attr]
         if not np.all(np.isfinite(q)) or np.any(q < 0):
             raise InputError("power or SAR map must be finite and >= 0")
+        if float(q.max()) > 1e9:
+            raise InputError(
+                f"power density {float(q.max()):.3g} W/m^3 is beyond 1e9 (check units)"
+            )
         source = np.where(tissue_mask, q, 0.0)
+        lost = 1.0 - float(source.sum()) / max(float(q.sum()), 1e-300)
+        if lost > 0.01:
+            raise InputError(
+                f"{100 * lost:.1f} % of the map's power falls on the applicator or the far "
+                "boundary, not on tissue; use a larger map or another applicator position"
+            )
         settings["external_source"] = True
     elif app.modality == "mw":
         settings.update(power_w=cfg.power_w, duration_s=cfg.duration_s)

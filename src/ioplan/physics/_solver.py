@@ -275,6 +275,8 @@ class _Runner:
             return e, t, om, cem, tmin, tmax
         from numba import cuda
 
+        if not cuda.is_available():
+            raise InputError("no CUDA GPU is available here; run without --gpu")
         d = [cuda.to_device(a) for a in (e, t, e2, t2, om, cem, tmin, tmax)]
         dmat, dq, dp, dgt = (cuda.to_device(a) for a in (p.material, q, p.packed, gt))
         nz, ny, nx = p.grid.shape
@@ -333,6 +335,9 @@ def run(
     if n_total:
         dt = duration_s / n_total
     chunk = max(1, round(source_update_s / dt))
+    if callable(group_temperatures):
+        # probe temperatures change within seconds: follow them at least every second
+        chunk = min(chunk, max(1, round(1.0 / dt)))
     runner = _Runner(problem, backend)
     arrays = tuple(a.copy() for a in st.arrays())
     voxel_vol = float(np.prod(problem.spacing_m))
@@ -344,7 +349,8 @@ def run(
         n = min(chunk, n_total - done)
         cur = ThermalState(t_now, *arrays)
         q = source(cur) if callable(source) else source
-        groups = group_temperatures(t_now) if callable(group_temperatures) else group_temperatures
+        t_mid = t_now + 0.5 * n * dt
+        groups = group_temperatures(t_mid) if callable(group_temperatures) else group_temperatures
         if q is not None:
             free = problem.materials.fixed_group[problem.material] < 0
             energy += float(np.sum(np.asarray(q, dtype=np.float64)[free])) * voxel_vol * dt * n
@@ -355,6 +361,12 @@ def run(
             progress(t_now)
     runtime = time.perf_counter() - t0
     final = ThermalState(t_now, *arrays)
+    t_fin = final.temperature_c
+    if not np.all(np.isfinite(t_fin)) or float(np.max(t_fin)) > 500 or float(np.min(t_fin)) < -200:
+        raise InputError(
+            "temperature left the physical range (-200 to 500 degC): the power is too high "
+            "for this model or grid"
+        )
     interior = max(0, int(np.prod([s - 2 for s in problem.grid.shape])))
     stats = {
         "steps": float(n_total),

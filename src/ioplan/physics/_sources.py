@@ -206,8 +206,9 @@ def rf_potential(
         Potential for 1 V.
     q_per_v2 : ndarray
         Dissipated power density (W/m^3) at 1 V: half of each face's
-        ``G dphi^2`` goes to each of its two voxels; the halves that fall on
-        the electrode and ground voxels (metal) are dropped.
+        ``G dphi^2`` goes to each of its two tissue voxels, all of it to the
+        tissue voxel next to the electrode or ground, so that the map sums
+        exactly to the total power.
     power_per_v2 : float
         Total power at 1 V (W/V^2) = 1 / impedance.
     """
@@ -297,14 +298,17 @@ def rf_potential(
     q = np.zeros(n)
     total = 0.0
     voxel_m3 = float(np.prod(spacing_m))
+    fixed_flat = fixed.reshape(-1)
     for a_ids, b_ids, g in faces:
         p = g * (flat_phi[a_ids] - flat_phi[b_ids]) ** 2
         total += float(p.sum())
-        np.add.at(q, a_ids, 0.5 * p)
-        np.add.at(q, b_ids, 0.5 * p)
+        # between two tissue voxels the face's power is shared; next to metal (a
+        # fixed-potential voxel, whose conductance is the tissue's alone) it all
+        # belongs to the tissue voxel
+        wa = np.where(fixed_flat[a_ids], 0.0, np.where(fixed_flat[b_ids], 1.0, 0.5))
+        np.add.at(q, a_ids, wa * p)
+        np.add.at(q, b_ids, (1.0 - wa) * np.where(fixed_flat[b_ids], 0.0, 1.0) * p)
     q /= voxel_m3
-    # power dissipated inside metal (fixed voxels) is not tissue heating
-    q[fixed.reshape(-1)] = 0.0
     return phi, q.reshape(shape), total
 
 

@@ -74,7 +74,14 @@ class TissueProperties:
 _NUMERIC_FIELDS = tuple(
     f.name for f in fields(TissueProperties) if f.name not in ("name", "description")
 )
-_NON_TISSUE_TABLES = ("constants", "temperature_dependence", "phase_change", "damage")
+_NON_TISSUE_TABLES = (
+    "constants",
+    "temperature_dependence",
+    "phase_change",
+    "damage",
+    "vaporisation",
+    "blood_flow",
+)
 
 
 @cache
