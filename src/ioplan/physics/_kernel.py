@@ -28,14 +28,18 @@ from numba import cuda
 __all__ = ["N_PROPS", "pack_properties", "step_cpu", "step_gpu", "voxel_update"]
 
 # Rows of the packed property table P[row, material].
-K, KF, KM, C, CF, CM, LV, TS, TL, B, FIXED, H, EL, ES, CAPP, TV1, TV2, EV1, EV2, CV = range(20)
-N_PROPS = 20
+K, KF, KM, C, CF, CM, LV, TS, TL, B, FIXED, H, EL, ES, CAPP, TV1, TV2, EV1, EV2, CV, INVC = range(
+    21
+)
+N_PROPS = 21
+LN_HALF = math.log(0.5)
+LN_QUARTER = math.log(0.25)
 T_REF = 37.0
 KELVIN = 273.15
 
 
 def pack_properties(table) -> np.ndarray:
-    """The (20, 256) float64 table the kernel reads (see the row constants)."""
+    """The (21, 256) float64 table the kernel reads (see the row constants)."""
     e_l, e_s = table.enthalpy_breakpoints()
     e_v1, e_v2, c_v = table.vapor_breakpoints()
     width = table.liquidus_c - table.solidus_c
@@ -61,6 +65,7 @@ def pack_properties(table) -> np.ndarray:
         e_v1,
         e_v2,
         c_v,
+        1.0 / table.c_vol_j_m3_k,
     ]
     return np.ascontiguousarray(np.stack(rows).astype(np.float64))
 
@@ -75,9 +80,9 @@ def _k_of(P, m, t, const):
 
 def _t_of_e(P, m, e, const):
     if const != 0 or (e >= P[EL, m] and e < P[EV1, m]):
-        return T_REF + e / P[C, m]
+        return T_REF + e * P[INVC, m]
     if e >= P[EV2, m]:
-        return P[TV2, m] + (e - P[EV2, m]) / P[C, m]
+        return P[TV2, m] + (e - P[EV2, m]) * P[INVC, m]
     if e >= P[EV1, m]:
         return P[TV1, m] + (e - P[EV1, m]) / P[CV, m]
     if e >= P[ES, m]:
@@ -97,16 +102,22 @@ def _e_of_t(P, m, t, const):
     return P[ES, m] - P[CF, m] * (P[TS, m] - t)
 
 
-def _conductance(P, ki, mj, tj, d, const):
-    """Face conductance per area (W/m^2/K) between a voxel of conductivity ki and neighbour j."""
-    if P[FIXED, mj] >= 0 and P[H, mj] > 0:
+def _conductance(P, ki, m, mj, tj, d, inv_d2, const):
+    """Face coefficient per volume (W/m^3/K): conductance per area over the spacing d.
+
+    ``inv_d2`` is 1 / d^2. Between equal conductivities (the common case) there is
+    no division.
+    """
+    if mj != m and P[FIXED, mj] >= 0 and P[H, mj] > 0:
         if ki <= 0.0:
             return 0.0
-        return 1.0 / (0.5 * d / ki + 1.0 / P[H, mj])
+        return 1.0 / (0.5 * d / ki + 1.0 / P[H, mj]) / d
     kj = _k_of(P, mj, tj, const)
+    if kj == ki:
+        return ki * inv_d2
     if ki + kj <= 0.0:
         return 0.0  # two insulators
-    return 2.0 * ki * kj / (d * (ki + kj))
+    return 2.0 * ki * kj / (ki + kj) * inv_d2
 
 
 def _arrhenius_rate(t, ln_a, ea_r):
@@ -116,15 +127,18 @@ def _arrhenius_rate(t, ln_a, ea_r):
 def _cem43_rate(t):
     # CEM43 minutes per second: R^(43 - T) / 60, R = 0.5 above 43 degC, 0.25 below
     if t >= 43.0:
-        return math.pow(0.5, 43.0 - t) / 60.0
-    return math.pow(0.25, 43.0 - t) / 60.0
+        return math.exp((43.0 - t) * LN_HALF) / 60.0
+    return math.exp((43.0 - t) * LN_QUARTER) / 60.0
 
 
 def voxel_update(
     i, j, k, E, T, E2, T2, omega, cem, tmin, tmax, mat, Q, P, gt,
-    dt, dz, dy, dx, tb, const, tstop, ln_a, ea_r,
+    dt, dz, dy, dx, iz2, iy2, ix2, tb, const, tstop, ln_a, ea_r,
 ):  # fmt: skip
-    """Advance voxel (i, j, k) by ``dt``; write ``E2``/``T2`` and update damage in place."""
+    """Advance voxel (i, j, k) by ``dt``; write ``E2``/``T2`` and update damage in place.
+
+    ``iz2``, ``iy2``, ``ix2`` are 1 / d^2 along each axis (computed once by the caller).
+    """
     m = mat[i, j, k]
     group = P[FIXED, m]
     if group >= 0:
@@ -138,24 +152,24 @@ def voxel_update(
     # z neighbours
     mj = mat[i - 1, j, k]
     tj = T[i - 1, j, k]
-    flux += _conductance(P, ki, mj, tj, dz, const) * (tj - ti) / dz
+    flux += _conductance(P, ki, m, mj, tj, dz, iz2, const) * (tj - ti)
     mj = mat[i + 1, j, k]
     tj = T[i + 1, j, k]
-    flux += _conductance(P, ki, mj, tj, dz, const) * (tj - ti) / dz
+    flux += _conductance(P, ki, m, mj, tj, dz, iz2, const) * (tj - ti)
     # y neighbours
     mj = mat[i, j - 1, k]
     tj = T[i, j - 1, k]
-    flux += _conductance(P, ki, mj, tj, dy, const) * (tj - ti) / dy
+    flux += _conductance(P, ki, m, mj, tj, dy, iy2, const) * (tj - ti)
     mj = mat[i, j + 1, k]
     tj = T[i, j + 1, k]
-    flux += _conductance(P, ki, mj, tj, dy, const) * (tj - ti) / dy
+    flux += _conductance(P, ki, m, mj, tj, dy, iy2, const) * (tj - ti)
     # x neighbours
     mj = mat[i, j, k - 1]
     tj = T[i, j, k - 1]
-    flux += _conductance(P, ki, mj, tj, dx, const) * (tj - ti) / dx
+    flux += _conductance(P, ki, m, mj, tj, dx, ix2, const) * (tj - ti)
     mj = mat[i, j, k + 1]
     tj = T[i, j, k + 1]
-    flux += _conductance(P, ki, mj, tj, dx, const) * (tj - ti) / dx
+    flux += _conductance(P, ki, m, mj, tj, dx, ix2, const) * (tj - ti)
     om = omega[i, j, k]
     b = P[B, m]
     if const == 0 and (om >= 1.0 or tmin[i, j, k] < tstop):
@@ -203,12 +217,15 @@ def step_cpu(
 ):  # fmt: skip
     """One explicit step on the CPU over every voxel not on the outer layer."""
     nz, ny, nx = E.shape
+    iz2 = 1.0 / (dz * dz)
+    iy2 = 1.0 / (dy * dy)
+    ix2 = 1.0 / (dx * dx)
     for i in numba.prange(1, nz - 1):
         for j in range(1, ny - 1):
             for k in range(1, nx - 1):
                 _voxel_cpu(
                     i, j, k, E, T, E2, T2, omega, cem, tmin, tmax, mat, Q, P, gt,
-                    dt, dz, dy, dx, tb, const, tstop, ln_a, ea_r,
+                    dt, dz, dy, dx, iz2, iy2, ix2, tb, const, tstop, ln_a, ea_r,
                 )  # fmt: skip
 
 
@@ -232,5 +249,6 @@ def step_gpu(
     if 1 <= i < nz - 1 and 1 <= j < ny - 1 and 1 <= k < nx - 1:
         _voxel_gpu(
             i, j, k, E, T, E2, T2, omega, cem, tmin, tmax, mat, Q, P, gt,
-            dt, dz, dy, dx, tb, const, tstop, ln_a, ea_r,
+            dt, dz, dy, dx, 1.0 / (dz * dz), 1.0 / (dy * dy), 1.0 / (dx * dx),
+            tb, const, tstop, ln_a, ea_r,
         )  # fmt: skip
