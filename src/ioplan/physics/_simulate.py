@@ -417,12 +417,11 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         if not grid.contains_lps(pl.tip_mm):
             raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the grid")
     override = None
-    scale = 1.0
     if cfg.perfusion_per_s is not None:
         from ioplan.tissue import tissue_names
 
         override = {name: cfg.perfusion_per_s for name in tissue_names() if name != "blood"}
-    table = tissue_material_table(perfusion_scale=scale, perfusion_override_1_per_s=override)
+    table = tissue_material_table(perfusion_override_1_per_s=override)
     if cfg.case is not None:
         table = _vessel_materials(grid, material, table, _active_extent_mm(app))
     # applicator voxels

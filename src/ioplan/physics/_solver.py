@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -376,8 +376,3 @@ def run(
         "energy_deposited_j": energy,
     }
     return final, stats
-
-
-def with_time(state: ThermalState, time_s: float) -> ThermalState:
-    """A copy of ``state`` with another time stamp."""
-    return replace(state, time_s=time_s)
