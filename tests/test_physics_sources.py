@@ -367,3 +367,23 @@ def test_case_without_liver_is_refused(tmp_path, capsys):
                  "--spacing-mm", "2"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "no liver or tumor" in err
+
+
+def test_passive_thaw_keeps_more_ice_than_active_thaw():
+    """An undriven probe thaws from the tissue's side only; helium drives it to +20 degC."""
+    common = dict(spacing_mm=3.0, perfusion_per_s=0.0)
+    active = simulate(
+        SimulationConfig(CRYO, protocol=CryoProtocol.parse("freeze:120,thaw:120"), **common)
+    )
+    passive = simulate(
+        SimulationConfig(CRYO, protocol=CryoProtocol.parse("freeze:120,passive:120"), **common)
+    )
+    ice_active = int(np.count_nonzero(active.state.temperature_c < -1.0))
+    ice_passive = int(np.count_nonzero(passive.state.temperature_c < -1.0))
+    assert ice_passive > ice_active
+    # mid cold segment (24 mm behind the tip): the passive probe sits in its ice ball,
+    # below freezing; the actively thawed one is near +20 degC (thaw_temperature_c)
+    idx = tuple(np.rint(passive.grid.lps_to_index((0.0, 0.0, 24.0))).astype(int))
+    assert float(passive.state.temperature_c[idx]) < -1.0
+    idx = tuple(np.rint(active.grid.lps_to_index((0.0, 0.0, 24.0))).astype(int))
+    assert float(active.state.temperature_c[idx]) == pytest.approx(20.0, abs=1.0)

@@ -532,11 +532,22 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         source = _RfSource(problem, electrode, RfGenerator(cfg.power_w, cfg.rf_mode), tissue_mask)
     else:
         assert cfg.protocol is not None
+        from scipy import ndimage
+
         protocol = cfg.protocol
         settings["protocol"] = [list(p) for p in protocol.phases]
+        # tissue touching the cold segments: a passive probe follows its temperature
+        ring = ndimage.binary_dilation(cold) & ~cold & tissue_mask
+        around = {"t": problem.body_temperature_c}
+
+        def source(state: ThermalState) -> None:
+            if ring.any():
+                around["t"] = float(np.mean(state.temperature_c[ring]))
+            return None
 
         def groups(t: float) -> list[float]:
-            return [problem.body_temperature_c, protocol.probe_temperature(t, app)]
+            probe = protocol.probe_temperature(t, app, passive_c=around["t"])
+            return [problem.body_temperature_c, probe]
 
     final, stats = run(
         problem, cfg.total_duration_s, source=source, group_temperatures=groups,

@@ -335,7 +335,12 @@ class RfGenerator:
 
 @dataclass(frozen=True)
 class CryoProtocol:
-    """Freeze and thaw phases, e.g. ``freeze:600,thaw:300,freeze:600`` (seconds)."""
+    """Freeze and thaw phases, e.g. ``freeze:600,thaw:300,freeze:600`` (seconds).
+
+    ``thaw`` is an active thaw (the probe driven to ``thaw_temperature_c``, as
+    helium or electrically heated systems do); ``passive`` leaves the probe
+    undriven, following the tissue around it.
+    """
 
     phases: tuple[tuple[str, float], ...]
 
@@ -350,11 +355,13 @@ class CryoProtocol:
                 seconds = float(dur)
             except ValueError:
                 raise InputError(
-                    f"--protocol phase {part!r} must be freeze:SECONDS or thaw:SECONDS"
+                    f"--protocol phase {part!r} must be freeze:SECONDS, thaw:SECONDS "
+                    "or passive:SECONDS"
                 ) from None
-            if not sep or kind not in ("freeze", "thaw"):
+            if not sep or kind not in ("freeze", "thaw", "passive"):
                 raise InputError(
-                    f"--protocol phase {part!r} must be freeze:SECONDS or thaw:SECONDS"
+                    f"--protocol phase {part!r} must be freeze:SECONDS, thaw:SECONDS "
+                    "or passive:SECONDS"
                 )
             if not np.isfinite(seconds) or not 0 < seconds <= 7200:
                 raise InputError(f"--protocol phase duration must be 0-7200 s, got {seconds}")
@@ -368,17 +375,27 @@ class CryoProtocol:
         """Total duration (s)."""
         return float(sum(d for _, d in self.phases))
 
-    def probe_temperature(self, t_s: float, app: Applicator, body_c: float = 37.0) -> float:
+    def probe_temperature(
+        self, t_s: float, app: Applicator, body_c: float = 37.0, passive_c: float | None = None
+    ) -> float:
         """Cold-segment temperature at time ``t_s``: exponential approach to the set point.
 
         Freezing approaches ``probe_temperature_c`` with time constant
         ``cooldown_s / 3`` (95 % reached after ``cooldown_s``); active thaw
-        approaches ``thaw_temperature_c`` the same way.
+        approaches ``thaw_temperature_c`` the same way. In a passive phase the
+        probe takes ``passive_c``, the temperature of the tissue around it
+        (the probe's own heat capacity neglected); without it, it holds.
         """
         temp = body_c
         start = 0.0
         tau = max(app.cooldown_s / 3.0, 1e-6)
         for kind, dur in self.phases:
+            if kind == "passive":
+                temp = temp if passive_c is None else passive_c
+                if t_s < start + dur:
+                    return temp
+                start += dur
+                continue
             target = app.probe_temperature_c if kind == "freeze" else app.thaw_temperature_c
             elapsed = min(max(t_s - start, 0.0), dur)
             temp = target + (temp - target) * math.exp(-elapsed / tau)
