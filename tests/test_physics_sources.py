@@ -387,3 +387,16 @@ def test_passive_thaw_keeps_more_ice_than_active_thaw():
     assert float(passive.state.temperature_c[idx]) < -1.0
     idx = tuple(np.rint(active.grid.lps_to_index((0.0, 0.0, 24.0))).astype(int))
     assert float(active.state.temperature_c[idx]) == pytest.approx(20.0, abs=1.0)
+
+
+def test_default_run_on_the_phantom_uses_its_vessels(capsys):
+    """No --tissue or --case: the built-in phantom, aimed at its tumour, with label vessels."""
+    code = main(["simulate", "--applicator", "generic-mw-2450", "--power-w", "40",
+                 "--duration-s", "30", "--spacing-mm", "3", "--json", "--quiet"])  # fmt: skip
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert "tissue" not in doc  # a case, not a block
+    tip = np.asarray(doc["settings"]["tips_mm"][0])
+    # tip 10 mm (the feed offset) beyond the first default tumour centre along -z
+    np.testing.assert_allclose(tip, [-85.0, 25.0, 15.0 - 10.0], atol=1e-9)
+    assert doc["zone"]["volume_ml"] > 0
