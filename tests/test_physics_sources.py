@@ -262,90 +262,27 @@ def test_cryo_cli_json_has_isotherms(capsys):
     assert set(doc["isotherms"]) >= {"0", "-20", "-30", "-40"}
 
 
+_MW_ARGS = ["--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s", "60"]
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["--applicator", "generic-mw-2450", "--power-w", "-5", "--duration-s", "60"], "power_w"),
-        (
-            ["--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s", "1e9"],
-            "duration_s",
-        ),
-        (
-            [
-                "--applicator",
-                "generic-mw-2450",
-                "--power-w",
-                "40",
-                "--duration-s",
-                "60",
-                "--spacing-mm",
-                "0.01",
-            ],
-            "spacing_mm",
-        ),
-        (
-            [
-                "--applicator",
-                "generic-mw-2450",
-                "--power-w",
-                "40",
-                "--duration-s",
-                "60",
-                "--perfusion-per-s",
-                "-1",
-            ],
-            "perfusion",
-        ),
-        (
-            [
-                "--applicator",
-                "generic-mw-2450",
-                "--power-w",
-                "40",
-                "--duration-s",
-                "60",
-                "--tip-mm",
-                "500,0,0",
-                "--spacing-mm",
-                "3",
-            ],
-            "outside",
-        ),
+        (["--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s", "1e9"],
+         "duration_s"),
+        ([*_MW_ARGS, "--spacing-mm", "0.01"], "spacing_mm"),
+        ([*_MW_ARGS, "--perfusion-per-s", "-1"], "perfusion"),
+        ([*_MW_ARGS, "--tip-mm", "500,0,0", "--spacing-mm", "3"], "outside"),
         (["--applicator", "nope", "--power-w", "40", "--duration-s", "60"], "unknown applicator"),
         (["--applicator", "cryo-2.4mm"], "--protocol"),
         (["--applicator", "cryo-2.4mm", "--protocol", "melt:10"], "freeze:SECONDS"),
-        (
-            [
-                "--applicator",
-                "generic-mw-2450",
-                "--power-w",
-                "40",
-                "--duration-s",
-                "60",
-                "--protocol",
-                "freeze:30",
-            ],
-            "--protocol is for cryoprobes",
-        ),
-        (
-            ["--applicator", "cryo-2.4mm", "--protocol", "freeze:30", "--power-w", "40"],
-            "not --power-w",
-        ),
-        (
-            [
-                "--applicator",
-                "generic-mw-2450",
-                "--power-w",
-                "40",
-                "--duration-s",
-                "60",
-                "--vessel",
-                "diameter_mm=5",
-            ],
-            "--vessel",
-        ),
+        ([*_MW_ARGS, "--protocol", "freeze:30"], "--protocol is for cryoprobes"),
+        (["--applicator", "cryo-2.4mm", "--protocol", "freeze:30", "--power-w", "40"],
+         "not --power-w"),
+        ([*_MW_ARGS, "--vessel", "diameter_mm=5"], "--vessel"),
     ],
-)
+)  # fmt: skip
 def test_simulate_bad_input_is_one_line(capsys, args, fragment):
     code = main(["simulate", "--tissue", "liver", "--quiet", *args])
     err = capsys.readouterr().err
