@@ -345,3 +345,54 @@ def test_energy_balance_with_boiling_and_the_microwave_source():
     assert float(final.tmax_c.max()) > 99.0  # water boiled near the antenna
     # float32 enthalpies of ~1e8 J/m^3 summed over 30k voxels: 1e-4 relative
     assert stored == pytest.approx(60.0 * app.efficiency * 120.0, rel=1e-4)
+
+
+def test_damage_rate_table_matches_the_exact_rates():
+    """The tabulated Arrhenius and CEM43 rates against the closed forms.
+
+    Reference: Arrhenius rate A exp(-Ea / (R T)) with the liver constants of
+    tissues.toml, and the CEM43 rate R^(43 - T) / 60 (R = 0.5 at >= 43 degC, 0.25
+    below; Sapareto & Dewey 1984). Linear interpolation on a 0.02 degC grid has a
+    relative error of at most (h dln(rate)/dT)^2 / 8 = (0.02 ln 4)^2 / 8 = 9.6e-5, so
+    1e-4 is the bound the table must meet; a wrong row or increment fails by far more.
+    """
+    from ioplan.physics._kernel import RATE_STEP_C, RATE_T0_C, rate_table
+    from ioplan.physics._solver import _ln_a
+
+    problem = _block(4, 1.0, 0.0)
+    ln_a, ea_r = _ln_a(problem)
+    table = rate_table(ln_a, ea_r)
+    rng = np.random.default_rng(3)
+    t = rng.uniform(-55.0, 155.0, 20000)
+    x = (t - RATE_T0_C) / RATE_STEP_C
+    row = x.astype(int)
+    f = x - row
+    arr = table[row, 0] + f * table[row, 1]
+    cem = table[row, 2] + f * table[row, 3]
+    ea_rt = problem.arrhenius_ea_j_mol / 8.314462618 / (t + 273.15)
+    arr_exact = problem.arrhenius_a_per_s * np.exp(-ea_rt)
+    cem_exact = np.where(t >= 43.0, 0.5 ** (43.0 - t), 0.25 ** (43.0 - t)) / 60.0
+    # the piecewise CEM43 rate has a kink at 43 degC: leave out the one interval across it
+    smooth = np.abs(t - 43.0) > RATE_STEP_C
+    assert np.max(np.abs(arr / arr_exact - 1)) < 1e-4
+    assert np.max(np.abs(cem[smooth] / cem_exact[smooth] - 1)) < 1e-4
+
+
+def test_damage_integral_through_the_kernel_matches_the_exact_integral():
+    """Tissue held at a constant 60 degC for 10 s: Omega = A exp(-Ea / RT) t, CEM43 = 2^17 t / 60.
+
+    In a uniform block at 60 degC (boundary held at 60 degC too) nothing changes at
+    the centre for as many steps as it is voxels away from the boundary (the explicit
+    stencil reaches one voxel per step), so the midpoint rule is exact there and the
+    only error is the rate table's (< 1e-4 relative, see the test above).
+    """
+    problem = _block(45, 1.0, 0.0)
+    state = init_state(problem, 60.0)
+    out, _ = run(problem, 10.0, dt_s=0.5, state=state, group_temperatures=[60.0])
+    c = 22
+    assert out.temperature_c[c, c, c] == pytest.approx(60.0, abs=1e-12)
+    omega = problem.arrhenius_a_per_s * math.exp(
+        -problem.arrhenius_ea_j_mol / 8.314462618 / (60.0 + 273.15)
+    )
+    assert out.omega[c, c, c] / (omega * 10.0) == pytest.approx(1.0, abs=1e-4)
+    assert out.cem43_min[c, c, c] / (2.0**17 * 10.0 / 60.0) == pytest.approx(1.0, abs=1e-4)

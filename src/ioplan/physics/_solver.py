@@ -12,7 +12,7 @@ import numpy as np
 
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
-from ioplan.physics._kernel import pack_properties, step_cpu, step_gpu
+from ioplan.physics._kernel import pack_properties, rate_table, step_cpu, step_gpu
 from ioplan.physics._materials import BOUNDARY_ID, MaterialTable
 
 __all__ = [
@@ -247,6 +247,7 @@ class _Runner:
         self.problem = problem
         self.backend = backend
         self.ln_a, self.ea_r = _ln_a(problem)
+        self.rates = rate_table(self.ln_a, self.ea_r)
         self.dz, self.dy, self.dx = problem.spacing_m
 
     def _scalars(self, dt: float) -> tuple:
@@ -267,9 +268,12 @@ class _Runner:
         gt = _group_array(groups, p.body_temperature_c)
         e2, t2 = e.copy(), t.copy()
         scal = self._scalars(dt)
+        rates = self.rates
         if self.backend == "cpu":
             for _ in range(n):
-                step_cpu(e, t, e2, t2, om, cem, tmin, tmax, p.material, q, p.packed, gt, *scal)
+                step_cpu(
+                    e, t, e2, t2, om, cem, tmin, tmax, p.material, q, p.packed, gt, *scal, rates
+                )
                 e, e2 = e2, e
                 t, t2 = t2, t
             return e, t, om, cem, tmin, tmax
@@ -278,14 +282,16 @@ class _Runner:
         if not cuda.is_available():
             raise InputError("no CUDA GPU is available here; run without --gpu")
         d = [cuda.to_device(a) for a in (e, t, e2, t2, om, cem, tmin, tmax)]
-        dmat, dq, dp, dgt = (cuda.to_device(a) for a in (p.material, q, p.packed, gt))
+        dmat, dq, dp, dgt, drt = (
+            cuda.to_device(a) for a in (p.material, q, p.packed, gt, self.rates)
+        )
         nz, ny, nx = p.grid.shape
         threads = (32, 4, 2)
         blocks = tuple(-(-n_ // t_) for n_, t_ in zip((nx, ny, nz), threads, strict=True))
         de, dt_, de2, dt2, dom, dcem, dtmin, dtmax = d
         for _ in range(n):
             step_gpu[blocks, threads](
-                de, dt_, de2, dt2, dom, dcem, dtmin, dtmax, dmat, dq, dp, dgt, *scal
+                de, dt_, de2, dt2, dom, dcem, dtmin, dtmax, dmat, dq, dp, dgt, *scal, drt
             )
             de, de2 = de2, de
             dt_, dt2 = dt2, dt_
