@@ -33,6 +33,12 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+
+def _warn(message: str) -> None:
+    """One warning line on stderr (never on stdout, which may carry JSON)."""
+    err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 _PHANTOM_STEPS = 11  # generate_phantom reports 10 steps; saving is the 11th
 
 
@@ -301,9 +307,17 @@ def applicators(
     if as_json:
         sys.stdout.write(json.dumps([a.to_dict() for a in apps], indent=2) + "\n")
         return
-    table = Table("id", "modality", "diameter (mm)", "name")
+    table = Table("id", "modality", "MHz", "diameter (mm)", "chart rows", "calibrated", "name")
     for a in apps:
-        table.add_row(a.id, a.modality, f"{a.diameter_mm:g}", a.name)
+        table.add_row(
+            a.id,
+            a.modality,
+            f"{a.frequency_mhz:g}" if a.modality != "cryo" else "-",
+            f"{a.diameter_mm:g}",
+            str(len(a.zone_chart)),
+            "yes" if a.calibration else "no",
+            a.name,
+        )
     console.print(table)
 
 
@@ -427,6 +441,8 @@ def simulate(
                 advance(f"simulating {t_s:.0f}/{total:.0f} s")
 
         result = run_simulation(cfg, progress=on_progress)
+    for w in result.settings.get("warnings", []):
+        _warn(w)
     doc = result.to_dict()
     if output_dir is not None:
         write_simulation_outputs(result, output_dir, overwrite=True)

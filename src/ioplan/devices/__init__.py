@@ -1,5 +1,19 @@
 """Applicator catalogue: microwave antennas, RF electrodes, cryoprobes (data with sources)."""
 
-from ioplan.devices._catalogue import Applicator, applicator, list_applicators, load_applicator_file
+from ioplan.devices._catalogue import (
+    CHART_FIELDS,
+    Applicator,
+    applicator,
+    calibration_record,
+    list_applicators,
+    load_applicator_file,
+)
 
-__all__ = ["Applicator", "applicator", "list_applicators", "load_applicator_file"]
+__all__ = [
+    "CHART_FIELDS",
+    "Applicator",
+    "applicator",
+    "calibration_record",
+    "list_applicators",
+    "load_applicator_file",
+]

@@ -14,7 +14,17 @@ import numpy as np
 
 from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
 
-__all__ = ["Applicator", "applicator", "list_applicators", "load_applicator_file"]
+__all__ = [
+    "CHART_FIELDS",
+    "Applicator",
+    "applicator",
+    "calibration_record",
+    "list_applicators",
+    "load_applicator_file",
+]
+
+#: Columns of a zone-chart row (mm, W, s).
+CHART_FIELDS = ("power_w", "duration_s", "length_mm", "width_mm", "centre_offset_mm")
 
 _MODALITIES = ("mw", "rf", "cryo")
 # Physical ranges of the numeric fields (units in the names).
@@ -32,6 +42,7 @@ _RANGES = {
     "probe_temperature_c": (-196.0, 0.0),
     "cooldown_s": (1.0, 600.0),
     "thaw_temperature_c": (-20.0, 60.0),
+    "electrode_spacing_mm": (1.0, 50.0),
 }
 
 
@@ -59,8 +70,40 @@ class Applicator:
     probe_temperature_c: float = -150.0
     cooldown_s: float = 30.0
     thaw_temperature_c: float = 20.0
+    electrodes: int = 1
+    electrode_spacing_mm: float = 5.0
+    power_range_w: tuple[float, float] = (0.0, 300.0)
+    duration_range_s: tuple[float, float] = (0.0, 3600.0)
+    zone_chart: tuple[tuple[float, ...], ...] = ()
+    zone_chart_source: str = ""
+    calibration: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("power_range_w", "duration_range_s"):
+            v = getattr(self, name)
+            try:
+                lo, hi = (float(x) for x in v)
+            except (TypeError, ValueError):
+                raise InputError(f"applicator {self.id}: {name} must be [min, max]") from None
+            if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+                raise InputError(f"applicator {self.id}: {name} must be 0 <= min <= max, got {v}")
+            object.__setattr__(self, name, (lo, hi))
+        if isinstance(self.electrodes, bool) or self.electrodes not in (1, 2, 3, 4):
+            raise InputError(f"applicator {self.id}: electrodes must be 1-4, got {self.electrodes}")
+        rows = []
+        for i, row in enumerate(self.zone_chart):
+            if isinstance(row, list | tuple) and len(row) == len(CHART_FIELDS):
+                row = dict(zip(CHART_FIELDS, row, strict=True))
+            if not isinstance(row, dict) or set(row) != set(CHART_FIELDS):
+                raise InputError(
+                    f"applicator {self.id}: zone_chart row {i + 1} needs exactly "
+                    f"{', '.join(CHART_FIELDS)}"
+                )
+            vals = {k: float(row[k]) for k in CHART_FIELDS}
+            if not all(np.isfinite(v) and v >= 0 for v in vals.values()):
+                raise InputError(f"applicator {self.id}: zone_chart row {i + 1} has a bad value")
+            rows.append(tuple(vals[k] for k in CHART_FIELDS))
+        object.__setattr__(self, "zone_chart", tuple(rows))
         for name, (lo, hi) in _RANGES.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not np.isfinite(v):
@@ -100,7 +143,32 @@ class Applicator:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record."""
-        return asdict(self)
+        d = asdict(self)
+        d["power_range_w"] = list(self.power_range_w)
+        d["duration_range_s"] = list(self.duration_range_s)
+        d["zone_chart"] = self.chart_rows()
+        return d
+
+    def chart_rows(self) -> list[dict[str, float]]:
+        """The manufacturer's zone chart as records with :data:`CHART_FIELDS` keys."""
+        return [dict(zip(CHART_FIELDS, r, strict=True)) for r in self.zone_chart]
+
+    def setting_warnings(self, power_w: float | None, duration_s: float | None) -> list[str]:
+        """Warnings for settings outside the range the manufacturer charts (never a clamp)."""
+        out = []
+        lo, hi = self.power_range_w
+        if power_w is not None and power_w > 0 and not lo <= power_w <= hi:
+            out.append(
+                f"{self.id}: power {power_w:g} W is outside the charted range {lo:g}-{hi:g} W; "
+                "the model extrapolates"
+            )
+        lo, hi = self.duration_range_s
+        if duration_s is not None and duration_s > 0 and not lo <= duration_s <= hi:
+            out.append(
+                f"{self.id}: duration {duration_s:g} s is outside the charted range "
+                f"{lo:g}-{hi:g} s; the model extrapolates"
+            )
+        return out
 
 
 def _from_table(app_id: str, table: dict[str, Any], where: str) -> Applicator:
@@ -118,13 +186,54 @@ def _from_table(app_id: str, table: dict[str, Any], where: str) -> Applicator:
         raise FileFormatError(f"{where}: applicator {app_id!r}: {exc}") from None
 
 
+#: Fitted parameters an entry of calibration.toml may set.
+CALIBRATED_FIELDS = (
+    "efficiency",
+    "axial_sigma_forward_mm",
+    "axial_sigma_backward_mm",
+    "feed_offset_mm",
+    "probe_temperature_c",
+)
+
+
+@cache
+def _calibration() -> dict[str, dict[str, Any]]:
+    f = resources.files("ioplan.devices").joinpath("data/calibration.toml")
+    if not f.is_file():
+        return {}
+    raw = tomllib.loads(f.read_text())
+    return {k: v for k, v in raw.items() if isinstance(v, dict)}
+
+
+def calibration_record(app_id: str) -> dict[str, Any] | None:
+    """The calibration.toml entry of ``app_id`` (fitted values, residuals, command), if any."""
+    return _calibration().get(app_id)
+
+
+def _summary(rec: dict[str, Any]) -> str:
+    fitted = ", ".join(f"{k} {rec[k]:.4g}" for k in CALIBRATED_FIELDS if k in rec)
+    return (
+        f"fitted {fitted} on {rec.get('rows', '?')} published rows at "
+        f"{rec.get('spacing_mm', '?')} mm (mean |error| {rec.get('mean_abs_error_mm', '?')} mm; "
+        f"`{rec.get('command', 'ioplan calibrate')}`, {rec.get('date', '?')})"
+    )
+
+
 @cache
 def _catalogue() -> dict[str, Applicator]:
     text = resources.files("ioplan.devices").joinpath("data/applicators.toml").read_text()
     raw = tomllib.loads(text)
-    return {
-        k: _from_table(k, v, "applicators.toml") for k, v in raw.items() if k != "schema_version"
-    }
+    out = {}
+    for k, v in raw.items():
+        if k == "schema_version":
+            continue
+        rec = _calibration().get(k)
+        if rec is not None:
+            v = dict(v)
+            v.update({f: rec[f] for f in CALIBRATED_FIELDS if f in rec})
+            v["calibration"] = _summary(rec)
+        out[k] = _from_table(k, v, "applicators.toml")
+    return out
 
 
 def list_applicators() -> list[Applicator]:
@@ -136,7 +245,11 @@ def applicator(app_id: str) -> Applicator:
     """The catalogue entry ``app_id``."""
     cat = _catalogue()
     if app_id not in cat:
-        raise InputError(f"unknown applicator {app_id!r}; known: {', '.join(cat)}")
+        import difflib
+
+        close = difflib.get_close_matches(app_id, list(cat), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InputError(f"unknown applicator {app_id!r}{hint} (known: {', '.join(cat)})")
     return cat[app_id]
 
 

@@ -137,6 +137,7 @@ class SimulationConfig:
     lethal_temperature_c: float = -40.0
     backend: str = "cpu"
     dtype: str = "float32"
+    snapshot_times_s: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         app = self.applicator
@@ -164,10 +165,19 @@ class SimulationConfig:
             not np.isfinite(self.perfusion_per_s) or not 0 <= self.perfusion_per_s <= 0.1
         ):
             raise InputError(f"perfusion_per_s must be 0-0.1 1/s, got {self.perfusion_per_s}")
+        for t in self.snapshot_times_s:
+            if not np.isfinite(t) or not 0 < t <= self.total_duration_s:
+                raise InputError(
+                    f"snapshot time {t} s must lie in (0, {self.total_duration_s:g}] s"
+                )
         if (self.case is None) == (self.tissue is None):
             raise InputError("give either a case or a tissue block")
         if self.power_density_w_m3 is not None and self.sar_w_kg is not None:
             raise InputError("give a power-density map or a SAR map, not both")
+        if self.applicator.electrodes > 1 and self.array != 1:
+            raise InputError(
+                f"{self.applicator.id} is a cluster; --array needs a single applicator"
+            )
         if self.case is not None and (
             self.power_density_w_m3 is not None or self.sar_w_kg is not None
         ):
@@ -202,6 +212,7 @@ class SimulationResult:
     modality: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     tissue_used: dict[str, float | str] | None = None
+    snapshots: dict[str, ZoneMetrics] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``ioplan simulate --json`` (keys are never renamed)."""
@@ -220,9 +231,12 @@ class SimulationResult:
             "dt_s": round(self.dt_s, 6),
             "grid": self.grid.to_dict(),
             "settings": self.settings,
+            "warnings": list(self.settings.get("warnings", [])),
         }
         if self.tissue_used is not None:
             doc["tissue"] = self.tissue_used
+        if self.snapshots:
+            doc["snapshots"] = {k: v.to_dict() for k, v in self.snapshots.items()}
         return doc
 
 
@@ -412,7 +426,11 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         grid, material, centre = _case_domain(cfg)
     else:
         grid, material, centre = _block_domain(cfg)
-    placements = array_placements(centre, cfg.array, cfg.spacing_between_mm)
+    if app.electrodes > 1:
+        # a cluster applicator: its electrodes around the axis, driven together
+        placements = array_placements(centre, app.electrodes, app.electrode_spacing_mm)
+    else:
+        placements = array_placements(centre, cfg.array, cfg.spacing_between_mm)
     for pl in placements:
         if not grid.contains_lps(pl.tip_mm):
             raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the grid")
@@ -491,6 +509,9 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         "tips_mm": [list(p.tip_mm) for p in placements], "direction": list(centre.direction),
         "constant_properties": cfg.constant_properties,
         "vessels": [vars(v) for v in cfg.vessels],
+        "warnings": app.setting_warnings(
+            cfg.power_w if app.modality != "cryo" else None, cfg.total_duration_s
+        ),
     }  # fmt: skip
     source: Any = None
     groups: Any = [problem.body_temperature_c, cooling]
@@ -549,23 +570,48 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
             probe = protocol.probe_temperature(t, app, passive_c=around["t"])
             return [problem.body_temperature_c, probe]
 
-    final, stats = run(
-        problem, cfg.total_duration_s, source=source, group_temperatures=groups,
-        backend=cfg.backend, progress=progress,
-    )  # fmt: skip
+    free = table.fixed_group[problem.material] < 0
+
+    def zone_of(state: ThermalState) -> np.ndarray:
+        if app.modality == "cryo":
+            return (state.tmin_c <= cfg.lethal_temperature_c) & free
+        return (state.omega >= 1.0) & free
+
+    # run to each snapshot time in turn (the state carries over), measuring the zone there
+    total = cfg.total_duration_s
+    stops = sorted({float(t) for t in cfg.snapshot_times_s} | {float(total)})
+    final: ThermalState | None = None
+    stats = {"steps": 0.0, "runtime_s": 0.0, "energy_deposited_j": 0.0, "dt_s": 0.0}
+    snapshots: dict[str, ZoneMetrics] = {}
+    for t_stop in stops:
+        t_start = 0.0 if final is None else final.time_s
+        final, part = run(
+            problem, t_stop - t_start, source=source, group_temperatures=groups,
+            backend=cfg.backend, progress=progress, state=final,
+        )  # fmt: skip
+        for key in ("steps", "runtime_s", "energy_deposited_j"):
+            stats[key] += part[key]
+        stats["dt_s"] = max(stats["dt_s"], part["dt_s"])
+        if cfg.snapshot_times_s:
+            snapshots[f"{t_stop:g}"] = zone_metrics(
+                zone_of(final), grid, centre.tip_mm, centre.direction
+            )
+    assert final is not None
+    interior = max(0, int(np.prod([n - 2 for n in grid.shape])))
+    stats["voxel_updates_per_s"] = (
+        interior * stats["steps"] / stats["runtime_s"] if stats["runtime_s"] > 0 else 0.0
+    )
     if isinstance(source, _RfSource):
         settings["rf_impedance_ohm_initial"] = source.z_initial
         settings["rf_impedance_ohm_final"] = source.z_last
-    free = table.fixed_group[problem.material] < 0
     settings["boundary_change_c"] = round(
         _boundary_change(final, problem.body_temperature_c, app.modality == "cryo"), 4
     )
+    zone_mask = zone_of(final)
     if app.modality == "cryo":
-        zone_mask = (final.tmin_c <= cfg.lethal_temperature_c) & free
         iso_temps = sorted({0.0, -20.0, -30.0, -40.0, cfg.lethal_temperature_c}, reverse=True)
         isotherms = {f"{t:g}": final.tmin_c <= t for t in iso_temps}
     else:
-        zone_mask = (final.omega >= 1.0) & free
         isotherms = {f"{t:g}": final.tmax_c >= t for t in (50.0, 60.0)}
     zone = zone_metrics(zone_mask, grid, centre.tip_mm, centre.direction)
     iso = {
@@ -605,6 +651,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         modality=app.modality,
         settings=settings,
         tissue_used=tissue_used,
+        snapshots=snapshots,
     )
 
 
