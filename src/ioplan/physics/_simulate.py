@@ -138,6 +138,8 @@ class SimulationConfig:
     backend: str = "cpu"
     dtype: str = "float32"
     snapshot_times_s: tuple[float, ...] = ()
+    #: ex vivo experiments: the block's starting (and far-boundary) temperature; None: 37 degC
+    initial_temperature_c: float | None = None
 
     def __post_init__(self) -> None:
         app = self.applicator
@@ -165,6 +167,9 @@ class SimulationConfig:
             not np.isfinite(self.perfusion_per_s) or not 0 <= self.perfusion_per_s <= 0.1
         ):
             raise InputError(f"perfusion_per_s must be 0-0.1 1/s, got {self.perfusion_per_s}")
+        t0 = self.initial_temperature_c
+        if t0 is not None and (not np.isfinite(t0) or not 0.0 <= t0 <= 45.0):
+            raise InputError(f"initial temperature must be 0-45 degC, got {t0}")
         for t in self.snapshot_times_s:
             if not np.isfinite(t) or not 0 < t <= self.total_duration_s:
                 raise InputError(
@@ -213,6 +218,9 @@ class SimulationResult:
     settings: dict[str, Any] = field(default_factory=dict)
     tissue_used: dict[str, float | str] | None = None
     snapshots: dict[str, ZoneMetrics] = field(default_factory=dict)
+    #: at each snapshot time, a field that is >= 0 exactly inside the zone (ln Omega for
+    #: heat, lethal temperature minus the minimum temperature for cryo), for sub-voxel sizing
+    snapshot_fields: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``ioplan simulate --json`` (keys are never renamed)."""
@@ -500,6 +508,11 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         table,
         constant_properties=cfg.constant_properties,
         dtype=cfg.dtype,
+        **(
+            {"body_temperature_c": float(cfg.initial_temperature_c)}
+            if cfg.initial_temperature_c is not None
+            else {}
+        ),
     )
     tissue_mask = (problem.material < FIRST_EXTRA_ID) & (table.fixed_group[problem.material] < 0)
     cooling = app.cooling_temperature_c
@@ -538,6 +551,8 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
     elif app.modality == "mw":
         settings.update(power_w=cfg.power_w, duration_s=cfg.duration_s)
 
+        mw_cache: dict = {}
+
         def source(state: ThermalState) -> np.ndarray:
             return microwave_source(
                 grid,
@@ -547,6 +562,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
                 problem.material,
                 state.temperature_c,
                 tissue_mask,
+                cache=mw_cache,
             )
     elif app.modality == "rf":
         settings.update(power_w=cfg.power_w, duration_s=cfg.duration_s, rf_mode=cfg.rf_mode)
@@ -577,12 +593,20 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
             return (state.tmin_c <= cfg.lethal_temperature_c) & free
         return (state.omega >= 1.0) & free
 
+    def level_field(state: ThermalState) -> np.ndarray:
+        if app.modality == "cryo":
+            f = cfg.lethal_temperature_c - state.tmin_c.astype(np.float32)
+        else:
+            f = np.log(np.maximum(state.omega.astype(np.float32), np.float32(1e-30)))
+        return np.where(free, f, np.float32(-70.0)).astype(np.float32)
+
     # run to each snapshot time in turn (the state carries over), measuring the zone there
     total = cfg.total_duration_s
     stops = sorted({float(t) for t in cfg.snapshot_times_s} | {float(total)})
     final: ThermalState | None = None
     stats = {"steps": 0.0, "runtime_s": 0.0, "energy_deposited_j": 0.0, "dt_s": 0.0}
     snapshots: dict[str, ZoneMetrics] = {}
+    snapshot_fields: dict[str, np.ndarray] = {}
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
         final, part = run(
@@ -596,6 +620,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
             snapshots[f"{t_stop:g}"] = zone_metrics(
                 zone_of(final), grid, centre.tip_mm, centre.direction
             )
+            snapshot_fields[f"{t_stop:g}"] = level_field(final)
     assert final is not None
     interior = max(0, int(np.prod([n - 2 for n in grid.shape])))
     stats["voxel_updates_per_s"] = (
@@ -652,6 +677,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         settings=settings,
         tissue_used=tissue_used,
         snapshots=snapshots,
+        snapshot_fields=snapshot_fields,
     )
 
 

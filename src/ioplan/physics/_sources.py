@@ -123,6 +123,8 @@ def microwave_source(
     material: np.ndarray,
     temperature_c: np.ndarray,
     tissue_mask: np.ndarray,
+    *,
+    cache: dict | None = None,
 ) -> np.ndarray:
     """Microwave power density (W/m^3): a cylindrical wave around each antenna.
 
@@ -136,39 +138,71 @@ def microwave_source(
     to 37 degC) at 915 MHz for want of a published 915 MHz curve. Each
     antenna's pattern is normalised so that the power absorbed in tissue is
     ``power_w * efficiency``.
-    """
-    from ioplan.physics._materials import tissue_dielectric
 
-    eps37, sig37 = tissue_dielectric(material, app.frequency_mhz)
-    _, sig_s = _dielectric_scale(temperature_c)
-    sigma = sig37 * sig_s
+    ``cache`` (a dict the caller keeps between calls with the same grid, material,
+    applicator and placements) holds the geometry, so that a call only evaluates
+    the temperature-dependent factors.
+    """
+    geo = None if cache is None else cache.get("mw_geometry")
+    if geo is None:
+        geo = _microwave_geometry(grid, placements, app, material, tissue_mask)
+        if cache is not None:
+            cache["mw_geometry"] = geo
+    t_flat = np.asarray(temperature_c).reshape(-1)
     q = np.zeros(grid.shape, np.float64)
+    q_flat = q.reshape(-1)
     voxel_m3 = float(np.prod(grid.spacing_mm)) * 1e-9
-    r_app = 0.5 * app.diameter_mm
-    for pl in placements:
-        along, radial = axial_radial(grid, pl)
-        zf = along + app.feed_offset_mm  # from the feed gap, > 0 towards the tip
-        near = (np.abs(zf) < 10.0) & (radial < 10.0) & tissue_mask
-        if np.any(near):
-            t_near = float(np.mean(temperature_c[near]))
-            e_near = float(np.mean(eps37[near])) * float(_dielectric_scale(np.array(t_near))[0])
+    for idx, rho_m, profile, sig37, eps37_near, near in geo:
+        t = t_flat[idx]
+        _, sig_s = _dielectric_scale(t)
+        sigma = sig37 * sig_s
+        if near.size:
+            t_near = float(np.mean(t[near]))
+            e_near = eps37_near * float(_dielectric_scale(np.array(t_near))[0])
             s_near = float(np.mean(sigma[near]))
         else:
             e_near, s_near = 43.0, 1.69
         alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
-        rho_m = np.maximum(radial, max(r_app, 0.5 * min(grid.spacing_mm))) * 1e-3
-        spread = np.where(zf > 0, app.axial_sigma_forward_mm, app.axial_sigma_backward_mm)
-        s = sigma * np.exp(-2.0 * alpha * rho_m) / rho_m * np.exp(-0.5 * (zf / spread) ** 2)
-        # The pattern is cut at a fixed cylinder (radius 40 mm, +-4 axial spreads) so that
-        # its normalisation does not depend on the size of the simulation domain.
-        s = np.where(
-            tissue_mask & (radial <= _MW_CUTOFF_RADIUS_MM) & (np.abs(zf) <= 4.0 * spread), s, 0.0
-        )
+        s = sigma * np.exp(-2.0 * alpha * rho_m) / rho_m * profile
         total = float(s.sum()) * voxel_m3
         if total <= 0:
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
-        q += s * (power_w * app.efficiency / total)
+        q_flat[idx] += s * (power_w * app.efficiency / total)
     return q
+
+
+def _microwave_geometry(
+    grid: Grid,
+    placements: list[Placement],
+    app: Applicator,
+    material: np.ndarray,
+    tissue_mask: np.ndarray,
+) -> list[tuple]:
+    """Per antenna: voxels of the pattern, rho (m), axial profile, sigma37, near-feed data."""
+    from ioplan.physics._materials import tissue_dielectric
+
+    eps37, sig37 = tissue_dielectric(material, app.frequency_mhz)
+    r_app = 0.5 * app.diameter_mm
+    out = []
+    for pl in placements:
+        along, radial = axial_radial(grid, pl)
+        zf = along + app.feed_offset_mm  # from the feed gap, > 0 towards the tip
+        spread = np.where(zf > 0, app.axial_sigma_forward_mm, app.axial_sigma_backward_mm)
+        # The pattern is cut at a fixed cylinder (radius 40 mm, +-4 axial spreads) so that
+        # its normalisation does not depend on the size of the simulation domain.
+        keep = tissue_mask & (radial <= _MW_CUTOFF_RADIUS_MM) & (np.abs(zf) <= 4.0 * spread)
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            raise InputError("the microwave antenna is not surrounded by tissue on the grid")
+        rad = radial.reshape(-1)[idx]
+        z = zf.reshape(-1)[idx]
+        sp = spread.reshape(-1)[idx]
+        rho_m = np.maximum(rad, max(r_app, 0.5 * min(grid.spacing_mm))) * 1e-3
+        profile = np.exp(-0.5 * (z / sp) ** 2)
+        near = np.flatnonzero((np.abs(z) < 10.0) & (rad < 10.0))
+        eps_near = float(np.mean(eps37.reshape(-1)[idx][near])) if near.size else 43.0
+        out.append((idx, rho_m, profile, sig37.reshape(-1)[idx], eps_near, near))
+    return out
 
 
 # -- radiofrequency -------------------------------------------------------------

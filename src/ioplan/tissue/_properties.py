@@ -151,7 +151,7 @@ def _table(path: str) -> dict[str, float]:
 
 
 def constants() -> dict[str, float]:
-    """Blood and body temperature (°C) and the gas constant (J/mol/K)."""
+    """Blood, body and ex vivo start temperatures (°C) and the gas constant (J/mol/K)."""
     return _table("constants")
 
 

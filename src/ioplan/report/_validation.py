@@ -1,0 +1,164 @@
+"""HTML report of a zone validation: predicted vs published plot and one picture per row."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
+
+__all__ = ["write_validation_report"]
+
+
+def _scatter(preds, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    devices = sorted({p.row.device for p in preds})
+    markers = dict(zip(devices, "osD^v<>ph*", strict=False))
+    for dev in devices:
+        sel = [p for p in preds if p.row.device == dev]
+        m = markers.get(dev, "o")
+        ax.scatter(
+            [p.row.length_mm for p in sel],
+            [p.predicted_length_mm for p in sel],
+            marker=m,
+            facecolors="none",
+            edgecolors="C0",
+            label=f"{dev} length",
+        )
+        ax.scatter(
+            [p.row.width_mm for p in sel],
+            [p.predicted_width_mm for p in sel],
+            marker=m,
+            color="C3",
+            label=f"{dev} width",
+        )
+    vals = [v for p in preds for v in (p.row.length_mm, p.row.width_mm, *p.errors_mm)]
+    hi = max(max(vals), max(p.predicted_length_mm for p in preds)) * 1.1
+    lo = 0.0
+    xs = np.array([lo, hi])
+    ax.plot(xs, xs, "k-", lw=0.8, label="identity")
+    ax.fill_between(xs, xs - 2, xs + 2, color="0.85", label="+-2 mm (goal, mean)")
+    ax.plot(xs, xs + 4, "k:", lw=0.6)
+    ax.plot(xs, xs - 4, "k:", lw=0.6, label="+-4 mm (goal, max)")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("published (mm)")
+    ax.set_ylabel("predicted (mm)")
+    ax.set_aspect("equal")
+    ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _row_picture(p, path: Path) -> None:
+    """The zone field on the plane through the axis, zone edge, and the chart ellipse."""
+    fig, ax = plt.subplots(figsize=(3.2, 3.6))
+    x0, x1, z0, z1 = p.section_extent_mm
+    sec = p.section
+    ax.imshow(
+        np.clip(sec, -6, 6),
+        extent=(x0, x1, z0, z1),
+        origin="lower",
+        cmap="RdBu_r",
+        vmin=-6,
+        vmax=6,
+        interpolation="nearest",
+    )
+    zs = np.linspace(z0, z1, sec.shape[0])
+    xs = np.linspace(x0, x1, sec.shape[1])
+    ax.contour(xs, zs, sec, levels=[0.0], colors="k", linewidths=1.0)
+    r = p.row
+    # the applicator comes from +z (direction (0, 0, -1)), tip at the origin: the chart
+    # centre lies centre_offset_mm behind the tip, i.e. at +offset along z
+    off = r.centre_offset_mm if r.centre_offset_mm is not None else p.predicted_centre_offset_mm
+    ax.add_patch(
+        Ellipse((0.0, off), r.width_mm, r.length_mm, fill=False, ec="lime", lw=1.5, ls="--")
+    )
+    ax.plot([0, 0], [0, z1], color="0.3", lw=2)
+    half = 0.75 * max(r.length_mm, r.width_mm, p.predicted_length_mm, p.predicted_width_mm)
+    ax.set_xlim(-half, half)
+    ax.set_ylim(off - half, off + half)
+    ax.set_xlabel("mm")
+    ax.set_title(
+        f"{r.device} {r.power_w:g} W {r.duration_s:g} s\n"
+        f"chart {r.length_mm:g} x {r.width_mm:g}, model "
+        f"{p.predicted_length_mm:.1f} x {p.predicted_width_mm:.1f} mm",
+        fontsize=7,
+    )
+    ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_validation_report(
+    folder: str | Path, preds: Sequence[Any], summary: dict[str, Any], *, title: str
+) -> Path:
+    """Write ``index.html``, ``validation.json`` and ``figures/`` into ``folder``."""
+    out = Path(folder)
+    figs = out / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
+    _scatter(preds, figs / "predicted_vs_published.png")
+    rows_html = []
+    for i, p in enumerate(preds):
+        name = f"row_{i + 1:03d}.png"
+        if p.section is not None:
+            _row_picture(p, figs / name)
+        el, ew = p.errors_mm
+        r = p.row
+        rows_html.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    r.device,
+                    f"{r.power_w:g}",
+                    f"{r.duration_s:g}",
+                    f"{r.length_mm:g}",
+                    f"{p.predicted_length_mm:.1f}",
+                    f"{el:+.1f}",
+                    f"{r.width_mm:g}",
+                    f"{p.predicted_width_mm:.1f}",
+                    f"{ew:+.1f}",
+                )
+            )
+            + (
+                f'<td><img src="figures/{name}" width="200"></td>'
+                if p.section is not None
+                else "<td></td>"
+            )
+            + "</tr>"
+        )
+    (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
+table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
+</head><body>
+<h1>{html.escape(title)}</h1>
+<p>Mean absolute error (length and width together): <b>{summary["mean_abs_error_mm"]} mm</b>;
+largest: <b>{summary["max_abs_error_mm"]} mm</b>; length mean error
+{summary["length_mean_error_mm"]} mm, width mean error {summary["width_mean_error_mm"]} mm
+({summary["n_rows"]} rows, {summary["spacing_mm"]} mm voxels; {html.escape(summary["conditions"])};
+zone size: {html.escape(summary["measure"])}).</p>
+<img src="figures/predicted_vs_published.png">
+<p>Pictures: ln Omega on the plane through the antenna (red: Omega &gt; 1), the simulated
+zone edge (black) and the published chart ellipse (green, dashed), centred at the chart's
+offset behind the tip.</p>
+<table><tr><th>device</th><th>W</th><th>s</th><th>length</th><th>predicted</th><th>error</th>
+<th>width</th><th>predicted</th><th>error</th><th>zone</th></tr>
+{"".join(rows_html)}
+</table></body></html>
+"""
+    (out / "index.html").write_text(page)
+    return out / "index.html"

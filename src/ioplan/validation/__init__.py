@@ -1,0 +1,47 @@
+"""Validation against published data: zone tables, calibration of applicator models."""
+
+from ioplan.validation._calibrate import (
+    MW_PARAMETERS,
+    CalibrationResult,
+    calibrate_microwave,
+    write_calibration,
+)
+from ioplan.validation._checks import (
+    CHECKS,
+    LITTRUP_DIAMETER_MM,
+    LITTRUP_SMALL_PROBE_RATIO,
+    CheckResult,
+    calibrate_cryo_probe,
+    cryo_lethal_diameter_mm,
+    run_checks,
+)
+from ioplan.validation._zones import (
+    REQUIRED_COLUMNS,
+    ZonePrediction,
+    ZoneRow,
+    predict_zones,
+    read_zone_table,
+    rows_from_chart,
+    summarise,
+)
+
+__all__ = [
+    "CHECKS",
+    "LITTRUP_DIAMETER_MM",
+    "LITTRUP_SMALL_PROBE_RATIO",
+    "MW_PARAMETERS",
+    "REQUIRED_COLUMNS",
+    "CalibrationResult",
+    "CheckResult",
+    "ZonePrediction",
+    "ZoneRow",
+    "calibrate_cryo_probe",
+    "calibrate_microwave",
+    "cryo_lethal_diameter_mm",
+    "predict_zones",
+    "read_zone_table",
+    "rows_from_chart",
+    "run_checks",
+    "summarise",
+    "write_calibration",
+]

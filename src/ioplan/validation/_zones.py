@@ -1,0 +1,283 @@
+"""Predicted vs published ablation zones: reading zone tables, simulating every row."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ioplan.devices import Applicator, applicator
+from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "ZonePrediction",
+    "ZoneRow",
+    "predict_zones",
+    "read_zone_table",
+    "rows_from_chart",
+    "summarise",
+]
+
+#: Columns a zone table must have (shared/validation/mwa_zones.csv format).
+REQUIRED_COLUMNS = ("device", "frequency_mhz", "power_w", "duration_s", "length_mm", "width_mm")
+_NUMERIC = ("frequency_mhz", "power_w", "duration_s", "length_mm", "width_mm", "centre_offset_mm")
+
+
+@dataclass(frozen=True)
+class ZoneRow:
+    """One published zone: device, settings and the zone's length and width (mm).
+
+    ``line`` is the row's line number in its file (the header is line 1), 0 for rows
+    that come from the catalogue's chart.
+    """
+
+    device: str
+    frequency_mhz: float
+    power_w: float
+    duration_s: float
+    length_mm: float
+    width_mm: float
+    centre_offset_mm: float | None = None
+    basis: str = ""
+    source: str = ""
+    line: int = 0
+
+
+def read_zone_table(path: str | Path) -> list[ZoneRow]:
+    """Read a zone table; a malformed row is reported with its line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputFileNotFoundError(f"{p}: no such zone table")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{p}: not a UTF-8 text (CSV) file") from None
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise FileFormatError(f"{p}: missing column(s) {', '.join(missing)}")
+    rows = []
+    for n, raw in enumerate(reader, start=2):
+        rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if not any(rec.values()):
+            continue
+        vals: dict[str, Any] = {}
+        for col in _NUMERIC:
+            s = rec.get(col, "")
+            if s == "" and col == "centre_offset_mm":
+                vals[col] = None
+                continue
+            try:
+                v = float(s)
+            except ValueError:
+                raise FileFormatError(f"{p} row {n}, column {col}: {s!r} is not a number") from None
+            if not math.isfinite(v) or (v <= 0 and col != "centre_offset_mm"):
+                raise FileFormatError(f"{p} row {n}, column {col}: {s} must be a positive number")
+            vals[col] = v
+        device = rec.get("device", "")
+        if not device:
+            raise FileFormatError(f"{p} row {n}, column device: empty")
+        try:
+            app = applicator(device)
+        except InputError as exc:
+            raise FileFormatError(f"{p} row {n}, column device: {exc}") from None
+        if app.modality in ("mw", "rf") and abs(app.frequency_mhz - vals["frequency_mhz"]) > 1e-6:
+            raise FileFormatError(
+                f"{p} row {n}, column frequency_mhz: {vals['frequency_mhz']:g} MHz, but "
+                f"{device} runs at {app.frequency_mhz:g} MHz"
+            )
+        rows.append(
+            ZoneRow(
+                device=device,
+                basis=rec.get("basis", ""),
+                source=rec.get("source", ""),
+                line=n,
+                **vals,
+            )
+        )
+    if not rows:
+        raise FileFormatError(f"{p}: no rows")
+    return rows
+
+
+def rows_from_chart(app: Applicator) -> list[ZoneRow]:
+    """The applicator's own zone chart as rows."""
+    if not app.zone_chart:
+        raise InputError(f"{app.id} has no zone chart to fit or validate against")
+    return [
+        ZoneRow(
+            device=app.id,
+            frequency_mhz=app.frequency_mhz,
+            basis="chart",
+            source=app.zone_chart_source,
+            **r,
+        )
+        for r in app.chart_rows()
+    ]
+
+
+@dataclass(frozen=True)
+class ZonePrediction:
+    """A row with the simulated zone: sub-voxel length, width and centre offset (mm)."""
+
+    row: ZoneRow
+    predicted_length_mm: float
+    predicted_width_mm: float
+    predicted_centre_offset_mm: float
+    voxel_length_mm: float
+    voxel_width_mm: float
+    spacing_mm: float
+    initial_temperature_c: float = 37.0
+    #: the zone field (>= 0 inside) on the plane through the axis, and its extent (mm)
+    section: np.ndarray | None = field(default=None, repr=False, compare=False)
+    section_extent_mm: tuple[float, float, float, float] | None = None
+
+    @property
+    def errors_mm(self) -> tuple[float, float]:
+        """Predicted minus published length and width."""
+        return (
+            self.predicted_length_mm - self.row.length_mm,
+            self.predicted_width_mm - self.row.width_mm,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row record of ``ioplan validate --json`` (contract keys first)."""
+        r = self.row
+        el, ew = self.errors_mm
+        return {
+            "device": r.device,
+            "power_w": r.power_w,
+            "duration_s": r.duration_s,
+            "length_mm": r.length_mm,
+            "width_mm": r.width_mm,
+            "predicted_length_mm": round(self.predicted_length_mm, 2),
+            "predicted_width_mm": round(self.predicted_width_mm, 2),
+            "length_error_mm": round(el, 2),
+            "width_error_mm": round(ew, 2),
+            "centre_offset_mm": r.centre_offset_mm,
+            "predicted_centre_offset_mm": round(self.predicted_centre_offset_mm, 2),
+            "voxel_length_mm": round(self.voxel_length_mm, 2),
+            "voxel_width_mm": round(self.voxel_width_mm, 2),
+            "frequency_mhz": r.frequency_mhz,
+            "line": r.line,
+        }
+
+
+def predict_zones(
+    rows: Sequence[ZoneRow],
+    *,
+    spacing_mm: float = 1.0,
+    applicators: Mapping[str, Applicator] | None = None,
+    keep_sections: bool = False,
+    initial_temperature_c: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[ZonePrediction]:
+    """Simulate every row on an ex vivo (non-perfused) liver block and size the zone.
+
+    The block starts at ``initial_temperature_c`` (default: the ex vivo start
+    temperature of tissues.toml, 20 degC).
+
+    Rows of one device and power share one simulation to their longest duration,
+    with the zone measured at each row's time (snapshots). ``applicators`` overrides
+    catalogue entries (the calibration uses it to try parameter values).
+    """
+    from ioplan.physics import SimulationConfig, simulate
+    from ioplan.physics._zone import axial_zone
+
+    if initial_temperature_c is None:
+        initial_temperature_c = ex_vivo_start_c()
+    groups: dict[tuple[str, float], list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault((r.device, r.power_w), []).append(i)
+    out: list[ZonePrediction | None] = [None] * len(rows)
+    for (device, power), idx in groups.items():
+        app = (applicators or {}).get(device) or applicator(device)
+        times = tuple(sorted({rows[i].duration_s for i in idx}))
+        if progress is not None:
+            progress(f"{device} {power:g} W, {times[-1]:g} s")
+        cfg = SimulationConfig(
+            applicator=app,
+            power_w=power,
+            duration_s=times[-1],
+            tissue="liver",
+            perfusion_per_s=0.0,
+            spacing_mm=spacing_mm,
+            snapshot_times_s=times,
+            initial_temperature_c=initial_temperature_c,
+        )
+        res = simulate(cfg)
+        tip = tuple(res.settings["tips_mm"][0])
+        direction = tuple(res.settings["direction"])
+        for i in idx:
+            key = f"{rows[i].duration_s:g}"
+            f = res.snapshot_fields[key]
+            z = axial_zone(f, res.grid, tip, direction, 0.0)
+            vox = res.snapshots[key]
+            section = extent = None
+            if keep_sections:
+                section, extent = _axial_section(f, res.grid)
+            out[i] = ZonePrediction(
+                row=rows[i],
+                predicted_length_mm=z.length_mm,
+                predicted_width_mm=z.width_mm,
+                predicted_centre_offset_mm=z.centre_offset_mm,
+                voxel_length_mm=vox.length_mm,
+                voxel_width_mm=vox.width_mm,
+                spacing_mm=spacing_mm,
+                initial_temperature_c=initial_temperature_c,
+                section=section,
+                section_extent_mm=extent,
+            )
+    return [p for p in out if p is not None]
+
+
+def _axial_section(f: np.ndarray, grid) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The (z, x) plane through the block's centre; extent (x0, x1, z0, z1) in mm."""
+    j = f.shape[1] // 2
+    z, _, x = grid.axis_coordinates_mm()
+    h = grid.spacing_mm
+    ext = (x[0] - h[2] / 2, x[-1] + h[2] / 2, z[0] - h[0] / 2, z[-1] + h[0] / 2)
+    return np.asarray(f[:, j, :], np.float32), tuple(float(v) for v in ext)
+
+
+def ex_vivo_start_c() -> float:
+    """The ex vivo start temperature (degC) of tissues.toml (a documented assumption)."""
+    from ioplan.tissue import constants
+
+    return float(constants()["ex_vivo_start_temperature_c"])
+
+
+def summarise(preds: Sequence[ZonePrediction]) -> dict[str, Any]:
+    """The JSON document of ``ioplan validate --json``: rows and the error summary.
+
+    ``mean_abs_error_mm`` and ``max_abs_error_mm`` cover length and width together.
+    """
+    if not preds:
+        raise InputError("no rows to summarise")
+    el = np.array([p.errors_mm[0] for p in preds])
+    ew = np.array([p.errors_mm[1] for p in preds])
+    both = np.abs(np.concatenate([el, ew]))
+    return {
+        "rows": [p.to_dict() for p in preds],
+        "mean_abs_error_mm": round(float(both.mean()), 3),
+        "max_abs_error_mm": round(float(both.max()), 3),
+        "length_mean_abs_error_mm": round(float(np.abs(el).mean()), 3),
+        "width_mean_abs_error_mm": round(float(np.abs(ew).mean()), 3),
+        "length_mean_error_mm": round(float(el.mean()), 3),
+        "width_mean_error_mm": round(float(ew.mean()), 3),
+        "n_rows": len(preds),
+        "spacing_mm": preds[0].spacing_mm,
+        "measure": "sub-voxel: Omega = 1 crossings interpolated between voxel centres on ln Omega",
+        "conditions": (
+            f"ex vivo: liver block starting at {preds[0].initial_temperature_c:g} degC, "
+            "no perfusion"
+        ),
+        "initial_temperature_c": preds[0].initial_temperature_c,
+    }

@@ -1,0 +1,232 @@
+"""Applicator catalogue, zone tables, sub-voxel zone size, `ioplan validate` and `calibrate`.
+
+The chart rows used here are the published manufacturer ellipsoids of
+shared/validation/mwa_zones.csv (second-hand: rmsandu/segmentation-eval,
+docs/Ellipsoid_Brochure_Info.xlsx, semi-axes doubled), copied into the catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+from ioplan.cli import main
+from ioplan.devices import applicator, list_applicators, load_applicator_file
+from ioplan.errors import FileFormatError, InputError
+from ioplan.imaging import Grid
+from ioplan.physics import SimulationConfig, simulate
+from ioplan.physics._zone import axial_zone
+from ioplan.validation import read_zone_table, rows_from_chart
+
+HEADER = (
+    "device,frequency_mhz,power_w,duration_s,length_mm,width_mm,centre_offset_mm,basis,source\n"
+)
+# two Emprint chart rows (shared/validation/mwa_zones.csv)
+EMPRINT_ROWS = (
+    "covidien-emprint,2450,45,150,24,23,11,chart,Emprint chart\n"
+    "covidien-emprint,2450,100,150,35,30,12.5,chart,Emprint chart\n"
+)
+
+
+def _run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_catalogue_has_the_devices_the_issue_names():
+    ids = {a.id for a in list_applicators()}
+    for need in (
+        "covidien-emprint",
+        "amica",
+        "angiodynamics-acculis",
+        "neuwave-pr",
+        "generic-mw-915",
+        "cooled-rf-3cm",
+        "cooled-rf-cluster",
+        "cryo-2.4mm",
+        "cryo-1.5mm",
+    ):
+        assert need in ids
+    for a in list_applicators():
+        assert a.source and a.model_source, a.id
+    assert applicator("generic-mw-915").frequency_mhz == 915.0
+    assert applicator("cooled-rf-cluster").electrodes == 3
+    # the chart rows in the catalogue are the published ones (first Emprint row: 24 x 23 mm)
+    first = applicator("covidien-emprint").chart_rows()[0]
+    assert (first["power_w"], first["duration_s"], first["length_mm"], first["width_mm"]) == (
+        45.0,
+        150.0,
+        24.0,
+        23.0,
+    )
+
+
+def test_applicators_json_gives_full_records(capsys):
+    code, out, _ = _run(capsys, "applicators", "--json")
+    assert code == 0
+    recs = {r["id"]: r for r in json.loads(out)}
+    emp = recs["covidien-emprint"]
+    for key in ("modality", "diameter_mm", "frequency_mhz", "gauge", "feed_offset_mm", "cooled"):
+        assert key in emp
+    assert len(emp["zone_chart"]) == 15
+    assert set(emp["zone_chart"][0]) == {
+        "power_w",
+        "duration_s",
+        "length_mm",
+        "width_mm",
+        "centre_offset_mm",
+    }
+
+
+def test_user_applicator_file_round_trips(tmp_path):
+    rec = applicator("covidien-emprint").to_dict()
+    rec["id"] = "my-antenna"
+    rec["efficiency"] = 0.3
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps(rec))
+    app = load_applicator_file(f)
+    assert app.id == "my-antenna" and app.efficiency == 0.3
+    assert app.zone_chart == applicator("covidien-emprint").zone_chart
+
+
+def test_unknown_applicator_lists_close_matches():
+    with pytest.raises(InputError, match="did you mean covidien-emprint"):
+        applicator("emprint")
+
+
+def test_settings_outside_the_chart_warn_not_clamp():
+    app = applicator("covidien-emprint")
+    assert app.setting_warnings(75.0, 300.0) == []
+    w = app.setting_warnings(140.0, 900.0)
+    assert len(w) == 2 and "140 W" in w[0] and "900 s" in w[1]
+
+
+def test_zone_table_errors_name_row_and_column(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text(HEADER + "covidien-emprint,2450,45,abc,24,23,11,chart,x\n")
+    with pytest.raises(FileFormatError, match=r"row 2, column duration_s: 'abc'"):
+        read_zone_table(f)
+    f.write_text(HEADER + EMPRINT_ROWS + "emprnt,2450,45,150,24,23,11,chart,x\n")
+    with pytest.raises(FileFormatError, match=r"row 4, column device: .*covidien-emprint"):
+        read_zone_table(f)
+    f.write_text(HEADER + "covidien-emprint,915,45,150,24,23,11,chart,x\n")
+    with pytest.raises(FileFormatError, match="column frequency_mhz"):
+        read_zone_table(f)
+    f.write_text("device,power_w\ncovidien-emprint,45\n")
+    with pytest.raises(FileFormatError, match="missing column"):
+        read_zone_table(f)
+    f.write_text(HEADER + EMPRINT_ROWS)
+    rows = read_zone_table(f)
+    assert [r.line for r in rows] == [2, 3] and rows[1].power_w == 100.0
+
+
+@pytest.mark.parametrize("h", [2.0, 1.0])
+def test_axial_zone_measures_an_ellipsoid_below_voxel_size(h):
+    """Reference: an ellipsoid of semi-axes 15 mm (along the axis) and 12 mm, centred
+    9 mm beyond the tip: length 30, width 24, tip extent 24, centre offset -9 mm.
+    The field 1 - sqrt((dz/a)^2 + (r/b)^2) is linear along the axis and nearly so
+    across it, so linear interpolation of the crossing is good to ~0.1 mm at 2 mm
+    voxels; voxel counting would be off by up to a voxel.
+    """
+    n = int(80 / h) + 1
+    g = Grid((n, n, n), (h, h, h), (-40.0, -40.0, -40.0))
+    z, y, x = g.axis_coordinates_mm()
+    r2 = y[None, :, None] ** 2 + x[None, None, :] ** 2
+    f = 1 - np.sqrt(((z[:, None, None] + 9.0) / 15.0) ** 2 + r2 / 12.0**2)
+    zone = axial_zone(f, g, (0.0, 0.0, 0.0), (0.0, 0.0, -1.0), 0.0)
+    assert zone.length_mm == pytest.approx(30.0, abs=0.1)
+    assert zone.width_mm == pytest.approx(24.0, abs=0.1)
+    assert zone.tip_extent_mm == pytest.approx(24.0, abs=0.1)
+    assert zone.centre_offset_mm == pytest.approx(-9.0, abs=0.1)
+
+
+def test_snapshots_equal_separate_runs():
+    """A zone measured at 60 s inside a 120 s run equals a 60 s run's zone.
+
+    The only difference is the step size (each run divides its own duration), so
+    the sub-voxel sizes agree to well under a voxel (3 mm here); 0.5 mm allows for it.
+    """
+    app = applicator("covidien-emprint")
+    kw = dict(power_w=60.0, perfusion_per_s=0.0, spacing_mm=3.0, tissue="liver")
+    long = simulate(SimulationConfig(app, duration_s=120.0, snapshot_times_s=(60.0,), **kw))
+    short = simulate(SimulationConfig(app, duration_s=60.0, snapshot_times_s=(60.0,), **kw))
+    tip = tuple(long.settings["tips_mm"][0])
+    d = tuple(long.settings["direction"])
+    a = axial_zone(long.snapshot_fields["60"], long.grid, tip, d, 0.0)
+    b = axial_zone(short.snapshot_fields["60"], short.grid, tip, d, 0.0)
+    assert a.length_mm > 0
+    assert a.length_mm == pytest.approx(b.length_mm, abs=0.5)
+    assert a.width_mm == pytest.approx(b.width_mm, abs=0.5)
+    assert set(long.snapshots) == {"60", "120"}
+
+
+def test_validate_smoke_json_contract_and_report(tmp_path, capsys):
+    f = tmp_path / "t.csv"
+    f.write_text(HEADER + EMPRINT_ROWS)
+    rep = tmp_path / "report"
+    code, out, err = _run(
+        capsys, "validate", "--table", str(f), "--spacing-mm", "3", "--json", "--quiet",
+        "--report", str(rep),
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {"rows", "mean_abs_error_mm", "max_abs_error_mm"} <= set(doc)
+    for row in doc["rows"]:
+        for key in (
+            "device",
+            "power_w",
+            "duration_s",
+            "length_mm",
+            "width_mm",
+            "predicted_length_mm",
+            "predicted_width_mm",
+        ):
+            assert key in row
+        assert row["predicted_length_mm"] > 0 and row["predicted_width_mm"] > 0
+    errs = [
+        abs(r[f"predicted_{k}_mm"] - r[f"{k}_mm"]) for r in doc["rows"] for k in ("length", "width")
+    ]
+    assert doc["mean_abs_error_mm"] == pytest.approx(np.mean(errs), abs=0.02)
+    assert doc["max_abs_error_mm"] == pytest.approx(max(errs), abs=0.02)
+    # the higher power gives the larger zone (a physical model, not a lookup)
+    assert doc["rows"][1]["predicted_width_mm"] > doc["rows"][0]["predicted_width_mm"]
+    assert (rep / "index.html").is_file()
+    assert (rep / "figures" / "predicted_vs_published.png").is_file()
+    assert (rep / "figures" / "row_001.png").is_file()
+    # the report folder is not overwritten without asking
+    code, _, err = _run(capsys, "validate", "--table", str(f), "--report", str(rep), "--quiet")
+    assert code == 2 and "--overwrite" in err
+
+
+def test_validate_bad_input_is_one_line(tmp_path, capsys):
+    f = tmp_path / "t.csv"
+    f.write_text(HEADER + "covidien-emprint,2450,-45,150,24,23,11,chart,x\n")
+    code, _, err = _run(capsys, "validate", "--table", str(f))
+    assert code == 2 and "row 2, column power_w" in err and "Traceback" not in err
+    code, _, err = _run(capsys, "validate", "--table", str(tmp_path / "none.csv"))
+    assert code == 2 and "no such zone table" in err
+
+
+def test_calibrate_smoke_writes_and_refuses_overwrite(tmp_path, capsys):
+    f = tmp_path / "t.csv"
+    f.write_text(HEADER + EMPRINT_ROWS + "covidien-emprint,2450,75,150,30,27,11,chart,x\n")
+    out = tmp_path / "cal.toml"
+    args = ["calibrate", "covidien-emprint", "--table", str(f), "--spacing-mm", "4",
+            "--max-evaluations", "1", "--output", str(out), "--quiet"]  # fmt: skip
+    code, _, err = _run(capsys, *args)
+    assert code == 0, err
+    rec = tomllib.loads(out.read_text())["covidien-emprint"]
+    for key in ("efficiency", "axial_sigma_forward_mm", "mean_abs_error_mm", "command", "rows"):
+        assert key in rec
+    assert rec["rows"] == 3
+    code, _, err = _run(capsys, *args)
+    assert code == 2 and "--overwrite" in err
+
+
+def test_chart_rows_of_a_device_without_chart_is_an_error():
+    with pytest.raises(InputError, match="no zone chart"):
+        rows_from_chart(applicator("neuwave-pr"))
