@@ -60,6 +60,34 @@ def test_microwave_power_is_held_exactly():
     assert r.max_temperature_c > 60
 
 
+def test_detuning_scales_the_absorbed_power_by_the_near_feed_conductivity():
+    """With detuning exponent p, absorbed power = P eff (sigma(T)/sigma(37))^p near the feed.
+
+    Reference: the Ji & Brace (2011) 2450 MHz conductivity curve as printed in
+    shared/validation/README.md section 5, sigma = 2.173 (1 - 1/(1 + exp(5.951 - 0.0697 T))),
+    evaluated here independently of ioplan's tissue module. At 37 degC the factor is 1.
+    """
+    from dataclasses import replace
+
+    from ioplan.anatomy import Label
+    from ioplan.physics._sources import Placement, microwave_source
+
+    app = replace(MW, detuning_exponent=2.0)
+    g = Grid((41, 21, 21), (2.0, 2.0, 2.0), (-20.0, -20.0, -40.0))
+    mat = np.full(g.shape, int(Label.LIVER), np.uint8)
+    tissue = np.ones(g.shape, bool)
+    pl = [Placement((0.0, 0.0, 0.0))]
+    vox = 8e-9
+    for t in (37.0, 90.0):
+        q = microwave_source(g, pl, app, 50.0, mat, np.full(g.shape, t), tissue)
+
+        def sig(tc):
+            return 2.173 * (1 - 1 / (1 + math.exp(5.951 - 0.0697 * tc)))
+
+        expect = 50.0 * app.efficiency * (sig(t) / sig(37.0)) ** 2
+        assert q.sum() * vox == pytest.approx(expect, rel=1e-6)
+
+
 def test_far_boundary_does_not_change_the_zone():
     """The default margin vs a margin 50 % larger: same zone within one voxel."""
     a = _mw(margin_mm=40.0)

@@ -308,7 +308,8 @@ def applicators(
     if as_json:
         sys.stdout.write(json.dumps([a.to_dict() for a in apps], indent=2) + "\n")
         return
-    table = Table("id", "modality", "MHz", "diameter (mm)", "chart rows", "calibrated", "name")
+    table = Table("id", "modality", "MHz", "diameter (mm)", "chart rows", "calibrated")
+    table.columns[0].no_wrap = True
     for a in apps:
         table.add_row(
             a.id,
@@ -317,7 +318,6 @@ def applicators(
             f"{a.diameter_mm:g}",
             str(len(a.zone_chart)),
             "yes" if a.calibration else "no",
-            a.name,
         )
     console.print(table)
 

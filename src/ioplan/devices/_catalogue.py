@@ -36,6 +36,7 @@ _RANGES = {
     "axial_sigma_forward_mm": (0.5, 100.0),
     "axial_sigma_backward_mm": (0.5, 100.0),
     "efficiency": (0.01, 1.0),
+    "detuning_exponent": (0.0, 10.0),
     "active_length_mm": (1.0, 100.0),
     "freeze_zone_length_mm": (1.0, 150.0),
     "tip_offset_mm": (0.0, 30.0),
@@ -64,6 +65,7 @@ class Applicator:
     axial_sigma_forward_mm: float = 5.0
     axial_sigma_backward_mm: float = 9.0
     efficiency: float = 1.0
+    detuning_exponent: float = 0.0
     active_length_mm: float = 30.0
     freeze_zone_length_mm: float = 40.0
     tip_offset_mm: float = 4.0
@@ -189,6 +191,7 @@ def _from_table(app_id: str, table: dict[str, Any], where: str) -> Applicator:
 #: Fitted parameters an entry of calibration.toml may set.
 CALIBRATED_FIELDS = (
     "efficiency",
+    "detuning_exponent",
     "axial_sigma_forward_mm",
     "axial_sigma_backward_mm",
     "feed_offset_mm",

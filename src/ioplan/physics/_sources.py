@@ -137,7 +137,10 @@ def microwave_source(
     temperature dependence is Ji & Brace's 2450 MHz curve, also used (relative
     to 37 degC) at 915 MHz for want of a published 915 MHz curve. Each
     antenna's pattern is normalised so that the power absorbed in tissue is
-    ``power_w * efficiency``.
+    ``power_w * efficiency``, times ``(sigma_near(T) / sigma_near(37))^p`` with
+    ``p = detuning_exponent``: as the tissue around the feed dries, the antenna
+    detunes and reflects more of the power (a lumped model, fitted to published
+    zones; p = 0 switches it off).
 
     ``cache`` (a dict the caller keeps between calls with the same grid, material,
     applicator and placements) holds the geometry, so that a call only evaluates
@@ -167,7 +170,13 @@ def microwave_source(
         total = float(s.sum()) * voxel_m3
         if total <= 0:
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
-        q_flat[idx] += s * (power_w * app.efficiency / total)
+        absorbed = power_w * app.efficiency
+        if app.detuning_exponent > 0 and near.size:
+            # drying tissue around the feed detunes the antenna: less of the power is
+            # absorbed (more is reflected) as the near-feed conductivity falls
+            s37_near = float(np.mean(sig37[near]))
+            absorbed *= min(1.0, s_near / s37_near) ** app.detuning_exponent
+        q_flat[idx] += s * (absorbed / total)
     return q
 
 

@@ -27,6 +27,7 @@ __all__ = ["MW_PARAMETERS", "CalibrationResult", "calibrate_microwave", "write_c
 #: Fitted microwave parameters and their physical bounds.
 MW_PARAMETERS: dict[str, tuple[float, float]] = {
     "efficiency": (0.05, 1.0),
+    "detuning_exponent": (0.01, 6.0),
     "axial_sigma_forward_mm": (1.0, 30.0),
     "axial_sigma_backward_mm": (1.0, 40.0),
     "feed_offset_mm": (2.0, 30.0),
@@ -62,6 +63,10 @@ class CalibrationResult:
         }
 
 
+class _BudgetSpent(Exception):
+    """Raised inside the optimiser when the evaluation budget is used up."""
+
+
 def _with(app: Applicator, x: np.ndarray) -> Applicator:
     vals = {k: float(v) for k, v in zip(MW_PARAMETERS, x, strict=True)}
     return replace(app, **vals)
@@ -89,12 +94,15 @@ def calibrate_microwave(
     x0 = np.clip(np.array([getattr(app, k) for k in MW_PARAMETERS]), lo, hi)
     count = {"n": 0}
     cache: dict[tuple, np.ndarray] = {}
+    best: dict[str, Any] = {"cost": math.inf, "u": None}
 
     def residuals(u: np.ndarray) -> np.ndarray:
         x = lo * np.exp(u * np.log(hi / lo))  # u in [0, 1]: log-uniform between the bounds
         key = tuple(np.round(x, 6))
         if key in cache:
             return cache[key]
+        if count["n"] >= max_evaluations:
+            raise _BudgetSpent
         count["n"] += 1
         preds = predict_zones(
             rows,
@@ -108,22 +116,21 @@ def calibrate_microwave(
             if p.row.centre_offset_mm is not None:
                 res.append(OFFSET_WEIGHT * (p.predicted_centre_offset_mm - p.row.centre_offset_mm))
         r = np.array(res)
+        cost = float(np.sum(r * r))
+        if cost < best["cost"]:
+            best.update(cost=cost, u=np.array(u, float))
         if log is not None:
             vals = ", ".join(f"{k} {v:.4g}" for k, v in zip(MW_PARAMETERS, x, strict=True))
             log(f"[{count['n']}] {vals}: rms {math.sqrt(float(np.mean(r * r))):.2f} mm")
         cache[key] = r
         return r
 
-    u0 = np.log(x0 / lo) / np.log(hi / lo)
-    fit = least_squares(
-        residuals,
-        u0,
-        bounds=(0.0, 1.0),
-        diff_step=0.02,
-        x_scale=0.1,
-        max_nfev=max_evaluations,
-    )
-    x = lo * np.exp(fit.x * np.log(hi / lo))
+    u0 = np.clip(np.log(x0 / lo) / np.log(hi / lo), 0.0, 1.0)
+    try:
+        least_squares(residuals, u0, bounds=(0.0, 1.0), diff_step=0.02, x_scale=0.1)
+    except _BudgetSpent:
+        pass  # the evaluation budget is spent: keep the best point seen
+    x = lo * np.exp(best["u"] * np.log(hi / lo))
     best = _with(app, x)
     preds = predict_zones(
         rows,

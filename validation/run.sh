@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Regenerate the validation reports kept in this folder (run by hand; ~30-40 min on 2 cores).
+#   validation/mwa/      predicted vs published microwave zones (every catalogue chart row, 1 mm)
+#   validation/checks/   cryo (Littrup 2009), RF vs perfusion (Huang 2012), vessel heat sink
+# The zone table defaults to the catalogue's charts, which are the rows of
+# shared/validation/mwa_zones.csv; pass another table as the first argument.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+table_args=()
+if [[ $# -ge 1 ]]; then table_args=(--table "$1"); fi
+ioplan validate "${table_args[@]}" --spacing-mm 1 --report validation/mwa --overwrite --quiet
+mkdir -p validation/checks
+ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwrite --quiet \
+  | tee validation/checks/summary.txt
