@@ -230,3 +230,22 @@ def test_calibrate_smoke_writes_and_refuses_overwrite(tmp_path, capsys):
 def test_chart_rows_of_a_device_without_chart_is_an_error():
     with pytest.raises(InputError, match="no zone chart"):
         rows_from_chart(applicator("neuwave-pr"))
+
+
+def test_validate_checks_smoke(capsys):
+    """Every published-figure check runs end to end on a coarse grid (4 mm) and reports
+    a finite measurement for its published reference; the full run is validation/run.sh.
+    Physical sanity that must hold even on this grid: more cryoprobes freeze a wider
+    lethal zone, and a vessel at 10 mm cuts the zone at least as much as one at 20 mm.
+    """
+    code, out, err = _run(capsys, "validate", "--checks", "all", "--spacing-mm", "4", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    names = [c["name"] for c in doc["checks"]]
+    assert len(names) == doc["total"] == 9
+    for c in doc["checks"]:
+        assert np.isfinite(c["measured"]) and isinstance(c["met"], bool) and c["source"]
+    cryo = [c["measured"] for c in doc["checks"] if "lethal (-30 degC) diameter" in c["name"]]
+    assert cryo == sorted(cryo) and cryo[0] > 0
+    sink = [c["measured"] for c in doc["checks"] if c["name"].startswith("heat sink")]
+    assert sink[0] >= sink[1] - 1e-9

@@ -15,6 +15,7 @@ import numpy as np
 
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
+from ioplan.validation._zones import ex_vivo_start_c
 
 __all__ = [
     "CHECKS",
@@ -85,8 +86,22 @@ def _cryo_run(app: Applicator, n: int, spacing_mm: float, iso: tuple[float, ...]
     res = simulate(cfg)
     out = {}
     for t in iso:
-        out[t] = _iso_width(res, t)
+        out[t] = _iso_width(res, t) if n == 1 else _iso_extent(res, t)
     return res, out
+
+
+def _iso_extent(res, level_c: float) -> float:
+    """Largest extent (mm) across the axis of the region that reached ``level_c``.
+
+    For probe arrays the region is not round: this is its largest diameter over 36
+    directions in the planes across the probes (voxel edges included, so +-1 voxel).
+    """
+    from ioplan.physics import zone_metrics
+
+    centre = res.grid.index_to_lps((np.asarray(res.grid.shape) - 1) / 2.0)
+    return zone_metrics(
+        res.state.tmin_c <= level_c, res.grid, tuple(centre), tuple(res.settings["direction"])
+    ).width_mm
 
 
 def _iso_width(res, level_c: float) -> float:
@@ -282,6 +297,7 @@ def _check_heat_sink(spacing_mm: float, log) -> list[CheckResult]:
     app = applicator("covidien-emprint")
     out = []
     for dist in (10.0, 20.0):
+        # ex vivo set-up: block and perfused tube at the ex vivo start temperature
         base = dict(
             applicator=app,
             power_w=100.0,
@@ -289,6 +305,7 @@ def _check_heat_sink(spacing_mm: float, log) -> list[CheckResult]:
             tissue="liver",
             perfusion_per_s=0.0,
             spacing_mm=spacing_mm,
+            initial_temperature_c=ex_vivo_start_c(),
         )
         ref = simulate(SimulationConfig(**base))
         ves = simulate(
