@@ -40,8 +40,17 @@ def test_demo_writes_case_and_overview(tmp_path, capsys):
         "labels.nii.gz",
         "index.html",
         "figures/overview.png",
+        "plan/plan.json",
+        "plan/report.html",
+        "plan/zone.nii.gz",
+        "plan/trajectories.mrk.json",
     ):
         assert (out / name).exists(), name
+    plan = json.loads((out / "plan" / "plan.json").read_text())
+    # the demo's tumour sits next to a 5-6 mm hepatic vein branch (the heat sink matters)
+    assert 5.0 <= plan["demo"]["vessel_diameter_mm"] <= 6.0
+    assert plan["verified_by_simulation"] and plan["applicators"]
+    assert "report.html" in stdout
     html = (out / "index.html").read_text()
     assert "figures/overview.png" in html and "liver" in html
     assert "index.html" in stdout

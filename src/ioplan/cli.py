@@ -148,37 +148,131 @@ _HISTOLOGY = Annotated[
 _QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
+_MODALITY = Annotated[str, typer.Option(help="mwa (microwave), rfa (radiofrequency) or cryo.")]
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("ioplan-demo"),
+    modality: _MODALITY = "mwa",
     seed: _SEED = 0,
-    spacing_mm: _SPACING = 1.0,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="Voxel size of the case and the plan (mm).")
+    ] = 2.0,
     overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
 ) -> None:
-    """Run the main job on the built-in demo case.
+    """The main job on the built-in demo case: plan an ablation, verify it, report.
 
-    Until planning exists, this generates the phantom case (image, labels,
-    case.toml) and an HTML overview with labelled slices in OUT.
+    Generates a phantom with a 28 mm tumour 2 mm from a 5-6 mm hepatic vein branch
+    (so that the heat sink matters), plans the ablation with a 5 mm margin, verifies
+    it by full simulation, and writes the case, its overview and the plan report in OUT.
     """
+    from ioplan.anatomy import save_case
+    from ioplan.imaging import check_output_folder
+    from ioplan.planning import PlanConfig, demo_case, plan_ablation, write_plan
     from ioplan.report import write_case_overview
 
-    case = _build_phantom(
-        out,
-        seed=seed,
-        spacing_mm=spacing_mm,
-        diameters=[30.0],
-        centres=[],
-        irregularity=0.15,
-        histology="hcc",
-        overwrite=overwrite,
-        quiet=quiet,
-    )
-    page = write_case_overview(case, out)
+    check_output_folder(out, overwrite=overwrite)  # fail before the work, not after
+    cfg = PlanConfig(modality=modality, spacing_mm=min(max(spacing_mm, 1.0), 4.0), seed=seed)
+    cfg.applicator()  # a bad modality fails now
+    log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
+    with _progress(_PHANTOM_STEPS + 2, enabled=not quiet and not as_json) as advance:
+        case, info = demo_case(seed=seed, spacing_mm=spacing_mm, progress=advance)
+        advance("saving case")
+        save_case(case, out, overwrite=overwrite)
+        write_case_overview(case, out)
+        advance("planning")
+        plan = plan_ablation(case, cfg, log=log)
+    report = write_plan(plan, case, out / "plan", overwrite=True)
+    doc = plan.to_dict()
+    doc["demo"] = info
+    (out / "plan" / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    _print_plan_summary(plan)
+    # paths on lines of their own, never wrapped (people and tools copy them)
+    typer.echo(f"case: {out} (overview: {out / 'index.html'})")
+    typer.echo(f"report: {report}")
+
+
+def _print_plan_summary(plan) -> None:
+    verdict = "covers" if plan.covered else "does NOT cover"
+    for a in plan.applicators:
+        console.print(
+            f"{escape(a['id'])}: {a['power_w']:g} W for {a['duration_s']:g} s, entry "
+            f"{a['entry_mm']} -> tip {a['tip_mm']} mm (LPS), depth {a['insertion_depth_mm']} mm"
+        )
     console.print(
-        f"case written to [bold]{escape(str(out))}[/] (case.toml, image.nii.gz, labels.nii.gz)"
+        f"plan {verdict} the {plan.tumour_diameter_mm:.0f} mm tumour + {plan.margin_mm:g} mm "
+        f"margin: tumour {plan.coverage_percent:.1f} %, tumour + margin "
+        f"{plan.margin_coverage_percent:.1f} %, minimal margin {plan.minimal_margin_mm:.1f} mm, "
+        f"normal liver ablated {plan.ablated_liver_ml:.1f} mL (verified by simulation; "
+        f"{plan.runtime_s:.1f} s)"
     )
-    console.print(f"overview: [bold]{escape(str(page))}[/]")
+    for r in plan.at_risk[:3]:
+        console.print(
+            f"  {r['structure']}: {r['closest_distance_mm']:.1f} mm from the zone, "
+            f"max {r['max_temperature_c']:.1f} degC"
+        )
+    for sug in plan.suggestions:
+        console.print(f"  suggestion: {escape(sug)}")
+
+
+@app.command()
+def plan(
+    case: Annotated[Path, typer.Argument(help="Case folder (see `ioplan phantom`).")],
+    out: Annotated[Path, typer.Option(help="Output folder for the plan.")],
+    modality: _MODALITY = "mwa",
+    applicator: Annotated[
+        str | None, typer.Option(help="Applicator id (default: one per modality).")
+    ] = None,
+    margin_mm: Annotated[
+        float | None,
+        typer.Option(help="Margin around the tumour (default 5; 10 for colorectal metastases)."),
+    ] = None,
+    protect_mm: Annotated[
+        float, typer.Option(help="Keep lethal damage this far from protected structures.")
+    ] = 3.0,
+    tumour: Annotated[int, typer.Option(help="Which tumour of the case (0: the first).")] = 0,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="Simulation voxel size (mm).")
+    ] = 2.0,
+    guidance: Annotated[str, typer.Option(help="CT or MR (angle or bore limits).")] = "CT",
+    safety_mm: Annotated[
+        float, typer.Option(help="Smallest distance from a path to a forbidden structure.")
+    ] = 5.0,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
+    quiet: _QUIET = False,
+) -> None:
+    """Plan an ablation: safe paths, placement and energy, verified by simulation."""
+    from ioplan.anatomy import load_case
+    from ioplan.imaging import check_output_folder
+    from ioplan.planning import PlanConfig, TrajectoryConfig, plan_ablation, write_plan
+
+    check_output_folder(out, overwrite=overwrite)
+    cfg = PlanConfig(
+        modality=modality,
+        applicator_id=applicator,
+        margin_mm=margin_mm,
+        protect_mm=protect_mm,
+        tumour_index=tumour,
+        spacing_mm=spacing_mm,
+        trajectories=TrajectoryConfig(modality=guidance.upper(), safety_mm=safety_mm),
+    )
+    cfg.applicator()
+    case_obj = load_case(case)
+    log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
+    result = plan_ablation(case_obj, cfg, log=log)
+    report = write_plan(result, case_obj, out, overwrite=overwrite)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    _print_plan_summary(result)
+    typer.echo(f"report: {report}")
 
 
 @app.command()

@@ -1,0 +1,232 @@
+"""Writing a plan: plan.json, label maps, Slicer markups and the HTML report."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import ndimage
+
+from ioplan.anatomy import Case
+from ioplan.imaging import Volume, check_output_folder, write_nifti
+from ioplan.planning._plan import Plan, tumour_mask
+
+__all__ = ["write_plan"]
+
+# Soft-tissue window (width 400, level 40 HU), as in the case overview.
+_WINDOW = (-160.0, 240.0)
+
+
+def _markups(plan: Plan) -> dict:
+    """Slicer markups JSON: one line per applicator (entry -> tip), LPS."""
+    marks = []
+    for i, a in enumerate(plan.applicators):
+        marks.append(
+            {
+                "type": "Line",
+                "coordinateSystem": "LPS",
+                "coordinateUnits": "mm",
+                "locked": True,
+                "labelFormat": f"{a['id']} %N",
+                "controlPoints": [
+                    {"id": "1", "label": f"entry {i + 1}", "position": a["entry_mm"]},
+                    {"id": "2", "label": f"tip {i + 1}", "position": a["tip_mm"]},
+                ],
+            }
+        )
+    return {
+        "@schema": "https://raw.githubusercontent.com/slicer/slicer/main/Modules/Loadable/"
+        "Markups/Resources/Schema/markups-schema-v1.0.3.json#",
+        "markups": marks,
+    }
+
+
+def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder: Path):
+    g = case.labels.grid
+    img = np.asarray(case.image.array, float)
+    z = np.asarray(plan.zone.array) > 0
+    hot = np.asarray(plan.tmax.array) >= 60.0
+    tip = np.asarray(plan.applicators[0]["tip_mm"])
+    entry = np.asarray(plan.applicators[0]["entry_mm"])
+    c = np.clip(np.rint(g.lps_to_index(plan.target_mm)).astype(int), 0, np.asarray(g.shape) - 1)
+    sp = g.spacing_mm
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
+    views = (
+        ("axial", 0, lambda a: a[c[0]], (1, 2)),
+        ("coronal", 1, lambda a: a[:, c[1]][::-1], (0, 2)),
+        ("sagittal", 2, lambda a: a[:, :, c[2]][::-1], (0, 1)),
+    )
+    e_idx, t_idx = g.lps_to_index(entry), g.lps_to_index(tip)
+    for ax, (name, _axis, take, (r_ax, c_ax)) in zip(axes, views, strict=True):
+        aspect = sp[r_ax] / sp[c_ax]
+        ax.imshow(take(img), cmap="gray", vmin=_WINDOW[0], vmax=_WINDOW[1], aspect=aspect)
+        for m, colour, style in (
+            (mask, "lime", "solid"),
+            (shell, "yellow", "dashed"),
+            (z, "red", "solid"),
+            (hot, "orange", "dotted"),
+        ):
+            sl = take(m.astype(float))
+            if sl.any():
+                ax.contour(sl, levels=[0.5], colors=colour, linewidths=1.2, linestyles=style)
+        n_rows = take(img).shape[0]
+        flip = name != "axial"
+        pr = [p[r_ax] for p in (e_idx, t_idx)]
+        pc = [p[c_ax] for p in (e_idx, t_idx)]
+        if flip:
+            pr = [n_rows - 1 - v for v in pr]
+        ax.plot(pc, pr, color="cyan", lw=2)
+        ax.plot(pc[1], pr[1], "o", color="cyan", ms=4)
+        ax.set_title(f"{name} through the tumour centre", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.legend(
+        handles=[
+            plt.Line2D([], [], color="lime", label="tumour"),
+            plt.Line2D([], [], color="yellow", ls="--", label=f"margin {plan.margin_mm:g} mm"),
+            plt.Line2D([], [], color="red", label="predicted zone (Omega >= 1)"),
+            plt.Line2D([], [], color="orange", ls=":", label="60 degC isotherm"),
+            plt.Line2D([], [], color="cyan", label="applicator (path projected)"),
+        ],
+        loc="lower center",
+        ncol=5,
+        fontsize=8,
+    )
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(folder / "slices.png", dpi=100)
+    plt.close(fig)
+
+
+def _picture_3d(case: Case, plan: Plan, mask: np.ndarray, folder: Path) -> None:
+    from skimage import measure
+
+    g = case.labels.grid
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="3d")
+    for m, colour, alpha in ((mask, "green", 0.6), (np.asarray(plan.zone.array) > 0, "red", 0.15)):
+        if m.sum() < 8:
+            continue
+        verts, faces, _, _ = measure.marching_cubes(m.astype(np.float32), 0.5)
+        pts = g.index_to_lps(verts)
+        ax.plot_trisurf(
+            pts[:, 0], pts[:, 1], faces, pts[:, 2], color=colour, alpha=alpha, linewidth=0
+        )
+    for a in plan.applicators:
+        e, t = np.asarray(a["entry_mm"]), np.asarray(a["tip_mm"])
+        ax.plot([e[0], t[0]], [e[1], t[1]], [e[2], t[2]], color="blue", lw=2)
+    ax.set_xlabel("x (mm, L)")
+    ax.set_ylabel("y (mm, P)")
+    ax.set_zlabel("z (mm, S)")
+    ax.set_title("tumour (green), zone (red), applicator (blue)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(folder / "view3d.png", dpi=90)
+    plt.close(fig)
+
+
+def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``plan.json``, the label maps, ``trajectories.mrk.json`` and ``report.html``."""
+    out = check_output_folder(folder, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = out / "figures"
+    figs.mkdir(exist_ok=True)
+    doc = plan.to_dict()
+    (out / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    g = case.labels.grid
+    mask, _ = tumour_mask(case, 0)
+    dist = ndimage.distance_transform_edt(~mask, sampling=g.spacing_mm)
+    shell = (dist <= plan.margin_mm) & ~mask
+    write_nifti(plan.zone, out / "zone.nii.gz", overwrite=True)
+    write_nifti(Volume(shell.astype(np.uint8), g), out / "margin_shell.nii.gz", overwrite=True)
+    write_nifti(plan.tmax, out / "tmax.nii.gz", overwrite=True)
+    (out / "trajectories.mrk.json").write_text(json.dumps(_markups(plan), indent=2) + "\n")
+    _slices(case, plan, mask, dist <= plan.margin_mm, figs)
+    _picture_3d(case, plan, mask, figs)
+    _report(plan, doc, out)
+    return out / "report.html"
+
+
+def _report(plan: Plan, doc: dict, out: Path) -> None:
+    a = plan.applicators[0]
+    verdict = (
+        "<b style='color:green'>covers the tumour and its margin</b>"
+        if plan.covered
+        else "<b style='color:#b00'>does NOT cover the tumour and its margin</b>"
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in (
+            ("applicator", a["id"]),
+            ("power / time", f"{a['power_w']:g} W, {a['duration_s']:g} s"),
+            ("entry (LPS mm)", a["entry_mm"]),
+            ("tip (LPS mm)", a["tip_mm"]),
+            ("insertion depth", f"{a['insertion_depth_mm']} mm"),
+            ("tumour", f"{plan.tumour_diameter_mm:.0f} mm, {plan.histology}"),
+            ("tumour coverage", f"{plan.coverage_percent:.1f} %"),
+            ("tumour + margin coverage", f"{plan.margin_coverage_percent:.1f} %"),
+            ("minimal margin (voxel level)", f"{plan.minimal_margin_mm:.1f} mm"),
+            ("normal liver ablated", f"{plan.ablated_liver_ml:.1f} mL"),
+            ("zone volume", f"{plan.zone_volume_ml:.1f} mL"),
+            ("feasible paths", f"{plan.accepted_trajectories}"),
+            ("runtime", f"{plan.runtime_s:.1f} s"),
+        )
+    )
+    risk = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(r[k]))}</td>"
+            for k in (
+                "structure",
+                "closest_distance_mm",
+                "max_temperature_c",
+                "lethal_damage",
+                "within_protect_distance",
+            )
+        )
+        + "</tr>"
+        for r in plan.at_risk
+    )
+    tried = "".join(
+        f"<tr><td>{t['power_w']:g} W</td><td>{t['duration_s']:g} s</td>"
+        f"<td>{t['coverage_percent']:.1f}</td><td>{t['margin_coverage_percent']:.1f}</td>"
+        f"<td>{t['minimal_margin_mm']:.1f}</td></tr>"
+        for t in plan.simulation["tried"]
+    )
+    rej = "".join(
+        f"<tr><td>{html.escape(str(r['entry_mm']))}</td><td>{r['length_mm']:.0f}</td>"
+        f"<td>{html.escape('; '.join(r['reasons']))}</td></tr>"
+        for r in plan.rejected_trajectories[:40]
+    )
+    sugg = "".join(f"<li>{html.escape(s)}</li>" for s in plan.suggestions)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>ioplan plan</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}
+table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>
+<h1>Ablation plan ({html.escape(plan.modality)})</h1>
+<p>The plan {verdict}. Coverage, margin and risk below come from a full simulation on this
+anatomy (Pennes bioheat, perfusion, heat sink of vessels &ge; 3 mm; {plan.simulation["spacing_mm"]}
+mm voxels); a calibrated zone surrogate only screened the settings. Not for clinical use:
+a research tool whose zone model has a mean error of about 3 mm against manufacturer charts.</p>
+<table>{rows}</table>
+<h2>Suggestions</h2><ul>{sugg or "<li>none</li>"}</ul>
+<h2>Slices</h2><img src="figures/slices.png" width="100%">
+<h2>3D</h2><img src="figures/view3d.png">
+<h2>Structures at risk</h2>
+<table><tr><th>structure</th><th>closest distance to zone (mm)</th><th>max temperature (degC)</th>
+<th>lethal damage</th><th>within protect distance</th></tr>{risk}</table>
+<h2>Settings simulated</h2>
+<table><tr><th>power</th><th>time</th><th>tumour %</th><th>tumour + margin %</th>
+<th>minimal margin (mm)</th></tr>{tried}</table>
+<h2>Rejected trajectories (first 40 of {len(plan.rejected_trajectories)})</h2>
+<table><tr><th>entry (LPS mm)</th><th>length (mm)</th><th>reasons</th></tr>{rej}</table>
+<p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, trajectories.mrk.json
+(open in 3D Slicer). ioplan {html.escape(plan.software_version)}, seed {plan.seed}.</p>
+</body></html>
+"""
+    (out / "report.html").write_text(page)

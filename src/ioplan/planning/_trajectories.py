@@ -1,0 +1,266 @@
+"""Straight needle paths from the skin to a target, with the reason for every rejection.
+
+Candidate directions are spread evenly over the sphere (a Fibonacci lattice).
+For each, the path runs from the target outwards to where it leaves the body
+(the skin entry). A path is rejected when it passes closer than the safety
+distance to a structure a needle must not cross (bone, lung and pleura, bowel,
+gallbladder, large vessels, heart, kidney, spinal canal: every label marked
+``critical``), when it is longer than the applicator can reach, or when its
+angle is beyond what the scanner allows (CT: craniocaudal angle out of the
+axial plane; MR: the applicator and its handle must fit in the bore).
+Accepted paths are ranked by length, liver traversed before the tumour,
+clearance and angle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ioplan.anatomy import LABEL_INFO, Case, Label
+from ioplan.errors import InputError
+
+__all__ = ["Trajectory", "TrajectoryConfig", "candidate_trajectories", "forbidden_groups"]
+
+#: Structures grouped for the rejection reasons (labels marked critical in LABEL_INFO).
+_GROUPS: dict[str, tuple[Label, ...]] = {
+    "bone": (Label.RIB, Label.VERTEBRA),
+    "lung/pleura": (Label.LUNG,),
+    "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
+    "gallbladder": (Label.GALLBLADDER,),
+    "large vessel": (Label.PORTAL_VEIN, Label.HEPATIC_VEIN, Label.IVC, Label.AORTA),
+    "artery/bile duct": (Label.HEPATIC_ARTERY, Label.BILE_DUCT),
+    "heart": (Label.HEART,),
+    "diaphragm": (Label.DIAPHRAGM,),
+    "kidney": (Label.KIDNEY,),
+    "spinal canal": (Label.SPINAL_CANAL,),
+}
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """Constraints on needle paths (mm, degrees).
+
+    Attributes
+    ----------
+    safety_mm : float
+        Smallest distance allowed between the path and a forbidden structure.
+    vessel_min_diameter_mm : float
+        Vessels thinner than this may be crossed (they count through perfusion).
+    max_length_mm : float
+        Reach of the applicator (skin entry to tip).
+    modality : str
+        ``"CT"`` or ``"MR"`` guidance.
+    max_ct_angle_deg : float
+        CT: largest craniocaudal angle out of the axial plane.
+    bore_diameter_mm, handle_length_mm : float
+        MR: the applicator's outer end plus its handle must stay in the bore.
+    min_liver_before_mm : float
+        Normal liver wanted before the tumour (paths with less rank lower).
+    n_directions : int
+        Candidate directions over the sphere.
+    """
+
+    safety_mm: float = 5.0
+    vessel_min_diameter_mm: float = 3.0
+    max_length_mm: float = 200.0
+    modality: str = "CT"
+    max_ct_angle_deg: float = 30.0
+    bore_diameter_mm: float = 600.0
+    handle_length_mm: float = 150.0
+    min_liver_before_mm: float = 10.0
+    n_directions: int = 600
+
+    def __post_init__(self) -> None:
+        checks = {
+            "safety_mm": (0.0, 30.0),
+            "vessel_min_diameter_mm": (0.0, 30.0),
+            "max_length_mm": (20.0, 500.0),
+            "max_ct_angle_deg": (0.0, 90.0),
+            "bore_diameter_mm": (300.0, 1000.0),
+            "handle_length_mm": (0.0, 500.0),
+            "min_liver_before_mm": (0.0, 100.0),
+        }
+        for name, (lo, hi) in checks.items():
+            v = getattr(self, name)
+            if not np.isfinite(v) or not lo <= v <= hi:
+                raise InputError(f"{name} must be {lo:g}-{hi:g}, got {v}")
+        if self.modality not in ("CT", "MR"):
+            raise InputError(f"guidance modality must be CT or MR, got {self.modality!r}")
+        if not 20 <= self.n_directions <= 20000:
+            raise InputError(f"n_directions must be 20-20000, got {self.n_directions}")
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """A straight path: skin entry to target (LPS mm), whether it is allowed, and why not."""
+
+    entry_mm: tuple[float, float, float]
+    target_mm: tuple[float, float, float]
+    length_mm: float
+    accepted: bool
+    reasons: tuple[str, ...] = ()
+    clearance_mm: float = 0.0
+    closest_structure: str = ""
+    liver_before_tumour_mm: float = 0.0
+    angle_deg: float = 0.0
+    score: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def direction(self) -> tuple[float, float, float]:
+        """Unit insertion direction (entry towards target)."""
+        d = np.asarray(self.target_mm) - np.asarray(self.entry_mm)
+        return tuple(float(v) for v in d / np.linalg.norm(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly record."""
+        d = asdict(self)
+        d.pop("extra")
+        d["direction"] = list(self.direction)
+        for k in ("entry_mm", "target_mm"):
+            d[k] = [round(v, 2) for v in d[k]]
+        d["reasons"] = list(self.reasons)
+        for k in ("length_mm", "clearance_mm", "liver_before_tumour_mm", "angle_deg", "score"):
+            d[k] = round(d[k], 3)
+        return d
+
+
+def _fibonacci_directions(n: int) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    theta = math.pi * (1 + 5**0.5) * i
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
+
+
+def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]:
+    """Distance maps (mm) to each forbidden group on the case grid."""
+    lab = np.asarray(case.labels.array)
+    sp = case.labels.grid.spacing_mm
+    out = {}
+    for name, labels in _GROUPS.items():
+        mask = np.isin(lab, [int(x) for x in labels])
+        if name == "large vessel" and mask.any() and cfg.vessel_min_diameter_mm > 0:
+            # keep only vessels at least vessel_min_diameter_mm across (local inscribed radius)
+            edt = ndimage.distance_transform_edt(mask, sampling=sp)
+            radius = ndimage.maximum_filter(edt, size=5) + 0.5 * min(sp)
+            mask &= 2 * radius >= cfg.vessel_min_diameter_mm
+        if mask.any():
+            out[name] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(np.float32)
+    # any other critical label not in a group
+    grouped = {int(x) for v in _GROUPS.values() for x in v}
+    other = [int(k) for k, v in LABEL_INFO.items() if v.critical and int(k) not in grouped]
+    mask = np.isin(lab, other)
+    if mask.any():
+        out["other critical"] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(
+            np.float32
+        )
+    return out
+
+
+def candidate_trajectories(
+    case: Case,
+    target_mm: tuple[float, float, float],
+    cfg: TrajectoryConfig | None = None,
+    *,
+    tip_beyond_mm: float = 0.0,
+    distance_maps: dict[str, np.ndarray] | None = None,
+) -> list[Trajectory]:
+    """Every candidate path to ``target_mm``, accepted ones first (best first).
+
+    ``tip_beyond_mm``: the applicator's tip goes this far past the target (its zone
+    is centred behind the tip), and that part of the path is checked too.
+    """
+    cfg = cfg or TrajectoryConfig()
+    g = case.labels.grid
+    lab = np.asarray(case.labels.array)
+    target = np.asarray(target_mm, float)
+    if not g.contains_lps(target):
+        raise InputError(f"target {tuple(target)} mm lies outside the case grid")
+    dmaps = distance_maps if distance_maps is not None else forbidden_groups(case, cfg)
+    step = 0.5 * min(g.spacing_mm)
+    body = lab != int(Label.BACKGROUND)
+    out = []
+    for u in _fibonacci_directions(cfg.n_directions):
+        # march outwards from the target until the body ends (the skin entry)
+        s_max = cfg.max_length_mm + 50.0
+        s = np.arange(0.0, s_max, step)
+        pts = target[None, :] + s[:, None] * u[None, :]
+        idx = np.rint(g.lps_to_index(pts)).astype(int)
+        inside_grid = np.all((idx >= 0) & (idx < np.asarray(g.shape)), axis=1)
+        k_body = np.zeros(len(s), bool)
+        k_body[inside_grid] = body[tuple(idx[inside_grid].T)]
+        outside = np.flatnonzero(~k_body)
+        if outside.size == 0:
+            continue  # never leaves the body within reach
+        n_in = int(outside[0])
+        if n_in == 0:
+            continue
+        entry = pts[n_in - 1]
+        length = float(s[n_in - 1])
+        d = -u  # insertion direction, entry -> target
+        # sample the whole shaft: entry to target, plus the part beyond the target
+        back = np.arange(-tip_beyond_mm, 0.0, step) if tip_beyond_mm > 0 else np.zeros(0)
+        path_s = np.concatenate([back, s[:n_in]])
+        path = target[None, :] + path_s[:, None] * u[None, :]
+        pidx = np.clip(np.rint(g.lps_to_index(path)).astype(int), 0, np.asarray(g.shape) - 1)
+        reasons = []
+        clearance, closest = float("inf"), ""
+        for name, dm in dmaps.items():
+            dist = dm[tuple(pidx.T)]
+            m = float(dist.min()) if dist.size else float("inf")
+            if m < clearance:
+                clearance, closest = m, name
+            if m < cfg.safety_mm:
+                where = path[int(np.argmin(dist))]
+                reasons.append(
+                    f"passes {m:.1f} mm from {name} (safety {cfg.safety_mm:g} mm) at "
+                    f"({where[0]:.0f}, {where[1]:.0f}, {where[2]:.0f}) mm"
+                )
+        if length > cfg.max_length_mm:
+            reasons.append(f"{length:.0f} mm long, beyond the {cfg.max_length_mm:g} mm reach")
+        angle = math.degrees(math.asin(min(1.0, abs(float(d[2])))))  # out of the axial plane
+        if cfg.modality == "CT" and angle > cfg.max_ct_angle_deg:
+            reasons.append(
+                f"{angle:.0f} deg out of the axial plane (CT limit {cfg.max_ct_angle_deg:g})"
+            )
+        if cfg.modality == "MR":
+            outer = entry - d * (cfg.max_length_mm - length + cfg.handle_length_mm)
+            centre = g.index_to_lps((np.asarray(g.shape) - 1) / 2.0)
+            r_bore = float(np.hypot(outer[0] - centre[0], outer[1] - centre[1]))
+            if r_bore > 0.5 * cfg.bore_diameter_mm:
+                reasons.append(
+                    f"applicator and handle end {r_bore:.0f} mm from the bore axis "
+                    f"(bore {cfg.bore_diameter_mm:g} mm)"
+                )
+        # liver traversed before reaching the tumour (from the entry inwards)
+        labels_path = lab[tuple(pidx[len(back) :][::-1].T)]
+        tum = np.flatnonzero(labels_path == int(Label.TUMOR))
+        upto = int(tum[0]) if tum.size else len(labels_path)
+        liver_before = float(np.sum(labels_path[:upto] == int(Label.LIVER))) * step
+        score = (
+            -length
+            - 2.0 * max(0.0, cfg.min_liver_before_mm - liver_before)
+            + 2.0 * min(clearance, 20.0)
+            - 0.5 * angle
+        )
+        out.append(
+            Trajectory(
+                entry_mm=tuple(float(v) for v in entry),
+                target_mm=tuple(float(v) for v in target),
+                length_mm=length,
+                accepted=not reasons,
+                reasons=tuple(reasons),
+                clearance_mm=clearance if np.isfinite(clearance) else 999.0,
+                closest_structure=closest,
+                liver_before_tumour_mm=liver_before,
+                angle_deg=angle,
+                score=score,
+            )
+        )
+    out.sort(key=lambda t: (not t.accepted, -t.score))
+    return out
