@@ -538,10 +538,11 @@ def plan_ablation(
         suggestions += [f"not possible here: {b}" for b in blocked]
     if not ok:
         if m["margin_coverage_percent"] < 99.0:
+            more = "" if blocked else "2-3 applicators, "
             suggestions.append(
                 f"the zone covers {m['margin_coverage_percent']:.1f} % of the tumour plus its "
-                f"{margin:g} mm margin: consider 2-3 applicators, a larger-zone device, or "
-                "combining ablation with TACE/TARE"
+                f"{margin:g} mm margin: consider {more}another path or device, a smaller "
+                "margin only if the histology allows it, or combining ablation with TACE/TARE"
             )
         if diam > 30.0:
             suggestions.append(
