@@ -163,3 +163,39 @@ def test_plan_cli_errors_are_one_line(tmp_path, capsys):
         capsys, "plan", str(tmp_path / "none"), "--out", str(tmp_path / "o2"), "--modality", "x"
     )
     assert code == 2 and "modality" in err
+
+
+def test_select_follows_size_and_number_rules_with_sources(tmp_path, capsys):
+    """Rules (sources in ioplan.planning.SOURCES): <= 3 cm single tumour -> ablation
+    (BCLC 2022); > 5 cm -> not ablation (EASL 2018); > 3 tumours -> TACE/TARE (BCLC)."""
+    from ioplan.planning import select_treatment
+
+    small = select_treatment(_toy_case(rib=False))  # 16 mm tumour
+    assert small.modality == "mwa" and "ablation" in small.recommendation
+    assert all(r["source"] for r in small.reasons)
+    assert "tumour board" in small.disclaimer
+    # a 70 mm tumour: not an ablation candidate
+    case = _toy_case(rib=False)
+    g = case.labels.grid
+    z, y, x = g.axis_coordinates_mm()
+    r = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2)
+    lab = np.asarray(case.labels.array).copy()
+    lab[r <= 35.0] = int(Label.TUMOR)
+    big = Case(case.image, Volume(lab, g), tumors=case.tumors)
+    sel = select_treatment(big)
+    assert sel.modality is None and "radioembolization" in sel.recommendation
+    # four separate small tumours: multifocal
+    lab = np.asarray(case.labels.array).copy()
+    lab[lab == int(Label.TUMOR)] = int(Label.LIVER)
+    for c in ((-25, 0, 0), (25, 0, 0), (0, 25, 0), (0, -25, 0)):
+        d = np.sqrt(
+            (z[:, None, None] - c[2]) ** 2 + (y[None, :, None] - c[1]) ** 2
+            + (x[None, None, :] - c[0]) ** 2
+        )  # fmt: skip
+        lab[d <= 6.0] = int(Label.TUMOR)
+    multi = select_treatment(Case(case.image, Volume(lab, g)))
+    assert multi.measurements["tumours"] == 4 and "TACE" in multi.recommendation
+    save_case(_toy_case(rib=False), tmp_path / "c")
+    code, out, err = _run(capsys, "select", str(tmp_path / "c"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["modality"] == "mwa"

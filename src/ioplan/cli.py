@@ -222,6 +222,25 @@ def _print_plan_summary(plan) -> None:
 
 
 @app.command()
+def select(
+    case: Annotated[Path, typer.Argument(help="Case folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Recommend a treatment (ablation, which modality, TACE/TARE, referral), with sources."""
+    from ioplan.anatomy import load_case
+    from ioplan.planning import select_treatment
+
+    sel = select_treatment(load_case(case))
+    if as_json:
+        sys.stdout.write(json.dumps(sel.to_dict(), indent=2) + "\n")
+        return
+    typer.echo(f"recommendation: {sel.recommendation}")
+    for r in sel.reasons:
+        typer.echo(f"  - {r['reason']} [{r['source']}]")
+    typer.echo(f"({sel.disclaimer})")
+
+
+@app.command()
 def plan(
     case: Annotated[Path, typer.Argument(help="Case folder (see `ioplan phantom`).")],
     out: Annotated[Path, typer.Option(help="Output folder for the plan.")],

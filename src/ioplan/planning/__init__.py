@@ -10,6 +10,7 @@ from ioplan.planning._plan import (
     plan_ablation,
     tumour_mask,
 )
+from ioplan.planning._select import SOURCES, Selection, select_treatment
 from ioplan.planning._trajectories import (
     Trajectory,
     TrajectoryConfig,
@@ -20,14 +21,17 @@ from ioplan.planning._trajectories import (
 __all__ = [
     "DEFAULT_APPLICATOR",
     "PLAN_SCHEMA_VERSION",
+    "SOURCES",
     "Plan",
     "PlanConfig",
+    "Selection",
     "Trajectory",
     "TrajectoryConfig",
     "candidate_trajectories",
     "demo_case",
     "forbidden_groups",
     "plan_ablation",
+    "select_treatment",
     "tumour_mask",
     "write_plan",
 ]

@@ -147,11 +147,14 @@ def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = 
     (out / "trajectories.mrk.json").write_text(json.dumps(_markups(plan), indent=2) + "\n")
     _slices(case, plan, mask, dist <= plan.margin_mm, figs)
     _picture_3d(case, plan, mask, figs)
-    _report(plan, doc, out)
+    from ioplan.planning._select import select_treatment
+
+    sel = select_treatment(case)
+    _report(plan, doc, out, sel)
     return out / "report.html"
 
 
-def _report(plan: Plan, doc: dict, out: Path) -> None:
+def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
     a = plan.applicators[0]
     verdict = (
         "<b style='color:green'>covers the tumour and its margin</b>"
@@ -203,6 +206,10 @@ def _report(plan: Plan, doc: dict, out: Path) -> None:
         for r in plan.rejected_trajectories[:40]
     )
     sugg = "".join(f"<li>{html.escape(s)}</li>" for s in plan.suggestions)
+    sel_html = "".join(
+        f"<li>{html.escape(r['reason'])} <small>[{html.escape(r['source'])}]</small></li>"
+        for r in sel.reasons
+    )
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ioplan plan</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}
@@ -214,6 +221,9 @@ anatomy (Pennes bioheat, perfusion, heat sink of vessels &ge; 3 mm; {plan.simula
 mm voxels); a calibrated zone surrogate only screened the settings. Not for clinical use:
 a research tool whose zone model has a mean error of about 3 mm against manufacturer charts.</p>
 <table>{rows}</table>
+<h2>Treatment selection</h2>
+<p><b>{html.escape(sel.recommendation)}</b> ({html.escape(sel.disclaimer)})</p>
+<ul>{sel_html}</ul>
 <h2>Suggestions</h2><ul>{sugg or "<li>none</li>"}</ul>
 <h2>Slices</h2><img src="figures/slices.png" width="100%">
 <h2>3D</h2><img src="figures/view3d.png">

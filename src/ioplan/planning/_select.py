@@ -1,0 +1,153 @@
+"""Treatment selection: a short, cited recommendation for a tumour board.
+
+Each rule reads the case (tumour sizes and number, distances to vessels, bowel,
+bile ducts, gallbladder, diaphragm and liver capsule, imaging modality) and
+states its source. The output supports a tumour board; it does not replace one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ioplan.anatomy import Case, Label
+from ioplan.errors import InputError
+
+__all__ = ["SOURCES", "Selection", "select_treatment"]
+
+#: The sources the rules cite (short form, as printed).
+SOURCES = {
+    "bclc": "Reig et al., BCLC strategy 2022 update, J Hepatol 2022;76:681 (ablation for "
+    "very early/early HCC; TACE for intermediate stage)",
+    "easl": "EASL Clinical Practice Guidelines: HCC, J Hepatol 2018;69:182 (ablation first "
+    "line <= 2-3 cm; MWA preferred over RFA for 3-5 cm or near vessels; TACE/TARE beyond)",
+    "size": "Ablation zones of single applicators are mostly <= 4-5 cm (manufacturer charts, "
+    "shared/validation/mwa_zones.csv): a tumour plus 2 x margin above ~4 cm needs several "
+    "probes or another treatment",
+    "margin": "Margins: >= 5 mm for HCC (Laimer et al., Eur Radiol 2020), 10 mm for colorectal "
+    "metastases (Wang et al., CVIR 2013)",
+    "heat_sink": "Heat sink: seen next to 73 % of veins > 3 mm and all > 5 mm (Lu et al., AJR "
+    "2002;178:47); microwave is less affected than RF (EASL 2018)",
+    "bowel": "Bowel or gallbladder within 1 cm: thermal injury risk; hydrodissection, or cryo "
+    "whose ice ball is visible on CT/MR (CIRSE standards of practice on liver ablation, "
+    "Crocetti et al., CVIR 2020)",
+    "bile": "Central bile ducts within 1 cm: risk of biliary stricture after thermal "
+    "ablation (Crocetti et al., CVIR 2020)",
+    "capsule": "Subcapsular or dome tumours: more pain and diaphragm injury; hydrodissection "
+    "or an angled path (Crocetti et al., CVIR 2020)",
+    "mr": "Tumours seen only on MR need MR-guided (or fusion-guided) ablation",
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The recommendation, the reasons (each with its source) and the measurements used."""
+
+    recommendation: str
+    modality: str | None
+    reasons: tuple[dict[str, str], ...]
+    measurements: dict[str, Any]
+    disclaimer: str = "supports a tumour board; it does not replace one"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly record."""
+        d = asdict(self)
+        d["reasons"] = list(d["reasons"])
+        return d
+
+
+def _distance_to(lab: np.ndarray, tumour: np.ndarray, labels, sp) -> float:
+    m = np.isin(lab, [int(x) for x in labels])
+    if not m.any():
+        return math.inf
+    return float(ndimage.distance_transform_edt(~m, sampling=sp)[tumour].min())
+
+
+def select_treatment(case: Case) -> Selection:
+    """Recommend ablation (which modality), radioembolization/TACE, a combination, or referral."""
+    lab = np.asarray(case.labels.array)
+    g = case.labels.grid
+    sp = g.spacing_mm
+    tum = lab == int(Label.TUMOR)
+    if not tum.any():
+        raise InputError("the case has no tumour label: nothing to select a treatment for")
+    comps, n = ndimage.label(tum)
+    vols = ndimage.sum(tum, comps, range(1, n + 1)) * g.voxel_volume_ml
+    diam = [2.0 * (3.0 * v * 1e3 / (4.0 * math.pi)) ** (1 / 3) for v in vols]
+    largest = int(np.argmax(diam)) + 1
+    big = comps == largest
+    histology = str(case.tumors[0].get("histology", "unknown")) if case.tumors else "unknown"
+    margin = 10.0 if histology == "colorectal_metastasis" else 5.0
+    # the liver with its own vessels and ducts: its outer surface is the capsule
+    liver_any = np.isin(
+        lab,
+        [int(Label.LIVER), int(Label.TUMOR), int(Label.PORTAL_VEIN), int(Label.HEPATIC_VEIN),
+         int(Label.HEPATIC_ARTERY), int(Label.BILE_DUCT)],
+    )  # fmt: skip
+    outside_liver = ndimage.distance_transform_edt(liver_any, sampling=sp)
+    meas = {
+        "tumours": int(n),
+        "diameters_mm": [round(d, 1) for d in sorted(diam, reverse=True)],
+        "histology": histology,
+        "margin_mm": margin,
+        "large_vessel_mm": _distance_to(
+            lab, big, (Label.PORTAL_VEIN, Label.HEPATIC_VEIN, Label.IVC, Label.AORTA), sp
+        ),
+        "bowel_or_gallbladder_mm": _distance_to(
+            lab,
+            big,
+            (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH, Label.GALLBLADDER),
+            sp,
+        ),
+        "bile_duct_mm": _distance_to(lab, big, (Label.BILE_DUCT,), sp),
+        "capsule_mm": float(outside_liver[big].min()),
+        "imaging": case.modality,
+    }
+    reasons: list[dict[str, str]] = []
+
+    def why(text: str, src: str) -> None:
+        reasons.append({"reason": text, "source": SOURCES[src]})
+
+    dmax = max(diam)
+    zone_needed = dmax + 2 * margin
+    if n > 3:
+        rec, mod = "radioembolization or TACE (multifocal disease)", None
+        why(f"{n} tumours: more than 3 is intermediate-stage disease", "bclc")
+    elif dmax > 50.0:
+        rec, mod = "radioembolization or TACE, or surgery (tumour too large to ablate)", None
+        why(f"largest tumour {dmax:.0f} mm: beyond 5 cm ablation is not recommended", "easl")
+    elif dmax > 30.0 or zone_needed > 45.0:
+        rec, mod = "microwave ablation with several antennas, or ablation combined with TACE", "mwa"
+        why(
+            f"largest tumour {dmax:.0f} mm (+ {margin:g} mm margin = {zone_needed:.0f} mm zone): "
+            "3-5 cm needs overlapping zones; MWA preferred over RFA",
+            "easl",
+        )
+        why("one applicator's zone is mostly <= 4-5 cm", "size")
+    else:
+        rec, mod = "thermal ablation, microwave preferred", "mwa"
+        why(f"largest tumour {dmax:.0f} mm, {n} tumour(s): ablation is first line", "bclc")
+    why(f"margin {margin:g} mm for {histology}", "margin")
+    if meas["large_vessel_mm"] < 5.0 and mod is not None:
+        why(
+            f"a vessel >= 3 mm lies {meas['large_vessel_mm']:.1f} mm from the tumour: heat sink; "
+            "prefer microwave (or cryo) over RF, and check the margin next to it",
+            "heat_sink",
+        )
+    if meas["bowel_or_gallbladder_mm"] < 10.0 and mod is not None:
+        mod = "cryo"
+        rec = "cryoablation (ice ball visible near bowel/gallbladder), or hydrodissection + MWA"
+        why(f"bowel or gallbladder {meas['bowel_or_gallbladder_mm']:.1f} mm away", "bowel")
+    if meas["bile_duct_mm"] < 10.0 and mod is not None:
+        why(f"central bile duct {meas['bile_duct_mm']:.1f} mm away", "bile")
+    if meas["capsule_mm"] < 5.0 and mod is not None:
+        why(f"tumour {meas['capsule_mm']:.1f} mm from the liver capsule", "capsule")
+    if case.modality.upper().startswith("MR") and mod is not None:
+        why("the case is an MR image", "mr")
+    for k in ("large_vessel_mm", "bowel_or_gallbladder_mm", "bile_duct_mm", "capsule_mm"):
+        meas[k] = None if not math.isfinite(meas[k]) else round(meas[k], 1)
+    return Selection(rec, mod, tuple(reasons), meas)
