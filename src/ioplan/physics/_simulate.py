@@ -730,7 +730,7 @@ class _RfSource:
         )
         if changed:
             _, self.q_unit, self.p_unit = rf_potential(
-                self.problem.grid, sigma, self.electrode, self.ground
+                self.problem.grid, sigma, self.electrode, self.ground, tol=1e-6, cache=self.cache
             )
             self.last_sigma = sigma
         z = 1.0 / self.p_unit if self.p_unit > 0 else float("inf")
