@@ -145,6 +145,19 @@ def test_plan_cli_on_the_demo_case_json_contract_and_exports(tmp_path, capsys):
         assert (out / name).is_file(), name
     zone = np.asarray(nib.load(out / "zone.nii.gz").dataobj)
     assert zone.sum() > 0
+    # DICOM-SEG: the tumour segment holds exactly the tumour's voxels (read back with pydicom)
+    import pydicom
+
+    seg = pydicom.dcmread(out / "dicom" / "plan_seg.dcm")
+    assert seg.Modality == "SEG" and len(seg.SegmentSequence) == 3
+    px = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns)
+    seg_of = [
+        int(f.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        for f in seg.PerFrameFunctionalGroupsSequence
+    ]
+    tumour_px = sum(int(px[i].sum()) for i, k in enumerate(seg_of) if k == 1)
+    assert tumour_px == int((np.asarray(case.labels.array) == int(Label.TUMOR)).sum())
+    assert "PatientName" not in seg or str(seg.PatientName) == ""
     marks = json.loads((out / "trajectories.mrk.json").read_text())
     pos = marks["markups"][0]["controlPoints"]
     assert pos[0]["position"] == doc["applicators"][0]["entry_mm"]

@@ -130,7 +130,11 @@ def _picture_3d(case: Case, plan: Plan, mask: np.ndarray, folder: Path) -> None:
 
 
 def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``plan.json``, the label maps, ``trajectories.mrk.json`` and ``report.html``."""
+    """Write the plan files into ``folder``; return the report's path.
+
+    ``plan.json``, the label maps, ``trajectories.mrk.json``, ``report.html``, and
+    ``dicom/plan_seg.dcm`` (DICOM-SEG: tumour, margin shell, zone) with ``dicom/ct/``.
+    """
     out = check_output_folder(folder, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     figs = out / "figures"
@@ -145,6 +149,9 @@ def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = 
     write_nifti(Volume(shell.astype(np.uint8), g), out / "margin_shell.nii.gz", overwrite=True)
     write_nifti(plan.tmax, out / "tmax.nii.gz", overwrite=True)
     (out / "trajectories.mrk.json").write_text(json.dumps(_markups(plan), indent=2) + "\n")
+    from ioplan.planning._dicomseg import write_plan_dicom_seg
+
+    write_plan_dicom_seg(case, [mask, shell, np.asarray(plan.zone.array) > 0], out / "dicom")
     _slices(case, plan, mask, dist <= plan.margin_mm, figs)
     _picture_3d(case, plan, mask, figs)
     from ioplan.planning._select import select_treatment
@@ -235,8 +242,9 @@ a research tool whose zone model has a mean error of about 3 mm against manufact
 <th>minimal margin (mm)</th></tr>{tried}</table>
 <h2>Rejected trajectories (first 40 of {len(plan.rejected_trajectories)})</h2>
 <table><tr><th>entry (LPS mm)</th><th>length (mm)</th><th>reasons</th></tr>{rej}</table>
-<p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, trajectories.mrk.json
-(open in 3D Slicer). ioplan {html.escape(plan.software_version)}, seed {plan.seed}.</p>
+<p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, trajectories.mrk.json,
+dicom/plan_seg.dcm (DICOM-SEG: tumour, margin shell, zone) with its anonymous CT in dicom/ct
+(all open in 3D Slicer). ioplan {html.escape(plan.software_version)}, seed {plan.seed}.</p>
 </body></html>
 """
     (out / "report.html").write_text(page)
