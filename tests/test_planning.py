@@ -212,3 +212,12 @@ def test_select_follows_size_and_number_rules_with_sources(tmp_path, capsys):
     code, out, err = _run(capsys, "select", str(tmp_path / "c"), "--json")
     assert code == 0, err
     assert json.loads(out)["modality"] == "mwa"
+
+
+def test_tumour_outside_the_liver_is_refused():
+    case = _toy_case(rib=False)
+    lab = np.asarray(case.labels.array).copy()
+    lab[lab == int(Label.LIVER)] = int(Label.MUSCLE)
+    bad = Case(case.image, Volume(lab, case.labels.grid), tumors=case.tumors)
+    with pytest.raises(InputError, match="does not lie in the liver"):
+        plan_ablation(bad, PlanConfig(spacing_mm=3.0))
