@@ -18,7 +18,12 @@ from ioplan.anatomy._phantom import (
     generate_phantom,
     phantom_grid,
 )
-from ioplan.anatomy._vessels import VesselSegment, grow_tree, rasterise_segments
+from ioplan.anatomy._vessels import (
+    VesselSegment,
+    grow_tree,
+    local_radius_mm,
+    rasterise_segments,
+)
 
 __all__ = [
     "CASE_FORMAT_VERSION",
@@ -38,6 +43,7 @@ __all__ = [
     "label_from_name",
     "label_statistics",
     "load_case",
+    "local_radius_mm",
     "phantom_grid",
     "rasterise_segments",
     "save_case",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VesselSegment", "grow_tree", "rasterise_segments"]
+__all__ = ["VesselSegment", "grow_tree", "local_radius_mm", "rasterise_segments"]
 
 
 @dataclass(frozen=True)
@@ -214,3 +214,17 @@ def rasterise_segments(
         if allowed is not None:
             inside &= allowed[sub]
         labels[sub][inside] = value
+
+
+def local_radius_mm(mask: np.ndarray, spacing_mm) -> np.ndarray:
+    """Local radius (mm) of a tubular mask at each voxel.
+
+    The largest inscribed distance within 2 voxels, plus half a voxel (the centreline
+    voxel's own half-width).
+
+    Zero outside ``mask``'s neighbourhood; only its values on ``mask`` are meaningful.
+    """
+    from scipy import ndimage
+
+    edt = ndimage.distance_transform_edt(mask, sampling=spacing_mm)
+    return ndimage.maximum_filter(edt, size=5) + 0.5 * min(spacing_mm)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ioplan.anatomy import LABEL_INFO, Case, Label
+from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, resample
@@ -351,8 +351,6 @@ def _vessel_materials(
     grid: Grid, material: np.ndarray, table: MaterialTable, heated_length_mm: float
 ) -> MaterialTable:
     """Label-map vessels: >= 3 mm diameter become fixed at blood temperature with a wall h."""
-    from scipy import ndimage
-
     from ioplan.tissue import blood_flow_parameters
 
     r_small = blood_flow_parameters()["small_vessel_radius_mm"]
@@ -361,9 +359,7 @@ def _vessel_materials(
         mask = material == lbl
         if not mask.any():
             continue
-        # local radius: the largest inscribed distance within 2 voxels
-        edt = ndimage.distance_transform_edt(mask, sampling=grid.spacing_mm)
-        radius = ndimage.maximum_filter(edt, size=5) + 0.5 * min(grid.spacing_mm)
+        radius = local_radius_mm(mask, grid.spacing_mm)
         small = mask & (radius < r_small)
         material[small] = Label.LIVER  # small vessels count through perfusion
         big = mask & ~small

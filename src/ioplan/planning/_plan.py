@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ioplan.anatomy import Case, Label
+from ioplan.anatomy import Case, Label, local_radius_mm
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, resample
@@ -311,7 +311,7 @@ def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 5):
     return tr, ladder
 
 
-def _verify(case, app, tr, power, duration, offset, cfg, mask, margin_mm, progress, n=1):
+def _verify(case, app, tr, power, duration, offset, cfg, progress, n=1):
     """Full simulation of one plan on the case; metrics on the case grid."""
     from ioplan.physics import CryoProtocol, SimulationConfig, simulate
 
@@ -380,20 +380,20 @@ def _parallel_paths_safe(
 
 
 def _large_vessel_lumen(lab: np.ndarray, sp) -> np.ndarray:
-    """Voxels of vessels >= 3 mm across (the engine's fixed heat-sink voxels)."""
+    """Voxels the engine holds at blood temperature: vessels of the small-vessel radius or more.
+
+    The same rule as :func:`ioplan.physics._simulate._vessel_materials` (per vessel label).
+    """
+    from ioplan.physics._simulate import _VESSEL_LABELS
     from ioplan.tissue import blood_flow_parameters
 
     r_small = blood_flow_parameters()["small_vessel_radius_mm"]
-    ves = np.isin(
-        lab,
-        [int(Label.PORTAL_VEIN), int(Label.HEPATIC_VEIN), int(Label.HEPATIC_ARTERY),
-         int(Label.BILE_DUCT), int(Label.IVC), int(Label.AORTA)],
-    )  # fmt: skip
-    if not ves.any():
-        return ves
-    edt = ndimage.distance_transform_edt(ves, sampling=sp)
-    radius = ndimage.maximum_filter(edt, size=5) + 0.5 * min(sp)
-    return ves & (radius >= r_small)
+    out = np.zeros(lab.shape, bool)
+    for lbl in _VESSEL_LABELS:
+        m = lab == int(lbl)
+        if m.any():
+            out |= m & (local_radius_mm(m, sp) >= r_small)
+    return out
 
 
 def _metrics(case: Case, z: np.ndarray, tmax: np.ndarray, mask: np.ndarray, margin_mm: float,
@@ -515,9 +515,7 @@ def plan_ablation(
             f"{n} x {t:g} s freeze protocol" if app.modality == "cryo" else f"{n} x {p:g} W {t:g} s"
         )
         say(f"verifying {what} (surrogate zone {length:.0f} x {width:.0f} mm)")
-        res, z, tmax, tips = _verify(
-            case, app, tr, p, t, offset, cfg, mask, margin, progress, n=int(n)
-        )
+        res, z, tmax, tips = _verify(case, app, tr, p, t, offset, cfg, progress, n=int(n))
         m = _metrics(case, z, tmax, mask, margin, cfg.protect_mm)
         tried.append(
             {"applicators": int(n), "power_w": p, "duration_s": t}

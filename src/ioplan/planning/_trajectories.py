@@ -15,13 +15,13 @@ clearance and angle.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from ioplan.anatomy import LABEL_INFO, Case, Label
+from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
 from ioplan.errors import InputError
 
 __all__ = ["Trajectory", "TrajectoryConfig", "candidate_trajectories", "forbidden_groups"]
@@ -109,7 +109,6 @@ class Trajectory:
     liver_before_tumour_mm: float = 0.0
     angle_deg: float = 0.0
     score: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def direction(self) -> tuple[float, float, float]:
@@ -120,7 +119,6 @@ class Trajectory:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record."""
         d = asdict(self)
-        d.pop("extra")
         d["direction"] = list(self.direction)
         for k in ("entry_mm", "target_mm"):
             d[k] = [round(v, 2) for v in d[k]]
@@ -146,9 +144,7 @@ def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]
         mask = np.isin(lab, [int(x) for x in labels])
         if name == "large vessel" and mask.any() and cfg.vessel_min_diameter_mm > 0:
             # keep only vessels at least vessel_min_diameter_mm across (local inscribed radius)
-            edt = ndimage.distance_transform_edt(mask, sampling=sp)
-            radius = ndimage.maximum_filter(edt, size=5) + 0.5 * min(sp)
-            mask &= 2 * radius >= cfg.vessel_min_diameter_mm
+            mask &= 2 * local_radius_mm(mask, sp) >= cfg.vessel_min_diameter_mm
         if mask.any():
             out[name] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(np.float32)
     # any other critical label not in a group

@@ -108,8 +108,7 @@ def _iso_width(res, level_c: float) -> float:
     """Sub-voxel width of the region that reached ``level_c`` (block axis along z)."""
     from ioplan.physics._zone import axial_zone
 
-    free = res.state.tmin_c < 1e9  # every voxel; fixed ones are excluded below
-    field = np.where(free, level_c - res.state.tmin_c, -100.0).astype(np.float32)
+    field = (level_c - res.state.tmin_c).astype(np.float32)
     centre = res.grid.index_to_lps((np.asarray(res.grid.shape) - 1) / 2.0)
     tip = (float(centre[0]), float(centre[1]), float(res.settings["tips_mm"][0][2]))
     # arrays are centred on the axis through the block centre; measure across it
@@ -279,15 +278,14 @@ def _first_exit(values: np.ndarray, level: float) -> float:
 
 def _side_radii(res, level: float = 0.0) -> tuple[float, float]:
     """Largest zone radius towards +x (the vessel side) and towards -x, over all slices."""
-    _crossing = _first_exit
     f = np.log(np.maximum(res.state.omega, 1e-30))
     g = res.grid
     c = np.rint(g.lps_to_index(tuple(res.settings["tips_mm"][0]))).astype(int)
     plus = minus = 0.0
     for s in range(f.shape[0]):
         row = f[s, c[1], :]
-        plus = max(plus, _crossing(row[c[2] :], level) * g.spacing_mm[2])
-        minus = max(minus, _crossing(row[c[2] :: -1], level) * g.spacing_mm[2])
+        plus = max(plus, _first_exit(row[c[2] :], level) * g.spacing_mm[2])
+        minus = max(minus, _first_exit(row[c[2] :: -1], level) * g.spacing_mm[2])
     return plus, minus
 
 
