@@ -252,7 +252,7 @@ _cpu_helpers["_cem43_rate"] = _jit(_cem43_rate)
 _voxel_cpu = _jit(_bind(voxel_update, _cpu_helpers))
 
 
-@numba.njit(parallel=True, cache=False)
+@numba.njit(parallel=True, cache=True)
 def step_cpu(
     E, T, E2, T2, omega, cem, tmin, tmax, mat, Q, P, gt,
     dt, dz, dy, dx, tb, const, tstop, ln_a, ea_r, RT,

@@ -688,6 +688,13 @@ def _specific_heat(material: np.ndarray) -> np.ndarray:
     return c[np.asarray(material)]
 
 
+#: Re-solve the RF potential when conductivity has changed by more than this fraction
+#: somewhere, and solve to this relative residual (the map is then scaled to the
+#: generator's power, so its absolute level needs no more accuracy).
+RF_RESOLVE_CHANGE = 0.03
+RF_SOLVE_TOL = 1e-6
+
+
 class _RfSource:
     """RF power density: re-solves the potential as conductivity changes; generator control."""
 
@@ -696,12 +703,19 @@ class _RfSource:
         self.problem = problem
         self.electrode = electrode
         self.gen = gen
-        self.tissue_mask = tissue_mask
         ground = np.zeros(problem.grid.shape, bool)
         ground[0, :, :] = ground[-1, :, :] = True
         ground[:, 0, :] = ground[:, -1, :] = True
         ground[:, :, 0] = ground[:, :, -1] = True
         self.ground = ground & ~electrode
+        # The return current really leaves through large skin pads, where it heats
+        # little. Here the ground is the far boundary, and where a conductive structure
+        # (a vessel, bowel content) meets it the current crowds into a few voxels: that
+        # heating is an artefact of the grounding model, so the two layers next to the
+        # ground receive none (the generator's power goes to the rest of the tissue).
+        inner = np.zeros(problem.grid.shape, bool)
+        inner[3:-3, 3:-3, 3:-3] = True
+        self.tissue_mask = tissue_mask & inner
         self.sigma37 = problem.materials.rf_sigma_s_m[problem.material]
         # insulation: the shaft behind the exposed tip and other applicator metal
         self.sigma37 = np.where(
@@ -719,14 +733,20 @@ class _RfSource:
     def __call__(self, state: ThermalState) -> np.ndarray:
         sigma = rf_conductivity_map(self.problem.material, state.temperature_c, self.sigma37)
         sigma = np.where(self.sigma37 > 0, sigma, 0.0)
-        changed = (
-            self.last_sigma is None
-            or float(np.max(np.abs(sigma - self.last_sigma) / np.maximum(self.last_sigma, 1e-12)))
-            > 0.03
-        )
+        # re-solve when the conductivity has changed where the power goes: the
+        # power-weighted mean relative change is the first-order change of the map
+        changed = self.last_sigma is None or self.q_unit is None
+        if not changed:
+            rel = np.abs(sigma - self.last_sigma) / np.maximum(self.last_sigma, 1e-12)
+            changed = float(np.sum(rel * self.q_unit) / np.sum(self.q_unit)) > RF_RESOLVE_CHANGE
         if changed:
             _, self.q_unit, self.p_unit = rf_potential(
-                self.problem.grid, sigma, self.electrode, self.ground, tol=1e-6, cache=self.cache
+                self.problem.grid,
+                sigma,
+                self.electrode,
+                self.ground,
+                tol=RF_SOLVE_TOL,
+                cache=self.cache,
             )
             self.last_sigma = sigma
         z = 1.0 / self.p_unit if self.p_unit > 0 else float("inf")
