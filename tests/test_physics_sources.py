@@ -365,3 +365,34 @@ def test_default_run_on_the_phantom_uses_its_vessels(capsys):
     # tip 10 mm (the feed offset) beyond the first default tumour centre along -z
     np.testing.assert_allclose(tip, [-85.0, 25.0, 15.0 - 10.0], atol=1e-9)
     assert doc["zone"]["volume_ml"] > 0
+
+
+@pytest.mark.parametrize("n", range(1, 9))
+def test_array_placements_geometry(n):
+    """1-4: regular polygon of side 15 mm centred on the axis; 5-8: one probe on the axis
+    and the rest on a ring of radius 15 mm. All parallel; the centroid is the axis."""
+    from ioplan.physics._sources import Placement, array_placements
+
+    d = np.array([0.0, 0.6, 0.8])
+    pls = array_placements(Placement((1.0, 2.0, 3.0), tuple(d)), n, 15.0)
+    tips = np.array([p.tip_mm for p in pls])
+    assert len(pls) == n
+    assert all(np.allclose(p.direction, d) for p in pls)
+    rel = tips - np.array([1.0, 2.0, 3.0])
+    assert np.allclose(rel @ d, 0.0, atol=1e-9)  # all in the plane across the axis
+    r = np.linalg.norm(rel, axis=1)
+    if n >= 5:
+        assert np.sum(r < 1e-9) == 1 and np.allclose(r[r > 1e-9], 15.0)
+    if 2 <= n <= 4:
+        gaps = np.linalg.norm(tips[:, None] - tips[None], axis=-1)
+        nearest = np.sort(gaps, axis=1)[:, 1]
+        assert np.allclose(nearest, 15.0)
+    if n > 1:
+        assert np.allclose(rel.mean(axis=0), 0.0, atol=1e-9)
+
+
+def test_array_of_nine_is_refused():
+    from ioplan.physics._sources import Placement, array_placements
+
+    with pytest.raises(InputError, match="1-8"):
+        array_placements(Placement((0.0, 0.0, 0.0), (0.0, 0.0, 1.0)), 9, 15.0)

@@ -21,20 +21,22 @@ def _run(capsys, *args):
     return code, out, err
 
 
-def _toy_case(spacing=2.0, rib=True, tumour=True) -> Case:
+def _toy_case(spacing=2.0, rib=True, tumour=True, tumour_radius_mm=8.0) -> Case:
     """A ball of liver (radius 50 mm) with a tumour at the centre and a bone slab at +x."""
-    n = int(120 / spacing) + 1
-    g = Grid((n, n, n), (spacing,) * 3, (-60.0, -60.0, -60.0))
+    sp = np.broadcast_to(np.asarray(spacing, float), (3,))
+    shape = tuple(int(120 / s) + 1 for s in sp)
+    g = Grid(shape, tuple(sp), (-60.0, -60.0, -60.0))
     z, y, x = g.axis_coordinates_mm()
     r = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2)
     lab = np.where(r <= 50.0, int(Label.LIVER), int(Label.BACKGROUND)).astype(np.uint8)
     if tumour:
-        lab[r <= 8.0] = int(Label.TUMOR)
+        lab[r <= tumour_radius_mm] = int(Label.TUMOR)
     if rib:
         xx = np.broadcast_to(x[None, None, :], lab.shape)
         lab[(xx >= 20.0) & (xx <= 26.0) & (r <= 50.0)] = int(Label.RIB)
     img = np.full(lab.shape, 60.0, np.float32)
-    tumors = ({"centre_mm": [0.0, 0.0, 0.0], "diameter_mm": 16.0, "histology": "hcc"},)
+    d = 2.0 * tumour_radius_mm
+    tumors = ({"centre_mm": [0.0, 0.0, 0.0], "diameter_mm": d, "histology": "hcc"},)
     return Case(Volume(img, g), Volume(lab, g), tumors=tumors if tumour else ())
 
 
@@ -221,3 +223,71 @@ def test_tumour_outside_the_liver_is_refused():
     bad = Case(case.image, Volume(lab, case.labels.grid), tumors=case.tumors)
     with pytest.raises(InputError, match="does not lie in the liver"):
         plan_ablation(bad, PlanConfig(spacing_mm=3.0))
+
+
+def test_anisotropic_case_is_resampled_and_the_plan_says_so():
+    """6 x 2 x 2 mm voxels (ratio 3): planned on 3 mm cubes, with a note; the zone lies
+    on that grid and coverage is recomputed there."""
+    case = _toy_case(spacing=(6.5, 2.0, 2.0), rib=False)
+    plan = plan_ablation(case, PlanConfig(spacing_mm=3.0, max_candidates=1))
+    assert any("anisotropic" in n and "resampled" in n for n in plan.notes)
+    g = plan.zone.grid
+    assert g.spacing_mm == (3.0, 3.0, 3.0)
+    # the tumour on the planning grid: the 8 mm ball, within a voxel of its true volume
+    z, y, x = g.axis_coordinates_mm()
+    ball = z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2 <= 8.0**2
+    zone = np.asarray(plan.zone.array) > 0
+    cov = 100.0 * (zone & ball).sum() / ball.sum()
+    # the resampled (nearest-neighbour) tumour and the exact ball differ on their edge
+    # voxels only; a 3 mm voxel shell is about 1/3 of an 8 mm ball's volume, so coverage of
+    # the exact ball must agree with the plan's to within that edge's share of uncovered
+    assert plan.covered
+    assert cov >= 95.0
+
+
+def test_cryo_plan_uses_several_probes_for_a_large_tumour():
+    """A 24 mm tumour + 5 mm margin (34 mm) is beyond one cryoprobe's -40 degC zone (about
+    10 mm wide after a double freeze; Littrup et al. 2009 chart ~12 mm at 2 mm grids): the
+    planner escalates the probe count and verifies each by simulation."""
+    case = _toy_case(spacing=3.0, rib=False, tumour_radius_mm=12.0)
+    plan = plan_ablation(case, PlanConfig(modality="cryo", spacing_mm=3.0, max_candidates=1))
+    n = len(plan.applicators)
+    assert 2 <= n <= 8
+    tried = [t["applicators"] for t in plan.simulation["tried"]]
+    assert tried == sorted(tried) and tried[-1] <= 8
+    tips = np.array([a["tip_mm"] for a in plan.applicators])
+    gaps = np.linalg.norm(tips[:, None] - tips[None], axis=-1)[np.triu_indices(n, 1)]
+    assert gaps.min() >= 15.0 - 0.5  # probes 15 mm apart, never closer
+    z = np.asarray(plan.zone.array) > 0
+    tum = np.asarray(case.labels.array) == int(Label.TUMOR)
+    assert plan.coverage_percent == pytest.approx(100.0 * (z & tum).sum() / tum.sum(), abs=1e-6)
+
+
+def test_surrogate_tables_are_kept_on_disk_under_a_key(tmp_path, monkeypatch):
+    """A table computed once is read back in a new process (here: a cleared memory cache)
+    without simulating; another grid is another key; a corrupt file is recomputed."""
+    from ioplan.devices import applicator
+    from ioplan.planning import _surrogate as sg
+
+    monkeypatch.setenv("IOPLAN_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def fake_rows(app, spacing_mm):
+        calls.append(spacing_mm)
+        return ((100.0, 600.0, 40.0, 30.0, 5.0, 1),)
+
+    monkeypatch.setattr(sg, "_heat_rows", fake_rows)
+    app = applicator("covidien-emprint")
+    sg.zone_table.cache_clear()
+    first = sg.zone_table(app, 2.5)
+    sg.zone_table.cache_clear()
+    assert sg.zone_table(app, 2.5) == first and calls == [2.5]
+    sg.zone_table(app, 3.5)
+    assert calls == [2.5, 3.5]
+    files = sorted((tmp_path / "zone-tables").glob("covidien-emprint-*.json"))
+    assert len(files) == 2
+    for f in files:
+        f.write_text("{not json")
+    sg.zone_table.cache_clear()
+    assert sg.zone_table(app, 2.5) == first and calls == [2.5, 3.5, 2.5]
+    sg.zone_table.cache_clear()

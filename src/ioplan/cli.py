@@ -201,8 +201,13 @@ def demo(
 def _print_plan_summary(plan) -> None:
     verdict = "covers" if plan.covered else "does NOT cover"
     for a in plan.applicators:
+        setting = (
+            f"protocol {a['protocol']}"
+            if a.get("protocol")
+            else f"{a['power_w']:g} W for {a['duration_s']:g} s"
+        )
         console.print(
-            f"{escape(a['id'])}: {a['power_w']:g} W for {a['duration_s']:g} s, entry "
+            f"{escape(a['id'])}: {setting}, entry "
             f"{a['entry_mm']} -> tip {a['tip_mm']} mm (LPS), depth {a['insertion_depth_mm']} mm"
         )
     console.print(
@@ -213,12 +218,18 @@ def _print_plan_summary(plan) -> None:
         f"{plan.runtime_s:.1f} s)"
     )
     for r in plan.at_risk[:3]:
+        extreme = (
+            f"min {r['min_temperature_c']:.1f}"
+            if plan.modality == "cryo"
+            else f"max {r['max_temperature_c']:.1f}"
+        )
         console.print(
-            f"  {r['structure']}: {r['closest_distance_mm']:.1f} mm from the zone, "
-            f"max {r['max_temperature_c']:.1f} degC"
+            f"  {r['structure']}: {r['closest_distance_mm']:.1f} mm from the zone, {extreme} degC"
         )
     for sug in plan.suggestions:
         console.print(f"  suggestion: {escape(sug)}")
+    for note in plan.notes:
+        console.print(f"  note: {escape(note)}")
 
 
 @app.command()
@@ -469,7 +480,11 @@ def simulate(
     spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Voxel size in mm.")] = 1.0,
     margin_mm: Annotated[float, typer.Option(help="Domain margin around the applicators.")] = 40.0,
     array: Annotated[
-        int, typer.Option(help="Identical applicators: 1-4 (line, triangle, square).")
+        int,
+        typer.Option(
+            help="Identical applicators: 1-4 (line, triangle, square), "
+            "5-8 (one on the axis, the rest on a ring)."
+        ),
     ] = 1,
     spacing_between_mm: Annotated[float, typer.Option(help="Distance between applicators.")] = 15.0,
     vessel: Annotated[

@@ -56,14 +56,16 @@ class Placement:
 
 
 def array_placements(centre: Placement, n: int, spacing_mm: float) -> list[Placement]:
-    """``n`` parallel applicators around ``centre``'s axis: 1, 2 (line), 3 (triangle), 4 (square).
+    """``n`` parallel applicators around ``centre``'s axis.
 
-    ``spacing_mm`` is the distance between neighbouring applicators.
+    1 (on the axis), 2 (line), 3 (triangle), 4 (square): a regular polygon whose side is
+    ``spacing_mm``. 5-8 (cryoprobe arrays): one probe on the axis and ``n - 1`` on a
+    ring of radius ``spacing_mm`` around it.
     """
     if n == 1:
         return [centre]
-    if n not in (2, 3, 4):
-        raise InputError(f"--array must be 1-4, got {n}")
+    if n not in range(2, 9):
+        raise InputError(f"--array must be 1-8, got {n}")
     if not np.isfinite(spacing_mm) or not 3.0 <= spacing_mm <= 60.0:
         raise InputError(f"spacing between applicators must be 3-60 mm, got {spacing_mm}")
     d = np.asarray(centre.direction)
@@ -71,11 +73,15 @@ def array_placements(centre: Placement, n: int, spacing_mm: float) -> list[Place
     e1 = np.cross(d, helper)
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(d, e1)
-    # circumradius of the regular polygon with side spacing_mm
-    radius = spacing_mm / (2.0 * math.sin(math.pi / n))
     out = []
-    for i in range(n):
-        a = 2.0 * math.pi * i / n
+    if n >= 5:
+        out.append(centre)
+        ring, radius = n - 1, spacing_mm
+    else:
+        # circumradius of the regular polygon with side spacing_mm
+        ring, radius = n, spacing_mm / (2.0 * math.sin(math.pi / n))
+    for i in range(ring):
+        a = 2.0 * math.pi * i / ring
         off = radius * (math.cos(a) * e1 + math.sin(a) * e2)
         out.append(Placement(tuple(np.asarray(centre.tip_mm) + off), centre.direction))
     return out

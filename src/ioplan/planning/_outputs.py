@@ -51,9 +51,12 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
     g = case.labels.grid
     img = np.asarray(case.image.array, float)
     z = np.asarray(plan.zone.array) > 0
-    hot = np.asarray(plan.tmax.array) >= 60.0
-    tip = np.asarray(plan.applicators[0]["tip_mm"])
-    entry = np.asarray(plan.applicators[0]["entry_mm"])
+    if plan.modality == "cryo":  # the ice ball's edge
+        hot = np.asarray(plan.tmin.array) <= 0.0
+        zone_name, iso_name = "-40 degC", "ice ball edge (0 degC)"
+    else:
+        hot = np.asarray(plan.tmax.array) >= 60.0
+        zone_name, iso_name = "Omega >= 1", "60 degC isotherm"
     c = np.clip(np.rint(g.lps_to_index(plan.target_mm)).astype(int), 0, np.asarray(g.shape) - 1)
     sp = g.spacing_mm
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
@@ -62,7 +65,10 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
         ("coronal", 1, lambda a: a[:, c[1]][::-1], (0, 2)),
         ("sagittal", 2, lambda a: a[:, :, c[2]][::-1], (0, 1)),
     )
-    e_idx, t_idx = g.lps_to_index(entry), g.lps_to_index(tip)
+    paths = [
+        (g.lps_to_index(np.asarray(a["entry_mm"])), g.lps_to_index(np.asarray(a["tip_mm"])))
+        for a in plan.applicators
+    ]
     for ax, (name, _axis, take, (r_ax, c_ax)) in zip(axes, views, strict=True):
         aspect = sp[r_ax] / sp[c_ax]
         ax.imshow(take(img), cmap="gray", vmin=_WINDOW[0], vmax=_WINDOW[1], aspect=aspect)
@@ -77,12 +83,13 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
                 ax.contour(sl, levels=[0.5], colors=colour, linewidths=1.2, linestyles=style)
         n_rows = take(img).shape[0]
         flip = name != "axial"
-        pr = [p[r_ax] for p in (e_idx, t_idx)]
-        pc = [p[c_ax] for p in (e_idx, t_idx)]
-        if flip:
-            pr = [n_rows - 1 - v for v in pr]
-        ax.plot(pc, pr, color="cyan", lw=2)
-        ax.plot(pc[1], pr[1], "o", color="cyan", ms=4)
+        for e_idx, t_idx in paths:
+            pr = [p[r_ax] for p in (e_idx, t_idx)]
+            pc = [p[c_ax] for p in (e_idx, t_idx)]
+            if flip:
+                pr = [n_rows - 1 - v for v in pr]
+            ax.plot(pc, pr, color="cyan", lw=1.5)
+            ax.plot(pc[1], pr[1], "o", color="cyan", ms=3)
         ax.set_title(f"{name} through the tumour centre", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -90,9 +97,9 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
         handles=[
             plt.Line2D([], [], color="lime", label="tumour"),
             plt.Line2D([], [], color="yellow", ls="--", label=f"margin {plan.margin_mm:g} mm"),
-            plt.Line2D([], [], color="red", label="predicted zone (Omega >= 1)"),
-            plt.Line2D([], [], color="orange", ls=":", label="60 degC isotherm"),
-            plt.Line2D([], [], color="cyan", label="applicator (path projected)"),
+            plt.Line2D([], [], color="red", label=f"predicted zone ({zone_name})"),
+            plt.Line2D([], [], color="orange", ls=":", label=iso_name),
+            plt.Line2D([], [], color="cyan", label="applicators (paths projected)"),
         ],
         loc="lower center",
         ncol=5,
@@ -141,13 +148,19 @@ def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = 
     figs.mkdir(exist_ok=True)
     doc = plan.to_dict()
     (out / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if plan.zone is not None and plan.zone.grid != case.labels.grid:
+        from ioplan.planning._plan import _isotropic
+
+        case = _isotropic(case, plan.simulation["spacing_mm"])  # as the planner did
     g = case.labels.grid
-    mask, _ = tumour_mask(case, 0)
+    mask, _ = tumour_mask(case, plan.tumour_index)
     dist = ndimage.distance_transform_edt(~mask, sampling=g.spacing_mm)
     shell = (dist <= plan.margin_mm) & ~mask
     write_nifti(plan.zone, out / "zone.nii.gz", overwrite=True)
     write_nifti(Volume(shell.astype(np.uint8), g), out / "margin_shell.nii.gz", overwrite=True)
     write_nifti(plan.tmax, out / "tmax.nii.gz", overwrite=True)
+    if plan.tmin is not None:
+        write_nifti(plan.tmin, out / "tmin.nii.gz", overwrite=True)
     (out / "trajectories.mrk.json").write_text(json.dumps(_markups(plan), indent=2) + "\n")
     from ioplan.planning._dicomseg import write_plan_dicom_seg
 
@@ -194,6 +207,7 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
                 "structure",
                 "closest_distance_mm",
                 "max_temperature_c",
+                "min_temperature_c",
                 "lethal_damage",
                 "within_protect_distance",
             )
@@ -202,7 +216,7 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
         for r in plan.at_risk
     )
     tried = "".join(
-        f"<tr><td>{t['power_w']:g} W</td><td>{t['duration_s']:g} s</td>"
+        f"<tr><td>{t['applicators']}</td><td>{t['power_w']:g} W</td><td>{t['duration_s']:g} s</td>"
         f"<td>{t['coverage_percent']:.1f}</td><td>{t['margin_coverage_percent']:.1f}</td>"
         f"<td>{t['minimal_margin_mm']:.1f}</td></tr>"
         for t in plan.simulation["tried"]
@@ -212,7 +226,7 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
         f"<td>{html.escape('; '.join(r['reasons']))}</td></tr>"
         for r in plan.rejected_trajectories[:40]
     )
-    sugg = "".join(f"<li>{html.escape(s)}</li>" for s in plan.suggestions)
+    sugg = "".join(f"<li>{html.escape(s)}</li>" for s in plan.suggestions + plan.notes)
     sel_html = "".join(
         f"<li>{html.escape(r['reason'])} <small>[{html.escape(r['source'])}]</small></li>"
         for r in sel.reasons
@@ -236,13 +250,16 @@ a research tool whose zone model has a mean error of about 3 mm against manufact
 <h2>3D</h2><img src="figures/view3d.png">
 <h2>Structures at risk</h2>
 <table><tr><th>structure</th><th>closest distance to zone (mm)</th><th>max temperature (degC)</th>
-<th>lethal damage</th><th>within protect distance</th></tr>{risk}</table>
+<th>min temperature (degC)</th><th>lethal damage</th><th>within protect distance</th></tr>
+{risk}</table>
 <h2>Settings simulated</h2>
-<table><tr><th>power</th><th>time</th><th>tumour %</th><th>tumour + margin %</th>
+<table><tr><th>applicators</th><th>power</th><th>time</th><th>tumour %</th>
+<th>tumour + margin %</th>
 <th>minimal margin (mm)</th></tr>{tried}</table>
 <h2>Rejected trajectories (first 40 of {len(plan.rejected_trajectories)})</h2>
 <table><tr><th>entry (LPS mm)</th><th>length (mm)</th><th>reasons</th></tr>{rej}</table>
-<p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, trajectories.mrk.json,
+<p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, tmin.nii.gz,
+trajectories.mrk.json,
 dicom/plan_seg.dcm (DICOM-SEG: tumour, margin shell, zone) with its anonymous CT in dicom/ct
 (all open in 3D Slicer). ioplan {html.escape(plan.software_version)}, seed {plan.seed}.</p>
 </body></html>

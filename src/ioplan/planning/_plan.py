@@ -21,8 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,14 @@ from scipy import ndimage
 from ioplan.anatomy import Case, Label, local_radius_mm
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
-from ioplan.imaging import Grid, Volume, resample
+from ioplan.imaging import Grid, Volume, resample, resample_to_spacing
+from ioplan.planning._surrogate import (
+    CRYO_LETHAL_C,
+    CRYO_PROTOCOL,
+    CRYO_SPACING_MM,
+    MAX_CRYOPROBES,
+    zone_table,
+)
 from ioplan.planning._trajectories import (
     Trajectory,
     TrajectoryConfig,
@@ -128,16 +134,19 @@ class Plan:
     runtime_s: float
     seed: int
     software_version: str
+    notes: tuple[str, ...] = ()
+    tumour_index: int = 0
     zone: Volume | None = field(default=None, repr=False, compare=False)
     tmax: Volume | None = field(default=None, repr=False, compare=False)
+    tmin: Volume | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The ``plan.json`` document (keys named in the issue are a contract)."""
         d = asdict(self)
-        for k in ("zone", "tmax"):
+        for k in ("zone", "tmax", "tmin"):
             d.pop(k)
         d["schema_version"] = PLAN_SCHEMA_VERSION
-        for k in ("applicators", "at_risk", "rejected_trajectories", "suggestions"):
+        for k in ("applicators", "at_risk", "rejected_trajectories", "suggestions", "notes"):
             d[k] = list(d[k])
         d["target_mm"] = [round(v, 2) for v in self.target_mm]
         for k in (
@@ -181,83 +190,6 @@ def tumour_mask(case: Case, index: int = 0) -> tuple[np.ndarray, dict[str, Any]]
     return mask, rec
 
 
-@lru_cache(maxsize=16)
-def _zone_table(
-    app: Applicator, spacing_mm: float
-) -> tuple[tuple[float, float, float, float, float], ...]:
-    """Surrogate: (power_w, duration_s, length_mm, width_mm, centre_offset_mm, n) rows.
-
-    Block simulations in perfused liver (the default in vivo perfusion), one per
-    power with snapshots at every candidate time; sub-voxel zone sizes.
-    """
-    from ioplan.physics import SimulationConfig, simulate
-    from ioplan.physics._zone import axial_zone
-
-    if app.modality == "cryo":
-        return _cryo_table(app, max(spacing_mm, 3.0))
-    if app.modality == "mw":
-        lo, hi = app.power_range_w
-        powers = sorted({round(v) for v in np.linspace(lo, hi, 3)})
-        tlo, thi = app.duration_range_s
-        times = tuple(sorted({round(v / 30) * 30 for v in np.linspace(max(tlo, 120), thi, 6)}))
-    elif app.modality == "rf":
-        powers = [200.0]
-        times = (360.0, 540.0, 720.0)
-    else:
-        raise InputError("the zone surrogate is for MW and RF applicators")
-    rows = []
-    for p in powers:
-        res = simulate(
-            SimulationConfig(
-                applicator=app,
-                power_w=float(p),
-                duration_s=float(max(times)),
-                tissue="liver",
-                spacing_mm=spacing_mm,
-                snapshot_times_s=times,
-            )
-        )
-        tip = tuple(res.settings["tips_mm"][0])
-        d = tuple(res.settings["direction"])
-        for t in times:
-            z = axial_zone(res.snapshot_fields[f"{t:g}"], res.grid, tip, d, 0.0)
-            rows.append((float(p), float(t), z.length_mm, z.width_mm, z.centre_offset_mm, 1))
-    return tuple(rows)
-
-
-#: Cryo protocol planned: double freeze (10 min, 5 min active thaw, 10 min), the common
-#: clinical protocol; probes 1.5 cm apart (optimum 1.5-2 cm, PMC4850244).
-CRYO_PROTOCOL = "freeze:600,thaw:300,freeze:600"
-CRYO_SPACING_MM = 15.0
-CRYO_LETHAL_C = -40.0
-
-
-def _cryo_table(app: Applicator, spacing_mm: float):
-    """Surrogate rows for 1-4 cryoprobes: (0, duration, length, width, offset, n)."""
-    from ioplan.physics import CryoProtocol, SimulationConfig, simulate
-    from ioplan.physics._zone import axial_zone
-
-    proto = CryoProtocol.parse(CRYO_PROTOCOL)
-    rows = []
-    for n in (1, 2, 3, 4):
-        res = simulate(
-            SimulationConfig(
-                applicator=app,
-                protocol=proto,
-                tissue="liver",
-                spacing_mm=spacing_mm,
-                array=n,
-                spacing_between_mm=CRYO_SPACING_MM,
-                lethal_temperature_c=CRYO_LETHAL_C,
-                snapshot_times_s=(proto.duration_s,),
-            )
-        )
-        f = res.snapshot_fields[f"{proto.duration_s:g}"]
-        z = axial_zone(f, res.grid, (0.0, 0.0, 0.0), tuple(res.settings["direction"]), 0.0)
-        rows.append((0.0, proto.duration_s, z.length_mm, z.width_mm, z.centre_offset_mm, n))
-    return tuple(rows)
-
-
 def _ellipsoid_holds(points: np.ndarray, centre: np.ndarray, d: np.ndarray, length: float,
                      width: float) -> float:  # fmt: skip
     """Largest normalised radius of ``points`` in the zone ellipsoid (<= 1: all inside)."""
@@ -278,7 +210,7 @@ def _target_points(mask: np.ndarray, grid: Grid, margin_mm: float) -> np.ndarray
     return grid.index_to_lps(np.argwhere(shell))
 
 
-def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 5):
+def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 3):
     """The trajectory to use and the settings to verify, least energy first.
 
     For each trajectory, the settings whose surrogate zone holds ``pts`` sorted by
@@ -286,7 +218,7 @@ def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 5):
     the better path). Its ladder is that setting and the next ones up. If no
     setting holds the points, the ladder is the settings that come closest.
     """
-    table = _zone_table(app, spacing_mm)
+    table = zone_table(app, spacing_mm)
     ranked = []
     for tr in trajs:
         d = np.asarray(tr.direction)
@@ -297,14 +229,21 @@ def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 5):
             rows.append((energy, fit, p, t, offset, length, width, n))
         rows.sort(key=lambda r: r[0])
         ok = [r for r in rows if r[1] <= 1.0]
-        if ok:
+        if ok and app.modality == "cryo":
+            # the fewest probes that cover, then one and two more (the heat sink of the
+            # case's vessels shrinks the ice below the surrogate's)
+            picks = [r for r in rows if ok[0][7] <= r[7] <= ok[0][7] + 2]
+        elif ok:
             # the least energy that covers, then half-way and the most (the heat sink and
             # the anatomy can shrink the zone below the surrogate's)
             picks = [ok[0], ok[len(ok) // 2], ok[-1]]
+        if ok:
             ladder = [r for i, r in enumerate(picks) if r not in picks[:i]]
             ranked.append((0, ok[0][0], -tr.score, tr, ladder[:n_steps]))
         else:
             close = sorted(rows, key=lambda r: (r[1], r[0]))[:n_steps]
+            if app.modality == "cryo":
+                close = sorted(close, key=lambda r: r[0])  # fewer probes first
             ranked.append((1, close[0][1], -tr.score, tr, close))
     ranked.sort(key=lambda r: r[:3])
     _, _, _, tr, ladder = ranked[0]
@@ -342,6 +281,10 @@ def _verify(case, app, tr, power, duration, offset, cfg, progress, n=1):
         Volume(res.state.tmax_c.astype(np.float32), res.grid), g, interpolation="linear",
         default_value=37.0,
     )  # fmt: skip
+    tmin = resample(
+        Volume(res.state.tmin_c.astype(np.float32), res.grid), g, interpolation="linear",
+        default_value=37.0,
+    )  # fmt: skip
     z = np.asarray(zone.array) > 0
     # the applicator's own voxels are not tissue in the engine; where the zone surrounds
     # the shaft, the track is ablated too
@@ -355,7 +298,7 @@ def _verify(case, app, tr, power, duration, offset, cfg, progress, n=1):
         radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
         shaft |= (along <= 0) & (radial <= r_shaft)
     z |= shaft & ndimage.binary_dilation(z, iterations=2)
-    return res, z, np.asarray(tmax.array), tips
+    return res, z, np.asarray(tmax.array), np.asarray(tmin.array), tips
 
 
 def _parallel_paths_safe(
@@ -396,8 +339,8 @@ def _large_vessel_lumen(lab: np.ndarray, sp) -> np.ndarray:
     return out
 
 
-def _metrics(case: Case, z: np.ndarray, tmax: np.ndarray, mask: np.ndarray, margin_mm: float,
-             protect_mm: float) -> dict[str, Any]:  # fmt: skip
+def _metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, mask: np.ndarray,
+             margin_mm: float, protect_mm: float) -> dict[str, Any]:  # fmt: skip
     g = case.labels.grid
     sp = g.spacing_mm
     lab = np.asarray(case.labels.array)
@@ -421,12 +364,12 @@ def _metrics(case: Case, z: np.ndarray, tmax: np.ndarray, mask: np.ndarray, marg
         if not m.any():
             continue
         dist = float(out_dist[m].min()) if out_dist is not None else float("inf")
-        hot = float(tmax[m].max())
         risk.append(
             {
                 "structure": name,
                 "closest_distance_mm": round(dist, 2),
-                "max_temperature_c": round(hot, 2),
+                "max_temperature_c": round(float(tmax[m].max()), 2),
+                "min_temperature_c": round(float(tmin[m].min()), 2),
                 "lethal_damage": bool(np.any(z & m)),
                 "within_protect_distance": dist < protect_mm,
             }
@@ -440,6 +383,18 @@ def _metrics(case: Case, z: np.ndarray, tmax: np.ndarray, mask: np.ndarray, marg
         "zone_volume_ml": float(z.sum()) * vox_ml,
         "at_risk": tuple(risk),
     }
+
+
+#: Largest ratio of voxel sides planned on as given; above it the case is resampled.
+ANISOTROPY_LIMIT = 3.0
+
+
+def _isotropic(case: Case, spacing_mm: float) -> Case:
+    """``case`` resampled to cubic voxels of ``spacing_mm`` over the same extent."""
+    iso = (spacing_mm,) * 3
+    image = resample_to_spacing(case.image, iso, interpolation="linear")
+    labels = resample_to_spacing(case.labels, iso, interpolation="nearest")
+    return replace(case, image=image, labels=labels)
 
 
 def plan_ablation(
@@ -456,20 +411,24 @@ def plan_ablation(
     t0 = time.perf_counter()
     app = cfg.applicator()
     say = log or (lambda _m: None)
+    notes: list[str] = []
+    sp = np.asarray(case.labels.grid.spacing_mm)
+    if sp.max() / sp.min() > ANISOTROPY_LIMIT:
+        case = _isotropic(case, cfg.spacing_mm)
+        notes.append(
+            f"the case's voxels ({', '.join(f'{v:g}' for v in sp)} mm) are very anisotropic: "
+            f"it was resampled to {cfg.spacing_mm:g} mm isotropic voxels for planning (image "
+            "linear, labels nearest neighbour); the plan's maps are on that grid"
+        )
+        say(notes[-1])
     mask, rec = tumour_mask(case, cfg.tumour_index)
     g = case.labels.grid
-    sp = np.asarray(g.spacing_mm)
-    if sp.max() / sp.min() > 3.0:
-        raise InputError(
-            f"voxels are very anisotropic ({tuple(sp)} mm); resample the case first "
-            "(e.g. ioplan import-case --spacing-mm 1)"
-        )
     histology = str(rec.get("histology", "unknown"))
     margin = cfg.margin_mm if cfg.margin_mm is not None else DEFAULT_MARGIN_MM.get(histology, 5.0)
     centre = g.index_to_lps(np.argwhere(mask).mean(axis=0))
     diam = 2.0 * (3.0 * float(mask.sum()) * g.voxel_volume_ml * 1e3 / (4.0 * math.pi)) ** (1 / 3)
     say(f"tumour: {diam:.0f} mm ({histology}), margin {margin:g} mm")
-    table = _zone_table(app, cfg.spacing_mm)
+    table = zone_table(app, cfg.spacing_mm)
     offset_guess = float(np.median([r[4] for r in table]))
     dmaps = forbidden_groups(case, cfg.trajectories)
     trajs = candidate_trajectories(
@@ -515,8 +474,8 @@ def plan_ablation(
             f"{n} x {t:g} s freeze protocol" if app.modality == "cryo" else f"{n} x {p:g} W {t:g} s"
         )
         say(f"verifying {what} (surrogate zone {length:.0f} x {width:.0f} mm)")
-        res, z, tmax, tips = _verify(case, app, tr, p, t, offset, cfg, progress, n=int(n))
-        m = _metrics(case, z, tmax, mask, margin, cfg.protect_mm)
+        res, z, tmax, tmin, tips = _verify(case, app, tr, p, t, offset, cfg, progress, n=int(n))
+        m = _metrics(case, z, tmax, tmin, mask, margin, cfg.protect_mm)
         tried.append(
             {"applicators": int(n), "power_w": p, "duration_s": t}
             | {k: round(m[k], 2) for k in ("coverage_percent", "margin_coverage_percent",
@@ -525,11 +484,11 @@ def plan_ablation(
         safe = not any(r["lethal_damage"] or r["within_protect_distance"] for r in m["at_risk"])
         key = (m["margin_coverage_percent"] >= 99.0 and safe, m["margin_coverage_percent"], -n)
         if best is None or key > best[0]:
-            best = (key, step_, res, z, tmax, tips, m)
+            best = (key, step_, res, z, tmax, tmin, tips, m)
         if key[0] or not safe:
             break  # covered; or more energy would only reach further into a protected structure
     assert best is not None
-    (ok, _, _), step_, res, z, tmax, tips, m = best
+    (ok, _, _), step_, res, z, tmax, tmin, tips, m = best
     _, fit, p, t, offset, length, width, n = step_
     suggestions = []
     if not ok and blocked:
@@ -537,6 +496,8 @@ def plan_ablation(
     if not ok:
         if m["margin_coverage_percent"] < 99.0:
             more = "" if blocked else "2-3 applicators, "
+            if app.modality == "cryo":
+                more = "" if n >= MAX_CRYOPROBES else f"{n + 1}-{MAX_CRYOPROBES} cryoprobes, "
             suggestions.append(
                 f"the zone covers {m['margin_coverage_percent']:.1f} % of the tumour plus its "
                 f"{margin:g} mm margin: consider {more}another path or device, a smaller "
@@ -598,7 +559,7 @@ def plan_ablation(
         },
         surrogate={
             "kind": "calibrated zone ellipsoid from block simulations (perfused liver)",
-            "rows": len(_zone_table(app, cfg.spacing_mm)),
+            "rows": len(zone_table(app, cfg.spacing_mm)),
             "predicted_fit": round(fit, 3),
             "predicted_length_mm": round(length, 2),
             "predicted_width_mm": round(width, 2),
@@ -606,9 +567,12 @@ def plan_ablation(
         rejected_trajectories=rejected,
         accepted_trajectories=len(accepted),
         suggestions=tuple(suggestions),
+        notes=tuple(notes),
+        tumour_index=cfg.tumour_index,
         runtime_s=time.perf_counter() - t0,
         seed=cfg.seed,
         software_version=__version__,
         zone=Volume(z.astype(np.uint8), g),
         tmax=Volume(tmax.astype(np.float32), g),
+        tmin=Volume(tmin.astype(np.float32), g),
     )

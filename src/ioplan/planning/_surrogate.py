@@ -1,0 +1,172 @@
+"""The planner's fast surrogate: each applicator's zone size from block simulations.
+
+One row per setting: ``(power_w, duration_s, length_mm, width_mm, centre_offset_mm, n)``
+(``n`` applicators in parallel). The rows come from the engine itself (uniform perfused
+liver, no vessels), so they change whenever the engine, the tissue tables or the
+applicator's calibration change. They are kept in memory and on disk: the disk copy is
+keyed by a hash of everything that shapes them (the applicator's record, the grid, the
+engine's source and the data files), so a stale table can never be read back.
+
+The cache folder is ``$IOPLAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/ioplan``, else
+``~/.cache/ioplan``. If it cannot be written the tables are simply recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ioplan.devices import Applicator
+from ioplan.errors import InputError
+
+__all__ = ["CRYO_LETHAL_C", "CRYO_PROTOCOL", "CRYO_SPACING_MM", "MAX_CRYOPROBES", "zone_table"]
+
+#: Cryo protocol planned: double freeze (10 min, 5 min active thaw, 10 min), the common
+#: clinical protocol; probes 1.5 cm apart (optimum 1.5-2 cm, PMC4850244).
+CRYO_PROTOCOL = "freeze:600,thaw:300,freeze:600"
+CRYO_SPACING_MM = 15.0
+CRYO_LETHAL_C = -40.0
+#: Most cryoprobes planned at once (the issue's clinical range: up to 8).
+MAX_CRYOPROBES = 8
+
+Row = tuple[float, float, float, float, float, int]
+
+
+def cache_dir() -> Path:
+    """Where computed tables are kept between runs."""
+    env = os.environ.get("IOPLAN_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ioplan"
+
+
+@lru_cache(maxsize=1)
+def _source_digest() -> str:
+    """Hash of the engine's and the planner's source and of the data files they read."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    files = sorted(
+        [*root.glob("physics/*.py"), *root.glob("*/data/*.toml"), Path(__file__).resolve()]
+    )
+    for f in files:
+        h.update(f.relative_to(root).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _key(app: Applicator, spacing_mm: float) -> str:
+    from ioplan import __version__
+
+    doc = {
+        "applicator": asdict(app),
+        "spacing_mm": spacing_mm,
+        "version": __version__,
+        "source": _source_digest(),
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _read(path: Path) -> tuple[Row, ...] | None:
+    try:
+        doc = json.loads(path.read_text())
+        return tuple(
+            (float(p), float(t), float(ln), float(w), float(o), int(n))
+            for p, t, ln, w, o, n in doc["rows"]
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write(path: Path, app: Applicator, rows: tuple[Row, ...]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"applicator": app.id, "rows": [list(r) for r in rows]}, f)
+        os.replace(tmp, path)  # atomic: a reader never sees half a table
+    except OSError:
+        pass
+
+
+@lru_cache(maxsize=16)
+def zone_table(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
+    """The surrogate rows for ``app`` (MW/RF at ``spacing_mm``; cryo at >= 3 mm)."""
+    if app.modality == "cryo":
+        spacing_mm = max(spacing_mm, 3.0)
+    path = cache_dir() / "zone-tables" / f"{app.id}-{_key(app, spacing_mm)}.json"
+    rows = _read(path)
+    if rows is None:
+        rows = (
+            _cryo_rows(app, spacing_mm) if app.modality == "cryo" else _heat_rows(app, spacing_mm)
+        )
+        _write(path, app, rows)
+    return rows
+
+
+def _heat_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
+    """MW/RF: one block simulation per power, the zone measured at every candidate time."""
+    from ioplan.physics import SimulationConfig, simulate
+    from ioplan.physics._zone import axial_zone
+
+    if app.modality == "mw":
+        lo, hi = app.power_range_w
+        powers = sorted({round(v) for v in np.linspace(lo, hi, 3)})
+        tlo, thi = app.duration_range_s
+        times = tuple(sorted({round(v / 30) * 30 for v in np.linspace(max(tlo, 120), thi, 6)}))
+    elif app.modality == "rf":
+        powers = [200.0]
+        times = (360.0, 540.0, 720.0)
+    else:
+        raise InputError("the zone surrogate is for MW, RF and cryo applicators")
+    rows: list[Row] = []
+    for p in powers:
+        res = simulate(
+            SimulationConfig(
+                applicator=app,
+                power_w=float(p),
+                duration_s=float(max(times)),
+                tissue="liver",
+                spacing_mm=spacing_mm,
+                snapshot_times_s=times,
+            )
+        )
+        tip = tuple(res.settings["tips_mm"][0])
+        d = tuple(res.settings["direction"])
+        for t in times:
+            z = axial_zone(res.snapshot_fields[f"{t:g}"], res.grid, tip, d, 0.0)
+            rows.append((float(p), float(t), z.length_mm, z.width_mm, z.centre_offset_mm, 1))
+    return tuple(rows)
+
+
+def _cryo_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
+    """Cryo: the -40 degC zone of 1 to 8 probes, 15 mm apart, after the double freeze."""
+    from ioplan.physics import CryoProtocol, SimulationConfig, simulate
+    from ioplan.physics._zone import axial_zone
+
+    proto = CryoProtocol.parse(CRYO_PROTOCOL)
+    rows: list[Row] = []
+    for n in range(1, MAX_CRYOPROBES + 1):
+        res = simulate(
+            SimulationConfig(
+                applicator=app,
+                protocol=proto,
+                tissue="liver",
+                spacing_mm=spacing_mm,
+                array=n,
+                spacing_between_mm=CRYO_SPACING_MM,
+                lethal_temperature_c=CRYO_LETHAL_C,
+                snapshot_times_s=(proto.duration_s,),
+            )
+        )
+        f = res.snapshot_fields[f"{proto.duration_s:g}"]
+        z = axial_zone(f, res.grid, (0.0, 0.0, 0.0), tuple(res.settings["direction"]), 0.0)
+        rows.append((0.0, proto.duration_s, z.length_mm, z.width_mm, z.centre_offset_mm, n))
+    return tuple(rows)
