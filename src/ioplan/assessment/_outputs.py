@@ -1,0 +1,152 @@
+"""Margin outputs: the coloured tumour surface (PLY, VTK), a NIfTI map, pictures, a report."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ioplan.assessment._margin import MarginResult
+from ioplan.imaging import Volume, check_output_folder, write_nifti
+
+__all__ = ["write_margin_outputs", "write_ply", "write_vtk"]
+
+
+def write_ply(path: Path, vertices_mm: np.ndarray, faces: np.ndarray, margin_mm: np.ndarray):
+    """ASCII PLY with a per-vertex ``margin_mm`` (opens in 3D Slicer as a scalar)."""
+    lines = [
+        "ply",
+        "format ascii 1.0",
+        "comment ioplan tumour surface, LPS mm, per-vertex margin to the ablation zone (mm)",
+        f"element vertex {len(vertices_mm)}",
+        "property float x",
+        "property float y",
+        "property float z",
+        "property float margin_mm",
+        f"element face {len(faces)}",
+        "property list uchar int vertex_indices",
+        "end_header",
+    ]
+    lines += [f"{x:.4f} {y:.4f} {z:.4f} {m:.4f}" for (x, y, z), m in zip(vertices_mm, margin_mm,
+                                                                         strict=True)]  # fmt: skip
+    lines += [f"3 {a} {b} {c}" for a, b, c in faces]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_vtk(path: Path, vertices_mm: np.ndarray, faces: np.ndarray, margin_mm: np.ndarray):
+    """Legacy VTK polydata (LPS mm) with point scalars ``margin_mm``."""
+    lines = [
+        "# vtk DataFile Version 3.0",
+        "ioplan tumour surface with margin (mm); SPACE=LPS",
+        "ASCII",
+        "DATASET POLYDATA",
+        f"POINTS {len(vertices_mm)} float",
+    ]
+    lines += [f"{x:.4f} {y:.4f} {z:.4f}" for x, y, z in vertices_mm]
+    lines.append(f"POLYGONS {len(faces)} {4 * len(faces)}")
+    lines += [f"3 {a} {b} {c}" for a, b, c in faces]
+    lines += [f"POINT_DATA {len(vertices_mm)}", "SCALARS margin_mm float 1", "LOOKUP_TABLE default"]
+    lines += [f"{m:.4f}" for m in margin_mm]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _margin_map(res: MarginResult, like: Volume) -> Volume:
+    """Tumour-surface voxels carry the margin of the nearest surface vertex; 0 elsewhere."""
+    from scipy import ndimage
+
+    g = like.grid
+    t = np.asarray(like.array)
+    t = t > (0.5 if np.issubdtype(t.dtype, np.floating) else 0)
+    shell = t & ~ndimage.binary_erosion(t)
+    out = np.zeros(g.shape, np.float32)
+    idx = np.argwhere(shell)
+    if len(idx) and res.mesh is not None and res.vertex_margin_mm is not None:
+        _, near = cKDTree(res.mesh.vertices_mm).query(g.index_to_lps(idx))
+        out[tuple(idx.T)] = res.vertex_margin_mm[near]
+    return Volume(out, g)
+
+
+def _figure(res: MarginResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert res.mesh is not None and res.vertex_margin_mm is not None
+    v, m = res.mesh.vertices_mm, res.vertex_margin_mm
+    fig = plt.figure(figsize=(11, 4.2))
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    lim = max(abs(float(np.min(m))), abs(float(np.max(m))), res.margin_mm, 1.0)
+    sc = ax.scatter(v[:, 0], v[:, 1], v[:, 2], c=m, cmap="RdYlGn", vmin=-lim, vmax=lim, s=2)
+    ax.set_xlabel("x (mm, L)")
+    ax.set_ylabel("y (mm, P)")
+    ax.set_zlabel("z (mm, S)")
+    ax.set_title(f"tumour surface coloured by margin; MAM {res.minimal_margin_mm:.1f} mm")
+    fig.colorbar(sc, ax=ax, shrink=0.7, label="margin (mm)")
+    ax2 = fig.add_subplot(1, 2, 2)
+    w = res.mesh.vertex_areas_mm2()
+    ax2.hist(m, bins=40, weights=100 * w / w.sum(), color="grey")
+    for x_, c in ((0.0, "red"), (res.margin_mm, "orange")):
+        ax2.axvline(x_, color=c, ls="--")
+    ax2.set_xlabel("margin (mm)")
+    ax2.set_ylabel("% of tumour surface")
+    ax2.set_title("margin distribution (red: 0 mm, orange: set margin)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_margin_outputs(
+    res: MarginResult, tumour: Volume, folder: str | Path, doc: dict[str, Any], *,
+    overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """``margin.json``, ``margin_surface.ply``/``.vtk``, ``margin_map.nii.gz``, ``margin.png``
+    and ``report.html`` in ``folder``; returns the report's path."""
+    out = check_output_folder(folder, overwrite=overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "margin.json").write_text(json.dumps(doc, indent=2) + "\n")
+    assert res.mesh is not None and res.vertex_margin_mm is not None
+    write_ply(out / "margin_surface.ply", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm)
+    write_vtk(out / "margin_surface.vtk", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm)
+    write_nifti(_margin_map(res, tumour), out / "margin_map.nii.gz", overwrite=True)
+    _figure(res, out / "margin.png")
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+        for k, v in doc.items()
+        if not isinstance(v, dict | list)
+    )
+    frac = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
+        for k, v in doc["surface_fraction"].items()
+    )
+    vic = "".join(f"<tr><td>{k} mm</td><td>{v:.3f}</td></tr>" for k, v in doc["vic_ml"].items())
+    reg = html.escape(json.dumps(doc.get("registration", {}), indent=1))
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in doc.get("notes", []))
+    verdict = "achieved" if res.technical_success else "NOT achieved"
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>ioplan margin</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+</style></head><body>
+<h1>Ablation margin</h1>
+<p>Technical success (tumour plus {res.margin_mm:g} mm inside the zone): <b>{verdict}</b>.
+Minimal ablative margin <b>{res.minimal_margin_mm:.2f} mm</b> at {list(doc["closest_point_mm"])}
+(LPS mm), measured between sub-voxel surfaces (marching cubes, exact point-to-triangle
+distances). Not for clinical use.</p>
+<img src="margin.png" width="100%">
+<table>{rows}</table>
+<h2>Tumour surface by margin (%)</h2><table>{frac}</table>
+<h2>Volume of insufficient coverage (mL; Kaye et al. 2019)</h2><table>{vic}</table>
+<h2>Registration</h2><pre>{reg}</pre>
+<h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
+<p>Files: margin.json, margin_surface.ply and margin_surface.vtk (tumour surface with a
+per-vertex margin_mm, LPS, open in 3D Slicer), margin_map.nii.gz (margin on the tumour's
+surface voxels, 0 elsewhere).</p>
+</body></html>
+"""
+    (out / "report.html").write_text(page)
+    return out / "report.html"
