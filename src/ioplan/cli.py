@@ -305,6 +305,137 @@ def plan(
     typer.echo(f"report: {report}")
 
 
+def _read_points(path: Path) -> list[tuple[float, float, float]]:
+    """Landmarks: a CSV of x,y,z (LPS mm), one per line, or a 3D Slicer .mrk.json/.fcsv."""
+    if not path.is_file():
+        raise InputError(f"landmark file not found: {path}")
+    text = path.read_text()
+    if path.suffix == ".json":
+        try:
+            doc = json.loads(text)
+            pts = [p["position"] for m in doc["markups"] for p in m["controlPoints"]]
+        except (ValueError, KeyError, TypeError):
+            raise InputError(f"{path}: not a Slicer markups file") from None
+        return [tuple(float(v) for v in p) for p in pts]
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#") or line[0].isalpha():
+            continue
+        parts = line.split(",")
+        try:
+            out.append(tuple(float(v) for v in parts[:3]) if path.suffix != ".fcsv"
+                       else tuple(float(v) for v in parts[1:4]))  # fmt: skip
+        except ValueError:
+            raise InputError(f"{path}, line {i}: expected x,y,z in mm") from None
+    return out
+
+
+@app.command()
+def margin(
+    tumor: Annotated[Path, typer.Option(help="Tumour mask (labels or probabilities).")],
+    zone: Annotated[Path, typer.Option(help="Ablation zone mask (on the post image).")],
+    pre_image: Annotated[
+        Path | None, typer.Option(help="Pre-procedure image the tumour was drawn on.")
+    ] = None,
+    post_image: Annotated[
+        Path | None, typer.Option(help="Post-procedure image the zone was drawn on.")
+    ] = None,
+    liver: Annotated[
+        Path | None, typer.Option(help="Liver mask on the post image (registration, capsule).")
+    ] = None,
+    pre_liver: Annotated[
+        Path | None, typer.Option(help="Liver mask on the pre image (registration quality).")
+    ] = None,
+    registration: Annotated[
+        str, typer.Option(help="Stages: rigid, rigid,affine or rigid,affine,bspline.")
+    ] = "rigid",
+    landmarks_pre: Annotated[
+        Path | None, typer.Option(help="Landmarks on the pre image (CSV x,y,z or .mrk.json).")
+    ] = None,
+    landmarks_post: Annotated[
+        Path | None, typer.Option(help="The same landmarks on the post image.")
+    ] = None,
+    margin_mm: Annotated[float, typer.Option(help="Margin wanted (technical success).")] = 5.0,
+    capsule_exclusion_mm: Annotated[
+        float, typer.Option(help="Leave out tumour surface this close to the liver capsule.")
+    ] = 0.0,
+    out: Annotated[Path | None, typer.Option(help="Output folder (report, maps).")] = None,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Minimal ablative margin (sub-voxel), coverage, VIC and technical success."""
+    import time
+
+    from ioplan.assessment import measure_margin
+    from ioplan.assessment._register import register_images, register_landmarks, warp
+    from ioplan.imaging import check_output_folder, read_image
+
+    t0 = time.perf_counter()
+    if out is not None:
+        check_output_folder(out, overwrite=overwrite)
+    tum = read_image(tumor)
+    zon = read_image(zone)
+    liv = read_image(liver) if liver is not None else None
+    reg_doc: dict = {"performed": False}
+    if (landmarks_pre is None) != (landmarks_post is None):
+        raise InputError("give both --landmarks-pre and --landmarks-post")
+    if (pre_image is None) != (post_image is None) and landmarks_pre is None:
+        raise InputError("give both --pre-image and --post-image to register")
+    reg = None
+    if landmarks_pre is not None and landmarks_post is not None:
+        reg = register_landmarks(
+            _read_points(landmarks_post), _read_points(landmarks_pre), margin_mm=margin_mm
+        )
+    elif pre_image is not None and post_image is not None:
+        stages = tuple(x.strip() for x in registration.split(",") if x.strip())
+        reg = register_images(
+            read_image(post_image),
+            read_image(pre_image),
+            liver_post=liv,
+            zone_post=zon,
+            stages=stages,
+            liver_pre=read_image(pre_liver) if pre_liver is not None else None,
+            margin_mm=margin_mm,
+        )
+    if reg is not None:
+        tum = warp(tum, reg, zon)
+        reg_doc = reg.to_dict()
+        for w in reg.warnings:
+            _warn(w)
+    res = measure_margin(
+        tum, zon, margin_mm=margin_mm, liver=liv, capsule_exclusion_mm=capsule_exclusion_mm
+    )
+    doc = res.to_dict() | {"registration": reg_doc, "runtime_s": time.perf_counter() - t0}
+    doc["runtime_s"] = round(doc["runtime_s"], 3)
+    report = None
+    if out is not None:
+        from ioplan.assessment._outputs import write_margin_outputs
+
+        report = write_margin_outputs(res, tum, out, doc, overwrite=overwrite)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    verdict = "achieved" if res.technical_success else "NOT achieved"
+    typer.echo(
+        f"minimal ablative margin {res.minimal_margin_mm:.2f} mm (sub-voxel); technical "
+        f"success at {margin_mm:g} mm: {verdict}; tumour covered {res.coverage_percent:.1f} %"
+    )
+    f = res.surface_fraction
+    typer.echo(
+        f"tumour surface: < 0 mm {f['lt0']:.1f} %, 0-5 mm {f['0to5']:.1f} %, "
+        f"5-10 mm {f['5to10']:.1f} %, >= 10 mm {f['ge10']:.1f} %"
+    )
+    v = res.vic_ml
+    typer.echo(
+        f"insufficient coverage: {v['0']:.2f} / {v['5']:.2f} / {v['10']:.2f} mL at 0/5/10 mm"
+    )
+    for note in res.notes:
+        typer.echo(f"note: {note}")
+    if report is not None:
+        typer.echo(f"report: {report}")
+
+
 @app.command()
 def phantom(
     out: Annotated[Path, typer.Option(help="Case folder to write.")],

@@ -45,6 +45,7 @@ MARGIN_BINS_MM = {"lt0": (-np.inf, 0.0), "0to5": (0.0, 5.0), "5to10": (5.0, 10.0
 #: Margins (mm) at which the volume of insufficient coverage is given (Kaye et al., "Volumetric
 #: 3D assessment of ablation zones", J Vasc Interv Radiol 2019; 0-10 mm).
 VIC_MARGINS_MM = (0.0, 5.0, 10.0)
+_PROB = "probabilities (surface at 0.5)"
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def _field(arr: np.ndarray, what: str) -> tuple[np.ndarray, str, np.ndarray]:
         if np.all((a == 0) | (a == 1)):
             a = a.astype(np.uint8)
         else:
-            return a.astype(np.float32), "probabilities (surface at 0.5)", a > 0.5
+            return a.astype(np.float32), _PROB, a > 0.5
     if a.min() < 0:
         raise InputError(f"the {what} mask has negative labels")
     binary = (a > 0).astype(np.float32)
@@ -91,14 +92,35 @@ def _field(arr: np.ndarray, what: str) -> tuple[np.ndarray, str, np.ndarray]:
     return smooth, kind, binary > 0
 
 
-def surface_mesh(field_: np.ndarray, grid: Grid, level: float = 0.5) -> Mesh:
-    """The ``level`` iso-surface of ``field_`` on ``grid`` (marching cubes), in LPS mm."""
+def surface_mesh(
+    field_: np.ndarray, grid: Grid, level: float = 0.5, blur_sigma_mm: float = 0.0
+) -> Mesh:
+    """The ``level`` iso-surface of ``field_`` on ``grid`` (marching cubes), in LPS mm.
+
+    ``blur_sigma_mm`` > 0 says the field is a mask blurred with that Gaussian. Blurring
+    moves the 0.5 level of a curved surface inwards by ``sigma^2 H / 2`` (``H`` the sum of
+    the principal curvatures; ``sigma^2 / R`` on a sphere), so each vertex is moved back
+    out along its normal by that amount, with ``H = div(n)`` taken from the field.
+    """
     from skimage.measure import marching_cubes
 
     f = np.pad(np.asarray(field_, np.float32), 1, mode="constant")  # closed surfaces
     if not (f.max() > level > f.min()):
         raise InputError("the mask has no surface (it is empty or fills the whole image)")
     verts, faces, _, _ = marching_cubes(f, level=level)
+    if blur_sigma_mm > 0:
+        sp = grid.spacing_mm
+        grad = np.gradient(f.astype(np.float64), *sp)
+        norm = np.sqrt(sum(g * g for g in grad)) + 1e-12
+        n_out = [-g / norm for g in grad]  # outward: the field falls outwards
+        curv = sum(np.gradient(n_out[a], sp[a], axis=a) for a in range(3))
+        at = verts.T
+        h = ndimage.map_coordinates(curv, at, order=1)
+        nv = np.stack([ndimage.map_coordinates(c, at, order=1) for c in n_out], axis=1)
+        nv /= np.linalg.norm(nv, axis=1, keepdims=True) + 1e-12
+        shift_mm = 0.5 * blur_sigma_mm**2 * np.clip(h, -1.0 / blur_sigma_mm, 1.0 / blur_sigma_mm)
+        # from mm along the array axes to index units
+        verts = verts + nv * (shift_mm[:, None] / np.asarray(sp))
     return Mesh(grid.index_to_lps(verts - 1.0), faces.astype(np.int64))
 
 
@@ -174,6 +196,133 @@ def point_mesh_distance(points: np.ndarray, mesh: Mesh, k: int = 8) -> np.ndarra
             d2 = _closest_on_triangles(pts[has], tri[:, 0], tri[:, 1], tri[:, 2])
             best[has] = np.minimum(best[has], d2)
     return np.sqrt(best)
+
+
+#: The margin over the tumour surface is averaged with a Gaussian of this width (voxels,
+#: and at least :data:`MARGIN_SMOOTH_MIN_MM`): the staircase leaves each vertex's margin
+#: uncertain by about a tenth of a voxel, and the minimum of many such values would read
+#: low; a wider average lifts the minimum of a curved margin function (ellipsoids).
+#: Chosen on spheres and ellipsoids at 0.5-2 mm voxels (errors in tests/test_assessment.py).
+#: The ray distance may exceed the closest distance by at most this (mm) before the
+#: closest distance is taken: far from the minimum the ray runs obliquely to the zone.
+RAY_SLACK_MM = 0.5
+
+
+def _outward_normals_and_curvature(f: np.ndarray, sp) -> tuple[list[np.ndarray], np.ndarray]:
+    grad = np.gradient(f.astype(np.float64), *sp)
+    norm = np.sqrt(sum(g * g for g in grad)) + 1e-12
+    n_out = [-g / norm for g in grad]  # the field falls outwards
+    curv = sum(np.gradient(n_out[a], sp[a], axis=a) for a in range(3))
+    return n_out, curv
+
+
+def _ray_margin(tf, zf, grid: Grid, verts_mm: np.ndarray, zone_sigma_mm: float,
+                reach_mm: float = 40.0, chunk: int = 4000) -> np.ndarray:  # fmt: skip
+    """Distance from each tumour vertex along its outward normal to the zone's 0.5 level.
+
+    The zone field is sampled every half voxel along the ray and the crossing found by
+    linear interpolation; a blurred zone's curvature shift (see :func:`surface_mesh`) is
+    added back. Rays that leave no crossing within ``reach_mm`` get ``reach_mm``.
+    """
+    sp = np.asarray(grid.spacing_mm)
+    n_t, _ = _outward_normals_and_curvature(tf, sp)
+    at = grid.lps_to_index(verts_mm).T
+    n_idx = np.stack([ndimage.map_coordinates(c, at, order=1) for c in n_t], axis=1)
+    # array-axis components (mm) -> LPS
+    d = np.asarray(grid.direction, float)
+    n_lps = n_idx @ d.T
+    n_lps /= np.linalg.norm(n_lps, axis=1, keepdims=True) + 1e-12
+    step = 0.5 * float(sp.min())
+    ts = np.arange(0.0, reach_mm + step, step)
+    out = np.full(len(verts_mm), reach_mm)
+    if zone_sigma_mm > 0:
+        n_z, curv_z = _outward_normals_and_curvature(zf, sp)
+    for a in range(0, len(verts_mm), chunk):
+        p = verts_mm[a : a + chunk]
+        nn = n_lps[a : a + chunk]
+        pts = p[:, None, :] + ts[None, :, None] * nn[:, None, :]
+        idx = grid.lps_to_index(pts.reshape(-1, 3)).T
+        f = ndimage.map_coordinates(zf, idx, order=1, cval=0.0).reshape(len(p), len(ts))
+        below = f < 0.5
+        first = np.argmax(below, axis=1)
+        hit = below.any(axis=1) & (first > 0)
+        i1 = first[hit]
+        rows = np.flatnonzero(hit)
+        f0, f1 = f[rows, i1 - 1], f[rows, i1]
+        t = ts[i1 - 1] + step * (f0 - 0.5) / np.maximum(f0 - f1, 1e-12)
+        if zone_sigma_mm > 0:
+            q = p[rows] + t[:, None] * nn[rows]
+            qi = grid.lps_to_index(q).T
+            h = ndimage.map_coordinates(curv_z, qi, order=1)
+            nz = np.stack([ndimage.map_coordinates(c, qi, order=1) for c in n_z], axis=1) @ d.T
+            nz /= np.linalg.norm(nz, axis=1, keepdims=True) + 1e-12
+            cos = np.clip(np.einsum("ij,ij->i", nz, nn[rows]), 0.5, 1.0)
+            shift = 0.5 * zone_sigma_mm**2 * np.clip(h, -1 / zone_sigma_mm, 1 / zone_sigma_mm)
+            t = t + shift / cos
+        out[a + rows] = t
+    return out
+
+
+MARGIN_SMOOTH_VOXELS = 1.0
+MINIMUM_FIT_VOXELS = 4.0
+MARGIN_SMOOTH_MIN_MM = 1.0
+
+
+def _smooth_on_surface(verts: np.ndarray, values: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """Gaussian-weighted mean of ``values`` over surface vertices within 2.5 sigma."""
+    tree = cKDTree(verts)
+    pairs = tree.query_pairs(2.5 * sigma_mm, output_type="ndarray")
+    w = np.exp(-0.5 * (np.linalg.norm(verts[pairs[:, 0]] - verts[pairs[:, 1]], axis=1)
+                       / sigma_mm) ** 2)  # fmt: skip
+    n = len(values)
+    num = values.copy()
+    den = np.ones(n)
+    num += np.bincount(pairs[:, 0], w * values[pairs[:, 1]], minlength=n)
+    num += np.bincount(pairs[:, 1], w * values[pairs[:, 0]], minlength=n)
+    den += np.bincount(pairs[:, 0], w, minlength=n) + np.bincount(pairs[:, 1], w, minlength=n)
+    return num / den
+
+
+def _minimum(verts, raw, smooth, keep, radius_mm: float, n_candidates: int = 5):
+    """The smallest margin, from local quadratic fits around the lowest smoothed margins.
+
+    A quadratic ``m(u, v)`` in the tangent plane is fitted by least squares to the raw
+    vertex margins within ``radius_mm`` of each candidate vertex, and its lowest value
+    inside half that radius is the local minimum. For a smooth margin function this is
+    unbiased, unlike the smoothed value (an average lifts a minimum) or the raw minimum
+    (which the staircase's noise lowers).
+    """
+    idx = np.flatnonzero(keep)
+    order = idx[np.argsort(smooth[idx])]
+    tree = cKDTree(verts)
+    picked: list[int] = []
+    for i in order:
+        if all(np.linalg.norm(verts[i] - verts[j]) > radius_mm for j in picked):
+            picked.append(int(i))
+        if len(picked) == n_candidates:
+            break
+    best = (float("inf"), verts[order[0]])
+    for i in picked:
+        near = np.asarray(tree.query_ball_point(verts[i], radius_mm))
+        near = near[keep[near]]
+        val, at = float(smooth[i]), verts[i]
+        if len(near) >= 12:
+            rel = verts[near] - verts[i]
+            _, _, vt = np.linalg.svd(rel - rel.mean(axis=0), full_matrices=False)
+            u, v = rel @ vt[0], rel @ vt[1]
+            a = np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+            coef, *_ = np.linalg.lstsq(a, raw[near], rcond=None)
+            # the lowest fitted value on a small disc of sample points
+            r = 0.5 * radius_mm
+            gu, gv = np.meshgrid(np.linspace(-r, r, 11), np.linspace(-r, r, 11))
+            disc = gu**2 + gv**2 <= r * r
+            gu, gv = gu[disc], gv[disc]
+            q = np.stack([np.ones_like(gu), gu, gv, gu * gu, gu * gv, gv * gv], axis=1) @ coef
+            k = int(np.argmin(q))
+            val, at = float(q[k]), verts[i] + gu[k] * vt[0] + gv[k] * vt[1]
+        if val < best[0]:
+            best = (val, at)
+    return best
 
 
 @dataclass(frozen=True)
@@ -298,15 +447,22 @@ def measure_margin(
     lo = np.maximum(idx.min(axis=0) - pad, 0)
     hi = np.minimum(idx.max(axis=0) + pad + 1, g.shape)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    sub = Grid(
-        tuple(int(v) for v in hi - lo), g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction
-    )
+    sub = Grid(tuple(int(v) for v in hi - lo), g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
     tf, zf, tm, zm = tf[sl], zf[sl], tm[sl], zm[sl]
-    t_mesh = surface_mesh(tf, sub)
-    z_mesh = surface_mesh(zf, sub)
+    sig_mm = SMOOTH_SIGMA_VOXELS * float(np.mean(g.spacing_mm))
+    t_mesh = surface_mesh(tf, sub, blur_sigma_mm=sig_mm if t_kind != _PROB else 0.0)
+    z_mesh = surface_mesh(zf, sub, blur_sigma_mm=sig_mm if z_kind != _PROB else 0.0)
     dist = point_mesh_distance(t_mesh.vertices_mm, z_mesh)
     inside = ndimage.map_coordinates(zf, sub.lps_to_index(t_mesh.vertices_mm).T, order=1) > 0.5
-    margin = np.where(inside, dist, -dist)
+    ray = _ray_margin(tf, zf, sub, t_mesh.vertices_mm, sig_mm if z_kind != _PROB else 0.0)
+    # inside the zone: the distance along the tumour's normal to the zone's edge; at the
+    # minimum it equals the closest distance (there the shortest segment is normal to
+    # both surfaces), and unlike the closest distance it is not drawn to the ripples of a
+    # voxelised zone surface. Outside: the closest distance, negative.
+    raw = np.where(inside, np.minimum(ray, np.maximum(dist, 0.0) + RAY_SLACK_MM), -dist)
+    h_mm = float(np.mean(g.spacing_mm))
+    s_mm = max(MARGIN_SMOOTH_VOXELS * h_mm, MARGIN_SMOOTH_MIN_MM)
+    margin = _smooth_on_surface(t_mesh.vertices_mm, raw, s_mm)
     area = t_mesh.vertex_areas_mm2()
     excluded = np.zeros(len(margin), bool)
     if capsule_exclusion_mm > 0 and liver is not None:
@@ -324,8 +480,7 @@ def measure_margin(
         )
     keep = ~excluded
     m_keep, a_keep = margin[keep], area[keep]
-    i_min = int(np.argmin(m_keep))
-    mam = float(m_keep[i_min])
+    mam, where = _minimum(t_mesh.vertices_mm, raw, margin, keep, MINIMUM_FIT_VOXELS * h_mm)
     fractions = {
         k: float(100.0 * a_keep[(m_keep >= lo_) & (m_keep < hi_)].sum() / a_keep.sum())
         for k, (lo_, hi_) in MARGIN_BINS_MM.items()
@@ -345,7 +500,7 @@ def measure_margin(
         zone_volume_ml=float(zm.sum()) * vox_ml,
         surface_area_mm2=float(area.sum()),
         excluded_surface_percent=float(100.0 * area[excluded].sum() / area.sum()),
-        closest_point_mm=tuple(float(v) for v in t_mesh.vertices_mm[keep][i_min]),
+        closest_point_mm=tuple(float(v) for v in where),
         tumour_mask_kind=t_kind,
         zone_mask_kind=z_kind,
         notes=tuple(notes),

@@ -104,14 +104,21 @@ def write_margin_outputs(
     res: MarginResult, tumour: Volume, folder: str | Path, doc: dict[str, Any], *,
     overwrite: bool = False,
 ) -> Path:  # fmt: skip
-    """``margin.json``, ``margin_surface.ply``/``.vtk``, ``margin_map.nii.gz``, ``margin.png``
-    and ``report.html`` in ``folder``; returns the report's path."""
+    """Write the margin outputs into ``folder``; return the report's path.
+
+    ``margin.json``, ``margin_surface.ply`` and ``.vtk``, ``margin_map.nii.gz``,
+    ``margin.png`` and ``report.html``.
+    """
     out = check_output_folder(folder, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
     (out / "margin.json").write_text(json.dumps(doc, indent=2) + "\n")
     assert res.mesh is not None and res.vertex_margin_mm is not None
-    write_ply(out / "margin_surface.ply", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm)
-    write_vtk(out / "margin_surface.vtk", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm)
+    write_ply(
+        out / "margin_surface.ply", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm
+    )
+    write_vtk(
+        out / "margin_surface.vtk", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm
+    )
     write_nifti(_margin_map(res, tumour), out / "margin_map.nii.gz", overwrite=True)
     _figure(res, out / "margin.png")
     rows = "".join(
