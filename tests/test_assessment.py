@@ -274,3 +274,29 @@ def test_rigid_registration_recovers_a_known_motion_and_margins_follow(tmp_path,
     doc = json.loads(out)
     assert doc["registration"]["performed"] and doc["registration"]["stages"] == ["rigid"]
     assert doc["minimal_margin_mm"] == pytest.approx(via, abs=0.05)
+
+
+def test_affine_and_deformable_stages_run_and_keep_the_rigid_accuracy():
+    """rigid, affine, B-spline (zone left out of the deformable metric) on the same known
+    motion: the result must stay within a voxel of the true motion (2 mm)."""
+    import SimpleITK as sitk
+
+    from ioplan.assessment._register import register_images
+    from ioplan.imaging import from_sitk, to_sitk
+
+    g = Grid((40, 40, 40), (2.5, 2.5, 2.5), (-49.0, -49.0, -49.0))
+    post = Volume(_textured(g), g)
+    true = sitk.Euler3DTransform((0.0, 0.0, 0.0), 0.02, -0.03, 0.03, (3.0, -2.0, 2.0))
+    moved = sitk.Resample(to_sitk(post), to_sitk(post), true.GetInverse(), sitk.sitkLinear, 0.0)
+    pre = Volume(np.asarray(from_sitk(moved).array, np.float32), g)
+    liver = Volume(_ellipsoid(g, [0, 0, 0], [40.0, 30.0, 35.0]), g)
+    zone = Volume(_ellipsoid(g, [10, -8, 5], [12.0] * 3), g)
+    reg = register_images(post, pre, liver_post=liver, zone_post=zone,
+                          stages=("rigid", "affine", "bspline"))  # fmt: skip
+    assert reg.stages == ("rigid", "affine", "bspline") and np.isfinite(reg.metric)
+    pts = np.random.default_rng(1).uniform(-20, 20, (20, 3))
+    est = np.array([reg.transform.TransformPoint(p.tolist()) for p in pts])
+    ref = np.array([true.TransformPoint(p.tolist()) for p in pts])
+    assert np.abs(est - ref).max() < 2.5
+    with pytest.raises(InputError, match="stages"):
+        register_images(post, pre, stages=("elastic",))

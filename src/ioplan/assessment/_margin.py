@@ -66,7 +66,10 @@ class Mesh:
 
 
 def _field(arr: np.ndarray, what: str) -> tuple[np.ndarray, str, np.ndarray]:
-    """A float field whose 0.5 level is the surface, how it was made, and the voxel mask."""
+    """A float field whose 0.5 level will be the surface, its kind, and the voxel mask.
+
+    Binary masks come back unblurred (0/1): :func:`_blur` is applied after cropping.
+    """
     a = np.asarray(arr)
     if a.dtype == bool:
         a = a.astype(np.uint8)
@@ -88,8 +91,13 @@ def _field(arr: np.ndarray, what: str) -> tuple[np.ndarray, str, np.ndarray]:
     kind = "binary"
     if a.max() > 1:
         kind = "label map (every non-zero label counted)"
-    smooth = ndimage.gaussian_filter(binary, SMOOTH_SIGMA_VOXELS, mode="constant")
-    return smooth, kind, binary > 0
+    return binary, kind, binary > 0
+
+
+def _blur(f: np.ndarray, kind: str) -> np.ndarray:
+    if kind == _PROB:
+        return f
+    return ndimage.gaussian_filter(f, SMOOTH_SIGMA_VOXELS, mode="constant")
 
 
 def surface_mesh(
@@ -448,7 +456,7 @@ def measure_margin(
     hi = np.minimum(idx.max(axis=0) + pad + 1, g.shape)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     sub = Grid(tuple(int(v) for v in hi - lo), g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
-    tf, zf, tm, zm = tf[sl], zf[sl], tm[sl], zm[sl]
+    tf, zf, tm, zm = _blur(tf[sl], t_kind), _blur(zf[sl], z_kind), tm[sl], zm[sl]
     sig_mm = SMOOTH_SIGMA_VOXELS * float(np.mean(g.spacing_mm))
     t_mesh = surface_mesh(tf, sub, blur_sigma_mm=sig_mm if t_kind != _PROB else 0.0)
     z_mesh = surface_mesh(zf, sub, blur_sigma_mm=sig_mm if z_kind != _PROB else 0.0)
