@@ -300,3 +300,58 @@ def test_affine_and_deformable_stages_run_and_keep_the_rigid_accuracy():
     assert np.abs(est - ref).max() < 2.5
     with pytest.raises(InputError, match="stages"):
         register_images(post, pre, stages=("elastic",))
+
+
+def test_longest_and_perpendicular_diameters_of_a_rectangle():
+    """A 12 x 5 voxel rectangle (0.8 mm voxels) in one slice: the longest diameter is its
+    diagonal, the perpendicular extent 2 x area / diagonal (plane geometry)."""
+    from ioplan.assessment import measure_lesions
+
+    g = Grid((3, 30, 30), (2.0, 0.8, 0.8))
+    m = np.zeros(g.shape, np.uint8)
+    m[1, 5:17, 10:15] = 1
+    w, h = 12 * 0.8, 5 * 0.8
+    diag = np.hypot(w, h)
+    les = measure_lesions(Volume(m, g)).lesions[0]
+    assert les["longest_diameter_mm"] == pytest.approx(diag, abs=0.01)
+    assert les["perpendicular_diameter_mm"] == pytest.approx(2 * w * h / diag, abs=0.01)
+
+
+def test_response_categories_follow_the_published_thresholds(tmp_path, capsys):
+    """Balls of known diameter (1 mm voxels; a ball's voxel mask measures its diameter
+    within about a voxel, which no threshold below lies near). RECIST 1.1: PR at -30 %,
+    PD at +20 % and +5 mm from the nadir (Eisenhauer et al. 2009). mRECIST/EASL on the
+    viable part: EASL's bidimensional product falls as the diameter squared."""
+    from ioplan.assessment import response
+
+    g = Grid((60, 60, 60), (1.0, 1.0, 1.0), (-30.0, -30.0, -30.0))
+
+    def ball(d):
+        return Volume(_ellipsoid(g, [0, 0, 0], [d / 2] * 3), g)
+
+    empty = Volume(np.zeros(g.shape, np.uint8), g)
+    res = response(ball(30), [ball(20), ball(27), empty])
+    # 20: -33 % PR; 27 after a nadir of 20: +35 % and +7 mm: PD; nothing left: CR
+    assert [r["category"]["recist11"] for r in res["followups"]] == ["PR", "PD", "CR"]
+    assert response(ball(30), [ball(28)])["followups"][0]["category"]["recist11"] == "SD"
+    # the 5 mm floor: 12 -> 15 mm is +25 % from the nadir but +3 mm: not PD in RECIST 1.1
+    # (still PR from baseline); mRECIST has no such floor, so the same viable growth is PD
+    res = response(ball(30), [ball(12), ball(15)], viable_baseline=ball(30),
+                   viable_followups=[ball(12), ball(15)])  # fmt: skip
+    last = res["followups"][1]["category"]
+    assert last["recist11"] == "PR" and last["mrecist"] == "PD"
+    # viable part: 30 -> 12 mm: mRECIST -60 % PR; EASL product 0.16 of baseline PR
+    res = response(ball(30), [ball(26)], viable_baseline=ball(30), viable_followups=[ball(12)])
+    c = res["followups"][0]["category"]
+    assert c == {"recist11": "SD", "mrecist": "PR", "easl": "PR"}
+    assert all("source" in v for v in res["criteria"].values())
+    # the CLI gives the same, and refuses a baseline below 10 mm with one line
+    write_nifti(ball(30), tmp_path / "b.nii.gz")
+    write_nifti(ball(20), tmp_path / "f.nii.gz")
+    write_nifti(ball(6), tmp_path / "s.nii.gz")
+    code, out, err = _run(capsys, "response", "--baseline", str(tmp_path / "b.nii.gz"),
+                          "--followup", str(tmp_path / "f.nii.gz"), "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["followups"][0]["category"]["recist11"] == "PR"
+    code, out, err = _run(capsys, "response", "--baseline", str(tmp_path / "s.nii.gz"),
+                          "--followup", str(tmp_path / "f.nii.gz"))  # fmt: skip
+    assert code == 2 and "10 mm" in err and len(err.strip().splitlines()) == 1

@@ -331,6 +331,20 @@ def _read_points(path: Path) -> list[tuple[float, float, float]]:
     return out
 
 
+def _label_mask(vol, label: int | None, what: str):
+    """One label of a label map as a 0/1 mask (unchanged when ``label`` is None)."""
+    import numpy as np
+
+    from ioplan.imaging import Volume
+
+    if label is None:
+        return vol
+    m = np.asarray(vol.array) == label
+    if not m.any():
+        raise InputError(f"{what} holds no voxel of label {label}")
+    return Volume(m.astype(np.uint8), vol.grid)
+
+
 @app.command()
 def margin(
     tumor: Annotated[Path, typer.Option(help="Tumour mask (labels or probabilities).")],
@@ -356,6 +370,15 @@ def margin(
     landmarks_post: Annotated[
         Path | None, typer.Option(help="The same landmarks on the post image.")
     ] = None,
+    tumor_label: Annotated[
+        int | None, typer.Option(help="Take this label of --tumor (default: every non-zero).")
+    ] = None,
+    zone_label: Annotated[
+        int | None, typer.Option(help="Take this label of --zone (default: every non-zero).")
+    ] = None,
+    liver_label: Annotated[
+        int | None, typer.Option(help="Take this label of --liver (default: every non-zero).")
+    ] = None,
     margin_mm: Annotated[float, typer.Option(help="Margin wanted (technical success).")] = 5.0,
     capsule_exclusion_mm: Annotated[
         float, typer.Option(help="Leave out tumour surface this close to the liver capsule.")
@@ -374,9 +397,9 @@ def margin(
     t0 = time.perf_counter()
     if out is not None:
         check_output_folder(out, overwrite=overwrite)
-    tum = read_image(tumor)
-    zon = read_image(zone)
-    liv = read_image(liver) if liver is not None else None
+    tum = _label_mask(read_image(tumor), tumor_label, "--tumor")
+    zon = _label_mask(read_image(zone), zone_label, "--zone")
+    liv = _label_mask(read_image(liver), liver_label, "--liver") if liver is not None else None
     reg_doc: dict = {"performed": False}
     if (landmarks_pre is None) != (landmarks_post is None):
         raise InputError("give both --landmarks-pre and --landmarks-post")
@@ -434,6 +457,42 @@ def margin(
         typer.echo(f"note: {note}")
     if report is not None:
         typer.echo(f"report: {report}")
+
+
+@app.command()
+def response(
+    baseline: Annotated[Path, typer.Option(help="Tumour mask at baseline.")],
+    followup: Annotated[list[Path], typer.Option(help="Tumour mask at a follow-up; repeat.")],
+    viable_baseline: Annotated[
+        Path | None, typer.Option(help="Viable (enhancing) tumour at baseline (mRECIST, EASL).")
+    ] = None,
+    viable_followup: Annotated[
+        list[Path] | None, typer.Option(help="Viable tumour at each follow-up; repeat.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Tumour response (RECIST 1.1, mRECIST, EASL) from masks on follow-up images."""
+    from ioplan.assessment import response as assess
+    from ioplan.imaging import read_image
+
+    res = assess(
+        read_image(baseline),
+        [read_image(f) for f in followup],
+        viable_baseline=read_image(viable_baseline) if viable_baseline else None,
+        viable_followups=[read_image(f) for f in viable_followup] if viable_followup else None,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(res, indent=2) + "\n")
+        return
+    b = res["baseline"]
+    typer.echo(f"baseline: sum of longest diameters {b['sum_longest_diameter_mm']:.1f} mm")
+    for row in res["followups"]:
+        cats = ", ".join(f"{k} {v}" for k, v in row["category"].items())
+        typer.echo(
+            f"follow-up {row['index'] + 1}: {row['sum_longest_diameter_mm']:.1f} mm -> {cats}"
+        )
+    for k, c in res["criteria"].items():
+        typer.echo(f"  [{k}] {c['source']}")
 
 
 @app.command()

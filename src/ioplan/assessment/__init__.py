@@ -8,12 +8,16 @@ from ioplan.assessment._margin import (
     point_mesh_distance,
     surface_mesh,
 )
+from ioplan.assessment._response import Measurement, measure_lesions, response
 
 __all__ = [
     "MARGIN_BINS_MM",
     "MarginResult",
+    "Measurement",
     "Mesh",
+    "measure_lesions",
     "measure_margin",
     "point_mesh_distance",
+    "response",
     "surface_mesh",
 ]
