@@ -204,7 +204,7 @@ def test_margin_cli_json_contract_and_outputs(tmp_path, capsys):
     _check_mam(doc["minimal_margin_mm"], 14 - 7 - 1, 1.0)
     assert doc["technical_success"] is True
     for f in ("margin.json", "margin_surface.ply", "margin_surface.vtk", "margin_map.nii.gz",
-              "report.html", "margin.png"):  # fmt: skip
+              "report.html", "margin.png", "slices.png"):  # fmt: skip
         assert (tmp_path / "m" / f).is_file(), f
     ply = (tmp_path / "m" / "margin_surface.ply").read_text().splitlines()
     assert ply[0] == "ply" and any("property float margin_mm" in s for s in ply)

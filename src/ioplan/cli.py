@@ -435,7 +435,7 @@ def margin(
     if out is not None:
         from ioplan.assessment._outputs import write_margin_outputs
 
-        report = write_margin_outputs(res, tum, out, doc, overwrite=overwrite)
+        report = write_margin_outputs(res, tum, out, doc, overwrite=overwrite, zone=zon)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return

@@ -372,6 +372,17 @@ class MarginResult:
                 "(minimal margin >= the set margin)"
             ),
             "complete_ablation": self.complete_ablation,
+            "standard_terms": {
+                "reference": "Ahmed M et al. Image-guided tumor ablation: standardization of "
+                "terminology and reporting criteria - a 10-year update. Radiology "
+                "2014;273:241-260",
+                "ablation_zone_volume_ml": round(self.zone_volume_ml, 3),
+                "technical_success": self.technical_success,
+                "complete_coverage_of_tumour": self.complete_ablation,
+                "minimal_ablative_margin_mm": round(self.minimal_margin_mm, 3),
+                "not_from_this_measurement": "technique efficacy and local tumour "
+                "progression need follow-up imaging (ioplan response, the registry)",
+            },
             "margin_mm": self.margin_mm,
             "tumour_volume_ml": round(self.tumour_volume_ml, 4),
             "zone_volume_ml": round(self.zone_volume_ml, 4),

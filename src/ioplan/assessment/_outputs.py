@@ -100,9 +100,59 @@ def _figure(res: MarginResult, path: Path) -> None:
     plt.close(fig)
 
 
+def _slices(res: MarginResult, tumour: Volume, zone: Volume | None, path: Path) -> None:
+    """Axial, coronal and sagittal slices through the closest point: tumour, zone, point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    g = tumour.grid
+    t = np.asarray(tumour.array, float)
+    z = None
+    if zone is not None:
+        from ioplan.imaging import resample
+
+        zv = zone if zone.grid == g else resample(zone, g, interpolation="linear")
+        z = np.asarray(zv.array, float)
+    c = np.clip(np.rint(g.lps_to_index(res.closest_point_mm)).astype(int), 0,
+                np.asarray(g.shape) - 1)  # fmt: skip
+    half = np.ceil(40.0 / np.asarray(g.spacing_mm)).astype(int)  # a 80 mm window
+    lo = np.maximum(c - half, 0)
+    hi = np.minimum(c + half + 1, g.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    t, cc = t[box], c - lo
+    z = z[box] if z is not None else None
+    sp = g.spacing_mm
+    views = (
+        ("axial", lambda a: a[cc[0]], (cc[1], cc[2]), sp[1] / sp[2]),
+        ("coronal", lambda a: a[:, cc[1]], (cc[0], cc[2]), sp[0] / sp[2]),
+        ("sagittal", lambda a: a[:, :, cc[2]], (cc[0], cc[1]), sp[0] / sp[1]),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4))
+    for ax, (name, take, (r, col), aspect) in zip(axes, views, strict=True):
+        ax.imshow(np.zeros_like(take(t)), cmap="gray", vmin=0, vmax=1, aspect=aspect,
+                  origin="lower" if name != "axial" else "upper")  # fmt: skip
+        if take(t).max() > 0.5:
+            ax.contour(take(t), levels=[0.5], colors="lime")
+        if z is not None and take(z).max() > 0.5:
+            ax.contour(take(z), levels=[0.5], colors="red")
+        ax.plot(col, r, "x", color="yellow", ms=8)
+        ax.set_title(f"{name} through the closest point (x)", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.legend(
+        handles=[plt.Line2D([], [], color="lime", label="tumour"),
+                 plt.Line2D([], [], color="red", label="ablation zone")],
+        loc="lower center", ncol=2,
+    )  # fmt: skip
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_margin_outputs(
     res: MarginResult, tumour: Volume, folder: str | Path, doc: dict[str, Any], *,
-    overwrite: bool = False,
+    overwrite: bool = False, zone: Volume | None = None,
 ) -> Path:  # fmt: skip
     """Write the margin outputs into ``folder``; return the report's path.
 
@@ -121,6 +171,7 @@ def write_margin_outputs(
     )
     write_nifti(_margin_map(res, tumour), out / "margin_map.nii.gz", overwrite=True)
     _figure(res, out / "margin.png")
+    _slices(res, tumour, zone, out / "slices.png")
     rows = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
         for k, v in doc.items()
@@ -145,6 +196,7 @@ Minimal ablative margin <b>{res.minimal_margin_mm:.2f} mm</b> at {list(doc["clos
 (LPS mm), measured between sub-voxel surfaces (marching cubes, exact point-to-triangle
 distances). Not for clinical use.</p>
 <img src="margin.png" width="100%">
+<img src="slices.png" width="100%">
 <table>{rows}</table>
 <h2>Tumour surface by margin (%)</h2><table>{frac}</table>
 <h2>Volume of insufficient coverage (mL; Kaye et al. 2019)</h2><table>{vic}</table>
