@@ -197,3 +197,43 @@ def test_sirt_cli_json_contracts(capsys, tmp_path):
     code, out, err = _run(capsys, "sirt", "single", "--mass-kg", "1", "--dose-gy", "100",
                           "--lsf", "12")  # fmt: skip
     assert code == 2 and "percentage" in err and len(err.strip().splitlines()) == 1
+
+
+def test_planar_shunt_counts_tn_and_territories(tmp_path, capsys):
+    """Conjugate views: geometric means (lung 40 x 40 -> 40, liver 800 x 648 -> 720) give
+    the S4 shunt; T/N from MAA counts per mass; two territories add their activities and
+    their shunted activity adds in the lung."""
+    from ioplan.embolization import lung_shunt_fraction_planar, territories, tn_ratio
+
+    assert 100 * lung_shunt_fraction_planar(40, 40, 800, 648) == pytest.approx(5.263, rel=REL)
+    assert tn_ratio(600, 0.15, 1350, 1.35) == pytest.approx(4.0)
+    items = [
+        {"name": "right", "tumor_kg": 0.15, "normal_kg": 1.35, "tn": 4.0, "normal_dose_gy": 40},
+        {"name": "left", "tumor_kg": 0.05, "normal_kg": 0.45, "tn": 4.0, "normal_dose_gy": 40},
+    ]
+    doc = territories(items, 0.05)
+    # the left territory is a third of the right in every mass: a third of its activity
+    a_right, a_left = (t["activity_gbq"] for t in doc["territories"])
+    assert a_left == pytest.approx(a_right / 3, rel=1e-4)
+    assert doc["activity_gbq"] == pytest.approx(a_right + a_left, rel=1e-4)
+    assert doc["lung_dose_gy"] == pytest.approx(49.67 * doc["activity_gbq"] * 0.05, rel=1e-4)
+    f = tmp_path / "t.csv"
+    f.write_text(
+        "name,tumor_kg,normal_kg,tn,normal_dose_gy\nright,0.15,1.35,4,40\nleft,0.05,0.45,4,x\n"
+    )
+    code, out, err = _run(capsys, "sirt", "territories", str(f), "--lsf", "0.05")
+    assert code == 2 and "row 3" in err and "normal_dose_gy" in err
+    code, out, _ = _run(capsys, "sirt", "lsf", "--planar", "40,40,800,648", "--json")
+    assert json.loads(out)["lsf_percent"] == pytest.approx(5.263, rel=REL)
+
+
+def test_absolute_activity_image():
+    """An image in Bq/mL: the liver activity is read from it, and the LDM dose of a
+    uniform concentration c is CF c / rho (independent of the voxel size)."""
+    g, lab, ct = _box_case(4.0, n=20)
+    conc = np.where(lab > 0, 1.0e6, 0.0).astype(np.float32)  # 1 MBq/mL
+    res = voxel_dose(Volume(conc, g), Volume(ct, g), Volume(lab, g), None, absolute=True)
+    # CF (Gy kg/GBq) x 1e-3 GBq/mL / 1.04e-3 kg/mL
+    assert res.structures["normal_liver"]["mean_gy"] == pytest.approx(49.67 / 1.04, rel=1e-4)
+    with pytest.raises(InputError, match="not both"):
+        voxel_dose(Volume(conc, g), Volume(ct, g), Volume(lab, g), 2.0, absolute=True)

@@ -553,8 +553,14 @@ def sirt_single(
 def sirt_partition(
     tumor_kg: Annotated[float, typer.Option(help="Tumour mass (kg).")],
     normal_kg: Annotated[float, typer.Option(help="Normal perfused liver mass (kg).")],
-    tn: Annotated[float, typer.Option(help="Tumour-to-normal uptake ratio (MAA).")],
     lsf: _LSF,
+    tn: Annotated[float | None, typer.Option(help="Tumour-to-normal uptake ratio (MAA).")] = None,
+    tumor_counts: Annotated[
+        float | None, typer.Option(help="MAA counts in the tumour (T/N from counts).")
+    ] = None,
+    normal_counts: Annotated[
+        float | None, typer.Option(help="MAA counts in the normal liver.")
+    ] = None,
     activity_gbq: Annotated[float | None, typer.Option(help="Activity (GBq): forward.")] = None,
     normal_dose_gy: Annotated[float | None, typer.Option(help="Normal-liver dose target.")] = None,
     tumor_dose_gy: Annotated[float | None, typer.Option(help="Tumour dose target.")] = None,
@@ -566,14 +572,63 @@ def sirt_partition(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Partition model: tumour and normal-liver doses, or the activity for a target."""
-    from ioplan.embolization import partition
+    from ioplan.embolization import partition, tn_ratio
 
+    if tn is None:
+        if tumor_counts is None or normal_counts is None:
+            raise InputError("give --tn, or --tumor-counts and --normal-counts")
+        # counts per kg: the ratio of concentrations (equal densities)
+        tn = tn_ratio(tumor_counts, tumor_kg, normal_counts, normal_kg)
     r = partition(
         tumor_kg, normal_kg, tn, lsf, activity_gbq=activity_gbq, normal_dose_gy=normal_dose_gy,
         tumour_dose_gy=tumor_dose_gy, cf=cf, residual=residual, lung_mass_kg=lung_mass_kg,
         sphere=sphere,
     )  # fmt: skip
     _sirt_out(r.to_dict(), as_json, report, "Y-90 partition model")
+
+
+@sirt_app.command("territories")
+def sirt_territories(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="CSV: name,tumor_kg,normal_kg,tn and one of "
+            "activity_gbq, normal_dose_gy, tumor_dose_gy."
+        ),
+    ],
+    lsf: _LSF,
+    cf: _CF = None,
+    lung_mass_kg: Annotated[float | None, typer.Option(help="Lung mass (default 1 kg).")] = None,
+    sphere: _SPHERE = None,
+    report: _REPORT = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Several perfused territories (lobar, segmental) by the partition model."""
+    import csv
+
+    from ioplan.embolization import territories
+
+    if not file.is_file():
+        raise InputError(f"territory file not found: {file}")
+    items = []
+    with file.open(newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh), start=2):
+            item: dict = {"name": row.get("name") or f"territory {i - 1}"}
+            for key, val in row.items():
+                if key in ("name", None) or val in (None, ""):
+                    continue
+                try:
+                    item[key.strip()] = float(val)
+                except ValueError:
+                    raise InputError(
+                        f"{file}, row {i}, column {key}: not a number: {val!r}"
+                    ) from None
+            missing = {"tumor_kg", "normal_kg", "tn"} - set(item)
+            if missing:
+                raise InputError(f"{file}, row {i}: missing {', '.join(sorted(missing))}")
+            items.append(item)
+    doc = territories(items, lsf, cf=cf, lung_mass_kg=lung_mass_kg, sphere=sphere)
+    _sirt_out(doc, as_json, report, "Y-90 partition by territory")
 
 
 @sirt_app.command("bsa")
@@ -596,14 +651,29 @@ def sirt_bsa(
 
 @sirt_app.command("lsf")
 def sirt_lsf(
-    lung_counts: Annotated[float, typer.Option(help="Lung counts (geometric mean).")],
-    liver_counts: Annotated[float, typer.Option(help="Liver counts (geometric mean).")],
+    lung_counts: Annotated[float | None, typer.Option(help="Lung counts (SPECT/CT).")] = None,
+    liver_counts: Annotated[float | None, typer.Option(help="Liver counts (SPECT/CT).")] = None,
+    planar: Annotated[
+        str | None,
+        typer.Option(help="Planar counts: lung_ant,lung_post,liver_ant,liver_post."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Lung shunt fraction from counts."""
-    from ioplan.embolization import lung_shunt_fraction
+    """Lung shunt fraction from counts (SPECT/CT, or planar conjugate views)."""
+    from ioplan.embolization import lung_shunt_fraction, lung_shunt_fraction_planar
 
-    f = lung_shunt_fraction(lung_counts, liver_counts)
+    if planar is not None:
+        try:
+            la, lp, va, vp = (float(v) for v in planar.split(","))
+        except ValueError:
+            raise InputError(
+                "--planar needs four numbers: lung_ant,lung_post,liver_ant,liver_post"
+            ) from None
+        f = lung_shunt_fraction_planar(la, lp, va, vp)
+    elif lung_counts is None or liver_counts is None:
+        raise InputError("give --lung-counts and --liver-counts, or --planar")
+    else:
+        f = lung_shunt_fraction(lung_counts, liver_counts)
     _sirt_out({"lsf": round(f, 6), "lsf_percent": round(100 * f, 4)}, as_json, None, "LSF")
 
 
@@ -648,8 +718,13 @@ def sirt_voxel(
     spect: Annotated[Path, typer.Option(help="SPECT or Y-90 PET (counts).")],
     ct: Annotated[Path, typer.Option(help="CT on the label grid (HU).")],
     labels: Annotated[Path, typer.Option(help="ioplan label map (liver 7, tumour 8, lung).")],
-    activity_gbq: Annotated[float, typer.Option(help="Injected activity (GBq).")],
     out: Annotated[Path, typer.Option(help="Output folder: dose.nii.gz, dvh.png, report.")],
+    activity_gbq: Annotated[
+        float | None, typer.Option(help="Injected activity (GBq): patient-relative.")
+    ] = None,
+    absolute: Annotated[
+        bool, typer.Option("--absolute", help="The image is activity in Bq/mL (Y-90 PET).")
+    ] = False,
     method: Annotated[str, typer.Option(help="ldm or kernel.")] = "ldm",
     lsf: Annotated[float, typer.Option("--lsf", help="Lung shunt fraction, 0-1.")] = 0.0,
     lung_mass_kg: Annotated[
@@ -667,7 +742,7 @@ def sirt_voxel(
     check_output_folder(out, overwrite=overwrite)
     res = voxel_dose(
         read_image(spect), read_image(ct), read_image(labels), activity_gbq, lsf=lsf,
-        method=method, cf=cf, lung_mass_kg=lung_mass_kg,
+        method=method, cf=cf, lung_mass_kg=lung_mass_kg, absolute=absolute,
     )  # fmt: skip
     doc = res.to_dict() | {"activity_gbq": activity_gbq, "lsf": lsf}
     write_voxel_outputs(res, doc, out, overwrite=overwrite)

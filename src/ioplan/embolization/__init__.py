@@ -9,9 +9,12 @@ from ioplan.embolization._models import (
     decay_factor,
     lung_mass_kg_from_ct,
     lung_shunt_fraction,
+    lung_shunt_fraction_planar,
     partition,
     single_compartment,
     tace_dose,
+    territories,
+    tn_ratio,
 )
 from ioplan.embolization._voxel import (
     KERNEL_VOXEL_MM,
@@ -36,10 +39,13 @@ __all__ = [
     "kernel_energy_mev",
     "lung_mass_kg_from_ct",
     "lung_shunt_fraction",
+    "lung_shunt_fraction_planar",
     "partition",
     "s_value_kernel",
     "single_compartment",
     "synthetic_spect",
     "tace_dose",
+    "territories",
+    "tn_ratio",
     "voxel_dose",
 ]

@@ -25,9 +25,12 @@ __all__ = [
     "decay_factor",
     "lung_mass_kg_from_ct",
     "lung_shunt_fraction",
+    "lung_shunt_fraction_planar",
     "partition",
     "single_compartment",
     "tace_dose",
+    "territories",
+    "tn_ratio",
 ]
 
 
@@ -74,6 +77,70 @@ def lung_shunt_fraction(lung_counts: float, liver_counts: float) -> float:
     if total <= 0:
         raise InputError("no counts: the lung shunt fraction is undefined")
     return float(lung_counts) / float(total)
+
+
+def lung_shunt_fraction_planar(
+    lung_anterior: float, lung_posterior: float, liver_anterior: float, liver_posterior: float
+) -> float:
+    """LSF from planar MAA views (conjugate views; EANM 2022).
+
+    The geometric means of the anterior and posterior counts of lung and liver.
+    """
+    vals = (lung_anterior, lung_posterior, liver_anterior, liver_posterior)
+    if any(v is None or not np.isfinite(v) or v < 0 for v in vals):
+        raise InputError("planar counts must be numbers >= 0")
+    return lung_shunt_fraction(
+        math.sqrt(lung_anterior * lung_posterior), math.sqrt(liver_anterior * liver_posterior)
+    )
+
+
+def tn_ratio(tumour_counts: float, tumour_ml: float, normal_counts: float,
+             normal_ml: float) -> float:  # fmt: skip
+    """Tumour-to-normal ratio from MAA counts: (C_T / V_T) / (C_N / V_N)."""
+    for name, v in (("tumour counts", tumour_counts), ("normal counts", normal_counts)):
+        if v is None or not np.isfinite(v) or v < 0:
+            raise InputError(f"{name} must be >= 0, got {v}")
+    vt = _positive("tumour volume", tumour_ml, "mL")
+    vn = _positive("normal liver volume", normal_ml, "mL")
+    if normal_counts <= 0:
+        raise InputError("no counts in the normal liver: the T/N ratio is undefined")
+    return (tumour_counts / vt) / (normal_counts / vn)
+
+
+def territories(
+    items: list[dict[str, float]], lsf: float, *, cf: float | None = None,
+    lung_mass_kg: float | None = None, sphere: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Several perfused territories (lobar, segmental), each by the partition model.
+
+    Each item: ``name``, ``tumor_kg``, ``normal_kg``, ``tn`` and one of ``activity_gbq``,
+    ``normal_dose_gy``, ``tumor_dose_gy``. The lung receives the shunted part of every
+    territory's activity, so the lung dose is checked on the sum.
+    """
+    if not items:
+        raise InputError("give at least one territory")
+    rows, total = [], 0.0
+    for it in items:
+        kw = {k: it[k] for k in ("activity_gbq", "normal_dose_gy", "tumor_dose_gy") if k in it}
+        if "tumor_dose_gy" in kw:
+            kw["tumour_dose_gy"] = kw.pop("tumor_dose_gy")
+        r = partition(it["tumor_kg"], it["normal_kg"], it["tn"], lsf, cf=cf,
+                      lung_mass_kg=lung_mass_kg, sphere=sphere, **kw)  # fmt: skip
+        total += r.activity_gbq
+        rows.append({"name": it.get("name", f"territory {len(rows) + 1}")} | r.to_dict())
+    c = _cf(cf)
+    ml = lung_mass_kg or constants()["constants"]["lung_mass_kg"]
+    lung = c * total * check_lsf(lsf) / ml
+    warnings = _checks({"lung_dose_gy": lung}, lsf, None)
+    return {
+        "model": "partition, per territory",
+        "activity_gbq": round(total, 5),
+        "cf_gy_kg_per_gbq": c,
+        "lung_dose_gy": round(lung, 4),
+        "territories": rows,
+        "warnings": warnings,
+        "limits_source": constants()["limits"]["source"],
+    }
 
 
 def lung_mass_kg_from_ct(hu: np.ndarray, lung_mask: np.ndarray, voxel_ml: float) -> float:

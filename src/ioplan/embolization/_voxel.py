@@ -149,17 +149,24 @@ def _kernel_dose_gy(act_gbq: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 def voxel_dose(
-    spect: Volume, ct: Volume, labels: Volume, activity_gbq: float, *, lsf: float = 0.0,
+    spect: Volume, ct: Volume, labels: Volume, activity_gbq: float | None, *, lsf: float = 0.0,
     method: str = "ldm", cf: float | None = None, lung_mass_kg: float | None = None,
+    absolute: bool = False,
 ) -> VoxelDose:  # fmt: skip
     """Absorbed dose (Gy) per voxel on the CT/label grid (see the module doc).
 
     ``lung_mass_kg`` overrides the lung mass measured on the CT (whose lung label may
-    hold only the bases on an abdominal scan).
+    hold only the bases on an abdominal scan). ``absolute``: the image holds activity
+    concentration in Bq/mL at the time of injection (quantitative Y-90 PET or calibrated
+    SPECT); the activity in the liver is then read from it and ``activity_gbq`` (which
+    must then be None) is not needed; the lung receives ``lsf`` of the total.
     """
     c = _cf(cf)
     f = check_lsf(lsf)
-    if not np.isfinite(activity_gbq) or activity_gbq <= 0:
+    if absolute:
+        if activity_gbq is not None:
+            raise InputError("give either an absolute (Bq/mL) image or --activity-gbq, not both")
+    elif activity_gbq is None or not np.isfinite(activity_gbq) or activity_gbq <= 0:
         raise InputError(f"activity must be > 0 GBq, got {activity_gbq}")
     if method not in ("ldm", "kernel"):
         raise InputError(f"method must be ldm or kernel, got {method!r}")
@@ -192,7 +199,15 @@ def voxel_dose(
     tum = lab == int(Label.TUMOR)
     if tum.any() and c_in[tum].sum() <= 0.01 * total * tum.sum() / perfused.sum():
         notes.append("the tumour holds almost no counts: it may lie outside the perfused territory")
-    act = activity_gbq * (1.0 - f) * c_in / total  # GBq per voxel
+    if absolute:
+        act = c_in * g.voxel_volume_ml * 1e-9  # Bq/mL -> GBq per voxel
+        activity_gbq = float(act.sum()) / (1.0 - f)
+        notes.append(
+            f"absolute image: {act.sum():.4f} GBq in the perfused liver, "
+            f"{activity_gbq:.4f} GBq with the lung shunt"
+        )
+    else:
+        act = activity_gbq * (1.0 - f) * c_in / total  # GBq per voxel
     rho = np.clip((np.asarray(ct.array, float) + 1000.0) / 1000.0, 1e-3, None)  # g/mL
     mass_kg = rho * g.voxel_volume_ml / 1000.0
     if method == "ldm":
