@@ -118,10 +118,7 @@ def surface_mesh(
     verts, faces, _, _ = marching_cubes(f, level=level)
     if blur_sigma_mm > 0:
         sp = grid.spacing_mm
-        grad = np.gradient(f.astype(np.float64), *sp)
-        norm = np.sqrt(sum(g * g for g in grad)) + 1e-12
-        n_out = [-g / norm for g in grad]  # outward: the field falls outwards
-        curv = sum(np.gradient(n_out[a], sp[a], axis=a) for a in range(3))
+        n_out, curv = _outward_normals_and_curvature(f, sp)
         at = verts.T
         h = ndimage.map_coordinates(curv, at, order=1)
         nv = np.stack([ndimage.map_coordinates(c, at, order=1) for c in n_out], axis=1)
@@ -402,9 +399,7 @@ def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume
     gt, gz = tumour.grid, zone.grid
     if gt == gz:
         return tumour, zone
-    lo_t, hi_t = _bounds(gt)
-    lo_z, hi_z = _bounds(gz)
-    if np.any(np.minimum(hi_t, hi_z) < np.maximum(lo_t, lo_z)):
+    if not gt.overlaps(gz):
         raise InputError("the tumour and zone images do not overlap in space")
     fine_t = np.prod(gt.spacing_mm) <= np.prod(gz.spacing_mm)
     target = gt if fine_t else gz
@@ -418,16 +413,6 @@ def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume
     )
     out = Volume(np.clip(np.asarray(res.array), 0.0, 1.0).astype(np.float32), target)
     return (tumour, out) if fine_t else (out, zone)
-
-
-def _bounds(g: Grid) -> tuple[np.ndarray, np.ndarray]:
-    corners = np.array(
-        [[i, j, k] for i in (0, g.shape[0] - 1) for j in (0, g.shape[1] - 1)
-         for k in (0, g.shape[2] - 1)], float,
-    )  # fmt: skip
-    pts = g.index_to_lps(corners)
-    h = 0.5 * max(g.spacing_mm)
-    return pts.min(axis=0) - h, pts.max(axis=0) + h
 
 
 def measure_margin(

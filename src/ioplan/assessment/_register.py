@@ -62,19 +62,6 @@ def _r(v: float | None) -> float | None:
     return None if v is None else round(float(v), 3)
 
 
-def _check_overlap(fixed: Volume, moving: Volume) -> None:
-    def box(v: Volume):
-        g = v.grid
-        c = np.array([[i, j, k] for i in (0, g.shape[0] - 1) for j in (0, g.shape[1] - 1)
-                      for k in (0, g.shape[2] - 1)], float)  # fmt: skip
-        p = g.index_to_lps(c)
-        return p.min(axis=0), p.max(axis=0)
-
-    (a0, a1), (b0, b1) = box(fixed), box(moving)
-    if np.any(np.minimum(a1, b1) < np.maximum(a0, b0)):
-        raise InputError("the pre- and post-procedure images do not overlap in space")
-
-
 def _method(mask: sitk.Image | None, shrink: tuple[int, ...]) -> sitk.ImageRegistrationMethod:
     r = sitk.ImageRegistrationMethod()
     r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
@@ -148,7 +135,8 @@ def register_images(
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise InputError(f"registration stages must be among {', '.join(STAGES)}, got {stages}")
-    _check_overlap(post, pre)
+    if not post.grid.overlaps(pre.grid):
+        raise InputError("the pre- and post-procedure images do not overlap in space")
     fixed = _working(sitk.Cast(to_sitk(post), sitk.sitkFloat32))
     moving = _working(sitk.Cast(to_sitk(pre), sitk.sitkFloat32))
     mask = None

@@ -179,11 +179,7 @@ def voxel_dose(
     if counts.min() < 0:
         raise InputError(f"the SPECT has negative counts (min {counts.min():g})")
     if spect.grid != g:
-        from ioplan.assessment._margin import _bounds
-
-        lo1, hi1 = _bounds(spect.grid)
-        lo2, hi2 = _bounds(g)
-        if np.any(np.minimum(hi1, hi2) < np.maximum(lo1, lo2)):
+        if not spect.grid.overlaps(g):
             raise InputError("the SPECT and the label map do not overlap in space")
         counts = np.asarray(resample(Volume(counts.astype(np.float32), spect.grid), g,
                                      interpolation="linear").array, float)  # fmt: skip

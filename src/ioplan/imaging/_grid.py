@@ -144,6 +144,25 @@ class Grid:
         upper = np.asarray(self.shape) - 0.5
         return np.all((idx >= -0.5) & (idx <= upper), axis=-1)
 
+    def bounds_lps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest LPS coordinates (mm) of the grid's box, voxel edges included."""
+        corners = np.array(
+            [[i, j, k] for i in (-0.5, self.shape[0] - 0.5) for j in (-0.5, self.shape[1] - 0.5)
+             for k in (-0.5, self.shape[2] - 0.5)]
+        )  # fmt: skip
+        pts = self.index_to_lps(corners)
+        return pts.min(axis=0), pts.max(axis=0)
+
+    def overlaps(self, other: Grid) -> bool:
+        """Whether the two grids' boxes (in patient LPS mm) share any volume.
+
+        >>> Grid((2, 2, 2)).overlaps(Grid((2, 2, 2), origin_mm=(500.0, 0.0, 0.0)))
+        False
+        """
+        lo1, hi1 = self.bounds_lps()
+        lo2, hi2 = other.bounds_lps()
+        return bool(np.all(np.minimum(hi1, hi2) > np.maximum(lo1, lo2)))
+
     def voxel_centres_lps(self) -> np.ndarray:
         """LPS coordinates of every voxel centre, shape ``shape + (3,)``.
 
