@@ -495,6 +495,110 @@ def response(
         typer.echo(f"  [{k}] {c['source']}")
 
 
+@app.command()
+def thermometry(
+    magnitude: Annotated[Path, typer.Option(help="Magnitude series, 4D NIfTI.")],
+    phase: Annotated[Path, typer.Option(help="Phase series, 4D NIfTI (radians unless told).")],
+    b0_t: Annotated[float | None, typer.Option("--b0-t", help="Field strength (T).")] = None,
+    te_ms: Annotated[float | None, typer.Option("--te-ms", help="Echo time (ms).")] = None,
+    baseline_frames: Annotated[int, typer.Option(help="Frames averaged as baseline.")] = 1,
+    out: Annotated[Path | None, typer.Option(help="Output folder for the maps.")] = None,
+    phase_scale: Annotated[str, typer.Option(help="radians or siemens (12-bit).")] = "radians",
+    frame_s: Annotated[
+        float | None, typer.Option(help="Seconds between frames (default: the header's).")
+    ] = None,
+    baseline_temperature_c: Annotated[
+        float, typer.Option(help="Tissue temperature at baseline (degC).")
+    ] = 37.0,
+    alpha_ppm_per_c: Annotated[
+        float | None, typer.Option(help="PRF coefficient (default -0.01 ppm/degC).")
+    ] = None,
+    multi_baseline: Annotated[
+        bool, typer.Option(help="Match each frame to its closest baseline (breathing).")
+    ] = False,
+    drift_order: Annotated[
+        int, typer.Option(help="Drift correction polynomial order (-1 off, 0-2).")
+    ] = -1,
+    reference: Annotated[
+        Path | None, typer.Option(help="Mask of unheated voxels (drift reference).")
+    ] = None,
+    protected: Annotated[Path | None, typer.Option(help="Mask of protected structures.")] = None,
+    alert_c: Annotated[
+        float | None, typer.Option(help="Alert above this temperature (default 45 degC).")
+    ] = None,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """PRF-shift thermometry of a stored series: temperature, CEM43, necrosis, uncertainty."""
+    import numpy as np
+
+    from ioplan.imaging import (
+        Volume,
+        check_output_folder,
+        read_image,
+        write_nifti,
+        write_nifti_series,
+    )
+    from ioplan.monitoring import ThermometryConfig, read_complex_series, run_thermometry
+
+    if b0_t is None or te_ms is None:
+        raise InputError("B0 (--b0-t) and TE (--te-ms) are needed: the headers do not give them")
+    cfg = ThermometryConfig(
+        b0_t=b0_t, te_ms=te_ms, baseline_frames=baseline_frames,
+        baseline_temperature_c=baseline_temperature_c, alpha_ppm_per_c=alpha_ppm_per_c,
+        multi_baseline=multi_baseline, drift_order=drift_order, alert_temperature_c=alert_c,
+    )  # fmt: skip
+    if out is not None:
+        check_output_folder(out, overwrite=overwrite)
+    frames, grid, dt = read_complex_series(magnitude, phase, phase_scale=phase_scale)
+    step = frame_s if frame_s is not None else dt
+    if not step or step <= 0:
+        raise InputError("the header gives no frame time: pass --frame-s")
+
+    def mask(path):
+        if path is None:
+            return None
+        v = read_image(path)
+        v.grid.require_same(grid, what=f"mask {path}")
+        return np.asarray(v.array) > 0
+
+    if drift_order >= 0 and reference is None:
+        raise InputError("drift correction needs --reference (a mask of unheated voxels)")
+    res = run_thermometry(
+        frames, [i * step for i in range(len(frames))], cfg, grid=grid,
+        protected=mask(protected), reference=mask(reference),
+    )  # fmt: skip
+    summary = res["summary"]
+    for a in summary["alerts"][:5]:
+        _warn(
+            f"frame {a['frame']}: {a['temperature_c']} degC in a protected structure at "
+            f"voxel {a['voxel']} (limit {a['limit_c']})"
+        )
+    for note in summary["notes"]:
+        _warn(note)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_nifti_series(res["temperature"], grid, out / "temperature.nii.gz", frame_s=step,
+                           overwrite=True)  # fmt: skip
+        write_nifti(Volume(res["cem43"].astype(np.float32), grid), out / "cem43.nii.gz",
+                    overwrite=True)  # fmt: skip
+        write_nifti(Volume(res["necrosis"].astype(np.uint8), grid), out / "necrosis.nii.gz",
+                    overwrite=True)  # fmt: skip
+        write_nifti(Volume(res["uncertainty"].astype(np.float32), grid),
+                    out / "uncertainty.nii.gz", overwrite=True)  # fmt: skip
+        (out / "thermometry.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    typer.echo(
+        f"{summary['frames']} frames after {baseline_frames} baseline: max "
+        f"{summary['max_temperature_c']} degC, necrosis {summary['necrosis_volume_ml']} mL, "
+        f"{summary['ms_per_frame']} ms per frame, {len(summary['alerts'])} alerts"
+    )
+    if out is not None:
+        typer.echo(f"maps: {out}")
+
+
 sirt_app = typer.Typer(help="Y-90 radioembolization: activity, dose, checks; TACE dosing.",
                        no_args_is_help=True)  # fmt: skip
 app.add_typer(sirt_app, name="sirt")

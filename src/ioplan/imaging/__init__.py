@@ -17,9 +17,11 @@ from ioplan.imaging._io import (
     image_format,
     read_image,
     read_nifti,
+    read_nifti_series,
     read_sitk,
     write_image,
     write_nifti,
+    write_nifti_series,
     write_sitk,
 )
 from ioplan.imaging._sitk import (
@@ -45,6 +47,7 @@ __all__ = [
     "read_dicom_series",
     "read_image",
     "read_nifti",
+    "read_nifti_series",
     "read_sitk",
     "resample",
     "resample_to_spacing",
@@ -52,5 +55,6 @@ __all__ = [
     "write_dicom_series",
     "write_image",
     "write_nifti",
+    "write_nifti_series",
     "write_sitk",
 ]

@@ -19,6 +19,7 @@ from ioplan.errors import (
     InputFileNotFoundError,
     OutputExistsError,
 )
+from ioplan.imaging._grid import Grid
 from ioplan.imaging._volume import Volume, check_finite
 
 __all__ = [
@@ -148,6 +149,51 @@ def write_nifti(volume: Volume, path: str | Path, *, overwrite: bool = False) ->
     return path
 
 
+def write_nifti_series(
+    frames: np.ndarray, grid: Grid, path: str | Path, *, frame_s: float = 1.0,
+    overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """Write frames ``(n, z, y, x)`` on ``grid`` as a 4D NIfTI-1 (RAS, mm, s)."""
+    path = Path(path)
+    _check_output(path, overwrite)
+    arr = np.asarray(frames)
+    if arr.ndim != 4 or arr.shape[1:] != tuple(grid.shape):
+        raise InputError(f"frames {arr.shape} do not match the grid {grid.shape}")
+    affine = _nifti_affine_to_lps(grid.affine)
+    img = nib.Nifti1Image(np.ascontiguousarray(arr.transpose(3, 2, 1, 0)), affine)
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = float(frame_s)
+    nib.save(img, str(path))
+    return path
+
+
+def read_nifti_series(path: str | Path, *, what: str = "image") -> tuple[np.ndarray, Grid, float]:
+    """Read a 4D NIfTI: frames ``(n, z, y, x)`` (float32), the 3D grid, the frame time (s).
+
+    A 3D file is one frame. NaN or infinite values are refused.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileNotFoundError(f"{what} file not found: {path}")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises several kinds for corrupt files
+        raise FileFormatError(f"cannot read {what} {path}: {exc}") from None
+    if data.ndim == 3:
+        data = data[..., None]
+    if data.ndim != 4:
+        raise FileFormatError(f"{what} must be a 4D image (x, y, z, frame), got {data.ndim}D")
+    if not np.all(np.isfinite(data)):
+        raise FileFormatError(f"{what} holds NaN or infinite values")
+    grid = Grid.from_affine(data.shape[2::-1], _nifti_affine_to_lps(img.affine))
+    zooms = img.header.get_zooms()
+    frame_s = float(zooms[3]) if len(zooms) > 3 else 0.0
+    return data.transpose(3, 2, 1, 0), grid, frame_s
+
+
 # -- NRRD and MetaImage through SimpleITK ------------------------------------
 def read_sitk(path: str | Path) -> Volume:
     """Read NRRD, MetaImage or another ITK format (SimpleITK reports LPS)."""
@@ -191,7 +237,7 @@ def read_image(
         File, or folder of DICOM files.
     allow_nan : bool
         Accept NaN or infinite voxels (default: raise
-        :class:`~ioplan.errors.InvalidImageError`).
+        :class:`~ioplan.errors.FileFormatError`).
     series_uid : str, optional
         For a DICOM folder holding several series, the one to read.
 

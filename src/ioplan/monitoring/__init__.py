@@ -1,0 +1,26 @@
+"""MRI-guided monitoring: PRF thermometry, thermal dose, alerts; a synthetic scanner."""
+
+from ioplan.monitoring._prf import (
+    FrameResult,
+    Thermometry,
+    ThermometryConfig,
+    arrhenius_increment,
+    cem43_increment,
+    prf_constants,
+)
+from ioplan.monitoring._series import read_complex_series, run_thermometry
+from ioplan.monitoring._synthetic import ScannerConfig, gaussian_heating, synthetic_frames
+
+__all__ = [
+    "FrameResult",
+    "ScannerConfig",
+    "Thermometry",
+    "ThermometryConfig",
+    "arrhenius_increment",
+    "cem43_increment",
+    "gaussian_heating",
+    "prf_constants",
+    "read_complex_series",
+    "run_thermometry",
+    "synthetic_frames",
+]
