@@ -217,3 +217,64 @@ def test_running_dose_matches_the_dose_integrals():
     assert th.cem43[0, 0, 0] == pytest.approx(float(cem), rel=1e-6)
     assert th.omega[0, 0, 0] == pytest.approx(float(om), rel=1e-3)
     assert th.tmax[0, 0, 0] == pytest.approx(60.0, abs=1e-3)
+
+
+def test_openigtlink_loopback_both_ways_and_a_client_that_leaves():
+    """A real pyigtl scanner server streams IMAGE frames (magnitude, phase); ioplan reads
+    them as a client, and serves the maps to a second client (3D Slicer's role), which
+    disconnects mid-stream: processing goes on and every later frame is still measured."""
+    import socket
+    import threading
+    import time
+
+    import pyigtl
+
+    from ioplan.monitoring._live import demo_scanner, igtl_frames, run_live
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    scanner, _ = demo_scanner(free_port(), frames=12, baseline=3, interval_s=0.1)
+    out = pyigtl.OpenIGTLinkServer(port=free_port())
+    got = []
+
+    def slicer():
+        c = pyigtl.OpenIGTLinkClient(port=out.port)
+        t = time.time()
+        while time.time() - t < 0.8:
+            got.extend(m.device_name for m in c.get_latest_messages())
+            time.sleep(0.05)
+        c.stop()
+
+    threading.Thread(target=slicer, daemon=True).start()
+    client = pyigtl.OpenIGTLinkClient(port=scanner.port)
+    th = Thermometry(ThermometryConfig(b0_t=3.0, te_ms=10.0, baseline_frames=3))
+    try:
+        res = run_live(igtl_frames(client, idle_timeout_s=1.5, first_wait_s=10), th, server=out)
+    finally:
+        for c in (client, scanner, out):
+            c.stop()
+    # the stream sends 15 frames, 3 baseline; the latest-message queue may merge one
+    assert len(res) >= 11
+    assert {"ioplan_temperature", "ioplan_cem43", "ioplan_necrosis"} <= set(got)
+    # still measuring after the client left: the demo's peak after 12 s of heating is
+    # 37 + 40 (1 - exp(-12/30)) = 50.2 degC at the centre (the voxels straddle it)
+    assert res[-1].max_temperature_c > 45.0
+
+
+def test_monitor_cli_from_a_folder(tmp_path, capsys):
+    from ioplan.imaging import write_nifti_series
+
+    _, temp, frames, _, sp = _scenario(motion_mm=0.0, drift=0.0, heat_s=10)
+    g = Grid(frames.shape[1:], (sp,) * 3)
+    for i, f in enumerate(frames):
+        write_nifti_series(np.abs(f)[None], g, tmp_path / f"{i:04d}_magnitude.nii.gz")
+        write_nifti_series(np.angle(f)[None], g, tmp_path / f"{i:04d}_phase.nii.gz")
+    args = ["--folder", str(tmp_path), "--baseline-frames", "12", "--igtl-port", "0"]
+    code, out, err = _run(capsys, "monitor", *args, "--idle-timeout-s", "0.5", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["frames"] == len(frames) - 12
+    assert doc["max_temperature_c"] == pytest.approx(float(temp[-1].max()), abs=1.5)

@@ -599,6 +599,103 @@ def thermometry(
         typer.echo(f"maps: {out}")
 
 
+@app.command()
+def monitor(
+    b0_t: Annotated[float, typer.Option("--b0-t", help="Field strength (T).")] = 3.0,
+    te_ms: Annotated[float, typer.Option("--te-ms", help="Echo time (ms).")] = 10.0,
+    baseline_frames: Annotated[int, typer.Option(help="Frames averaged as baseline.")] = 10,
+    folder: Annotated[
+        Path | None, typer.Option(help="Folder the scanner writes NNNN_magnitude/_phase into.")
+    ] = None,
+    frame_s: Annotated[float, typer.Option(help="Seconds between frames (folder input).")] = 1.0,
+    igtl_input: Annotated[
+        str | None, typer.Option(help="Scanner's OpenIGTLink server, host:port.")
+    ] = None,
+    igtl_port: Annotated[
+        int, typer.Option(help="Serve the maps to 3D Slicer on this port (0: off).")
+    ] = 18944,
+    demo: Annotated[bool, typer.Option(help="Play the synthetic scanner (loopback).")] = False,
+    multi_baseline: Annotated[bool, typer.Option(help="Multi-baseline library.")] = False,
+    idle_timeout_s: Annotated[
+        float, typer.Option(help="Stop after this long without a frame.")
+    ] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Live MR thermometry: frames in (folder or OpenIGTLink), maps out to 3D Slicer."""
+    import numpy as np
+    import pyigtl
+    from rich.live import Live
+
+    from ioplan.monitoring import Thermometry, ThermometryConfig
+    from ioplan.monitoring._live import demo_scanner, folder_frames, igtl_frames, run_live
+
+    sources = sum(x is not None and x is not False for x in (folder, igtl_input, demo or None))
+    if sources != 1:
+        raise InputError("give one input: --folder, --igtl-input host:port, or --demo")
+    cfg = ThermometryConfig(b0_t=b0_t, te_ms=te_ms, baseline_frames=baseline_frames,
+                            multi_baseline=multi_baseline)  # fmt: skip
+    th = Thermometry(cfg)
+    closers = []
+    out_server = pyigtl.OpenIGTLinkServer(port=igtl_port) if igtl_port else None
+    if out_server is not None:
+        closers.append(out_server)
+    if demo:
+        scanner, _ = demo_scanner(igtl_port + 1 if igtl_port else 18945, baseline=baseline_frames)
+        closers.append(scanner)
+        igtl_input = f"127.0.0.1:{scanner.port}"
+    try:
+        if folder is not None:
+            frames = folder_frames(folder, frame_s=frame_s, idle_timeout_s=idle_timeout_s)
+        else:
+            host, _, port = str(igtl_input).rpartition(":")
+            if not port.isdigit():
+                raise InputError(f"--igtl-input must be host:port, got {igtl_input!r}")
+            client = pyigtl.OpenIGTLinkClient(host=host or "127.0.0.1", port=int(port))
+            closers.append(client)
+            frames = igtl_frames(client, idle_timeout_s=idle_timeout_s)
+        state = {"n": 0, "ms": 0.0, "tmax": float("nan"), "nec": 0.0, "alerts": 0}
+
+        def table():
+            t = Table(title="ioplan monitor")
+            for k in ("frame", "latency ms", "max degC", "necrosis mL", "alerts"):
+                t.add_column(k)
+            t.add_row(str(state["n"]), f"{state['ms']:.1f}", f"{state['tmax']:.1f}",
+                      f"{state['nec']:.2f}", str(state["alerts"]))  # fmt: skip
+            return t
+
+        live = Live(table(), console=err_console, refresh_per_second=4, transient=as_json)
+
+        def on_frame(f, r):
+            state["n"] = f.index
+            if r is not None:
+                state.update(ms=r.ms, tmax=r.max_temperature_c, nec=r.necrosis_volume_ml)
+                state["alerts"] += len(r.alerts)
+            live.update(table())
+
+        with live:
+            results = run_live(frames, th, server=out_server, on_frame=on_frame)
+    finally:
+        for c in closers:
+            c.stop()
+    summary = {
+        "frames": len(results),
+        "max_temperature_c": round(
+            max((r.max_temperature_c for r in results), default=float("nan")), 3
+        ),
+        "necrosis_volume_ml": round(results[-1].necrosis_volume_ml, 4) if results else 0.0,
+        "ms_per_frame": round(float(np.median([r.ms for r in results])), 3) if results else None,
+        "alerts": [a for r in results for a in r.alerts],
+        "notes": list(th.notes),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        typer.echo(
+            f"{summary['frames']} frames: max {summary['max_temperature_c']} degC, necrosis "
+            f"{summary['necrosis_volume_ml']} mL, {summary['ms_per_frame']} ms per frame"
+        )
+
+
 sirt_app = typer.Typer(help="Y-90 radioembolization: activity, dose, checks; TACE dosing.",
                        no_args_is_help=True)  # fmt: skip
 app.add_typer(sirt_app, name="sirt")
