@@ -3,9 +3,13 @@
 Both masks become smooth fields on one grid: a binary mask is blurred with a Gaussian
 (sigma :data:`SMOOTH_SIGMA_VOXELS` voxels) and its 0.5 level is the surface; a mask given
 as probabilities (values between 0 and 1) is used as it is. Marching cubes turns each
-0.5 level into a triangle mesh in patient LPS mm. The margin at every vertex of the
-tumour surface is its exact distance to the zone's mesh (closest point on a triangle),
-positive where the vertex lies inside the zone and negative outside.
+0.5 level into a triangle mesh in patient LPS mm; the blur's inward shift of curved
+surfaces (sigma^2 H / 2) is put back along the normals. The margin at a tumour vertex
+inside the zone is the distance along the vertex's outward normal to the zone's 0.5 level
+(at the minimum it equals the closest distance, and it is not drawn to the ripples of a
+voxelised zone); outside, minus the exact distance to the zone's mesh (closest point on
+a triangle). The minimal margin is the lowest value of local quadratic fits of these
+margins around their lowest smoothed values.
 
 Why this is better than distances between voxel centres: a voxel map puts every surface
 on a staircase of voxel centres, which biases the minimum margin low by up to a voxel
@@ -203,11 +207,6 @@ def point_mesh_distance(points: np.ndarray, mesh: Mesh, k: int = 8) -> np.ndarra
     return np.sqrt(best)
 
 
-#: The margin over the tumour surface is averaged with a Gaussian of this width (voxels,
-#: and at least :data:`MARGIN_SMOOTH_MIN_MM`): the staircase leaves each vertex's margin
-#: uncertain by about a tenth of a voxel, and the minimum of many such values would read
-#: low; a wider average lifts the minimum of a curved margin function (ellipsoids).
-#: Chosen on spheres and ellipsoids at 0.5-2 mm voxels (errors in tests/test_assessment.py).
 #: The ray distance may exceed the closest distance by at most this (mm) before the
 #: closest distance is taken: far from the minimum the ray runs obliquely to the zone.
 RAY_SLACK_MM = 0.5
@@ -268,9 +267,15 @@ def _ray_margin(tf, zf, grid: Grid, verts_mm: np.ndarray, zone_sigma_mm: float,
     return out
 
 
+#: The margin over the tumour surface is averaged with a Gaussian of this width (voxels,
+#: and at least :data:`MARGIN_SMOOTH_MIN_MM`): the staircase leaves each vertex's margin
+#: uncertain by about a tenth of a voxel, and the minimum of many such values would read
+#: low; a wider average lifts the minimum of a curved margin function (ellipsoids).
+#: Chosen on spheres and ellipsoids at 0.5-2 mm voxels (errors in tests/test_assessment.py).
 MARGIN_SMOOTH_VOXELS = 1.0
-MINIMUM_FIT_VOXELS = 4.0
 MARGIN_SMOOTH_MIN_MM = 1.0
+#: Radius (voxels) of the local quadratic fits that find the minimum (see :func:`_minimum`).
+MINIMUM_FIT_VOXELS = 4.0
 
 
 def _smooth_on_surface(verts: np.ndarray, values: np.ndarray, sigma_mm: float) -> np.ndarray:
