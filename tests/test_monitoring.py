@@ -278,3 +278,80 @@ def test_monitor_cli_from_a_folder(tmp_path, capsys):
     doc = json.loads(out)
     assert doc["frames"] == len(frames) - 12
     assert doc["max_temperature_c"] == pytest.approx(float(temp[-1].max()), abs=1.5)
+
+
+def test_ice_ball_segmentation_growth_and_lethal_core():
+    """A cylindrical signal void (radius 10 mm, 40 mm long) around a probe: the segmented
+    ice has the cylinder's volume (within its voxel surface), its growth rate follows two
+    frames, and the engine places the -40 degC isotherm inside the edge at about the
+    published depth: 'about 1 cm inside the 0 degC edge' (PMC4850244, shared/validation
+    README section 3); 3 mm tolerance for a 2 mm engine grid and 'about'."""
+    from ioplan.assessment import measure_margin
+    from ioplan.imaging import Volume
+    from ioplan.monitoring import isotherm_depths, measure_ice
+
+    g = Grid((30, 40, 40), (2.0, 1.0, 1.0))
+    z, y, x = g.axis_coordinates_mm()
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    base = np.ones(g.shape)
+    probe_x, probe_y = 20.0, 20.0
+    r = np.hypot(xx - probe_x, yy - probe_y)
+    length = (zz >= 10) & (zz <= 50)
+    probes = np.array([[15, 20, 20]])
+
+    def frame(radius):
+        mag = np.where((r <= radius) & length, 0.02, 1.0)
+        return mag + np.random.default_rng(0).normal(0, 0.02, g.shape)
+
+    first = measure_ice(frame(8.0), base, g, probes)
+    ice = measure_ice(frame(10.0), base, g, probes, previous=first, dt_s=60.0)
+    exact = ((r <= 10.0) & length).sum() * g.voxel_volume_ml
+    assert ice.volume_ml == pytest.approx(exact, rel=0.02)
+    assert ice.growth_ml_per_min == pytest.approx(ice.volume_ml - first.volume_ml, rel=1e-9)
+    assert ice.edge_depth_at_probes_mm == pytest.approx(10.0, abs=1.0)
+    assert 0 < ice.depth_20_mm < ice.depth_40_mm < ice.edge_depth_at_probes_mm
+    mature = isotherm_depths()[-1]
+    assert mature[2] == pytest.approx(10.0, abs=3.0)
+    # margin of the lethal core around a 6 mm tumour on the probe: the core's radius is the
+    # ice radius less the -40 depth; MAM = that minus 3 mm (sub-voxel measure)
+    tumour = ((r <= 3.0) & (zz >= 26) & (zz <= 34)).astype(np.uint8)
+    res = measure_margin(Volume(tumour, g), Volume(ice.core_40.astype(np.uint8), g))
+    # the core is a distance threshold on 1 x 1 x 2 mm voxels: +-1 voxel, and the tumour's
+    # own voxel surface: 1.5 mm
+    expected = (10.0 - ice.depth_40_mm) - 3.0
+    assert res.minimal_margin_mm == pytest.approx(expected, abs=1.5)
+
+
+def test_thermometry_cli_follows_a_growing_ice_ball(tmp_path, capsys):
+    """Frames whose signal vanishes in a cylinder growing from 4 to 12 mm around a probe:
+    the CLI reports the last ice volume (the cylinder's within 5 %: voxel surface) and a
+    positive growth rate, writes the ice and lethal-core maps, and leaves the PRF
+    temperatures inside the ice out (no signal there)."""
+    sp = 1.5
+    shape = (6, 48, 48)
+    g = Grid(shape, (sp,) * 3)
+    n_base, n = 4, 10
+    times = np.arange(n_base + n, dtype=float)
+    temp = np.full((len(times), *shape), 37.0)
+    frames = synthetic_frames(temp, times, ScannerConfig(snr=50, spacing_mm=sp, seed=3))
+    _, y, x = g.axis_coordinates_mm()
+    rr = np.hypot(*np.meshgrid(y - y.mean(), x - x.mean(), indexing="ij"))[None].repeat(6, 0)
+    radii = [0.0] * n_base + list(np.linspace(4.0, 12.0, n))
+    for i, rad in enumerate(radii):
+        frames[i][rr <= rad] *= 0.02
+    write_nifti_series(np.abs(frames), g, tmp_path / "m.nii.gz", frame_s=1.0)
+    write_nifti_series(np.angle(frames), g, tmp_path / "p.nii.gz", frame_s=1.0)
+    tip = g.index_to_lps([2.5, 23.5, 23.5])
+    code, out, err = _run(
+        capsys, "thermometry", "--magnitude", str(tmp_path / "m.nii.gz"), "--phase",
+        str(tmp_path / "p.nii.gz"), "--b0-t", "3", "--te-ms", "10", "--baseline-frames",
+        str(n_base), "--probe", ",".join(f"{v:.3f}" for v in tip), "--out",
+        str(tmp_path / "o"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    ice = json.loads(out)["ice"]
+    exact = float((rr <= 12.0).sum()) * g.voxel_volume_ml
+    assert ice["volume_ml"] == pytest.approx(exact, rel=0.05)
+    assert ice["growth_ml_per_min"] > 0
+    assert (tmp_path / "o" / "ice.nii.gz").is_file()
+    assert (tmp_path / "o" / "lethal_minus40.nii.gz").is_file()

@@ -526,6 +526,10 @@ def thermometry(
     alert_c: Annotated[
         float | None, typer.Option(help="Alert above this temperature (default 45 degC).")
     ] = None,
+    probe: Annotated[
+        list[str] | None,
+        typer.Option(help="Cryoprobe tip x,y,z (LPS mm); repeat: segment the ice ball."),
+    ] = None,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -567,6 +571,7 @@ def thermometry(
     res = run_thermometry(
         frames, [i * step for i in range(len(frames))], cfg, grid=grid,
         protected=mask(protected), reference=mask(reference),
+        probes_lps=[_parse_point(p_, "--probe") for p_ in probe] if probe else None,
     )  # fmt: skip
     summary = res["summary"]
     for a in summary["alerts"][:5]:
@@ -586,6 +591,11 @@ def thermometry(
                     overwrite=True)  # fmt: skip
         write_nifti(Volume(res["uncertainty"].astype(np.float32), grid),
                     out / "uncertainty.nii.gz", overwrite=True)  # fmt: skip
+        if res["ice_mask"] is not None:
+            write_nifti(Volume(res["ice_mask"].astype(np.uint8), grid), out / "ice.nii.gz",
+                        overwrite=True)  # fmt: skip
+            write_nifti(Volume(res["lethal_mask"].astype(np.uint8), grid),
+                        out / "lethal_minus40.nii.gz", overwrite=True)  # fmt: skip
         (out / "thermometry.json").write_text(json.dumps(summary, indent=2) + "\n")
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """MRI-guided monitoring: PRF thermometry, thermal dose, alerts; a synthetic scanner."""
 
+from ioplan.monitoring._cryo import IceBall, isotherm_depths, measure_ice
 from ioplan.monitoring._prf import (
     FrameResult,
     Thermometry,
@@ -13,12 +14,15 @@ from ioplan.monitoring._synthetic import ScannerConfig, gaussian_heating, synthe
 
 __all__ = [
     "FrameResult",
+    "IceBall",
     "ScannerConfig",
     "Thermometry",
     "ThermometryConfig",
     "arrhenius_increment",
     "cem43_increment",
     "gaussian_heating",
+    "isotherm_depths",
+    "measure_ice",
     "prf_constants",
     "read_complex_series",
     "run_thermometry",

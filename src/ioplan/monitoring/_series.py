@@ -44,19 +44,41 @@ def read_complex_series(magnitude: Path, phase: Path, *, phase_scale: str = "rad
 def run_thermometry(frames: np.ndarray, times_s, cfg: ThermometryConfig, *, grid: Grid,
                     protected: np.ndarray | None = None,
                     reference: np.ndarray | None = None,
+                    probes_lps: list[tuple[float, float, float]] | None = None,
                     progress=None) -> dict[str, Any]:  # fmt: skip
-    """Process every frame; returns the maps and the summary (JSON keys of the issue)."""
+    """Process every frame; returns the maps and the summary (JSON keys of the issue).
+
+    With ``probes_lps`` (cryoablation), the ice ball is segmented on every frame (see
+    :func:`ioplan.monitoring.measure_ice`); PRF temperatures inside the ice, where there
+    is no signal, are left out (NaN) of the temperature maps.
+    """
     th = Thermometry(cfg, voxel_ml=grid.voxel_volume_ml, protected=protected,
                      reference=reference)  # fmt: skip
     temps, alerts, ms = [], [], []
     last = None
+    ice = None
+    ice_rows = []
+    probes = None
+    if probes_lps:
+        probes = np.rint(grid.lps_to_index(np.asarray(probes_lps, float))).astype(int)
+        if np.any(probes < 0) or np.any(probes >= np.asarray(grid.shape)):
+            raise InputError("a probe position lies outside the image")
     for i, (t, f) in enumerate(zip(times_s, frames, strict=True)):
         r = th.add(f, float(t), index=i)
         if progress is not None:
             progress(i)
         if r is None:
             continue
-        temps.append(r.temperature_c.astype(np.float32))
+        t_map = r.temperature_c.astype(np.float32)
+        if probes is not None:
+            from ioplan.monitoring._cryo import measure_ice
+
+            base_mag = np.abs(th._mean_base)
+            ice = measure_ice(np.abs(f), base_mag, grid, probes, previous=ice,
+                              dt_s=float(times_s[i] - times_s[i - 1]) if i else None)  # fmt: skip
+            t_map[ice.mask] = np.nan
+            ice_rows.append({"frame": i} | ice.to_dict())
+        temps.append(t_map)
         alerts += r.alerts
         ms.append(r.ms)
         last = r
@@ -65,8 +87,13 @@ def run_thermometry(frames: np.ndarray, times_s, cfg: ThermometryConfig, *, grid
             f"the series has {len(frames)} frames, all used as baseline "
             f"({cfg.baseline_frames}): nothing to measure"
         )
-    valid_t = [float(np.max(tt[last.valid])) for tt in temps if last.valid.any()]
+    valid_t = [float(np.nanmax(tt[last.valid])) for tt in temps if last.valid.any()]
+    extra = {}
+    if ice is not None:
+        extra = {"ice": ice_rows[-1], "ice_by_frame": ice_rows}
     return {
+        "ice_mask": None if ice is None else ice.mask,
+        "lethal_mask": None if ice is None else ice.core_40,
         "temperature": np.stack(temps),
         "cem43": th.cem43,
         "necrosis": (th.cem43 >= cfg.necrosis_cem43_min) & last.valid,
@@ -81,5 +108,6 @@ def run_thermometry(frames: np.ndarray, times_s, cfg: ThermometryConfig, *, grid
             "notes": list(th.notes),
             "rad_per_c": cfg.rad_per_c,
             "baseline_temperature_c": cfg.baseline_temperature_c,
-        },
+        }
+        | extra,
     }
