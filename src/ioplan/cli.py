@@ -530,6 +530,16 @@ def thermometry(
         list[str] | None,
         typer.Option(help="Cryoprobe tip x,y,z (LPS mm); repeat: segment the ice ball."),
     ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Heat source x,y,z (LPS mm): fit power and perfusion, predict the zone."),
+    ] = None,
+    heat_on_s: Annotated[
+        float, typer.Option(help="When heating started (s, with --source).")
+    ] = 0.0,
+    end_s: Annotated[
+        float | None, typer.Option(help="Planned end of heating (s, with --source).")
+    ] = None,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -574,6 +584,19 @@ def thermometry(
         probes_lps=[_parse_point(p_, "--probe") for p_ in probe] if probe else None,
     )  # fmt: skip
     summary = res["summary"]
+    if source is not None:
+        from ioplan.monitoring import predict_zone
+
+        if end_s is None:
+            raise InputError("--source needs --end-s (the planned end of heating)")
+        src = np.asarray(_parse_point(source, "--source"))
+        r_mm = np.linalg.norm(grid.voxel_centres_lps() - src, axis=-1)
+        pred = predict_zone(
+            list(res["temperature"]), res["frame_times_s"], r_mm, t_on_s=heat_on_s,
+            end_time_s=end_s, voxel_ml=grid.voxel_volume_ml, valid=res["valid"],
+            body_c=baseline_temperature_c,
+        )  # fmt: skip
+        summary["prediction"] = pred.to_dict()
     for a in summary["alerts"][:5]:
         _warn(
             f"frame {a['frame']}: {a['temperature_c']} degC in a protected structure at "

@@ -1,6 +1,7 @@
 """MRI-guided monitoring: PRF thermometry, thermal dose, alerts; a synthetic scanner."""
 
 from ioplan.monitoring._cryo import IceBall, isotherm_depths, measure_ice
+from ioplan.monitoring._learn import ZonePrediction, pennes_point_rise, predict_zone
 from ioplan.monitoring._prf import (
     FrameResult,
     Thermometry,
@@ -18,11 +19,14 @@ __all__ = [
     "ScannerConfig",
     "Thermometry",
     "ThermometryConfig",
+    "ZonePrediction",
     "arrhenius_increment",
     "cem43_increment",
     "gaussian_heating",
     "isotherm_depths",
     "measure_ice",
+    "pennes_point_rise",
+    "predict_zone",
     "prf_constants",
     "read_complex_series",
     "run_thermometry",

@@ -110,7 +110,8 @@ def cem43_increment(t0: np.ndarray, t1: np.ndarray, dt_s: float) -> np.ndarray:
         d = b - a
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             exact = length * (np.exp(k * (b - 43.0)) - np.exp(k * (a - 43.0))) / (k * d)
-        return np.where(np.abs(d) < 1e-9, length * np.exp(k * (a - 43.0)), exact)
+            flat = length * np.exp(k * (a - 43.0))
+        return np.where(np.abs(d) < 1e-9, flat, exact)
 
     lo, hi = np.minimum(t0, t1), np.maximum(t0, t1)
     span = np.where(hi > lo, hi - lo, 1.0)

@@ -92,6 +92,10 @@ def run_thermometry(frames: np.ndarray, times_s, cfg: ThermometryConfig, *, grid
     if ice is not None:
         extra = {"ice": ice_rows[-1], "ice_by_frame": ice_rows}
     return {
+        "valid": last.valid,
+        "frame_times_s": [
+            float(times_s[i]) for i in range(len(times_s)) if i >= cfg.baseline_frames
+        ],
         "ice_mask": None if ice is None else ice.mask,
         "lethal_mask": None if ice is None else ice.core_40,
         "temperature": np.stack(temps),
