@@ -519,6 +519,9 @@ def thermometry(
     drift_order: Annotated[
         int, typer.Option(help="Drift correction polynomial order (-1 off, 0-2).")
     ] = -1,
+    referenceless: Annotated[
+        bool, typer.Option(help="Referenceless: background fitted in --reference each frame.")
+    ] = False,
     reference: Annotated[
         Path | None, typer.Option(help="Mask of unheated voxels (drift reference).")
     ] = None,
@@ -561,6 +564,7 @@ def thermometry(
         b0_t=b0_t, te_ms=te_ms, baseline_frames=baseline_frames,
         baseline_temperature_c=baseline_temperature_c, alpha_ppm_per_c=alpha_ppm_per_c,
         multi_baseline=multi_baseline, drift_order=drift_order, alert_temperature_c=alert_c,
+        referenceless=referenceless,
     )  # fmt: skip
     if out is not None:
         check_output_folder(out, overwrite=overwrite)
@@ -576,8 +580,8 @@ def thermometry(
         v.grid.require_same(grid, what=f"mask {path}")
         return np.asarray(v.array) > 0
 
-    if drift_order >= 0 and reference is None:
-        raise InputError("drift correction needs --reference (a mask of unheated voxels)")
+    if (drift_order >= 0 or referenceless) and reference is None:
+        raise InputError("drift correction and referenceless need --reference (unheated voxels)")
     res = run_thermometry(
         frames, [i * step for i in range(len(frames))], cfg, grid=grid,
         protected=mask(protected), reference=mask(reference),

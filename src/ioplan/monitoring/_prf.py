@@ -55,6 +55,7 @@ class ThermometryConfig:
     baseline_temperature_c: float = 37.0
     alpha_ppm_per_c: float | None = None
     multi_baseline: bool = False
+    referenceless: bool = False
     drift_order: int = -1  # -1: no drift correction; 0-2: polynomial order
     snr_threshold: float | None = None
     necrosis_cem43_min: float = 240.0
@@ -278,8 +279,11 @@ class Thermometry:
             base = self.baselines[used]
         else:
             used, base = -1, self._mean_base
-        dphi = np.angle(z * np.conj(base))
-        if self.cfg.drift_order >= 0 and self.reference is not None:
+        if self.cfg.referenceless:
+            dphi = self._referenceless(z)
+        else:
+            dphi = np.angle(z * np.conj(base))
+        if self.cfg.drift_order >= 0 and self.reference is not None and not self.cfg.referenceless:
             dphi = dphi - self._drift(dphi)
         if self.cfg.multi_baseline and self._shifts is not None and np.any(self._shifts[used]):
             # back to the first baseline's position, so that dose accrues in tissue
@@ -405,6 +409,32 @@ class Thermometry:
             self._design = np.stack(cols, axis=1)
             self._ref_flat = np.flatnonzero(ref.ravel())
             self._pinv = np.linalg.pinv(self._design[self._ref_flat])
+
+    def _referenceless(self, z: np.ndarray) -> np.ndarray:
+        """Referenceless phase (Rieke et al., MRM 2004): no baseline needed.
+
+        The background phase inside the heated region is the polynomial (order 2
+        in-plane, per slice) fitted to the frame's own unwrapped phase in the unheated
+        ``reference`` voxels; dphi is the frame's phase against it.
+        """
+        from skimage.restoration import unwrap_phase
+
+        if self.reference is None:
+            raise InputError("referenceless thermometry needs --reference (unheated voxels)")
+        ref = np.asarray(self.reference, bool) & self._valid
+        zz = z.reshape((-1, *z.shape[-2:]))
+        rr = ref.reshape((-1, *z.shape[-2:]))
+        ny, nx = z.shape[-2:]
+        yy, xx = np.meshgrid(np.linspace(-1, 1, ny), np.linspace(-1, 1, nx), indexing="ij")
+        basis = np.stack([np.ones_like(yy), yy, xx, yy * yy, yy * xx, xx * xx], axis=-1)
+        out = np.zeros(zz.shape)
+        for k in range(zz.shape[0]):
+            if rr[k].sum() < 12:
+                raise InputError(f"slice {k}: fewer than 12 valid reference voxels")
+            ph = unwrap_phase(np.ma.masked_array(np.angle(zz[k]), mask=~rr[k]))
+            coef, *_ = np.linalg.lstsq(basis[rr[k]], np.asarray(ph)[rr[k]], rcond=None)
+            out[k] = np.angle(zz[k] * np.exp(-1j * (basis @ coef)))
+        return out.reshape(z.shape)
 
     def _drift(self, dphi: np.ndarray) -> np.ndarray:
         a = self._design
