@@ -16,14 +16,14 @@ Usage: python bench/demo.py [--modalities mwa rfa cryo] [--spacing-mm 2] [--out 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import machine, write_result
 
 
 def run_demo(modality: str, spacing_mm: float, env: dict[str, str]) -> float:
@@ -57,7 +57,7 @@ def main() -> None:
             warm = run_demo(m, args.spacing_mm, env)
             rows.append({"modality": m, "cold_s": cold, "warm_s": warm})
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "spacing_mm": args.spacing_mm,
         "first_run_after_install_mwa_s": first,
         "demo": rows,
@@ -67,10 +67,7 @@ def main() -> None:
     print(f"{'modality':>9} {'cold (s)':>9} {'warm (s)':>9}")
     for r in rows:
         print(f"{r['modality']:>9} {r['cold_s']:>9.1f} {r['warm_s']:>9.1f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,11 @@ Usage: python bench/engine.py [--sizes 128 256] [--steps 20] [--out bench/result
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _results import machine, write_result
 
 from ioplan.anatomy import Label
 from ioplan.imaging import Grid
@@ -136,7 +134,7 @@ def main() -> None:
     except Exception as exc:  # no CUDA driver: record why
         gpu = {"unavailable": str(exc)}
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "memory_bandwidth_bytes_per_s": bw,
         "bytes_per_update": BYTES_PER_UPDATE,
         "kernel": rows,
@@ -166,10 +164,7 @@ def main() -> None:
         f"ratio {ours / fem:.0f}x"
     )
     print(f"gpu: {gpu}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

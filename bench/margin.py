@@ -15,14 +15,11 @@ Usage: python bench/margin.py [--shape 200 512 512] [--out bench/results/margin.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+from _results import machine, write_result
 
 from ioplan.assessment import measure_margin
 from ioplan.assessment._register import register_images, warp
@@ -92,7 +89,7 @@ def main() -> None:
     rows = {"register_rigid_s": t1 - t0, "warp_tumour_s": t2 - t1, "margin_s": t3 - t2,
             "total_s": t3 - t0}  # fmt: skip
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "shape": args.shape,
         "spacing_mm": list(g.spacing_mm),
         "timings": rows,
@@ -105,10 +102,7 @@ def main() -> None:
         print(f"{k:>18} {v:>8.2f}")
     print(f"registration error vs the known motion: max {err:.2f} mm over 50 points")
     print(f"minimal margin {res.minimal_margin_mm:.2f} mm (goal total < 10 s)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

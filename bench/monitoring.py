@@ -12,12 +12,9 @@ Usage: python bench/monitoring.py [--frames 40] [--out bench/results/monitoring.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-from pathlib import Path
 
 import numpy as np
+from _results import machine, write_result
 
 from ioplan.monitoring import (
     ScannerConfig,
@@ -54,7 +51,7 @@ def main() -> None:
         rows.append({"pipeline": name, "median_ms": float(np.median(ms)),
                      "p95_ms": float(np.percentile(ms, 95))})  # fmt: skip
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "shape": list(shape),
         "rows": rows,
         "goal_ms": 10.0,
@@ -62,10 +59,7 @@ def main() -> None:
     print(f"{'pipeline':>34} {'median ms':>10} {'p95 ms':>8}  (8 x 128 x 128; goal < 10 ms)")
     for r in rows:
         print(f"{r['pipeline']:>34} {r['median_ms']:>10.2f} {r['p95_ms']:>8.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

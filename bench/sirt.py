@@ -10,13 +10,10 @@ Usage: python bench/sirt.py [--n 256] [--out bench/results/sirt.json]
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _results import machine, write_result
 
 from ioplan.anatomy import Label
 from ioplan.embolization import synthetic_spect, voxel_dose
@@ -51,7 +48,7 @@ def main() -> None:
             rows.append({"spacing_mm": spacing, "method": method,
                          "seconds": time.perf_counter() - t0})  # fmt: skip
     result = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "n": args.n,
         "rows": rows,
         "goal_s": 5.0,
@@ -59,10 +56,7 @@ def main() -> None:
     print(f"{'voxel':>6} {'method':>7} {'seconds':>8}  ({args.n}^3; goal < 5 s)")
     for r in rows:
         print(f"{r['spacing_mm']:>6} {r['method']:>7} {r['seconds']:>8.2f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -673,7 +673,10 @@ def monitor(
                             multi_baseline=multi_baseline)  # fmt: skip
     th = Thermometry(cfg)
     closers = []
-    out_server = pyigtl.OpenIGTLinkServer(port=igtl_port) if igtl_port else None
+    try:
+        out_server = pyigtl.OpenIGTLinkServer(port=igtl_port) if igtl_port else None
+    except OSError as exc:
+        raise InputError(f"cannot serve OpenIGTLink on port {igtl_port}: {exc.strerror}") from None
     if out_server is not None:
         closers.append(out_server)
     if demo:
