@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ioplan import __version__
 from ioplan.errors import InputError, IoplanError, OutputExistsError
+from ioplan.registry._cli import app as registry_app
 
 app = typer.Typer(
     name="ioplan",
@@ -739,6 +740,7 @@ def monitor(
 sirt_app = typer.Typer(help="Y-90 radioembolization: activity, dose, checks; TACE dosing.",
                        no_args_is_help=True)  # fmt: skip
 app.add_typer(sirt_app, name="sirt")
+app.add_typer(registry_app, name="registry")
 _CF = Annotated[
     float | None, typer.Option("--cf", help="Dose constant, Gy kg/GBq: 49.67 (default), 50, 49.38.")
 ]

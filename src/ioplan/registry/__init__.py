@@ -1,0 +1,69 @@
+"""Registry of patients, lesions, procedures and follow-ups, and outcome analysis.
+
+A relational database (SQLite file by default, PostgreSQL by URL) with SQLAlchemy 2 models
+and Alembic migrations; CSV import and export with whole-import validation in one
+transaction; outcomes in the standard terms of image-guided ablation (Ahmed et al. 2014):
+technical success, technique efficacy, local tumour progression with death competing,
+Kaplan-Meier survival, and a per-tumour Cox model with cluster-robust errors (lifelines).
+"""
+
+from ioplan.registry._csv import (
+    TABLES,
+    RegistryImportError,
+    RowError,
+    export_csv,
+    import_csv,
+    read_tables,
+    table_rows,
+    write_tables,
+)
+from ioplan.registry._db import (
+    DEFAULT_DB,
+    RegistryError,
+    current_revision,
+    head_revision,
+    init_db,
+    normalise_url,
+    open_db,
+    session_scope,
+)
+from ioplan.registry._demo import demo_rows, write_demo_cohort
+from ioplan.registry._models import Base
+from ioplan.registry._outcomes import (
+    Cohort,
+    OutcomeReport,
+    aalen_johansen_at,
+    analyse,
+    kaplan_meier_at,
+    load_cohort,
+    wilson_interval,
+)
+
+__all__ = [
+    "DEFAULT_DB",
+    "TABLES",
+    "Base",
+    "Cohort",
+    "OutcomeReport",
+    "RegistryError",
+    "RegistryImportError",
+    "RowError",
+    "aalen_johansen_at",
+    "analyse",
+    "current_revision",
+    "demo_rows",
+    "export_csv",
+    "head_revision",
+    "import_csv",
+    "init_db",
+    "kaplan_meier_at",
+    "load_cohort",
+    "normalise_url",
+    "open_db",
+    "read_tables",
+    "session_scope",
+    "table_rows",
+    "wilson_interval",
+    "write_demo_cohort",
+    "write_tables",
+]

@@ -1,0 +1,171 @@
+"""Opening a registry database and bringing its schema to the current revision.
+
+A plain path (or nothing) means a SQLite file, created on first use; ``postgresql://`` URLs
+are served by psycopg 3. The schema is made and upgraded by the Alembic migrations shipped in
+``ioplan/registry/migrations``; a database left at an older revision is upgraded by
+``ioplan registry init`` and refused, with that advice, by the other commands.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from ioplan.errors import InputError, IoplanError
+
+__all__ = [
+    "DEFAULT_DB",
+    "current_revision",
+    "head_revision",
+    "init_db",
+    "normalise_url",
+    "open_db",
+    "session_scope",
+]
+
+#: The database used when none is given (``--db`` or ``$IOPLAN_REGISTRY_DB``).
+DEFAULT_DB = "ioplan-registry.sqlite"
+
+
+class RegistryError(IoplanError, RuntimeError):
+    """The registry database cannot be reached or is at an unexpected schema revision."""
+
+
+def normalise_url(db: str | os.PathLike | None) -> str:
+    """SQLAlchemy URL of ``db``: a path becomes ``sqlite:///path``; postgresql uses psycopg 3.
+
+    Examples
+    --------
+    >>> normalise_url("reg.sqlite")
+    'sqlite:///reg.sqlite'
+    >>> normalise_url("postgresql://me@localhost/io")
+    'postgresql+psycopg://me@localhost/io'
+    """
+    if db is None:
+        db = os.environ.get("IOPLAN_REGISTRY_DB") or DEFAULT_DB
+    text = str(db)
+    if "://" not in text:
+        return f"sqlite:///{text}"
+    scheme, rest = text.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    if scheme.startswith(("sqlite", "postgresql+")):
+        return text
+    raise InputError(f"--db {_redact(text)}: give a file path, sqlite:///... or postgresql://...")
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # a URL we cannot parse is shown by its scheme only
+        return url.split("://", 1)[0] + "://..."
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")  # SQLite ignores ON DELETE CASCADE without it
+    cur.close()
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            parent = Path(path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise InputError(f"--db {path}: folder {parent} does not exist")
+        engine = sa.create_engine(url, poolclass=NullPool)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # No pool: commands are short-lived, and every connection is closed when released.
+    return sa.create_engine(url, poolclass=NullPool)
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """Revision id of the newest migration shipped with this version of ioplan."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(None))
+    return script.get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Revision the database is at (None: no schema yet)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def init_db(db: str | os.PathLike | None = None) -> Engine:
+    """Create the schema of an empty database, or upgrade an older one, to the head revision."""
+    from alembic import command
+
+    url = normalise_url(db)
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "head")
+    except sa.exc.OperationalError as exc:
+        raise RegistryError(f"cannot open database {_redact(url)}: {_first_line(exc)}") from None
+    return engine
+
+
+def open_db(db: str | os.PathLike | None = None, create: bool = True) -> Engine:
+    """Engine on a registry at the head revision.
+
+    A database with no schema is initialised when ``create`` (first use); one at another
+    revision is refused with advice to run ``ioplan registry init``.
+    """
+    url = normalise_url(db)
+    engine = _engine(url)
+    try:
+        rev = current_revision(engine)
+    except sa.exc.OperationalError as exc:
+        raise RegistryError(f"cannot open database {_redact(url)}: {_first_line(exc)}") from None
+    if rev is None:
+        with engine.connect() as conn:
+            tables = sa.inspect(conn).get_table_names()
+        if tables:
+            raise RegistryError(
+                f"database {_redact(url)} has tables but no ioplan schema revision "
+                f"({', '.join(sorted(tables)[:3])}...): not an ioplan registry"
+            )
+        if not create:
+            raise RegistryError(f"database {_redact(url)} is empty: run ioplan registry init")
+        return init_db(db)
+    head = head_revision()
+    if rev != head:
+        raise RegistryError(
+            f"database {_redact(url)} is at schema revision {rev}, this ioplan needs {head}: "
+            "run ioplan registry init to upgrade it"
+        )
+    return engine
+
+
+def _first_line(exc: Exception) -> str:
+    return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session whose work is one transaction: committed at the end, rolled back on error."""
+    with Session(engine) as session, session.begin():
+        yield session
