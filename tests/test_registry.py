@@ -512,6 +512,59 @@ def test_sqlite_and_postgresql_give_identical_reports(tmp_path, sqlite_db, pg_db
     same(a, b)
 
 
+def test_margin_result_is_linked_to_the_treated_lesion(tmp_path, sqlite_db):
+    import json
+
+    engine = open_db(sqlite_db)
+    with session_scope(engine) as s:
+        import_csv(s, write_small(tmp_path / "csv"))
+    # B1 was recorded as a failure (-1 mm); a margin.json of ioplan margin says otherwise.
+    (tmp_path / "margin.json").write_text(
+        json.dumps({"minimal_margin_mm": 5.5, "technical_success": True})
+    )
+    assert (
+        main(
+            [
+                "registry",
+                "link-margin",
+                "PB",
+                "B1",
+                str(tmp_path / "margin.json"),
+                "--db",
+                sqlite_db,
+            ]
+        )
+        == 0
+    )
+    with session_scope(engine) as s:
+        out = analyse(load_cohort(s), (3,)).to_dict()
+    assert out["technical_success"]["per_tumor"]["successes"] == 5  # 4 by hand, + B1
+    with engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT margin_json FROM procedures WHERE procedure_key = 'PB'")
+        ).scalar_one()
+    assert stored.endswith("margin.json")
+    (tmp_path / "bad.json").write_text("{}")
+    assert (
+        main(["registry", "link-margin", "PB", "B1", str(tmp_path / "bad.json"), "--db", sqlite_db])
+        == 2
+    )
+    assert (
+        main(
+            [
+                "registry",
+                "link-margin",
+                "PB",
+                "A1",
+                str(tmp_path / "margin.json"),
+                "--db",
+                sqlite_db,
+            ]
+        )
+        == 2
+    )  # A1 was not treated in PB
+
+
 # ---------------------------------------------------------------------------- estimators
 
 

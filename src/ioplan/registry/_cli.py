@@ -193,6 +193,31 @@ def demo(
     _say(f"synthetic cohort (seed {seed}) written to {out} and imported: {total} rows")
 
 
+@app.command("link-margin")
+def link_margin_cmd(
+    procedure_key: Annotated[str, typer.Argument(help="Procedure key.")],
+    lesion_key: Annotated[str, typer.Argument(help="Lesion key (treated in that procedure).")],
+    margin_json: Annotated[Path, typer.Argument(help="margin.json written by ioplan margin.")],
+    plan_json: Annotated[Path | None, typer.Option(help="plan.json of the procedure.")] = None,
+    db: _DB = None,
+    as_json: _JSON = False,
+) -> None:
+    """Record an ioplan margin result (minimal margin, technical success) for a treated lesion."""
+    from ioplan.registry import link_margin, open_db, session_scope
+
+    engine = open_db(db, create=False)
+    with session_scope(engine) as session:
+        doc = link_margin(session, procedure_key, lesion_key, margin_json, plan_json)
+    _out(
+        doc,
+        as_json,
+        lambda d: (
+            f"{lesion_key} in {procedure_key}: minimal margin "
+            f"{d['minimal_margin_mm']:.2f} mm, technical success {d['technical_success']}"
+        ),
+    )
+
+
 @app.command("delete-patient")
 def delete_patient(
     patient_key: Annotated[str, typer.Argument(help="Pseudonymous key of the patient.")],

@@ -51,6 +51,7 @@ __all__ = [
     "RowError",
     "export_csv",
     "import_csv",
+    "link_margin",
     "read_tables",
     "write_tables",
 ]
@@ -570,6 +571,61 @@ def import_csv(session: Session, folder: Path) -> ImportReport:
     )
     add("deaths.csv", lambda v: Death(**_swap(v, "patient_key", "patient_id", pid)))
     return ImportReport({k: n for k, n in counts.items() if k in tables})
+
+
+def link_margin(
+    session: Session,
+    procedure_key: str,
+    lesion_key: str,
+    margin_json: Path,
+    plan_json: Path | None = None,
+) -> dict:
+    """Record an ``ioplan margin`` result (margin.json) for a treated lesion.
+
+    Sets the lesion's minimal margin and technical success from the file (the file's set
+    margin decides success), and stores the paths of margin.json (and plan.json) on the
+    procedure. Returns what was recorded.
+    """
+    path = Path(margin_json)
+    if not path.is_file():
+        raise InputFileNotFoundError(f"margin file {path} does not exist")
+    try:
+        doc = json.loads(path.read_text())
+        mam = float(doc["minimal_margin_mm"])
+        success = bool(doc["technical_success"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise FileFormatError(
+            f"{path}: not a margin.json of ioplan margin (needs minimal_margin_mm and "
+            f"technical_success): {exc}"
+        ) from None
+    if not math.isfinite(mam):
+        raise FileFormatError(f"{path}: minimal_margin_mm is {mam}")
+    if plan_json is not None and not Path(plan_json).is_file():
+        raise InputFileNotFoundError(f"plan file {plan_json} does not exist")
+    row = session.execute(
+        sa.select(TreatedLesion, Procedure)
+        .join(Procedure, TreatedLesion.procedure_id == Procedure.id)
+        .join(Lesion, TreatedLesion.lesion_id == Lesion.id)
+        .where(Procedure.procedure_key == procedure_key, Lesion.lesion_key == lesion_key)
+    ).first()
+    if row is None:
+        raise InputError(
+            f"no treatment of lesion {lesion_key!r} in procedure {procedure_key!r} in the registry"
+        )
+    treated, procedure = row
+    treated.minimal_margin_mm = mam
+    treated.technical_success = success
+    procedure.margin_json = str(path.resolve())
+    if plan_json is not None:
+        procedure.plan_json = str(Path(plan_json).resolve())
+    return {
+        "procedure_key": procedure_key,
+        "lesion_key": lesion_key,
+        "minimal_margin_mm": mam,
+        "technical_success": success,
+        "margin_json": procedure.margin_json,
+        "plan_json": procedure.plan_json,
+    }
 
 
 def _swap(values: dict, key_col: str, id_col: str, lookup: dict[str, int]) -> dict:
