@@ -163,13 +163,39 @@ def demo(
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Instead: play the synthetic MR scanner through the live thermometry loop "
+            "(as `ioplan monitor --demo`; mwa or rfa).",
+        ),
+    ] = False,
+    live_frames: Annotated[
+        int, typer.Option(help="With --live: heating frames streamed (1 s apart in scan time).")
+    ] = 60,
+    baseline_frames: Annotated[int, typer.Option(help="With --live: baseline frames.")] = 10,
+    interval_s: Annotated[
+        float, typer.Option(help="With --live: wall-clock seconds between frames sent.")
+    ] = 0.2,
+    igtl_port: Annotated[
+        int, typer.Option(help="With --live: serve the maps to 3D Slicer on this port (0: off).")
+    ] = 18944,
 ) -> None:
     """The main job on the built-in demo case: plan an ablation, verify it, report.
 
     Generates a phantom with a 28 mm tumour 2 mm from a 5-6 mm hepatic vein branch
     (so that the heat sink matters), plans the ablation with a 5 mm margin, verifies
     it by full simulation, and writes the case, its overview and the plan report in OUT.
+
+    With --live, plays the synthetic MR scanner (a heating hot spot, 3 T, TE 10 ms,
+    SNR 50, 4 x 64 x 64 voxels) over OpenIGTLink loopback through the live
+    thermometry loop instead, and prints its summary; nothing is written.
     """
+    if live:
+        _demo_live(modality, seed=seed, frames=live_frames, baseline_frames=baseline_frames,
+                   interval_s=interval_s, igtl_port=igtl_port, as_json=as_json)  # fmt: skip
+        return
     from ioplan.anatomy import save_case
     from ioplan.imaging import check_output_folder
     from ioplan.planning import PlanConfig, demo_case, plan_ablation, write_plan
@@ -197,6 +223,27 @@ def demo(
     # paths on lines of their own, never wrapped (people and tools copy them)
     typer.echo(f"case: {out} (overview: {out / 'index.html'})")
     typer.echo(f"report: {report}")
+
+
+def _demo_live(modality: str, *, seed: int, frames: int, baseline_frames: int,
+               interval_s: float, igtl_port: int, as_json: bool) -> None:  # fmt: skip
+    """``ioplan demo --live``: the synthetic scanner through the live loop."""
+    from ioplan.monitoring import ThermometryConfig
+
+    if modality not in ("mwa", "rfa"):
+        raise InputError(
+            f"--live plays a heating series (mwa or rfa), got --modality {modality!r}; cryo on "
+            "MR is measured with `ioplan thermometry --probe`"
+        )
+    if frames < 1:
+        raise InputError(f"--live-frames must be >= 1, got {frames}")
+    if not 0 <= interval_s <= 10:
+        raise InputError(f"--interval-s must be in 0-10 s, got {interval_s}")
+    cfg = ThermometryConfig(b0_t=3.0, te_ms=10.0, baseline_frames=baseline_frames)
+    # the stream is over once no frame came for a few intervals (at least 1 s)
+    _live_loop(cfg, folder=None, frame_s=1.0, igtl_input=None, igtl_port=igtl_port,
+               demo={"frames": frames, "interval_s": interval_s, "seed": seed},
+               idle_timeout_s=max(1.0, 5 * interval_s), as_json=as_json)  # fmt: skip
 
 
 def _print_plan_summary(plan) -> None:
@@ -498,15 +545,42 @@ def response(
 
 @app.command()
 def thermometry(
-    magnitude: Annotated[Path, typer.Option(help="Magnitude series, 4D NIfTI.")],
-    phase: Annotated[Path, typer.Option(help="Phase series, 4D NIfTI (radians unless told).")],
-    b0_t: Annotated[float | None, typer.Option("--b0-t", help="Field strength (T).")] = None,
-    te_ms: Annotated[float | None, typer.Option("--te-ms", help="Echo time (ms).")] = None,
+    magnitude: Annotated[
+        Path | None, typer.Option(help="Magnitude: 4D NIfTI file or DICOM folder.")
+    ] = None,
+    phase: Annotated[
+        Path | None, typer.Option(help="Phase: 4D NIfTI file or DICOM folder (see --phase-scale).")
+    ] = None,
+    real: Annotated[
+        Path | None, typer.Option(help="Real part (with --imaginary): 4D NIfTI or DICOM folder.")
+    ] = None,
+    imaginary: Annotated[
+        Path | None, typer.Option(help="Imaginary part: 4D NIfTI file or DICOM folder.")
+    ] = None,
+    series: Annotated[
+        Path | None,
+        typer.Option(
+            help="One DICOM folder with both components (split by ImageType M/P/R/I), or an "
+            "ISMRMRD image file (.h5)."
+        ),
+    ] = None,
+    b0_t: Annotated[
+        float | None, typer.Option("--b0-t", help="Field strength (T; default: the header's).")
+    ] = None,
+    te_ms: Annotated[
+        float | None, typer.Option("--te-ms", help="Echo time (ms; default: the header's).")
+    ] = None,
     baseline_frames: Annotated[int, typer.Option(help="Frames averaged as baseline.")] = 1,
     out: Annotated[Path | None, typer.Option(help="Output folder for the maps.")] = None,
-    phase_scale: Annotated[str, typer.Option(help="radians or siemens (12-bit).")] = "radians",
+    phase_scale: Annotated[
+        str,
+        typer.Option(
+            help="Stored phase to radians: auto (Siemens by Manufacturer, else radians or "
+            "milliradians by range; radians for NIfTI), radians, milliradians, siemens (12-bit)."
+        ),
+    ] = "auto",
     frame_s: Annotated[
-        float | None, typer.Option(help="Seconds between frames (default: the header's).")
+        float | None, typer.Option(help="Seconds between frames (default: the headers').")
     ] = None,
     baseline_temperature_c: Annotated[
         float, typer.Option(help="Tissue temperature at baseline (degC).")
@@ -557,22 +631,45 @@ def thermometry(
         write_nifti,
         write_nifti_series,
     )
-    from ioplan.monitoring import ThermometryConfig, read_complex_series, run_thermometry
+    from ioplan.monitoring import ThermometryConfig, read_series, run_thermometry
 
-    if b0_t is None or te_ms is None:
-        raise InputError("B0 (--b0-t) and TE (--te-ms) are needed: the headers do not give them")
+    if out is not None:
+        check_output_folder(out, overwrite=overwrite)
+    if frame_s is not None and not frame_s > 0:
+        raise InputError(f"--frame-s must be > 0, got {frame_s}")
+    ser = read_series(magnitude=magnitude, phase=phase, real=real, imaginary=imaginary,
+                      series=series, phase_scale=phase_scale)  # fmt: skip
+    acquisition = dict(ser.read_as)
+    for name, opt, given, header, unit in (("B0", "--b0-t", b0_t, ser.b0_t, "T"),
+                                           ("TE", "--te-ms", te_ms, ser.te_ms, "ms")):  # fmt: skip
+        if given is not None and header is not None and abs(given - header) > 1e-6:
+            _warn(f"{opt} {given:g} overrides the header's {name} of {header:g} {unit}")
+        acquisition[f"{name.lower()}_from"] = "command line" if given is not None else "header"
+    b0_t = b0_t if b0_t is not None else ser.b0_t
+    te_ms = te_ms if te_ms is not None else ser.te_ms
+    missing = [f"{n} ({o})" for n, o, v in (("B0", "--b0-t", b0_t), ("TE", "--te-ms", te_ms))
+               if v is None]  # fmt: skip
+    if missing:
+        raise InputError(
+            f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} needed: the "
+            f"headers do not give {'it' if len(missing) == 1 else 'them'}"
+        )
+    acquisition |= {"b0_t": b0_t, "te_ms": te_ms}
     cfg = ThermometryConfig(
         b0_t=b0_t, te_ms=te_ms, baseline_frames=baseline_frames,
         baseline_temperature_c=baseline_temperature_c, alpha_ppm_per_c=alpha_ppm_per_c,
         multi_baseline=multi_baseline, drift_order=drift_order, alert_temperature_c=alert_c,
         referenceless=referenceless,
     )  # fmt: skip
-    if out is not None:
-        check_output_folder(out, overwrite=overwrite)
-    frames, grid, dt = read_complex_series(magnitude, phase, phase_scale=phase_scale)
-    step = frame_s if frame_s is not None else dt
-    if not step or step <= 0:
-        raise InputError("the header gives no frame time: pass --frame-s")
+    frames, grid = ser.frames, ser.grid
+    if frame_s is not None:
+        times = [i * frame_s for i in range(len(frames))]
+        acquisition["frame_times"] = "--frame-s"
+    elif ser.times_s is not None:
+        times = [float(t) for t in ser.times_s]
+    else:
+        raise InputError("the headers give no frame times: pass --frame-s")
+    step = float(np.median(np.diff(times))) if len(times) > 1 else (frame_s or 1.0)
 
     def mask(path):
         if path is None:
@@ -584,11 +681,12 @@ def thermometry(
     if (drift_order >= 0 or referenceless) and reference is None:
         raise InputError("drift correction and referenceless need --reference (unheated voxels)")
     res = run_thermometry(
-        frames, [i * step for i in range(len(frames))], cfg, grid=grid,
+        frames, times, cfg, grid=grid,
         protected=mask(protected), reference=mask(reference),
         probes_lps=[_parse_point(p_, "--probe") for p_ in probe] if probe else None,
     )  # fmt: skip
     summary = res["summary"]
+    summary["acquisition"] = acquisition
     if source is not None:
         from ioplan.monitoring import predict_zone
 
@@ -660,18 +758,34 @@ def monitor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Live MR thermometry: frames in (folder or OpenIGTLink), maps out to 3D Slicer."""
-    import numpy as np
-    import pyigtl
-    from rich.live import Live
-
-    from ioplan.monitoring import Thermometry, ThermometryConfig
-    from ioplan.monitoring._live import demo_scanner, folder_frames, igtl_frames, run_live
+    from ioplan.monitoring import ThermometryConfig
 
     sources = sum(x is not None and x is not False for x in (folder, igtl_input, demo or None))
     if sources != 1:
         raise InputError("give one input: --folder, --igtl-input host:port, or --demo")
     cfg = ThermometryConfig(b0_t=b0_t, te_ms=te_ms, baseline_frames=baseline_frames,
                             multi_baseline=multi_baseline)  # fmt: skip
+    _live_loop(cfg, folder=folder, frame_s=frame_s, igtl_input=igtl_input, igtl_port=igtl_port,
+               demo={} if demo else None, idle_timeout_s=idle_timeout_s,
+               as_json=as_json)  # fmt: skip
+
+
+def _live_loop(cfg, *, folder: Path | None, frame_s: float, igtl_input: str | None,
+               igtl_port: int, demo: dict | None, idle_timeout_s: float,
+               as_json: bool) -> None:  # fmt: skip
+    """The live loop of ``monitor`` and ``demo --live``: frames in, table, maps out, summary.
+
+    ``demo``: play the synthetic scanner over loopback (keyword arguments of
+    :func:`ioplan.monitoring._live.demo_scanner`); None for a real input.
+    """
+    import numpy as np
+    import pyigtl
+    from rich.live import Live
+
+    from ioplan.monitoring import Thermometry, warm_up
+    from ioplan.monitoring._live import demo_scanner, folder_frames, igtl_frames, run_live
+
+    warm_up()  # before frames arrive: the first frame must not wait for the kernels
     th = Thermometry(cfg)
     closers = []
     try:
@@ -680,8 +794,8 @@ def monitor(
         raise InputError(f"cannot serve OpenIGTLink on port {igtl_port}: {exc.strerror}") from None
     if out_server is not None:
         closers.append(out_server)
-    if demo:
-        scanner, _ = demo_scanner(igtl_port + 1 if igtl_port else 18945, baseline=baseline_frames)
+    if demo is not None:
+        scanner, _ = demo_scanner(0, baseline=cfg.baseline_frames, **demo)
         closers.append(scanner)
         igtl_input = f"127.0.0.1:{scanner.port}"
     try:
@@ -693,7 +807,7 @@ def monitor(
                 raise InputError(f"--igtl-input must be host:port, got {igtl_input!r}")
             client = pyigtl.OpenIGTLinkClient(host=host or "127.0.0.1", port=int(port))
             closers.append(client)
-            frames = igtl_frames(client, idle_timeout_s=idle_timeout_s)
+            frames = igtl_frames(client, idle_timeout_s=idle_timeout_s, notes=th.notes)
         state = {"n": 0, "ms": 0.0, "tmax": float("nan"), "nec": 0.0, "alerts": 0}
 
         def table():
@@ -731,6 +845,8 @@ def monitor(
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
+        for note in summary["notes"]:
+            _warn(note)
         typer.echo(
             f"{summary['frames']} frames: max {summary['max_temperature_c']} degC, necrosis "
             f"{summary['necrosis_volume_ml']} mL, {summary['ms_per_frame']} ms per frame"

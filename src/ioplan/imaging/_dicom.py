@@ -26,7 +26,14 @@ from ioplan.errors import (
 from ioplan.imaging._grid import Grid
 from ioplan.imaging._volume import Volume, check_finite
 
-__all__ = ["DicomSliceHeader", "dicom_series_grid", "read_dicom_series", "write_dicom_series"]
+__all__ = [
+    "DicomSliceHeader",
+    "dicom_images",
+    "dicom_series_grid",
+    "read_dicom_pixels",
+    "read_dicom_series",
+    "write_dicom_series",
+]
 
 # Orientation cosines are written with 6-10 significant digits; positions
 # with about 0.001 mm. These tolerances are above that rounding and far below
@@ -157,7 +164,8 @@ def _list_candidates(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
-def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHeader, Dataset]]:
+def _scan_images(path: Path) -> list[tuple[Path, Dataset]]:
+    """Headers (no pixels) of every DICOM image under ``path``, corrupt files refused."""
     if not path.exists():
         raise InputFileNotFoundError(f"{path}: no such file or folder")
     files = _list_candidates(path)
@@ -189,6 +197,11 @@ def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHe
         if path.is_file():
             raise FileFormatError(f"{path}: not a DICOM image file")
         raise FileFormatError(f"{path}: no DICOM image among {len(files)} files")
+    return images
+
+
+def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHeader, Dataset]]:
+    images = _scan_images(path)
 
     def uid_of(ds: Dataset) -> str:
         return str(ds.get("SeriesInstanceUID", ""))
@@ -224,6 +237,55 @@ def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHe
     # folder (screenshots, secondary captures) may lack it.
     slices = [(_header(ds, f), ds) for f, ds in images]
     return slices
+
+
+def dicom_images(path: str | Path) -> list[tuple[DicomSliceHeader, Dataset]]:
+    """Every DICOM image in a folder (or one file), of any series, with its geometry.
+
+    Headers only (no pixel data): for readers that group images themselves, by frame,
+    image type or series (MR thermometry series hold several images per slice
+    position). As in :func:`read_dicom_series`, a file that says it is DICOM but cannot
+    be read, or an image cut short, is an error rather than silently skipped; other
+    files (text, DICOMDIR, reports) are ignored.
+
+    Raises
+    ------
+    ioplan.errors.InputFileNotFoundError
+        ``path`` does not exist.
+    ioplan.errors.FileFormatError
+        No DICOM image, a corrupt one, or an image without geometry.
+    """
+    images = _scan_images(Path(path))
+    return [(_header(ds, f), ds) for f, ds in images]
+
+
+def read_dicom_pixels(header: DicomSliceHeader) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The pixels of one image: (rescaled float64, stored values, slope, intercept).
+
+    The stored values are the file's own integers; the rescaled ones are
+    ``stored * RescaleSlope + RescaleIntercept`` (1 and 0 when absent).
+
+    Raises
+    ------
+    ioplan.errors.FileFormatError
+        Pixel data that cannot be decoded, of the wrong shape, or a zero slope.
+    """
+    try:
+        ds = _dcmread(header.path, pixels=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pix = ds.pixel_array
+    except Exception as exc:  # decoders raise many types
+        raise FileFormatError(
+            f"{header.path}: cannot decode pixel data ({_first_line(exc)})"
+        ) from None
+    if pix.shape != (header.rows, header.columns):
+        raise FileFormatError(f"{header.path}: pixel data shape {pix.shape} is not Rows x Columns")
+    slope = _rescale(ds, "RescaleSlope", 1.0, header.path)
+    intercept = _rescale(ds, "RescaleIntercept", 0.0, header.path)
+    if slope == 0.0:
+        raise FileFormatError(f"{header.path}: RescaleSlope is 0")
+    return pix.astype(np.float64) * slope + intercept, pix, slope, intercept
 
 
 def _series_geometry(headers: list[DicomSliceHeader], where: Path) -> tuple[Grid, list[int]]:

@@ -1,6 +1,12 @@
-"""MRI-guided monitoring: PRF thermometry, thermal dose, alerts; a synthetic scanner."""
+"""MRI-guided monitoring: PRF thermometry, thermal dose, alerts; a synthetic scanner.
+
+Series in from 4D NIfTI, DICOM (magnitude + phase or real + imaginary, vendor phase
+scaling) and ISMRMRD image files (:func:`read_series`).
+"""
 
 from ioplan.monitoring._cryo import IceBall, isotherm_depths, measure_ice
+from ioplan.monitoring._dicom_series import read_dicom_complex_series
+from ioplan.monitoring._ismrmrd import read_ismrmrd_series
 from ioplan.monitoring._learn import ZonePrediction, pennes_point_rise, predict_zone
 from ioplan.monitoring._prf import (
     FrameResult,
@@ -9,11 +15,18 @@ from ioplan.monitoring._prf import (
     arrhenius_increment,
     cem43_increment,
     prf_constants,
+    warm_up,
 )
-from ioplan.monitoring._series import read_complex_series, run_thermometry
+from ioplan.monitoring._series import (
+    ComplexSeries,
+    read_complex_series,
+    read_series,
+    run_thermometry,
+)
 from ioplan.monitoring._synthetic import ScannerConfig, gaussian_heating, synthetic_frames
 
 __all__ = [
+    "ComplexSeries",
     "FrameResult",
     "IceBall",
     "ScannerConfig",
@@ -29,6 +42,10 @@ __all__ = [
     "predict_zone",
     "prf_constants",
     "read_complex_series",
+    "read_dicom_complex_series",
+    "read_ismrmrd_series",
+    "read_series",
     "run_thermometry",
     "synthetic_frames",
+    "warm_up",
 ]

@@ -2,9 +2,15 @@
 
 3D Slicer shows the maps live.
 
-OpenIGTLink (``pyigtl``): ioplan runs a server. The scanner side (or ``ioplan monitor
---demo``) connects as a client and sends IMAGE messages with two components per voxel,
-magnitude and phase (radians). 3D Slicer connects as a client too and receives IMAGE
+OpenIGTLink (``pyigtl``): the scanner side (or ``ioplan monitor --demo``) runs a server
+and sends IMAGE messages ``ioplan_input`` with two components per voxel, magnitude and
+phase (radians); ioplan connects to it as a client. pyigtl keeps only the latest message
+per device name, so a frame that arrives while the previous one is processed replaces
+it. To see such losses, a sender may put the frame's index in the message metadata
+(OpenIGTLink 3, header version 2), key ``frame_index``: a gap in the indices is reported
+as dropped frames (and the dose carries on across it, linear in time). Without the key,
+frames are numbered as they arrive and a loss cannot be seen. ioplan runs a server too,
+for the maps. 3D Slicer connects as a client too and receives IMAGE
 messages ``ioplan_temperature`` (degC), ``ioplan_cem43`` (min) and ``ioplan_necrosis``
 (0/1) after every frame. A client that disconnects mid-stream does not stop the loop:
 the server keeps running and keeps what was computed.
@@ -91,8 +97,13 @@ def folder_frames(folder: Path, *, frame_s: float, poll_s: float = 0.05,
 
 
 def igtl_frames(server, *, device: str = "ioplan_input", idle_timeout_s: float = 10.0,
-                first_wait_s: float = 30.0) -> Iterator[Frame]:  # fmt: skip
-    """Frames from IMAGE messages (components: magnitude, phase) received by ``server``."""
+                first_wait_s: float = 30.0,
+                notes: list[str] | None = None) -> Iterator[Frame]:  # fmt: skip
+    """Frames from IMAGE messages (components: magnitude, phase) received by ``server``.
+
+    A message whose metadata ``frame_index`` is not after the last one is skipped, with a
+    line in ``notes``: its dose interval has passed.
+    """
     index = -1
     t_first = None
     wait = first_wait_s
@@ -106,7 +117,16 @@ def igtl_frames(server, *, device: str = "ioplan_input", idle_timeout_s: float =
             raise InputError(
                 f"IMAGE {device} must have two components (magnitude, phase), got {img.shape}"
             )
-        index += 1
+        meta = getattr(msg, "metadata", None) or {}
+        sent = str(meta.get("frame_index", "")).strip()
+        if sent.isdigit():
+            if int(sent) <= index:
+                if notes is not None:
+                    notes.append(f"frame {sent} arrived after frame {index}: skipped")
+                continue
+            index = int(sent)
+        else:
+            index += 1
         ts = float(msg.timestamp)
         t_first = ts if t_first is None else t_first
         grid = grid_from_igtl(img.shape[:3], msg.ijk_to_world_matrix)
@@ -133,7 +153,11 @@ def send_maps(server, th: Thermometry, result: FrameResult, grid: Grid) -> None:
 def run_live(frames: Iterator[Frame], th: Thermometry, *, server=None,
              on_frame: Callable[[Frame, FrameResult | None], None] | None = None,
              ) -> list[FrameResult]:  # fmt: skip
-    """Process frames as they arrive; send the maps back when ``server`` is given."""
+    """Process frames as they arrive; send the maps back when ``server`` is given.
+
+    Call :func:`ioplan.monitoring.warm_up` before frames start to arrive, so that the
+    first one does not wait for the kernels to load.
+    """
     results: list[FrameResult] = []
     grid0 = None
     for f in frames:
@@ -153,10 +177,14 @@ def run_live(frames: Iterator[Frame], th: Thermometry, *, server=None,
 
 
 def demo_scanner(port: int, *, frames: int = 60, baseline: int = 10, interval_s: float = 0.2,
-                 motion_mm: float = 0.0, seed: int = 0):  # fmt: skip
+                 motion_mm: float = 0.0, seed: int = 0,
+                 drop: frozenset[int] = frozenset()):  # fmt: skip
     """Start a synthetic scanner: an OpenIGTLink server streaming a heating series.
 
-    Returns the server and the thread that streams once a client has connected.
+    ``port`` 0 takes a free port (then ``server.port`` says which). Each IMAGE carries its
+    frame index in its metadata (``frame_index``); the frames in ``drop`` are not sent
+    (a lost frame, for tests). Returns the server and the thread that streams once a
+    client has connected.
     """
     import threading
 
@@ -171,15 +199,20 @@ def demo_scanner(port: int, *, frames: int = 60, baseline: int = 10, interval_s:
                                                        motion_mm=motion_mm))  # fmt: skip
     grid = Grid(shape, (sp,) * 3)
     server = pyigtl.OpenIGTLinkServer(port=port, local_server=True)
+    server.port = server.server_address[1]
 
     def stream():
         while not server.is_connected():
             time.sleep(0.05)
         t0 = time.time()
         for i, f in enumerate(data):
+            if i in drop:
+                continue
             img = np.stack([np.abs(f), np.angle(f)], axis=-1).astype(np.float32)
             msg = pyigtl.ImageMessage(img, ijk_to_world_matrix=ijk_to_world(grid),
                                       device_name="ioplan_input", timestamp=t0 + i)  # fmt: skip
+            msg.header_version = 2
+            msg.metadata = {"frame_index": str(i)}
             server.send_message(msg, wait=True)
             time.sleep(interval_s)
 

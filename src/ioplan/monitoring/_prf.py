@@ -8,7 +8,15 @@ fitted to dphi in unheated reference voxels and removed. Noise: voxels whose mag
 SNR is below a threshold are masked; the temperature uncertainty per voxel is
 sqrt(1 + 1/N) / (|alpha| gamma B0 TE SNR) for a baseline averaged over N frames.
 Thermal dose: CEM43 integrated exactly for a temperature linear between frames, Arrhenius
-damage by 5-point Gauss-Legendre on the same line.
+damage by 5-point Gauss-Legendre on the same line (3-point on the engine's rate table in
+the per-frame kernel).
+
+Speed: per frame, numba kernels do the baseline match (one pass over the voxels for every
+baseline), the drift fit (the phase at the reference voxels only; the drift polynomial is
+then applied along each row by complex products), the motion compensation (bilinear
+interpolation of unit phasors, as ``scipy.ndimage.shift`` of cos and sin with order 1
+and mode "nearest") and the unwrap, temperature and dose, fused; voxels outside the
+noise mask take the constant dose increment of the baseline temperature.
 """
 
 from __future__ import annotations
@@ -23,7 +31,6 @@ from typing import Any
 
 import numba
 import numpy as np
-from scipy import ndimage
 
 from ioplan.errors import InputError
 from ioplan.physics._kernel import RATE_STEP_C, RATE_T0_C, rate_table
@@ -145,62 +152,204 @@ def arrhenius_increment(t0: np.ndarray, t1: np.ndarray, dt_s: float) -> np.ndarr
 _GL_X, _GL_W = np.polynomial.legendre.leggauss(3)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False)
-def _update(dphi, last, has_last, rad_per_c, t_base, valid, prev, dt_s, cem, omega, tmax,
-            ln_a, ea_r, gl_x, gl_w, table, t0_tab, step_tab, temp_out):  # fmt: skip
-    """One frame, every voxel: temporal unwrap, temperature, exact dose increments.
+@numba.njit(inline="always", cache=True)
+def _dose(a, t, dt_s, ln_a, ea_r, gl_x, gl_w, table, t0_tab, step_tab):
+    """CEM43 (min) and Arrhenius increments for T linear from ``a`` to ``t`` over dt_s.
 
-    The Arrhenius rate at the Gauss-Legendre nodes comes from the engine's rate table
+    CEM43: R^(43 - T) integrated exactly on the line, split at 43 degC. Arrhenius:
+    Gauss-Legendre on the line, the rate at the nodes from the engine's rate table
     (0.02 degC rows, relative error < 1e-4, tested in the engine's suite).
     """
-    n = dphi.size
-    two_pi = 2.0 * math.pi
     ln_half = math.log(0.5)
     ln_quarter = math.log(0.25)
-    for i in numba.prange(n):
-        d = dphi[i]
-        if has_last:
-            step = d - last[i]
-            step = (step + math.pi) % two_pi - math.pi
-            d = last[i] + step
-        dphi[i] = d
-        t = t_base + d / rad_per_c if valid[i] else t_base
-        temp_out[i] = t
-        a = prev[i]
-        if dt_s > 0.0:
-            # CEM43: R^(43 - T) integrated exactly on the line a -> t, split at 43
-            lo = min(a, t)
-            hi = max(a, t)
-            inc = 0.0
-            if hi - lo < 1e-9:
-                r = ln_half if lo >= 43.0 else ln_quarter
-                inc = dt_s * math.exp(-r * (lo - 43.0))
+    lo = min(a, t)
+    hi = max(a, t)
+    inc = 0.0
+    if hi - lo < 1e-9:
+        r = ln_half if lo >= 43.0 else ln_quarter
+        inc = dt_s * math.exp(-r * (lo - 43.0))
+    else:
+        for seg in range(2):
+            s_lo = max(lo, 43.0) if seg == 0 else lo
+            s_hi = hi if seg == 0 else min(hi, 43.0)
+            if s_hi <= s_lo:
+                continue
+            k = -(ln_half if seg == 0 else ln_quarter)
+            length = dt_s * (s_hi - s_lo) / (hi - lo)
+            inc += (
+                length
+                * (math.exp(k * (s_hi - 43.0)) - math.exp(k * (s_lo - 43.0)))
+                / (k * (s_hi - s_lo))
+            )
+    acc = 0.0
+    for j in range(gl_x.size):
+        tj = a + (t - a) * 0.5 * (gl_x[j] + 1.0)
+        x = (tj - t0_tab) / step_tab
+        if x >= 0.0 and x < table.shape[0]:
+            row = int(x)
+            acc += 0.5 * gl_w[j] * (table[row, 0] + (x - row) * table[row, 1])
+        else:
+            acc += 0.5 * gl_w[j] * math.exp(min(ln_a - ea_r / (tj + 273.15), 50.0))
+    return inc / 60.0, acc * dt_s
+
+
+@numba.njit(parallel=True, cache=True)
+def _match(z, mags, out):
+    """Sum over voxels of (|z| - |baseline b|)^2 for every baseline: ``out[b]``.
+
+    ``z`` (rows, nx) complex; ``mags`` (rows, nx, n_baselines) float32.
+    """
+    rows, nx = z.shape
+    nb = mags.shape[2]
+    part = np.zeros((rows, nb))
+    for r in numba.prange(rows):
+        for x in range(nx):
+            w = z[r, x]
+            m = math.sqrt(w.real * w.real + w.imag * w.imag)
+            for b in range(nb):
+                d = mags[r, x, b] - m
+                part[r, b] += d * d
+    for b in range(nb):
+        out[b] = part[:, b].sum()
+
+
+@numba.njit(parallel=True, cache=True)
+def _ref_angles(z, base, idx, out):
+    """Angle of z conj(base) at the flat indices ``idx`` (the drift reference voxels)."""
+    for n in numba.prange(idx.size):
+        w = z[idx[n]] * np.conj(base[idx[n]])
+        out[n] = math.atan2(w.imag, w.real)
+
+
+@numba.njit(inline="always", cache=True)
+def _drift_steps(drift, r):
+    """Phasors e^(-i d) at x = 0, its step and the step's step along row ``r``.
+
+    The drift polynomial (order <= 2) is at most quadratic along a row, so
+    e^(-i d(x)) follows from d(0), d(1), d(2) by complex products alone.
+    """
+    d0 = drift[r, 0]
+    d1 = drift[r, 1] - d0
+    d2 = drift[r, 2] - 2.0 * drift[r, 1] + d0
+    p = complex(math.cos(d0), -math.sin(d0))
+    q = complex(math.cos(d1), -math.sin(d1))
+    c = complex(math.cos(d2), -math.sin(d2))
+    return p, q, c
+
+
+@numba.njit(parallel=True, cache=True)
+def _phasors(z, base, drift, has_drift, out):
+    """Unit phasors of z conj(base) e^(-i drift), row by row (``out`` (rows, nx))."""
+    rows, nx = z.shape
+    for r in numba.prange(rows):
+        p = q = c = complex(1.0, 0.0)
+        if has_drift:
+            p, q, c = _drift_steps(drift, r)
+        for x in range(nx):
+            w = z[r, x] * np.conj(base[r, x])
+            m = math.sqrt(w.real * w.real + w.imag * w.imag)
+            w = w / m if m > 0.0 else complex(1.0, 0.0)
+            out[r, x] = w * p
+            p = p * q
+            q = q * c
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _update(z, base, drift, has_drift, sampled, ny, sy, sx, last, has_last, rad_per_c, t_base,
+            valid, prev, dt_s, cem, omega, tmax, nec_min, ln_a, ea_r, gl_x, gl_w, table, t0_tab,
+            step_tab, temp_out, dphi_out):  # fmt: skip
+    """One frame, every voxel: phase, temporal unwrap, temperature, exact dose increments.
+
+    Arrays are (rows, nx), rows running over slices of ``ny`` rows. Direct
+    (``sampled`` False): dphi is the angle of z conj(base) e^(-i drift) at the voxel.
+    Sampled: ``z`` holds unit phasors (drift removed) and dphi is the angle of their
+    bilinear interpolation at (y + sy, x + sx) in the voxel's slice, coordinates clamped
+    to the slice (motion compensation: ``scipy.ndimage.shift`` of cos and sin, order 1,
+    mode "nearest", in one pass). Voxels outside ``valid`` stay at ``t_base`` and take
+    the dose increment of ``t_base`` held, computed once. Returns the highest valid
+    temperature and the number of valid voxels at CEM43 >= ``nec_min``.
+    """
+    rows, nx = z.shape
+    two_pi = 2.0 * math.pi
+    cem_base = 0.0
+    om_base = 0.0
+    if dt_s > 0.0:
+        cem_base, om_base = _dose(t_base, t_base, dt_s, ln_a, ea_r, gl_x, gl_w, table,
+                                  t0_tab, step_tab)  # fmt: skip
+    t_max = -np.inf
+    n_nec = 0
+    for r in numba.prange(rows):
+        p = q = c = complex(1.0, 0.0)
+        if has_drift and not sampled:
+            p, q, c = _drift_steps(drift, r)
+        slice0 = (r // ny) * ny
+        j = r - slice0
+        for x in range(nx):
+            if not valid[r, x]:
+                temp_out[r, x] = t_base
+                dphi_out[r, x] = 0.0
+                cem[r, x] += cem_base
+                omega[r, x] += om_base
+                if not sampled:
+                    p = p * q
+                    q = q * c
+                continue
+            if sampled:
+                qy = min(max(j + sy, 0.0), ny - 1.0)
+                qx = min(max(x + sx, 0.0), nx - 1.0)
+                j0 = min(int(qy), max(ny - 2, 0))
+                x0 = min(int(qx), max(nx - 2, 0))
+                fy = qy - j0
+                fx = qx - x0
+                j1 = min(j0 + 1, ny - 1)
+                x1 = min(x0 + 1, nx - 1)
+                a0 = slice0 + j0
+                a1 = slice0 + j1
+                w = (1.0 - fy) * ((1.0 - fx) * z[a0, x0] + fx * z[a0, x1]) + fy * (
+                    (1.0 - fx) * z[a1, x0] + fx * z[a1, x1]
+                )
             else:
-                for seg in range(2):
-                    s_lo = max(lo, 43.0) if seg == 0 else lo
-                    s_hi = hi if seg == 0 else min(hi, 43.0)
-                    if s_hi <= s_lo:
-                        continue
-                    k = -(ln_half if seg == 0 else ln_quarter)
-                    length = dt_s * (s_hi - s_lo) / (hi - lo)
-                    inc += (
-                        length
-                        * (math.exp(k * (s_hi - 43.0)) - math.exp(k * (s_lo - 43.0)))
-                        / (k * (s_hi - s_lo))
-                    )
-            cem[i] += inc / 60.0
-            acc = 0.0
-            for j in range(gl_x.size):
-                tj = a + (t - a) * 0.5 * (gl_x[j] + 1.0)
-                x = (tj - t0_tab) / step_tab
-                if x >= 0.0 and x < table.shape[0]:
-                    row = int(x)
-                    acc += 0.5 * gl_w[j] * (table[row, 0] + (x - row) * table[row, 1])
-                else:
-                    acc += 0.5 * gl_w[j] * math.exp(min(ln_a - ea_r / (tj + 273.15), 50.0))
-            omega[i] += acc * dt_s
-        if t > tmax[i]:
-            tmax[i] = t
+                w = z[r, x] * np.conj(base[r, x]) * p
+                p = p * q
+                q = q * c
+            d = math.atan2(w.imag, w.real)
+            if has_last:
+                step = d - last[r, x]
+                step = (step + math.pi) % two_pi - math.pi
+                d = last[r, x] + step
+            dphi_out[r, x] = d
+            t = t_base + d / rad_per_c
+            temp_out[r, x] = t
+            if dt_s > 0.0:
+                dc, do = _dose(prev[r, x], t, dt_s, ln_a, ea_r, gl_x, gl_w, table, t0_tab,
+                               step_tab)  # fmt: skip
+                cem[r, x] += dc
+                omega[r, x] += do
+            if t > tmax[r, x]:
+                tmax[r, x] = t
+            t_max = max(t_max, t)
+            if cem[r, x] >= nec_min:
+                n_nec += 1
+    return t_max, n_nec
+
+
+def warm_up() -> None:
+    """Load (or compile) the per-frame kernels and the dose tables now.
+
+    The first frame otherwise pays for it (about 0.3 s with numba's cache warm, much
+    more without): in a live loop, frames that arrive meanwhile are lost. Runs a tiny
+    session through every path (direct and motion-compensated, complex64 and
+    complex128 frames).
+    """
+    img = np.zeros((1, 16, 16), np.complex64)
+    img[0, 4:10, 5:11] = 1.0
+    moved = np.roll(img, 2, axis=1)
+    cfg = ThermometryConfig(b0_t=3.0, te_ms=10.0, baseline_frames=2, multi_baseline=True,
+                            drift_order=1)  # fmt: skip
+    for dtype in (np.complex64, np.complex128):
+        th = Thermometry(cfg, noise_sigma=0.01, reference=np.ones(img.shape, bool))
+        for k, f in enumerate((img, moved, img, moved)):
+            th.add(f.astype(dtype), float(k))
 
 
 @dataclass
@@ -246,7 +395,7 @@ class Thermometry:
     _mean_base: np.ndarray | None = None
     _last_dphi: np.ndarray | None = None
     _shifts: np.ndarray | None = None
-    _base_mags: list[np.ndarray] = field(default_factory=list)
+    _mag_stack: np.ndarray | None = None
     _sigma: np.ndarray | None = None
     _pinv: np.ndarray | None = None
     _snr: np.ndarray | None = None
@@ -264,7 +413,13 @@ class Thermometry:
         if self.last_time_s is not None and time_s <= self.last_time_s:
             raise InputError(f"frame time {time_s} s is not after {self.last_time_s} s")
         if idx > self.last_index + 1 and self.last_index >= 0:
-            self.notes.append(f"frames {self.last_index + 1}-{idx - 1} were dropped; carried on")
+            lost = (f"frame {idx - 1} was" if idx - 1 == self.last_index + 1
+                    else f"frames {self.last_index + 1}-{idx - 1} were")  # fmt: skip
+            self.notes.append(f"{lost} dropped; carried on")
+        if self.baselines and z.shape != self.baselines[0].shape:
+            raise InputError(
+                f"frame {idx} has shape {z.shape}, the first frame {self.baselines[0].shape}"
+            )
         if len(self.baselines) < self.cfg.baseline_frames:
             self.baselines.append(z.astype(np.complex64))
             self.last_index, self.last_time_s = idx, time_s
@@ -272,49 +427,66 @@ class Thermometry:
                 self._prepare()
             return None
         assert self._mean_base is not None and self._snr is not None
+        shape = self._mean_base.shape
+        nx = shape[-1] if z.ndim else 1
+        ny = shape[-2] if z.ndim >= 2 else 1
+        z2 = np.ascontiguousarray(z).reshape(-1, nx)
         if self.cfg.multi_baseline:
-            mags = np.abs(z)
-            errs = [float(np.mean((b - mags) ** 2)) for b in self._base_mags]
+            errs = np.empty(len(self.baselines))
+            _match(z2, self._mag_stack, errs)
             used = int(np.argmin(errs))
             base = self.baselines[used]
         else:
             used, base = -1, self._mean_base
-        if self.cfg.referenceless:
-            dphi = self._referenceless(z)
-        else:
-            dphi = np.angle(z * np.conj(base))
-        if self.cfg.drift_order >= 0 and self.reference is not None and not self.cfg.referenceless:
-            dphi = dphi - self._drift(dphi)
+        base2 = base.reshape(-1, nx)
+        drift = self._no_drift
+        has_drift = (self.cfg.drift_order >= 0 and self.reference is not None
+                     and not self.cfg.referenceless)  # fmt: skip
+        if has_drift:
+            # least squares on the reference voxels, evaluated at x = 0, 1, 2 of each row
+            ref_phase = np.empty(self._ref_flat.size)
+            _ref_angles(z2.ravel(), base2.ravel(), self._ref_flat, ref_phase)
+            drift = self._row_design @ (self._pinv @ ref_phase)
+        sy = sx = 0.0
         if self.cfg.multi_baseline and self._shifts is not None and np.any(self._shifts[used]):
             # back to the first baseline's position, so that dose accrues in tissue
-            sh = -self._shifts[used]
-            dphi = np.angle(
-                ndimage.shift(np.cos(dphi), sh, order=1, mode="nearest")
-                + 1j * ndimage.shift(np.sin(dphi), sh, order=1, mode="nearest")
-            )
+            sy, sx = (float(v) for v in self._shifts[used][-2:])
+        sampled = bool(sy or sx) or self.cfg.referenceless
+        if self.cfg.referenceless:
+            src = np.exp(1j * self._referenceless(z)).reshape(-1, nx)
+        elif sampled:
+            src = np.empty(z2.shape, np.complex128)
+            _phasors(z2, base2, drift, has_drift, src)
+        else:
+            src = z2
         # temporal unwrapping (beyond about 39 degC of heating at 3 T, TE 10 ms the phase
         # passes pi; between frames it changes little, so it is followed), temperature
         # and the exact dose increments on the line from the last frame: one fused pass
         valid = self._valid
         dt_s = time_s - (self.last_time_s if self.last_time_s is not None else time_s)
         if self.cem43 is None:
-            self.cem43 = np.zeros(dphi.shape)
-            self.omega = np.zeros(dphi.shape)
-            self.tmax = np.full(dphi.shape, self.cfg.baseline_temperature_c)
+            self.cem43 = np.zeros(shape)
+            self.omega = np.zeros(shape)
+            self.tmax = np.full(shape, self.cfg.baseline_temperature_c)
         prev = self.last_t
         if prev is None:
-            prev = np.full(dphi.shape, self.cfg.baseline_temperature_c)
+            prev = np.full(shape, self.cfg.baseline_temperature_c)
         has_last = self._last_dphi is not None
+        temp = np.empty(shape)
+        dphi = np.empty(shape)
         last = self._last_dphi if has_last else dphi
-        dphi = np.ascontiguousarray(dphi, dtype=np.float64)
-        temp = np.empty(dphi.shape)
-        _update(dphi.ravel(), np.ascontiguousarray(last, np.float64).ravel(), has_last,
-                self.cfg.rad_per_c, self.cfg.baseline_temperature_c, valid.ravel(),
-                prev.ravel(), float(dt_s), self.cem43.ravel(), self.omega.ravel(),
-                self.tmax.ravel(), *_arrhenius_constants(), _GL_X, _GL_W, _rate_table(),
-                RATE_T0_C, RATE_STEP_C, temp.ravel())  # fmt: skip
+
+        def rows(a):
+            return a.reshape(-1, nx)
+
+        t_max, n_nec = _update(
+            src, base2, drift, has_drift, sampled, ny, sy, sx, rows(last), has_last,
+            self.cfg.rad_per_c, float(self.cfg.baseline_temperature_c), rows(valid), rows(prev),
+            float(dt_s), rows(self.cem43), rows(self.omega), rows(self.tmax),
+            float(self.cfg.necrosis_cem43_min), *_arrhenius_constants(), _GL_X, _GL_W,
+            _rate_table(), RATE_T0_C, RATE_STEP_C, rows(temp), rows(dphi),
+        )  # fmt: skip
         self._last_dphi = dphi
-        nec = (self.cem43 >= self.cfg.necrosis_cem43_min) & valid
         alerts = []
         limit = self.cfg.alert_temperature_c
         if limit is None:
@@ -333,8 +505,8 @@ class Thermometry:
             temperature_c=temp,
             uncertainty_c=self._sigma,
             valid=valid,
-            max_temperature_c=float(temp[valid].max()) if valid.any() else float("nan"),
-            necrosis_volume_ml=float(nec.sum()) * self.voxel_ml,
+            max_temperature_c=float(t_max) if np.isfinite(t_max) else float("nan"),
+            necrosis_volume_ml=float(n_nec) * self.voxel_ml,
             baseline_used=used,
             alerts=alerts,
             ms=1e3 * (time.perf_counter() - t0),
@@ -342,7 +514,12 @@ class Thermometry:
 
     def _prepare(self) -> None:
         stack = np.stack(self.baselines)
-        self._base_mags = [np.abs(b) for b in self.baselines]
+        nx = stack.shape[-1] if stack.ndim > 1 else 1
+        # baseline magnitudes voxel-major (rows, nx, n): one stream for the matching
+        self._mag_stack = np.ascontiguousarray(
+            np.abs(stack).reshape(len(self.baselines), -1, nx).transpose(1, 2, 0)
+        )
+        self._no_drift = np.zeros((1, 3))
         # average in the complex domain: phases never subtracted wrapped
         self._mean_base = stack.mean(axis=0)
         mag = np.abs(self._mean_base)
@@ -409,6 +586,11 @@ class Thermometry:
             self._design = np.stack(cols, axis=1)
             self._ref_flat = np.flatnonzero(ref.ravel())
             self._pinv = np.linalg.pinv(self._design[self._ref_flat])
+            # the design at x = 0, 1, 2 of every row (repeated where a row is shorter):
+            # the drift along a row is at most quadratic, so these three fix it
+            per_row = self._design.reshape(-1, nx, self._design.shape[1])
+            self._row_design = np.ascontiguousarray(per_row[:, [0, min(1, nx - 1),
+                                                                 min(2, nx - 1)], :])  # fmt: skip
 
     def _referenceless(self, z: np.ndarray) -> np.ndarray:
         """Referenceless phase (Rieke et al., MRM 2004): no baseline needed.
@@ -435,9 +617,3 @@ class Thermometry:
             coef, *_ = np.linalg.lstsq(basis[rr[k]], np.asarray(ph)[rr[k]], rcond=None)
             out[k] = np.angle(zz[k] * np.exp(-1j * (basis @ coef)))
         return out.reshape(z.shape)
-
-    def _drift(self, dphi: np.ndarray) -> np.ndarray:
-        a = self._design
-        assert a is not None and self._pinv is not None
-        coef = self._pinv @ dphi.ravel()[self._ref_flat]  # least squares on the reference
-        return (a @ coef).reshape(dphi.shape)

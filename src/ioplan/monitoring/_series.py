@@ -1,28 +1,259 @@
-"""Thermometry on a stored series: 4D NIfTI magnitude + phase in, 4D temperature out."""
+"""Thermometry on a stored series: complex frames in (NIfTI, DICOM, ISMRMRD), maps out.
+
+:func:`read_series` reads magnitude + phase or real + imaginary from 4D NIfTI files, DICOM
+folders (:mod:`ioplan.monitoring._dicom_series`) or an ISMRMRD image file
+(:mod:`ioplan.monitoring._ismrmrd`) into a :class:`ComplexSeries`;
+:func:`run_thermometry` processes it frame by frame.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ioplan.errors import InputError
+from ioplan.errors import DicomSeriesError, InputError, InputFileNotFoundError
 from ioplan.imaging import Grid, read_nifti_series
+from ioplan.imaging._dicom import DicomSliceHeader, _series_geometry
 from ioplan.monitoring._prf import Thermometry, ThermometryConfig
 
-__all__ = ["PHASE_SCALES", "read_complex_series", "run_thermometry"]
+__all__ = [
+    "PHASE_SCALES",
+    "ComplexSeries",
+    "read_complex_series",
+    "read_series",
+    "run_thermometry",
+]
 
-#: How stored phase values map to radians. Siemens phase images are 12-bit: -4096..4095
-#: maps to -pi..pi (vendor convention for phase-difference/phase maps).
-PHASE_SCALES = {"radians": 1.0, "siemens": math.pi / 4096.0}
+#: How stored NIfTI phase values map to radians. Siemens phase images are 12-bit:
+#: -4096..4095 maps to -pi..pi (vendor convention for phase-difference/phase maps);
+#: GE and some Philips exports store milliradians. ``auto`` means radians for NIfTI,
+#: which carries no vendor.
+PHASE_SCALES = {
+    "auto": 1.0,
+    "radians": 1.0,
+    "siemens": math.pi / 4096.0,
+    "milliradians": 1e-3,
+}
+
+# Phase above pi by more than this is outside the declared range (float32 rounding and
+# the quantisation of stored phase stay well below it).
+_PHASE_TOL = 1e-3
+# Two images belong to one slice position when their positions along the normal differ
+# by less than this: above the 0.01 mm rounding of written positions, far below any
+# slice gap (>= 0.5 mm).
+_SAME_POSITION_MM = 0.05
+
+
+@dataclass(frozen=True)
+class ComplexSeries:
+    """A complex MR image series and what its headers say about the acquisition.
+
+    Attributes
+    ----------
+    frames : ndarray, shape (n, z, y, x), complex64
+        The complex images, frame by frame.
+    grid : Grid
+        Geometry of one frame (patient LPS mm).
+    times_s : ndarray, shape (n,), or None
+        Frame times in s from the first frame; None when the headers give none.
+    b0_t, te_ms : float or None
+        Field strength (T) and echo time (ms) from the headers, None when absent.
+    read_as : dict
+        How the series was read (format, components, frame order and time sources,
+        phase scaling), for the record.
+    """
+
+    frames: np.ndarray
+    grid: Grid
+    times_s: np.ndarray | None
+    b0_t: float | None
+    te_ms: float | None
+    read_as: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2D image of a series, before it is put in its frame and slice."""
+
+    header: DicomSliceHeader
+    component: str | None
+    keys: dict[str, float]
+    times_s: dict[str, float]
+    load: Callable[[], Any]
+    group: str = ""
+
+
+def stack_planes(planes: list[Plane], where: str, *, order_keys, time_keys):
+    """Frames of slices from loose planes: ``(grid, frames, order_key, times_s, time_key)``.
+
+    ``frames[k][j]`` is the plane of frame ``k`` at slice ``j`` (slices from the first
+    array index up, as :func:`ioplan.imaging.read_dicom_series` orders them).
+    """
+    h0 = planes[0].header
+    normal = np.cross(np.array(h0.row_cosine), np.array(h0.column_cosine))
+    along = np.array([float(np.dot(p.header.position_mm, normal)) for p in planes])
+    order = np.argsort(along, kind="stable")
+    clusters: list[list[Plane]] = [[planes[order[0]]]]
+    for a, b in itertools.pairwise(order):
+        if along[b] - along[a] > _SAME_POSITION_MM:
+            clusters.append([])
+        clusters[-1].append(planes[b])
+    counts = [len(c) for c in clusters]
+    if min(counts) != max(counts):
+        j = int(np.argmin(counts))
+        raise DicomSeriesError(
+            f"{where}: slice positions hold {min(counts)} to {max(counts)} images (the one at "
+            f"{along[order][sum(counts[:j])]:.2f} mm along the normal holds {counts[j]}): a "
+            "frame is incomplete, or images of another series are mixed in"
+        )
+    key = None
+    for k in order_keys:
+        if all(k in p.keys for p in planes) and all(
+            len({p.keys[k] for p in c}) == len(c) for c in clusters
+        ):
+            key = k
+            break
+    if key is None:
+        raise DicomSeriesError(
+            f"{where}: cannot put the images of one slice position in frame order: none of "
+            f"{', '.join(order_keys)} is present in every image and different between them"
+        )
+    for c in clusters:
+        c.sort(key=lambda p: p.keys[key])
+    n = counts[0]
+    frames = [[c[k] for c in clusters] for k in range(n)]
+    grid = None
+    for k, fr in enumerate(frames):
+        g, _ = _series_geometry([p.header for p in fr], Path(where))
+        if grid is None:
+            grid = g
+        elif (why := g.mismatch(grid)) is not None:
+            raise DicomSeriesError(f"{where}: frame {k} is not on the grid of frame 0 ({why})")
+    times = None
+    time_key = None
+    for tk in time_keys:
+        if not all(tk in p.times_s for p in planes):
+            continue
+        ft = np.array([np.mean([p.times_s[tk] for p in fr]) for fr in frames])
+        d = np.diff(ft)
+        if n > 1 and np.all(d > 0):
+            times, time_key = ft - ft[0], tk
+            break
+        if n > 1 and np.any(d != 0):
+            k = int(np.argmax(d <= 0)) + 1
+            raise DicomSeriesError(
+                f"{where}: {tk} goes back at frame {k} when frames are ordered by {key}: "
+                "the headers disagree about the frame order"
+            )
+    return grid, frames, key, times, time_key
+
+
+def phase_to_radians(planes_values, scale: str, manufacturer: str, where: str):
+    """Phase in radians from per-image ``(rescaled, stored, slope, intercept)`` tuples.
+
+    ``scale``: ``siemens`` (12-bit: rescaled -4096..4094 times pi/4096, or stored 0..4095
+    without a rescale, (stored - 2048) pi/2048), ``radians``, ``milliradians``, or
+    ``auto``: ``siemens`` when ``manufacturer`` says SIEMENS, else radians or milliradians
+    by the range of the values, else an error. Returns the phases and the scale used.
+    """
+    if scale not in PHASE_SCALES:
+        raise InputError(f"phase scale must be one of {', '.join(PHASE_SCALES)}, got {scale!r}")
+    used = scale
+    if scale == "auto":
+        if "SIEMENS" in manufacturer.upper():
+            used = "siemens"
+        else:
+            top = max(float(np.max(np.abs(v[0]))) for v in planes_values)
+            if top <= math.pi + _PHASE_TOL:
+                used = "radians"
+            elif top <= 1000.0 * math.pi + 1.0:
+                used = "milliradians"
+            else:
+                lo = min(float(v[0].min()) for v in planes_values)
+                hi = max(float(v[0].max()) for v in planes_values)
+                raise InputError(
+                    f"{where}: phase values run {lo:.6g} to {hi:.6g}, not radians or "
+                    "milliradians, and the Manufacturer is not SIEMENS: pass --phase-scale "
+                    "(siemens, radians or milliradians)"
+                )
+    out = []
+    for rescaled, stored, slope, intercept in planes_values:
+        if used == "siemens":
+            if slope == 1.0 and intercept == 0.0:
+                ph = (stored.astype(np.float64) - 2048.0) * (math.pi / 2048.0)
+            else:
+                ph = rescaled * (math.pi / 4096.0)
+        elif used == "milliradians":
+            ph = rescaled / 1000.0
+        else:
+            ph = rescaled
+        out.append(ph)
+    lo = min(float(p.min()) for p in out)
+    hi = max(float(p.max()) for p in out)
+    if lo < -math.pi - _PHASE_TOL or hi > math.pi + _PHASE_TOL:
+        raise InputError(
+            f"{where}: phase runs {lo:.4g} to {hi:.4g} rad with --phase-scale {used}, "
+            "outside -pi..pi: pass the right --phase-scale (siemens, radians, milliradians)"
+        )
+    return out, used
+
+
+def combine_components(roles, stacked, where: str, *, phase_scale: str, manufacturer: str):
+    """Complex frames from stacked components: ``(frames, grid, times_s, read_as)``.
+
+    ``roles`` is ``("magnitude", "phase")``, ``("real", "imaginary")`` or ``("complex",)``;
+    ``stacked`` holds :func:`stack_planes`'s result for each, whose planes load
+    ``(rescaled, stored, slope, intercept)`` (complex planes load the complex array).
+    """
+    g1, fr1, key1, t1, tk1 = stacked[0]
+    read_as: dict[str, Any] = {"components": "+".join(roles), "frame_order": key1,
+                               "frame_times": tk1}  # fmt: skip
+    if roles == ("complex",):
+        z = np.array([[p.load() for p in fr] for fr in fr1])
+        return z.astype(np.complex64), g1, t1, read_as
+    first, second = roles
+    g2, fr2, _, t2, _ = stacked[1]
+    if len(fr1) != len(fr2) or (why := g1.mismatch(g2)) is not None:
+        raise InputError(
+            f"{where}: {first} ({len(fr1)} frames of {g1.shape}) and {second} ({len(fr2)} "
+            f"frames of {g2.shape}) do not pair up" + ("" if len(fr1) != len(fr2) else f": {why}")
+        )
+    if t1 is not None and t2 is not None and len(t1) > 1:
+        step = float(np.min(np.diff(t1)))
+        worst = float(np.max(np.abs(t1 - t2)))
+        if worst > 0.25 * step:
+            raise InputError(
+                f"{where}: {first} and {second} frame times differ by up to {worst:.3g} s "
+                f"(frames {step:.3g} s apart): they do not pair up"
+            )
+    a = np.array([[p.load()[0] for p in fr] for fr in fr1])
+    if first == "magnitude":
+        if a.min() < 0:
+            raise InputError(f"{where}: magnitude has negative values (is it a phase image?)")
+        flat = [p.load() for fr in fr2 for p in fr]
+        ph, used = phase_to_radians(flat, phase_scale, manufacturer, where)
+        z = a * np.exp(1j * np.array(ph).reshape(a.shape))
+        read_as["phase_scale"] = used
+    else:
+        z = a + 1j * np.array([[p.load()[0] for p in fr] for fr in fr2])
+    return z.astype(np.complex64), g1, t1, read_as
 
 
 def read_complex_series(magnitude: Path, phase: Path, *, phase_scale: str = "radians"):
-    """Complex frames (n, z, y, x), their 3D grid, and the frame spacing from the header."""
+    """Complex frames (n, z, y, x), their 3D grid, and the frame spacing from the header.
+
+    4D NIfTI magnitude and phase files; ``phase_scale`` one of :data:`PHASE_SCALES`.
+    """
     if phase_scale not in PHASE_SCALES:
-        raise InputError(f"phase scale must be one of {', '.join(PHASE_SCALES)}")
+        raise InputError(
+            f"phase scale must be one of {', '.join(PHASE_SCALES)} for NIfTI, got {phase_scale!r}"
+        )
     mag, grid, dt = read_nifti_series(magnitude, what="magnitude")
     ph, grid_p, _ = read_nifti_series(phase, what="phase")
     if mag.shape != ph.shape or grid.mismatch(grid_p) is not None:
@@ -39,6 +270,74 @@ def read_complex_series(magnitude: Path, phase: Path, *, phase_scale: str = "rad
         raise InputError("magnitude has negative values")
     z = mag * np.exp(1j * ph)
     return z.astype(np.complex64), grid, dt
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _is_ismrmrd(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in (".h5", ".hdf5", ".mrd")
+
+
+def read_series(*, magnitude: str | Path | None = None, phase: str | Path | None = None,
+                real: str | Path | None = None, imaginary: str | Path | None = None,
+                series: str | Path | None = None,
+                phase_scale: str = "auto") -> ComplexSeries:  # fmt: skip
+    """Read a complex MR series from NIfTI, DICOM or ISMRMRD, by what the paths are.
+
+    Give ``magnitude`` and ``phase``, or ``real`` and ``imaginary``: 4D NIfTI files
+    (``.nii``, ``.nii.gz``; no B0 or TE in them) or DICOM folders (or files). Or give
+    ``series``: one DICOM folder holding both components, or an ISMRMRD image file
+    (``.h5``, ``.hdf5``, ``.mrd``). ``phase_scale`` says how stored phase maps to radians
+    (:data:`PHASE_SCALES` for NIfTI, where ``auto`` means radians;
+    :data:`ioplan.monitoring._dicom_series.DICOM_PHASE_SCALES` for DICOM and ISMRMRD).
+
+    Returns
+    -------
+    ComplexSeries
+    """
+    named = {"magnitude": magnitude, "phase": phase, "real": real, "imaginary": imaginary}
+    paths = [Path(v) for v in (*named.values(), series) if v is not None]
+    for p in paths:
+        if not p.exists():
+            raise InputFileNotFoundError(f"{p}: no such file or folder")
+    if series is not None and _is_ismrmrd(Path(series)):
+        if any(v is not None for v in named.values()):
+            raise InputError("an ISMRMRD file holds the whole series: give it alone")
+        from ioplan.monitoring._ismrmrd import read_ismrmrd_series
+
+        return read_ismrmrd_series(series, phase_scale=phase_scale)
+    if paths and all(_is_nifti(p) for p in paths):
+        if series is not None:
+            raise InputError(f"{series}: a NIfTI series needs two files (magnitude and phase)")
+        if magnitude is not None and phase is not None and real is None and imaginary is None:
+            z, grid, dt = read_complex_series(Path(magnitude), Path(phase),
+                                              phase_scale=phase_scale)  # fmt: skip
+            how = {"format": "nifti", "components": "magnitude+phase",
+                   "phase_scale": "radians" if phase_scale == "auto" else phase_scale}  # fmt: skip
+        elif real is not None and imaginary is not None and magnitude is None and phase is None:
+            re_, grid, dt = read_nifti_series(real, what="real part")
+            im_, grid_i, _ = read_nifti_series(imaginary, what="imaginary part")
+            if re_.shape != im_.shape or grid.mismatch(grid_i) is not None:
+                raise InputError(
+                    f"real {re_.shape} and imaginary {im_.shape} are not on the same grid "
+                    "and frames"
+                )
+            z = (re_ + 1j * im_).astype(np.complex64)
+            how = {"format": "nifti", "components": "real+imaginary"}
+        else:
+            raise InputError("give magnitude and phase, or real and imaginary")
+        times = np.arange(len(z)) * dt if dt and dt > 0 else None
+        how["frame_times"] = "NIfTI pixdim[4]" if times is not None else None
+        return ComplexSeries(z, grid, times, None, None, how)
+    if any(_is_nifti(p) for p in paths):
+        raise InputError("mixing NIfTI and other formats: give both components in one format")
+    from ioplan.monitoring._dicom_series import read_dicom_complex_series
+
+    return read_dicom_complex_series(magnitude=magnitude, phase=phase, real=real,
+                                     imaginary=imaginary, series=series,
+                                     phase_scale=phase_scale)  # fmt: skip
 
 
 def run_thermometry(frames: np.ndarray, times_s, cfg: ThermometryConfig, *, grid: Grid,
