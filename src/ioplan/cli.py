@@ -618,6 +618,21 @@ def thermometry(
     end_s: Annotated[
         float | None, typer.Option(help="Planned end of heating (s, with --source).")
     ] = None,
+    applicator_id: Annotated[
+        str | None,
+        typer.Option(
+            "--applicator",
+            help="With --source (the tip): learn with the full engine and this catalogue "
+            "applicator instead of a point source; needs --power-w and --direction.",
+        ),
+    ] = None,
+    power_w: Annotated[
+        float | None, typer.Option(help="Generator power (W, with --applicator).")
+    ] = None,
+    direction: Annotated[
+        str | None,
+        typer.Option(help="Applicator direction dx,dy,dz, entry towards tip (with --applicator)."),
+    ] = None,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -693,12 +708,25 @@ def thermometry(
         if end_s is None:
             raise InputError("--source needs --end-s (the planned end of heating)")
         src = np.asarray(_parse_point(source, "--source"))
-        r_mm = np.linalg.norm(grid.voxel_centres_lps() - src, axis=-1)
-        pred = predict_zone(
-            list(res["temperature"]), res["frame_times_s"], r_mm, t_on_s=heat_on_s,
-            end_time_s=end_s, voxel_ml=grid.voxel_volume_ml, valid=res["valid"],
-            body_c=baseline_temperature_c,
-        )  # fmt: skip
+        if applicator_id is not None:
+            from ioplan.monitoring import predict_zone_engine
+
+            if power_w is None or direction is None:
+                raise InputError("--applicator needs --power-w and --direction dx,dy,dz")
+            pred = predict_zone_engine(
+                list(res["temperature"]), res["frame_times_s"], grid.voxel_centres_lps(),
+                applicator_id=applicator_id, tip_lps=src,
+                direction=_parse_point(direction, "--direction"), nominal_power_w=power_w,
+                t_on_s=heat_on_s, end_time_s=end_s, valid=res["valid"],
+                body_c=baseline_temperature_c,
+            )  # fmt: skip
+        else:
+            r_mm = np.linalg.norm(grid.voxel_centres_lps() - src, axis=-1)
+            pred = predict_zone(
+                list(res["temperature"]), res["frame_times_s"], r_mm, t_on_s=heat_on_s,
+                end_time_s=end_s, voxel_ml=grid.voxel_volume_ml, valid=res["valid"],
+                body_c=baseline_temperature_c,
+            )  # fmt: skip
         summary["prediction"] = pred.to_dict()
     for a in summary["alerts"][:5]:
         _warn(

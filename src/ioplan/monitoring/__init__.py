@@ -7,7 +7,12 @@ scaling) and ISMRMRD image files (:func:`read_series`).
 from ioplan.monitoring._cryo import IceBall, isotherm_depths, measure_ice
 from ioplan.monitoring._dicom_series import read_dicom_complex_series
 from ioplan.monitoring._ismrmrd import read_ismrmrd_series
-from ioplan.monitoring._learn import ZonePrediction, pennes_point_rise, predict_zone
+from ioplan.monitoring._learn import (
+    ZonePrediction,
+    pennes_point_rise,
+    predict_zone,
+    predict_zone_engine,
+)
 from ioplan.monitoring._prf import (
     FrameResult,
     Thermometry,
@@ -40,6 +45,7 @@ __all__ = [
     "measure_ice",
     "pennes_point_rise",
     "predict_zone",
+    "predict_zone_engine",
     "prf_constants",
     "read_complex_series",
     "read_dicom_complex_series",

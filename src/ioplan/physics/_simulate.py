@@ -221,6 +221,8 @@ class SimulationResult:
     #: at each snapshot time, a field that is >= 0 exactly inside the zone (ln Omega for
     #: heat, lethal temperature minus the minimum temperature for cryo), for sub-voxel sizing
     snapshot_fields: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: the temperature field (degC) at each snapshot time, on ``grid``
+    snapshot_temperatures_c: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``ioplan simulate --json`` (keys are never renamed)."""
@@ -603,6 +605,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
     stats = {"steps": 0.0, "runtime_s": 0.0, "energy_deposited_j": 0.0, "dt_s": 0.0}
     snapshots: dict[str, ZoneMetrics] = {}
     snapshot_fields: dict[str, np.ndarray] = {}
+    snapshot_temps: dict[str, np.ndarray] = {}
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
         final, part = run(
@@ -617,6 +620,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
                 zone_of(final), grid, centre.tip_mm, centre.direction
             )
             snapshot_fields[f"{t_stop:g}"] = level_field(final)
+            snapshot_temps[f"{t_stop:g}"] = np.array(final.temperature_c, np.float32)
     assert final is not None
     interior = max(0, int(np.prod([n - 2 for n in grid.shape])))
     stats["voxel_updates_per_s"] = (
@@ -674,6 +678,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         tissue_used=tissue_used,
         snapshots=snapshots,
         snapshot_fields=snapshot_fields,
+        snapshot_temperatures_c=snapshot_temps,
     )
 
 
