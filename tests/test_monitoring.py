@@ -181,6 +181,31 @@ def test_thermometry_cli_contract_files_and_vendor_scaling(tmp_path, capsys):
     assert doc["max_temperature_c"] == pytest.approx(float(temp[-1].max()), abs=1.5)
     for f in ("temperature.nii.gz", "cem43.nii.gz", "necrosis.nii.gz", "uncertainty.nii.gz"):
         assert (tmp_path / "o" / f).is_file()
+    # Overlap with a planned zone on another grid: the necrosis itself, padded by 3 voxels
+    # (origin moved back), gives Dice 1; its half with x below the centre covers 100 % of
+    # that half and leaves the rest of the necrosis outside the plan.
+    from ioplan.imaging import Volume, read_image, write_nifti
+
+    nec = np.asarray(read_image(tmp_path / "o" / "necrosis.nii.gz").array) > 0
+    assert nec.sum() > 20
+    padded = np.pad(nec, 3).astype(np.uint8)
+    g_pad = Grid(padded.shape, g.spacing_mm, tuple(np.asarray(g.origin_mm) - 3 * sp))
+    write_nifti(Volume(padded, g_pad), tmp_path / "plan.nii.gz")
+    half = nec.copy()
+    half[..., nec.shape[2] // 2 :] = False
+    write_nifti(Volume(half.astype(np.uint8), g), tmp_path / "half.nii.gz")
+    base_args = ["thermometry", "--magnitude", str(tmp_path / "m.nii.gz"), "--phase",
+                 str(tmp_path / "p.nii.gz"), "--b0-t", "3", "--te-ms", "10",
+                 "--baseline-frames", "12", "--json"]  # fmt: skip
+    code, out, err = _run(capsys, *base_args, "--planned-zone", str(tmp_path / "plan.nii.gz"))
+    assert code == 0, err
+    ov = json.loads(out)["planned_zone"]
+    assert ov["dice"] == 1.0 and ov["planned_covered_percent"] == 100.0
+    code, out, err = _run(capsys, *base_args, "--planned-zone", str(tmp_path / "half.nii.gz"))
+    ov = json.loads(out)["planned_zone"]
+    vox = sp**3 / 1000.0
+    assert ov["planned_covered_percent"] == 100.0
+    assert ov["outside_plan_ml"] == pytest.approx((nec.sum() - half.sum()) * vox, abs=1e-4)
     # Siemens 12-bit phase (-4096..4095 for -pi..pi) with --phase-scale siemens
     write_nifti_series(np.round(np.angle(frames) * 4096 / math.pi), g, tmp_path / "s.nii.gz",
                        frame_s=1.0)  # fmt: skip

@@ -601,6 +601,10 @@ def thermometry(
         Path | None, typer.Option(help="Mask of unheated voxels (drift reference).")
     ] = None,
     protected: Annotated[Path | None, typer.Option(help="Mask of protected structures.")] = None,
+    planned_zone: Annotated[
+        Path | None,
+        typer.Option(help="Planned ablation zone (mask, any grid): overlap with the necrosis."),
+    ] = None,
     alert_c: Annotated[
         float | None, typer.Option(help="Alert above this temperature (default 45 degC).")
     ] = None,
@@ -702,6 +706,18 @@ def thermometry(
     )  # fmt: skip
     summary = res["summary"]
     summary["acquisition"] = acquisition
+    if planned_zone is not None:
+        from ioplan.imaging import resample
+        from ioplan.monitoring import zone_overlap
+
+        zone = read_image(planned_zone)
+        if not zone.grid.overlaps(grid):
+            raise InputError(f"--planned-zone {planned_zone} does not overlap the thermometry")
+        # as a fraction, linearly: a voxel is in the zone when more than half of it is
+        frac = resample(Volume(np.asarray(zone.array > 0, np.float32), zone.grid), grid)
+        summary["planned_zone"] = zone_overlap(
+            res["necrosis"], np.asarray(frac.array) > 0.5, grid.voxel_volume_ml
+        )
     if source is not None:
         from ioplan.monitoring import predict_zone
 

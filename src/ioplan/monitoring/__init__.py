@@ -27,6 +27,7 @@ from ioplan.monitoring._series import (
     read_complex_series,
     read_series,
     run_thermometry,
+    zone_overlap,
 )
 from ioplan.monitoring._synthetic import ScannerConfig, gaussian_heating, synthetic_frames
 
@@ -54,4 +55,5 @@ __all__ = [
     "run_thermometry",
     "synthetic_frames",
     "warm_up",
+    "zone_overlap",
 ]

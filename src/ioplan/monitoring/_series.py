@@ -28,6 +28,7 @@ __all__ = [
     "read_complex_series",
     "read_series",
     "run_thermometry",
+    "zone_overlap",
 ]
 
 #: How stored NIfTI phase values map to radians. Siemens phase images are 12-bit:
@@ -413,4 +414,34 @@ def run_thermometry(frames: np.ndarray, times_s, cfg: ThermometryConfig, *, grid
             "baseline_temperature_c": cfg.baseline_temperature_c,
         }
         | extra,
+    }
+
+
+def zone_overlap(necrosis: np.ndarray, planned: np.ndarray, voxel_ml: float) -> dict:
+    """Overlap of the dose-predicted necrosis with the planned zone (masks on one grid).
+
+    Returns the volumes (mL), the planned zone's fraction already necrotic
+    (``planned_covered_percent``), the necrosis outside the plan (``outside_plan_ml``) and
+    the Dice coefficient 2|A and B| / (|A| + |B|).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.zeros((1, 1, 4), bool); a[..., :2] = True
+    >>> b = np.zeros((1, 1, 4), bool); b[..., 1:] = True
+    >>> zone_overlap(a, b, 1.0)["dice"]
+    0.4
+    """
+    a = np.asarray(necrosis, bool)
+    b = np.asarray(planned, bool)
+    if a.shape != b.shape:
+        raise InputError(f"necrosis {a.shape} and planned zone {b.shape} differ in shape")
+    both = int(np.count_nonzero(a & b))
+    na, nb = int(a.sum()), int(b.sum())
+    return {
+        "planned_zone_ml": round(nb * voxel_ml, 4),
+        "necrosis_ml": round(na * voxel_ml, 4),
+        "planned_covered_percent": round(100.0 * both / nb, 2) if nb else None,
+        "outside_plan_ml": round((na - both) * voxel_ml, 4),
+        "dice": round(2.0 * both / (na + nb), 4) if na + nb else None,
     }
