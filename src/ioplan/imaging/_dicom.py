@@ -383,22 +383,7 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Vol
     planes = []
     slopes_intercepts = []
     for i in order:
-        h = slices[i][0]
-        try:
-            ds = _dcmread(h.path, pixels=True)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                pix = ds.pixel_array
-        except Exception as exc:  # decoders raise many types
-            raise FileFormatError(
-                f"{h.path}: cannot decode pixel data ({_first_line(exc)})"
-            ) from None
-        if pix.shape != (h.rows, h.columns):
-            raise FileFormatError(f"{h.path}: pixel data shape {pix.shape} is not Rows x Columns")
-        slope = _rescale(ds, "RescaleSlope", 1.0, h.path)
-        intercept = _rescale(ds, "RescaleIntercept", 0.0, h.path)
-        if slope == 0.0:
-            raise FileFormatError(f"{h.path}: RescaleSlope is 0")
+        _, pix, slope, intercept = read_dicom_pixels(slices[i][0])
         slopes_intercepts.append((slope, intercept))
         planes.append(pix)
     raw = np.stack(planes)
