@@ -43,7 +43,13 @@ from pathlib import Path
 
 from ioplan.errors import DicomSeriesError, InputError
 from ioplan.imaging._dicom import DicomSliceHeader, dicom_images, read_dicom_pixels
-from ioplan.monitoring._series import ComplexSeries, Plane, combine_components, stack_planes
+from ioplan.monitoring._series import (
+    ComplexSeries,
+    Plane,
+    combine_components,
+    pick_roles,
+    stack_planes,
+)
 
 __all__ = ["ORDER_KEYS", "TIME_KEYS", "read_dicom_complex_series"]
 
@@ -231,15 +237,7 @@ def read_dicom_complex_series(*, magnitude: str | Path | None = None,
         for p, (_, ds) in zip(planes, items, strict=True):
             by_role.setdefault(p.component, []).append(p)
             datasets.setdefault(p.component, []).append(ds)
-        if "real" in by_role and "imaginary" in by_role:
-            roles = ("real", "imaginary")
-        elif "magnitude" in by_role and "phase" in by_role:
-            roles = ("magnitude", "phase")
-        else:
-            raise DicomSeriesError(
-                f"{where}: holds only {', '.join(sorted(by_role))} images; thermometry needs "
-                "magnitude and phase, or real and imaginary"
-            )
+        roles = pick_roles(by_role, where, DicomSeriesError)
     else:
         if set(given) == {"magnitude", "phase"}:
             roles = ("magnitude", "phase")

@@ -33,7 +33,13 @@ import numpy as np
 
 from ioplan.errors import FileFormatError, InputError
 from ioplan.imaging._dicom import DicomSliceHeader
-from ioplan.monitoring._series import ComplexSeries, Plane, combine_components, stack_planes
+from ioplan.monitoring._series import (
+    ComplexSeries,
+    Plane,
+    combine_components,
+    pick_roles,
+    stack_planes,
+)
 
 __all__ = ["read_ismrmrd_series"]
 
@@ -209,17 +215,7 @@ def read_ismrmrd_series(path: str | Path, *, group: str | None = None,
     by_role: dict[str, list[Plane]] = {}
     for p in planes:
         by_role.setdefault(p.component, []).append(p)
-    if "complex" in by_role:
-        roles: tuple[str, ...] = ("complex",)
-    elif "real" in by_role and "imaginary" in by_role:
-        roles = ("real", "imaginary")
-    elif "magnitude" in by_role and "phase" in by_role:
-        roles = ("magnitude", "phase")
-    else:
-        raise FileFormatError(
-            f"{where}: holds only {', '.join(sorted(by_role)) or 'no usable'} images; "
-            "thermometry needs complex images, magnitude and phase, or real and imaginary"
-        )
+    roles = pick_roles(by_role, where)
     stacked = []
     for role in roles:
         sets = {p.group for p in by_role[role]}

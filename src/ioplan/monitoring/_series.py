@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ioplan.errors import DicomSeriesError, InputError, InputFileNotFoundError
+from ioplan.errors import DicomSeriesError, FileFormatError, InputError, InputFileNotFoundError
 from ioplan.imaging import Grid, read_nifti_series
 from ioplan.imaging._dicom import DicomSliceHeader, _series_geometry
 from ioplan.monitoring._prf import Thermometry, ThermometryConfig
@@ -203,6 +203,22 @@ def phase_to_radians(planes_values, scale: str, manufacturer: str, where: str):
             "outside -pi..pi: pass the right --phase-scale (siemens, radians, milliradians)"
         )
     return out, used
+
+
+def pick_roles(present, where: str, error=FileFormatError) -> tuple[str, ...]:
+    """The components to combine, from those a series holds.
+
+    Complex first, then real and imaginary, then magnitude and phase; ``error`` is raised,
+    naming what the series holds, when none is complete.
+    """
+    present = set(present)
+    for roles in (("complex",), ("real", "imaginary"), ("magnitude", "phase")):
+        if present.issuperset(roles):
+            return roles
+    raise error(
+        f"{where}: holds only {', '.join(sorted(present)) or 'no usable'} images; thermometry "
+        "needs complex images, magnitude and phase, or real and imaginary"
+    )
 
 
 def combine_components(roles, stacked, where: str, *, phase_scale: str, manufacturer: str):
