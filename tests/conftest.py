@@ -25,3 +25,22 @@ def small_phantom():
 @pytest.fixture(scope="session")
 def small_case(small_phantom):
     return Case.from_phantom(small_phantom)
+
+
+def run_cli(capsys, *args):
+    """Run ``ioplan ARGS`` in-process; returns ``(exit code, stdout, stderr)``."""
+    from ioplan.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    """A user error: exit code 2 and one line ``error: ...`` naming each fragment."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and "internal error" not in err, err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])

@@ -9,7 +9,7 @@ from ioplan.anatomy._case import (
     load_case,
     save_case,
 )
-from ioplan.anatomy._labels import LABEL_INFO, Label, LabelInfo, label_from_name
+from ioplan.anatomy._labels import LABEL_INFO, VESSEL_LABELS, Label, LabelInfo, label_from_name
 from ioplan.anatomy._phantom import (
     DEFAULT_TUMOR_CENTRES_MM,
     Phantom,
@@ -29,6 +29,7 @@ __all__ = [
     "CASE_FORMAT_VERSION",
     "DEFAULT_TUMOR_CENTRES_MM",
     "LABEL_INFO",
+    "VESSEL_LABELS",
     "Case",
     "Label",
     "LabelInfo",

@@ -39,6 +39,16 @@ class Label(IntEnum):
     HEART = 23
 
 
+#: Labels of blood vessels whose flow carries heat away (the engine's heat sinks).
+VESSEL_LABELS = (
+    Label.PORTAL_VEIN,
+    Label.HEPATIC_VEIN,
+    Label.IVC,
+    Label.AORTA,
+    Label.HEPATIC_ARTERY,
+)
+
+
 @dataclass(frozen=True)
 class LabelInfo:
     """What a label means.

@@ -8,6 +8,8 @@ from ioplan.assessment._margin import (
     point_mesh_distance,
     surface_mesh,
 )
+from ioplan.assessment._outputs import write_margin_outputs
+from ioplan.assessment._register import register_images, register_landmarks, warp
 from ioplan.assessment._response import Measurement, measure_lesions, response
 
 __all__ = [
@@ -18,6 +20,10 @@ __all__ = [
     "measure_lesions",
     "measure_margin",
     "point_mesh_distance",
+    "register_images",
+    "register_landmarks",
     "response",
     "surface_mesh",
+    "warp",
+    "write_margin_outputs",
 ]

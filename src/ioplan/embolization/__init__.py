@@ -16,6 +16,7 @@ from ioplan.embolization._models import (
     territories,
     tn_ratio,
 )
+from ioplan.embolization._report import write_sirt_report, write_voxel_outputs
 from ioplan.embolization._voxel import (
     KERNEL_VOXEL_MM,
     VoxelDose,
@@ -48,4 +49,6 @@ __all__ = [
     "territories",
     "tn_ratio",
     "voxel_dose",
+    "write_sirt_report",
+    "write_voxel_outputs",
 ]

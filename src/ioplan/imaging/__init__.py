@@ -7,8 +7,11 @@ when written, in :mod:`ioplan.imaging._io` only.
 
 from ioplan.imaging._dicom import (
     DicomSliceHeader,
+    dicom_images,
     dicom_series_grid,
+    read_dicom_pixels,
     read_dicom_series,
+    series_geometry,
     write_dicom_series,
 )
 from ioplan.imaging._grid import AXIAL_DIRECTION, Grid
@@ -24,6 +27,7 @@ from ioplan.imaging._io import (
     write_nifti_series,
     write_sitk,
 )
+from ioplan.imaging._markups import markups_lines, read_points, write_markups_lines
 from ioplan.imaging._sitk import (
     Interpolation,
     from_sitk,
@@ -41,19 +45,25 @@ __all__ = [
     "Volume",
     "check_finite",
     "check_output_folder",
+    "dicom_images",
     "dicom_series_grid",
     "from_sitk",
     "image_format",
+    "markups_lines",
+    "read_dicom_pixels",
     "read_dicom_series",
     "read_image",
     "read_nifti",
     "read_nifti_series",
+    "read_points",
     "read_sitk",
     "resample",
     "resample_to_spacing",
+    "series_geometry",
     "to_sitk",
     "write_dicom_series",
     "write_image",
+    "write_markups_lines",
     "write_nifti",
     "write_nifti_series",
     "write_sitk",

@@ -288,7 +288,7 @@ def read_dicom_pixels(header: DicomSliceHeader) -> tuple[np.ndarray, np.ndarray,
     return pix.astype(np.float64) * slope + intercept, pix, slope, intercept
 
 
-def _series_geometry(headers: list[DicomSliceHeader], where: Path) -> tuple[Grid, list[int]]:
+def series_geometry(headers: list[DicomSliceHeader], where: Path) -> tuple[Grid, list[int]]:
     """The grid of a series, and the order of ``headers`` from inferior to superior slice."""
     h0 = headers[0]
     for h in headers[1:]:
@@ -357,7 +357,7 @@ def dicom_series_grid(path: str | Path, *, series_uid: str | None = None) -> Gri
     """The grid of a DICOM series (or single file) from its headers only, without pixels."""
     p = Path(path)
     slices = _load_headers(p, series_uid)
-    grid, _ = _series_geometry([h for h, _ in slices], p)
+    grid, _ = series_geometry([h for h, _ in slices], p)
     return grid
 
 
@@ -379,7 +379,7 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Vol
     """
     p = Path(path)
     slices = _load_headers(p, series_uid)
-    grid, order = _series_geometry([h for h, _ in slices], p)
+    grid, order = series_geometry([h for h, _ in slices], p)
     planes = []
     slopes_intercepts = []
     for i in order:

@@ -13,6 +13,7 @@ from ioplan.monitoring._learn import (
     predict_zone,
     predict_zone_engine,
 )
+from ioplan.monitoring._live import demo_scanner, folder_frames, igtl_frames, run_live
 from ioplan.monitoring._prf import (
     FrameResult,
     Thermometry,
@@ -41,7 +42,10 @@ __all__ = [
     "ZonePrediction",
     "arrhenius_increment",
     "cem43_increment",
+    "demo_scanner",
+    "folder_frames",
     "gaussian_heating",
+    "igtl_frames",
     "isotherm_depths",
     "measure_ice",
     "pennes_point_rise",
@@ -52,6 +56,7 @@ __all__ = [
     "read_dicom_complex_series",
     "read_ismrmrd_series",
     "read_series",
+    "run_live",
     "run_thermometry",
     "synthetic_frames",
     "warm_up",

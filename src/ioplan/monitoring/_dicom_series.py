@@ -42,7 +42,7 @@ import math
 from pathlib import Path
 
 from ioplan.errors import DicomSeriesError, InputError
-from ioplan.imaging._dicom import DicomSliceHeader, dicom_images, read_dicom_pixels
+from ioplan.imaging import DicomSliceHeader, dicom_images, read_dicom_pixels
 from ioplan.monitoring._series import (
     ComplexSeries,
     Plane,

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ioplan.errors import FileFormatError, InputError
-from ioplan.imaging._dicom import DicomSliceHeader
+from ioplan.imaging import DicomSliceHeader
 from ioplan.monitoring._series import (
     ComplexSeries,
     Plane,

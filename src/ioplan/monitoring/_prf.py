@@ -33,7 +33,7 @@ import numba
 import numpy as np
 
 from ioplan.errors import InputError
-from ioplan.physics._kernel import RATE_STEP_C, RATE_T0_C, rate_table
+from ioplan.physics import RATE_STEP_C, RATE_T0_C, rate_table
 
 __all__ = [
     "FrameResult",

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 
 from ioplan.errors import DicomSeriesError, FileFormatError, InputError, InputFileNotFoundError
-from ioplan.imaging import Grid, read_nifti_series
-from ioplan.imaging._dicom import DicomSliceHeader, _series_geometry
+from ioplan.imaging import DicomSliceHeader, Grid, read_nifti_series, series_geometry
 from ioplan.monitoring._prf import Thermometry, ThermometryConfig
 
 __all__ = [
@@ -131,7 +130,7 @@ def stack_planes(planes: list[Plane], where: str, *, order_keys, time_keys):
     frames = [[c[k] for c in clusters] for k in range(n)]
     grid = None
     for k, fr in enumerate(frames):
-        g, _ = _series_geometry([p.header for p in fr], Path(where))
+        g, _ = series_geometry([p.header for p in fr], Path(where))
         if grid is None:
             grid = g
         elif (why := g.mismatch(grid)) is not None:

@@ -1,5 +1,6 @@
 """The physics engine: Pennes bioheat with phase change, sources, vessels and cell death."""
 
+from ioplan.physics._kernel import RATE_STEP_C, RATE_T0_C, rate_table
 from ioplan.physics._materials import (
     BOUNDARY_ID,
     FIRST_EXTRA_ID,
@@ -28,11 +29,13 @@ from ioplan.physics._sources import (
     nusselt_wall_h,
     rf_potential,
 )
-from ioplan.physics._zone import ZoneMetrics, zone_metrics
+from ioplan.physics._zone import ZoneMetrics, axial_zone, zone_metrics
 
 __all__ = [
     "BOUNDARY_ID",
     "FIRST_EXTRA_ID",
+    "RATE_STEP_C",
+    "RATE_T0_C",
     "T_REF_C",
     "CryoProtocol",
     "MaterialTable",
@@ -46,10 +49,12 @@ __all__ = [
     "ZoneMetrics",
     "array_placements",
     "attenuation_per_m",
+    "axial_zone",
     "blood_properties",
     "init_state",
     "microwave_source",
     "nusselt_wall_h",
+    "rate_table",
     "rf_potential",
     "run",
     "simulate",

@@ -202,9 +202,9 @@ _COLUMNS = (
 
 
 def _vaporisation() -> dict[str, float]:
-    from ioplan.tissue._properties import _table
+    from ioplan.tissue import vaporisation
 
-    return _table("vaporisation")
+    return vaporisation()
 
 
 def blood_properties() -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
+from ioplan.anatomy import LABEL_INFO, VESSEL_LABELS, Case, Label, local_radius_mm
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, resample
@@ -43,13 +43,6 @@ RESULT_SCHEMA_VERSION = 1
 _COOLED_SHAFT = FIRST_EXTRA_ID  # applicator held at its cooling (or probe) temperature
 _INSULATED_SHAFT = FIRST_EXTRA_ID + 1  # vacuum-insulated cryo shaft: no heat flow
 _FIRST_VESSEL = FIRST_EXTRA_ID + 8  # vessel classes with their wall coefficient
-_VESSEL_LABELS = (
-    Label.PORTAL_VEIN,
-    Label.HEPATIC_VEIN,
-    Label.IVC,
-    Label.AORTA,
-    Label.HEPATIC_ARTERY,
-)
 # Typical mean blood velocities (m/s) used to estimate the flow of label-map vessels.
 # Portal vein ~0.15-0.2 m/s and hepatic veins ~0.2 m/s on Doppler ultrasound; hepatic
 # artery ~0.3 m/s; IVC ~0.2 m/s; aorta ~0.4 m/s (textbook Doppler ranges, e.g. Zwiebel
@@ -357,7 +350,7 @@ def _vessel_materials(
 
     r_small = blood_flow_parameters()["small_vessel_radius_mm"]
     next_id = _FIRST_VESSEL + 8
-    for lbl in _VESSEL_LABELS:
+    for lbl in VESSEL_LABELS:
         mask = material == lbl
         if not mask.any():
             continue

@@ -14,37 +14,13 @@ import numpy as np
 from scipy import ndimage
 
 from ioplan.anatomy import Case
-from ioplan.imaging import Volume, check_output_folder, write_nifti
+from ioplan.imaging import Volume, check_output_folder, write_markups_lines, write_nifti
 from ioplan.planning._plan import Plan, tumour_mask
 
 __all__ = ["write_plan"]
 
 # Soft-tissue window (width 400, level 40 HU), as in the case overview.
 _WINDOW = (-160.0, 240.0)
-
-
-def _markups(plan: Plan) -> dict:
-    """Slicer markups JSON: one line per applicator (entry -> tip), LPS."""
-    marks = []
-    for i, a in enumerate(plan.applicators):
-        marks.append(
-            {
-                "type": "Line",
-                "coordinateSystem": "LPS",
-                "coordinateUnits": "mm",
-                "locked": True,
-                "labelFormat": f"{a['id']} %N",
-                "controlPoints": [
-                    {"id": "1", "label": f"entry {i + 1}", "position": a["entry_mm"]},
-                    {"id": "2", "label": f"tip {i + 1}", "position": a["tip_mm"]},
-                ],
-            }
-        )
-    return {
-        "@schema": "https://raw.githubusercontent.com/slicer/slicer/main/Modules/Loadable/"
-        "Markups/Resources/Schema/markups-schema-v1.0.3.json#",
-        "markups": marks,
-    }
 
 
 def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder: Path):
@@ -161,7 +137,10 @@ def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = 
     write_nifti(plan.tmax, out / "tmax.nii.gz", overwrite=True)
     if plan.tmin is not None:
         write_nifti(plan.tmin, out / "tmin.nii.gz", overwrite=True)
-    (out / "trajectories.mrk.json").write_text(json.dumps(_markups(plan), indent=2) + "\n")
+    write_markups_lines(
+        [(a["id"], a["entry_mm"], a["tip_mm"]) for a in plan.applicators],
+        out / "trajectories.mrk.json",
+    )
     from ioplan.planning._dicomseg import write_plan_dicom_seg
 
     write_plan_dicom_seg(case, [mask, shell, np.asarray(plan.zone.array) > 0], out / "dicom")

@@ -305,7 +305,7 @@ def _parallel_paths_safe(
     tr: Trajectory, n: int, spacing_mm: float, dmaps: dict, safety_mm: float, grid: Grid
 ) -> bool:
     """Whether ``n`` paths parallel to ``tr`` around its axis all keep the safety distance."""
-    from ioplan.physics._sources import Placement, array_placements
+    from ioplan.physics import Placement, array_placements
 
     d = np.asarray(tr.direction)
     target = np.asarray(tr.target_mm)
@@ -327,12 +327,12 @@ def _large_vessel_lumen(lab: np.ndarray, sp) -> np.ndarray:
 
     The same rule as :func:`ioplan.physics._simulate._vessel_materials` (per vessel label).
     """
-    from ioplan.physics._simulate import _VESSEL_LABELS
+    from ioplan.anatomy import VESSEL_LABELS
     from ioplan.tissue import blood_flow_parameters
 
     r_small = blood_flow_parameters()["small_vessel_radius_mm"]
     out = np.zeros(lab.shape, bool)
-    for lbl in _VESSEL_LABELS:
+    for lbl in VESSEL_LABELS:
         m = lab == int(lbl)
         if m.any():
             out |= m & (local_radius_mm(m, sp) >= r_small)

@@ -113,8 +113,7 @@ def zone_table(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
 
 def _heat_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
     """MW/RF: one block simulation per power, the zone measured at every candidate time."""
-    from ioplan.physics import SimulationConfig, simulate
-    from ioplan.physics._zone import axial_zone
+    from ioplan.physics import SimulationConfig, axial_zone, simulate
 
     if app.modality == "mw":
         lo, hi = app.power_range_w
@@ -148,8 +147,7 @@ def _heat_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
 
 def _cryo_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
     """Cryo: the -40 degC zone of 1 to 8 probes, 15 mm apart, after the double freeze."""
-    from ioplan.physics import CryoProtocol, SimulationConfig, simulate
-    from ioplan.physics._zone import axial_zone
+    from ioplan.physics import CryoProtocol, SimulationConfig, axial_zone, simulate
 
     proto = CryoProtocol.parse(CRYO_PROTOCOL)
     rows: list[Row] = []

@@ -11,6 +11,7 @@ from ioplan.registry._csv import (
     TABLES,
     RegistryImportError,
     RowError,
+    columns_markdown,
     export_csv,
     import_csv,
     link_margin,
@@ -26,19 +27,22 @@ from ioplan.registry._db import (
     init_db,
     normalise_url,
     open_db,
+    redact_url,
     session_scope,
 )
 from ioplan.registry._demo import demo_rows, write_demo_cohort
-from ioplan.registry._models import Base
+from ioplan.registry._models import Base, Patient
 from ioplan.registry._outcomes import (
     Cohort,
     OutcomeReport,
     aalen_johansen_at,
     analyse,
+    check_times,
     kaplan_meier_at,
     load_cohort,
     wilson_interval,
 )
+from ioplan.registry._report import write_report
 
 __all__ = [
     "DEFAULT_DB",
@@ -46,11 +50,14 @@ __all__ = [
     "Base",
     "Cohort",
     "OutcomeReport",
+    "Patient",
     "RegistryError",
     "RegistryImportError",
     "RowError",
     "aalen_johansen_at",
     "analyse",
+    "check_times",
+    "columns_markdown",
     "current_revision",
     "demo_rows",
     "export_csv",
@@ -63,9 +70,11 @@ __all__ = [
     "normalise_url",
     "open_db",
     "read_tables",
+    "redact_url",
     "session_scope",
     "table_rows",
     "wilson_interval",
     "write_demo_cohort",
+    "write_report",
     "write_tables",
 ]

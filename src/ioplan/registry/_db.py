@@ -58,10 +58,12 @@ def normalise_url(db: str | os.PathLike | None) -> str:
         return f"postgresql+psycopg://{rest}"
     if scheme.startswith(("sqlite", "postgresql+")):
         return text
-    raise InputError(f"--db {_redact(text)}: give a file path, sqlite:///... or postgresql://...")
+    raise InputError(
+        f"--db {redact_url(text)}: give a file path, sqlite:///... or postgresql://..."
+    )
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without its password, for messages."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
@@ -124,7 +126,7 @@ def init_db(db: str | os.PathLike | None = None) -> Engine:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "head")
     except sa.exc.OperationalError as exc:
-        raise RegistryError(f"cannot open database {_redact(url)}: {_first_line(exc)}") from None
+        raise RegistryError(f"cannot open database {redact_url(url)}: {_first_line(exc)}") from None
     return engine
 
 
@@ -139,22 +141,22 @@ def open_db(db: str | os.PathLike | None = None, create: bool = True) -> Engine:
     try:
         rev = current_revision(engine)
     except sa.exc.OperationalError as exc:
-        raise RegistryError(f"cannot open database {_redact(url)}: {_first_line(exc)}") from None
+        raise RegistryError(f"cannot open database {redact_url(url)}: {_first_line(exc)}") from None
     if rev is None:
         with engine.connect() as conn:
             tables = sa.inspect(conn).get_table_names()
         if tables:
             raise RegistryError(
-                f"database {_redact(url)} has tables but no ioplan schema revision "
+                f"database {redact_url(url)} has tables but no ioplan schema revision "
                 f"({', '.join(sorted(tables)[:3])}...): not an ioplan registry"
             )
         if not create:
-            raise RegistryError(f"database {_redact(url)} is empty: run ioplan registry init")
+            raise RegistryError(f"database {redact_url(url)} is empty: run ioplan registry init")
         return init_db(db)
     head = head_revision()
     if rev != head:
         raise RegistryError(
-            f"database {_redact(url)} is at schema revision {rev}, this ioplan needs {head}: "
+            f"database {redact_url(url)} is at schema revision {rev}, this ioplan needs {head}: "
             "run ioplan registry init to upgrade it"
         )
     return engine

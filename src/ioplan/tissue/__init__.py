@@ -15,6 +15,7 @@ from ioplan.tissue._properties import (
     specific_heat_liver,
     tissue,
     tissue_names,
+    vaporisation,
 )
 
 __all__ = [
@@ -32,4 +33,5 @@ __all__ = [
     "specific_heat_liver",
     "tissue",
     "tissue_names",
+    "vaporisation",
 ]

@@ -150,6 +150,11 @@ def _table(path: str) -> dict[str, float]:
     return {k: float(v["value"]) for k, v in node.items()}
 
 
+def vaporisation() -> dict[str, float]:
+    """Water vaporisation constants of tissue (SI; each with its source in tissues.toml)."""
+    return _table("vaporisation")
+
+
 def constants() -> dict[str, float]:
     """Blood, body and ex vivo start temperatures (°C) and the gas constant (J/mol/K)."""
     return _table("constants")

@@ -106,7 +106,7 @@ def _iso_extent(res, level_c: float) -> float:
 
 def _iso_width(res, level_c: float) -> float:
     """Sub-voxel width of the region that reached ``level_c`` (block axis along z)."""
-    from ioplan.physics._zone import axial_zone
+    from ioplan.physics import axial_zone
 
     field = (level_c - res.state.tmin_c).astype(np.float32)
     centre = res.grid.index_to_lps((np.asarray(res.grid.shape) - 1) / 2.0)

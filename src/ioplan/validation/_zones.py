@@ -188,8 +188,7 @@ def predict_zones(
     with the zone measured at each row's time (snapshots). ``applicators`` overrides
     catalogue entries (the calibration uses it to try parameter values).
     """
-    from ioplan.physics import SimulationConfig, simulate
-    from ioplan.physics._zone import axial_zone
+    from ioplan.physics import SimulationConfig, axial_zone, simulate
 
     if initial_temperature_c is None:
         initial_temperature_c = ex_vivo_start_c()

@@ -9,12 +9,14 @@ from typing import Annotated
 
 import typer
 
+from ioplan.cli._common import app
 from ioplan.errors import InputError
 
-app = typer.Typer(
+registry_app = typer.Typer(
     help="Registry of patients, lesions, procedures, follow-ups; outcome reports.",
     no_args_is_help=True,
 )
+app.add_typer(registry_app, name="registry")
 
 _DB = Annotated[
     str | None,
@@ -31,7 +33,7 @@ def _say(text: str) -> None:
     typer.echo(text, err=False)
 
 
-@app.command("init")
+@registry_app.command("init")
 def init(db: _DB = None) -> None:
     """Create the registry schema (or upgrade an older one) to the current revision."""
     from ioplan.registry import current_revision, init_db, normalise_url
@@ -40,7 +42,7 @@ def init(db: _DB = None) -> None:
     _say(f"registry ready at revision {current_revision(engine)}: {_shown(normalise_url(db))}")
 
 
-@app.command("import")
+@registry_app.command("import")
 def import_(
     folder: Annotated[Path, typer.Argument(help="Folder with patients.csv, lesions.csv, ...")],
     db: _DB = None,
@@ -61,7 +63,7 @@ def import_(
     )
 
 
-@app.command("export")
+@registry_app.command("export")
 def export(
     folder: Annotated[Path, typer.Argument(help="Folder to write the CSV files into.")],
     db: _DB = None,
@@ -82,7 +84,7 @@ def export(
 
 
 def _parse_months(text: str) -> tuple[float, ...]:
-    from ioplan.registry._outcomes import check_times
+    from ioplan.registry import check_times
 
     try:
         return tuple(check_times(float(x) for x in text.split(",") if x.strip()))
@@ -94,7 +96,7 @@ def _parse_months(text: str) -> tuple[float, ...]:
         ) from None
 
 
-@app.command("report")
+@registry_app.command("report")
 def report(
     db: _DB = None,
     out: Annotated[
@@ -107,8 +109,7 @@ def report(
     overwrite: Annotated[bool, typer.Option(help="Replace a report in --out.")] = False,
 ) -> None:
     """Outcomes: technical success, technique efficacy, LTP, recurrence, survival, Cox model."""
-    from ioplan.registry import analyse, load_cohort, open_db, session_scope
-    from ioplan.registry._report import write_report
+    from ioplan.registry import analyse, load_cohort, open_db, session_scope, write_report
 
     times = _parse_months(at_months)
     engine = open_db(db, create=False)
@@ -162,7 +163,7 @@ def _print_summary(s: dict) -> None:
         typer.echo(f"note: {n}")
 
 
-@app.command("demo")
+@registry_app.command("demo")
 def demo(
     db: _DB = None,
     out: Annotated[Path, typer.Option(help="Folder for the cohort's CSV files.")] = Path(
@@ -175,8 +176,7 @@ def demo(
     """Write a synthetic cohort as CSV files and import it into the registry."""
     import sqlalchemy as sa
 
-    from ioplan.registry import import_csv, open_db, session_scope, write_demo_cohort
-    from ioplan.registry._models import Patient
+    from ioplan.registry import Patient, import_csv, open_db, session_scope, write_demo_cohort
 
     engine = open_db(db)
     with session_scope(engine) as session:
@@ -193,7 +193,7 @@ def demo(
     _say(f"synthetic cohort (seed {seed}) written to {out} and imported: {total} rows")
 
 
-@app.command("link-margin")
+@registry_app.command("link-margin")
 def link_margin_cmd(
     procedure_key: Annotated[str, typer.Argument(help="Procedure key.")],
     lesion_key: Annotated[str, typer.Argument(help="Lesion key (treated in that procedure).")],
@@ -218,7 +218,7 @@ def link_margin_cmd(
     )
 
 
-@app.command("delete-patient")
+@registry_app.command("delete-patient")
 def delete_patient(
     patient_key: Annotated[str, typer.Argument(help="Pseudonymous key of the patient.")],
     db: _DB = None,
@@ -227,8 +227,7 @@ def delete_patient(
     """Delete a patient and everything linked to them (lesions, procedures, follow-ups, ...)."""
     import sqlalchemy as sa
 
-    from ioplan.registry import open_db, session_scope
-    from ioplan.registry._models import Patient
+    from ioplan.registry import Patient, open_db, session_scope
 
     engine = open_db(db, create=False)
     with session_scope(engine) as session:
@@ -245,18 +244,18 @@ def delete_patient(
     _say(f"deleted {what}")
 
 
-@app.command("columns")
+@registry_app.command("columns")
 def columns() -> None:
     """Print the documented CSV columns of every file (Markdown)."""
-    from ioplan.registry._csv import columns_markdown
+    from ioplan.registry import columns_markdown
 
     _say(columns_markdown())
 
 
 def _shown(url: str) -> str:
-    from ioplan.registry._db import _redact
+    from ioplan.registry import redact_url
 
-    return _redact(url)
+    return redact_url(url)
 
 
 def _out(doc: dict, as_json: bool, line) -> None:

@@ -1,0 +1,99 @@
+"""Shared pieces of the ``ioplan`` commands: the application, consoles, progress, options."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ioplan.errors import InputError
+
+app = typer.Typer(
+    name="ioplan",
+    help="Interventional oncology planning: phantom cases, imaging, planning, simulation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _warn(message: str) -> None:
+    """One warning line on stderr (never on stdout, which may carry JSON)."""
+    err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+_PHANTOM_STEPS = 11  # generate_phantom reports 10 steps; saving is the 11th
+
+
+@contextmanager
+def _progress(total: int, enabled: bool = True):
+    """A rich progress bar; ``advance(name)`` moves it one step."""
+    if not enabled:
+        yield lambda _name: None
+        return
+    with Progress(
+        TextColumn("[bold]{task.description:<22}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as prog:
+        task = prog.add_task("starting", total=total)
+        state = {"first": True}
+
+        def advance(name: str) -> None:
+            if state["first"]:
+                state["first"] = False
+            else:
+                prog.advance(task)
+            prog.update(task, description=name)
+
+        yield advance
+        prog.update(task, completed=total)
+
+
+def _parse_point(text: str, what: str) -> tuple[float, float, float]:
+    parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+    try:
+        vals = tuple(float(p) for p in parts)
+    except ValueError:
+        raise InputError(f"{what} must be three numbers 'x,y,z' in mm, got {text!r}") from None
+    if len(vals) != 3:
+        raise InputError(f"{what} must be three numbers 'x,y,z' in mm, got {text!r}")
+    return vals  # type: ignore[return-value]
+
+
+_SEED = Annotated[int, typer.Option(help="Seed of every random choice (same seed, same case).")]
+_SPACING = Annotated[float, typer.Option("--spacing-mm", help="Isotropic voxel spacing in mm.")]
+_OVERWRITE = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the case files if OUT is not empty.")
+]
+_DIAMETERS = Annotated[
+    list[float] | None,
+    typer.Option("--tumor-diameter-mm", help="Tumour diameter in mm; repeat for more tumours."),
+]
+_CENTRES = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tumor-centre-mm",
+        "--tumor-center-mm",
+        help="Tumour centre 'x,y,z' in LPS mm, one per diameter (default: built-in sites).",
+    ),
+]
+_IRREG = Annotated[
+    float, typer.Option("--irregularity", help="Tumour shape irregularity, 0 (sphere) to 0.5.")
+]
+_HISTOLOGY = Annotated[
+    str,
+    typer.Option(help="hcc, colorectal_metastasis, other_metastasis or cholangiocarcinoma."),
+]
+_QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+_MODALITY = Annotated[str, typer.Option(help="mwa (microwave), rfa (radiofrequency) or cryo.")]

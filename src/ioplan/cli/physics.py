@@ -1,0 +1,213 @@
+"""``ioplan applicators`` and ``simulate``: the catalogue and the physics engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ioplan.cli._common import (
+    _OVERWRITE,
+    _QUIET,
+    _parse_point,
+    _progress,
+    _warn,
+    app,
+    console,
+)
+from ioplan.errors import InputError
+
+
+@app.command()
+def applicators(
+    as_json: Annotated[bool, typer.Option("--json", help="Full records as JSON.")] = False,
+) -> None:
+    """List the applicators of the built-in catalogue."""
+    from ioplan.devices import list_applicators
+
+    apps = list_applicators()
+    if as_json:
+        sys.stdout.write(json.dumps([a.to_dict() for a in apps], indent=2) + "\n")
+        return
+    table = Table("id", "modality", "MHz", "diameter (mm)", "chart rows", "calibrated")
+    table.columns[0].no_wrap = True
+    for a in apps:
+        table.add_row(
+            a.id,
+            a.modality,
+            f"{a.frequency_mhz:g}" if a.modality != "cryo" else "-",
+            f"{a.diameter_mm:g}",
+            str(len(a.zone_chart)),
+            "yes" if a.calibration else "no",
+        )
+    console.print(table)
+
+
+def _parse_triplet(text: str | None, what: str) -> tuple[float, float, float] | None:
+    return None if text is None else _parse_point(text, what)
+
+
+@app.command()
+def simulate(
+    applicator: Annotated[str, typer.Option(help="Applicator id (see `ioplan applicators`).")] = "",
+    applicator_file: Annotated[
+        Path | None,
+        typer.Option(help="A user-defined applicator (JSON with the catalogue fields)."),
+    ] = None,
+    power_w: Annotated[float, typer.Option(help="Generator power in W (MW, RF).")] = 0.0,
+    duration_s: Annotated[float, typer.Option(help="Heating time in s (MW, RF).")] = 0.0,
+    protocol: Annotated[
+        str | None, typer.Option(help="Cryo protocol, e.g. freeze:600,thaw:300,freeze:600.")
+    ] = None,
+    case: Annotated[
+        Path | None, typer.Option(help="Case folder (default: the built-in phantom).")
+    ] = None,
+    tissue: Annotated[
+        str | None, typer.Option(help="Homogeneous block of this tissue instead of a case.")
+    ] = None,
+    tip_mm: Annotated[
+        str | None, typer.Option(help="Tip 'x,y,z' in LPS mm (default: block centre / tumour).")
+    ] = None,
+    direction: Annotated[
+        str, typer.Option(help="Insertion direction 'x,y,z' (towards the tip).")
+    ] = "0,0,-1",
+    perfusion_per_s: Annotated[
+        float | None, typer.Option(help="Perfusion rate in 1/s for every tissue (0: ex vivo).")
+    ] = None,
+    spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Voxel size in mm.")] = 1.0,
+    margin_mm: Annotated[float, typer.Option(help="Domain margin around the applicators.")] = 40.0,
+    array: Annotated[
+        int,
+        typer.Option(
+            help="Identical applicators: 1-4 (line, triangle, square), "
+            "5-8 (one on the axis, the rest on a ring)."
+        ),
+    ] = 1,
+    spacing_between_mm: Annotated[float, typer.Option(help="Distance between applicators.")] = 15.0,
+    vessel: Annotated[
+        list[str] | None,
+        typer.Option(help="Straight vessel: diameter_mm=D,distance_mm=X,flow_ml_min=F; repeat."),
+    ] = None,
+    power_density_map: Annotated[
+        Path | None, typer.Option(help="External power density (W/m^3), NIfTI/NRRD.")
+    ] = None,
+    sar_map: Annotated[Path | None, typer.Option(help="External SAR (W/kg), NIfTI/NRRD.")] = None,
+    rf_mode: Annotated[str, typer.Option(help="RF generator: impedance or power.")] = "impedance",
+    lethal_temperature_c: Annotated[
+        float, typer.Option(help="Cryo zone: lowest temperature reached at or below this.")
+    ] = -40.0,
+    constant_properties: Annotated[
+        bool, typer.Option(help="No temperature dependence or perfusion shutdown (verification).")
+    ] = False,
+    initial_temperature_c: Annotated[
+        float | None,
+        typer.Option(help="Start (and far-boundary) temperature in degC, e.g. 20 ex vivo."),
+    ] = None,
+    gpu: Annotated[bool, typer.Option(help="Run the CUDA kernel.")] = False,
+    output_dir: Annotated[
+        Path | None, typer.Option(help="Write NIfTI maps and result.json.")
+    ] = None,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    quiet: _QUIET = False,
+) -> None:
+    """Simulate one ablation (MW, RF or cryo) and report its zone."""
+    from ioplan.devices import applicator as get_applicator
+    from ioplan.devices import load_applicator_file
+    from ioplan.imaging import check_output_folder, read_image
+    from ioplan.physics import CryoProtocol, SimulationConfig, VesselSpec, write_simulation_outputs
+    from ioplan.physics import simulate as run_simulation
+
+    if applicator_file is not None:
+        app_obj = load_applicator_file(applicator_file)
+    elif applicator:
+        app_obj = get_applicator(applicator)
+    else:
+        raise InputError("give --applicator ID or --applicator-file FILE")
+    if output_dir is not None:
+        check_output_folder(output_dir, overwrite=overwrite)
+    case_obj = None
+    if case is not None and tissue is not None:
+        raise InputError("give --case or --tissue, not both")
+    if tissue is None:
+        from ioplan.anatomy import load_case
+
+        if case is not None:
+            case_obj = load_case(case)
+        else:
+            case_obj = _phantom_case(spacing_mm)
+    pd_map = read_image(power_density_map) if power_density_map is not None else None
+    sar = read_image(sar_map) if sar_map is not None else None
+    cfg = SimulationConfig(
+        applicator=app_obj,
+        power_w=power_w,
+        duration_s=duration_s,
+        protocol=CryoProtocol.parse(protocol) if protocol is not None else None,
+        tissue=tissue,
+        case=case_obj,
+        tip_mm=_parse_triplet(tip_mm, "--tip-mm"),
+        direction=_parse_point(direction, "--direction"),
+        array=array,
+        spacing_between_mm=spacing_between_mm,
+        spacing_mm=spacing_mm,
+        margin_mm=margin_mm,
+        perfusion_per_s=perfusion_per_s,
+        constant_properties=constant_properties,
+        vessels=tuple(VesselSpec.parse(v) for v in (vessel or [])),
+        rf_mode=rf_mode,
+        power_density_w_m3=pd_map,
+        sar_w_kg=sar,
+        lethal_temperature_c=lethal_temperature_c,
+        backend="gpu" if gpu else "cpu",
+        initial_temperature_c=initial_temperature_c,
+    )
+    total = cfg.total_duration_s
+    with _progress(100, enabled=not quiet and not as_json) as advance:
+        last = {"pct": 0}
+
+        def on_progress(t_s: float) -> None:
+            pct = int(100 * t_s / total) if total > 0 else 100
+            while last["pct"] < pct:
+                last["pct"] += 1
+                advance(f"simulating {t_s:.0f}/{total:.0f} s")
+
+        result = run_simulation(cfg, progress=on_progress)
+    for w in result.settings.get("warnings", []):
+        _warn(w)
+    doc = result.to_dict()
+    if output_dir is not None:
+        write_simulation_outputs(result, output_dir, overwrite=True)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    z = result.zone
+    console.print(
+        f"[bold]{escape(app_obj.id)}[/] zone: length {z.length_mm:.1f} mm, "
+        f"width {z.width_mm:.1f} mm, volume {z.volume_ml:.2f} mL, "
+        f"beyond tip {z.tip_extent_mm:.1f} mm"
+    )
+    for key, iso in result.isotherms.items():
+        console.print(
+            f"  isotherm {key} degC: length {iso.length_mm:.1f} mm, width {iso.width_mm:.1f} mm, "
+            f"volume {iso.volume_ml:.2f} mL"
+        )
+    console.print(
+        f"  temperature {result.min_temperature_c:.1f} to {result.max_temperature_c:.1f} degC, "
+        f"energy {result.energy_j:.0f} J, {result.steps} steps of {result.dt_s:.3f} s in "
+        f"{result.runtime_s:.1f} s ({result.voxel_updates_per_s / 1e6:.1f} M voxel updates/s)"
+    )
+    if output_dir is not None:
+        console.print(f"  maps written to [bold]{escape(str(output_dir))}[/]")
+
+
+def _phantom_case(spacing_mm: float):
+    """The built-in phantom at a spacing no finer than 1 mm (cropped later)."""
+    from ioplan.anatomy import Case, PhantomConfig, generate_phantom
+
+    sp = min(max(spacing_mm, 1.0), 5.0)
+    return Case.from_phantom(generate_phantom(PhantomConfig(spacing_mm=sp, noise_hu=0.0)))

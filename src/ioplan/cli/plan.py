@@ -1,0 +1,226 @@
+"""``ioplan demo``, ``select`` and ``plan``: treatment selection and ablation planning."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from ioplan.cli._common import (
+    _MODALITY,
+    _OVERWRITE,
+    _PHANTOM_STEPS,
+    _QUIET,
+    _SEED,
+    _progress,
+    app,
+    console,
+    err_console,
+)
+from ioplan.errors import InputError
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("ioplan-demo"),
+    modality: _MODALITY = "mwa",
+    seed: _SEED = 0,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="Voxel size of the case and the plan (mm).")
+    ] = 2.0,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
+    quiet: _QUIET = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Instead: play the synthetic MR scanner through the live thermometry loop "
+            "(as `ioplan monitor --demo`; mwa or rfa).",
+        ),
+    ] = False,
+    live_frames: Annotated[
+        int, typer.Option(help="With --live: heating frames streamed (1 s apart in scan time).")
+    ] = 60,
+    baseline_frames: Annotated[int, typer.Option(help="With --live: baseline frames.")] = 10,
+    interval_s: Annotated[
+        float, typer.Option(help="With --live: wall-clock seconds between frames sent.")
+    ] = 0.2,
+    igtl_port: Annotated[
+        int, typer.Option(help="With --live: serve the maps to 3D Slicer on this port (0: off).")
+    ] = 18944,
+) -> None:
+    """The main job on the built-in demo case: plan an ablation, verify it, report.
+
+    Generates a phantom with a 28 mm tumour 2 mm from a 5-6 mm hepatic vein branch
+    (so that the heat sink matters), plans the ablation with a 5 mm margin, verifies
+    it by full simulation, and writes the case, its overview and the plan report in OUT.
+
+    With --live, plays the synthetic MR scanner (a heating hot spot, 3 T, TE 10 ms,
+    SNR 50, 4 x 64 x 64 voxels) over OpenIGTLink loopback through the live
+    thermometry loop instead, and prints its summary; nothing is written.
+    """
+    if live:
+        _demo_live(modality, seed=seed, frames=live_frames, baseline_frames=baseline_frames,
+                   interval_s=interval_s, igtl_port=igtl_port, as_json=as_json)  # fmt: skip
+        return
+    from ioplan.anatomy import save_case
+    from ioplan.imaging import check_output_folder
+    from ioplan.planning import PlanConfig, demo_case, plan_ablation, write_plan
+    from ioplan.report import write_case_overview
+
+    check_output_folder(out, overwrite=overwrite)  # fail before the work, not after
+    cfg = PlanConfig(modality=modality, spacing_mm=min(max(spacing_mm, 1.0), 4.0), seed=seed)
+    cfg.applicator()  # a bad modality fails now
+    log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
+    with _progress(_PHANTOM_STEPS + 2, enabled=not quiet and not as_json) as advance:
+        case, info = demo_case(seed=seed, spacing_mm=spacing_mm, progress=advance)
+        advance("saving case")
+        save_case(case, out, overwrite=overwrite)
+        write_case_overview(case, out)
+        advance("planning")
+        plan = plan_ablation(case, cfg, log=log)
+    report = write_plan(plan, case, out / "plan", overwrite=True)
+    doc = plan.to_dict()
+    doc["demo"] = info
+    (out / "plan" / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    _print_plan_summary(plan)
+    # paths on lines of their own, never wrapped (people and tools copy them)
+    typer.echo(f"case: {out} (overview: {out / 'index.html'})")
+    typer.echo(f"report: {report}")
+
+
+def _demo_live(modality: str, *, seed: int, frames: int, baseline_frames: int,
+               interval_s: float, igtl_port: int, as_json: bool) -> None:  # fmt: skip
+    """``ioplan demo --live``: the synthetic scanner through the live loop."""
+    from ioplan.cli.monitoring import _live_loop
+    from ioplan.monitoring import ThermometryConfig
+
+    if modality not in ("mwa", "rfa"):
+        raise InputError(
+            f"--live plays a heating series (mwa or rfa), got --modality {modality!r}; cryo on "
+            "MR is measured with `ioplan thermometry --probe`"
+        )
+    if frames < 1:
+        raise InputError(f"--live-frames must be >= 1, got {frames}")
+    if not 0 <= interval_s <= 10:
+        raise InputError(f"--interval-s must be in 0-10 s, got {interval_s}")
+    cfg = ThermometryConfig(b0_t=3.0, te_ms=10.0, baseline_frames=baseline_frames)
+    # the stream is over once no frame came for a few intervals (at least 1 s)
+    _live_loop(cfg, folder=None, frame_s=1.0, igtl_input=None, igtl_port=igtl_port,
+               demo={"frames": frames, "interval_s": interval_s, "seed": seed},
+               idle_timeout_s=max(1.0, 5 * interval_s), as_json=as_json)  # fmt: skip
+
+
+def _print_plan_summary(plan) -> None:
+    verdict = "covers" if plan.covered else "does NOT cover"
+    for a in plan.applicators:
+        setting = (
+            f"protocol {a['protocol']}"
+            if a.get("protocol")
+            else f"{a['power_w']:g} W for {a['duration_s']:g} s"
+        )
+        console.print(
+            f"{escape(a['id'])}: {setting}, entry "
+            f"{a['entry_mm']} -> tip {a['tip_mm']} mm (LPS), depth {a['insertion_depth_mm']} mm"
+        )
+    console.print(
+        f"plan {verdict} the {plan.tumour_diameter_mm:.0f} mm tumour + {plan.margin_mm:g} mm "
+        f"margin: tumour {plan.coverage_percent:.1f} %, tumour + margin "
+        f"{plan.margin_coverage_percent:.1f} %, minimal margin {plan.minimal_margin_mm:.1f} mm, "
+        f"normal liver ablated {plan.ablated_liver_ml:.1f} mL (verified by simulation; "
+        f"{plan.runtime_s:.1f} s)"
+    )
+    for r in plan.at_risk[:3]:
+        extreme = (
+            f"min {r['min_temperature_c']:.1f}"
+            if plan.modality == "cryo"
+            else f"max {r['max_temperature_c']:.1f}"
+        )
+        console.print(
+            f"  {r['structure']}: {r['closest_distance_mm']:.1f} mm from the zone, {extreme} degC"
+        )
+    for sug in plan.suggestions:
+        console.print(f"  suggestion: {escape(sug)}")
+    for note in plan.notes:
+        console.print(f"  note: {escape(note)}")
+
+
+@app.command()
+def select(
+    case: Annotated[Path, typer.Argument(help="Case folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Recommend a treatment (ablation, which modality, TACE/TARE, referral), with sources."""
+    from ioplan.anatomy import load_case
+    from ioplan.planning import select_treatment
+
+    sel = select_treatment(load_case(case))
+    if as_json:
+        sys.stdout.write(json.dumps(sel.to_dict(), indent=2) + "\n")
+        return
+    typer.echo(f"recommendation: {sel.recommendation}")
+    for r in sel.reasons:
+        typer.echo(f"  - {r['reason']} [{r['source']}]")
+    typer.echo(f"({sel.disclaimer})")
+
+
+@app.command()
+def plan(
+    case: Annotated[Path, typer.Argument(help="Case folder (see `ioplan phantom`).")],
+    out: Annotated[Path, typer.Option(help="Output folder for the plan.")],
+    modality: _MODALITY = "mwa",
+    applicator: Annotated[
+        str | None, typer.Option(help="Applicator id (default: one per modality).")
+    ] = None,
+    margin_mm: Annotated[
+        float | None,
+        typer.Option(help="Margin around the tumour (default 5; 10 for colorectal metastases)."),
+    ] = None,
+    protect_mm: Annotated[
+        float, typer.Option(help="Keep lethal damage this far from protected structures.")
+    ] = 3.0,
+    tumour: Annotated[int, typer.Option(help="Which tumour of the case (0: the first).")] = 0,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="Simulation voxel size (mm).")
+    ] = 2.0,
+    guidance: Annotated[str, typer.Option(help="CT or MR (angle or bore limits).")] = "CT",
+    safety_mm: Annotated[
+        float, typer.Option(help="Smallest distance from a path to a forbidden structure.")
+    ] = 5.0,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
+    quiet: _QUIET = False,
+) -> None:
+    """Plan an ablation: safe paths, placement and energy, verified by simulation."""
+    from ioplan.anatomy import load_case
+    from ioplan.imaging import check_output_folder
+    from ioplan.planning import PlanConfig, TrajectoryConfig, plan_ablation, write_plan
+
+    check_output_folder(out, overwrite=overwrite)
+    cfg = PlanConfig(
+        modality=modality,
+        applicator_id=applicator,
+        margin_mm=margin_mm,
+        protect_mm=protect_mm,
+        tumour_index=tumour,
+        spacing_mm=spacing_mm,
+        trajectories=TrajectoryConfig(modality=guidance.upper(), safety_mm=safety_mm),
+    )
+    cfg.applicator()
+    case_obj = load_case(case)
+    log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
+    result = plan_ablation(case_obj, cfg, log=log)
+    report = write_plan(result, case_obj, out, overwrite=overwrite)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    _print_plan_summary(result)
+    typer.echo(f"report: {report}")
