@@ -72,7 +72,11 @@ def _parse_point(text: str, what: str) -> tuple[float, float, float]:
 _SEED = Annotated[int, typer.Option(help="Seed of every random choice (same seed, same case).")]
 _SPACING = Annotated[float, typer.Option("--spacing-mm", help="Isotropic voxel spacing in mm.")]
 _OVERWRITE = Annotated[
-    bool, typer.Option("--overwrite", help="Replace the case files if OUT is not empty.")
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace this command's earlier output at the output path instead of refusing.",
+    ),
 ]
 _DIAMETERS = Annotated[
     list[float] | None,

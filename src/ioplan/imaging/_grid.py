@@ -116,6 +116,16 @@ class Grid:
         return math.prod(self.spacing_mm) / 1000.0
 
     @property
+    def spacing_m(self) -> tuple[float, float, float]:
+        """Voxel spacing along array axes ``(z, y, x)`` in metres (SI, for the physics)."""
+        return tuple(s * 1e-3 for s in self.spacing_mm)
+
+    @property
+    def voxel_volume_m3(self) -> float:
+        """Volume of one voxel in m^3 (SI)."""
+        return math.prod(self.spacing_mm) * 1e-9
+
+    @property
     def extent_mm(self) -> tuple[float, float, float]:
         """Physical size along array axes ``(z, y, x)`` in mm (voxel edges included)."""
         return tuple(n * s for n, s in zip(self.shape, self.spacing_mm, strict=True))
