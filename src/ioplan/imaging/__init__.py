@@ -16,7 +16,9 @@ from ioplan.imaging._dicom import (
 )
 from ioplan.imaging._grid import AXIAL_DIRECTION, Grid
 from ioplan.imaging._io import (
+    OutputNotWritableError,
     check_output_folder,
+    check_writable,
     image_format,
     read_image,
     read_nifti,
@@ -42,9 +44,11 @@ __all__ = [
     "DicomSliceHeader",
     "Grid",
     "Interpolation",
+    "OutputNotWritableError",
     "Volume",
     "check_finite",
     "check_output_folder",
+    "check_writable",
     "dicom_images",
     "dicom_series_grid",
     "from_sitk",

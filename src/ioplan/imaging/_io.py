@@ -6,6 +6,7 @@ NIfTI stores RAS coordinates; ioplan works in LPS. The conversion happens in
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,16 @@ from ioplan.errors import (
     FileFormatError,
     InputError,
     InputFileNotFoundError,
+    IoplanError,
     OutputExistsError,
 )
 from ioplan.imaging._grid import Grid
 from ioplan.imaging._volume import Volume, check_finite
 
 __all__ = [
+    "OutputNotWritableError",
     "check_output_folder",
+    "check_writable",
     "image_format",
     "read_image",
     "read_nifti",
@@ -72,24 +76,70 @@ def _require_exists(path: Path) -> None:
         raise InputFileNotFoundError(f"{path}: no such file or folder")
 
 
-def check_output_folder(folder: str | Path, *, overwrite: bool) -> Path:
-    """Refuse an output folder that is a file, or that holds anything, unless ``overwrite``.
+class OutputNotWritableError(IoplanError, PermissionError):
+    """An output folder or file cannot be written (no permission, read-only, a file in the way)."""
 
-    Raises :class:`~ioplan.errors.OutputExistsError`; creates nothing.
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (``Path.exists`` is False under a file)."""
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_writable(folder: str | Path) -> Path:
+    """Refuse a folder that could not be created or written into; create nothing.
+
+    The folder itself when it exists, else its nearest existing ancestor, must be a
+    folder in which a probe folder can be made (and is removed at once): this finds a
+    missing permission, a read-only file system and a file where a folder should be.
+
+    Raises
+    ------
+    OutputNotWritableError
+        Naming the folder and the reason.
+    """
+    folder = Path(folder)
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        where = "is a file" if base == folder.absolute() else f"lies under the file {base}"
+        raise OutputNotWritableError(f"cannot write to {folder}: it {where}, not a folder")
+    try:
+        probe = tempfile.mkdtemp(prefix=".ioplan-write-test-", dir=base)
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        where = "" if base == folder.absolute() else f" (in {base})"
+        raise OutputNotWritableError(f"cannot write to {folder}{where}: {reason}") from None
+    Path(probe).rmdir()
+    return folder
+
+
+def check_output_folder(folder: str | Path, *, overwrite: bool) -> Path:
+    """Refuse an output folder that cannot be written, or that holds anything unless ``overwrite``.
+
+    Cheap: call it before any work. Creates nothing and leaves nothing behind.
+
+    Raises
+    ------
+    OutputExistsError
+        The path is a file, or a folder that is not empty and ``overwrite`` is False.
+    OutputNotWritableError
+        The folder (or the nearest existing folder above it) cannot be written: no
+        permission, a read-only file system, or a file in the path.
     """
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise OutputExistsError(f"{folder} exists and is not a folder")
     if folder.exists() and any(folder.iterdir()) and not overwrite:
-        raise OutputExistsError(
-            f"{folder} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
-        )
-    return folder
+        raise OutputExistsError(f"{folder} exists and is not empty (--overwrite replaces it)")
+    return check_writable(folder)
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputExistsError(f"{path} exists (--overwrite replaces it)")
+    check_writable(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
