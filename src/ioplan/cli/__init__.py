@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         err_console.print(_usage_error(exc), markup=False, highlight=False, soft_wrap=True)
         return 2
-    except _click_errors.Abort:
+    except typer.Abort:
         err_console.print("interrupted", markup=False)
         return 130
     except _click_errors.ClickException as exc:  # e.g. a file option that cannot be opened
