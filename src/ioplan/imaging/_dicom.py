@@ -342,7 +342,18 @@ def series_geometry(headers: list[DicomSliceHeader], where: Path) -> tuple[Grid,
             )
         dz = float(np.mean(gaps))
     else:
-        dz = h0.spacing_between_slices_mm or h0.slice_thickness_mm or 1.0
+        given = [
+            (tag, v)
+            for tag, v in (
+                ("SpacingBetweenSlices", h0.spacing_between_slices_mm),
+                ("SliceThickness", h0.slice_thickness_mm),
+            )
+            if v is not None
+        ]
+        for tag, v in given[:1]:  # the one used; a zero or negative one is nonsense
+            if not (np.isfinite(v) and v > 0):
+                raise FileFormatError(f"{where}: {tag} must be > 0 mm, got {v:g}")
+        dz = given[0][1] if given else 1.0
     direction = np.column_stack([normal, col, row])
     grid = Grid(
         shape=(len(headers), h0.rows, h0.columns),

@@ -6,6 +6,7 @@ NIfTI stores RAS coordinates; ioplan works in LPS. The conversion happens in
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,82 @@ def _check_output(path: Path, overwrite: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+# -- voxel spacing in the headers -------------------------------------------
+def _refuse_spacing(path: Path, field: str, values: Any) -> None:
+    """Refuse voxel spacings that are not finite and > 0 (readers would repair them silently)."""
+    vals = np.asarray(values, dtype=float)
+    if vals.size and not (np.all(np.isfinite(vals)) and np.all(vals > 0)):
+        shown = " ".join(f"{v:g}" for v in vals)
+        raise FileFormatError(f"{path}: voxel spacing ({field}) must be > 0 mm, got {shown}")
+
+
+def _check_nifti_spacing(path: Path) -> None:
+    """Refuse zero, negative or NaN ``pixdim[1..3]`` before nibabel replaces them by 1 or abs."""
+    import gzip
+
+    try:
+        opener = gzip.open if str(path).lower().endswith(".gz") else open
+        with opener(path, "rb") as f:
+            block = f.read(540)
+    except OSError as exc:
+        raise FileFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
+    for header_class in (nib.Nifti1Header, nib.Nifti2Header):
+        n = header_class.sizeof_hdr
+        if len(block) < n:
+            continue
+        try:
+            hdr = header_class(block[:n], check=False)
+            if int(hdr["sizeof_hdr"]) != n:
+                continue
+            ndim = int(hdr["dim"][0])
+            pixdim = np.asarray(hdr["pixdim"][1 : 1 + min(max(ndim, 0), 3)], float)
+        except Exception:  # not this header kind: nib.load reports the file
+            continue
+        _refuse_spacing(path, "pixdim", pixdim)
+        return
+
+
+def _sitk_header_lines(path: Path) -> list[str]:
+    """The text header lines of a NRRD or MetaImage file (empty when unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(65536).decode("latin-1")
+    except OSError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("ElementDataFile"):
+            break  # NRRD: a blank line ends the header; MetaImage: the data file entry
+        lines.append(line)
+    return lines
+
+
+def _check_sitk_spacing(path: Path) -> None:
+    """Refuse zero, negative or NaN spacing in NRRD and MetaImage headers.
+
+    ``spacings`` (NRRD) and ``ElementSpacing`` (MetaImage) must be > 0; a NRRD ``space
+    directions`` vector may point anywhere (its sign is the orientation) but must have a
+    finite, non-zero length.
+    """
+    for line in _sitk_header_lines(path):
+        key, sep, value = line.partition(":" if ":" in line.split("=")[0] else "=")
+        key = key.strip().lower()
+        if not sep:
+            continue
+        try:
+            if key in ("spacings", "elementspacing"):
+                vals = [float(v) for v in value.split()]
+                _refuse_spacing(path, "spacings" if key == "spacings" else "ElementSpacing", vals)
+            elif key == "space directions":
+                vecs = re.findall(r"\(([^)]*)\)", value)
+                lengths = [float(np.linalg.norm([float(c) for c in v.split(",")])) for v in vecs]
+                _refuse_spacing(path, "space directions, vector lengths", lengths)
+        except FileFormatError:
+            raise
+        except ValueError:
+            continue  # not numbers: SimpleITK reports the file as unreadable
+
+
 # -- NIfTI -----------------------------------------------------------------
 def read_nifti(path: str | Path) -> Volume:
     """Read a 3D NIfTI-1/2 file into a :class:`Volume` in LPS.
@@ -153,9 +230,13 @@ def read_nifti(path: str | Path) -> Volume:
     """
     path = Path(path)
     _require_exists(path)
+    _check_nifti_spacing(path)
     try:
-        img = nib.load(str(path))
-        data = np.asanyarray(img.dataobj)
+        # nibabel logs (to stderr) the header fields it repairs; the checks above refuse
+        # the repairs that would change the geometry, the rest must not clutter the output
+        with nib.imageglobals.LoggingOutputSuppressor():
+            img = nib.load(str(path))
+            data = np.asanyarray(img.dataobj)
     except Exception as exc:  # nibabel raises many types for corrupt files
         raise FileFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
     hdr = img.header
@@ -227,9 +308,11 @@ def read_nifti_series(path: str | Path, *, what: str = "image") -> tuple[np.ndar
     path = Path(path)
     if not path.is_file():
         raise InputFileNotFoundError(f"{what} file not found: {path}")
+    _check_nifti_spacing(path)
     try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        with nib.imageglobals.LoggingOutputSuppressor():
+            img = nib.load(str(path))
+            data = np.asarray(img.dataobj, dtype=np.float32)
     except Exception as exc:  # nibabel raises several kinds for corrupt files
         raise FileFormatError(f"cannot read {what} {path}: {exc}") from None
     if data.ndim == 3:
@@ -251,6 +334,7 @@ def read_sitk(path: str | Path) -> Volume:
 
     path = Path(path)
     _require_exists(path)
+    _check_sitk_spacing(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
