@@ -12,9 +12,11 @@ from ioplan.anatomy._case import (
 from ioplan.anatomy._labels import LABEL_INFO, VESSEL_LABELS, Label, LabelInfo, label_from_name
 from ioplan.anatomy._phantom import (
     DEFAULT_TUMOR_CENTRES_MM,
+    PHANTOM_STEPS,
     Phantom,
     PhantomConfig,
     TumorSpec,
+    check_phantom_memory,
     generate_phantom,
     phantom_grid,
 )
@@ -29,6 +31,7 @@ __all__ = [
     "CASE_FORMAT_VERSION",
     "DEFAULT_TUMOR_CENTRES_MM",
     "LABEL_INFO",
+    "PHANTOM_STEPS",
     "VESSEL_LABELS",
     "Case",
     "Label",
@@ -39,6 +42,7 @@ __all__ = [
     "TumorSpec",
     "VesselSegment",
     "case_from_images",
+    "check_phantom_memory",
     "generate_phantom",
     "grow_tree",
     "label_from_name",
