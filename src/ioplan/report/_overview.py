@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import matplotlib
@@ -14,13 +13,11 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from ioplan.anatomy import LABEL_INFO, Case, Label, label_statistics
-from ioplan.imaging import Grid, resample
+from ioplan.report._figures import CT_WINDOW_HU, axial_volume, save_figure
+from ioplan.report._html import escape, figure, page, table, write_page
 
 __all__ = ["save_overview_figure", "write_case_overview"]
 
-# Soft-tissue window for abdominal CT: width 400 HU, level 40 HU (standard
-# "abdomen" preset of CT consoles).
-_WINDOW_HU = (40.0 - 200.0, 40.0 + 200.0)
 # Labels drawn in colour; wall layers (skin, fat, muscle) stay grey so that
 # the organs stand out.
 _OVERLAY_SKIP = {Label.BACKGROUND, Label.SKIN, Label.FAT, Label.MUSCLE}
@@ -50,8 +47,8 @@ def _show(ax, image: np.ndarray, labels: np.ndarray, aspect: float, overlay: boo
     ax.imshow(
         image,
         cmap="gray",
-        vmin=_WINDOW_HU[0],
-        vmax=_WINDOW_HU[1],
+        vmin=CT_WINDOW_HU[0],
+        vmax=CT_WINDOW_HU[1],
         aspect=aspect,
         interpolation="nearest",
     )
@@ -72,27 +69,9 @@ def _show(ax, image: np.ndarray, labels: np.ndarray, aspect: float, overlay: boo
 
 
 def _axis_aligned(case: Case) -> Case:
-    """The case resampled onto an axis-aligned grid (for slices in patient axes)."""
-    g = case.image.grid
-    if g.is_axis_aligned():
-        return case
-    corners = np.array(
-        [
-            [a, b, c]
-            for a in (0, g.shape[0] - 1)
-            for b in (0, g.shape[1] - 1)
-            for c in (0, g.shape[2] - 1)
-        ],
-        float,
-    )
-    lps = g.index_to_lps(corners)
-    lo, hi = lps.min(axis=0), lps.max(axis=0)
-    # isotropic, at the finest spacing but with at most ~20 M voxels
-    spacing = max(min(g.spacing_mm), float(np.prod(hi - lo + 1.0) / 20e6) ** (1 / 3))
-    shape = tuple(int(np.floor((hi[k] - lo[k]) / spacing)) + 1 for k in (2, 1, 0))
-    target = Grid(shape, (spacing,) * 3, tuple(lo))
-    image = resample(case.image, target, interpolation="linear", default_value=-1024.0)
-    labels = resample(case.labels, target, interpolation="nearest", default_value=0)
+    """The case with an identity direction (slices in patient axes, radiological view)."""
+    image = axial_volume(case.image, fill=-1024.0)
+    labels = axial_volume(case.labels, labels=True)
     return Case(image, labels, name=case.name, modality=case.modality, tumors=case.tumors)
 
 
@@ -127,10 +106,7 @@ def save_overview_figure(case: Case, path: str | Path) -> Path:
     )
     fig.suptitle(f"{case.name}: CT (W400/L40) and labels", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def write_case_overview(case: Case, folder: str | Path) -> Path:
@@ -139,40 +115,30 @@ def write_case_overview(case: Case, folder: str | Path) -> Path:
     save_overview_figure(case, folder / "figures" / "overview.png")
     g = case.image.grid
     stats = label_statistics(case)
-    rows = "".join(
-        f"<tr><td><span class='sw' style='background:{LABEL_INFO[Label(s.value)].colour}'></span>"
-        f"{html.escape(s.label)}</td><td>{s.value}</td><td>{s.volume_ml:.1f}</td>"
-        f"<td>{'yes' if LABEL_INFO[Label(s.value)].critical else ''}</td>"
-        f"<td>{html.escape(LABEL_INFO[Label(s.value)].description)}</td></tr>"
-        for s in stats
-    )
-    tumours = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(t.get(key, '')))}</td>"
-            for key in ("centre_mm", "diameter_mm", "irregularity", "histology")
+    rows = [
+        (
+            f"<span class='sw' style='background:{LABEL_INFO[Label(s.value)].colour}'></span>"
+            + escape(s.label),
+            s.value,
+            f"{s.volume_ml:.1f}",
+            "yes" if LABEL_INFO[Label(s.value)].critical else "",
+            LABEL_INFO[Label(s.value)].description,
         )
-        + "</tr>"
+        for s in stats
+    ]
+    tumours = [
+        [t.get(key, "") for key in ("centre_mm", "diameter_mm", "irregularity", "histology")]
         for t in case.tumors
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>ioplan case {html.escape(case.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}
-table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;
-text-align:left}}.sw{{display:inline-block;width:1em;height:1em;margin-right:.4em;
-vertical-align:middle;border:1px solid #888}}img{{max-width:100%}}</style></head>
-<body><h1>Case {html.escape(case.name)}</h1>
-<p>Modality {html.escape(case.modality)}; grid {g.shape[2]} x {g.shape[1]} x {g.shape[0]} voxels
-(x, y, z) at {g.spacing_mm[2]:g} x {g.spacing_mm[1]:g} x {g.spacing_mm[0]:g} mm; origin (LPS)
+    ]
+    body = f"""<p>Modality {escape(case.modality)}; grid {g.shape[2]} x {g.shape[1]} x {g.shape[0]}
+voxels (x, y, z) at {g.spacing_mm[2]:g} x {g.spacing_mm[1]:g} x {g.spacing_mm[0]:g} mm; origin (LPS)
 {", ".join(f"{v:.1f}" for v in g.origin_mm)} mm.</p>
-<img src="figures/overview.png" alt="labelled slices">
-<h2>Labels</h2><table><tr><th>label</th><th>value</th><th>volume (mL)</th><th>critical</th>
-<th>meaning</th></tr>{rows}</table>
-<h2>Tumours</h2><table><tr><th>centre (LPS mm)</th><th>diameter (mm)</th>
-<th>irregularity</th><th>histology</th></tr>{tumours}</table>
-<p>Axial slices in the radiological convention (patient right on the image left, anterior up).
-Generated by ioplan. Synthetic data; no patient information.</p></body></html>
-"""
-    out = folder / "index.html"
-    out.write_text(page)
-    return out
+{figure("figures/overview.png", "labelled slices")}
+<h2>Labels</h2>
+{table(["label", "value", "volume (mL)", "critical", "meaning"], rows, html_columns=[0])}
+<h2>Tumours</h2>
+{table(["centre (LPS mm)", "diameter (mm)", "irregularity", "histology"], tumours)}
+<p>Axial slices in the radiological convention (patient right on the image left, anterior
+up).</p>"""
+    page_text = page(f"Case {case.name}", body, footer="Synthetic data or de-identified images.")
+    return write_page(folder / "index.html", page_text)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
+
+from ioplan.report._figures import save_figure
+from ioplan.report._html import escape, figure, page, table, write_page
 
 __all__ = ["write_validation_report"]
 
@@ -55,8 +57,7 @@ def _scatter(preds, path: Path) -> None:
     ax.set_aspect("equal")
     ax.legend(fontsize=6, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _row_picture(p, path: Path) -> None:
@@ -96,8 +97,7 @@ def _row_picture(p, path: Path) -> None:
     )
     ax.tick_params(labelsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def write_validation_report(
@@ -108,57 +108,34 @@ def write_validation_report(
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     _scatter(preds, figs / "predicted_vs_published.png")
-    rows_html = []
+    rows = []
     for i, p in enumerate(preds):
         name = f"row_{i + 1:03d}.png"
         if p.section is not None:
             _row_picture(p, figs / name)
         el, ew = p.errors_mm
         r = p.row
-        rows_html.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    r.device,
-                    f"{r.power_w:g}",
-                    f"{r.duration_s:g}",
-                    f"{r.length_mm:g}",
-                    f"{p.predicted_length_mm:.1f}",
-                    f"{el:+.1f}",
-                    f"{r.width_mm:g}",
-                    f"{p.predicted_width_mm:.1f}",
-                    f"{ew:+.1f}",
-                )
-            )
-            + (
-                f'<td><img src="figures/{name}" width="200"></td>'
-                if p.section is not None
-                else "<td></td>"
-            )
-            + "</tr>"
+        picture = (
+            f'<img src="figures/{name}" width="200" alt="zone {i + 1}">'
+            if p.section is not None
+            else ""
         )
+        rows.append(
+            (r.device, f"{r.power_w:g}", f"{r.duration_s:g}", f"{r.length_mm:g}",
+             f"{p.predicted_length_mm:.1f}", f"{el:+.1f}", f"{r.width_mm:g}",
+             f"{p.predicted_width_mm:.1f}", f"{ew:+.1f}", picture)
+        )  # fmt: skip
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
-table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:2px 6px}}</style>
-</head><body>
-<h1>{html.escape(title)}</h1>
-<p>Mean absolute error (length and width together): <b>{summary["mean_abs_error_mm"]} mm</b>;
-largest: <b>{summary["max_abs_error_mm"]} mm</b>; length mean error
-{summary["length_mean_error_mm"]} mm, width mean error {summary["width_mean_error_mm"]} mm
-({summary["n_rows"]} rows, {summary["spacing_mm"]} mm voxels; {html.escape(summary["conditions"])};
-zone size: {html.escape(summary["measure"])}).</p>
-<img src="figures/predicted_vs_published.png">
+    s = summary
+    body = f"""<p>Mean absolute error (length and width together):
+<b>{s["mean_abs_error_mm"]} mm</b>; largest: <b>{s["max_abs_error_mm"]} mm</b>;
+length mean error {s["length_mean_error_mm"]} mm, width mean error
+{s["width_mean_error_mm"]} mm ({s["n_rows"]} rows, {s["spacing_mm"]} mm voxels;
+{escape(s["conditions"])}; zone size: {escape(s["measure"])}).</p>
+{figure("figures/predicted_vs_published.png", "predicted against published zone sizes")}
 <p>Pictures: ln Omega on the plane through the antenna (red: Omega &gt; 1), the simulated
 zone edge (black) and the published chart ellipse (green, dashed), centred at the chart's
 offset behind the tip.</p>
-<table><tr><th>device</th><th>W</th><th>s</th><th>length</th><th>predicted</th><th>error</th>
-<th>width</th><th>predicted</th><th>error</th><th>zone</th></tr>
-{"".join(rows_html)}
-</table></body></html>
-"""
-    (out / "index.html").write_text(page)
-    return out / "index.html"
+{table(["device", "W", "s", "length", "predicted", "error", "width", "predicted", "error",
+        "zone"], rows, html_columns=[9])}"""  # fmt: skip
+    return write_page(out / "index.html", page(title, body))

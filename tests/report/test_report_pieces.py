@@ -1,0 +1,72 @@
+"""The shared report pieces: escaping, the page skeleton, atomic writes, orientation."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from ioplan.imaging import Grid, Volume
+from ioplan.report import axial_volume, page, signed_permutation, table, write_page
+
+
+def _reoriented(vol: Volume, perm, flips) -> Volume:
+    """The same physical image stored with permuted and flipped array axes (independent
+    construction: the affine is changed column by column, the array by numpy)."""
+    g = vol.grid
+    arr = np.transpose(np.asarray(vol.array), perm)
+    d = g.direction_matrix[:, list(perm)]
+    sp = np.asarray(g.spacing_mm)[list(perm)]
+    origin = np.asarray(g.origin_mm, float)
+    for j, f in enumerate(flips):
+        if f:
+            origin = origin + d[:, j] * sp[j] * (arr.shape[j] - 1)
+            arr = np.flip(arr, j)
+            d[:, j] = -d[:, j]
+    return Volume(arr, Grid(arr.shape, tuple(sp), tuple(origin), tuple(map(tuple, d))))
+
+
+@pytest.mark.parametrize(
+    ("perm", "flips"),
+    list(itertools.product([(0, 1, 2), (2, 1, 0), (1, 0, 2), (2, 0, 1)],
+                           [(False, False, False), (True, False, True), (False, True, True)])),
+)  # fmt: skip
+def test_axial_volume_undoes_flips_and_permutations_exactly(perm, flips):
+    rng = np.random.default_rng(1)
+    ref = Volume(rng.random((5, 6, 7)), Grid((5, 6, 7), (3.0, 2.0, 1.0), (10.0, -20.0, 30.0)))
+    out = axial_volume(_reoriented(ref, perm, flips))
+    assert out.grid.mismatch(ref.grid) is None
+    assert np.array_equal(out.array, ref.array)  # exact: no interpolation
+
+
+def test_ras_nifti_like_grid_is_recognised():
+    # array (z, y, x) of a RAS file: x towards patient right (-L), y anterior (-P)
+    g = Grid((4, 4, 4), direction=((0, 0, -1), (0, -1, 0), (1, 0, 0)))
+    assert signed_permutation(g) == ((2, 1, 0), (False, True, True))
+    c, s = np.cos(0.3), np.sin(0.3)  # an oblique grid is not a permutation
+    assert signed_permutation(Grid((4, 4, 4), direction=((0, c, -s), (0, s, c), (1, 0, 0)))) is None
+
+
+def test_values_are_escaped_and_page_has_the_disclaimer(tmp_path):
+    html_text = page("<b>x</b>", table(["name"], [["<script>alert(1)</script>"]]))
+    assert "<script>" not in html_text and "&lt;script&gt;" in html_text
+    assert "&lt;b&gt;x&lt;/b&gt;" in html_text
+    assert "not for clinical use" in html_text
+
+
+def test_write_page_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "report.html"
+    target.write_text("old")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt  # Ctrl-C between writing and renaming
+
+    monkeypatch.setattr("ioplan.report._html.os.replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_page(target, "new")
+    monkeypatch.undo()
+    assert target.read_text() == "old"  # the old page is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary left
+    write_page(target, "new")
+    assert target.read_text() == "new"
