@@ -28,8 +28,10 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ioplan.assessment._masks import PROBABILITIES, mask_field
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, resample
+from ioplan.resources import check_memory
 
 __all__ = [
     "MARGIN_BINS_MM",
@@ -49,7 +51,6 @@ MARGIN_BINS_MM = {"lt0": (-np.inf, 0.0), "0to5": (0.0, 5.0), "5to10": (5.0, 10.0
 #: Margins (mm) at which the volume of insufficient coverage is given (Kaye et al., "Volumetric
 #: 3D assessment of ablation zones", J Vasc Interv Radiol 2019; 0-10 mm).
 VIC_MARGINS_MM = (0.0, 5.0, 10.0)
-_PROB = "probabilities (surface at 0.5)"
 
 
 @dataclass(frozen=True)
@@ -69,37 +70,8 @@ class Mesh:
         return out
 
 
-def _field(arr: np.ndarray, what: str) -> tuple[np.ndarray, str, np.ndarray]:
-    """A float field whose 0.5 level will be the surface, its kind, and the voxel mask.
-
-    Binary masks come back unblurred (0/1): :func:`_blur` is applied after cropping.
-    """
-    a = np.asarray(arr)
-    if a.dtype == bool:
-        a = a.astype(np.uint8)
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.all(np.isfinite(a)):
-            raise InputError(f"the {what} mask holds NaN or infinite values")
-        if a.min() < 0.0 or a.max() > 1.0:
-            raise InputError(
-                f"the {what} mask has values outside 0-1 ({a.min():g} to {a.max():g}): give a "
-                "label map or probabilities"
-            )
-        if np.all((a == 0) | (a == 1)):
-            a = a.astype(np.uint8)
-        else:
-            return a.astype(np.float32), _PROB, a > 0.5
-    if a.min() < 0:
-        raise InputError(f"the {what} mask has negative labels")
-    binary = (a > 0).astype(np.float32)
-    kind = "binary"
-    if a.max() > 1:
-        kind = "label map (every non-zero label counted)"
-    return binary, kind, binary > 0
-
-
 def _blur(f: np.ndarray, kind: str) -> np.ndarray:
-    if kind == _PROB:
+    if kind == PROBABILITIES:
         return f
     return ndimage.gaussian_filter(f, SMOOTH_SIGMA_VOXELS, mode="constant")
 
@@ -399,25 +371,73 @@ class MarginResult:
         }
 
 
+def _content_corners_lps(vol: Volume) -> np.ndarray:
+    """The 8 corners (LPS mm) of the box around a mask's non-zero voxels (voxel edges)."""
+    nz = np.asarray(vol.array) != 0
+    lo, hi = [], []
+    for ax in range(3):
+        hit = np.flatnonzero(nz.any(axis=tuple(k for k in range(3) if k != ax)))
+        lo.append(hit[0] - 0.5 if len(hit) else 0.0)
+        hi.append(hit[-1] + 0.5 if len(hit) else 0.0)
+    corners = [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+    return vol.grid.index_to_lps(np.asarray(corners, float))
+
+
 def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume, Volume]:
-    """Both masks on one grid: the finer one's (probabilities kept by linear resampling)."""
+    """Both masks on one grid: the finer one's, widened by whole voxels to hold both.
+
+    The coarser mask is resampled linearly (a binary mask becomes a fraction, whose 0.5
+    level is its surface); the finer one is only padded. Widening keeps a mask that
+    reaches beyond the other's image whole (it used to be cut at the edge).
+    """
     gt, gz = tumour.grid, zone.grid
     if gt == gz:
         return tumour, zone
     if not gt.overlaps(gz):
-        raise InputError("the tumour and zone images do not overlap in space")
+        (lt, ht), (lz, hz) = gt.bounds_lps(), gz.bounds_lps()
+        raise InputError(
+            "the tumour and zone masks do not overlap in space: the tumour image spans "
+            f"{np.round(lt, 1).tolist()} to {np.round(ht, 1).tolist()} mm (LPS), the zone "
+            f"image {np.round(lz, 1).tolist()} to {np.round(hz, 1).tolist()} mm; were they "
+            "drawn on the same patient and scan (or give --pre-image/--post-image)?"
+        )
     fine_t = np.prod(gt.spacing_mm) <= np.prod(gz.spacing_mm)
-    target = gt if fine_t else gz
-    moving, name = (zone, "zone") if fine_t else (tumour, "tumour")
+    fine, moving = (tumour, zone) if fine_t else (zone, tumour)
+    name = "zone" if fine_t else "tumour"
+    g = fine.grid
+    idx = g.lps_to_index(_content_corners_lps(moving))
+    lo = np.minimum(np.floor(idx.min(axis=0)).astype(int) - 1, 0)
+    hi = np.maximum(np.ceil(idx.max(axis=0)).astype(int) + 2, np.asarray(g.shape))
+    shape = tuple(int(v) for v in hi - lo)
+    check_memory(
+        3 * 4 * float(np.prod(shape)),
+        f"a common {' x '.join(map(str, shape))} grid for the tumour and zone masks",
+        hint="crop the masks to the region of the tumour",
+    )
+    target = Grid(shape, g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
+    placed = np.zeros(shape, np.asarray(fine.array).dtype)
+    at = tuple(slice(-a, -a + n) for a, n in zip(lo, g.shape, strict=True))
+    placed[at] = np.asarray(fine.array)
     arr = np.asarray(moving.array)
     f = arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating) else (arr > 0)
     res = resample(Volume(f.astype(np.float32), moving.grid), target, interpolation="linear")
+    widened = " (widened to hold both masks)" if shape != tuple(g.shape) else ""
     notes.append(
         f"the {name} mask was on another grid: resampled (linear, as a fraction) onto the "
-        f"other's {tuple(round(s, 3) for s in target.spacing_mm)} mm grid"
+        f"other's {tuple(round(s, 3) for s in target.spacing_mm)} mm grid{widened}"
     )
     out = Volume(np.clip(np.asarray(res.array), 0.0, 1.0).astype(np.float32), target)
-    return (tumour, out) if fine_t else (out, zone)
+    return (Volume(placed, target), out) if fine_t else (out, Volume(placed, target))
+
+
+def check_margin_options(margin_mm: float, capsule_exclusion_mm: float, has_liver: bool) -> None:
+    """Refuse a margin or capsule exclusion outside 0-30 mm, or an exclusion without a liver."""
+    if not np.isfinite(margin_mm) or not 0.0 <= margin_mm <= 30.0:
+        raise InputError(f"--margin-mm must be 0-30 mm, got {margin_mm:g}")
+    if not np.isfinite(capsule_exclusion_mm) or not 0.0 <= capsule_exclusion_mm <= 30.0:
+        raise InputError(f"--capsule-exclusion-mm must be 0-30 mm, got {capsule_exclusion_mm:g}")
+    if capsule_exclusion_mm > 0 and not has_liver:
+        raise InputError("--capsule-exclusion-mm needs the liver mask (--liver)")
 
 
 def measure_margin(
@@ -434,21 +454,21 @@ def measure_margin(
     distance of the liver's edge: the zone cannot extend beyond the capsule there.
     """
     t0 = time.perf_counter()
-    if not np.isfinite(margin_mm) or not 0.0 <= margin_mm <= 30.0:
-        raise InputError(f"margin must be 0-30 mm, got {margin_mm}")
-    if not np.isfinite(capsule_exclusion_mm) or not 0.0 <= capsule_exclusion_mm <= 30.0:
-        raise InputError(f"capsule exclusion must be 0-30 mm, got {capsule_exclusion_mm}")
-    if capsule_exclusion_mm > 0 and liver is None:
-        raise InputError("capsule exclusion needs the liver mask (--liver)")
+    check_margin_options(margin_mm, capsule_exclusion_mm, liver is not None)
     notes: list[str] = []
     tumour, zone = _common_grid(tumour, zone, notes)
     g = tumour.grid
-    tf, t_kind, tm = _field(tumour.array, "tumour")
-    zf, z_kind, zm = _field(zone.array, "zone")
+    tf, t_kind, tm = mask_field(tumour.array, "the tumour mask")
+    zf, z_kind, zm = mask_field(zone.array, "the zone mask")
     if not tm.any():
         raise InputError("the tumour mask is empty")
     if not zm.any():
         raise InputError("the ablation zone mask is empty")
+    if not (tm & zm).any():
+        notes.append(
+            "the tumour lies entirely outside the ablation zone (no tumour voxel inside it): "
+            "the margin is minus the largest distance of the tumour from the zone"
+        )
     # crop to both masks plus room for the blur and the 10 mm bins
     pad = np.ceil(12.0 / np.asarray(g.spacing_mm)).astype(int) + 3
     both = tm | zm
@@ -459,11 +479,11 @@ def measure_margin(
     sub = Grid(tuple(int(v) for v in hi - lo), g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
     tf, zf, tm, zm = _blur(tf[sl], t_kind), _blur(zf[sl], z_kind), tm[sl], zm[sl]
     sig_mm = SMOOTH_SIGMA_VOXELS * float(np.mean(g.spacing_mm))
-    t_mesh = surface_mesh(tf, sub, blur_sigma_mm=sig_mm if t_kind != _PROB else 0.0)
-    z_mesh = surface_mesh(zf, sub, blur_sigma_mm=sig_mm if z_kind != _PROB else 0.0)
+    t_mesh = surface_mesh(tf, sub, blur_sigma_mm=sig_mm if t_kind != PROBABILITIES else 0.0)
+    z_mesh = surface_mesh(zf, sub, blur_sigma_mm=sig_mm if z_kind != PROBABILITIES else 0.0)
     dist = point_mesh_distance(t_mesh.vertices_mm, z_mesh)
     inside = ndimage.map_coordinates(zf, sub.lps_to_index(t_mesh.vertices_mm).T, order=1) > 0.5
-    ray = _ray_margin(tf, zf, sub, t_mesh.vertices_mm, sig_mm if z_kind != _PROB else 0.0)
+    ray = _ray_margin(tf, zf, sub, t_mesh.vertices_mm, sig_mm if z_kind != PROBABILITIES else 0.0)
     # inside the zone: the distance along the tumour's normal to the zone's edge; at the
     # minimum it equals the closest distance (there the shortest segment is normal to
     # both surfaces), and unlike the closest distance it is not drawn to the ripples of a

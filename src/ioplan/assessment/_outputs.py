@@ -11,7 +11,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ioplan.assessment._margin import MarginResult
-from ioplan.imaging import Volume, check_output_folder, write_nifti
+from ioplan.imaging import Volume, staged_output_folder, write_nifti
 
 __all__ = ["write_margin_outputs", "write_ply", "write_vtk"]
 
@@ -157,55 +157,56 @@ def write_margin_outputs(
     """Write the margin outputs into ``folder``; return the report's path.
 
     ``margin.json``, ``margin_surface.ply`` and ``.vtk``, ``margin_map.nii.gz``,
-    ``margin.png`` and ``report.html``.
+    ``margin.png``, ``slices.png`` and ``report.html``, written into a temporary sibling
+    folder and moved into place at the end (an interrupted run leaves nothing half-written).
     """
-    out = check_output_folder(folder, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "margin.json").write_text(json.dumps(doc, indent=2) + "\n")
-    assert res.mesh is not None and res.vertex_margin_mm is not None
-    write_ply(
-        out / "margin_surface.ply", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm
-    )
-    write_vtk(
-        out / "margin_surface.vtk", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm
-    )
-    write_nifti(_margin_map(res, tumour), out / "margin_map.nii.gz", overwrite=True)
-    _figure(res, out / "margin.png")
-    _slices(res, tumour, zone, out / "slices.png")
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in doc.items()
-        if not isinstance(v, dict | list)
-    )
-    frac = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
-        for k, v in doc["surface_fraction"].items()
-    )
-    vic = "".join(f"<tr><td>{k} mm</td><td>{v:.3f}</td></tr>" for k, v in doc["vic_ml"].items())
-    reg = html.escape(json.dumps(doc.get("registration", {}), indent=1))
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in doc.get("notes", []))
-    verdict = "achieved" if res.technical_success else "NOT achieved"
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>ioplan margin</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
-</style></head><body>
-<h1>Ablation margin</h1>
-<p>Technical success (tumour plus {res.margin_mm:g} mm inside the zone): <b>{verdict}</b>.
-Minimal ablative margin <b>{res.minimal_margin_mm:.2f} mm</b> at {list(doc["closest_point_mm"])}
-(LPS mm), measured between sub-voxel surfaces (marching cubes, exact point-to-triangle
-distances). Not for clinical use.</p>
-<img src="margin.png" width="100%">
-<img src="slices.png" width="100%">
-<table>{rows}</table>
-<h2>Tumour surface by margin (%)</h2><table>{frac}</table>
-<h2>Volume of insufficient coverage (mL; Kaye et al. 2019)</h2><table>{vic}</table>
-<h2>Registration</h2><pre>{reg}</pre>
-<h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
-<p>Files: margin.json, margin_surface.ply and margin_surface.vtk (tumour surface with a
-per-vertex margin_mm, LPS, open in 3D Slicer), margin_map.nii.gz (margin on the tumour's
-surface voxels, 0 elsewhere).</p>
-</body></html>
-"""
-    (out / "report.html").write_text(page)
-    return out / "report.html"
+    folder = Path(folder)
+    with staged_output_folder(folder, overwrite=overwrite) as out:
+        (out / "margin.json").write_text(json.dumps(doc, indent=2) + "\n")
+        assert res.mesh is not None and res.vertex_margin_mm is not None
+        write_ply(
+            out / "margin_surface.ply", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm
+        )
+        write_vtk(
+            out / "margin_surface.vtk", res.mesh.vertices_mm, res.mesh.faces, res.vertex_margin_mm
+        )
+        write_nifti(_margin_map(res, tumour), out / "margin_map.nii.gz", overwrite=True)
+        _figure(res, out / "margin.png")
+        _slices(res, tumour, zone, out / "slices.png")
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+            for k, v in doc.items()
+            if not isinstance(v, dict | list)
+        )
+        frac = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
+            for k, v in doc["surface_fraction"].items()
+        )
+        vic = "".join(f"<tr><td>{k} mm</td><td>{v:.3f}</td></tr>" for k, v in doc["vic_ml"].items())
+        reg = html.escape(json.dumps(doc.get("registration", {}), indent=1))
+        notes = "".join(f"<li>{html.escape(n)}</li>" for n in doc.get("notes", []))
+        verdict = "achieved" if res.technical_success else "NOT achieved"
+        page = f"""<!doctype html>
+    <html><head><meta charset="utf-8"><title>ioplan margin</title>
+    <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
+    table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
+    </style></head><body>
+    <h1>Ablation margin</h1>
+    <p>Technical success (tumour plus {res.margin_mm:g} mm inside the zone): <b>{verdict}</b>.
+    Minimal ablative margin <b>{res.minimal_margin_mm:.2f} mm</b> at {list(doc["closest_point_mm"])}
+    (LPS mm), measured between sub-voxel surfaces (marching cubes, exact point-to-triangle
+    distances). Not for clinical use.</p>
+    <img src="margin.png" width="100%">
+    <img src="slices.png" width="100%">
+    <table>{rows}</table>
+    <h2>Tumour surface by margin (%)</h2><table>{frac}</table>
+    <h2>Volume of insufficient coverage (mL; Kaye et al. 2019)</h2><table>{vic}</table>
+    <h2>Registration</h2><pre>{reg}</pre>
+    <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
+    <p>Files: margin.json, margin_surface.ply and margin_surface.vtk (tumour surface with a
+    per-vertex margin_mm, LPS, open in 3D Slicer), margin_map.nii.gz (margin on the tumour's
+    surface voxels, 0 elsewhere).</p>
+    </body></html>
+    """
+        (out / "report.html").write_text(page)
+    return folder / "report.html"

@@ -26,7 +26,14 @@ import SimpleITK as sitk
 from ioplan.errors import InputError
 from ioplan.imaging import Volume, from_sitk, resample, to_sitk
 
-__all__ = ["STAGES", "Registration", "register_images", "register_landmarks", "warp"]
+__all__ = [
+    "STAGES",
+    "Registration",
+    "parse_stages",
+    "register_images",
+    "register_landmarks",
+    "warp",
+]
 
 STAGES = ("rigid", "affine", "bspline")
 
@@ -120,6 +127,23 @@ def _mask_on(mask: np.ndarray, like: Volume, ref: sitk.Image,
     return m
 
 
+def parse_stages(stages: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Registration stages from ``"rigid,affine"`` or a sequence; unknown names refused.
+
+    >>> parse_stages("rigid, affine")
+    ('rigid', 'affine')
+    """
+    names = stages.split(",") if isinstance(stages, str) else list(stages)
+    out = tuple(str(x).strip().lower() for x in names if str(x).strip())
+    bad = [x for x in out if x not in STAGES]
+    if bad or not out:
+        raise InputError(
+            f"--registration: unknown stage {', '.join(map(repr, bad)) or 'list (empty)'} in "
+            f"{stages!r}; stages are {', '.join(STAGES)} (e.g. rigid,affine,bspline)"
+        )
+    return out
+
+
 def register_images(
     post: Volume,
     pre: Volume,
@@ -132,9 +156,7 @@ def register_images(
 ) -> Registration:
     """Register ``pre`` onto ``post`` through ``stages`` (see the module doc)."""
     t0 = time.perf_counter()
-    bad = [s for s in stages if s not in STAGES]
-    if bad or not stages:
-        raise InputError(f"registration stages must be among {', '.join(STAGES)}, got {stages}")
+    stages = parse_stages(stages)
     if not post.grid.overlaps(pre.grid):
         raise InputError("the pre- and post-procedure images do not overlap in space")
     fixed = _working(sitk.Cast(to_sitk(post), sitk.sitkFloat32))

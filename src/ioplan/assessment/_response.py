@@ -12,6 +12,7 @@ are in ``assessment/data/response.toml``.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -21,6 +22,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from ioplan.assessment._masks import ImageInput, check_label, mask_field, read_mask
 from ioplan.errors import InputError
 from ioplan.imaging import Volume
 
@@ -90,14 +92,11 @@ def _lesion(mask: np.ndarray, vol: Volume) -> tuple[float, float]:
 
 
 def measure_lesions(vol: Volume, *, what: str = "tumour") -> Measurement:
-    """Target-lesion diameters of a mask (labels > 0 or probabilities > 0.5)."""
-    a = np.asarray(vol.array)
-    if np.issubdtype(a.dtype, np.floating):
-        if not np.all(np.isfinite(a)):
-            raise InputError(f"the {what} mask holds NaN or infinite values")
-        m = a > 0.5
-    else:
-        m = a > 0
+    """Target-lesion diameters of a mask (labels > 0 or probabilities > 0.5).
+
+    Refuses an image given as a mask (see :func:`~ioplan.assessment.mask_field`).
+    """
+    _, _, m = mask_field(vol.array, f"the {what} mask")
     comps, n = ndimage.label(m)
     rows = []
     for lab in range(1, n + 1):
@@ -131,26 +130,109 @@ def _category(name: str, base: float, nadir: float, now: float, gone: bool) -> s
 
 
 def response(
-    baseline: Volume,
-    followups: list[Volume],
+    baseline: ImageInput,
+    followups: Sequence[ImageInput],
     *,
-    viable_baseline: Volume | None = None,
-    viable_followups: list[Volume] | None = None,
+    viable_baseline: ImageInput | None = None,
+    viable_followups: Sequence[ImageInput] | None = None,
+    label: int | None = None,
+    viable_label: int | None = None,
 ) -> dict[str, Any]:
-    """Measurements and categories (CR/PR/SD/PD) per follow-up, per criterion."""
+    """Tumour response per follow-up: RECIST 1.1, and mRECIST and EASL with viable tumour.
+
+    Parameters
+    ----------
+    baseline : str, Path or Volume
+        Whole-tumour mask at baseline (array ``(z, y, x)``, axial slices along the first
+        axis): 0/1, labels (every non-zero counted, or ``label``) or probabilities 0-1.
+    followups : sequence of str, Path or Volume
+        The same at each follow-up, in time order (at least one). Each may lie on its own
+        grid: each mask is measured on its own.
+    viable_baseline, viable_followups : optional
+        Viable (arterially enhancing) tumour at baseline and at every follow-up, for
+        mRECIST and EASL; give both or neither.
+    label, viable_label : int, optional
+        Take this label (>= 1) of the tumour (viable) masks instead of every non-zero.
+
+    Returns
+    -------
+    dict
+        ``baseline`` (sum of longest diameters in mm, sum of bidimensional products in
+        mm^2, target lesions), ``followups`` (the same per follow-up, with ``category``:
+        ``CR``, ``PR``, ``SD``, ``PD`` or ``not evaluable`` per criterion) and
+        ``criteria`` (their sources). The nadir is the smallest sum so far.
+
+    Raises
+    ------
+    ioplan.errors.InputError
+        No follow-up; viable masks for only some time points; a baseline below the 10 mm
+        a measurable lesion needs; an image (CT, MR) given as a mask; a missing label.
+
+    References
+    ----------
+    .. [1] Eisenhauer EA et al. New response evaluation criteria in solid tumours: revised
+       RECIST guideline (version 1.1). Eur J Cancer 2009;45:228-247.
+       https://doi.org/10.1016/j.ejca.2008.10.026
+    .. [2] Lencioni R, Llovet JM. Modified RECIST (mRECIST) assessment for hepatocellular
+       carcinoma. Semin Liver Dis 2010;30:52-60. https://doi.org/10.1055/s-0030-1247132
+    .. [3] Bruix J et al. Clinical management of hepatocellular carcinoma. Conclusions of
+       the Barcelona-2000 EASL conference. J Hepatol 2001;35:421-430.
+       https://doi.org/10.1016/S0168-8278(01)00130-1
+
+    Examples
+    --------
+    A 30 mm square lesion shrinking to 20 mm (1 mm voxels): longest diameters are the
+    diagonals, -33 %, a partial response (RECIST 1.1: at least -30 %).
+
+    >>> import numpy as np
+    >>> from ioplan.imaging import Grid, Volume
+    >>> g = Grid((3, 40, 40), (1.0, 1.0, 1.0))
+    >>> def square(n):
+    ...     a = np.zeros(g.shape, np.uint8)
+    ...     a[1, :n, :n] = 1
+    ...     return Volume(a, g)
+    >>> res = response(square(30), [square(20)])
+    >>> res["followups"][0]["category"]["recist11"]
+    'PR'
+    """
     if not followups:
-        raise InputError("give at least one follow-up mask")
+        raise InputError("give at least one follow-up mask (--followup)")
     if (viable_baseline is None) != (viable_followups is None):
-        raise InputError("give the viable-tumour masks for the baseline and every follow-up")
+        raise InputError(
+            "give the viable-tumour masks for the baseline and every follow-up "
+            "(--viable-baseline and --viable-followup)"
+        )
     if viable_followups is not None and len(viable_followups) != len(followups):
-        raise InputError("give one viable-tumour mask per follow-up")
-    b = measure_lesions(baseline)
+        raise InputError(
+            f"give one viable-tumour mask per follow-up: {len(followups)} --followup, "
+            f"{len(viable_followups)} --viable-followup"
+        )
+    check_label(label, "--label")
+    check_label(viable_label, "--viable-label")
+    # every mask read and checked before any is measured
+
+    def mask(x: ImageInput, what: str, viable: bool) -> Volume:
+        lab, opt = (viable_label, "--viable-label") if viable else (label, "--label")
+        return read_mask(x, what, label=lab, label_option=opt, allow_empty=True)
+
+    base = mask(baseline, "the baseline mask (--baseline)", False)
+    follow = [
+        mask(f, f"follow-up mask {i + 1} (--followup)", False) for i, f in enumerate(followups)
+    ]
+    viable: list[Volume] = []
+    if viable_baseline is not None and viable_followups is not None:
+        viable = [mask(viable_baseline, "the viable baseline mask (--viable-baseline)", True)]
+        viable += [
+            mask(f, f"viable follow-up mask {i + 1} (--viable-followup)", True)
+            for i, f in enumerate(viable_followups)
+        ]
+    b = measure_lesions(base)
     if b.sum_longest_mm < criteria()["recist11"]["minimum_measurable_mm"]:
         raise InputError(
             f"the baseline tumour measures {b.sum_longest_mm:.1f} mm: below the 10 mm a "
             "measurable lesion needs (RECIST 1.1)"
         )
-    vb = measure_lesions(viable_baseline, what="viable") if viable_baseline is not None else None
+    vb = measure_lesions(viable[0], what="viable") if viable else None
     out: dict[str, Any] = {
         "baseline": b.to_dict() | ({"viable": vb.to_dict()} if vb else {}),
         "followups": [],
@@ -162,14 +244,14 @@ def response(
     nadir = {"recist11": b.sum_longest_mm}
     if vb is not None:
         nadir |= {"mrecist": vb.sum_longest_mm, "easl": vb.sum_product_mm2}
-    for i, f in enumerate(followups):
+    for i, f in enumerate(follow):
         m = measure_lesions(f)
         row: dict[str, Any] = {"index": i, **m.to_dict()}
         cats = {"recist11": _category("recist11", b.sum_longest_mm, nadir["recist11"],
                                       m.sum_longest_mm, m.sum_longest_mm == 0)}  # fmt: skip
         nadir["recist11"] = min(nadir["recist11"], m.sum_longest_mm)
-        if vb is not None and viable_followups is not None:
-            v = measure_lesions(viable_followups[i], what="viable")
+        if vb is not None:
+            v = measure_lesions(viable[i + 1], what="viable")
             row["viable"] = v.to_dict()
             gone = v.sum_longest_mm == 0
             cats["mrecist"] = _category("mrecist", vb.sum_longest_mm, nadir["mrecist"],

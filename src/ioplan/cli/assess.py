@@ -14,26 +14,11 @@ from ioplan.cli._common import (
     _warn,
     app,
 )
-from ioplan.errors import InputError
-
-
-def _label_mask(vol, label: int | None, what: str):
-    """One label of a label map as a 0/1 mask (unchanged when ``label`` is None)."""
-    import numpy as np
-
-    from ioplan.imaging import Volume
-
-    if label is None:
-        return vol
-    m = np.asarray(vol.array) == label
-    if not m.any():
-        raise InputError(f"{what} holds no voxel of label {label}")
-    return Volume(m.astype(np.uint8), vol.grid)
 
 
 @app.command()
 def margin(
-    tumor: Annotated[Path, typer.Option(help="Tumour mask (labels or probabilities).")],
+    tumor: Annotated[Path, typer.Option(help="Tumour mask: 0/1, labels or probabilities 0-1.")],
     zone: Annotated[Path, typer.Option(help="Ablation zone mask (on the post image).")],
     pre_image: Annotated[
         Path | None, typer.Option(help="Pre-procedure image the tumour was drawn on.")
@@ -48,7 +33,11 @@ def margin(
         Path | None, typer.Option(help="Liver mask on the pre image (registration quality).")
     ] = None,
     registration: Annotated[
-        str, typer.Option(help="Stages: rigid, rigid,affine or rigid,affine,bspline.")
+        str,
+        typer.Option(
+            help="Registration stages, comma-separated: rigid, rigid,affine or "
+            "rigid,affine,bspline (with --pre-image and --post-image)."
+        ),
     ] = "rigid",
     landmarks_pre: Annotated[
         Path | None, typer.Option(help="Landmarks on the pre image (CSV x,y,z or .mrk.json).")
@@ -57,70 +46,54 @@ def margin(
         Path | None, typer.Option(help="The same landmarks on the post image.")
     ] = None,
     tumor_label: Annotated[
-        int | None, typer.Option(help="Take this label of --tumor (default: every non-zero).")
+        int | None,
+        typer.Option(help="Take this label (>= 1) of --tumor (default: every non-zero)."),
     ] = None,
     zone_label: Annotated[
-        int | None, typer.Option(help="Take this label of --zone (default: every non-zero).")
+        int | None, typer.Option(help="Take this label (>= 1) of --zone (default: every non-zero).")
     ] = None,
     liver_label: Annotated[
-        int | None, typer.Option(help="Take this label of --liver (default: every non-zero).")
+        int | None,
+        typer.Option(help="Take this label (>= 1) of --liver (default: every non-zero)."),
     ] = None,
-    margin_mm: Annotated[float, typer.Option(help="Margin wanted (technical success).")] = 5.0,
+    margin_mm: Annotated[
+        float, typer.Option(help="Margin wanted for technical success, in mm (0-30).")
+    ] = 5.0,
     capsule_exclusion_mm: Annotated[
-        float, typer.Option(help="Leave out tumour surface this close to the liver capsule.")
+        float,
+        typer.Option(
+            help="Leave out tumour surface this close to the liver capsule, in mm (0-30; "
+            "needs --liver)."
+        ),
     ] = 0.0,
     out: Annotated[Path | None, typer.Option(help="Output folder (report, maps).")] = None,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Minimal ablative margin (sub-voxel), coverage, VIC and technical success."""
-    import time
+    from ioplan.assessment import confirm_margin
 
-    from ioplan.assessment import measure_margin, register_images, register_landmarks, warp
-    from ioplan.imaging import check_output_folder, read_image, read_points
-
-    t0 = time.perf_counter()
-    if out is not None:
-        check_output_folder(out, overwrite=overwrite)
-    tum = _label_mask(read_image(tumor), tumor_label, "--tumor")
-    zon = _label_mask(read_image(zone), zone_label, "--zone")
-    liv = _label_mask(read_image(liver), liver_label, "--liver") if liver is not None else None
-    reg_doc: dict = {"performed": False}
-    if (landmarks_pre is None) != (landmarks_post is None):
-        raise InputError("give both --landmarks-pre and --landmarks-post")
-    if (pre_image is None) != (post_image is None) and landmarks_pre is None:
-        raise InputError("give both --pre-image and --post-image to register")
-    reg = None
-    if landmarks_pre is not None and landmarks_post is not None:
-        reg = register_landmarks(
-            read_points(landmarks_post), read_points(landmarks_pre), margin_mm=margin_mm
-        )
-    elif pre_image is not None and post_image is not None:
-        stages = tuple(x.strip() for x in registration.split(",") if x.strip())
-        reg = register_images(
-            read_image(post_image),
-            read_image(pre_image),
-            liver_post=liv,
-            zone_post=zon,
-            stages=stages,
-            liver_pre=read_image(pre_liver) if pre_liver is not None else None,
-            margin_mm=margin_mm,
-        )
-    if reg is not None:
-        tum = warp(tum, reg, zon)
-        reg_doc = reg.to_dict()
-        for w in reg.warnings:
-            _warn(w)
-    res = measure_margin(
-        tum, zon, margin_mm=margin_mm, liver=liv, capsule_exclusion_mm=capsule_exclusion_mm
+    c = confirm_margin(
+        tumor,
+        zone,
+        margin_mm=margin_mm,
+        liver=liver,
+        capsule_exclusion_mm=capsule_exclusion_mm,
+        tumour_label=tumor_label,
+        zone_label=zone_label,
+        liver_label=liver_label,
+        pre_image=pre_image,
+        post_image=post_image,
+        pre_liver=pre_liver,
+        registration=registration,
+        landmarks_pre=landmarks_pre,
+        landmarks_post=landmarks_post,
+        out=out,
+        overwrite=overwrite,
     )
-    doc = res.to_dict() | {"registration": reg_doc, "runtime_s": time.perf_counter() - t0}
-    doc["runtime_s"] = round(doc["runtime_s"], 3)
-    report = None
-    if out is not None:
-        from ioplan.assessment import write_margin_outputs
-
-        report = write_margin_outputs(res, tum, out, doc, overwrite=overwrite, zone=zon)
+    for w in c.warnings:
+        _warn(w)
+    res, doc, report = c.result, c.document, c.report
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
@@ -154,17 +127,26 @@ def response(
     viable_followup: Annotated[
         list[Path] | None, typer.Option(help="Viable tumour at each follow-up; repeat.")
     ] = None,
+    label: Annotated[
+        int | None,
+        typer.Option(help="Take this label (>= 1) of the tumour masks (default: every non-zero)."),
+    ] = None,
+    viable_label: Annotated[
+        int | None,
+        typer.Option(help="Take this label (>= 1) of the viable masks (default: every non-zero)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Tumour response (RECIST 1.1, mRECIST, EASL) from masks on follow-up images."""
     from ioplan.assessment import response as assess
-    from ioplan.imaging import read_image
 
     res = assess(
-        read_image(baseline),
-        [read_image(f) for f in followup],
-        viable_baseline=read_image(viable_baseline) if viable_baseline else None,
-        viable_followups=[read_image(f) for f in viable_followup] if viable_followup else None,
+        baseline,
+        followup,
+        viable_baseline=viable_baseline,
+        viable_followups=viable_followup or None,
+        label=label,
+        viable_label=viable_label,
     )
     if as_json:
         sys.stdout.write(json.dumps(res, indent=2) + "\n")

@@ -6,8 +6,13 @@ NIfTI stores RAS coordinates; ioplan works in LPS. The conversion happens in
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ __all__ = [
     "read_image",
     "read_nifti",
     "read_sitk",
+    "staged_output_folder",
     "write_image",
     "write_nifti",
     "write_sitk",
@@ -135,6 +141,50 @@ def check_output_folder(folder: str | Path, *, overwrite: bool) -> Path:
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise OutputExistsError(f"{folder} exists and is not empty (--overwrite replaces it)")
     return check_writable(folder)
+
+
+@contextmanager
+def staged_output_folder(folder: str | Path, *, overwrite: bool) -> Iterator[Path]:
+    """Write a command's outputs into a temporary sibling folder, then move them in place.
+
+    Yields the temporary folder to write into. When the block ends without an error, a
+    new ``folder`` appears whole by one rename; into an existing folder (``overwrite``)
+    each output replaces its namesake by an atomic rename, and other files there are
+    kept. On an error, or an interruption, the temporary folder is removed and
+    ``folder`` is left as it was: nothing is ever half-written.
+
+    Raises
+    ------
+    OutputExistsError, OutputNotWritableError
+        As :func:`check_output_folder`, before anything is written.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> with staged_output_folder(base / "out", overwrite=False) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("a")
+    >>> sorted(p.name for p in base.iterdir()), (base / "out" / "a.txt").read_text()
+    (['out'], 'a')
+    """
+    folder = check_output_folder(folder, overwrite=overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()  # not mkdtemp: the folder keeps the permissions the umask gives
+    try:
+        yield tmp
+        if folder.is_dir():
+            for item in tmp.iterdir():
+                dest = folder / item.name
+                if item.is_dir() and dest.is_dir():
+                    shutil.rmtree(dest)
+                os.replace(item, dest)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _check_output(path: Path, overwrite: bool) -> None:
