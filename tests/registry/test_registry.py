@@ -522,20 +522,16 @@ def test_margin_result_is_linked_to_the_treated_lesion(tmp_path, sqlite_db):
     (tmp_path / "margin.json").write_text(
         json.dumps({"minimal_margin_mm": 5.5, "technical_success": True})
     )
-    assert (
-        main(
-            [
-                "registry",
-                "link-margin",
-                "PB",
-                "B1",
-                str(tmp_path / "margin.json"),
-                "--db",
-                sqlite_db,
-            ]
-        )
-        == 0
-    )
+    link = ["registry", "link-margin", "PB", "B1", str(tmp_path / "margin.json"), "--db", sqlite_db]
+    # The stored margin is not replaced without --overwrite (issue 15: it was, silently).
+    assert main(link) == 2
+    with session_scope(engine) as s:
+        assert (
+            analyse(load_cohort(s), (3,)).to_dict()["technical_success"]["per_tumor"]["successes"]
+            == 4
+        )  # as counted by hand in test_small_cohort_hand_counts
+    assert main([*link, "--overwrite"]) == 0
+    assert main(link) == 0  # the same result again is no change: nothing to refuse
     with session_scope(engine) as s:
         out = analyse(load_cohort(s), (3,)).to_dict()
     assert out["technical_success"]["per_tumor"]["successes"] == 5  # 4 by hand, + B1

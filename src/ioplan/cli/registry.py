@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ioplan.cli._common import app
-from ioplan.errors import InputError
+from ioplan.cli._common import _OVERWRITE, _QUIET, app, err_console
 
 registry_app = typer.Typer(
     help="Registry of patients, lesions, procedures, follow-ups; outcome reports.",
@@ -33,6 +33,52 @@ def _say(text: str) -> None:
     typer.echo(text, err=False)
 
 
+@contextmanager
+def _import_errors():
+    """A refused import: ``error: ...`` with the count, then one problem per line; exit 2."""
+    from ioplan.registry import RegistryImportError
+
+    try:
+        yield
+    except RegistryImportError as exc:
+        err_console.print(f"error: {exc.summary}", markup=False, highlight=False, soft_wrap=True)
+        for line in exc.lines:
+            err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _row_progress(quiet: bool):
+    """Progress of an import on stderr (rows); off with --quiet or when stderr is no terminal."""
+    if quiet or not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def advance(name: str, done: int, total: int) -> None:
+            bar.update(task, description=name, completed=done, total=total)
+
+        yield advance
+
+
 @registry_app.command("init")
 def init(db: _DB = None) -> None:
     """Create the registry schema (or upgrade an older one) to the current revision."""
@@ -47,13 +93,13 @@ def import_(
     folder: Annotated[Path, typer.Argument(help="Folder with patients.csv, lesions.csv, ...")],
     db: _DB = None,
     as_json: _JSON = False,
+    quiet: _QUIET = False,
 ) -> None:
-    """Import CSV files (validated whole; one transaction: all rows or none)."""
-    from ioplan.registry import import_csv, open_db, session_scope
+    """Import CSV files (streamed, checked row by row; one transaction: all rows or none)."""
+    from ioplan.registry import import_files
 
-    engine = open_db(db)
-    with session_scope(engine) as session:
-        report = import_csv(session, folder)
+    with _import_errors(), _row_progress(quiet) as progress:
+        report = import_files(folder, db, progress=progress)
     _out(
         report.to_dict(),
         as_json,
@@ -67,33 +113,18 @@ def import_(
 def export(
     folder: Annotated[Path, typer.Argument(help="Folder to write the CSV files into.")],
     db: _DB = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace registry CSV files there.")] = False,
+    overwrite: _OVERWRITE = False,
     as_json: _JSON = False,
 ) -> None:
     """Export the whole registry as CSV files (one per table, the import format)."""
-    from ioplan.registry import export_csv, open_db, session_scope
+    from ioplan.registry import export_files
 
-    engine = open_db(db, create=False)
-    with session_scope(engine) as session:
-        counts = export_csv(session, folder, overwrite=overwrite)
+    counts = export_files(folder, db, overwrite=overwrite)
     _out(
         {"folder": str(folder), "rows": counts},
         as_json,
         lambda d: f"exported {sum(counts.values())} rows to {folder}",
     )
-
-
-def _parse_months(text: str) -> tuple[float, ...]:
-    from ioplan.registry import check_times
-
-    try:
-        return tuple(check_times(float(x) for x in text.split(",") if x.strip()))
-    except ValueError as exc:
-        if "between" in str(exc):
-            raise
-        raise InputError(
-            f"--at-months {text!r}: give months separated by commas, e.g. 3,6,12"
-        ) from None
 
 
 @registry_app.command("report")
@@ -104,24 +135,14 @@ def report(
     ] = None,
     as_json: _JSON = False,
     at_months: Annotated[
-        str, typer.Option(help="Times for rates and survival, months.")
+        str, typer.Option(help="Times for rates and survival, months (0 to 240, comma-separated).")
     ] = "3,6,12",
-    overwrite: Annotated[bool, typer.Option(help="Replace a report in --out.")] = False,
+    overwrite: _OVERWRITE = False,
 ) -> None:
     """Outcomes: technical success, technique efficacy, LTP, recurrence, survival, Cox model."""
-    from ioplan.registry import analyse, load_cohort, open_db, session_scope, write_report
+    from ioplan.registry import outcome_report, parse_months
 
-    times = _parse_months(at_months)
-    engine = open_db(db, create=False)
-    with session_scope(engine) as session:
-        cohort = load_cohort(session)
-    if cohort.patients.empty:
-        raise InputError(
-            "the registry holds no patient: import data first (ioplan registry import)"
-        )
-    result = analyse(cohort, times)
-    if out is not None:
-        write_report(result, out, overwrite=overwrite)
+    result = outcome_report(db, parse_months(at_months), out=out, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
@@ -169,26 +190,17 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the cohort's CSV files.")] = Path(
         "ioplan-registry-demo"
     ),
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cohort).")] = 7,
-    patients: Annotated[int, typer.Option(help="Number of patients.")] = 60,
-    overwrite: Annotated[bool, typer.Option(help="Replace CSV files in --out.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed, 0 or more (same seed, same cohort).")] = 7,
+    patients: Annotated[int, typer.Option(help="Number of patients, 1 to 100000.")] = 60,
+    overwrite: _OVERWRITE = False,
+    quiet: _QUIET = False,
 ) -> None:
-    """Write a synthetic cohort as CSV files and import it into the registry."""
-    import sqlalchemy as sa
+    """Write a synthetic cohort as CSV files and import it into an empty registry."""
+    from ioplan.registry import run_demo
 
-    from ioplan.registry import Patient, import_csv, open_db, session_scope, write_demo_cohort
-
-    engine = open_db(db)
-    with session_scope(engine) as session:
-        held = session.scalar(sa.select(sa.func.count()).select_from(Patient))
-    if held:
-        raise InputError(
-            f"the registry already holds {held} patient(s); give the demo its own database "
-            "(--db ioplan-demo.sqlite)"
-        )
-    write_demo_cohort(out, seed=seed, n_patients=patients, overwrite=overwrite)
-    with session_scope(engine) as session:
-        rep = import_csv(session, out)
+    with _import_errors(), _row_progress(quiet) as progress:
+        rep = run_demo(out, db, seed=seed, n_patients=patients, overwrite=overwrite,
+                       progress=progress)  # fmt: skip
     total = rep.to_dict()["total"]
     _say(f"synthetic cohort (seed {seed}) written to {out} and imported: {total} rows")
 
@@ -200,20 +212,25 @@ def link_margin_cmd(
     margin_json: Annotated[Path, typer.Argument(help="margin.json written by ioplan margin.")],
     plan_json: Annotated[Path | None, typer.Option(help="plan.json of the procedure.")] = None,
     db: _DB = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace a margin already recorded for the lesion."),
+    ] = False,
     as_json: _JSON = False,
 ) -> None:
     """Record an ioplan margin result (minimal margin, technical success) for a treated lesion."""
-    from ioplan.registry import link_margin, open_db, session_scope
+    from ioplan.registry import record_margin
 
-    engine = open_db(db, create=False)
-    with session_scope(engine) as session:
-        doc = link_margin(session, procedure_key, lesion_key, margin_json, plan_json)
+    doc = record_margin(
+        procedure_key, lesion_key, margin_json, plan_json, db=db, overwrite=overwrite
+    )
     _out(
         doc,
         as_json,
         lambda d: (
             f"{lesion_key} in {procedure_key}: minimal margin "
-            f"{d['minimal_margin_mm']:.2f} mm, technical success {d['technical_success']}"
+            f"{d['minimal_margin_mm']:.2f} mm, technical success "
+            f"{'yes' if d['technical_success'] else 'no'}"
         ),
     )
 
@@ -225,22 +242,14 @@ def delete_patient(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a patient and everything linked to them (lesions, procedures, follow-ups, ...)."""
-    import sqlalchemy as sa
+    from ioplan.registry import remove_patient
 
-    from ioplan.registry import Patient, open_db, session_scope
+    def ask(what: str) -> bool:
+        return typer.confirm(f"Delete {what}?", default=False)
 
-    engine = open_db(db, create=False)
-    with session_scope(engine) as session:
-        patient = session.scalar(sa.select(Patient).where(Patient.patient_key == patient_key))
-        if patient is None:
-            raise InputError(f"no patient {patient_key!r} in the registry")
-        n = (len(patient.lesions), len(patient.procedures), len(patient.followups))
-        what = (
-            f"patient {patient_key} with {n[0]} lesion(s), {n[1]} procedure(s), {n[2]} follow-up(s)"
-        )
-        if not yes and not typer.confirm(f"Delete {what}?", default=False):
-            raise typer.Exit(1)
-        session.delete(patient)
+    what = remove_patient(patient_key, db, confirm=None if yes else ask)
+    if what is None:
+        raise typer.Exit(1)
     _say(f"deleted {what}")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from ioplan.errors import InputError, IoplanError
+from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError, IoplanError
 
 __all__ = [
     "DEFAULT_DB",
@@ -51,12 +51,26 @@ def normalise_url(db: str | os.PathLike | None) -> str:
     if db is None:
         db = os.environ.get("IOPLAN_REGISTRY_DB") or DEFAULT_DB
     text = str(db)
+    if not text.strip():
+        raise InputError(
+            "--db is empty: give a file path (an empty path would be a database in memory, "
+            "gone when the command ends)"
+        )
     if "://" not in text:
         return f"sqlite:///{text}"
     scheme, rest = text.split("://", 1)
     if scheme in ("postgresql", "postgres"):
         return f"postgresql+psycopg://{rest}"
     if scheme.startswith(("sqlite", "postgresql+")):
+        try:
+            in_memory = scheme.startswith("sqlite") and _sqlite_path(text) is None
+        except sa.exc.ArgumentError:
+            raise InputError(f"--db {redact_url(text)}: not a database URL") from None
+        if in_memory:
+            raise InputError(
+                f"--db {text}: give a file path (a database in memory is gone when the "
+                "command ends)"
+            )
         return text
     raise InputError(
         f"--db {redact_url(text)}: give a file path, sqlite:///... or postgresql://..."
@@ -77,13 +91,44 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
-def _engine(url: str) -> Engine:
+def _sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None: in memory)."""
+    path = sa.engine.make_url(url).database
+    return None if not path or path == ":memory:" or path.startswith("file::memory:") else path
+
+
+#: The first bytes of every SQLite 3 database file.
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(path: str, create: bool) -> None:
+    """Refuse, before connecting, a path that is not a SQLite registry (or is missing)."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        raise InputError(f"--db {path} is a folder: give the registry's file")
+    if not file.exists():
+        if not create:
+            raise InputFileNotFoundError(
+                f"--db {path}: no registry there (create one with ioplan registry init)"
+            )
+        parent = file.resolve().parent
+        if not parent.is_dir():
+            raise InputError(f"--db {path}: folder {parent} does not exist")
+        return
+    try:
+        with open(file, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise InputError(f"--db {path}: cannot be read ({exc.strerror})") from None
+    if head and head != _SQLITE_MAGIC:  # an empty file is an empty database to SQLite
+        raise FileFormatError(f"--db {path}: not a SQLite database (give the registry's file)")
+
+
+def _engine(url: str, create: bool = True) -> Engine:
     if url.startswith("sqlite"):
-        path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
-            parent = Path(path).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise InputError(f"--db {path}: folder {parent} does not exist")
+        path = _sqlite_path(url)
+        if path is not None:
+            _check_sqlite_file(path, create)
         engine = sa.create_engine(url, poolclass=NullPool)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -125,7 +170,7 @@ def init_db(db: str | os.PathLike | None = None) -> Engine:
     try:
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "head")
-    except sa.exc.OperationalError as exc:
+    except sa.exc.DatabaseError as exc:  # cannot connect, or a damaged file
         raise RegistryError(f"cannot open database {redact_url(url)}: {_first_line(exc)}") from None
     return engine
 
@@ -135,16 +180,20 @@ def open_db(db: str | os.PathLike | None = None, create: bool = True) -> Engine:
 
     A database with no schema is initialised when ``create`` (first use); one at another
     revision is refused with advice to run ``ioplan registry init``.
+
+    A SQLite file that does not exist is created only when ``create`` (reading commands
+    refuse it instead of leaving an empty file behind).
     """
     url = normalise_url(db)
-    engine = _engine(url)
+    engine = _engine(url, create=create)
     try:
         rev = current_revision(engine)
-    except sa.exc.OperationalError as exc:
+        if rev is None:
+            with engine.connect() as conn:
+                tables = sa.inspect(conn).get_table_names()
+    except sa.exc.DatabaseError as exc:
         raise RegistryError(f"cannot open database {redact_url(url)}: {_first_line(exc)}") from None
     if rev is None:
-        with engine.connect() as conn:
-            tables = sa.inspect(conn).get_table_names()
         if tables:
             raise RegistryError(
                 f"database {redact_url(url)} has tables but no ioplan schema revision "

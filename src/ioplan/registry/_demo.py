@@ -18,7 +18,7 @@ import numpy as np
 
 from ioplan.registry._csv import write_tables
 
-__all__ = ["DEMO_CUTOFF", "demo_rows", "write_demo_cohort"]
+__all__ = ["DEMO_CUTOFF", "check_demo", "demo_rows", "write_demo_cohort"]
 
 #: Data cut-off of the synthetic cohort.
 DEMO_CUTOFF = dt.date(2025, 6, 30)
@@ -35,12 +35,19 @@ def _day(months: float) -> dt.timedelta:
     return dt.timedelta(days=round(months * 30.4375))
 
 
+def check_demo(seed: int, n_patients: int) -> None:
+    """Refuse a seed or a number of patients the demo cannot use (before any work)."""
+    from ioplan.errors import InputError
+
+    if not 1 <= n_patients <= 100_000:
+        raise InputError(f"--patients {n_patients}: give 1 to 100000")
+    if seed < 0:
+        raise InputError(f"--seed {seed}: give a seed of 0 or more")
+
+
 def demo_rows(seed: int = 7, n_patients: int = 60) -> dict[str, list[dict]]:
     """Rows of every registry file for a synthetic cohort (same seed, same cohort)."""
-    if n_patients < 1 or n_patients > 100_000:
-        from ioplan.errors import InputError
-
-        raise InputError(f"--patients {n_patients}: give 1 to 100000")
+    check_demo(seed, n_patients)
     rng = np.random.default_rng(seed)
     t: dict[str, list[dict]] = {
         k: []

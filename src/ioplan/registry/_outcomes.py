@@ -58,6 +58,7 @@ __all__ = [
     "kaplan_meier_at",
     "lesion_table",
     "load_cohort",
+    "parse_months",
     "patient_table",
     "wilson_interval",
 ]
@@ -458,9 +459,28 @@ def check_times(at_months) -> list[float]:
     if not times or any(not math.isfinite(t) or t <= 0 or t > 240 for t in times):
         from ioplan.errors import InputError
 
-        shown = ",".join(f"{t:g}" for t in times)
+        shown = ",".join(f"{t:g}" for t in times) or "(none)"
         raise InputError(f"--at-months {shown}: give times in months between 0 and 240")
     return times
+
+
+def parse_months(text: str) -> tuple[float, ...]:
+    """Times of report from text such as ``"3,6,12"`` (months), checked as :func:`check_times`.
+
+    Examples
+    --------
+    >>> parse_months("3, 6,12")
+    (3.0, 6.0, 12.0)
+    """
+    from ioplan.errors import InputError
+
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(
+            f"--at-months {text!r}: give months separated by commas, e.g. 3,6,12"
+        ) from None
+    return tuple(check_times(values))
 
 
 def analyse(cohort: Cohort, at_months: tuple[float, ...] = (3, 6, 12)) -> OutcomeReport:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ioplan.errors import OutputExistsError
+from ioplan.errors import InputError, OutputExistsError
 from ioplan.registry._outcomes import OutcomeReport
 
-__all__ = ["REPORT_FILES", "write_report"]
+__all__ = ["REPORT_FILES", "check_report_folder", "write_report"]
 
 #: Files ``ioplan registry report --out DIR`` writes.
 REPORT_FILES = ("report.json", "report.html", "survival.png", "incidence.png", "cox.png")
@@ -132,13 +132,24 @@ def _cox_figure(report: OutcomeReport, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -> Path:
-    """Write report.json, report.html and the figures into ``folder``; returns the HTML path."""
+def check_report_folder(folder: Path, overwrite: bool = False) -> None:
+    """Refuse a report folder that is a file, or holds a report, unless ``overwrite``."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"--out {folder} is a file: give a folder for the report")
     clash = [folder / f for f in REPORT_FILES if (folder / f).exists()]
     if clash and not overwrite:
         raise OutputExistsError(f"{clash[0]} exists; pass --overwrite to replace the report")
-    folder.mkdir(parents=True, exist_ok=True)
+
+
+def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -> Path:
+    """Write report.json, report.html and the figures into ``folder``; returns the HTML path."""
+    folder = Path(folder)
+    check_report_folder(folder, overwrite)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write the report into {folder}: {exc.strerror}") from None
     s = report.summary
     (folder / "report.json").write_text(json.dumps(s, indent=2) + "\n")
     _survival_figure(report, folder / "survival.png")
