@@ -209,26 +209,6 @@ def test_external_power_density_map(tmp_path):
         )
 
 
-def test_damage_integrals_at_constant_temperature():
-    """Tissue held at 55 degC: Omega = A exp(-Ea / R T) t and CEM43 = t R^(43 - T) / 60 exactly.
-
-    References: the Arrhenius integral (Henriques 1947) and Sapareto & Dewey 1984.
-    """
-    from ioplan.physics import ThermalProblem, init_state, run, tissue_material_table
-
-    tab = tissue_material_table(perfusion_scale=0.0)
-    tab = tab.with_material(81, "insulator", k_w_m_k=0.0, c_vol_j_m3_k=3.8e6, fixed_group=-1)
-    g = Grid((5, 5, 5), (2.0, 2.0, 2.0))
-    p = ThermalProblem(g, np.full(g.shape, 7, np.uint8), tab, dtype="float64", boundary_material=81)
-    final, _ = run(p, 30.0, state=init_state(p, 55.0))
-    t_k = 55.0 + 273.15
-    omega = 7.39e39 * math.exp(-2.577e5 / (8.314462618 * t_k)) * 30.0
-    cem = 30.0 * 0.5 ** (43.0 - 55.0) / 60.0
-    assert float(final.omega[2, 2, 2]) == pytest.approx(omega, rel=1e-9)
-    assert float(final.cem43_min[2, 2, 2]) == pytest.approx(cem, rel=1e-9)
-    assert float(final.temperature_c[2, 2, 2]) == pytest.approx(55.0, abs=1e-9)
-
-
 def test_applicator_file_is_validated(tmp_path, capsys):
     bad = dict(MW.to_dict())
     bad["id"] = "my-antenna"

@@ -9,7 +9,8 @@ SNR is below a threshold are masked; the temperature uncertainty per voxel is
 sqrt(1 + 1/N) / (|alpha| gamma B0 TE SNR) for a baseline averaged over N frames.
 Thermal dose: CEM43 integrated exactly for a temperature linear between frames, Arrhenius
 damage by 5-point Gauss-Legendre on the same line (3-point on the engine's rate table in
-the per-frame kernel).
+the per-frame kernel); both from :mod:`ioplan.physics` (one home for thermal damage,
+shared with the engine).
 
 Speed: per frame, numba kernels do the baseline match (one pass over the voxels for every
 baseline), the drift fit (the phase at the reference voxels only; the drift polynomial is
@@ -33,7 +34,14 @@ import numba
 import numpy as np
 
 from ioplan.errors import InputError
-from ioplan.physics import RATE_STEP_C, RATE_T0_C, rate_table
+from ioplan.physics import (
+    CEM43_NECROSIS_MIN,
+    arrhenius_increment,
+    arrhenius_log_constants,
+    cem43_increment,
+    dose_increment_linear,
+    liver_rate_table,
+)
 
 __all__ = [
     "FrameResult",
@@ -65,7 +73,7 @@ class ThermometryConfig:
     referenceless: bool = False
     drift_order: int = -1  # -1: no drift correction; 0-2: polynomial order
     snr_threshold: float | None = None
-    necrosis_cem43_min: float = 240.0
+    necrosis_cem43_min: float = CEM43_NECROSIS_MIN
     alert_temperature_c: float | None = None
 
     def __post_init__(self) -> None:
@@ -87,110 +95,6 @@ class ThermometryConfig:
         """Phase change per degree (rad/degC): alpha gamma B0 TE."""
         gamma = 2.0 * math.pi * prf_constants()["gyromagnetic_ratio_mhz_per_t"] * 1e6
         return self.alpha * 1e-6 * gamma * self.b0_t * self.te_ms * 1e-3
-
-
-@lru_cache(maxsize=1)
-def _rate_table() -> np.ndarray:
-    return rate_table(*_arrhenius_constants())
-
-
-@lru_cache(maxsize=1)
-def _arrhenius_constants() -> tuple[float, float]:
-    from ioplan.tissue import arrhenius_parameters
-
-    p = arrhenius_parameters()
-    return (math.log(p["frequency_factor_1_per_s"]),
-            p["activation_energy_j_mol"] / p["gas_constant_j_mol_k"])  # fmt: skip
-
-
-def cem43_increment(t0: np.ndarray, t1: np.ndarray, dt_s: float) -> np.ndarray:
-    """CEM43 minutes accrued over ``dt_s`` for a temperature linear from ``t0`` to ``t1``.
-
-    Exact: the integral of R^(43 - T) over the line, split at 43 degC (R = 0.5 above,
-    0.25 below; Sapareto & Dewey 1984).
-    """
-    t0 = np.asarray(t0, float)
-    t1 = np.asarray(t1, float)
-
-    def piece(a, b, r, length):
-        # integral over a duration ``length`` of R^(43 - T) with T linear from a to b
-        k = -math.log(r)  # R^(43-T) = exp(k (T - 43))
-        d = b - a
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            exact = length * (np.exp(k * (b - 43.0)) - np.exp(k * (a - 43.0))) / (k * d)
-            flat = length * np.exp(k * (a - 43.0))
-        return np.where(np.abs(d) < 1e-9, flat, exact)
-
-    lo, hi = np.minimum(t0, t1), np.maximum(t0, t1)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    # the part of the interval spent above 43 degC (the line is monotonic)
-    frac_above = np.clip((hi - 43.0) / span, 0.0, 1.0)
-    frac_above = np.where(hi > lo, frac_above, (lo >= 43.0).astype(float))
-    above = piece(np.maximum(lo, 43.0), np.maximum(hi, 43.0), 0.5, dt_s * frac_above)
-    below = piece(np.minimum(lo, 43.0), np.minimum(hi, 43.0), 0.25, dt_s * (1 - frac_above))
-    return (above + below) / 60.0
-
-
-def arrhenius_increment(t0: np.ndarray, t1: np.ndarray, dt_s: float) -> np.ndarray:
-    """Arrhenius damage accrued over ``dt_s`` for T linear from t0 to t1.
-
-    5-point Gauss-Legendre on the line; liver constants from the tissue table.
-    """
-    from ioplan.tissue import arrhenius_parameters
-
-    p = arrhenius_parameters()
-    ln_a = math.log(p["frequency_factor_1_per_s"])
-    ea_r = p["activation_energy_j_mol"] / p["gas_constant_j_mol_k"]
-    x, w = np.polynomial.legendre.leggauss(5)
-    out = np.zeros(np.broadcast(t0, t1).shape)
-    for xi, wi in zip(x, w, strict=True):
-        t = np.asarray(t0) + (np.asarray(t1) - np.asarray(t0)) * 0.5 * (xi + 1.0)
-        out += 0.5 * wi * np.exp(np.minimum(ln_a - ea_r / (t + 273.15), 50.0))
-    return out * dt_s
-
-
-_GL_X, _GL_W = np.polynomial.legendre.leggauss(3)
-
-
-@numba.njit(inline="always", cache=True)
-def _dose(a, t, dt_s, ln_a, ea_r, gl_x, gl_w, table, t0_tab, step_tab):
-    """CEM43 (min) and Arrhenius increments for T linear from ``a`` to ``t`` over dt_s.
-
-    CEM43: R^(43 - T) integrated exactly on the line, split at 43 degC. Arrhenius:
-    Gauss-Legendre on the line, the rate at the nodes from the engine's rate table
-    (0.02 degC rows, relative error < 1e-4, tested in the engine's suite).
-    """
-    ln_half = math.log(0.5)
-    ln_quarter = math.log(0.25)
-    lo = min(a, t)
-    hi = max(a, t)
-    inc = 0.0
-    if hi - lo < 1e-9:
-        r = ln_half if lo >= 43.0 else ln_quarter
-        inc = dt_s * math.exp(-r * (lo - 43.0))
-    else:
-        for seg in range(2):
-            s_lo = max(lo, 43.0) if seg == 0 else lo
-            s_hi = hi if seg == 0 else min(hi, 43.0)
-            if s_hi <= s_lo:
-                continue
-            k = -(ln_half if seg == 0 else ln_quarter)
-            length = dt_s * (s_hi - s_lo) / (hi - lo)
-            inc += (
-                length
-                * (math.exp(k * (s_hi - 43.0)) - math.exp(k * (s_lo - 43.0)))
-                / (k * (s_hi - s_lo))
-            )
-    acc = 0.0
-    for j in range(gl_x.size):
-        tj = a + (t - a) * 0.5 * (gl_x[j] + 1.0)
-        x = (tj - t0_tab) / step_tab
-        if x >= 0.0 and x < table.shape[0]:
-            row = int(x)
-            acc += 0.5 * gl_w[j] * (table[row, 0] + (x - row) * table[row, 1])
-        else:
-            acc += 0.5 * gl_w[j] * math.exp(min(ln_a - ea_r / (tj + 273.15), 50.0))
-    return inc / 60.0, acc * dt_s
 
 
 @numba.njit(parallel=True, cache=True)
@@ -256,8 +160,8 @@ def _phasors(z, base, drift, has_drift, out):
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def _update(z, base, drift, has_drift, sampled, ny, sy, sx, last, has_last, rad_per_c, t_base,
-            valid, prev, dt_s, cem, omega, tmax, nec_min, ln_a, ea_r, gl_x, gl_w, table, t0_tab,
-            step_tab, temp_out, dphi_out):  # fmt: skip
+            valid, prev, dt_s, cem, omega, tmax, nec_min, ln_a, ea_r, table, temp_out,
+            dphi_out):  # fmt: skip
     """One frame, every voxel: phase, temporal unwrap, temperature, exact dose increments.
 
     Arrays are (rows, nx), rows running over slices of ``ny`` rows. Direct
@@ -274,8 +178,7 @@ def _update(z, base, drift, has_drift, sampled, ny, sy, sx, last, has_last, rad_
     cem_base = 0.0
     om_base = 0.0
     if dt_s > 0.0:
-        cem_base, om_base = _dose(t_base, t_base, dt_s, ln_a, ea_r, gl_x, gl_w, table,
-                                  t0_tab, step_tab)  # fmt: skip
+        cem_base, om_base = dose_increment_linear(t_base, t_base, dt_s, ln_a, ea_r, table)
     t_max = -np.inf
     n_nec = 0
     for r in numba.prange(rows):
@@ -321,8 +224,7 @@ def _update(z, base, drift, has_drift, sampled, ny, sy, sx, last, has_last, rad_
             t = t_base + d / rad_per_c
             temp_out[r, x] = t
             if dt_s > 0.0:
-                dc, do = _dose(prev[r, x], t, dt_s, ln_a, ea_r, gl_x, gl_w, table, t0_tab,
-                               step_tab)  # fmt: skip
+                dc, do = dose_increment_linear(prev[r, x], t, dt_s, ln_a, ea_r, table)
                 cem[r, x] += dc
                 omega[r, x] += do
             if t > tmax[r, x]:
@@ -483,8 +385,8 @@ class Thermometry:
             src, base2, drift, has_drift, sampled, ny, sy, sx, rows(last), has_last,
             self.cfg.rad_per_c, float(self.cfg.baseline_temperature_c), rows(valid), rows(prev),
             float(dt_s), rows(self.cem43), rows(self.omega), rows(self.tmax),
-            float(self.cfg.necrosis_cem43_min), *_arrhenius_constants(), _GL_X, _GL_W,
-            _rate_table(), RATE_T0_C, RATE_STEP_C, rows(temp), rows(dphi),
+            float(self.cfg.necrosis_cem43_min), *arrhenius_log_constants(), liver_rate_table(),
+            rows(temp), rows(dphi),
         )  # fmt: skip
         self._last_dphi = dphi
         alerts = []

@@ -1,6 +1,21 @@
 """The physics engine: Pennes bioheat with phase change, sources, vessels and cell death."""
 
-from ioplan.physics._kernel import RATE_STEP_C, RATE_T0_C, rate_table
+from ioplan.physics._damage import (
+    ARRHENIUS_A_PER_S,
+    ARRHENIUS_EA_J_MOL,
+    CEM43_NECROSIS_MIN,
+    GAS_CONSTANT_J_MOL_K,
+    RATE_STEP_C,
+    RATE_T0_C,
+    arrhenius_increment,
+    arrhenius_log_constants,
+    arrhenius_rate,
+    cem43_increment,
+    cem43_rate,
+    dose_increment_linear,
+    liver_rate_table,
+    rate_table,
+)
 from ioplan.physics._materials import (
     BOUNDARY_ID,
     FIRST_EXTRA_ID,
@@ -32,8 +47,12 @@ from ioplan.physics._sources import (
 from ioplan.physics._zone import ZoneMetrics, axial_zone, zone_metrics
 
 __all__ = [
+    "ARRHENIUS_A_PER_S",
+    "ARRHENIUS_EA_J_MOL",
     "BOUNDARY_ID",
+    "CEM43_NECROSIS_MIN",
     "FIRST_EXTRA_ID",
+    "GAS_CONSTANT_J_MOL_K",
     "RATE_STEP_C",
     "RATE_T0_C",
     "T_REF_C",
@@ -48,10 +67,17 @@ __all__ = [
     "VesselSpec",
     "ZoneMetrics",
     "array_placements",
+    "arrhenius_increment",
+    "arrhenius_log_constants",
+    "arrhenius_rate",
     "attenuation_per_m",
     "axial_zone",
     "blood_properties",
+    "cem43_increment",
+    "cem43_rate",
+    "dose_increment_linear",
     "init_state",
+    "liver_rate_table",
     "microwave_source",
     "nusselt_wall_h",
     "rate_table",

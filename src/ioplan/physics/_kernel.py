@@ -10,7 +10,8 @@ boiling (latent heat of the tissue's water between 99 and 100 degC), dry.
 on a uniform grid with 7-point stencil, harmonic-mean face conductances, and a
 wall heat-transfer coefficient on faces towards fixed vessel voxels. Fixed
 voxels (far boundary, vessels, probes) take their group's temperature. Damage
-(Arrhenius Omega, CEM43) is integrated with the midpoint rule over the step;
+(Arrhenius Omega, CEM43; rates from :mod:`ioplan.physics._damage`) is integrated with
+the midpoint rule over the step;
 minimum and maximum temperatures are tracked.
 
 The body :func:`voxel_update` is plain Python; :func:`step_cpu` compiles it
@@ -19,18 +20,15 @@ with ``numba.njit(parallel=True)`` and :func:`step_gpu` with ``numba.cuda.jit``.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 from numba import cuda
 
+from ioplan.physics._damage import RATE_STEP_C, RATE_T0_C, arrhenius_rate, cem43_rate
+
 __all__ = [
     "N_PROPS",
-    "RATE_STEP_C",
-    "RATE_T0_C",
     "pack_properties",
-    "rate_table",
     "step_cpu",
     "step_gpu",
     "voxel_update",
@@ -41,10 +39,7 @@ K, KF, KM, C, CF, CM, LV, TS, TL, B, FIXED, H, EL, ES, CAPP, TV1, TV2, EV1, EV2,
     21
 )
 N_PROPS = 21
-LN_HALF = math.log(0.5)
-LN_QUARTER = math.log(0.25)
 T_REF = 37.0
-KELVIN = 273.15
 
 
 def pack_properties(table) -> np.ndarray:
@@ -77,29 +72,6 @@ def pack_properties(table) -> np.ndarray:
         1.0 / table.c_vol_j_m3_k,
     ]
     return np.ascontiguousarray(np.stack(rows).astype(np.float64))
-
-
-# Damage-rate table: Arrhenius and CEM43 rates tabulated every RATE_STEP_C from RATE_T0_C
-# and interpolated linearly. The relative interpolation error is at most
-# (h * dln(rate)/dT)^2 / 8: with h = 0.02 degC and dln(rate)/dT <= ln 4 (CEM43 below
-# 43 degC; Arrhenius liver ~0.3/degC) that is < 1e-4 relative, far below the spread
-# of the published damage constants. Outside the table the exact exponentials are used.
-RATE_T0_C = -60.0
-RATE_STEP_C = 0.02
-RATE_SPAN_C = 220.0
-
-
-def rate_table(ln_a: float, ea_r: float) -> np.ndarray:
-    """(n, 4) table: Arrhenius rate, its increment, CEM43 rate, its increment per row.
-
-    Row ``i`` holds the rates at ``RATE_T0_C + i * RATE_STEP_C`` (1/s and CEM43 min/s).
-    """
-    t = RATE_T0_C + RATE_STEP_C * np.arange(round(RATE_SPAN_C / RATE_STEP_C) + 2)
-    arr = np.exp(ln_a - ea_r / (t + KELVIN))
-    cem = np.where(t >= 43.0, np.exp((43.0 - t) * LN_HALF), np.exp((43.0 - t) * LN_QUARTER))
-    cem = cem / 60.0
-    tab = np.stack([arr[:-1], np.diff(arr), cem[:-1], np.diff(cem)], axis=1)
-    return np.ascontiguousarray(tab, dtype=np.float64)
 
 
 def _k_of(P, m, t, const):
@@ -150,17 +122,6 @@ def _conductance(P, ki, m, mj, tj, d, inv_d2, const):
     if ki + kj <= 0.0:
         return 0.0  # two insulators
     return 2.0 * ki * kj / (ki + kj) * inv_d2
-
-
-def _arrhenius_rate(t, ln_a, ea_r):
-    return math.exp(ln_a - ea_r / (t + KELVIN))
-
-
-def _cem43_rate(t):
-    # CEM43 minutes per second: R^(43 - T) / 60, R = 0.5 above 43 degC, 0.25 below
-    if t >= 43.0:
-        return math.exp((43.0 - t) * LN_HALF) / 60.0
-    return math.exp((43.0 - t) * LN_QUARTER) / 60.0
 
 
 def voxel_update(
@@ -220,8 +181,8 @@ def voxel_update(
         r_arr = RT[row, 0] + f * RT[row, 1]
         r_cem = RT[row, 2] + f * RT[row, 3]
     else:
-        r_arr = _arrhenius_rate(t_mid, ln_a, ea_r)
-        r_cem = _cem43_rate(t_mid)
+        r_arr = arrhenius_rate(t_mid, ln_a, ea_r)
+        r_cem = cem43_rate(t_mid)
     omega[i, j, k] = om + dt * r_arr
     cem[i, j, k] = cem[i, j, k] + dt * r_cem
     if t_new < tmin[i, j, k]:
@@ -247,8 +208,8 @@ def _bind(fn, names):
 _cpu_helpers = {"_k_of": _k_of_cpu, "_t_of_e": _t_of_e_cpu, "_e_of_t": _e_of_t_cpu}
 _conductance_cpu = _jit(_bind(_conductance, _cpu_helpers))
 _cpu_helpers["_conductance"] = _conductance_cpu
-_cpu_helpers["_arrhenius_rate"] = _jit(_arrhenius_rate)
-_cpu_helpers["_cem43_rate"] = _jit(_cem43_rate)
+_cpu_helpers["arrhenius_rate"] = _jit(arrhenius_rate)
+_cpu_helpers["cem43_rate"] = _jit(cem43_rate)
 _voxel_cpu = _jit(_bind(voxel_update, _cpu_helpers))
 
 
@@ -275,8 +236,8 @@ def step_cpu(
 _dev = cuda.jit(device=True)
 _gpu_helpers = {"_k_of": _dev(_k_of), "_t_of_e": _dev(_t_of_e), "_e_of_t": _dev(_e_of_t)}
 _gpu_helpers["_conductance"] = _dev(_bind(_conductance, _gpu_helpers))
-_gpu_helpers["_arrhenius_rate"] = _dev(_arrhenius_rate)
-_gpu_helpers["_cem43_rate"] = _dev(_cem43_rate)
+_gpu_helpers["arrhenius_rate"] = _dev(arrhenius_rate)
+_gpu_helpers["cem43_rate"] = _dev(cem43_rate)
 _voxel_gpu = _dev(_bind(voxel_update, _gpu_helpers))
 
 

@@ -12,7 +12,13 @@ import numpy as np
 
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
-from ioplan.physics._kernel import pack_properties, rate_table, step_cpu, step_gpu
+from ioplan.physics._damage import (
+    ARRHENIUS_A_PER_S,
+    ARRHENIUS_EA_J_MOL,
+    arrhenius_log_constants,
+    rate_table,
+)
+from ioplan.physics._kernel import pack_properties, step_cpu, step_gpu
 from ioplan.physics._materials import BOUNDARY_ID, MaterialTable
 
 __all__ = [
@@ -51,7 +57,8 @@ class ThermalProblem:
     perfusion_stop_c : float
         Perfusion stops below this temperature (frozen tissue).
     arrhenius_a_per_s, arrhenius_ea_j_mol : float
-        Arrhenius damage parameters.
+        Arrhenius damage parameters A (1/s) and Ea (J/mol); default liver, from the
+        tissue table (:data:`ioplan.physics.ARRHENIUS_A_PER_S`).
     dtype : str
         ``"float32"`` (fast) or ``"float64"`` (verification) state arrays.
     """
@@ -63,8 +70,8 @@ class ThermalProblem:
     body_temperature_c: float = 37.0
     constant_properties: bool = False
     perfusion_stop_c: float = -2.0
-    arrhenius_a_per_s: float = 7.39e39
-    arrhenius_ea_j_mol: float = 2.577e5
+    arrhenius_a_per_s: float = ARRHENIUS_A_PER_S
+    arrhenius_ea_j_mol: float = ARRHENIUS_EA_J_MOL
     dtype: str = "float32"
     boundary_material: int = BOUNDARY_ID
     packed: np.ndarray = field(init=False, repr=False)
@@ -92,7 +99,7 @@ class ThermalProblem:
     @property
     def spacing_m(self) -> tuple[float, float, float]:
         """Voxel spacing ``(z, y, x)`` in metres."""
-        return tuple(s * 1e-3 for s in self.grid.spacing_mm)
+        return self.grid.spacing_m
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,10 +212,7 @@ def _group_array(groups: Any, body_c: float) -> np.ndarray:
 
 
 def _ln_a(problem: ThermalProblem) -> tuple[float, float]:
-    from ioplan.tissue import constants
-
-    r = constants()["gas_constant_j_mol_k"]
-    return math.log(problem.arrhenius_a_per_s), problem.arrhenius_ea_j_mol / r
+    return arrhenius_log_constants(problem.arrhenius_a_per_s, problem.arrhenius_ea_j_mol)
 
 
 def step(
@@ -346,7 +350,7 @@ def run(
         chunk = min(chunk, max(1, round(1.0 / dt)))
     runner = _Runner(problem, backend)
     arrays = tuple(a.copy() for a in st.arrays())
-    voxel_vol = float(np.prod(problem.spacing_m))
+    voxel_vol = problem.grid.voxel_volume_m3
     energy = 0.0
     t_now = st.time_s
     done = 0
