@@ -1,9 +1,14 @@
-"""``ioplan sirt ...``: Y-90 radioembolization and TACE dosing."""
+"""``ioplan sirt ...``: Y-90 radioembolization and TACE dosing.
+
+Parse, call one library function (:mod:`ioplan.embolization`), print. The ranges stated in
+the help are those of :data:`ioplan.embolization.RANGES` (a test holds them together).
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,21 +24,61 @@ from ioplan.errors import InputError
 sirt_app = typer.Typer(help="Y-90 radioembolization: activity, dose, checks; TACE dosing.",
                        no_args_is_help=True)  # fmt: skip
 app.add_typer(sirt_app, name="sirt")
+
+
+class _Sphere(StrEnum):  # the choices of ioplan.embolization.Sphere (a test holds them equal)
+    glass = "glass"
+    resin = "resin"
+
+
+class _Method(StrEnum):
+    ldm = "ldm"
+    kernel = "kernel"
+
+
 _CF = Annotated[
-    float | None, typer.Option("--cf", help="Dose constant, Gy kg/GBq: 49.67 (default), 50, 49.38.")
+    float | None,
+    typer.Option("--cf", help="Dose constant (Gy kg/GBq): 49.67 (EANM, default), 50 or 49.38."),
 ]
-_LSF = Annotated[float, typer.Option("--lsf", help="Lung shunt fraction, 0-1.")]
-_REPORT = Annotated[Path | None, typer.Option(help="Write a one-page HTML report here.")]
+_LSF_HELP = "Lung shunt fraction, >= 0 and < 1 (0.05 for 5 %)."
+_LSF = Annotated[float, typer.Option("--lsf", help=_LSF_HELP)]
+_REPORT = Annotated[
+    Path | None,
+    typer.Option(
+        help="Folder for a one-page HTML report (report.html); refused if it holds one "
+        "unless --overwrite."
+    ),
+]
 _SPHERE = Annotated[
-    str | None, typer.Option(help="glass or resin: check that sphere type's limits.")
+    _Sphere | None,
+    typer.Option(case_sensitive=False, help="Sphere type: check its dose limits (EANM 2022)."),
 ]
+_JSON = Annotated[bool, typer.Option("--json", help="Print the result as JSON on standard output.")]
+_RESIDUAL = Annotated[
+    float,
+    typer.Option(help="Fraction of the activity left in the vial and lines, >= 0 and < 1."),
+]
+_LUNG_MASS = Annotated[
+    float | None,
+    typer.Option(help="Lung mass in kg, 0.1-3 (default: the 1 kg convention)."),
+]
+_DECAY = Annotated[
+    float,
+    typer.Option(help="Hours from the vial's calibration to the treatment, 0-720 h."),
+]
+_ACTIVITY = Annotated[
+    float | None, typer.Option(help="Activity in GBq, > 0 and <= 20: run the model forward.")
+]
+_HEIGHT = Annotated[float, typer.Option(help="Height in cm, 100-250.")]
+_WEIGHT = Annotated[float, typer.Option(help="Weight in kg, 20-300.")]
 
 
-def _sirt_out(result: dict, as_json: bool, report: Path | None, title: str) -> None:
+def _sirt_out(result: dict, as_json: bool, report: Path | None, title: str,
+              overwrite: bool = False) -> None:  # fmt: skip
     if report is not None:
         from ioplan.embolization import write_sirt_report
 
-        write_sirt_report(result, report, title)
+        write_sirt_report(result, report, title, overwrite=overwrite)
     for w in result.get("warnings", []):
         _warn(w)
     if as_json:
@@ -46,66 +91,91 @@ def _sirt_out(result: dict, as_json: bool, report: Path | None, title: str) -> N
         typer.echo(f"report: {report / 'report.html'}")
 
 
+def _check_report(report: Path | None, overwrite: bool) -> None:
+    """Refuse an unusable report folder before any work."""
+    if report is not None:
+        from ioplan.embolization import check_report_folder
+
+        check_report_folder(report, overwrite=overwrite)
+
+
+def _sphere(sphere: _Sphere | None) -> str | None:
+    return None if sphere is None else sphere.value
+
+
 @sirt_app.command("single")
 def sirt_single(
-    mass_kg: Annotated[float, typer.Option(help="Perfused liver mass (kg).")],
+    mass_kg: Annotated[float, typer.Option(help="Perfused liver mass in kg, > 0 and <= 5.")],
     lsf: _LSF,
-    dose_gy: Annotated[float | None, typer.Option(help="Wanted mean dose (Gy).")] = None,
-    activity_gbq: Annotated[float | None, typer.Option(help="Activity (GBq): forward.")] = None,
+    dose_gy: Annotated[
+        float | None, typer.Option(help="Wanted mean dose in Gy, > 0 and <= 1000.")
+    ] = None,
+    activity_gbq: _ACTIVITY = None,
     cf: _CF = None,
-    residual: Annotated[float, typer.Option(help="Fraction left in the vial, 0-1.")] = 0.0,
-    lung_mass_kg: Annotated[float | None, typer.Option(help="Lung mass (default 1 kg).")] = None,
-    decay_hours: Annotated[float, typer.Option(help="Hours from calibration to treatment.")] = 0.0,
+    residual: _RESIDUAL = 0.0,
+    lung_mass_kg: _LUNG_MASS = None,
+    decay_hours: _DECAY = 0.0,
     sphere: _SPHERE = None,
     report: _REPORT = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    overwrite: _OVERWRITE = False,
+    as_json: _JSON = False,
 ) -> None:
     """MIRD single compartment: activity for a dose, or the dose of an activity."""
     from ioplan.embolization import single_compartment
 
+    _check_report(report, overwrite)
     r = single_compartment(
         mass_kg, lsf, dose_gy=dose_gy, activity_gbq=activity_gbq, cf=cf, residual=residual,
-        lung_mass_kg=lung_mass_kg, sphere=sphere, decay_hours=decay_hours,
+        lung_mass_kg=lung_mass_kg, sphere=_sphere(sphere), decay_hours=decay_hours,
     )  # fmt: skip
-    _sirt_out(r.to_dict(), as_json, report, "Y-90 single compartment")
+    _sirt_out(r.to_dict(), as_json, report, "Y-90 single compartment", overwrite)
 
 
 @sirt_app.command("partition")
 def sirt_partition(
-    tumor_kg: Annotated[float, typer.Option(help="Tumour mass (kg).")],
-    normal_kg: Annotated[float, typer.Option(help="Normal perfused liver mass (kg).")],
+    tumor_kg: Annotated[float, typer.Option(help="Tumour mass in kg, > 0 and <= 5.")],
+    normal_kg: Annotated[
+        float, typer.Option(help="Normal perfused liver mass in kg, > 0 and <= 5.")
+    ],
     lsf: _LSF,
-    tn: Annotated[float | None, typer.Option(help="Tumour-to-normal uptake ratio (MAA).")] = None,
+    tn: Annotated[
+        float | None,
+        typer.Option(help="Tumour-to-normal uptake ratio (MAA), > 0 and <= 100; or counts."),
+    ] = None,
     tumor_counts: Annotated[
-        float | None, typer.Option(help="MAA counts in the tumour (T/N from counts).")
+        float | None,
+        typer.Option(help="MAA counts in the tumour, >= 0 (T/N from counts per kg)."),
     ] = None,
     normal_counts: Annotated[
-        float | None, typer.Option(help="MAA counts in the normal liver.")
+        float | None, typer.Option(help="MAA counts in the normal liver, > 0.")
     ] = None,
-    activity_gbq: Annotated[float | None, typer.Option(help="Activity (GBq): forward.")] = None,
-    normal_dose_gy: Annotated[float | None, typer.Option(help="Normal-liver dose target.")] = None,
-    tumor_dose_gy: Annotated[float | None, typer.Option(help="Tumour dose target.")] = None,
+    activity_gbq: _ACTIVITY = None,
+    normal_dose_gy: Annotated[
+        float | None, typer.Option(help="Normal-liver dose target in Gy, > 0 and <= 1000.")
+    ] = None,
+    tumor_dose_gy: Annotated[
+        float | None, typer.Option(help="Tumour dose target in Gy, > 0 and <= 1000.")
+    ] = None,
     cf: _CF = None,
-    residual: Annotated[float, typer.Option(help="Fraction left in the vial, 0-1.")] = 0.0,
-    lung_mass_kg: Annotated[float | None, typer.Option(help="Lung mass (default 1 kg).")] = None,
+    residual: _RESIDUAL = 0.0,
+    lung_mass_kg: _LUNG_MASS = None,
+    decay_hours: _DECAY = 0.0,
     sphere: _SPHERE = None,
     report: _REPORT = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    overwrite: _OVERWRITE = False,
+    as_json: _JSON = False,
 ) -> None:
     """Partition model: tumour and normal-liver doses, or the activity for a target."""
-    from ioplan.embolization import partition, tn_ratio
+    from ioplan.embolization import partition, tn_from_inputs
 
-    if tn is None:
-        if tumor_counts is None or normal_counts is None:
-            raise InputError("give --tn, or --tumor-counts and --normal-counts")
-        # counts per kg: the ratio of concentrations (equal densities)
-        tn = tn_ratio(tumor_counts, tumor_kg, normal_counts, normal_kg)
+    _check_report(report, overwrite)
+    ratio = tn_from_inputs(tn, tumor_counts, normal_counts, tumor_kg, normal_kg)
     r = partition(
-        tumor_kg, normal_kg, tn, lsf, activity_gbq=activity_gbq, normal_dose_gy=normal_dose_gy,
-        tumour_dose_gy=tumor_dose_gy, cf=cf, residual=residual, lung_mass_kg=lung_mass_kg,
-        sphere=sphere,
+        tumor_kg, normal_kg, ratio, lsf, activity_gbq=activity_gbq,
+        normal_dose_gy=normal_dose_gy, tumour_dose_gy=tumor_dose_gy, cf=cf, residual=residual,
+        lung_mass_kg=lung_mass_kg, sphere=_sphere(sphere), decay_hours=decay_hours,
     )  # fmt: skip
-    _sirt_out(r.to_dict(), as_json, report, "Y-90 partition model")
+    _sirt_out(r.to_dict(), as_json, report, "Y-90 partition model", overwrite)
 
 
 @sirt_app.command("territories")
@@ -113,97 +183,86 @@ def sirt_territories(
     file: Annotated[
         Path,
         typer.Argument(
-            help="CSV: name,tumor_kg,normal_kg,tn and one of "
-            "activity_gbq, normal_dose_gy, tumor_dose_gy."
+            help="CSV (UTF-8): name,tumor_kg,normal_kg,tn and one of activity_gbq, "
+            "normal_dose_gy, tumor_dose_gy per row; unique names."
         ),
     ],
     lsf: _LSF,
     cf: _CF = None,
-    lung_mass_kg: Annotated[float | None, typer.Option(help="Lung mass (default 1 kg).")] = None,
+    lung_mass_kg: _LUNG_MASS = None,
     sphere: _SPHERE = None,
     report: _REPORT = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    overwrite: _OVERWRITE = False,
+    as_json: _JSON = False,
 ) -> None:
     """Several perfused territories (lobar, segmental) by the partition model."""
-    import csv
+    from ioplan.embolization import read_territories, territories
 
-    from ioplan.embolization import territories
-
-    if not file.is_file():
-        raise InputError(f"territory file not found: {file}")
-    items = []
-    with file.open(newline="") as fh:
-        for i, row in enumerate(csv.DictReader(fh), start=2):
-            item: dict = {"name": row.get("name") or f"territory {i - 1}"}
-            for key, val in row.items():
-                if key in ("name", None) or val in (None, ""):
-                    continue
-                try:
-                    item[key.strip()] = float(val)
-                except ValueError:
-                    raise InputError(
-                        f"{file}, row {i}, column {key}: not a number: {val!r}"
-                    ) from None
-            missing = {"tumor_kg", "normal_kg", "tn"} - set(item)
-            if missing:
-                raise InputError(f"{file}, row {i}: missing {', '.join(sorted(missing))}")
-            items.append(item)
-    doc = territories(items, lsf, cf=cf, lung_mass_kg=lung_mass_kg, sphere=sphere)
-    _sirt_out(doc, as_json, report, "Y-90 partition by territory")
+    _check_report(report, overwrite)
+    doc = territories(read_territories(file), lsf, cf=cf, lung_mass_kg=lung_mass_kg,
+                      sphere=_sphere(sphere))  # fmt: skip
+    _sirt_out(doc, as_json, report, "Y-90 partition by territory", overwrite)
 
 
 @sirt_app.command("bsa")
 def sirt_bsa(
-    height_cm: Annotated[float, typer.Option(help="Height (cm).")],
-    weight_kg: Annotated[float, typer.Option(help="Weight (kg).")],
-    tumor_ml: Annotated[float, typer.Option(help="Tumour volume (mL).")],
-    normal_ml: Annotated[float, typer.Option(help="Normal liver volume (mL).")],
-    lsf: Annotated[float, typer.Option("--lsf", help="Lung shunt fraction, 0-1.")] = 0.0,
+    height_cm: _HEIGHT,
+    weight_kg: _WEIGHT,
+    tumor_ml: Annotated[float, typer.Option(help="Tumour volume in mL, > 0 and <= 5000.")],
+    normal_ml: Annotated[float, typer.Option(help="Normal liver volume in mL, > 0 and <= 5000.")],
+    lsf: _LSF = 0.0,
     cf: _CF = None,
     report: _REPORT = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    overwrite: _OVERWRITE = False,
+    as_json: _JSON = False,
 ) -> None:
     """Resin BSA method, with the lung-shunt reductions of the instructions for use."""
     from ioplan.embolization import bsa_activity
 
+    _check_report(report, overwrite)
     r = bsa_activity(height_cm, weight_kg, tumor_ml, normal_ml, lsf, cf=cf)
-    _sirt_out(r.to_dict(), as_json, report, "Y-90 BSA (resin)")
+    _sirt_out(r.to_dict(), as_json, report, "Y-90 BSA (resin)", overwrite)
 
 
 @sirt_app.command("lsf")
 def sirt_lsf(
-    lung_counts: Annotated[float | None, typer.Option(help="Lung counts (SPECT/CT).")] = None,
-    liver_counts: Annotated[float | None, typer.Option(help="Liver counts (SPECT/CT).")] = None,
+    lung_counts: Annotated[float | None, typer.Option(help="Lung counts (SPECT/CT), >= 0.")] = None,
+    liver_counts: Annotated[
+        float | None, typer.Option(help="Liver counts (SPECT/CT), >= 0.")
+    ] = None,
     planar: Annotated[
         str | None,
-        typer.Option(help="Planar counts: lung_ant,lung_post,liver_ant,liver_post."),
+        typer.Option(
+            help="Planar counts, each >= 0: lung_ant,lung_post,liver_ant,liver_post "
+            "(instead of SPECT counts)."
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: _JSON = False,
 ) -> None:
     """Lung shunt fraction from counts (SPECT/CT, or planar conjugate views)."""
-    from ioplan.embolization import lung_shunt_fraction, lung_shunt_fraction_planar
+    from ioplan.embolization import lsf_from_counts
 
+    views = None
     if planar is not None:
         try:
-            la, lp, va, vp = (float(v) for v in planar.split(","))
+            views = tuple(float(v) for v in planar.split(","))
         except ValueError:
             raise InputError(
-                "--planar needs four numbers: lung_ant,lung_post,liver_ant,liver_post"
+                f"--planar needs four numbers lung_ant,lung_post,liver_ant,liver_post, "
+                f"got {planar!r}"
             ) from None
-        f = lung_shunt_fraction_planar(la, lp, va, vp)
-    elif lung_counts is None or liver_counts is None:
-        raise InputError("give --lung-counts and --liver-counts, or --planar")
-    else:
-        f = lung_shunt_fraction(lung_counts, liver_counts)
+    f = lsf_from_counts(lung_counts=lung_counts, liver_counts=liver_counts, planar=views)  # type: ignore[arg-type]
     _sirt_out({"lsf": round(f, 6), "lsf_percent": round(100 * f, 4)}, as_json, None, "LSF")
 
 
 @sirt_app.command("tace")
 def sirt_tace(
-    height_cm: Annotated[float, typer.Option(help="Height (cm).")],
-    weight_kg: Annotated[float, typer.Option(help="Weight (kg).")],
-    mg_m2: Annotated[float, typer.Option(help="Doxorubicin dose, 50-75 mg/m2.")] = 50.0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    height_cm: _HEIGHT,
+    weight_kg: _WEIGHT,
+    mg_m2: Annotated[
+        float, typer.Option(help="Doxorubicin per body surface area in mg/m2, 50-75.")
+    ] = 50.0,
+    as_json: _JSON = False,
 ) -> None:
     """TACE: doxorubicin by body surface area and the drug-eluting bead volume."""
     from ioplan.embolization import tace_dose
@@ -213,56 +272,59 @@ def sirt_tace(
 
 @sirt_app.command("synthetic-spect")
 def sirt_synthetic_spect(
-    case: Annotated[Path, typer.Argument(help="Case folder (labels.nii.gz).")],
-    out: Annotated[Path, typer.Option(help="SPECT file to write (NIfTI).")],
-    tn: Annotated[float, typer.Option(help="Tumour-to-normal uptake ratio.")] = 4.0,
-    lsf: Annotated[float, typer.Option("--lsf", help="Lung shunt fraction, 0-1.")] = 0.05,
-    fwhm_mm: Annotated[float, typer.Option(help="Resolution (FWHM, mm).")] = 12.0,
-    total_counts: Annotated[float, typer.Option(help="Expected total counts.")] = 2e6,
-    seed: Annotated[int, typer.Option(help="Random seed (Poisson noise).")] = 0,
+    case: Annotated[Path, typer.Argument(help="Case folder (case.toml, labels).")],
+    out: Annotated[Path, typer.Option(help="SPECT file to write (.nii or .nii.gz).")],
+    tn: Annotated[float, typer.Option(help="Tumour-to-normal uptake ratio, > 0 and <= 100.")] = 4.0,
+    lsf: _LSF = 0.05,
+    fwhm_mm: Annotated[float, typer.Option(help="Resolution (FWHM) in mm, > 0 and <= 100.")] = 12.0,
+    total_counts: Annotated[float, typer.Option(help="Expected total counts, 1 to 1e10.")] = 2e6,
+    seed: Annotated[int, typer.Option(help="Seed of the Poisson noise, >= 0.")] = 0,
     overwrite: _OVERWRITE = False,
 ) -> None:
     """A synthetic SPECT of a case: uptake at T/N, a lung shunt, blur, Poisson noise."""
-    from ioplan.anatomy import load_case
-    from ioplan.embolization import check_lsf, synthetic_spect
-    from ioplan.imaging import write_nifti
+    from ioplan.embolization import write_synthetic_spect
 
-    c = load_case(case)
-    spect = synthetic_spect(c.labels, tn=tn, lsf=check_lsf(lsf), fwhm_mm=fwhm_mm,
-                            total_counts=total_counts, seed=seed)  # fmt: skip
-    write_nifti(spect, out, overwrite=overwrite)
-    typer.echo(f"SPECT written to {out}")
+    path = write_synthetic_spect(case, out, tn=tn, lsf=lsf, fwhm_mm=fwhm_mm,
+                                 total_counts=total_counts, seed=seed,
+                                 overwrite=overwrite)  # fmt: skip
+    typer.echo(f"SPECT written to {path}")
 
 
 @sirt_app.command("voxel")
 def sirt_voxel(
-    spect: Annotated[Path, typer.Option(help="SPECT or Y-90 PET (counts).")],
-    ct: Annotated[Path, typer.Option(help="CT on the label grid (HU).")],
-    labels: Annotated[Path, typer.Option(help="ioplan label map (liver 7, tumour 8, lung).")],
+    spect: Annotated[
+        Path, typer.Option(help="SPECT (counts) or, with --absolute, Y-90 PET (Bq/mL).")
+    ],
+    ct: Annotated[Path, typer.Option(help="CT (HU) on the label grid.")],
+    labels: Annotated[Path, typer.Option(help="ioplan label map (liver 7, tumour 8, lung 21).")],
     out: Annotated[Path, typer.Option(help="Output folder: dose.nii.gz, dvh.png, report.")],
     activity_gbq: Annotated[
-        float | None, typer.Option(help="Injected activity (GBq): patient-relative.")
+        float | None,
+        typer.Option(help="Injected activity in GBq, > 0 and <= 20 (patient-relative)."),
     ] = None,
     absolute: Annotated[
         bool, typer.Option("--absolute", help="The image is activity in Bq/mL (Y-90 PET).")
     ] = False,
-    method: Annotated[str, typer.Option(help="ldm or kernel.")] = "ldm",
-    lsf: Annotated[float, typer.Option("--lsf", help="Lung shunt fraction, 0-1.")] = 0.0,
+    method: Annotated[
+        _Method, typer.Option(help="ldm (local deposition) or kernel (S-value kernel).")
+    ] = _Method.ldm,
+    lsf: _LSF = 0.0,
     lung_mass_kg: Annotated[
-        float | None, typer.Option(help="Lung mass (kg) instead of the CT lung label's.")
+        float | None,
+        typer.Option(help="Lung mass in kg, 0.1-3, instead of the CT lung label's."),
     ] = None,
     cf: _CF = None,
     overwrite: _OVERWRITE = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: _JSON = False,
 ) -> None:
     """Voxel dosimetry (local deposition or S-value kernel) with DVHs per structure."""
-    from ioplan.embolization import voxel_dose, write_voxel_outputs
-    from ioplan.imaging import check_output_folder, read_image
+    from ioplan.embolization import check_report_folder, voxel_dose, write_voxel_outputs
+    from ioplan.imaging import read_image
 
-    check_output_folder(out, overwrite=overwrite)
+    check_report_folder(out, overwrite=overwrite, voxel=True)
     res = voxel_dose(
         read_image(spect), read_image(ct), read_image(labels), activity_gbq, lsf=lsf,
-        method=method, cf=cf, lung_mass_kg=lung_mass_kg, absolute=absolute,
+        method=method.value, cf=cf, lung_mass_kg=lung_mass_kg, absolute=absolute,
     )  # fmt: skip
     doc = res.to_dict() | {"activity_gbq": activity_gbq, "lsf": lsf}
     write_voxel_outputs(res, doc, out, overwrite=overwrite)

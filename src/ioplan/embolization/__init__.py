@@ -1,22 +1,37 @@
 """Radioembolization (Y-90 SIRT/TARE): activity planning, voxel dosimetry, checks; TACE dosing."""
 
+from ioplan.embolization._checks import (
+    RANGES,
+    Sphere,
+    check_lsf,
+    check_range,
+    check_sphere,
+    in_range,
+    range_text,
+)
 from ioplan.embolization._models import (
     SirtResult,
     bsa_activity,
     bsa_m2,
-    check_lsf,
     constants,
     decay_factor,
+    limit_warnings,
+    lsf_from_counts,
     lung_mass_kg_from_ct,
     lung_shunt_fraction,
     lung_shunt_fraction_planar,
     partition,
     single_compartment,
     tace_dose,
-    territories,
+    tn_from_inputs,
     tn_ratio,
 )
-from ioplan.embolization._report import write_sirt_report, write_voxel_outputs
+from ioplan.embolization._report import (
+    check_report_folder,
+    write_sirt_report,
+    write_voxel_outputs,
+)
+from ioplan.embolization._territories import TERRITORY_COLUMNS, read_territories, territories
 from ioplan.embolization._voxel import (
     KERNEL_VOXEL_MM,
     VoxelDose,
@@ -25,30 +40,44 @@ from ioplan.embolization._voxel import (
     s_value_kernel,
     synthetic_spect,
     voxel_dose,
+    write_synthetic_spect,
 )
 
 __all__ = [
     "KERNEL_VOXEL_MM",
+    "RANGES",
+    "TERRITORY_COLUMNS",
     "SirtResult",
+    "Sphere",
     "VoxelDose",
     "bsa_activity",
     "bsa_m2",
     "check_lsf",
+    "check_range",
+    "check_report_folder",
+    "check_sphere",
     "constants",
     "decay_factor",
     "dvh_statistics",
+    "in_range",
     "kernel_energy_mev",
+    "limit_warnings",
+    "lsf_from_counts",
     "lung_mass_kg_from_ct",
     "lung_shunt_fraction",
     "lung_shunt_fraction_planar",
     "partition",
+    "range_text",
+    "read_territories",
     "s_value_kernel",
     "single_compartment",
     "synthetic_spect",
     "tace_dose",
     "territories",
+    "tn_from_inputs",
     "tn_ratio",
     "voxel_dose",
     "write_sirt_report",
+    "write_synthetic_spect",
     "write_voxel_outputs",
 ]

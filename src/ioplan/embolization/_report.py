@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ioplan.embolization._voxel import VoxelDose
+from ioplan.errors import OutputExistsError
 from ioplan.imaging import check_output_folder, write_nifti
 
-__all__ = ["write_sirt_report", "write_voxel_outputs"]
+__all__ = ["check_report_folder", "write_sirt_report", "write_voxel_outputs"]
 
 _STYLE = """<style>body{font-family:sans-serif;max-width:1000px;margin:auto}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}
@@ -25,10 +30,69 @@ def _rows(doc: dict[str, Any]) -> str:
     )
 
 
-def write_sirt_report(result: dict[str, Any], folder: Path, title: str) -> Path:
-    """A one-page HTML report of an activity calculation."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+_SIRT_REPORT_FILES = frozenset({"report.html"})
+_VOXEL_FILES = frozenset({"dose.nii.gz", "dvh.png", "dosimetry.json", "report.html"})
+
+
+def check_report_folder(folder: str | Path, *, overwrite: bool = False,
+                        voxel: bool = False) -> Path:  # fmt: skip
+    """Refuse an output folder before any work.
+
+    Refused: a file; a folder holding anything, unless ``overwrite``; a folder holding
+    files these outputs would not replace (``report.html``, or with ``voxel`` also
+    ``dose.nii.gz``, ``dvh.png``, ``dosimetry.json``); a folder that cannot be written.
+    """
+    return _check_folder(folder, overwrite, _VOXEL_FILES if voxel else _SIRT_REPORT_FILES)
+
+
+def _check_folder(folder: str | Path, overwrite: bool, files: frozenset[str]) -> Path:
+    out = check_output_folder(folder, overwrite=overwrite)
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in files)
+        if foreign:
+            raise OutputExistsError(
+                f"{out} holds files this command did not write ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); choose another folder"
+            )
+    return out
+
+
+def _write_folder_atomically(folder: Path, write: Callable[[Path], None], *, overwrite: bool,
+                             files: frozenset[str]) -> Path:  # fmt: skip
+    """Write into a temporary sibling folder, then rename it into place.
+
+    An interruption leaves the earlier folder (or none) intact, never a mixture; the
+    earlier folder is replaced only with ``overwrite`` and only when it holds nothing
+    but these outputs.
+    """
+    out = _check_folder(folder, overwrite, files)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    old = None
+    try:
+        write(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not out.exists() and (old / out.name).exists():
+            os.replace(old / out.name, out)  # put the earlier outputs back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+def write_sirt_report(result: dict[str, Any], folder: str | Path, title: str, *,
+                      overwrite: bool = False) -> Path:  # fmt: skip
+    """A one-page HTML report of an activity calculation: ``FOLDER/report.html``.
+
+    The folder is written atomically; an earlier report there is replaced only with
+    ``overwrite`` (:class:`~ioplan.errors.OutputExistsError` otherwise).
+    """
     warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.get("warnings", []))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 {_STYLE}</head><body><h1>{html.escape(title)}</h1>
@@ -36,20 +100,33 @@ def write_sirt_report(result: dict[str, Any], folder: Path, title: str) -> Path:
 <h2>Warnings</h2><ul>{warn or "<li>none</li>"}</ul><table>{_rows(result)}</table>
 </body></html>
 """
-    (out / "report.html").write_text(page)
+    out = _write_folder_atomically(
+        Path(folder), lambda tmp: (tmp / "report.html").write_text(page, encoding="utf-8"),
+        overwrite=overwrite, files=_SIRT_REPORT_FILES,
+    )  # fmt: skip
     return out / "report.html"
 
 
 def write_voxel_outputs(res: VoxelDose, doc: dict[str, Any], folder: Path, *,
                         overwrite: bool = False) -> Path:  # fmt: skip
-    """``dose.nii.gz`` (Gy), ``dvh.png``, ``dosimetry.json`` and ``report.html``."""
+    """``dose.nii.gz`` (Gy), ``dvh.png``, ``dosimetry.json`` and ``report.html``.
+
+    Written atomically (a temporary folder renamed into place); an earlier output is
+    replaced only with ``overwrite``.
+    """
+    out = _write_folder_atomically(
+        Path(folder), lambda tmp: _voxel_files(res, doc, tmp), overwrite=overwrite,
+        files=_VOXEL_FILES,
+    )  # fmt: skip
+    return out / "report.html"
+
+
+def _voxel_files(res: VoxelDose, doc: dict[str, Any], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out = check_output_folder(folder, overwrite=overwrite)
-    out.mkdir(parents=True, exist_ok=True)
     write_nifti(res.dose, out / "dose.nii.gz", overwrite=True)
     (out / "dosimetry.json").write_text(json.dumps(doc, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -78,5 +155,4 @@ def write_voxel_outputs(res: VoxelDose, doc: dict[str, Any], folder: Path, *,
 <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
 <p>Files: dose.nii.gz (Gy), dosimetry.json, dvh.png.</p></body></html>
 """
-    (out / "report.html").write_text(page)
-    return out / "report.html"
+    (out / "report.html").write_text(page, encoding="utf-8")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,10 @@ from scipy import ndimage
 from scipy.signal import fftconvolve
 
 from ioplan.anatomy import Label
-from ioplan.embolization._models import _cf, check_lsf, constants, mean_life_s
-from ioplan.errors import InputError
-from ioplan.imaging import Grid, Volume, resample
+from ioplan.embolization._checks import check_lsf, check_range
+from ioplan.embolization._models import _cf, _lung_mass, constants, mean_life_s
+from ioplan.errors import InputError, InvalidImageError, OutputExistsError
+from ioplan.imaging import Grid, Volume, check_writable, resample
 
 __all__ = [
     "KERNEL_VOXEL_MM",
@@ -38,6 +40,7 @@ __all__ = [
     "s_value_kernel",
     "synthetic_spect",
     "voxel_dose",
+    "write_synthetic_spect",
 ]
 
 KERNEL_VOXEL_MM = 4.8
@@ -155,21 +158,74 @@ def voxel_dose(
 ) -> VoxelDose:  # fmt: skip
     """Absorbed dose (Gy) per voxel on the CT/label grid (see the module doc).
 
-    ``lung_mass_kg`` overrides the lung mass measured on the CT (whose lung label may
-    hold only the bases on an abdominal scan). ``absolute``: the image holds activity
-    concentration in Bq/mL at the time of injection (quantitative Y-90 PET or calibrated
-    SPECT); the activity in the liver is then read from it and ``activity_gbq`` (which
-    must then be None) is not needed; the lung receives ``lsf`` of the total.
+    Parameters
+    ----------
+    spect : Volume
+        SPECT (counts, >= 0) or, with ``absolute``, activity concentration (Bq/mL) at
+        injection (quantitative Y-90 PET or calibrated SPECT); any grid overlapping the
+        labels (resampled linearly onto them).
+    ct : Volume
+        CT (HU) on the label grid; density (HU + 1000) / 1000 g/mL.
+    labels : Volume
+        ioplan label map (liver 7, tumour 8, lung 21), integer values.
+    activity_gbq : float or None
+        Injected activity (GBq, > 0 and <= 20); None with ``absolute``.
+    lsf : float
+        Lung shunt fraction, in [0, 1): the lung receives that part of the activity.
+    method : {"ldm", "kernel"}
+        Local deposition, or convolution with the 4.8 mm Y-90 voxel S-values.
+    cf : float, optional
+        Dose constant (Gy kg/GBq) for the local deposition: 49.67 (default), 50, 49.38.
+    lung_mass_kg : float, optional
+        Lung mass (kg, 0.1-3) instead of the one measured on the CT lung label (which may
+        hold only the bases on an abdominal scan).
+    absolute : bool
+        The image holds Bq/mL; the liver's activity is read from it.
+
+    Returns
+    -------
+    VoxelDose
+        The dose map (Gy, float32, on the label grid), DVH statistics per structure
+        (mean, D50/70/95/98, V100/150/205), the lung mass and mean lung dose, notes.
+
+    References
+    ----------
+    Lanconelli N et al., A free database of radionuclide voxel S values for the dosimetry
+    of nonuniform activity distributions, Phys Med Biol 2012;57:517-533 (kernel); Kao et
+    al., EJNMMI Res 2014;4:33, doi:10.1186/s13550-014-0033-7 (lung mass from CT); EANM
+    2022 (Weber et al.), doi:10.1007/s00259-021-05600-z.
+
+    Examples
+    --------
+    A uniform block of liver at 1.04 g/mL (40 HU) with 2 GBq: the local deposition dose is
+    CF A / M everywhere.
+
+    >>> g = Grid((10, 10, 10), (4.8, 4.8, 4.8))
+    >>> lab = Volume(np.full(g.shape, int(Label.LIVER), np.uint8), g)
+    >>> ct = Volume(np.full(g.shape, 40.0, np.float32), g)
+    >>> spect = Volume(np.ones(g.shape, np.float32), g)
+    >>> res = voxel_dose(spect, ct, lab, 2.0)
+    >>> mass_kg = 1000 * 0.48**3 * 1.04 / 1000
+    >>> bool(abs(res.structures["normal_liver"]["mean_gy"] - 49.67 * 2.0 / mass_kg) < 1e-2)
+    True
     """
     c = _cf(cf)
     f = check_lsf(lsf)
     if absolute:
         if activity_gbq is not None:
             raise InputError("give either an absolute (Bq/mL) image or --activity-gbq, not both")
-    elif activity_gbq is None or not np.isfinite(activity_gbq) or activity_gbq <= 0:
-        raise InputError(f"activity must be > 0 GBq, got {activity_gbq}")
+    elif activity_gbq is None:
+        raise InputError("give the injected activity (--activity-gbq), or --absolute")
+    else:
+        activity_gbq = check_range("activity_gbq", activity_gbq)
     if method not in ("ldm", "kernel"):
-        raise InputError(f"method must be ldm or kernel, got {method!r}")
+        raise InputError(f"method (--method) must be ldm or kernel, got {method!r}")
+    if lung_mass_kg is not None:
+        lung_mass_kg = _lung_mass(lung_mass_kg)
+    _check_labels(labels)
+    ct_hu = np.asarray(ct.array, float)
+    if not np.all(np.isfinite(ct_hu)):
+        raise InvalidImageError("the CT holds NaN or infinite values")
     g = labels.grid
     ct.grid.require_same(g, what="label map (the CT and the labels must share a grid)")
     notes = []
@@ -204,7 +260,7 @@ def voxel_dose(
         )
     else:
         act = activity_gbq * (1.0 - f) * c_in / total  # GBq per voxel
-    rho = np.clip((np.asarray(ct.array, float) + 1000.0) / 1000.0, 1e-3, None)  # g/mL
+    rho = np.clip((ct_hu + 1000.0) / 1000.0, 1e-3, None)  # g/mL
     mass_kg = rho * g.voxel_volume_ml / 1000.0
     if method == "ldm":
         dose = c * act / mass_kg
@@ -212,8 +268,6 @@ def voxel_dose(
         dose = _kernel_dose_gy(act, g)
     lung = lab == int(Label.LUNG)
     lung_kg = None
-    if lung_mass_kg is not None and (not np.isfinite(lung_mass_kg) or lung_mass_kg <= 0):
-        raise InputError(f"lung mass must be > 0 kg, got {lung_mass_kg}")
     if lung.any() or lung_mass_kg is not None:
         lung_kg = float(mass_kg[lung].sum()) if lung_mass_kg is None else float(lung_mass_kg)
         d_lung = c * activity_gbq * f / lung_kg
@@ -246,24 +300,108 @@ def voxel_dose(
     )
 
 
+def _check_labels(labels: Volume) -> None:
+    """An ioplan label map: a few non-negative integer values (not a CT, not a SPECT)."""
+    vals = np.unique(np.asarray(labels.array))
+    if (
+        vals.size > 256
+        or not np.all(np.isfinite(vals))
+        or np.any(vals != np.round(vals))
+        or vals.min() < 0
+    ):
+        raise InvalidImageError(
+            f"the label map holds {vals.size} distinct values from {vals.min():g} to "
+            f"{vals.max():g}, not labels: is it a CT or a SPECT? (--labels takes an ioplan "
+            "label map: liver 7, tumour 8, lung 21)"
+        )
+
+
+def _check_spect_parameters(tn: float, lsf: float, fwhm_mm: float, total_counts: float,
+                            seed: int) -> None:  # fmt: skip
+    check_range("tn", tn)
+    check_lsf(lsf)
+    check_range("fwhm_mm", fwhm_mm)
+    check_range("total_counts", total_counts)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**63:
+        raise InputError(f"seed (--seed) must be an integer >= 0 and < 2^63, got {seed}")
+
+
 def synthetic_spect(
     labels: Volume, *, tn: float = 4.0, lsf: float = 0.05, fwhm_mm: float = 12.0,
     total_counts: float = 2e6, seed: int = 0,
 ) -> Volume:  # fmt: skip
     """A SPECT-like count map for tests and demos.
 
-    Liver 1, tumour ``tn``, lungs carrying ``lsf`` of all counts, blurred to ``fwhm_mm``
-    and drawn with Poisson noise (``seed``).
+    Liver uptake 1, tumour ``tn``, lungs carrying ``lsf`` of all counts, blurred by a
+    Gaussian of ``fwhm_mm`` (its kernel never wider than the image) and drawn with
+    Poisson noise (``seed``).
+
+    Parameters
+    ----------
+    labels : Volume
+        ioplan label map with a liver or a tumour.
+    tn : float
+        Tumour-to-normal uptake ratio, > 0 and <= 100.
+    lsf : float
+        Lung shunt fraction, in [0, 1).
+    fwhm_mm : float
+        Resolution (mm), > 0 and <= 100.
+    total_counts : float
+        Expected total counts, 1 to 1e10.
+    seed : int
+        Seed of the Poisson noise, >= 0.
+
+    Examples
+    --------
+    >>> g = Grid((8, 8, 8), (4.0, 4.0, 4.0))
+    >>> lab = np.full(g.shape, int(Label.LIVER), np.uint8)
+    >>> spect = synthetic_spect(Volume(lab, g), total_counts=1e5, seed=1)
+    >>> bool(abs(float(spect.array.sum()) - 1e5) < 5 * 1e5**0.5)
+    True
     """
+    _check_spect_parameters(tn, lsf, fwhm_mm, total_counts, seed)
+    _check_labels(labels)
     lab = np.asarray(labels.array)
     liver = lab == int(Label.LIVER)
     tum = lab == int(Label.TUMOR)
     lung = lab == int(Label.LUNG)
+    if not (liver.any() or tum.any()):
+        raise InputError("the label map has no liver or tumour: nothing takes up the spheres")
     act = liver * 1.0 + tum * float(tn)
     if lung.any() and lsf > 0:
         act = act + lung * (lsf / (1 - lsf)) * act.sum() / lung.sum()
-    sigma = fwhm_mm / 2.3548 / np.asarray(labels.grid.spacing_mm)
-    blurred = ndimage.gaussian_filter(act, sigma)
-    blurred *= total_counts / max(blurred.sum(), 1e-12)
-    counts = np.random.default_rng(seed).poisson(blurred).astype(np.float32)
+    sigma = float(fwhm_mm) / 2.3548 / np.asarray(labels.grid.spacing_mm)
+    # the usual 4-sigma kernel, but never wider than the image (a huge FWHM is a flat blur)
+    radius = [min(int(4.0 * s + 0.5), n) for s, n in zip(sigma, lab.shape, strict=True)]
+    blurred = ndimage.gaussian_filter(act, sigma, radius=radius)
+    blurred *= float(total_counts) / max(blurred.sum(), 1e-12)
+    counts = np.random.default_rng(int(seed)).poisson(blurred).astype(np.float32)
     return Volume(counts, labels.grid)
+
+
+def write_synthetic_spect(
+    case: str | Path, out: str | Path, *, tn: float = 4.0, lsf: float = 0.05,
+    fwhm_mm: float = 12.0, total_counts: float = 2e6, seed: int = 0, overwrite: bool = False,
+) -> Path:  # fmt: skip
+    """The synthetic SPECT of a case folder written to ``out`` (NIfTI); cheap checks first.
+
+    The parameters and the output (a ``.nii``/``.nii.gz`` name, not there unless
+    ``overwrite``, writable) are checked before the case is read; see
+    :func:`synthetic_spect`.
+    """
+    from ioplan.anatomy import load_case
+    from ioplan.imaging import write_nifti
+
+    _check_spect_parameters(tn, lsf, fwhm_mm, total_counts, seed)
+    out = Path(out)
+    if not out.name.lower().endswith((".nii", ".nii.gz")):
+        raise InputError(f"--out must be a NIfTI file name (.nii or .nii.gz), got {out}")
+    if out.is_dir():
+        raise OutputExistsError(f"{out} is a folder; --out takes a NIfTI file name")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} exists (--overwrite replaces it)")
+    check_writable(out.parent)
+    c = load_case(case)
+    spect = synthetic_spect(c.labels, tn=tn, lsf=lsf, fwhm_mm=fwhm_mm,
+                            total_counts=total_counts, seed=seed)  # fmt: skip
+    return write_nifti(spect, out, overwrite=overwrite)
