@@ -448,10 +448,63 @@ def measure_margin(
     liver: Volume | None = None,
     capsule_exclusion_mm: float = 0.0,
 ) -> MarginResult:
-    """Margins of ``tumour`` against ``zone`` (masks: labels or probabilities).
+    """Margins of ``tumour`` against ``zone``, between sub-voxel surfaces (see the module doc).
 
-    ``capsule_exclusion_mm`` > 0 (with ``liver``) leaves out tumour surface within that
-    distance of the liver's edge: the zone cannot extend beyond the capsule there.
+    Parameters
+    ----------
+    tumour, zone : Volume
+        Masks, arrays ``(z, y, x)`` with their grids (LPS mm): 0/1, labels (every
+        non-zero counted) or probabilities 0-1 (surface at 0.5). On different grids, both
+        go onto the finer grid, widened to hold both masks (said in ``notes``).
+    margin_mm : float
+        The margin wanted for technical success, 0-30 mm.
+    liver : Volume, optional
+        Liver mask, needed by ``capsule_exclusion_mm``.
+    capsule_exclusion_mm : float
+        0-30 mm; > 0 leaves out tumour surface within that distance of the liver's edge
+        (the zone cannot extend beyond the capsule there).
+
+    Returns
+    -------
+    MarginResult
+        ``minimal_margin_mm`` (negative when the tumour pokes out of the zone),
+        ``coverage_percent`` (tumour voxels inside the zone), ``surface_fraction`` (% of
+        the tumour surface per margin bin of :data:`MARGIN_BINS_MM`), ``vic_ml`` (volume
+        of insufficient coverage, mL, at 0, 5 and 10 mm), ``technical_success``
+        (minimal margin >= ``margin_mm``), the tumour surface mesh with per-vertex
+        margins (mm), and ``notes``.
+
+    Raises
+    ------
+    ioplan.errors.InputError
+        An empty mask, an image given as a mask, NaN values, masks whose images do not
+        overlap in space, a margin or exclusion out of range.
+
+    References
+    ----------
+    .. [1] Ahmed M et al. Image-guided tumor ablation: standardization of terminology and
+       reporting criteria - a 10-year update. Radiology 2014;273:241-260.
+       https://doi.org/10.1148/radiol.14132958 (minimal ablative margin, technical
+       success).
+    .. [2] Lorensen WE, Cline HE. Marching cubes: a high resolution 3D surface
+       construction algorithm. SIGGRAPH Comput Graph 1987;21(4):163-169.
+       https://doi.org/10.1145/37402.37422
+    .. [3] Ericson C. Real-Time Collision Detection. Morgan Kaufmann 2005, section 5.1.5
+       (closest point on a triangle).
+
+    Examples
+    --------
+    Concentric balls of radius 6 and 12 mm on 1 mm voxels: the margin is 12 - 6 = 6 mm
+    (the tests bound the error on such shapes at 0.45 mm for 1 mm voxels).
+
+    >>> g = Grid((40, 40, 40), (1.0, 1.0, 1.0), (-19.5, -19.5, -19.5))
+    >>> r = np.linalg.norm(np.indices(g.shape) - 19.5, axis=0)
+    >>> res = measure_margin(Volume((r <= 6).astype(np.uint8), g),
+    ...                      Volume((r <= 12).astype(np.uint8), g), margin_mm=5.0)
+    >>> abs(res.minimal_margin_mm - 6.0) < 0.45, res.technical_success
+    (True, True)
+    >>> round(res.coverage_percent)
+    100
     """
     t0 = time.perf_counter()
     check_margin_options(margin_mm, capsule_exclusion_mm, liver is not None)

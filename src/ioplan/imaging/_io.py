@@ -385,15 +385,49 @@ def read_sitk(path: str | Path) -> Volume:
     path = Path(path)
     _require_exists(path)
     _check_sitk_spacing(path)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
-        raise FileFormatError(f"{path}: not a readable image ({first})") from None
+    with _c_stderr_captured() as said:
+        try:
+            image = sitk.ReadImage(str(path))
+            exc_text = None
+        except RuntimeError as exc:
+            exc_text = str(exc)
+    if exc_text is not None:
+        raise FileFormatError(f"{path}: not a readable image ({_itk_reason(exc_text, said())})")
     try:
         return from_sitk(image)
     except InputError as exc:
         raise FileFormatError(f"{path}: {exc}") from None
+
+
+@contextmanager
+def _c_stderr_captured() -> Iterator[Any]:
+    """Catch what C++ libraries write to file descriptor 2 (MetaIO prints its errors there).
+
+    Yields a function returning the text caught. Those lines would otherwise reach the
+    terminal around the command's one-line error; the reader puts them in its message.
+    """
+    text: list[str] = []
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr descriptor (embedded interpreter): nothing to catch
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: "".join(text)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text.append(sink.read().decode("utf-8", "replace"))
+
+
+def _itk_reason(exc_text: str, said: str) -> str:
+    """The informative part of an ITK read error (what MetaIO printed comes first)."""
+    lines = [" ".join(x.split()) for x in (said + "\n" + exc_text).splitlines() if x.strip()]
+    useful = [x for x in lines if not x.startswith(("Exception thrown in", "Reason:", "/"))]
+    return "; ".join(useful[:2] if said.strip() else useful[-1:]) or "unreadable"
 
 
 def write_sitk(volume: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
