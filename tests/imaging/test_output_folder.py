@@ -15,6 +15,7 @@ from ioplan.imaging import (
     OutputNotWritableError,
     Volume,
     check_output_folder,
+    staged_output_folder,
     write_nifti,
 )
 
@@ -91,3 +92,36 @@ def test_single_file_writers_refuse_a_file_in_the_path(tmp_path):
     with pytest.raises(OutputNotWritableError, match="not a folder"):
         write_nifti(v, tmp_path / "f" / "v.nii.gz")
     assert (tmp_path / "f").read_text() == "x"
+
+
+def test_an_interrupted_write_leaves_nothing_behind(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with staged_output_folder(tmp_path / "out", overwrite=False) as tmp:
+            (tmp / "plan.json").write_text("{")  # half-way through the outputs
+            raise KeyboardInterrupt
+    assert _listing(tmp_path) == []
+
+
+def test_staged_outputs_replace_their_namesakes_and_keep_other_files(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("old")
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(OutputExistsError):
+        with staged_output_folder(out, overwrite=False):
+            pass  # pragma: no cover - refused before the block runs
+    with staged_output_folder(out, overwrite=True) as tmp:
+        (tmp / "report.html").write_text("new")
+        assert (out / "report.html").read_text() == "old"  # nothing moved in yet
+    assert (out / "report.html").read_text() == "new"
+    assert (out / "mine.txt").read_text() == "mine"
+    assert _listing(tmp_path) == ["mine.txt", "out", "report.html"]
+
+
+def test_a_new_staged_folder_gets_the_usual_permissions(tmp_path):
+    """Made with mkdir (the umask applies), not mkdtemp (always 0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    with staged_output_folder(tmp_path / "out", overwrite=False) as tmp:
+        (tmp / "a").write_text("a")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask

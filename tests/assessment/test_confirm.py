@@ -1,0 +1,71 @@
+"""``confirm_margin`` (the library behind ``ioplan margin``) and masks on different grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ioplan.assessment import confirm_margin, mask_field, measure_margin
+from ioplan.errors import InputError
+from ioplan.imaging import Grid, Volume
+
+
+def _ball(g: Grid, centre_mm, radius_mm: float) -> np.ndarray:
+    idx = np.argwhere(np.ones(g.shape, bool))
+    d = np.linalg.norm(g.index_to_lps(idx) - np.asarray(centre_mm, float), axis=1)
+    return (d <= radius_mm).reshape(g.shape).astype(np.uint8)
+
+
+def test_a_tumour_reaching_beyond_the_zone_image_is_not_cut():
+    """The tumour (r 6 mm at x = 5) on a fine 0.8 mm grid cropped tightly around it; the
+    zone (r 14 mm at x = 0) on a coarser 1 mm grid. The zone reaches far beyond the
+    tumour's image: measured on the tumour's grid alone, the zone was cut at that image's
+    edge. Analytic margin: 14 - 6 - 5 = 3 mm."""
+    gt = Grid((18, 18, 18), (0.8, 0.8, 0.8), (-1.8, -6.8, -6.8))  # x from -1.8 to 11.8
+    gz = Grid((36, 36, 36), (1.0, 1.0, 1.0), (-17.5, -17.5, -17.5))
+    t = Volume(_ball(gt, (5.0, 0.0, 0.0), 6.0), gt)
+    z = Volume(_ball(gz, (0.0, 0.0, 0.0), 14.0), gz)
+    res = measure_margin(t, z)
+    assert any("widened" in n for n in res.notes), res.notes
+    # 1 mm zone voxels resampled onto 0.8 mm: the analytic tests' bounds at 1 mm
+    # (0.45 mm below the truth, 0.2 mm above)
+    assert -0.45 <= res.minimal_margin_mm - 3.0 <= 0.2, res.minimal_margin_mm
+    # the grid that was measured holds the whole zone (28 mm across), not the 14 mm crop
+    lo, hi = res.grid.bounds_lps()
+    assert np.all(hi - lo > 28.0)
+
+
+def test_confirm_margin_is_measure_margin_plus_the_document():
+    g = Grid((30, 30, 30), (1.0, 1.0, 1.0), (-14.5, -14.5, -14.5))
+    t, z = Volume(_ball(g, (1, 0, 0), 5.0), g), Volume(_ball(g, (0, 0, 0), 11.0), g)
+    c = confirm_margin(t, z, margin_mm=4.0)
+    ref = measure_margin(t, z, margin_mm=4.0)
+    assert c.result.minimal_margin_mm == ref.minimal_margin_mm  # same computation
+    assert c.document["registration"] == {"performed": False}
+    assert c.document["minimal_margin_mm"] == round(ref.minimal_margin_mm, 3)
+    assert c.registration is None and c.report is None and c.warnings == ()
+    # analytic: 11 - 5 - 1 = 5 mm, within the 1 mm voxel bounds
+    assert -0.45 <= c.result.minimal_margin_mm - 5.0 <= 0.2
+
+
+def test_confirm_margin_checks_cheap_things_before_reading_files(tmp_path):
+    """Bad options are refused before the (missing) files are opened."""
+    missing = tmp_path / "missing.nii.gz"
+    with pytest.raises(InputError, match="--margin-mm must be 0-30 mm, got 40"):
+        confirm_margin(missing, missing, margin_mm=40)
+    with pytest.raises(InputError, match="unknown stage 'elastic'"):
+        confirm_margin(missing, missing, registration="rigid,elastic")
+    with pytest.raises(InputError, match="--tumor-label"):
+        confirm_margin(missing, missing, tumour_label=0)
+    with pytest.raises(InputError, match="--pre-image and --post-image"):
+        confirm_margin(missing, missing, pre_image=missing)
+
+
+def test_label_maps_and_images_are_told_apart():
+    """TotalSegmentator-like maps (up to 117 labels) are masks; a CT is not."""
+    labels = np.arange(118, dtype=np.uint8).reshape(118, 1, 1)
+    _, kind, inside = mask_field(labels, "the map")
+    assert kind.startswith("label map") and int(inside.sum()) == 117
+    ct = np.random.default_rng(1).integers(0, 3000, (10, 10, 10)).astype(np.uint16)
+    with pytest.raises(InputError, match="distinct values"):
+        mask_field(ct, "the map", label_option="--tumor-label")
