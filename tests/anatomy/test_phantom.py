@@ -151,8 +151,11 @@ def test_ct_values_and_noise():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"spacing_mm": 0.1}, "spacing_mm"),
-        ({"spacing_mm": float("nan")}, "spacing_mm"),
+        ({"spacing_mm": 0.1}, "--spacing-mm"),
+        ({"spacing_mm": float("nan")}, "--spacing-mm"),
+        ({"spacing_mm": (1.0, 1.0, 6.0)}, "--spacing-mm"),
+        ({"seed": 2**32}, "--seed"),
+        ({"seed": True}, "--seed"),
         ({"tumors": ()}, "1-8 tumours"),
         ({"seed": -1}, "seed"),
         ({"noise_hu": -3.0}, "noise_hu"),
@@ -168,11 +171,13 @@ def test_bad_configuration_is_refused(kwargs, match):
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"diameter_mm": 500.0}, "diameter_mm"),
-        ({"diameter_mm": -30.0}, "diameter_mm"),
-        ({"irregularity": 0.9}, "irregularity"),
-        ({"histology": "banana"}, "histology"),
-        ({"centre_mm": (1.0, 2.0)}, "centre_mm"),
+        ({"diameter_mm": 500.0}, "--tumor-diameter-mm"),
+        ({"diameter_mm": -30.0}, "--tumor-diameter-mm"),
+        ({"diameter_mm": float("inf")}, "--tumor-diameter-mm"),
+        ({"irregularity": 0.9}, "--irregularity"),
+        ({"irregularity": float("nan")}, "--irregularity"),
+        ({"histology": "banana"}, "--histology"),
+        ({"centre_mm": (1.0, 2.0)}, "--tumor-centre-mm"),
     ],
 )
 def test_bad_tumour_is_refused(kwargs, match):

@@ -56,6 +56,23 @@ def test_demo_writes_case_and_overview(tmp_path, capsys):
     assert "index.html" in stdout
     # PNG signature: the figure is a real image
     assert (out / "figures" / "overview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # goal status: plain `ioplan demo` exits 0 whether or not the plan meets its goal (README,
+    # CI); plan.json says which, by the documented rule (covered: >= 99 % of tumour + margin)
+    assert plan["goal_met"] == plan["covered"] == (plan["margin_coverage_percent"] >= 99.0)
+    # --overwrite replaces the whole older demo folder; --strict exits 3 iff the goal is missed
+    (out / "figures" / "old.png").write_bytes(b"old")
+    (out / "plan" / "figures" / "old.png").write_bytes(b"old")
+    code, stdout, _ = _run(
+        capsys, "demo", "--out", str(out), "--spacing-mm", "4", "--quiet", "--overwrite",
+        "--strict", "--json",
+    )  # fmt: skip
+    doc = json.loads(stdout)
+    assert code == (0 if doc["goal_met"] else 3)
+    assert doc["demo"] == plan["demo"]
+    assert not (out / "figures" / "old.png").exists()
+    assert not (out / "plan" / "figures" / "old.png").exists()
+    assert json.loads((out / "ioplan-complete.json").read_text())["command"] == "demo"
+    assert [p.name for p in out.parent.iterdir()] == ["demo"]  # no temporary folder left
 
 
 def test_demo_refuses_to_overwrite(tmp_path, capsys):
@@ -127,8 +144,8 @@ def test_two_tumours_with_centres(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["phantom", "--out", "{tmp}/x", "--spacing-mm", "-1"], ["spacing_mm", "-1"]),
-        (["phantom", "--out", "{tmp}/x", "--tumor-diameter-mm", "500"], ["diameter_mm", "500"]),
+        (["phantom", "--out", "{tmp}/x", "--spacing-mm", "-1"], ["--spacing-mm", "-1"]),
+        (["phantom", "--out", "{tmp}/x", "--tumor-diameter-mm", "500"], ["--tumor-diameter-mm", "500"]),
         (["phantom", "--out", "{tmp}/x", "--tumor-centre-mm", "1,2"], ["--tumor-centre-mm"]),
         (
             [

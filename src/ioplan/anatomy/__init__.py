@@ -5,6 +5,7 @@ from ioplan.anatomy._case import (
     Case,
     LabelStats,
     case_from_images,
+    check_case_name,
     label_statistics,
     load_case,
     save_case,
@@ -12,7 +13,13 @@ from ioplan.anatomy._case import (
 from ioplan.anatomy._labels import LABEL_INFO, VESSEL_LABELS, Label, LabelInfo, label_from_name
 from ioplan.anatomy._phantom import (
     DEFAULT_TUMOR_CENTRES_MM,
+    DIAMETER_RANGE_MM,
+    HISTOLOGIES,
+    IRREGULARITY_RANGE,
+    MAX_TUMORS,
     PHANTOM_STEPS,
+    SEED_RANGE,
+    SPACING_RANGE_MM,
     Phantom,
     PhantomConfig,
     TumorSpec,
@@ -20,6 +27,7 @@ from ioplan.anatomy._phantom import (
     generate_phantom,
     phantom_grid,
 )
+from ioplan.anatomy._phantom_case import write_phantom_case
 from ioplan.anatomy._vessels import (
     VesselSegment,
     grow_tree,
@@ -30,8 +38,14 @@ from ioplan.anatomy._vessels import (
 __all__ = [
     "CASE_FORMAT_VERSION",
     "DEFAULT_TUMOR_CENTRES_MM",
+    "DIAMETER_RANGE_MM",
+    "HISTOLOGIES",
+    "IRREGULARITY_RANGE",
     "LABEL_INFO",
+    "MAX_TUMORS",
     "PHANTOM_STEPS",
+    "SEED_RANGE",
+    "SPACING_RANGE_MM",
     "VESSEL_LABELS",
     "Case",
     "Label",
@@ -42,6 +56,7 @@ __all__ = [
     "TumorSpec",
     "VesselSegment",
     "case_from_images",
+    "check_case_name",
     "check_phantom_memory",
     "generate_phantom",
     "grow_tree",
@@ -52,4 +67,5 @@ __all__ = [
     "phantom_grid",
     "rasterise_segments",
     "save_case",
+    "write_phantom_case",
 ]

@@ -36,7 +36,11 @@ tool): ``[label_values]`` says what each means, and :func:`load_case` maps them 
 from __future__ import annotations
 
 import csv
+import os
+import re
+import shutil
 import tomllib
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +65,7 @@ __all__ = [
     "Case",
     "LabelStats",
     "case_from_images",
+    "check_case_name",
     "label_statistics",
     "load_case",
     "save_case",
@@ -79,6 +84,65 @@ _VESSEL_COLUMNS = (
     "z1_mm",
     "radius_mm",
 )
+
+
+#: A pseudonymous identifier: letters, digits and ``._-``, at most 64 characters. The same
+#: rule as the registry's keys (``ioplan.registry`` ``KEY_PATTERN``), mirrored here so that
+#: anatomy does not depend on the registry.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_LONG_DIGITS = re.compile(r"\d{6,}")
+_DATE = re.compile(r"(\d{4}[._-]\d{1,2}[._-]\d{1,2})|(\d{1,2}[._-]\d{1,2}[._-]\d{2,4})")
+_PERSON = re.compile(r"^[A-Z][a-z]+([._-][A-Z][a-z]*)*[._-][A-Z][a-z]+$")
+_IDENTIFIER_WORDS = re.compile(r"(?i)(^|[._-])(mrn|dob|ssn|nhs|birth)(?=[._\d-]|$)")
+
+
+def check_case_name(name: str) -> str:
+    """Return ``name`` if it is a pseudonymous case identifier, else refuse it.
+
+    Allowed: letters, digits and ``._-``, starting with a letter or digit, at most
+    64 characters (the registry's key rule). Refused as likely patient identifiers:
+    spaces, commas and ``^`` (names such as ``"John Smith"`` or DICOM's
+    ``"Smith^John"``), two or more capitalised words (``"John_Smith"``), a date
+    (``"1961-04-12"``, ``"12.04.61"``), a run of six or more digits (a record
+    number or a compact date), and the words MRN, DOB, SSN, NHS, birth.
+
+    Raises
+    ------
+    ioplan.errors.InputError
+        Naming ``--name`` and the reason (the value itself is not repeated when it
+        looks like an identifier).
+
+    Examples
+    --------
+    >>> check_case_name("liver-017")
+    'liver-017'
+    >>> check_case_name("MRN 1234567")
+    Traceback (most recent call last):
+    ...
+    ioplan.errors.InputError: --name must be a pseudonymous identifier ...
+    """
+    hint = (
+        "--name must be a pseudonymous identifier (letters, digits and . _ -, no spaces, "
+        "at most 64 characters, e.g. liver-017)"
+    )
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        reason = "it has a space, a comma or another character outside letters, digits, . _ -"
+        if not isinstance(name, str) or not name:
+            reason = "it is empty"
+        elif len(name) > 64:
+            reason = f"it has {len(name)} characters"
+        elif name[0] in ".-_":
+            reason = "it must start with a letter or a digit"
+        raise InputError(f"{hint}; {reason}: a case holds no patient names or record numbers")
+    for pattern, what in (
+        (_DATE, "a date"),
+        (_LONG_DIGITS, "a record number or a date (six or more digits in a row)"),
+        (_PERSON, "a person's name (capitalised words)"),
+        (_IDENTIFIER_WORDS, "a patient identifier (MRN, DOB, SSN, NHS, birth)"),
+    ):
+        if pattern.search(name):
+            raise InputError(f"{hint}; this one looks like {what}")
+    return name
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,14 +229,76 @@ def _default_label_table() -> dict[str, int]:
 
 
 def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a case folder (``case.toml``, ``image.nii.gz``, ``labels.nii.gz``, ``vessels.csv``).
+    """Write a case folder: ``case.toml``, ``image.nii.gz``, ``labels.nii.gz``, ``vessels.csv``.
 
-    Raises :class:`~ioplan.errors.OutputExistsError` if ``folder`` holds
-    anything and ``overwrite`` is false; with ``overwrite`` only the case's
-    own files are replaced.
+    Parameters
+    ----------
+    case : Case
+        The image, its label map (written as uint8 :class:`~ioplan.anatomy.Label`
+        values) and metadata.
+    folder : path
+        The case folder. It must not exist or be empty, unless ``overwrite``.
+    overwrite : bool
+        Replace the case's own files in a folder that holds them; other files in
+        the folder are kept (a ``vessels.csv`` of an earlier case is removed when
+        this case has none).
+
+    Returns
+    -------
+    Path
+        ``folder``.
+
+    Raises
+    ------
+    ioplan.errors.OutputExistsError
+        ``folder`` is a file, or holds anything and ``overwrite`` is false.
+    ioplan.errors.OutputNotWritableError
+        ``folder`` cannot be created or written (checked before anything is written).
+
+    Notes
+    -----
+    The files are written into a hidden sibling folder first. A new case folder is
+    that sibling renamed into place; over an existing case, ``case.toml`` is removed
+    first, then each file is renamed into place and ``case.toml`` comes last. An
+    interrupted save therefore never leaves a ``case.toml`` beside files it does
+    not describe.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from ioplan.anatomy import PhantomConfig, generate_phantom
+    >>> case = Case.from_phantom(generate_phantom(PhantomConfig(spacing_mm=5.0)))
+    >>> out = save_case(case, pathlib.Path(tempfile.mkdtemp()) / "case")
+    >>> sorted(p.name for p in out.iterdir())
+    ['case.toml', 'image.nii.gz', 'labels.nii.gz', 'vessels.csv']
     """
     folder = check_output_folder(folder, overwrite=overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
+    fresh = not folder.exists()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        names = _write_case_files(case, tmp)
+        if fresh or not any(folder.iterdir()):
+            if not fresh:
+                folder.rmdir()
+            os.replace(tmp, folder)
+            return folder
+        (folder / "case.toml").unlink(missing_ok=True)
+        if "vessels.csv" not in names:
+            (folder / "vessels.csv").unlink(missing_ok=True)
+        for name in names:  # case.toml is last: the folder is a case again only at the end
+            os.replace(tmp / name, folder / name)
+        tmp.rmdir()
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _write_case_files(case: Case, folder: Path) -> list[str]:
+    """Write the case's files into an empty ``folder``; their names, ``case.toml`` last."""
+    names = ["image.nii.gz", "labels.nii.gz"]
     write_image(case.image, folder / "image.nii.gz", overwrite=True)
     write_image(
         case.labels.with_array(case.labels.array.astype(np.uint8)),
@@ -189,6 +315,7 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
     }
     if case.vessels:
         doc["vessels"] = "vessels.csv"
+        names.append("vessels.csv")
         with open(folder / "vessels.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(_VESSEL_COLUMNS)
@@ -203,13 +330,11 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
                         f"{s.radius_mm:.3f}",
                     ]
                 )
-    elif (folder / "vessels.csv").exists():
-        (folder / "vessels.csv").unlink()
     doc["tumors"] = [dict(t) for t in case.tumors]
     doc["source"] = dict(case.source)
     doc["label_values"] = _default_label_table()
     (folder / "case.toml").write_text(_header_comment() + tomli_w.dumps(doc))
-    return folder
+    return [*names, "case.toml"]
 
 
 def _header_comment() -> str:
@@ -260,8 +385,8 @@ def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarr
     lut: dict[int, int] = {0: int(Label.BACKGROUND)}
     owner: dict[int, str] = {}
     for name, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise FileFormatError(f"{where}: label value for {name!r} must be an integer >= 0")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise FileFormatError(f"{where}: label value for {name!r} must be an integer 0-65535")
         lbl = label_from_name(name)
         if value == 0 and lbl != Label.BACKGROUND:
             raise InputError(f"{where}: value 0 is the background; it cannot mean {name!r}")
@@ -340,22 +465,72 @@ def case_from_images(
     modality: str = "CT",
     series_uid: str | None = None,
 ) -> Case:
-    """Build a case from a real image (DICOM folder, NIfTI, NRRD) and a label map on its grid.
+    """Build a case from a real image and a label map on its grid.
 
     Parameters
     ----------
-    image_path, labels_path : path
-        The image and its segmentation (same grid, else
-        :class:`~ioplan.errors.GeometryMismatchError`).
-    label_values : dict
+    image_path : path
+        CT or MR image: a DICOM series folder, a NIfTI or an NRRD file.
+    labels_path : path
+        Its segmentation (NIfTI, NRRD), on the same grid (shape, spacing, origin and
+        direction).
+    label_values : dict of str to int
         What each value of the segmentation means, e.g. ``{"liver": 1, "tumor": 2}``;
-        names are :class:`~ioplan.anatomy.Label` names.
+        names are :class:`~ioplan.anatomy.Label` names (case-insensitive). ``liver``
+        is required; values are 1-65535 (0 is the background).
+    name : str
+        A pseudonymous case identifier (see :func:`check_case_name`).
+    modality : {"CT", "MR"}
+        The image's modality.
+    series_uid : str, optional
+        The DICOM series to read when the folder holds several.
+
+    Returns
+    -------
+    Case
+        The image, the labels mapped to ioplan's values, ``source = {"kind": "imported"}``.
+
+    Raises
+    ------
+    ioplan.errors.InputError
+        A name that looks like a patient identifier, an unknown modality or label
+        name, no ``liver`` label, or a liver label with no voxels.
+    ioplan.errors.GeometryMismatchError
+        The label map is on another grid.
+    ioplan.errors.FileFormatError
+        Values in the label map that ``label_values`` does not declare; unreadable files.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from ioplan.imaging import Grid, Volume, write_nifti
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> g = Grid((4, 4, 4), (2.0, 2.0, 2.0))
+    >>> seg = np.zeros(g.shape, np.uint8); seg[1:3, 1:3, 1:3] = 1
+    >>> _ = write_nifti(Volume(np.zeros(g.shape, np.int16), g), d / "ct.nii.gz")
+    >>> _ = write_nifti(Volume(seg, g), d / "seg.nii.gz")
+    >>> case = case_from_images(d / "ct.nii.gz", d / "seg.nii.gz", {"liver": 1}, name="demo-1")
+    >>> int((case.labels.array == Label.LIVER).sum())
+    8
     """
+    check_case_name(name)
+    if modality not in ("CT", "MR"):
+        raise InputError(f"--modality must be CT or MR, got {modality!r}")
     if not label_values:
-        raise InputError("give at least one label meaning, e.g. liver=1")
+        raise InputError("give at least one label meaning, e.g. --label liver=1")
+    if not any(label_from_name(k) == Label.LIVER for k in label_values):
+        raise InputError(
+            "--label must say which value is the liver (e.g. --label liver=1); "
+            f"got {', '.join(f'{k}={v}' for k, v in label_values.items())}"
+        )
     image, labels = _read_image_and_labels(
         Path(image_path), Path(labels_path), dict(label_values), series_uid
     )
+    if not np.any(labels.array == Label.LIVER):
+        value = next(v for k, v in label_values.items() if label_from_name(k) == Label.LIVER)
+        raise InvalidImageError(
+            f"{labels_path}: the liver mask is empty (no voxel has the liver's value {value})"
+        )
     return Case(image, labels, name=name, modality=modality, source={"kind": "imported"})
 
 

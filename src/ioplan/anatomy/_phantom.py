@@ -44,7 +44,18 @@ DEFAULT_TUMOR_CENTRES_MM: tuple[tuple[float, float, float], ...] = (
     (-95.0, -5.0, -20.0),
 )
 
-_HISTOLOGIES = ("hcc", "colorectal_metastasis", "other_metastasis", "cholangiocarcinoma")
+#: Tumour histologies the phantom knows (the margin a plan needs depends on it).
+HISTOLOGIES = ("hcc", "colorectal_metastasis", "other_metastasis", "cholangiocarcinoma")
+#: Allowed ranges (inclusive) of the phantom's numeric parameters, stated in the CLI's help.
+SPACING_RANGE_MM = (0.5, 5.0)
+DIAMETER_RANGE_MM = (3.0, 120.0)
+IRREGULARITY_RANGE = (0.0, 0.5)
+SEED_RANGE = (0, 2**32 - 1)
+MAX_TUMORS = 8
+
+
+def _in_range(value: float, lo: float, hi: float) -> bool:
+    return bool(np.isfinite(value)) and lo <= value <= hi
 
 
 @dataclass(frozen=True)
@@ -70,18 +81,26 @@ class TumorSpec:
     histology: str = "hcc"
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.diameter_mm) or not 3.0 <= self.diameter_mm <= 120.0:
-            raise InputError(f"tumour diameter_mm must be 3-120 mm, got {self.diameter_mm}")
-        if not np.isfinite(self.irregularity) or not 0.0 <= self.irregularity <= 0.5:
-            raise InputError(f"tumour irregularity must be 0-0.5, got {self.irregularity}")
-        if self.histology not in _HISTOLOGIES:
+        lo, hi = DIAMETER_RANGE_MM
+        if not _in_range(self.diameter_mm, lo, hi):
             raise InputError(
-                f"tumour histology must be one of {', '.join(_HISTOLOGIES)}; got {self.histology!r}"
+                f"tumour diameter (--tumor-diameter-mm) must be {lo:g}-{hi:g} mm, "
+                f"got {self.diameter_mm:g}"
+            )
+        lo, hi = IRREGULARITY_RANGE
+        if not _in_range(self.irregularity, lo, hi):
+            raise InputError(f"--irregularity must be {lo:g}-{hi:g}, got {self.irregularity:g}")
+        if self.histology not in HISTOLOGIES:
+            raise InputError(
+                f"--histology must be one of {', '.join(HISTOLOGIES)}; got {self.histology!r}"
             )
         if self.centre_mm is not None:
             c = np.asarray(self.centre_mm, float).reshape(-1)
             if c.shape != (3,) or not np.all(np.isfinite(c)):
-                raise InputError(f"tumour centre_mm must be 3 finite numbers, got {self.centre_mm}")
+                raise InputError(
+                    f"tumour centre (--tumor-centre-mm) must be 3 finite numbers in mm, "
+                    f"got {self.centre_mm}"
+                )
             object.__setattr__(self, "centre_mm", tuple(float(v) for v in c))
 
 
@@ -95,7 +114,7 @@ class PhantomConfig:
         Voxel spacing ``(z, y, x)`` in mm (a number means isotropic). 0.5-5 mm.
     seed : int
         Seed of every random choice (shape noise, vessel trees, tumour
-        shape, image noise).
+        shape, image noise), 0 to 2**32 - 1.
     tumors : tuple of TumorSpec
         One to eight tumours.
     noise_hu : float
@@ -110,25 +129,32 @@ class PhantomConfig:
 
     def __post_init__(self) -> None:
         sp = np.broadcast_to(np.asarray(self.spacing_mm, float), (3,))
-        if not np.all(np.isfinite(sp)) or np.any(sp < 0.5) or np.any(sp > 5.0):
-            raise InputError(f"spacing_mm must be 0.5-5 mm, got {self.spacing_mm}")
+        lo, hi = SPACING_RANGE_MM
+        if not all(_in_range(v, lo, hi) for v in sp):
+            shown = ", ".join(f"{v:g}" for v in np.unique(sp))
+            raise InputError(f"voxel spacing (--spacing-mm) must be {lo:g}-{hi:g} mm, got {shown}")
         object.__setattr__(self, "spacing_mm", tuple(float(s) for s in sp))
         tumors = tuple(self.tumors)
-        if not 1 <= len(tumors) <= 8:
-            raise InputError(f"the phantom holds 1-8 tumours, got {len(tumors)}")
+        if not 1 <= len(tumors) <= MAX_TUMORS:
+            raise InputError(f"the phantom holds 1-{MAX_TUMORS} tumours, got {len(tumors)}")
         if any(not isinstance(t, TumorSpec) for t in tumors):
             raise InputError("tumors must be TumorSpec instances")
         object.__setattr__(self, "tumors", tumors)
-        if int(self.seed) != self.seed or self.seed < 0:
-            raise InputError(f"seed must be a non-negative integer, got {self.seed}")
+        lo_seed, hi_seed = SEED_RANGE
+        if (
+            isinstance(self.seed, bool)
+            or int(self.seed) != self.seed
+            or not lo_seed <= self.seed <= hi_seed
+        ):
+            raise InputError(f"--seed must be an integer {lo_seed}-{hi_seed}, got {self.seed}")
         if not np.isfinite(self.noise_hu) or not 0 <= self.noise_hu <= 100:
             raise InputError(f"noise_hu must be 0-100 HU, got {self.noise_hu}")
         coarsest = max(self.spacing_mm)
         for t in tumors:
             if t.diameter_mm < 2.0 * coarsest:
                 raise InputError(
-                    f"tumour diameter_mm {t.diameter_mm} is under two voxels at spacing "
-                    f"{coarsest} mm; use a finer --spacing-mm"
+                    f"--tumor-diameter-mm {t.diameter_mm:g} is under two voxels at "
+                    f"--spacing-mm {coarsest:g}; use a finer --spacing-mm or a larger tumour"
                 )
 
     def resolved_tumors(self) -> tuple[TumorSpec, ...]:
@@ -140,8 +166,8 @@ class PhantomConfig:
                 c = next(defaults, None)
                 if c is None:
                     raise InputError(
-                        f"give centre_mm for tumours beyond the {len(DEFAULT_TUMOR_CENTRES_MM)} "
-                        "default positions"
+                        f"{len(self.tumors)} tumours but {len(DEFAULT_TUMOR_CENTRES_MM)} built-in "
+                        "sites: give a --tumor-centre-mm for each tumour (tumour centre_mm)"
                     )
                 t = TumorSpec(t.diameter_mm, c, t.irregularity, t.histology)
             out.append(t)

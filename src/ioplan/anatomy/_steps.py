@@ -442,7 +442,8 @@ def tumours(
         c = np.asarray(t.centre_mm)
         inside_grid = grid.contains_lps(c)
         if not inside_grid or not liver_mask[tuple(np.rint(grid.lps_to_index(c)).astype(int))]:
-            raise InputError(f"tumour centre_mm {t.centre_mm} lies outside the liver")
+            where = ", ".join(f"{v:g}" for v in t.centre_mm)
+            raise InputError(f"tumour centre (--tumor-centre-mm) {where} mm lies outside the liver")
         rmax = 0.5 * t.diameter_mm * (1 + t.irregularity) + 1.0
         sl, x, y, z = sp.box(c - rmax, c + rmax)
         inside, frac = lobulated_sphere(x, y, z, c, t.diameter_mm, t.irregularity, noise)

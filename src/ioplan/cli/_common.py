@@ -70,32 +70,12 @@ def _parse_point(text: str, what: str) -> tuple[float, float, float]:
 
 
 _SEED = Annotated[int, typer.Option(help="Seed of every random choice (same seed, same case).")]
-_SPACING = Annotated[float, typer.Option("--spacing-mm", help="Isotropic voxel spacing in mm.")]
 _OVERWRITE = Annotated[
     bool,
     typer.Option(
         "--overwrite",
         help="Replace this command's earlier output at the output path instead of refusing.",
     ),
-]
-_DIAMETERS = Annotated[
-    list[float] | None,
-    typer.Option("--tumor-diameter-mm", help="Tumour diameter in mm; repeat for more tumours."),
-]
-_CENTRES = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--tumor-centre-mm",
-        "--tumor-center-mm",
-        help="Tumour centre 'x,y,z' in LPS mm, one per diameter (default: built-in sites).",
-    ),
-]
-_IRREG = Annotated[
-    float, typer.Option("--irregularity", help="Tumour shape irregularity, 0 (sphere) to 0.5.")
-]
-_HISTOLOGY = Annotated[
-    str,
-    typer.Option(help="hcc, colorectal_metastasis, other_metastasis or cholangiocarcinoma."),
 ]
 _QUIET = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 

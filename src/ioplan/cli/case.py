@@ -12,15 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ioplan.cli._common import (
-    _CENTRES,
-    _DIAMETERS,
-    _HISTOLOGY,
-    _IRREG,
     _OVERWRITE,
     _PHANTOM_STEPS,
     _QUIET,
-    _SEED,
-    _SPACING,
     _parse_point,
     _progress,
     app,
@@ -28,44 +22,45 @@ from ioplan.cli._common import (
 )
 from ioplan.errors import InputError
 
-
-def _build_phantom(
-    out: Path,
-    *,
-    seed: int,
-    spacing_mm: float,
-    diameters: list[float],
-    centres: list[str],
-    irregularity: float,
-    histology: str,
-    overwrite: bool,
-    quiet: bool,
-):
-    from ioplan.anatomy import Case, PhantomConfig, TumorSpec, generate_phantom, save_case
-    from ioplan.imaging import check_output_folder
-
-    check_output_folder(out, overwrite=overwrite)  # fail before the work, not after
-    if centres and len(centres) != len(diameters):
-        raise InputError(
-            f"give one --tumor-centre-mm per --tumor-diameter-mm ({len(diameters)} diameters, "
-            f"{len(centres)} centres)"
-        )
-    tumors = tuple(
-        TumorSpec(
-            diameter_mm=d,
-            centre_mm=_parse_point(centres[i], "--tumor-centre-mm") if centres else None,
-            irregularity=irregularity,
-            histology=histology,
-        )
-        for i, d in enumerate(diameters)
-    )
-    config = PhantomConfig(spacing_mm=spacing_mm, seed=seed, tumors=tumors)
-    with _progress(_PHANTOM_STEPS, enabled=not quiet) as advance:
-        phantom = generate_phantom(config, progress=advance)
-        advance("saving case")
-        case = Case.from_phantom(phantom)
-        save_case(case, out, overwrite=overwrite)
-    return case
+# The ranges in these helps are the library's (ioplan.anatomy SPACING_RANGE_MM, ...), written
+# out so that ``ioplan --help`` does not import the anatomy; a test compares them.
+_SPACING = Annotated[
+    float,
+    typer.Option(
+        "--spacing-mm",
+        help="Isotropic voxel spacing in mm, 0.5-5 (finer needs more memory: about 2 GB "
+        "at 1 mm, checked before the work).",
+    ),
+]
+_DIAMETERS = Annotated[
+    list[float] | None,
+    typer.Option(
+        "--tumor-diameter-mm",
+        help="Tumour diameter in mm, 3-120 and at least two voxels; repeat for more tumours "
+        "(1-8; default: one of 30 mm).",
+    ),
+]
+_CENTRES = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--tumor-centre-mm",
+        "--tumor-center-mm",
+        help="Tumour centre 'x,y,z' in LPS mm, inside the liver, one per diameter "
+        "(default: built-in sites, up to four tumours).",
+    ),
+]
+_IRREG = Annotated[
+    float,
+    typer.Option("--irregularity", help="Tumour shape irregularity, 0 (sphere) to 0.5."),
+]
+_HISTOLOGY = Annotated[
+    str,
+    typer.Option(help="hcc, colorectal_metastasis, other_metastasis or cholangiocarcinoma."),
+]
+_PHANTOM_SEED = Annotated[
+    int,
+    typer.Option(help="Seed of every random choice (same seed, same case), 0-4294967295."),
+]
 
 
 @app.command()
@@ -75,24 +70,28 @@ def phantom(
     tumor_centre_mm: _CENTRES = None,
     irregularity: _IRREG = 0.15,
     histology: _HISTOLOGY = "hcc",
-    seed: _SEED = 0,
+    seed: _PHANTOM_SEED = 0,
     spacing_mm: _SPACING = 1.0,
     report: Annotated[bool, typer.Option(help="Also write OUT/index.html.")] = False,
     overwrite: _OVERWRITE = False,
     quiet: _QUIET = False,
 ) -> None:
     """Generate a synthetic abdominal CT case (image, labels, case.toml) in OUT."""
-    case = _build_phantom(
-        out,
-        seed=seed,
-        spacing_mm=spacing_mm,
-        diameters=tumor_diameter_mm or [30.0],
-        centres=tumor_centre_mm or [],
-        irregularity=irregularity,
-        histology=histology,
-        overwrite=overwrite,
-        quiet=quiet,
-    )
+    from ioplan.anatomy import write_phantom_case
+
+    centres = [_parse_point(c, "--tumor-centre-mm") for c in tumor_centre_mm or []]
+    with _progress(_PHANTOM_STEPS, enabled=not quiet) as advance:
+        case = write_phantom_case(
+            out,
+            tumor_diameters_mm=tumor_diameter_mm or [30.0],
+            tumor_centres_mm=centres,
+            irregularity=irregularity,
+            histology=histology,
+            seed=seed,
+            spacing_mm=spacing_mm,
+            overwrite=overwrite,
+            progress=advance,
+        )
     if report:
         from ioplan.report import write_case_overview
 
@@ -149,10 +148,19 @@ def import_case(
     labels: Annotated[Path, typer.Option(help="Segmentation on the same grid (NIfTI, NRRD).")],
     label: Annotated[
         list[str],
-        typer.Option(help="What a label value means, NAME=VALUE (e.g. liver=1); repeat."),
+        typer.Option(
+            help="What a label value means, NAME=VALUE with VALUE 1-65535 (e.g. liver=1); "
+            "repeat. liver is required."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Case folder to write.")],
-    name: Annotated[str, typer.Option(help="Case name (no patient identifiers).")] = "case",
+    name: Annotated[
+        str,
+        typer.Option(
+            help="Pseudonymous case identifier: letters, digits and . _ -, no spaces, at most "
+            "64 characters (e.g. liver-017); never a patient's name, record number or date."
+        ),
+    ] = "case",
     modality: Annotated[str, typer.Option(help="CT or MR.")] = "CT",
     series_uid: Annotated[
         str | None, typer.Option(help="DICOM series to read when the folder holds several.")
@@ -161,10 +169,14 @@ def import_case(
 ) -> None:
     """Make a case folder from a real image and its segmentation."""
     from ioplan.anatomy import case_from_images, save_case
+    from ioplan.imaging import check_output_folder
 
+    check_output_folder(out, overwrite=overwrite)  # fail before reading, not after
     table: dict[str, int] = {}
     for item in label:
         key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"--label must be NAME=VALUE, got {item!r}")
         if key.strip() in table:
             raise InputError(f"--label {key.strip()} is given twice")
         try:
@@ -173,10 +185,8 @@ def import_case(
             raise InputError(
                 f"--label must be NAME=VALUE with an integer VALUE, got {item!r}"
             ) from None
-        if not sep:
-            raise InputError(f"--label must be NAME=VALUE, got {item!r}")
-    if modality not in ("CT", "MR"):
-        raise InputError(f"--modality must be CT or MR, got {modality!r}")
+        if not 1 <= table[key.strip()] <= 65535:
+            raise InputError(f"--label VALUE must be 1-65535 (0 is the background), got {item!r}")
     case = case_from_images(
         image, labels, table, name=name, modality=modality, series_uid=series_uid
     )

@@ -20,18 +20,51 @@ from ioplan.cli._common import (
     console,
     err_console,
 )
-from ioplan.errors import InputError, OutputExistsError
+from ioplan.errors import InputError
+
+# The ranges are the engine's (ioplan.physics.SimulationConfig): stated here, checked first.
+_SPACING_RANGE_MM = (0.25, 5.0)
+_INITIAL_TEMPERATURE_RANGE_C = (0.0, 45.0)
+_MAX_EVALUATIONS = 1000
+_VALIDATE_SPACING = Annotated[
+    float,
+    typer.Option(
+        "--spacing-mm",
+        help="Voxel size of the simulated block in mm, 0.25-5 (finer is slower: about 8 min "
+        "for every chart row at 1 mm).",
+    ),
+]
+_INITIAL_TEMPERATURE = Annotated[
+    float | None,
+    typer.Option(help="Ex vivo start temperature of the block in degC, 0-45 (default: 20)."),
+]
+
+
+def _check_block_options(spacing_mm: float, initial_temperature_c: float | None) -> None:
+    """The ex vivo block's options, checked before any table is read or model run."""
+    lo, hi = _SPACING_RANGE_MM
+    if not math.isfinite(spacing_mm) or not lo <= spacing_mm <= hi:
+        raise InputError(f"--spacing-mm must be {lo:g}-{hi:g} mm, got {spacing_mm:g}")
+    lo, hi = _INITIAL_TEMPERATURE_RANGE_C
+    t0 = initial_temperature_c
+    if t0 is not None and (not math.isfinite(t0) or not lo <= t0 <= hi):
+        raise InputError(f"--initial-temperature-c must be {lo:g}-{hi:g} degC, got {t0:g}")
 
 
 @app.command()
 def validate(
     table: Annotated[
         Path | None,
-        typer.Option(help="Zone table CSV (mwa_zones.csv format); default: every catalogue chart."),
+        typer.Option(
+            help="Zone table CSV (UTF-8) with the columns device, frequency_mhz, power_w, "
+            "duration_s, length_mm, width_mm (optional centre_offset_mm, basis, source), such "
+            "as ../shared/validation/mwa_zones.csv where the shared data are present. "
+            "Default: the zone charts packaged with the applicator catalogue."
+        ),
     ] = None,
     device: Annotated[list[str] | None, typer.Option(help="Only these devices (repeat).")] = None,
     rows: Annotated[
-        int, typer.Option(help="Only the first N rows (0: all), e.g. a quick smoke run.")
+        int, typer.Option(help="Only the first N rows (>= 0; 0: all), e.g. a quick smoke run.")
     ] = 0,
     checks: Annotated[
         str | None,
@@ -40,11 +73,8 @@ def validate(
             "(comma-separated)."
         ),
     ] = None,
-    spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Voxel size in mm.")] = 1.0,
-    initial_temperature_c: Annotated[
-        float | None,
-        typer.Option(help="Ex vivo start temperature of the block in degC (default: 20)."),
-    ] = None,
+    spacing_mm: _VALIDATE_SPACING = 1.0,
+    initial_temperature_c: _INITIAL_TEMPERATURE = None,
     report: Annotated[
         Path | None, typer.Option(help="Write an HTML report (plot + a picture per row) here.")
     ] = None,
@@ -58,8 +88,7 @@ def validate(
     from ioplan.report import write_validation_report
     from ioplan.validation import predict_zones, read_zone_table, rows_from_chart, summarise
 
-    if not math.isfinite(spacing_mm) or not 0.25 <= spacing_mm <= 5.0:
-        raise InputError(f"spacing_mm must be 0.25-5 mm, got {spacing_mm}")
+    _check_block_options(spacing_mm, initial_temperature_c)
     if rows < 0:
         raise InputError(f"--rows must be >= 0, got {rows}")
     if report is not None:
@@ -156,51 +185,51 @@ def _validate_checks(
 def calibrate(
     device: Annotated[str, typer.Argument(help="Microwave applicator id with a zone chart.")],
     table: Annotated[
-        Path | None, typer.Option(help="Fit to this zone table's rows instead of the chart.")
+        Path | None,
+        typer.Option(
+            help="Fit to this zone table's rows (CSV, the columns of `ioplan validate --table`) "
+            "instead of the packaged chart."
+        ),
     ] = None,
-    spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Voxel size in mm.")] = 2.0,
-    max_evaluations: Annotated[int, typer.Option(help="Most model evaluations.")] = 60,
-    initial_temperature_c: Annotated[
-        float | None,
-        typer.Option(help="Ex vivo start temperature of the block in degC (default: 20)."),
-    ] = None,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="Voxel size in mm, 0.25-5.")
+    ] = 2.0,
+    max_evaluations: Annotated[
+        int, typer.Option(help=f"Most model evaluations, 1-{_MAX_EVALUATIONS}.")
+    ] = 60,
+    initial_temperature_c: _INITIAL_TEMPERATURE = None,
     output: Annotated[
         Path | None,
-        typer.Option(help="Calibration TOML to update (default: the package's calibration.toml)."),
+        typer.Option(
+            help="Calibration TOML to write or update (other devices' records are kept). "
+            "Default: ./calibration-DEVICE.toml in the current folder; the installed package's "
+            "devices/data/calibration.toml, which the catalogue reads, changes only when "
+            "--output names it."
+        ),
     ] = None,
     overwrite: _OVERWRITE = False,
     quiet: _QUIET = False,
 ) -> None:
     """Fit an antenna's efficiency and SAR shape to its published zones (run once, stored)."""
-    from importlib import resources
-
     from ioplan.devices import applicator as get_applicator
-    from ioplan.devices import calibration_record
     from ioplan.validation import (
         calibrate_microwave,
+        check_calibration_output,
+        default_calibration_path,
         read_zone_table,
         rows_from_chart,
         write_calibration,
     )
 
+    _check_block_options(spacing_mm, initial_temperature_c)
+    if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
+        raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     app_obj = get_applicator(device)
-    if max_evaluations < 1:
-        raise InputError(f"--max-evaluations must be >= 1, got {max_evaluations}")
-    target = output
-    if target is None:
-        target = Path(str(resources.files("ioplan.devices").joinpath("data/calibration.toml")))
-    existing = calibration_record(device) if output is None else None
-    if output is not None and output.exists():
-        import tomllib
-
-        try:
-            existing = tomllib.loads(output.read_text()).get(device)
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{output}: not a TOML file ({exc})") from None
-    if existing is not None and not overwrite:
-        raise OutputExistsError(
-            f"{target} already holds a calibration of {device}; pass --overwrite to replace it"
-        )
+    target = check_calibration_output(
+        output if output is not None else default_calibration_path(device),
+        device,
+        overwrite=overwrite,
+    )
     if app_obj.modality == "cryo":
         _calibrate_cryo(app_obj, target, spacing_mm, quiet)
         return
@@ -219,8 +248,24 @@ def calibrate(
     console.print(
         f"{device}: {vals}; mean |error| {result.summary['mean_abs_error_mm']} mm, "
         f"max {result.summary['max_abs_error_mm']} mm at {spacing_mm:g} mm "
-        f"({result.evaluations} evaluations); written to {escape(str(target))}"
+        f"({result.evaluations} evaluations)",
+        markup=False,
+        highlight=False,
     )
+    _print_where(target, device)
+
+
+def _print_where(target: Path, device: str) -> None:
+    """Where the record went, and how the catalogue comes to use it (paths on their own line)."""
+    from importlib import resources
+
+    package_file = Path(str(resources.files("ioplan.devices").joinpath("data/calibration.toml")))
+    typer.echo(f"written to {target}")
+    if target.resolve() != package_file.resolve():
+        typer.echo(
+            f"the catalogue reads {package_file}: to use this fit, copy the [{device}] table "
+            "there, or run again with --output naming that file (and --overwrite)"
+        )
 
 
 def _calibrate_cryo(app_obj, target: Path, spacing_mm: float, quiet: bool) -> None:
@@ -257,6 +302,8 @@ def _calibrate_cryo(app_obj, target: Path, spacing_mm: float, quiet: bool) -> No
     }
     write_calibration(target, app_obj.id, rec)
     console.print(
-        f"{app_obj.id}: probe temperature {t:.1f} degC gives {d:.2f} mm (goal {goal:.1f} mm); "
-        f"written to {escape(str(target))}"
+        f"{app_obj.id}: probe temperature {t:.1f} degC gives {d:.2f} mm (goal {goal:.1f} mm)",
+        markup=False,
+        highlight=False,
     )
+    _print_where(target, app_obj.id)

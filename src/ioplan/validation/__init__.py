@@ -4,6 +4,8 @@ from ioplan.validation._calibrate import (
     MW_PARAMETERS,
     CalibrationResult,
     calibrate_microwave,
+    check_calibration_output,
+    default_calibration_path,
     write_calibration,
 )
 from ioplan.validation._checks import (
@@ -37,7 +39,9 @@ __all__ = [
     "ZoneRow",
     "calibrate_cryo_probe",
     "calibrate_microwave",
+    "check_calibration_output",
     "cryo_lethal_diameter_mm",
+    "default_calibration_path",
     "predict_zones",
     "read_zone_table",
     "rows_from_chart",

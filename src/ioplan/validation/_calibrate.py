@@ -19,10 +19,17 @@ from typing import Any
 import numpy as np
 
 from ioplan.devices import Applicator
-from ioplan.errors import InputError
+from ioplan.errors import FileFormatError, InputError, OutputExistsError
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
-__all__ = ["MW_PARAMETERS", "CalibrationResult", "calibrate_microwave", "write_calibration"]
+__all__ = [
+    "MW_PARAMETERS",
+    "CalibrationResult",
+    "calibrate_microwave",
+    "check_calibration_output",
+    "default_calibration_path",
+    "write_calibration",
+]
 
 #: Fitted microwave parameters and their physical bounds.
 MW_PARAMETERS: dict[str, tuple[float, float]] = {
@@ -148,8 +155,64 @@ def calibrate_microwave(
     )
 
 
+def default_calibration_path(device: str) -> Path:
+    """Where ``ioplan calibrate DEVICE`` writes without ``--output``: the current folder.
+
+    The package's own ``devices/data/calibration.toml`` is changed only when
+    ``--output`` names it.
+    """
+    return Path(f"calibration-{device}.toml")
+
+
+def check_calibration_output(path: str | Path, device: str, *, overwrite: bool) -> Path:
+    """Refuse, before any fitting, an output the calibration could not or should not write.
+
+    Raises
+    ------
+    ioplan.errors.FileFormatError
+        ``path`` exists but is not a calibration TOML file (every top-level entry a
+        table), so writing would destroy it.
+    ioplan.errors.OutputExistsError
+        ``path`` already holds a record of ``device`` and ``overwrite`` is false, or
+        ``path`` is a folder.
+    ioplan.errors.OutputNotWritableError
+        Its folder cannot be written.
+    """
+    import tomllib
+
+    from ioplan.imaging import check_writable
+
+    p = Path(path)
+    if p.is_dir():
+        raise OutputExistsError(f"--output {p} is a folder; give a calibration TOML file")
+    if p.exists():
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise FileFormatError(
+                f"--output {p} exists and is not a calibration TOML file ({exc}); "
+                "give a new file name"
+            ) from None
+        if any(not isinstance(v, dict) for v in data.values()):
+            raise FileFormatError(
+                f"--output {p} exists and is not a calibration file (it has top-level "
+                "values, not only [device] tables); give a new file name"
+            )
+        if device in data and not overwrite:
+            raise OutputExistsError(
+                f"{p} already holds a calibration of {device}; pass --overwrite to replace it"
+            )
+    check_writable(p.parent if str(p.parent) else Path("."))
+    return p
+
+
 def write_calibration(path: str | Path, device: str, record: dict[str, Any]) -> None:
-    """Insert or replace ``device``'s entry in a calibration TOML file (others kept)."""
+    """Insert or replace ``device``'s entry in a calibration TOML file (others kept).
+
+    The file is written to a temporary sibling and renamed into place, so an
+    interrupted write leaves the old file whole.
+    """
+    import os
     import tomllib
 
     import tomli_w
@@ -165,4 +228,9 @@ def write_calibration(path: str | Path, device: str, record: dict[str, Any]) -> 
         },
     )
     data[device] = record
-    p.write_text(tomli_w.dumps(data))
+    tmp = p.with_name(f".{p.name}.partial-{os.getpid()}")
+    try:
+        tmp.write_text(tomli_w.dumps(data))
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -50,19 +50,58 @@ class ZoneRow:
 
 
 def read_zone_table(path: str | Path) -> list[ZoneRow]:
-    """Read a zone table; a malformed row is reported with its line and column."""
+    """Read a zone table (CSV, UTF-8) in the ``mwa_zones.csv`` format.
+
+    Parameters
+    ----------
+    path : path
+        A CSV file with a header row naming at least :data:`REQUIRED_COLUMNS`
+        (``device, frequency_mhz, power_w, duration_s, length_mm, width_mm``);
+        optional columns are ``centre_offset_mm``, ``basis`` and ``source``.
+        ``../shared/validation/mwa_zones.csv`` (when the shared data are present) is
+        one.
+
+    Returns
+    -------
+    list of ZoneRow
+        The rows, each with its line number in the file.
+
+    Raises
+    ------
+    ioplan.errors.InputFileNotFoundError
+        No such file.
+    ioplan.errors.FileFormatError
+        Not UTF-8 text, not CSV, columns missing (the message names the expected
+        ones), a value that is not a positive finite number, an unknown device, a
+        frequency that is not the device's, or no rows; with the line and column.
+    """
     p = Path(path)
+    if p.is_dir():
+        raise FileFormatError(f"{p} is a folder, not a zone table (CSV file)")
     if not p.is_file():
         raise InputFileNotFoundError(f"{p}: no such zone table")
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise FileFormatError(f"{p}: not a UTF-8 text (CSV) file") from None
+        raise FileFormatError(
+            f"{p}: not a UTF-8 text (CSV) file; a zone table has the columns "
+            f"{', '.join(REQUIRED_COLUMNS)}"
+        ) from None
+    try:
+        return _parse_zone_rows(p, text)
+    except csv.Error as exc:
+        raise FileFormatError(f"{p}: not a readable CSV file ({exc})") from None
+
+
+def _parse_zone_rows(p: Path, text: str) -> list[ZoneRow]:
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise FileFormatError(f"{p}: missing column(s) {', '.join(missing)}")
+        raise FileFormatError(
+            f"{p}: missing column(s) {', '.join(missing)}; a zone table's header names "
+            f"{', '.join(REQUIRED_COLUMNS)} (optional: centre_offset_mm, basis, source)"
+        )
     rows = []
     for n, raw in enumerate(reader, start=2):
         rec = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
@@ -195,22 +234,33 @@ def predict_zones(
     groups: dict[tuple[str, float], list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault((r.device, r.power_w), []).append(i)
-    out: list[ZonePrediction | None] = [None] * len(rows)
+    # Every simulation is configured (and so checked) before the first one runs.
+    configs = []
     for (device, power), idx in groups.items():
         app = (applicators or {}).get(device) or applicator(device)
         times = tuple(sorted({rows[i].duration_s for i in idx}))
+        try:
+            cfg = SimulationConfig(
+                applicator=app,
+                power_w=power,
+                duration_s=times[-1],
+                tissue="liver",
+                perfusion_per_s=0.0,
+                spacing_mm=spacing_mm,
+                snapshot_times_s=times,
+                initial_temperature_c=initial_temperature_c,
+            )
+        except InputError as exc:
+            r = max((rows[i] for i in idx), key=lambda row: row.duration_s)
+            where = f"line {r.line}" if r.line else "chart row"
+            raise InputError(
+                f"zone table {where} ({device}, {power:g} W, {times[-1]:g} s): {exc}"
+            ) from None
+        configs.append((idx, cfg))
+    out: list[ZonePrediction | None] = [None] * len(rows)
+    for idx, cfg in configs:
         if progress is not None:
-            progress(f"{device} {power:g} W, {times[-1]:g} s")
-        cfg = SimulationConfig(
-            applicator=app,
-            power_w=power,
-            duration_s=times[-1],
-            tissue="liver",
-            perfusion_per_s=0.0,
-            spacing_mm=spacing_mm,
-            snapshot_times_s=times,
-            initial_temperature_c=initial_temperature_c,
-        )
+            progress(f"{cfg.applicator.id} {cfg.power_w:g} W, {cfg.duration_s:g} s")
         res = simulate(cfg)
         tip = tuple(res.settings["tips_mm"][0])
         direction = tuple(res.settings["direction"])

@@ -1,0 +1,100 @@
+"""A phantom written as a case folder: what ``ioplan phantom`` does, as one library call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ioplan.anatomy._case import Case, save_case
+from ioplan.anatomy._phantom import (
+    PhantomConfig,
+    TumorSpec,
+    check_phantom_memory,
+    generate_phantom,
+)
+from ioplan.errors import InputError
+from ioplan.imaging import check_output_folder
+
+__all__ = ["write_phantom_case"]
+
+
+def write_phantom_case(
+    out: str | Path,
+    *,
+    tumor_diameters_mm: Sequence[float] = (30.0,),
+    tumor_centres_mm: Sequence[Sequence[float]] | None = None,
+    irregularity: float = 0.15,
+    histology: str = "hcc",
+    seed: int = 0,
+    spacing_mm: float = 1.0,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Case:
+    """Generate a phantom and write it as a case folder, checking every cheap thing first.
+
+    In order: the output folder (writable, empty unless ``overwrite``), the parameters,
+    the memory the grid needs; then the phantom's ten steps, then the case files.
+
+    Parameters
+    ----------
+    out : path
+        Case folder to write (``case.toml``, ``image.nii.gz``, ``labels.nii.gz``,
+        ``vessels.csv``).
+    tumor_diameters_mm : sequence of float
+        One diameter (3-120 mm) per tumour; 1-8 tumours.
+    tumor_centres_mm : sequence of (x, y, z), optional
+        LPS centres in mm, one per diameter; default: the built-in sites
+        (:data:`~ioplan.anatomy.DEFAULT_TUMOR_CENTRES_MM`).
+    irregularity : float
+        Shape irregularity of every tumour, 0 (sphere) to 0.5.
+    histology : str
+        Histology of every tumour (see :class:`~ioplan.anatomy.TumorSpec`).
+    seed : int
+        Seed of every random choice, 0 to 2**32 - 1.
+    spacing_mm : float
+        Isotropic voxel spacing, 0.5-5 mm.
+    overwrite : bool
+        Replace the case files of an earlier case in ``out``.
+    progress : callable, optional
+        Called with each step's name (the ten of
+        :data:`~ioplan.anatomy.PHANTOM_STEPS`, then ``"saving case"``).
+
+    Returns
+    -------
+    Case
+        The case as written.
+
+    Raises
+    ------
+    ioplan.errors.OutputExistsError, ioplan.errors.OutputNotWritableError
+        ``out`` holds files (without ``overwrite``) or cannot be written.
+    ioplan.errors.InputError
+        A parameter out of range, centres that do not pair with the diameters, a
+        centre outside the liver, or a grid too large for the machine's memory.
+    """
+    out = check_output_folder(out, overwrite=overwrite)
+    diameters = list(tumor_diameters_mm)
+    centres = list(tumor_centres_mm) if tumor_centres_mm else []
+    if centres and len(centres) != len(diameters):
+        raise InputError(
+            f"give one --tumor-centre-mm per --tumor-diameter-mm ({len(diameters)} diameters, "
+            f"{len(centres)} centres)"
+        )
+    tumors = tuple(
+        TumorSpec(
+            diameter_mm=d,
+            centre_mm=tuple(centres[i]) if centres else None,
+            irregularity=irregularity,
+            histology=histology,
+        )
+        for i, d in enumerate(diameters)
+    )
+    config = PhantomConfig(spacing_mm=spacing_mm, seed=seed, tumors=tumors)
+    config.resolved_tumors()  # more tumours than default sites: refused now
+    check_phantom_memory(config.spacing_mm)
+    phantom = generate_phantom(config, progress=progress)
+    if progress is not None:
+        progress("saving case")
+    case = Case.from_phantom(phantom)
+    save_case(case, out, overwrite=overwrite)
+    return case
