@@ -174,7 +174,10 @@ def lsf_from_counts(
         )
     if planar is not None:
         if len(planar) != 4:
-            raise InputError("--planar needs four numbers: lung_ant,lung_post,liver_ant,liver_post")
+            raise InputError(
+                "--planar needs four numbers lung_ant,lung_post,liver_ant,liver_post, "
+                f"got {len(planar)}"
+            )
         return lung_shunt_fraction_planar(*planar)
     if lung_counts is None or liver_counts is None:
         raise InputError("give --lung-counts and --liver-counts, or --planar")
