@@ -31,7 +31,13 @@ from scipy.optimize import least_squares
 from ioplan.errors import InputError
 from ioplan.monitoring._prf import cem43_increment
 
-__all__ = ["ZonePrediction", "pennes_point_rise", "predict_zone", "predict_zone_engine"]
+__all__ = [
+    "ZonePrediction",
+    "check_engine_source",
+    "pennes_point_rise",
+    "predict_zone",
+    "predict_zone_engine",
+]
 
 #: The source's radius (mm): inside it the rise is held at its value there (an antenna is
 #: about 1 mm thick and the tissue next to it chars; thermometry there is unreliable).
@@ -190,6 +196,24 @@ def _rotation_to_minus_z(direction) -> np.ndarray:
     return np.eye(3) + vx + vx @ vx / (1.0 + c)
 
 
+def check_engine_source(applicator_id: str, nominal_power_w: float, direction):
+    """The catalogue applicator for :func:`predict_zone_engine`, after checking its inputs.
+
+    Cheap (a catalogue look-up): call it before the thermometry. Raises
+    :class:`~ioplan.errors.InputError` for an unknown applicator or a cryoprobe, a power
+    outside (0, 300] W, or a direction of zero length.
+    """
+    from ioplan.devices import applicator
+
+    if not np.isfinite(nominal_power_w) or not 0 < nominal_power_w <= 300:
+        raise InputError(f"--power-w must be in (0, 300] W, got {nominal_power_w}")
+    app = applicator(applicator_id)
+    if app.modality == "cryo":
+        raise InputError(f"{applicator_id} is a cryoprobe: the learned model is for heating")
+    _rotation_to_minus_z(direction)
+    return app
+
+
 def predict_zone_engine(
     temps_c: list[np.ndarray], times_s: list[float], points_lps: np.ndarray, *,
     applicator_id: str, tip_lps, direction, nominal_power_w: float, t_on_s: float,
@@ -211,18 +235,13 @@ def predict_zone_engine(
     """
     from scipy.ndimage import map_coordinates
 
-    from ioplan.devices import applicator
     from ioplan.physics import SimulationConfig, simulate
 
     if not temps_c:
         raise InputError("no thermometry frames to learn from")
     if end_time_s <= times_s[-1]:
         raise InputError("the end of treatment must lie after the last frame")
-    if not np.isfinite(nominal_power_w) or not 0 < nominal_power_w <= 300:
-        raise InputError(f"--power-w must be in (0, 300] W, got {nominal_power_w}")
-    app = applicator(applicator_id)
-    if app.modality == "cryo":
-        raise InputError(f"{applicator_id} is a cryoprobe: the learned model is for heating")
+    app = check_engine_source(applicator_id, nominal_power_w, direction)
     heated = [i for i, t in enumerate(times_s) if t > t_on_s + 1e-6]
     if not heated:
         raise InputError("no frame after the heat was switched on (--heat-on-s)")

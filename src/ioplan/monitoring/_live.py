@@ -17,30 +17,133 @@ the server keeps running and keeps what was computed.
 
 Folder: files ``NNNN_magnitude.nii.gz`` and ``NNNN_phase.nii.gz`` (3D), frame index NNNN,
 processed in order as both of a pair exist.
+
+:func:`monitor_live` is the whole session (``ioplan monitor`` and ``ioplan demo --live``):
+it checks the settings, opens the input and the map server, runs the loop and returns the
+summary; a session in which no frame arrives, or only baseline frames, is an error.
 """
 
 from __future__ import annotations
 
+import math
+import operator
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, read_nifti_series
-from ioplan.monitoring._prf import FrameResult, Thermometry
+from ioplan.monitoring._prf import FrameResult, Thermometry, ThermometryConfig, warm_up
 
 __all__ = [
+    "MAX_BASELINE_FRAMES",
+    "MAX_DEMO_FRAMES",
+    "MAX_WAIT_S",
     "Frame",
+    "check_port",
+    "check_wait",
     "demo_scanner",
     "folder_frames",
     "igtl_frames",
     "ijk_to_world",
+    "live_summary",
+    "monitor_live",
+    "parse_host_port",
     "run_live",
     "send_maps",
 ]
+
+#: Longest wait for a frame, and longest time between frames (s): an hour. A longer wait
+#: is a mistake (a session is over long before), and an unbounded one never ends.
+MAX_WAIT_S = 3600.0
+#: Most baseline frames of a live session (at 1 s per frame, over 15 minutes of baseline).
+MAX_BASELINE_FRAMES = 1000
+#: Most frames the synthetic scanner streams: it synthesises them all at the start, 4 x 64
+#: x 64 complex voxels (128 KiB) each, so 1000 frames hold about 128 MiB.
+MAX_DEMO_FRAMES = 1000
+
+
+def check_wait(value: float, option: str) -> float:
+    """A wait or interval in s: finite, > 0 and at most :data:`MAX_WAIT_S`.
+
+    Parameters
+    ----------
+    value : float
+        The time in s.
+    option : str
+        The option's name for the message, e.g. ``"--idle-timeout-s"``.
+
+    Returns
+    -------
+    float
+        ``value``.
+
+    Raises
+    ------
+    InputError
+        Naming ``option`` and ``value``.
+
+    Examples
+    --------
+    >>> check_wait(0.5, "--idle-timeout-s")
+    0.5
+    >>> check_wait(-1, "--idle-timeout-s")
+    Traceback (most recent call last):
+    ...
+    ioplan.errors.InputError: --idle-timeout-s must be > 0 and at most 3600 s, got -1
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (math.isfinite(v) and 0.0 < v <= MAX_WAIT_S):
+        got = f"{v:g}" if not math.isnan(v) or isinstance(value, float) else repr(value)
+        raise InputError(f"{option} must be > 0 and at most {MAX_WAIT_S:g} s, got {got}")
+    return v
+
+
+def check_port(port: int, option: str, *, allow_zero: bool) -> int:
+    """A TCP port number: 1-65535, or 0 (off, or any free port) when ``allow_zero``.
+
+    Examples
+    --------
+    >>> check_port(18944, "--igtl-port", allow_zero=True)
+    18944
+    >>> check_port(99999, "--igtl-port", allow_zero=True)
+    Traceback (most recent call last):
+    ...
+    ioplan.errors.InputError: --igtl-port must be a TCP port 0-65535 (0: off), got 99999
+    """
+    lo = 0 if allow_zero else 1
+    try:
+        number = operator.index(port)
+    except TypeError:
+        number = -1
+    if isinstance(port, bool) or not lo <= number <= 65535:
+        off = " (0: off)" if allow_zero else ""
+        raise InputError(f"{option} must be a TCP port {lo}-65535{off}, got {port}")
+    return number
+
+
+def parse_host_port(text: str, option: str = "--igtl-input") -> tuple[str, int]:
+    """``host:port`` (host defaults to 127.0.0.1) as ``(host, port)``.
+
+    Examples
+    --------
+    >>> parse_host_port("10.0.0.7:18944")
+    ('10.0.0.7', 18944)
+    >>> parse_host_port(":18944")
+    ('127.0.0.1', 18944)
+    """
+    host, _, port = str(text).strip().rpartition(":")
+    if not port.isdigit():
+        raise InputError(f"{option} must be host:port, got {text!r}")
+    return host or "127.0.0.1", check_port(int(port), option, allow_zero=False)
 
 
 @dataclass(frozen=True)
@@ -64,14 +167,35 @@ def grid_from_igtl(shape_kji, matrix) -> Grid:
 
 
 def folder_frames(folder: Path, *, frame_s: float, poll_s: float = 0.05,
-                  idle_timeout_s: float = 5.0) -> Iterator[Frame]:  # fmt: skip
+                  idle_timeout_s: float = 5.0,
+                  first_wait_s: float | None = None) -> Iterator[Frame]:  # fmt: skip
     """Frames as their magnitude/phase pair appears in ``folder``.
 
-    Stops after ``idle_timeout_s`` without a new frame.
+    Parameters
+    ----------
+    folder : path
+        The folder the scanner writes ``NNNN_magnitude.nii.gz`` and ``NNNN_phase.nii.gz``
+        into (3D NIfTI, frame index ``NNNN``).
+    frame_s : float
+        Time between frames (s): frame ``NNNN`` is at ``NNNN * frame_s``.
+    poll_s : float
+        How often the folder is listed (s).
+    idle_timeout_s : float
+        Stop after this long without a new frame (s).
+    first_wait_s : float, optional
+        How long to wait for the first frame (s); default ``idle_timeout_s``.
+
+    Yields
+    ------
+    Frame
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise InputError(f"not a folder: {folder}")
+        raise InputError(f"--folder {folder}: not a folder")
+    check_wait(frame_s, "--frame-s")
+    check_wait(idle_timeout_s, "--idle-timeout-s")
+    wait = check_wait(idle_timeout_s if first_wait_s is None else first_wait_s,
+                      "--start-timeout-s")  # fmt: skip
     done: set[int] = set()
     idle_since = time.monotonic()
     while True:
@@ -90,8 +214,9 @@ def folder_frames(folder: Path, *, frame_s: float, poll_s: float = 0.05,
                 raise InputError(f"frame {idx}: magnitude and phase are on different grids")
             done.add(idx)
             idle_since = time.monotonic()
+            wait = idle_timeout_s
             yield Frame(idx, idx * frame_s, (m[0] * np.exp(1j * p[0])).astype(np.complex64), grid)
-        if time.monotonic() - idle_since > idle_timeout_s:
+        if time.monotonic() - idle_since > wait:
             return
         time.sleep(poll_s)
 
@@ -103,7 +228,26 @@ def igtl_frames(server, *, device: str = "ioplan_input", idle_timeout_s: float =
 
     A message whose metadata ``frame_index`` is not after the last one is skipped, with a
     line in ``notes``: its dose interval has passed.
+
+    Parameters
+    ----------
+    server : pyigtl.OpenIGTLinkClient or pyigtl.OpenIGTLinkServer
+        The connection the scanner's messages come in on.
+    device : str
+        The device name of the IMAGE messages.
+    idle_timeout_s : float
+        Stop after this long without a frame (s).
+    first_wait_s : float
+        How long to wait for the first frame (s).
+    notes : list of str, optional
+        Lines about skipped frames are appended here.
+
+    Yields
+    ------
+    Frame
     """
+    check_wait(idle_timeout_s, "--idle-timeout-s")
+    check_wait(first_wait_s, "--start-timeout-s")
     index = -1
     t_first = None
     wait = first_wait_s
@@ -185,10 +329,44 @@ def demo_scanner(port: int, *, frames: int = 60, baseline: int = 10, interval_s:
     frame index in its metadata (``frame_index``); the frames in ``drop`` are not sent
     (a lost frame, for tests). Returns the server and the thread that streams once a
     client has connected.
+
+    Parameters
+    ----------
+    port : int
+        TCP port to serve on, 0-65535 (0: any free port).
+    frames : int
+        Heating frames, 1 s apart in scan time, 1 to :data:`MAX_DEMO_FRAMES`.
+    baseline : int
+        Unheated frames before them, 1 to :data:`MAX_BASELINE_FRAMES`.
+    interval_s : float
+        Wall-clock time between frames sent (s), 0-10.
+    motion_mm : float
+        Amplitude of the rigid respiratory motion (mm).
+    seed : int
+        Seed of the noise (>= 0).
+    drop : frozenset of int
+        Frame indices left out.
+
+    Returns
+    -------
+    server : pyigtl.OpenIGTLinkServer
+    thread : threading.Thread
     """
     import threading
 
     import pyigtl
+
+    check_port(port, "port", allow_zero=True)
+    for name, v, hi in (("--live-frames", frames, MAX_DEMO_FRAMES),
+                        ("--baseline-frames", baseline, MAX_BASELINE_FRAMES)):  # fmt: skip
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+            raise InputError(f"{name} must be 1-{hi}, got {v}")
+    if not (math.isfinite(interval_s) and 0.0 <= interval_s <= 10.0):
+        raise InputError(f"--interval-s must be in 0-10 s, got {interval_s}")
+    if not math.isfinite(motion_mm) or abs(motion_mm) > 20.0:
+        raise InputError(f"motion must be in -20..20 mm, got {motion_mm}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed must be an integer >= 0, got {seed}")
 
     from ioplan.monitoring._synthetic import ScannerConfig, gaussian_heating, synthetic_frames
 
@@ -219,3 +397,172 @@ def demo_scanner(port: int, *, frames: int = 60, baseline: int = 10, interval_s:
     thread = threading.Thread(target=stream, daemon=True)
     thread.start()
     return server, thread
+
+
+def _reachable(host: str, port: int, timeout_s: float) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout_s`` (retried).
+
+    Checked before the OpenIGTLink client starts: pyigtl's client retries for ever in
+    its thread (and leaves a socket open at each refused attempt).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, port), timeout=max(0.05, min(left, 2.0))):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def live_summary(results: list[FrameResult], notes: list[str]) -> dict[str, Any]:
+    """The summary of a live session (JSON keys of ``ioplan monitor --json``).
+
+    Parameters
+    ----------
+    results : list of FrameResult
+        The measured frames (after the baseline), in order.
+    notes : list of str
+        The session's notes (dropped or skipped frames).
+
+    Returns
+    -------
+    dict
+        ``frames`` (count), ``max_temperature_c`` (degC, the highest frame maximum, NaN
+        without frames), ``necrosis_volume_ml`` (mL, at the last frame),
+        ``ms_per_frame`` (median processing time, ms; None without frames), ``alerts``
+        (every frame's) and ``notes``.
+    """
+    return {
+        "frames": len(results),
+        "max_temperature_c": round(
+            max((r.max_temperature_c for r in results), default=float("nan")), 3
+        ),
+        "necrosis_volume_ml": round(results[-1].necrosis_volume_ml, 4) if results else 0.0,
+        "ms_per_frame": round(float(np.median([r.ms for r in results])), 3) if results else None,
+        "alerts": [a for r in results for a in r.alerts],
+        "notes": list(notes),
+    }
+
+
+def monitor_live(cfg: ThermometryConfig, *, folder: str | Path | None = None,
+                 igtl_input: str | None = None, demo: dict[str, Any] | None = None,
+                 frame_s: float = 1.0, igtl_port: int = 18944, idle_timeout_s: float = 5.0,
+                 start_timeout_s: float = 30.0,
+                 on_frame: Callable[[Frame, FrameResult | None], None] | None = None,
+                 ) -> dict[str, Any]:  # fmt: skip
+    """A live thermometry session: frames in, maps out to 3D Slicer, the summary back.
+
+    Give one input: ``folder``, ``igtl_input`` or ``demo``. The settings are checked
+    before anything starts; the numba kernels are loaded before the first frame can
+    arrive (:func:`ioplan.monitoring.warm_up`). The session ends when no frame came for
+    ``idle_timeout_s``.
+
+    Parameters
+    ----------
+    cfg : ThermometryConfig
+        Acquisition and processing (B0, TE, baseline frames).
+    folder : path, optional
+        Folder the scanner writes ``NNNN_magnitude.nii.gz`` / ``NNNN_phase.nii.gz`` into.
+    igtl_input : str, optional
+        The scanner's OpenIGTLink server, ``host:port``.
+    demo : dict, optional
+        Play the synthetic scanner over loopback: keyword arguments of
+        :func:`demo_scanner` (``frames``, ``interval_s``, ``seed``, ...).
+    frame_s : float
+        Time between frames of ``folder`` input (s), > 0 and at most :data:`MAX_WAIT_S`.
+    igtl_port : int
+        Serve the maps (IMAGE ``ioplan_temperature``, ``ioplan_cem43``,
+        ``ioplan_necrosis``) on this TCP port, 0-65535 (0: off).
+    idle_timeout_s : float
+        End the session after this long without a frame (s), > 0 and at most
+        :data:`MAX_WAIT_S`.
+    start_timeout_s : float
+        Wait this long for the first frame (s), > 0 and at most :data:`MAX_WAIT_S`.
+    on_frame : callable, optional
+        Called as ``on_frame(frame, result)`` after every frame (``result`` None for a
+        baseline frame): a live display.
+
+    Returns
+    -------
+    dict
+        :func:`live_summary` of the session.
+
+    Raises
+    ------
+    InputError
+        Not one input; a setting out of range; the map port busy; no frame within
+        ``start_timeout_s`` (an unreachable scanner, an empty folder); only baseline
+        frames; a frame on another grid.
+    """
+    inputs = [n for n, v in (("--folder", folder), ("--igtl-input", igtl_input),
+                             ("--demo", demo)) if v is not None]  # fmt: skip
+    if len(inputs) != 1:
+        given = f" (got {', '.join(inputs)})" if inputs else ""
+        raise InputError(f"give one input: --folder, --igtl-input host:port, or --demo{given}")
+    check_wait(frame_s, "--frame-s")
+    check_wait(idle_timeout_s, "--idle-timeout-s")
+    check_wait(start_timeout_s, "--start-timeout-s")
+    check_port(igtl_port, "--igtl-port", allow_zero=True)
+    if folder is not None and not Path(folder).is_dir():
+        raise InputError(f"--folder {folder}: not a folder")
+    host_port = parse_host_port(igtl_input) if igtl_input is not None else None
+
+    import pyigtl
+
+    th = Thermometry(cfg)
+    closers = []
+    arrived = 0
+
+    def counted(frames: Iterator[Frame]) -> Iterator[Frame]:
+        nonlocal arrived
+        for f in frames:
+            arrived += 1
+            yield f
+
+    try:
+        if demo is not None:  # checks its settings first; streams once ioplan connects
+            scanner, _ = demo_scanner(0, baseline=cfg.baseline_frames, **demo)
+            closers.append(scanner)
+            host_port = ("127.0.0.1", scanner.port)
+        if igtl_port:
+            try:
+                closers.append(out_server := pyigtl.OpenIGTLinkServer(port=igtl_port))
+            except OSError as exc:
+                raise InputError(
+                    f"cannot serve OpenIGTLink on port {igtl_port}: {exc.strerror}"
+                ) from None
+        else:
+            out_server = None
+        warm_up()  # before frames arrive: the first frame must not wait for the kernels
+        if folder is not None:
+            where = f"--folder {folder}"
+            frames = folder_frames(Path(folder), frame_s=frame_s, idle_timeout_s=idle_timeout_s,
+                                   first_wait_s=start_timeout_s)  # fmt: skip
+        else:
+            assert host_port is not None
+            where = "the synthetic scanner" if demo is not None else "{}:{}".format(*host_port)
+            if demo is None and not _reachable(*host_port, start_timeout_s):
+                raise InputError(
+                    f"could not connect to {where} within {start_timeout_s:g} s "
+                    "(--start-timeout-s): is the scanner's OpenIGTLink server running?"
+                )
+            client = pyigtl.OpenIGTLinkClient(host=host_port[0], port=host_port[1])
+            closers.append(client)
+            frames = igtl_frames(client, idle_timeout_s=idle_timeout_s,
+                                 first_wait_s=start_timeout_s, notes=th.notes)  # fmt: skip
+        results = run_live(counted(frames), th, server=out_server, on_frame=on_frame)
+    finally:
+        for c in reversed(closers):
+            c.stop()
+    if not arrived:
+        raise InputError(f"no frame arrived from {where} within {start_timeout_s:g} s "
+                         "(--start-timeout-s)")  # fmt: skip
+    if not results:
+        raise InputError(
+            f"{arrived} frame{'s' if arrived > 1 else ''} arrived from {where}, all used as "
+            f"baseline (--baseline-frames {cfg.baseline_frames}): nothing measured"
+        )
+    return live_summary(results, th.notes)
