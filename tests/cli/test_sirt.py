@@ -151,7 +151,7 @@ def test_an_interrupted_report_leaves_the_earlier_one(monkeypatch, tmp_path):
     def boom(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pathlib.Path.write_text", boom)
+    monkeypatch.setattr("ioplan.embolization._report.write_page", boom)  # mid-write
     with pytest.raises(KeyboardInterrupt):
         write_sirt_report(doc, tmp_path / "r", "second", overwrite=True)
     monkeypatch.undo()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import shutil
@@ -14,19 +13,23 @@ from typing import Any
 from ioplan.embolization._voxel import VoxelDose
 from ioplan.errors import OutputExistsError
 from ioplan.imaging import check_output_folder, write_nifti
+from ioplan.report import (
+    bullet_list,
+    escape,
+    figure,
+    key_value_table,
+    page,
+    save_figure,
+    table,
+    write_page,
+)
 
 __all__ = ["check_report_folder", "write_sirt_report", "write_voxel_outputs"]
 
-_STYLE = """<style>body{font-family:sans-serif;max-width:1000px;margin:auto}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}
-</style>"""
-
 
 def _rows(doc: dict[str, Any]) -> str:
-    return "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(json.dumps(v))}</td></tr>"
-        for k, v in doc.items()
-        if k not in ("warnings", "structures", "notes")
+    return key_value_table(
+        (k, json.dumps(v)) for k, v in doc.items() if k not in ("warnings", "structures", "notes")
     )
 
 
@@ -93,15 +96,11 @@ def write_sirt_report(result: dict[str, Any], folder: str | Path, title: str, *,
     The folder is written atomically; an earlier report there is replaced only with
     ``overwrite`` (:class:`~ioplan.errors.OutputExistsError` otherwise).
     """
-    warn = "".join(f"<li>{html.escape(w)}</li>" for w in result.get("warnings", []))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-{_STYLE}</head><body><h1>{html.escape(title)}</h1>
-<p>Dose constant {result.get("cf_gy_kg_per_gbq", "")} Gy kg/GBq. Not for clinical use.</p>
-<h2>Warnings</h2><ul>{warn or "<li>none</li>"}</ul><table>{_rows(result)}</table>
-</body></html>
-"""
+    body = f"""<p>Dose constant {escape(result.get("cf_gy_kg_per_gbq", ""))} Gy kg/GBq.</p>
+<h2>Warnings</h2>{bullet_list(result.get("warnings", []))}{_rows(result)}"""
+    text = page(title, body)
     out = _write_folder_atomically(
-        Path(folder), lambda tmp: (tmp / "report.html").write_text(page, encoding="utf-8"),
+        Path(folder), lambda tmp: write_page(tmp / "report.html", text),
         overwrite=overwrite, files=_SIRT_REPORT_FILES,
     )  # fmt: skip
     return out / "report.html"
@@ -139,20 +138,12 @@ def _voxel_files(res: VoxelDose, doc: dict[str, Any], out: Path) -> None:
     ax.set_title(f"cumulative DVH ({res.method}, CF {res.cf_gy_kg_per_gbq} Gy kg/GBq)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "dvh.png", dpi=110)
-    plt.close(fig)
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{v}</td>" for v in st.values()) + "</tr>"
-        for k, st in res.structures.items()
-    )
-    head = next(iter(res.structures.values()), {})
-    cols = "".join(f"<th>{html.escape(k)}</th>" for k in head)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in res.notes)
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Y-90 voxel dosimetry</title>
-{_STYLE}</head><body><h1>Y-90 voxel dosimetry ({html.escape(res.method)})</h1>
-<p>Dose constant {res.cf_gy_kg_per_gbq} Gy kg/GBq. Not for clinical use.</p>
-<img src="dvh.png"><table><tr><th>structure</th>{cols}</tr>{rows}</table>
-<h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
-<p>Files: dose.nii.gz (Gy), dosimetry.json, dvh.png.</p></body></html>
-"""
-    (out / "report.html").write_text(page, encoding="utf-8")
+    save_figure(fig, out / "dvh.png", dpi=110)
+    head = list(next(iter(res.structures.values()), {}))
+    rows = [[name, *st.values()] for name, st in res.structures.items()]
+    body = f"""<p>Method {escape(res.method)}; dose constant {res.cf_gy_kg_per_gbq} Gy kg/GBq.</p>
+{figure("dvh.png", "cumulative dose-volume histograms")}
+{table(["structure", *head], rows)}
+<h2>Notes</h2>{bullet_list(res.notes)}
+<p>Files: dose.nii.gz (Gy), dosimetry.json, dvh.png.</p>"""
+    write_page(out / "report.html", page("Y-90 voxel dosimetry", body))
