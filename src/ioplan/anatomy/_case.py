@@ -38,7 +38,6 @@ from __future__ import annotations
 import csv
 import os
 import re
-import shutil
 import tomllib
 import uuid
 from dataclasses import dataclass, field
@@ -58,7 +57,13 @@ from ioplan.errors import (
     InputFileNotFoundError,
     InvalidImageError,
 )
-from ioplan.imaging import Volume, check_output_folder, read_image, write_image
+from ioplan.imaging import (
+    Volume,
+    check_output_folder,
+    read_image,
+    staged_output_folder,
+    write_image,
+)
 
 __all__ = [
     "CASE_FORMAT_VERSION",
@@ -257,11 +262,11 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
 
     Notes
     -----
-    The files are written into a hidden sibling folder first. A new case folder is
-    that sibling renamed into place; over an existing case, ``case.toml`` is removed
-    first, then each file is renamed into place and ``case.toml`` comes last. An
-    interrupted save therefore never leaves a ``case.toml`` beside files it does
-    not describe.
+    The files are written into a hidden sibling folder first
+    (:func:`ioplan.imaging.staged_output_folder`) and renamed into place; over an
+    existing case its ``case.toml`` is removed first, and the new ``case.toml`` comes
+    last. An interrupted save therefore never leaves a ``case.toml`` beside files it
+    does not describe.
 
     Examples
     --------
@@ -273,49 +278,31 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
     ['case.toml', 'image.nii.gz', 'labels.nii.gz', 'vessels.csv']
     """
     folder = check_output_folder(folder, overwrite=overwrite)
-    fresh = not folder.exists()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
-        names = _write_case_files(case, tmp)
-        if fresh or not any(folder.iterdir()):
-            if not fresh:
-                folder.rmdir()
-            os.replace(tmp, folder)
-            return folder
+    if folder.is_dir():  # an earlier case: it stops being one until the new case.toml is in
         (folder / "case.toml").unlink(missing_ok=True)
-        if "vessels.csv" not in names:
+        if not case.vessels:
             (folder / "vessels.csv").unlink(missing_ok=True)
-        for name in names:  # case.toml is last: the folder is a case again only at the end
-            os.replace(tmp / name, folder / name)
-        tmp.rmdir()
+    with staged_output_folder(folder, overwrite=overwrite) as tmp:
+        _write_case_data(case, tmp)
+    # case.toml last, by an atomic rename: it marks the folder as a whole case
+    staged = folder / f".case.toml.partial-{uuid.uuid4().hex[:12]}"
+    try:
+        staged.write_text(_case_toml(case))
+        os.replace(staged, folder / "case.toml")
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        staged.unlink(missing_ok=True)
     return folder
 
 
-def _write_case_files(case: Case, folder: Path) -> list[str]:
-    """Write the case's files into an empty ``folder``; their names, ``case.toml`` last."""
-    names = ["image.nii.gz", "labels.nii.gz"]
+def _write_case_data(case: Case, folder: Path) -> None:
+    """Write the image, the labels (uint8) and, if any, the vessel centrelines into ``folder``."""
     write_image(case.image, folder / "image.nii.gz", overwrite=True)
     write_image(
         case.labels.with_array(case.labels.array.astype(np.uint8)),
         folder / "labels.nii.gz",
         overwrite=True,
     )
-    doc: dict[str, Any] = {
-        "format": "ioplan-case",
-        "format_version": CASE_FORMAT_VERSION,
-        "name": case.name,
-        "modality": case.modality,
-        "image": "image.nii.gz",
-        "labels": "labels.nii.gz",
-    }
     if case.vessels:
-        doc["vessels"] = "vessels.csv"
-        names.append("vessels.csv")
         with open(folder / "vessels.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(_VESSEL_COLUMNS)
@@ -330,11 +317,24 @@ def _write_case_files(case: Case, folder: Path) -> list[str]:
                         f"{s.radius_mm:.3f}",
                     ]
                 )
+
+
+def _case_toml(case: Case) -> str:
+    """The text of ``case.toml``."""
+    doc: dict[str, Any] = {
+        "format": "ioplan-case",
+        "format_version": CASE_FORMAT_VERSION,
+        "name": case.name,
+        "modality": case.modality,
+        "image": "image.nii.gz",
+        "labels": "labels.nii.gz",
+    }
+    if case.vessels:
+        doc["vessels"] = "vessels.csv"
     doc["tumors"] = [dict(t) for t in case.tumors]
     doc["source"] = dict(case.source)
     doc["label_values"] = _default_label_table()
-    (folder / "case.toml").write_text(_header_comment() + tomli_w.dumps(doc))
-    return [*names, "case.toml"]
+    return _header_comment() + tomli_w.dumps(doc)
 
 
 def _header_comment() -> str:
