@@ -30,6 +30,7 @@ def _assert_one_line_error(code, err, *fragments):
         assert f in text, (f, text)
 
 
+@pytest.mark.slow
 def test_demo_writes_case_and_overview(tmp_path, capsys):
     out = tmp_path / "demo"
     code, stdout, _ = _run(capsys, "demo", "--out", str(out), "--spacing-mm", "4", "--quiet")
@@ -145,7 +146,10 @@ def test_two_tumours_with_centres(tmp_path, capsys):
     ("args", "fragments"),
     [
         (["phantom", "--out", "{tmp}/x", "--spacing-mm", "-1"], ["--spacing-mm", "-1"]),
-        (["phantom", "--out", "{tmp}/x", "--tumor-diameter-mm", "500"], ["--tumor-diameter-mm", "500"]),
+        (
+            ["phantom", "--out", "{tmp}/x", "--tumor-diameter-mm", "500"],
+            ["--tumor-diameter-mm", "500"],
+        ),
         (["phantom", "--out", "{tmp}/x", "--tumor-centre-mm", "1,2"], ["--tumor-centre-mm"]),
         (
             [

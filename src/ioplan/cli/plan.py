@@ -22,19 +22,63 @@ from ioplan.cli._common import (
     err_console,
 )
 from ioplan.errors import InputError
+from ioplan.planning import (
+    MARGIN_RANGE_MM,
+    PROTECT_RANGE_MM,
+    SAFETY_RANGE_MM,
+    SPACING_RANGE_MM,
+    check_in_range,
+)
+
+#: Exit status of ``plan`` and ``demo --strict`` when the plan is made but misses its goal.
+GOAL_MISSED_EXIT = 3
+
+_GOAL_HELP = (
+    "Exit status: 0 when the plan is made, whether or not it meets its goal (the verified "
+    "zone covers >= 99 % of the tumour plus its margin and spares the protected "
+    "structures; `goal_met` in the JSON and plan.json says which); with --strict, "
+    f"{GOAL_MISSED_EXIT} when the plan is made and written but misses its goal; 2 on a user "
+    "error (one line `error: ...`), nothing written."
+)
+_STRICT = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help=f"Exit with status {GOAL_MISSED_EXIT} when the plan misses its goal "
+        "(`goal_met` false); the files are written either way.",
+    ),
+]
+_SPACING_HELP = (
+    f"Simulation voxel size, {SPACING_RANGE_MM[0]:g}-{SPACING_RANGE_MM[1]:g} mm "
+    "(finer: slower and more memory)."
+)
 
 
-@app.command()
+def _goal_exit(goal_met: bool, strict: bool) -> None:
+    if strict and not goal_met:
+        raise typer.Exit(GOAL_MISSED_EXIT)
+
+
+@app.command(epilog=_GOAL_HELP)
 def demo(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("ioplan-demo"),
+    out: Annotated[
+        Path,
+        typer.Option(help="Output folder (written whole at the end; --overwrite replaces it)."),
+    ] = Path("ioplan-demo"),
     modality: _MODALITY = "mwa",
     seed: _SEED = 0,
     spacing_mm: Annotated[
-        float, typer.Option("--spacing-mm", help="Voxel size of the case and the plan (mm).")
+        float,
+        typer.Option(
+            "--spacing-mm",
+            help="Voxel size of the case and the plan, "
+            f"{SPACING_RANGE_MM[0]:g}-{SPACING_RANGE_MM[1]:g} mm.",
+        ),
     ] = 2.0,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
+    strict: _STRICT = False,
     live: Annotated[
         bool,
         typer.Option(
@@ -59,6 +103,8 @@ def demo(
     Generates a phantom with a 28 mm tumour 2 mm from a 5-6 mm hepatic vein branch
     (so that the heat sink matters), plans the ablation with a 5 mm margin, verifies
     it by full simulation, and writes the case, its overview and the plan report in OUT.
+    The demo's plan misses its goal (the vein's heat sink leaves part of the margin
+    untreated): plain `ioplan demo` still exits 0; --strict exits 3.
 
     With --live, plays the synthetic MR scanner (a heating hot spot, 3 T, TE 10 ms,
     SNR 50, 4 x 64 x 64 voxels) over OpenIGTLink loopback through the live
@@ -68,33 +114,44 @@ def demo(
         _demo_live(modality, seed=seed, frames=live_frames, baseline_frames=baseline_frames,
                    interval_s=interval_s, igtl_port=igtl_port, as_json=as_json)  # fmt: skip
         return
-    from ioplan.anatomy import save_case
-    from ioplan.imaging import check_output_folder
-    from ioplan.planning import PlanConfig, demo_case, plan_ablation, write_plan
-    from ioplan.report import write_case_overview
+    from ioplan.anatomy import phantom_grid
+    from ioplan.planning import (
+        DEMO_FOLDER_ENTRIES,
+        PlanConfig,
+        check_replaceable,
+        demo_case,
+        plan_ablation,
+        plan_memory_bytes,
+        write_demo,
+    )
+    from ioplan.resources import check_memory
 
-    check_output_folder(out, overwrite=overwrite)  # fail before the work, not after
-    cfg = PlanConfig(modality=modality, spacing_mm=min(max(spacing_mm, 1.0), 4.0), seed=seed)
-    cfg.applicator()  # a bad modality fails now
+    # every check that needs no work first: options, output folder, memory
+    check_in_range(spacing_mm, *SPACING_RANGE_MM, "--spacing-mm")
+    cfg = PlanConfig(modality=modality, spacing_mm=spacing_mm, seed=seed)
+    cfg.applicator()
+    check_replaceable(out, command="demo", names=DEMO_FOLDER_ENTRIES, overwrite=overwrite)
+    g = phantom_grid((spacing_mm,) * 3)
+    check_memory(
+        plan_memory_bytes(g, spacing_mm),
+        f"the demo at {spacing_mm:g} mm ({' x '.join(map(str, g.shape))} voxels)",
+        hint="use a coarser --spacing-mm",
+    )
     log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
     with _progress(_PHANTOM_STEPS + 2, enabled=not quiet and not as_json) as advance:
         case, info = demo_case(seed=seed, spacing_mm=spacing_mm, progress=advance)
-        advance("saving case")
-        save_case(case, out, overwrite=overwrite)
-        write_case_overview(case, out)
         advance("planning")
         plan = plan_ablation(case, cfg, log=log)
-    report = write_plan(plan, case, out / "plan", overwrite=True)
-    doc = plan.to_dict()
-    doc["demo"] = info
-    (out / "plan" / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+        advance("writing")
+        doc = write_demo(case, info, plan, out, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        return
-    _print_plan_summary(plan)
-    # paths on lines of their own, never wrapped (people and tools copy them)
-    typer.echo(f"case: {out} (overview: {out / 'index.html'})")
-    typer.echo(f"report: {report}")
+    else:
+        _print_plan_summary(plan)
+        # paths on lines of their own, never wrapped (people and tools copy them)
+        typer.echo(f"case: {out} (overview: {out / 'index.html'})")
+        typer.echo(f"report: {out / 'plan' / 'report.html'}")
+    _goal_exit(plan.goal_met, strict)
 
 
 def _demo_live(modality: str, *, seed: int, frames: int, baseline_frames: int,
@@ -172,55 +229,108 @@ def select(
     typer.echo(f"({sel.disclaimer})")
 
 
-@app.command()
+@app.command(epilog=_GOAL_HELP)
 def plan(
     case: Annotated[Path, typer.Argument(help="Case folder (see `ioplan phantom`).")],
-    out: Annotated[Path, typer.Option(help="Output folder for the plan.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output folder for the plan (written whole at the end; --overwrite replaces "
+            "an earlier plan folder, never a folder holding other files)."
+        ),
+    ],
     modality: _MODALITY = "mwa",
     applicator: Annotated[
         str | None, typer.Option(help="Applicator id (default: one per modality).")
     ] = None,
     margin_mm: Annotated[
         float | None,
-        typer.Option(help="Margin around the tumour (default 5; 10 for colorectal metastases)."),
+        typer.Option(
+            help="Ablative margin around the tumour, "
+            f"{MARGIN_RANGE_MM[0]:g}-{MARGIN_RANGE_MM[1]:g} mm (default 5; 10 for colorectal "
+            "metastases)."
+        ),
     ] = None,
     protect_mm: Annotated[
-        float, typer.Option(help="Keep lethal damage this far from protected structures.")
+        float,
+        typer.Option(
+            help="Keep lethal damage this far from protected structures, "
+            f"{PROTECT_RANGE_MM[0]:g}-{PROTECT_RANGE_MM[1]:g} mm."
+        ),
     ] = 3.0,
-    tumour: Annotated[int, typer.Option(help="Which tumour of the case (0: the first).")] = 0,
-    spacing_mm: Annotated[
-        float, typer.Option("--spacing-mm", help="Simulation voxel size (mm).")
-    ] = 2.0,
+    tumor: Annotated[
+        int,
+        typer.Option(
+            "--tumor",
+            help="Which tumour of the case: 0 (the first) to the number of tumours minus 1.",
+        ),
+    ] = 0,
+    tumour_alias: Annotated[
+        int | None, typer.Option("--tumour", hidden=True, help="Alias of --tumor.")
+    ] = None,
+    spacing_mm: Annotated[float, typer.Option("--spacing-mm", help=_SPACING_HELP)] = 2.0,
     guidance: Annotated[str, typer.Option(help="CT or MR (angle or bore limits).")] = "CT",
     safety_mm: Annotated[
-        float, typer.Option(help="Smallest distance from a path to a forbidden structure.")
+        float,
+        typer.Option(
+            help="Smallest distance from a path to a forbidden structure, "
+            f"{SAFETY_RANGE_MM[0]:g}-{SAFETY_RANGE_MM[1]:g} mm."
+        ),
     ] = 5.0,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
+    strict: _STRICT = False,
 ) -> None:
-    """Plan an ablation: safe paths, placement and energy, verified by simulation."""
-    from ioplan.anatomy import load_case
-    from ioplan.imaging import check_output_folder
-    from ioplan.planning import PlanConfig, TrajectoryConfig, plan_ablation, write_plan
+    """Plan an ablation: safe paths, placement and energy, verified by simulation.
 
-    check_output_folder(out, overwrite=overwrite)
+    Checks everything that needs no simulation first (options, output folder, tumour,
+    applicator, memory), then writes OUT whole at the end: an interrupted plan leaves
+    OUT as it was.
+    """
+    from ioplan.anatomy import load_case
+    from ioplan.planning import (
+        PLAN_FOLDER_ENTRIES,
+        PlanConfig,
+        TrajectoryConfig,
+        check_plan_request,
+        check_replaceable,
+        plan_ablation,
+        write_plan,
+    )
+
+    if tumour_alias is not None:
+        if tumor not in (0, tumour_alias):
+            raise InputError(f"--tumor {tumor} and --tumour {tumour_alias} disagree: give one")
+        tumor = tumour_alias
+    if tumor < 0:
+        raise InputError(f"--tumor must be 0 or more (0 is the first tumour), got {tumor}")
+    check_in_range(spacing_mm, *SPACING_RANGE_MM, "--spacing-mm")
+    if margin_mm is not None:
+        check_in_range(margin_mm, *MARGIN_RANGE_MM, "--margin-mm")
+    check_in_range(protect_mm, *PROTECT_RANGE_MM, "--protect-mm")
+    check_in_range(safety_mm, *SAFETY_RANGE_MM, "--safety-mm")
+    if guidance.upper() not in ("CT", "MR"):
+        raise InputError(f"--guidance must be CT or MR, got {guidance!r}")
     cfg = PlanConfig(
         modality=modality,
         applicator_id=applicator,
         margin_mm=margin_mm,
         protect_mm=protect_mm,
-        tumour_index=tumour,
+        tumour_index=tumor,
         spacing_mm=spacing_mm,
         trajectories=TrajectoryConfig(modality=guidance.upper(), safety_mm=safety_mm),
     )
     cfg.applicator()
+    check_replaceable(out, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=overwrite)
     case_obj = load_case(case)
+    check_plan_request(case_obj, cfg, tumour_name="--tumor", spacing_name="--spacing-mm")
     log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
     result = plan_ablation(case_obj, cfg, log=log)
     report = write_plan(result, case_obj, out, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
-        return
-    _print_plan_summary(result)
-    typer.echo(f"report: {report}")
+    else:
+        _print_plan_summary(result)
+        typer.echo(f"report: {report}")
+    _goal_exit(result.goal_met, strict)

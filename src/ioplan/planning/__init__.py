@@ -1,17 +1,31 @@
 """Treatment planning: needle paths, applicator placement and energy, the verified plan."""
 
-from ioplan.planning._demo import demo_case
-from ioplan.planning._outputs import write_plan
+from ioplan.planning._atomic import COMPLETION_RECORD, atomic_output_folder, check_replaceable
+from ioplan.planning._checks import (
+    MARGIN_RANGE_MM,
+    PROTECT_RANGE_MM,
+    SPACING_RANGE_MM,
+    check_in_range,
+    check_plan_request,
+    check_tumour_index,
+    plan_memory_bytes,
+    tumour_count,
+)
+from ioplan.planning._demo import DEMO_FOLDER_ENTRIES, demo_case, write_demo
+from ioplan.planning._metrics import tumour_mask
+from ioplan.planning._outputs import PLAN_FOLDER_ENTRIES, write_plan
 from ioplan.planning._plan import (
     DEFAULT_APPLICATOR,
+    GOAL,
+    GOAL_MARGIN_COVERAGE_PERCENT,
     PLAN_SCHEMA_VERSION,
     Plan,
     PlanConfig,
     plan_ablation,
-    tumour_mask,
 )
 from ioplan.planning._select import SOURCES, Selection, select_treatment
 from ioplan.planning._trajectories import (
+    SAFETY_RANGE_MM,
     Trajectory,
     TrajectoryConfig,
     candidate_trajectories,
@@ -19,19 +33,36 @@ from ioplan.planning._trajectories import (
 )
 
 __all__ = [
+    "COMPLETION_RECORD",
     "DEFAULT_APPLICATOR",
+    "DEMO_FOLDER_ENTRIES",
+    "GOAL",
+    "GOAL_MARGIN_COVERAGE_PERCENT",
+    "MARGIN_RANGE_MM",
+    "PLAN_FOLDER_ENTRIES",
     "PLAN_SCHEMA_VERSION",
+    "PROTECT_RANGE_MM",
+    "SAFETY_RANGE_MM",
     "SOURCES",
+    "SPACING_RANGE_MM",
     "Plan",
     "PlanConfig",
     "Selection",
     "Trajectory",
     "TrajectoryConfig",
+    "atomic_output_folder",
     "candidate_trajectories",
+    "check_in_range",
+    "check_plan_request",
+    "check_replaceable",
+    "check_tumour_index",
     "demo_case",
     "forbidden_groups",
     "plan_ablation",
+    "plan_memory_bytes",
     "select_treatment",
+    "tumour_count",
     "tumour_mask",
+    "write_demo",
     "write_plan",
 ]

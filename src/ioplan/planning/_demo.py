@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
 from ioplan.anatomy import Case, Label, PhantomConfig, TumorSpec, generate_phantom
 from ioplan.errors import InputError
+from ioplan.planning._atomic import atomic_output_folder, write_completion_record
 
-__all__ = ["demo_case"]
+if TYPE_CHECKING:
+    from ioplan.planning._plan import Plan
+
+__all__ = ["DEMO_FOLDER_ENTRIES", "demo_case", "write_demo"]
+
+#: What :func:`write_demo` writes into its folder (an older demo folder holds only these).
+DEMO_FOLDER_ENTRIES = frozenset(
+    {"case.toml", "image.nii.gz", "labels.nii.gz", "vessels.csv", "index.html", "figures", "plan"}
+)
 
 
 def demo_case(
@@ -82,3 +94,27 @@ def demo_case(
         "tumour_diameter_mm": tumour_diameter_mm,
     }
     return Case.from_phantom(ph, name="demo"), info
+
+
+def write_demo(case: Case, info: dict, plan: Plan, folder: str | Path, *,
+               overwrite: bool = False) -> dict:  # fmt: skip
+    """Write the demo's folder whole or not at all; return its ``plan/plan.json`` document.
+
+    The case (``case.toml``, images, ``vessels.csv``), its overview (``index.html``,
+    ``figures/``) and the plan in ``plan/`` (with a ``demo`` key in ``plan.json``
+    recording ``info``) go into a temporary sibling folder renamed into place at the
+    end (see :func:`ioplan.planning.atomic_output_folder`); ``overwrite`` replaces an
+    earlier demo folder whole and refuses a folder holding anything else.
+    """
+    from ioplan.anatomy import save_case
+    from ioplan.planning._outputs import write_plan_files
+    from ioplan.report import write_case_overview
+
+    with atomic_output_folder(
+        folder, command="demo", names=DEMO_FOLDER_ENTRIES, overwrite=overwrite
+    ) as tmp:
+        save_case(case, tmp, overwrite=True)
+        write_case_overview(case, tmp)
+        doc = write_plan_files(plan, case, tmp / "plan", extra={"demo": info})
+        write_completion_record(tmp / "plan", "plan")
+    return doc

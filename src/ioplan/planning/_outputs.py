@@ -14,10 +14,12 @@ import numpy as np
 from scipy import ndimage
 
 from ioplan.anatomy import Case
-from ioplan.imaging import Volume, check_output_folder, write_markups_lines, write_nifti
-from ioplan.planning._plan import Plan, tumour_mask
+from ioplan.imaging import Volume, write_markups_lines, write_nifti
+from ioplan.planning._atomic import atomic_output_folder
+from ioplan.planning._metrics import tumour_mask
+from ioplan.planning._plan import Plan
 
-__all__ = ["write_plan"]
+__all__ = ["PLAN_FOLDER_ENTRIES", "write_plan", "write_plan_files"]
 
 # Soft-tissue window (width 400, level 40 HU), as in the case overview.
 _WINDOW = (-160.0, 240.0)
@@ -112,18 +114,52 @@ def _picture_3d(case: Case, plan: Plan, mask: np.ndarray, folder: Path) -> None:
     plt.close(fig)
 
 
-def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write the plan files into ``folder``; return the report's path.
+#: What :func:`write_plan` writes into a plan folder (an older plan folder holds only these).
+PLAN_FOLDER_ENTRIES = frozenset(
+    {
+        "plan.json",
+        "zone.nii.gz",
+        "margin_shell.nii.gz",
+        "tmax.nii.gz",
+        "tmin.nii.gz",
+        "trajectories.mrk.json",
+        "report.html",
+        "dicom",
+        "figures",
+    }
+)
 
-    ``plan.json``, the label maps, ``trajectories.mrk.json``, ``report.html``, and
-    ``dicom/plan_seg.dcm`` (DICOM-SEG: tumour, margin shell, zone) with ``dicom/ct/``.
+
+def write_plan(
+    plan: Plan,
+    case: Case,
+    folder: str | Path,
+    *,
+    overwrite: bool = False,
+    extra: dict | None = None,
+) -> Path:
+    """Write the plan files into ``folder``, whole or not at all; return the report's path.
+
+    ``plan.json`` (with ``extra`` keys added), the label maps, ``trajectories.mrk.json``,
+    ``report.html``, ``figures/`` and ``dicom/plan_seg.dcm`` (DICOM-SEG: tumour, margin
+    shell, zone) with ``dicom/ct/``, then the completion record. The files are written
+    into a temporary sibling folder renamed into place at the end: an interruption
+    leaves ``folder`` as it was. ``overwrite`` replaces an earlier plan folder whole
+    (none of its files remain); a folder holding anything else is refused.
     """
-    out = check_output_folder(folder, overwrite=overwrite)
+    with atomic_output_folder(
+        folder, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=overwrite
+    ) as tmp:
+        write_plan_files(plan, case, tmp, extra=extra)
+    return Path(folder) / "report.html"
+
+
+def write_plan_files(plan: Plan, case: Case, out: Path, *, extra: dict | None = None) -> dict:
+    """Write the plan files into the new folder ``out``, ``plan.json`` last; return its document."""
     out.mkdir(parents=True, exist_ok=True)
     figs = out / "figures"
     figs.mkdir(exist_ok=True)
-    doc = plan.to_dict()
-    (out / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    doc = plan.to_dict() | dict(extra or {})
     if plan.zone is not None and plan.zone.grid != case.labels.grid:
         from ioplan.planning._plan import _isotropic
 
@@ -150,7 +186,8 @@ def write_plan(plan: Plan, case: Case, folder: str | Path, *, overwrite: bool = 
 
     sel = select_treatment(case)
     _report(plan, doc, out, sel)
-    return out / "report.html"
+    (out / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")  # last: the plan is whole
+    return doc
 
 
 def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
@@ -171,7 +208,8 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
             ("tumour", f"{plan.tumour_diameter_mm:.0f} mm, {plan.histology}"),
             ("tumour coverage", f"{plan.coverage_percent:.1f} %"),
             ("tumour + margin coverage", f"{plan.margin_coverage_percent:.1f} %"),
-            ("minimal margin (voxel level)", f"{plan.minimal_margin_mm:.1f} mm"),
+            ("minimal margin (surface, sub-voxel)", f"{plan.minimal_margin_mm:.1f} mm"),
+            ("goal met", "yes" if plan.goal_met else "no"),
             ("normal liver ablated", f"{plan.ablated_liver_ml:.1f} mL"),
             ("zone volume", f"{plan.zone_volume_ml:.1f} mL"),
             ("feasible paths", f"{plan.accepted_trajectories}"),

@@ -27,10 +27,19 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ioplan.anatomy import Case, Label, local_radius_mm
+from ioplan.anatomy import Case
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, resample, resample_to_spacing
+from ioplan.planning._checks import (
+    ANISOTROPY_LIMIT,
+    MARGIN_RANGE_MM,
+    PROTECT_RANGE_MM,
+    SPACING_RANGE_MM,
+    check_in_range,
+    check_plan_request,
+)
+from ioplan.planning._metrics import MARGIN_METHOD, plan_metrics, target_points, tumour_mask
 from ioplan.planning._surrogate import (
     CRYO_LETHAL_C,
     CRYO_PROTOCOL,
@@ -47,30 +56,28 @@ from ioplan.planning._trajectories import (
 
 __all__ = [
     "DEFAULT_APPLICATOR",
+    "GOAL",
+    "GOAL_MARGIN_COVERAGE_PERCENT",
     "PLAN_SCHEMA_VERSION",
     "Plan",
     "PlanConfig",
     "plan_ablation",
-    "tumour_mask",
 ]
 
 PLAN_SCHEMA_VERSION = 1
+#: Share of the tumour plus its margin the zone must cover for the plan to meet its goal (%).
+GOAL_MARGIN_COVERAGE_PERCENT = 99.0
+#: A plan's goal, as recorded in plan.json (``goal_met``, ``covered``).
+GOAL = (
+    f"the verified zone covers at least {GOAL_MARGIN_COVERAGE_PERCENT:g} % of the tumour plus "
+    "its margin, with no lethal damage to a protected structure nor within protect_mm of it"
+)
 #: Default applicator per modality.
 DEFAULT_APPLICATOR = {"mwa": "covidien-emprint", "rfa": "cooled-rf-3cm", "cryo": "cryo-2.4mm"}
 #: Margins by histology (mm): 5 mm (HCC; Laimer et al. 2020, ACCLAIM), 10 mm for colorectal
 #: metastases (Wang et al., CVIR 2013: 2-year LTP-free 26/46/74/80 % for 0/1-5/6-10/11-15 mm);
 #: shared/validation/README.md section 8.
 DEFAULT_MARGIN_MM = {"colorectal_metastasis": 10.0}
-#: Structures that must not receive lethal damage (planning), within ``protect_mm``.
-PROTECTED = {
-    "bile duct": (Label.BILE_DUCT,),
-    "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
-    "diaphragm": (Label.DIAPHRAGM,),
-    "gallbladder": (Label.GALLBLADDER,),
-    "kidney": (Label.KIDNEY,),
-    "lung": (Label.LUNG,),
-    "heart": (Label.HEART,),
-}
 
 
 @dataclass(frozen=True)
@@ -90,14 +97,14 @@ class PlanConfig:
     def __post_init__(self) -> None:
         if self.modality not in DEFAULT_APPLICATOR:
             raise InputError(f"modality must be mwa, rfa or cryo, got {self.modality!r}")
-        if self.margin_mm is not None and (
-            not np.isfinite(self.margin_mm) or not 0 <= self.margin_mm <= 20
-        ):
-            raise InputError(f"margin must be 0-20 mm, got {self.margin_mm}")
-        if not np.isfinite(self.protect_mm) or not 0 <= self.protect_mm <= 30:
-            raise InputError(f"protect distance must be 0-30 mm, got {self.protect_mm}")
-        if not np.isfinite(self.spacing_mm) or not 1.0 <= self.spacing_mm <= 4.0:
-            raise InputError(f"planning spacing must be 1-4 mm, got {self.spacing_mm}")
+        if self.margin_mm is not None:
+            check_in_range(self.margin_mm, *MARGIN_RANGE_MM, "margin")
+        check_in_range(self.protect_mm, *PROTECT_RANGE_MM, "protect distance")
+        check_in_range(self.spacing_mm, *SPACING_RANGE_MM, "planning spacing")
+        if self.tumour_index < 0:
+            raise InputError(f"tumour index must be 0 or more, got {self.tumour_index}")
+        if not 1 <= self.max_candidates <= 50:
+            raise InputError(f"max_candidates must be 1-50, got {self.max_candidates}")
 
     def applicator(self) -> Applicator:
         """The applicator used (the modality's default unless given)."""
@@ -136,12 +143,23 @@ class Plan:
     software_version: str
     notes: tuple[str, ...] = ()
     tumour_index: int = 0
+    #: LPS point (mm) of the tumour surface where the margin is smallest (None: no zone)
+    minimal_margin_point_mm: tuple[float, float, float] | None = None
+    protect_mm: float = 3.0
     zone: Volume | None = field(default=None, repr=False, compare=False)
     tmax: Volume | None = field(default=None, repr=False, compare=False)
     tmin: Volume | None = field(default=None, repr=False, compare=False)
 
+    @property
+    def goal_met(self) -> bool:
+        """Whether the plan reaches its goal (see :data:`GOAL`): the same as ``covered``."""
+        return bool(self.covered)
+
     def to_dict(self) -> dict[str, Any]:
-        """The ``plan.json`` document (keys named in the issue are a contract)."""
+        """The ``plan.json`` document (keys named in the issue are a contract).
+
+        Non-finite numbers (a minimal margin with no zone at all) become ``null``.
+        """
         d = asdict(self)
         for k in ("zone", "tmax", "tmin"):
             d.pop(k)
@@ -157,37 +175,18 @@ class Plan:
             "zone_volume_ml",
             "runtime_s",
         ):
-            d[k] = round(d[k], 3)
+            d[k] = round(d[k], 3) if math.isfinite(d[k]) else None
+        if self.minimal_margin_point_mm is not None:
+            d["minimal_margin_point_mm"] = [round(v, 2) for v in self.minimal_margin_point_mm]
+        d["minimal_margin_method"] = MARGIN_METHOD
+        d["goal_met"] = self.goal_met
+        d["goal"] = {
+            "description": GOAL,
+            "margin_coverage_percent_at_least": GOAL_MARGIN_COVERAGE_PERCENT,
+            "margin_mm": self.margin_mm,
+            "protect_mm": self.protect_mm,
+        }
         return d
-
-
-def tumour_mask(case: Case, index: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
-    """The tumour's voxels (the connected part holding its listed centre) and its record."""
-    lab = np.asarray(case.labels.array)
-    tum = lab == int(Label.TUMOR)
-    if not tum.any():
-        raise InputError("the case has no tumour label: nothing to plan for")
-    comps, n = ndimage.label(tum)
-    rec: dict[str, Any] = {}
-    if case.tumors and index < len(case.tumors):
-        rec = dict(case.tumors[index])
-    elif index > 0:
-        raise InputError(f"tumour {index} does not exist (the case lists {len(case.tumors)})")
-    pick = 0
-    if "centre_mm" in rec:
-        g = case.labels.grid
-        c = np.rint(g.lps_to_index(rec["centre_mm"])).astype(int)
-        if np.all((c >= 0) & (c < np.asarray(g.shape))):
-            pick = int(comps[tuple(c)])
-    if pick == 0:
-        sizes = ndimage.sum(tum, comps, range(1, n + 1))
-        pick = int(np.argmax(sizes)) + 1
-    mask = comps == pick
-    liver = lab == int(Label.LIVER)
-    near = ndimage.binary_dilation(mask, iterations=2) & ~mask
-    if near.any() and liver[near].mean() < 0.2:
-        raise InputError("the tumour does not lie in the liver (less than 20 % liver around it)")
-    return mask, rec
 
 
 def _ellipsoid_holds(points: np.ndarray, centre: np.ndarray, d: np.ndarray, length: float,
@@ -200,14 +199,6 @@ def _ellipsoid_holds(points: np.ndarray, centre: np.ndarray, d: np.ndarray, leng
         return float("inf")
     q = (a / (0.5 * length)) ** 2 + r2 / (0.5 * width) ** 2
     return float(np.sqrt(q.max()))
-
-
-def _target_points(mask: np.ndarray, grid: Grid, margin_mm: float) -> np.ndarray:
-    """LPS points of the tumour plus its margin (its surface shell is enough)."""
-    outside = ndimage.distance_transform_edt(~mask, sampling=grid.spacing_mm)
-    tm = outside <= margin_mm
-    shell = tm & ~ndimage.binary_erosion(tm)
-    return grid.index_to_lps(np.argwhere(shell))
 
 
 def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 3):
@@ -250,6 +241,33 @@ def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 3):
     return tr, ladder
 
 
+def _with_track(z: np.ndarray, g: Grid, app: Applicator, spacing_mm: float, tips_mm,
+                d: np.ndarray) -> np.ndarray:  # fmt: skip
+    """The zone plus the applicators' own voxels where the zone surrounds the shaft.
+
+    The engine does not count the applicator's voxels as tissue; where the zone lies
+    around the shaft, the track is ablated too. Only the box around the zone is
+    visited (the rest of the case grid cannot change).
+    """
+    near = ndimage.binary_dilation(z, iterations=2)
+    if not near.any():
+        return z
+    idx = np.argwhere(near)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    pts = g.index_to_lps(np.argwhere(np.ones(hi - lo, bool)) + lo).reshape(*(hi - lo), 3)
+    r_shaft = max(0.5 * app.diameter_mm, 0.71 * spacing_mm) + 0.5 * max(g.spacing_mm)
+    shaft = np.zeros(pts.shape[:3], bool)
+    for t_ in tips_mm:
+        rel = pts - np.asarray(t_, float)
+        along = rel @ d
+        radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
+        shaft |= (along <= 0) & (radial <= r_shaft)
+    out = z.copy()
+    out[box] |= shaft & near[box]
+    return out
+
+
 def _verify(case, app, tr, power, duration, offset, cfg, progress, n=1):
     """Full simulation of one plan on the case; metrics on the case grid."""
     from ioplan.physics import CryoProtocol, SimulationConfig, simulate
@@ -285,19 +303,8 @@ def _verify(case, app, tr, power, duration, offset, cfg, progress, n=1):
         Volume(res.state.tmin_c.astype(np.float32), res.grid), g, interpolation="linear",
         default_value=37.0,
     )  # fmt: skip
-    z = np.asarray(zone.array) > 0
-    # the applicator's own voxels are not tissue in the engine; where the zone surrounds
-    # the shaft, the track is ablated too
-    pts = g.index_to_lps(np.argwhere(np.ones(g.shape, bool))).reshape(*g.shape, 3)
-    r_shaft = max(0.5 * app.diameter_mm, 0.71 * cfg.spacing_mm) + 0.5 * max(g.spacing_mm)
+    z = _with_track(np.asarray(zone.array) > 0, g, app, cfg.spacing_mm, res.settings["tips_mm"], d)
     tips = [np.asarray(t_, float) for t_ in res.settings["tips_mm"]]
-    shaft = np.zeros(g.shape, bool)
-    for t_ in tips:
-        rel = pts - t_
-        along = rel @ d
-        radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
-        shaft |= (along <= 0) & (radial <= r_shaft)
-    z |= shaft & ndimage.binary_dilation(z, iterations=2)
     return res, z, np.asarray(tmax.array), np.asarray(tmin.array), tips
 
 
@@ -322,79 +329,201 @@ def _parallel_paths_safe(
     return True
 
 
-def _large_vessel_lumen(lab: np.ndarray, sp) -> np.ndarray:
-    """Voxels the engine holds at blood temperature: vessels of the small-vessel radius or more.
-
-    The same rule as :func:`ioplan.physics._simulate._vessel_materials` (per vessel label).
-    """
-    from ioplan.anatomy import VESSEL_LABELS
-    from ioplan.tissue import blood_flow_parameters
-
-    r_small = blood_flow_parameters()["small_vessel_radius_mm"]
-    out = np.zeros(lab.shape, bool)
-    for lbl in VESSEL_LABELS:
-        m = lab == int(lbl)
-        if m.any():
-            out |= m & (local_radius_mm(m, sp) >= r_small)
-    return out
-
-
-def _metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, mask: np.ndarray,
-             margin_mm: float, protect_mm: float) -> dict[str, Any]:  # fmt: skip
-    g = case.labels.grid
-    sp = g.spacing_mm
-    lab = np.asarray(case.labels.array)
-    vox_ml = g.voxel_volume_ml
-    # the lumen of large vessels is blood, not tissue to ablate (the engine holds it at
-    # blood temperature): it leaves the target; its wall and the tissue around it stay
-    lumen = _large_vessel_lumen(lab, sp)
-    tm = (ndimage.distance_transform_edt(~mask, sampling=sp) <= margin_mm) & ~lumen
-    cov = 100.0 * float(np.sum(z & mask)) / float(mask.sum())
-    mcov = 100.0 * float(np.sum(z & tm)) / float(tm.sum())
-    # signed distance to the zone edge (> 0 inside), voxel centres
-    sd = ndimage.distance_transform_edt(z, sampling=sp) - ndimage.distance_transform_edt(
-        ~z, sampling=sp
-    )
-    min_margin = float(sd[mask].min()) if z.any() else -float("inf")
-    liver_ml = float(np.sum(z & (lab == int(Label.LIVER)))) * vox_ml
-    out_dist = ndimage.distance_transform_edt(~z, sampling=sp) if z.any() else None
-    risk = []
-    for name, labels in PROTECTED.items():
-        m = np.isin(lab, [int(x) for x in labels])
-        if not m.any():
-            continue
-        dist = float(out_dist[m].min()) if out_dist is not None else float("inf")
-        risk.append(
-            {
-                "structure": name,
-                "closest_distance_mm": round(dist, 2),
-                "max_temperature_c": round(float(tmax[m].max()), 2),
-                "min_temperature_c": round(float(tmin[m].min()), 2),
-                "lethal_damage": bool(np.any(z & m)),
-                "within_protect_distance": dist < protect_mm,
-            }
-        )
-    risk.sort(key=lambda r: r["closest_distance_mm"])
-    return {
-        "coverage_percent": cov,
-        "margin_coverage_percent": mcov,
-        "minimal_margin_mm": min_margin,
-        "ablated_liver_ml": liver_ml,
-        "zone_volume_ml": float(z.sum()) * vox_ml,
-        "at_risk": tuple(risk),
-    }
-
-
-#: Largest ratio of voxel sides planned on as given; above it the case is resampled.
-ANISOTROPY_LIMIT = 3.0
-
-
 def _isotropic(case: Case, spacing_mm: float) -> Case:
     """``case`` resampled to cubic voxels of ``spacing_mm`` over the same extent."""
     iso = (spacing_mm,) * 3
     image = resample_to_spacing(case.image, iso, interpolation="linear")
     labels = resample_to_spacing(case.labels, iso, interpolation="nearest")
     return replace(case, image=image, labels=labels)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The tumour to treat, on the planning grid."""
+
+    mask: np.ndarray
+    centre_mm: np.ndarray
+    diameter_mm: float
+    histology: str
+    margin_mm: float
+
+
+@dataclass(frozen=True)
+class _Paths:
+    """The needle paths: the feasible ones (best first), the rejected ones, distance maps."""
+
+    accepted: list[Trajectory]
+    rejected: tuple[dict[str, Any], ...]
+    distance_maps: dict
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """The best simulated setting and the record of every setting simulated."""
+
+    ok: bool
+    step: tuple
+    result: Any
+    zone: np.ndarray
+    tmax: np.ndarray
+    tmin: np.ndarray
+    tips: list[np.ndarray]
+    metrics: dict[str, Any]
+    tried: list[dict[str, Any]]
+
+
+def _planning_case(case: Case, cfg: PlanConfig, notes: list[str]) -> Case:
+    """The case on the grid the plan is made on (resampled when very anisotropic)."""
+    sp = np.asarray(case.labels.grid.spacing_mm)
+    if sp.max() / sp.min() <= ANISOTROPY_LIMIT:
+        return case
+    notes.append(
+        f"the case's voxels ({', '.join(f'{v:g}' for v in sp)} mm) are very anisotropic: "
+        f"it was resampled to {cfg.spacing_mm:g} mm isotropic voxels for planning (image "
+        "linear, labels nearest neighbour); the plan's maps are on that grid"
+    )
+    return _isotropic(case, cfg.spacing_mm)
+
+
+def _target(case: Case, cfg: PlanConfig) -> _Target:
+    """The tumour's mask, centre, equivalent diameter, histology and the margin to reach."""
+    mask, rec = tumour_mask(case, cfg.tumour_index)
+    g = case.labels.grid
+    histology = str(rec.get("histology", "unknown"))
+    margin = cfg.margin_mm if cfg.margin_mm is not None else DEFAULT_MARGIN_MM.get(histology, 5.0)
+    centre = g.index_to_lps(np.argwhere(mask).mean(axis=0))
+    diam = 2.0 * (3.0 * float(mask.sum()) * g.voxel_volume_ml * 1e3 / (4.0 * math.pi)) ** (1 / 3)
+    return _Target(mask, centre, diam, histology, margin)
+
+
+def _blocked_summary(trajs: list[Trajectory]) -> str:
+    """The structures that block most paths, with their counts."""
+    counts: dict[str, int] = {}
+    for t in trajs:
+        for r in t.reasons:
+            key = r.split(" (")[0].split(" at (")[0]
+            key = key.split("mm from ")[-1] if "mm from " in key else key
+            counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+
+
+def _paths(case: Case, cfg: PlanConfig, target: _Target, offset_guess_mm: float) -> _Paths:
+    """Feasible needle paths to the tumour centre; refuses when there is none."""
+    dmaps = forbidden_groups(case, cfg.trajectories)
+    trajs = candidate_trajectories(
+        case,
+        tuple(target.centre_mm),
+        cfg.trajectories,
+        tip_beyond_mm=max(0.0, -offset_guess_mm) + 5.0,
+        distance_maps=dmaps,
+    )
+    accepted = [t for t in trajs if t.accepted]
+    if not accepted:
+        raise InputError(
+            f"no feasible needle path to the tumour; blocked by: {_blocked_summary(trajs)}"
+        )
+    return _Paths(accepted, tuple(t.to_dict() for t in trajs if not t.accepted), dmaps)
+
+
+def _with_more_applicators(tr: Trajectory, ladder: list, paths: _Paths, cfg: PlanConfig,
+                           grid: Grid) -> tuple[list, list[str]]:  # fmt: skip
+    """MW/RF: 2 and 3 parallel applicators (15 mm apart) at the least-energy setting.
+
+    Their own paths are checked like the first one's; those that break the safety
+    distance are returned as the reasons they were not tried.
+    """
+    extra, blocked = [], []
+    for n in (2, 3):
+        if _parallel_paths_safe(tr, n, 15.0, paths.distance_maps, cfg.trajectories.safety_mm, grid):
+            extra.append((*ladder[0][:7], n))
+        else:
+            blocked.append(
+                f"{n} parallel applicators 15 mm apart: a path breaks the "
+                f"{cfg.trajectories.safety_mm:g} mm safety distance"
+            )
+    return list(ladder) + extra, blocked
+
+
+def _verify_ladder(case: Case, app: Applicator, tr: Trajectory, ladder: list, target: _Target,
+                   cfg: PlanConfig, say, progress) -> _Verified:  # fmt: skip
+    """Simulate the settings up the ladder until one meets the goal (or harms a structure)."""
+    tried: list[dict[str, Any]] = []
+    best = None
+    for step_ in ladder:
+        _, _fit, p, t, offset, length, width, n = step_
+        what = (
+            f"{n} x {t:g} s freeze protocol" if app.modality == "cryo" else f"{n} x {p:g} W {t:g} s"
+        )
+        say(f"verifying {what} (surrogate zone {length:.0f} x {width:.0f} mm)")
+        res, z, tmax, tmin, tips = _verify(case, app, tr, p, t, offset, cfg, progress, n=int(n))
+        m = plan_metrics(case, z, tmax, tmin, target.mask, target.margin_mm, cfg.protect_mm)
+        tried.append(
+            {"applicators": int(n), "power_w": p, "duration_s": t}
+            | {k: (round(m[k], 2) if math.isfinite(m[k]) else None)
+               for k in ("coverage_percent", "margin_coverage_percent", "minimal_margin_mm")}
+        )  # fmt: skip
+        safe = not any(r["lethal_damage"] or r["within_protect_distance"] for r in m["at_risk"])
+        covers = m["margin_coverage_percent"] >= GOAL_MARGIN_COVERAGE_PERCENT
+        key = (covers and safe, m["margin_coverage_percent"], -n)
+        if best is None or key > best[0]:
+            best = (key, _Verified(key[0], step_, res, z, tmax, tmin, tips, m, tried))
+        if key[0] or not safe:
+            break  # covered; or more energy would only reach further into a protected structure
+    if best is None:  # pragma: no cover - the ladder always holds a setting
+        raise RuntimeError("no setting to verify")
+    return best[1]
+
+
+def _suggestions(v: _Verified, app: Applicator, target: _Target, blocked: list[str]) -> list[str]:
+    """What would help a plan that misses its goal (nothing for one that meets it)."""
+    if v.ok:
+        return []
+    m, n = v.metrics, v.step[7]
+    out = [f"not possible here: {b}" for b in blocked]
+    if m["margin_coverage_percent"] < GOAL_MARGIN_COVERAGE_PERCENT:
+        more = "" if blocked else "2-3 applicators, "
+        if app.modality == "cryo":
+            more = "" if n >= MAX_CRYOPROBES else f"{n + 1}-{MAX_CRYOPROBES} cryoprobes, "
+        out.append(
+            f"the zone covers {m['margin_coverage_percent']:.1f} % of the tumour plus its "
+            f"{target.margin_mm:g} mm margin: consider {more}another path or device, a smaller "
+            "margin only if the histology allows it, or combining ablation with TACE/TARE"
+        )
+    if target.diameter_mm > 30.0:
+        out.append(
+            f"the tumour is {target.diameter_mm:.0f} mm: ablation is mostly used up to 30 mm (up "
+            "to 50 mm with several probes); radioembolization or surgery may suit it better"
+        )
+    for r in m["at_risk"]:
+        if r["lethal_damage"] or r["within_protect_distance"]:
+            out.append(
+                f"{r['structure']} is {r['closest_distance_mm']:.1f} mm from the zone: "
+                "hydrodissection, a different path, or cryoablation"
+            )
+    return out
+
+
+def _applicator_records(app: Applicator, tr: Trajectory, v: _Verified) -> tuple[dict, ...]:
+    """Each applicator's entry, tip, direction and setting (LPS mm, W, s)."""
+    _, _fit, p, t, offset, _length, _width, _n = v.step
+    d = np.asarray(tr.direction)
+    entry0 = np.asarray(tr.entry_mm)
+    tip0 = np.asarray(tr.target_mm) + d * offset
+    return tuple(
+        {
+            "id": app.id,
+            "tip_mm": [round(float(x), 2) for x in tip],
+            "entry_mm": [round(float(x), 2) for x in entry0 + (tip - tip0)],
+            "direction": [round(float(x), 5) for x in d],
+            "power_w": p,
+            "duration_s": t,
+            "protocol": CRYO_PROTOCOL if app.modality == "cryo" else None,
+            "path_length_mm": round(tr.length_mm, 1),
+            "insertion_depth_mm": round(float(np.linalg.norm(tip0 - entry0)), 1),
+            "trajectory": tr.to_dict(),
+        }
+        for tip in v.tips
+    )
 
 
 def plan_ablation(
@@ -404,175 +533,145 @@ def plan_ablation(
     log: Callable[[str], None] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> Plan:
-    """Plan a thermal ablation of one tumour of ``case`` and verify it by simulation."""
+    """Plan a thermal ablation of one tumour of ``case`` and verify it by simulation.
+
+    The steps, each a function of this module: the cheap checks
+    (:func:`~ioplan.planning.check_plan_request`: applicator, tumour index, memory,
+    tumour in the liver); the planning grid (cubic voxels if the case's are very
+    anisotropic); the target (tumour mask, centre, equivalent diameter, margin by
+    histology); feasible needle paths (:func:`candidate_trajectories`); a ladder of
+    settings screened by the applicator's calibrated zone surrogate; full simulations
+    up the ladder (Pennes bioheat with perfusion and the heat sink of the case's
+    vessels); metrics of the best one; suggestions where it falls short.
+
+    Parameters
+    ----------
+    case : Case
+        Image and label map (:class:`ioplan.anatomy.Label` values), LPS mm.
+    cfg : PlanConfig, optional
+        Modality, applicator, ablative margin (mm; default 5, 10 for colorectal
+        metastases), protect distance (mm), tumour index, simulation voxel size
+        (1-4 mm) and path constraints. Default: ``PlanConfig()``.
+    log : callable, optional
+        Receives one line of text per step.
+    progress : callable, optional
+        Receives the simulations' progress (0-1).
+
+    Returns
+    -------
+    Plan
+        Applicators (entry and tip in LPS mm, power in W, time in s), coverage of the
+        tumour and of the tumour plus margin (%), minimal ablative margin (mm, by
+        :func:`ioplan.assessment.measure_margin`), normal liver ablated (mL),
+        structures at risk (distance in mm, temperatures in degC), ``covered`` /
+        ``goal_met``, and the zone, Tmax and Tmin maps on the planning grid.
+
+    Raises
+    ------
+    InputError
+        Bad configuration, no or no such tumour, a tumour outside the liver, not
+        enough memory, or no feasible needle path.
+
+    Notes
+    -----
+    The surrogate only ranks settings; coverage, margin and risk come from the full
+    simulation. Margins by histology: Laimer et al., "Minimal ablative margin (MAM)
+    assessment with image fusion", Eur Radiol 2020, doi:10.1007/s00330-019-06609-7
+    (HCC, 5 mm); Wang et al., "Margin size is an independent predictor of local tumor
+    progression after ablation of colon cancer liver metastases", Cardiovasc Intervent
+    Radiol 2013, doi:10.1007/s00270-012-0377-1 (10 mm).
+
+    Examples
+    --------
+    A 16 mm tumour in a ball of liver, planned on 4 mm voxels (seconds once the
+    applicator's surrogate table is cached; its first computation takes about a minute,
+    so the example is not run as a doctest)::
+
+        >>> import numpy as np
+        >>> from ioplan.anatomy import Case, Label
+        >>> from ioplan.imaging import Grid, Volume
+        >>> g = Grid((31, 31, 31), (4.0, 4.0, 4.0), (-60.0, -60.0, -60.0))
+        >>> z, y, x = np.meshgrid(*g.axis_coordinates_mm(), indexing="ij")
+        >>> r = np.sqrt(x**2 + y**2 + z**2)
+        >>> lab = np.where(r <= 50, Label.LIVER, Label.BACKGROUND).astype(np.uint8)
+        >>> lab[r <= 8] = Label.TUMOR
+        >>> case = Case(Volume(np.full(g.shape, 60.0, np.float32), g), Volume(lab, g),
+        ...             tumors=({"centre_mm": [0, 0, 0], "histology": "hcc"},))
+        >>> cfg = PlanConfig(spacing_mm=4.0, max_candidates=1)
+        >>> plan = plan_ablation(case, cfg)  # doctest: +SKIP
+        >>> plan.applicators[0]["id"], plan.verified_by_simulation  # doctest: +SKIP
+        ('covidien-emprint', True)
+    """
     from ioplan import __version__
 
     cfg = cfg or PlanConfig()
     t0 = time.perf_counter()
-    app = cfg.applicator()
     say = log or (lambda _m: None)
+    check_plan_request(case, cfg)
+    app = cfg.applicator()
     notes: list[str] = []
-    sp = np.asarray(case.labels.grid.spacing_mm)
-    if sp.max() / sp.min() > ANISOTROPY_LIMIT:
-        case = _isotropic(case, cfg.spacing_mm)
-        notes.append(
-            f"the case's voxels ({', '.join(f'{v:g}' for v in sp)} mm) are very anisotropic: "
-            f"it was resampled to {cfg.spacing_mm:g} mm isotropic voxels for planning (image "
-            "linear, labels nearest neighbour); the plan's maps are on that grid"
-        )
-        say(notes[-1])
-    mask, rec = tumour_mask(case, cfg.tumour_index)
-    g = case.labels.grid
-    histology = str(rec.get("histology", "unknown"))
-    margin = cfg.margin_mm if cfg.margin_mm is not None else DEFAULT_MARGIN_MM.get(histology, 5.0)
-    centre = g.index_to_lps(np.argwhere(mask).mean(axis=0))
-    diam = 2.0 * (3.0 * float(mask.sum()) * g.voxel_volume_ml * 1e3 / (4.0 * math.pi)) ** (1 / 3)
-    say(f"tumour: {diam:.0f} mm ({histology}), margin {margin:g} mm")
+    case = _planning_case(case, cfg, notes)
+    for note in notes:
+        say(note)
+    target = _target(case, cfg)
+    say(f"tumour: {target.diameter_mm:.0f} mm ({target.histology}), margin {target.margin_mm:g} mm")
     table = zone_table(app, cfg.spacing_mm)
-    offset_guess = float(np.median([r[4] for r in table]))
-    dmaps = forbidden_groups(case, cfg.trajectories)
-    trajs = candidate_trajectories(
-        case,
-        tuple(centre),
-        cfg.trajectories,
-        tip_beyond_mm=max(0.0, -offset_guess) + 5.0,
-        distance_maps=dmaps,
-    )
-    accepted = [t for t in trajs if t.accepted]
-    rejected = tuple(t.to_dict() for t in trajs if not t.accepted)
-    say(f"trajectories: {len(accepted)} feasible of {len(trajs)}")
-    if not accepted:
-        counts: dict[str, int] = {}
-        for t in trajs:
-            for r in t.reasons:
-                key = r.split(" (")[0].split(" at (")[0]
-                key = key.split("mm from ")[-1] if "mm from " in key else key
-                counts[key] = counts.get(key, 0) + 1
-        top = ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
-        raise InputError(f"no feasible needle path to the tumour; blocked by: {top}")
-    pts = _target_points(mask, g, margin)
-    tr, ladder = _ladder(app, accepted[: cfg.max_candidates], pts, centre, cfg.spacing_mm)
+    paths = _paths(case, cfg, target, float(np.median([r[4] for r in table])))
+    n_paths = len(paths.accepted) + len(paths.rejected)
+    say(f"trajectories: {len(paths.accepted)} feasible of {n_paths}")
+    g = case.labels.grid
+    pts = target_points(target.mask, g, target.margin_mm)
+    tr, ladder = _ladder(app, paths.accepted[: cfg.max_candidates], pts, target.centre_mm,
+                         cfg.spacing_mm)  # fmt: skip
     blocked: list[str] = []
     if app.modality in ("mw", "rf"):
-        # more applicators (parallel, 15 mm apart) at the least-energy setting, if one
-        # is not enough; their own paths are checked like the first one's
-        extra = []
-        for n in (2, 3):
-            if _parallel_paths_safe(tr, n, 15.0, dmaps, cfg.trajectories.safety_mm, g):
-                extra.append((*ladder[0][:7], n))
-            else:
-                blocked.append(
-                    f"{n} parallel applicators 15 mm apart: a path breaks the "
-                    f"{cfg.trajectories.safety_mm:g} mm safety distance"
-                )
-        ladder = list(ladder) + extra
-    tried = []
-    best = None
-    for step_ in ladder:
-        _, fit, p, t, offset, length, width, n = step_
-        what = (
-            f"{n} x {t:g} s freeze protocol" if app.modality == "cryo" else f"{n} x {p:g} W {t:g} s"
-        )
-        say(f"verifying {what} (surrogate zone {length:.0f} x {width:.0f} mm)")
-        res, z, tmax, tmin, tips = _verify(case, app, tr, p, t, offset, cfg, progress, n=int(n))
-        m = _metrics(case, z, tmax, tmin, mask, margin, cfg.protect_mm)
-        tried.append(
-            {"applicators": int(n), "power_w": p, "duration_s": t}
-            | {k: round(m[k], 2) for k in ("coverage_percent", "margin_coverage_percent",
-                                           "minimal_margin_mm")}
-        )  # fmt: skip
-        safe = not any(r["lethal_damage"] or r["within_protect_distance"] for r in m["at_risk"])
-        key = (m["margin_coverage_percent"] >= 99.0 and safe, m["margin_coverage_percent"], -n)
-        if best is None or key > best[0]:
-            best = (key, step_, res, z, tmax, tmin, tips, m)
-        if key[0] or not safe:
-            break  # covered; or more energy would only reach further into a protected structure
-    assert best is not None
-    (ok, _, _), step_, res, z, tmax, tmin, tips, m = best
-    _, fit, p, t, offset, length, width, n = step_
-    suggestions = []
-    if not ok and blocked:
-        suggestions += [f"not possible here: {b}" for b in blocked]
-    if not ok:
-        if m["margin_coverage_percent"] < 99.0:
-            more = "" if blocked else "2-3 applicators, "
-            if app.modality == "cryo":
-                more = "" if n >= MAX_CRYOPROBES else f"{n + 1}-{MAX_CRYOPROBES} cryoprobes, "
-            suggestions.append(
-                f"the zone covers {m['margin_coverage_percent']:.1f} % of the tumour plus its "
-                f"{margin:g} mm margin: consider {more}another path or device, a smaller "
-                "margin only if the histology allows it, or combining ablation with TACE/TARE"
-            )
-        if diam > 30.0:
-            suggestions.append(
-                f"the tumour is {diam:.0f} mm: ablation is mostly used up to 30 mm (up to 50 mm "
-                "with several probes); radioembolization or surgery may suit it better"
-            )
-        for r in m["at_risk"]:
-            if r["lethal_damage"] or r["within_protect_distance"]:
-                suggestions.append(
-                    f"{r['structure']} is {r['closest_distance_mm']:.1f} mm from the zone: "
-                    "hydrodissection, a different path, or cryoablation"
-                )
-    d = np.asarray(tr.direction)
-    entry0 = np.asarray(tr.entry_mm)
-    tip0 = np.asarray(tr.target_mm) + d * offset
-    apps = tuple(
-        {
-            "id": app.id,
-            "tip_mm": [round(float(v), 2) for v in tip],
-            "entry_mm": [round(float(v), 2) for v in entry0 + (tip - tip0)],
-            "direction": [round(float(v), 5) for v in d],
-            "power_w": p,
-            "duration_s": t,
-            "protocol": CRYO_PROTOCOL if app.modality == "cryo" else None,
-            "path_length_mm": round(tr.length_mm, 1),
-            "insertion_depth_mm": round(float(np.linalg.norm(tip0 - entry0)), 1),
-            "trajectory": tr.to_dict(),
-        }
-        for tip in tips
-    )
+        ladder, blocked = _with_more_applicators(tr, ladder, paths, cfg, g)
+    v = _verify_ladder(case, app, tr, ladder, target, cfg, say, progress)
+    m = v.metrics
+    _, fit, _p, _t, _offset, length, width, _n = v.step
     return Plan(
         modality=cfg.modality,
-        applicators=apps,
-        margin_mm=margin,
+        applicators=_applicator_records(app, tr, v),
+        margin_mm=target.margin_mm,
         coverage_percent=m["coverage_percent"],
         margin_coverage_percent=m["margin_coverage_percent"],
         minimal_margin_mm=m["minimal_margin_mm"],
         ablated_liver_ml=m["ablated_liver_ml"],
         zone_volume_ml=m["zone_volume_ml"],
         at_risk=m["at_risk"],
-        covered=bool(ok),
-        target_mm=tuple(float(v) for v in centre),
-        tumour_diameter_mm=diam,
-        histology=histology,
+        covered=bool(v.ok),
+        target_mm=tuple(float(x) for x in target.centre_mm),
+        tumour_diameter_mm=target.diameter_mm,
+        histology=target.histology,
         verified_by_simulation=True,
         simulation={
             "spacing_mm": cfg.spacing_mm,
-            "grid_shape": list(res.grid.shape),
+            "grid_shape": list(v.result.grid.shape),
             "perfusion": "in vivo (tissue table), shut down where coagulated",
             "heat_sink": "vessels >= 3 mm from the label map at blood temperature",
-            "runtime_s": round(res.runtime_s, 2),
-            "max_temperature_c": round(res.max_temperature_c, 2),
-            "tried": tried,
+            "runtime_s": round(v.result.runtime_s, 2),
+            "max_temperature_c": round(v.result.max_temperature_c, 2),
+            "tried": v.tried,
             "not_tried": blocked,
         },
         surrogate={
             "kind": "calibrated zone ellipsoid from block simulations (perfused liver)",
-            "rows": len(zone_table(app, cfg.spacing_mm)),
+            "rows": len(table),
             "predicted_fit": round(fit, 3),
             "predicted_length_mm": round(length, 2),
             "predicted_width_mm": round(width, 2),
         },
-        rejected_trajectories=rejected,
-        accepted_trajectories=len(accepted),
-        suggestions=tuple(suggestions),
+        rejected_trajectories=paths.rejected,
+        accepted_trajectories=len(paths.accepted),
+        suggestions=tuple(_suggestions(v, app, target, blocked)),
         notes=tuple(notes),
         tumour_index=cfg.tumour_index,
+        minimal_margin_point_mm=m["minimal_margin_point_mm"],
+        protect_mm=cfg.protect_mm,
         runtime_s=time.perf_counter() - t0,
         seed=cfg.seed,
         software_version=__version__,
-        zone=Volume(z.astype(np.uint8), g),
-        tmax=Volume(tmax.astype(np.float32), g),
-        tmin=Volume(tmin.astype(np.float32), g),
+        zone=Volume(v.zone.astype(np.uint8), g),
+        tmax=Volume(v.tmax.astype(np.float32), g),
+        tmin=Volume(v.tmin.astype(np.float32), g),
     )

@@ -24,7 +24,16 @@ from scipy import ndimage
 from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
 from ioplan.errors import InputError
 
-__all__ = ["Trajectory", "TrajectoryConfig", "candidate_trajectories", "forbidden_groups"]
+__all__ = [
+    "SAFETY_RANGE_MM",
+    "Trajectory",
+    "TrajectoryConfig",
+    "candidate_trajectories",
+    "forbidden_groups",
+]
+
+#: Allowed distance between a needle path and a forbidden structure (mm).
+SAFETY_RANGE_MM = (0.0, 30.0)
 
 #: Structures grouped for the rejection reasons (labels marked critical in LABEL_INFO).
 _GROUPS: dict[str, tuple[Label, ...]] = {
@@ -77,7 +86,7 @@ class TrajectoryConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "safety_mm": (0.0, 30.0),
+            "safety_mm": SAFETY_RANGE_MM,
             "vessel_min_diameter_mm": (0.0, 30.0),
             "max_length_mm": (20.0, 500.0),
             "max_ct_angle_deg": (0.0, 90.0),

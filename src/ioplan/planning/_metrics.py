@@ -1,0 +1,153 @@
+"""The tumour to plan for, its target points, and the verified plan's metrics.
+
+The minimal margin and the tumour coverage come from
+:func:`ioplan.assessment.measure_margin`, the one definition of the minimal ablative
+margin in ioplan (sub-voxel, on the surfaces): a plan and a later confirmation of the
+same masks (``ioplan margin``) give the same number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ioplan.anatomy import VESSEL_LABELS, Case, Label, local_radius_mm
+from ioplan.errors import InputError
+from ioplan.imaging import Grid, Volume
+
+__all__ = ["PROTECTED", "plan_metrics", "target_points", "tumour_mask"]
+
+#: Structures that must not receive lethal damage (planning), within ``protect_mm``.
+PROTECTED = {
+    "bile duct": (Label.BILE_DUCT,),
+    "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
+    "diaphragm": (Label.DIAPHRAGM,),
+    "gallbladder": (Label.GALLBLADDER,),
+    "kidney": (Label.KIDNEY,),
+    "lung": (Label.LUNG,),
+    "heart": (Label.HEART,),
+}
+
+#: How the minimal margin is measured (recorded in plan.json).
+MARGIN_METHOD = "tumour surface to zone surface, sub-voxel (ioplan.assessment.measure_margin)"
+
+
+def tumour_mask(case: Case, index: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """The tumour's voxels (the connected part holding its listed centre) and its record.
+
+    Raises :class:`~ioplan.errors.InputError` when the case has no tumour, when
+    ``index`` is not one of its tumours (negative indices included), and when the
+    tumour does not lie in the liver (less than 20 % liver around it).
+    """
+    from ioplan.planning._checks import check_tumour_index
+
+    check_tumour_index(case, index)
+    lab = np.asarray(case.labels.array)
+    tum = lab == int(Label.TUMOR)
+    if not tum.any():
+        raise InputError("the case has no tumour label: nothing to plan for")
+    comps, n = ndimage.label(tum)
+    rec: dict[str, Any] = dict(case.tumors[index]) if case.tumors else {}
+    pick = 0
+    if "centre_mm" in rec:
+        g = case.labels.grid
+        c = np.rint(g.lps_to_index(rec["centre_mm"])).astype(int)
+        if np.all((c >= 0) & (c < np.asarray(g.shape))):
+            pick = int(comps[tuple(c)])
+    if pick == 0:
+        sizes = ndimage.sum(tum, comps, range(1, n + 1))
+        pick = int(np.argmax(sizes)) + 1
+    mask = comps == pick
+    liver = lab == int(Label.LIVER)
+    near = ndimage.binary_dilation(mask, iterations=2) & ~mask
+    if near.any() and liver[near].mean() < 0.2:
+        raise InputError("the tumour does not lie in the liver (less than 20 % liver around it)")
+    return mask, rec
+
+
+def target_points(mask: np.ndarray, grid: Grid, margin_mm: float) -> np.ndarray:
+    """LPS points of the tumour plus its margin (its surface shell is enough)."""
+    outside = ndimage.distance_transform_edt(~mask, sampling=grid.spacing_mm)
+    tm = outside <= margin_mm
+    shell = tm & ~ndimage.binary_erosion(tm)
+    return grid.index_to_lps(np.argwhere(shell))
+
+
+def _large_vessel_lumen(lab: np.ndarray, sp) -> np.ndarray:
+    """Voxels the engine holds at blood temperature: vessels of the small-vessel radius or more.
+
+    The same rule as the engine's vessel materials (per vessel label).
+    """
+    from ioplan.tissue import blood_flow_parameters
+
+    r_small = blood_flow_parameters()["small_vessel_radius_mm"]
+    out = np.zeros(lab.shape, bool)
+    for lbl in VESSEL_LABELS:
+        m = lab == int(lbl)
+        if m.any():
+            out |= m & (local_radius_mm(m, sp) >= r_small)
+    return out
+
+
+def _margin_and_coverage(mask: np.ndarray, z: np.ndarray, grid: Grid,
+                         margin_mm: float) -> tuple[float, float, tuple | None]:  # fmt: skip
+    """Minimal margin (mm), tumour coverage (%) and the closest point, by measure_margin."""
+    from ioplan.assessment import measure_margin
+
+    if not z.any():  # nothing ablated: no zone surface to measure to
+        return -float("inf"), 0.0, None
+    res = measure_margin(
+        Volume(mask.astype(np.uint8), grid), Volume(z.astype(np.uint8), grid), margin_mm=margin_mm
+    )
+    return res.minimal_margin_mm, res.coverage_percent, res.closest_point_mm
+
+
+def _structures_at_risk(lab: np.ndarray, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray,
+                        sp, protect_mm: float) -> tuple[dict[str, Any], ...]:  # fmt: skip
+    """Distance of each protected structure to the zone, its extreme temperatures."""
+    out_dist = ndimage.distance_transform_edt(~z, sampling=sp) if z.any() else None
+    risk = []
+    for name, labels in PROTECTED.items():
+        m = np.isin(lab, [int(x) for x in labels])
+        if not m.any():
+            continue
+        dist = float(out_dist[m].min()) if out_dist is not None else float("inf")
+        risk.append(
+            {
+                "structure": name,
+                "closest_distance_mm": round(dist, 2),
+                "max_temperature_c": round(float(tmax[m].max()), 2),
+                "min_temperature_c": round(float(tmin[m].min()), 2),
+                "lethal_damage": bool(np.any(z & m)),
+                "within_protect_distance": dist < protect_mm,
+            }
+        )
+    risk.sort(key=lambda r: r["closest_distance_mm"])
+    return tuple(risk)
+
+
+def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, mask: np.ndarray,
+                 margin_mm: float, protect_mm: float) -> dict[str, Any]:  # fmt: skip
+    """Coverage, minimal margin, normal liver ablated and structures at risk of a zone ``z``.
+
+    All on the case grid. The tumour-plus-margin volume leaves out the lumen of large
+    vessels (blood, held at body temperature by the engine, not tissue to ablate).
+    """
+    g = case.labels.grid
+    sp = g.spacing_mm
+    lab = np.asarray(case.labels.array)
+    vox_ml = g.voxel_volume_ml
+    lumen = _large_vessel_lumen(lab, sp)
+    tm = (ndimage.distance_transform_edt(~mask, sampling=sp) <= margin_mm) & ~lumen
+    min_margin, cov, where = _margin_and_coverage(mask, z, g, margin_mm)
+    return {
+        "coverage_percent": cov,
+        "margin_coverage_percent": 100.0 * float(np.sum(z & tm)) / float(tm.sum()),
+        "minimal_margin_mm": min_margin,
+        "minimal_margin_point_mm": where,
+        "ablated_liver_ml": float(np.sum(z & (lab == int(Label.LIVER)))) * vox_ml,
+        "zone_volume_ml": float(z.sum()) * vox_ml,
+        "at_risk": _structures_at_risk(lab, z, tmax, tmin, sp, protect_mm),
+    }
