@@ -8,7 +8,6 @@ recurrence with death competing (``incidence.png``); hazard ratios of the Cox mo
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -16,16 +15,12 @@ import numpy as np
 
 from ioplan.errors import InputError, OutputExistsError
 from ioplan.registry._outcomes import OutcomeReport
+from ioplan.report import bullet_list, escape, figure, page, save_figure, table, write_page
 
 __all__ = ["REPORT_FILES", "check_report_folder", "write_report"]
 
 #: Files ``ioplan registry report --out DIR`` writes.
 REPORT_FILES = ("report.json", "report.html", "survival.png", "incidence.png", "cox.png")
-
-_STYLE = """<style>body{font-family:sans-serif;max-width:1050px;margin:auto}
-table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ccc;
-padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
-img{max-width:100%}</style>"""
 
 
 def _pct(r: dict | None) -> str:
@@ -36,14 +31,6 @@ def _pct(r: dict | None) -> str:
 
 def _frac(r: dict) -> str:
     return f"{r['successes']}/{r['n']}" if r.get("n") else "0/0"
-
-
-def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{th}</tr>{body}</table>"
 
 
 def _survival_figure(report: OutcomeReport, path: Path) -> None:
@@ -71,8 +58,7 @@ def _survival_figure(report: OutcomeReport, path: Path) -> None:
     if shown:
         add_at_risk_counts(*shown, ax=ax, rows_to_show=["At risk"])
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _incidence_figure(report: OutcomeReport, path: Path) -> None:
@@ -101,8 +87,7 @@ def _incidence_figure(report: OutcomeReport, path: Path) -> None:
     ax.set_title("Cumulative incidence, death as competing event (Aalen-Johansen, 95 % CI)")
     ax.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _cox_figure(report: OutcomeReport, path: Path) -> None:
@@ -128,8 +113,7 @@ def _cox_figure(report: OutcomeReport, path: Path) -> None:
         ax.text(0.5, 0.5, f"Cox model not fitted: {cox.get('reason', '')}", ha="center")
         ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def check_report_folder(folder: Path, overwrite: bool = False) -> None:
@@ -159,7 +143,7 @@ def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -
     les = report.lesions
     size = les["size_mm"].astype(float) if len(les) else np.array([np.nan])
     q1, med, q3 = np.nanpercentile(size, [25, 50, 75]) if len(les) else (np.nan,) * 3
-    cohort = _table(
+    cohort = table(
         ["cohort", "value"],
         [
             ["patients (treated)", f"{s['patients']} ({s['treated_patients']})"],
@@ -172,7 +156,7 @@ def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -
         ],
     )
     ts, te = s["technical_success"], s["technique_efficacy"]
-    rates = _table(
+    rates = table(
         ["outcome", "per patient", "n", "per tumour", "n"],
         [
             [
@@ -199,7 +183,7 @@ def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -
         ],
     )
     times = [f"{t:g}" for t in s["at_months"]]
-    timed = _table(
+    timed = table(
         ["estimate (95 % CI), at risk", *[f"{t} months" for t in times]],
         [
             [
@@ -217,7 +201,7 @@ def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -
     )
     cox = s["cox_ltp"]
     if cox.get("fitted"):
-        cox_html = _table(
+        cox_html = table(
             ["covariate", "hazard ratio (95 % CI)", "p", "unit"],
             [
                 [
@@ -233,37 +217,30 @@ def write_report(report: OutcomeReport, folder: Path, overwrite: bool = False) -
             f"(clusters); concordance {cox['concordance']:.2f}.</p>"
         )
     else:
-        cox_html = f"<p>Not fitted: {html.escape(cox.get('reason', ''))}</p>"
+        cox_html = f"<p>Not fitted: {escape(cox.get('reason', ''))}</p>"
     comp = s["complications"]
     comp_html = (
-        _table(
+        table(
             ["CIRSE grade", *comp["by_cirse_grade"]],
             [["complications", *comp["by_cirse_grade"].values()]],
         )
-        + f"<p>Major ({html.escape(comp['major_definition'])}): "
+        + f"<p>Major ({escape(comp['major_definition'])}): "
         + f"{_pct(comp['major_per_procedure'])} of procedures.</p>"
     )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in s["notes"]) or "<li>none</li>"
-    page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>ioplan registry report</title>{_STYLE}</head><body>
-<h1>Registry outcomes</h1>
-<p>Terms and definitions: {html.escape(s["definitions"]["source"])}. Rates are Aalen-Johansen
-cumulative incidences with death as a competing event; survival is Kaplan-Meier; proportions
-have Wilson 95 % intervals. Times in months from the first ablation (per tumour) or the first
-therapeutic procedure (per patient). Research use only.</p>
+    body = f"""<p>Terms and definitions: {escape(s["definitions"]["source"])}. Rates are
+Aalen-Johansen cumulative incidences with death as a competing event; survival is
+Kaplan-Meier; proportions have Wilson 95 % intervals. Times in months from the first
+ablation (per tumour) or the first therapeutic procedure (per patient).</p>
 <h2>Cohort</h2>{cohort}
 <h2>Technical success and technique efficacy</h2>{rates}
 <h2>Outcomes at {", ".join(times)} months</h2>{timed}
-<img src="survival.png" alt="Kaplan-Meier curves">
-<img src="incidence.png" alt="cumulative incidence">
+{figure("survival.png", "Kaplan-Meier curves")}
+{figure("incidence.png", "cumulative incidence")}
 <h2>Cox model of local tumour progression (per tumour, cluster-robust by patient)</h2>{cox_html}
-<img src="cox.png" alt="hazard ratios">
+{figure("cox.png", "hazard ratios")}
 <h2>Complications</h2>{comp_html}
-<h2>Notes</h2><ul>{notes}</ul>
-</body></html>
-"""
-    (folder / "report.html").write_text(page)
-    return folder / "report.html"
+<h2>Notes</h2>{bullet_list(s["notes"])}"""
+    return write_page(folder / "report.html", page("Registry outcomes", body))
 
 
 def _num(value: float | None) -> str:
