@@ -19,6 +19,7 @@ __all__ = [
     "InvalidImageError",
     "IoplanError",
     "OutputExistsError",
+    "OutputNotWritableError",
 ]
 
 
@@ -51,4 +52,8 @@ class InvalidImageError(InputError):
 
 
 class OutputExistsError(IoplanError, FileExistsError):
-    """An output would overwrite something the user saved; pass ``overwrite=True`` to allow it."""
+    """An output would overwrite something the user saved (``--overwrite`` allows it)."""
+
+
+class OutputNotWritableError(IoplanError, PermissionError):
+    """An output folder or file cannot be written (no permission, read-only, a file in the way)."""

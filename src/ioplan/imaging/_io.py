@@ -24,8 +24,8 @@ from ioplan.errors import (
     FileFormatError,
     InputError,
     InputFileNotFoundError,
-    IoplanError,
     OutputExistsError,
+    OutputNotWritableError,
 )
 from ioplan.imaging._grid import Grid
 from ioplan.imaging._volume import Volume, check_finite
@@ -81,10 +81,6 @@ def image_format(path: str | Path) -> str:
 def _require_exists(path: Path) -> None:
     if not path.exists():
         raise InputFileNotFoundError(f"{path}: no such file or folder")
-
-
-class OutputNotWritableError(IoplanError, PermissionError):
-    """An output folder or file cannot be written (no permission, read-only, a file in the way)."""
 
 
 def _nearest_existing(path: Path) -> Path:
