@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,16 @@ from scipy.spatial import cKDTree
 
 from ioplan.assessment._margin import MarginResult
 from ioplan.imaging import Volume, staged_output_folder, write_nifti
+from ioplan.report import (
+    axial_volume,
+    bullet_list,
+    escape,
+    figure,
+    key_value_table,
+    page,
+    save_figure,
+    write_page,
+)
 
 __all__ = ["write_margin_outputs", "write_ply", "write_vtk"]
 
@@ -96,8 +105,7 @@ def _figure(res: MarginResult, path: Path) -> None:
     ax2.set_ylabel("% of tumour surface")
     ax2.set_title("margin distribution (red: 0 mm, orange: set margin)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _slices(res: MarginResult, tumour: Volume, zone: Volume | None, path: Path) -> None:
@@ -107,6 +115,7 @@ def _slices(res: MarginResult, tumour: Volume, zone: Volume | None, path: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    tumour = axial_volume(tumour)  # radiological view whatever the file's orientation
     g = tumour.grid
     t = np.asarray(tumour.array, float)
     z = None
@@ -146,8 +155,7 @@ def _slices(res: MarginResult, tumour: Volume, zone: Volume | None, path: Path) 
                  plt.Line2D([], [], color="red", label="ablation zone")],
         loc="lower center", ncol=2,
     )  # fmt: skip
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def write_margin_outputs(
@@ -173,40 +181,24 @@ def write_margin_outputs(
         write_nifti(_margin_map(res, tumour), out / "margin_map.nii.gz", overwrite=True)
         _figure(res, out / "margin.png")
         _slices(res, tumour, zone, out / "slices.png")
-        rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-            for k, v in doc.items()
-            if not isinstance(v, dict | list)
-        )
-        frac = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>"
-            for k, v in doc["surface_fraction"].items()
-        )
-        vic = "".join(f"<tr><td>{k} mm</td><td>{v:.3f}</td></tr>" for k, v in doc["vic_ml"].items())
-        reg = html.escape(json.dumps(doc.get("registration", {}), indent=1))
-        notes = "".join(f"<li>{html.escape(n)}</li>" for n in doc.get("notes", []))
+        rows = [(k, v) for k, v in doc.items() if not isinstance(v, dict | list)]
+        frac = [(k, f"{v:.1f}") for k, v in doc["surface_fraction"].items()]
+        vic = [(f"{k} mm", f"{v:.3f}") for k, v in doc["vic_ml"].items()]
+        reg = escape(json.dumps(doc.get("registration", {}), indent=1))
         verdict = "achieved" if res.technical_success else "NOT achieved"
-        page = f"""<!doctype html>
-    <html><head><meta charset="utf-8"><title>ioplan margin</title>
-    <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}
-    table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:2px 6px}}
-    </style></head><body>
-    <h1>Ablation margin</h1>
-    <p>Technical success (tumour plus {res.margin_mm:g} mm inside the zone): <b>{verdict}</b>.
-    Minimal ablative margin <b>{res.minimal_margin_mm:.2f} mm</b> at {list(doc["closest_point_mm"])}
-    (LPS mm), measured between sub-voxel surfaces (marching cubes, exact point-to-triangle
-    distances). Not for clinical use.</p>
-    <img src="margin.png" width="100%">
-    <img src="slices.png" width="100%">
-    <table>{rows}</table>
-    <h2>Tumour surface by margin (%)</h2><table>{frac}</table>
-    <h2>Volume of insufficient coverage (mL; Kaye et al. 2019)</h2><table>{vic}</table>
-    <h2>Registration</h2><pre>{reg}</pre>
-    <h2>Notes</h2><ul>{notes or "<li>none</li>"}</ul>
-    <p>Files: margin.json, margin_surface.ply and margin_surface.vtk (tumour surface with a
-    per-vertex margin_mm, LPS, open in 3D Slicer), margin_map.nii.gz (margin on the tumour's
-    surface voxels, 0 elsewhere).</p>
-    </body></html>
-    """
-        (out / "report.html").write_text(page)
+        body = f"""<p>Technical success (tumour plus {res.margin_mm:g} mm inside the zone):
+<b>{verdict}</b>. Minimal ablative margin <b>{res.minimal_margin_mm:.2f} mm</b> at
+{escape(list(doc["closest_point_mm"]))} (LPS mm), measured between sub-voxel surfaces
+(marching cubes, exact point-to-triangle distances).</p>
+{figure("margin.png", "tumour surface coloured by margin", width="100%")}
+{figure("slices.png", "slices through the closest point", width="100%")}
+{key_value_table(rows)}
+<h2>Tumour surface by margin (%)</h2>{key_value_table(frac)}
+<h2>Volume of insufficient coverage (mL; Kaye et al. 2019)</h2>{key_value_table(vic)}
+<h2>Registration</h2><pre>{reg}</pre>
+<h2>Notes</h2>{bullet_list(doc.get("notes", []))}
+<p>Files: margin.json, margin_surface.ply and margin_surface.vtk (tumour surface with a
+per-vertex margin_mm, LPS, open in 3D Slicer), margin_map.nii.gz (margin on the tumour's
+surface voxels, 0 elsewhere).</p>"""
+        write_page(out / "report.html", page("Ablation margin", body))
     return folder / "report.html"
