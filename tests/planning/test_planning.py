@@ -108,6 +108,15 @@ def test_plan_bad_input():
         PlanConfig(modality="laser")
     with pytest.raises(InputError, match="not mwa"):
         PlanConfig(modality="mwa", applicator_id="cryo-2.4mm").applicator()
+    # a negative index used to count from the end (-1: the last tumour); the toy case has 1
+    from ioplan.planning import tumour_mask
+
+    with pytest.raises(InputError, match="tumour index -1 does not exist: the case has 1 tumour"):
+        tumour_mask(_toy_case(), -1)
+    with pytest.raises(InputError, match="tumour index 1 does not exist"):
+        tumour_mask(_toy_case(), 1)
+    with pytest.raises(InputError, match="0 or more"):
+        PlanConfig(tumour_index=-1)
 
 
 def test_plan_cli_on_the_demo_case_json_contract_and_exports(tmp_path, capsys):
