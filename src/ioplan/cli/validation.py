@@ -58,7 +58,7 @@ def validate(
         typer.Option(
             help="Zone table CSV (UTF-8) with the columns device, frequency_mhz, power_w, "
             "duration_s, length_mm, width_mm (optional centre_offset_mm, basis, source), such "
-            "as ../shared/validation/mwa_zones.csv where the shared data are present. "
+            "as mwa_zones.csv in ../shared/validation/ where the shared data are present. "
             "Default: the zone charts packaged with the applicator catalogue."
         ),
     ] = None,
