@@ -276,10 +276,10 @@ _MW_ARGS = ["--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s"
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--applicator", "generic-mw-2450", "--power-w", "-5", "--duration-s", "60"], "power_w"),
+        (["--applicator", "generic-mw-2450", "--power-w", "-5", "--duration-s", "60"], "--power-w"),
         (["--applicator", "generic-mw-2450", "--power-w", "40", "--duration-s", "1e9"],
-         "duration_s"),
-        ([*_MW_ARGS, "--spacing-mm", "0.01"], "spacing_mm"),
+         "--duration-s"),
+        ([*_MW_ARGS, "--spacing-mm", "0.01"], "--spacing-mm"),
         ([*_MW_ARGS, "--perfusion-per-s", "-1"], "perfusion"),
         ([*_MW_ARGS, "--tip-mm", "500,0,0", "--spacing-mm", "3"], "outside"),
         (["--applicator", "nope", "--power-w", "40", "--duration-s", "60"], "unknown applicator"),

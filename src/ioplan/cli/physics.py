@@ -54,15 +54,30 @@ def _parse_triplet(text: str | None, what: str) -> tuple[float, float, float] | 
 
 @app.command()
 def simulate(
-    applicator: Annotated[str, typer.Option(help="Applicator id (see `ioplan applicators`).")] = "",
+    applicator: Annotated[
+        str,
+        typer.Option(
+            help="Applicator id (see `ioplan applicators`); not needed with "
+            "--power-density-map or --sar-map."
+        ),
+    ] = "",
     applicator_file: Annotated[
         Path | None,
         typer.Option(help="A user-defined applicator (JSON with the catalogue fields)."),
     ] = None,
-    power_w: Annotated[float, typer.Option(help="Generator power in W (MW, RF).")] = 0.0,
-    duration_s: Annotated[float, typer.Option(help="Heating time in s (MW, RF).")] = 0.0,
+    power_w: Annotated[
+        float | None,
+        typer.Option(help="Generator power in W, 0-300 (required for MW and RF)."),
+    ] = None,
+    duration_s: Annotated[
+        float | None,
+        typer.Option(help="Heating time in s, 0-3600 (required for MW, RF and external maps)."),
+    ] = None,
     protocol: Annotated[
-        str | None, typer.Option(help="Cryo protocol, e.g. freeze:600,thaw:300,freeze:600.")
+        str | None,
+        typer.Option(
+            help="Cryo protocol, e.g. freeze:600,thaw:300,freeze:600 (each phase 0-7200 s)."
+        ),
     ] = None,
     case: Annotated[
         Path | None, typer.Option(help="Case folder (default: the built-in phantom).")
@@ -77,10 +92,23 @@ def simulate(
         str, typer.Option(help="Insertion direction 'x,y,z' (towards the tip).")
     ] = "0,0,-1",
     perfusion_per_s: Annotated[
-        float | None, typer.Option(help="Perfusion rate in 1/s for every tissue (0: ex vivo).")
+        float | None,
+        typer.Option(help="Perfusion rate in 1/s for every tissue, 0-0.1 (0: ex vivo)."),
     ] = None,
-    spacing_mm: Annotated[float, typer.Option("--spacing-mm", help="Voxel size in mm.")] = 1.0,
-    margin_mm: Annotated[float, typer.Option(help="Domain margin around the applicators.")] = 40.0,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="Voxel size in mm, 0.25-5.")
+    ] = 1.0,
+    domain_margin_mm: Annotated[
+        float,
+        typer.Option(
+            "--domain-margin-mm",
+            help="Margin of the simulated domain around the applicators in mm, 10-100 "
+            "(grown automatically while the far boundary still warms).",
+        ),
+    ] = 40.0,
+    margin_mm_alias: Annotated[
+        float | None, typer.Option("--margin-mm", hidden=True, help="Old name.")
+    ] = None,
     array: Annotated[
         int,
         typer.Option(
@@ -88,25 +116,38 @@ def simulate(
             "5-8 (one on the axis, the rest on a ring)."
         ),
     ] = 1,
-    spacing_between_mm: Annotated[float, typer.Option(help="Distance between applicators.")] = 15.0,
+    spacing_between_mm: Annotated[
+        float, typer.Option(help="Distance between applicators in mm, 3-60.")
+    ] = 15.0,
     vessel: Annotated[
         list[str] | None,
-        typer.Option(help="Straight vessel: diameter_mm=D,distance_mm=X,flow_ml_min=F; repeat."),
+        typer.Option(
+            help="Straight vessel: diameter_mm=D,distance_mm=X,flow_ml_min=F "
+            "(D 0.5-40 mm, X 0-100 mm, F 0-5000 mL/min); repeat."
+        ),
     ] = None,
     power_density_map: Annotated[
-        Path | None, typer.Option(help="External power density (W/m^3), NIfTI/NRRD.")
+        Path | None,
+        typer.Option(
+            help="External power density (W/m^3, 0-1e9), NIfTI/NRRD on an axis-aligned grid "
+            "(any axis order or flip); replaces the applicator's source."
+        ),
     ] = None,
-    sar_map: Annotated[Path | None, typer.Option(help="External SAR (W/kg), NIfTI/NRRD.")] = None,
+    sar_map: Annotated[
+        Path | None,
+        typer.Option(help="External SAR (W/kg), NIfTI/NRRD; as --power-density-map."),
+    ] = None,
     rf_mode: Annotated[str, typer.Option(help="RF generator: impedance or power.")] = "impedance",
     lethal_temperature_c: Annotated[
-        float, typer.Option(help="Cryo zone: lowest temperature reached at or below this.")
+        float,
+        typer.Option(help="Cryo zone: lowest temperature reached at or below this, -80-0 degC."),
     ] = -40.0,
     constant_properties: Annotated[
         bool, typer.Option(help="No temperature dependence or perfusion shutdown (verification).")
     ] = False,
     initial_temperature_c: Annotated[
         float | None,
-        typer.Option(help="Start (and far-boundary) temperature in degC, e.g. 20 ex vivo."),
+        typer.Option(help="Start (and far-boundary) temperature in degC, 0-45, e.g. 20 ex vivo."),
     ] = None,
     gpu: Annotated[bool, typer.Option(help="Run the CUDA kernel.")] = False,
     output_dir: Annotated[
@@ -123,17 +164,29 @@ def simulate(
     from ioplan.physics import CryoProtocol, SimulationConfig, VesselSpec, write_simulation_outputs
     from ioplan.physics import simulate as run_simulation
 
+    # cheap checks first: the output folder, then the inputs, then the work
+    if output_dir is not None:
+        check_output_folder(output_dir, overwrite=overwrite)
+    if margin_mm_alias is not None:
+        domain_margin_mm = margin_mm_alias
+    external = power_density_map is not None or sar_map is not None
+    if applicator and applicator_file is not None:
+        raise InputError("give --applicator or --applicator-file, not both")
     if applicator_file is not None:
         app_obj = load_applicator_file(applicator_file)
     elif applicator:
         app_obj = get_applicator(applicator)
+    elif external:
+        app_obj = None
     else:
         raise InputError("give --applicator ID or --applicator-file FILE")
-    if output_dir is not None:
-        check_output_folder(output_dir, overwrite=overwrite)
     case_obj = None
     if case is not None and tissue is not None:
         raise InputError("give --case or --tissue, not both")
+    if external and tissue is None:
+        if case is not None:
+            raise InputError("--power-density-map and --sar-map are for a block (--tissue)")
+        tissue = "liver"
     if tissue is None:
         from ioplan.anatomy import load_case
 
@@ -155,7 +208,7 @@ def simulate(
         array=array,
         spacing_between_mm=spacing_between_mm,
         spacing_mm=spacing_mm,
-        margin_mm=margin_mm,
+        margin_mm=domain_margin_mm,
         perfusion_per_s=perfusion_per_s,
         constant_properties=constant_properties,
         vessels=tuple(VesselSpec.parse(v) for v in (vessel or [])),
@@ -186,8 +239,9 @@ def simulate(
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     z = result.zone
+    name = app_obj.id if app_obj is not None else "external source"
     console.print(
-        f"[bold]{escape(app_obj.id)}[/] zone: length {z.length_mm:.1f} mm, "
+        f"[bold]{escape(name)}[/] zone: length {z.length_mm:.1f} mm, "
         f"width {z.width_mm:.1f} mm, volume {z.volume_ml:.2f} mL, "
         f"beyond tip {z.tip_extent_mm:.1f} mm"
     )

@@ -60,6 +60,16 @@ def prf_constants() -> dict[str, float]:
     return {k: v["value"] for k, v in tomllib.loads(text).items()}
 
 
+def _check_range(what: str, value: Any, lo: float, hi: float) -> None:
+    """Raise InputError unless ``value`` is a finite number in ``[lo, hi]``."""
+    try:
+        ok = value is not None and not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or not lo <= float(value) <= hi:
+        raise InputError(f"{what} must be given and in {lo:g}-{hi:g}, got {value}")
+
+
 @dataclass(frozen=True)
 class ThermometryConfig:
     """Acquisition and processing settings (units in the names)."""
@@ -77,13 +87,27 @@ class ThermometryConfig:
     alert_temperature_c: float | None = None
 
     def __post_init__(self) -> None:
-        for name, v, lo, hi in (("B0", self.b0_t, 0.1, 12.0), ("TE", self.te_ms, 0.5, 200.0)):
-            if v is None or not np.isfinite(v) or not lo <= v <= hi:
-                raise InputError(f"{name} must be given and in {lo:g}-{hi:g}, got {v}")
-        if self.baseline_frames < 1:
-            raise InputError(f"baseline frames must be >= 1, got {self.baseline_frames}")
-        if self.drift_order not in (-1, 0, 1, 2):
+        # every caller (CLI, live loop, library) gets the same checks; the messages name
+        # the quantity with its unit, as the commands' options do
+        _check_range("B0 (T)", self.b0_t, 0.1, 12.0)
+        _check_range("TE (ms)", self.te_ms, 0.5, 200.0)
+        if isinstance(self.baseline_frames, bool) or not isinstance(
+            self.baseline_frames, int | np.integer
+        ):
+            raise InputError(f"baseline frames must be a whole number, got {self.baseline_frames}")
+        if not 1 <= self.baseline_frames <= 1000:
+            raise InputError(f"baseline frames must be 1-1000, got {self.baseline_frames}")
+        _check_range("baseline temperature (degC)", self.baseline_temperature_c, 0.0, 45.0)
+        if self.alpha_ppm_per_c is not None:
+            # PRF coefficient of water-based tissue: about -0.01 ppm/degC (Rieke 2008)
+            _check_range("PRF alpha (ppm/degC)", self.alpha_ppm_per_c, -0.05, -0.001)
+        if isinstance(self.drift_order, bool) or self.drift_order not in (-1, 0, 1, 2):
             raise InputError(f"drift order must be -1 (off), 0, 1 or 2, got {self.drift_order}")
+        if self.snr_threshold is not None:
+            _check_range("SNR threshold", self.snr_threshold, 0.0, 1000.0)
+        _check_range("necrosis threshold (CEM43 min)", self.necrosis_cem43_min, 1e-3, 1e9)
+        if self.alert_temperature_c is not None:
+            _check_range("alert temperature (degC)", self.alert_temperature_c, 37.0, 100.0)
 
     @property
     def alpha(self) -> float:

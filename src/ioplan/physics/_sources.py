@@ -23,6 +23,7 @@ __all__ = [
     "array_placements",
     "attenuation_per_m",
     "axial_radial",
+    "microwave_geometry",
     "microwave_source",
     "nusselt_wall_h",
     "rf_conductivity_map",
@@ -131,6 +132,7 @@ def microwave_source(
     tissue_mask: np.ndarray,
     *,
     cache: dict | None = None,
+    geometry: list[tuple] | None = None,
 ) -> np.ndarray:
     """Microwave power density (W/m^3): a cylindrical wave around each antenna.
 
@@ -148,19 +150,60 @@ def microwave_source(
     detunes and reflects more of the power (a lumped model, fitted to published
     zones; p = 0 switches it off).
 
-    ``cache`` (a dict the caller keeps between calls with the same grid, material,
-    applicator and placements) holds the geometry, so that a call only evaluates
-    the temperature-dependent factors.
+    ``geometry`` (from :func:`microwave_geometry` for the same grid, material,
+    applicator and placements) saves recomputing it, so that a call only evaluates the
+    temperature-dependent factors; ``cache`` (a dict the caller keeps between calls)
+    does the same by storing it.
+
+    Parameters
+    ----------
+    grid : Grid
+        Axis-aligned simulation grid (mm).
+    placements : list of Placement
+        Antenna tips (LPS mm) and insertion directions.
+    app : Applicator
+        A microwave applicator (frequency, efficiency, feed offset, axial spreads).
+    power_w : float
+        Generator power (W).
+    material : ndarray of uint8, shape ``grid.shape``
+        Material (label) per voxel.
+    temperature_c : ndarray, shape ``grid.shape``
+        Current temperature (degC).
+    tissue_mask : ndarray of bool, shape ``grid.shape``
+        Voxels that absorb (tissue, not applicator or boundary).
+
+    Returns
+    -------
+    ndarray of float64, shape ``grid.shape``
+        Power density (W/m^3); its sum times the voxel volume is the absorbed power.
+
+    References
+    ----------
+    Ji Z, Brace CL. Expanded modeling of temperature-dependent dielectric properties for
+    microwave thermal ablation. Phys Med Biol 2011;56:5249. DOI 10.1088/0031-9155/56/16/011
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ioplan.devices import applicator
+    >>> from ioplan.imaging import Grid
+    >>> g = Grid((41, 21, 21), (2.0, 2.0, 2.0), (-20.0, -20.0, -40.0))
+    >>> app = applicator("generic-mw-2450")
+    >>> mat = np.full(g.shape, 1, np.uint8)
+    >>> q = microwave_source(g, [Placement((0.0, 0.0, 0.0))], app, 40.0, mat,
+    ...                      np.full(g.shape, 37.0), np.ones(g.shape, bool))
+    >>> round(float(q.sum()) * g.voxel_volume_m3 / (40.0 * app.efficiency), 9)
+    1.0
     """
-    geo = None if cache is None else cache.get("mw_geometry")
+    geo = geometry if geometry is not None else None if cache is None else cache.get("mw_geometry")
     if geo is None:
-        geo = _microwave_geometry(grid, placements, app, material, tissue_mask)
+        geo = microwave_geometry(grid, placements, app, material, tissue_mask)
         if cache is not None:
             cache["mw_geometry"] = geo
     t_flat = np.asarray(temperature_c).reshape(-1)
     q = np.zeros(grid.shape, np.float64)
     q_flat = q.reshape(-1)
-    voxel_m3 = float(np.prod(grid.spacing_mm)) * 1e-9
+    voxel_m3 = grid.voxel_volume_m3
     for idx, rho_m, profile, sig37, eps37_near, near in geo:
         t = t_flat[idx]
         _, sig_s = _dielectric_scale(t)
@@ -186,14 +229,17 @@ def microwave_source(
     return q
 
 
-def _microwave_geometry(
+def microwave_geometry(
     grid: Grid,
     placements: list[Placement],
     app: Applicator,
     material: np.ndarray,
     tissue_mask: np.ndarray,
 ) -> list[tuple]:
-    """Per antenna: voxels of the pattern, rho (m), axial profile, sigma37, near-feed data."""
+    """Per antenna: voxels of the pattern, rho (m), axial profile, sigma37, near-feed data.
+
+    The temperature-independent part of :func:`microwave_source`, computed once.
+    """
     from ioplan.physics._materials import tissue_dielectric
 
     eps37, sig37 = tissue_dielectric(material, app.frequency_mhz)
@@ -250,19 +296,26 @@ def _amg(mat):
     )
 
 
-def _amg_refresh(ml, mat) -> None:
-    """Give ``ml`` the new matrix: keep its interpolation, recompute the coarse operators.
+def _amg_refresh(ml, mat):
+    """A hierarchy for the new matrix: ``ml``'s interpolation, new coarse operators.
 
     The Galerkin products R A P are much cheaper than a new setup, and unlike a stale
     hierarchy they keep CG at 4-6 iterations when conductivity has doubled near the
-    electrode (a stale one needed 15-24).
+    electrode (a stale one needed 15-24). ``ml`` itself is left as it was (its levels
+    are copied, the interpolation and restriction shared), so that a cache holding it
+    stays valid.
     """
+    import copy
+
     from pyamg.multilevel import coarse_grid_solver
 
-    ml.levels[0].A = mat
-    for fine, coarse in zip(ml.levels[:-1], ml.levels[1:], strict=True):
+    new = copy.copy(ml)
+    new.levels = [copy.copy(level) for level in ml.levels]
+    new.levels[0].A = mat
+    for fine, coarse in zip(new.levels[:-1], new.levels[1:], strict=True):
         coarse.A = (fine.R @ fine.A @ fine.P).tocsr()
-    ml.coarse_solver = coarse_grid_solver("pinv")
+    new.coarse_solver = coarse_grid_solver("pinv")
+    return new
 
 
 def rf_potential(
@@ -308,7 +361,7 @@ def rf_potential(
     rows, cols, vals = [], [], []
     rhs = np.zeros(unk_flat.size)
     diag = np.zeros(unk_flat.size)
-    spacing_m = [s * 1e-3 for s in grid.spacing_mm]
+    spacing_m = grid.spacing_m
     faces = []
     flat_sig = sig.reshape(-1)
     flat_phi_fixed = phi.reshape(-1)
@@ -358,8 +411,8 @@ def rf_potential(
     x0 = None
     ml = None
     if cache is not None and cache.get("n") == unk_flat.size:
-        ml, x0 = cache["ml"], cache["x"]
-        _amg_refresh(ml, mat)
+        ml = _amg_refresh(cache["ml"], mat)
+        x0 = cache["x"]
     if ml is None:
         ml = _amg(mat)
     x, info = spla.cg(mat, rhs, x0=x0, rtol=tol, maxiter=500, M=ml.aspreconditioner())
@@ -374,7 +427,7 @@ def rf_potential(
     flat_phi[unk_flat] = x
     q = np.zeros(n)
     total = 0.0
-    voxel_m3 = float(np.prod(spacing_m))
+    voxel_m3 = grid.voxel_volume_m3
     fixed_flat = fixed.reshape(-1)
     for a_ids, b_ids, g in faces:
         p = g * (flat_phi[a_ids] - flat_phi[b_ids]) ** 2

@@ -1,0 +1,296 @@
+"""Step 1 of a simulation: the domain (grid, labels, applicator placements).
+
+A homogeneous block around the applicators, a crop of a case, or the grid of an
+external power map (reoriented onto the axial grid the engine runs on). The domain's
+memory is estimated, and an impossible one refused, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ioplan.anatomy import LABEL_INFO, VESSEL_LABELS, Label, local_radius_mm
+from ioplan.devices import Applicator
+from ioplan.errors import InputError
+from ioplan.imaging import AXIAL_DIRECTION, Grid, Volume, resample
+from ioplan.physics._materials import FIRST_EXTRA_ID, MaterialTable, blood_properties
+from ioplan.physics._sources import Placement, array_placements, nusselt_wall_h
+
+if TYPE_CHECKING:
+    from ioplan.physics._simulate import SimulationConfig
+
+__all__ = ["axial_volume"]
+
+# Extra materials (ids from FIRST_EXTRA_ID).
+COOLED_SHAFT = FIRST_EXTRA_ID  # applicator held at its cooling (or probe) temperature
+INSULATED_SHAFT = FIRST_EXTRA_ID + 1  # vacuum-insulated cryo shaft: no heat flow
+FIRST_VESSEL = FIRST_EXTRA_ID + 8  # vessel classes with their wall coefficient
+
+# Typical mean blood velocities (m/s) used to estimate the flow of label-map vessels.
+# Portal vein ~0.15-0.2 m/s and hepatic veins ~0.2 m/s on Doppler ultrasound; hepatic
+# artery ~0.3 m/s; IVC ~0.2 m/s; aorta ~0.4 m/s (textbook Doppler ranges, e.g. Zwiebel
+# & Pellerito, Introduction to Vascular Ultrasonography).
+_TYPICAL_VELOCITY_M_S = {
+    Label.PORTAL_VEIN: 0.15,
+    Label.HEPATIC_VEIN: 0.2,
+    Label.IVC: 0.2,
+    Label.AORTA: 0.4,
+    Label.HEPATIC_ARTERY: 0.3,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Domain:
+    """Step 1: the cropped grid, its materials (labels) and where the applicators sit."""
+
+    grid: Grid
+    material: np.ndarray
+    centre: Placement
+    placements: list[Placement]
+
+
+def make_domain(cfg: SimulationConfig) -> Domain:
+    """The grid around the applicators (a block, a case crop or an external map's grid)."""
+    app = cfg.applicator
+    if cfg.case is not None:
+        grid, material, centre = case_domain(cfg)
+    else:
+        grid, material, centre = block_domain(cfg)
+    if app is None:
+        placements = [centre]  # an external source: the axis only orients the zone metrics
+    elif app.electrodes > 1:
+        # a cluster applicator: its electrodes around the axis, driven together
+        placements = array_placements(centre, app.electrodes, app.electrode_spacing_mm)
+    else:
+        placements = array_placements(centre, cfg.array, cfg.spacing_between_mm)
+    for pl in placements:
+        if not grid.contains_lps(pl.tip_mm):
+            raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the grid")
+    return Domain(grid, material, centre, placements)
+
+
+def tissue_label(name: str) -> Label:
+    for lbl, info in LABEL_INFO.items():
+        if info.tissue == name and lbl != Label.BACKGROUND:
+            return lbl
+    from ioplan.tissue import tissue_names
+
+    raise InputError(f"unknown tissue {name!r} for a block; known: {', '.join(tissue_names())}")
+
+
+def active_extent_mm(app: Applicator) -> float:
+    if app.modality == "mw":
+        return app.feed_offset_mm + 3.0 * app.axial_sigma_backward_mm
+    if app.modality == "rf":
+        return app.active_length_mm
+    return app.tip_offset_mm + app.freeze_zone_length_mm
+
+
+def zone_centre_offset_mm(app: Applicator) -> float:
+    """How far behind the tip the zone is centred (first guess, before calibration)."""
+    if app.modality == "mw":
+        return app.feed_offset_mm
+    if app.modality == "rf":
+        return 0.5 * app.active_length_mm
+    return app.tip_offset_mm + 0.5 * app.freeze_zone_length_mm
+
+
+def block_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
+    lbl = tissue_label(cfg.tissue or "liver")
+    ext_map = cfg.power_density_w_m3 if cfg.power_density_w_m3 is not None else cfg.sar_w_kg
+    if ext_map is not None:
+        grid = ext_map.grid  # axial: SimulationConfig reoriented it
+        if min(grid.spacing_mm) < 0.25 or max(grid.spacing_mm) > 5.0 or min(grid.shape) < 8:
+            raise InputError(
+                f"a power or SAR map needs 0.25-5 mm voxels and >= 8 voxels per axis, got "
+                f"spacing {grid.spacing_mm} mm, shape {grid.shape}"
+            )
+        centre = grid.index_to_lps((np.asarray(grid.shape) - 1) / 2.0)
+        tip = tuple(centre) if cfg.tip_mm is None else cfg.tip_mm
+    else:
+        h = cfg.spacing_mm
+        extent = active_extent_mm(cfg.applicator)
+        spread = 0.0 if cfg.array == 1 else cfg.spacing_between_mm
+        half_xy = (
+            cfg.margin_mm
+            + spread
+            + max((v.distance_mm + v.diameter_mm for v in cfg.vessels), default=0)
+        )
+        half_z = cfg.margin_mm + extent
+        n_xy = 2 * math.ceil(half_xy / h) + 1
+        n_z = 2 * math.ceil(half_z / h) + 1
+        shape = (n_z, n_xy, n_xy)
+        origin = (-(n_xy // 2) * h, -(n_xy // 2) * h, -(n_z // 2) * h)
+        grid = Grid(shape, (h, h, h), origin)
+        tip = (0.0, 0.0, 0.0) if cfg.tip_mm is None else cfg.tip_mm
+    check_domain_memory(cfg, grid)
+    material = np.full(grid.shape, int(lbl), np.uint8)
+    return grid, material, Placement(tip, cfg.direction)
+
+
+# Peak memory per voxel of one run, measured (peak RSS over a 1.8-2.4 M voxel block at
+# 0.8 mm, float32 state): microwave 163 B, cryo 135 B, RF 1130 B (the sparse conductance
+# matrix and its multigrid hierarchy). Rounded up; float64 states add 6 arrays x 4 B x 2.
+_BYTES_PER_VOXEL = {"rf": 1300.0, "other": 200.0}
+_FLOAT64_EXTRA_BYTES_PER_VOXEL = 48.0
+
+
+def check_domain_memory(cfg: SimulationConfig, grid: Grid) -> None:
+    """Refuse a domain that cannot fit in memory, before allocating it."""
+    from ioplan.resources import check_memory
+
+    rf = cfg.applicator is not None and cfg.applicator.modality == "rf"
+    per_voxel = _BYTES_PER_VOXEL["rf" if rf else "other"]
+    if cfg.dtype == "float64":
+        per_voxel += _FLOAT64_EXTRA_BYTES_PER_VOXEL
+    n = math.prod(grid.shape)
+    check_memory(
+        n * per_voxel,
+        f"a simulation domain of {grid.shape[0]} x {grid.shape[1]} x {grid.shape[2]} voxels",
+        hint="use a coarser --spacing-mm or a smaller --domain-margin-mm",
+    )
+
+
+def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
+    case = cfg.case
+    assert case is not None
+    if cfg.tip_mm is None:
+        if case.tumors and "centre_mm" in case.tumors[0]:
+            # the tip goes beyond the tumour centre so that the zone's centre lands on it
+            tip_np = np.asarray(case.tumors[0]["centre_mm"], float) + np.asarray(
+                Placement((0.0, 0.0, 0.0), cfg.direction).direction
+            ) * zone_centre_offset_mm(cfg.applicator)
+        else:
+            raise InputError("give --tip-mm: the case lists no tumour to aim at")
+        tip = tuple(float(v) for v in tip_np)
+    else:
+        tip = cfg.tip_mm
+    pl = Placement(tip, cfg.direction)
+    if not case.labels.grid.contains_lps(pl.tip_mm):
+        raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the case grid")
+    d = np.asarray(pl.direction)
+    extent = active_extent_mm(cfg.applicator)
+    spread = 0.0 if cfg.array == 1 else cfg.spacing_between_mm
+    pts = [np.asarray(pl.tip_mm) - d * extent, np.asarray(pl.tip_mm)]
+    lo = np.min(pts, axis=0) - cfg.margin_mm - spread
+    hi = np.max(pts, axis=0) + cfg.margin_mm + spread
+    h = cfg.spacing_mm
+    shape = tuple(math.ceil((hi[a] - lo[a]) / h) + 1 for a in (2, 1, 0))
+    grid = Grid(shape, (h, h, h), tuple(lo))
+    check_domain_memory(cfg, grid)
+    labels = resample(case.labels, grid, interpolation="nearest", default_value=int(Label.FAT))
+    material = np.asarray(labels.array, np.uint8).copy()
+    if not np.isin(material, [Label.LIVER, Label.TUMOR]).any():
+        raise InputError("the case has no liver or tumor label around the applicator")
+    tip_idx = tuple(np.clip(np.rint(grid.lps_to_index(pl.tip_mm)).astype(int), 0,
+                            np.asarray(grid.shape) - 1))  # fmt: skip
+    if material[tip_idx] == Label.BACKGROUND:
+        raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the body (in air)")
+    # air inside the crop (outside the body) conducts like fat but is never heated
+    material[material == Label.BACKGROUND] = Label.FAT
+    return grid, material, pl
+
+
+def vessel_materials(
+    grid: Grid, material: np.ndarray, table: MaterialTable, heated_length_mm: float
+) -> MaterialTable:
+    """Label-map vessels: >= 3 mm diameter become fixed at blood temperature with a wall h."""
+    from ioplan.tissue import blood_flow_parameters
+
+    r_small = blood_flow_parameters()["small_vessel_radius_mm"]
+    next_id = FIRST_VESSEL + 8
+    for lbl in VESSEL_LABELS:
+        mask = material == lbl
+        if not mask.any():
+            continue
+        radius = local_radius_mm(mask, grid.spacing_mm)
+        small = mask & (radius < r_small)
+        material[small] = Label.LIVER  # small vessels count through perfusion
+        big = mask & ~small
+        if not big.any():
+            continue
+        for r_lo, r_hi in ((r_small, 2.5), (2.5, 4.0), (4.0, 6.0), (6.0, 9.0), (9.0, 100.0)):
+            sel = big & (radius >= r_lo) & (radius < r_hi)
+            if not sel.any():
+                continue
+            r_mm = float(np.median(radius[sel]))
+            d_mm = 2.0 * r_mm
+            flow = _TYPICAL_VELOCITY_M_S[lbl] * math.pi * (d_mm * 1e-3) ** 2 / 4 * 6e7
+            h = nusselt_wall_h(min(d_mm, 40.0), min(flow, 5000.0), heated_length_mm)
+            if next_id > 250:
+                raise InputError("too many vessel classes")
+            table = table.with_material(
+                next_id,
+                f"{lbl.name.lower()} r~{r_mm:.1f}mm",
+                fixed_group=0,
+                wall_h_w_m2_k=h,
+                k_w_m_k=blood_properties()["k_w_m_k"],
+            )
+            material[sel] = next_id
+            next_id += 1
+    return table
+
+
+def axial_volume(volume: Volume) -> Volume:
+    """The same image on a grid with the axial direction: array axes permuted and flipped.
+
+    A grid is axis-aligned when each array axis runs along a patient axis, in either
+    sense: a NIfTI file in the usual RAS orientation read into LPS has its x and y axes
+    flipped, and some files store the axes in another order. Such a volume is
+    re-indexed without interpolation (as nibabel's ``as_reoriented``); an oblique one is
+    refused.
+
+    Parameters
+    ----------
+    volume : Volume
+        Any volume whose direction is a signed permutation matrix.
+
+    Returns
+    -------
+    Volume
+        The same voxels, in the array order ``(z, y, x)`` with
+        :data:`~ioplan.imaging.AXIAL_DIRECTION`; the same points in LPS mm.
+
+    Raises
+    ------
+    InputError
+        The grid is oblique (rotated against the patient axes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ioplan.imaging import Grid, Volume
+    >>> flipped_x = ((0.0, 0.0, -1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))
+    >>> v = Volume(np.arange(8.0).reshape(2, 2, 2), Grid((2, 2, 2), direction=flipped_x))
+    >>> a = axial_volume(v)
+    >>> a.grid.is_axis_aligned(), a.grid.origin_mm
+    (True, (-1.0, 0.0, 0.0))
+    >>> bool(np.all(a.array == v.array[:, :, ::-1]))
+    True
+    """
+    g = volume.grid
+    if g.is_axis_aligned():
+        return volume
+    # m[i, j]: new axis i (axial) against old axis j
+    m = np.asarray(AXIAL_DIRECTION, float).T @ g.direction_matrix
+    perm = np.argmax(np.abs(m), axis=1)
+    signs = np.sign(m[np.arange(3), perm])
+    if sorted(perm.tolist()) != [0, 1, 2] or not np.allclose(np.abs(m).max(axis=1), 1.0,
+                                                             atol=1e-4):  # fmt: skip
+        raise InputError(
+            "a power or SAR map must be on an axis-aligned grid (axes along the patient "
+            "axes, in any order or sense); resample an oblique map first"
+        )
+    arr = np.transpose(np.asarray(volume.array), perm)
+    first = np.zeros(3)
+    for i in range(3):
+        if signs[i] < 0:
+            arr = np.flip(arr, axis=i)
+            first[perm[i]] = g.shape[perm[i]] - 1
+    origin = tuple(float(v) for v in g.index_to_lps(first))
+    spacing = tuple(float(g.spacing_mm[j]) for j in perm)
+    return Volume(np.ascontiguousarray(arr), Grid(arr.shape, spacing, origin))

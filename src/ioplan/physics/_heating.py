@@ -1,0 +1,252 @@
+"""The heat sources of a simulation as pure ``(init, step)`` pairs over frozen states.
+
+Like jax-md's integrators (``simulate.nve`` returns ``(init_fn, step_fn)``), each
+source is a :class:`~ioplan.physics.Source`: ``init(problem)`` gives its state and
+``step(state, temperature_c, time_s)`` the power density and a new state. Nothing is
+cached in closures or mutable objects between calls: the microwave pattern, the RF
+potential with its multigrid hierarchy, the generator's pause and the passive
+cryoprobe's temperature live in frozen states that the time loop threads through.
+The pairs close over their settings only (placements, applicator, power).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ioplan.devices import Applicator
+from ioplan.imaging import Grid
+from ioplan.physics._materials import FIRST_EXTRA_ID
+from ioplan.physics._solver import Source, ThermalProblem
+from ioplan.physics._sources import (
+    CryoProtocol,
+    Placement,
+    RfGenerator,
+    microwave_geometry,
+    microwave_source,
+    rf_conductivity_map,
+    rf_potential,
+)
+
+__all__ = [
+    "RF_RESOLVE_CHANGE",
+    "RF_SOLVE_TOL",
+    "CryoState",
+    "MicrowaveState",
+    "RfState",
+    "cryo_pair",
+    "microwave_pair",
+    "rf_pair",
+]
+
+#: Re-solve the RF potential when conductivity has changed by more than this fraction
+#: somewhere, and solve to this relative residual (the map is then scaled to the
+#: generator's power, so its absolute level needs no more accuracy).
+RF_RESOLVE_CHANGE = 0.03
+RF_SOLVE_TOL = 1e-6
+
+
+# -- microwave ---------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MicrowaveState:
+    """The grid and the antennas' temperature-independent pattern."""
+
+    grid: Grid
+    material: np.ndarray
+    geometry: tuple
+
+
+def microwave_pair(
+    placements: list[Placement], app: Applicator, power_w: float, tissue_mask: np.ndarray
+) -> Source:
+    """Microwave antennas (:func:`~ioplan.physics.microwave_source`) as a source pair.
+
+    Parameters
+    ----------
+    placements : list of Placement
+        Antenna tips (LPS mm) and directions.
+    app : Applicator
+        The microwave applicator.
+    power_w : float
+        Generator power (W).
+    tissue_mask : ndarray of bool
+        Voxels that absorb; the problem's grid shape.
+    """
+
+    def init(problem: ThermalProblem) -> MicrowaveState:
+        geo = microwave_geometry(problem.grid, placements, app, problem.material, tissue_mask)
+        return MicrowaveState(problem.grid, problem.material, tuple(geo))
+
+    def step(state: MicrowaveState, temperature_c: np.ndarray, time_s: float):
+        q = microwave_source(
+            state.grid, placements, app, power_w, state.material, temperature_c, tissue_mask,
+            geometry=list(state.geometry),
+        )  # fmt: skip
+        return q, state
+
+    return Source(init, step)
+
+
+# -- radiofrequency ----------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class RfState:
+    """The RF source between calls: conductivities, last solution, generator state.
+
+    Attributes
+    ----------
+    grid : Grid
+        The simulation grid.
+    ground, tissue_mask : ndarray of bool
+        The return electrode (the far boundary) and the voxels that take power.
+    sigma37 : ndarray
+        Conductivity at 37 degC (S/m), 0 for insulation.
+    last_sigma, q_unit : ndarray or None
+        Conductivity at the last solve and the power density at 1 V (W/m^3/V^2).
+    p_unit : float
+        Total power at 1 V (W/V^2), 1 / impedance.
+    z_initial_ohm, z_last_ohm : float
+        Impedance at the first and the latest call.
+    pause_until_s : float
+        The generator is off until this time (impedance control).
+    solver : dict
+        The multigrid hierarchy and the last potential, for the next solve (read only).
+    """
+
+    grid: Grid
+    material: np.ndarray
+    ground: np.ndarray
+    tissue_mask: np.ndarray
+    sigma37: np.ndarray
+    last_sigma: np.ndarray | None = None
+    q_unit: np.ndarray | None = None
+    p_unit: float = 0.0
+    z_initial_ohm: float = float("nan")
+    z_last_ohm: float = float("nan")
+    pause_until_s: float = -1.0
+    solver: Any = None
+
+
+def rf_pair(electrode: np.ndarray, gen: RfGenerator, tissue_mask: np.ndarray) -> Source:
+    """An RF electrode driven by a generator, as a source pair.
+
+    The potential (:func:`~ioplan.physics.rf_potential`, electrode at 1 V, far boundary
+    grounded) is re-solved when the power-weighted mean relative change of the
+    conductivity exceeds :data:`RF_RESOLVE_CHANGE`; the map is scaled so that tissue
+    absorbs the generator's power. In ``impedance`` mode the generator pauses for
+    ``pause_s`` when the impedance rises ``rolloff_ohm`` above its initial value.
+
+    Parameters
+    ----------
+    electrode : ndarray of bool
+        The exposed electrode voxels; the problem's grid shape.
+    gen : RfGenerator
+        Power (W) and control mode.
+    tissue_mask : ndarray of bool
+        Voxels that take power.
+    """
+
+    def init(problem: ThermalProblem) -> RfState:
+        ground = np.zeros(problem.grid.shape, bool)
+        ground[0, :, :] = ground[-1, :, :] = True
+        ground[:, 0, :] = ground[:, -1, :] = True
+        ground[:, :, 0] = ground[:, :, -1] = True
+        # The return current really leaves through large skin pads, where it heats
+        # little. Here the ground is the far boundary, and where a conductive structure
+        # (a vessel, bowel content) meets it the current crowds into a few voxels: that
+        # heating is an artefact of the grounding model, so the two layers next to the
+        # ground receive none (the generator's power goes to the rest of the tissue).
+        inner = np.zeros(problem.grid.shape, bool)
+        inner[3:-3, 3:-3, 3:-3] = True
+        sigma37 = problem.materials.rf_sigma_s_m[problem.material]
+        # insulation: the shaft behind the exposed tip and other applicator metal
+        sigma37 = np.where(
+            (problem.material >= FIRST_EXTRA_ID) & ~electrode & (problem.material < 255),
+            0.0, sigma37,
+        )  # fmt: skip
+        return RfState(problem.grid, problem.material, ground & ~electrode,
+                       tissue_mask & inner, sigma37)  # fmt: skip
+
+    def step(state: RfState, temperature_c: np.ndarray, time_s: float):
+        sigma = rf_conductivity_map(state.material, temperature_c, state.sigma37)
+        sigma = np.where(state.sigma37 > 0, sigma, 0.0)
+        # re-solve when the conductivity has changed where the power goes: the
+        # power-weighted mean relative change is the first-order change of the map
+        changed = state.last_sigma is None or state.q_unit is None
+        if not changed:
+            rel = np.abs(sigma - state.last_sigma) / np.maximum(state.last_sigma, 1e-12)
+            weighted = float(np.sum(rel * state.q_unit) / np.sum(state.q_unit))
+            changed = weighted > RF_RESOLVE_CHANGE
+        if changed:
+            solver = dict(state.solver or {})  # rf_potential updates the copy only
+            _, q_unit, p_unit = rf_potential(
+                state.grid, sigma, electrode, state.ground, tol=RF_SOLVE_TOL, cache=solver
+            )
+            state = replace(state, last_sigma=sigma, q_unit=q_unit, p_unit=p_unit,
+                            solver=solver)  # fmt: skip
+        z = 1.0 / state.p_unit if state.p_unit > 0 else float("inf")
+        z_initial = z if not np.isfinite(state.z_initial_ohm) else state.z_initial_ohm
+        pause_until = state.pause_until_s
+        power = gen.power_w
+        if gen.mode == "impedance":
+            if time_s < pause_until:
+                power = 0.0
+            elif z > z_initial + gen.rolloff_ohm:
+                pause_until = time_s + gen.pause_s
+                power = 0.0
+        state = replace(state, z_initial_ohm=z_initial, z_last_ohm=z, pause_until_s=pause_until)
+        q = np.where(state.tissue_mask, state.q_unit, 0.0)
+        in_tissue = float(q.sum()) * state.grid.voxel_volume_m3
+        # the generator's power is all dissipated in tissue (half-faces next to the
+        # metal included), so the map is scaled to hold exactly that power
+        return (q * (power / in_tissue) if in_tissue > 0 else q), state
+
+    return Source(init, step)
+
+
+# -- cryo --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CryoState:
+    """Body temperature and that of the tissue around the cold segments (degC)."""
+
+    body_c: float
+    around_c: float
+
+
+def cryo_pair(
+    protocol: CryoProtocol, app: Applicator, cold: np.ndarray, tissue_mask: np.ndarray
+) -> Source:
+    """Cryoprobes following a freeze-thaw protocol, as a source pair.
+
+    Cryoprobes deposit no power: they drive the temperature of the cold segments
+    (fixed group 1). In a passive phase the probe follows the tissue touching its cold
+    segments, measured at each call.
+
+    Parameters
+    ----------
+    protocol : CryoProtocol
+        Phases and durations.
+    app : Applicator
+        The cryoprobe (set point, thaw temperature, cool-down time).
+    cold : ndarray of bool
+        The cold-segment voxels.
+    tissue_mask : ndarray of bool
+        Tissue voxels.
+    """
+    ring = ndimage.binary_dilation(cold) & ~cold & tissue_mask
+
+    def init(problem: ThermalProblem) -> CryoState:
+        return CryoState(problem.body_temperature_c, problem.body_temperature_c)
+
+    def step(state: CryoState, temperature_c: np.ndarray, time_s: float):
+        if ring.any():
+            state = replace(state, around_c=float(np.mean(temperature_c[ring])))
+        return None, state
+
+    def fixed_temperatures(state: CryoState, time_s: float) -> list[float]:
+        probe = protocol.probe_temperature(time_s, app, passive_c=state.around_c)
+        return [state.body_c, probe]
+
+    return Source(init, step, fixed_temperatures)
