@@ -94,6 +94,28 @@ def test_monitor_igtl_port_out_of_range(capsys, port):
     assert_one_line_error(code, err, "--igtl-port", port, "0-65535")
 
 
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["--frame-s", "0"], ["--frame-s", "got 0"]),
+        (["--frame-s", "nan"], ["--frame-s", "nan"]),
+        (["--start-timeout-s=-5"], ["--start-timeout-s", "-5"]),
+        (["--baseline-frames", "0"], ["baseline frames", "0"]),
+        (["--baseline-frames", "5000"], ["5000"]),
+        (["--b0-t", "0"], ["B0", "0"]),
+        (["--te-ms", "inf"], ["TE", "inf"]),
+        (["--demo", "--folder", "."], ["give one input", "--folder", "--demo"]),
+    ],
+)
+def test_monitor_numeric_options_out_of_range(tiny, capsys, args, fragments):
+    """Each refused at once with one line (no kernels loaded, no port opened)."""
+    t0 = time.monotonic()
+    source = [] if "--demo" in args else ["--folder", tiny["folder"]]
+    code, _, err = run_cli(capsys, "monitor", *source, "--igtl-port", "0", *args)
+    assert_one_line_error(code, err, *fragments)
+    assert time.monotonic() - t0 < 5.0
+
+
 @pytest.mark.parametrize("text", ["scanner", "host:0", "host:70000", "host:abc"])
 def test_monitor_igtl_input_must_be_host_and_port(capsys, text):
     code, _, err = run_cli(capsys, "monitor", "--igtl-input", text, "--igtl-port", "0")
