@@ -19,6 +19,7 @@ from ioplan.physics import ThermalProblem, run, tissue_material_table
 skfem = pytest.importorskip("skfem", reason="scikit-fem is a test-only dependency ([dev])")
 
 
+@pytest.mark.slow
 def test_steady_gaussian_source_agrees_with_scikit_fem():
     from skfem import Basis, BilinearForm, ElementHex1, LinearForm, MeshHex, condense, solve
     from skfem.helpers import dot, grad

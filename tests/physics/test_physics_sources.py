@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,12 +53,27 @@ def test_attenuation_of_liver_at_2450_mhz():
     assert attenuation_per_m(2450.0, 43.0, 1.69) == pytest.approx(abs(k.imag), rel=1e-9)
 
 
-def test_microwave_power_is_held_exactly():
-    """Deposited energy = power x efficiency x time (the normalisation of the pattern)."""
-    r = _mw()
-    assert r.energy_j == pytest.approx(40.0 * MW.efficiency * 60.0, rel=1e-9)
-    assert r.zone.volume_ml > 0
-    assert r.max_temperature_c > 60
+def _stored_j(r) -> float:
+    """Enthalpy above 37 degC held in the final temperature field (J), summed in float64."""
+    return float(np.sum(r.state.energy_j_m3, dtype=np.float64)) * r.grid.voxel_volume_m3
+
+
+def test_microwave_energy_balance_from_the_temperature_field():
+    """Uncooled antenna, no perfusion: the enthalpy in the final field = P x efficiency x t.
+
+    Measured from the state (sum of rho c dT dV, with latent heat where water boiled),
+    independently of the source's normalisation. The far boundary (37 degC) is the only
+    sink: the layer next to it warmed by < 0.2 degC, and the measured loss is 0.09 %;
+    0.5 % allows for it, and a stored energy above the delivered one is impossible.
+    """
+    app = replace(MW, cooled=False)
+    r = simulate(SimulationConfig(app, power_w=40.0, duration_s=60.0, spacing_mm=3.0,
+                                  perfusion_per_s=0.0))  # fmt: skip
+    delivered = 40.0 * MW.efficiency * 60.0
+    assert _stored_j(r) == pytest.approx(delivered, rel=5e-3)
+    assert _stored_j(r) <= delivered * (1 + 1e-6)
+    assert r.settings["boundary_change_c"] < 0.2
+    assert r.zone.volume_ml > 0 and r.max_temperature_c > 60
 
 
 def test_detuning_scales_the_absorbed_power_by_the_near_feed_conductivity():
@@ -99,11 +115,22 @@ def test_far_boundary_does_not_change_the_zone():
 
 
 def test_vessel_heat_sink_shrinks_the_zone():
-    """A 5 mm vessel 10 mm from the axis removes heat (Lu et al., AJR 2002: > 3 mm veins)."""
+    """A 5 mm vessel 10 mm from the axis removes heat (Lu et al., AJR 2002: > 3 mm veins).
+
+    The zone shrinks, and it shrinks on the vessel's side: the heat-sink effect is
+    one-sided, so the zone is no longer symmetric about the applicator axis.
+    """
     free = _mw(duration_s=120.0)
     near = _mw(duration_s=120.0, vessels=(VesselSpec(5.0, 10.0, 700.0),))
     assert near.zone.volume_ml < free.zone.volume_ml
-    assert near.energy_j == pytest.approx(free.energy_j)
+    # the vessel lies along the side vector cross(d, cross(x, d)) = +x for d = (0, 0, -1)
+    _, _, x = near.grid.axis_coordinates_mm()
+    cols = np.flatnonzero(near.zone_mask.any(axis=(0, 1)))
+    towards, away = x[cols].max(), -x[cols].min()
+    assert towards < away, (towards, away)
+    _, _, x = free.grid.axis_coordinates_mm()
+    cols = np.flatnonzero(free.zone_mask.any(axis=(0, 1)))
+    assert x[cols].max() == pytest.approx(-x[cols].min())  # symmetric without the vessel
 
 
 def test_nusselt_limits():
@@ -142,9 +169,16 @@ def test_rf_potential_of_a_slab_is_exact():
 
 
 def test_rf_ablation_holds_its_power_and_impedance_is_plausible():
-    r = simulate(SimulationConfig(RF, power_w=30.0, duration_s=60.0, spacing_mm=3.0,
-                                  perfusion_per_s=0.0, rf_mode="power"))  # fmt: skip
-    assert r.energy_j == pytest.approx(30.0 * 60.0, rel=1e-6)
+    """Uncooled electrode, constant power: the final field holds P t (energy balance).
+
+    The enthalpy is summed from the state; the far boundary warmed by < 0.05 degC (the
+    measured loss is 0.01 %): 0.5 %.
+    """
+    r = simulate(SimulationConfig(replace(RF, cooled=False), power_w=30.0, duration_s=60.0,
+                                  spacing_mm=3.0, perfusion_per_s=0.0,
+                                  rf_mode="power"))  # fmt: skip
+    assert _stored_j(r) == pytest.approx(30.0 * 60.0, rel=5e-3)
+    assert _stored_j(r) <= 30.0 * 60.0 * (1 + 1e-6)
     # impedance of a 3 cm electrode in liver: 40-150 ohm in the clinic (e.g. Cool-tip
     # starts near 60-90 ohm); on a 3 mm grid the electrode is thicker, so allow 20-300
     z0 = r.settings["rf_impedance_ohm_initial"]
@@ -152,13 +186,41 @@ def test_rf_ablation_holds_its_power_and_impedance_is_plausible():
     assert r.zone.volume_ml > 0
 
 
-def test_cryo_isotherms_are_nested():
+def _isosurface(field: np.ndarray, level: float, h: float):
+    """Vertices (z, y, x mm from voxel 0), volume (mL) of the isosurface by marching cubes."""
+    from skimage.measure import marching_cubes
+
+    f = np.pad(field.astype(np.float64), 1, constant_values=float(field.max()))
+    verts, faces, _, _ = marching_cubes(f, level=level, spacing=(h, h, h))
+    v0, v1, v2 = (verts[faces[:, i]] for i in range(3))
+    volume = abs(float(np.einsum("ij,ij->i", v0, np.cross(v1, v2)).sum())) / 6.0 / 1000.0
+    return verts - h, volume
+
+
+def test_cryo_isotherms_are_nested_and_match_an_independent_isosurface():
+    """Zone and isotherms against isosurfaces extracted by scikit-image's marching cubes.
+
+    The zone's length (voxel edges included) must bracket the isosurface's axial extent:
+    the linear isosurface lies between the last voxel centre inside and the first
+    outside, so extent <= length <= extent + 2 h (h = 3 mm). Likewise the width. The
+    0 degC volume: a worst-case bound (area x h sqrt 3 / 2) is useless at 3 mm; over a
+    smooth surface the voxelisation's signed errors average out (measured 1.5 %): 10 %.
+    """
     proto = CryoProtocol.parse("freeze:180,thaw:60,freeze:120")
     r = simulate(SimulationConfig(CRYO, protocol=proto, spacing_mm=3.0))
     vols = [r.isotherms[k].volume_ml for k in ("0", "-20", "-30", "-40")]
     assert vols[0] > vols[1] >= vols[2] >= vols[3] > 0
     assert r.min_temperature_c < -40
-    assert r.zone.volume_ml == r.isotherms["-40"].volume_ml
+    h = 3.0
+    for key, level in (("zone", -40.0), ("0", 0.0)):
+        metrics = r.zone if key == "zone" else r.isotherms[key]
+        verts, volume = _isosurface(r.state.tmin_c, level, h)
+        along = np.ptp(verts[:, 0])  # the probe runs along z
+        across = max(np.ptp(verts[:, 1]), np.ptp(verts[:, 2]))
+        assert along <= metrics.length_mm <= along + 2 * h, (key, along, metrics.length_mm)
+        assert across <= metrics.width_mm * 1.0001 <= across * 1.0001 + 2 * h * math.sqrt(2)
+        if key == "0":
+            assert metrics.volume_ml == pytest.approx(volume, rel=0.10)
 
 
 def test_three_cryoprobes_freeze_more_than_one():

@@ -95,13 +95,48 @@ def test_rf_conductivity_and_specific_heat():
     assert float(specific_heat_liver(100.0)) == 4187.0
 
 
-def test_cryo_and_damage_constants():
+def test_phase_change_constants_are_physically_consistent():
+    """Checks against physics, not against the file's own numbers.
+
+    - Latent heat of tissue = water mass fraction x latent heat of fusion of water
+      (333.55 kJ/kg at 0 degC, IAPWS); liver holds 70-80 % water (ICRU Report 46): the
+      ratio must lie in 0.65-0.85.
+    - Tissue water freezes a little below 0 degC (freezing-point depression; isotonic
+      saline at -0.56 degC): liquidus in -2..0 degC, solidus below it.
+    - Frozen tissue conducts better than unfrozen tissue but not better than ice
+      (2.22 W/m/K at 0 degC), and stores less heat per kelvin than unfrozen tissue
+      (ice 2.05 kJ/kg/K against water 4.18).
+    """
     pc = phase_change()
-    assert pc["solidus_c"] == -8.0 and pc["liquidus_c"] == -1.0
-    assert pc["latent_heat_j_kg"] == 250e3
-    arr = arrhenius_parameters()
-    assert arr["frequency_factor_1_per_s"] == 7.39e39
-    assert arr["activation_energy_j_mol"] == 2.577e5
+    liver = tissue("liver")
+    assert 0.65 <= pc["latent_heat_j_kg"] / 333.55e3 <= 0.85
+    assert -2.0 <= pc["liquidus_c"] < 0.0
+    assert pc["solidus_c"] < pc["liquidus_c"]
+    k_f, k_m = pc["thermal_conductivity_frozen_w_m_k"], pc["thermal_conductivity_mushy_w_m_k"]
+    assert liver.thermal_conductivity_w_m_k < k_m < k_f <= 2.22
+    assert pc["specific_heat_frozen_j_kg_k"] < pc["specific_heat_mushy_j_kg_k"]
+    assert pc["specific_heat_mushy_j_kg_k"] < liver.specific_heat_j_kg_k
+
+
+def test_arrhenius_constants_give_plausible_coagulation_times():
+    """Omega = 1 (coagulation) after 1/rate at a constant temperature, rate A exp(-Ea/RT).
+
+    Plausibility against clinical experience, not against the file: at 60 degC tissue
+    coagulates within seconds (the usual 'instant death' isotherm of ablation; Goldberg
+    et al., AJR 2000, DOI 10.2214/ajr.174.2.1740323), while at 45 degC it survives for
+    minutes. 1-20 s at 60 degC, > 100 s at 45 degC.
+    """
+    p = arrhenius_parameters()
+
+    def seconds_to_omega_1(t_c):
+        rate = p["frequency_factor_1_per_s"] * math.exp(
+            -p["activation_energy_j_mol"] / (p["gas_constant_j_mol_k"] * (t_c + 273.15))
+        )
+        return 1.0 / rate
+
+    assert 1.0 <= seconds_to_omega_1(60.0) <= 20.0
+    assert seconds_to_omega_1(45.0) > 100.0
+    assert p["gas_constant_j_mol_k"] == pytest.approx(8.314462618, rel=1e-12)  # CODATA 2018
 
 
 def test_label_property_map():

@@ -234,7 +234,7 @@ def simulate(
         _warn(w)
     doc = result.to_dict()
     if output_dir is not None:
-        write_simulation_outputs(result, output_dir, overwrite=True)
+        write_simulation_outputs(result, output_dir, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return

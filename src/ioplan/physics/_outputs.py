@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ioplan.imaging import Volume, check_output_folder, write_nifti
+from ioplan.imaging import Volume, staged_output_folder, write_nifti
 from ioplan.physics._simulate import SimulationResult
 
 __all__ = ["write_simulation_outputs"]
@@ -22,9 +22,17 @@ def write_simulation_outputs(
     Omega), ``cem43.nii.gz`` (min), ``tmin.nii.gz``/``tmax.nii.gz`` (degC),
     ``zone.nii.gz`` (0/1), ``result.json`` and ``zone.png`` (a slice through the
     applicator axis), all on the simulation grid.
+
+    The files are written into a temporary sibling folder and moved into place
+    (:func:`~ioplan.imaging.staged_output_folder`): an interrupted write leaves
+    ``folder`` as it was. Without ``overwrite`` a non-empty ``folder`` is refused.
     """
-    folder = check_output_folder(folder, overwrite=overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
+    with staged_output_folder(folder, overwrite=overwrite) as tmp:
+        _write(result, tmp)
+    return Path(folder)
+
+
+def _write(result: SimulationResult, folder: Path) -> None:
     g = result.grid
     st = result.state
     maps = {
@@ -41,7 +49,6 @@ def write_simulation_outputs(
     )
     (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     _zone_picture(result, folder / "zone.png")
-    return folder
 
 
 def _zone_picture(result: SimulationResult, path: Path) -> None:
