@@ -223,3 +223,41 @@ def test_corrupt_power_and_sar_maps(tmp_path, capsys, flag):
         code, _, err = run_cli(capsys, "simulate", flag, path, "--duration-s", "10",
                                "--tissue", "liver", "--quiet")  # fmt: skip
         assert_one_line_error(code, err)
+
+
+_QUICK = ["simulate", "--applicator", MW.id, "--power-w", "40", "--duration-s", "5",
+          "--tissue", "liver", "--spacing-mm", "4", "--quiet"]  # fmt: skip
+
+
+def test_earlier_outputs_are_kept_without_overwrite(tmp_path, capsys, monkeypatch):
+    import ioplan.physics
+
+    out = tmp_path / "sim"
+    out.mkdir()
+    (out / "result.json").write_text("edited by hand")
+    monkeypatch.setattr(ioplan.physics, "simulate", _must_not_run)
+    code, _, err = run_cli(capsys, *_QUICK, "--output-dir", out)
+    assert_one_line_error(code, err, "--overwrite")
+    assert (out / "result.json").read_text() == "edited by hand"
+
+
+def test_an_interrupted_write_leaves_the_folder_as_it_was(tmp_path, capsys, monkeypatch):
+    """Outputs go to a temporary sibling and are renamed into place at the end."""
+    out = tmp_path / "sim"
+    out.mkdir()
+    (out / "result.json").write_text("earlier run")
+
+    def interrupted(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("ioplan.physics._outputs._zone_picture", interrupted)  # the last file
+    code, _, _ = run_cli(capsys, *_QUICK, "--output-dir", out, "--overwrite")
+    assert code == 130  # interrupted (Ctrl-C)
+    assert sorted(p.name for p in out.iterdir()) == ["result.json"]
+    assert (out / "result.json").read_text() == "earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no temporary left
+    monkeypatch.undo()
+    code, _, err = run_cli(capsys, *_QUICK, "--output-dir", out, "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "result.json").read_text())["applicator"] == MW.id
+    assert (out / "zone.png").exists()
