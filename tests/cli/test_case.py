@@ -180,7 +180,7 @@ _ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)
 
 
 @settings(
-    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     spacing=st.one_of(_SPACING_OK, _ANY_FLOAT.filter(lambda v: not 0.5 <= v <= 5.0)),
