@@ -337,12 +337,6 @@ def test_import_case_on_another_grid_and_corrupt_labels(tmp_path, capsys, images
     assert not (tmp_path / "c").exists()
 
 
-_IMAGING_GZIP = pytest.mark.xfail(
-    reason="imaging._check_nifti_spacing reads gzip outside its try (zlib.error, EOFError)",
-    strict=False,
-)
-
-
 # -- info on corrupt cases --------------------------------------------------------
 @pytest.fixture
 def case_dir(tmp_path, images):
@@ -403,12 +397,9 @@ def test_info_on_malformed_case_toml(capsys, case_dir, text, fragment):
         b"",
         b"not a nifti at all",
         bytes(348),
-        # a gzip stream that breaks off: imaging's header check lets zlib.error and
-        # EOFError through (reported to the imaging owner); this test turns green then
-        pytest.param(b"\x1f\x8b\x08\x00garbage", marks=_IMAGING_GZIP, id="gzip-cut"),
-        pytest.param(
-            b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, marks=_IMAGING_GZIP, id="gzip-bad"
-        ),
+        # a gzip stream that breaks off or is corrupt (zlib.error, EOFError were let through)
+        pytest.param(b"\x1f\x8b\x08\x00garbage", id="gzip-cut"),
+        pytest.param(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 4, id="gzip-bad"),
     ],
 )
 def test_info_on_corrupt_labels_nifti(capsys, case_dir, content):

@@ -202,12 +202,13 @@ def _refuse_spacing(path: Path, field: str, values: Any) -> None:
 def _check_nifti_spacing(path: Path) -> None:
     """Refuse zero, negative or NaN ``pixdim[1..3]`` before nibabel replaces them by 1 or abs."""
     import gzip
+    import zlib
 
     try:
         opener = gzip.open if str(path).lower().endswith(".gz") else open
         with opener(path, "rb") as f:
             block = f.read(540)
-    except OSError as exc:
+    except (OSError, EOFError, zlib.error) as exc:  # truncated or corrupt gzip too
         raise FileFormatError(f"{path}: not a readable NIfTI file ({exc})") from None
     for header_class in (nib.Nifti1Header, nib.Nifti2Header):
         n = header_class.sizeof_hdr
