@@ -17,25 +17,22 @@ __all__ = ["available_memory_bytes", "check_memory"]
 _GIB = 1024**3
 
 
-def available_memory_bytes() -> int | None:
-    """Memory available to new allocations in bytes (``MemAvailable``), or None if unknown.
-
-    A cgroup limit (containers) lower than the machine's is taken into account.
-    """
-    avail = None
+def _meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes (empty where there is none)."""
+    out: dict[str, int] = {}
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if parts and parts[0].isdigit():
+                    out[key] = int(parts[0]) * 1024
     except OSError:
         pass
-    if avail is None:
-        try:
-            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            return None
+    return out
+
+
+def _cgroup_limit() -> int | None:
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             with open(path) as fh:
@@ -43,8 +40,29 @@ def available_memory_bytes() -> int | None:
         except OSError:
             continue
         if text.isdigit():
-            avail = min(avail, int(text))
-    return avail
+            return int(text)
+    return None
+
+
+def available_memory_bytes() -> int | None:
+    """Memory a command may count on, in bytes, or None where it cannot be known.
+
+    The larger of what is free now (``MemAvailable``) and half of the machine's memory:
+    other programs come and go (a busy test run must not make a small case fail), while
+    an allocation beyond half the machine is refused whatever is free. A cgroup limit
+    (containers) lower than that is taken into account.
+    """
+    info = _meminfo()
+    avail, total = info.get("MemAvailable"), info.get("MemTotal")
+    if avail is None or total is None:
+        try:
+            total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    usable = max(avail, total // 2)
+    limit = _cgroup_limit()
+    return min(usable, limit) if limit is not None else usable
 
 
 def check_memory(bytes_needed: float, what: str, *, hint: str = "", fraction: float = 0.8) -> None:
