@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         return 1
+    if code == 130:  # typer turns Ctrl-C into exit code 130 itself
+        err_console.print("interrupted", markup=False)
     return code if isinstance(code, int) else 0
 
 
