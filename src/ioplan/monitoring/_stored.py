@@ -313,7 +313,8 @@ def _acquisition(series: ComplexSeries, opts: SeriesOptions):
     return b0_t, te_ms, times, acq, notes
 
 
-def _planned_overlap(zone_in, necrosis: np.ndarray, grid: Grid) -> dict:
+def _planned_zone(zone_in: str | Path | Volume, grid: Grid) -> np.ndarray:
+    """The planned zone (a mask on any grid overlapping ``grid``) on ``grid``."""
     from ioplan.imaging import resample
 
     zone = zone_in if isinstance(zone_in, Volume) else _read_image(zone_in)
@@ -322,7 +323,7 @@ def _planned_overlap(zone_in, necrosis: np.ndarray, grid: Grid) -> dict:
         raise InputError(f"--planned-zone {zone_in} does not overlap the thermometry")
     # as a fraction, linearly: a voxel is in the zone when more than half of it is
     frac = resample(Volume(planned.astype(np.float32), zone.grid), grid)
-    return zone_overlap(necrosis, np.asarray(frac.array) > 0.5, grid.voxel_volume_ml)
+    return np.asarray(frac.array) > 0.5
 
 
 def _prediction(src: HeatSource, res: dict, grid: Grid, body_c: float) -> dict:
@@ -351,8 +352,8 @@ def thermometry_from_series(series: ComplexSeries,
 
     B0, TE and the frame times come from the series' headers unless ``options`` gives
     them; an override that differs from the header is noted (``summary["notes"]``), and
-    ``summary["acquisition"]`` records where each value came from. The masks are read
-    and checked against the series' grid before any frame is processed.
+    ``summary["acquisition"]`` records where each value came from. The masks and the
+    planned zone are read and checked before any frame is processed.
 
     Parameters
     ----------
@@ -399,14 +400,15 @@ def thermometry_from_series(series: ComplexSeries,
     cfg = opts.config(b0_t, te_ms)
     reference = _mask(opts.reference, grid, "--reference")
     protected = _mask(opts.protected, grid, "--protected")
+    planned = None if opts.planned_zone is None else _planned_zone(opts.planned_zone, grid)
     probes = list(opts.probes_lps) if opts.probes_lps else None
     res = run_thermometry(series.frames, times, cfg, grid=grid, protected=protected,
                           reference=reference, probes_lps=probes)  # fmt: skip
     summary = res["summary"]
     summary["notes"] = notes + summary["notes"]
     summary["acquisition"] = acquisition
-    if opts.planned_zone is not None:
-        summary["planned_zone"] = _planned_overlap(opts.planned_zone, res["necrosis"], grid)
+    if planned is not None:
+        summary["planned_zone"] = zone_overlap(res["necrosis"], planned, grid.voxel_volume_ml)
     if opts.source is not None:
         summary["prediction"] = _prediction(opts.source, res, grid, cfg.baseline_temperature_c)
     step = float(np.median(np.diff(times))) if len(times) > 1 else (opts.frame_s or 1.0)
