@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ioplan.errors import FileFormatError, InputError, InvalidImageError
+from ioplan.errors import InputError, InvalidImageError
 from ioplan.imaging import Grid, Volume, read_image
 from ioplan.monitoring._live import MAX_WAIT_S
 from ioplan.monitoring._prf import ThermometryConfig
@@ -243,18 +243,6 @@ class ThermometryResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_image(path: str | Path) -> Volume:
-    """:func:`ioplan.imaging.read_image`, with a gzip stream cut short as a format error.
-
-    (``read_image`` lets the EOFError of a truncated ``.nii.gz`` header through, which
-    the command line framework takes for an interruption.)
-    """
-    try:
-        return read_image(path)
-    except EOFError as exc:
-        raise FileFormatError(f"{path}: not a readable image (cut short: {exc})") from None
-
-
 def _mask(value: MaskInput, grid: Grid, what: str) -> np.ndarray | None:
     """A mask on ``grid`` (0/1, labels or probabilities: :func:`ioplan.assessment.mask_field`)."""
     if value is None:
@@ -266,7 +254,7 @@ def _mask(value: MaskInput, grid: Grid, what: str) -> np.ndarray | None:
         return _as_mask(arr, what)
     if not isinstance(value, Volume):
         what = f"{what} {value}"
-        value = _read_image(value)
+        value = read_image(value)
     grid.require_same(value.grid, what=what)
     return _as_mask(np.asarray(value.array), what)
 
@@ -317,7 +305,7 @@ def _planned_zone(zone_in: str | Path | Volume, grid: Grid) -> np.ndarray:
     """The planned zone (a mask on any grid overlapping ``grid``) on ``grid``."""
     from ioplan.imaging import resample
 
-    zone = zone_in if isinstance(zone_in, Volume) else _read_image(zone_in)
+    zone = zone_in if isinstance(zone_in, Volume) else read_image(zone_in)
     planned = _as_mask(np.asarray(zone.array), f"--planned-zone {zone_in}")
     if not zone.grid.overlaps(grid):
         raise InputError(f"--planned-zone {zone_in} does not overlap the thermometry")
