@@ -98,7 +98,7 @@ def _scenario(motion_mm, drift, shape=(4, 64, 64), sp=1.5, nb=12, heat_s=60):
     return times, temp, frames, ref, sp
 
 
-@pytest.mark.slow  # engine run or 100 frames with every correction: > 5 s
+@pytest.mark.slow  # 72 frames with motion and drift, scipy reference per frame: > 5 s
 def test_accuracy_with_drift_and_motion_and_their_corrections():
     """The issue's goal: 3 T, TE 10 ms, SNR 50, with drift and respiratory motion and the
     matching corrections on: RMSE <= 1 degC in the heated region where the magnitude is
@@ -309,7 +309,7 @@ def test_monitor_cli_from_a_folder(tmp_path, capsys):
     assert doc["max_temperature_c"] == pytest.approx(float(temp[-1].max()), abs=1.5)
 
 
-@pytest.mark.slow  # engine run or 100 frames with every correction: > 5 s
+@pytest.mark.slow  # a 15-min engine freeze (isotherm depths): > 5 s
 def test_ice_ball_segmentation_growth_and_lethal_core():
     """A cylindrical signal void (radius 10 mm, 40 mm long) around a probe: the segmented
     ice has the cylinder's volume (within its voxel surface), its growth rate follows two
@@ -566,7 +566,7 @@ def test_dropped_openigtlink_frame_is_detected_from_its_index():
         assert b.time_s - a.time_s == pytest.approx(b.index - a.index, abs=1e-6)
 
 
-@pytest.mark.slow  # engine run or 100 frames with every correction: > 5 s
+@pytest.mark.slow  # engine runs for the fit and the final zone: > 5 s
 def test_engine_learns_power_and_perfusion_from_thermometry(tmp_path, capsys):
     """The full engine as the learned model (``--applicator``): a microwave heating made
     with the engine at 80 % of the nominal 100 W and perfusion 0.012 1/s, on a finer grid
