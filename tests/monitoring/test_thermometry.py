@@ -98,7 +98,7 @@ def _scenario(motion_mm, drift, shape=(4, 64, 64), sp=1.5, nb=12, heat_s=60):
     return times, temp, frames, ref, sp
 
 
-@pytest.mark.slow  # 72 frames with motion and drift, scipy reference per frame: > 5 s
+@pytest.mark.slow  # 72 synthetic frames with motion (ndimage.shift), run twice: > 5 s
 def test_accuracy_with_drift_and_motion_and_their_corrections():
     """The issue's goal: 3 T, TE 10 ms, SNR 50, with drift and respiratory motion and the
     matching corrections on: RMSE <= 1 degC in the heated region where the magnitude is
