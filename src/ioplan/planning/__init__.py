@@ -13,7 +13,7 @@ from ioplan.planning._checks import (
 )
 from ioplan.planning._demo import DEMO_FOLDER_ENTRIES, demo_case, write_demo
 from ioplan.planning._metrics import tumour_mask
-from ioplan.planning._outputs import PLAN_FOLDER_ENTRIES, write_plan
+from ioplan.planning._outputs import PLAN_FOLDER_ENTRIES, display_volumes, write_plan
 from ioplan.planning._plan import (
     DEFAULT_APPLICATOR,
     GOAL,
@@ -57,6 +57,7 @@ __all__ = [
     "check_replaceable",
     "check_tumour_index",
     "demo_case",
+    "display_volumes",
     "forbidden_groups",
     "plan_ablation",
     "plan_memory_bytes",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from pathlib import Path
 
@@ -18,22 +17,55 @@ from ioplan.imaging import Volume, write_markups_lines, write_nifti
 from ioplan.planning._atomic import atomic_output_folder
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._plan import Plan
+from ioplan.report import (
+    CT_WINDOW_HU,
+    axial_volume,
+    bullet_list,
+    escape,
+    figure,
+    key_value_table,
+    page,
+    save_figure,
+    table,
+    write_page,
+)
 
-__all__ = ["PLAN_FOLDER_ENTRIES", "write_plan", "write_plan_files"]
+__all__ = ["PLAN_FOLDER_ENTRIES", "display_volumes", "write_plan", "write_plan_files"]
 
-# Soft-tissue window (width 400, level 40 HU), as in the case overview.
-_WINDOW = (-160.0, 240.0)
+
+def display_volumes(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray):
+    """The arrays the slice figure shows, in the radiological orientation, and their grid.
+
+    Whatever the case file's orientation (RAS NIfTI, flipped or permuted axes), the arrays
+    come back with array order ``(z, y, x)`` along increasing L, P, S (:func:`axial_volume`),
+    so that ``a[k]`` is an axial slice with the patient's right on the image left.
+    """
+    g0 = case.labels.grid
+
+    def view(a, *, labels: bool = True, fill: float = 0.0) -> Volume:
+        return axial_volume(Volume(np.asarray(a), g0), labels=labels, fill=fill)
+
+    img = view(np.asarray(case.image.array, float), labels=False, fill=-1024.0)
+    if plan.modality == "cryo":  # the ice ball's edge
+        hot = np.asarray(plan.tmin.array) <= 0.0
+    else:
+        hot = np.asarray(plan.tmax.array) >= 60.0
+    out = {
+        "image": img.array,
+        "tumour": view(mask).array,
+        "shell": view(shell).array,
+        "zone": view(np.asarray(plan.zone.array) > 0).array,
+        "isotherm": view(hot).array,
+    }
+    return img.grid, {k: np.asarray(v) for k, v in out.items()}
 
 
 def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder: Path):
-    g = case.labels.grid
-    img = np.asarray(case.image.array, float)
-    z = np.asarray(plan.zone.array) > 0
-    if plan.modality == "cryo":  # the ice ball's edge
-        hot = np.asarray(plan.tmin.array) <= 0.0
+    g, arrays = display_volumes(case, plan, mask, shell)
+    img, mask, shell, z, hot = (arrays[k] for k in ("image", "tumour", "shell", "zone", "isotherm"))
+    if plan.modality == "cryo":
         zone_name, iso_name = "-40 degC", "ice ball edge (0 degC)"
     else:
-        hot = np.asarray(plan.tmax.array) >= 60.0
         zone_name, iso_name = "Omega >= 1", "60 degC isotherm"
     c = np.clip(np.rint(g.lps_to_index(plan.target_mm)).astype(int), 0, np.asarray(g.shape) - 1)
     sp = g.spacing_mm
@@ -49,7 +81,8 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
     ]
     for ax, (name, _axis, take, (r_ax, c_ax)) in zip(axes, views, strict=True):
         aspect = sp[r_ax] / sp[c_ax]
-        ax.imshow(take(img), cmap="gray", vmin=_WINDOW[0], vmax=_WINDOW[1], aspect=aspect)
+        ax.imshow(take(img), cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1],
+                  aspect=aspect)  # fmt: skip
         for m, colour, style in (
             (mask, "lime", "solid"),
             (shell, "yellow", "dashed"),
@@ -84,8 +117,7 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
         fontsize=8,
     )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(folder / "slices.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, folder / "slices.png", dpi=100)
 
 
 def _picture_3d(case: Case, plan: Plan, mask: np.ndarray, folder: Path) -> None:
@@ -110,8 +142,7 @@ def _picture_3d(case: Case, plan: Plan, mask: np.ndarray, folder: Path) -> None:
     ax.set_zlabel("z (mm, S)")
     ax.set_title("tumour (green), zone (red), applicator (blue)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "view3d.png", dpi=90)
-    plt.close(fig)
+    save_figure(fig, folder / "view3d.png", dpi=90)
 
 
 #: What :func:`write_plan` writes into a plan folder (an older plan folder holds only these).
@@ -193,13 +224,12 @@ def write_plan_files(plan: Plan, case: Case, out: Path, *, extra: dict | None = 
 def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
     a = plan.applicators[0]
     verdict = (
-        "<b style='color:green'>covers the tumour and its margin</b>"
+        "<span class='good'>covers the tumour and its margin</span>"
         if plan.covered
-        else "<b style='color:#b00'>does NOT cover the tumour and its margin</b>"
+        else "<span class='bad'>does NOT cover the tumour and its margin</span>"
     )
-    rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in (
+    summary = key_value_table(
+        (
             ("applicator", a["id"]),
             ("power / time", f"{a['power_w']:g} W, {a['duration_s']:g} s"),
             ("entry (LPS mm)", a["entry_mm"]),
@@ -216,69 +246,50 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
             ("runtime", f"{plan.runtime_s:.1f} s"),
         )
     )
-    risk = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(r[k]))}</td>"
-            for k in (
-                "structure",
-                "closest_distance_mm",
-                "max_temperature_c",
-                "min_temperature_c",
-                "lethal_damage",
-                "within_protect_distance",
-            )
-        )
-        + "</tr>"
-        for r in plan.at_risk
-    )
-    tried = "".join(
-        f"<tr><td>{t['applicators']}</td><td>{t['power_w']:g} W</td><td>{t['duration_s']:g} s</td>"
-        f"<td>{t['coverage_percent']:.1f}</td><td>{t['margin_coverage_percent']:.1f}</td>"
-        f"<td>{t['minimal_margin_mm']:.1f}</td></tr>"
-        for t in plan.simulation["tried"]
-    )
-    rej = "".join(
-        f"<tr><td>{html.escape(str(r['entry_mm']))}</td><td>{r['length_mm']:.0f}</td>"
-        f"<td>{html.escape('; '.join(r['reasons']))}</td></tr>"
-        for r in plan.rejected_trajectories[:40]
-    )
-    sugg = "".join(f"<li>{html.escape(s)}</li>" for s in plan.suggestions + plan.notes)
-    sel_html = "".join(
-        f"<li>{html.escape(r['reason'])} <small>[{html.escape(r['source'])}]</small></li>"
+    risk_keys = ("structure", "closest_distance_mm", "max_temperature_c", "min_temperature_c",
+                 "lethal_damage", "within_protect_distance")  # fmt: skip
+    risk = table(
+        ["structure", "closest distance to zone (mm)", "max temperature (degC)",
+         "min temperature (degC)", "lethal damage", "within protect distance"],
+        [[r[k] for k in risk_keys] for r in plan.at_risk],
+    )  # fmt: skip
+    tried = table(
+        ["applicators", "power", "time", "tumour %", "tumour + margin %", "minimal margin (mm)"],
+        [
+            [t_["applicators"], f"{t_['power_w']:g} W", f"{t_['duration_s']:g} s",
+             f"{t_['coverage_percent']:.1f}", f"{t_['margin_coverage_percent']:.1f}",
+             f"{t_['minimal_margin_mm']:.1f}"]
+            for t_ in plan.simulation["tried"]
+        ],
+    )  # fmt: skip
+    rejected = table(
+        ["entry (LPS mm)", "length (mm)", "reasons"],
+        [[r["entry_mm"], f"{r['length_mm']:.0f}", "; ".join(r["reasons"])]
+         for r in plan.rejected_trajectories[:40]],
+    )  # fmt: skip
+    reasons = "".join(
+        f"<li>{escape(r['reason'])} <small>[{escape(r['source'])}]</small></li>"
         for r in sel.reasons
     )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>ioplan plan</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}}
-table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:2px 6px}}</style></head><body>
-<h1>Ablation plan ({html.escape(plan.modality)})</h1>
-<p>The plan {verdict}. Coverage, margin and risk below come from a full simulation on this
-anatomy (Pennes bioheat, perfusion, heat sink of vessels &ge; 3 mm; {plan.simulation["spacing_mm"]}
-mm voxels); a calibrated zone surrogate only screened the settings. Not for clinical use:
-a research tool whose zone model has a mean error of about 3 mm against manufacturer charts.</p>
-<table>{rows}</table>
+    body = f"""<p>The plan {verdict}. Coverage, margin and risk below come from a full simulation on
+this anatomy (Pennes bioheat, perfusion, heat sink of vessels &ge; 3 mm;
+{escape(plan.simulation["spacing_mm"])} mm voxels); a calibrated zone surrogate only screened
+the settings. A research tool whose zone model has a mean error of about 3 mm against
+manufacturer charts.</p>
+{summary}
 <h2>Treatment selection</h2>
-<p><b>{html.escape(sel.recommendation)}</b> ({html.escape(sel.disclaimer)})</p>
-<ul>{sel_html}</ul>
-<h2>Suggestions</h2><ul>{sugg or "<li>none</li>"}</ul>
-<h2>Slices</h2><img src="figures/slices.png" width="100%">
-<h2>3D</h2><img src="figures/view3d.png">
-<h2>Structures at risk</h2>
-<table><tr><th>structure</th><th>closest distance to zone (mm)</th><th>max temperature (degC)</th>
-<th>min temperature (degC)</th><th>lethal damage</th><th>within protect distance</th></tr>
-{risk}</table>
-<h2>Settings simulated</h2>
-<table><tr><th>applicators</th><th>power</th><th>time</th><th>tumour %</th>
-<th>tumour + margin %</th>
-<th>minimal margin (mm)</th></tr>{tried}</table>
-<h2>Rejected trajectories (first 40 of {len(plan.rejected_trajectories)})</h2>
-<table><tr><th>entry (LPS mm)</th><th>length (mm)</th><th>reasons</th></tr>{rej}</table>
+<p><b>{escape(sel.recommendation)}</b> ({escape(sel.disclaimer)})</p>
+<ul>{reasons}</ul>
+<h2>Suggestions</h2>{bullet_list(plan.suggestions + plan.notes)}
+<h2>Slices</h2>
+{figure("figures/slices.png", "slices through the tumour", width="100%",
+        caption="Radiological convention: patient right on the image left, anterior up.")}
+<h2>3D</h2>{figure("figures/view3d.png", "tumour, zone and applicators in 3D")}
+<h2>Structures at risk</h2>{risk}
+<h2>Settings simulated</h2>{tried}
+<h2>Rejected trajectories (first 40 of {len(plan.rejected_trajectories)})</h2>{rejected}
 <p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, tmin.nii.gz,
-trajectories.mrk.json,
-dicom/plan_seg.dcm (DICOM-SEG: tumour, margin shell, zone) with its anonymous CT in dicom/ct
-(all open in 3D Slicer). ioplan {html.escape(plan.software_version)}, seed {plan.seed}.</p>
-</body></html>
-"""
-    (out / "report.html").write_text(page)
+trajectories.mrk.json, dicom/plan_seg.dcm (DICOM-SEG: tumour, margin shell, zone) with its
+anonymous CT in dicom/ct (all open in 3D Slicer). Seed {plan.seed}.</p>"""  # fmt: skip
+    footer = f"Plan by ioplan {plan.software_version}."
+    write_page(out / "report.html", page(f"Ablation plan ({plan.modality})", body, footer=footer))

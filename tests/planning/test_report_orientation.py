@@ -1,0 +1,54 @@
+"""Plan figures show the patient in the radiological convention whatever the file's axes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from ioplan.anatomy import Case, Label
+from ioplan.imaging import Grid, Volume
+from ioplan.planning import display_volumes
+from ioplan.report import axial_volume
+
+
+def _ras_copy(vol: Volume) -> Volume:
+    """The same image stored as a RAS NIfTI would be: x and y axes reversed (independent
+    construction: the affine columns and the array are flipped by hand)."""
+    g = vol.grid
+    d = g.direction_matrix.copy()
+    origin = np.asarray(g.origin_mm, float)
+    arr = np.asarray(vol.array)
+    for j in (1, 2):  # array axes y and x
+        origin = origin + d[:, j] * g.spacing_mm[j] * (g.shape[j] - 1)
+        arr = np.flip(arr, j)
+        d[:, j] = -d[:, j]
+    return Volume(arr.copy(), Grid(arr.shape, g.spacing_mm, tuple(origin), tuple(map(tuple, d))))
+
+
+def _fake_plan(case: Case) -> SimpleNamespace:
+    lab = np.asarray(case.labels.array)
+    zone = Volume((lab == Label.TUMOR).astype(np.uint8), case.labels.grid)
+    tmax = Volume(np.where(lab == Label.TUMOR, 70.0, 37.0), case.labels.grid)
+    return SimpleNamespace(modality="mwa", zone=zone, tmax=tmax, tmin=None)
+
+
+def test_ras_and_lps_copies_give_the_same_pictures_with_the_liver_on_the_image_left(small_case):
+    ras = Case(_ras_copy(small_case.image), _ras_copy(small_case.labels), name="ras",
+               modality="CT", tumors=small_case.tumors)  # fmt: skip
+    shown = []
+    for case in (small_case, ras):
+        lab = np.asarray(case.labels.array)
+        mask = lab == Label.TUMOR
+        grid, arrays = display_volumes(case, _fake_plan(case), mask, mask)
+        shown.append((grid, arrays))
+    (g1, a1), (g2, a2) = shown
+    assert g1.mismatch(g2) is None
+    for key in a1:
+        assert np.array_equal(a1[key], a2[key]), key
+    # anatomy, not code: the liver lies on the patient's right, i.e. in the left half of a
+    # radiological axial slice, also when the file was stored RAS (x reversed on disk)
+    shown_labels = np.asarray(axial_volume(ras.labels, labels=True).array)
+    assert np.nonzero(shown_labels == Label.LIVER)[2].mean() < shown_labels.shape[2] / 2
+    stored = np.asarray(ras.labels.array)
+    assert np.nonzero(stored == Label.LIVER)[2].mean() > stored.shape[2] / 2  # on disk: right
