@@ -137,6 +137,23 @@ def test_external_map_with_power_is_contradictory(tmp_path, capsys):
     assert_one_line_error(code, err, "--power-w")
 
 
+def test_applicator_and_applicator_file_together_are_refused(tmp_path, capsys):
+    """Contradictory inputs were resolved silently (the file won)."""
+    (tmp_path / "a.json").write_text(json.dumps(MW.to_dict()))
+    code, _, err = run_cli(capsys, "simulate", "--applicator", MW.id, "--applicator-file",
+                           tmp_path / "a.json", "--power-w", "40", "--duration-s", "10",
+                           "--tissue", "liver", "--quiet")  # fmt: skip
+    assert_one_line_error(code, err, "--applicator-file")
+
+
+def test_sar_map_in_wrong_units_names_the_option(tmp_path, capsys):
+    q, affine = _map_ras()  # 1e6 "W/kg" is a power density written as SAR
+    nib.save(nib.Nifti1Image(q * 10.0, affine), tmp_path / "sar.nii.gz")
+    code, _, err = run_cli(capsys, "simulate", "--sar-map", tmp_path / "sar.nii.gz",
+                           "--duration-s", "10", "--tissue", "liver", "--quiet")  # fmt: skip
+    assert_one_line_error(code, err, "--sar-map", "W/kg")
+
+
 # -- numeric options (hypothesis) ----------------------------------------------------
 _BAD = st.sampled_from([float("nan"), float("inf"), -1.0, 0.0, 1e9, -1e-300])
 

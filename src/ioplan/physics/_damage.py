@@ -11,6 +11,14 @@ each value carries its source:
   43 degC and ``0.25`` below (``[damage.cem43]``; Sapareto & Dewey 1984,
   DOI 10.1016/0360-3016(84)90379-1).
 
+Note for whoever edits this file: the engine's CPU kernel and the thermometry's
+per-frame kernel inline these functions and are cached by numba (``cache=True``).
+numba invalidates a cache only when the file of the cached function changes, and it
+keeps module globals (the CEM43 constants here) as compile-time constants (numba
+"Notes on caching", limitations). After changing this file or the damage tables,
+delete ``src/ioplan/physics/__pycache__/*.nb*`` and
+``src/ioplan/monitoring/__pycache__/*.nb*``.
+
 References
 ----------
 Sapareto SA, Dewey WC. Thermal dose determination in cancer therapy. Int J Radiat

@@ -511,9 +511,13 @@ def _external_source(cfg: SimulationConfig, model: _Model) -> np.ndarray:
         rho = table.c_vol_j_m3_k[problem.material] / _specific_heat(problem.material)
         q = np.asarray(cfg.sar_w_kg.array, float) * rho  # type: ignore[union-attr]
     if not np.all(np.isfinite(q)) or np.any(q < 0):
-        raise InputError("power or SAR map must be finite and >= 0")
+        raise InputError("a power or SAR map must be finite and >= 0 everywhere")
     if float(q.max()) > 1e9:
-        raise InputError(f"power density {float(q.max()):.3g} W/m^3 is beyond 1e9 (check units)")
+        what = "--power-density-map" if cfg.power_density_w_m3 is not None else "--sar-map"
+        raise InputError(
+            f"{what}: power density {float(q.max()):.3g} W/m^3 is beyond 1e9 (check the "
+            "units: W/m^3 for a power density, W/kg for SAR)"
+        )
     source = np.where(model.tissue_mask, q, 0.0)
     lost = 1.0 - float(source.sum()) / max(float(q.sum()), 1e-300)
     if lost > 0.01:
