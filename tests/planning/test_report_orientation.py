@@ -7,9 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from ioplan.anatomy import Case, Label
-from ioplan.imaging import Grid, Volume
+from ioplan.imaging import Grid, Volume, axial_volume
 from ioplan.planning import display_volumes
-from ioplan.report import axial_volume
 
 
 def _ras_copy(vol: Volume) -> Volume:

@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from ioplan.imaging import Grid, Volume
-from ioplan.report import axial_volume, page, signed_permutation, table, write_page
+from ioplan.imaging import Grid, Volume, axial_volume, signed_permutation
+from ioplan.report import page, table, write_page
 
 
 def _reoriented(vol: Volume, perm, flips) -> Volume:

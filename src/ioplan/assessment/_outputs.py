@@ -10,9 +10,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ioplan.assessment._margin import MarginResult
-from ioplan.imaging import Volume, staged_output_folder, write_nifti
+from ioplan.imaging import Volume, axial_volume, staged_output_folder, write_nifti
 from ioplan.report import (
-    axial_volume,
     bullet_list,
     escape,
     figure,

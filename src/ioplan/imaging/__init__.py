@@ -31,6 +31,7 @@ from ioplan.imaging._io import (
     write_sitk,
 )
 from ioplan.imaging._markups import markups_lines, read_points, write_markups_lines
+from ioplan.imaging._orient import axial_volume, signed_permutation
 from ioplan.imaging._sitk import (
     Interpolation,
     from_sitk,
@@ -47,6 +48,7 @@ __all__ = [
     "Interpolation",
     "OutputNotWritableError",
     "Volume",
+    "axial_volume",
     "check_finite",
     "check_output_folder",
     "check_writable",
@@ -65,6 +67,7 @@ __all__ = [
     "resample",
     "resample_to_spacing",
     "series_geometry",
+    "signed_permutation",
     "staged_output_folder",
     "to_sitk",
     "write_dicom_series",

@@ -16,7 +16,6 @@ from ioplan.physics._damage import (
     liver_rate_table,
     rate_table,
 )
-from ioplan.physics._domain import axial_volume
 from ioplan.physics._heating import (
     CryoState,
     MicrowaveState,
@@ -87,7 +86,6 @@ __all__ = [
     "arrhenius_log_constants",
     "arrhenius_rate",
     "attenuation_per_m",
-    "axial_volume",
     "axial_zone",
     "blood_properties",
     "cem43_increment",

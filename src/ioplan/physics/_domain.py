@@ -16,14 +16,14 @@ import numpy as np
 from ioplan.anatomy import LABEL_INFO, VESSEL_LABELS, Label, local_radius_mm
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
-from ioplan.imaging import AXIAL_DIRECTION, Grid, Volume, resample
+from ioplan.imaging import Grid, resample
 from ioplan.physics._materials import FIRST_EXTRA_ID, MaterialTable, blood_properties
 from ioplan.physics._sources import Placement, array_placements, nusselt_wall_h
 
 if TYPE_CHECKING:
     from ioplan.physics._simulate import SimulationConfig
 
-__all__ = ["axial_volume"]
+__all__: list[str] = []
 
 # Extra materials (ids from FIRST_EXTRA_ID).
 COOLED_SHAFT = FIRST_EXTRA_ID  # applicator held at its cooling (or probe) temperature
@@ -233,64 +233,3 @@ def vessel_materials(
             material[sel] = next_id
             next_id += 1
     return table
-
-
-def axial_volume(volume: Volume) -> Volume:
-    """The same image on a grid with the axial direction: array axes permuted and flipped.
-
-    A grid is axis-aligned when each array axis runs along a patient axis, in either
-    sense: a NIfTI file in the usual RAS orientation read into LPS has its x and y axes
-    flipped, and some files store the axes in another order. Such a volume is
-    re-indexed without interpolation (as nibabel's ``as_reoriented``); an oblique one is
-    refused.
-
-    Parameters
-    ----------
-    volume : Volume
-        Any volume whose direction is a signed permutation matrix.
-
-    Returns
-    -------
-    Volume
-        The same voxels, in the array order ``(z, y, x)`` with
-        :data:`~ioplan.imaging.AXIAL_DIRECTION`; the same points in LPS mm.
-
-    Raises
-    ------
-    InputError
-        The grid is oblique (rotated against the patient axes).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from ioplan.imaging import Grid, Volume
-    >>> flipped_x = ((0.0, 0.0, -1.0), (0.0, 1.0, 0.0), (1.0, 0.0, 0.0))
-    >>> v = Volume(np.arange(8.0).reshape(2, 2, 2), Grid((2, 2, 2), direction=flipped_x))
-    >>> a = axial_volume(v)
-    >>> a.grid.is_axis_aligned(), a.grid.origin_mm
-    (True, (-1.0, 0.0, 0.0))
-    >>> bool(np.all(a.array == v.array[:, :, ::-1]))
-    True
-    """
-    g = volume.grid
-    if g.is_axis_aligned():
-        return volume
-    # m[i, j]: new axis i (axial) against old axis j
-    m = np.asarray(AXIAL_DIRECTION, float).T @ g.direction_matrix
-    perm = np.argmax(np.abs(m), axis=1)
-    signs = np.sign(m[np.arange(3), perm])
-    if sorted(perm.tolist()) != [0, 1, 2] or not np.allclose(np.abs(m).max(axis=1), 1.0,
-                                                             atol=1e-4):  # fmt: skip
-        raise InputError(
-            "a power or SAR map must be on an axis-aligned grid (axes along the patient "
-            "axes, in any order or sense); resample an oblique map first"
-        )
-    arr = np.transpose(np.asarray(volume.array), perm)
-    first = np.zeros(3)
-    for i in range(3):
-        if signs[i] < 0:
-            arr = np.flip(arr, axis=i)
-            first[perm[i]] = g.shape[perm[i]] - 1
-    origin = tuple(float(v) for v in g.index_to_lps(first))
-    spacing = tuple(float(g.spacing_mm[j]) for j in perm)
-    return Volume(np.ascontiguousarray(arr), Grid(arr.shape, spacing, origin))

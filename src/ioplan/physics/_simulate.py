@@ -13,14 +13,13 @@ import numpy as np
 from ioplan.anatomy import LABEL_INFO, Case
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
-from ioplan.imaging import Grid, Volume
+from ioplan.imaging import Grid, Volume, axial_volume
 from ioplan.physics._domain import (
     COOLED_SHAFT,
     FIRST_VESSEL,
     INSULATED_SHAFT,
     Domain,
     active_extent_mm,
-    axial_volume,
     make_domain,
     tissue_label,
     vessel_materials,
@@ -195,7 +194,7 @@ class SimulationConfig:
             vol = getattr(self, name)
             if vol is not None:
                 # onto the axial grid the engine runs on (flips and permutations only)
-                object.__setattr__(self, name, axial_volume(vol))
+                object.__setattr__(self, name, axial_volume(vol, oblique="refuse"))
 
     @property
     def total_duration_s(self) -> float:

@@ -13,13 +13,12 @@ import numpy as np
 from scipy import ndimage
 
 from ioplan.anatomy import Case
-from ioplan.imaging import Volume, write_markups_lines, write_nifti
+from ioplan.imaging import Volume, axial_volume, write_markups_lines, write_nifti
 from ioplan.planning._atomic import atomic_output_folder
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._plan import Plan
 from ioplan.report import (
     CT_WINDOW_HU,
-    axial_volume,
     bullet_list,
     escape,
     figure,

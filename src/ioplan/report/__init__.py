@@ -3,10 +3,10 @@
 Every HTML report of ioplan is built from :mod:`ioplan.report`'s pieces (one style, one
 footer with the version and the research-use disclaimer, escaped values, atomic writes),
 and every slice figure is drawn in the radiological convention through
-:func:`axial_volume`.
+:func:`ioplan.imaging.axial_volume`.
 """
 
-from ioplan.report._figures import CT_WINDOW_HU, axial_volume, save_figure, signed_permutation
+from ioplan.report._figures import CT_WINDOW_HU, save_figure
 from ioplan.report._html import (
     bullet_list,
     escape,
@@ -21,7 +21,6 @@ from ioplan.report._validation import write_validation_report
 
 __all__ = [
     "CT_WINDOW_HU",
-    "axial_volume",
     "bullet_list",
     "escape",
     "figure",
@@ -29,7 +28,6 @@ __all__ = [
     "page",
     "save_figure",
     "save_overview_figure",
-    "signed_permutation",
     "table",
     "write_case_overview",
     "write_page",

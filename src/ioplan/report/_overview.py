@@ -13,7 +13,8 @@ from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
 from ioplan.anatomy import LABEL_INFO, Case, Label, label_statistics
-from ioplan.report._figures import CT_WINDOW_HU, axial_volume, save_figure
+from ioplan.imaging import axial_volume
+from ioplan.report._figures import CT_WINDOW_HU, save_figure
 from ioplan.report._html import escape, figure, page, table, write_page
 
 __all__ = ["save_overview_figure", "write_case_overview"]
