@@ -132,7 +132,7 @@ def test_an_edited_report_is_kept_without_overwrite(capsys, tmp_path, cmd):
     assert code == 0 and "edited" not in (rep / "report.html").read_text()
     # written through a temporary folder renamed into place: nothing left beside it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
-    assert sorted(p.name for p in rep.iterdir()) == ["report.html"]
+    assert sorted(p.name for p in rep.iterdir()) == ["ioplan-complete.json", "report.html"]
 
 
 def test_overwrite_never_deletes_files_the_command_did_not_write(capsys, tmp_path):

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ioplan.embolization._voxel import VoxelDose
-from ioplan.errors import OutputExistsError
-from ioplan.imaging import check_output_folder, write_nifti
+from ioplan.imaging import atomic_output_folder, check_replaceable, write_nifti
 from ioplan.report import (
     bullet_list,
     escape,
@@ -45,48 +41,16 @@ def check_report_folder(folder: str | Path, *, overwrite: bool = False,
     files these outputs would not replace (``report.html``, or with ``voxel`` also
     ``dose.nii.gz``, ``dvh.png``, ``dosimetry.json``); a folder that cannot be written.
     """
-    return _check_folder(folder, overwrite, _VOXEL_FILES if voxel else _SIRT_REPORT_FILES)
-
-
-def _check_folder(folder: str | Path, overwrite: bool, files: frozenset[str]) -> Path:
-    out = check_output_folder(folder, overwrite=overwrite)
-    if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in files)
-        if foreign:
-            raise OutputExistsError(
-                f"{out} holds files this command did not write ({', '.join(foreign[:3])}"
-                f"{', ...' if len(foreign) > 3 else ''}); choose another folder"
-            )
-    return out
+    files = _VOXEL_FILES if voxel else _SIRT_REPORT_FILES
+    return check_replaceable(folder, command="sirt", names=files, overwrite=overwrite)
 
 
 def _write_folder_atomically(folder: Path, write: Callable[[Path], None], *, overwrite: bool,
                              files: frozenset[str]) -> Path:  # fmt: skip
-    """Write into a temporary sibling folder, then rename it into place.
-
-    An interruption leaves the earlier folder (or none) intact, never a mixture; the
-    earlier folder is replaced only with ``overwrite`` and only when it holds nothing
-    but these outputs.
-    """
-    out = _check_folder(folder, overwrite, files)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    old = None
-    try:
+    """Write into a temporary sibling folder renamed into place (see ``atomic_output_folder``)."""
+    with atomic_output_folder(folder, command="sirt", names=files, overwrite=overwrite) as tmp:
         write(tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not out.exists() and (old / out.name).exists():
-            os.replace(old / out.name, out)  # put the earlier outputs back
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    return out
+    return Path(folder)
 
 
 def write_sirt_report(result: dict[str, Any], folder: str | Path, title: str, *,

@@ -5,6 +5,12 @@ LPS millimetres. NIfTI (RAS on disk) is converted to LPS when read and back
 when written, in :mod:`ioplan.imaging._io` only.
 """
 
+from ioplan.imaging._atomic import (
+    COMPLETION_RECORD,
+    atomic_output_folder,
+    check_replaceable,
+    write_completion_record,
+)
 from ioplan.imaging._dicom import (
     DicomSliceHeader,
     dicom_images,
@@ -43,14 +49,17 @@ from ioplan.imaging._volume import Volume, check_finite
 
 __all__ = [
     "AXIAL_DIRECTION",
+    "COMPLETION_RECORD",
     "DicomSliceHeader",
     "Grid",
     "Interpolation",
     "OutputNotWritableError",
     "Volume",
+    "atomic_output_folder",
     "axial_volume",
     "check_finite",
     "check_output_folder",
+    "check_replaceable",
     "check_writable",
     "dicom_images",
     "dicom_series_grid",
@@ -70,6 +79,7 @@ __all__ = [
     "signed_permutation",
     "staged_output_folder",
     "to_sitk",
+    "write_completion_record",
     "write_dicom_series",
     "write_image",
     "write_markups_lines",

@@ -1,6 +1,6 @@
 """Treatment planning: needle paths, applicator placement and energy, the verified plan."""
 
-from ioplan.planning._atomic import COMPLETION_RECORD, atomic_output_folder, check_replaceable
+from ioplan.imaging import COMPLETION_RECORD, atomic_output_folder, check_replaceable
 from ioplan.planning._checks import (
     MARGIN_RANGE_MM,
     PROTECT_RANGE_MM,

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from ioplan.anatomy import Case, Label, PhantomConfig, TumorSpec, generate_phantom
 from ioplan.errors import InputError
-from ioplan.planning._atomic import atomic_output_folder, write_completion_record
+from ioplan.imaging import atomic_output_folder, write_completion_record
 
 if TYPE_CHECKING:
     from ioplan.planning._plan import Plan

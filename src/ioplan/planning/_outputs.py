@@ -13,8 +13,13 @@ import numpy as np
 from scipy import ndimage
 
 from ioplan.anatomy import Case
-from ioplan.imaging import Volume, axial_volume, write_markups_lines, write_nifti
-from ioplan.planning._atomic import atomic_output_folder
+from ioplan.imaging import (
+    Volume,
+    atomic_output_folder,
+    axial_volume,
+    write_markups_lines,
+    write_nifti,
+)
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._plan import Plan
 from ioplan.report import (

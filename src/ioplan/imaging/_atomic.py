@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ioplan.errors import OutputExistsError
-from ioplan.imaging import check_output_folder, check_writable, staged_output_folder
+from ioplan.imaging._io import check_output_folder, check_writable, staged_output_folder
 
 __all__ = [
     "COMPLETION_RECORD",
