@@ -192,7 +192,7 @@ def _older_plan(folder: Path) -> set[str]:
     (folder / "dicom" / "ct").mkdir(parents=True)
     (folder / "figures").mkdir()
     (folder / "plan.json").write_text(json.dumps({"schema_version": 1, "covered": True}))
-    (folder / "report.html").write_text("<html>old</html>")
+    (folder / "report.html").write_text("<html>OLD-PLAN-REPORT</html>")
     (folder / "dicom" / "ct" / "old-0001.dcm").write_bytes(b"old")
     (folder / "figures" / "old.png").write_bytes(b"old")
     (folder / "tmin.nii.gz").write_bytes(b"old")
@@ -220,7 +220,7 @@ def test_real_plan_overwrites_an_older_plan_whole_and_reports_its_goal(capsys, c
     # the older plan's files are gone; the new one is complete
     for rel in old_only:
         assert not (out / rel).exists(), rel
-    assert "old" not in (out / "report.html").read_text()
+    assert "OLD-PLAN-REPORT" not in (out / "report.html").read_text()
     record = json.loads((out / COMPLETION_RECORD).read_text())
     assert record["command"] == "plan" and "plan.json" in record["entries"]
     assert sorted(p.name for p in out.iterdir()) == sorted([*record["entries"], COMPLETION_RECORD])
