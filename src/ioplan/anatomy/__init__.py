@@ -11,6 +11,14 @@ from ioplan.anatomy._case import (
     save_case,
 )
 from ioplan.anatomy._labels import LABEL_INFO, VESSEL_LABELS, Label, LabelInfo, label_from_name
+from ioplan.anatomy._lesion import (
+    ABLATABLE_ORGANS,
+    CT_CONTRAST_RANGE_HU,
+    DEFAULT_CT_CONTRAST_HU,
+    DEFAULT_MR_CONTRAST_PERCENT,
+    MR_CONTRAST_RANGE_PERCENT,
+    add_lesion,
+)
 from ioplan.anatomy._phantom import (
     DEFAULT_TUMOR_CENTRES_MM,
     DIAMETER_RANGE_MM,
@@ -36,13 +44,18 @@ from ioplan.anatomy._vessels import (
 )
 
 __all__ = [
+    "ABLATABLE_ORGANS",
     "CASE_FORMAT_VERSION",
+    "CT_CONTRAST_RANGE_HU",
+    "DEFAULT_CT_CONTRAST_HU",
+    "DEFAULT_MR_CONTRAST_PERCENT",
     "DEFAULT_TUMOR_CENTRES_MM",
     "DIAMETER_RANGE_MM",
     "HISTOLOGIES",
     "IRREGULARITY_RANGE",
     "LABEL_INFO",
     "MAX_TUMORS",
+    "MR_CONTRAST_RANGE_PERCENT",
     "PHANTOM_STEPS",
     "SEED_RANGE",
     "SPACING_RANGE_MM",
@@ -55,6 +68,7 @@ __all__ = [
     "PhantomConfig",
     "TumorSpec",
     "VesselSegment",
+    "add_lesion",
     "case_from_images",
     "check_case_name",
     "check_phantom_memory",

@@ -30,7 +30,17 @@ from ioplan.errors import IoplanError
 __all__ = ["app", "main"]
 
 # The command groups register themselves on ``app`` when imported; this order is the help's.
-_GROUPS = ("plan", "assess", "monitoring", "sirt", "registry", "case", "physics", "validation")
+_GROUPS = (
+    "plan",
+    "assess",
+    "monitoring",
+    "sirt",
+    "registry",
+    "case",
+    "lesion",
+    "physics",
+    "validation",
+)
 for _name in _GROUPS:
     importlib.import_module(f"ioplan.cli.{_name}")
 
