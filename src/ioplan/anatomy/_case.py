@@ -31,6 +31,22 @@ Layout::
 A real case may use its own label values (for example from a segmentation
 tool): ``[label_values]`` says what each means, and :func:`load_case` maps them to
 :class:`~ioplan.anatomy.Label` values.
+
+Structures of another tool with no ioplan meaning (TotalSegmentator's scapula, femur,
+muscles, ...) are kept under their own names: values 100-255 of the labels file, each
+described in ``case.toml``::
+
+    [[extra_classes]]
+    name = "scapula_left"
+    value = 100
+    role = "avoid"       # needle paths keep their safety distance ("pass": they may cross)
+    source = "labels"
+    classes = ["scapula_left"]
+
+In memory they are :attr:`Case.extra_labels` (their values) and, in :attr:`Case.labels`,
+:data:`EXTRA_STAND_IN` (muscle: soft tissue for the physics and the body outline).
+``[structures]`` records where each ioplan label came from
+(``liver = {source = "labels", classes = ["liver"]}``).
 """
 
 from __future__ import annotations
@@ -47,6 +63,13 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from ioplan.anatomy._label_maps import (
+    ClassMap,
+    ExtraClass,
+    class_map,
+    clean_class_name,
+    ioplan_label_for,
+)
 from ioplan.anatomy._labels import Label, label_from_name
 from ioplan.anatomy._phantom import Phantom
 from ioplan.anatomy._vessels import VesselSegment
@@ -60,23 +83,34 @@ from ioplan.errors import (
 from ioplan.imaging import (
     Volume,
     check_output_folder,
+    check_volume_3d,
+    labels_on_grid,
     read_image,
+    read_segmentation,
     staged_output_folder,
     write_image,
 )
 
 __all__ = [
     "CASE_FORMAT_VERSION",
+    "EXTRA_FIRST_VALUE",
+    "EXTRA_STAND_IN",
     "Case",
     "LabelStats",
     "case_from_images",
     "check_case_name",
+    "extra_class_statistics",
     "label_statistics",
     "load_case",
     "save_case",
 ]
 
 CASE_FORMAT_VERSION = 1
+#: First value of an extra class in a case's labels file (values below are ioplan labels).
+EXTRA_FIRST_VALUE = 100
+_EXTRA_LAST_VALUE = 255
+#: The ioplan label that stands for an extra class in :attr:`Case.labels` (its tissue).
+EXTRA_STAND_IN = Label.MUSCLE
 _VESSEL_COLUMNS = (
     "tree",
     "index",
@@ -152,7 +186,12 @@ def check_case_name(name: str) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Case:
-    """An image with its label map (ioplan :class:`Label` values) and metadata."""
+    """An image with its label map (ioplan :class:`Label` values) and metadata.
+
+    ``extra_classes`` and ``extra_labels`` hold the structures with no ioplan label (their
+    voxels are :data:`EXTRA_STAND_IN` in ``labels``); ``structures`` says where each ioplan
+    label came from (``{"liver": {"source": "labels", "classes": ["liver"]}}``).
+    """
 
     image: Volume
     labels: Volume
@@ -161,11 +200,27 @@ class Case:
     tumors: tuple[dict[str, Any], ...] = ()
     source: dict[str, Any] = field(default_factory=dict)
     vessels: tuple[VesselSegment, ...] = ()
+    extra_classes: tuple[ExtraClass, ...] = ()
+    extra_labels: Volume | None = None
+    structures: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.image.grid.require_same(self.labels.grid, what="label map")
         if not np.issubdtype(self.labels.array.dtype, np.integer):
             raise InputError(f"labels must be integers, got dtype {self.labels.array.dtype}")
+        if self.extra_labels is not None:
+            self.image.grid.require_same(self.extra_labels.grid, what="extra label map")
+            known = {0} | {c.value for c in self.extra_classes}
+            present = {int(v) for v in np.unique(self.extra_labels.array)}
+            if not present <= known:
+                raise InputError(f"extra label values {sorted(present - known)} are not declared")
+
+    def extra_mask(self, role: str | None = None) -> np.ndarray:
+        """Voxels of the extra classes (of one ``role`` when given), shape of the grid."""
+        if self.extra_labels is None:
+            return np.zeros(self.labels.grid.shape, bool)
+        values = [c.value for c in self.extra_classes if role is None or c.role == role]
+        return np.isin(np.asarray(self.extra_labels.array), values)
 
     @classmethod
     def from_phantom(cls, phantom: Phantom, name: str | None = None) -> Case:
@@ -217,6 +272,8 @@ def label_statistics(case: Case) -> list[LabelStats]:
     from scipy import ndimage
 
     arr = case.labels.array
+    if case.extra_labels is not None:  # the stand-in's voxels of extra classes are theirs
+        arr = np.where(case.extra_mask(), int(Label.BACKGROUND), arr)
     counts = np.bincount(arr.reshape(-1).astype(np.int64), minlength=len(Label))
     out = []
     vml = case.labels.grid.voxel_volume_ml
@@ -227,6 +284,21 @@ def label_statistics(case: Case) -> list[LabelStats]:
         comps = int(ndimage.label(arr == lbl)[1]) if lbl == Label.TUMOR else 0
         out.append(LabelStats(lbl.name.lower(), int(lbl), n, n * vml, comps))
     return out
+
+
+def extra_class_statistics(case: Case) -> list[LabelStats]:
+    """Voxels and volume (mL) of every extra class (``value``: its value in the labels file)."""
+    if case.extra_labels is None or not case.extra_classes:
+        return []
+    counts = np.bincount(
+        np.asarray(case.extra_labels.array).reshape(-1).astype(np.int64),
+        minlength=_EXTRA_LAST_VALUE + 1,
+    )
+    vml = case.labels.grid.voxel_volume_ml
+    return [
+        LabelStats(c.name, c.value, int(counts[c.value]), int(counts[c.value]) * vml, 0)
+        for c in case.extra_classes
+    ]
 
 
 def _default_label_table() -> dict[str, int]:
@@ -297,11 +369,11 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
 def _write_case_data(case: Case, folder: Path) -> None:
     """Write the image, the labels (uint8) and, if any, the vessel centrelines into ``folder``."""
     write_image(case.image, folder / "image.nii.gz", overwrite=True)
-    write_image(
-        case.labels.with_array(case.labels.array.astype(np.uint8)),
-        folder / "labels.nii.gz",
-        overwrite=True,
-    )
+    arr = case.labels.array.astype(np.uint8)
+    if case.extra_labels is not None:
+        extra = np.asarray(case.extra_labels.array)
+        arr = np.where(extra > 0, extra, arr).astype(np.uint8)
+    write_image(case.labels.with_array(arr), folder / "labels.nii.gz", overwrite=True)
     if case.vessels:
         with open(folder / "vessels.csv", "w", newline="") as fh:
             w = csv.writer(fh)
@@ -334,6 +406,10 @@ def _case_toml(case: Case) -> str:
     doc["tumors"] = [dict(t) for t in case.tumors]
     doc["source"] = dict(case.source)
     doc["label_values"] = _default_label_table()
+    if case.extra_classes:
+        doc["extra_classes"] = [c.to_dict() for c in case.extra_classes]
+    if case.structures:
+        doc["structures"] = {k: dict(v) for k, v in case.structures.items()}
     return _header_comment() + tomli_w.dumps(doc)
 
 
@@ -444,8 +520,13 @@ def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
 
 
 def _read_image_and_labels(
-    image_path: Path, labels_path: Path, table: dict[str, Any], series_uid: str | None = None
-) -> tuple[Volume, Volume]:
+    image_path: Path,
+    labels_path: Path,
+    table: dict[str, Any],
+    series_uid: str | None = None,
+    *,
+    extras: tuple[ExtraClass, ...] = (),
+) -> tuple[Volume, Volume, Volume | None]:
     image = read_image(image_path, series_uid=series_uid)
     labels_vol = read_image(labels_path)
     diff = image.grid.mismatch(labels_vol.grid)
@@ -453,52 +534,80 @@ def _read_image_and_labels(
         raise GeometryMismatchError(
             f"{labels_path}: label map grid does not match the image: {diff}"
         )
-    return image, Volume(_map_labels(labels_vol.array, table, labels_path), image.grid)
+    raw = np.asarray(labels_vol.array)
+    extra_vol = None
+    if extras:
+        values = [c.value for c in extras]
+        if not np.issubdtype(raw.dtype, np.integer):
+            raw = raw.astype(np.int64)  # _map_labels refuses non-integral values below
+        is_extra = np.isin(raw, values)
+        extra_vol = Volume(np.where(is_extra, raw, 0).astype(np.uint8), image.grid)
+        mapped = _map_labels(np.where(is_extra, 0, raw), table, labels_path)
+        mapped[is_extra] = int(EXTRA_STAND_IN)
+        return image, Volume(mapped, image.grid), extra_vol
+    return image, Volume(_map_labels(raw, table, labels_path), image.grid), None
 
 
 def case_from_images(
     image_path: str | Path,
     labels_path: str | Path,
-    label_values: dict[str, int],
+    label_values: dict[str, int] | None = None,
     *,
+    label_map: str | Path | None = None,
     name: str = "case",
     modality: str = "CT",
     series_uid: str | None = None,
+    require_liver: bool = True,
 ) -> Case:
-    """Build a case from a real image and a label map on its grid.
+    """Build a case from a real image and the segmentation people already have.
 
     Parameters
     ----------
     image_path : path
-        CT or MR image: a DICOM series folder, a NIfTI or an NRRD file.
+        CT or MR image: a DICOM series folder, a NIfTI, NRRD or MetaImage file (3D).
     labels_path : path
-        Its segmentation (NIfTI, NRRD), on the same grid (shape, spacing, origin and
-        direction).
-    label_values : dict of str to int
-        What each value of the segmentation means, e.g. ``{"liver": 1, "tumor": 2}``;
-        names are :class:`~ioplan.anatomy.Label` names (case-insensitive). ``liver``
-        is required; values are 1-65535 (0 is the background).
+        Its segmentation: a label map (NIfTI, NRRD), a folder of one mask per structure
+        (TotalSegmentator's default output), a DICOM-SEG or a Slicer ``.seg.nrrd``
+        (:func:`ioplan.imaging.read_segmentation`). On the image's grid or on another
+        one (flipped, permuted, shifted, another spacing, a sub-volume): then resampled
+        onto the image grid by nearest neighbour, with a note in ``source["notes"]``.
+    label_values : dict of str to int, optional
+        What each value of a label map means, e.g. ``{"liver": 1, "tumor": 2}``;
+        names are :class:`~ioplan.anatomy.Label` names (case-insensitive); values are
+        1-65535 (0 is the background).
+    label_map : str or path, optional
+        Instead of ``label_values``: ``"totalsegmentator"`` ("total" for CT, "total_mr"
+        for MR), ``"totalsegmentator-ct"``, ``"totalsegmentator-mr"``, or a TOML/JSON
+        file of ``name = value`` pairs (:func:`ioplan.anatomy.class_map`). Classes with
+        no ioplan label are kept under their own names (extra classes, avoided).
+        Neither is needed when the segmentation names its segments (mask folder,
+        DICOM-SEG, Slicer): its names are used (ioplan label names, else extra classes).
     name : str
         A pseudonymous case identifier (see :func:`check_case_name`).
     modality : {"CT", "MR"}
         The image's modality.
     series_uid : str, optional
         The DICOM series to read when the folder holds several.
+    require_liver : bool
+        Refuse labels without a liver.
 
     Returns
     -------
     Case
-        The image, the labels mapped to ioplan's values, ``source = {"kind": "imported"}``.
+        The image, the labels mapped to ioplan's values, the extra classes, where each
+        structure came from, ``source = {"kind": "imported", ...}``.
 
     Raises
     ------
     ioplan.errors.InputError
-        A name that looks like a patient identifier, an unknown modality or label
-        name, no ``liver`` label, or a liver label with no voxels.
+        A name that looks like a patient identifier, an unknown modality, label name or
+        map, both ``label_values`` and ``label_map``, no ``liver`` label, an empty liver,
+        a 2D image.
     ioplan.errors.GeometryMismatchError
-        The label map is on another grid.
+        The labels do not overlap the image, or some of their voxels lie outside it.
     ioplan.errors.FileFormatError
-        Values in the label map that ``label_values`` does not declare; unreadable files.
+        Values in the segmentation that nothing names; unreadable files; a class file
+        with duplicate values or names.
 
     Examples
     --------
@@ -516,22 +625,127 @@ def case_from_images(
     check_case_name(name)
     if modality not in ("CT", "MR"):
         raise InputError(f"--modality must be CT or MR, got {modality!r}")
-    if not label_values:
-        raise InputError("give at least one label meaning, e.g. --label liver=1")
-    if not any(label_from_name(k) == Label.LIVER for k in label_values):
+    table = dict(label_values or {})
+    if table and label_map is not None:
+        raise InputError("give --label NAME=VALUE or --label-map, not both")
+    for key, value in table.items():
+        label_from_name(key)  # an unknown name is refused before any reading
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise InputError(f"--label {key}: VALUE must be 1-65535, got {value!r}")
+    if table and require_liver and not any(label_from_name(k) == Label.LIVER for k in table):
         raise InputError(
             "--label must say which value is the liver (e.g. --label liver=1); "
-            f"got {', '.join(f'{k}={v}' for k, v in label_values.items())}"
+            f"got {', '.join(f'{k}={v}' for k, v in table.items())}"
         )
-    image, labels = _read_image_and_labels(
-        Path(image_path), Path(labels_path), dict(label_values), series_uid
-    )
-    if not np.any(labels.array == Label.LIVER):
-        value = next(v for k, v in label_values.items() if label_from_name(k) == Label.LIVER)
+    cmap = class_map(label_map, modality=modality) if label_map is not None else None
+    image = read_image(Path(image_path), series_uid=series_uid)
+    check_volume_3d(image, f"--image {image_path}")
+    seg = read_segmentation(labels_path)
+    names, how = _value_names(seg.names, table, cmap, labels_path)
+    arr = np.asarray(seg.labels.array)
+    present = [int(v) for v in np.unique(arr) if v != 0]
+    if not present:
+        raise InvalidImageError(f"{labels_path}: label map is empty (background only)")
+    unnamed = [v for v in present if v not in names]
+    if unnamed:
+        raise FileFormatError(
+            f"{labels_path}: label values {unnamed[:10]} are not declared by {how} "
+            f"({len(unnamed)} unnamed; --label NAME=VALUE, or --label-map)"
+        )
+    lut, extras, structures = _classes_to_case_values(present, names, cmap, bool(table))
+    file_values = lut[arr]
+    on_grid, note = labels_on_grid(Volume(file_values, seg.labels.grid), image.grid)
+    values = np.asarray(on_grid.array)
+    extra_arr = np.where(values >= EXTRA_FIRST_VALUE, values, 0).astype(np.uint8)
+    labels = np.where(values >= EXTRA_FIRST_VALUE, int(EXTRA_STAND_IN), values).astype(np.uint8)
+    if require_liver and not np.any(labels == Label.LIVER):
+        if table:
+            value = next(v for k, v in table.items() if label_from_name(k) == Label.LIVER)
+            raise InvalidImageError(
+                f"{labels_path}: the liver mask is empty (no voxel has the liver's value {value})"
+            )
         raise InvalidImageError(
-            f"{labels_path}: the liver mask is empty (no voxel has the liver's value {value})"
+            f"{labels_path}: no class means the liver (named: "
+            f"{', '.join(sorted(set(names[v] for v in present))[:12])})"
         )
-    return Case(image, labels, name=name, modality=modality, source={"kind": "imported"})
+    notes = list(seg.notes) + ([note] if note else [])
+    avoided = [c.name for c in extras if c.role == "avoid"]
+    if extras:
+        notes.append(
+            f"{len(extras)} classes with no ioplan label kept under their own names"
+            + (f" and avoided by needle paths: {', '.join(avoided[:12])}" if avoided else "")
+            + (" ..." if len(avoided) > 12 else "")
+        )
+    source: dict[str, Any] = {"kind": "imported", "labels_kind": seg.kind, "labels_named_by": how}
+    if cmap is not None:
+        source["label_map"] = dict(cmap.source, name=cmap.name)
+    if notes:
+        source["notes"] = notes
+    extra_vol = Volume(extra_arr, image.grid) if extras else None
+    return Case(
+        image,
+        Volume(labels, image.grid),
+        name=name,
+        modality=modality,
+        source=source,
+        extra_classes=tuple(extras),
+        extra_labels=extra_vol,
+        structures=structures,
+    )
+
+
+def _value_names(
+    seg_names: dict[str, int],
+    table: dict[str, int],
+    cmap: ClassMap | None,
+    labels_path: str | Path,
+) -> tuple[dict[int, str], str]:
+    """Value -> class name of a segmentation, and what named them."""
+    if table:
+        owner: dict[int, str] = {}
+        for k, v in table.items():
+            if v in owner:
+                raise InputError(f"--label: value {v} is given to both {owner[v]!r} and {k!r}")
+            owner[v] = k
+        return owner, "--label"
+    if seg_names:
+        where = f"{labels_path}"
+        return {v: clean_class_name(n, where) for n, v in seg_names.items()}, "its own names"
+    if cmap is not None and cmap.classes:
+        return dict(cmap.classes), cmap.name
+    raise InputError(
+        f"--labels {labels_path} is a label map without names: say what its values mean with "
+        "--label NAME=VALUE (e.g. --label liver=1) or --label-map (totalsegmentator, or a file)"
+    )
+
+
+def _classes_to_case_values(
+    present: list[int], names: dict[int, str], cmap: ClassMap | None, from_table: bool
+) -> tuple[np.ndarray, list[ExtraClass], dict[str, dict[str, Any]]]:
+    """A lookup table from segmentation values to case file values, the extras, provenance."""
+    lut = np.zeros(max(present) + 1, np.uint8)
+    extras: dict[str, ExtraClass] = {}
+    structures: dict[str, dict[str, Any]] = {}
+    for v in present:
+        cname = names[v]
+        lbl = label_from_name(cname) if from_table else ioplan_label_for(cname, cmap)
+        if lbl is not None:
+            lut[v] = int(lbl)
+            entry = structures.setdefault(lbl.name.lower(), {"source": "labels", "classes": []})
+            if cname not in entry["classes"]:
+                entry["classes"].append(cname)
+            continue
+        if cname not in extras:
+            value = EXTRA_FIRST_VALUE + len(extras)
+            if value > _EXTRA_LAST_VALUE:
+                raise InputError(
+                    f"more than {_EXTRA_LAST_VALUE - EXTRA_FIRST_VALUE + 1} classes with no "
+                    "ioplan label; map some of them to ioplan labels with a --label-map file"
+                )
+            role = cmap.roles.get(cname, "avoid") if cmap is not None else "avoid"
+            extras[cname] = ExtraClass(cname, value, role, "labels", (cname,))
+        lut[v] = extras[cname].value
+    return lut, list(extras.values()), structures
 
 
 def load_case(folder: str | Path) -> Case:
@@ -560,7 +774,15 @@ def load_case(folder: str | Path) -> Case:
         raise FileFormatError(f"{base / 'case.toml'}: tumors must be a list of tables [[tumors]]")
     if not isinstance(meta.get("source", {}), dict):
         raise FileFormatError(f"{base / 'case.toml'}: source must be a table [source]")
-    image, labels = _read_image_and_labels(base / meta["image"], base / meta["labels"], table)
+    extras = _read_extra_classes(meta.get("extra_classes", []), base / "case.toml")
+    image, labels, extra_vol = _read_image_and_labels(
+        base / meta["image"], base / meta["labels"], table, extras=extras
+    )
+    structures = meta.get("structures", {})
+    if not isinstance(structures, dict) or not all(
+        isinstance(v, dict) for v in structures.values()
+    ):
+        raise FileFormatError(f"{base / 'case.toml'}: structures must be a table of tables")
     vessels: tuple[VesselSegment, ...] = ()
     if isinstance(meta.get("vessels"), str) and (base / meta["vessels"]).exists():
         vessels = _read_vessels(base / meta["vessels"])
@@ -572,4 +794,42 @@ def load_case(folder: str | Path) -> Case:
         tumors=tuple(tumors),
         source=dict(meta.get("source", {})),
         vessels=vessels,
+        extra_classes=extras,
+        extra_labels=extra_vol,
+        structures={k: dict(v) for k, v in structures.items()},
     )
+
+
+def _read_extra_classes(items: Any, where: Path) -> tuple[ExtraClass, ...]:
+    if not isinstance(items, list) or not all(isinstance(t, dict) for t in items):
+        raise FileFormatError(f"{where}: extra_classes must be a list of tables [[extra_classes]]")
+    out: list[ExtraClass] = []
+    seen: set[Any] = set()
+    for t in items:
+        value, cname = t.get("value"), t.get("name")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not EXTRA_FIRST_VALUE <= value <= _EXTRA_LAST_VALUE
+            or not isinstance(cname, str)
+        ):
+            raise FileFormatError(
+                f"{where}: each [[extra_classes]] needs a name and a value "
+                f"{EXTRA_FIRST_VALUE}-{_EXTRA_LAST_VALUE}, got {cname!r} = {value!r}"
+            )
+        if value in seen or cname in seen:
+            raise FileFormatError(f"{where}: extra class {cname!r} or value {value} is repeated")
+        seen |= {value, cname}
+        try:
+            out.append(
+                ExtraClass(
+                    clean_class_name(cname, str(where)),
+                    value,
+                    str(t.get("role", "avoid")),
+                    str(t.get("source", "labels")),
+                    tuple(str(c) for c in t.get("classes", [])),
+                )
+            )
+        except InputError as exc:
+            raise FileFormatError(f"{where}: {exc}") from None
+    return tuple(out)

@@ -105,11 +105,13 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print a case's grid, labels and their volumes (mL)."""
-    from ioplan.anatomy import label_statistics, load_case
+    from ioplan.anatomy import extra_class_statistics, label_statistics, load_case
 
     c = load_case(case)
     g = c.image.grid
     stats = label_statistics(c)
+    extra_stats = extra_class_statistics(c)
+    roles = {x.name: x.role for x in c.extra_classes}
     tumour_stats = [s for s in stats if s.label == "tumor"]
     if as_json:
         doc = {
@@ -125,6 +127,17 @@ def info(
             "tumors": list(c.tumors),
             "vessel_segments": len(c.vessels),
             "source": c.source,
+            "extra_classes": [
+                {
+                    "name": s.label,
+                    "value": s.value,
+                    "role": roles[s.label],
+                    "voxels": s.voxels,
+                    "volume_ml": s.volume_ml,
+                }
+                for s in extra_stats
+            ],
+            "structures": c.structures,
         }
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         return
@@ -138,22 +151,47 @@ def info(
     for s in stats:
         table.add_row(s.label, str(s.value), str(s.voxels), f"{s.volume_ml:.1f}")
     console.print(table)
+    if extra_stats:
+        extra = Table("extra class", "value", "role", "voxels", "volume (mL)")
+        for s in extra_stats:
+            extra.add_row(escape(s.label), str(s.value), roles[s.label], str(s.voxels),
+                          f"{s.volume_ml:.1f}")  # fmt: skip
+        console.print(extra)
     if tumour_stats:
         console.print(f"tumour components: {tumour_stats[0].components}")
 
 
 @app.command("import-case")
 def import_case(
-    image: Annotated[Path, typer.Option(help="CT or MR: DICOM folder, NIfTI or NRRD file.")],
-    labels: Annotated[Path, typer.Option(help="Segmentation on the same grid (NIfTI, NRRD).")],
-    label: Annotated[
-        list[str],
+    image: Annotated[
+        Path, typer.Option(help="CT or MR: DICOM folder, NIfTI, NRRD or MetaImage file (3D).")
+    ],
+    labels: Annotated[
+        Path,
         typer.Option(
-            help="What a label value means, NAME=VALUE with VALUE 1-65535 (e.g. liver=1); "
-            "repeat. liver is required."
+            help="Segmentation: a label map (NIfTI, NRRD), a folder of one mask per structure "
+            "(TotalSegmentator's output; liver.nii.gz is the liver), a DICOM-SEG or a Slicer "
+            ".seg.nrrd. On another grid it is resampled onto the image's (nearest neighbour)."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Case folder to write.")],
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="What a label value means, NAME=VALUE with VALUE 1-65535 (e.g. liver=1); "
+            "repeat. liver is required. Or --label-map."
+        ),
+    ] = None,
+    label_map: Annotated[
+        str | None,
+        typer.Option(
+            "--label-map",
+            help="Names of the label values: totalsegmentator (its 'total' map for CT, "
+            "'total_mr' for MR), totalsegmentator-ct, totalsegmentator-mr, or a TOML/JSON file "
+            "of name = value pairs. Classes with no ioplan label are kept under their own "
+            "names and avoided by needle paths. Not needed for masks, DICOM-SEG or Slicer.",
+        ),
+    ] = None,
     name: Annotated[
         str,
         typer.Option(
@@ -172,8 +210,10 @@ def import_case(
     from ioplan.imaging import check_output_folder
 
     check_output_folder(out, overwrite=overwrite)  # fail before reading, not after
+    if label and label_map is not None:
+        raise InputError("give --label NAME=VALUE or --label-map, not both")
     table: dict[str, int] = {}
-    for item in label:
+    for item in label or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise InputError(f"--label must be NAME=VALUE, got {item!r}")
@@ -188,7 +228,15 @@ def import_case(
         if not 1 <= table[key.strip()] <= 65535:
             raise InputError(f"--label VALUE must be 1-65535 (0 is the background), got {item!r}")
     case = case_from_images(
-        image, labels, table, name=name, modality=modality, series_uid=series_uid
+        image,
+        labels,
+        table or None,
+        label_map=label_map,
+        name=name,
+        modality=modality,
+        series_uid=series_uid,
     )
+    for note in case.source.get("notes", []):
+        console.print(f"note: {escape(str(note))}")
     save_case(case, out, overwrite=overwrite)
     console.print(f"case written to [bold]{escape(str(out))}[/]")

@@ -38,6 +38,12 @@ from ioplan.imaging._io import (
 )
 from ioplan.imaging._markups import markups_lines, read_points, write_markups_lines
 from ioplan.imaging._orient import axial_volume, signed_permutation
+from ioplan.imaging._segmentations import (
+    Segmentation,
+    check_volume_3d,
+    labels_on_grid,
+    read_segmentation,
+)
 from ioplan.imaging._sitk import (
     Interpolation,
     from_sitk,
@@ -54,17 +60,20 @@ __all__ = [
     "Grid",
     "Interpolation",
     "OutputNotWritableError",
+    "Segmentation",
     "Volume",
     "atomic_output_folder",
     "axial_volume",
     "check_finite",
     "check_output_folder",
     "check_replaceable",
+    "check_volume_3d",
     "check_writable",
     "dicom_images",
     "dicom_series_grid",
     "from_sitk",
     "image_format",
+    "labels_on_grid",
     "markups_lines",
     "read_dicom_pixels",
     "read_dicom_series",
@@ -72,6 +81,7 @@ __all__ = [
     "read_nifti",
     "read_nifti_series",
     "read_points",
+    "read_segmentation",
     "read_sitk",
     "resample",
     "resample_to_spacing",

@@ -1,0 +1,321 @@
+"""Segmentations as other tools write them: label maps, mask folders, DICOM-SEG, Slicer.
+
+Every reader returns a :class:`Segmentation`: an integer label array on its own grid (any
+index order; the grid says where each voxel is) and, when the file names its segments, a
+``{name: value}`` table. :func:`labels_on_grid` brings the array onto an image's grid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ioplan.errors import FileFormatError, GeometryMismatchError, InputError
+from ioplan.imaging._grid import Grid
+from ioplan.imaging._io import _c_stderr_captured, _require_exists, image_format, read_image
+from ioplan.imaging._sitk import resample
+from ioplan.imaging._volume import Volume
+
+__all__ = ["Segmentation", "check_volume_3d", "labels_on_grid", "read_segmentation"]
+
+_MASK_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+_MAX_VALUE = 65535
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A label array with its grid and, when the source names them, its segments.
+
+    Attributes
+    ----------
+    labels : Volume
+        Integer values (0 is the background) on the segmentation's own grid.
+    names : dict of str to int
+        Segment name -> value in ``labels``; empty for a plain label map (its values
+        are named by the caller: ``--label`` or a class map).
+    kind : str
+        ``"label map"``, ``"mask folder"``, ``"dicom-seg"`` or ``"slicer seg.nrrd"``.
+    notes : tuple of str
+        What the reader did that a user should know (overlapping masks, ...).
+    """
+
+    labels: Volume
+    names: dict[str, int] = field(default_factory=dict)
+    kind: str = "label map"
+    notes: tuple[str, ...] = ()
+
+
+def _as_integers(arr: np.ndarray, where: str) -> np.ndarray:
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        out = arr
+    elif (
+        np.issubdtype(arr.dtype, np.floating)
+        and np.all(np.isfinite(arr))
+        and np.all(arr == np.rint(arr))
+    ):
+        out = arr.astype(np.int64)
+    else:
+        raise FileFormatError(f"{where}: a label map must hold integers, got {arr.dtype} values")
+    if out.size and (out.min() < 0 or out.max() > _MAX_VALUE):
+        raise FileFormatError(
+            f"{where}: label values must be 0-{_MAX_VALUE}, got {out.min()}..{out.max()}"
+        )
+    return out.astype(np.uint16 if out.size and out.max() > 255 else np.uint8)
+
+
+def read_segmentation(path: str | Path) -> Segmentation:
+    """Read a segmentation in any of the forms other tools write.
+
+    Parameters
+    ----------
+    path : path
+        A label map (NIfTI, NRRD, MetaImage); a folder of one mask per structure
+        (TotalSegmentator's default output: ``liver.nii.gz`` is the liver); a DICOM-SEG
+        file (segment labels as names); a 3D Slicer ``.seg.nrrd`` (names from its
+        ``SegmentN_Name``, ``SegmentN_LabelValue`` and ``SegmentN_Layer`` header fields).
+
+    Returns
+    -------
+    Segmentation
+
+    Raises
+    ------
+    ioplan.errors.FileFormatError
+        Unreadable files, non-integer labels, masks of a folder on different grids,
+        duplicate segment names.
+    """
+    path = Path(path)
+    _require_exists(path)
+    name = path.name.lower()
+    if path.is_dir():
+        masks = sorted(p for p in path.iterdir() if p.name.lower().endswith(_MASK_SUFFIXES))
+        if masks:
+            return _read_mask_folder(path, masks)
+        return _read_dicom_seg(_single_dicom(path))
+    if name.endswith(".seg.nrrd"):
+        return _read_slicer_seg(path)
+    if name.endswith(".dcm") and _is_dicom_seg(path):
+        return _read_dicom_seg(path)
+    if image_format(path) == "dicom":
+        if _is_dicom_seg(path):
+            return _read_dicom_seg(path)
+        raise FileFormatError(f"{path}: a DICOM file given as labels must be a DICOM-SEG")
+    vol = read_image(path)
+    return Segmentation(vol.with_array(_as_integers(vol.array, str(path))))
+
+
+def _single_dicom(folder: Path) -> Path:
+    files = [p for p in folder.iterdir() if p.is_file() and _is_dicom_seg(p)]
+    if len(files) != 1:
+        raise FileFormatError(
+            f"{folder}: a labels folder must hold masks (.nii.gz, .nrrd) or one DICOM-SEG "
+            f"file; found {len(files)} DICOM-SEG files"
+        )
+    return files[0]
+
+
+def _is_dicom_seg(path: Path) -> bool:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["SOPClassUID"])
+    except Exception:  # not DICOM at all
+        return False
+    return str(ds.get("SOPClassUID", "")) == "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _mask_name(p: Path) -> str:
+    n = p.name
+    for s in _MASK_SUFFIXES:
+        if n.lower().endswith(s):
+            return n[: -len(s)]
+    return n
+
+
+def _read_mask_folder(folder: Path, masks: list[Path]) -> Segmentation:
+    """One binary mask per file; values 1..N in the files' name order (empty masks skipped)."""
+    grid: Grid | None = None
+    out: np.ndarray | None = None
+    names: dict[str, int] = {}
+    overlaps: list[str] = []
+    value = 0
+    for p in masks:
+        vol = read_image(p)
+        arr = _as_integers(vol.array, str(p))
+        if grid is None:
+            grid, out = vol.grid, np.zeros(vol.grid.shape, np.uint16)
+        elif (diff := grid.mismatch(vol.grid)) is not None:
+            raise FileFormatError(f"{p}: mask grid differs from {masks[0].name}'s: {diff}")
+        assert out is not None  # set with grid
+        if np.any((arr != 0) & (arr != 1)):
+            raise FileFormatError(f"{p}: a mask must hold 0 and 1, got values up to {arr.max()}")
+        m = arr.astype(bool)
+        if not m.any():
+            continue
+        value += 1
+        if np.any(out[m] != 0):
+            overlaps.append(_mask_name(p))
+        out[m] = value
+        names[_mask_name(p)] = value
+    assert grid is not None and out is not None
+    notes = ()
+    if overlaps:
+        notes = (f"masks overlap; the later file (by name) wins for: {', '.join(overlaps[:8])}",)
+    arr8 = out.astype(np.uint8) if value <= 255 else out
+    return Segmentation(Volume(arr8, grid), names, "mask folder", notes)
+
+
+def _read_dicom_seg(path: Path) -> Segmentation:
+    import highdicom as hd
+
+    try:
+        seg = hd.seg.segread(str(path))
+        numbers = [int(n) for n in seg.segment_numbers]
+        vol = seg.get_volume(combine_segments=True, relabel=False, dtype=np.uint16)
+    except Exception as exc:  # highdicom and pydicom raise many types
+        raise FileFormatError(f"{path}: not a readable DICOM-SEG ({exc})") from None
+    names: dict[str, int] = {}
+    for n in numbers:
+        label = str(seg.get_segment_description(n).segment_label).strip() or f"segment_{n}"
+        if label in names:
+            raise FileFormatError(f"{path}: segment label {label!r} is used twice")
+        names[label] = n
+    arr = np.asarray(vol.array)
+    if arr.ndim != 3:
+        raise FileFormatError(f"{path}: expected a 3D segmentation, got shape {arr.shape}")
+    # highdicom's affine maps the array's indices to LPS mm, whatever their order
+    grid = Grid.from_affine(arr.shape, np.asarray(vol.affine))
+    return Segmentation(Volume(_as_integers(arr, str(path)), grid), names, "dicom-seg")
+
+
+def _read_slicer_seg(path: Path) -> Segmentation:
+    """A Slicer segmentation: one or more layers, segments named in the NRRD header."""
+    import SimpleITK as sitk
+
+    with _c_stderr_captured():
+        try:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            image = reader.Execute()
+        except RuntimeError as exc:
+            raise FileFormatError(f"{path}: not a readable NRRD ({exc})") from None
+    meta = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys()}
+    segs: dict[int, dict[str, str]] = {}
+    for key, value in meta.items():
+        m = re.fullmatch(r"Segment(\d+)_(Name|LabelValue|Layer)", key)
+        if m:
+            segs.setdefault(int(m.group(1)), {})[m.group(2)] = value.strip()
+    if not segs:
+        raise FileFormatError(f"{path}: no SegmentN_Name fields; not a Slicer segmentation")
+    n_layers = image.GetNumberOfComponentsPerPixel()
+    if n_layers > 1:
+        layers = [sitk.VectorIndexSelectionCast(image, k) for k in range(n_layers)]
+    else:
+        layers = [image]
+    vols = []
+    for layer in layers:
+        if layer.GetDimension() != 3:
+            raise FileFormatError(f"{path}: expected 3D layers, got {layer.GetDimension()}D")
+        grid = Grid.from_sitk_geometry(
+            layer.GetSize(), layer.GetSpacing(), layer.GetOrigin(), layer.GetDirection()
+        )
+        vols.append(Volume(sitk.GetArrayFromImage(layer), grid))
+    out = np.zeros(vols[0].grid.shape, np.uint16)
+    names: dict[str, int] = {}
+    for k in sorted(segs):
+        s = segs[k]
+        try:
+            name = s["Name"]
+            value = int(s.get("LabelValue", "1"))
+            layer = int(s.get("Layer", "0"))
+        except (KeyError, ValueError):
+            raise FileFormatError(
+                f"{path}: Segment{k} has no name or a non-integer value"
+            ) from None
+        if not 0 <= layer < len(vols) or not 1 <= value <= _MAX_VALUE:
+            raise FileFormatError(
+                f"{path}: Segment{k} has layer {layer} or value {value} out of range"
+            )
+        if name in names:
+            raise FileFormatError(f"{path}: segment name {name!r} is used twice")
+        names[name] = k + 1
+        out[np.asarray(vols[layer].array) == value] = k + 1
+    arr = out.astype(np.uint8) if len(names) <= 255 else out
+    return Segmentation(Volume(arr, vols[0].grid), names, "slicer seg.nrrd")
+
+
+def labels_on_grid(
+    labels: Volume, grid: Grid, *, what: str = "labels"
+) -> tuple[Volume, str | None]:
+    """``labels`` on ``grid``: as they are when the grids match, else resampled.
+
+    Nearest-neighbour resampling through patient coordinates (:func:`resample`): flipped
+    or permuted axes, another origin or spacing, a sub-volume. The two arrays' index
+    orders are never assumed to agree.
+
+    Returns
+    -------
+    labels : Volume
+        On ``grid``.
+    note : str or None
+        What was done, for the user (None when nothing was).
+
+    Raises
+    ------
+    ioplan.errors.GeometryMismatchError
+        The labels do not overlap the grid, none of their labelled voxels falls in it,
+        or some labelled voxels would fall outside it (they would be lost).
+    """
+    diff = grid.mismatch(labels.grid)
+    if diff is None:
+        return Volume(np.asarray(labels.array), grid), None
+    if not grid.overlaps(labels.grid):
+        lo, hi = labels.grid.bounds_lps()
+        ilo, ihi = grid.bounds_lps()
+        raise GeometryMismatchError(
+            f"{what} do not overlap the image in space (labels x,y,z "
+            f"{_box(lo, hi)} mm, image {_box(ilo, ihi)} mm): labels of another patient or scan?"
+        )
+    arr = np.asarray(labels.array)
+    n_src = int(np.count_nonzero(arr))
+    out = resample(labels, grid, interpolation="nearest", default_value=0)
+    # labelled voxels whose centres fall outside the image would be lost
+    idx = np.argwhere(arr != 0)
+    inside = grid.contains_lps(labels.grid.index_to_lps(idx)) if idx.size else np.zeros(0, bool)
+    n_out = int(np.count_nonzero(~inside))
+    if n_src and n_out == n_src:
+        raise GeometryMismatchError(
+            f"{what} do not overlap the image: none of their {n_src} labelled voxels lies in "
+            "the image grid (labels of another patient or scan?)"
+        )
+    if n_out:
+        raise GeometryMismatchError(
+            f"{what} grid does not match the image grid ({diff}) and {n_out} of {n_src} "
+            "labelled voxels lie outside the image; crop the labels to the image first"
+        )
+    note = (
+        f"{what} resampled onto the image grid by nearest neighbour ({diff}; labels: shape "
+        f"{labels.grid.shape}, spacing {_fmt(labels.grid.spacing_mm)} mm, origin "
+        f"{_fmt(labels.grid.origin_mm)} mm; image: shape {grid.shape}, spacing "
+        f"{_fmt(grid.spacing_mm)} mm, origin {_fmt(grid.origin_mm)} mm)"
+    )
+    return out, note
+
+
+def _fmt(v: tuple[float, ...]) -> str:
+    return " x ".join(f"{x:g}" for x in v)
+
+
+def _box(lo: np.ndarray, hi: np.ndarray) -> str:
+    return "[" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(lo, hi, strict=True)) + "]"
+
+
+def check_volume_3d(volume: Volume, what: str) -> None:
+    """Refuse a 2D image (one slice along an axis): ioplan plans in 3D."""
+    if min(volume.grid.shape) < 2:
+        raise InputError(
+            f"{what} is 2D (shape {volume.grid.shape}); ioplan needs a 3D volume (a series)"
+        )
