@@ -5,9 +5,10 @@ For each, the path runs from the target outwards to where it leaves the body
 (the skin entry). A path is rejected when it passes closer than the safety
 distance to a structure a needle must not cross (bone, lung and pleura, bowel,
 gallbladder, large vessels, heart, kidney, spinal canal: every label marked
-``critical``), when it is longer than the applicator can reach, or when its
-angle is beyond what the scanner allows (CT: craniocaudal angle out of the
-axial plane; MR: the applicator and its handle must fit in the bore).
+``critical``; and a case's extra classes with the role "avoid"), when it is
+longer than the applicator can reach, or when its angle is beyond what the
+scanner allows (CT: craniocaudal angle out of the axial plane; MR: the
+applicator and its handle must fit in the bore).
 Accepted paths are ranked by length, liver traversed before the tumour,
 clearance and angle.
 """
@@ -48,6 +49,9 @@ _GROUPS: dict[str, tuple[Label, ...]] = {
     "kidney": (Label.KIDNEY,),
     "spinal canal": (Label.SPINAL_CANAL,),
 }
+#: The group of a case's extra classes with role "avoid" (structures of another tool's
+#: segmentation with no ioplan label: pancreas, scapula, muscles, ...; see case.toml).
+EXTRA_GROUP = "other structure"
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,28 @@ def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]
         out["other critical"] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(
             np.float32
         )
+    extra = case.extra_mask("avoid")
+    if extra.any():
+        out[EXTRA_GROUP] = ndimage.distance_transform_edt(~extra, sampling=sp).astype(np.float32)
     return out
+
+
+def _extra_class_near(case: Case, point_mm: np.ndarray, radius_mm: float) -> str:
+    """The name of the avoided extra class nearest ``point_mm`` (within ``radius_mm``)."""
+    if case.extra_labels is None:
+        return ""
+    g = case.labels.grid
+    centre = np.rint(g.lps_to_index(point_mm)).astype(int)
+    half = np.ceil(radius_mm / np.asarray(g.spacing_mm)).astype(int) + 1
+    lo = np.clip(centre - half, 0, np.asarray(g.shape))
+    hi = np.clip(centre + half + 1, 0, np.asarray(g.shape))
+    win = np.asarray(case.extra_labels.array)[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    values = {c.value: c.name for c in case.extra_classes if c.role == "avoid"}
+    idx = np.argwhere(np.isin(win, list(values)))
+    if idx.size == 0:
+        return ""
+    d = np.linalg.norm((idx + lo - centre) * np.asarray(g.spacing_mm), axis=1)
+    return values[int(win[tuple(idx[int(np.argmin(d))])])]
 
 
 def candidate_trajectories(
@@ -222,8 +247,12 @@ def candidate_trajectories(
                 clearance, closest = m, name
             if m < cfg.safety_mm:
                 where = path[int(np.argmin(dist))]
+                what = name
+                if name == EXTRA_GROUP:
+                    near = _extra_class_near(case, where, m + 2 * max(g.spacing_mm))
+                    what = f"{name} {near}" if near else name
                 reasons.append(
-                    f"passes {m:.1f} mm from {name} (safety {cfg.safety_mm:g} mm) at "
+                    f"passes {m:.1f} mm from {what} (safety {cfg.safety_mm:g} mm) at "
                     f"({where[0]:.0f}, {where[1]:.0f}, {where[2]:.0f}) mm"
                 )
         if length > cfg.max_length_mm:
