@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from ioplan.anatomy import Label, PhantomConfig, generate_phantom
-from ioplan.anatomy._auto import auto_label_parameters, auto_labels
+from ioplan.anatomy import (
+    Label,
+    PhantomConfig,
+    auto_label_parameters,
+    auto_labels,
+    generate_phantom,
+)
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, read_image
 

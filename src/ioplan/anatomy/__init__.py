@@ -1,5 +1,6 @@
 """Anatomy: label conventions, the synthetic abdominal phantom, vessel trees, case folders."""
 
+from ioplan.anatomy._auto import AUTO_STRUCTURES, AutoLabels, auto_label_parameters, auto_labels
 from ioplan.anatomy._case import (
     CASE_FORMAT_VERSION,
     EXTRA_FIRST_VALUE,
@@ -58,6 +59,7 @@ from ioplan.anatomy._vessels import (
 
 __all__ = [
     "ABLATABLE_ORGANS",
+    "AUTO_STRUCTURES",
     "CASE_FORMAT_VERSION",
     "CT_CONTRAST_RANGE_HU",
     "DEFAULT_CT_CONTRAST_HU",
@@ -77,6 +79,7 @@ __all__ = [
     "SEED_RANGE",
     "SPACING_RANGE_MM",
     "VESSEL_LABELS",
+    "AutoLabels",
     "Case",
     "ClassMap",
     "ExtraClass",
@@ -88,6 +91,8 @@ __all__ = [
     "TumorSpec",
     "VesselSegment",
     "add_lesion",
+    "auto_label_parameters",
+    "auto_labels",
     "case_from_images",
     "check_case_name",
     "check_phantom_memory",
