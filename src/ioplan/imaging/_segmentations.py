@@ -282,10 +282,7 @@ def labels_on_grid(
     arr = np.asarray(labels.array)
     n_src = int(np.count_nonzero(arr))
     out = resample(labels, grid, interpolation="nearest", default_value=0)
-    # labelled voxels whose centres fall outside the image would be lost
-    idx = np.argwhere(arr != 0)
-    inside = grid.contains_lps(labels.grid.index_to_lps(idx)) if idx.size else np.zeros(0, bool)
-    n_out = int(np.count_nonzero(~inside))
+    n_out = _labelled_outside(arr, labels.grid, grid)
     if n_src and n_out == n_src:
         raise GeometryMismatchError(
             f"{what} do not overlap the image: none of their {n_src} labelled voxels lies in "
@@ -303,6 +300,25 @@ def labels_on_grid(
         f"{_fmt(grid.spacing_mm)} mm, origin {_fmt(grid.origin_mm)} mm)"
     )
     return out, note
+
+
+def _labelled_outside(arr: np.ndarray, src: Grid, grid: Grid) -> int:
+    """How many labelled voxels of ``arr`` (on ``src``) have their centres outside ``grid``."""
+    nz = [np.flatnonzero(np.any(arr != 0, axis=tuple(a for a in range(3) if a != k)))
+          for k in range(3)]  # fmt: skip
+    if any(v.size == 0 for v in nz):
+        return 0
+    corners = np.array([[a, b, c] for a in (nz[0][0], nz[0][-1]) for b in (nz[1][0], nz[1][-1])
+                        for c in (nz[2][0], nz[2][-1])], float)  # fmt: skip
+    if np.all(grid.contains_lps(src.index_to_lps(corners))):
+        return 0  # the image's box is convex: every labelled voxel lies inside it
+    n_out = 0
+    for k in range(arr.shape[0]):  # slice by slice, to bound the memory
+        idx = np.argwhere(arr[k] != 0)
+        if idx.size:
+            full = np.column_stack([np.full(len(idx), k), idx])
+            n_out += int(np.count_nonzero(~grid.contains_lps(src.index_to_lps(full))))
+    return n_out
 
 
 def _fmt(v: tuple[float, ...]) -> str:
