@@ -113,7 +113,7 @@ def test_dicom_seg_written_with_highdicom(tmp_path):
     np.testing.assert_array_equal(on.array == 2, seg == 2)
 
 
-def _write_seg_nrrd(path, layers: np.ndarray, segments: list[tuple[str, int, int]]) -> None:
+def _write_seg_nrrd(path, layers: np.ndarray, segments: list[tuple[str, int, int | None]]) -> None:
     """A Slicer segmentation written by hand: raw NRRD, layers as the fastest axis."""
     nz, ny, nx = G.shape
     sz, sy, sx = G.spacing_mm
@@ -131,7 +131,9 @@ def _write_seg_nrrd(path, layers: np.ndarray, segments: list[tuple[str, int, int
     ]
     for k, (name, value, layer) in enumerate(segments):
         head += [f"Segment{k}_Name:={name}", f"Segment{k}_LabelValue:={value}",
-                 f"Segment{k}_Layer:={layer}", f"Segment{k}_ID:=Segment_{k}"]  # fmt: skip
+                 f"Segment{k}_ID:=Segment_{k}"]  # fmt: skip
+        if layer is not None:
+            head.append(f"Segment{k}_Layer:={layer}")
     # file order: layer fastest, then x, y, z; our array is (layer, z, y, x)
     data = np.ascontiguousarray(np.transpose(layers, (1, 2, 3, 0))).astype(np.uint8)
     path.write_bytes(("\n".join(head) + "\n\n").encode() + data.tobytes())
@@ -192,3 +194,14 @@ def test_labels_of_another_place_or_partly_outside_are_refused():
     shifted = Grid(G.shape, G.spacing_mm, (G.origin_mm[0] + 5.0, 5.0, 30.0))
     with pytest.raises(GeometryMismatchError, match="outside the image"):
         labels_on_grid(Volume(_blocks(), shifted), G)
+
+
+def test_older_slicer_files_with_one_layer_per_segment(tmp_path):
+    """Before Slicer 4.11 a .seg.nrrd held one binary layer per segment and no Layer field."""
+    seg = _blocks()
+    p = tmp_path / "old.seg.nrrd"
+    layers = np.stack([(seg == 1), (seg == 3)]).astype(np.uint8)
+    _write_seg_nrrd(p, layers, [("liver", 1, None), ("spleen", 1, None)])
+    s = read_segmentation(p)
+    assert np.count_nonzero(s.labels.array == s.names["liver"]) == 210 - 8
+    assert np.count_nonzero(s.labels.array == s.names["spleen"]) == 12

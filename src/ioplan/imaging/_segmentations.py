@@ -225,12 +225,14 @@ def _read_slicer_seg(path: Path) -> Segmentation:
         vols.append(Volume(sitk.GetArrayFromImage(layer), grid))
     out = np.zeros(vols[0].grid.shape, np.uint16)
     names: dict[str, int] = {}
-    for k in sorted(segs):
+    for pos, k in enumerate(sorted(segs)):
         s = segs[k]
         try:
             name = s["Name"]
             value = int(s.get("LabelValue", "1"))
-            layer = int(s.get("Layer", "0"))
+            # older Slicer files: no Layer field, one binary layer per segment, in order
+            default_layer = str(pos) if len(vols) == len(segs) and len(vols) > 1 else "0"
+            layer = int(s.get("Layer", default_layer))
         except (KeyError, ValueError):
             raise FileFormatError(
                 f"{path}: Segment{k} has no name or a non-integer value"
