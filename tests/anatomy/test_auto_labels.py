@@ -90,25 +90,28 @@ def test_phantom_vessels_match_the_known_tree(phantom_auto):
     truth = np.isin(ph.labels.array, LIVER_VESSELS)
     tp = np.count_nonzero(found & truth)
     dice = 2 * tp / (found.sum() + truth.sum())
-    # measured 0.91 (sensitivity 0.87, precision 0.96) at 2 mm; the painted tubes are
-    # voxelised and blurred, so edge voxels are partial volumes: 0.85 leaves that margin
-    assert dice >= 0.85
+    # measured 0.948 (precision 0.94: the hepatic artery, 190 HU, is found too but is not in
+    # the reference) at 2 mm; edge voxels of the voxelised, blurred tubes are partial
+    # volumes: 0.9 leaves that margin
+    assert dice >= 0.9
     assert found[given != Label.LIVER].sum() == 0  # only inside the liver label
-    # sensitivity on vessels of radius >= 3 mm (measured 0.88; thin 1-2 mm ones 0.74)
+    # sensitivity on vessels of radius >= 3 mm (measured 0.995; thin 1-2 mm ones 0.77)
     grid = ph.image.grid
     idx = np.argwhere(truth)
     segs = [s for s in ph.vessels if s.tree in TREES]
     _, r_true = _nearest_segment(grid.index_to_lps(idx), segs)
     hit = found[tuple(idx.T)]
-    assert hit[r_true >= 3.0].mean() >= 0.8
-    # local radius on the voxels found: within one voxel (2 mm) of the known segment radius
-    # for vessels >= 3 mm (median error measured -0.75 mm for 3-5 mm, -1.3 mm for 5-7 mm)
+    assert hit[r_true >= 3.0].mean() >= 0.95
+    # local radius on the voxels found vs the known segment radius, vessels >= 3 mm: median
+    # absolute error measured 0.40 mm, 90th percentile 1.34 mm; bounds half a voxel and one
+    # voxel (2 mm), the resolution of the distance transform
     fidx = np.argwhere(found & truth)
     _, r_seg = _nearest_segment(grid.index_to_lps(fidx), segs)
     r_est = out.vessel_radius_mm.array[tuple(fidx.T)]
     big = r_seg >= 3.0
     assert np.all(r_est > 0)
-    assert np.median(np.abs(r_est[big] - r_seg[big])) <= max(grid.spacing_mm)
+    assert np.median(np.abs(r_est[big] - r_seg[big])) <= 0.5 * max(grid.spacing_mm)
+    assert np.percentile(np.abs(r_est[big] - r_seg[big]), 90) <= max(grid.spacing_mm)
     assert np.all(out.vessel_radius_mm.array[~found] == 0)
 
 
@@ -314,3 +317,14 @@ def test_straight_tube_on_an_anisotropic_grid():
     # radius on the tube's axis (measured 3.9 mm) within one in-plane voxel (1 mm) of 4 mm
     on_axis = found & (r <= 1.0)
     assert abs(np.median(out.vessel_radius_mm.array[on_axis]) - 4.0) <= 1.0
+
+
+def test_soft_tissue_fills_the_body_left_unlabelled_even_with_muscle_labels():
+    v = _small()
+    given = np.zeros(v.shape, np.uint8)
+    given[:, 5:8, 5:8] = Label.MUSCLE  # e.g. TotalSegmentator's muscles (the case's stand-in)
+    out = auto_labels(v, labels=given)
+    assert out.provenance["soft_tissue"] == "auto"
+    body = out.body.array
+    assert np.all(out.labels.array[body] != 0)
+    assert np.all(out.labels.array[given == Label.MUSCLE] == Label.MUSCLE)

@@ -315,13 +315,18 @@ def _liver_vessels(hu, liver, spacing, p, pv, notes) -> tuple[np.ndarray, np.nda
         vness = ndi.map_coordinates(vness, coords, order=1, mode="nearest")
     ref = float(np.percentile(vness[liv], 99.9)) if liv.any() else 0.0
     smooth = ndi.gaussian_filter(sub, 0.5)
-    cand = liv & (vness > pv["vesselness_fraction"] * ref) & (smooth > med + pv["vessel_excess_hu"])
-    lab, n = ndi.label(cand)
+    # bright voxels (the half-maximum edge) form the vessel; a bright component is kept when
+    # enough of it is tubular (vesselness), so a wide vessel whose centre the filter misses
+    # stays whole and enhancing blobs without a tube are dropped
+    bright = liv & (smooth > med + pv["vessel_excess_hu"])
+    tubular = bright & (vness > pv["vesselness_fraction"] * ref)
+    lab, n = ndi.label(bright)
     vox_mm3 = float(np.prod(spacing))
+    cand = np.zeros_like(bright)
     if n:
-        counts = np.bincount(lab.ravel())
-        counts[0] = 0
-        cand = (counts * vox_mm3 >= pv["min_component_mm3"])[lab]
+        tub = np.bincount(lab[tubular], minlength=n + 1)
+        tub[0] = 0
+        cand = (tub * vox_mm3 >= pv["min_component_mm3"])[lab]
     if not cand.any():
         notes.append("liver vessels: contrast CT but no vessel found inside the liver")
         return vessels, radius
@@ -431,9 +436,9 @@ def auto_labels(
     round midline air component near the superior end; bone = components over 200 HU of at
     least 0.5 mL (ribs and vertebrae are one class, stored as ``RIB``); other gas inside the
     body = ``gas``; the rest of the body = ``soft_tissue`` (``MUSCLE``). With contrast and a
-    liver label: the liver vessels by multiscale Frangi vesselness (radii 1.5-8 mm) inside
-    the liver and 20 HU brighter than its median, with their local radius from the distance
-    transform on the skeleton.
+    liver label: the liver vessels = the components inside the liver 20 HU brighter than its
+    median that hold at least 100 mm^3 of tubular voxels by multiscale Frangi vesselness
+    (radii 1.5-8 mm), with their local radius from the distance transform on the skeleton.
 
     MR: body = largest component above Otsu's threshold, holes filled; lung = large signal
     voids inside it; vessels only from labels.
@@ -576,15 +581,17 @@ def auto_labels(
         provenance[name] = "auto"
         if name == "liver_vessels":
             vessel_radius[~paint] = 0.0
+    # what is left of the body is soft tissue, whatever the labels hold (their voxels stay)
     soft = body & (out == 0)
-    if int(Label.MUSCLE) in present:
-        provenance["soft_tissue"] = "labels"
-    elif soft.any():
+    if soft.any():
         out[soft] = values["soft_tissue"]
         provenance["soft_tissue"] = "auto"
         notes.append(
-            "soft tissue: unlabelled body voxels stored as muscle (soft-tissue properties)"
+            f"soft tissue: {int(soft.sum())} unlabelled body voxels stored as muscle "
+            "(soft-tissue properties)"
         )
+    elif int(Label.MUSCLE) in present:
+        provenance["soft_tissue"] = "labels"
     if mod == "CT" and provenance.get("bone") == "auto":
         notes.append("bone: ribs, vertebrae and other bone are one class, stored as rib")
     classes = {name: values[name] for name in provenance}
