@@ -328,3 +328,26 @@ def test_soft_tissue_fills_the_body_left_unlabelled_even_with_muscle_labels():
     body = out.body.array
     assert np.all(out.labels.array[body] != 0)
     assert np.all(out.labels.array[given == Label.MUSCLE] == Label.MUSCLE)
+
+
+@needs_real
+@pytest.mark.slow  # a second run on the chest CT: about 3 s
+def test_flipped_and_permuted_copy_gives_the_same_labels(chest):
+    """The patient stored (x, z, y) with two axes reversed: the same labels, voxel for voxel."""
+    image, out = chest
+    perm, flip = (2, 0, 1), (0, 2)
+    arr = np.transpose(image.array, perm)
+    d = image.grid.direction_matrix[:, perm]
+    for ax in flip:
+        arr = np.flip(arr, axis=ax)
+        d[:, ax] = -d[:, ax]
+    sp = tuple(image.grid.spacing_mm[p] for p in perm)
+    other = auto_labels(Volume(np.ascontiguousarray(arr), Grid(arr.shape, sp, direction=d)))
+
+    def back(a: np.ndarray) -> np.ndarray:
+        for ax in flip:
+            a = np.flip(a, axis=ax)
+        return np.transpose(a, np.argsort(perm))
+
+    assert np.array_equal(back(other.labels.array), out.labels.array)
+    assert other.voxel_counts == out.voxel_counts
