@@ -575,7 +575,8 @@ def auto_labels(
             free |= out == Label.LIVER
         paint = masks[name] & free
         if not paint.any():
-            notes.append(f"{name}: none found")
+            if not any(n.startswith(name.split("_")[0][:5]) for n in notes):
+                notes.append(f"{name}: none found")
             continue
         out[paint] = value
         provenance[name] = "auto"
