@@ -222,6 +222,8 @@ def test_import_case_from_a_dicom_series(tmp_path, capsys):
     write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
     g2 = Grid((4, 6, 8), (2.5, 0.8, 0.8), (-10.0, 20.0, 33.0))
     write_nifti(Volume(seg, g2), tmp_path / "seg2.nii.gz")
+    g3 = Grid((4, 6, 8), (2.5, 0.8, 0.8), (500.0, 20.0, 30.0))  # another patient's position
+    write_nifti(Volume(seg, g3), tmp_path / "seg3.nii.gz")
 
     def run_import(seg_name, out_name, *labels, extra=()):
         args = ["import-case", "--image", str(tmp_path / "dicom")]
@@ -240,8 +242,13 @@ def test_import_case_from_a_dicom_series(tmp_path, capsys):
     # an undeclared value, labels on another grid, a malformed --label: one-line errors
     code, _, err = run_import("seg.nii.gz", "c2", "liver=1")
     _assert_one_line_error(code, err, "[2]", "not declared")
-    code, _, err = run_import("seg2.nii.gz", "c3", "liver=1", "tumor=2")
-    _assert_one_line_error(code, err, "does not match", "origin_mm")
+    # labels 3 mm off the image grid are resampled onto it (nearest neighbour) with a note
+    code, out, err = run_import("seg2.nii.gz", "c3", "liver=1", "tumor=2")
+    assert code == 0, err
+    assert "resampled" in out + err
+    # labels that do not overlap the image at all: one line
+    code, _, err = run_import("seg3.nii.gz", "c5", "liver=1", "tumor=2")
+    _assert_one_line_error(code, err, "overlap")
     code, _, err = run_import("seg.nii.gz", "c4", "liver")
     _assert_one_line_error(code, err, "NAME=VALUE")
 

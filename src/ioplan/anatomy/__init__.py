@@ -14,6 +14,7 @@ from ioplan.anatomy._case import (
     load_case,
     save_case,
 )
+from ioplan.anatomy._case_auto import with_auto_labels
 from ioplan.anatomy._label_maps import (
     EXTRA_ROLES,
     LABEL_MAP_NAMES,
@@ -110,5 +111,6 @@ __all__ = [
     "read_class_file",
     "save_case",
     "totalsegmentator_map",
+    "with_auto_labels",
     "write_phantom_case",
 ]

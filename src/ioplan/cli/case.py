@@ -203,6 +203,16 @@ def import_case(
     series_uid: Annotated[
         str | None, typer.Option(help="DICOM series to read when the folder holds several.")
     ] = None,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto-labels",
+            help="Also find what the labels lack from the image: body, skin, fat, lung and "
+            "airways, bone (CT HU), liver vessels in contrast CT (vesselness); MR: body and "
+            "lung. The labels win where given; case.toml records what came from where. "
+            "Without a liver label the case is for other organs (liver not required).",
+        ),
+    ] = False,
     overwrite: _OVERWRITE = False,
 ) -> None:
     """Make a case folder from a real image and its segmentation."""
@@ -235,7 +245,12 @@ def import_case(
         name=name,
         modality=modality,
         series_uid=series_uid,
+        require_liver=not auto,
     )
+    if auto:
+        from ioplan.anatomy import with_auto_labels
+
+        case = with_auto_labels(case)
     for note in case.source.get("notes", []):
         console.print(f"note: {escape(str(note))}")
     save_case(case, out, overwrite=overwrite)
