@@ -69,7 +69,7 @@ def with_auto_labels(case: Case, *, contrast: bool | None = None) -> Case:
         entry.setdefault("classes", [])
         if name not in entry["classes"]:
             entry["classes"].append(name)
-    notes = [*case.source.get("notes", []), found.contrast_reason, *found.notes]
+    notes = [*case.source.get("notes", []), *found.notes]  # found.notes has the contrast reason
     source = dict(case.source) | {"notes": [n for n in notes if n], "auto_labels": True}
     return replace(case, labels=Volume(arr, case.labels.grid), structures=structures,
                    source=source)  # fmt: skip
