@@ -440,6 +440,31 @@ def check_margin_options(margin_mm: float, capsule_exclusion_mm: float, has_live
         raise InputError("--capsule-exclusion-mm needs the liver mask (--liver)")
 
 
+def _holes_bound(mam: float, where, tm: np.ndarray, zm: np.ndarray, grid: Grid,
+                 notes: list[str]) -> tuple[float, Any]:  # fmt: skip
+    """Keep the minimal margin honest where the zone has holes smaller than the blur.
+
+    The surfaces are drawn from masks blurred by a voxel, which closes a one-voxel hole in
+    the zone. When tumour voxels lie outside the zone but the surfaces say the tumour is
+    covered (``mam > 0``), the margin is bounded by the deepest such voxel: its centre lies
+    at least (distance to the nearest zone voxel centre - half a voxel) from ablated tissue.
+    """
+    uncovered = tm & ~zm
+    if mam <= 0 or not uncovered.any():
+        return mam, where
+    sp = np.asarray(grid.spacing_mm)
+    edt = ndimage.distance_transform_edt(~zm, sampling=sp)
+    idx = np.argwhere(uncovered)
+    depth = edt[tuple(idx.T)] - 0.5 * float(sp.min())
+    k = int(np.argmax(depth))
+    bound = -float(max(depth[k], 0.5 * float(sp.min())))
+    notes.append(
+        f"{len(idx)} tumour voxel(s) lie in holes of the zone that the sub-voxel surfaces "
+        f"close over; the minimal margin is bounded by the deepest one ({bound:.2f} mm)"
+    )
+    return bound, tuple(float(v) for v in grid.index_to_lps(idx[k].astype(float)))
+
+
 def measure_margin(
     tumour: Volume,
     zone: Volume,
@@ -567,6 +592,7 @@ def measure_margin(
         k: float(100.0 * a_keep[(m_keep >= lo_) & (m_keep < hi_)].sum() / a_keep.sum())
         for k, (lo_, hi_) in MARGIN_BINS_MM.items()
     }
+    mam, where = _holes_bound(mam, where, tm, zm, sub, notes)
     vox_ml = g.voxel_volume_ml
     d_t = ndimage.distance_transform_edt(~tm, sampling=g.spacing_mm)
     vic = {f"{m:g}": float(np.sum((d_t <= m) & ~zm)) * vox_ml for m in VIC_MARGINS_MM}
