@@ -10,7 +10,7 @@ and no identifying DICOM value appears in its output or in any file it wrote.
 
 Usage::
 
-    python validation/probe.py                 # every probe (~3-5 min on 2 cores)
+    python validation/probe.py                 # every probe (~4 min on 2 cores)
     python validation/probe.py --only sirt     # probes whose name contains "sirt"
     python validation/probe.py --json validation/probe.json
 
@@ -187,6 +187,46 @@ def probes() -> list[Probe]:
             "ok",
         ),
         P("info-phi-case", ("info", "ic4", "--json"), "ok"),
+        P(
+            "import-case-unknown-map",
+            (
+                "import-case",
+                "--image",
+                "ct.nii.gz",
+                "--labels",
+                "case/labels.nii.gz",
+                "--label-map",
+                "nosuchtool",
+                "--out",
+                "ic5",
+            ),
+        ),
+        P(
+            "import-case-labels-elsewhere",
+            (
+                "import-case",
+                "--image",
+                "ct.nii.gz",
+                "--labels",
+                "far.nii.gz",
+                "--label",
+                "liver=1",
+                "--out",
+                "ic6",
+            ),
+        ),
+        P(
+            "add-lesion-outside-image",
+            ("add-lesion", "case", "--centre-mm=0,-200,0", "--diameter-mm", "20", "--out", "al1"),
+        ),
+        P(
+            "add-lesion-huge",
+            ("add-lesion", "case", "--centre-mm=-85,25,15", "--diameter-mm", "500", "--out", "al2"),
+        ),
+        P(
+            "add-lesion-missing-case",
+            ("add-lesion", "nope", "--centre-mm=0,0,0", "--diameter-mm", "20", "--out", "al3"),
+        ),
         # plan / demo / select
         P("plan-negative-tumor", (*("plan", *c), "--out", "pl1", "--tumor", "-1")),
         P("plan-tumour-alias", (*("plan", *c), "--out", "pl1", "--tumour", "99")),
