@@ -84,6 +84,7 @@ from ioplan.imaging import (
     Volume,
     check_output_folder,
     check_volume_3d,
+    label_integers,
     labels_on_grid,
     read_image,
     read_segmentation,
@@ -449,15 +450,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 
 def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarray:
     """Map the file's label values to ioplan Label values using ``[label_values]``."""
-    if not np.issubdtype(raw.dtype, np.integer):
-        if (
-            np.issubdtype(raw.dtype, np.floating)
-            and np.all(np.isfinite(raw))
-            and np.all(raw == np.rint(raw))
-        ):
-            raw = raw.astype(np.int64)
-        else:
-            raise InvalidImageError(f"{where}: label map must hold integers, got {raw.dtype}")
+    raw = label_integers(raw, str(where))
     lut: dict[int, int] = {0: int(Label.BACKGROUND)}
     owner: dict[int, str] = {}
     for name, value in table.items():

@@ -41,6 +41,7 @@ from ioplan.imaging._orient import axial_volume, signed_permutation
 from ioplan.imaging._segmentations import (
     Segmentation,
     check_volume_3d,
+    label_integers,
     labels_on_grid,
     read_segmentation,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "dicom_series_grid",
     "from_sitk",
     "image_format",
+    "label_integers",
     "labels_on_grid",
     "markups_lines",
     "read_dicom_pixels",

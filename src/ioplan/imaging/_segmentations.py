@@ -48,7 +48,8 @@ class Segmentation:
     notes: tuple[str, ...] = ()
 
 
-def _as_integers(arr: np.ndarray, where: str) -> np.ndarray:
+def label_integers(arr: np.ndarray, where: str) -> np.ndarray:
+    """``arr`` as integer label values 0-65535 (integral floats accepted), or a one-line error."""
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
         out = arr
     elif (
@@ -104,7 +105,7 @@ def read_segmentation(path: str | Path) -> Segmentation:
             return _read_dicom_seg(path)
         raise FileFormatError(f"{path}: a DICOM file given as labels must be a DICOM-SEG")
     vol = read_image(path)
-    return Segmentation(vol.with_array(_as_integers(vol.array, str(path))))
+    return Segmentation(vol.with_array(label_integers(vol.array, str(path))))
 
 
 def _single_dicom(folder: Path) -> Path:
@@ -144,7 +145,7 @@ def _read_mask_folder(folder: Path, masks: list[Path]) -> Segmentation:
     value = 0
     for p in masks:
         vol = read_image(p)
-        arr = _as_integers(vol.array, str(p))
+        arr = label_integers(vol.array, str(p))
         if grid is None:
             grid, out = vol.grid, np.zeros(vol.grid.shape, np.uint16)
         elif (diff := grid.mismatch(vol.grid)) is not None:
@@ -188,7 +189,7 @@ def _read_dicom_seg(path: Path) -> Segmentation:
         raise FileFormatError(f"{path}: expected a 3D segmentation, got shape {arr.shape}")
     # highdicom's affine maps the array's indices to LPS mm, whatever their order
     grid = Grid.from_affine(arr.shape, np.asarray(vol.affine))
-    return Segmentation(Volume(_as_integers(arr, str(path)), grid), names, "dicom-seg")
+    return Segmentation(Volume(label_integers(arr, str(path)), grid), names, "dicom-seg")
 
 
 def _read_slicer_seg(path: Path) -> Segmentation:
