@@ -10,7 +10,12 @@ longer than the applicator can reach, or when its angle is beyond what the
 scanner allows (CT: craniocaudal angle out of the axial plane; MR: the
 applicator and its handle must fit in the bore).
 Accepted paths are ranked by length, liver traversed before the tumour,
-clearance and angle.
+clearance, angle and the length outside the image.
+
+A path that leaves the image while still inside the body (a limited scan range or
+field of view) continues through the edge slices, as the simulation domain does: its
+skin entry and the structures on the way are those of the edge slice continued, not
+imaged ones. That length is recorded (``unimaged_mm``) and such paths rank lower.
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ class Trajectory:
     liver_before_tumour_mm: float = 0.0
     angle_deg: float = 0.0
     score: float = 0.0
+    unimaged_mm: float = 0.0
 
     @property
     def direction(self) -> tuple[float, float, float]:
@@ -136,7 +142,8 @@ class Trajectory:
         for k in ("entry_mm", "target_mm"):
             d[k] = [round(v, 2) for v in d[k]]
         d["reasons"] = list(self.reasons)
-        for k in ("length_mm", "clearance_mm", "liver_before_tumour_mm", "angle_deg", "score"):
+        keys = ("length_mm", "clearance_mm", "liver_before_tumour_mm", "angle_deg", "score")
+        for k in (*keys, "unimaged_mm"):
             d[k] = round(d[k], 3)
         return d
 
@@ -222,8 +229,9 @@ def candidate_trajectories(
         pts = target[None, :] + s[:, None] * u[None, :]
         idx = np.rint(g.lps_to_index(pts)).astype(int)
         inside_grid = np.all((idx >= 0) & (idx < np.asarray(g.shape)), axis=1)
-        k_body = np.zeros(len(s), bool)
-        k_body[inside_grid] = body[tuple(idx[inside_grid].T)]
+        # beyond the image (a limited scan range or field of view) the edge slices are
+        # continued, as the simulation domain does; that part is recorded as not imaged
+        k_body = body[tuple(np.clip(idx, 0, np.asarray(g.shape) - 1).T)]
         outside = np.flatnonzero(~k_body)
         if outside.size == 0:
             continue  # never leaves the body within reach
@@ -232,6 +240,7 @@ def candidate_trajectories(
             continue
         entry = pts[n_in - 1]
         length = float(s[n_in - 1])
+        unimaged = float(np.count_nonzero(~inside_grid[:n_in])) * step
         d = -u  # insertion direction, entry -> target
         # sample the whole shaft: entry to target, plus the part beyond the target
         back = np.arange(-tip_beyond_mm, 0.0, step) if tip_beyond_mm > 0 else np.zeros(0)
@@ -281,6 +290,7 @@ def candidate_trajectories(
             - 2.0 * max(0.0, cfg.min_liver_before_mm - liver_before)
             + 2.0 * min(clearance, 20.0)
             - 0.5 * angle
+            - 2.0 * unimaged
         )
         out.append(
             Trajectory(
@@ -294,6 +304,7 @@ def candidate_trajectories(
                 liver_before_tumour_mm=liver_before,
                 angle_deg=angle,
                 score=score,
+                unimaged_mm=unimaged,
             )
         )
     out.sort(key=lambda t: (not t.accepted, -t.score))
