@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from ioplan.anatomy import Case, Label
 from ioplan.imaging import Grid, Volume, axial_volume
@@ -51,3 +52,14 @@ def test_ras_and_lps_copies_give_the_same_pictures_with_the_liver_on_the_image_l
     assert np.nonzero(shown_labels == Label.LIVER)[2].mean() < shown_labels.shape[2] / 2
     stored = np.asarray(ras.labels.array)
     assert np.nonzero(stored == Label.LIVER)[2].mean() > stored.shape[2] / 2  # on disk: right
+
+
+def test_mr_slices_get_a_window_from_their_own_signal():
+    from ioplan.planning._outputs import display_window
+    from ioplan.report import CT_WINDOW_HU
+
+    mr = np.concatenate([np.zeros(100), np.linspace(100.0, 1100.0, 1001)])  # arbitrary units
+    lo, hi = display_window(mr, "MR")
+    # 1st and 99th percentiles of the non-zero signal, computed by hand: 100 + 10 and 1090
+    assert lo == pytest.approx(110.0) and hi == pytest.approx(1090.0)
+    assert display_window(mr, "CT") == CT_WINDOW_HU

@@ -32,7 +32,9 @@ def write_plan_dicom_seg(case: Case, masks: list[np.ndarray], folder: str | Path
     from pydicom.sr.coding import Code
 
     folder = Path(folder)
-    ct_dir = write_dicom_series(case.image, folder / "ct", overwrite=True)
+    # the folder keeps its name (a contract); the series carries the case's real modality
+    modality = case.modality if case.modality in ("CT", "MR") else "CT"
+    ct_dir = write_dicom_series(case.image, folder / "ct", modality=modality, overwrite=True)
     files = sorted(ct_dir.glob("IM*.dcm"))
     sources = [pydicom.dcmread(f) for f in files]
     # type 2 attributes the SEG copies: present and empty (anonymous series)

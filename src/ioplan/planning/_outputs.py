@@ -49,7 +49,8 @@ def display_volumes(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray)
     def view(a, *, labels: bool = True, fill: float = 0.0) -> Volume:
         return axial_volume(Volume(np.asarray(a), g0), labels=labels, fill=fill)
 
-    img = view(np.asarray(case.image.array, float), labels=False, fill=-1024.0)
+    fill = -1024.0 if case.modality == "CT" else 0.0  # air outside: -1024 HU, MR: no signal
+    img = view(np.asarray(case.image.array, float), labels=False, fill=fill)
     if plan.modality == "cryo":  # the ice ball's edge
         hot = np.asarray(plan.tmin.array) <= 0.0
     else:
@@ -64,9 +65,25 @@ def display_volumes(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray)
     return img.grid, {k: np.asarray(v) for k, v in out.items()}
 
 
+def display_window(image: np.ndarray, modality: str) -> tuple[float, float]:
+    """Grey-level window of the slice figures.
+
+    CT: soft tissue (W400/L40 HU); MR: 1st-99th percentile of the non-zero signal (MR
+    intensities have no absolute scale).
+    """
+    if modality == "CT":
+        return CT_WINDOW_HU
+    signal = image[image > 0]
+    if signal.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(signal, [1.0, 99.0])
+    return (float(lo), float(max(hi, lo + 1e-6)))
+
+
 def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder: Path):
     g, arrays = display_volumes(case, plan, mask, shell)
     img, mask, shell, z, hot = (arrays[k] for k in ("image", "tumour", "shell", "zone", "isotherm"))
+    window = display_window(img, case.modality)
     if plan.modality == "cryo":
         zone_name, iso_name = "-40 degC", "ice ball edge (0 degC)"
     else:
@@ -85,7 +102,7 @@ def _slices(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray, folder:
     ]
     for ax, (name, _axis, take, (r_ax, c_ax)) in zip(axes, views, strict=True):
         aspect = sp[r_ax] / sp[c_ax]
-        ax.imshow(take(img), cmap="gray", vmin=CT_WINDOW_HU[0], vmax=CT_WINDOW_HU[1],
+        ax.imshow(take(img), cmap="gray", vmin=window[0], vmax=window[1],
                   aspect=aspect)  # fmt: skip
         for m, colour, style in (
             (mask, "lime", "solid"),
