@@ -8,7 +8,7 @@ memory is estimated, and an impossible one refused, before anything is allocated
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from ioplan.anatomy import LABEL_INFO, VESSEL_LABELS, Label, local_radius_mm
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
-from ioplan.imaging import Grid, resample
+from ioplan.imaging import Grid, Volume, resample
 from ioplan.physics._materials import FIRST_EXTRA_ID, MaterialTable, blood_properties
 from ioplan.physics._sources import Placement, array_placements, nusselt_wall_h
 
@@ -51,13 +51,17 @@ class Domain:
     material: np.ndarray
     centre: Placement
     placements: list[Placement]
+    #: how far (mm) a case domain reaches past the scanned image on each patient side
+    #: (``"superior": 12.0``); there the edge slices were continued (empty: it fits)
+    past_scan_mm: dict[str, float] = field(default_factory=dict)
 
 
 def make_domain(cfg: SimulationConfig) -> Domain:
     """The grid around the applicators (a block, a case crop or an external map's grid)."""
     app = cfg.applicator
+    past: dict[str, float] = {}
     if cfg.case is not None:
-        grid, material, centre = case_domain(cfg)
+        grid, material, centre, past = case_domain(cfg)
     else:
         grid, material, centre = block_domain(cfg)
     if app is None:
@@ -70,7 +74,7 @@ def make_domain(cfg: SimulationConfig) -> Domain:
     for pl in placements:
         if not grid.contains_lps(pl.tip_mm):
             raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the grid")
-    return Domain(grid, material, centre, placements)
+    return Domain(grid, material, centre, placements, past)
 
 
 def tissue_label(name: str) -> Label:
@@ -155,7 +159,90 @@ def check_domain_memory(cfg: SimulationConfig, grid: Grid) -> None:
     )
 
 
-def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
+#: Patient side of the low and high end of each LPS axis (x: right to left, y: anterior
+#: to posterior, z: inferior to superior).
+_SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
+
+
+def past_scan_mm(image: Grid, grid: Grid) -> dict[str, float]:
+    """How far ``grid``'s voxel centres reach past ``image``'s outer voxel edges (mm).
+
+    One entry per patient side reached (``{"superior": 12.0}``), rounded to 0.1 mm;
+    empty when ``grid`` lies inside ``image``. Reaches under 1e-6 mm are rounding.
+    """
+    idx = _corner_indices(image, grid)
+    out: dict[str, float] = {}
+    cols = image.direction_matrix
+    for a in range(3):
+        lps_axis = int(np.argmax(np.abs(cols[:, a])))
+        sign = 1 if cols[lps_axis, a] > 0 else -1
+        below = (-0.5 - idx[:, a].min()) * image.spacing_mm[a]
+        above = (idx[:, a].max() - (image.shape[a] - 0.5)) * image.spacing_mm[a]
+        for reach, end in ((below, 0), (above, 1)):
+            if reach > 1e-6:
+                side = _SIDES[lps_axis][end if sign > 0 else 1 - end]
+                out[side] = max(out.get(side, 0.0), round(float(reach), 1))
+    return out
+
+
+def zone_past_scan(image: Grid, grid: Grid, zone: np.ndarray) -> tuple[dict[str, float], float]:
+    """How far the ``zone`` (a mask on ``grid``) reaches past ``image``, and how much.
+
+    Returns the reach (mm per patient side, as :func:`past_scan_mm`) and the zone's
+    volume there (mL: its voxels whose centres lie outside the image).
+    """
+    idx = np.argwhere(zone)
+    if idx.size == 0:
+        return {}, 0.0
+    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    box = Grid(tuple(int(v) for v in hi - lo + 1), grid.spacing_mm,
+               tuple(float(v) for v in grid.index_to_lps(lo)), grid.direction)  # fmt: skip
+    reach = past_scan_mm(image, box)
+    if not reach:
+        return {}, 0.0
+    ci = image.lps_to_index(grid.index_to_lps(idx))
+    outside = np.any((ci < -0.5) | (ci > np.asarray(image.shape) - 0.5), axis=1)
+    return reach, float(outside.sum() * np.prod(grid.spacing_mm) * 1e-3)
+
+
+def past_scan_warning(past: dict[str, float], what: str, volume_ml: float | None = None) -> str:
+    """The warning for a ``what`` (the zone, the domain) that reaches past the scan."""
+    sides = ", ".join(f"{v:g} mm {k}" for k, v in sorted(past.items(), key=lambda kv: -kv[1]))
+    there = "" if volume_ml is None else f", {volume_ml:.1f} mL of it"
+    return (
+        f"the {what} reaches past the scanned range ({sides}{there}): the edge slices were "
+        "continued there, so the anatomy beyond the scan is assumed, not imaged"
+    )
+
+
+def _corner_indices(image: Grid, grid: Grid) -> np.ndarray:
+    """The continuous indices on ``image`` of ``grid``'s eight corner voxel centres."""
+    hi = np.asarray(grid.shape) - 1
+    corners = np.array([[i, j, k] for i in (0, hi[0]) for j in (0, hi[1]) for k in (0, hi[2])])
+    return image.lps_to_index(grid.index_to_lps(corners))
+
+
+def edge_extended(volume: Volume, grid: Grid) -> Volume:
+    """``volume`` with its outer planes repeated outward until it covers ``grid``.
+
+    Like ``np.pad(mode="edge")`` on the volume's own lattice (whole voxels, origin moved
+    by as many), so every voxel inside the original keeps its value and position; a
+    ``grid`` inside the volume gets the volume itself back.
+    """
+    idx = _corner_indices(volume.grid, grid)
+    n = np.asarray(volume.grid.shape)
+    lo = np.maximum(0, np.ceil(-0.5 - idx.min(axis=0) + 1e-9)).astype(int)
+    hi = np.maximum(0, np.ceil(idx.max(axis=0) - (n - 0.5) + 1e-9)).astype(int)
+    if not (lo.any() or hi.any()):
+        return volume
+    lo, hi = lo + 1, hi + 1  # one plane more: a centre on the outer edge stays inside
+    g = volume.grid
+    padded = np.pad(np.asarray(volume.array), list(zip(lo, hi, strict=True)), mode="edge")
+    origin = tuple(float(v) for v in g.index_to_lps(-lo))
+    return Volume(padded, Grid(padded.shape, g.spacing_mm, origin, g.direction))
+
+
+def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement, dict[str, float]]:
     case = cfg.case
     assert case is not None
     if cfg.tip_mm is None:
@@ -182,7 +269,14 @@ def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
     shape = tuple(math.ceil((hi[a] - lo[a]) / h) + 1 for a in (2, 1, 0))
     grid = Grid(shape, (h, h, h), tuple(lo))
     check_domain_memory(cfg, grid)
-    labels = resample(case.labels, grid, interpolation="nearest", default_value=int(Label.FAT))
+    # where the domain reaches past the scanned range (a slab of slices), the edge slices
+    # are continued outward: the anatomy there is assumed, not imaged (a 37 degC boundary
+    # or fat at the image edge would shape the zone)
+    past = past_scan_mm(case.labels.grid, grid)
+    labels = resample(
+        edge_extended(case.labels, grid) if past else case.labels, grid,
+        interpolation="nearest", default_value=int(Label.FAT),
+    )  # fmt: skip
     material = np.asarray(labels.array, np.uint8).copy()
     if not np.isin(material, [Label.LIVER, Label.TUMOR]).any():
         raise InputError("the case has no liver or tumor label around the applicator")
@@ -192,7 +286,7 @@ def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
         raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the body (in air)")
     # air inside the crop (outside the body) conducts like fat but is never heated
     material[material == Label.BACKGROUND] = Label.FAT
-    return grid, material, pl
+    return grid, material, pl, past
 
 
 def vessel_materials(

@@ -21,8 +21,10 @@ from ioplan.physics._domain import (
     Domain,
     active_extent_mm,
     make_domain,
+    past_scan_warning,
     tissue_label,
     vessel_materials,
+    zone_past_scan,
 )
 from ioplan.physics._heating import RfState, cryo_pair, microwave_pair, rf_pair
 from ioplan.physics._materials import (
@@ -364,11 +366,21 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
     domain = make_domain(cfg)
     model = _materials(cfg, domain)
     source, groups, settings = _sources(cfg, domain, model)
+    if domain.past_scan_mm:
+        settings["extends_past_scan_mm"] = dict(domain.past_scan_mm)
+        settings["warnings"].append(past_scan_warning(domain.past_scan_mm, "simulation domain"))
     final, src_state, stats, snaps = _run(cfg, domain, model, source, groups, progress)
     if isinstance(src_state, RfState):
         settings["rf_impedance_ohm_initial"] = src_state.z_initial_ohm
         settings["rf_impedance_ohm_final"] = src_state.z_last_ohm
-    return _measure(cfg, domain, model, final, stats, snaps, settings)
+    result = _measure(cfg, domain, model, final, stats, snaps, settings)
+    if domain.past_scan_mm and cfg.case is not None:
+        reach, ml = zone_past_scan(cfg.case.labels.grid, domain.grid, result.zone_mask)
+        if reach:
+            settings["zone_extends_past_scan_mm"] = reach
+            settings["zone_past_scan_ml"] = round(ml, 3)
+            settings["warnings"].append(past_scan_warning(reach, "ablation zone", ml))
+    return result
 
 
 def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:

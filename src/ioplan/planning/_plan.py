@@ -146,6 +146,12 @@ class Plan:
     #: LPS point (mm) of the tumour surface where the margin is smallest (None: no zone)
     minimal_margin_point_mm: tuple[float, float, float] | None = None
     protect_mm: float = 3.0
+    #: how far (mm) the verified zone reaches past the scanned range on each patient side
+    #: (``{"superior": 6.0}``; empty: the zone lies inside the image); there the edge
+    #: slices were continued, and the zone's metrics count only its part inside the image
+    extends_past_scan_mm: dict[str, float] = field(default_factory=dict)
+    #: the zone's volume past the scanned range (mL), not in ``zone_volume_ml``
+    zone_past_scan_ml: float = 0.0
     zone: Volume | None = field(default=None, repr=False, compare=False)
     tmax: Volume | None = field(default=None, repr=False, compare=False)
     tmin: Volume | None = field(default=None, repr=False, compare=False)
@@ -327,6 +333,30 @@ def _parallel_paths_safe(
             if idx.size and float(dm[tuple(idx.T)].min()) < safety_mm:
                 return False
     return True
+
+
+def _past_scan_notes(settings: dict[str, Any], notes: list[str]) -> tuple[dict, dict, list]:
+    """The simulation domain's and the zone's reach past the scanned range (mm per side).
+
+    A case whose scan range is short (a slab of slices) is simulated with its edge
+    slices continued outward; the engine's warnings about it become the plan's notes
+    (the zone's when it reaches past the scan, else the domain's). Returns the domain's
+    reach, the zone's reach and the notes added.
+    """
+    domain = dict(settings.get("extends_past_scan_mm", {}))
+    zone = dict(settings.get("zone_extends_past_scan_mm", {}))
+    added = [
+        w
+        for w in settings.get("warnings", [])
+        if "past the scanned range" in w and (("ablation zone" in w) == bool(zone))
+    ]
+    if zone:
+        added.append(
+            "coverage, margin and zone volume count only the part of the zone inside the "
+            "image; a scan covering the whole zone would confirm the plan"
+        )
+    notes.extend(added)
+    return domain, zone, added
 
 
 def _isotropic(case: Case, spacing_mm: float) -> Case:
@@ -629,6 +659,9 @@ def plan_ablation(
     v = _verify_ladder(case, app, tr, ladder, target, cfg, say, progress)
     m = v.metrics
     _, fit, _p, _t, _offset, length, width, _n = v.step
+    past = _past_scan_notes(v.result.settings, notes)
+    for note in past[2]:
+        say(note)
     return Plan(
         modality=cfg.modality,
         applicators=_applicator_records(app, tr, v),
@@ -653,7 +686,8 @@ def plan_ablation(
             "max_temperature_c": round(v.result.max_temperature_c, 2),
             "tried": v.tried,
             "not_tried": blocked,
-        },
+        }
+        | ({"extends_past_scan_mm": past[0]} if past[0] else {}),
         surrogate={
             "kind": "calibrated zone ellipsoid from block simulations (perfused liver)",
             "rows": len(table),
@@ -668,6 +702,8 @@ def plan_ablation(
         tumour_index=cfg.tumour_index,
         minimal_margin_point_mm=m["minimal_margin_point_mm"],
         protect_mm=cfg.protect_mm,
+        extends_past_scan_mm=past[1],
+        zone_past_scan_ml=float(v.result.settings.get("zone_past_scan_ml", 0.0)),
         runtime_s=time.perf_counter() - t0,
         seed=cfg.seed,
         software_version=__version__,
