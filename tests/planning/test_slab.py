@@ -77,12 +77,13 @@ def test_a_slab_through_the_liver_plans_with_a_warning(small_case, tmp_path, cap
     assert full.applicators[0]["tip_mm"] == slab.applicators[0]["tip_mm"]
     assert [a["power_w"] for a in full.applicators] == [a["power_w"] for a in slab.applicators]
     # Measured (4 mm, seed 3, 100 W 600 s): full 48.8 mL; slab 46.3 mL inside + 2.2 mL
-    # past the scan = 48.5 mL. The continued edge slices are liver like the slices they
-    # replace, so the whole zone matches the full case's to within the few voxels that
-    # the real anatomy beyond the slab (a vessel, the tumour's tip) changes: 64 mm3 a
-    # voxel, 5 % is ~38 voxels of a ~760-voxel zone.
+    # past the scan = 48.5 mL (-0.7 %). The continued edge slices are liver like the
+    # slices they stand for, so the whole zone matches the full case's to within what the
+    # real anatomy beyond the slab (a vessel, the tumour's tip) changes. 3 % is ~23 of
+    # the zone's ~760 voxels of 64 mm3; fat beyond the image (the old behaviour: less
+    # perfused, it heats further) gave 48.1 + 2.8 = 50.9 mL (+4.3 %) and fails it.
     whole = slab.zone_volume_ml + slab.zone_past_scan_ml
-    assert whole == pytest.approx(full.zone_volume_ml, rel=0.05)
+    assert whole == pytest.approx(full.zone_volume_ml, rel=0.03)
     # zone_volume_ml counts only the part inside the image: never more than the full's
     assert slab.zone_volume_ml <= full.zone_volume_ml + 0.5
     assert slab.coverage_percent >= full.coverage_percent - 1.0
