@@ -88,6 +88,8 @@ def test_real_mr_imports_and_plans_mr_guided(capsys, tmp_path):
     expected = float(outside.mean()) * float(np.linalg.norm(target - entry))
     # the planner samples every half voxel (1.5 mm) and rounds to voxel centres
     assert traj["unimaged_mm"] == pytest.approx(expected, abs=2 * 1.5), expected
+    # and the plan says so, for a person to review the part of the path nobody imaged
+    assert any("outside the scanned image" in n for n in plan["notes"]), plan["notes"]
     print(
         "MR plan:", plan["applicators"][0]["power_w"], "W", plan["applicators"][0]["duration_s"],
         "s, coverage", plan["coverage_percent"], "margin", plan["margin_coverage_percent"],

@@ -660,6 +660,13 @@ def plan_ablation(
     m = v.metrics
     _, fit, _p, _t, _offset, length, width, _n = v.step
     past = _past_scan_notes(v.result.settings, notes)
+    if tr.unimaged_mm > 0:  # the path search continued the edge slices beyond the image
+        notes.append(
+            f"the needle path runs {tr.unimaged_mm:.0f} mm outside the scanned image, where "
+            "the anatomy is assumed from the edge slices, not imaged: review the path on an "
+            "image that covers it"
+        )
+        say(notes[-1])
     for note in past[2]:
         say(note)
     return Plan(
