@@ -70,3 +70,15 @@ def test_write_page_is_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temporary left
     write_page(target, "new")
     assert target.read_text() == "new"
+
+
+def test_case_overview_says_where_each_structure_came_from(tmp_path, small_case):
+    from dataclasses import replace
+
+    from ioplan.report import write_case_overview
+
+    sources = {"liver": {"source": "labels"}, "fat": {"source": "auto"}}
+    case = replace(small_case, structures=sources)
+    text = write_case_overview(case, tmp_path).read_text()
+    rows = {r.split("</td>")[0].split(">")[-1]: r for r in text.split("<tr>")[2:]}
+    assert "<td>auto</td>" in rows["fat"] and "<td>labels</td>" in rows["liver"]

@@ -110,6 +110,10 @@ def save_overview_figure(case: Case, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=90)
 
 
+def _default_source(case: Case) -> str:
+    return "phantom" if case.source.get("kind") == "phantom" else "labels"
+
+
 def write_case_overview(case: Case, folder: str | Path) -> Path:
     """Write ``folder/index.html`` and ``folder/figures/overview.png``; return the HTML path."""
     folder = Path(folder)
@@ -123,10 +127,12 @@ def write_case_overview(case: Case, folder: str | Path) -> Path:
             s.value,
             f"{s.volume_ml:.1f}",
             "yes" if LABEL_INFO[Label(s.value)].critical else "",
+            (case.structures or {}).get(s.label, {}).get("source", _default_source(case)),
             LABEL_INFO[Label(s.value)].description,
         )
         for s in stats
     ]
+    extra = [(c.name, c.value, c.role, c.source, ", ".join(c.classes)) for c in case.extra_classes]
     tumours = [
         [t.get(key, "") for key in ("centre_mm", "diameter_mm", "irregularity", "histology")]
         for t in case.tumors
@@ -136,7 +142,15 @@ voxels (x, y, z) at {g.spacing_mm[2]:g} x {g.spacing_mm[1]:g} x {g.spacing_mm[0]
 {", ".join(f"{v:.1f}" for v in g.origin_mm)} mm.</p>
 {figure("figures/overview.png", "labelled slices")}
 <h2>Labels</h2>
-{table(["label", "value", "volume (mL)", "critical", "meaning"], rows, html_columns=[0])}
+{table(["label", "value", "volume (mL)", "critical", "from", "meaning"], rows, html_columns=[0])}
+<p>"from": labels (the segmentation given), auto (found from the image,
+<code>ioplan import-case --auto-labels</code>), phantom (synthetic).</p>
+{
+        "<h2>Other classes (kept under their own names)</h2>"
+        + table(["name", "value", "role", "from", "source classes"], extra)
+        if extra
+        else ""
+    }
 <h2>Tumours</h2>
 {table(["centre (LPS mm)", "diameter (mm)", "irregularity", "histology"], tumours)}
 <p>Axial slices in the radiological convention (patient right on the image left, anterior
