@@ -232,13 +232,22 @@ def test_import_case_from_a_dicom_series(tmp_path, capsys):
             args += ["--label", lab]
         return _run(capsys, *args, *extra)
 
-    code, _, err = run_import("seg.nii.gz", "case", "liver=1", "tumor=2", extra=("--name", "t-1"))
+    code, _, err = run_import(
+        "seg.nii.gz", "case", "liver=1", "tumor=2", extra=("--name", "t-1", "--no-auto-labels")
+    )
     assert code == 0, err
     code, stdout, _ = _run(capsys, "info", str(tmp_path / "case"), "--json")
     doc = json.loads(stdout)
     vols = {d["label"]: d["voxels"] for d in doc["labels"]}
     assert vols == {"liver": 2 * 3 * 4 - 1, "tumor": 1}
     assert doc["name"] == "t-1"
+    # by default, labels without a body outline get one found from the image, with a note
+    code, out, err = run_import("seg.nii.gz", "auto", "liver=1", "tumor=2")
+    assert code == 0 and "no body outline" in out + err, err
+    code, stdout, _ = _run(capsys, "info", str(tmp_path / "auto"), "--json")
+    auto = {d["label"]: d["voxels"] for d in json.loads(stdout)["labels"]}
+    assert auto["liver"] == vols["liver"] and auto["tumor"] == 1  # the labels win
+    assert set(auto) - {"liver", "tumor"}  # and the rest of the body is labelled
     # an undeclared value, labels on another grid, a malformed --label: one-line errors
     code, _, err = run_import("seg.nii.gz", "c2", "liver=1")
     _assert_one_line_error(code, err, "[2]", "not declared")

@@ -204,15 +204,18 @@ def import_case(
         str | None, typer.Option(help="DICOM series to read when the folder holds several.")
     ] = None,
     auto: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--auto-labels",
-            help="Also find what the labels lack from the image: body, skin, fat, lung and "
+            "--auto-labels/--no-auto-labels",
+            help="Find what the labels lack from the image: body, skin, fat, lung and "
             "airways, bone (CT HU), liver vessels in contrast CT (vesselness); MR: body and "
             "lung. The labels win where given; case.toml records what came from where. "
-            "Without a liver label the case is for other organs (liver not required).",
+            "Default: on when the labels hold no body outline (skin, fat or muscle), so that "
+            "needle paths start at the real skin. With --auto-labels the liver is not "
+            "required (cases for other organs).",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     overwrite: _OVERWRITE = False,
 ) -> None:
     """Make a case folder from a real image and its segmentation."""
@@ -247,6 +250,19 @@ def import_case(
         series_uid=series_uid,
         require_liver=not auto,
     )
+    if auto is None:  # by default, when the labels leave the body around the organs empty
+        import numpy as np
+
+        from ioplan.anatomy import Label
+
+        body = (Label.SKIN, Label.FAT, Label.MUSCLE)
+        auto = not np.isin(np.asarray(case.labels.array), [int(v) for v in body]).any()
+        if auto:
+            console.print(
+                "note: the labels hold no body outline (skin, fat, muscle): finding it from "
+                "the image (--no-auto-labels to keep the labels as they are)",
+                markup=False,
+            )
     if auto:
         from ioplan.anatomy import with_auto_labels
 
