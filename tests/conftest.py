@@ -44,3 +44,40 @@ def assert_one_line_error(code, err, *fragments):
     assert "Traceback" not in err and "internal error" not in err, err
     for f in fragments:
         assert f in lines[0], (f, lines[0])
+
+
+def write_test_dicom_seg(sources, masks, labels, path):
+    """A binary DICOM-SEG of ``masks`` (frames x rows x cols x segments) over ``sources``,
+    written with highdicom directly (independent of ioplan's own SEG writer)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    algo = hd.AlgorithmIdentificationSequence(
+        name="test", version="1", family=codes.cid7162.ArtificialIntelligence
+    )
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=i + 1,
+            segment_label=label,
+            segmented_property_category=codes.cid7150.Tissue,
+            segmented_property_type=codes.cid7166.ConnectiveTissue,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algo,
+        )
+        for i, label in enumerate(labels)
+    ]
+    hd.seg.Segmentation(
+        source_images=sources,
+        pixel_array=masks,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(),
+        series_number=2,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="1",
+        device_serial_number="1",
+    ).save_as(path)
+    return path

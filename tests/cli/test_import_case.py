@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error, run_cli
+from conftest import assert_one_line_error, run_cli, write_test_dicom_seg
 from ioplan.anatomy import EXTRA_STAND_IN, Label, load_case
 from ioplan.imaging import Grid, Volume, write_nifti
 
@@ -220,9 +220,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, images):
 def test_dicom_series_with_a_dicom_seg(tmp_path, capsys, images):
     """A DICOM CT folder and a DICOM-SEG made on it with highdicom: segment labels name the
     structures ("Liver", "Tumour" -> liver, tumor)."""
-    import highdicom as hd
     import pydicom
-    from pydicom.sr.codedict import codes
 
     from ioplan.imaging import write_dicom_series
 
@@ -240,34 +238,8 @@ def test_dicom_series_with_a_dicom_seg(tmp_path, capsys, images):
     tumour = np.zeros(G.shape, bool)
     tumour[2:4, 3:5, 5:7] = True  # 8 voxels inside the liver block, clear of the scapula
     liver = (seg == 5) & ~tumour
-    algo = hd.AlgorithmIdentificationSequence(
-        name="test", version="1", family=codes.cid7162.ArtificialIntelligence
-    )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=i + 1,
-            segment_label=label,
-            segmented_property_category=codes.cid7150.Tissue,
-            segmented_property_type=codes.cid7166.ConnectiveTissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algo,
-        )
-        for i, label in enumerate(["Liver", "Tumour"])
-    ]
-    hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=np.stack([liver, tumour], axis=-1).astype(np.uint8),
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=2,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="test",
-        manufacturer_model_name="test",
-        software_versions="1",
-        device_serial_number="1",
-    ).save_as(tmp_path / "seg.dcm")
+    masks = np.stack([liver, tumour], axis=-1).astype(np.uint8)
+    write_test_dicom_seg(sources, masks, ["Liver", "Tumour"], tmp_path / "seg.dcm")
     code, _, err = _import(capsys, tmp_path / "ct", tmp_path / "seg.dcm", tmp_path / "c")
     assert code == 0, err
     case = load_case(tmp_path / "c")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import write_test_dicom_seg
 from ioplan.errors import FileFormatError, GeometryMismatchError
 from ioplan.imaging import (
     Grid,
@@ -58,9 +59,7 @@ def test_masks_on_different_grids_are_refused(tmp_path):
 
 
 def test_dicom_seg_written_with_highdicom(tmp_path):
-    import highdicom as hd
     import pydicom
-    from pydicom.sr.codedict import codes
 
     seg = _blocks()
     write_dicom_series(Volume(np.zeros(G.shape, np.int16), G), tmp_path / "ct")
@@ -75,35 +74,7 @@ def test_dicom_seg_written_with_highdicom(tmp_path):
     z = [round((float(d.ImagePositionPatient[2]) - G.origin_mm[2]) / 2.0) for d in sources]
     assert z == list(range(G.shape[0]))
     masks = np.stack([seg == 1, seg == 2], axis=-1).astype(np.uint8)
-    algo = hd.AlgorithmIdentificationSequence(
-        name="test", version="1", family=codes.cid7162.ArtificialIntelligence
-    )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=i + 1,
-            segment_label=label,
-            segmented_property_category=codes.cid7150.Tissue,
-            segmented_property_type=codes.cid7166.ConnectiveTissue,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algo,
-        )
-        for i, label in enumerate(["Liver", "Tumour"])
-    ]
-    dcmseg = hd.seg.Segmentation(
-        source_images=sources,
-        pixel_array=masks,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=2,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="test",
-        manufacturer_model_name="test",
-        software_versions="1",
-        device_serial_number="1",
-    )
-    dcmseg.save_as(tmp_path / "seg.dcm")
+    write_test_dicom_seg(sources, masks, ["Liver", "Tumour"], tmp_path / "seg.dcm")
     s = read_segmentation(tmp_path / "seg.dcm")
     assert s.kind == "dicom-seg"
     assert s.names == {"Liver": 1, "Tumour": 2}
