@@ -57,14 +57,21 @@ class Domain:
 
 
 def make_domain(cfg: SimulationConfig) -> Domain:
-    """The grid around the applicators (a block, a case crop or an external map's grid)."""
+    """The grid around the applicators (a block, a case crop or an external map's grid).
+
+    With ``cfg.placements`` those are the applicators and ``centre`` is the first of
+    them: the zone's length, width and tip extent are measured along its axis.
+    """
     app = cfg.applicator
     past: dict[str, float] = {}
     if cfg.case is not None:
         grid, material, centre, past = case_domain(cfg)
     else:
         grid, material, centre = block_domain(cfg)
-    if app is None:
+    if cfg.placements:
+        # applicators on independent paths; the zone metrics follow the first one's axis
+        placements = list(cfg.placements)
+    elif app is None:
         placements = [centre]  # an external source: the axis only orients the zone metrics
     elif app.electrodes > 1:
         # a cluster applicator: its electrodes around the axis, driven together
@@ -115,6 +122,9 @@ def block_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
             )
         centre = grid.index_to_lps((np.asarray(grid.shape) - 1) / 2.0)
         tip = tuple(centre) if cfg.tip_mm is None else cfg.tip_mm
+    elif cfg.placements:
+        grid = _placements_block(cfg)
+        tip = cfg.placements[0].tip_mm
     else:
         h = cfg.spacing_mm
         extent = active_extent_mm(cfg.applicator)
@@ -133,7 +143,33 @@ def block_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement]:
         tip = (0.0, 0.0, 0.0) if cfg.tip_mm is None else cfg.tip_mm
     check_domain_memory(cfg, grid)
     material = np.full(grid.shape, int(lbl), np.uint8)
+    if cfg.placements:
+        return grid, material, cfg.placements[0]
     return grid, material, Placement(tip, cfg.direction)
+
+
+def _active_points(cfg: SimulationConfig) -> np.ndarray:
+    """Each placement's tip and the far end of its active part (``tip - d * extent``)."""
+    extent = active_extent_mm(cfg.applicator)
+    pts = []
+    for pl in cfg.placements:
+        tip = np.asarray(pl.tip_mm)
+        pts += [tip, tip - np.asarray(pl.direction) * extent]
+    return np.asarray(pts)
+
+
+def _placements_block(cfg: SimulationConfig) -> Grid:
+    """A block centred on the box around every placement's active part, plus the margin."""
+    pts = _active_points(cfg)
+    # centred on the box, with voxel centres on multiples of h (the lattice of the block
+    # around one applicator or an array at the origin)
+    h = cfg.spacing_mm
+    mid = np.round(0.5 * (pts.min(axis=0) + pts.max(axis=0)) / h) * h
+    vessels = max((v.distance_mm + v.diameter_mm for v in cfg.vessels), default=0)
+    half = np.max(np.abs(pts - mid), axis=0) + cfg.margin_mm + vessels
+    n = [2 * math.ceil(half[a] / h) + 1 for a in range(3)]  # x, y, z
+    origin = tuple(float(mid[a] - (n[a] // 2) * h) for a in range(3))
+    return Grid((n[2], n[1], n[0]), (h, h, h), origin)
 
 
 # Peak memory per voxel of one run, measured (peak RSS over a 1.8-2.4 M voxel block at
@@ -245,6 +281,8 @@ def edge_extended(volume: Volume, grid: Grid) -> Volume:
 def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement, dict[str, float]]:
     case = cfg.case
     assert case is not None
+    if cfg.placements:
+        return _placements_case_domain(cfg)
     if cfg.tip_mm is None:
         if case.tumors and "centre_mm" in case.tumors[0]:
             # the tip goes beyond the tumour centre so that the zone's centre lands on it
@@ -265,9 +303,35 @@ def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement, dic
     pts = [np.asarray(pl.tip_mm) - d * extent, np.asarray(pl.tip_mm)]
     lo = np.min(pts, axis=0) - cfg.margin_mm - spread
     hi = np.max(pts, axis=0) + cfg.margin_mm + spread
+    grid, material, past = _case_crop(cfg, lo, hi, [pl])
+    return grid, material, pl, past
+
+
+def _placements_case_domain(
+    cfg: SimulationConfig,
+) -> tuple[Grid, np.ndarray, Placement, dict[str, float]]:
+    """The case crop around every placement's tip and active part, plus the margin."""
+    case = cfg.case
+    assert case is not None
+    for pl in cfg.placements:
+        if not case.labels.grid.contains_lps(pl.tip_mm):
+            raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the case grid")
+    pts = _active_points(cfg)
+    lo = pts.min(axis=0) - cfg.margin_mm
+    hi = pts.max(axis=0) + cfg.margin_mm
+    grid, material, past = _case_crop(cfg, lo, hi, list(cfg.placements))
+    return grid, material, cfg.placements[0], past
+
+
+def _case_crop(
+    cfg: SimulationConfig, lo: np.ndarray, hi: np.ndarray, tips: list[Placement]
+) -> tuple[Grid, np.ndarray, dict[str, float]]:
+    """The case's labels on the box ``lo``-``hi`` (LPS mm); each tip must lie in the body."""
+    case = cfg.case
+    assert case is not None
     h = cfg.spacing_mm
     shape = tuple(math.ceil((hi[a] - lo[a]) / h) + 1 for a in (2, 1, 0))
-    grid = Grid(shape, (h, h, h), tuple(lo))
+    grid = Grid(shape, (h, h, h), tuple(float(v) for v in lo))
     check_domain_memory(cfg, grid)
     # where the domain reaches past the scanned range (a slab of slices), the edge slices
     # are continued outward: the anatomy there is assumed, not imaged (a 37 degC boundary
@@ -280,13 +344,14 @@ def case_domain(cfg: SimulationConfig) -> tuple[Grid, np.ndarray, Placement, dic
     material = np.asarray(labels.array, np.uint8).copy()
     if not np.isin(material, [Label.LIVER, Label.TUMOR]).any():
         raise InputError("the case has no liver or tumor label around the applicator")
-    tip_idx = tuple(np.clip(np.rint(grid.lps_to_index(pl.tip_mm)).astype(int), 0,
-                            np.asarray(grid.shape) - 1))  # fmt: skip
-    if material[tip_idx] == Label.BACKGROUND:
-        raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the body (in air)")
+    for pl in tips:
+        tip_idx = tuple(np.clip(np.rint(grid.lps_to_index(pl.tip_mm)).astype(int), 0,
+                                np.asarray(grid.shape) - 1))  # fmt: skip
+        if material[tip_idx] == Label.BACKGROUND:
+            raise InputError(f"applicator tip {pl.tip_mm} mm lies outside the body (in air)")
     # air inside the crop (outside the body) conducts like fat but is never heated
     material[material == Label.BACKGROUND] = Label.FAT
-    return grid, material, pl, past
+    return grid, material, past
 
 
 def vessel_materials(

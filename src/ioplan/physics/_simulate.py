@@ -118,6 +118,12 @@ class SimulationConfig:
         Domain margin around the applicators (mm), 10-100 (``--domain-margin-mm``).
     dtype : {"float32", "float64"}
         State precision (float32 in production).
+    placements : tuple of Placement
+        Applicators on independent paths (1-8), all on at once, each with its own tip
+        (LPS mm) and direction; empty: ``tip_mm``, ``direction`` and ``array`` place them.
+        With placements ``tip_mm`` must be None and ``array`` 1; not for cluster
+        applicators or external maps. The zone metrics (length, width, tip extent) are
+        measured along the first placement's axis; the zone volume counts every zone.
     """
 
     applicator: Applicator | None
@@ -144,6 +150,8 @@ class SimulationConfig:
     snapshot_times_s: tuple[float, ...] = ()
     #: ex vivo experiments: the block's starting (and far-boundary) temperature; None: 37 degC
     initial_temperature_c: float | None = None
+    #: applicators on independent paths (each its own tip and direction); empty: tip_mm/array
+    placements: tuple[Placement, ...] = ()
 
     def __post_init__(self) -> None:
         app = self.applicator
@@ -189,6 +197,7 @@ class SimulationConfig:
             raise InputError("give either a case or a tissue block")
         if app is not None and app.electrodes > 1 and self.array != 1:
             raise InputError(f"{app.id} is a cluster; --array needs a single applicator")
+        self._check_placements(external)
         if self.case is not None and external:
             raise InputError("external power maps are for homogeneous blocks (--tissue)")
         RfGenerator(1.0, self.rf_mode)  # validates the mode
@@ -197,6 +206,32 @@ class SimulationConfig:
             if vol is not None:
                 # onto the axial grid the engine runs on (flips and permutations only)
                 object.__setattr__(self, name, axial_volume(vol, oblique="refuse"))
+
+    def _check_placements(self, external: bool) -> None:
+        """Validate ``placements`` (a list becomes a tuple)."""
+        pls = self.placements
+        if isinstance(pls, list):
+            pls = tuple(pls)
+            object.__setattr__(self, "placements", pls)
+        if not isinstance(pls, tuple):
+            raise InputError(f"placements must be a tuple of Placement, got {type(pls).__name__}")
+        for i, pl in enumerate(pls):
+            if not isinstance(pl, Placement):
+                raise InputError(
+                    f"placements[{i}] must be a Placement (tip_mm, direction), "
+                    f"got {type(pl).__name__}"
+                )
+        if not pls:
+            return
+        if len(pls) > 8:
+            raise InputError(f"at most 8 placements, got {len(pls)}")
+        if self.tip_mm is not None or self.array != 1:
+            raise InputError("give placements or tip_mm/array, not both")
+        app = self.applicator
+        if app is not None and app.electrodes > 1:
+            raise InputError(f"{app.id} is a cluster; placements need single applicators")
+        if external:
+            raise InputError("an external power or SAR map takes no placements")
 
     @property
     def total_duration_s(self) -> float:
@@ -484,6 +519,7 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         "spacing_between_mm": cfg.spacing_between_mm,
         "spacing_mm": cfg.spacing_mm, "margin_mm": cfg.margin_mm,
         "tips_mm": [list(p.tip_mm) for p in placements], "direction": list(centre.direction),
+        "directions": [list(p.direction) for p in placements],
         "constant_properties": cfg.constant_properties,
         "vessels": [vars(v) for v in cfg.vessels],
         "warnings": app.setting_warnings(
