@@ -3,6 +3,7 @@
 from ioplan.assessment._confirm import MarginConfirmation, confirm_margin
 from ioplan.assessment._margin import (
     MARGIN_BINS_MM,
+    SMOOTH_SIGMA_VOXELS,
     MarginResult,
     Mesh,
     measure_margin,
@@ -23,6 +24,7 @@ from ioplan.assessment._response import Measurement, measure_lesions, response
 
 __all__ = [
     "MARGIN_BINS_MM",
+    "SMOOTH_SIGMA_VOXELS",
     "STAGES",
     "MarginConfirmation",
     "MarginResult",

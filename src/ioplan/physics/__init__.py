@@ -16,6 +16,7 @@ from ioplan.physics._damage import (
     liver_rate_table,
     rate_table,
 )
+from ioplan.physics._domain import active_extent_mm
 from ioplan.physics._heating import (
     CryoState,
     MicrowaveState,
@@ -81,6 +82,7 @@ __all__ = [
     "ThermalState",
     "VesselSpec",
     "ZoneMetrics",
+    "active_extent_mm",
     "array_placements",
     "arrhenius_increment",
     "arrhenius_log_constants",

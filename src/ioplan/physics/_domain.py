@@ -323,6 +323,24 @@ def _placements_case_domain(
     return grid, material, cfg.placements[0], past
 
 
+def _snapped(image: Grid, lo: np.ndarray) -> np.ndarray:
+    """``lo`` moved down onto the case's voxel lattice (an axis-aligned case grid only).
+
+    With the simulation's voxels on the case's lattice (and the simulation spacing a
+    multiple of the case's), every simulation voxel centre is a case voxel centre: the
+    labels map onto the simulation grid and the zone back onto the case without the
+    half-voxel shifts that would move a vessel wall into the tissue beside it.
+    """
+    cols = image.direction_matrix
+    if not np.allclose(np.abs(cols), np.round(np.abs(cols)), atol=1e-6):
+        return lo  # oblique: no common lattice
+    origin = np.asarray(image.origin_mm, float)
+    sp = np.empty(3)
+    for a in range(3):  # the spacing along each LPS axis, whichever array axis runs along it
+        sp[int(np.argmax(np.abs(cols[:, a])))] = image.spacing_mm[a]
+    return origin + np.floor((lo - origin) / sp + 1e-9) * sp
+
+
 def _case_crop(
     cfg: SimulationConfig, lo: np.ndarray, hi: np.ndarray, tips: list[Placement]
 ) -> tuple[Grid, np.ndarray, dict[str, float]]:
@@ -330,6 +348,7 @@ def _case_crop(
     case = cfg.case
     assert case is not None
     h = cfg.spacing_mm
+    lo = _snapped(case.labels.grid, np.asarray(lo, float))
     shape = tuple(math.ceil((hi[a] - lo[a]) / h) + 1 for a in (2, 1, 0))
     grid = Grid(shape, (h, h, h), tuple(float(v) for v in lo))
     check_domain_memory(cfg, grid)

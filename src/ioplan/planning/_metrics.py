@@ -129,21 +129,27 @@ def _structures_at_risk(lab: np.ndarray, z: np.ndarray, tmax: np.ndarray, tmin: 
 
 
 def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, mask: np.ndarray,
-                 margin_mm: float, protect_mm: float) -> dict[str, Any]:  # fmt: skip
+                 margin_mm: float, protect_mm: float, *,
+                 target: np.ndarray | None = None) -> dict[str, Any]:  # fmt: skip
     """Coverage, minimal margin, normal liver ablated and structures at risk of a zone ``z``.
 
-    All on the case grid. The tumour-plus-margin volume leaves out the lumen of large
-    vessels (blood, held at body temperature by the engine, not tissue to ablate).
+    All on the case grid. ``target`` is the tumour plus its margin to cover; by default
+    the tumour and its margin shell without the lumen of large vessels (blood, held at
+    body temperature by the engine, not tissue to ablate). The planner passes the margin
+    in parenchyma only (:func:`ioplan.planning._candidates.target_points`).
     """
     g = case.labels.grid
     sp = g.spacing_mm
     lab = np.asarray(case.labels.array)
     vox_ml = g.voxel_volume_ml
-    lumen = _large_vessel_lumen(lab, sp)
-    tm = (ndimage.distance_transform_edt(~mask, sampling=sp) <= margin_mm) & ~lumen
+    if target is None:
+        lumen = _large_vessel_lumen(lab, sp)
+        target = (ndimage.distance_transform_edt(~mask, sampling=sp) <= margin_mm) & ~lumen
+    tm = target
     min_margin, cov, where = _margin_and_coverage(mask, z, g, margin_mm)
     return {
         "coverage_percent": cov,
+        "tumour_voxels_covered_percent": 100.0 * float(np.sum(z & mask)) / float(mask.sum()),
         "margin_coverage_percent": 100.0 * float(np.sum(z & tm)) / float(tm.sum()),
         "minimal_margin_mm": min_margin,
         "minimal_margin_point_mm": where,

@@ -150,8 +150,11 @@ def _picture_3d(case: Case, plan: Plan, mask: np.ndarray, folder: Path) -> None:
     for m, colour, alpha in ((mask, "green", 0.6), (np.asarray(plan.zone.array) > 0, "red", 0.15)):
         if m.sum() < 8:
             continue
-        verts, faces, _, _ = measure.marching_cubes(m.astype(np.float32), 0.5)
-        pts = g.index_to_lps(verts)
+        # meshed on the axial array, so that the picture does not depend on how the case's
+        # array is stored (flipped or permuted copies draw the same triangles)
+        ax_vol = axial_volume(Volume(m.astype(np.float32), g))
+        verts, faces, _, _ = measure.marching_cubes(np.asarray(ax_vol.array), 0.5)
+        pts = ax_vol.grid.index_to_lps(verts)
         ax.plot_trisurf(
             pts[:, 0], pts[:, 1], faces, pts[:, 2], color=colour, alpha=alpha, linewidth=0
         )
@@ -274,12 +277,18 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
          "min temperature (degC)", "lethal damage", "within protect distance"],
         [[r[k] for k in risk_keys] for r in plan.at_risk],
     )  # fmt: skip
+
+    def _num(x, fmt=".1f"):
+        return "-" if x is None else format(x, fmt)
+
     tried = table(
-        ["applicators", "power", "time", "tumour %", "tumour + margin %", "minimal margin (mm)"],
+        ["round", "applicators", "power (W)", "time (s)", "tumour %", "tumour + margin %",
+         "minimal margin (mm)", "goal met", "what changed before"],
         [
-            [t_["applicators"], f"{t_['power_w']:g} W", f"{t_['duration_s']:g} s",
-             f"{t_['coverage_percent']:.1f}", f"{t_['margin_coverage_percent']:.1f}",
-             f"{t_['minimal_margin_mm']:.1f}"]
+            [t_["round"], t_["applicators"], ", ".join(f"{p:g}" for p in t_["power_w"]),
+             ", ".join(f"{d:g}" for d in t_["duration_s"]),
+             _num(t_["tumour_voxels_covered_percent"]), _num(t_["margin_coverage_percent"]),
+             _num(t_["minimal_margin_mm"]), "yes" if t_["goal_met"] else "no", t_["change"]]
             for t_ in plan.simulation["tried"]
         ],
     )  # fmt: skip

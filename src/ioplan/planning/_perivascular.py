@@ -96,7 +96,7 @@ def _surface(tum: np.ndarray, sp) -> tuple[float, np.ndarray, np.ndarray]:
     about 9 %, on the blurred mask it is within 2 % for radii of 10 voxels or more (the
     0.5 level moves inwards by ``sigma^2 / R``, a few hundredths of a millimetre).
     """
-    from ioplan.assessment._margin import SMOOTH_SIGMA_VOXELS
+    from ioplan.assessment import SMOOTH_SIGMA_VOXELS
 
     padded = np.pad(tum, 1).astype(np.float32)
     padded = ndimage.gaussian_filter(padded, SMOOTH_SIGMA_VOXELS, mode="constant")

@@ -25,12 +25,17 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from ioplan.anatomy import Case
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
-from ioplan.imaging import Grid, Volume, resample, resample_to_spacing
+from ioplan.imaging import Volume, resample_to_spacing
+from ioplan.planning._candidates import (
+    CandidateSet,
+    heat_sink_prior,
+    make_candidates,
+    target_points,
+)
 from ioplan.planning._checks import (
     ANISOTROPY_LIMIT,
     MARGIN_RANGE_MM,
@@ -39,20 +44,10 @@ from ioplan.planning._checks import (
     check_in_range,
     check_plan_request,
 )
-from ioplan.planning._metrics import MARGIN_METHOD, plan_metrics, target_points, tumour_mask
-from ioplan.planning._surrogate import (
-    CRYO_LETHAL_C,
-    CRYO_PROTOCOL,
-    CRYO_SPACING_MM,
-    MAX_CRYOPROBES,
-    zone_table,
-)
-from ioplan.planning._trajectories import (
-    Trajectory,
-    TrajectoryConfig,
-    candidate_trajectories,
-    forbidden_groups,
-)
+from ioplan.planning._inverse import Verification, applicator_covers, delivery_for, search
+from ioplan.planning._metrics import MARGIN_METHOD, tumour_mask
+from ioplan.planning._surrogate import CRYO_PROTOCOL, CRYO_SPACING_MM, MAX_CRYOPROBES, zone_table
+from ioplan.planning._trajectories import Trajectory, TrajectoryConfig, forbidden_groups
 
 __all__ = [
     "DEFAULT_APPLICATOR",
@@ -93,6 +88,16 @@ class PlanConfig:
     trajectories: TrajectoryConfig = field(default_factory=TrajectoryConfig)
     max_candidates: int = 3
     seed: int = 0
+    #: most applicators (default: the modality's, planning/data/planner.toml)
+    max_applicators: int | None = None
+    #: "sequential" or "simultaneous" (default: the modality's, planner.toml)
+    delivery: str | None = None
+    #: placement error sampled for robust_coverage: tip (RMS mm), tilt (RMS degrees)
+    placement_error_mm: float = 2.0
+    angle_error_deg: float = 3.0
+    robust_samples: int = 200
+    #: seconds after which no alternative plan is verified for robustness
+    time_budget_s: float = 40.0
 
     def __post_init__(self) -> None:
         if self.modality not in DEFAULT_APPLICATOR:
@@ -105,6 +110,22 @@ class PlanConfig:
             raise InputError(f"tumour index must be 0 or more, got {self.tumour_index}")
         if not 1 <= self.max_candidates <= 50:
             raise InputError(f"max_candidates must be 1-50, got {self.max_candidates}")
+        if self.max_applicators is not None and not 1 <= self.max_applicators <= 8:
+            raise InputError(f"max applicators must be 1-8, got {self.max_applicators}")
+        if self.delivery not in (None, "sequential", "simultaneous"):
+            raise InputError(f"delivery must be sequential or simultaneous, got {self.delivery!r}")
+        check_in_range(self.placement_error_mm, 0.0, 20.0, "placement error")
+        check_in_range(self.angle_error_deg, 0.0, 30.0, "angle error")
+        if not 10 <= self.robust_samples <= 100000:
+            raise InputError(f"robust samples must be 10-100000, got {self.robust_samples}")
+        check_in_range(self.time_budget_s, 0.0, 3600.0, "time budget")
+
+    def max_applicators_for(self) -> int:
+        """The most applicators this plan may use."""
+        from ioplan.planning._candidates import planner_settings
+
+        default = int(planner_settings()["applicators"]["max"][self.modality])
+        return self.max_applicators or default
 
     def applicator(self) -> Applicator:
         """The applicator used (the modality's default unless given)."""
@@ -152,6 +173,20 @@ class Plan:
     extends_past_scan_mm: dict[str, float] = field(default_factory=dict)
     #: the zone's volume past the scanned range (mL), not in ``zone_volume_ml``
     zone_past_scan_ml: float = 0.0
+    #: how many candidates (path x tip depth x setting) the optimiser considered
+    candidates_considered: int = 0
+    #: what they were made of (aim points, paths, tip shifts, settings) and the prediction
+    candidates: dict[str, Any] = field(default_factory=dict)
+    #: every full simulation of a chosen set, in order, with what changed before it
+    verification_runs: tuple[dict[str, Any], ...] = ()
+    #: the tumour surface near vessels >= 3 mm and how the verified zone treats it
+    perivascular: dict[str, Any] = field(default_factory=dict)
+    #: probability (0-1) that the plan still covers under placement error (None: not met)
+    robust_coverage: float | None = None
+    robustness: dict[str, Any] = field(default_factory=dict)
+    #: "sequential" (one applicator after the other) or "simultaneous"
+    delivery: str = "sequential"
+    optimiser: dict[str, Any] = field(default_factory=dict)
     zone: Volume | None = field(default=None, repr=False, compare=False)
     tmax: Volume | None = field(default=None, repr=False, compare=False)
     tmin: Volume | None = field(default=None, repr=False, compare=False)
@@ -170,7 +205,8 @@ class Plan:
         for k in ("zone", "tmax", "tmin"):
             d.pop(k)
         d["schema_version"] = PLAN_SCHEMA_VERSION
-        for k in ("applicators", "at_risk", "rejected_trajectories", "suggestions", "notes"):
+        for k in ("applicators", "at_risk", "rejected_trajectories", "suggestions", "notes",
+                  "verification_runs"):  # fmt: skip
             d[k] = list(d[k])
         d["target_mm"] = [round(v, 2) for v in self.target_mm]
         for k in (
@@ -193,146 +229,6 @@ class Plan:
             "protect_mm": self.protect_mm,
         }
         return d
-
-
-def _ellipsoid_holds(points: np.ndarray, centre: np.ndarray, d: np.ndarray, length: float,
-                     width: float) -> float:  # fmt: skip
-    """Largest normalised radius of ``points`` in the zone ellipsoid (<= 1: all inside)."""
-    rel = points - centre
-    a = rel @ d
-    r2 = np.einsum("ij,ij->i", rel, rel) - a * a
-    if length <= 0 or width <= 0:
-        return float("inf")
-    q = (a / (0.5 * length)) ** 2 + r2 / (0.5 * width) ** 2
-    return float(np.sqrt(q.max()))
-
-
-def _ladder(app, trajs, pts, centre, spacing_mm, n_steps: int = 3):
-    """The trajectory to use and the settings to verify, least energy first.
-
-    For each trajectory, the settings whose surrogate zone holds ``pts`` sorted by
-    energy; the trajectory whose first such setting needs the least energy wins (ties:
-    the better path). Its ladder is that setting and the next ones up. If no
-    setting holds the points, the ladder is the settings that come closest.
-    """
-    table = zone_table(app, spacing_mm)
-    ranked = []
-    for tr in trajs:
-        d = np.asarray(tr.direction)
-        rows = []
-        for p, t, length, width, offset, n in table:
-            fit = _ellipsoid_holds(pts, centre, d, length, width)
-            energy = n * t if app.modality == "cryo" else n * p * t
-            rows.append((energy, fit, p, t, offset, length, width, n))
-        rows.sort(key=lambda r: r[0])
-        ok = [r for r in rows if r[1] <= 1.0]
-        if ok and app.modality == "cryo":
-            # the fewest probes that cover, then one and two more (the heat sink of the
-            # case's vessels shrinks the ice below the surrogate's)
-            picks = [r for r in rows if ok[0][7] <= r[7] <= ok[0][7] + 2]
-        elif ok:
-            # the least energy that covers, then half-way and the most (the heat sink and
-            # the anatomy can shrink the zone below the surrogate's)
-            picks = [ok[0], ok[len(ok) // 2], ok[-1]]
-        if ok:
-            ladder = [r for i, r in enumerate(picks) if r not in picks[:i]]
-            ranked.append((0, ok[0][0], -tr.score, tr, ladder[:n_steps]))
-        else:
-            close = sorted(rows, key=lambda r: (r[1], r[0]))[:n_steps]
-            if app.modality == "cryo":
-                close = sorted(close, key=lambda r: r[0])  # fewer probes first
-            ranked.append((1, close[0][1], -tr.score, tr, close))
-    ranked.sort(key=lambda r: r[:3])
-    _, _, _, tr, ladder = ranked[0]
-    return tr, ladder
-
-
-def _with_track(z: np.ndarray, g: Grid, app: Applicator, spacing_mm: float, tips_mm,
-                d: np.ndarray) -> np.ndarray:  # fmt: skip
-    """The zone plus the applicators' own voxels where the zone surrounds the shaft.
-
-    The engine does not count the applicator's voxels as tissue; where the zone lies
-    around the shaft, the track is ablated too. Only the box around the zone is
-    visited (the rest of the case grid cannot change).
-    """
-    near = ndimage.binary_dilation(z, iterations=2)
-    if not near.any():
-        return z
-    idx = np.argwhere(near)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    pts = g.index_to_lps(np.argwhere(np.ones(hi - lo, bool)) + lo).reshape(*(hi - lo), 3)
-    r_shaft = max(0.5 * app.diameter_mm, 0.71 * spacing_mm) + 0.5 * max(g.spacing_mm)
-    shaft = np.zeros(pts.shape[:3], bool)
-    for t_ in tips_mm:
-        rel = pts - np.asarray(t_, float)
-        along = rel @ d
-        radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
-        shaft |= (along <= 0) & (radial <= r_shaft)
-    out = z.copy()
-    out[box] |= shaft & near[box]
-    return out
-
-
-def _verify(case, app, tr, power, duration, offset, cfg, progress, n=1):
-    """Full simulation of one plan on the case; metrics on the case grid."""
-    from ioplan.physics import CryoProtocol, SimulationConfig, simulate
-
-    d = np.asarray(tr.direction)
-    tip = np.asarray(tr.target_mm) + d * offset
-    kw: dict[str, Any] = {"power_w": power, "duration_s": duration}
-    spacing_between = 15.0
-    if app.modality == "cryo":
-        kw = {"protocol": CryoProtocol.parse(CRYO_PROTOCOL), "lethal_temperature_c": CRYO_LETHAL_C}
-        spacing_between = CRYO_SPACING_MM
-    res = simulate(
-        SimulationConfig(
-            applicator=app,
-            case=case,
-            tip_mm=tuple(float(v) for v in tip),
-            direction=tuple(float(v) for v in d),
-            spacing_mm=cfg.spacing_mm,
-            tissue=None,
-            array=n,
-            spacing_between_mm=spacing_between,
-            **kw,
-        ),
-        progress=progress,
-    )
-    g = case.labels.grid
-    zone = resample(Volume(res.zone_mask.astype(np.uint8), res.grid), g, interpolation="nearest")
-    tmax = resample(
-        Volume(res.state.tmax_c.astype(np.float32), res.grid), g, interpolation="linear",
-        default_value=37.0,
-    )  # fmt: skip
-    tmin = resample(
-        Volume(res.state.tmin_c.astype(np.float32), res.grid), g, interpolation="linear",
-        default_value=37.0,
-    )  # fmt: skip
-    z = _with_track(np.asarray(zone.array) > 0, g, app, cfg.spacing_mm, res.settings["tips_mm"], d)
-    tips = [np.asarray(t_, float) for t_ in res.settings["tips_mm"]]
-    return res, z, np.asarray(tmax.array), np.asarray(tmin.array), tips
-
-
-def _parallel_paths_safe(
-    tr: Trajectory, n: int, spacing_mm: float, dmaps: dict, safety_mm: float, grid: Grid
-) -> bool:
-    """Whether ``n`` paths parallel to ``tr`` around its axis all keep the safety distance."""
-    from ioplan.physics import Placement, array_placements
-
-    d = np.asarray(tr.direction)
-    target = np.asarray(tr.target_mm)
-    for pl in array_placements(Placement(tuple(target), tuple(d)), n, spacing_mm):
-        tip = np.asarray(pl.tip_mm)
-        entry = tip - d * tr.length_mm
-        k = max(2, int(np.linalg.norm(tip - entry) / (0.5 * min(grid.spacing_mm))))
-        pts = entry[None, :] + np.linspace(0, 1, k)[:, None] * (tip - entry)[None, :]
-        idx = np.rint(grid.lps_to_index(pts)).astype(int)
-        idx = idx[np.all((idx >= 0) & (idx < np.asarray(grid.shape)), axis=1)]
-        for dm in dmaps.values():
-            if idx.size and float(dm[tuple(idx.T)].min()) < safety_mm:
-                return False
-    return True
 
 
 def _past_scan_notes(settings: dict[str, Any], notes: list[str]) -> tuple[dict, dict, list]:
@@ -387,21 +283,6 @@ class _Paths:
     distance_maps: dict
 
 
-@dataclass(frozen=True)
-class _Verified:
-    """The best simulated setting and the record of every setting simulated."""
-
-    ok: bool
-    step: tuple
-    result: Any
-    zone: np.ndarray
-    tmax: np.ndarray
-    tmin: np.ndarray
-    tips: list[np.ndarray]
-    metrics: dict[str, Any]
-    tried: list[dict[str, Any]]
-
-
 def _planning_case(case: Case, cfg: PlanConfig, notes: list[str]) -> Case:
     """The case on the grid the plan is made on (resampled when very anisotropic)."""
     sp = np.asarray(case.labels.grid.spacing_mm)
@@ -437,87 +318,61 @@ def _blocked_summary(trajs: list[Trajectory]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
 
 
-def _paths(case: Case, cfg: PlanConfig, target: _Target, offset_guess_mm: float) -> _Paths:
-    """Feasible needle paths to the tumour centre; refuses when there is none."""
-    dmaps = forbidden_groups(case, cfg.trajectories)
-    trajs = candidate_trajectories(
-        case,
-        tuple(target.centre_mm),
-        cfg.trajectories,
-        tip_beyond_mm=max(0.0, -offset_guess_mm) + 5.0,
-        distance_maps=dmaps,
-    )
-    accepted = [t for t in trajs if t.accepted]
-    if not accepted:
-        raise InputError(
-            f"no feasible needle path to the tumour; blocked by: {_blocked_summary(trajs)}"
-        )
-    return _Paths(accepted, tuple(t.to_dict() for t in trajs if not t.accepted), dmaps)
+def _merged_settings(runs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """The runs' reach past the scan (largest per side) and their warnings, as one run's."""
+    out: dict[str, Any] = {"warnings": []}
+    for key in ("extends_past_scan_mm", "zone_extends_past_scan_mm"):
+        merged: dict[str, float] = {}
+        for r in runs:
+            for side, mm in r.get(key, {}).items():
+                merged[side] = max(merged.get(side, 0.0), float(mm))
+        if merged:
+            out[key] = merged
+    for r in runs:
+        out["warnings"].extend(w for w in r.get("warnings", []) if w not in out["warnings"])
+    return out
 
 
-def _with_more_applicators(tr: Trajectory, ladder: list, paths: _Paths, cfg: PlanConfig,
-                           grid: Grid) -> tuple[list, list[str]]:  # fmt: skip
-    """MW/RF: 2 and 3 parallel applicators (15 mm apart) at the least-energy setting.
+def _single_rows(app: Applicator, spacing_mm: float) -> tuple[tuple, ...]:
+    """The surrogate rows of one applicator, as the candidates use them.
 
-    Their own paths are checked like the first one's; those that break the safety
-    distance are returned as the reasons they were not tried.
+    Cryo: ice balls of probes near each other merge, and the -40 degC zone of an array is
+    wider than the union of the single probes' zones. A probe's candidate zone is given
+    the width that makes two of them, :data:`CRYO_SPACING_MM` apart, span the two-probe
+    array's zone (surrogate rows 1 and 2): the union model then predicts arrays
+    instead of lone probes. A lone probe is over-predicted; verification corrects it.
     """
-    extra, blocked = [], []
-    for n in (2, 3):
-        if _parallel_paths_safe(tr, n, 15.0, paths.distance_maps, cfg.trajectories.safety_mm, grid):
-            extra.append((*ladder[0][:7], n))
-        else:
-            blocked.append(
-                f"{n} parallel applicators 15 mm apart: a path breaks the "
-                f"{cfg.trajectories.safety_mm:g} mm safety distance"
-            )
-    return list(ladder) + extra, blocked
+    table = zone_table(app, spacing_mm)
+    rows = tuple(r for r in table if r[5] == 1)
+    if app.modality != "cryo":
+        return rows
+    pair = next((r for r in table if r[5] == 2), None)
+    if pair is None:
+        return rows
+    p, t, length, width, offset, n = rows[0]
+    return ((p, t, max(length, pair[2]), max(width, pair[3] - CRYO_SPACING_MM), offset, n),)
 
 
-def _verify_ladder(case: Case, app: Applicator, tr: Trajectory, ladder: list, target: _Target,
-                   cfg: PlanConfig, say, progress) -> _Verified:  # fmt: skip
-    """Simulate the settings up the ladder until one meets the goal (or harms a structure)."""
-    tried: list[dict[str, Any]] = []
-    best = None
-    for step_ in ladder:
-        _, _fit, p, t, offset, length, width, n = step_
-        what = (
-            f"{n} x {t:g} s freeze protocol" if app.modality == "cryo" else f"{n} x {p:g} W {t:g} s"
-        )
-        say(f"verifying {what} (surrogate zone {length:.0f} x {width:.0f} mm)")
-        res, z, tmax, tmin, tips = _verify(case, app, tr, p, t, offset, cfg, progress, n=int(n))
-        m = plan_metrics(case, z, tmax, tmin, target.mask, target.margin_mm, cfg.protect_mm)
-        tried.append(
-            {"applicators": int(n), "power_w": p, "duration_s": t}
-            | {k: (round(m[k], 2) if math.isfinite(m[k]) else None)
-               for k in ("coverage_percent", "margin_coverage_percent", "minimal_margin_mm")}
-        )  # fmt: skip
-        safe = not any(r["lethal_damage"] or r["within_protect_distance"] for r in m["at_risk"])
-        covers = m["margin_coverage_percent"] >= GOAL_MARGIN_COVERAGE_PERCENT
-        key = (covers and safe, m["margin_coverage_percent"], -n)
-        if best is None or key > best[0]:
-            best = (key, _Verified(key[0], step_, res, z, tmax, tmin, tips, m, tried))
-        if key[0] or not safe:
-            break  # covered; or more energy would only reach further into a protected structure
-    if best is None:  # pragma: no cover - the ladder always holds a setting
-        raise RuntimeError("no setting to verify")
-    return best[1]
-
-
-def _suggestions(v: _Verified, app: Applicator, target: _Target, blocked: list[str]) -> list[str]:
+def _suggestions(v: Verification, app: Applicator, target: _Target, n_max: int,
+                 runs: int) -> list[str]:  # fmt: skip
     """What would help a plan that misses its goal (nothing for one that meets it)."""
     if v.ok:
         return []
-    m, n = v.metrics, v.step[7]
-    out = [f"not possible here: {b}" for b in blocked]
-    if m["margin_coverage_percent"] < GOAL_MARGIN_COVERAGE_PERCENT:
-        more = "" if blocked else "2-3 applicators, "
-        if app.modality == "cryo":
-            more = "" if n >= MAX_CRYOPROBES else f"{n + 1}-{MAX_CRYOPROBES} cryoprobes, "
+    m, n = v.metrics, len(v.selected)
+    out = []
+    if (m["margin_coverage_percent"] < GOAL_MARGIN_COVERAGE_PERCENT
+            or m["tumour_voxels_covered_percent"] < 100.0):  # fmt: skip
+        more = (
+            f"more applicators (--max-applicators; {n_max} allowed, {n} used), "
+            if n >= n_max and not (app.modality == "cryo" and n_max >= MAX_CRYOPROBES)
+            else ""
+        )
         out.append(
-            f"the zone covers {m['margin_coverage_percent']:.1f} % of the tumour plus its "
-            f"{target.margin_mm:g} mm margin: consider {more}another path or device, a smaller "
-            "margin only if the histology allows it, or combining ablation with TACE/TARE"
+            f"after {runs} verified run(s) the best zone covers "
+            f"{m['tumour_voxels_covered_percent']:.1f} % of the tumour and "
+            f"{m['margin_coverage_percent']:.1f} % of the tumour plus its {target.margin_mm:g} mm "
+            f"margin: consider {more}another device, a smaller margin only if the histology "
+            "allows it, or combining ablation with TACE/TARE"
         )
     if target.diameter_mm > 30.0:
         out.append(
@@ -533,27 +388,50 @@ def _suggestions(v: _Verified, app: Applicator, target: _Target, blocked: list[s
     return out
 
 
-def _applicator_records(app: Applicator, tr: Trajectory, v: _Verified) -> tuple[dict, ...]:
-    """Each applicator's entry, tip, direction and setting (LPS mm, W, s)."""
-    _, _fit, p, t, offset, _length, _width, _n = v.step
-    d = np.asarray(tr.direction)
-    entry0 = np.asarray(tr.entry_mm)
-    tip0 = np.asarray(tr.target_mm) + d * offset
-    return tuple(
-        {
-            "id": app.id,
-            "tip_mm": [round(float(x), 2) for x in tip],
-            "entry_mm": [round(float(x), 2) for x in entry0 + (tip - tip0)],
-            "direction": [round(float(x), 5) for x in d],
-            "power_w": p,
-            "duration_s": t,
-            "protocol": CRYO_PROTOCOL if app.modality == "cryo" else None,
-            "path_length_mm": round(tr.length_mm, 1),
-            "insertion_depth_mm": round(float(np.linalg.norm(tip0 - entry0)), 1),
-            "trajectory": tr.to_dict(),
-        }
-        for tip in v.tips
-    )
+def _applicator_records(
+    app: Applicator, cs: CandidateSet, v: Verification, covers: list[dict[str, Any]]
+) -> tuple[dict, ...]:
+    """Each applicator's entry, tip, direction, setting, path and why it is there."""
+    out = []
+    for i, c in enumerate(v.selected):
+        tr = cs.trajectory(c)
+        p, t, length, width, _offset, _n = cs.setting_of(c)
+        tip = cs.tip_mm[c]
+        entry = np.asarray(tr.entry_mm)
+        out.append(
+            {
+                "id": app.id,
+                "tip_mm": [round(float(x), 2) for x in tip],
+                "entry_mm": [round(float(x), 2) for x in entry],
+                "direction": [round(float(x), 5) for x in tr.direction],
+                "power_w": p,
+                "duration_s": t,
+                "protocol": CRYO_PROTOCOL if app.modality == "cryo" else None,
+                "path_length_mm": round(tr.length_mm, 1),
+                "insertion_depth_mm": round(float(np.linalg.norm(tip - entry)), 1),
+                "trajectory": tr.to_dict(),
+                "trajectory_id": cs.trajectory_id(c),
+                "aim_mm": [round(float(x), 2) for x in cs.placement_centre_mm[cs.placement[c]]],
+                "zone_shift_mm": float(cs.depth_shift_mm[c]),
+                "predicted_length_mm": round(length, 1),
+                "predicted_width_mm": round(width, 1),
+                "covers": covers[i],
+            }
+        )
+    return tuple(out)
+
+
+def _predicted_fit(cs: CandidateSet, v: Verification) -> float:
+    """Largest normalised radius of the target points in the nearest chosen ellipsoid.
+
+    At most 1: the union of the predicted zones holds every target point.
+    """
+    qs = []
+    for c in v.selected:
+        _, _, length, width, _, _ = cs.setting_of(c)
+        pl = cs.placement[c]
+        qs.append(np.hypot(cs.along[pl] / (0.5 * length), cs.radial[pl] / (0.5 * width)))
+    return float(np.min(np.asarray(qs), axis=0).max())
 
 
 def plan_ablation(
@@ -565,14 +443,14 @@ def plan_ablation(
 ) -> Plan:
     """Plan a thermal ablation of one tumour of ``case`` and verify it by simulation.
 
-    The steps, each a function of this module: the cheap checks
-    (:func:`~ioplan.planning.check_plan_request`: applicator, tumour index, memory,
-    tumour in the liver); the planning grid (cubic voxels if the case's are very
-    anisotropic); the target (tumour mask, centre, equivalent diameter, margin by
-    histology); feasible needle paths (:func:`candidate_trajectories`); a ladder of
-    settings screened by the applicator's calibrated zone surrogate; full simulations
-    up the ladder (Pennes bioheat with perfusion and the heat sink of the case's
-    vessels); metrics of the best one; suggestions where it falls short.
+    The inverse planner (:mod:`ioplan.planning._inverse`): the cheap checks
+    (:func:`~ioplan.planning.check_plan_request`); the planning grid; the target (the
+    tumour and its margin in parenchyma, without the lumen of vessels >= 3 mm); the
+    candidates (aim points x feasible paths x tip shifts x settings, each with its
+    surrogate zone corrected for heat sinks); the fewest applicators that cover the
+    target by integer programming, then the least normal liver and time; full
+    simulation of the chosen set on the case, corrected and chosen again where it
+    misses (up to a bound); robustness to placement error; the perivascular report.
 
     Parameters
     ----------
@@ -581,20 +459,21 @@ def plan_ablation(
     cfg : PlanConfig, optional
         Modality, applicator, ablative margin (mm; default 5, 10 for colorectal
         metastases), protect distance (mm), tumour index, simulation voxel size
-        (1-4 mm) and path constraints. Default: ``PlanConfig()``.
+        (1-4 mm), path constraints, most applicators, delivery, placement error.
+
     log : callable, optional
         Receives one line of text per step.
     progress : callable, optional
-        Receives the simulations' progress (0-1).
+        Receives the simulations' progress (simulated seconds).
 
     Returns
     -------
     Plan
-        Applicators (entry and tip in LPS mm, power in W, time in s), coverage of the
-        tumour and of the tumour plus margin (%), minimal ablative margin (mm, by
-        :func:`ioplan.assessment.measure_margin`), normal liver ablated (mL),
-        structures at risk (distance in mm, temperatures in degC), ``covered`` /
-        ``goal_met``, and the zone, Tmax and Tmin maps on the planning grid.
+        Applicators (entry and tip in LPS mm, power in W, time in s, path id and what
+        each covers), coverage of the tumour and of the tumour plus margin (%), minimal
+        ablative margin (mm, :func:`ioplan.assessment.measure_margin`), normal liver
+        ablated (mL), structures at risk, ``covered`` / ``goal_met``, the verification
+        runs, the perivascular report, robust coverage, and the zone, Tmax and Tmin maps.
 
     Raises
     ------
@@ -604,35 +483,16 @@ def plan_ablation(
 
     Notes
     -----
-    The surrogate only ranks settings; coverage, margin and risk come from the full
-    simulation. Margins by histology: Laimer et al., "Minimal ablative margin (MAM)
-    assessment with image fusion", Eur Radiol 2020, doi:10.1007/s00330-019-06609-7
-    (HCC, 5 mm); Wang et al., "Margin size is an independent predictor of local tumor
-    progression after ablation of colon cancer liver metastases", Cardiovasc Intervent
-    Radiol 2013, doi:10.1007/s00270-012-0377-1 (10 mm).
-
-    Examples
-    --------
-    A 16 mm tumour in a ball of liver, planned on 4 mm voxels (seconds once the
-    applicator's surrogate table is cached; its first computation takes about a minute,
-    so the example is not run as a doctest)::
-
-        >>> import numpy as np
-        >>> from ioplan.anatomy import Case, Label
-        >>> from ioplan.imaging import Grid, Volume
-        >>> g = Grid((31, 31, 31), (4.0, 4.0, 4.0), (-60.0, -60.0, -60.0))
-        >>> z, y, x = np.meshgrid(*g.axis_coordinates_mm(), indexing="ij")
-        >>> r = np.sqrt(x**2 + y**2 + z**2)
-        >>> lab = np.where(r <= 50, Label.LIVER, Label.BACKGROUND).astype(np.uint8)
-        >>> lab[r <= 8] = Label.TUMOR
-        >>> case = Case(Volume(np.full(g.shape, 60.0, np.float32), g), Volume(lab, g),
-        ...             tumors=({"centre_mm": [0, 0, 0], "histology": "hcc"},))
-        >>> cfg = PlanConfig(spacing_mm=4.0, max_candidates=1)
-        >>> plan = plan_ablation(case, cfg)  # doctest: +SKIP
-        >>> plan.applicators[0]["id"], plan.verified_by_simulation  # doctest: +SKIP
-        ('covidien-emprint', True)
+    The surrogate only ranks candidates; coverage, margin and risk come from full
+    simulations. Margins by histology: Laimer et al., Eur Radiol 2020,
+    doi:10.1007/s00330-019-06609-7 (HCC, 5 mm); Wang et al., Cardiovasc Intervent Radiol
+    2013, doi:10.1007/s00270-012-0377-1 (colorectal metastases, 10 mm). Optimisation in
+    the manner of Baegert et al. 2007 (paths), Ren et al., IEEE JBHI 2014 (overlapping
+    ablations by integer programming).
     """
     from ioplan import __version__
+    from ioplan.planning._perivascular import perivascular_report
+    from ioplan.planning._robust import PlacementError
 
     cfg = cfg or PlanConfig()
     t0 = time.perf_counter()
@@ -645,33 +505,71 @@ def plan_ablation(
         say(note)
     target = _target(case, cfg)
     say(f"tumour: {target.diameter_mm:.0f} mm ({target.histology}), margin {target.margin_mm:g} mm")
-    table = zone_table(app, cfg.spacing_mm)
-    paths = _paths(case, cfg, target, float(np.median([r[4] for r in table])))
-    n_paths = len(paths.accepted) + len(paths.rejected)
-    say(f"trajectories: {len(paths.accepted)} feasible of {n_paths}")
     g = case.labels.grid
-    pts = target_points(target.mask, g, target.margin_mm)
-    tr, ladder = _ladder(app, paths.accepted[: cfg.max_candidates], pts, target.centre_mm,
-                         cfg.spacing_mm)  # fmt: skip
-    blocked: list[str] = []
-    if app.modality in ("mw", "rf"):
-        ladder, blocked = _with_more_applicators(tr, ladder, paths, cfg, g)
-    v = _verify_ladder(case, app, tr, ladder, target, cfg, say, progress)
-    m = v.metrics
-    _, fit, _p, _t, _offset, length, width, _n = v.step
-    past = _past_scan_notes(v.result.settings, notes)
-    if tr.unimaged_mm > 0:  # the path search continued the edge slices beyond the image
-        notes.append(
-            f"the needle path runs {tr.unimaged_mm:.0f} mm outside the scanned image, where "
-            "the anatomy is assumed from the edge slices, not imaged: review the path on an "
-            "image that covers it"
+    rows = _single_rows(app, cfg.spacing_mm)
+    tp = target_points(case, target.mask, target.margin_mm, cfg.spacing_mm)
+    n_max = cfg.max_applicators_for()
+    dmaps = forbidden_groups(case, cfg.trajectories)
+    cs, examined = make_candidates(
+        case, app, tp, rows, k_max=n_max, protect_mm=cfg.protect_mm,
+        trajectories=cfg.trajectories, distance_maps=dmaps, seed=cfg.seed,
+    )  # fmt: skip
+    n_dir = cfg.trajectories.n_directions
+    centre_paths = examined[:n_dir]
+    if cs.n == 0:
+        raise InputError(
+            f"no feasible needle path to the tumour; blocked by: {_blocked_summary(examined)}"
         )
-        say(notes[-1])
+    say(
+        f"candidates: {cs.n} ({len(cs.trajectories)} paths to {len(cs.aims_mm)} aim points, "
+        f"{len(rows)} settings; {int(cs.safe.sum())} predicted clear of protected structures)"
+    )
+    delivery = delivery_for(cfg.modality, cfg.delivery)
+    error = PlacementError(cfg.placement_error_mm, cfg.angle_error_deg, cfg.robust_samples,
+                           cfg.seed)  # fmt: skip
+    if not cs.safe.any():
+        notes.append(
+            "every candidate's predicted zone reaches within the protect distance of "
+            "a protected structure; the best coverage is verified and its risk shown"
+        )
+        cs = replace(cs, safe=np.ones(cs.n, bool))
+
+    def more(aims: np.ndarray) -> CandidateSet:
+        return make_candidates(
+            case, app, tp, rows, k_max=n_max, protect_mm=cfg.protect_mm,
+            trajectories=cfg.trajectories, distance_maps=dmaps, seed=cfg.seed, aims=aims,
+        )[0]  # fmt: skip
+
+    res = search(case, app, cs, tp, delivery=delivery, max_selected=n_max,
+                 spacing_mm=cfg.spacing_mm, margin_mm=target.margin_mm,
+                 protect_mm=cfg.protect_mm, error=error, time_budget_s=cfg.time_budget_s,
+                 say=say, progress=progress, more=more)  # fmt: skip
+    if res.best is None:
+        raise InputError("no candidate applicator placement could be selected for this tumour")
+    v = res.best
+    cs = res.candidates if res.candidates is not None else cs
+    m = v.metrics
+    lab = np.asarray(case.labels.array)
+    peri = perivascular_report(tp.tumour, lab, g, zone=v.zone, within_mm=5.0,
+                               margin_mm=target.margin_mm)  # fmt: skip
+    covers = applicator_covers(v, tp, case)
+    past = _past_scan_notes(_merged_settings(v.settings), notes)
+    for c in v.selected:
+        tr = cs.trajectory(c)
+        if tr.unimaged_mm > 0:  # the path search continued the edge slices beyond the image
+            notes.append(
+                f"a needle path runs {tr.unimaged_mm:.0f} mm outside the scanned image, where "
+                "the anatomy is assumed from the edge slices, not imaged: review the path on an "
+                "image that covers it"
+            )
+            say(notes[-1])
+            break
     for note in past[2]:
         say(note)
+    first = cs.setting_of(v.selected[0])
     return Plan(
         modality=cfg.modality,
-        applicators=_applicator_records(app, tr, v),
+        applicators=_applicator_records(app, cs, v, covers),
         margin_mm=target.margin_mm,
         coverage_percent=m["coverage_percent"],
         margin_coverage_percent=m["margin_coverage_percent"],
@@ -686,31 +584,54 @@ def plan_ablation(
         verified_by_simulation=True,
         simulation={
             "spacing_mm": cfg.spacing_mm,
-            "grid_shape": list(v.result.grid.shape),
+            "grid_shape": list(v.grid_shapes[0]),
             "perfusion": "in vivo (tissue table), shut down where coagulated",
             "heat_sink": "vessels >= 3 mm from the label map at blood temperature",
-            "runtime_s": round(v.result.runtime_s, 2),
-            "max_temperature_c": round(v.result.max_temperature_c, 2),
-            "tried": v.tried,
-            "not_tried": blocked,
+            "delivery": delivery,
+            "runs": len(v.grid_shapes),
+            "runtime_s": round(v.runtime_s, 2),
+            "max_temperature_c": round(v.max_temperature_c, 2),
+            "tried": list(res.runs),
+            "not_tried": [],
         }
         | ({"extends_past_scan_mm": past[0]} if past[0] else {}),
         surrogate={
-            "kind": "calibrated zone ellipsoid from block simulations (perfused liver)",
-            "rows": len(table),
-            "predicted_fit": round(fit, 3),
-            "predicted_length_mm": round(length, 2),
-            "predicted_width_mm": round(width, 2),
+            "kind": "calibrated zone ellipsoid from block simulations (perfused liver), "
+            "corrected for heat sinks near vessels >= 3 mm and by the verification runs",
+            "rows": len(rows),
+            "predicted_fit": round(_predicted_fit(cs, v), 3),
+            "predicted_length_mm": round(first[2], 2),
+            "predicted_width_mm": round(first[3], 2),
         },
-        rejected_trajectories=paths.rejected,
-        accepted_trajectories=len(paths.accepted),
-        suggestions=tuple(_suggestions(v, app, target, blocked)),
+        rejected_trajectories=tuple(t.to_dict() for t in centre_paths if not t.accepted),
+        accepted_trajectories=sum(t.accepted for t in centre_paths),
+        suggestions=tuple(_suggestions(v, app, target, n_max, len(res.runs))),
         notes=tuple(notes),
         tumour_index=cfg.tumour_index,
         minimal_margin_point_mm=m["minimal_margin_point_mm"],
         protect_mm=cfg.protect_mm,
         extends_past_scan_mm=past[1],
-        zone_past_scan_ml=float(v.result.settings.get("zone_past_scan_ml", 0.0)),
+        zone_past_scan_ml=float(sum(s.get("zone_past_scan_ml", 0.0) for s in v.settings)),
+        candidates_considered=cs.n,
+        candidates={
+            "aim_points": len(cs.aims_mm),
+            "paths": len(cs.trajectories),
+            "paths_examined": len(examined),
+            "zone_shifts_mm": sorted({float(x) for x in cs.depth_shift_mm}),
+            "settings": len(rows),
+            "predicted_safe": int(cs.safe.sum()),
+            "max_applicators": n_max,
+            "target_points": len(tp.points_mm),
+            "heat_sink_prior_points": int(np.count_nonzero(heat_sink_prior(tp))),
+        },
+        verification_runs=res.runs,
+        perivascular=peri,
+        robust_coverage=(v.robust or {}).get("robust_coverage"),
+        robustness={
+            k: val for k, val in (v.robust or {}).items() if not k.startswith("per_sample")
+        },
+        delivery=delivery,
+        optimiser=res.optimiser,
         runtime_s=time.perf_counter() - t0,
         seed=cfg.seed,
         software_version=__version__,

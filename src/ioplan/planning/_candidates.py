@@ -1,0 +1,418 @@
+"""The inverse planner's candidates: applicator placements and settings, and their zones.
+
+A candidate is one applicator on one feasible path (:func:`candidate_trajectories`),
+with its zone centred at an aim point shifted along the path (the tip pushed in or
+pulled back), at one setting of the applicator's zone surrogate (:func:`zone_table`).
+
+Aim points are the centres of k-means clusters of the target (tumour plus margin)
+for every applicator count k the modality allows, so each count has its own natural
+split of the target. Each aim point gets its best feasible paths, kept apart in angle.
+
+A candidate's predicted zone is the surrogate's ellipsoid (length along the path,
+width across, centred ``centre_offset_mm`` behind the tip), corrected for heat sinks:
+a target point counts as covered only if it lies at least ``required_depth_mm`` inside
+the ellipsoid (measured along the ray from the zone centre). The required depth starts
+at the heat-sink prior (points within 5 mm of a vessel >= 3 mm) and is raised by the
+verification loop where the simulated zone fell short.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+from scipy import ndimage, sparse
+from scipy.cluster.vq import kmeans2
+
+from ioplan.anatomy import VESSEL_LABELS, Case, Label
+from ioplan.devices import Applicator
+from ioplan.imaging import Grid
+from ioplan.planning._metrics import PROTECTED, _large_vessel_lumen
+from ioplan.planning._trajectories import Trajectory, TrajectoryConfig, candidate_trajectories
+
+__all__ = [
+    "CandidateSet",
+    "TargetPoints",
+    "make_candidates",
+    "merge",
+    "planner_settings",
+    "target_points",
+    "toward",
+]
+
+
+@lru_cache(maxsize=1)
+def planner_settings() -> dict[str, Any]:
+    """The planner's settings with their sources (``planning/data/planner.toml``)."""
+    text = resources.files("ioplan.planning").joinpath("data/planner.toml").read_text()
+    return tomllib.loads(text)
+
+
+def parenchyma(labels: np.ndarray) -> np.ndarray:
+    """Tissue a margin is measured in: liver, tumour and vessel labels (lumen removed later)."""
+    keep = [int(Label.LIVER), int(Label.TUMOR), *(int(v) for v in VESSEL_LABELS)]
+    return np.isin(labels, keep)
+
+
+@dataclass(frozen=True, eq=False)
+class TargetPoints:
+    """The target to cover: masks on the case grid and the points the optimiser sees."""
+
+    tumour: np.ndarray
+    #: tumour plus its margin shell in parenchyma, without the lumen of vessels >= 3 mm
+    target: np.ndarray
+    lumen: np.ndarray
+    points_mm: np.ndarray
+    must: np.ndarray
+    vessel_distance_mm: np.ndarray
+    point_volume_ml: float
+
+
+def target_points(case: Case, tumour: np.ndarray, margin_mm: float,
+                  spacing_mm: float) -> TargetPoints:  # fmt: skip
+    """The tumour plus its margin in parenchyma, sampled about every ``spacing_mm``."""
+    g = case.labels.grid
+    sp = np.asarray(g.spacing_mm)
+    lab = np.asarray(case.labels.array)
+    # work in a box around the tumour: its margin plus room for the vessels' calibre
+    box = grid_box(g, [tumour], margin_mm + 30.0)
+    lumen = np.zeros(tumour.shape, bool)
+    lumen[box] = _large_vessel_lumen(lab[box], g.spacing_mm)
+    near = np.zeros(tumour.shape, bool)
+    near[box] = ndimage.distance_transform_edt(~tumour[box], sampling=g.spacing_mm) <= margin_mm
+    target = tumour | (near & parenchyma(lab) & ~lumen)
+    stride = np.maximum(1, np.floor(spacing_mm / sp + 1e-6)).astype(int)
+    sub = np.zeros_like(target)
+    sub[:: stride[0], :: stride[1], :: stride[2]] = True
+    idx = np.argwhere(target & sub)
+    # in patient (LPS) order, so that the plan does not depend on how the array is stored
+    lps = np.round(g.index_to_lps(idx), 3)
+    idx = idx[np.lexsort((lps[:, 2], lps[:, 1], lps[:, 0]))]
+    if lumen[box].any():
+        dist = ndimage.distance_transform_edt(~lumen[box], sampling=g.spacing_mm)
+        lo = np.array([b.start for b in box])
+        vdist = dist[tuple((idx - lo).T)]
+    else:
+        vdist = np.full(len(idx), np.inf)
+    return TargetPoints(
+        tumour=tumour,
+        target=target,
+        lumen=lumen,
+        points_mm=g.index_to_lps(idx),
+        must=tumour[tuple(idx.T)],
+        vessel_distance_mm=vdist,
+        point_volume_ml=float(g.voxel_volume_ml * np.prod(stride)),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateSet:
+    """Every candidate (arrays, one row each) and what the optimiser needs of them.
+
+    ``along``/``radial`` hold, per placement (path and zone centre), the target points'
+    coordinates in the zone frame (mm), so that the coverage can be recomputed for any
+    required depth without touching the image again.
+    """
+
+    trajectories: tuple[Trajectory, ...]
+    aims_mm: np.ndarray
+    placement_path: np.ndarray  # (P,) trajectory id of each placement
+    placement_centre_mm: np.ndarray  # (P, 3) zone centre of each placement
+    along: np.ndarray  # (P, N)
+    radial: np.ndarray  # (P, N)
+    placement: np.ndarray  # (C,) placement id of each candidate
+    setting: np.ndarray  # (C,) setting (surrogate row) id
+    rows: tuple[tuple, ...]  # surrogate rows (power_w, duration_s, length, width, offset, n)
+    tip_mm: np.ndarray  # (C, 3)
+    normal_ml: np.ndarray  # (C,) normal liver inside the predicted ellipsoid
+    safe: np.ndarray  # (C,) bool: the ellipsoid keeps protect_mm from protected structures
+    depth_shift_mm: np.ndarray  # (C,) zone centre shift along the path from the aim point
+
+    @property
+    def n(self) -> int:
+        return len(self.placement)
+
+    def trajectory(self, c: int) -> Trajectory:
+        return self.trajectories[int(self.placement_path[self.placement[c]])]
+
+    def trajectory_id(self, c: int) -> int:
+        return int(self.placement_path[self.placement[c]])
+
+    def direction(self, c: int) -> np.ndarray:
+        return np.asarray(self.trajectory(c).direction)
+
+    def setting_of(self, c: int) -> tuple:
+        return self.rows[int(self.setting[c])]
+
+    def depth_inside_mm(self, c: int) -> np.ndarray:
+        """How deep each target point lies inside candidate ``c``'s ellipsoid (mm; < 0 outside)."""
+        _, _, length, width, _, _ = self.rows[int(self.setting[c])]
+        return _depth_inside(self.along[self.placement[c]], self.radial[self.placement[c]],
+                             0.5 * length, 0.5 * width)  # fmt: skip
+
+    def cover_matrix(self, required_depth_mm: np.ndarray) -> sparse.csc_matrix:
+        """Boolean (points x candidates): candidate covers the point at the required depth."""
+        cols, rows_ = [], []
+        for c in range(self.n):
+            hit = np.flatnonzero(self.depth_inside_mm(c) >= required_depth_mm)
+            rows_.append(hit)
+            cols.append(np.full(hit.size, c))
+        r = np.concatenate(rows_) if rows_ else np.zeros(0, int)
+        k = np.concatenate(cols) if cols else np.zeros(0, int)
+        shape = (self.along.shape[1], self.n)
+        return sparse.csc_matrix((np.ones(r.size, bool), (r, k)), shape=shape)
+
+
+def _depth_inside(along: np.ndarray, radial: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Depth (mm) of points inside an ellipsoid of semi-axes ``a`` (axis) and ``b``.
+
+    Measured along the ray from the centre: ``r_boundary - r`` (exact for a sphere; for an
+    elongated ellipsoid it overstates the depth where the ray meets the surface obliquely).
+    Negative outside.
+    """
+    if a <= 0 or b <= 0:
+        return np.full(along.shape, -np.inf)
+    r = np.hypot(along, radial)
+    q = np.hypot(along / a, radial / b)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r_bound = np.where(q > 0, r / np.where(q > 0, q, 1.0), min(a, b))
+    return r_bound - r
+
+
+def _aim_points(points_mm: np.ndarray, k_max: int, seed: int) -> np.ndarray:
+    """Centres of k-means clusters of the target points for k = 1 .. k_max (unique)."""
+    aims = [points_mm.mean(axis=0)]
+    for k in range(2, k_max + 1):
+        if len(points_mm) < 4 * k:
+            break
+        centres, _ = kmeans2(points_mm, k, seed=seed + k, minit="++")
+        aims.extend(centres)
+    out: list[np.ndarray] = []
+    for a in aims:
+        if all(np.linalg.norm(a - b) > 1.0 for b in out):
+            out.append(np.asarray(a, float))
+    return np.array(out)
+
+
+def _diverse_paths(trajs: list[Trajectory], n: int, min_angle_deg: float) -> list[Trajectory]:
+    """The best ``n`` accepted paths, each at least ``min_angle_deg`` from those kept."""
+    cos_lim = math.cos(math.radians(min_angle_deg))
+    kept: list[Trajectory] = []
+    for t in trajs:
+        if not t.accepted:
+            continue
+        d = np.asarray(t.direction)
+        if all(float(d @ np.asarray(k.direction)) < cos_lim for k in kept):
+            kept.append(t)
+        if len(kept) >= n:
+            break
+    return kept
+
+
+def _region_points(case: Case, mask: np.ndarray, centre: np.ndarray, radius_mm: float,
+                   stride: int = 1) -> np.ndarray:  # fmt: skip
+    """LPS points of ``mask`` within ``radius_mm`` of ``centre`` (every ``stride``-th voxel)."""
+    g = case.labels.grid
+    c = g.lps_to_index(centre)
+    half = np.ceil(radius_mm / np.asarray(g.spacing_mm)).astype(int)
+    lo = np.clip(np.floor(c).astype(int) - half, 0, np.asarray(g.shape))
+    hi = np.clip(np.ceil(c).astype(int) + half + 1, 0, np.asarray(g.shape))
+    win = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    idx = np.argwhere(win[::stride, ::stride, ::stride]) * stride + lo
+    pts = g.index_to_lps(idx)
+    return pts[np.linalg.norm(pts - centre, axis=1) <= radius_mm]
+
+
+def _frame(points: np.ndarray, centre: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rel = points - centre
+    along = rel @ d
+    radial = np.sqrt(np.maximum(np.einsum("ij,ij->i", rel, rel) - along * along, 0.0))
+    return along, radial
+
+
+def make_candidates(
+    case: Case,
+    app: Applicator,
+    tp: TargetPoints,
+    rows: tuple[tuple, ...],
+    *,
+    k_max: int,
+    protect_mm: float,
+    trajectories: TrajectoryConfig,
+    distance_maps: dict[str, np.ndarray],
+    seed: int = 0,
+    aims: np.ndarray | None = None,
+) -> tuple[CandidateSet, list[Trajectory]]:
+    """Every candidate: aim points x feasible paths x zone shifts x settings.
+
+    ``aims`` (LPS mm) replaces the default aim points (k-means centres of the target and
+    points toward its perivascular parts). Returns the candidates and every path
+    examined (accepted or not) for the record. A target with no feasible path gives an
+    empty set.
+    """
+    cfg = planner_settings()["candidates"]
+    g = case.labels.grid
+    lab = np.asarray(case.labels.array)
+    shifts = np.asarray(cfg["depths_mm"], float)
+    offsets = np.asarray([r[4] for r in rows], float)
+    tip_beyond = max(0.0, float(shifts.max() + offsets.max())) + 5.0
+    if aims is None:
+        aims = _aim_points(tp.points_mm, k_max, seed)
+        aims = np.vstack([aims, toward(tp, tp.vessel_distance_mm <= _sink_within(), seed)])
+    paths: list[Trajectory] = []
+    examined: list[Trajectory] = []
+    path_aim: list[int] = []
+    for i, aim in enumerate(aims):
+        if not g.contains_lps(aim):
+            continue
+        found = candidate_trajectories(
+            case, tuple(aim), trajectories, tip_beyond_mm=tip_beyond, distance_maps=distance_maps
+        )
+        examined.extend(found)
+        for t in _diverse_paths(found, int(cfg["paths_per_aim"]), float(cfg["min_path_angle_deg"])):
+            paths.append(t)
+            path_aim.append(i)
+    # what the ellipsoids may reach: protected structures and normal liver near the target
+    centre = tp.points_mm.mean(axis=0)
+    reach = float(np.max(np.linalg.norm(tp.points_mm - centre, axis=1)))
+    reach += float(max(max(r[2], r[3]) for r in rows)) + float(np.abs(shifts).max()) + 5.0
+    prot = np.isin(lab, [int(x) for labels in PROTECTED.values() for x in labels])
+    if prot.any() and protect_mm > 0:
+        prot = ndimage.binary_dilation(
+            prot, iterations=max(1, math.ceil(protect_mm / min(g.spacing_mm)))
+        )
+    prot_pts = _region_points(case, prot, centre, reach)
+    normal = (lab == int(Label.LIVER)) & ~tp.target
+    stride = max(1, round(4.0 / min(g.spacing_mm)))  # 4 mm lattice: a cost estimate
+    normal_pts = _region_points(case, normal, centre, reach, stride)
+    normal_ml = g.voxel_volume_ml * stride**3
+    p_path, p_centre, alongs, radials = [], [], [], []
+    c_place, c_setting, c_tip, c_normal, c_safe, c_shift = [], [], [], [], [], []
+    for j, t in enumerate(paths):
+        d = np.asarray(t.direction)
+        for s in shifts:
+            zc = aims[path_aim[j]] + s * d
+            p = len(p_path)
+            p_path.append(j)
+            p_centre.append(zc)
+            a, r = _frame(tp.points_mm, zc, d)
+            alongs.append(a)
+            radials.append(r)
+            pa, pr = _frame(prot_pts, zc, d)
+            na, nr = _frame(normal_pts, zc, d)
+            for k, (_p, _t, length, width, off, _n) in enumerate(rows):
+                A, B = 0.5 * length, 0.5 * width
+                c_place.append(p)
+                c_setting.append(k)
+                c_tip.append(zc + off * d)
+                c_shift.append(s)
+                c_safe.append(not bool(np.any(np.hypot(pa / A, pr / B) <= 1.0)))
+                c_normal.append(
+                    float(np.count_nonzero(np.hypot(na / A, nr / B) <= 1.0)) * normal_ml
+                )
+    n_pts = len(tp.points_mm)
+    cs = CandidateSet(
+        trajectories=tuple(paths),
+        aims_mm=aims,
+        placement_path=np.asarray(p_path, int),
+        placement_centre_mm=np.asarray(p_centre, float).reshape(-1, 3),
+        along=np.asarray(alongs, float).reshape(-1, n_pts),
+        radial=np.asarray(radials, float).reshape(-1, n_pts),
+        placement=np.asarray(c_place, int),
+        setting=np.asarray(c_setting, int),
+        rows=tuple(rows),
+        tip_mm=np.asarray(c_tip, float).reshape(-1, 3),
+        normal_ml=np.asarray(c_normal, float),
+        safe=np.asarray(c_safe, bool),
+        depth_shift_mm=np.asarray(c_shift, float),
+    )
+    return cs, examined
+
+
+def _sink_within() -> float:
+    return float(planner_settings()["heat_sink"]["within_mm"])
+
+
+def toward(tp: TargetPoints, hard: np.ndarray, seed: int = 0, k_max: int = 3) -> np.ndarray:
+    """Aim points half-way from the target's centre toward clusters of ``hard`` points.
+
+    Where the zone must reach into a corner the heat sink guards (the tissue between the
+    tumour and a vessel), an applicator aimed half-way toward it heats that corner the
+    most without leaving the rest uncovered ("move the tip toward the vessel").
+    """
+    pts = tp.points_mm[hard]
+    if len(pts) == 0:
+        return np.zeros((0, 3))
+    centre = tp.points_mm.mean(axis=0)
+    k = int(min(k_max, max(1, len(pts) // 20)))
+    centres = pts.mean(axis=0)[None, :] if k == 1 else kmeans2(pts, k, seed=seed, minit="++")[0]
+    return np.array([centre + 0.5 * (c - centre) for c in centres])
+
+
+def merge(a: CandidateSet, b: CandidateSet) -> CandidateSet:
+    """The candidates of ``a`` followed by those of ``b`` (ids of ``a`` unchanged)."""
+    n_paths, n_place = len(a.trajectories), len(a.placement_path)
+    return CandidateSet(
+        trajectories=a.trajectories + b.trajectories,
+        aims_mm=np.vstack([a.aims_mm, b.aims_mm]),
+        placement_path=np.concatenate([a.placement_path, b.placement_path + n_paths]),
+        placement_centre_mm=np.vstack([a.placement_centre_mm, b.placement_centre_mm]),
+        along=np.vstack([a.along, b.along]),
+        radial=np.vstack([a.radial, b.radial]),
+        placement=np.concatenate([a.placement, b.placement + n_place]),
+        setting=np.concatenate([a.setting, b.setting]),
+        rows=a.rows,
+        tip_mm=np.vstack([a.tip_mm, b.tip_mm]),
+        normal_ml=np.concatenate([a.normal_ml, b.normal_ml]),
+        safe=np.concatenate([a.safe, b.safe]),
+        depth_shift_mm=np.concatenate([a.depth_shift_mm, b.depth_shift_mm]),
+    )
+
+
+def heat_sink_prior(tp: TargetPoints) -> np.ndarray:
+    """The required depth (mm) per target point before any verification (the sink prior)."""
+    hs = planner_settings()["heat_sink"]
+    near = tp.vessel_distance_mm <= _sink_within()
+    return np.where(near, float(hs["extra_depth_mm"]), 0.0)
+
+
+def segment_distance_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.ndarray) -> float:
+    """Smallest distance between segments p0-p1 and q0-q1 (mm), by dense sampling."""
+    s = np.linspace(0.0, 1.0, 41)[:, None]
+    a = p0 + s * (p1 - p0)
+    b = q0 + s * (q1 - q0)
+    return float(np.min(np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)))
+
+
+def shaft_conflicts(cs: CandidateSet, min_mm: float) -> np.ndarray:
+    """Pairs of path ids whose shafts (entry to deepest tip) come within ``min_mm``."""
+    deepest: dict[int, np.ndarray] = {}
+    for c in range(cs.n):
+        j = cs.trajectory_id(c)
+        d = cs.direction(c)
+        tip = cs.tip_mm[c]
+        if j not in deepest or float((tip - deepest[j]) @ d) > 0:
+            deepest[j] = tip
+    ids = sorted(deepest)
+    out = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1 :]:
+            ea = np.asarray(cs.trajectories[a].entry_mm)
+            eb = np.asarray(cs.trajectories[b].entry_mm)
+            if segment_distance_mm(ea, deepest[a], eb, deepest[b]) < min_mm:
+                out.append((a, b))
+    return np.asarray(out, int).reshape(-1, 2)
+
+
+def grid_box(grid: Grid, masks: list[np.ndarray], pad_mm: float) -> tuple[slice, ...]:
+    """The index box holding every mask's voxels plus ``pad_mm`` (clipped to the grid)."""
+    idx = np.concatenate([np.argwhere(m) for m in masks if m.any()])
+    pad = np.ceil(pad_mm / np.asarray(grid.spacing_mm)).astype(int)
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = np.minimum(idx.max(axis=0) + pad + 1, np.asarray(grid.shape))
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
