@@ -188,6 +188,13 @@ def _print_plan_summary(plan) -> None:
             f"{escape(a['id'])}: {setting}, entry "
             f"{a['entry_mm']} -> tip {a['tip_mm']} mm (LPS), depth {a['insertion_depth_mm']} mm"
         )
+        why = (a.get("covers") or {}).get("why")
+        path = a.get("trajectory_id")
+        if path is not None or why:
+            parts = [f"path {path}"] if path is not None else []
+            if why:
+                parts.append(str(why))
+            console.print(f"  {escape(': '.join(parts))}")
     console.print(
         f"plan {verdict} the {plan.tumour_diameter_mm:.0f} mm tumour + {plan.margin_mm:g} mm "
         f"margin: tumour {plan.coverage_percent:.1f} %, tumour + margin "
@@ -195,6 +202,13 @@ def _print_plan_summary(plan) -> None:
         f"normal liver ablated {plan.ablated_liver_ml:.1f} mL (verified by simulation; "
         f"{plan.runtime_s:.1f} s)"
     )
+    if plan.robust_coverage is not None:
+        console.print(_robust_line(plan))
+    peri = plan.perivascular or {}
+    if peri.get("perivascular"):
+        from ioplan.planning._perivascular import describe
+
+        console.print(f"perivascular: {escape(describe(peri))}")
     for r in plan.at_risk[:3]:
         extreme = (
             f"min {r['min_temperature_c']:.1f}"
@@ -208,6 +222,19 @@ def _print_plan_summary(plan) -> None:
         console.print(f"  suggestion: {escape(sug)}")
     for note in plan.notes:
         console.print(f"  note: {escape(note)}")
+
+
+def _robust_line(plan) -> str:
+    """``robust coverage 0.83 (95 % CI 0.78-0.87) under 2 mm / 3 deg placement error``."""
+    rob = plan.robustness or {}
+    line = f"robust coverage {plan.robust_coverage:.2f}"
+    ci = rob.get("ci95")
+    if ci and len(ci) == 2 and None not in ci:
+        line += f" (95 % CI {ci[0]:.2f}-{ci[1]:.2f})"
+    mm, deg = rob.get("placement_error_mm"), rob.get("angle_error_deg")
+    if mm is not None and deg is not None:
+        line += f" under {mm:g} mm / {deg:g} deg placement error"
+    return line
 
 
 @app.command()
@@ -277,6 +304,40 @@ def plan(
             f"{SAFETY_RANGE_MM[0]:g}-{SAFETY_RANGE_MM[1]:g} mm."
         ),
     ] = 5.0,
+    max_applicators: Annotated[
+        int | None,
+        typer.Option(
+            "--max-applicators",
+            help="Most applicators the plan may use, 1-8 (default: per modality).",
+        ),
+    ] = None,
+    delivery: Annotated[
+        str | None,
+        typer.Option(
+            help="sequential (one applicator after the other) or simultaneous "
+            "(default: what the applicator allows).",
+        ),
+    ] = None,
+    placement_error_mm: Annotated[
+        float,
+        typer.Option(
+            "--placement-error-mm",
+            help="Tip placement error (mm, 0-20) of the robustness estimate.",
+        ),
+    ] = 2.0,
+    angle_error_deg: Annotated[
+        float,
+        typer.Option(
+            "--angle-error-deg", help="Angle error (deg, 0-30) of the robustness estimate."
+        ),
+    ] = 3.0,
+    robust_samples: Annotated[
+        int,
+        typer.Option(
+            "--robust-samples",
+            help="Monte Carlo samples of the robustness estimate, 10-100000.",
+        ),
+    ] = 200,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
@@ -312,6 +373,16 @@ def plan(
     check_in_range(safety_mm, *SAFETY_RANGE_MM, "--safety-mm")
     if guidance.upper() not in ("CT", "MR"):
         raise InputError(f"--guidance must be CT or MR, got {guidance!r}")
+    if max_applicators is not None and not 1 <= max_applicators <= 8:
+        raise InputError(f"--max-applicators must be 1-8, got {max_applicators}")
+    if delivery is not None:
+        delivery = delivery.lower()
+        if delivery not in ("sequential", "simultaneous"):
+            raise InputError(f"--delivery must be sequential or simultaneous, got {delivery!r}")
+    check_in_range(placement_error_mm, 0.0, 20.0, "--placement-error-mm")
+    check_in_range(angle_error_deg, 0.0, 30.0, "--angle-error-deg", unit="deg")
+    if not 10 <= robust_samples <= 100000:
+        raise InputError(f"--robust-samples must be 10-100000, got {robust_samples}")
     cfg = PlanConfig(
         modality=modality,
         applicator_id=applicator,
@@ -320,6 +391,11 @@ def plan(
         tumour_index=tumor,
         spacing_mm=spacing_mm,
         trajectories=TrajectoryConfig(modality=guidance.upper(), safety_mm=safety_mm),
+        max_applicators=max_applicators,
+        delivery=delivery,
+        placement_error_mm=placement_error_mm,
+        angle_error_deg=angle_error_deg,
+        robust_samples=robust_samples,
     )
     cfg.applicator()
     check_replaceable(out, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=overwrite)

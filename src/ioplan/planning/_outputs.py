@@ -245,30 +245,130 @@ def write_plan_files(plan: Plan, case: Case, out: Path, *, extra: dict | None = 
     return doc
 
 
+def _setting(a: dict) -> str:
+    """An applicator's power and time, or its protocol."""
+    if a.get("protocol"):
+        return f"protocol {a['protocol']}"
+    return f"{a['power_w']:g} W, {a['duration_s']:g} s"
+
+
+def _fmt(x, fmt: str = ".1f", unit: str = "") -> str:
+    """``x`` formatted, ``-`` when unknown."""
+    if x is None:
+        return "-"
+    return f"{format(x, fmt)}{unit}"
+
+
+def _robust_rows(plan: Plan) -> tuple[list[tuple[str, str]], str]:
+    """The robustness estimate: key/value rows and its model sentence."""
+    rob = plan.robustness or {}
+    if plan.robust_coverage is None:
+        why = "not estimated (the plan misses its goal)" if not plan.goal_met else "not estimated"
+        return [("robust coverage", why)], ""
+    ci = rob.get("ci95") or (None, None)
+    interval = "-" if None in ci else f"{ci[0]:.2f}-{ci[1]:.2f}"
+    mm, deg = rob.get("placement_error_mm"), rob.get("angle_error_deg")
+    error = "-" if mm is None or deg is None else f"{mm:g} mm tip, {deg:g} deg angle"
+    rows = [
+        ("probability the plan still covers", f"{plan.robust_coverage:.2f}"),
+        ("95 % interval", interval),
+        ("placement error (root mean square)", error),
+        ("samples", _fmt(rob.get("samples"), "d")),
+        ("mean tumour + margin coverage",
+         _fmt(rob.get("mean_target_coverage_percent"), ".1f", " %")),
+        ("5th percentile of tumour + margin coverage",
+         _fmt(rob.get("p5_target_coverage_percent"), ".1f", " %")),
+    ]  # fmt: skip
+    return rows, str(rob.get("model") or "")
+
+
 def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
-    a = plan.applicators[0]
     verdict = (
         "<span class='good'>covers the tumour and its margin</span>"
         if plan.covered
         else "<span class='bad'>does NOT cover the tumour and its margin</span>"
     )
+    rob = plan.robustness or {}
+    if plan.robust_coverage is None:
+        robust = "not estimated"
+    else:
+        ci = rob.get("ci95") or (None, None)
+        robust = f"{plan.robust_coverage:.2f}"
+        if None not in ci:
+            robust += f" (95 % interval {ci[0]:.2f}-{ci[1]:.2f})"
+        mm, deg = rob.get("placement_error_mm"), rob.get("angle_error_deg")
+        if mm is not None and deg is not None:
+            robust += (
+                f", the probability that the plan still covers when each needle's tip is off "
+                f"by {mm:g} mm and its angle by {deg:g} deg (root mean square)"
+            )
     summary = key_value_table(
         (
-            ("applicator", a["id"]),
-            ("power / time", f"{a['power_w']:g} W, {a['duration_s']:g} s"),
-            ("entry (LPS mm)", a["entry_mm"]),
-            ("tip (LPS mm)", a["tip_mm"]),
-            ("insertion depth", f"{a['insertion_depth_mm']} mm"),
+            ("verdict", "goal met" if plan.goal_met else "goal NOT met"),
+            ("applicators", f"{len(plan.applicators)}"),
+            ("delivery", plan.delivery),
             ("tumour", f"{plan.tumour_diameter_mm:.0f} mm, {plan.histology}"),
             ("tumour coverage", f"{plan.coverage_percent:.1f} %"),
             ("tumour + margin coverage", f"{plan.margin_coverage_percent:.1f} %"),
             ("minimal margin (surface, sub-voxel)", f"{plan.minimal_margin_mm:.1f} mm"),
-            ("goal met", "yes" if plan.goal_met else "no"),
+            ("robust coverage", robust),
             ("normal liver ablated", f"{plan.ablated_liver_ml:.1f} mL"),
             ("zone volume", f"{plan.zone_volume_ml:.1f} mL"),
             ("feasible paths", f"{plan.accepted_trajectories}"),
+            ("candidates considered", f"{plan.candidates_considered}"),
             ("runtime", f"{plan.runtime_s:.1f} s"),
         )
+    )
+    applicators = table(
+        ["#", "applicator", "path", "power / time", "entry (LPS mm)", "tip (LPS mm)",
+         "insertion depth (mm)", "zone shift (mm)", "why"],
+        [
+            [i + 1, a["id"], _fmt(a.get("trajectory_id"), "d"), _setting(a), a["entry_mm"],
+             a["tip_mm"], _fmt(a.get("insertion_depth_mm"), "g"),
+             _fmt(a.get("zone_shift_mm"), "g"), (a.get("covers") or {}).get("why", "-")]
+            for i, a in enumerate(plan.applicators)
+        ],
+    )  # fmt: skip
+    cand = plan.candidates or {}
+    shifts = cand.get("zone_shifts_mm")
+    found = bullet_list(
+        [
+            f"{plan.candidates_considered} candidates considered: "
+            f"{_fmt(cand.get('aim_points'), 'd')} aim points x {_fmt(cand.get('paths'), 'd')} "
+            f"safe paths (of {_fmt(cand.get('paths_examined'), 'd')} examined) x tip shifts "
+            f"{', '.join(f'{v:g}' for v in shifts) if shifts else '-'} mm x "
+            f"{_fmt(cand.get('settings'), 'd')} settings; "
+            f"{_fmt(cand.get('predicted_safe'), 'd')} predicted safe",
+            f"at most {_fmt(cand.get('max_applicators'), 'd')} applicators, "
+            f"{_fmt(cand.get('target_points'), 'd')} target points "
+            f"({_fmt(cand.get('heat_sink_prior_points'), 'd')} with the heat-sink prior)",
+        ]
+        + ([f"optimiser: {plan.optimiser['method']}"] if plan.optimiser.get("method") else [])
+    )
+    peri = plan.perivascular or {}
+    if peri:
+        from ioplan.planning._perivascular import describe
+
+        perivascular = f"<p>{escape(describe(peri))}</p>" + key_value_table(
+            (
+                (f"tumour surface within {_fmt(peri.get('within_mm'), 'g')} mm of a large vessel",
+                 f"{_fmt(peri.get('surface_area_mm2'), '.0f', ' mm2')} "
+                 f"({_fmt(peri.get('surface_percent'), '.1f', ' %')})"),
+                ("minimal distance to a large vessel",
+                 _fmt(peri.get("minimal_distance_mm"), ".1f", " mm")),
+                ("tissue between tumour and vessel ablated",
+                 _fmt(peri.get("tissue_between_ablated_percent"), ".1f", " %")),
+                ("perivascular surface covered",
+                 _fmt(peri.get("surface_covered_percent"), ".1f", " %")),
+                ("perivascular minimal margin",
+                 _fmt(peri.get("perivascular_minimal_margin_mm"), ".1f", " mm")),
+            )
+        )  # fmt: skip
+    else:
+        perivascular = "<p>not measured</p>"
+    rob_rows, rob_model = _robust_rows(plan)
+    robustness = key_value_table(rob_rows) + (
+        f"<p>Error model: {escape(rob_model)}</p>" if rob_model else ""
     )
     risk_keys = ("structure", "closest_distance_mm", "max_temperature_c", "min_temperature_c",
                  "lethal_damage", "within_protect_distance")  # fmt: skip
@@ -281,15 +381,18 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
     def _num(x, fmt=".1f"):
         return "-" if x is None else format(x, fmt)
 
+    runs = plan.verification_runs or tuple(plan.simulation.get("tried", ()))
     tried = table(
-        ["round", "applicators", "power (W)", "time (s)", "tumour %", "tumour + margin %",
+        ["round", "applicators", "paths", "power (W)", "time (s)", "tumour %", "tumour + margin %",
          "minimal margin (mm)", "goal met", "what changed before"],
         [
-            [t_["round"], t_["applicators"], ", ".join(f"{p:g}" for p in t_["power_w"]),
+            [t_["round"], t_["applicators"],
+             ", ".join(str(i) for i in t_.get("trajectory_ids", ())) or "-",
+             ", ".join(f"{p:g}" for p in t_["power_w"]),
              ", ".join(f"{d:g}" for d in t_["duration_s"]),
              _num(t_["tumour_voxels_covered_percent"]), _num(t_["margin_coverage_percent"]),
              _num(t_["minimal_margin_mm"]), "yes" if t_["goal_met"] else "no", t_["change"]]
-            for t_ in plan.simulation["tried"]
+            for t_ in runs
         ],
     )  # fmt: skip
     rejected = table(
@@ -307,6 +410,7 @@ this anatomy (Pennes bioheat, perfusion, heat sink of vessels &ge; 3 mm;
 the settings. A research tool whose zone model has a mean error of about 3 mm against
 manufacturer charts.</p>
 {summary}
+<h2>Applicators</h2>{applicators}
 <h2>Treatment selection</h2>
 <p><b>{escape(sel.recommendation)}</b> ({escape(sel.disclaimer)})</p>
 <ul>{reasons}</ul>
@@ -315,8 +419,11 @@ manufacturer charts.</p>
 {figure("figures/slices.png", "slices through the tumour", width="100%",
         caption="Radiological convention: patient right on the image left, anterior up.")}
 <h2>3D</h2>{figure("figures/view3d.png", "tumour, zone and applicators in 3D")}
+<h2>How the plan was found</h2>{found}
+<h3>Verification runs</h3>{tried}
+<h2>Next to large vessels</h2>{perivascular}
+<h2>Robustness to placement error</h2>{robustness}
 <h2>Structures at risk</h2>{risk}
-<h2>Settings simulated</h2>{tried}
 <h2>Rejected trajectories (first 40 of {len(plan.rejected_trajectories)})</h2>{rejected}
 <p>Files: plan.json, zone.nii.gz, margin_shell.nii.gz, tmax.nii.gz, tmin.nii.gz,
 trajectories.mrk.json, dicom/plan_seg.dcm (DICOM-SEG: tumour, margin shell, zone) with its
