@@ -137,6 +137,15 @@ class CandidateSet:
     def n(self) -> int:
         return len(self.placement)
 
+    def probes(self, c: int) -> int:
+        """How many probes candidate ``c`` places (a parallel cryo array; else 1)."""
+        return int(self.rows[int(self.setting[c])][5])
+
+    def probe_tips(self, c: int) -> list[np.ndarray]:
+        """Every probe tip of candidate ``c`` (LPS mm)."""
+        n = self.probes(c)
+        return [self.tip_mm[c]] if n == 1 else array_tips(self.tip_mm[c], self.direction(c), n)
+
     def trajectory(self, c: int) -> Trajectory:
         return self.trajectories[int(self.placement_path[self.placement[c]])]
 
@@ -260,7 +269,9 @@ def make_candidates(
     lab = np.asarray(case.labels.array)
     shifts = np.asarray(cfg["depths_mm"], float)
     offsets = np.asarray([r[4] for r in rows], float)
-    tip_beyond = max(0.0, float(shifts.max() + offsets.max())) + 5.0
+    # paths are searched with the shallowest tip; a deeper tip's extra length is checked
+    # per candidate (_segment_clear), so a path that only a deep tip would spoil stays
+    tip_beyond = max(0.0, float(shifts.min() + offsets.min())) + 5.0
     if aims is None:
         aims = _aim_points(tp.points_mm, k_max, seed)
         aims = np.vstack([aims, toward(tp, tp.vessel_distance_mm <= _sink_within(), seed)])
@@ -305,13 +316,21 @@ def make_candidates(
             radials.append(r)
             pa, pr = _frame(prot_pts, zc, d)
             na, nr = _frame(normal_pts, zc, d)
-            for k, (_p, _t, length, width, off, _n) in enumerate(rows):
+            for k, (_p, _t, length, width, off, n_probes) in enumerate(rows):
                 A, B = 0.5 * length, 0.5 * width
                 c_place.append(p)
                 c_setting.append(k)
                 c_tip.append(zc + off * d)
                 c_shift.append(s)
-                c_safe.append(not bool(np.any(np.hypot(pa / A, pr / B) <= 1.0)))
+                clear = not bool(np.any(np.hypot(pa / A, pr / B) <= 1.0))
+                tip = zc + off * d
+                if clear and float((tip - aims[path_aim[j]]) @ d) + 5.0 > tip_beyond:
+                    clear = _segment_clear(g, aims[path_aim[j]], tip + 5.0 * d, trajectories,
+                                           distance_maps)  # fmt: skip
+                if clear and n_probes > 1:
+                    clear = _array_clear(case, t, zc + off * d, int(n_probes), trajectories,
+                                         distance_maps)  # fmt: skip
+                c_safe.append(clear)
                 c_normal.append(
                     float(np.count_nonzero(np.hypot(na / A, nr / B) <= 1.0)) * normal_ml
                 )
@@ -372,6 +391,47 @@ def merge(a: CandidateSet, b: CandidateSet) -> CandidateSet:
         safe=np.concatenate([a.safe, b.safe]),
         depth_shift_mm=np.concatenate([a.depth_shift_mm, b.depth_shift_mm]),
     )
+
+
+def array_tips(tip: np.ndarray, d: np.ndarray, n: int) -> list[np.ndarray]:
+    """The tips of an array of ``n`` parallel probes around ``tip`` (cryo, 15 mm apart)."""
+    from ioplan.physics import Placement, array_placements
+    from ioplan.planning._surrogate import CRYO_SPACING_MM
+
+    pls = array_placements(Placement(tuple(tip), tuple(d)), n, CRYO_SPACING_MM)
+    return [np.asarray(pl.tip_mm) for pl in pls]
+
+
+def _segment_clear(g: Grid, a: np.ndarray, b: np.ndarray, cfg: TrajectoryConfig,
+                   dmaps: dict[str, np.ndarray]) -> bool:  # fmt: skip
+    """Whether the segment ``a``-``b`` keeps the safety distance (and stays in the grid)."""
+    k = max(2, int(np.linalg.norm(b - a) / (0.5 * min(g.spacing_mm))) + 1)
+    pts = a[None, :] + np.linspace(0, 1, k)[:, None] * (b - a)[None, :]
+    idx = np.rint(g.lps_to_index(pts)).astype(int)
+    if not np.all((idx >= 0) & (idx < np.asarray(g.shape))):
+        return False
+    return all(float(dm[tuple(idx.T)].min()) >= cfg.safety_mm for dm in dmaps.values())
+
+
+def _array_clear(case: Case, t: Trajectory, tip: np.ndarray, n: int, cfg: TrajectoryConfig,
+                 dmaps: dict[str, np.ndarray]) -> bool:  # fmt: skip
+    """Whether every probe of a parallel array keeps the safety distance on its own path."""
+    g = case.labels.grid
+    d = np.asarray(t.direction)
+    length = float(np.linalg.norm(tip - np.asarray(t.entry_mm)))
+    for p_tip in array_tips(tip, d, n):
+        entry = p_tip - d * length
+        k = max(2, int(length / (0.5 * min(g.spacing_mm))))
+        pts = entry[None, :] + np.linspace(0, 1, k)[:, None] * (p_tip - entry)[None, :]
+        idx = np.rint(g.lps_to_index(pts)).astype(int)
+        inside = np.all((idx >= 0) & (idx < np.asarray(g.shape)), axis=1)
+        idx = idx[inside]
+        if idx.size == 0:
+            return False
+        for dm in dmaps.values():
+            if float(dm[tuple(idx.T)].min()) < cfg.safety_mm:
+                return False
+    return True
 
 
 def heat_sink_prior(tp: TargetPoints) -> np.ndarray:

@@ -54,6 +54,8 @@ class Verification:
     parts: tuple[np.ndarray, ...]
     tips: tuple[np.ndarray, ...]
     directions: tuple[np.ndarray, ...]
+    #: the candidate each probe (tip) belongs to
+    owners: tuple[int, ...]
     metrics: dict[str, Any]
     ok: bool
     safe: bool
@@ -73,7 +75,7 @@ class Verification:
             self.safe,
             round(m["tumour_voxels_covered_percent"], 3),
             round(m["margin_coverage_percent"], 3),
-            -len(self.selected),
+            -len(self.tips),
             -m["ablated_liver_ml"],
         )
 
@@ -169,42 +171,55 @@ def _voronoi_parts(z: np.ndarray, g: Grid, tips: list[np.ndarray], dirs: list[np
 def simulate_selection(case: Case, app: Applicator, cs: CandidateSet, selected: tuple[int, ...],
                        delivery: str, spacing_mm: float, progress,
                        cache: dict) -> dict[str, Any]:  # fmt: skip
-    """The selected applicators simulated as delivered (runs reused from ``cache``)."""
+    """The selected applicators simulated as delivered (runs reused from ``cache``).
+
+    A candidate may place several probes (a parallel cryo array): they run together.
+    ``parts`` holds one zone part per probe (a run's zone split among its probes by the
+    nearest active segment).
+    """
     from ioplan.physics import active_extent_mm
 
-    tips = [cs.tip_mm[c] for c in selected]
-    dirs = [cs.direction(c) for c in selected]
+    back = active_extent_mm(app)
+    groups = []  # per candidate: its probes' (tip, direction)
+    for c in selected:
+        d = cs.direction(c)
+        groups.append([(tip, d) for tip in cs.probe_tips(c)])
     runs = []
+    parts: list[np.ndarray] = []
     if delivery == "sequential" or len(selected) == 1:
-        for c, tip, d in zip(selected, tips, dirs, strict=True):
+        for c, probes in zip(selected, groups, strict=True):
             setting = cs.setting_of(c)
-            key = (tuple(np.round(tip, 3)), tuple(np.round(d, 5)), setting[0], setting[1])
+            key = (tuple(np.round(cs.tip_mm[c], 3)), tuple(np.round(cs.direction(c), 5)),
+                   setting[0], setting[1], len(probes))  # fmt: skip
             if key not in cache:
-                cache[key] = _run(case, app, [(tip, d)], setting, spacing_mm, progress)
+                cache[key] = _run(case, app, probes, setting, spacing_mm, progress)
             runs.append(cache[key])
-        parts = [r["zone"] for r in runs]
-        zone = np.logical_or.reduce(parts)
+            tips_c, dirs_c = [t for t, _ in probes], [d for _, d in probes]
+            parts.extend(_voronoi_parts(cache[key]["zone"], case.labels.grid, tips_c, dirs_c, back))
+        zone = np.logical_or.reduce([r["zone"] for r in runs])
         tmax = np.maximum.reduce([r["tmax"] for r in runs])
         tmin = np.minimum.reduce([r["tmin"] for r in runs])
     else:
         setting = cs.setting_of(selected[0])
-        where = [
-            (tuple(np.round(t, 3)), tuple(np.round(d, 5))) for t, d in zip(tips, dirs, strict=True)
-        ]
+        probes = [p for grp in groups for p in grp]
+        where = [(tuple(np.round(t, 3)), tuple(np.round(d, 5))) for t, d in probes]
         key = (*where, setting[0], setting[1])
         if key not in cache:
-            cache[key] = _run(case, app, list(zip(tips, dirs, strict=True)), setting,
-                              spacing_mm, progress)  # fmt: skip
+            cache[key] = _run(case, app, probes, setting, spacing_mm, progress)
         runs = [cache[key]]
         zone, tmax, tmin = runs[0]["zone"], runs[0]["tmax"], runs[0]["tmin"]
-        parts = _voronoi_parts(zone, case.labels.grid, tips, dirs, active_extent_mm(app))
+        parts = _voronoi_parts(zone, case.labels.grid, [t for t, _ in probes],
+                               [d for _, d in probes], back)  # fmt: skip
+    probes = [p for grp in groups for p in grp]
+    owners = [c for c, grp in zip(selected, groups, strict=True) for _ in grp]
     return {
         "zone": zone,
         "tmax": tmax,
         "tmin": tmin,
         "parts": parts,
-        "tips": tips,
-        "dirs": dirs,
+        "tips": [t for t, _ in probes],
+        "dirs": [d for _, d in probes],
+        "owners": owners,
         "runs": runs,
     }
 
@@ -232,6 +247,7 @@ def verify_selection(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPo
         parts=tuple(sim["parts"]),
         tips=tuple(sim["tips"]),
         directions=tuple(sim["dirs"]),
+        owners=tuple(int(c) for c in sim["owners"]),
         metrics=m,
         ok=ok,
         safe=safe,
@@ -259,7 +275,7 @@ def shortfall_mm(v: Verification, tp: TargetPoints, grid: Grid) -> np.ndarray:
 
 
 def culprits(v: Verification, case: Case, protect_mm: float) -> list[int]:
-    """Indices (into ``v.selected``) of applicators whose zone reaches a protected structure."""
+    """The candidates whose applicators' zone parts reach a protected structure."""
     lab = np.asarray(case.labels.array)
     g = case.labels.grid
     harmed = [r for r in v.metrics["at_risk"] if r["lethal_damage"] or r["within_protect_distance"]]
@@ -277,7 +293,7 @@ def culprits(v: Verification, case: Case, protect_mm: float) -> list[int]:
         dist = ndimage.distance_transform_edt(~part[box], sampling=g.spacing_mm)
         if float(dist[mask[box]].min()) < protect_mm:
             out.append(i)
-    return out or list(range(len(v.selected)))
+    return sorted({v.owners[i] for i in out}) or list(v.selected)
 
 
 _SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
@@ -355,7 +371,7 @@ def run_record(v: Verification, cs: CandidateSet, round_: int, change: str,
     settings = [cs.setting_of(c) for c in v.selected]
     return {
         "round": round_,
-        "applicators": len(v.selected),
+        "applicators": len(v.tips),
         "delivery": delivery,
         "candidates": list(v.selected),
         "trajectory_ids": [cs.trajectory_id(c) for c in v.selected],
@@ -449,7 +465,10 @@ def robustness(v: Verification, cs: CandidateSet, tp: TargetPoints, g: Grid,
     from ioplan.planning._robust import robust_coverage
 
     parts, tumour, target, sub = _crop_for_robustness(v, tp, g)
-    needles = [(cs.tip_mm[c], cs.trajectory(c).entry_mm) for c in v.selected]
+    needles = []
+    for tip, d, c in zip(v.tips, v.directions, v.owners, strict=True):
+        depth = float(np.linalg.norm(cs.tip_mm[c] - np.asarray(cs.trajectory(c).entry_mm)))
+        needles.append((tip, tip - depth * d))
     return robust_coverage(parts, needles, sub, tumour, target, error,
                            goal_fraction=GOAL_MARGIN_PERCENT / 100.0)  # fmt: skip
 
@@ -490,10 +509,17 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
         if excluded_old is not None:
             excluded[:n_old] |= excluded_old
         durations = np.array([new_cs.rows[k][1] for k in new_cs.setting], float)
+        probes = np.array([new_cs.rows[k][5] for k in new_cs.setting], float)
         state.update(
             cs=new_cs,
             excluded=excluded,
+            probes=probes,
             cost=new_cs.normal_ml + durations / float(st["candidates"]["seconds_per_ml"]),
+            # settings that can run together: the same power and time (the same protocol)
+            together=np.unique(
+                np.array([new_cs.rows[k][:2] for k in new_cs.setting]), axis=0,
+                return_inverse=True,
+            )[1].reshape(-1),
             conflicts=(
                 shaft_conflicts(new_cs, _min_separation(app))
                 if simultaneous else np.zeros((0, 2), int)
@@ -520,8 +546,9 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
             CoverProblem(covers=a, must=tp.must, cost=state["cost"][keep],
                          group=np.array([cs_.trajectory_id(c) for c in keep]),
                          min_other_fraction=GOAL_MARGIN_PERCENT / 100.0,
-                         conflicts=state["conflicts"], setting=cs_.setting[keep],
-                         same_setting=simultaneous, max_selected=max_selected),
+                         conflicts=state["conflicts"], setting=state["together"][keep],
+                         same_setting=simultaneous, max_selected=max_selected,
+                         size=state["probes"][keep]),
             forbid=forbid, time_limit_s=10.0,
         )  # fmt: skip
         solves.append(
@@ -543,7 +570,17 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
         return chosen, sol
 
     max_rounds = int(st["verification"]["max_rounds"])
+    stopped = ""
     for round_ in range(1, max_rounds + 1):
+        if verified:
+            per_run = float(np.mean([v.runtime_s for v in verified]))
+            if time.perf_counter() - t0 + per_run > time_budget_s:
+                stopped = (
+                    f"stopped after {len(verified)} verification run(s): another would pass "
+                    f"the {time_budget_s:g} s time budget (--time-budget-s)"
+                )
+                say(stopped)
+                break
         sel, sol = select()
         if not sel:
             say(f"no set selected: {sol.status if sol is not None else 'no candidate left'}")
@@ -564,8 +601,9 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
             break
         notes = []
         if not v.safe:
-            n_ex = sum(_exclude_larger(cs, state["excluded"], sel[i])
-                       for i in culprits(v, case, protect_mm))  # fmt: skip
+            n_ex = sum(
+                _exclude_larger(cs, state["excluded"], c) for c in culprits(v, case, protect_mm)
+            )
             notes.append(f"excluded {n_ex} candidate(s) whose zone reached a protected structure")
         short = shortfall_mm(v, tp, g)
         if np.any(short > 0):
@@ -597,6 +635,8 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
         "solves": solves,
         "rounds": len(records),
         "candidates_final": cs.n,
+        "time_budget_s": time_budget_s,
+        "stopped": stopped,
         "runtime_s": round(time.perf_counter() - t0, 2),
     }
     return SearchResult(best, tuple(records), optimiser, cs)

@@ -46,7 +46,12 @@ from ioplan.planning._checks import (
 )
 from ioplan.planning._inverse import Verification, applicator_covers, delivery_for, search
 from ioplan.planning._metrics import MARGIN_METHOD, tumour_mask
-from ioplan.planning._surrogate import CRYO_PROTOCOL, CRYO_SPACING_MM, MAX_CRYOPROBES, zone_table
+from ioplan.planning._surrogate import (
+    CRYO_MIN_SPACING_MM,
+    CRYO_PROTOCOL,
+    MAX_CRYOPROBES,
+    zone_table,
+)
 from ioplan.planning._trajectories import Trajectory, TrajectoryConfig, forbidden_groups
 
 __all__ = [
@@ -96,8 +101,9 @@ class PlanConfig:
     placement_error_mm: float = 2.0
     angle_error_deg: float = 3.0
     robust_samples: int = 200
-    #: seconds after which no alternative plan is verified for robustness
-    time_budget_s: float = 40.0
+    #: seconds of search (selection and verification) after which no new verification
+    #: starts: the best verified plan so far is reported, and plan.json says so
+    time_budget_s: float = 50.0
 
     def __post_init__(self) -> None:
         if self.modality not in DEFAULT_APPLICATOR:
@@ -333,24 +339,38 @@ def _merged_settings(runs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     return out
 
 
-def _single_rows(app: Applicator, spacing_mm: float) -> tuple[tuple, ...]:
-    """The surrogate rows of one applicator, as the candidates use them.
+def _why_not(v: Verification, cs: CandidateSet, res, n_max: int, delivery: str) -> list[str]:
+    """Why no candidate set was predicted to cover (the anatomy's limits), if none was."""
+    if v.ok or any(x.get("predicted_goal") for x in res.optimiser.get("solves", [])):
+        return []
+    probes = np.array([cs.probes(c) for c in range(cs.n)])
+    parts = [
+        f"no set of up to {n_max} applicators on the {len(cs.trajectories)} feasible paths "
+        "(to the target's aim points) was predicted to cover the target"
+    ]
+    if (probes > 1).any() and not cs.safe[probes > 1].any():
+        parts.append("parallel probe arrays break the safety distance on every path")
+    if delivery == "simultaneous":
+        parts.append("applicators used together must keep their shafts apart")
+    return [
+        "; ".join(parts) + ": a different approach (another entry, hydrodissection or "
+        "displacement of the structure in the way), another modality, or TACE/TARE"
+    ]
 
-    Cryo: ice balls of probes near each other merge, and the -40 degC zone of an array is
-    wider than the union of the single probes' zones. A probe's candidate zone is given
-    the width that makes two of them, :data:`CRYO_SPACING_MM` apart, span the two-probe
-    array's zone (surrogate rows 1 and 2): the union model then predicts arrays
-    instead of lone probes. A lone probe is over-predicted; verification corrects it.
+
+def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int) -> tuple[tuple, ...]:
+    """The surrogate rows the candidates use.
+
+    MW and RF: one applicator per candidate (several candidates make a plan). Cryo: ice
+    balls of probes 1.5 cm apart merge, and the -40 degC zone of an array is much wider
+    than the union of single probes' zones; so a cryo candidate is a parallel array of
+    1 to ``n_max`` probes (the surrogate's array rows); a plan may combine arrays and
+    single probes on independent paths, at most ``n_max`` probes in all.
     """
     table = zone_table(app, spacing_mm)
-    rows = tuple(r for r in table if r[5] == 1)
-    if app.modality != "cryo":
-        return rows
-    pair = next((r for r in table if r[5] == 2), None)
-    if pair is None:
-        return rows
-    p, t, length, width, offset, n = rows[0]
-    return ((p, t, max(length, pair[2]), max(width, pair[3] - CRYO_SPACING_MM), offset, n),)
+    if app.modality == "cryo":
+        return tuple(r for r in table if r[5] <= n_max)
+    return tuple(r for r in table if r[5] == 1)
 
 
 def _suggestions(v: Verification, app: Applicator, target: _Target, n_max: int,
@@ -358,7 +378,7 @@ def _suggestions(v: Verification, app: Applicator, target: _Target, n_max: int,
     """What would help a plan that misses its goal (nothing for one that meets it)."""
     if v.ok:
         return []
-    m, n = v.metrics, len(v.selected)
+    m, n = v.metrics, len(v.tips)
     out = []
     if (m["margin_coverage_percent"] < GOAL_MARGIN_COVERAGE_PERCENT
             or m["tumour_voxels_covered_percent"] < 100.0):  # fmt: skip
@@ -391,26 +411,30 @@ def _suggestions(v: Verification, app: Applicator, target: _Target, n_max: int,
 def _applicator_records(
     app: Applicator, cs: CandidateSet, v: Verification, covers: list[dict[str, Any]]
 ) -> tuple[dict, ...]:
-    """Each applicator's entry, tip, direction, setting, path and why it is there."""
+    """Each applicator's entry, tip, direction, setting, path and why it is there.
+
+    A parallel cryo array gives one record per probe, each on its own parallel path.
+    """
     out = []
-    for i, c in enumerate(v.selected):
+    for i, (tip, d, c) in enumerate(zip(v.tips, v.directions, v.owners, strict=True)):
         tr = cs.trajectory(c)
-        p, t, length, width, _offset, _n = cs.setting_of(c)
-        tip = cs.tip_mm[c]
-        entry = np.asarray(tr.entry_mm)
+        p, t, length, width, _offset, n = cs.setting_of(c)
+        depth = float(np.linalg.norm(cs.tip_mm[c] - np.asarray(tr.entry_mm)))
+        entry = tip - depth * d
         out.append(
             {
                 "id": app.id,
                 "tip_mm": [round(float(x), 2) for x in tip],
                 "entry_mm": [round(float(x), 2) for x in entry],
-                "direction": [round(float(x), 5) for x in tr.direction],
+                "direction": [round(float(x), 5) for x in d],
                 "power_w": p,
                 "duration_s": t,
                 "protocol": CRYO_PROTOCOL if app.modality == "cryo" else None,
                 "path_length_mm": round(tr.length_mm, 1),
-                "insertion_depth_mm": round(float(np.linalg.norm(tip - entry)), 1),
+                "insertion_depth_mm": round(depth, 1),
                 "trajectory": tr.to_dict(),
                 "trajectory_id": cs.trajectory_id(c),
+                "array": int(n),
                 "aim_mm": [round(float(x), 2) for x in cs.placement_centre_mm[cs.placement[c]]],
                 "zone_shift_mm": float(cs.depth_shift_mm[c]),
                 "predicted_length_mm": round(length, 1),
@@ -506,12 +530,13 @@ def plan_ablation(
     target = _target(case, cfg)
     say(f"tumour: {target.diameter_mm:.0f} mm ({target.histology}), margin {target.margin_mm:g} mm")
     g = case.labels.grid
-    rows = _single_rows(app, cfg.spacing_mm)
     tp = target_points(case, target.mask, target.margin_mm, cfg.spacing_mm)
     n_max = cfg.max_applicators_for()
+    rows = _candidate_rows(app, cfg.spacing_mm, n_max)
+    n_select = n_max  # applicators (probes), an array counting as its probes
     dmaps = forbidden_groups(case, cfg.trajectories)
     cs, examined = make_candidates(
-        case, app, tp, rows, k_max=n_max, protect_mm=cfg.protect_mm,
+        case, app, tp, rows, k_max=min(n_max, 3), protect_mm=cfg.protect_mm,
         trajectories=cfg.trajectories, distance_maps=dmaps, seed=cfg.seed,
     )  # fmt: skip
     n_dir = cfg.trajectories.n_directions
@@ -525,6 +550,14 @@ def plan_ablation(
         f"{len(rows)} settings; {int(cs.safe.sum())} predicted clear of protected structures)"
     )
     delivery = delivery_for(cfg.modality, cfg.delivery)
+    sim_spacing = cfg.spacing_mm
+    if app.modality == "cryo" and cfg.spacing_mm < CRYO_MIN_SPACING_MM:
+        sim_spacing = CRYO_MIN_SPACING_MM
+        notes.append(
+            f"cryo zones are verified on {sim_spacing:g} mm voxels (the surrogate's): a double "
+            f"freeze on {cfg.spacing_mm:g} mm voxels costs about ten times as much, and the "
+            "cryo zone is not yet grid-converged below that"
+        )
     error = PlacementError(cfg.placement_error_mm, cfg.angle_error_deg, cfg.robust_samples,
                            cfg.seed)  # fmt: skip
     if not cs.safe.any():
@@ -536,18 +569,20 @@ def plan_ablation(
 
     def more(aims: np.ndarray) -> CandidateSet:
         return make_candidates(
-            case, app, tp, rows, k_max=n_max, protect_mm=cfg.protect_mm,
+            case, app, tp, rows, k_max=min(n_max, 3), protect_mm=cfg.protect_mm,
             trajectories=cfg.trajectories, distance_maps=dmaps, seed=cfg.seed, aims=aims,
         )[0]  # fmt: skip
 
-    res = search(case, app, cs, tp, delivery=delivery, max_selected=n_max,
-                 spacing_mm=cfg.spacing_mm, margin_mm=target.margin_mm,
+    res = search(case, app, cs, tp, delivery=delivery, max_selected=n_select,
+                 spacing_mm=sim_spacing, margin_mm=target.margin_mm,
                  protect_mm=cfg.protect_mm, error=error, time_budget_s=cfg.time_budget_s,
                  say=say, progress=progress, more=more)  # fmt: skip
     if res.best is None:
         raise InputError("no candidate applicator placement could be selected for this tumour")
     v = res.best
     cs = res.candidates if res.candidates is not None else cs
+    if res.optimiser.get("stopped") and not v.ok:
+        notes.append(f"{res.optimiser['stopped']}; a larger budget may find a plan that covers")
     m = v.metrics
     lab = np.asarray(case.labels.array)
     peri = perivascular_report(tp.tumour, lab, g, zone=v.zone, within_mm=5.0,
@@ -583,7 +618,7 @@ def plan_ablation(
         histology=target.histology,
         verified_by_simulation=True,
         simulation={
-            "spacing_mm": cfg.spacing_mm,
+            "spacing_mm": sim_spacing,
             "grid_shape": list(v.grid_shapes[0]),
             "perfusion": "in vivo (tissue table), shut down where coagulated",
             "heat_sink": "vessels >= 3 mm from the label map at blood temperature",
@@ -605,7 +640,10 @@ def plan_ablation(
         },
         rejected_trajectories=tuple(t.to_dict() for t in centre_paths if not t.accepted),
         accepted_trajectories=sum(t.accepted for t in centre_paths),
-        suggestions=tuple(_suggestions(v, app, target, n_max, len(res.runs))),
+        suggestions=tuple(
+            _suggestions(v, app, target, n_max, len(res.runs))
+            + _why_not(v, cs, res, n_max, delivery)
+        ),
         notes=tuple(notes),
         tumour_index=cfg.tumour_index,
         minimal_margin_point_mm=m["minimal_margin_point_mm"],

@@ -82,6 +82,9 @@ class CoverProblem:
     same_setting: bool = False
     max_selected: int = 3
     point_weight: np.ndarray | None = None
+    #: applicators each candidate places (a parallel array places several): the count that
+    #: is minimised and bounded by max_selected is the sum of these (default 1 each)
+    size: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class _Checked:
     max_selected: int
     required_other: int
     forbid: tuple[np.ndarray, ...]
+    size: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,16 @@ def _vector(value: object, name: str, n: int, kind: str) -> np.ndarray:
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)):
         _fail(f"{name} must be finite")
+    return arr
+
+
+def _sizes(size, n: int) -> np.ndarray:
+    """Applicators per candidate (integers >= 1; default 1 each)."""
+    if size is None:
+        return np.ones(n)
+    arr = np.asarray(size, dtype=np.float64).reshape(-1)
+    if arr.shape != (n,) or not np.all(np.isfinite(arr)) or np.any(arr < 1):
+        _fail(f"size must hold {n} numbers >= 1")
     return arr
 
 
@@ -292,6 +306,7 @@ def _check(problem: CoverProblem, forbid: Sequence[Sequence[int]]) -> _Checked:
         max_selected=int(max_sel),
         required_other=required,
         forbid=tuple(cuts),
+        size=_sizes(problem.size, covers.shape[1]),
     )
 
 
@@ -405,6 +420,7 @@ def _model(
     other_floor: tuple[np.ndarray, float] | None,
     must_floor: float | None,
     count: tuple[float, float],
+    size: np.ndarray | None = None,
 ) -> _Model:
     """Build one MILP over [x | z | y_must | y_other].
 
@@ -440,7 +456,8 @@ def _model(
         lbs.append(lb)
         ubs.append(ub)
 
-    add(pad(sp.csr_array(np.ones((1, n))), 0), np.array([count[0]]), np.array([count[1]]))
+    sizes = np.ones((1, n)) if size is None else np.asarray(size, float).reshape(1, n)
+    add(pad(sp.csr_array(sizes), 0), np.array([count[0]]), np.array([count[1]]))
     if s_mat.shape[0]:
         add(pad(s_mat, 0), np.full(len(s_ub), -np.inf), s_ub)
     if hard_must and red.a_must.shape[0]:
@@ -582,6 +599,7 @@ def _solve_lazy(
     count: tuple[float, float],
     cost: np.ndarray | None,
     time_limit_s: float,
+    size: np.ndarray | None = None,
 ) -> _Stage:
     """Solve one stage by row generation: model only ``rows``, add the rows it misses.
 
@@ -603,10 +621,17 @@ def _solve_lazy(
                 other_floor=(sub.n_other, floor) if required > 0 else None,
                 must_floor=None,
                 count=count,
+                size=size,
             )
         elif kind == "cover":
             model = _model(
-                sub, side, hard_must=False, other_floor=None, must_floor=None, count=count
+                sub,
+                side,
+                hard_must=False,
+                other_floor=None,
+                must_floor=None,
+                count=count,
+                size=size,
             )
         else:
             model = _model(
@@ -616,8 +641,9 @@ def _solve_lazy(
                 other_floor=(sub.w_other, floors[1] - red.w_other[~rows.other].sum()),
                 must_floor=floors[0] - red.w_must[~rows.must].sum(),
                 count=count,
+                size=size,
             )
-        objective = _objective(model, 1.0 if cost is None else cost)
+        objective = _objective(model, (1.0 if size is None else size) if cost is None else cost)
         if kind == "cover":
             objective = np.zeros(model.n_var)
             if len(red.w_must):
@@ -712,12 +738,13 @@ def solve_cover(
 
     def run(name: str, **kw) -> np.ndarray | None:
         nonlocal optimal
-        stage = _solve_lazy(red, side, rows, time_limit_s=limit, **kw)
+        stage = _solve_lazy(red, side, rows, time_limit_s=limit, size=size_cols, **kw)
         stages.append(name)
         messages.append(f"{name}: {stage.message}")
         optimal = optimal and (stage.optimal or stage.infeasible)
         return stage.x
 
+    size_cols = chk.size[red.cols]
     count_range = (0.0, float(chk.max_selected))
     required = float(chk.required_other)
     x = None
@@ -742,10 +769,10 @@ def solve_cover(
         fewer = run(
             "min count", kind=kind, required=0.0, floors=floors, count=count_range, cost=None
         )
-        if fewer is not None and fewer.sum() <= x.sum():
+        if fewer is not None and size_cols[fewer].sum() <= size_cols[x].sum():
             x = fewer
 
-    k = float(x.sum())
+    k = float(size_cols[x].sum())
     if k > 0:
         cols_cost = chk.cost[red.cols]
         cheaper = run(
