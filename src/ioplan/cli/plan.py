@@ -338,6 +338,14 @@ def plan(
             help="Monte Carlo samples of the robustness estimate, 10-100000.",
         ),
     ] = 200,
+    time_budget_s: Annotated[
+        float | None,
+        typer.Option(
+            "--time-budget-s",
+            help="Seconds of search after which no new verification starts, 0-3600 "
+            "(default: 45, or 200 for tumours over 35 mm).",
+        ),
+    ] = None,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
@@ -383,6 +391,8 @@ def plan(
     check_in_range(angle_error_deg, 0.0, 30.0, "--angle-error-deg", unit="deg")
     if not 10 <= robust_samples <= 100000:
         raise InputError(f"--robust-samples must be 10-100000, got {robust_samples}")
+    if time_budget_s is not None:
+        check_in_range(time_budget_s, 0.0, 3600.0, "--time-budget-s", unit="s")
     cfg = PlanConfig(
         modality=modality,
         applicator_id=applicator,
@@ -396,6 +406,7 @@ def plan(
         placement_error_mm=placement_error_mm,
         angle_error_deg=angle_error_deg,
         robust_samples=robust_samples,
+        time_budget_s=time_budget_s,
     )
     cfg.applicator()
     check_replaceable(out, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=overwrite)

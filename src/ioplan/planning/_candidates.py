@@ -324,6 +324,9 @@ def make_candidates(
                 c_shift.append(s)
                 clear = not bool(np.any(np.hypot(pa / A, pr / B) <= 1.0))
                 tip = zc + off * d
+                # the applicator's reach: skin entry to the tip, not only to the aim point
+                reach_ok = float(np.linalg.norm(tip - np.asarray(t.entry_mm)))
+                clear = clear and reach_ok <= trajectories.max_length_mm
                 if clear and float((tip - aims[path_aim[j]]) @ d) + 5.0 > tip_beyond:
                     clear = _segment_clear(g, aims[path_aim[j]], tip + 5.0 * d, trajectories,
                                            distance_maps)  # fmt: skip
@@ -357,8 +360,11 @@ def _sink_within() -> float:
     return float(planner_settings()["heat_sink"]["within_mm"])
 
 
-def toward(tp: TargetPoints, hard: np.ndarray, seed: int = 0, k_max: int = 3) -> np.ndarray:
-    """Aim points half-way from the target's centre toward clusters of ``hard`` points.
+def toward(tp: TargetPoints, hard: np.ndarray, seed: int = 0, k_max: int = 3,
+           fractions: tuple[float, ...] = (0.5,)) -> np.ndarray:  # fmt: skip
+    """Aim points from the target's centre toward clusters of ``hard`` points.
+
+    At ``fractions`` of the way (half-way by default).
 
     Where the zone must reach into a corner the heat sink guards (the tissue between the
     tumour and a vessel), an applicator aimed half-way toward it heats that corner the
@@ -370,7 +376,7 @@ def toward(tp: TargetPoints, hard: np.ndarray, seed: int = 0, k_max: int = 3) ->
     centre = tp.points_mm.mean(axis=0)
     k = int(min(k_max, max(1, len(pts) // 20)))
     centres = pts.mean(axis=0)[None, :] if k == 1 else kmeans2(pts, k, seed=seed, minit="++")[0]
-    return np.array([centre + 0.5 * (c - centre) for c in centres])
+    return np.array([centre + f * (c - centre) for c in centres for f in fractions])
 
 
 def merge(a: CandidateSet, b: CandidateSet) -> CandidateSet:

@@ -389,6 +389,12 @@ def run_record(v: Verification, cs: CandidateSet, round_: int, change: str,
     }
 
 
+def _depths(cs: CandidateSet) -> np.ndarray:
+    """Each candidate's insertion depth (mm): skin entry to tip."""
+    entries = np.array([cs.trajectories[int(cs.placement_path[p])].entry_mm for p in cs.placement])
+    return np.linalg.norm(cs.tip_mm - entries.reshape(-1, 3), axis=1)
+
+
 def _min_separation(app: Applicator) -> float:
     """Smallest distance (mm) between shafts used at once, per modality (planner.toml)."""
     key = {"mw": "mwa", "rf": "rfa", "cryo": "cryo"}[app.modality]
@@ -514,7 +520,9 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
             cs=new_cs,
             excluded=excluded,
             probes=probes,
-            cost=new_cs.normal_ml + durations / float(st["candidates"]["seconds_per_ml"]),
+            cost=new_cs.normal_ml
+            + durations / float(st["candidates"]["seconds_per_ml"])
+            + _depths(new_cs) / float(st["candidates"]["path_mm_per_ml"]),
             # settings that can run together: the same power and time (the same protocol)
             together=np.unique(
                 np.array([new_cs.rows[k][:2] for k in new_cs.setting]), axis=0,
@@ -613,7 +621,8 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
                 f"{short.max():.1f} mm must lie that much deeper inside a predicted zone"
             )
             if more is not None and round_ < max_rounds:
-                new_cs = more(toward(tp, short > 0, seed=round_))
+                # half-way and most of the way toward the missed points
+                new_cs = more(toward(tp, short > 0, seed=round_, fractions=(0.5, 0.8)))
                 if new_cs.n:
                     adopt(merge(cs, new_cs), state["excluded"])
                     notes.append(f"{new_cs.n} candidates aimed toward the missed points added")

@@ -103,7 +103,7 @@ class PlanConfig:
     robust_samples: int = 200
     #: seconds of search (selection and verification) after which no new verification
     #: starts: the best verified plan so far is reported, and plan.json says so
-    time_budget_s: float = 50.0
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in DEFAULT_APPLICATOR:
@@ -124,14 +124,26 @@ class PlanConfig:
         check_in_range(self.angle_error_deg, 0.0, 30.0, "angle error")
         if not 10 <= self.robust_samples <= 100000:
             raise InputError(f"robust samples must be 10-100000, got {self.robust_samples}")
-        check_in_range(self.time_budget_s, 0.0, 3600.0, "time budget")
+        if self.time_budget_s is not None:
+            check_in_range(self.time_budget_s, 0.0, 3600.0, "time budget")
 
-    def max_applicators_for(self) -> int:
-        """The most applicators this plan may use."""
+    def max_applicators_for(self, delivery: str | None = None) -> int:
+        """The most applicators this plan may use (more when delivered one after another)."""
         from ioplan.planning._candidates import planner_settings
 
-        default = int(planner_settings()["applicators"]["max"][self.modality])
-        return self.max_applicators or default
+        st = planner_settings()["applicators"]
+        table = st["max_sequential"] if delivery == "sequential" else st["max"]
+        return self.max_applicators or int(table.get(self.modality, st["max"][self.modality]))
+
+    def time_budget_for(self, tumour_diameter_mm: float) -> float:
+        """Seconds of search: the configured budget, or by tumour size (planner.toml)."""
+        from ioplan.planning._candidates import planner_settings
+
+        if self.time_budget_s is not None:
+            return float(self.time_budget_s)
+        tb = planner_settings()["verification"]
+        big = tumour_diameter_mm > float(tb["large_tumour_mm"])
+        return float(tb["time_budget_large_s"] if big else tb["time_budget_s"])
 
     def applicator(self) -> Applicator:
         """The applicator used (the modality's default unless given)."""
@@ -339,6 +351,22 @@ def _merged_settings(runs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     return out
 
 
+def _robustness_record(rob: dict[str, Any] | None) -> dict[str, Any]:
+    """The robustness estimate without its per-sample lists.
+
+    Adds the probability that the whole tumour (its margin aside) stays covered.
+    """
+    if not rob:
+        return {}
+    out = {k: val for k, val in rob.items() if not k.startswith("per_sample")}
+    tum = rob.get("per_sample_tumour_coverage_percent") or []
+    if tum:
+        out["tumour_coverage_probability"] = round(
+            sum(1 for x in tum if x >= 100.0 - 1e-9) / len(tum), 4
+        )
+    return out
+
+
 def _why_not(v: Verification, cs: CandidateSet, res, n_max: int, delivery: str) -> list[str]:
     """Why no candidate set was predicted to cover (the anatomy's limits), if none was."""
     if v.ok or any(x.get("predicted_goal") for x in res.optimiser.get("solves", [])):
@@ -531,7 +559,8 @@ def plan_ablation(
     say(f"tumour: {target.diameter_mm:.0f} mm ({target.histology}), margin {target.margin_mm:g} mm")
     g = case.labels.grid
     tp = target_points(case, target.mask, target.margin_mm, cfg.spacing_mm)
-    n_max = cfg.max_applicators_for()
+    delivery = delivery_for(cfg.modality, cfg.delivery)
+    n_max = cfg.max_applicators_for(delivery)
     rows = _candidate_rows(app, cfg.spacing_mm, n_max)
     n_select = n_max  # applicators (probes), an array counting as its probes
     dmaps = forbidden_groups(case, cfg.trajectories)
@@ -549,7 +578,6 @@ def plan_ablation(
         f"candidates: {cs.n} ({len(cs.trajectories)} paths to {len(cs.aims_mm)} aim points, "
         f"{len(rows)} settings; {int(cs.safe.sum())} predicted clear of protected structures)"
     )
-    delivery = delivery_for(cfg.modality, cfg.delivery)
     sim_spacing = cfg.spacing_mm
     if app.modality == "cryo" and cfg.spacing_mm < CRYO_MIN_SPACING_MM:
         sim_spacing = CRYO_MIN_SPACING_MM
@@ -575,7 +603,8 @@ def plan_ablation(
 
     res = search(case, app, cs, tp, delivery=delivery, max_selected=n_select,
                  spacing_mm=sim_spacing, margin_mm=target.margin_mm,
-                 protect_mm=cfg.protect_mm, error=error, time_budget_s=cfg.time_budget_s,
+                 protect_mm=cfg.protect_mm, error=error,
+                 time_budget_s=cfg.time_budget_for(target.diameter_mm),
                  say=say, progress=progress, more=more)  # fmt: skip
     if res.best is None:
         raise InputError("no candidate applicator placement could be selected for this tumour")
@@ -665,9 +694,7 @@ def plan_ablation(
         verification_runs=res.runs,
         perivascular=peri,
         robust_coverage=(v.robust or {}).get("robust_coverage"),
-        robustness={
-            k: val for k, val in (v.robust or {}).items() if not k.startswith("per_sample")
-        },
+        robustness=_robustness_record(v.robust),
         delivery=delivery,
         optimiser=res.optimiser,
         runtime_s=time.perf_counter() - t0,
