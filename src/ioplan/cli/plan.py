@@ -206,7 +206,7 @@ def _print_plan_summary(plan) -> None:
         console.print(_robust_line(plan))
     peri = plan.perivascular or {}
     if peri.get("perivascular"):
-        from ioplan.planning._perivascular import describe
+        from ioplan.planning import describe_perivascular as describe
 
         console.print(f"perivascular: {escape(describe(peri))}")
     for r in plan.at_risk[:3]:

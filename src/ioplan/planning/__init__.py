@@ -14,6 +14,8 @@ from ioplan.planning._checks import (
 from ioplan.planning._demo import DEMO_FOLDER_ENTRIES, demo_case, write_demo
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._outputs import PLAN_FOLDER_ENTRIES, display_volumes, write_plan
+from ioplan.planning._perivascular import describe as describe_perivascular
+from ioplan.planning._perivascular import perivascular_report
 from ioplan.planning._plan import (
     DEFAULT_APPLICATOR,
     GOAL,
@@ -23,7 +25,9 @@ from ioplan.planning._plan import (
     PlanConfig,
     plan_ablation,
 )
+from ioplan.planning._robust import PlacementError, robust_coverage
 from ioplan.planning._select import SOURCES, Selection, select_treatment
+from ioplan.planning._setcover import CoverProblem, CoverSolution, solve_cover
 from ioplan.planning._trajectories import (
     SAFETY_RANGE_MM,
     Trajectory,
@@ -45,6 +49,9 @@ __all__ = [
     "SAFETY_RANGE_MM",
     "SOURCES",
     "SPACING_RANGE_MM",
+    "CoverProblem",
+    "CoverSolution",
+    "PlacementError",
     "Plan",
     "PlanConfig",
     "Selection",
@@ -57,11 +64,15 @@ __all__ = [
     "check_replaceable",
     "check_tumour_index",
     "demo_case",
+    "describe_perivascular",
     "display_volumes",
     "forbidden_groups",
+    "perivascular_report",
     "plan_ablation",
     "plan_memory_bytes",
+    "robust_coverage",
     "select_treatment",
+    "solve_cover",
     "tumour_count",
     "tumour_mask",
     "write_demo",
