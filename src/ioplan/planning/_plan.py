@@ -29,7 +29,7 @@ import numpy as np
 from ioplan.anatomy import Case
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
-from ioplan.imaging import Volume, resample_to_spacing
+from ioplan.imaging import Grid, Volume, resample_to_spacing
 from ioplan.planning._candidates import (
     CandidateSet,
     heat_sink_prior,
@@ -367,6 +367,32 @@ def _robustness_record(rob: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def _unreached(v: Verification, tp, grid: Grid) -> list[str]:
+    """The tumour voxels the best verified zone missed, and how many lie against a vessel."""
+    missed = tp.tumour & ~v.zone
+    n = int(missed.sum())
+    if n == 0:
+        return []
+    ml = n * grid.voxel_volume_ml
+    text = f"{n} tumour voxels ({ml:.2f} mL) stay outside the best verified zone"
+    if tp.lumen.any():
+        from scipy import ndimage
+
+        from ioplan.planning._candidates import grid_box
+
+        box = grid_box(grid, [missed], 5.0)
+        dist = ndimage.distance_transform_edt(~tp.lumen[box], sampling=grid.spacing_mm)
+        near = int(np.count_nonzero(dist[missed[box]] <= 2.0 * max(grid.spacing_mm)))
+        if near:
+            text += (
+                f"; {near} of them lie against the wall of a vessel >= 3 mm (within "
+                f"{2 * max(grid.spacing_mm):g} mm), where the flowing blood keeps the tissue "
+                "below a lethal dose (heat sink): an applicator right beside the vessel, "
+                "cryoablation, or irreversible electroporation, or a combination with TACE"
+            )
+    return [text]
+
+
 def _why_not(v: Verification, cs: CandidateSet, res, n_max: int, delivery: str) -> list[str]:
     """Why no candidate set was predicted to cover (the anatomy's limits), if none was."""
     if v.ok or any(x.get("predicted_goal") for x in res.optimiser.get("solves", [])):
@@ -672,6 +698,7 @@ def plan_ablation(
         suggestions=tuple(
             _suggestions(v, app, target, n_max, len(res.runs))
             + _why_not(v, cs, res, n_max, delivery)
+            + _unreached(v, tp, case.labels.grid)
         ),
         notes=tuple(notes),
         tumour_index=cfg.tumour_index,
