@@ -422,22 +422,12 @@ def _segment_clear(g: Grid, a: np.ndarray, b: np.ndarray, cfg: TrajectoryConfig,
 def _array_clear(case: Case, t: Trajectory, tip: np.ndarray, n: int, cfg: TrajectoryConfig,
                  dmaps: dict[str, np.ndarray]) -> bool:  # fmt: skip
     """Whether every probe of a parallel array keeps the safety distance on its own path."""
-    g = case.labels.grid
     d = np.asarray(t.direction)
     length = float(np.linalg.norm(tip - np.asarray(t.entry_mm)))
-    for p_tip in array_tips(tip, d, n):
-        entry = p_tip - d * length
-        k = max(2, int(length / (0.5 * min(g.spacing_mm))))
-        pts = entry[None, :] + np.linspace(0, 1, k)[:, None] * (p_tip - entry)[None, :]
-        idx = np.rint(g.lps_to_index(pts)).astype(int)
-        inside = np.all((idx >= 0) & (idx < np.asarray(g.shape)), axis=1)
-        idx = idx[inside]
-        if idx.size == 0:
-            return False
-        for dm in dmaps.values():
-            if float(dm[tuple(idx.T)].min()) < cfg.safety_mm:
-                return False
-    return True
+    return all(
+        _segment_clear(case.labels.grid, p_tip - d * length, p_tip, cfg, dmaps)
+        for p_tip in array_tips(tip, d, n)
+    )
 
 
 def heat_sink_prior(tp: TargetPoints) -> np.ndarray:

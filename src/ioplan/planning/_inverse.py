@@ -389,6 +389,26 @@ def run_record(v: Verification, cs: CandidateSet, round_: int, change: str,
     }
 
 
+def _undominated(a, keep: np.ndarray, placement: np.ndarray, cost: np.ndarray,
+                 probes: np.ndarray, together: np.ndarray) -> np.ndarray:  # fmt: skip
+    """``keep`` without candidates another one at the same placement makes redundant.
+
+    Two settings at one placement that cover exactly the same target points (a zone that
+    already holds the whole target, grown further) differ only in cost: the optimiser
+    would never take the dearer, so only the cheapest is modelled (a smaller problem,
+    the same optimum). Probe count and the simultaneous-setting class must match too.
+    """
+    a = a.tocsc()
+    best: dict[tuple, int] = {}
+    for c in keep:
+        c = int(c)
+        rows = a.indices[a.indptr[c] : a.indptr[c + 1]]
+        key = (int(placement[c]), int(probes[c]), int(together[c]), hash(np.sort(rows).tobytes()))
+        if key not in best or cost[c] < cost[best[key]]:
+            best[key] = c
+    return np.array(sorted(best.values()), int)
+
+
 def _depths(cs: CandidateSet) -> np.ndarray:
     """Each candidate's insertion depth (mm): skin entry to tip."""
     entries = np.array([cs.trajectories[int(cs.placement_path[p])].entry_mm for p in cs.placement])
@@ -543,13 +563,15 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
 
     def select(extra_depth_mm: float = 0.0):
         cs_, excluded = state["cs"], state["excluded"]
-        keep = np.flatnonzero(~excluded)
+        full = cs_.cover_matrix(required + extra_depth_mm)
+        keep = _undominated(full, np.flatnonzero(~excluded), cs_.placement, state["cost"],
+                            state["probes"], state["together"])  # fmt: skip
         if keep.size == 0:
             return None, None
         pos = {int(c): i for i, c in enumerate(keep)}
         forbid = [[pos[c] for c in v.selected] for v in verified
                   if all(c in pos for c in v.selected)]  # fmt: skip
-        a = cs_.cover_matrix(required + extra_depth_mm)[:, keep]
+        a = full[:, keep]
         sol = solve_cover(
             CoverProblem(covers=a, must=tp.must, cost=state["cost"][keep],
                          group=np.array([cs_.trajectory_id(c) for c in keep]),
@@ -557,7 +579,7 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
                          conflicts=state["conflicts"], setting=state["together"][keep],
                          same_setting=simultaneous, max_selected=max_selected,
                          size=state["probes"][keep]),
-            forbid=forbid, time_limit_s=10.0,
+            forbid=forbid, time_limit_s=8.0, cost_gap=0.01,
         )  # fmt: skip
         solves.append(
             {

@@ -64,9 +64,9 @@ def _source_digest() -> str:
     """Hash of the engine's and the planner's source and of the data files they read."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    files = sorted(
-        [*root.glob("physics/*.py"), *root.glob("*/data/*.toml"), Path(__file__).resolve()]
-    )
+    # the planner's own settings (planning/data/planner.toml) do not shape the zones
+    tomls = [f for f in root.glob("*/data/*.toml") if f.parent.parent.name != "planning"]
+    files = sorted([*root.glob("physics/*.py"), *tomls, Path(__file__).resolve()])
     for f in files:
         h.update(f.relative_to(root).as_posix().encode())
         h.update(f.read_bytes())
