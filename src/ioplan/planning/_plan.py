@@ -1,19 +1,20 @@
 """Applicator placement and energy, verified by full simulation: the :class:`Plan`.
 
-Search, coarse to fine:
+:func:`plan_ablation` runs the inverse planner, in named steps:
 
-1. Feasible trajectories to the tumour centre (:func:`candidate_trajectories`).
-2. A surrogate screens settings: the applicator's calibrated zone (length, width,
-   centre offset) from block simulations, one per power with the zone measured at
-   every candidate time (snapshots), cached per applicator. For each of the best
-   trajectories the tip is placed so that the zone's centre lies on the tumour
-   centre, and the least energy whose zone ellipsoid holds the tumour plus its
-   margin is taken.
-3. The chosen plan is simulated in full on the patient's anatomy (perfusion and
-   the heat sink of the case's vessels included). Coverage, margin and risk come
-   from that simulation, never from the surrogate. If it falls short, the next
-   settings up are simulated (at most three), then more applicators; if nothing
-   covers, the best plan is reported with where it falls short and what would help.
+1. The request's cheap checks, the planning grid, the target (the tumour plus its margin
+   in parenchyma, without the lumen of vessels >= 3 mm).
+2. Candidates (:mod:`ioplan.planning._candidates`): aim points x feasible paths x tip
+   shifts x settings of the applicator's zone surrogate (cryo: parallel probe arrays),
+   each with a predicted zone corrected for heat sinks.
+3. The search (:mod:`ioplan.planning._inverse`): the fewest applicators that cover the
+   target by integer programming (:mod:`ioplan.planning._setcover`), simulated in full on
+   the case (perfusion, the heat sink of the case's vessels), corrected and chosen again
+   where the verified zone misses, then an alternative for robustness to placement error
+   (:mod:`ioplan.planning._robust`).
+4. The plan: coverage, margin and risk of the best verified set (never of a prediction),
+   the perivascular report, why each applicator is there, and what would help if the
+   goal is not met.
 """
 
 from __future__ import annotations
@@ -290,15 +291,6 @@ class _Target:
     diameter_mm: float
     histology: str
     margin_mm: float
-
-
-@dataclass(frozen=True)
-class _Paths:
-    """The needle paths: the feasible ones (best first), the rejected ones, distance maps."""
-
-    accepted: list[Trajectory]
-    rejected: tuple[dict[str, Any], ...]
-    distance_maps: dict
 
 
 def _planning_case(case: Case, cfg: PlanConfig, notes: list[str]) -> Case:
