@@ -53,6 +53,7 @@ __all__ = [
     "KELVIN",
     "RATE_STEP_C",
     "RATE_T0_C",
+    "MIDPOINT_SPAN_C",
     "arrhenius_increment",
     "arrhenius_log_constants",
     "arrhenius_rate",
@@ -60,6 +61,8 @@ __all__ = [
     "cem43_rate",
     "dose_increment_linear",
     "liver_rate_table",
+    "mean_rates_linear",
+    "rate_integral_table",
     "rate_table",
 ]
 
@@ -88,6 +91,9 @@ LN_R_BELOW = math.log(_CEM["r_below_43"])
 RATE_T0_C = -60.0
 RATE_STEP_C = 0.02
 RATE_SPAN_C = 220.0
+# Below this change of temperature over an interval (degC), mean_rates_linear takes the
+# rate at the midpoint (relative error (ln 4 x 0.02)^2 / 24 = 3.2e-5 at most).
+MIDPOINT_SPAN_C = 0.02
 
 # 3-point Gauss-Legendre nodes and weights on [-1, 1] (the per-frame thermometry kernel)
 _GL3_X, _GL3_W = np.polynomial.legendre.leggauss(3)
@@ -159,6 +165,89 @@ def rate_table(ln_a: float, ea_r: float) -> np.ndarray:
     cem = cem / 60.0
     tab = np.stack([arr[:-1], np.diff(arr), cem[:-1], np.diff(cem)], axis=1)
     return np.ascontiguousarray(tab, dtype=np.float64)
+
+
+def rate_integral_table(ln_a: float, ea_r: float) -> np.ndarray:
+    """Rates and their integrals over temperature, for exact increments on a linear path.
+
+    For a temperature linear in time from ``a`` to ``b`` over ``dt``, the dose is
+    ``dt / (b - a) * (G(b) - G(a))`` with ``G(T)`` the integral of the rate over
+    temperature: two table look-ups, whatever the length of the interval. ``G`` is the
+    exact integral of the linearly interpolated rate (the same interpolant as
+    :func:`rate_table`), so that the increment and the rate agree.
+
+    Parameters
+    ----------
+    ln_a, ea_r : float
+        Arrhenius constants, as :func:`arrhenius_log_constants` returns them.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, 4)
+        Row ``i`` holds, at ``RATE_T0_C + i * RATE_STEP_C`` degC: the Arrhenius rate
+        (1/s), its integral from ``RATE_T0_C`` (degC/s), the CEM43 rate (min/s) and its
+        integral (degC min/s).
+    """
+    t = RATE_T0_C + RATE_STEP_C * np.arange(round(RATE_SPAN_C / RATE_STEP_C) + 2)
+    arr = np.exp(ln_a - ea_r / (t + KELVIN))
+    cem = np.where(
+        t >= CEM43_BREAKPOINT_C,
+        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_ABOVE),
+        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_BELOW),
+    )
+    cem = cem / 60.0
+
+    def integral(r):
+        return np.concatenate([[0.0], np.cumsum(0.5 * RATE_STEP_C * (r[:-1] + r[1:]))])
+
+    tab = np.stack([arr, integral(arr), cem, integral(cem)], axis=1)
+    return np.ascontiguousarray(tab, dtype=np.float64)
+
+
+def _rate_and_integral(tab, col, x):
+    """Rate and its integral from the table at row coordinate ``x`` (in range)."""
+    row = int(x)
+    f = x - row
+    r0 = tab[row, col]
+    dr = tab[row + 1, col] - r0
+    return r0 + f * dr, tab[row, col + 1] + RATE_STEP_C * f * (r0 + 0.5 * f * dr)
+
+
+def mean_rates_linear(a, b, ln_a, ea_r, tab):
+    """Mean Arrhenius (1/s) and CEM43 (min/s) rates over a temperature linear from a to b.
+
+    Scalar, plain Python (the engine compiles it for CPU and GPU). Inside the table
+    (:func:`rate_integral_table`) the mean is ``(G(b) - G(a)) / (b - a)``, exact for the
+    interpolated rate. For ``|b - a| < MIDPOINT_SPAN_C`` it is the rate at the midpoint
+    (one look-up, no cancellation), whose relative error for an exponential rate
+    ``e^(kappa T)`` is ``(kappa (b - a))^2 / 24``: at most 3.2e-5 with kappa <= ln 4
+    (CEM43 below 43 degC; Arrhenius liver ~0.3 /degC). Outside the table (below -60 or
+    above 160 degC): Simpson's rule on the exact rates.
+    """
+    n = tab.shape[0] - 1
+    inv = 1.0 / RATE_STEP_C
+    d = b - a
+    if abs(d) < MIDPOINT_SPAN_C:
+        xm = (0.5 * (a + b) - RATE_T0_C) * inv
+        if xm >= 0.0 and xm < n:
+            row = int(xm)
+            f = xm - row
+            r_arr = tab[row, 0] + f * (tab[row + 1, 0] - tab[row, 0])
+            r_cem = tab[row, 2] + f * (tab[row + 1, 2] - tab[row, 2])
+            return r_arr, r_cem
+    xa = (a - RATE_T0_C) * inv
+    xb = (b - RATE_T0_C) * inv
+    if xa >= 0.0 and xb >= 0.0 and xa < n and xb < n:
+        inv_d = 1.0 / d
+        ga = _rate_and_integral(tab, 0, xa)[1]
+        gb = _rate_and_integral(tab, 0, xb)[1]
+        ca = _rate_and_integral(tab, 2, xa)[1]
+        cb = _rate_and_integral(tab, 2, xb)[1]
+        return (gb - ga) * inv_d, (cb - ca) * inv_d
+    tm = 0.5 * (a + b)
+    r_arr = arrhenius_rate(a, ln_a, ea_r) + 4.0 * arrhenius_rate(tm, ln_a, ea_r)
+    r_cem = cem43_rate(a) + 4.0 * cem43_rate(tm) + cem43_rate(b)
+    return (r_arr + arrhenius_rate(b, ln_a, ea_r)) / 6.0, r_cem / 6.0
 
 
 @cache

@@ -280,6 +280,10 @@ class SimulationResult:
     snapshot_fields: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     #: the temperature field (degC) at each snapshot time, on ``grid``
     snapshot_temperatures_c: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: where the run's time went (s): ``kernel_s`` (heat equation steps), ``damage_s``
+    #: (damage, extremes, perfusion), ``source_s`` (heat source), and ``general_updates``
+    #: (voxel updates that took the general enthalpy path)
+    engine: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract of ``ioplan simulate --json`` (keys are never renamed)."""
@@ -304,6 +308,8 @@ class SimulationResult:
             doc["tissue"] = self.tissue_used
         if self.snapshots:
             doc["snapshots"] = {k: v.to_dict() for k, v in self.snapshots.items()}
+        if self.engine:
+            doc["engine"] = {k: round(float(v), 4) for k, v in self.engine.items()}
         return doc
 
 
@@ -610,7 +616,8 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
     stops = sorted({float(t) for t in cfg.snapshot_times_s} | {float(total)})
     final: ThermalState | None = None
     src_state = source.init(problem) if isinstance(source, Source) else None
-    stats = {"steps": 0.0, "runtime_s": 0.0, "energy_deposited_j": 0.0, "dt_s": 0.0}
+    stats = {"steps": 0.0, "runtime_s": 0.0, "energy_deposited_j": 0.0, "dt_s": 0.0,
+             "kernel_s": 0.0, "damage_s": 0.0, "source_s": 0.0, "general_updates": 0.0}
     snaps = _Snapshots({}, {}, {})
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
@@ -618,7 +625,8 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
             problem, t_stop - t_start, source=source, source_state=src_state,
             group_temperatures=groups, backend=cfg.backend, progress=progress, state=final,
         )  # fmt: skip
-        for key in ("steps", "runtime_s", "energy_deposited_j"):
+        for key in ("steps", "runtime_s", "energy_deposited_j", "kernel_s", "damage_s",
+                    "source_s", "general_updates"):
             stats[key] += part[key]
         stats["dt_s"] = max(stats["dt_s"], part["dt_s"])
         if cfg.snapshot_times_s:
@@ -694,7 +702,25 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
         snapshots=snaps.metrics,
         snapshot_fields=snaps.fields,
         snapshot_temperatures_c=snaps.temperatures_c,
+        engine={
+            "kernel_s": stats["kernel_s"],
+            "damage_s": stats["damage_s"],
+            "source_s": stats["source_s"],
+            "kernel_voxel_updates_per_s": (
+                interior_updates(grid) * stats["steps"] / stats["kernel_s"]
+                if stats["kernel_s"] > 0 else 0.0
+            ),
+            "general_update_fraction": (
+                stats["general_updates"] / (interior_updates(grid) * stats["steps"])
+                if stats["steps"] > 0 else 0.0
+            ),
+        },
     )
+
+
+def interior_updates(grid: Grid) -> int:
+    """Voxels one step updates (all but the outer layer)."""
+    return max(0, int(np.prod([n - 2 for n in grid.shape])))
 
 
 def _specific_heat(material: np.ndarray) -> np.ndarray:
