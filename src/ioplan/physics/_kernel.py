@@ -398,7 +398,7 @@ def uniform_mask(mat, P):
 
 @numba.njit(parallel=True, cache=True)
 def theta_from_energy(E, mat, P, const, out):
-    """theta = T(E) - 37 degC (float64 arithmetic, stored in ``out``'s dtype)."""
+    """Theta = T(E) - 37 degC (float64 arithmetic, stored in ``out``'s dtype)."""
     ef = E.reshape(-1)
     mf = mat.reshape(-1)
     of = out.reshape(-1)
@@ -421,8 +421,7 @@ def energy_from_theta(TH, mat, P, const, E, T):
 
 @numba.njit(parallel=True, cache=True)
 def perfusion_flags(omega, tmin, mat, P, const, tstop, out):
-    """1 where perfusion runs (free voxel, not coagulated, never frozen), 0 where it has
-    stopped, 2 on fixed voxels."""
+    """Perfusion flags: 1 runs, 0 stopped (coagulated or frozen), 2 a fixed voxel."""
     of = omega.reshape(-1)
     lf = tmin.reshape(-1)
     mf = mat.reshape(-1)
@@ -520,9 +519,7 @@ def step_gpu(
         least = min(min(min(a0, a1), min(b0, b1)), min(min(c0, c1), t0))
         if uni[i, j, k] != 0 and least >= lo_th and t0 < hi_th:
             m = mat[i, j, k]
-            lap = (h2 / (dz * dz)) * (a0 + a1 - 2.0 * t0) + (h2 / (dy * dy)) * (
-                b0 + b1 - 2.0 * t0
-            )
+            lap = (h2 / (dz * dz)) * (a0 + a1 - 2.0 * t0) + (h2 / (dy * dy)) * (b0 + b1 - 2.0 * t0)
             lap += (h2 / (dx * dx)) * (c0 + c1 - 2.0 * t0)
             tn = t0 + A[m] * lap + Bc[m] * perf[i, j, k] * (tb - T_REF - t0) + QS[i, j, k]
             if tn < hi_th:

@@ -616,8 +616,16 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
     stops = sorted({float(t) for t in cfg.snapshot_times_s} | {float(total)})
     final: ThermalState | None = None
     src_state = source.init(problem) if isinstance(source, Source) else None
-    stats = {"steps": 0.0, "runtime_s": 0.0, "energy_deposited_j": 0.0, "dt_s": 0.0,
-             "kernel_s": 0.0, "damage_s": 0.0, "source_s": 0.0, "general_updates": 0.0}
+    stats = {
+        "steps": 0.0,
+        "runtime_s": 0.0,
+        "energy_deposited_j": 0.0,
+        "dt_s": 0.0,
+        "kernel_s": 0.0,
+        "damage_s": 0.0,
+        "source_s": 0.0,
+        "general_updates": 0.0,
+    }
     snaps = _Snapshots({}, {}, {})
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
@@ -625,8 +633,15 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
             problem, t_stop - t_start, source=source, source_state=src_state,
             group_temperatures=groups, backend=cfg.backend, progress=progress, state=final,
         )  # fmt: skip
-        for key in ("steps", "runtime_s", "energy_deposited_j", "kernel_s", "damage_s",
-                    "source_s", "general_updates"):
+        for key in (
+            "steps",
+            "runtime_s",
+            "energy_deposited_j",
+            "kernel_s",
+            "damage_s",
+            "source_s",
+            "general_updates",
+        ):
             stats[key] += part[key]
         stats["dt_s"] = max(stats["dt_s"], part["dt_s"])
         if cfg.snapshot_times_s:
@@ -708,11 +723,13 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
             "source_s": stats["source_s"],
             "kernel_voxel_updates_per_s": (
                 interior_updates(grid) * stats["steps"] / stats["kernel_s"]
-                if stats["kernel_s"] > 0 else 0.0
+                if stats["kernel_s"] > 0
+                else 0.0
             ),
             "general_update_fraction": (
                 stats["general_updates"] / (interior_updates(grid) * stats["steps"])
-                if stats["steps"] > 0 else 0.0
+                if stats["steps"] > 0
+                else 0.0
             ),
         },
     )

@@ -141,8 +141,10 @@ def _lerp(tab, x):
 
 @numba.njit(parallel=True, cache=True)
 def _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, out_flat, factor):
-    """``sum(s)`` with ``s = w0 sigma_scale(T) exp(-2 alpha rho)`` over the pattern; when
-    ``factor > 0`` also ``out_flat[idx] += factor * s``."""
+    """The pattern's sum, ``s = w0 sigma_scale(T) exp(-2 alpha rho)`` over ``idx``.
+
+    When ``factor > 0`` it also adds ``factor * s`` to ``out_flat[idx]``.
+    """
     total = 0.0
     inv = 1.0 / _SIG_STEP_C
     for n in numba.prange(idx.size):
