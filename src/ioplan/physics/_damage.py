@@ -218,8 +218,9 @@ def mean_rates_linear(a, b, ln_a, ea_r, tab):
 
     Scalar, plain Python (the engine compiles it for CPU and GPU). Inside the table
     (:func:`rate_integral_table`) the mean is ``(G(b) - G(a)) / (b - a)``, exact for the
-    interpolated rate. For ``|b - a| < MIDPOINT_SPAN_C`` it is the rate at the midpoint
-    (one look-up, no cancellation), whose relative error for an exponential rate
+    interpolated rate. For ``|b - a| < MIDPOINT_SPAN_C`` on one side of 43 degC (the
+    CEM43 rate has a kink there) it is the rate at the midpoint (one look-up, no
+    cancellation), whose relative error for an exponential rate
     ``e^(kappa T)`` is ``(kappa (b - a))^2 / 24``: at most 3.2e-5 with kappa <= ln 4
     (CEM43 below 43 degC; Arrhenius liver ~0.3 /degC). Outside the table (below -60 or
     above 160 degC): Simpson's rule on the exact rates.
@@ -227,7 +228,7 @@ def mean_rates_linear(a, b, ln_a, ea_r, tab):
     n = tab.shape[0] - 1
     inv = 1.0 / RATE_STEP_C
     d = b - a
-    if abs(d) < MIDPOINT_SPAN_C:
+    if abs(d) < MIDPOINT_SPAN_C and (a - CEM43_BREAKPOINT_C) * (b - CEM43_BREAKPOINT_C) >= 0.0:
         xm = (0.5 * (a + b) - RATE_T0_C) * inv
         if xm >= 0.0 and xm < n:
             row = int(xm)

@@ -24,6 +24,7 @@ from ioplan.physics._kernel import (
     damage_gpu,
     energy_from_theta,
     fast_coefficients,
+    interface_faces,
     pack_properties,
     perfusion_flags,
     prepare_source,
@@ -353,6 +354,10 @@ class _Runner:
         self.dz, self.dy, self.dx = problem.spacing_m
         self.uniform = uniform_mask(problem.material, problem.packed)
         P = problem.packed
+        self.fidx, self.face_g, face_mat = interface_faces(
+            problem.material, P, self.uniform, problem.spacing_m
+        )
+        self.face_inv_c = P[_kernel.INVC, face_mat]
         present = np.flatnonzero(np.bincount(problem.material.reshape(-1), minlength=256))
         free = present[P[_kernel.FIXED, present] < 0]
         self.const = 1 if problem.constant_properties else 0
@@ -431,6 +436,11 @@ class _Runner:
         a_fast, b_fast = fast_coefficients(
             p.packed, float(dt), min(self.dz, self.dy, self.dx), np.dtype(p.dtype)
         )
+        c6 = np.ascontiguousarray(
+            (float(dt) * self.face_g * self.face_inv_c[:, None]).astype(p.dtype)
+        )
+        if c6.shape[0] == 0:
+            c6 = np.zeros((1, 6), p.dtype)
         scal = (
             float(dt), self.dz, self.dy, self.dx, float(p.blood_temperature_c), self.const,
             self.lo_th, self.hi_th,
@@ -444,7 +454,7 @@ class _Runner:
             tic = time.perf_counter()
             self.general_updates += step_cpu(
                 a["th"], a["th2"], p.material, self.qs, a["perf"], self.uniform, a_fast, b_fast,
-                p.packed, gt, *scal,
+                self.fidx, c6, p.packed, gt, *scal,
             )  # fmt: skip
             self.timings["kernel_s"] += time.perf_counter() - tic
             a["th"], a["th2"] = a["th2"], a["th"]
