@@ -60,6 +60,7 @@ __all__ = [
     "energy_from_theta",
     "fast_coefficients",
     "general_update",
+    "interface_faces",
     "pack_properties",
     "perfusion_flags",
     "prepare_source",
@@ -275,16 +276,62 @@ _mean_rates_cpu = _jit(_bind(mean_rates_linear, _rate_helpers))
 _damage_cpu_voxel = _jit(_bind(damage_update, {"mean_rates_linear": _mean_rates_cpu}))
 
 
+@numba.njit(cache=True)
+def _slow_row(
+    i, j, bad, TH, TH2, mat, QS, perf, uni, Bc, fidx, C6, P, gt,
+    dt, dz, dy, dx, iz2, iy2, ix2, tb, const, lo, hi, thb, tiny,
+):  # fmt: skip
+    """The second pass over row (i, j) where ``bad``: interface voxels, general update."""
+    nx = TH.shape[2]
+    ft = TH.dtype.type
+    n_general = 0
+    for k in range(1, nx - 1):
+        if bad[k] == 0:
+            continue
+        t0 = TH[i, j, k]
+        a0 = TH[i - 1, j, k]
+        a1 = TH[i + 1, j, k]
+        b0 = TH[i, j - 1, k]
+        b1 = TH[i, j + 1, k]
+        c0 = TH[i, j, k - 1]
+        c1 = TH[i, j, k + 1]
+        least = min(min(min(a0, a1), min(b0, b1)), min(min(c0, c1), t0))
+        u = uni[i, j, k]
+        liquid = least >= lo and t0 < hi
+        if u == 2 and liquid:
+            # interface: constant face conductances while all seven are liquid
+            f = fidx[i, j, k]
+            m = mat[i, j, k]
+            tn = t0 + C6[f, 0] * (a0 - t0) + C6[f, 1] * (a1 - t0)
+            tn += C6[f, 2] * (b0 - t0) + C6[f, 3] * (b1 - t0)
+            tn += C6[f, 4] * (c0 - t0) + C6[f, 5] * (c1 - t0)
+            tn += Bc[m] * ft(perf[i, j, k]) * (thb - t0) + QS[i, j, k]
+            if abs(tn) < tiny:
+                tn = ft(0.0)
+            if tn >= lo and tn < hi:
+                TH2[i, j, k] = tn
+                continue
+        if u != 0:
+            n_general += 1  # (fixed voxels, u == 0, only take their group's temperature)
+        _general_cpu(
+            i, j, k, TH, TH2, mat, QS, perf, P, gt,
+            dt, dz, dy, dx, iz2, iy2, ix2, tb, const,
+        )  # fmt: skip
+    return n_general
+
+
 @numba.njit(parallel=True, cache=True)
 def step_cpu(
-    TH, TH2, mat, QS, perf, uni, A, Bc, P, gt,
+    TH, TH2, mat, QS, perf, uni, A, Bc, fidx, C6, P, gt,
     dt, dz, dy, dx, tb, const, lo_th, hi_th,
 ):  # fmt: skip
     """One explicit step over every voxel not on the outer layer; returns general voxels.
 
-    ``A``, ``Bc``: :func:`fast_coefficients`; ``uni``: :func:`uniform_mask`;
-    ``lo_th``, ``hi_th``: the fast path's theta range (above every liquidus, below
-    boiling). Returns how many voxels took the general update.
+    ``A``, ``Bc``: :func:`fast_coefficients`; ``uni``: :func:`uniform_mask` (1 uniform,
+    2 interface); ``fidx``, ``C6``: :func:`interface_faces` and its six face coefficients
+    per step (``dt G / C``) for the interface voxels; ``lo_th``, ``hi_th``: the fast
+    paths' theta range (above every liquidus, below boiling). Returns how many voxels
+    took the general update.
     """
     nz, ny, nx = TH.shape
     iz2 = 1.0 / (dz * dz)
@@ -304,6 +351,7 @@ def step_cpu(
     total = 0
     for i in numba.prange(1, nz - 1):
         n_general = 0
+        bad = np.zeros(nx, np.uint8)
         for j in range(1, ny - 1):
             slow = 0
             for k in range(1, nx - 1):
@@ -321,23 +369,15 @@ def step_cpu(
                 if abs(tn) < tiny:
                     tn = zero  # no subnormal numbers (100x slower arithmetic on x86)
                 least = min(min(min(a0, a1), min(b0, b1)), min(min(c0, c1), t0))
-                ok = (uni[i, j, k] != 0) & (least >= lo) & (t0 < hi) & (tn < hi)
+                ok = (uni[i, j, k] == 1) & (least >= lo) & (t0 < hi) & (tn < hi) & (tn >= lo)
                 TH2[i, j, k] = tn
+                bad[k] = not ok
                 slow += 1 - np.int32(ok)
             if slow:
-                n_general += slow
-                for k in range(1, nx - 1):
-                    t0 = TH[i, j, k]
-                    least = min(
-                        min(min(TH[i - 1, j, k], TH[i + 1, j, k]),
-                            min(TH[i, j - 1, k], TH[i, j + 1, k])),
-                        min(min(TH[i, j, k - 1], TH[i, j, k + 1]), t0),
-                    )  # fmt: skip
-                    if uni[i, j, k] == 0 or least < lo or t0 >= hi or TH2[i, j, k] >= hi:
-                        _general_cpu(
-                            i, j, k, TH, TH2, mat, QS, perf, P, gt,
-                            dt, dz, dy, dx, iz2, iy2, ix2, tb, const,
-                        )  # fmt: skip
+                n_general += _slow_row(
+                    i, j, bad, TH, TH2, mat, QS, perf, uni, Bc, fidx, C6, P, gt,
+                    dt, dz, dy, dx, iz2, iy2, ix2, tb, const, lo, hi, thb, tiny,
+                )  # fmt: skip
         total += n_general
     return total
 
@@ -358,10 +398,11 @@ def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, ts
 
 @numba.njit(parallel=True, cache=True)
 def uniform_mask(mat, P):
-    """1 where a free voxel's six neighbours conduct like itself (the fast path may apply).
+    """Which fast path a voxel may take: 1 uniform, 2 interface, 0 none (fixed voxels).
 
-    A neighbour qualifies when its conductivity (liquid) equals the voxel's and it is
-    not a fixed voxel with a wall heat-transfer coefficient.
+    1: every neighbour conducts like the voxel (same liquid conductivity, no vessel
+    wall); 2: another free voxel with a finite heat capacity (its faces differ; their
+    liquid-phase conductances are precomputed by :func:`interface_faces`).
     """
     nz, ny, nx = mat.shape
     out = np.zeros(mat.shape, np.uint8)
@@ -391,9 +432,61 @@ def uniform_mask(mat, P):
                         continue
                     if P[K, mj] != P[K, m] or (P[FIXED, mj] >= 0 and P[H, mj] > 0):
                         ok = 0
-                if ok and P[INVC, m] > 0 and np.isfinite(P[INVC, m]):
-                    out[i, j, k] = 1
+                if P[INVC, m] > 0 and np.isfinite(P[INVC, m]):
+                    out[i, j, k] = 1 if ok else 2
     return out
+
+
+def _face_g(P, m, mj, d, inv_d2):
+    """Liquid-phase face coefficient (W/m^3/K), as :func:`_conductance` above the liquidus."""
+    ki = P[K, m]
+    if mj != m and P[FIXED, mj] >= 0 and P[H, mj] > 0:
+        if ki <= 0.0:
+            return 0.0
+        return 1.0 / (0.5 * d / ki + 1.0 / P[H, mj]) / d
+    kj = P[K, mj]
+    if kj == ki:
+        return ki * inv_d2
+    if ki + kj <= 0.0:
+        return 0.0
+    return 2.0 * ki * kj / (ki + kj) * inv_d2
+
+
+_face_g_cpu = _jit(_face_g)
+
+
+@numba.njit(parallel=True, cache=True)
+def _fill_faces(mat, P, flat, dz, dy, dx, out):
+    nz, ny, nx = mat.shape
+    for n in numba.prange(flat.size):
+        v = flat[n]
+        i = v // (ny * nx)
+        j = (v // nx) % ny
+        k = v % nx
+        m = mat[i, j, k]
+        out[n, 0] = _face_g_cpu(P, m, mat[i - 1, j, k], dz, 1.0 / (dz * dz))
+        out[n, 1] = _face_g_cpu(P, m, mat[i + 1, j, k], dz, 1.0 / (dz * dz))
+        out[n, 2] = _face_g_cpu(P, m, mat[i, j - 1, k], dy, 1.0 / (dy * dy))
+        out[n, 3] = _face_g_cpu(P, m, mat[i, j + 1, k], dy, 1.0 / (dy * dy))
+        out[n, 4] = _face_g_cpu(P, m, mat[i, j, k - 1], dx, 1.0 / (dx * dx))
+        out[n, 5] = _face_g_cpu(P, m, mat[i, j, k + 1], dx, 1.0 / (dx * dx))
+
+
+def interface_faces(mat, P, uni, spacing_m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The interface voxels' index and six liquid-phase face coefficients (W/m^3/K).
+
+    Returns ``fidx`` (int32, the grid's shape: row of each interface voxel, -1 elsewhere),
+    ``G`` (float64, shape (n, 6): faces towards z-1, z+1, y-1, y+1, x-1, x+1) and the
+    interface voxels' material ids. Per step the coefficients are ``dt G / C``.
+    """
+    flat = np.flatnonzero(uni.reshape(-1) == 2)
+    fidx = np.full(mat.shape, -1, np.int32)
+    fidx.reshape(-1)[flat] = np.arange(flat.size, dtype=np.int32)
+    g = np.zeros((flat.size, 6))
+    if flat.size:
+        dz, dy, dx = (float(v) for v in spacing_m)
+        _fill_faces(mat, P, flat.astype(np.int64), dz, dy, dx, g)
+    return fidx, g, mat.reshape(-1)[flat]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -472,8 +565,11 @@ def _warm(dtype: str) -> None:
     coef = np.zeros(256, dtype)
     gt = np.zeros(1)
     ri = np.zeros((4, 4))
-    step_cpu(th, th.copy(), mat, th, u8, u8, coef, coef, P, gt, 1.0, 1.0, 1.0, 1.0, 37.0, 0,
-             0.0, 1.0)  # fmt: skip
+    fidx = np.full((3, 3, 3), -1, np.int32)
+    c6 = np.zeros((1, 6), dtype)
+    step_cpu(th, th.copy(), mat, th, u8, u8, coef, coef, fidx, c6, P, gt, 1.0, 1.0, 1.0, 1.0,
+             37.0, 0, 0.0, 1.0)  # fmt: skip
+    _fill_faces(mat, P, np.zeros(0, np.int64), 1.0, 1.0, 1.0, np.zeros((0, 6)))
     damage_cpu(th, th.copy(), th.copy(), th.copy(), th.copy(), th.copy(), u8, mat, P, 1.0, 0,
                -2.0, 1.0, 1.0, ri)  # fmt: skip
     prepare_source(np.zeros((3, 3, 3)), mat, P, 1.0, th.copy())
@@ -486,6 +582,21 @@ def _warm(dtype: str) -> None:
 
 # -- GPU ---------------------------------------------------------------------
 _dev = cuda.jit(device=True)
+
+
+def _min2(a, b):
+    """``min(a, b)`` as Python has it (the first when equal): numba's CUDA target does not
+    compile the built-in ``min`` (its overload takes ``*args``)."""
+    return b if b < a else a
+
+
+def _max2(a, b):
+    """``max(a, b)`` as Python has it (the first when equal)."""
+    return b if b > a else a
+
+
+_min_gpu = _dev(_min2)
+_max_gpu = _dev(_max2)
 _gpu_helpers = {"_k_of": _dev(_k_of), "_t_of_e": _dev(_t_of_e), "_e_of_t": _dev(_e_of_t)}
 _gpu_helpers["_conductance"] = _dev(_bind(_conductance, _gpu_helpers))
 _general_gpu = _dev(_bind(general_update, _gpu_helpers))
@@ -495,7 +606,14 @@ _rate_helpers_gpu = {
     "cem43_rate": _dev(cem43_rate),
 }
 _damage_gpu_voxel = _dev(
-    _bind(damage_update, {"mean_rates_linear": _dev(_bind(mean_rates_linear, _rate_helpers_gpu))})
+    _bind(
+        damage_update,
+        {
+            "mean_rates_linear": _dev(_bind(mean_rates_linear, _rate_helpers_gpu)),
+            "min": _min_gpu,
+            "max": _max_gpu,
+        },
+    )
 )
 
 
@@ -504,30 +622,59 @@ def step_gpu(
     TH, TH2, mat, QS, perf, uni, A, Bc, P, gt,
     dt, dz, dy, dx, tb, const, lo_th, hi_th,
 ):  # fmt: skip
-    """One explicit step on an NVIDIA GPU (one thread per voxel; x fastest)."""
+    """One explicit step on an NVIDIA GPU (one thread per voxel; x fastest).
+
+    The same update as :func:`step_cpu`, per thread: a voxel with ``uni == 1`` whose
+    seven temperatures, and its own after the step, lie in the fast path's range
+    ``[lo_th, hi_th)`` takes the fast path in the arrays' dtype (the float64 scalars
+    are cast to it once per thread, so that a float32 run loads and computes float32
+    only, as the CPU does), with the same weights and the same flush of
+    ``|theta| < FLUSH_BELOW_C`` to 0 in float32; every other voxel (interface voxels,
+    ``uni == 2``, included) takes :func:`general_update` in float64. The CUDA compiler
+    may fuse a multiply and an add (one rounding instead of two), so a float32 result
+    can differ from the CPU's by about one unit in the last place per step.
+
+    Per fast-path update it loads theta at the voxel and its six neighbours (mostly
+    from cache: about one value per voxel from memory), ``uni``, ``mat``, ``perf``,
+    ``QS`` and stores theta: ``2 itemsize + 3`` bytes from and to memory.
+    """
     k, j, i = cuda.grid(3)
     nz, ny, nx = TH.shape
     if 1 <= i < nz - 1 and 1 <= j < ny - 1 and 1 <= k < nx - 1:
-        h2 = min(dz, min(dy, dx)) ** 2
+        iz2 = 1.0 / (dz * dz)
+        iy2 = 1.0 / (dy * dy)
+        ix2 = 1.0 / (dx * dx)
+        hi = TH.dtype.type(hi_th)
         t0 = TH[i, j, k]
-        a0 = TH[i - 1, j, k]
-        a1 = TH[i + 1, j, k]
-        b0 = TH[i, j - 1, k]
-        b1 = TH[i, j + 1, k]
-        c0 = TH[i, j, k - 1]
-        c1 = TH[i, j, k + 1]
-        least = min(min(min(a0, a1), min(b0, b1)), min(min(c0, c1), t0))
-        if uni[i, j, k] != 0 and least >= lo_th and t0 < hi_th:
-            m = mat[i, j, k]
-            lap = (h2 / (dz * dz)) * (a0 + a1 - 2.0 * t0) + (h2 / (dy * dy)) * (b0 + b1 - 2.0 * t0)
-            lap += (h2 / (dx * dx)) * (c0 + c1 - 2.0 * t0)
-            tn = t0 + A[m] * lap + Bc[m] * perf[i, j, k] * (tb - T_REF - t0) + QS[i, j, k]
-            if tn < hi_th:
-                TH2[i, j, k] = tn
-                return
+        if uni[i, j, k] == 1 and t0 < hi:
+            ft = TH.dtype.type
+            a0 = TH[i - 1, j, k]
+            a1 = TH[i + 1, j, k]
+            b0 = TH[i, j - 1, k]
+            b1 = TH[i, j + 1, k]
+            c0 = TH[i, j, k - 1]
+            c1 = TH[i, j, k + 1]
+            least = _min_gpu(
+                _min_gpu(_min_gpu(a0, a1), _min_gpu(b0, b1)), _min_gpu(_min_gpu(c0, c1), t0)
+            )
+            lo = ft(lo_th)
+            if least >= lo:
+                # the weights exactly as step_cpu forms them (h2 * (1 / d^2), then cast)
+                h2 = _min_gpu(dz, _min_gpu(dy, dx)) ** 2
+                two = ft(2.0)
+                m = mat[i, j, k]
+                lap = ft(h2 * iz2) * (a0 + a1 - two * t0) + ft(h2 * iy2) * (b0 + b1 - two * t0)
+                lap += ft(h2 * ix2) * (c0 + c1 - two * t0)
+                tn = t0 + A[m] * lap + Bc[m] * ft(perf[i, j, k]) * (ft(tb - T_REF) - t0)
+                tn += QS[i, j, k]
+                if TH.itemsize == 4 and abs(tn) < ft(FLUSH_BELOW_C):
+                    tn = ft(0.0)  # as step_cpu: no subnormal numbers
+                if lo <= tn < hi:
+                    TH2[i, j, k] = tn
+                    return
         _general_gpu(
             i, j, k, TH, TH2, mat, QS, perf, P, gt,
-            dt, dz, dy, dx, 1.0 / (dz * dz), 1.0 / (dy * dy), 1.0 / (dx * dx), tb, const,
+            dt, dz, dy, dx, iz2, iy2, ix2, tb, const,
         )  # fmt: skip
 
 
