@@ -1,34 +1,67 @@
-"""Benchmark of the bioheat engine's production kernel.
+"""Benchmark of the bioheat engine (issue 18): every figure measured side by side in one run.
 
-Measures, in one run on this machine:
-- voxel updates per second of the float32 CPU kernel (numba, all cores) at 128^3 and 256^3;
-- the machine's memory bandwidth (a large array copy, bytes read + written per second);
-- the kernel's fraction of the bandwidth bound (bytes it must move per update / bandwidth);
-- the same transient problem in scikit-fem (trilinear FE, implicit Euler with one sparse
-  LU factorisation) on the same grid and number of steps, and the speed ratio;
-- the GPU kernel where numba finds a CUDA device.
+Sections (all on this machine, in this run):
 
-Usage: python bench/engine.py [--sizes 128 256] [--steps 20] [--out bench/results/engine.json]
+- ``bandwidth``: the machine's copy bandwidth (a 1 GiB array copy, bytes read + written per
+  second) and the bound it sets for a 16-byte update (read 8, write 8 bytes per voxel).
+- ``stencil``: a plain 7-point float32 numba stencil on the same grids (the ceiling a
+  bandwidth-bound explicit step can reach here).
+- ``kernel``: the engine's step kernel alone (``step_cpu``, float32, liver with a source).
+- ``command``: the whole ``ioplan simulate`` run of the issue, as the command reports it
+  (``voxel_updates_per_s``), with where its time went.
+- ``interactive``: a 10-minute MW ablation around one applicator at 2 mm in liver with
+  perfusion, settings to zone, warm; and the zone's difference from the 1 mm run.
+- ``accuracy``: the zone with damage integrated every step and the MW pattern every 5 s
+  against the defaults (every 10 s): what the speed-ups trade.
+- ``fem``: the same transient problem in scikit-fem (implicit Euler, one LU), speed ratio.
+- ``gpu`` (``--gpu``): the CUDA path (``bench/_gpu.py``) where numba finds a GPU.
+
+Usage::
+
+    python bench/engine.py [--quick] [--gpu | --gpu-only] [--out bench/results/engine.json]
+
+``--quick`` shrinks every section (smoke test); the figures then mean little.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
+import numba
 import numpy as np
 from _results import machine, write_result
 
 from ioplan.anatomy import Label
+from ioplan.devices import applicator
 from ioplan.imaging import Grid
-from ioplan.physics import ThermalProblem, init_state, tissue_material_table
-from ioplan.physics._solver import _Runner
+from ioplan.physics import (
+    SimulationConfig,
+    ThermalProblem,
+    _heating,
+    _solver,
+    init_state,
+    simulate,
+    tissue_material_table,
+)
 
-# Bytes the kernel must move per voxel update (float32 state, uint8 material):
-# reads E, T, Q, omega, cem, tmin, tmax (7 x 4) + material (1); writes E2, T2, omega, cem,
-# tmin, tmax (6 x 4). Neighbour values of T and material come from cache.
-BYTES_PER_UPDATE = 7 * 4 + 1 + 6 * 4
+#: The issue's command (10-minute, 60 W microwave ablation at 1 mm in liver).
+COMMAND = [
+    "simulate", "--tissue", "liver", "--applicator", "covidien-emprint", "--power-w", "60",
+    "--duration-s", "600", "--spacing-mm", "1", "--json",
+]  # fmt: skip
+#: Bytes of the issue's reference update: 8 read + 8 written per voxel (e.g. a float64
+#: copy); the bound is the copy bandwidth over this.
+BYTES_PER_UPDATE = 16
+GOAL_COMMAND_UPDATES_PER_S = 0.6e9
+GOAL_FRACTION_OF_BOUND = 0.25
+GOAL_INTERACTIVE_S = 1.0
 
 
 def memory_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
@@ -43,20 +76,136 @@ def memory_bandwidth(n_bytes: int = 1 << 30, repeats: int = 5) -> float:
     return 2 * a.nbytes / best
 
 
-def engine_rate(n: int, steps: int, backend: str = "cpu") -> float:
-    tab = tissue_material_table()
-    g = Grid((n, n, n), (1.0, 1.0, 1.0))
-    p = ThermalProblem(g, np.full(g.shape, int(Label.LIVER), np.uint8), tab)
-    st = init_state(p)
-    q = np.zeros(g.shape, np.float32)
-    q[n // 2 - 4 : n // 2 + 4, n // 2 - 4 : n // 2 + 4, n // 2 - 4 : n // 2 + 4] = 5e6
-    runner = _Runner(p, backend)
-    arrays = tuple(a.copy() for a in st.arrays())
-    runner.advance(arrays, 0.5, 2, q, None)  # compile and warm up
-    t0 = time.perf_counter()
-    runner.advance(arrays, 0.5, steps, q, None)
-    dt = time.perf_counter() - t0
-    return (n - 2) ** 3 * steps / dt
+@numba.njit(parallel=True, cache=True)
+def _plain_stencil(t, t2, a):
+    nz, ny, nx = t.shape
+    for i in numba.prange(1, nz - 1):
+        for j in range(1, ny - 1):
+            for k in range(1, nx - 1):
+                c = t[i, j, k]
+                s = t[i - 1, j, k] + t[i + 1, j, k] + t[i, j - 1, k] + t[i, j + 1, k]
+                t2[i, j, k] = c + a * (s + t[i, j, k - 1] + t[i, j, k + 1] - 6 * c)
+
+
+def _best_rate(fn, interior: int, steps: int, repeats: int = 3) -> float:
+    fn(1)  # compile / load and warm up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(steps)
+        best = min(best, time.perf_counter() - t0)
+    return interior * steps / best
+
+
+def stencil_rate(shape: tuple[int, int, int], steps: int) -> float:
+    """Voxel updates/s of a plain 7-point float32 stencil (numba, all cores)."""
+    t = np.full(shape, 1.0, np.float32)
+    t[tuple(s // 2 for s in shape)] = 50.0
+    t2 = t.copy()
+    a = np.float32(0.1)
+
+    def go(n):
+        nonlocal t, t2
+        for _ in range(n):
+            _plain_stencil(t, t2, a)
+            t, t2 = t2, t
+
+    return _best_rate(go, int(np.prod([s - 2 for s in shape])), steps)
+
+
+def kernel_rate(shape: tuple[int, int, int], steps: int) -> float:
+    """Voxel updates/s of the engine's step kernel alone (float32 liver, heated core)."""
+    g = Grid(shape, (1.0, 1.0, 1.0))
+    p = ThermalProblem(g, np.full(shape, int(Label.LIVER), np.uint8), tissue_material_table())
+    q = np.zeros(shape, np.float32)
+    c = [s // 2 for s in shape]
+    q[c[0] - 10 : c[0] + 10, c[1] - 3 : c[1] + 3, c[2] - 3 : c[2] + 3] = 2e7
+    runner = _solver._Runner(p, "cpu", damage_interval_s=1e9)  # the step kernel only
+    runner.start(init_state(p).arrays())
+    dt = _solver.stable_time_step(p, min_temperature_c=37.0)
+    runner.run(dt, 40, q, None)  # heat first: a realistic field, no zeros
+
+    def go(n):
+        runner.run(dt, n, q, None)
+
+    return _best_rate(go, int(np.prod([s - 2 for s in shape])), steps)
+
+
+def run_command(args: list[str]) -> dict:
+    """The command in a fresh process (as a user runs it), its JSON."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ioplan", *args], capture_output=True, text=True, check=True
+    )
+    return json.loads(proc.stdout)
+
+
+def interactive(quick: bool) -> dict:
+    """Settings to zone at 2 mm, warm (median of repeats), and the zone against 1 mm."""
+    app = applicator("covidien-emprint")
+    duration = 120.0 if quick else 600.0
+
+    def cfg(spacing):
+        return SimulationConfig(applicator=app, power_w=60, duration_s=duration,
+                                spacing_mm=spacing)  # fmt: skip
+
+    simulate(cfg(2.0))  # warm: kernels loaded, tables built
+    walls, res = [], None
+    for _ in range(3 if quick else 7):
+        t0 = time.perf_counter()
+        res = simulate(cfg(2.0))
+        walls.append(time.perf_counter() - t0)
+    fine = simulate(cfg(1.0))
+    z2, z1 = res.zone, fine.zone
+    r2 = (3 * z2.volume_ml / (4 * np.pi)) ** (1 / 3) * 10
+    r1 = (3 * z1.volume_ml / (4 * np.pi)) ** (1 / 3) * 10
+    wall = statistics.median(walls)
+    return {
+        "duration_s": duration,
+        "spacing_mm": 2.0,
+        "perfusion": "liver, tissue table (in vivo)",
+        "wall_s_median": wall,
+        "wall_s_min": min(walls),
+        "runs": len(walls),
+        "goal_s": GOAL_INTERACTIVE_S,
+        "goal_met": wall < GOAL_INTERACTIVE_S,
+        "zone_2mm": z2.to_dict(),
+        "zone_1mm": z1.to_dict(),
+        "length_difference_mm": z2.length_mm - z1.length_mm,
+        "width_difference_mm": z2.width_mm - z1.width_mm,
+        "volume_difference_percent": 100 * (z2.volume_ml / z1.volume_ml - 1),
+        "equivalent_radius_difference_mm": r2 - r1,
+        "wall_s_1mm": fine.runtime_s,
+    }
+
+
+def accuracy(quick: bool) -> dict:
+    """The 1 mm zone with damage every step and the MW pattern every 5 s vs the defaults."""
+    app = applicator("covidien-emprint")
+    duration = 120.0 if quick else 600.0
+    spacing = 2.0 if quick else 1.0
+    cfg = SimulationConfig(applicator=app, power_w=60, duration_s=duration, spacing_mm=spacing)
+    default = simulate(cfg)
+    init = _solver._Runner.__init__
+    mw = _heating.MW_UPDATE_S
+    try:
+        _solver._Runner.__init__.__defaults__ = (1e-9,)  # damage after every step
+        _heating.MW_UPDATE_S = _solver.SOURCE_UPDATE_S  # pattern every 5 s
+        fine = simulate(cfg)
+    finally:
+        _solver._Runner.__init__.__defaults__ = (_solver.DAMAGE_INTERVAL_S,)
+        _heating.MW_UPDATE_S = mw
+    assert init is _solver._Runner.__init__
+    out = {"spacing_mm": spacing, "duration_s": duration}
+    for name, r in (("default", default), ("every_step", fine)):
+        out[name] = {
+            "zone": r.zone.to_dict(),
+            "isotherms_ml": {k: v.volume_ml for k, v in r.isotherms.items()},
+            "runtime_s": r.runtime_s,
+        }
+    out["volume_difference_percent"] = 100 * (default.zone.volume_ml / fine.zone.volume_ml - 1)
+    out["length_difference_mm"] = default.zone.length_mm - fine.zone.length_mm
+    out["width_difference_mm"] = default.zone.width_mm - fine.zone.width_mm
+    return out
 
 
 def skfem_rate(n: int, steps: int) -> tuple[float, float]:
@@ -101,70 +250,136 @@ def skfem_rate(n: int, steps: int) -> tuple[float, float]:
     return (n - 2) ** 3 * steps / (time.perf_counter() - t0), setup
 
 
+def gpu_section(quick: bool) -> dict:
+    """The CUDA path (bench/_gpu.py), or why it could not run."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        import _gpu
+    except Exception as exc:  # the GPU helpers could not even be imported
+        return {"available": False, "reason": f"bench/_gpu.py: {exc}"}
+    reason = _gpu.gpu_available()
+    if reason is not None:
+        return {"available": False, "reason": reason}
+    out = {"available": True, "device_bandwidth_bytes_per_s": _gpu.device_bandwidth_bytes_per_s()}
+    out["mw_ablation"] = _gpu.gpu_mw_ablation(n=32 if quick else 128)
+    return out
+
+
+def markdown(result: dict) -> str:
+    """The headline table."""
+    bw = result["bandwidth"]
+    cmd = result["command"]
+    lines = [
+        "# Engine benchmark (`python bench/engine.py`)",
+        "",
+        f"Machine: {result['machine']['cpu_count']} cores; copy bandwidth "
+        f"{bw['copy_bytes_per_s'] / 1e9:.1f} GB/s -> 16-byte update bound "
+        f"{bw['bound_updates_per_s'] / 1e9:.2f} G updates/s.",
+        "",
+        "| measure | G voxel updates/s | of the 16-byte bound | goal |",
+        "|---|---|---|---|",
+        f"| plain 7-point stencil ({result['stencil']['shape']}) | "
+        f"{result['stencil']['updates_per_s'] / 1e9:.2f} | "
+        f"{result['stencil']['fraction_of_bound']:.0%} | - |",
+        f"| engine step kernel ({result['kernel']['shape']}) | "
+        f"{result['kernel']['updates_per_s'] / 1e9:.2f} | "
+        f"{result['kernel']['fraction_of_bound']:.0%} | - |",
+        f"| whole `ioplan {' '.join(cmd['args'][:-1])}` | "
+        f"{cmd['voxel_updates_per_s'] / 1e9:.2f} | {cmd['fraction_of_bound']:.0%} | "
+        f">= 0.6 and >= 25 %: {'met' if cmd['goal_met'] else 'NOT met'} |",
+        "",
+        f"Command: {cmd['runtime_s']:.2f} s for {cmd['steps']} steps on "
+        f"{' x '.join(str(v) for v in cmd['grid_shape'])} voxels; kernel "
+        f"{cmd['engine'].get('kernel_s', 0):.2f} s, damage {cmd['engine'].get('damage_s', 0):.2f}"
+        f" s, source {cmd['engine'].get('source_s', 0):.2f} s.",
+    ]
+    it = result.get("interactive")
+    if it:
+        lines += [
+            "",
+            f"Interactive (10-min MW, 2 mm, perfusion, warm): median {it['wall_s_median']:.3f} s "
+            f"(goal < 1 s: {'met' if it['goal_met'] else 'NOT met'}); zone vs 1 mm: length "
+            f"{it['length_difference_mm']:+.2f} mm, width {it['width_difference_mm']:+.2f} mm, "
+            f"volume {it['volume_difference_percent']:+.1f} %.",
+        ]
+    acc = result.get("accuracy")
+    if acc:
+        lines += [
+            "",
+            f"Accuracy traded (damage every 10 s and MW pattern every 10 s vs every step / 5 s, "
+            f"{acc['spacing_mm']:g} mm): zone volume {acc['volume_difference_percent']:+.2f} %, "
+            f"length {acc['length_difference_mm']:+.2f} mm, width "
+            f"{acc['width_difference_mm']:+.2f} mm.",
+        ]
+    gpu = result.get("gpu")
+    if gpu:
+        lines += ["", f"GPU: {json.dumps(gpu)[:600]}"]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--fem-size", type=int, default=32)
+    ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    ap.add_argument("--gpu", action="store_true", help="also the CUDA path")
+    ap.add_argument("--gpu-only", action="store_true", help="only the CUDA path")
     ap.add_argument("--out", default="bench/results/engine.json")
     args = ap.parse_args()
-    bw = memory_bandwidth()
-    rows = []
-    for n in args.sizes:
-        rate = engine_rate(n, args.steps)
-        bound = bw / BYTES_PER_UPDATE
-        rows.append(
-            {
-                "size": n,
-                "backend": "cpu",
-                "voxel_updates_per_s": rate,
-                "bandwidth_bound_updates_per_s": bound,
-                "fraction_of_bound": rate / bound,
-            }
-        )
-    n = args.fem_size
-    ours = engine_rate(n, args.steps)
-    fem, fem_setup = skfem_rate(n, args.steps)
-    gpu = None
-    try:
-        from numba import cuda
-
-        if cuda.is_available() and not os.environ.get("NUMBA_ENABLE_CUDASIM"):
-            gpu = {str(s): engine_rate(s, args.steps * 10, backend="gpu") for s in args.sizes}
-    except Exception as exc:  # no CUDA driver: record why
-        gpu = {"unavailable": str(exc)}
-    result = {
-        "machine": machine(),
-        "memory_bandwidth_bytes_per_s": bw,
-        "bytes_per_update": BYTES_PER_UPDATE,
-        "kernel": rows,
-        "comparison": {
-            "size": n,
-            "steps": args.steps,
-            "ioplan_updates_per_s": ours,
-            "skfem_updates_per_s": fem,
-            "skfem_setup_s": fem_setup,
-            "speed_ratio": ours / fem,
-        },
-        "gpu": gpu,
+    result: dict = {"machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    if args.gpu_only:
+        result["gpu"] = gpu_section(args.quick)
+        print(json.dumps(result["gpu"], indent=2))
+        write_result(result, args.out)
+        return
+    bw = memory_bandwidth(1 << 26 if args.quick else 1 << 30)
+    bound = bw / BYTES_PER_UPDATE
+    result["bandwidth"] = {"copy_bytes_per_s": bw, "bytes_per_update": BYTES_PER_UPDATE,
+                           "bound_updates_per_s": bound}  # fmt: skip
+    cmd_args = list(COMMAND)
+    if args.quick:
+        cmd_args[cmd_args.index("--duration-s") + 1] = "60"
+        cmd_args[cmd_args.index("--spacing-mm") + 1] = "3"
+    print("running the command ...", flush=True)
+    run_command(cmd_args)  # first run: numba loads or compiles its cache
+    doc = run_command(cmd_args)
+    shape = tuple(doc["grid"]["shape"]) if "shape" in doc["grid"] else None
+    result["command"] = {
+        "args": cmd_args,
+        "runtime_s": doc["runtime_s"],
+        "steps": doc["steps"],
+        "grid_shape": shape,
+        "voxel_updates_per_s": doc["voxel_updates_per_s"],
+        "fraction_of_bound": doc["voxel_updates_per_s"] / bound,
+        "engine": doc.get("engine", {}),
+        "zone": doc["zone"],
+        "goal_updates_per_s": GOAL_COMMAND_UPDATES_PER_S,
+        "goal_fraction_of_bound": GOAL_FRACTION_OF_BOUND,
     }
-    print(
-        f"memory bandwidth (copy, read + write): {bw / 1e9:.1f} GB/s; "
-        f"kernel moves {BYTES_PER_UPDATE} B per update"
+    result["command"]["goal_met"] = bool(
+        doc["voxel_updates_per_s"] >= GOAL_COMMAND_UPDATES_PER_S
+        and doc["voxel_updates_per_s"] / bound >= GOAL_FRACTION_OF_BOUND
     )
-    print(f"{'size':>6} {'M updates/s':>12} {'bound M/s':>10} {'of bound':>9}")
-    for r in rows:
-        print(
-            f"{r['size']:>6} {r['voxel_updates_per_s'] / 1e6:>12.1f} "
-            f"{r['bandwidth_bound_updates_per_s'] / 1e6:>10.1f} {r['fraction_of_bound']:>8.0%}"
-        )
-    print(
-        f"same problem at {n}^3, {args.steps} steps: ioplan {ours / 1e6:.1f} M updates/s, "
-        f"scikit-fem {fem / 1e6:.2f} M updates/s (+{fem_setup:.1f} s setup): "
-        f"ratio {ours / fem:.0f}x"
-    )
-    print(f"gpu: {gpu}")
-    write_result(result, args.out)
+    grid = shape or (169, 81, 81)
+    steps = 5 if args.quick else 50
+    st = stencil_rate(grid, steps)
+    kr = kernel_rate(grid, steps)
+    result["stencil"] = {"shape": list(grid), "updates_per_s": st, "fraction_of_bound": st / bound}
+    result["kernel"] = {"shape": list(grid), "updates_per_s": kr, "fraction_of_bound": kr / bound,
+                        "of_plain_stencil": kr / st}  # fmt: skip
+    print("interactive ...", flush=True)
+    result["interactive"] = interactive(args.quick)
+    print("accuracy ...", flush=True)
+    result["accuracy"] = accuracy(args.quick)
+    n = 12 if args.quick else 32
+    ours = kernel_rate((n, n, n), 5 if args.quick else 20)
+    fem, fem_setup = skfem_rate(n, 5 if args.quick else 20)
+    result["fem"] = {"size": n, "ioplan_updates_per_s": ours, "skfem_updates_per_s": fem,
+                     "skfem_setup_s": fem_setup, "speed_ratio": ours / fem}  # fmt: skip
+    if args.gpu and not os.environ.get("NUMBA_ENABLE_CUDASIM"):
+        result["gpu"] = gpu_section(args.quick)
+    md = markdown(result)
+    print(md)
+    out = write_result(result, args.out)
+    out.with_suffix(".md").write_text(md)
 
 
 if __name__ == "__main__":
