@@ -585,8 +585,12 @@ _dev = cuda.jit(device=True)
 
 
 def _min2(a, b):
-    """``min(a, b)`` as Python has it (the first when equal): numba's CUDA target does not
-    compile the built-in ``min`` (its overload takes ``*args``)."""
+    """``min(a, b)`` as Python has it (the first when equal).
+
+    numba's CUDA target does not compile the built-in ``min`` or ``max`` (their overloads
+    take ``*args``; measured with ``cuda.compile_ptx``, numba 0.68), so the GPU kernels
+    use these, also inside the shared :func:`damage_update`.
+    """
     return b if b < a else a
 
 
@@ -635,8 +639,9 @@ def step_gpu(
     can differ from the CPU's by about one unit in the last place per step.
 
     Per fast-path update it loads theta at the voxel and its six neighbours (mostly
-    from cache: about one value per voxel from memory), ``uni``, ``mat``, ``perf``,
-    ``QS`` and stores theta: ``2 itemsize + 3`` bytes from and to memory.
+    from cache: about one value per voxel from memory), ``QS``, ``uni``, ``mat`` and
+    ``perf``, and stores theta: ``3 itemsize + 3`` bytes (15 in float32) from and to
+    memory.
     """
     k, j, i = cuda.grid(3)
     nz, ny, nx = TH.shape
