@@ -563,3 +563,35 @@ def test_simulate_reports_engine_timings():
     assert 0.0 <= eng["general_update_fraction"] <= 1.0
     doc = res.to_dict()
     assert keys <= set(doc["engine"])
+
+
+def test_damage_saturates_below_the_float32_limit():
+    """Ten seconds at 200 degC: CEM43 = 10 x 2^157 / 60 ~ 3e46 min would overflow float32
+    (3.4e38) to inf; the kernel caps Omega and CEM43 at DOSE_CAP instead (both far past
+    any threshold), and a cooler voxel beside it is untouched by the cap."""
+    from ioplan.physics._damage import arrhenius_log_constants, rate_integral_table
+    from ioplan.physics._kernel import DOSE_CAP, damage_cpu
+
+    ln_a, ea_r = arrhenius_log_constants()
+    shape = (3, 3, 4)
+    th = np.zeros(shape, np.float32)
+    th[1, 1, 1] = 200.0 - 37.0
+    th[1, 1, 2] = 50.0 - 37.0
+    snap = th.copy()
+    zeros = [np.zeros(shape, np.float32) for _ in range(2)]
+    tmin = th + np.float32(37.0)
+    tmax = tmin.copy()
+    perf = np.ones(shape, np.uint8)
+    mat = np.full(shape, int(Label.LIVER), np.uint8)
+    table = tissue_material_table()
+    from ioplan.physics._kernel import pack_properties
+
+    damage_cpu(th, snap, zeros[0], zeros[1], tmin, tmax, perf, mat, pack_properties(table),
+               10.0, 0, -2.0, ln_a, ea_r, rate_integral_table(ln_a, ea_r))  # fmt: skip
+    omega, cem = zeros
+    assert np.all(np.isfinite(omega)) and np.all(np.isfinite(cem))
+    assert cem[1, 1, 1] == np.float32(DOSE_CAP)
+    # Omega at a constant 200 degC: A exp(-Ea / (R T)) x 10 s (closed form, ~2.6e12: no cap)
+    assert omega[1, 1, 1] == pytest.approx(10.0 * math.exp(ln_a - ea_r / 473.15), rel=1e-5)
+    # 50 degC for 10 s: 10 x 2^7 / 60 = 21.33 CEM43 min (closed form), far below the cap
+    assert cem[1, 1, 2] == pytest.approx(10 * 2.0**7 / 60.0, rel=1e-4)

@@ -53,6 +53,7 @@ from ioplan.physics._damage import (
 )
 
 __all__ = [
+    "DOSE_CAP",
     "N_PROPS",
     "T_REF",
     "damage_cpu",
@@ -82,6 +83,9 @@ T_REF = 37.0
 #: about 100 times slower on x86; 1e-30 degC is 30 orders of magnitude below anything
 #: the model resolves (measured: bench/engine.py, first 200 steps of a run 2x faster).
 FLUSH_BELOW_C = 1e-30
+#: Omega and CEM43 (min) stop growing here: far past any threshold (Omega 1, 240 min) and
+#: below float32's largest number (3.4e38), which 10 s at 175 degC would pass otherwise.
+DOSE_CAP = 1e30
 
 
 def pack_properties(table) -> np.ndarray:
@@ -237,9 +241,9 @@ def damage_update(
     a = SNAP[i, j, k] + T_REF
     t = th + T_REF
     r_arr, r_cem = mean_rates_linear(a, t, ln_a, ea_r, RI)
-    om = omega[i, j, k] + span_s * r_arr
+    om = min(omega[i, j, k] + span_s * r_arr, DOSE_CAP)
     omega[i, j, k] = om
-    cem[i, j, k] = cem[i, j, k] + span_s * r_cem
+    cem[i, j, k] = min(cem[i, j, k] + span_s * r_cem, DOSE_CAP)
     lo = min(tmin[i, j, k], t)
     tmin[i, j, k] = lo
     tmax[i, j, k] = max(tmax[i, j, k], t)
@@ -457,7 +461,7 @@ _face_g_cpu = _jit(_face_g)
 
 @numba.njit(parallel=True, cache=True)
 def _fill_faces(mat, P, flat, dz, dy, dx, out):
-    nz, ny, nx = mat.shape
+    ny, nx = mat.shape[1], mat.shape[2]
     for n in numba.prange(flat.size):
         v = flat[n]
         i = v // (ny * nx)
