@@ -46,6 +46,10 @@ import numpy as np
 from numba import cuda
 
 from ioplan.physics._damage import (
+    CEM43_BREAKPOINT_C,
+    MIDPOINT_SPAN_C,
+    RATE_STEP_C,
+    RATE_T0_C,
     _rate_and_integral,
     arrhenius_rate,
     cem43_rate,
@@ -386,18 +390,94 @@ def step_cpu(
     return total
 
 
+@numba.njit(cache=True)
+def _damage_row(i, j, bad, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const,
+                tstop, ln_a, ea_r, RI):  # fmt: skip
+    """The second pass over row (i, j) where ``bad``: the exact :func:`damage_update`."""
+    for k in range(1, TH.shape[2] - 1):
+        if bad[k]:
+            _damage_cpu_voxel(
+                i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
+                ln_a, ea_r, RI,
+            )  # fmt: skip
+
+
 @numba.njit(parallel=True, cache=True)
 def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
                ln_a, ea_r, RI):  # fmt: skip
-    """:func:`damage_update` over every voxel not on the outer layer."""
+    """:func:`damage_update` over every voxel not on the outer layer.
+
+    A first, vectorised pass per row takes every free voxel whose two temperatures lie
+    inside the rate table, with the formulas of
+    :func:`~ioplan.physics._damage.mean_rates_linear` (midpoint rate for a short span on
+    one side of 43 degC, else the difference of the integrals); :func:`damage_update`
+    takes the rest (fixed voxels, temperatures outside the table) in a second pass.
+    """
     nz, ny, nx = TH.shape
+    n_rows = RI.shape[0] - 1
+    inv_h = 1.0 / RATE_STEP_C
     for i in numba.prange(1, nz - 1):
+        bad = np.zeros(nx, np.uint8)
         for j in range(1, ny - 1):
+            n_bad = 0
             for k in range(1, nx - 1):
-                _damage_cpu_voxel(
-                    i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const,
-                    tstop, ln_a, ea_r, RI,
-                )  # fmt: skip
+                th = TH[i, j, k]
+                sn = SNAP[i, j, k]
+                a = sn + T_REF
+                t = th + T_REF
+                d = t - a
+                xa = (a - RATE_T0_C) * inv_h
+                xb = (t - RATE_T0_C) * inv_h
+                inside = (xa >= 0.0) & (xb >= 0.0) & (xa < n_rows) & (xb < n_rows)
+                # midpoint rate (short spans on one side of 43 degC)
+                xm = min(max(0.5 * (xa + xb), 0.0), n_rows - 1.0)
+                rm = int(xm)
+                fm = xm - rm
+                mid_arr = RI[rm, 0] + fm * (RI[rm + 1, 0] - RI[rm, 0])
+                mid_cem = RI[rm, 2] + fm * (RI[rm + 1, 2] - RI[rm, 2])
+                # mean rate from the integrals (G(b) - G(a)) / (b - a)
+                xa = min(max(xa, 0.0), n_rows - 1.0)
+                xb = min(max(xb, 0.0), n_rows - 1.0)
+                ra = int(xa)
+                fa = xa - ra
+                rb = int(xb)
+                fb = xb - rb
+                da = RI[ra + 1, 0] - RI[ra, 0]
+                db = RI[rb + 1, 0] - RI[rb, 0]
+                g_a = RI[ra, 1] + RATE_STEP_C * fa * (RI[ra, 0] + 0.5 * fa * da)
+                g_b = RI[rb, 1] + RATE_STEP_C * fb * (RI[rb, 0] + 0.5 * fb * db)
+                da = RI[ra + 1, 2] - RI[ra, 2]
+                db = RI[rb + 1, 2] - RI[rb, 2]
+                c_a = RI[ra, 3] + RATE_STEP_C * fa * (RI[ra, 2] + 0.5 * fa * da)
+                c_b = RI[rb, 3] + RATE_STEP_C * fb * (RI[rb, 2] + 0.5 * fb * db)
+                short = (abs(d) < MIDPOINT_SPAN_C) & (
+                    (a - CEM43_BREAKPOINT_C) * (t - CEM43_BREAKPOINT_C) >= 0.0
+                )
+                inv_d = 1.0 / d if d != 0.0 else 0.0
+                r_arr = mid_arr if short else (g_b - g_a) * inv_d
+                r_cem = mid_cem if short else (c_b - c_a) * inv_d
+                ok = inside & (short | (d != 0.0)) & (perf[i, j, k] != 2)
+                # stores of selected values (no branch: the loop vectorises)
+                om0 = omega[i, j, k]
+                om = min(om0 + span_s * r_arr, DOSE_CAP)
+                omega[i, j, k] = om if ok else om0
+                c0 = cem[i, j, k]
+                c1 = min(c0 + span_s * r_cem, DOSE_CAP)
+                cem[i, j, k] = c1 if ok else c0
+                lo0 = tmin[i, j, k]
+                lo = min(lo0, t)
+                tmin[i, j, k] = lo if ok else lo0
+                hi0 = tmax[i, j, k]
+                tmax[i, j, k] = max(hi0, t) if ok else hi0
+                p0 = perf[i, j, k]
+                stop = ok & (const == 0) & ((om >= 1.0) | (lo < tstop))
+                perf[i, j, k] = 0 if stop else p0
+                SNAP[i, j, k] = th if ok else sn
+                bad[k] = not ok
+                n_bad += 1 - np.int32(ok)
+            if n_bad:
+                _damage_row(i, j, bad, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s,
+                            const, tstop, ln_a, ea_r, RI)  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)

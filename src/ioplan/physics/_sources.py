@@ -143,7 +143,8 @@ def _lerp(tab, x):
 def _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, out_flat, factor):
     """The pattern's sum, ``s = w0 sigma_scale(T) exp(-2 alpha rho)`` over ``idx``.
 
-    When ``factor > 0`` it also adds ``factor * s`` to ``out_flat[idx]``.
+    ``factor > 0``: also adds ``factor * s`` to ``out_flat[idx]``; ``factor < 0``: writes
+    ``s`` there (to be scaled by :func:`_scale_at` once the sum is known).
     """
     total = 0.0
     inv = 1.0 / _SIG_STEP_C
@@ -154,7 +155,15 @@ def _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, out_flat, factor):
         total += s
         if factor > 0.0:
             out_flat[v] += factor * s
+        elif factor < 0.0:
+            out_flat[v] = s
     return total
+
+
+@numba.njit(parallel=True, cache=True)
+def _scale_at(out_flat, idx, factor):
+    for n in numba.prange(idx.size):
+        out_flat[idx[n]] *= factor
 
 
 def _dielectric_scale(temperature_c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -252,7 +261,7 @@ def microwave_source(
     rho_nodes_m = np.arange(round(_MW_CUTOFF_RADIUS_MM * 1.8 / _RHO_STEP_MM) + 2) * (
         _RHO_STEP_MM * 1e-3
     )
-    for idx, _, _, sig37, eps37_near, near, w0, rho_pos in geo:
+    for n_antenna, (idx, _, _, sig37, eps37_near, near, w0, rho_pos) in enumerate(geo):
         if near.size:
             t = t_flat[idx[near]].astype(np.float64)
             t_near = float(np.mean(t))
@@ -262,7 +271,11 @@ def microwave_source(
             e_near, s_near = 43.0, 1.69
         alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
         exp_tab = np.exp(-2.0 * alpha * rho_nodes_m)
-        total = _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, q_flat, 0.0) * voxel_m3
+        # the first antenna writes its pattern and scales it (one pass over the look-ups);
+        # the others sum first, then add (their pattern overlaps the first's)
+        first = n_antenna == 0
+        mode = -1.0 if first else 0.0
+        total = _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, q_flat, mode) * voxel_m3
         if total <= 0:
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
         absorbed = power_w * app.efficiency
@@ -271,7 +284,10 @@ def microwave_source(
             # absorbed (more is reflected) as the near-feed conductivity falls
             s37_near = float(np.mean(sig37[near]))
             absorbed *= min(1.0, s_near / s37_near) ** app.detuning_exponent
-        _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, q_flat, absorbed / total)
+        if first:
+            _scale_at(q_flat, idx, absorbed / total)
+        else:
+            _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, q_flat, absorbed / total)
     return q
 
 
@@ -315,6 +331,7 @@ def microwave_geometry(
     # load the compiled evaluation now (numba's cache), not in the first time step
     empty = np.zeros(0)
     _mw_pattern(np.zeros(0, np.int64), empty, empty, empty, _sigma_scale_table(), empty, empty, 0.0)
+    _scale_at(empty, np.zeros(0, np.int64), 1.0)
     return out
 
 
