@@ -331,15 +331,16 @@ def _slow_row(
 @numba.njit(parallel=True, cache=True)
 def step_cpu(
     TH, TH2, mat, QS, perf, uni, A, Bc, fidx, C6, P, gt,
-    dt, dz, dy, dx, tb, const, lo_th, hi_th,
+    dt, dz, dy, dx, tb, const, lo_th, hi_th, m_only,
 ):  # fmt: skip
     """One explicit step over every voxel not on the outer layer; returns general voxels.
 
     ``A``, ``Bc``: :func:`fast_coefficients`; ``uni``: :func:`uniform_mask` (1 uniform,
     2 interface); ``fidx``, ``C6``: :func:`interface_faces` and its six face coefficients
     per step (``dt G / C``) for the interface voxels; ``lo_th``, ``hi_th``: the fast
-    paths' theta range (above every liquidus, below boiling). Returns how many voxels
-    took the general update.
+    paths' theta range (above every liquidus, below boiling); ``m_only``: the one free
+    material when there is only one (a block of tissue: no per-voxel look-up), else -1.
+    Returns how many voxels took the general update.
     """
     nz, ny, nx = TH.shape
     iz2 = 1.0 / (dz * dz)
@@ -370,7 +371,7 @@ def step_cpu(
                 b1 = TH[i, j + 1, k]
                 c0 = TH[i, j, k - 1]
                 c1 = TH[i, j, k + 1]
-                m = mat[i, j, k]
+                m = m_only if m_only >= 0 else mat[i, j, k]
                 lap = wz * (a0 + a1 - two * t0) + wy * (b0 + b1 - two * t0)
                 lap += wx * (c0 + c1 - two * t0)
                 tn = t0 + A[m] * lap + Bc[m] * ft(perf[i, j, k]) * (thb - t0) + QS[i, j, k]
@@ -652,7 +653,7 @@ def _warm(dtype: str) -> None:
     fidx = np.full((3, 3, 3), -1, np.int32)
     c6 = np.zeros((1, 6), dtype)
     step_cpu(th, th.copy(), mat, th, u8, u8, coef, coef, fidx, c6, P, gt, 1.0, 1.0, 1.0, 1.0,
-             37.0, 0, 0.0, 1.0)  # fmt: skip
+             37.0, 0, 0.0, 1.0, -1)  # fmt: skip
     _fill_faces(mat, P, np.zeros(0, np.int64), 1.0, 1.0, 1.0, np.zeros((0, 6)))
     damage_cpu(th, th.copy(), th.copy(), th.copy(), th.copy(), th.copy(), u8, mat, P, 1.0, 0,
                -2.0, 1.0, 1.0, ri)  # fmt: skip

@@ -360,6 +360,8 @@ class _Runner:
         self.face_inv_c = P[_kernel.INVC, face_mat]
         present = np.flatnonzero(np.bincount(problem.material.reshape(-1), minlength=256))
         free = present[P[_kernel.FIXED, present] < 0]
+        # one free material (a block of tissue): the fast path needs no per-voxel look-up
+        self.m_only = int(free[0]) if free.size == 1 else -1
         self.const = 1 if problem.constant_properties else 0
         if self.const:
             self.lo_th, self.hi_th = -np.inf, np.inf
@@ -454,7 +456,7 @@ class _Runner:
             tic = time.perf_counter()
             self.general_updates += step_cpu(
                 a["th"], a["th2"], p.material, self.qs, a["perf"], self.uniform, a_fast, b_fast,
-                self.fidx, c6, p.packed, gt, *scal,
+                self.fidx, c6, p.packed, gt, *scal, self.m_only,
             )  # fmt: skip
             self.timings["kernel_s"] += time.perf_counter() - tic
             a["th"], a["th2"] = a["th2"], a["th"]
