@@ -236,16 +236,16 @@ def test_validate_checks_smoke(capsys):
     """Every published-figure check runs end to end on a coarse grid (4 mm) and reports
     a finite measurement for its published reference; the full run is validation/run.sh.
     Physical sanity that must hold even on this grid: more cryoprobes freeze a wider
-    lethal zone, and a vessel at 10 mm cuts the zone at least as much as one at 20 mm.
+    lethal zone, and a vessel cuts the zone less the farther it is (10, 15, 20 mm).
     """
     code, out, err = _run(capsys, "validate", "--checks", "all", "--spacing-mm", "4", "--json")
     assert code == 0, err
     doc = json.loads(out)
     names = [c["name"] for c in doc["checks"]]
-    assert len(names) == doc["total"] == 9
+    assert len(names) == doc["total"] == 10
     for c in doc["checks"]:
         assert np.isfinite(c["measured"]) and isinstance(c["met"], bool) and c["source"]
     cryo = [c["measured"] for c in doc["checks"] if "lethal (-30 degC) diameter" in c["name"]]
     assert cryo == sorted(cryo) and cryo[0] > 0
     sink = [c["measured"] for c in doc["checks"] if c["name"].startswith("heat sink")]
-    assert sink[0] >= sink[1] - 1e-9
+    assert len(sink) == 3 and sink[0] >= sink[1] - 1e-9 >= sink[2] - 2e-9

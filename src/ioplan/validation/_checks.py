@@ -289,48 +289,78 @@ def _side_radii(res, level: float = 0.0) -> tuple[float, float]:
     return plus, minus
 
 
+#: Ex vivo radius ratios (perfused / non-perfused 5 mm glass tube, 700 mL/min, radius
+#: toward the tube) at 10 and 15 mm: Ringe KI et al., Experimental evaluation of the heat
+#: sink effect in hepatic microwave ablation, PLoS One 2015;10(7):e0134301 (abstract:
+#: "radius was reduced to 37.2% and 80.1% at 10 and 15mm"; no significant deformation
+#: beyond 15 mm). The issue's goal: within 0.15 of these ratios; < 10 % reduction at 20 mm.
+RINGE_2015_RADIUS_RATIO = {10.0: 0.372, 15.0: 0.801}
+HEAT_SINK_RATIO_TOLERANCE = 0.15
+
+
 def _check_heat_sink(spacing_mm: float, log) -> list[CheckResult]:
     from ioplan.physics import SimulationConfig, VesselSpec, simulate
 
     app = applicator("covidien-emprint")
     out = []
-    for dist in (10.0, 20.0):
-        # ex vivo set-up: block and perfused tube at the ex vivo start temperature
-        base = dict(
-            applicator=app,
-            power_w=100.0,
-            duration_s=300.0,
-            tissue="liver",
-            perfusion_per_s=0.0,
-            spacing_mm=spacing_mm,
-            initial_temperature_c=ex_vivo_start_c(),
-        )
-        ref = simulate(SimulationConfig(**base))
+    # ex vivo set-up: block and perfused tube at the ex vivo start temperature. The
+    # paper's generator settings are not in its abstract (the stored source): Emprint
+    # 100 W for 5 min is this project's choice, and the 20 mm figure depends on it
+    # (measured: 12 % at 100 W, 8 % at 60 W, 2 mm voxels).
+    base = dict(
+        applicator=app,
+        power_w=100.0,
+        duration_s=300.0,
+        tissue="liver",
+        perfusion_per_s=0.0,
+        spacing_mm=spacing_mm,
+        initial_temperature_c=ex_vivo_start_c(),
+    )
+    ref = simulate(SimulationConfig(**base))
+    r_ref = _side_radii(ref)[0]
+    for dist in (10.0, 15.0, 20.0):
         ves = simulate(
             SimulationConfig(
                 **base,
                 vessels=(VesselSpec(diameter_mm=5.0, distance_mm=dist, flow_ml_min=700.0),),
             )
         )
-        r_ref = _side_radii(ref)[0]
         r_ves = _side_radii(ves)[0]
-        cut = 1.0 - r_ves / r_ref if r_ref > 0 else 0.0
+        ratio = r_ves / r_ref if r_ref > 0 else 1.0
+        cut = 1.0 - ratio
         if log is not None:
             log(f"heat sink, 5 mm vessel at {dist:g} mm: radius {r_ref:.1f} -> {r_ves:.1f} mm")
-        want = "clear cut (>= 10 %)" if dist == 10.0 else "little effect (< 10 %)"
+        published = RINGE_2015_RADIUS_RATIO.get(dist)
+        if published is not None:
+            want = (
+                f"radius ratio within {HEAT_SINK_RATIO_TOLERANCE:g} of {published:g} "
+                f"(reduction {100 * (1 - published):.1f} +- {100 * HEAT_SINK_RATIO_TOLERANCE:g} %)"
+            )
+            met = abs(ratio - published) <= HEAT_SINK_RATIO_TOLERANCE
+            reference = 100.0 * (1.0 - published)
+            source = "Ringe et al., PLoS One 2015;10(7):e0134301 (ex vivo porcine, 5 mm tube)"
+        else:
+            want = "little effect (< 10 %)"
+            met = cut < 0.10
+            reference = float("nan")
+            source = (
+                "Ringe et al., PLoS One 2015;10(7):e0134301: no significant deformation beyond "
+                "15 mm; shared/validation/README.md section 4"
+            )
         out.append(
             CheckResult(
                 name=f"heat sink: 5 mm vessel, 700 mL/min, at {dist:g} mm (Emprint 100 W 5 min)",
                 measured=100.0 * cut,
-                reference=float("nan"),
+                reference=reference,
                 unit="% radius reduction on the vessel side",
                 goal=want,
-                met=(cut >= 0.10) if dist == 10.0 else (cut < 0.10),
-                source="ex vivo heat-sink studies (shared/validation/README.md section 4; "
-                "the issue: tens of percent at 10 mm, little at 20 mm)",
+                met=bool(met),
+                source=source,
                 details={
                     "radius_no_vessel_mm": round(r_ref, 2),
                     "radius_vessel_mm": round(r_ves, 2),
+                    "radius_ratio": round(ratio, 3),
+                    "published_radius_ratio": published,
                 },
             )
         )
