@@ -81,6 +81,19 @@ def validate(
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: _QUIET = False,
+    cross_validate: Annotated[
+        bool,
+        typer.Option(
+            "--cross-validate",
+            help="Instead: leave-one-setting-out cross-validation of each microwave device's "
+            "calibration (fit on the other settings at 2 mm, predict the held-out rows at "
+            "--spacing-mm).",
+        ),
+    ] = False,
+    max_evaluations: Annotated[
+        int,
+        typer.Option(help="With --cross-validate: model evaluations per fold's fit, 1-1000."),
+    ] = 20,
 ) -> None:
     """Simulate every row of a published zone table and compare length and width."""
     from ioplan.devices import list_applicators
@@ -110,6 +123,9 @@ def validate(
         todo = [r for r in todo if r.device in set(device)]
     if rows:
         todo = todo[:rows]
+    if cross_validate:
+        _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet)
+        return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
         preds = predict_zones(
@@ -145,6 +161,42 @@ def validate(
         f"mean |error| {doc['mean_abs_error_mm']:.2f} mm, max {doc['max_abs_error_mm']:.2f} mm "
         f"(length and width, {doc['n_rows']} rows); mean error: length "
         f"{doc['length_mean_error_mm']:+.2f} mm, width {doc['width_mean_error_mm']:+.2f} mm"
+    )
+
+
+def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet):
+    from ioplan.devices import applicator
+    from ioplan.validation import cross_validate
+
+    if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
+        raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
+    todo = [r for r in todo if applicator(r.device).modality == "mw"]
+    if not todo:
+        raise InputError("--cross-validate: no microwave rows in the table")
+    log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
+    doc = cross_validate(
+        todo,
+        spacing_mm=spacing_mm,
+        max_evaluations=max_evaluations,
+        initial_temperature_c=initial_temperature_c,
+        progress=log,
+    )
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    t = Table("device", "W", "s", "training rows", "held-out errors (length, width mm)",
+              title="leave-one-setting-out cross-validation")  # fmt: skip
+    for f in doc["folds"]:
+        errs = f.get("skipped") or ", ".join(
+            f"{e['length']:+.1f}/{e['width']:+.1f}" for e in f["held_out_errors_mm"]
+        )
+        t.add_row(f["device"], f"{f['power_w']:g}", f"{f['duration_s']:g}",
+                  str(f["training_rows"]), errs)  # fmt: skip
+    console.print(t)
+    console.print(
+        f"held-out mean |error| {doc['mean_abs_error_mm']:.2f} mm, max "
+        f"{doc['max_abs_error_mm']:.2f} mm ({doc['n_rows']} rows; {doc['skipped']} settings "
+        "skipped)"
     )
 
 

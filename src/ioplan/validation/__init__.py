@@ -17,6 +17,7 @@ from ioplan.validation._checks import (
     cryo_lethal_diameter_mm,
     run_checks,
 )
+from ioplan.validation._crossval import cross_validate, settings_folds
 from ioplan.validation._zones import (
     REQUIRED_COLUMNS,
     ZonePrediction,
@@ -40,12 +41,14 @@ __all__ = [
     "calibrate_cryo_probe",
     "calibrate_microwave",
     "check_calibration_output",
+    "cross_validate",
     "cryo_lethal_diameter_mm",
     "default_calibration_path",
     "predict_zones",
     "read_zone_table",
     "rows_from_chart",
     "run_checks",
+    "settings_folds",
     "summarise",
     "write_calibration",
 ]

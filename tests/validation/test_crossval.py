@@ -1,0 +1,104 @@
+"""Leave-one-setting-out cross-validation (issue 19): the folds and the pooling, recounted.
+
+The fit and the prediction are replaced by stubs that record what they were given, so
+that the tests check the procedure itself: no held-out row is ever in its own fold's
+fit, every row is held out exactly once, and the pooled errors are those of the held-out
+predictions (recounted here from the stub's known offsets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from ioplan.cli import main
+from ioplan.devices import applicator
+from ioplan.errors import InputError
+from ioplan.validation import (
+    MW_PARAMETERS,
+    ZonePrediction,
+    ZoneRow,
+    cross_validate,
+    rows_from_chart,
+    settings_folds,
+)
+
+
+def _row(device, power, duration, length=30.0, width=25.0, line=0):
+    return ZoneRow(
+        device=device, frequency_mhz=2450.0, power_w=power, duration_s=duration,
+        length_mm=length, width_mm=width, line=line,
+    )  # fmt: skip
+
+
+def test_every_row_is_held_out_once_and_never_fitted_on():
+    rows = rows_from_chart(applicator("covidien-emprint")) + rows_from_chart(applicator("amica"))
+    folds = settings_folds(rows)
+    held_ids = [id(r) for _, _, held, _ in folds for r in held]
+    assert sorted(held_ids) == sorted(id(r) for r in rows)  # each exactly once
+    for device, setting, held, train in folds:
+        assert all(r.device == device for r in held + train)
+        assert all((r.power_w, r.duration_s) == setting for r in held)
+        assert all((r.power_w, r.duration_s) != setting for r in train)
+        assert len(held) + len(train) == sum(r.device == device for r in rows)
+
+
+@dataclass(frozen=True)
+class _Fit:
+    values: dict
+    summary: dict
+
+
+def test_pooled_errors_are_the_held_out_predictions():
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300), (60, 600)])]  # fmt: skip
+    offsets = {r.line: (0.5 * r.line, -0.25 * r.line) for r in rows}  # known stub errors
+    seen_train = []
+
+    def fit(app, train, **kw):
+        seen_train.append([r.line for r in train])
+        return _Fit({k: getattr(app, k) for k in MW_PARAMETERS}, {"mean_abs_error_mm": 0.0})
+
+    def predict(held, spacing_mm, applicators, initial_temperature_c):
+        assert set(applicators) == {"amica"}
+        out = []
+        for r in held:
+            dl, dw = offsets[r.line]
+            out.append(ZonePrediction(r, r.length_mm + dl, r.width_mm + dw, 0.0,
+                                      r.length_mm, r.width_mm, spacing_mm))  # fmt: skip
+        return out
+
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
+    # five settings, each fitted on the other four rows (never on itself)
+    assert len(seen_train) == 5
+    for i, train in enumerate(seen_train):
+        assert len(train) == 4 and i not in train
+    both = np.abs([v for r in rows for v in offsets[r.line]])
+    assert doc["mean_abs_error_mm"] == pytest.approx(both.mean(), abs=1e-3)
+    assert doc["max_abs_error_mm"] == pytest.approx(both.max(), abs=1e-3)
+    assert doc["n_rows"] == 5 and doc["skipped"] == 0
+
+
+def test_settings_without_enough_training_rows_are_skipped_not_guessed():
+    rows = [_row("amica", 20, 180), _row("amica", 40, 180), _row("amica", 60, 180)]
+
+    def fit(*a, **k):  # must never be called: 2 training rows per fold
+        raise AssertionError("fitted on too few rows")
+
+    with pytest.raises(InputError, match="no setting could be held out"):
+        cross_validate(rows, fit=fit, predict=None)
+
+
+def test_cli_refuses_bad_budget_and_non_microwave_tables(tmp_path, capsys):
+    code = main(["validate", "--cross-validate", "--max-evaluations", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--max-evaluations" in err and len(err.strip().splitlines()) == 1
+    csv = tmp_path / "rf.csv"
+    csv.write_text(
+        "device,frequency_mhz,power_w,duration_s,length_mm,width_mm\n"
+        "cooled-rf-3cm,0.48,200,720,40,30\n"
+    )
+    code = main(["validate", "--cross-validate", "--table", str(csv)])
+    assert code == 2 and "no microwave rows" in capsys.readouterr().err
