@@ -7,6 +7,7 @@ from ioplan.devices._catalogue import (
     calibration_record,
     list_applicators,
     load_applicator_file,
+    rf_generator_record,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "calibration_record",
     "list_applicators",
     "load_applicator_file",
+    "rf_generator_record",
 ]

@@ -21,6 +21,7 @@ __all__ = [
     "calibration_record",
     "list_applicators",
     "load_applicator_file",
+    "rf_generator_record",
 ]
 
 #: Columns of a zone-chart row (mm, W, s).
@@ -79,6 +80,8 @@ class Applicator:
     zone_chart: tuple[tuple[float, ...], ...] = ()
     zone_chart_source: str = ""
     calibration: str = ""
+    #: RF: the generator's parameter set in ``rf_generators.toml`` (empty: none)
+    generator: str = ""
 
     def __post_init__(self) -> None:
         for name in ("power_range_w", "duration_range_s"):
@@ -137,6 +140,11 @@ class Applicator:
         ):
             if getattr(self, name) <= 0:
                 raise InputError(f"applicator {self.id}: {name} must be > 0")
+        if self.generator and self.generator not in _rf_generators():
+            raise InputError(
+                f"applicator {self.id}: unknown RF generator {self.generator!r} "
+                f"(known: {', '.join(_rf_generators())})"
+            )
         if not -196.0 <= self.probe_temperature_c <= 0.0:
             raise InputError(
                 f"applicator {self.id}: probe_temperature_c must be -196-0, "
@@ -220,6 +228,33 @@ def _summary(rec: dict[str, Any]) -> str:
         f"{rec.get('spacing_mm', '?')} mm (mean |error| {rec.get('mean_abs_error_mm', '?')} mm; "
         f"`{rec.get('command', 'ioplan calibrate')}`, {rec.get('date', '?')})"
     )
+
+
+@cache
+def _rf_generators() -> dict[str, dict[str, Any]]:
+    text = resources.files("ioplan.devices").joinpath("data/rf_generators.toml").read_text()
+    raw = tomllib.loads(text)
+    return {k: v for k, v in raw.items() if isinstance(v, dict)}
+
+
+def rf_generator_record(name: str) -> dict[str, Any]:
+    """An RF generator's parameter set from ``rf_generators.toml``: values and sources.
+
+    Returns a dict of the values (``{value, source}`` entries reduced to the value, "inf"
+    to infinity) plus ``sources`` (name -> source) and ``name``.
+    """
+    gens = _rf_generators()
+    if name not in gens:
+        raise InputError(f"unknown RF generator {name!r} (known: {', '.join(gens)})")
+    out: dict[str, Any] = {"name": name, "sources": {}}
+    for k, v in gens[name].items():
+        if isinstance(v, dict) and "value" in v:
+            val = v["value"]
+            out[k] = float("inf") if val == "inf" else val
+            out["sources"][k] = v.get("source", "")
+        else:
+            out[k] = v
+    return out
 
 
 @cache
