@@ -64,6 +64,7 @@ __all__ = [
     "SolverOptions",
     "TissueMap",
     "map_axisymmetric",
+    "rz_average",
     "solve_antenna",
     "tissue_map_from_temperature",
 ]
@@ -776,3 +777,69 @@ def map_axisymmetric(
     target = solution.absorbed_tissue_window
     scale = target / total if total > 0 else 1.0
     return q * (scale * power_w), scale
+
+
+def rz_average(
+    grid: Grid,
+    placement: Placement,
+    values: np.ndarray,
+    *,
+    step_mm: float = 1.0,
+    radius_mm: float = 40.0,
+    z_range_mm: tuple[float, float] = (-90.0, 30.0),
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """Average a 3D map over rings around the antenna axis: the r-z input of a re-solve.
+
+    Voxel centres are binned by (along, radial) from the placement to the nearest node
+    ``(z0_mm + j * step_mm, i * step_mm)``, the sampling of :class:`TissueMap`, and each
+    node takes its voxels' mean; nodes no voxel falls on take the nearest filled node's
+    value. ``TissueMap(eps, sigma, step_mm, z0_mm)`` or
+    :func:`tissue_map_from_temperature` then takes the result.
+
+    Parameters
+    ----------
+    grid : Grid
+        Axis-aligned grid (mm).
+    placement : Placement
+        Antenna tip (LPS mm) and direction.
+    values : ndarray, shape ``grid.shape``
+        E.g. temperature (degC), or eps_r or sigma per voxel.
+    step_mm, radius_mm, z_range_mm : float
+        The r-z sampling (mm).
+    mask : ndarray of bool, optional
+        Voxels to use (e.g. tissue only).
+
+    Returns
+    -------
+    rz : ndarray, shape ``(nz, nr)``
+        Ring means; row ``j`` at ``z0_mm + j * step_mm``, column ``i`` at ``i * step_mm``.
+    z0_mm : float
+        z of row 0 (mm).
+    """
+    if np.shape(values) != grid.shape:
+        raise InputError(f"values shape {np.shape(values)} != grid {grid.shape}")
+    if not (math.isfinite(step_mm) and step_mm > 0):
+        raise InputError(f"step_mm must be > 0, got {step_mm}")
+    from ioplan.physics._sources import axial_radial
+
+    along, radial = axial_radial(grid, placement)
+    nr = round(radius_mm / step_mm) + 1
+    z0 = float(z_range_mm[0])
+    nz = round((z_range_mm[1] - z0) / step_mm) + 1
+    i = np.rint(radial / step_mm).astype(np.int64)
+    j = np.rint((along - z0) / step_mm).astype(np.int64)
+    use = (i < nr) & (j >= 0) & (j < nz)
+    if mask is not None:
+        use &= np.asarray(mask, bool)
+    if not use.any():
+        raise InputError("no voxel of the grid lies in the r-z window around the antenna")
+    cell = (j * nr + i)[use]
+    total = np.bincount(cell, np.asarray(values, float)[use], nr * nz).reshape(nz, nr)
+    count = np.bincount(cell, None, nr * nz).reshape(nz, nr)
+    empty = count == 0
+    rz = np.divide(total, count, out=np.zeros_like(total), where=~empty)
+    if empty.any():
+        near = ndimage.distance_transform_edt(empty, return_distances=False, return_indices=True)
+        rz = rz[near[0], near[1]]
+    return rz, z0
