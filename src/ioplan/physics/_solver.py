@@ -34,6 +34,7 @@ from ioplan.physics._kernel import (
     uniform_mask,
 )
 from ioplan.physics._materials import BOUNDARY_ID, MaterialTable
+from ioplan.physics._subvoxel import Surfaces, check_surfaces, cut_cpu, cut_gpu
 
 __all__ = [
     "DAMAGE_INTERVAL_S",
@@ -76,6 +77,9 @@ class ThermalProblem:
         Arterial blood temperature in the Pennes term.
     body_temperature_c : float
         Initial temperature and far-boundary temperature.
+    surfaces : Surfaces, optional
+        Applicator surfaces below the voxel size (:mod:`ioplan.physics._subvoxel`): the
+        cut faces of free voxels next to a cylinder held at a fixed group's temperature.
     boundary_material : int
         Material of the outer voxel layer: the far boundary at body
         temperature by default; a material with zero conductivity makes an
@@ -103,6 +107,7 @@ class ThermalProblem:
     arrhenius_ea_j_mol: float = ARRHENIUS_EA_J_MOL
     dtype: str = "float32"
     boundary_material: int = BOUNDARY_ID
+    surfaces: Surfaces | None = field(default=None, repr=False)
     packed: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -124,6 +129,8 @@ class ThermalProblem:
         m[:, :, 0] = m[:, :, -1] = bm
         object.__setattr__(self, "material", m)
         object.__setattr__(self, "packed", pack_properties(self.materials))
+        if self.surfaces is not None:
+            check_surfaces(self.surfaces, m, self.packed)
 
     @property
     def spacing_m(self) -> tuple[float, float, float]:
@@ -369,6 +376,13 @@ class _Runner:
             # the fast path's range: liquid for every material present, below boiling
             self.lo_th = float(np.max(P[_kernel.TL, present])) - _kernel.T_REF
             self.hi_th = float(np.min(P[_kernel.TV1, free], initial=np.inf)) - _kernel.T_REF
+        cut = problem.surfaces if problem.surfaces is not None else Surfaces.empty()
+        self.cut = (
+            np.ascontiguousarray(cut.index, np.int64),
+            np.ascontiguousarray(cut.coefficient_m2, np.float64),
+            np.ascontiguousarray(cut.faces, np.uint8),
+            np.ascontiguousarray(cut.group, np.int32),
+        )
         self.general_updates = 0
         self.source_power_w = 0.0
         #: wall time (s) in the step kernel, the damage kernel and the source's preparation
@@ -458,6 +472,10 @@ class _Runner:
                 a["th"], a["th2"], p.material, self.qs, a["perf"], self.uniform, a_fast, b_fast,
                 self.fidx, c6, p.packed, gt, *scal, self.m_only,
             )  # fmt: skip
+            if self.cut[0].size:
+                cut_cpu(*self.cut, a["th"], a["th2"], p.material, self.qs, a["perf"], p.packed,
+                        gt, *scal[:6])  # fmt: skip
+                self.general_updates += self.cut[0].size
             self.timings["kernel_s"] += time.perf_counter() - tic
             a["th"], a["th2"] = a["th2"], a["th"]
             self._pending_s += dt
@@ -492,6 +510,7 @@ class _Runner:
         d.update(mat=cuda.to_device(p.material), P=cuda.to_device(p.packed),
                  uni=cuda.to_device(self.uniform), rates=cuda.to_device(self.rates),
                  qs=cuda.to_device(self.qs))  # fmt: skip
+        d["cut"] = tuple(cuda.to_device(c) for c in self.cut)
         self._dev = d
         nz, ny, nx = p.grid.shape
         self._threads = (32, 4, 2)
@@ -516,6 +535,12 @@ class _Runner:
                 d["th"], d["th2"], d["mat"], d["qs"], d["perf"], d["uni"], d_a, d_b, d["P"],
                 d_gt, *scal,
             )  # fmt: skip
+            n_cut = self.cut[0].size
+            if n_cut:
+                cut_gpu[-(-n_cut // 128), 128](
+                    *d["cut"], d["th"], d["th2"], d["mat"], d["qs"], d["perf"], d["P"], d_gt,
+                    *scal[:6],
+                )  # fmt: skip
             d["th"], d["th2"] = d["th2"], d["th"]
             self._pending_s += dt
             if self._pending_s >= self.damage_interval_s * (1 - 1e-9):

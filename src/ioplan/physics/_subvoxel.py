@@ -1,0 +1,412 @@
+"""Applicator surfaces below the voxel size: cut-cell faces on cylinders held at a temperature.
+
+A cryoprobe's freeze segment and a cooled MW/RF shaft are cylinders (radius ``a`` of
+0.5-1.3 mm) held at a temperature ``Tp``; voxels are 0.5-3 mm. Marking the voxels
+whose centres lie within a (stretched) radius as fixed gives a staircase whose surface
+and position change with the voxel size, and with it the zone (issue 19: the -30 degC
+width of a 2.4 mm cryoprobe after 15 min was 14.1, 11.4 and 17 mm at 2, 1.5 and 1 mm).
+
+Here the cylinder keeps its true surface (Shortley-Weller ghost-point Dirichlet boundary,
+the finite-difference cut cell):
+
+- **Fixed voxels** are those whose centres lie inside the true cylinder (none when the
+  grid is coarse and the axis passes between centres).
+- **Cut faces.** For a free voxel ``i``, the segment from its centre to a neighbour's
+  centre (length ``d`` along one axis) may enter the solid cylinder, at ``delta d``
+  (``0 < delta <= 1``; slab test on the radial and axial intervals). That face's
+  conduction ``k/d^2 (T_j - T_i)`` is replaced by ``k_i / (delta d^2) (Tp - T_i)``: the
+  linear profile between the voxel centre and the true surface. ``k_i`` is the voxel's
+  current (phase-dependent: frozen 2.0, liquid 0.52 W/m/K) conductivity: the tissue
+  between the centre and the surface is the voxel's own. ``delta`` is clamped below at
+  :data:`DELTA_MIN` only to keep the coefficient finite.
+- **Stability.** A small ``delta`` makes the coefficient large; rather than shortening
+  the time step for every voxel, the probe term of a cut voxel is taken linearly
+  implicit: ``dE (1 + dt G / c) = dt (F + G (Tp - T))`` with ``G = k_i sum 1/(delta d^2)``
+  and ``c = dE/dT`` at the voxel's state (the smaller one-sided slope, so that a phase
+  boundary never makes the step overshoot ``Tp``). The voxel's other faces are ordinary
+  explicit faces, so the usual stable step (:func:`~ioplan.physics.stable_time_step`)
+  still holds. Cut voxels are few (a ring around each applicator): the kernel
+  (:func:`cut_cpu`, :func:`cut_gpu`) runs after the main step and overwrites them;
+  the fast path for uniform voxels is unchanged.
+
+Verification: steady conduction around a cylinder at ``Tp`` inside a block whose far
+boundary is at ``Tb`` against ``T(rho) = Tp + (Tb - Tp) ln(rho/a) / ln(R/a)``
+(``tests/physics/test_grid_independence.py``); convergence tables for cryo and MW zones
+in ``validation/convergence.md`` (``python validation/convergence.py``).
+
+References
+----------
+Shortley GH, Weller R. The numerical solution of Laplace's equation. J Appl Phys
+1938;9:334-348. DOI 10.1063/1.1710426
+Gibou F, Fedkiw RP, Cheng LT, Kang M. A second-order-accurate symmetric discretization
+of the Poisson equation on irregular domains. J Comput Phys 2002;176:205-227.
+DOI 10.1006/jcph.2001.6977
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import cuda
+
+from ioplan.errors import InputError
+from ioplan.imaging import Grid
+from ioplan.physics import _kernel
+from ioplan.physics._kernel import (
+    FLUSH_BELOW_C,
+    T_REF,
+    B,
+    C,
+    _bind,
+    _conductance,
+    _dev,
+    _e_of_t,
+    _jit,
+    _k_of,
+    _t_of_e,
+)
+
+__all__ = ["DELTA_MIN", "Cylinder", "Surfaces", "cut_cpu", "cut_gpu", "cylinder_surfaces"]
+
+#: Smallest fraction of a voxel spacing between a free voxel's centre and a surface;
+#: only keeps the coefficient finite (the probe term is implicit, so any value is stable).
+DELTA_MIN = 0.05
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """A finite cylinder held at a fixed group's temperature.
+
+    Attributes
+    ----------
+    tip_mm : tuple of float
+        A point on the axis (LPS mm), where ``along`` is 0.
+    direction : tuple of float
+        Unit axis direction (LPS).
+    radius_mm : float
+        True radius (mm).
+    along_min_mm, along_max_mm : float
+        The cylinder's extent along the axis (mm from ``tip_mm``; may be infinite).
+    group : int
+        The fixed group whose temperature the surface takes (1: the applicator).
+    """
+
+    tip_mm: tuple[float, float, float]
+    direction: tuple[float, float, float]
+    radius_mm: float
+    along_min_mm: float
+    along_max_mm: float
+    group: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Surfaces:
+    """The cut voxels of a grid: which faces are cut, and their geometric coefficient.
+
+    Attributes
+    ----------
+    index : ndarray of int64, shape (n,)
+        Flat (C-order) index of each cut voxel.
+    coefficient_m2 : ndarray of float64, shape (n,)
+        ``sum over cut faces of 1 / (delta d^2)`` (1/m^2); times the voxel's
+        conductivity it is the probe coefficient (W/m^3/K).
+    faces : ndarray of uint8, shape (n,)
+        Bit f set where face f (z-1, z+1, y-1, y+1, x-1, x+1) is cut.
+    group : ndarray of int32, shape (n,)
+        Fixed group of the surface (its temperature).
+    """
+
+    index: np.ndarray
+    coefficient_m2: np.ndarray
+    faces: np.ndarray
+    group: np.ndarray
+
+    @property
+    def size(self) -> int:
+        """Number of cut voxels."""
+        return int(self.index.size)
+
+    @staticmethod
+    def empty() -> Surfaces:
+        """No cut voxels."""
+        return Surfaces(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.uint8),
+                        np.zeros(0, np.int32))  # fmt: skip
+
+
+def inside_cylinders(grid: Grid, cylinders) -> np.ndarray:
+    """Voxels whose centres lie inside any of ``cylinders`` (bool, ``grid.shape``)."""
+    z, y, x = grid.axis_coordinates_mm()
+    out = np.zeros(grid.shape, bool)
+    for cyl in cylinders:
+        t = np.asarray(cyl.tip_mm, float)
+        u = np.asarray(cyl.direction, float)
+        u = u / np.linalg.norm(u)
+        rx = x[None, None, :] - t[0]
+        ry = y[None, :, None] - t[1]
+        rz = z[:, None, None] - t[2]
+        along = rx * u[0] + ry * u[1] + rz * u[2]
+        r2 = rx * rx + ry * ry + rz * rz - along * along
+        out |= (r2 <= cyl.radius_mm**2) & (along >= cyl.along_min_mm) & (along <= cyl.along_max_mm)
+    return out
+
+
+def _entry(w, v, u, a, s_lo, s_hi):
+    """Fraction t in (0, 1] where the segment ``w + t v`` enters the cylinder, or inf.
+
+    ``w`` (n, 3) from the cylinder's tip to the start, ``v`` (3,) the segment, ``u``
+    the unit axis; slab test on the radial (``|perp| <= a``) and axial intervals.
+    """
+    wa = w @ u
+    va = float(v @ u)
+    wp = w - wa[:, None] * u
+    vp = v - va * u
+    A = float(vp @ vp)
+    Bq = 2.0 * (wp @ vp)
+    C0 = np.einsum("ij,ij->i", wp, wp) - a * a
+    n = w.shape[0]
+    if A < 1e-18:
+        r0 = np.where(C0 <= 0, -np.inf, np.inf)
+        r1 = np.where(C0 <= 0, np.inf, -np.inf)
+    else:
+        disc = Bq * Bq - 4 * A * C0
+        sq = np.sqrt(np.maximum(disc, 0.0))
+        r0 = np.where(disc >= 0, (-Bq - sq) / (2 * A), np.inf)
+        r1 = np.where(disc >= 0, (-Bq + sq) / (2 * A), -np.inf)
+    if abs(va) < 1e-12:
+        ok = (wa >= s_lo) & (wa <= s_hi)
+        a0 = np.where(ok, -np.inf, np.inf)
+        a1 = np.where(ok, np.inf, -np.inf)
+    else:
+        with np.errstate(invalid="ignore"):
+            t1 = (s_lo - wa) / va
+            t2 = (s_hi - wa) / va
+        a0 = np.minimum(t1, t2)
+        a1 = np.maximum(t1, t2)
+    entry = np.maximum(r0, a0)
+    leave = np.minimum(r1, a1)
+    hit = (entry <= leave) & (entry > 0.0) & (entry <= 1.0)
+    return np.where(hit, entry, np.inf) if n else np.zeros(0)
+
+
+def cylinder_surfaces(grid: Grid, cylinders, fixed: np.ndarray) -> Surfaces:
+    """The cut faces of the free voxels around ``cylinders``.
+
+    Parameters
+    ----------
+    grid : Grid
+        Axis-aligned grid (spacing in mm).
+    cylinders : sequence of Cylinder
+        The surfaces held at a temperature.
+    fixed : ndarray of bool, ``grid.shape``
+        Voxels that are not free (their faces are never cut): at least the voxels inside
+        the cylinders (:func:`inside_cylinders`).
+
+    Returns
+    -------
+    Surfaces
+        Per cut voxel: flat index, ``sum 1/(delta d^2)`` (1/m^2), cut-face bits, group.
+    """
+    cylinders = list(cylinders)
+    if not cylinders:
+        return Surfaces.empty()
+    z, y, x = grid.axis_coordinates_mm()
+    nz, ny, nx = grid.shape
+    sp = np.asarray(grid.spacing_mm, float)  # z, y, x
+    best = {}  # (flat index) -> per-face entry fractions and group
+    for cyl in cylinders:
+        t = np.asarray(cyl.tip_mm, float)
+        u = np.asarray(cyl.direction, float)
+        u = u / np.linalg.norm(u)
+        a = float(cyl.radius_mm)
+        # index box around the segment (clipped to the grid), one spacing beyond
+        lo_s = max(cyl.along_min_mm, -1e4)
+        hi_s = min(cyl.along_max_mm, 1e4)
+        ends = np.array([t + lo_s * u, t + hi_s * u])  # (x, y, z)
+        box = []
+        for ax, coords, h in ((2, z, sp[0]), (1, y, sp[1]), (0, x, sp[2])):
+            lo = ends[:, ax].min() - a - 1.01 * h
+            hi = ends[:, ax].max() + a + 1.01 * h
+            sel = np.flatnonzero((coords >= lo) & (coords <= hi))
+            if sel.size == 0:
+                break
+            box.append((int(sel[0]), int(sel[-1]) + 1))
+        if len(box) < 3:
+            continue
+        (z0, z1), (y0, y1), (x0, x1) = box
+        zz, yy, xx = np.meshgrid(np.arange(z0, z1), np.arange(y0, y1), np.arange(x0, x1),
+                                 indexing="ij")  # fmt: skip
+        zz, yy, xx = zz.ravel(), yy.ravel(), xx.ravel()
+        outer = (zz == 0) | (yy == 0) | (xx == 0) | (zz == nz - 1) | (yy == ny - 1)
+        keep = ~fixed[zz, yy, xx] & ~outer & (xx != nx - 1)
+        zz, yy, xx = zz[keep], yy[keep], xx[keep]
+        w = np.stack([x[xx] - t[0], y[yy] - t[1], z[zz] - t[2]], axis=1)
+        flat = (zz * ny + yy) * nx + xx
+        for f in range(6):
+            axis, sign = divmod(f, 2)
+            step = 1 if sign else -1
+            idx = (zz, yy, xx)[axis] + step
+            n_axis = (nz, ny, nx)[axis]
+            inside = (idx >= 0) & (idx < n_axis)
+            coords = (z, y, x)[axis]
+            v = np.zeros(3)
+            j = np.clip(idx, 0, n_axis - 1)
+            base = (zz, yy, xx)[axis]
+            # the segment to the neighbour's centre (LPS order x, y, z)
+            d_mm = coords[j] - coords[base]
+            lps_axis = 2 - axis
+            ent = np.full(flat.size, np.inf)
+            if inside.any():
+                for sval in np.unique(d_mm[inside]):
+                    m = inside & (d_mm == sval)
+                    v[:] = 0.0
+                    v[lps_axis] = sval
+                    ent[m] = _entry(w[m], v, u, a, cyl.along_min_mm, cyl.along_max_mm)
+            for n in np.flatnonzero(np.isfinite(ent)):
+                rec = best.setdefault(int(flat[n]), [np.full(6, np.inf), cyl.group])
+                if ent[n] < rec[0][f]:
+                    rec[0][f] = ent[n]
+                    rec[1] = cyl.group
+    if not best:
+        return Surfaces.empty()
+    keys = np.array(sorted(best), np.int64)
+    h_m = sp * 1e-3
+    coef = np.zeros(keys.size)
+    bits = np.zeros(keys.size, np.uint8)
+    group = np.zeros(keys.size, np.int32)
+    for n, key in enumerate(keys):
+        ent, g = best[int(key)]
+        for f in range(6):
+            if np.isfinite(ent[f]):
+                d = h_m[f // 2]
+                coef[n] += 1.0 / (max(ent[f], DELTA_MIN) * d * d)
+                bits[n] |= 1 << f
+        group[n] = g
+    return Surfaces(keys, coef, bits, group)
+
+
+def check_surfaces(surfaces: Surfaces, material: np.ndarray, packed: np.ndarray) -> None:
+    """Refuse cut voxels outside the grid's interior or on fixed voxels."""
+    n = surfaces.size
+    for name in ("coefficient_m2", "faces", "group"):
+        if np.shape(getattr(surfaces, name)) != (n,):
+            raise InputError(f"surfaces.{name} must have shape ({n},)")
+    if n == 0:
+        return
+    idx = np.asarray(surfaces.index)
+    if idx.min() < 0 or idx.max() >= material.size:
+        raise InputError("surfaces.index lies outside the grid")
+    zz, yy, xx = np.unravel_index(idx, material.shape)
+    edge = (zz == 0) | (yy == 0) | (xx == 0)
+    edge |= (zz == material.shape[0] - 1) | (yy == material.shape[1] - 1)
+    edge |= xx == material.shape[2] - 1
+    if edge.any():
+        raise InputError("a cut voxel lies on the grid's outer layer")
+    if np.any(packed[_kernel.FIXED, material.reshape(-1)[idx]] >= 0):
+        raise InputError("a cut voxel is a fixed voxel")
+    if not np.all(np.isfinite(surfaces.coefficient_m2)) or np.any(surfaces.coefficient_m2 < 0):
+        raise InputError("surfaces.coefficient_m2 must be finite and >= 0")
+
+
+def cut_update(
+    n, idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
+    dt, dz, dy, dx, iz2, iy2, ix2, tb, const,
+):  # fmt: skip
+    """The update of cut voxel ``n`` (float64 enthalpy; writes ``TH2`` there).
+
+    As :func:`~ioplan.physics._kernel.general_update`, with the cut faces replaced by the
+    probe term ``G (Tp - T)``, ``G = k(T) coef[n]``, taken linearly implicit.
+    """
+    ny = TH.shape[1]
+    nx = TH.shape[2]
+    v = idx[n]
+    i = v // (ny * nx)
+    j = (v // nx) % ny
+    k = v % nx
+    m = mat[i, j, k]
+    ti = TH[i, j, k] + T_REF
+    ki = _k_of(P, m, ti, const)
+    b = bits[n]
+    flux = 0.0
+    if (b & 1) == 0:
+        tj = TH[i - 1, j, k] + T_REF
+        flux += _conductance(P, ki, m, mat[i - 1, j, k], tj, dz, iz2, const) * (tj - ti)
+    if (b & 2) == 0:
+        tj = TH[i + 1, j, k] + T_REF
+        flux += _conductance(P, ki, m, mat[i + 1, j, k], tj, dz, iz2, const) * (tj - ti)
+    if (b & 4) == 0:
+        tj = TH[i, j - 1, k] + T_REF
+        flux += _conductance(P, ki, m, mat[i, j - 1, k], tj, dy, iy2, const) * (tj - ti)
+    if (b & 8) == 0:
+        tj = TH[i, j + 1, k] + T_REF
+        flux += _conductance(P, ki, m, mat[i, j + 1, k], tj, dy, iy2, const) * (tj - ti)
+    if (b & 16) == 0:
+        tj = TH[i, j, k - 1] + T_REF
+        flux += _conductance(P, ki, m, mat[i, j, k - 1], tj, dx, ix2, const) * (tj - ti)
+    if (b & 32) == 0:
+        tj = TH[i, j, k + 1] + T_REF
+        flux += _conductance(P, ki, m, mat[i, j, k + 1], tj, dx, ix2, const) * (tj - ti)
+    g = ki * coef[n]
+    tp = gt[grp[n]]
+    e0 = _e_of_t(P, m, ti, const)
+    # dE/dT at the state: the smaller one-sided slope (never overshoots Tp)
+    c_up = (_e_of_t(P, m, ti + 0.01, const) - e0) * 100.0
+    c_dn = (e0 - _e_of_t(P, m, ti - 0.01, const)) * 100.0
+    c_eff = c_up if c_up < c_dn else c_dn
+    bp = P[B, m] * perf[i, j, k]
+    de = dt * (flux + bp * (tb - ti) + g * (tp - ti)) + QS[i, j, k] * P[C, m]
+    de = de / (1.0 + dt * g / c_eff)
+    th_new = _t_of_e(P, m, e0 + de, const) - T_REF
+    if abs(th_new) < FLUSH_BELOW_C:
+        th_new = 0.0
+    TH2[i, j, k] = th_new
+
+
+_cut_cpu_voxel = _jit(
+    _bind(
+        cut_update,
+        {
+            "_k_of": _kernel._k_of_cpu,
+            "_e_of_t": _kernel._e_of_t_cpu,
+            "_t_of_e": _kernel._t_of_e_cpu,
+            "_conductance": _kernel._conductance_cpu,
+        },
+    )
+)
+
+
+@numba.njit(parallel=True, cache=True)
+def cut_cpu(idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
+            dt, dz, dy, dx, tb, const):  # fmt: skip
+    """:func:`cut_update` over every cut voxel (after :func:`~ioplan.physics._kernel.step_cpu`)."""
+    iz2 = 1.0 / (dz * dz)
+    iy2 = 1.0 / (dy * dy)
+    ix2 = 1.0 / (dx * dx)
+    for n in numba.prange(idx.size):
+        _cut_cpu_voxel(n, idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
+                       dt, dz, dy, dx, iz2, iy2, ix2, tb, const)  # fmt: skip
+
+
+_cut_gpu_voxel = _dev(
+    _bind(
+        cut_update,
+        {
+            "_k_of": _kernel._gpu_helpers["_k_of"],
+            "_e_of_t": _kernel._gpu_helpers["_e_of_t"],
+            "_t_of_e": _kernel._gpu_helpers["_t_of_e"],
+            "_conductance": _kernel._gpu_helpers["_conductance"],
+        },
+    )
+)
+
+
+@cuda.jit
+def cut_gpu(idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
+            dt, dz, dy, dx, tb, const):  # fmt: skip
+    """:func:`cut_update` on an NVIDIA GPU (one thread per cut voxel, after ``step_gpu``)."""
+    n = cuda.grid(1)
+    if n < idx.size:
+        _cut_gpu_voxel(n, idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
+                       dt, dz, dy, dx, 1.0 / (dz * dz), 1.0 / (dy * dy), 1.0 / (dx * dx),
+                       tb, const)  # fmt: skip
