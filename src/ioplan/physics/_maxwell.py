@@ -313,7 +313,9 @@ class AntennaSolution:
     ``sar_w_m3_per_w[j, i]`` is the power density (W/m^3 per W forward, sigma |E|^2 / 2,
     tissue only) averaged over the ring cell centred on ``z_mm[j]``, ``r_mm[i]``.
     Powers are fractions of the forward power (W per W). ``balance_error`` is
-    ``(forward - reflected - absorbed - radiated) / forward``.
+    ``(forward - reflected - absorbed - radiated) / forward``. ``s11`` and ``z_in_ohm``
+    are referred to the feed plane, the slot's proximal edge (the cable between the port
+    and the slot is lossless: its phase, ``exp(2 j beta L)``, is removed).
     """
 
     r_mm: np.ndarray
@@ -665,13 +667,15 @@ def solve_antenna(
     sar = wz @ q_cell @ wr.T
     vol_out = math.pi * np.diff(r_out**2)[None, :] * np.diff(z_out)[:, None] * 1e-9
     s11_db = 20 * math.log10(max(abs(f.s11), 1e-12))
-    zin = f.z0_ohm * (1 + f.s11) / (1 - f.s11)
+    beta = w * math.sqrt(_MU0 * _EPS0 * geo.dielectric_eps_r)
+    s11 = f.s11 * complex(np.exp(2j * beta * (geo.slot_z_mm[0] - opt.z_min_mm) * 1e-3))
+    zin = f.z0_ohm * (1 + s11) / (1 - s11)
     balance = (f.forward_w - refl - tissue_w - antenna_w - f.radiated_w) / f.forward_w
     return AntennaSolution(
         r_mm=0.5 * (r_out[1:] + r_out[:-1]),
         z_mm=0.5 * (z_out[1:] + z_out[:-1]),
         sar_w_m3_per_w=sar,
-        s11=f.s11,
+        s11=s11,
         s11_db=s11_db,
         reflected=refl,
         absorbed_tissue=tissue_w,
@@ -685,6 +689,34 @@ def solve_antenna(
         solve_s=time.perf_counter() - t0,
         absorbed_by_label=by_label,
     )
+
+
+def _window_power_inside(grid: Grid, placement: Placement, solution: AntennaSolution) -> float:
+    """Absorbed power (W per W) of the r-z window's rings, counting each ring's share in the box."""
+    d = np.asarray(placement.direction)
+    e = np.eye(3)[int(np.argmin(np.abs(d)))]
+    u = np.cross(d, e)
+    u /= np.linalg.norm(u)
+    v = np.cross(d, u)
+    phi = (np.arange(64) + 0.5) * (2 * math.pi / 64)
+    ring = np.cos(phi)[:, None] * u + np.sin(phi)[:, None] * v  # (64, 3)
+    z, y, x = grid.axis_coordinates_mm()
+    sz, sy, sx = grid.spacing_mm
+    lo = np.array([x[0] - 0.5 * sx, y[0] - 0.5 * sy, z[0] - 0.5 * sz])
+    hi = np.array([x[-1] + 0.5 * sx, y[-1] + 0.5 * sy, z[-1] + 0.5 * sz])
+    tip = np.asarray(placement.tip_mm)
+    step = float(solution.r_mm[1] - solution.r_mm[0])
+    vol = 2 * math.pi * solution.r_mm * step * step * 1e-9  # ring cell volumes (m^3)
+    total = 0.0
+    for j, zj in enumerate(solution.z_mm):
+        row = solution.sar_w_m3_per_w[j]
+        keep = np.flatnonzero(row > 0)
+        if keep.size == 0:
+            continue
+        p = tip + zj * d + solution.r_mm[keep, None, None] * ring[None]  # (k, 64, 3)
+        share = np.all((p >= lo) & (p <= hi), axis=2).mean(axis=1)
+        total += float(np.sum(row[keep] * vol[keep] * share))
+    return total
 
 
 def map_axisymmetric(
@@ -701,9 +733,9 @@ def map_axisymmetric(
     Each voxel takes the SAR at its (along, radial) position from the placement (bilinear
     in the r-z grid, averaged over ``supersample^3`` points per voxel; zero outside the r-z
     window and outside ``tissue_mask``); the map is then scaled so that its integral is
-    ``power_w * solution.absorbed_tissue_window`` (the power in the window). The factor is
-    returned: far from 1, the grid is too coarse for the SAR near the catheter or does not
-    hold the window.
+    ``power_w`` times the window's absorbed power that falls inside the grid's box (each
+    ring's share inside it, from 64 points per ring). The factor is returned: far from 1,
+    the grid is too coarse for the SAR near the catheter.
 
     Parameters
     ----------
@@ -774,7 +806,7 @@ def map_axisymmetric(
     if tissue_mask is not None:
         q[~np.asarray(tissue_mask, bool)] = 0.0
     total = float(q.sum()) * grid.voxel_volume_m3
-    target = solution.absorbed_tissue_window
+    target = _window_power_inside(grid, placement, solution)
     scale = target / total if total > 0 else 1.0
     return q * (scale * power_w), scale
 
