@@ -226,6 +226,8 @@ class TissueMap:
             raise InputError("sigma_s_m must be finite and >= 0")
         if not (math.isfinite(self.step_mm) and self.step_mm > 0):
             raise InputError(f"step_mm must be > 0, got {self.step_mm}")
+        if not math.isfinite(self.z0_mm):
+            raise InputError(f"z0_mm must be finite, got {self.z0_mm}")
 
     def sample(self, r_mm: np.ndarray, z_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """eps_r and sigma (S/m) at points ``(r_mm, z_mm)`` (same shape)."""
