@@ -137,7 +137,13 @@ def simulate(
         Path | None,
         typer.Option(help="External SAR (W/kg), NIfTI/NRRD; as --power-density-map."),
     ] = None,
-    rf_mode: Annotated[str, typer.Option(help="RF generator: impedance or power.")] = "impedance",
+    rf_mode: Annotated[
+        str,
+        typer.Option(
+            help="RF generator: impedance (the device's own control, e.g. Cool-tip pulsing, "
+            "with its power limits), temperature, or power (an ideal constant-power source)."
+        ),
+    ] = "impedance",
     lethal_temperature_c: Annotated[
         float,
         typer.Option(help="Cryo zone: lowest temperature reached at or below this, -80-0 degC."),

@@ -23,11 +23,13 @@ from ioplan.physics._materials import FIRST_EXTRA_ID
 from ioplan.physics._solver import Source, ThermalProblem
 from ioplan.physics._sources import (
     CryoProtocol,
+    GeneratorState,
     Placement,
     RfGenerator,
     microwave_geometry,
     microwave_source,
     rf_conductivity_map,
+    rf_generator_step,
     rf_potential,
 )
 
@@ -39,6 +41,7 @@ __all__ = [
     "MicrowaveState",
     "RfState",
     "cryo_pair",
+    "far_boundary_ground",
     "microwave_pair",
     "rf_pair",
 ]
@@ -97,6 +100,23 @@ def microwave_pair(
 
 
 # -- radiofrequency ----------------------------------------------------------------
+def far_boundary_ground(shape: tuple[int, int, int]) -> np.ndarray:
+    """The six faces of the grid as the return electrode (a block without a body).
+
+    In a block the dispersive pads, far away on the skin, are modelled as a ground on
+    every face of the block (at least the domain margin, 40 mm by default, from the
+    electrode): the potential of a line electrode falls as 1/r beyond a few electrode
+    lengths, so the far faces are close to an equipotential and the resistance left
+    beyond them (1 / (4 pi sigma R), about 10 ohm for R = 40 mm, sigma 0.2 S/m) is small
+    against the tissue's near the electrode, where the heating happens.
+    """
+    ground = np.zeros(shape, bool)
+    ground[0, :, :] = ground[-1, :, :] = True
+    ground[:, 0, :] = ground[:, -1, :] = True
+    ground[:, :, 0] = ground[:, :, -1] = True
+    return ground
+
+
 @dataclass(frozen=True, eq=False)
 class RfState:
     """The RF source between calls: conductivities, last solution, generator state.
@@ -106,9 +126,12 @@ class RfState:
     grid : Grid
         The simulation grid.
     ground, tissue_mask : ndarray of bool
-        The return electrode (the far boundary) and the voxels that take power.
+        The return electrode (dispersive pads: see :func:`rf_pair`) and the voxels that
+        take power.
     sigma37 : ndarray
         Conductivity at 37 degC (S/m), 0 for insulation.
+    probe : ndarray of bool
+        Tissue voxels touching the electrode (the temperature sensor, temperature mode).
     last_sigma, q_unit : ndarray or None
         Conductivity at the last solve and the power density at 1 V (W/m^3/V^2).
     p_unit : float
@@ -116,7 +139,10 @@ class RfState:
     z_initial_ohm, z_last_ohm : float
         Impedance at the first and the latest call.
     pause_until_s : float
-        The generator is off until this time (impedance control).
+        The generator is off (or low) until this time (impedance control).
+    generator : GeneratorState or None
+        The generator's state: baseline, pulses, delivered energy, impedance curve (None
+        before the first call).
     solver : dict
         The multigrid hierarchy and the last potential, for the next solve (read only).
     """
@@ -126,44 +152,52 @@ class RfState:
     ground: np.ndarray
     tissue_mask: np.ndarray
     sigma37: np.ndarray
+    probe: np.ndarray | None = None
     last_sigma: np.ndarray | None = None
     q_unit: np.ndarray | None = None
     p_unit: float = 0.0
     z_initial_ohm: float = float("nan")
     z_last_ohm: float = float("nan")
     pause_until_s: float = -1.0
+    generator: GeneratorState | None = None
     solver: Any = None
 
 
-def rf_pair(electrode: np.ndarray, gen: RfGenerator, tissue_mask: np.ndarray) -> Source:
+def rf_pair(
+    electrode: np.ndarray,
+    gen: RfGenerator,
+    tissue_mask: np.ndarray,
+    ground: np.ndarray | None = None,
+) -> Source:
     """An RF electrode driven by a generator, as a source pair.
 
-    The potential (:func:`~ioplan.physics.rf_potential`, electrode at 1 V, far boundary
-    grounded) is re-solved when the power-weighted mean relative change of the
-    conductivity exceeds :data:`RF_RESOLVE_CHANGE`; the map is scaled so that tissue
-    absorbs the generator's power. In ``impedance`` mode the generator pauses for
-    ``pause_s`` when the impedance rises ``rolloff_ohm`` above its initial value.
+    The potential (:func:`~ioplan.physics.rf_potential`, electrode at 1 V, the return
+    pads at 0 V) is re-solved when the power-weighted mean relative change of the
+    conductivity exceeds :data:`RF_RESOLVE_CHANGE`; the generator
+    (:func:`~ioplan.physics.rf_generator_step`) sets the output from the impedance
+    (1 / the power at 1 V) and, in temperature mode, the hottest tissue voxel touching
+    the electrode; the map is scaled so that tissue absorbs that output.
 
     Parameters
     ----------
     electrode : ndarray of bool
         The exposed electrode voxels; the problem's grid shape.
     gen : RfGenerator
-        Power (W) and control mode.
+        Power (W), limits and control.
     tissue_mask : ndarray of bool
         Voxels that take power.
+    ground : ndarray of bool, optional
+        The return electrode (dispersive pads); None: every face of the grid
+        (:func:`far_boundary_ground`).
     """
 
     def init(problem: ThermalProblem) -> RfState:
-        ground = np.zeros(problem.grid.shape, bool)
-        ground[0, :, :] = ground[-1, :, :] = True
-        ground[:, 0, :] = ground[:, -1, :] = True
-        ground[:, :, 0] = ground[:, :, -1] = True
+        gnd = far_boundary_ground(problem.grid.shape) if ground is None else ground
         # The return current really leaves through large skin pads, where it heats
-        # little. Here the ground is the far boundary, and where a conductive structure
-        # (a vessel, bowel content) meets it the current crowds into a few voxels: that
-        # heating is an artefact of the grounding model, so the two layers next to the
-        # ground receive none (the generator's power goes to the rest of the tissue).
+        # little. Where the ground cuts a conductive structure (a vessel, bowel content)
+        # the current crowds into a few voxels: that heating is an artefact of the
+        # grounding model, so the two layers next to the grid's faces receive none (the
+        # generator's power goes to the rest of the tissue).
         inner = np.zeros(problem.grid.shape, bool)
         inner[3:-3, 3:-3, 3:-3] = True
         sigma37 = problem.materials.rf_sigma_s_m[problem.material]
@@ -172,8 +206,9 @@ def rf_pair(electrode: np.ndarray, gen: RfGenerator, tissue_mask: np.ndarray) ->
             (problem.material >= FIRST_EXTRA_ID) & ~electrode & (problem.material < 255),
             0.0, sigma37,
         )  # fmt: skip
-        return RfState(problem.grid, problem.material, ground & ~electrode,
-                       tissue_mask & inner, sigma37)  # fmt: skip
+        probe = ndimage.binary_dilation(electrode) & ~electrode & tissue_mask
+        return RfState(problem.grid, problem.material, gnd & ~electrode,
+                       tissue_mask & inner, sigma37, probe)  # fmt: skip
 
     def step(state: RfState, temperature_c: np.ndarray, time_s: float):
         sigma = rf_conductivity_map(state.material, temperature_c, state.sigma37)
@@ -194,15 +229,14 @@ def rf_pair(electrode: np.ndarray, gen: RfGenerator, tissue_mask: np.ndarray) ->
                             solver=solver)  # fmt: skip
         z = 1.0 / state.p_unit if state.p_unit > 0 else float("inf")
         z_initial = z if not np.isfinite(state.z_initial_ohm) else state.z_initial_ohm
-        pause_until = state.pause_until_s
-        power = gen.power_w
-        if gen.mode == "impedance":
-            if time_s < pause_until:
-                power = 0.0
-            elif z > z_initial + gen.rolloff_ohm:
-                pause_until = time_s + gen.pause_s
-                power = 0.0
-        state = replace(state, z_initial_ohm=z_initial, z_last_ohm=z, pause_until_s=pause_until)
+        probe_c = float("nan")
+        if gen.mode == "temperature" and state.probe is not None and state.probe.any():
+            probe_c = float(np.max(temperature_c[state.probe]))
+        power, gstate = rf_generator_step(
+            gen, state.generator or GeneratorState(), time_s, z, probe_c
+        )
+        state = replace(state, z_initial_ohm=z_initial, z_last_ohm=z,
+                        pause_until_s=gstate.pause_until_s, generator=gstate)  # fmt: skip
         q = np.where(state.tissue_mask, state.q_unit, 0.0)
         in_tissue = float(q.sum()) * state.grid.voxel_volume_m3
         # the generator's power is all dissipated in tissue (half-faces next to the

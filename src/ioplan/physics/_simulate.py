@@ -36,6 +36,7 @@ from ioplan.physics._materials import (
 from ioplan.physics._solver import Source, ThermalProblem, ThermalState, integrate
 from ioplan.physics._sources import (
     CryoProtocol,
+    GeneratorState,
     Placement,
     RfGenerator,
     axial_radial,
@@ -414,6 +415,15 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
     if isinstance(src_state, RfState):
         settings["rf_impedance_ohm_initial"] = src_state.z_initial_ohm
         settings["rf_impedance_ohm_final"] = src_state.z_last_ohm
+        gs = src_state.generator or GeneratorState()
+        settings["rf_impedance_ohm_baseline"] = gs.baseline_ohm
+        settings["rf_pulses"] = gs.pulses
+        settings["rf_energy_delivered_j"] = gs.energy_until(cfg.total_duration_s)
+        settings["rf_mean_power_w"] = settings["rf_energy_delivered_j"] / cfg.total_duration_s
+        settings["rf_impedance_curve"] = {
+            "time_s": list(gs.times_s), "impedance_ohm": [round(z, 3) for z in gs.impedance_ohm],
+            "power_w": [round(p, 3) for p in gs.power_w],
+        }  # fmt: skip
     result = _measure(cfg, domain, model, final, stats, snaps, settings)
     if domain.past_scan_mm and cfg.case is not None:
         reach, ml = zone_past_scan(cfg.case.labels.grid, domain.grid, result.zone_mask)
@@ -546,12 +556,48 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         return microwave_pair(placements, app, cfg.power_w, model.tissue_mask), groups, settings
     if app.modality == "rf":
         settings.update(power_w=cfg.power_w, duration_s=cfg.duration_s, rf_mode=cfg.rf_mode)
-        gen = RfGenerator(cfg.power_w, cfg.rf_mode)
-        return rf_pair(model.electrode, gen, model.tissue_mask), groups, settings
+        if app.generator and cfg.rf_mode != "power":
+            # the device's generator: its limits and its own control (rf_generators.toml)
+            gen = RfGenerator.from_catalogue(app.generator, cfg.power_w, cfg.rf_mode)
+        else:  # an ideal constant-power source (or a device without a generator set)
+            gen = RfGenerator(cfg.power_w, cfg.rf_mode)
+        ground, ground_note = _rf_ground(cfg, domain, model)
+        from dataclasses import asdict
+
+        gen_settings = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
+                        for k, v in asdict(gen).items()}  # fmt: skip
+        settings.update(rf_generator=gen.name or "ideal", rf_generator_settings=gen_settings,
+                        rf_ground=ground_note)  # fmt: skip
+        return rf_pair(model.electrode, gen, model.tissue_mask, ground), groups, settings
     assert cfg.protocol is not None
     settings["protocol"] = [list(p) for p in cfg.protocol.phases]
     # the cryoprobe drives the cold segments (fixed group 1) itself
     return cryo_pair(cfg.protocol, app, model.cold, model.tissue_mask), None, settings
+
+
+def _rf_ground(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any, str]:
+    """The RF return electrode (dispersive pads) on the grid, and a note on the choice.
+
+    A block has no body surface: the pads are a ground on the block's six faces
+    (:func:`~ioplan.physics.far_boundary_ground`). On a case the pads sit on the thighs
+    (the usual placement for liver ablation), below the image and far below the cropped
+    simulation domain: the return current leaves the domain through its inferior face,
+    so the conducting voxels of that face are grounded and the other faces carry no
+    current (insulated); without conducting voxels there, the far boundary.
+    """
+    if cfg.case is None:
+        return None, "block faces (the pads' far ground)"
+    grid = domain.grid
+    z = grid.axis_coordinates_mm()[0]
+    inferior, inner = (0, 1) if z[0] <= z[-1] else (grid.shape[0] - 1, grid.shape[0] - 2)
+    sigma37 = model.problem.materials.rf_sigma_s_m[model.problem.material]
+    # the face voxels (the fixed outer layer) become the pad's metal where tissue lies
+    # against them: the face between them carries the tissue's conductivity
+    ground = np.zeros(grid.shape, bool)
+    ground[inferior] = (sigma37[inner] > 0) & model.tissue_mask[inner]
+    if not ground.any():
+        return None, "far boundary (no conducting tissue on the inferior face)"
+    return ground, "inferior face of the domain (pads on the thighs, below the image)"
 
 
 def _external_source(cfg: SimulationConfig, model: _Model) -> np.ndarray:

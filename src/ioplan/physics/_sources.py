@@ -17,9 +17,17 @@ import numpy as np
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
+from ioplan.physics._rf_generator import (
+    RF_MODES,
+    GeneratorState,
+    RfGenerator,
+    rf_generator_step,
+)
 
 __all__ = [
+    "RF_MODES",
     "CryoProtocol",
+    "GeneratorState",
     "Placement",
     "RfGenerator",
     "array_placements",
@@ -29,7 +37,9 @@ __all__ = [
     "microwave_source",
     "nusselt_wall_h",
     "rf_conductivity_map",
+    "rf_generator_step",
     "rf_potential",
+    "rf_terminal_currents",
 ]
 
 _EPS0 = 8.8541878128e-12  # F/m, CODATA 2018
@@ -392,6 +402,70 @@ def _amg_refresh(ml, mat):
     return new
 
 
+def _faces(grid: Grid, sig: np.ndarray, fixed: np.ndarray) -> list[tuple]:
+    """Conducting faces per axis: ``(a_ids, b_ids, G)``, flat voxel ids and conductance (S).
+
+    Harmonic mean of the two voxels' conductivities; a face between a fixed-potential
+    voxel (metal: electrode or ground) and tissue uses the tissue's conductivity.
+    """
+    shape = grid.shape
+    spacing_m = grid.spacing_m
+    flat_sig = np.asarray(sig, float).reshape(-1)
+    fixed_flat = fixed.reshape(-1)
+    ids = np.arange(int(np.prod(shape))).reshape(shape)
+    faces = []
+    for axis in range(3):
+        d = spacing_m[axis]
+        area = float(np.prod([spacing_m[a] for a in range(3) if a != axis]))
+        a_ids = np.take(ids, range(shape[axis] - 1), axis=axis).reshape(-1)
+        b_ids = np.take(ids, range(1, shape[axis]), axis=axis).reshape(-1)
+        sa, sb = flat_sig[a_ids], flat_sig[b_ids]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.where((sa > 0) & (sb > 0), 2 * sa * sb / (sa + sb), 0.0) * area / d
+        g = np.where(fixed_flat[a_ids] & (sb > 0), sb * area / d, g)
+        g = np.where(fixed_flat[b_ids] & (sa > 0), sa * area / d, g)
+        keep = g > 0
+        faces.append((a_ids[keep], b_ids[keep], g[keep]))
+    return faces
+
+
+def rf_terminal_currents(
+    grid: Grid, sigma: np.ndarray, phi: np.ndarray, electrode: np.ndarray, ground: np.ndarray
+) -> tuple[float, float]:
+    """Current (A) into the tissue at the electrode and out of it through the ground.
+
+    Summed over the faces between each terminal and the voxels that are neither, with
+    the conductances :func:`rf_potential` uses; for a converged solution the two agree
+    (charge conservation) and, at 1 V, equal the total power (W/V^2).
+
+    Parameters
+    ----------
+    grid : Grid
+        The grid (spacing in mm).
+    sigma : ndarray
+        Conductivity (S/m).
+    phi : ndarray
+        Potential (V), e.g. from :func:`rf_potential`.
+    electrode, ground : ndarray of bool
+        The terminals.
+
+    Returns
+    -------
+    current_in_a, current_out_a : float
+    """
+    fixed = electrode | ground
+    e_flat, g_flat, f_flat = electrode.reshape(-1), ground.reshape(-1), fixed.reshape(-1)
+    p = np.asarray(phi, float).reshape(-1)
+    i_in = i_out = 0.0
+    for a_ids, b_ids, g in _faces(grid, sigma, fixed):
+        cur = g * (p[a_ids] - p[b_ids])  # from a to b
+        i_in += float(np.sum(cur[e_flat[a_ids] & ~f_flat[b_ids]]))
+        i_in -= float(np.sum(cur[e_flat[b_ids] & ~f_flat[a_ids]]))
+        i_out += float(np.sum(cur[g_flat[b_ids] & ~f_flat[a_ids]]))
+        i_out -= float(np.sum(cur[g_flat[a_ids] & ~f_flat[b_ids]]))
+    return i_in, i_out
+
+
 def rf_potential(
     grid: Grid,
     sigma: np.ndarray,
@@ -462,26 +536,10 @@ def rf_potential(
     rows, cols, vals = [], [], []
     rhs = np.zeros(unk_flat.size)
     diag = np.zeros(unk_flat.size)
-    spacing_m = grid.spacing_m
-    faces = []
-    flat_sig = sig.reshape(-1)
     flat_phi_fixed = phi.reshape(-1)
     fixed_flat = fixed.reshape(-1)
-    ids = np.arange(n).reshape(shape)
-    for axis in range(3):
-        d = spacing_m[axis]
-        area = float(np.prod([spacing_m[a] for a in range(3) if a != axis]))
-        a_ids = np.take(ids, range(shape[axis] - 1), axis=axis).reshape(-1)
-        b_ids = np.take(ids, range(1, shape[axis]), axis=axis).reshape(-1)
-        sa, sb = flat_sig[a_ids], flat_sig[b_ids]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.where((sa > 0) & (sb > 0), 2 * sa * sb / (sa + sb), 0.0) * area / d
-        # electrodes are metal: a face between an electrode and tissue uses the tissue's sigma
-        g = np.where(fixed_flat[a_ids] & (sb > 0), sb * area / d, g)
-        g = np.where(fixed_flat[b_ids] & (sa > 0), sa * area / d, g)
-        keep = g > 0
-        a_ids, b_ids, g = a_ids[keep], b_ids[keep], g[keep]
-        faces.append((a_ids, b_ids, g))
+    faces = _faces(grid, sig, fixed)
+    for a_ids, b_ids, g in faces:
         ia, ib = index[a_ids], index[b_ids]
         both = (ia >= 0) & (ib >= 0)
         rows += [ia[both], ib[both]]
@@ -541,27 +599,6 @@ def rf_potential(
         q += np.bincount(b_ids, (1.0 - wa) * np.where(fixed_flat[b_ids], 0.0, 1.0) * p, minlength=n)
     q /= voxel_m3
     return phi, q.reshape(shape), total
-
-
-@dataclass(frozen=True)
-class RfGenerator:
-    """RF generator control.
-
-    ``mode="power"``: constant power. ``mode="impedance"``: constant power, but
-    when the impedance rises ``rolloff_ohm`` above its initial value (tissue
-    desiccating at the electrode) the power is switched off for ``pause_s``,
-    as impedance-controlled generators do (simplified; the pulse algorithms of
-    real generators differ).
-    """
-
-    power_w: float
-    mode: str = "power"
-    rolloff_ohm: float = 20.0
-    pause_s: float = 15.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("power", "impedance"):
-            raise InputError(f"RF mode must be 'power' or 'impedance', got {self.mode!r}")
 
 
 @dataclass(frozen=True)

@@ -221,7 +221,7 @@ def _check_rf(spacing_mm: float, log) -> list[CheckResult]:
     from ioplan.physics import SimulationConfig, simulate
 
     app = applicator("cooled-rf-3cm")
-    sads = []
+    sads, energies, pulses = [], [], []
     for x in HUANG_FLOWS:
         w = x / 100.0 * LIVER_DENSITY_G_ML / 60.0  # mL/min/100 g -> 1/s
         res = simulate(
@@ -235,8 +235,13 @@ def _check_rf(spacing_mm: float, log) -> list[CheckResult]:
             )
         )
         sads.append(res.zone.width_mm)
+        energies.append(res.settings.get("rf_energy_delivered_j", float("nan")))
+        pulses.append(res.settings.get("rf_pulses", 0))
         if log is not None:
-            log(f"RF cooled 3 cm, perfusion {x:g} mL/min/100 g: short axis {sads[-1]:.1f} mm")
+            log(
+                f"RF cooled 3 cm, perfusion {x:g} mL/min/100 g: short axis {sads[-1]:.1f} mm, "
+                f"{energies[-1] / 1e3:.1f} kJ, {pulses[-1]} pulses"
+            )
     slope = float(np.polyfit(HUANG_FLOWS, sads, 1)[0])
     return [
         CheckResult(
@@ -253,7 +258,10 @@ def _check_rf(spacing_mm: float, log) -> list[CheckResult]:
                 "published_short_axis_mm": [
                     round(10 * (-0.044 * x + 3.925), 2) for x in HUANG_FLOWS
                 ],
+                "energy_delivered_j": [round(e, 1) for e in energies],
+                "pulses": pulses,
                 "settings": "200 W impedance-controlled, 12 min, block starting at 37 degC",
+                "generator": app.generator or "ideal",
             },
         )
     ]
