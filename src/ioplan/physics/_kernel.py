@@ -9,7 +9,10 @@ where T(E) is piecewise linear and strictly increasing: frozen, mushy (latent he
 fusion), liquid, boiling (latent heat of the tissue's water between 99 and 100 degC),
 dry; on a uniform grid with 7-point stencil, harmonic-mean face conductances, and a
 wall heat-transfer coefficient on faces towards fixed vessel voxels. Fixed voxels (far
-boundary, vessels, probes) take their group's temperature.
+boundary, vessels, probes) take their group's temperature. Applicator surfaces below the
+voxel size (a cryoprobe's freeze segment, a cooled shaft) are cut-cell faces of the free
+voxels next to them (:mod:`ioplan.physics._subvoxel`): a separate small kernel
+overwrites those voxels after each step, so nothing here changes for them.
 
 How the work is split (issue 18, measured in ``bench/engine.py``):
 

@@ -42,6 +42,7 @@ from ioplan.physics._sources import (
     axial_radial,
     nusselt_wall_h,
 )
+from ioplan.physics._subvoxel import Cylinder, cylinder_surfaces, inside_cylinders
 from ioplan.physics._zone import ZoneMetrics, zone_metrics
 
 __all__ = ["SimulationConfig", "SimulationResult", "VesselSpec", "simulate"]
@@ -449,22 +450,37 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
     shaft = np.zeros(grid.shape, bool)
     electrode = np.zeros(grid.shape, bool)
     cold = np.zeros(grid.shape, bool)
+    cylinders: list[Cylinder] = []
+    # surfaces held at a temperature as cut-cell cylinders: the cryoprobe's freeze segment.
+    # Cooled MW/RF shafts stay staircase voxels for now: their zones were already within
+    # 1 mm across 2-1 mm (validation/convergence.md), and the cut-cell shaft (widened to
+    # 0.51 h on coarse grids) shortens a 5 mm MW zone by 7 mm until MW is recalibrated.
+    held = app is not None and app.modality == "cryo"
     if app is not None:
-        # at least half a voxel diagonal, so that an axis between voxel centres still
-        # marks one voxel per slice (the nearest lattice point is at most h / sqrt 2 away)
+        # the staircase radius: at least half a voxel diagonal, so that an axis between
+        # voxel centres still marks one voxel per slice (the nearest lattice point is at
+        # most h / sqrt 2 away); kept for the RF electrode (a potential boundary) and the
+        # cryoprobe's passive ring; surfaces held at a temperature use their true radius
+        # the cut-cell radius: the true one, but at least just over half a voxel, so that
+        # every cross-section cuts a lattice segment wherever the axis lies (below that, an
+        # axis midway between lattice lines would touch no face: 3 mm voxels, 2.4 mm probe)
+        a_mm = max(0.5 * app.diameter_mm, 0.51 * max(grid.spacing_mm))
         r_app = max(0.5 * app.diameter_mm, 0.71 * max(grid.spacing_mm))
         for pl in domain.placements:
             along, radial = axial_radial(grid, pl)
-            inside = radial <= r_app
-            shaft |= inside & (along <= 0.0)
+            stair = radial <= r_app
+            true = radial <= a_mm
+            shaft |= (true if held else stair) & (along <= 0.0)
             if app.modality == "rf":
-                electrode |= inside & (along <= 0.0) & (along >= -app.active_length_mm)
+                electrode |= stair & (along <= 0.0) & (along >= -app.active_length_mm)
             if app.modality == "cryo":
-                seg = (along <= -app.tip_offset_mm) & (
-                    along >= -(app.tip_offset_mm + app.freeze_zone_length_mm)
-                )
-                cold |= inside & seg
+                lo, hi = -(app.tip_offset_mm + app.freeze_zone_length_mm), -app.tip_offset_mm
+                cold |= stair & (along >= lo) & (along <= hi)
+                cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, lo, hi))
+            elif held:
+                cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, -np.inf, 0.0))
     k_blood = blood_properties()["k_w_m_k"]
+    fixed_cyl = inside_cylinders(grid, cylinders)
     if app is not None and app.modality in ("mw", "rf") and app.cooled:
         table = table.with_material(
             COOLED_SHAFT, "cooled applicator", fixed_group=1, k_w_m_k=k_blood
@@ -482,13 +498,17 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
             k_mushy_w_m_k=0.0,
             perfusion_w_m3_k=0.0,
         )
-        material[shaft & ~cold] = INSULATED_SHAFT
-        material[cold] = COOLED_SHAFT
+        material[shaft & ~fixed_cyl] = INSULATED_SHAFT
+        material[fixed_cyl] = COOLED_SHAFT
     table = _parallel_vessels(cfg, domain, material, table, k_blood)
+    outer = np.ones(grid.shape, bool)
+    outer[1:-1, 1:-1, 1:-1] = False
+    not_free = (table.fixed_group[material] >= 0) | (table.k_w_m_k[material] <= 0) | outer
     problem = ThermalProblem(
         grid,
         material,
         table,
+        surfaces=cylinder_surfaces(grid, cylinders, not_free),
         constant_properties=cfg.constant_properties,
         dtype=cfg.dtype,
         **(

@@ -12,7 +12,7 @@ import numpy as np
 
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
-from ioplan.physics import _kernel
+from ioplan.physics import _kernel, _subvoxel
 from ioplan.physics._damage import (
     ARRHENIUS_A_PER_S,
     ARRHENIUS_EA_J_MOL,
@@ -745,6 +745,8 @@ def integrate(
         # probe temperatures change within seconds: follow them at least every second
         chunk = min(chunk, max(1, round(1.0 / dt)))
     _kernel.warm_up(problem.dtype)  # load the compiled kernels before the clock starts
+    if problem.surfaces is not None and problem.surfaces.size:
+        _subvoxel.warm_up(problem.dtype)
     t0 = time.perf_counter()
     runner = _Runner(problem, backend)
     runner.start(st.arrays())

@@ -45,6 +45,7 @@ DOI 10.1006/jcph.2001.6977
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -68,7 +69,16 @@ from ioplan.physics._kernel import (
     _t_of_e,
 )
 
-__all__ = ["DELTA_MIN", "Cylinder", "Surfaces", "cut_cpu", "cut_gpu", "cylinder_surfaces"]
+__all__ = [
+    "DELTA_MIN",
+    "Cylinder",
+    "Surfaces",
+    "cut_cpu",
+    "cut_gpu",
+    "cylinder_surfaces",
+    "inside_cylinders",
+    "warm_up",
+]
 
 #: Smallest fraction of a voxel spacing between a free voxel's centre and a surface;
 #: only keeps the coefficient finite (the probe term is implicit, so any value is stable).
@@ -376,14 +386,16 @@ _cut_cpu_voxel = _jit(
 )
 
 
-@numba.njit(parallel=True, cache=True)
+# serial: a few hundred to a few thousand voxels (microseconds); a parallel region per
+# step would cost more in thread wake-ups than it saves, most of all on a busy machine
+@numba.njit(cache=True)
 def cut_cpu(idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
             dt, dz, dy, dx, tb, const):  # fmt: skip
     """:func:`cut_update` over every cut voxel (after :func:`~ioplan.physics._kernel.step_cpu`)."""
     iz2 = 1.0 / (dz * dz)
     iy2 = 1.0 / (dy * dy)
     ix2 = 1.0 / (dx * dx)
-    for n in numba.prange(idx.size):
+    for n in range(idx.size):
         _cut_cpu_voxel(n, idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
                        dt, dz, dy, dx, iz2, iy2, ix2, tb, const)  # fmt: skip
 
@@ -410,3 +422,20 @@ def cut_gpu(idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
         _cut_gpu_voxel(n, idx, coef, bits, grp, TH, TH2, mat, QS, perf, P, gt,
                        dt, dz, dy, dx, 1.0 / (dz * dz), 1.0 / (dy * dy), 1.0 / (dx * dx),
                        tb, const)  # fmt: skip
+
+
+def warm_up(dtype: str) -> None:
+    """Load (or compile) :func:`cut_cpu` for ``dtype`` before a run's clock starts."""
+    _warm(str(np.dtype(dtype)))
+
+
+@functools.cache
+def _warm(dtype: str) -> None:
+    P = np.zeros((_kernel.N_PROPS, 256))
+    P[_kernel.FIXED] = -1.0
+    P[_kernel.INVC] = 1.0
+    P[C] = 1.0
+    th = np.zeros((3, 3, 3), dtype)
+    cut_cpu(np.array([13], np.int64), np.ones(1), np.ones(1, np.uint8), np.zeros(1, np.int32),
+            th, th.copy(), np.zeros((3, 3, 3), np.uint8), th.copy(),
+            np.ones((3, 3, 3), np.uint8), P, np.zeros(1), 1.0, 1.0, 1.0, 1.0, 37.0, 1)  # fmt: skip
