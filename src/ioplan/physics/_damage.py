@@ -141,6 +141,19 @@ def cem43_rate(t):
     return math.exp((CEM43_BREAKPOINT_C - t) * LN_R_BELOW) / 60.0
 
 
+def _rates_at_nodes(ln_a: float, ea_r: float) -> tuple[np.ndarray, np.ndarray]:
+    """Arrhenius (1/s) and CEM43 (min/s) rates at the table's nodes."""
+    t = RATE_T0_C + RATE_STEP_C * np.arange(round(RATE_SPAN_C / RATE_STEP_C) + 2)
+    arr = np.exp(ln_a - ea_r / (t + KELVIN))
+    cem = np.where(
+        t >= CEM43_BREAKPOINT_C,
+        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_ABOVE),
+        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_BELOW),
+    )
+    cem = cem / 60.0
+    return arr, cem
+
+
 def rate_table(ln_a: float, ea_r: float) -> np.ndarray:
     """Tabulated damage rates, for linear interpolation in the kernels.
 
@@ -155,14 +168,7 @@ def rate_table(ln_a: float, ea_r: float) -> np.ndarray:
         Row ``i`` holds, at ``RATE_T0_C + i * RATE_STEP_C`` degC: the Arrhenius rate
         (1/s), its increment to the next row, the CEM43 rate (min/s) and its increment.
     """
-    t = RATE_T0_C + RATE_STEP_C * np.arange(round(RATE_SPAN_C / RATE_STEP_C) + 2)
-    arr = np.exp(ln_a - ea_r / (t + KELVIN))
-    cem = np.where(
-        t >= CEM43_BREAKPOINT_C,
-        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_ABOVE),
-        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_BELOW),
-    )
-    cem = cem / 60.0
+    arr, cem = _rates_at_nodes(ln_a, ea_r)
     tab = np.stack([arr[:-1], np.diff(arr), cem[:-1], np.diff(cem)], axis=1)
     return np.ascontiguousarray(tab, dtype=np.float64)
 
@@ -188,14 +194,7 @@ def rate_integral_table(ln_a: float, ea_r: float) -> np.ndarray:
         (1/s), its integral from ``RATE_T0_C`` (degC/s), the CEM43 rate (min/s) and its
         integral (degC min/s).
     """
-    t = RATE_T0_C + RATE_STEP_C * np.arange(round(RATE_SPAN_C / RATE_STEP_C) + 2)
-    arr = np.exp(ln_a - ea_r / (t + KELVIN))
-    cem = np.where(
-        t >= CEM43_BREAKPOINT_C,
-        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_ABOVE),
-        np.exp((CEM43_BREAKPOINT_C - t) * LN_R_BELOW),
-    )
-    cem = cem / 60.0
+    arr, cem = _rates_at_nodes(ln_a, ea_r)
 
     def integral(r):
         return np.concatenate([[0.0], np.cumsum(0.5 * RATE_STEP_C * (r[:-1] + r[1:]))])
