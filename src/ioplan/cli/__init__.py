@@ -40,6 +40,7 @@ _GROUPS = (
     "lesion",
     "physics",
     "validation",
+    "serve",
 )
 for _name in _GROUPS:
     importlib.import_module(f"ioplan.cli.{_name}")

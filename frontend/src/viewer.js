@@ -1,0 +1,295 @@
+// The ioplan viewer: NiiVue over the ioplan web API. Pages: a case, a plan (with editing).
+// Settings come from the page's JSON block (#ioplan-config); a token given as ?token= in
+// the page's address is passed on to every request.
+import { Niivue, SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
+
+const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
+const token = new URLSearchParams(window.location.search).get("token");
+const state = { ready: false, previews: 0, lastPreview: null, job: null, error: null };
+window.ioplan = { cfg, state };
+
+function withToken(url) {
+  if (!token) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+}
+
+async function api(url, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(url, Object.assign({}, options, { headers }));
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+function status(text) {
+  const el = document.getElementById("status");
+  if (el) el.textContent = text;
+}
+
+for (const a of document.querySelectorAll("a[href^='/']")) {
+  a.setAttribute("href", withToken(a.getAttribute("href")));
+}
+
+const hex = (c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
+
+// A NiiVue label colour table: value -> colour; values not listed are transparent.
+function lut(entries, max = null) {
+  // NiiVue indexes a label table by value from 0 to its last entry: it must end at the
+  // volume's largest value (a longer or shorter table miscolours the volume)
+  if (max === null) max = Math.max(1, ...entries.map((e) => e.value));
+  const t = { R: [], G: [], B: [], A: [], I: [], labels: [] };
+  for (let v = 0; v <= max; v++) {
+    const e = entries.find((x) => x.value === v);
+    const [r, g, b] = e ? hex(e.color) : [0, 0, 0];
+    t.R.push(r);
+    t.G.push(g);
+    t.B.push(b);
+    t.A.push(e && v > 0 ? 255 : 0);
+    t.I.push(v);
+    t.labels.push(e ? e.name : "");
+  }
+  return t;
+}
+
+const LPS = (p) => [-p[0], -p[1], p[2]]; // LPS <-> RAS (NiiVue works in RAS mm)
+
+async function addVolume(nv, url, options, labelTable) {
+  const vol = await nv.addVolumeFromUrl(Object.assign({ url: withToken(url) }, options));
+  if (labelTable) {
+    vol.setColormapLabel(labelTable);
+    nv.updateGLVolume();
+  }
+  return vol;
+}
+
+function setupControls(nv, image, defaults) {
+  for (const b of document.querySelectorAll("button[data-window]")) {
+    b.addEventListener("click", () => {
+      const [w, l] = b.dataset.window.split(",").map(Number);
+      image.cal_min = l - w / 2;
+      image.cal_max = l + w / 2;
+      nv.updateGLVolume();
+    });
+  }
+  const layouts = { multi: SLICE_TYPE.MULTIPLANAR, axial: SLICE_TYPE.AXIAL, render: SLICE_TYPE.RENDER };
+  for (const b of document.querySelectorAll("button[data-layout]")) {
+    b.addEventListener("click", () => nv.setSliceType(layouts[b.dataset.layout]));
+  }
+  const reset = document.getElementById("reset");
+  if (reset) {
+    reset.addEventListener("click", () => {
+      image.cal_min = defaults.cal_min;
+      image.cal_max = defaults.cal_max;
+      nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
+      nv.setRenderAzimuthElevation(110, 15);
+      nv.scene.crosshairPos = defaults.crosshair.slice();
+      nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+      nv.updateGLVolume();
+    });
+  }
+}
+
+async function start() {
+  const nv = new Niivue({
+    backColor: [0, 0, 0, 1],
+    show3Dcrosshair: true,
+    isResizeCanvas: true,
+    multiplanarShowRender: SHOW_RENDER.ALWAYS,
+    dragMode: DRAG_MODE.contrast,
+    logLevel: "error",
+    loadingText: "loading...",
+    isRadiologicalConvention: true, // patient right on the image left, as ioplan's figures
+    crosshairWidth: 1,
+    crosshairColor: [0.2, 1, 0.2, 0.8],
+  });
+  window.ioplan.nv = nv;
+  await nv.attachTo("gl");
+  const base = `/api/cases/${encodeURIComponent(cfg.case)}`;
+  const [w, l] = cfg.modality === "CT" ? cfg.windows["soft tissue"] : [0, 0];
+  const imageOptions = { name: "image.nii.gz", colormap: "gray" };
+  if (cfg.modality === "CT") Object.assign(imageOptions, { cal_min: l - w / 2, cal_max: l + w / 2, trustCalMinMax: false });
+  status("loading the images...");
+  const labelInfo = await api("/api/labels");
+  const one = (color, name) => [{ value: 1, color, name }];
+  // every volume in one call: NiiVue fetches them together and uploads them once
+  const list = [[`${base}/volumes/image.nii.gz`, imageOptions, null]];
+  if (cfg.page === "case") {
+    list.push([`${base}/volumes/labels.nii.gz`, { name: "labels.nii.gz", opacity: 0.45 }, labelInfo]);
+  } else {
+    const keep = ["tumor", "portal_vein", "hepatic_vein", "hepatic_artery", "ivc", "bile_duct"];
+    const shown = labelInfo.filter((e) => keep.includes(e.name)).map((e) =>
+      e.name === "tumor" ? Object.assign({}, e, { color: "#00cc00" }) : e);
+    const p = `${base}/plan/volumes`;
+    list.push(
+      [`${base}/volumes/labels.nii.gz`, { name: "labels.nii.gz", opacity: 0.6 }, shown],
+      [`${p}/margin_shell.nii.gz`, { name: "margin_shell.nii.gz", opacity: 0.35 }, one("#ffff00", "margin")],
+      [`${p}/zone.nii.gz`, { name: "zone.nii.gz", opacity: 0.4 }, one("#ff3333", "zone")],
+      [`${p}/trajectories.nii.gz`, { name: "trajectories.nii.gz", opacity: 1.0 }, one("#00ffff", "needle")],
+    );
+  }
+  await nv.loadVolumes(list.map(([url, options]) => Object.assign({ url: withToken(url) }, options)));
+  const image = nv.volumes[0];
+  list.forEach(([, , table], i) => {
+    if (!table) return;
+    const vol = nv.volumes[i];
+    const top = Math.max(1, Math.round(vol.global_max ?? vol.cal_max ?? 1));
+    vol.setColormapLabel(lut(table, top));
+  });
+  if (cfg.modality === "CT") {
+    image.cal_min = l - w / 2;
+    image.cal_max = l + w / 2;
+  }
+  nv.updateGLVolume();
+  if (cfg.page === "plan" && cfg.applicators.length) {
+    nv.scene.crosshairPos = nv.mm2frac(LPS(cfg.applicators[0].tip_mm));
+  }
+  nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+  const defaults = { cal_min: image.cal_min, cal_max: image.cal_max, crosshair: nv.scene.crosshairPos.slice() };
+  setupControls(nv, image, defaults);
+  nv.drawScene();
+  if (cfg.page === "plan") setupEditor(nv, base);
+  status("");
+  state.ready = true;
+}
+
+// ---- plan editing: move needles, change power/time; the zone follows ---------------------
+function setupEditor(nv, base) {
+  const box = document.getElementById("editor");
+  const apps = cfg.applicators.map((a) => Object.assign({}, a, { tip_mm: a.tip_mm.slice() }));
+  state.applicators = apps;
+  let selected = 0;
+  let dragging = false;
+  let previewVolume = null;
+  let timer = null;
+  let running = false;
+  let again = false;
+
+  const field = (i, key, label, value) =>
+    `<label>${label} <input data-i="${i}" data-key="${key}" type="number" step="any" value="${value ?? ""}"></label> `;
+  box.innerHTML =
+    "<h3>Edit</h3>" +
+    apps.map((a, i) =>
+      `<div class="app"><label><input type="radio" name="sel" value="${i}" ${i === 0 ? "checked" : ""}> #${i + 1}</label> ` +
+      (a.protocol ? `protocol ${a.protocol} ` : field(i, "power_w", "W", a.power_w) + field(i, "duration_s", "s", a.duration_s)) +
+      `<br>tip ${[0, 1, 2].map((k) => field(i, `tip${k}`, "xyz"[k], a.tip_mm[k])).join("")}</div>`).join("") +
+    '<label><input type="checkbox" id="drag"> drag the selected tip with the crosshair</label><br>' +
+    '<button id="tip-here">tip to crosshair</button><button id="preview">update zone</button>' +
+    '<button id="verify">verify selected (2 mm job)</button><button id="cancel" disabled>cancel</button>' +
+    '<progress id="job-progress" max="1" value="0"></progress><div id="edit-status"></div>';
+
+  const editStatus = (t) => { document.getElementById("edit-status").textContent = t; };
+
+  function settings() {
+    return apps.map((a) => ({
+      applicator: a.id,
+      power_w: a.protocol ? null : a.power_w,
+      duration_s: a.protocol ? null : a.duration_s,
+      protocol: a.protocol || null,
+      needles: [{ tip_mm: a.tip_mm, entry_mm: a.entry_mm }],
+    }));
+  }
+
+  async function runPreview() {
+    if (running) { again = true; return; }
+    running = true;
+    const t0 = performance.now();
+    editStatus("simulating the zone (4 mm engine preview)...");
+    try {
+      const doc = await api(`${base}/preview`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ settings: settings(), spacing_mm: 4.0 }),
+      });
+      if (previewVolume) nv.removeVolume(previewVolume);
+      previewVolume = await addVolume(nv, doc.zone_url, { name: "preview.nii.gz", opacity: 0.5 },
+        lut([{ value: 1, color: "#ff00ff", name: "edited zone" }, { value: 2, color: "#00ffff", name: "needle" }]));
+      state.previews += 1;
+      state.lastPreview = doc;
+      editStatus(`edited zone ${doc.zone_volume_ml.toFixed(1)} mL (4 mm preview, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    } catch (e) {
+      state.error = String(e.message || e);
+      editStatus(`error: ${state.error}`);
+    }
+    running = false;
+    if (again) { again = false; runPreview(); }
+  }
+  const schedule = () => { clearTimeout(timer); timer = setTimeout(runPreview, 300); };
+  window.ioplan.preview = runPreview;
+
+  function showTip(i) {
+    for (let k = 0; k < 3; k++) {
+      const el = box.querySelector(`input[data-i="${i}"][data-key="tip${k}"]`);
+      el.value = apps[i].tip_mm[k].toFixed(1);
+    }
+  }
+  function tipToCrosshair() {
+    const ras = nv.frac2mm(nv.scene.crosshairPos);
+    apps[selected].tip_mm = LPS([ras[0], ras[1], ras[2]]);
+    showTip(selected);
+    schedule();
+  }
+
+  box.addEventListener("change", (ev) => {
+    const t = ev.target;
+    if (t.name === "sel") { selected = Number(t.value); return; }
+    if (!t.dataset.key) return;
+    const i = Number(t.dataset.i);
+    const v = Number(t.value);
+    if (!Number.isFinite(v)) return;
+    if (t.dataset.key.startsWith("tip")) apps[i].tip_mm[Number(t.dataset.key[3])] = v;
+    else apps[i][t.dataset.key] = v;
+    schedule();
+  });
+  document.getElementById("drag").addEventListener("change", (ev) => { dragging = ev.target.checked; });
+  document.getElementById("tip-here").addEventListener("click", tipToCrosshair);
+  document.getElementById("preview").addEventListener("click", runPreview);
+  nv.onLocationChange = () => { if (dragging) tipToCrosshair(); };
+
+  // the verified simulation: a job with progress streamed, cancellable
+  const verify = document.getElementById("verify");
+  const cancel = document.getElementById("cancel");
+  const bar = document.getElementById("job-progress");
+  verify.addEventListener("click", async () => {
+    const s = settings()[selected];
+    try {
+      const job = await api(`${base}/simulate`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(Object.assign(s, { spacing_mm: 2.0 })),
+      });
+      state.job = job;
+      cancel.disabled = false;
+      const events = new EventSource(withToken(`/api/jobs/${job.id}/events`));
+      const onDoc = (ev) => {
+        const doc = JSON.parse(ev.data);
+        state.job = doc;
+        bar.value = doc.progress;
+        editStatus(`job ${doc.state}: ${doc.message || doc.error || ""}`);
+        if (ev.type === "end") {
+          events.close();
+          cancel.disabled = true;
+          if (doc.state === "done") {
+            editStatus(`verified zone (2 mm): ${doc.result.zone.volume_ml.toFixed(1)} mL`);
+            addVolume(nv, `/api/jobs/${doc.id}/zone.nii.gz`, { name: "verified.nii.gz", opacity: 0.4 },
+              lut([{ value: 1, color: "#ff8800", name: "verified zone" }]));
+          }
+        }
+      };
+      events.addEventListener("progress", onDoc);
+      events.addEventListener("end", onDoc);
+    } catch (e) {
+      editStatus(`error: ${e.message || e}`);
+    }
+  });
+  cancel.addEventListener("click", async () => {
+    if (state.job) await api(`/api/jobs/${state.job.id}`, { method: "DELETE" });
+  });
+}
+
+if (cfg.page === "case" || cfg.page === "plan") {
+  start().catch((e) => {
+    state.error = String(e.message || e);
+    status(`viewer error: ${state.error}`);
+  });
+}

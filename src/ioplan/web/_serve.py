@@ -1,0 +1,61 @@
+"""Running the app: the bind check and uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from ioplan.errors import InputError
+
+__all__ = ["check_bind", "serve"]
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, port: int, token: str | None) -> None:
+    """Refuse a port outside 1-65535 and any non-loopback ``host`` without a token.
+
+    Examples
+    --------
+    >>> check_bind("127.0.0.1", 8000, None)
+    >>> check_bind("0.0.0.0", 8000, None)
+    Traceback (most recent call last):
+    ...
+    ioplan.errors.InputError: --host 0.0.0.0 is not loopback: give --token ...
+    """
+    if not 1 <= int(port) <= 65535:
+        raise InputError(f"--port must be 1-65535, got {port}")
+    if not _loopback(host) and not token:
+        raise InputError(
+            f"--host {host} is not loopback: give --token TOKEN (or IOPLAN_TOKEN) so that "
+            "only those who have it can reach the cases"
+        )
+    if token is not None and len(token) < 16:
+        raise InputError(f"--token must have at least 16 characters, got {len(token)}")
+
+
+def serve(cases_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
+          token: str | None = None, max_upload_mb: float | None = None) -> None:  # fmt: skip
+    """Check the bind, build the app and run it with uvicorn until interrupted."""
+    import uvicorn
+
+    from ioplan.web._app import DEFAULT_MAX_UPLOAD_MB, create_app
+
+    check_bind(host, port, token)
+    app = create_app(cases_dir, token, max_upload_mb=max_upload_mb or DEFAULT_MAX_UPLOAD_MB)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("ioplan.web")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    # uvicorn's own access log prints query strings (a token): ours prints paths only
+    uvicorn.run(app, host=host, port=int(port), access_log=False, log_level="warning")

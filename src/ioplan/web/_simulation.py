@@ -1,0 +1,174 @@
+"""Simulations for the web: request models, the interactive preview and the verified job.
+
+Both call :func:`ioplan.physics.simulate`, the same engine as ``ioplan simulate``, and
+return its ``to_dict()`` document (the keys of ``ioplan simulate --json``). The preview
+runs each applicator alone on a coarse grid (4 mm by default: about 1-3 s on two busy
+cores) and joins the zones on one grid for the viewer, with the needles drawn in; the job
+runs one simulation of every placement together at the spacing asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ioplan.errors import InputError
+
+__all__ = [
+    "PreviewRequest",
+    "Setting",
+    "SimulateRequest",
+    "check_simulation",
+    "preview_zone",
+    "run_simulation",
+]
+
+Point = tuple[float, float, float]
+
+
+class Needle(BaseModel):
+    """One applicator's position: its tip and entry point (LPS mm), or tip and direction."""
+
+    model_config = ConfigDict(extra="forbid")
+    tip_mm: Point
+    entry_mm: Point | None = None
+    direction: Point | None = Field(
+        default=None, description="Insertion direction (towards the tip); default entry -> tip."
+    )
+
+    def placement(self):
+        """The engine's :class:`ioplan.physics.Placement`."""
+        from ioplan.physics import Placement
+
+        if self.direction is not None:
+            d = self.direction
+        elif self.entry_mm is not None:
+            d = tuple(np.asarray(self.tip_mm, float) - np.asarray(self.entry_mm, float))
+        else:
+            d = (0.0, 0.0, -1.0)
+        return Placement(tuple(self.tip_mm), tuple(d))
+
+    def entry(self, length_mm: float = 80.0) -> np.ndarray:
+        """The entry point, or a point ``length_mm`` back along the direction."""
+        if self.entry_mm is not None:
+            return np.asarray(self.entry_mm, float)
+        pl = self.placement()
+        return np.asarray(pl.tip_mm) - length_mm * np.asarray(pl.direction)
+
+
+class Setting(BaseModel):
+    """One applicator model and its energy, at one or more positions (all on together)."""
+
+    model_config = ConfigDict(extra="forbid")
+    applicator: str = Field(description="Applicator id (`ioplan applicators`).")
+    power_w: float | None = Field(default=None, description="W, (0, 300]; MW and RF.")
+    duration_s: float | None = Field(default=None, description="s, (0, 3600]; MW and RF.")
+    protocol: str | None = Field(default=None, description="Cryo, e.g. freeze:600,thaw:300,...")
+    needles: list[Needle] = Field(min_length=1, max_length=8)
+
+
+class SimulateRequest(Setting):
+    """A verified simulation (a job): the setting on the case at ``spacing_mm``."""
+
+    spacing_mm: float = Field(default=2.0, description="Voxel size, 1-5 mm.")
+
+
+class PreviewRequest(BaseModel):
+    """The interactive preview: each setting simulated alone on a coarse grid."""
+
+    model_config = ConfigDict(extra="forbid")
+    settings: list[Setting] = Field(min_length=1, max_length=8)
+    spacing_mm: float = Field(default=4.0, description="Voxel size, 2-5 mm.")
+
+
+def _config(case, s: Setting, spacing_mm: float, margin_mm: float):
+    from ioplan.devices import applicator
+    from ioplan.physics import CryoProtocol, SimulationConfig
+
+    return SimulationConfig(
+        applicator(s.applicator),
+        power_w=s.power_w,
+        duration_s=s.duration_s,
+        protocol=CryoProtocol.parse(s.protocol) if s.protocol else None,
+        case=case,
+        tissue=None,
+        placements=tuple(n.placement() for n in s.needles),
+        spacing_mm=spacing_mm,
+        margin_mm=margin_mm,
+    )
+
+
+def _check_spacing(value: float, lo: float, hi: float) -> None:
+    if not lo <= value <= hi:
+        raise InputError(f"spacing_mm must be {lo:g}-{hi:g} mm, got {value}")
+
+
+def check_simulation(case, req: SimulateRequest) -> None:
+    """Refuse what the engine would refuse (applicator, power, time, spacing) before queuing."""
+    _check_spacing(req.spacing_mm, 1.0, 5.0)
+    _config(case, req, req.spacing_mm, 40.0)
+
+
+def run_simulation(case, req: SimulateRequest, progress=None) -> tuple[dict[str, Any], Any]:
+    """One full simulation of ``req`` on ``case``; returns its document and its result.
+
+    ``progress(fraction, message)`` is called as the simulated time advances.
+    """
+    from ioplan.physics import simulate
+
+    _check_spacing(req.spacing_mm, 1.0, 5.0)
+    cfg = _config(case, req, req.spacing_mm, 40.0)
+    total = cfg.total_duration_s
+
+    def on_time(t_s: float) -> None:
+        if progress is not None:
+            progress(t_s / total if total > 0 else 1.0, f"simulating {t_s:.0f}/{total:.0f} s")
+
+    result = simulate(cfg, progress=on_time)
+    return result.to_dict(), result
+
+
+def preview_zone(case, req: PreviewRequest, out: Path) -> dict[str, Any]:
+    """Simulate each setting alone on a coarse grid; write the joined zone to ``out``.
+
+    The NIfTI at ``out`` holds 1 where a zone is and 2 along each needle (entry to tip),
+    on an axis-aligned grid of ``spacing_mm`` around them all. Returns ``{"results":
+    [the simulate document of each setting], "zone_volume_ml": ..., "spacing_mm": ...}``.
+    """
+    from ioplan.imaging import Grid, Volume, write_nifti
+    from ioplan.physics import simulate
+
+    _check_spacing(req.spacing_mm, 2.0, 5.0)
+    sp = float(req.spacing_mm)
+    results = [simulate(_config(case, s, sp, 15.0)) for s in req.settings]
+    lines = [(n.entry(), np.asarray(n.tip_mm, float)) for s in req.settings for n in s.needles]
+    # a grid around every zone and every needle
+    points = [p for line in lines for p in line]
+    for r in results:
+        points.extend(r.grid.bounds_lps())
+    lo = np.min(points, axis=0) - sp
+    hi = np.max(points, axis=0) + sp
+    shape_xyz = np.ceil((hi - lo) / sp).astype(int) + 1
+    grid = Grid(tuple(int(v) for v in shape_xyz[::-1]), (sp, sp, sp), tuple(float(v) for v in lo))
+    from ioplan.web._cases import rasterise_lines
+
+    zone = np.zeros(grid.shape, bool)
+    for r in results:
+        idx = np.argwhere(np.asarray(r.zone_mask) > 0)
+        if idx.size:
+            ij = np.rint(grid.lps_to_index(r.grid.index_to_lps(idx.astype(float)))).astype(int)
+            ok = np.all((ij >= 0) & (ij < np.asarray(grid.shape)), axis=1)
+            ij = ij[ok]
+            zone[ij[:, 0], ij[:, 1], ij[:, 2]] = True
+    mask = zone.astype(np.uint8)
+    mask[rasterise_lines(grid, lines) > 0] = 2  # the needles drawn over the zone
+    write_nifti(Volume(mask, grid), out, overwrite=True)
+    return {
+        "spacing_mm": sp,
+        # the joined zone on the preview grid (zones that overlap are counted once)
+        "zone_volume_ml": round(float(zone.sum()) * sp**3 / 1000.0, 3),
+        "results": [r.to_dict() for r in results],
+    }

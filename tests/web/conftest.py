@@ -1,0 +1,48 @@
+"""Fixtures of the web tests: a cases folder holding the demo case (4 mm) and its plan."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def cases_dir(tmp_path_factory):
+    """``ioplan demo`` at 4 mm (the real planner, written by ``write_demo``), as ``demo/``.
+
+    About 25 s on two cores (the planner's zone table and its verification runs); every
+    web test and the browser tests share it.
+    """
+    from ioplan.planning import PlanConfig, demo_case, plan_ablation, write_demo
+
+    root = tmp_path_factory.mktemp("cases")
+    case, info = demo_case(spacing_mm=4.0)
+    plan = plan_ablation(case, PlanConfig(spacing_mm=4.0, robust_samples=10, time_budget_s=5.0))
+    write_demo(case, info, plan, root / "demo")
+    return root
+
+
+@pytest.fixture(scope="session")
+def app(cases_dir, tmp_path_factory):
+    from ioplan.web import create_app
+
+    return create_app(cases_dir, cache_dir=tmp_path_factory.mktemp("web-cache"))
+
+
+@pytest.fixture(scope="session")
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def assert_error(response, status: int, *fragments: str) -> None:
+    """A refused request: the status and a one-line JSON body ``{"error": ...}``."""
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    body = response.json()
+    assert list(body) == ["error"], body
+    assert isinstance(body["error"], str) and body["error"], body
+    assert "\n" not in body["error"] and "Traceback" not in body["error"], body
+    for f in fragments:
+        assert f in body["error"], (f, body)
