@@ -151,6 +151,9 @@ def preview_zone(case, req: PreviewRequest, out: Path) -> dict[str, Any]:
         points.extend(r.grid.bounds_lps())
     lo = np.min(points, axis=0) - sp
     hi = np.max(points, axis=0) + sp
+    # on the first zone's voxel lattice, so that its voxels move over whole (not half) voxels
+    anchor = np.asarray(results[0].grid.origin_mm, float)
+    lo = anchor - np.ceil((anchor - lo) / sp) * sp
     shape_xyz = np.ceil((hi - lo) / sp).astype(int) + 1
     grid = Grid(tuple(int(v) for v in shape_xyz[::-1]), (sp, sp, sp), tuple(float(v) for v in lo))
     from ioplan.web._cases import rasterise_lines
@@ -159,7 +162,8 @@ def preview_zone(case, req: PreviewRequest, out: Path) -> dict[str, Any]:
     for r in results:
         idx = np.argwhere(np.asarray(r.zone_mask) > 0)
         if idx.size:
-            ij = np.rint(grid.lps_to_index(r.grid.index_to_lps(idx.astype(float)))).astype(int)
+            pos = grid.lps_to_index(r.grid.index_to_lps(idx.astype(float)))
+            ij = np.floor(pos + 0.5).astype(int)  # nearest voxel (no round-half-to-even)
             ok = np.all((ij >= 0) & (ij < np.asarray(grid.shape)), axis=1)
             ij = ij[ok]
             zone[ij[:, 0], ij[:, 1], ij[:, 2]] = True

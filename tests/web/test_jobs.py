@@ -1,0 +1,131 @@
+"""Simulations over HTTP: the preview, jobs with progress events, cancellation."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+from .conftest import assert_error
+
+
+@pytest.fixture(scope="module")
+def needle(client):
+    """The plan's first applicator: id, energy, tip and entry (LPS mm)."""
+    a = client.get("/api/cases/demo/plan").json()["applicators"][0]
+    return a
+
+
+def _setting(a, **changes):
+    doc = {
+        "applicator": a["id"],
+        "power_w": a["power_w"],
+        "duration_s": a["duration_s"],
+        "needles": [{"tip_mm": a["tip_mm"], "entry_mm": a["entry_mm"]}],
+    }
+    return doc | changes
+
+
+def _wait(client, job_id, timeout_s=60.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        doc = client.get(f"/api/jobs/{job_id}").json()
+        if doc["state"] in ("done", "failed", "cancelled"):
+            return doc
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} still {doc['state']} after {timeout_s} s")
+
+
+def test_preview_zone_grows_with_power(client, needle):
+    docs = []
+    for power in (30.0, 90.0):
+        body = {"settings": [_setting(needle, power_w=power, duration_s=300.0)], "spacing_mm": 4}
+        r = client.post("/api/cases/demo/preview", json=body)
+        assert r.status_code == 200, r.text
+        docs.append(r.json())
+    low, high = docs
+    # more power for the same time: a larger zone (the engine's, each run independent)
+    assert 0 < low["zone_volume_ml"] < high["zone_volume_ml"]
+    assert low["results"][0]["zone"]["volume_ml"] < high["results"][0]["zone"]["volume_ml"]
+    vol = client.get(high["zone_url"])
+    assert vol.status_code == 200
+    arr = np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(vol.content)).dataobj)
+    assert set(np.unique(arr)) == {0, 1, 2}  # background, zone, needle
+    # one setting: the joined zone is the engine's zone mask moved onto the preview grid
+    # voxel for voxel (the same 4 mm lattice), so its volume is the engine's zone volume
+    engine_ml = high["results"][0]["zone"]["volume_ml"]
+    assert high["zone_volume_ml"] == pytest.approx(engine_ml, rel=0.02)
+    # in the file, needle voxels (2) are drawn over the zone: zone + needle >= zone
+    assert ((arr == 1) | (arr == 2)).sum() * 0.064 >= 0.98 * high["zone_volume_ml"]
+
+
+def test_simulation_job_result_has_the_cli_keys(client, cases_dir, needle, capsys):
+    req = _setting(needle, power_w=60.0, duration_s=120.0) | {"spacing_mm": 4.0}
+    r = client.post("/api/cases/demo/simulate", json=req)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["state"] in ("queued", "running") and job["url"] == f"/api/jobs/{job['id']}"
+    doc = _wait(client, job["id"])
+    assert doc["state"] == "done", doc
+    tip = ",".join(str(v) for v in needle["tip_mm"])
+    d = np.subtract(needle["tip_mm"], needle["entry_mm"])
+    code, out, err = run_cli(
+        capsys, "simulate", "--case", cases_dir / "demo", "--applicator", needle["id"],
+        "--power-w", 60, "--duration-s", 120, "--spacing-mm", 4, "--tip-mm", tip,
+        "--direction", ",".join(str(v) for v in d), "--json", "--quiet",
+    )  # fmt: skip
+    assert code == 0, err
+    cli = json.loads(out)
+    assert set(doc["result"]) == set(cli)
+    assert set(doc["result"]["zone"]) == set(cli["zone"])
+    # the same engine on the same case and needle: the same zone (different code paths set
+    # the needle: placements here, tip and direction there)
+    assert doc["result"]["zone"]["volume_ml"] == pytest.approx(cli["zone"]["volume_ml"], rel=0.02)
+    zone = client.get(f"/api/jobs/{job['id']}/zone.nii.gz")
+    assert zone.status_code == 200
+    listed = client.get("/api/jobs").json()
+    assert any(j["id"] == job["id"] and "result" not in j for j in listed)
+
+
+def test_progress_is_streamed_as_server_sent_events(client, needle):
+    req = _setting(needle, power_w=60.0, duration_s=600.0) | {"spacing_mm": 4.0}
+    job = client.post("/api/cases/demo/simulate", json=req).json()
+    events = []
+    with client.stream("GET", f"/api/jobs/{job['id']}/events") as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+                if kind == "end":
+                    break
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "end" and events[-1][1]["state"] == "done"
+    assert "progress" in kinds
+    fractions = [d["progress"] for _, d in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(0 < f < 1 for f in fractions), fractions  # seen part way
+
+
+def test_a_running_job_can_be_cancelled(client, needle):
+    req = _setting(needle, power_w=60.0, duration_s=3600.0) | {"spacing_mm": 3.0}
+    job = client.post("/api/cases/demo/simulate", json=req).json()
+    t0 = time.time()
+    while client.get(f"/api/jobs/{job['id']}").json()["state"] == "queued":
+        assert time.time() - t0 < 30
+        time.sleep(0.05)
+    r = client.delete(f"/api/jobs/{job['id']}")
+    assert r.status_code == 202
+    doc = _wait(client, job["id"], timeout_s=30)
+    assert doc["state"] == "cancelled" and doc["progress"] < 1.0 and doc["result"] is None
+    assert_error(client.get(f"/api/jobs/{job['id']}/zone.nii.gz"), 404, "no zone")
+    # cancelling a finished job changes nothing
+    assert client.delete(f"/api/jobs/{job['id']}").status_code == 200
