@@ -32,6 +32,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 512.0
 #: Previews kept on disk (the viewer fetches each one once).
 PREVIEWS_KEPT = 50
+#: Preview simulations kept in memory (by case, spacing and setting; a few MB each at 4 mm).
+RESULTS_KEPT = 16
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Services:
     token: str | None = None
     _previews: OrderedDict[str, Path] = field(default_factory=OrderedDict)
     _preview_lock: threading.Lock = field(default_factory=threading.Lock)
+    _results: dict[Any, Any] = field(default_factory=dict)
 
     # -- previews (interactive) ------------------------------------------------------------
     def preview(self, name: str, req) -> dict[str, Any]:
@@ -56,7 +59,9 @@ class Services:
         out = self.cache_dir / "previews" / f"{pid}.nii.gz"
         out.parent.mkdir(parents=True, exist_ok=True)
         with self._preview_lock:
-            doc = preview_zone(case, req, out)
+            doc = preview_zone(case, req, out, cache=self._results)
+            while len(self._results) > RESULTS_KEPT:
+                self._results.pop(next(iter(self._results)))
             self._previews[pid] = out
             while len(self._previews) > PREVIEWS_KEPT:
                 _, old = self._previews.popitem(last=False)

@@ -131,19 +131,29 @@ def run_simulation(case, req: SimulateRequest, progress=None) -> tuple[dict[str,
     return result.to_dict(), result
 
 
-def preview_zone(case, req: PreviewRequest, out: Path) -> dict[str, Any]:
+def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[str, Any]:
     """Simulate each setting alone on a coarse grid; write the joined zone to ``out``.
 
     The NIfTI at ``out`` holds 1 where a zone is and 2 along each needle (entry to tip),
-    on an axis-aligned grid of ``spacing_mm`` around them all. Returns ``{"results":
-    [the simulate document of each setting], "zone_volume_ml": ..., "spacing_mm": ...}``.
+    on an axis-aligned grid of ``spacing_mm`` around them all. ``cache`` (a dict, optional)
+    keeps each setting's result by its JSON: dragging one needle re-simulates that one
+    only. Returns ``{"results": [the simulate document of each setting], "zone_volume_ml":
+    ..., "spacing_mm": ...}``.
     """
     from ioplan.imaging import Grid, Volume, write_nifti
     from ioplan.physics import simulate
 
     _check_spacing(req.spacing_mm, 2.0, 5.0)
     sp = float(req.spacing_mm)
-    results = [simulate(_config(case, s, sp, 15.0)) for s in req.settings]
+    results = []
+    for s in req.settings:
+        key = (id(case), sp, s.model_dump_json())
+        result = cache.get(key) if cache is not None else None
+        if result is None:
+            result = simulate(_config(case, s, sp, 15.0))
+            if cache is not None:
+                cache[key] = result
+        results.append(result)
     lines = [(n.entry(), np.asarray(n.tip_mm, float)) for s in req.settings for n in s.needles]
     # a grid around every zone and every needle
     points = [p for line in lines for p in line]

@@ -1,0 +1,182 @@
+"""The viewer in a real browser: Debian's Chromium, headless, driven by selenium.
+
+The pages are served by uvicorn on a free loopback port, in a thread of the test process.
+The checks count pixel colours in screenshots of the viewer's canvas (the CT is grey, the
+labels and the plan's overlays are coloured), and change an applicator's power and tip in
+the page to see the edited zone follow. Skipped, with the reason, when Chromium, its driver
+or the built viewer is missing (``scripts/install-chromium.sh``; npm at install time).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ioplan.web import STATIC_DIR, create_app
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+pytestmark = [
+    pytest.mark.skipif(
+        CHROMIUM is None or DRIVER is None,
+        reason="browser tests need Debian's chromium and chromium-driver "
+        "(bash scripts/install-chromium.sh)",
+    ),
+    pytest.mark.skipif(
+        not (STATIC_DIR / "viewer.js").is_file(),
+        reason="the viewer is not built (npm was missing when ioplan was installed)",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def server(cases_dir, tmp_path_factory):
+    """``http://127.0.0.1:PORT`` of the app, served by uvicorn in a thread."""
+    import uvicorn
+
+    app = create_app(cases_dir, cache_dir=tmp_path_factory.mktemp("browser-cache"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    t0 = time.time()
+    while not srv.started:
+        assert time.time() - t0 < 30, "uvicorn did not start"
+        time.sleep(0.05)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu-sandbox",
+        "--use-angle=swiftshader",  # WebGL 2 on the CPU (NiiVue needs it)
+        "--enable-unsafe-swiftshader",
+        "--ignore-gpu-blocklist",
+        "--disable-background-networking",  # no connection leaves the machine
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,900",
+    ):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    yield driver
+    driver.quit()
+
+
+def _wait_for(driver, script: str, timeout_s: float = 60.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        value = driver.execute_script(script)
+        if value:
+            return value
+        time.sleep(0.2)
+    state = driver.execute_script("return window.ioplan && window.ioplan.state")
+    raise AssertionError(f"timed out waiting for {script!r}; viewer state {state}")
+
+
+def _canvas(driver) -> np.ndarray:
+    """The viewer canvas as an RGB array (after the next frame is drawn)."""
+    from PIL import Image
+
+    driver.execute_script("window.ioplan.nv.drawScene()")
+    time.sleep(0.3)
+    png = driver.find_element("id", "gl").screenshot_as_png
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def _open(driver, url: str) -> None:
+    driver.get(url)
+    _wait_for(
+        driver, "return window.ioplan && (window.ioplan.state.ready || window.ioplan.state.error)"
+    )
+    assert driver.execute_script("return window.ioplan.state.error") is None
+
+
+def _overlay_pixels(driver, index: int) -> tuple[int, np.ndarray]:
+    """Pixels the volume ``index`` colours: the canvas with it, then without it.
+
+    Returns the number of pixels that change by more than 60 (sum over R, G, B) and the mean
+    colour change (with minus without) over them.
+    """
+    shown = _canvas(driver)
+    opacity = driver.execute_script(f"return window.ioplan.nv.volumes[{index}].opacity")
+    driver.execute_script(f"window.ioplan.nv.setOpacity({index}, 0)")
+    hidden = _canvas(driver)
+    driver.execute_script(f"window.ioplan.nv.setOpacity({index}, {opacity})")
+    diff = shown - hidden
+    changed = np.abs(diff).sum(axis=-1) > 60
+    return int(changed.sum()), diff[changed].mean(axis=0) if changed.any() else np.zeros(3)
+
+
+def _grey(rgb):
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return (abs(r - g) < 10) & (abs(g - b) < 10) & (r > 40) & (r < 235)
+
+
+def test_case_page_shows_the_ct_and_its_labels(server, browser):
+    _open(browser, f"{server}/cases/demo")
+    labelled = _canvas(browser)
+    # the labels (45 % over the CT) colour the body: many strongly coloured pixels
+    coloured = ((labelled.max(axis=-1) - labelled.min(axis=-1)) > 40).mean()
+    assert coloured > 0.15, coloured
+    # without them, the CT alone: grey pixels where the coloured ones were
+    browser.execute_script("window.ioplan.nv.setOpacity(1, 0)")
+    ct = _canvas(browser)
+    assert _grey(ct).mean() > 0.25, _grey(ct).mean()
+    assert ((ct.max(axis=-1) - ct.min(axis=-1)) > 40).mean() < 0.05  # crosshair, text only
+    # a window preset changes the image (the lung window: soft tissue brighter)
+    browser.find_element("css selector", 'button[data-window="1500,-600"]').click()
+    assert np.abs(_canvas(browser) - ct).mean() > 1.0
+
+
+def test_plan_page_shows_the_zone_and_follows_the_edits(server, browser):
+    _open(browser, f"{server}/cases/demo/plan")
+    assert _grey(_canvas(browser)).mean() > 0.05  # the CT around the overlays
+    # volumes: image, labels, margin shell, zone, needles; the zone (#ff3333) makes its
+    # pixels redder: red up, green and blue down
+    n, change = _overlay_pixels(browser, 3)
+    assert n > 300, n
+    assert change[0] > 0 > change[1] and change[2] < 0, change
+
+    def edit(key, value, previews):
+        browser.execute_script(
+            "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
+            "el.dispatchEvent(new Event('change', {bubbles: true}));",
+            f'input[data-i="0"][data-key="{key}"]',
+            str(value),
+        )
+        _wait_for(browser, f"return window.ioplan.state.previews >= {previews}", 120)
+        assert browser.execute_script("return window.ioplan.state.error") is None
+        return browser.execute_script("return window.ioplan.state.lastPreview")
+
+    low = edit("power_w", 20, 1)
+    preview = "return window.ioplan.nv.volumes.length - 1"
+    low_px, change = _overlay_pixels(browser, browser.execute_script(preview))
+    assert change[1] < 0, change  # the edited zone (#ff00ff): less green
+    tip = browser.execute_script("return window.ioplan.state.applicators[0].tip_mm")
+    high = edit("power_w", 120, 2)
+    high_px, _ = _overlay_pixels(browser, browser.execute_script(preview))
+    assert low["results"][0]["settings"]["power_w"] == 20
+    assert high["zone_volume_ml"] > low["zone_volume_ml"]
+    assert high_px > low_px > 0
+    # dragging the tip: the zone is simulated at the new tip
+    moved = edit("tip0", tip[0] + 6.0, 3)
+    assert moved["results"][0]["settings"]["tips_mm"][0][0] == pytest.approx(tip[0] + 6.0, abs=1e-3)
