@@ -28,6 +28,8 @@ __all__ = ["CASE_VOLUMES", "PLAN_VOLUMES", "CaseNotFoundError", "CaseStore", "ca
 CASE_VOLUMES = ("image", "labels")
 #: Volumes of a case's plan (``CASE/plan/``, as ``ioplan demo`` and ``ioplan plan`` write them).
 PLAN_VOLUMES = ("zone", "margin_shell", "tmax", "tmin", "trajectories")
+#: The files whose changes make a loaded case stale.
+_CASE_FILES = ("case.toml", "image.nii.gz", "labels.nii.gz")
 #: Where a case's plan lives inside its folder.
 PLAN_FOLDER = "plan"
 
@@ -108,6 +110,8 @@ class CaseStore:
         self._loaded: OrderedDict[str, tuple[str, Any]] = OrderedDict()
         self._max_loaded = max_loaded
         self._lock = threading.RLock()
+        #: documents by (kind, name, modification key): read again only when a file changes
+        self._docs: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     # -- names and folders ---------------------------------------------------------------
     def names(self) -> list[str]:
@@ -164,7 +168,7 @@ class CaseStore:
         from ioplan.anatomy import load_case
 
         folder = self.folder(name)
-        key = _mtime_key(*(folder / f for f in ("case.toml", "image.nii.gz", "labels.nii.gz")))
+        key = _mtime_key(*(folder / f for f in _CASE_FILES))
         with self._lock:
             hit = self._loaded.get(name)
             if hit is not None and hit[0] == key:
@@ -177,8 +181,15 @@ class CaseStore:
             return case
 
     def info(self, name: str) -> dict[str, Any]:
-        """The ``ioplan info --json`` document of case ``name``."""
-        return case_info(self.load(name))
+        """The ``ioplan info --json`` document of case ``name`` (kept until its files change)."""
+        folder = self.folder(name)
+        key = ("info", name, _mtime_key(*(folder / f for f in _CASE_FILES)))
+        with self._lock:
+            doc = self._docs.get(key)
+        if doc is None:
+            doc = case_info(self.load(name))
+            self._keep(key, doc)
+        return doc
 
     def plan(self, name: str) -> dict[str, Any]:
         """The case's ``plan/plan.json`` document."""
@@ -189,10 +200,22 @@ class CaseStore:
         if not path.is_file():
             raise CaseNotFoundError(f"case {name} has no plan (make one with ioplan plan)")
         path = self._inside(folder, path)
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            raise CaseNotFoundError(f"case {name}: plan.json cannot be read") from None
+        key = ("plan", name, _mtime_key(path))
+        with self._lock:
+            doc = self._docs.get(key)
+        if doc is None:
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError):
+                raise CaseNotFoundError(f"case {name}: plan.json cannot be read") from None
+            self._keep(key, doc)
+        return doc
+
+    def _keep(self, key, doc) -> None:
+        with self._lock:
+            self._docs[key] = doc
+            while len(self._docs) > 64:  # documents of files that changed since
+                self._docs.pop(next(iter(self._docs)))
 
     # -- volumes ---------------------------------------------------------------------------
     def volume_path(self, name: str, kind: str) -> Path:
@@ -200,7 +223,7 @@ class CaseStore:
         if kind not in CASE_VOLUMES:
             raise CaseNotFoundError(f"no volume {_quoted(kind)} (one of {', '.join(CASE_VOLUMES)})")
         folder = self.folder(name)
-        key = _mtime_key(*(folder / f for f in ("case.toml", "image.nii.gz", "labels.nii.gz")))
+        key = _mtime_key(*(folder / f for f in _CASE_FILES))
 
         def make():
             case = self.load(name)
