@@ -97,7 +97,12 @@ def _controls(plan: bool) -> str:
         '<button data-layout="axial">axial</button><button data-layout="render">3D</button>'
         '<button id="reset">reset view</button></div>'
         "<p>Scroll: slices; right-drag: window/level; left-click: crosshair."
-        + (" Shift+click: move the selected tip there." if plan else "")
+        + (
+            " Needles: tick 'drag the selected tip', then click or drag in a slice; the tip "
+            "follows the crosshair and the zone is simulated again."
+            if plan
+            else ""
+        )
         + "</p>"
     )
 
