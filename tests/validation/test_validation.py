@@ -242,7 +242,7 @@ def test_validate_checks_smoke(capsys):
     assert code == 0, err
     doc = json.loads(out)
     names = [c["name"] for c in doc["checks"]]
-    assert len(names) == doc["total"] == 10
+    assert len(names) == doc["total"] == 17
     for c in doc["checks"]:
         assert np.isfinite(c["measured"]) and isinstance(c["met"], bool) and c["source"]
     cryo = [c["measured"] for c in doc["checks"] if "lethal (-30 degC) diameter" in c["name"]]

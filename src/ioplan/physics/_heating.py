@@ -26,6 +26,7 @@ from ioplan.physics._sources import (
     GeneratorState,
     Placement,
     RfGenerator,
+    cryo_power_limited_c,
     microwave_geometry,
     microwave_source,
     rf_conductivity_map,
@@ -249,20 +250,33 @@ def rf_pair(
 # -- cryo --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CryoState:
-    """Body temperature and that of the tissue around the cold segments (degC)."""
+    """Body temperature and that of the tissue around the cold segments (degC).
+
+    ``limit_c``: the coldest the probes can hold at their cooling power (-inf: no limit;
+    ``ioplan.physics._sources.cryo_power_limited_c``); ``surfaces``: what that limit
+    reads (material ids, material table, the cut faces, grid).
+    """
 
     body_c: float
     around_c: float
+    limit_c: float = float("-inf")
+    surfaces: Any = None
 
 
 def cryo_pair(
-    protocol: CryoProtocol, app: Applicator, cold: np.ndarray, tissue_mask: np.ndarray
+    protocol: CryoProtocol,
+    app: Applicator,
+    cold: np.ndarray,
+    tissue_mask: np.ndarray,
+    cooling_power_w: float | None = None,
 ) -> Source:
     """Cryoprobes following a freeze-thaw protocol, as a source pair.
 
     Cryoprobes deposit no power: they drive the temperature of the cold segments
     (fixed group 1). In a passive phase the probe follows the tissue touching its cold
-    segments, measured at each call.
+    segments, measured at each call. With ``cooling_power_w`` (all probes together) a
+    freezing probe takes at most that heat from the tissue through its cut faces: it is
+    no colder than ``ioplan.physics._sources.cryo_power_limited_c`` allows.
 
     Parameters
     ----------
@@ -278,15 +292,22 @@ def cryo_pair(
     ring = ndimage.binary_dilation(cold) & ~cold & tissue_mask
 
     def init(problem: ThermalProblem) -> CryoState:
-        return CryoState(problem.body_temperature_c, problem.body_temperature_c)
+        body = problem.body_temperature_c
+        return CryoState(body, body, surfaces=(problem.material, problem.materials,
+                                               problem.surfaces, problem.grid))  # fmt: skip
 
     def step(state: CryoState, temperature_c: np.ndarray, time_s: float):
         if ring.any():
             state = replace(state, around_c=float(np.mean(temperature_c[ring])))
+        if cooling_power_w is not None and state.surfaces is not None:
+            lim = cryo_power_limited_c(temperature_c, *state.surfaces, cooling_power_w)
+            state = replace(state, limit_c=lim)
         return None, state
 
     def fixed_temperatures(state: CryoState, time_s: float) -> list[float]:
         probe = protocol.probe_temperature(time_s, app, passive_c=state.around_c)
+        if protocol.phase_at(time_s) == "freeze":
+            probe = max(probe, state.limit_c)
         return [state.body_c, probe]
 
     return Source(init, step, fixed_temperatures)

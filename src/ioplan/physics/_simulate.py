@@ -27,6 +27,7 @@ from ioplan.physics._domain import (
     zone_past_scan,
 )
 from ioplan.physics._heating import RfState, cryo_pair, microwave_pair, rf_pair
+from ioplan.physics._materials import _COLUMNS as MATERIAL_COLUMNS
 from ioplan.physics._materials import (
     FIRST_EXTRA_ID,
     MaterialTable,
@@ -154,6 +155,12 @@ class SimulationConfig:
     initial_temperature_c: float | None = None
     #: applicators on independent paths (each its own tip and direction); empty: tip_mm/array
     placements: tuple[Placement, ...] = ()
+    #: phantom experiments: (column, value) pairs replacing the block tissue's row of the
+    #: material table (:class:`MaterialTable` column names, SI units), e.g. an agar gel
+    tissue_properties: tuple[tuple[str, float], ...] = ()
+    #: cryoprobes: each probe's cooling power (W, its gas's heat extraction); None: the
+    #: device's calibrated value (calibration.toml ``cooling_power_w``), inf: no limit
+    cryo_cooling_power_w: float | None = None
 
     def __post_init__(self) -> None:
         app = self.applicator
@@ -197,6 +204,10 @@ class SimulationConfig:
                 )
         if (self.case is None) == (self.tissue is None):
             raise InputError("give either a case or a tissue block")
+        self._check_tissue_properties()
+        q = self.cryo_cooling_power_w
+        if q is not None and not (isinstance(q, int | float) and q > 0 and not np.isnan(q)):
+            raise InputError(f"cryo_cooling_power_w must be > 0 W (inf: no limit), got {q!r}")
         if app is not None and app.electrodes > 1 and self.array != 1:
             raise InputError(f"{app.id} is a cluster; --array needs a single applicator")
         self._check_placements(external)
@@ -208,6 +219,26 @@ class SimulationConfig:
             if vol is not None:
                 # onto the axial grid the engine runs on (flips and permutations only)
                 object.__setattr__(self, name, axial_volume(vol, oblique="refuse"))
+
+    def _check_tissue_properties(self) -> None:
+        """Validate ``tissue_properties`` (a dict becomes a tuple of pairs)."""
+        props = self.tissue_properties
+        if isinstance(props, dict):
+            props = tuple(props.items())
+            object.__setattr__(self, "tissue_properties", props)
+        if not props:
+            return
+        if self.tissue is None:
+            raise InputError("tissue_properties are for a homogeneous block (--tissue)")
+        for item in props:
+            name, value = item if len(item) == 2 else (item, None)
+            if name not in MATERIAL_COLUMNS or name == "fixed_group":
+                raise InputError(
+                    f"tissue_properties: unknown material property {name!r}; known: "
+                    f"{', '.join(c for c in MATERIAL_COLUMNS if c != 'fixed_group')}"
+                )
+            if not isinstance(value, int | float) or not np.isfinite(value) or value < -273.15:
+                raise InputError(f"tissue_properties: {name} must be a number, got {value!r}")
 
     def _check_placements(self, external: bool) -> None:
         """Validate ``placements`` (a list becomes a tuple)."""
@@ -445,6 +476,9 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
 
         override = {name: cfg.perfusion_per_s for name in tissue_names() if name != "blood"}
     table = tissue_material_table(perfusion_override_1_per_s=override)
+    if cfg.tissue_properties:
+        lbl = int(tissue_label(cfg.tissue))
+        table = table.with_material(lbl, table.names[lbl], **dict(cfg.tissue_properties))
     if cfg.case is not None:
         table = vessel_materials(grid, material, table, active_extent_mm(app))
     shaft = np.zeros(grid.shape, bool)
@@ -592,7 +626,23 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
     assert cfg.protocol is not None
     settings["protocol"] = [list(p) for p in cfg.protocol.phases]
     # the cryoprobe drives the cold segments (fixed group 1) itself
-    return cryo_pair(cfg.protocol, app, model.cold, model.tissue_mask), None, settings
+    q = _cryo_cooling_power_w(cfg)
+    settings["cryo_cooling_power_w"] = q
+    return cryo_pair(cfg.protocol, app, model.cold, model.tissue_mask, q), None, settings
+
+
+def _cryo_cooling_power_w(cfg: SimulationConfig) -> float | None:
+    """All probes' cooling power (W): per probe times the number of probes; None: no limit."""
+    from ioplan.devices import calibration_record
+
+    app = cfg.applicator
+    q = cfg.cryo_cooling_power_w
+    if q is None:
+        q = (calibration_record(app.id) or {}).get("cooling_power_w")
+    if q is None or not np.isfinite(q):
+        return None
+    n = len(cfg.placements) if cfg.placements else cfg.array
+    return float(q) * n
 
 
 def _rf_ground(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any, str]:

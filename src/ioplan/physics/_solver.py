@@ -726,6 +726,11 @@ def integrate(
     else:
         lows = [float(np.min(_group_array(group_temperatures, problem.body_temperature_c)))]
     t_low = min([float(np.min(st.temperature_c)), *lows])
+    if driven:
+        # a source that drives its groups from the tissue's state (a cryoprobe at its
+        # cooling-power limit) can go colder than the samples above, taken at its
+        # initial state: assume it can freeze the tissue
+        t_low = min(t_low, float(np.min(problem.materials.solidus_c)) - 1.0)
     dt_max = stable_time_step(problem, min_temperature_c=t_low)
     dt = dt_max if dt_s is None else float(dt_s)
     if not np.isfinite(dt) or dt <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numba
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "array_placements",
     "attenuation_per_m",
     "axial_radial",
+    "cryo_power_limited_c",
     "microwave_geometry",
     "microwave_source",
     "nusselt_wall_h",
@@ -643,6 +645,15 @@ class CryoProtocol:
         """Total duration (s)."""
         return float(sum(d for _, d in self.phases))
 
+    def phase_at(self, t_s: float) -> str:
+        """The phase (``freeze``, ``thaw``, ``passive``) at time ``t_s``; the last after the end."""
+        start = 0.0
+        for kind, dur in self.phases:
+            if t_s < start + dur:
+                return kind
+            start += dur
+        return self.phases[-1][0]
+
     def probe_temperature(
         self, t_s: float, app: Applicator, body_c: float = 37.0, passive_c: float | None = None
     ) -> float:
@@ -671,6 +682,57 @@ class CryoProtocol:
                 return temp
             start += dur
         return temp
+
+
+def cryo_power_limited_c(
+    temperature_c: np.ndarray,
+    material: np.ndarray,
+    table: Any,
+    surfaces: Any,
+    grid: Grid,
+    cooling_power_w: float,
+) -> float:
+    """The coldest the probes can hold (degC) when their gas takes ``cooling_power_w``.
+
+    The probes take heat from the tissue only through their cut faces
+    (:class:`~ioplan.physics._subvoxel.Surfaces`, group 1): voxel ``n`` gives
+    ``G_n (T_n - T_p)`` watts with ``G_n = k(T_n) c_n V`` (its conductivity in its
+    phase, its cut-face coefficient, its volume), the flux the engine applies. A probe
+    whose gas extracts at most ``Q`` watts (a Joule-Thomson probe's cooling power) cannot
+    be colder than the ``T_p`` at which ``sum G_n (T_n - T_p) = Q``:
+    ``T_p = (sum G_n T_n - Q) / sum G_n``. -inf without cut faces.
+
+    Parameters
+    ----------
+    temperature_c, material : ndarray
+        Temperature (degC) and material ids on the grid.
+    table : MaterialTable
+        Conductivities (unfrozen, mushy, frozen) and the mushy-zone limits.
+    surfaces : Surfaces
+        The cut faces of the grid.
+    grid : Grid
+        The grid (voxel volume).
+    cooling_power_w : float
+        The probes' cooling power together (W).
+    """
+    if surfaces is None or surfaces.size == 0:
+        return float("-inf")
+    sel = surfaces.group == 1
+    idx = surfaces.index[sel]
+    if idx.size == 0:
+        return float("-inf")
+    t = np.asarray(temperature_c, float).reshape(-1)[idx]
+    m = np.asarray(material).reshape(-1)[idx]
+    k = np.where(
+        t >= table.liquidus_c[m],
+        table.k_w_m_k[m],
+        np.where(t <= table.solidus_c[m], table.k_frozen_w_m_k[m], table.k_mushy_w_m_k[m]),
+    )
+    g = k * surfaces.coefficient_m2[sel] * grid.voxel_volume_m3
+    g_sum = float(g.sum())
+    if g_sum <= 0:
+        return float("-inf")
+    return (float(np.sum(g * t)) - float(cooling_power_w)) / g_sum
 
 
 def nusselt_wall_h(diameter_mm: float, flow_ml_min: float, heated_length_mm: float = 30.0) -> float:
