@@ -2,6 +2,8 @@
 
 from ioplan.devices._catalogue import (
     CHART_FIELDS,
+    COAX_CABLES,
+    MW_MODELS,
     Applicator,
     applicator,
     calibration_record,
@@ -12,6 +14,8 @@ from ioplan.devices._catalogue import (
 
 __all__ = [
     "CHART_FIELDS",
+    "COAX_CABLES",
+    "MW_MODELS",
     "Applicator",
     "applicator",
     "calibration_record",

@@ -16,6 +16,8 @@ from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
 
 __all__ = [
     "CHART_FIELDS",
+    "COAX_CABLES",
+    "MW_MODELS",
     "Applicator",
     "applicator",
     "calibration_record",
@@ -28,6 +30,17 @@ __all__ = [
 CHART_FIELDS = ("power_w", "duration_s", "length_mm", "width_mm", "centre_offset_mm")
 
 _MODALITIES = ("mw", "rf", "cryo")
+#: Microwave source models: ``lumped`` (cylindrical-wave SAR with a fitted axial profile and
+#: detuning, ``ioplan.physics.microwave_source``) or ``field`` (the antenna's computed r-z
+#: field, ``ioplan.physics.microwave_field_pair``; issue 19).
+MW_MODELS = ("lumped", "field")
+#: Semi-rigid coaxial cables of microwave antennas: radii (mm) of the centre conductor, the
+#: PTFE dielectric and the outer conductor, and the dielectric's eps_r. Micro-Coax data
+#: sheets: UT-047 0.287 / 0.94 / 1.19 mm diameters; UT-034 0.203 / 0.66 / 0.864 mm; PTFE 2.03.
+COAX_CABLES: dict[str, tuple[float, float, float, float]] = {
+    "UT-047": (0.1435, 0.47, 0.595, 2.03),
+    "UT-034": (0.1015, 0.33, 0.432, 2.03),
+}
 # Physical ranges of the numeric fields (units in the names).
 _RANGES = {
     "diameter_mm": (0.2, 10.0),
@@ -45,6 +58,11 @@ _RANGES = {
     "cooldown_s": (1.0, 600.0),
     "thaw_temperature_c": (-20.0, 60.0),
     "electrode_spacing_mm": (1.0, 50.0),
+    "feed_efficiency": (0.05, 1.0),
+    "slot_to_short_mm": (0.5, 40.0),
+    "catheter_wall_mm": (0.05, 1.0),
+    "choke_length_mm": (0.0, 40.0),
+    "choke_offset_mm": (0.0, 40.0),
 }
 
 
@@ -82,6 +100,21 @@ class Applicator:
     calibration: str = ""
     #: RF: the generator's parameter set in ``rf_generators.toml`` (empty: none)
     generator: str = ""
+    #: MW: the source model (:data:`MW_MODELS`)
+    mw_model: str = "lumped"
+    #: MW field model: fraction of the generator's power that reaches the antenna's feed
+    #: (cable and connector loss); reflection and coolant loss come from the field solve
+    feed_efficiency: float = 1.0
+    #: MW field model: the antenna's coaxial cable (:data:`COAX_CABLES`)
+    cable: str = "UT-047"
+    #: MW field model: from the ring slot's distal edge to the cable's shorted end (mm)
+    slot_to_short_mm: float = 9.0
+    #: MW field model: catheter wall thickness (mm); water fills the catheter's bore
+    catheter_wall_mm: float = 0.2
+    #: MW field model: choke sleeve length (mm; 0: no choke) and its open end's distance
+    #: behind the slot (mm)
+    choke_length_mm: float = 0.0
+    choke_offset_mm: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("power_range_w", "duration_range_s"):
@@ -140,6 +173,24 @@ class Applicator:
         ):
             if getattr(self, name) <= 0:
                 raise InputError(f"applicator {self.id}: {name} must be > 0")
+        if self.mw_model not in MW_MODELS:
+            raise InputError(
+                f"applicator {self.id}: mw_model must be one of {', '.join(MW_MODELS)}, "
+                f"got {self.mw_model!r}"
+            )
+        if self.cable not in COAX_CABLES:
+            raise InputError(
+                f"applicator {self.id}: cable must be one of {', '.join(COAX_CABLES)}, "
+                f"got {self.cable!r}"
+            )
+        if self.modality == "mw" and self.mw_model == "field":
+            gap = self.coolant_thickness_mm
+            if gap < (0.1 if self.choke_length_mm > 0 else 0.0):
+                raise InputError(
+                    f"applicator {self.id}: diameter_mm {self.diameter_mm} leaves no room for "
+                    f"the {self.cable} cable, a {self.catheter_wall_mm} mm wall"
+                    + (" and a choke gap of 0.1 mm" if self.choke_length_mm > 0 else "")
+                )
         if self.generator and self.generator not in _rf_generators():
             raise InputError(
                 f"applicator {self.id}: unknown RF generator {self.generator!r} "
@@ -150,6 +201,11 @@ class Applicator:
                 f"applicator {self.id}: probe_temperature_c must be -196-0, "
                 f"got {self.probe_temperature_c}"
             )
+
+    @property
+    def coolant_thickness_mm(self) -> float:
+        """MW field model: the water layer between the cable and the catheter wall (mm)."""
+        return 0.5 * self.diameter_mm - COAX_CABLES[self.cable][2] - self.catheter_wall_mm
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly record."""
@@ -204,6 +260,8 @@ CALIBRATED_FIELDS = (
     "axial_sigma_backward_mm",
     "feed_offset_mm",
     "probe_temperature_c",
+    "feed_efficiency",
+    "slot_to_short_mm",
 )
 
 

@@ -69,7 +69,11 @@ class MicrowaveState:
 def microwave_pair(
     placements: list[Placement], app: Applicator, power_w: float, tissue_mask: np.ndarray
 ) -> Source:
-    """Microwave antennas (:func:`~ioplan.physics.microwave_source`) as a source pair.
+    """Microwave antennas as a source pair: the lumped pattern or the computed field.
+
+    ``app.mw_model == "field"``: the antennas' computed r-z field
+    (:func:`~ioplan.physics.microwave_field_pair`); ``"lumped"``: the cylindrical-wave
+    pattern with a fitted axial profile (:func:`~ioplan.physics.microwave_source`).
 
     Parameters
     ----------
@@ -82,6 +86,10 @@ def microwave_pair(
     tissue_mask : ndarray of bool
         Voxels that absorb; the problem's grid shape.
     """
+    if app.mw_model == "field":
+        from ioplan.physics._mw_field import microwave_field_pair
+
+        return microwave_field_pair(placements, app, power_w, tissue_mask)
 
     def init(problem: ThermalProblem) -> MicrowaveState:
         geo = microwave_geometry(problem.grid, placements, app, problem.material, tissue_mask)

@@ -7,6 +7,7 @@ from ioplan.tissue._properties import (
     cem43_parameters,
     constants,
     dielectric_ji_brace_2450,
+    dielectric_water_2450,
     label_property_map,
     phase_change,
     rf_conductivity,
@@ -16,6 +17,7 @@ from ioplan.tissue._properties import (
     tissue,
     tissue_names,
     vaporisation,
+    water_remaining,
 )
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "cem43_parameters",
     "constants",
     "dielectric_ji_brace_2450",
+    "dielectric_water_2450",
     "label_property_map",
     "phase_change",
     "rf_conductivity",
@@ -34,4 +37,5 @@ __all__ = [
     "tissue",
     "tissue_names",
     "vaporisation",
+    "water_remaining",
 ]

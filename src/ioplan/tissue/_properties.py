@@ -23,6 +23,7 @@ __all__ = [
     "cem43_parameters",
     "constants",
     "dielectric_ji_brace_2450",
+    "dielectric_water_2450",
     "label_property_map",
     "phase_change",
     "rf_conductivity",
@@ -31,6 +32,7 @@ __all__ = [
     "specific_heat_liver",
     "tissue",
     "tissue_names",
+    "water_remaining",
 ]
 
 
@@ -202,6 +204,69 @@ def dielectric_ji_brace_2450(temperature_c: Any) -> tuple[np.ndarray, np.ndarray
     eps = p["a_eps"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_eps"] - p["c_eps"] * t))) + 1.0
     sig = p["a_sig"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_sig"] - p["c_sig"] * t)))
     return eps, sig
+
+
+def water_remaining(max_temperature_c: Any) -> np.ndarray:
+    """Fraction of the tissue's water left (1 wet, 0 dry) from the highest temperature reached.
+
+    The enthalpy model boils the tissue's water off over the latent-heat window
+    ``[vaporisation] start_c..end_c`` (99-100 degC, Yang et al. 2007), its latent heat spread
+    evenly over it: a voxel that has reached ``T`` has lost ``(T - start) / (end - start)`` of
+    its water. Taken at the maximum temperature, the loss is irreversible (dried tissue stays
+    dry when it cools).
+
+    Examples
+    --------
+    >>> [float(w) for w in water_remaining([37.0, 99.5, 105.0])]
+    [1.0, 0.5, 0.0]
+    """
+    v = vaporisation()
+    t = np.asarray(max_temperature_c, dtype=float)
+    return 1.0 - np.clip((t - v["start_c"]) / (v["end_c"] - v["start_c"]), 0.0, 1.0)
+
+
+def dielectric_water_2450(temperature_c: Any, water: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Relative permittivity and conductivity (S/m) at 2450 MHz versus temperature and water.
+
+    ``eps(T, W) = W eps_JB(T) + (1 - W) min(eps_dry, eps_JB(T))`` and the same for sigma:
+    Ji & Brace's curve (:func:`dielectric_ji_brace_2450`) for tissue with its water
+    (``W = 1``), mixed linearly with dried tissue's values as the water boils off (Schepps &
+    Foster 1980: at microwave frequencies the properties follow the water content nearly
+    linearly). Monotone non-decreasing in ``W``. Constants and sources:
+    ``temperature_dependence.water_content_2450mhz`` in ``tissues.toml``.
+
+    Parameters
+    ----------
+    temperature_c : array_like
+        Temperature (degC).
+    water : array_like
+        Fraction of the water left, in [0, 1] (:func:`water_remaining`).
+
+    Returns
+    -------
+    eps_r, sigma_s_m : ndarray
+        Broadcast shape of the inputs.
+
+    References
+    ----------
+    Schepps JL, Foster KR. The UHF and microwave dielectric properties of normal and tumour
+    tissues: variation in dielectric properties with tissue water content. Phys Med Biol
+    1980;25:1149. DOI 10.1088/0031-9155/25/6/012
+
+    Examples
+    --------
+    >>> e, s = dielectric_water_2450(37.0, 1.0)
+    >>> bool(np.allclose((e, s), dielectric_ji_brace_2450(37.0)))
+    True
+    >>> [round(float(x), 3) for x in dielectric_water_2450(100.0, 0.0)]
+    [5.28, 0.105]
+    """
+    p = _table("temperature_dependence.water_content_2450mhz")
+    w = np.clip(np.asarray(water, dtype=float), 0.0, 1.0)
+    eps, sig = dielectric_ji_brace_2450(temperature_c)
+    eps_d = np.minimum(p["eps_dry"], eps)
+    sig_d = np.minimum(p["sigma_dry_s_m"], sig)
+    return w * eps + (1.0 - w) * eps_d, w * sig + (1.0 - w) * sig_d
 
 
 def rf_conductivity(sigma_ref_s_m: Any, temperature_c: Any) -> np.ndarray:

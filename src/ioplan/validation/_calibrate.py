@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,13 @@ from ioplan.errors import FileFormatError, InputError, OutputExistsError
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
 __all__ = [
+    "MW_FIELD_PARAMETERS",
     "MW_PARAMETERS",
     "CalibrationResult",
     "calibrate_microwave",
     "check_calibration_output",
     "default_calibration_path",
+    "fitted_parameters",
     "write_calibration",
 ]
 
@@ -38,6 +40,16 @@ MW_PARAMETERS: dict[str, tuple[float, float]] = {
     "axial_sigma_forward_mm": (1.0, 30.0),
     "axial_sigma_backward_mm": (1.0, 40.0),
     "feed_offset_mm": (2.0, 30.0),
+}
+#: Fitted parameters of the computed-field model (``mw_model = "field"``) and their bounds:
+#: the power that reaches the feed (cable and connector loss: 5-100 %) and the slot's
+#: distance from the cable's shorted end, which sets where along the antenna the field
+#: leaves it (2-20 mm: the zone centres of the charts lie 10-22 mm behind the tips). Nothing
+#: else is fitted: reflection and coolant loss come from the field solve, the temperature
+#: and water dependence from the tissue table.
+MW_FIELD_PARAMETERS: dict[str, tuple[float, float]] = {
+    "feed_efficiency": (0.05, 1.0),
+    "slot_to_short_mm": (2.0, 20.0),
 }
 #: Weight of the centre-offset residuals (the charts do not document the reference
 #: point the offset is measured from, so it counts half).
@@ -54,10 +66,14 @@ class CalibrationResult:
     evaluations: int
     spacing_mm: float
     rows: int
+    #: other calibrated values the record keeps (the lumped model's, when the field
+    #: model is fitted), so that either model stays usable
+    kept: dict[str, float] = field(default_factory=dict)
 
     def record(self, command: str) -> dict[str, Any]:
         """The calibration.toml entry."""
         return {
+            **{k: round(v, 4) for k, v in self.kept.items()},
             **{k: round(v, 4) for k, v in self.values.items()},
             "rows": self.rows,
             "spacing_mm": self.spacing_mm,
@@ -74,8 +90,14 @@ class _BudgetSpent(Exception):
     """Raised inside the optimiser when the evaluation budget is used up."""
 
 
+def fitted_parameters(app: Applicator) -> dict[str, tuple[float, float]]:
+    """The parameters a calibration of ``app`` fits, with bounds (by its ``mw_model``)."""
+    return MW_FIELD_PARAMETERS if app.mw_model == "field" else MW_PARAMETERS
+
+
 def _with(app: Applicator, x: np.ndarray) -> Applicator:
-    vals = {k: float(v) for k, v in zip(MW_PARAMETERS, x, strict=True)}
+    params = fitted_parameters(app)
+    vals = {k: float(v) for k, v in zip(params, x, strict=True)}
     return replace(app, **vals)
 
 
@@ -88,17 +110,22 @@ def calibrate_microwave(
     initial_temperature_c: float | None = None,
     log: Callable[[str], None] | None = None,
 ) -> CalibrationResult:
-    """Least-squares fit of :data:`MW_PARAMETERS` to ``rows`` (ex vivo block, no perfusion)."""
+    """Least-squares fit of the model's parameters to ``rows`` (ex vivo block, no perfusion).
+
+    :data:`MW_PARAMETERS` for the lumped model, :data:`MW_FIELD_PARAMETERS` for the
+    computed field (:func:`fitted_parameters`).
+    """
     from scipy.optimize import least_squares
 
     if app.modality != "mw":
         raise InputError(f"{app.id} is {app.modality}; only microwave antennas are fitted here")
     rows = [r for r in rows if r.device == app.id]
+    params = fitted_parameters(app)
     if len(rows) < 3:
-        raise InputError(f"{app.id}: need at least 3 published rows to fit 4 parameters")
-    lo = np.array([b[0] for b in MW_PARAMETERS.values()])
-    hi = np.array([b[1] for b in MW_PARAMETERS.values()])
-    x0 = np.clip(np.array([getattr(app, k) for k in MW_PARAMETERS]), lo, hi)
+        raise InputError(f"{app.id}: need at least 3 published rows to fit the model")
+    lo = np.array([b[0] for b in params.values()])
+    hi = np.array([b[1] for b in params.values()])
+    x0 = np.clip(np.array([getattr(app, k) for k in params]), lo, hi)
     count = {"n": 0}
     cache: dict[tuple, np.ndarray] = {}
     best: dict[str, Any] = {"cost": math.inf, "u": None}
@@ -127,7 +154,7 @@ def calibrate_microwave(
         if cost < best["cost"]:
             best.update(cost=cost, u=np.array(u, float))
         if log is not None:
-            vals = ", ".join(f"{k} {v:.4g}" for k, v in zip(MW_PARAMETERS, x, strict=True))
+            vals = ", ".join(f"{k} {v:.4g}" for k, v in zip(params, x, strict=True))
             log(f"[{count['n']}] {vals}: rms {math.sqrt(float(np.mean(r * r))):.2f} mm")
         cache[key] = r
         return r
@@ -145,13 +172,15 @@ def calibrate_microwave(
         applicators={app.id: best},
         initial_temperature_c=initial_temperature_c,
     )
+    kept = {} if params is MW_PARAMETERS else {k: float(getattr(app, k)) for k in MW_PARAMETERS}
     return CalibrationResult(
         device=app.id,
-        values={k: float(v) for k, v in zip(MW_PARAMETERS, x, strict=True)},
+        values={k: float(v) for k, v in zip(params, x, strict=True)},
         summary=summarise(preds),
         evaluations=count["n"],
         spacing_mm=spacing_mm,
         rows=len(rows),
+        kept=kept,
     )
 
 

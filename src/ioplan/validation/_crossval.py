@@ -16,7 +16,7 @@ from typing import Any
 
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
-from ioplan.validation._calibrate import MW_PARAMETERS, calibrate_microwave
+from ioplan.validation._calibrate import calibrate_microwave
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
 __all__ = ["cross_validate", "settings_folds"]
@@ -114,7 +114,7 @@ def cross_validate(
             max_evaluations=max_evaluations,
             initial_temperature_c=initial_temperature_c,
         )
-        fitted = replace(app, **{k: result.values[k] for k in MW_PARAMETERS})
+        fitted = replace(app, **dict(result.values))
         preds = predict(
             held,
             spacing_mm=spacing_mm,
