@@ -97,9 +97,7 @@ class Services:
 
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every job's document without the result, newest first."""
-        with self.jobs._cond:
-            jobs = sorted(self.jobs._jobs.values(), key=lambda j: -j.created_s)
-            return [{k: v for k, v in j.to_dict().items() if k != "result"} for j in jobs]
+        return [{k: v for k, v in d.items() if k != "result"} for d in self.jobs.documents()]
 
     # -- import ----------------------------------------------------------------------------
     def import_case(self, name, image, labels, label_map: str, modality: str) -> dict[str, Any]:

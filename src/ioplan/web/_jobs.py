@@ -112,6 +112,11 @@ class JobManager:
         with self._cond:
             return job.to_dict()
 
+    def documents(self) -> list[dict[str, Any]]:
+        """Every job's document, newest first."""
+        with self._cond:
+            return [j.to_dict() for j in sorted(self._jobs.values(), key=lambda j: -j.created_s)]
+
     def shutdown(self) -> None:
         """Cancel what runs, drop what waits, and stop the worker."""
         with self._cond:
