@@ -147,3 +147,53 @@ def test_a_running_job_can_be_cancelled(client, needle):
     assert_error(client.get(f"/api/jobs/{job['id']}/zone.nii.gz"), 404, "no zone")
     # cancelling a finished job changes nothing
     assert client.delete(f"/api/jobs/{job['id']}").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def unplanned(cases_dir, tmp_path_factory):
+    """A client over a copy of the demo case without its plan."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from ioplan.web import create_app
+
+    root = tmp_path_factory.mktemp("unplanned")
+    shutil.copytree(cases_dir / "demo", root / "demo", ignore=shutil.ignore_patterns("plan"))
+    app = create_app(root, cache_dir=tmp_path_factory.mktemp("c"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_plan_job_writes_the_plan_the_pages_show(unplanned, cases_dir):
+    assert unplanned.get("/api/cases").json()[0]["has_plan"] is False
+    assert_error(unplanned.get("/api/cases/demo/plan"), 404, "no plan")
+    req = {"spacing_mm": 4.0, "robust_samples": 10, "time_budget_s": 0.0}
+    assert_error(unplanned.post("/api/cases/demo/plan", json=req | {"tumor": 3}), 400, "tumor")
+    r = unplanned.post("/api/cases/demo/plan", json=req)
+    assert r.status_code == 202, r.text
+    doc = _wait(unplanned, r.json()["id"], timeout_s=300)
+    assert doc["state"] == "done", doc
+    # the job's result is the plan.json the page and the API now serve, with the keys of
+    # `ioplan demo`'s plan.json (the fixture's, written by the CLI's library calls)
+    served = unplanned.get("/api/cases/demo/plan").json()
+    assert served == doc["result"]
+    reference = json.loads((cases_dir / "demo" / "plan" / "plan.json").read_text())
+    assert set(served) == set(reference) - {"demo"}
+    assert unplanned.get("/api/cases").json()[0]["has_plan"] is True
+    assert unplanned.get("/cases/demo/plan").status_code == 200
+    # a second plan needs overwrite
+    assert_error(unplanned.post("/api/cases/demo/plan", json=req), 400, "overwrite")
+
+
+def test_a_plan_job_can_be_cancelled(unplanned):
+    req = {"spacing_mm": 4.0, "robust_samples": 10, "overwrite": True}
+    job = unplanned.post("/api/cases/demo/plan", json=req).json()
+    t0 = time.time()
+    while unplanned.get(f"/api/jobs/{job['id']}").json()["state"] == "queued":
+        assert time.time() - t0 < 60
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert unplanned.delete(f"/api/jobs/{job['id']}").status_code in (200, 202)
+    doc = _wait(unplanned, job["id"], timeout_s=120)
+    assert doc["state"] == "cancelled", doc

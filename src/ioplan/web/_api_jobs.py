@@ -17,7 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from ioplan.web._api_cases import Services, nifti_response
 from ioplan.web._cases import CaseNotFoundError
-from ioplan.web._simulation import PreviewRequest, SimulateRequest
+from ioplan.web._simulation import PlanRequest, PreviewRequest, SimulateRequest
 
 __all__ = ["router"]
 
@@ -48,6 +48,17 @@ def preview_volume(preview_id: str, svc: Services) -> FileResponse:
 def simulate(name: str, req: SimulateRequest, svc: Services) -> dict[str, Any]:
     """Queue a full simulation of the setting on the case; returns the job's document."""
     job = svc.submit_simulation(name, req)
+    return svc.jobs.snapshot(job) | {"url": f"/api/jobs/{job.id}"}
+
+
+@router.post("/cases/{name}/plan", status_code=202, summary="Start an inverse plan")
+def plan(name: str, req: PlanRequest, svc: Services) -> dict[str, Any]:
+    """Queue ``ioplan plan CASE --out CASE/plan``; the job's result is the plan.json document.
+
+    Refused at once (400) when the case already has a plan and ``overwrite`` is false, or
+    when the request cannot be planned (no such tumour, applicator, spacing, ...).
+    """
+    job = svc.submit_plan(name, req)
     return svc.jobs.snapshot(job) | {"url": f"/api/jobs/{job.id}"}
 
 

@@ -95,6 +95,36 @@ class Services:
 
         return self.jobs.submit("simulate", name, work)
 
+    def submit_plan(self, name: str, req):
+        """Queue an inverse plan of case ``name`` written into ``CASE/plan`` (checked now)."""
+        from ioplan.planning import (
+            PLAN_FOLDER_ENTRIES,
+            check_plan_request,
+            check_replaceable,
+            plan_ablation,
+            write_plan,
+        )
+
+        case = self.store.load(name)
+        cfg = req.config()
+        out = self.store.folder(name) / "plan"
+        check_replaceable(out, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=req.overwrite)
+        check_plan_request(case, cfg, tumour_name="tumor", spacing_name="spacing_mm")
+
+        def work(job, progress):
+            def log(message: str) -> None:
+                progress(job.progress, " ".join(str(message).split())[:200])
+
+            def sim_time(t_s: float) -> None:
+                progress(job.progress, job.message)  # where a cancelled job stops
+
+            plan = plan_ablation(case, cfg, log=log, progress=sim_time)
+            progress(0.95, "writing the plan")
+            write_plan(plan, case, out, overwrite=True)
+            return plan.to_dict()
+
+        return self.jobs.submit("plan", name, work)
+
     def list_jobs(self) -> list[dict[str, Any]]:
         """Every job's document without the result, newest first."""
         return [{k: v for k, v in d.items() if k != "result"} for d in self.jobs.documents()]

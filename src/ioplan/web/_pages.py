@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from ioplan.web._api_cases import Services
 
@@ -62,6 +62,12 @@ def _page(title: str, body: str, config: dict[str, Any], viewer_built: bool) -> 
 <footer style="padding:8px 16px;color:#888">Not for clinical use. Synthetic data or
 de-identified images only.</footer></body></html>"""
     return HTMLResponse(html)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """No icon (an empty answer instead of a 404 in every browser's console)."""
+    return Response(status_code=204)
 
 
 @router.get("/", response_class=HTMLResponse)

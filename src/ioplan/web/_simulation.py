@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ioplan.errors import InputError
 
 __all__ = [
+    "PlanRequest",
     "PreviewRequest",
     "Setting",
     "SimulateRequest",
@@ -74,6 +75,39 @@ class SimulateRequest(Setting):
     """A verified simulation (a job): the setting on the case at ``spacing_mm``."""
 
     spacing_mm: float = Field(default=2.0, description="Voxel size, 1-5 mm.")
+
+
+class PlanRequest(BaseModel):
+    """An inverse plan (a job), as ``ioplan plan CASE --out CASE/plan``."""
+
+    model_config = ConfigDict(extra="forbid")
+    modality: str = Field(default="mwa", description="mwa, rfa or cryo.")
+    applicator: str | None = Field(default=None, description="Default: one per modality.")
+    margin_mm: float | None = Field(default=None, description="Ablative margin (mm).")
+    tumor: int = Field(default=0, ge=0, description="Which tumour of the case (0: the first).")
+    spacing_mm: float = Field(default=2.0, description="Simulation voxel size, 1-4 mm.")
+    max_applicators: int | None = Field(default=None, ge=1, le=8)
+    robust_samples: int = Field(default=200, ge=10, le=100000)
+    time_budget_s: float | None = Field(default=None, ge=0, le=3600)
+    overwrite: bool = Field(default=False, description="Replace the case's earlier plan.")
+
+    def config(self):
+        """The planner's :class:`ioplan.planning.PlanConfig` (checked)."""
+        from ioplan.planning import SPACING_RANGE_MM, PlanConfig, check_in_range
+
+        check_in_range(self.spacing_mm, *SPACING_RANGE_MM, "spacing_mm")
+        cfg = PlanConfig(
+            modality=self.modality,
+            applicator_id=self.applicator,
+            margin_mm=self.margin_mm,
+            tumour_index=self.tumor,
+            spacing_mm=self.spacing_mm,
+            max_applicators=self.max_applicators,
+            robust_samples=self.robust_samples,
+            time_budget_s=self.time_budget_s,
+        )
+        cfg.applicator()
+        return cfg
 
 
 class PreviewRequest(BaseModel):
