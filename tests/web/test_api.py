@@ -195,3 +195,17 @@ def test_no_cors_headers(client):
 def test_the_case_is_read_once(app):
     store = app.state.ioplan.store
     assert store.load("demo") is store.load("demo")
+
+
+def test_without_the_viewer_the_pages_say_so(cases_dir, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from ioplan.web import _app, create_app
+
+    monkeypatch.setattr(_app, "STATIC_DIR", tmp_path / "not-built")
+    with TestClient(create_app(cases_dir, cache_dir=tmp_path / "c")) as c:
+        assert c.get("/api/health").json()["viewer_built"] is False
+        page = c.get("/cases/demo/plan")
+        assert page.status_code == 200 and 'id="viewer-missing"' in page.text
+        assert "viewer.js" not in page.text and 'id="at-risk"' in page.text
+        assert c.get("/static/viewer.js").status_code == 404
