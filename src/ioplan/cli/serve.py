@@ -45,5 +45,7 @@ def serve(
     if not cases.is_dir():
         raise InputError(f"--cases {cases}: no such folder")
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+    if token:
+        where += "?token=TOKEN"
     console.print(f"serving {cases} at {where} (Ctrl-C stops)", markup=False, highlight=False)
     run(cases, host=host, port=port, token=token, max_upload_mb=max_upload_mb)
