@@ -183,3 +183,30 @@ def test_import_a_case_by_upload(tmp_path, tmp_path_factory):
         bad = form | {"name": "John_Smith"}
         assert_error(c.post("/api/cases", data=bad, files=files), 400, "pseudonymous")
         assert not (root / "John_Smith").exists()
+
+
+def test_cross_site_writes_are_refused(client, needle_request):
+    evil = {"Origin": "http://evil.example"}
+    r = client.post("/api/cases/demo/preview", json=needle_request, headers=evil)
+    assert_error(r, 403, "cross-site")
+    r = client.delete("/api/jobs/x", headers={"Sec-Fetch-Site": "cross-site"})
+    assert_error(r, 403, "cross-site")
+    # the same origin (the page's own requests) passes the guard
+    same = {"Origin": "http://testserver"}
+    assert client.delete("/api/jobs/x", headers=same).status_code == 404
+
+
+def test_only_the_allowed_host_names(cases_dir, tmp_path):
+    app = create_app(cases_dir, cache_dir=tmp_path, allowed_hosts=["127.0.0.1", "localhost"])
+    with TestClient(app, base_url="http://127.0.0.1:8000") as c:
+        assert c.get("/api/cases").status_code == 200
+        assert c.get("/api/cases", headers={"Host": "localhost:8000"}).status_code == 200
+        assert_error(c.get("/api/cases", headers={"Host": "rebound.example:8000"}), 400, "Host")
+
+
+@pytest.fixture
+def needle_request(client):
+    a = client.get("/api/cases/demo/plan").json()["applicators"][0]
+    setting = {"applicator": a["id"], "power_w": 1000.0, "duration_s": 60.0,
+               "needles": [{"tip_mm": a["tip_mm"]}]}  # fmt: skip
+    return {"settings": [setting], "spacing_mm": 4.0}

@@ -176,6 +176,7 @@ def create_app(
     *,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     cache_dir: str | Path | None = None,
+    allowed_hosts: list[str] | None = None,
 ) -> FastAPI:
     """The ioplan web application over the case folders in ``cases_dir``.
 
@@ -191,6 +192,9 @@ def create_app(
     cache_dir : path, optional
         Where the served NIfTI files are written (default: a temporary folder removed
         when the app shuts down).
+    allowed_hosts : list of str, optional
+        Host names the requests may name (their ``Host`` header); others get 400.
+        Default: any.
 
     Returns
     -------
@@ -268,6 +272,7 @@ def create_app(
     app.include_router(_pages.router)
     if viewer_built:
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    hosts = frozenset(allowed_hosts) if allowed_hosts is not None else None
     app.add_middleware(GuardMiddleware, token=svc.token,
-                       max_body_bytes=int(max_upload_mb * 1e6))  # fmt: skip
+                       max_body_bytes=int(max_upload_mb * 1e6), allowed_hosts=hosts)  # fmt: skip
     return app

@@ -7,6 +7,12 @@
   ``Content-Length`` before it is read, or while it streams.
 - **Headers**: no CORS headers are ever added (the browser's same-origin rule stands),
   ``nosniff``, no referrer, no framing, and a content security policy of this origin.
+- **Cross-site writes**: a POST, PUT, PATCH or DELETE whose ``Origin`` is not this server,
+  or that the browser marks ``Sec-Fetch-Site: cross-site``, is refused (403): another
+  site's page cannot import a case or start a job on a server on this machine.
+- **Host names**: with ``allowed_hosts`` (``ioplan serve`` without a token sets the
+  loopback names), a request for any other ``Host`` is refused (400), against DNS
+  rebinding of a loopback server.
 - **Log**: one line per request, ``METHOD /path status ms``: the path only, never the
   query string (it may hold the token) nor anything from the body.
 """
@@ -46,13 +52,36 @@ async def _json_error(send, status: int, message: str, extra=()) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _hostname(host: str) -> str:
+    """``127.0.0.1:8000`` -> ``127.0.0.1``; ``[::1]:8000`` -> ``::1``."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 class GuardMiddleware:
     """Token check, body limit, security headers and the access log (see the module)."""
 
-    def __init__(self, app, *, token: str | None, max_body_bytes: int) -> None:
+    def __init__(self, app, *, token: str | None, max_body_bytes: int,
+                 allowed_hosts: frozenset[str] | None = None) -> None:  # fmt: skip
         self.app = app
         self.token = token
         self.max_body_bytes = int(max_body_bytes)
+        self.allowed_hosts = allowed_hosts
+
+    def _refusal(self, scope) -> tuple[int, str] | None:
+        """``(status, message)`` for a request from the wrong host or another site."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        host = headers.get("host", "")
+        if self.allowed_hosts is not None and _hostname(host) not in self.allowed_hosts:
+            return 400, "unknown Host header (open the address ioplan serve printed)"
+        if scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+            origin = headers.get("origin")
+            if origin is not None and origin.split("://", 1)[-1] != host:
+                return 403, "cross-site request refused"
+            if headers.get("sec-fetch-site") == "cross-site":
+                return 403, "cross-site request refused"
+        return None
 
     def _authorised(self, scope) -> bool:
         if not self.token:
@@ -90,6 +119,11 @@ class GuardMiddleware:
             await send(message)
 
         try:
+            refusal = self._refusal(scope)
+            if refusal is not None:
+                status["code"] = refusal[0]
+                await _json_error(send, *refusal)
+                return
             if not self._authorised(scope):
                 status["code"] = 401
                 message = "a token is required: Authorization: Bearer TOKEN or ?token=TOKEN"

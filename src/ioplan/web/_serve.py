@@ -51,7 +51,10 @@ def serve(cases_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     from ioplan.web._app import DEFAULT_MAX_UPLOAD_MB, create_app
 
     check_bind(host, port, token)
-    app = create_app(cases_dir, token, max_upload_mb=max_upload_mb or DEFAULT_MAX_UPLOAD_MB)
+    # without a token, only loopback names (a page elsewhere cannot rebind a name to us)
+    hosts = None if token else ["127.0.0.1", "localhost", "::1", host]
+    app = create_app(cases_dir, token, max_upload_mb=max_upload_mb or DEFAULT_MAX_UPLOAD_MB,
+                     allowed_hosts=hosts)  # fmt: skip
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("ioplan.web")
