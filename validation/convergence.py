@@ -3,12 +3,15 @@
 Runs one 2.4 mm cryoprobe (15 min freeze, no perfusion) and one cooled microwave antenna
 (Covidien Emprint, 60 W, 10 min, default perfusion) in a block of liver at several voxel
 sizes, prints a markdown table of the isotherm widths and the zone's length, width and
-volume, and writes it to ``validation/convergence.md``.
+volume, and writes it to ``validation/convergence.md``. ``--runs`` adds the catalogue
+cryoprobe limited by its cooling power (``cryo-limited``) and a cooled RF electrode
+(``rf``: Cool-tip 200 W, 12 min, Huang 2012's lowest flow).
 
 Usage::
 
     python validation/convergence.py                      # 2, 1.5, 1 and 0.5 mm
     python validation/convergence.py --spacings 3 2 1.5   # a quicker subset
+    python validation/convergence.py --runs rf cryo-limited --spacings 2 1.5 1
 """
 
 from __future__ import annotations
@@ -53,7 +56,27 @@ def _cryo(h: float):
     app = replace(applicator("cryo-2.4mm"), probe_temperature_c=CRYO_PROBE_C)
     return simulate(SimulationConfig(
         app, protocol=CryoProtocol.parse("freeze:900"),
+        perfusion_per_s=0.0, spacing_mm=h, margin_mm=20.0, cryo_cooling_power_w=float("inf"),
+    ))  # fmt: skip
+
+
+def _cryo_limited(h: float):
+    """The catalogue probe: limited by its cooling power (calibration.toml, issue 19)."""
+    return simulate(SimulationConfig(
+        applicator("cryo-2.4mm"), protocol=CryoProtocol.parse("freeze:900"),
         perfusion_per_s=0.0, spacing_mm=h, margin_mm=20.0,
+    ))  # fmt: skip
+
+
+#: Huang et al. 2012's lowest flow, 10 mL/min/100 g, as a Pennes perfusion (1/s)
+RF_PERFUSION_PER_S = 10.0 / 100.0 * 1.079 / 60.0
+
+
+def _rf(h: float):
+    """Cooled 3 cm RF electrode, Cool-tip generator 200 W, 12 min, 10 mL/min/100 g."""
+    return simulate(SimulationConfig(
+        applicator("cooled-rf-3cm"), power_w=200.0, duration_s=720.0, tissue="liver",
+        perfusion_per_s=RF_PERFUSION_PER_S, spacing_mm=h,
     ))  # fmt: skip
 
 
@@ -83,6 +106,9 @@ def main(argv=None) -> None:
     ap.add_argument("--spacings", type=float, nargs="+", default=[2.0, 1.5, 1.0, 0.5])
     ap.add_argument("--mw-spacings", type=float, nargs="+", default=None)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument(
+        "--runs", nargs="+", default=["cryo", "mw"], choices=["cryo", "cryo-limited", "mw", "rf"]
+    )
     args = ap.parse_args(argv)
     mw_sp = args.mw_spacings or args.spacings
     lines = [
@@ -94,7 +120,9 @@ def main(argv=None) -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
-    lines += _rows("cryo", args.spacings, _cryo, ("0", "-30", "-40"))
+    for run, fn in (("cryo", _cryo), ("cryo-limited", _cryo_limited)):
+        if run in args.runs:
+            lines += _rows(run, args.spacings, fn, ("0", "-30", "-40"))
     mw_head = [
         "",
         "MW: covidien-emprint, 60 W, 600 s, default perfusion; isotherm widths (mm) at 50 "
@@ -104,8 +132,20 @@ def main(argv=None) -> None:
         "| wall (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    print("\n".join(mw_head), flush=True)
-    lines += mw_head + _rows("mw", mw_sp, _mw, ("50", "60"))
+    if "mw" in args.runs:
+        print("\n".join(mw_head), flush=True)
+        lines += mw_head + _rows("mw", mw_sp, _mw, ("50", "60"))
+    if "rf" in args.runs:
+        rf_head = [
+            "",
+            "RF: cooled-rf-3cm, Cool-tip generator 200 W, 720 s, 10 mL/min/100 g; isotherm "
+            "widths (mm) at 50 and 60 degC; zone = Arrhenius Omega >= 1.",
+            "",
+            mw_head[3],
+            mw_head[4],
+        ]
+        print("\n".join(rf_head), flush=True)
+        lines += rf_head + _rows("rf", args.spacings, _rf, ("50", "60"))
     cmd = "python validation/convergence.py " + " ".join(sys.argv[1:] if argv is None else argv)
     lines += ["", f"Command: `{cmd.strip()}`", BEFORE]
     args.out.write_text("\n".join(lines) + "\n")
