@@ -103,3 +103,30 @@ def test_array_probes_share_no_gas_but_each_has_its_power():
     assert four.settings["cryo_cooling_power_w"] == pytest.approx(80.0)
     unlimited = simulate(SimulationConfig(CRYO, **{**base, "cryo_cooling_power_w": np.inf}))
     assert unlimited.settings["cryo_cooling_power_w"] is None
+
+
+def test_phase_at_follows_the_protocol():
+    proto = CryoProtocol.parse("freeze:600,thaw:300,freeze:600")
+    assert [proto.phase_at(t) for t in (0.0, 599.9, 600.0, 899.0, 900.0, 2000.0)] == [
+        "freeze", "freeze", "thaw", "thaw", "freeze", "freeze",
+    ]  # fmt: skip
+
+
+def test_tissue_properties_replace_the_block_row_and_are_validated():
+    """A phantom's properties (Littrup's water-agar gel) replace the block tissue's row."""
+    from ioplan.errors import InputError
+    from ioplan.validation._checks import AGAR_GEL_PROPERTIES
+
+    cfg = SimulationConfig(
+        CRYO, protocol=CryoProtocol.parse("freeze:5"), spacing_mm=4.0, margin_mm=15.0,
+        tissue_properties=dict(AGAR_GEL_PROPERTIES),
+    )  # fmt: skip
+    model = _materials(cfg, make_domain(cfg))
+    row = model.problem.materials.row(int(Label.LIVER))
+    for name, value in AGAR_GEL_PROPERTIES.items():
+        assert row[name] == pytest.approx(value)
+    with pytest.raises(InputError, match="unknown material property 'bogus'"):
+        SimulationConfig(CRYO, protocol=CryoProtocol.parse("freeze:5"),
+                         tissue_properties={"bogus": 1.0})  # fmt: skip
+    with pytest.raises(InputError, match="cryo_cooling_power_w"):
+        SimulationConfig(CRYO, protocol=CryoProtocol.parse("freeze:5"), cryo_cooling_power_w=-1.0)
