@@ -159,6 +159,7 @@ def test_pages(client):
         ("/api/previews/abc.nii.gz", 404, "no such preview"),
         ("/cases/nope/plan", 404, "no case"),
         ("/nothing/here", 404, "no such page or route"),
+        ("/docs", 404, "no such page"),  # Swagger UI would fetch scripts from a CDN
     ],
 )
 def test_errors_are_one_line_json(client, url, status, fragment):

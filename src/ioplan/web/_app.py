@@ -228,6 +228,9 @@ def create_app(
         description="Interventional oncology planning: cases, plans, simulations. "
         "Not for clinical use.",
         lifespan=lifespan,
+        # Swagger and ReDoc pages load their scripts from a CDN: no network at run time
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ioplan = svc
 
