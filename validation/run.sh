@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the validation reports kept in this folder (run by hand; ~30-40 min on 2 cores).
-#   validation/mwa/      predicted vs published microwave zones (every catalogue chart row, 1 mm)
+#   validation/mwa/      predicted vs published microwave zones (every catalogue chart row, 1 mm;
+#                        Emprint, Amica and Acculis on the computed field, validation/maxwell.md)
 #   validation/checks/   cryo (Littrup 2009), RF vs perfusion (Huang 2012), vessel heat sink
 # The zone table defaults to the catalogue's charts, which are the rows of
 # shared/validation/mwa_zones.csv; pass another table as the first argument.
@@ -12,3 +13,7 @@ ioplan validate "${table_args[@]}" --spacing-mm 1 --report validation/mwa --over
 mkdir -p validation/checks
 ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwrite --quiet \
   | tee validation/checks/summary.txt
+# Leave-one-setting-out cross-validation of the microwave calibrations (not run by default: with
+# the computed field it takes about an hour per device on 2 shared cores at 4 evaluations per
+# fold; the figures in validation/maxwell.md are from per-device tables at 2 mm):
+#   ioplan validate --cross-validate --spacing-mm 2 --max-evaluations 4 --json
