@@ -233,6 +233,8 @@ class CaseStore:
                 arr = np.clip(np.rint(arr), -1024, 3071).astype(np.int16)  # HU, half the bytes
             elif kind == "labels":
                 arr = arr.astype(np.uint8 if arr.max(initial=0) < 256 else np.uint16)
+            else:
+                arr = arr.astype(np.float32)  # MR: float32 is what the viewer draws
             return _volume(arr, vol.grid)
 
         return self._cached(name, f"{kind}-{key}", make)
