@@ -64,12 +64,12 @@ def test_power_limited_temperature_recounted_by_hand():
 def test_power_limited_probe_takes_its_cooling_power_from_the_tissue():
     """Energy balance: while the limit binds, the tissue loses the probe's cooling power.
 
-    A 2.4 mm probe at 20 W, floor -185.8 degC (it never reaches it: measured about -70
-    degC), liver block without perfusion, 2 mm voxels, 20 mm margin. Between 60 s and
-    120 s the far faces (20 mm away; the cold reaches about 4 mm in 2 min) add no heat,
-    so the free voxels' enthalpy falls by 20 W x 60 s = 1200 J. The probe's temperature
-    is set once a second from the state at that moment, so the power lags a little as
-    the ice grows: 5 %.
+    A 2.4 mm probe at 20 W, floor -185.8 degC (not reached: the coldest tissue is -42
+    degC at 120 s), liver block without perfusion, 2 mm voxels, 20 mm margin. Between 60
+    s and 120 s the far faces (20 mm away; the cold reaches about 4 mm in 2 min) add no
+    heat, so the free voxels' enthalpy falls by 20 W x 60 s = 1200 J. The probe's
+    temperature is set once a second from the state at that moment, so the power may lag
+    as the ice grows; measured 1194.9 J (0.4 %). Bound 5 %.
     """
     q = 20.0
 
