@@ -37,7 +37,8 @@ LITTRUP_SPACING_MM = 20.0
 #: 1.7 mm probes: lethal diameters 84 % of the 2.4 mm probes' (same paper).
 LITTRUP_SMALL_PROBE_RATIO = 0.84
 #: Littrup 2009 (abstract): lethal ice made 13, 46, 51 and 56 % of the ice ball's surface
-#: area (the CT cross-section across the probes) for 1-4 probes, 39 degC phantom, 15 min.
+#: area for 1-4 probes, 39 degC phantom, 15 min; read here as areas on the CT section
+#: across the probes (the abstract does not say which surface).
 LITTRUP_LETHAL_AREA_FRACTION = {1: 0.13, 2: 0.46, 3: 0.51, 4: 0.56}
 #: The phantom: water-agar gel, which freezes as water does (agar 1-2 % by mass), not as
 #: liver (whose -8 to -1 degC mushy zone and 250 kJ/kg latent heat the engine's tissue
@@ -69,6 +70,14 @@ AGAR_GEL_PROPERTIES = {
 #: PMC4850244: the -40 degC isotherm lies about 1 cm inside the 0 degC ice edge.
 ISO40_INSIDE_EDGE_MM = 10.0
 #: Huang et al., Acad Radiol 2012;19(8): SAD (cm) = -0.044 x + 3.925, x in mL/min/100 g.
+#: Why the model's slope is shallower (issue 19, measured at 2 mm unless said, 200 W, 12
+#: min, 10 and 50 mL/min/100 g): Cool-tip pulsing -0.228 (1 mm: -0.213); target-temperature
+#: control at 95 degC -0.224; no 100 V limit -0.232; no perfusion stop in coagulated tissue
+#: -0.274 (a kernel edit, not kept); the 50 and 60 degC isotherms -0.181 and -0.097. The
+#: generator, the grid and the zone criterion do not explain it; Pennes perfusion at
+#: Huang's flows (0.0018-0.009 1/s) cools too little. The zone (Omega >= 1) is wider than
+#: the 50 degC isotherm (43.2 vs 36.8 mm at 10 mL/min/100 g): the liver Arrhenius set
+#: reaches Omega = 1 near 46 degC within a few minutes.
 HUANG_SLOPE_MM_PER_UNIT = -0.44
 HUANG_FLOWS = (10.0, 30.0, 50.0)
 LIVER_DENSITY_G_ML = 1.079  # IT'IS (shared/validation/README.md section 5)
