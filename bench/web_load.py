@@ -53,13 +53,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(cases: Path, port: int) -> subprocess.Popen:
+def start_server(cases: Path, port: int, timeout_s: float = 180.0) -> subprocess.Popen:
+    """`ioplan serve` in its own process, once it answers (its start imports the engine)."""
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ioplan", "serve", "--cases", str(cases), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=log,
     )  # fmt: skip
     t0 = time.time()
-    while time.time() - t0 < 60:
+    while time.time() - t0 < timeout_s:
+        if proc.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"ioplan serve exited: {log.read().decode(errors='replace')[-500:]}")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             conn.request("GET", "/api/health")
@@ -68,7 +73,7 @@ def start_server(cases: Path, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("ioplan serve did not answer within 60 s")
+    raise SystemExit(f"ioplan serve did not answer within {timeout_s:g} s")
 
 
 def viewer_requests(name: str, has_plan: bool) -> list[tuple[str, str]]:
