@@ -5,7 +5,7 @@ import { Niivue, SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
 
 const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
 const token = new URLSearchParams(window.location.search).get("token");
-const state = { ready: false, previews: 0, lastPreview: null, job: null, error: null };
+const state = { ready: false, previews: 0, charts: 0, lastPreview: null, lastChart: null, job: null, error: null };
 window.ioplan = { cfg, state };
 
 function withToken(url) {
@@ -190,23 +190,53 @@ function setupEditor(nv, base) {
     }));
   }
 
+  // the zone of the edited settings: first the manufacturer's chart (an ellipsoid, at
+  // once), then the engine on a 4 mm grid (seconds), which replaces it
+  let chartVersion = 0;
+  let engineVersion = 0;
+  async function showZone(doc, color, version, isCurrent) {
+    const vol = await addVolume(nv, doc.zone_url, { name: "preview.nii.gz", opacity: 0.5 },
+      lut([{ value: 1, color, name: "edited zone" }, { value: 2, color: "#00ffff", name: "needle" }]));
+    if (!isCurrent(version)) { nv.removeVolume(vol); return false; }
+    if (previewVolume) nv.removeVolume(previewVolume);
+    previewVolume = vol;
+    return true;
+  }
+  async function runChart() {
+    const version = ++chartVersion;
+    const body = { settings: settings(), spacing_mm: 2.0, method: "chart" };
+    if (body.settings.some((s) => s.protocol)) return; // no chart for cryo protocols
+    try {
+      const doc = await api(`${base}/preview`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      state.charts += 1;
+      state.lastChart = doc;
+      // shown only while no engine zone of these settings has come
+      const current = (v) => v === chartVersion && engineVersion < v;
+      if (await showZone(doc, "#aa66ff", version, current)) {
+        editStatus(`chart estimate ${doc.zone_volume_ml.toFixed(1)} mL; simulating...`);
+      }
+    } catch (e) {
+      editStatus(`chart: ${e.message || e}`);
+    }
+  }
   async function runPreview() {
     if (running) { again = true; return; }
     running = true;
+    const version = chartVersion;
     const t0 = performance.now();
-    editStatus("simulating the zone (4 mm engine preview)...");
     try {
       const doc = await api(`${base}/preview`, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ settings: settings(), spacing_mm: 4.0 }),
       });
-      if (previewVolume) nv.removeVolume(previewVolume);
-      previewVolume = await addVolume(nv, doc.zone_url, { name: "preview.nii.gz", opacity: 0.5 },
-        lut([{ value: 1, color: "#ff00ff", name: "edited zone" }, { value: 2, color: "#00ffff", name: "needle" }]));
+      engineVersion = version;
+      await showZone(doc, "#ff00ff", version, () => true);
       state.previews += 1;
       state.lastPreview = doc;
-      editStatus(`edited zone ${doc.zone_volume_ml.toFixed(1)} mL (4 mm preview, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+      editStatus(`edited zone ${doc.zone_volume_ml.toFixed(1)} mL (engine, 4 mm, ${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     } catch (e) {
       state.error = String(e.message || e);
       editStatus(`error: ${state.error}`);
@@ -214,7 +244,10 @@ function setupEditor(nv, base) {
     running = false;
     if (again) { again = false; runPreview(); }
   }
-  const schedule = () => { clearTimeout(timer); timer = setTimeout(runPreview, 300); };
+  const schedule = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => { runChart(); runPreview(); }, 300);
+  };
   window.ioplan.preview = runPreview;
 
   function showTip(i) {

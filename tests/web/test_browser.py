@@ -168,6 +168,10 @@ def test_plan_page_shows_the_zone_and_follows_the_edits(server, browser):
         return browser.execute_script("return window.ioplan.state.lastPreview")
 
     low = edit("power_w", 20, 1)
+    # the manufacturer chart's estimate came first (instant), the engine's zone replaced it
+    assert browser.execute_script("return window.ioplan.state.charts") >= 1
+    assert browser.execute_script("return window.ioplan.state.lastChart.method") == "chart"
+    assert low["method"] == "engine"
     preview = "return window.ioplan.nv.volumes.length - 1"
     low_px, change = _overlay_pixels(browser, browser.execute_script(preview))
     assert change[1] < 0, change  # the edited zone (#ff00ff): less green

@@ -197,3 +197,26 @@ def test_a_plan_job_can_be_cancelled(unplanned):
     assert unplanned.delete(f"/api/jobs/{job['id']}").status_code in (200, 202)
     doc = _wait(unplanned, job["id"], timeout_s=120)
     assert doc["state"] == "cancelled", doc
+
+
+def test_chart_preview_is_the_manufacturers_ellipsoid(client, needle):
+    import math
+
+    from ioplan.devices import applicator
+
+    rows = applicator(needle["id"]).chart_rows()
+    row = rows[len(rows) // 2]  # a setting of the chart itself: no interpolation
+    body = {
+        "settings": [_setting(needle, power_w=row["power_w"], duration_s=row["duration_s"])],
+        "spacing_mm": 2.0,
+        "method": "chart",
+    }
+    r = client.post("/api/cases/demo/preview", json=body)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    z = doc["results"][0]["zone"]
+    assert z == {k: pytest.approx(row[k]) for k in ("length_mm", "width_mm", "centre_offset_mm")}
+    # the voxelised ellipsoid holds the ellipsoid's volume (2 mm voxels: within 10 %)
+    exact = 4 / 3 * math.pi * (z["length_mm"] / 2) * (z["width_mm"] / 2) ** 2 / 1000
+    assert doc["zone_volume_ml"] == pytest.approx(exact, rel=0.10)
+    assert_error(client.post("/api/cases/demo/preview", json=body | {"method": "magic"}), 400)

@@ -184,7 +184,8 @@ minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
 <span class="swatch" style="background:#ff0"></span>margin shell
 <span class="swatch" style="background:#f33"></span>planned zone
 <span class="swatch" style="background:#0ff"></span>needles
-<span class="swatch" style="background:#f0f"></span>edited zone</p>
+<span class="swatch" style="background:#f0f"></span>edited zone (engine)
+<span class="swatch" style="background:#a6f"></span>chart estimate</p>
 {_controls(True)}
 <table id="applicators"><tr><th>#</th><th>applicator</th><th>setting</th><th>tip (LPS mm)</th></tr>
 {app_rows}</table>

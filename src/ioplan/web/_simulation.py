@@ -116,6 +116,11 @@ class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     settings: list[Setting] = Field(min_length=1, max_length=8)
     spacing_mm: float = Field(default=4.0, description="Voxel size, 2-5 mm.")
+    method: str = Field(
+        default="engine",
+        description="engine (the bioheat engine, seconds) or chart (an ellipsoid from the "
+        "manufacturer's zone chart, interpolated in power and time: instant, no tissue).",
+    )
 
 
 def _config(case, s: Setting, spacing_mm: float, margin_mm: float):
@@ -165,6 +170,55 @@ def run_simulation(case, req: SimulateRequest, progress=None) -> tuple[dict[str,
     return result.to_dict(), result
 
 
+def chart_zone(applicator_id: str, power_w: float, duration_s: float) -> dict[str, float]:
+    """Length, width and centre offset (mm) of the manufacturer's zone at a setting.
+
+    Linear interpolation in the chart's (power, time) rows; outside them, the nearest row.
+    """
+    from scipy.interpolate import griddata
+
+    from ioplan.devices import applicator
+
+    app = applicator(applicator_id)
+    rows = app.chart_rows()
+    if not rows:
+        raise InputError(f"{applicator_id} has no zone chart: use method engine")
+    pts = np.asarray([(r["power_w"], r["duration_s"]) for r in rows], float)
+    scale = pts.max(axis=0)  # W and s on comparable scales for the triangulation
+    q = np.asarray([[power_w, duration_s]], float) / scale
+    out = {}
+    for key in ("length_mm", "width_mm", "centre_offset_mm"):
+        vals = np.asarray([r[key] for r in rows], float)
+        v = griddata(pts / scale, vals, q, method="linear")[0] if len(rows) >= 3 else np.nan
+        if not np.isfinite(v):
+            v = griddata(pts / scale, vals, q, method="nearest")[0]
+        out[key] = float(v)
+    return out
+
+
+def _chart_zones(req: PreviewRequest) -> list[dict[str, Any]]:
+    docs = []
+    for s in req.settings:
+        if s.power_w is None or s.duration_s is None:
+            raise InputError(f"{s.applicator}: the chart preview needs power_w and duration_s")
+        z = chart_zone(s.applicator, s.power_w, s.duration_s)
+        docs.append({"applicator": s.applicator, "power_w": s.power_w,
+                     "duration_s": s.duration_s, "zone": z})  # fmt: skip
+    return docs
+
+
+def _ellipsoid(grid, tip, direction, z) -> np.ndarray:
+    """Voxels of ``grid`` inside the chart's ellipsoid around the needle."""
+    d = np.asarray(direction, float) / np.linalg.norm(direction)
+    centre = np.asarray(tip, float) - z["centre_offset_mm"] * d
+    a, b = 0.5 * z["length_mm"], 0.5 * z["width_mm"]
+    idx = np.indices(grid.shape).reshape(3, -1).T.astype(float)
+    rel = grid.index_to_lps(idx) - centre
+    along = rel @ d
+    across2 = np.einsum("ij,ij->i", rel, rel) - along**2
+    return ((along / a) ** 2 + across2 / b**2 <= 1.0).reshape(grid.shape)
+
+
 def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[str, Any]:
     """Simulate each setting alone on a coarse grid; write the joined zone to ``out``.
 
@@ -178,7 +232,11 @@ def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[st
     from ioplan.physics import simulate
 
     _check_spacing(req.spacing_mm, 2.0, 5.0)
+    if req.method not in ("engine", "chart"):
+        raise InputError(f"method must be engine or chart, got {req.method!r}")
     sp = float(req.spacing_mm)
+    if req.method == "chart":
+        return _chart_preview(req, out, sp)
     results = []
     for s in req.settings:
         key = (id(case), sp, s.model_dump_json())
@@ -215,8 +273,39 @@ def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[st
     mask[rasterise_lines(grid, lines) > 0] = 2  # the needles drawn over the zone
     write_nifti(Volume(mask, grid), out, overwrite=True)
     return {
+        "method": "engine",
         "spacing_mm": sp,
         # the joined zone on the preview grid (zones that overlap are counted once)
         "zone_volume_ml": round(float(zone.sum()) * sp**3 / 1000.0, 3),
         "results": [r.to_dict() for r in results],
+    }
+
+
+def _chart_preview(req: PreviewRequest, out: Path, sp: float) -> dict[str, Any]:
+    """The chart's ellipsoids around the needles, on a grid of ``sp`` (no engine run)."""
+    from ioplan.imaging import Grid, Volume, write_nifti
+    from ioplan.web._cases import rasterise_lines
+
+    docs = _chart_zones(req)
+    needles = [(n, doc["zone"]) for s, doc in zip(req.settings, docs, strict=True)
+               for n in s.needles]  # fmt: skip
+    lines = [(n.entry(), np.asarray(n.tip_mm, float)) for n, _ in needles]
+    reach = max(max(z["length_mm"], z["width_mm"]) + z["centre_offset_mm"] for _, z in needles)
+    points = np.asarray([p for line in lines for p in line])
+    lo = points.min(axis=0) - reach - sp
+    hi = points.max(axis=0) + reach + sp
+    shape_xyz = np.ceil((hi - lo) / sp).astype(int) + 1
+    grid = Grid(tuple(int(v) for v in shape_xyz[::-1]), (sp, sp, sp), tuple(float(v) for v in lo))
+    zone = np.zeros(grid.shape, bool)
+    for n, z in needles:
+        pl = n.placement()
+        zone |= _ellipsoid(grid, pl.tip_mm, pl.direction, z)
+    mask = zone.astype(np.uint8)
+    mask[rasterise_lines(grid, lines) > 0] = 2
+    write_nifti(Volume(mask, grid), out, overwrite=True)
+    return {
+        "method": "chart",
+        "spacing_mm": sp,
+        "zone_volume_ml": round(float(zone.sum()) * sp**3 / 1000.0, 3),
+        "results": docs,
     }
