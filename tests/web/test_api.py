@@ -210,3 +210,15 @@ def test_without_the_viewer_the_pages_say_so(cases_dir, tmp_path, monkeypatch):
         assert page.status_code == 200 and 'id="viewer-missing"' in page.text
         assert "viewer.js" not in page.text and 'id="at-risk"' in page.text
         assert c.get("/static/viewer.js").status_code == 404
+
+
+def test_page_settings_cannot_end_their_script_element(app):
+    import json as _json
+
+    from ioplan.web._pages import _page
+
+    html = _page("t", "", {"page": "case", "x": "</script><script>alert(1)</script>&"}, True)
+    text = html.body.decode()
+    block = text.split('id="ioplan-config">', 1)[1].split("</script>", 1)[0]
+    assert _json.loads(block)["x"] == "</script><script>alert(1)</script>&"
+    assert "alert(1)</script>" not in text

@@ -50,7 +50,9 @@ def _page(title: str, body: str, config: dict[str, Any], viewer_built: bool) -> 
         "not available when ioplan was installed): the tables work, the images do not. "
         'Install Node.js and run <code>pip install -e ".[dev]"</code> again to build it.</p>'
     )
-    cfg = escape(json.dumps(config), quote=False)
+    # JSON inside <script>: no "<", ">" or "&" that could end the element (JSON escapes)
+    cfg = json.dumps(config).replace("<", "\\u003c").replace(">", "\\u003e")
+    cfg = cfg.replace("&", "\\u0026")
     html = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)} - ioplan</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
