@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate the validation reports kept in this folder (run by hand; ~30-40 min on 2 cores).
 #   validation/mwa/      predicted vs published microwave zones (every catalogue chart row, 1 mm;
-#                        Emprint, Amica and Acculis on the computed field, validation/maxwell.md)
+#                        the default lumped pattern; the computed field's run: validation/maxwell.md)
 #   validation/checks/   cryo (Littrup 2009), RF vs perfusion (Huang 2012), vessel heat sink
 # The zone table defaults to the catalogue's charts, which are the rows of
 # shared/validation/mwa_zones.csv; pass another table as the first argument.

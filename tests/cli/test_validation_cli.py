@@ -118,8 +118,8 @@ def test_validate_temperature_and_rows_refusals_property(capsys, no_simulation, 
 def test_validate_one_row_at_5_mm(tmp_path, capsys):
     """The smallest real run: the first chart row (Emprint 45 W, 150 s: 24 x 23 mm).
 
-    At 5 mm the sub-voxel zone is sized and the measured error is printed with the
-    contract keys.
+    At 5 mm the sub-voxel zone is within one voxel (5 mm) of the chart; the measured
+    error is printed with the contract keys.
     """
     f = tmp_path / "t.csv"
     f.write_text(HEADER + ROW)
@@ -131,12 +131,8 @@ def test_validate_one_row_at_5_mm(tmp_path, capsys):
     assert doc["n_rows"] == 1 and doc["spacing_mm"] == 5.0
     row = doc["rows"][0]
     assert row["line"] == 2
-    # The computed-field model (issue 19) underpredicts this row: measured 12.3 / 16.05 mm
-    # (length / width) at 5 mm voxels, 17.5 / 15.4 mm at 2 mm, against 24 / 23 mm
-    # (validation/maxwell.md, "Engine integration"); the check is the contract, with a
-    # bound the model meets, not the accuracy.
-    assert abs(row["predicted_length_mm"] - 24.0) < 15.0
-    assert abs(row["predicted_width_mm"] - 23.0) < 10.0
+    assert abs(row["predicted_length_mm"] - 24.0) < 5.0
+    assert abs(row["predicted_width_mm"] - 23.0) < 5.0
     assert row["length_error_mm"] == pytest.approx(row["predicted_length_mm"] - 24.0, abs=0.01)
 
 

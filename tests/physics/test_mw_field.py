@@ -34,7 +34,8 @@ from ioplan.physics._domain import tissue_label
 from ioplan.physics._mw_field import MW_RESOLVE_SIGMA_CHANGE, _resolve
 from ioplan.tissue import dielectric_ji_brace_2450, dielectric_water_2450, water_remaining
 
-EMPRINT = applicator("covidien-emprint")
+# the field model is an option (the lumped pattern is the calibrated default)
+EMPRINT = replace(applicator("covidien-emprint"), mw_model="field")
 
 
 def _block(spacing_mm: float, power_w: float = 60.0, app=EMPRINT):

@@ -107,10 +107,12 @@ def test_cli_refuses_bad_budget_and_non_microwave_tables(tmp_path, capsys):
 def test_field_model_folds_refit_its_own_parameters():
     """A device on the computed field (issue 19) is refitted on feed efficiency and slot
     position only, and the held-out prediction uses the fold's fitted values."""
+    from dataclasses import replace
+
     from ioplan.validation._calibrate import MW_FIELD_PARAMETERS, fitted_parameters
 
-    app = applicator("amica")
-    assert app.mw_model == "field" and fitted_parameters(app) is MW_FIELD_PARAMETERS
+    app = replace(applicator("amica"), mw_model="field")
+    assert fitted_parameters(app) is MW_FIELD_PARAMETERS
     rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
         [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
     used = []
@@ -124,7 +126,8 @@ def test_field_model_folds_refit_its_own_parameters():
         return [ZonePrediction(r, r.length_mm, r.width_mm, 0.0, r.length_mm, r.width_mm,
                                spacing_mm) for r in held]  # fmt: skip
 
-    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1,
+                         applicators={"amica": app})  # fmt: skip
     assert doc["mean_abs_error_mm"] == 0.0
     assert used and all(u[:2] == (0.5, 7.0) for u in used)
     assert all(u[2] == app.efficiency for u in used)  # the lumped model's values untouched

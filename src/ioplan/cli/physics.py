@@ -65,6 +65,13 @@ def simulate(
         Path | None,
         typer.Option(help="A user-defined applicator (JSON with the catalogue fields)."),
     ] = None,
+    mw_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Microwave source model: lumped (the calibrated default) or field (the "
+            "computed axisymmetric Maxwell field, issue 19)."
+        ),
+    ] = None,
     power_w: Annotated[
         float | None,
         typer.Option(help="Generator power in W, 0-300 (required for MW and RF)."),
@@ -186,6 +193,16 @@ def simulate(
         app_obj = None
     else:
         raise InputError("give --applicator ID or --applicator-file FILE")
+    if mw_model is not None:
+        from dataclasses import replace as _replace
+
+        from ioplan.devices import MW_MODELS
+
+        if mw_model not in MW_MODELS:
+            raise InputError(f"--mw-model must be one of {', '.join(MW_MODELS)}, got {mw_model!r}")
+        if app_obj is None or app_obj.modality != "mw":
+            raise InputError("--mw-model is for a microwave applicator")
+        app_obj = _replace(app_obj, mw_model=mw_model)
     case_obj = None
     if case is not None and tissue is not None:
         raise InputError("give --case or --tissue, not both")

@@ -64,14 +64,18 @@ from ioplan.physics._solver import (
 )
 from ioplan.physics._sources import (
     CryoProtocol,
+    GeneratorState,
     Placement,
     RfGenerator,
     array_placements,
     attenuation_per_m,
+    cryo_power_limited_c,
     microwave_geometry,
     microwave_source,
     nusselt_wall_h,
+    rf_generator_step,
     rf_potential,
+    rf_terminal_currents,
 )
 from ioplan.physics._zone import ZoneMetrics, axial_zone, zone_metrics
 
@@ -89,6 +93,7 @@ __all__ = [
     "AntennaSolution",
     "CryoProtocol",
     "CryoState",
+    "GeneratorState",
     "MaterialTable",
     "MicrowaveFieldState",
     "MicrowaveState",
@@ -116,6 +121,7 @@ __all__ = [
     "cem43_increment",
     "cem43_rate",
     "cryo_pair",
+    "cryo_power_limited_c",
     "dose_increment_linear",
     "field_solver_options",
     "init_state",
@@ -129,8 +135,10 @@ __all__ = [
     "microwave_source",
     "nusselt_wall_h",
     "rate_table",
+    "rf_generator_step",
     "rf_pair",
     "rf_potential",
+    "rf_terminal_currents",
     "run",
     "rz_average",
     "simulate",

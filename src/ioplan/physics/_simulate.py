@@ -34,6 +34,7 @@ from ioplan.physics._materials import (
     blood_properties,
     tissue_material_table,
 )
+from ioplan.physics._mw_field import microwave_field_report
 from ioplan.physics._solver import Source, ThermalProblem, ThermalState, integrate
 from ioplan.physics._sources import (
     CryoProtocol,
@@ -444,6 +445,9 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         settings["extends_past_scan_mm"] = dict(domain.past_scan_mm)
         settings["warnings"].append(past_scan_warning(domain.past_scan_mm, "simulation domain"))
     final, src_state, stats, snaps = _run(cfg, domain, model, source, groups, progress)
+    mw_report = microwave_field_report(src_state)
+    if mw_report is not None:
+        settings["microwave"] = mw_report  # return loss of the computed field (issue 19)
     if isinstance(src_state, RfState):
         settings["rf_impedance_ohm_initial"] = src_state.z_initial_ohm
         settings["rf_impedance_ohm_final"] = src_state.z_last_ohm
