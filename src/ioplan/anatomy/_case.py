@@ -302,6 +302,45 @@ def extra_class_statistics(case: Case) -> list[LabelStats]:
     ]
 
 
+def case_info(case: Case) -> dict[str, Any]:
+    """The ``ioplan info --json`` document of a loaded case (CLI and web share it).
+
+    Keys: ``name``, ``modality``, ``grid``, ``voxel_volume_ml``, ``labels`` (label, value,
+    voxels, volume_ml), ``tumor_components``, ``tumors``, ``vessel_segments``, ``source``,
+    ``extra_classes`` (name, value, role, voxels, volume_ml), ``structures``. The case name
+    is pseudonymous (:func:`check_case_name`); no DICOM identifier is included.
+    """
+    g = case.image.grid
+    stats = label_statistics(case)
+    roles = {x.name: x.role for x in case.extra_classes}
+    tumour_stats = [s for s in stats if s.label == "tumor"]
+    return {
+        "name": case.name,
+        "modality": case.modality,
+        "grid": g.to_dict(),
+        "voxel_volume_ml": g.voxel_volume_ml,
+        "labels": [
+            {"label": s.label, "value": s.value, "voxels": s.voxels, "volume_ml": s.volume_ml}
+            for s in stats
+        ],
+        "tumor_components": tumour_stats[0].components if tumour_stats else 0,
+        "tumors": list(case.tumors),
+        "vessel_segments": len(case.vessels),
+        "source": case.source,
+        "extra_classes": [
+            {
+                "name": s.label,
+                "value": s.value,
+                "role": roles[s.label],
+                "voxels": s.voxels,
+                "volume_ml": s.volume_ml,
+            }
+            for s in extra_class_statistics(case)
+        ],
+        "structures": case.structures,
+    }
+
+
 def _default_label_table() -> dict[str, int]:
     return {lbl.name.lower(): int(lbl) for lbl in Label if lbl != Label.BACKGROUND}
 

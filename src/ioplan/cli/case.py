@@ -105,7 +105,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print a case's grid, labels and their volumes (mL)."""
-    from ioplan.anatomy import extra_class_statistics, label_statistics, load_case
+    from ioplan.anatomy import case_info, extra_class_statistics, label_statistics, load_case
 
     c = load_case(case)
     g = c.image.grid
@@ -114,31 +114,7 @@ def info(
     roles = {x.name: x.role for x in c.extra_classes}
     tumour_stats = [s for s in stats if s.label == "tumor"]
     if as_json:
-        doc = {
-            "name": c.name,
-            "modality": c.modality,
-            "grid": g.to_dict(),
-            "voxel_volume_ml": g.voxel_volume_ml,
-            "labels": [
-                {"label": s.label, "value": s.value, "voxels": s.voxels, "volume_ml": s.volume_ml}
-                for s in stats
-            ],
-            "tumor_components": tumour_stats[0].components if tumour_stats else 0,
-            "tumors": list(c.tumors),
-            "vessel_segments": len(c.vessels),
-            "source": c.source,
-            "extra_classes": [
-                {
-                    "name": s.label,
-                    "value": s.value,
-                    "role": roles[s.label],
-                    "voxels": s.voxels,
-                    "volume_ml": s.volume_ml,
-                }
-                for s in extra_stats
-            ],
-            "structures": c.structures,
-        }
+        doc = case_info(c)
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
         return
     console.print(f"[bold]{escape(c.name)}[/] ({escape(c.modality)})")

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ioplan.anatomy import case_info
 from ioplan.errors import InputError, IoplanError
 
 __all__ = ["CASE_VOLUMES", "PLAN_VOLUMES", "CaseNotFoundError", "CaseStore", "case_info"]
@@ -36,42 +37,6 @@ PLAN_FOLDER = "plan"
 
 class CaseNotFoundError(IoplanError, LookupError):
     """No such case (or plan, or volume) in the cases folder."""
-
-
-def case_info(case) -> dict[str, Any]:
-    """The ``ioplan info --json`` document of a loaded case (the same keys, the same values)."""
-    from ioplan.anatomy import extra_class_statistics, label_statistics
-
-    g = case.image.grid
-    stats = label_statistics(case)
-    extra_stats = extra_class_statistics(case)
-    roles = {x.name: x.role for x in case.extra_classes}
-    tumour_stats = [s for s in stats if s.label == "tumor"]
-    return {
-        "name": case.name,
-        "modality": case.modality,
-        "grid": g.to_dict(),
-        "voxel_volume_ml": g.voxel_volume_ml,
-        "labels": [
-            {"label": s.label, "value": s.value, "voxels": s.voxels, "volume_ml": s.volume_ml}
-            for s in stats
-        ],
-        "tumor_components": tumour_stats[0].components if tumour_stats else 0,
-        "tumors": list(case.tumors),
-        "vessel_segments": len(case.vessels),
-        "source": case.source,
-        "extra_classes": [
-            {
-                "name": s.label,
-                "value": s.value,
-                "role": roles[s.label],
-                "voxels": s.voxels,
-                "volume_ml": s.volume_ml,
-            }
-            for s in extra_stats
-        ],
-        "structures": case.structures,
-    }
 
 
 def _mtime_key(*paths: Path) -> str:
