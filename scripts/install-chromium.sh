@@ -9,18 +9,9 @@ if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  SUDO=""
-elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-  SUDO="sudo -n"
-else
-  echo "cannot install Chromium: not root and no password-less sudo; browser tests will skip" >&2
-  exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq &&
-  $SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+# shellcheck source=scripts/_apt.sh
+source "$(dirname "$0")/_apt.sh"
+apt_install Chromium chromium chromium-driver
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   echo "Chromium installed: $(chromium --version 2>/dev/null | head -n 1)"
 else

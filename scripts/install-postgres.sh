@@ -16,17 +16,9 @@ if bin=$(find_initdb); then
   exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  SUDO=""
-elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-  SUDO="sudo -n"
-else
-  echo "cannot install PostgreSQL: not root and no password-less sudo; its tests will skip" >&2
-  exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+# shellcheck source=scripts/_apt.sh
+source "$(dirname "$0")/_apt.sh"
+apt_install PostgreSQL postgresql
 if bin=$(find_initdb); then
   echo "PostgreSQL installed: $bin"
 else
