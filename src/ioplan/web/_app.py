@@ -268,10 +268,13 @@ def create_app(
         log.error("internal error: %s on %s", type(exc).__name__, request.url.path)
         return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    from ioplan.web import _api_cases, _api_jobs, _pages
+    from ioplan.web import _api_cases, _api_jobs, _live, _pages, _registry_web, _results
 
     app.include_router(_api_cases.router)
     app.include_router(_api_jobs.router)
+    app.include_router(_results.router)
+    app.include_router(_registry_web.router)
+    app.include_router(_live.router)
     app.include_router(_pages.router)
     if viewer_built:
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from ioplan.web._api_cases import Services
 
-__all__ = ["WINDOW_PRESETS", "router"]
+__all__ = ["WINDOW_PRESETS", "page", "router"]
 
 router = APIRouter(include_in_schema=False)
 
@@ -41,8 +41,16 @@ progress{width:100%}
 """
 
 
-def _page(title: str, body: str, config: dict[str, Any], viewer_built: bool) -> HTMLResponse:
-    script = '<script type="module" src="/static/viewer.js"></script>' if viewer_built else ""
+def _page(
+    title: str, body: str, config: dict[str, Any], viewer_built: bool, script: str = "viewer.js"
+) -> HTMLResponse:
+    """A whole page: header, ``body``, the settings block and the page's bundled ``script``.
+
+    ``script`` is the name of a bundle in ``static/`` (``frontend/src/<script>``); other
+    page modules of this package call this function so that every page has one look, one
+    content security policy and one way of passing its settings.
+    """
+    script = f'<script type="module" src="/static/{escape(script)}"></script>' if viewer_built else ""
     missing = (
         ""
         if viewer_built or config.get("page") == "cases"
@@ -57,13 +65,18 @@ def _page(title: str, body: str, config: dict[str, Any], viewer_built: bool) -> 
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)} - ioplan</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <style>{_CSS}</style></head>
-<body><header><b>ioplan</b> &middot; <a href="/">cases</a>
+<body><header><b>ioplan</b> &middot; <a href="/">cases</a><a href="/registry">registry</a>
+<a href="/live">live monitoring</a>
 <span id="crumbs">{escape(title)}</span></header>
 {missing}{body}
 <script type="application/json" id="ioplan-config">{cfg}</script>{script}
 <footer style="padding:8px 16px;color:#888">Not for clinical use. Synthetic data or
 de-identified images only.</footer></body></html>"""
     return HTMLResponse(html)
+
+
+#: The page builder for the other page modules of this package (``_pages_*.py``).
+page = _page
 
 
 @router.get("/favicon.ico")
