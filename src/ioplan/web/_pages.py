@@ -50,7 +50,8 @@ def _page(
     page modules of this package call this function so that every page has one look, one
     content security policy and one way of passing its settings.
     """
-    script = f'<script type="module" src="/static/{escape(script)}"></script>' if viewer_built else ""
+    src = f"/static/{escape(script)}"
+    script = f'<script type="module" src="{src}"></script>' if viewer_built else ""
     missing = (
         ""
         if viewer_built or config.get("page") == "cases"
