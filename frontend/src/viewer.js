@@ -127,6 +127,9 @@ async function start() {
       [`${p}/zone.nii.gz`, { name: "zone.nii.gz", opacity: 0.4 }, one("#ff3333", "zone")],
       [`${p}/trajectories.nii.gz`, { name: "trajectories.nii.gz", opacity: 1.0 }, one("#00ffff", "needle")],
     );
+    if (cfg.isotherms && cfg.isotherms.length) {
+      list.push([`${p}/isotherms.nii.gz`, { name: "isotherms.nii.gz", opacity: 0.9 }, cfg.isotherms]);
+    }
   }
   await nv.loadVolumes(list.map(([url, options]) => Object.assign({ url: withToken(url) }, options)));
   const image = nv.volumes[0];
@@ -148,7 +151,17 @@ async function start() {
   const defaults = { cal_min: image.cal_min, cal_max: image.cal_max, crosshair: nv.scene.crosshairPos.slice() };
   setupControls(nv, image, defaults);
   nv.drawScene();
-  if (cfg.page === "plan") setupEditor(nv, base);
+  if (cfg.page === "plan") {
+    const iso = nv.volumes[list.findIndex(([u]) => u.endsWith("/isotherms.nii.gz"))];
+    const box = document.getElementById("show-isotherms");
+    if (iso && box) {
+      box.addEventListener("change", () => {
+        iso.opacity = box.checked ? 0.9 : 0.0;
+        nv.updateGLVolume();
+      });
+    }
+    setupEditor(nv, base);
+  }
   status("");
   state.ready = true;
 }

@@ -155,6 +155,15 @@ def test_plan_page_shows_the_zone_and_follows_the_edits(server, browser):
     n, change = _overlay_pixels(browser, 3)
     assert n > 300, n
     assert change[0] > 0 > change[1] and change[2] < 0, change
+    # the isotherm contours (volume 5: 50 degC #ff9900, 60 degC #ffffff) are drawn, and the
+    # page's checkbox hides them: lines, so fewer pixels than the zone, but some
+    n_iso, _ = _overlay_pixels(browser, 5)
+    assert 20 < n_iso, n_iso
+    before = _canvas(browser)
+    browser.find_element("id", "show-isotherms").click()
+    assert browser.execute_script("return window.ioplan.nv.volumes[5].opacity") == 0
+    assert np.abs(_canvas(browser) - before).sum(axis=-1).astype(bool).sum() > 20
+    browser.find_element("id", "show-isotherms").click()
 
     def edit(key, value, previews):
         browser.execute_script(

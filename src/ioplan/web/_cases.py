@@ -23,12 +23,30 @@ import numpy as np
 from ioplan.anatomy import case_info
 from ioplan.errors import InputError, IoplanError
 
-__all__ = ["CASE_VOLUMES", "PLAN_VOLUMES", "CaseNotFoundError", "CaseStore", "case_info"]
+__all__ = [
+    "CASE_VOLUMES",
+    "ISOTHERMS_COLD_C",
+    "ISOTHERMS_HEAT_C",
+    "PLAN_VOLUMES",
+    "CaseNotFoundError",
+    "CaseStore",
+    "case_info",
+    "isotherm_contours",
+]
 
 #: Volumes of a case the server offers (fixed names: nothing else of the folder is reachable).
 CASE_VOLUMES = ("image", "labels")
 #: Volumes of a case's plan (``CASE/plan/``, as ``ioplan demo`` and ``ioplan plan`` write them).
-PLAN_VOLUMES = ("zone", "margin_shell", "tmax", "tmin", "trajectories")
+PLAN_VOLUMES = ("zone", "margin_shell", "tmax", "tmin", "trajectories", "isotherms")
+#: Isotherms drawn on the plan page for heat (maximum temperature reached, degC), the same
+#: levels the engine reports (``ioplan simulate --json`` ``isotherms``). 50 degC: cell death
+#: after 4-6 min; 60 degC: near-instantaneous protein coagulation (Goldberg SN, Gazelle GS,
+#: Mueller PR. Thermal ablation therapy for focal malignancy. AJR 2000;174:323-331).
+ISOTHERMS_HEAT_C = (50.0, 60.0)
+#: Isotherms for cryoablation (minimum temperature reached, degC): 0 degC the ice ball's edge,
+#: -20 degC and -40 degC the usual lethal isotherms (Gage AA, Baust J. Mechanisms of tissue
+#: injury in cryosurgery. Cryobiology 1998;37:171-186).
+ISOTHERMS_COLD_C = (0.0, -20.0, -40.0)
 #: The files whose changes make a loaded case stale.
 _CASE_FILES = ("case.toml", "image.nii.gz", "labels.nii.gz")
 #: Where a case's plan lives inside its folder.
@@ -212,7 +230,9 @@ class CaseStore:
             )
         folder = self.folder(name)
         plan_dir = folder / PLAN_FOLDER
-        src = plan_dir / ("zone.nii.gz" if kind == "trajectories" else f"{kind}.nii.gz")
+        cold = kind == "isotherms" and self.plan_is_cold(name)
+        stem = {"trajectories": "zone", "isotherms": "tmin" if cold else "tmax"}.get(kind, kind)
+        src = plan_dir / f"{stem}.nii.gz"
         if not src.is_file():
             raise CaseNotFoundError(f"case {name} has no plan volume {kind}")
         src = self._inside(folder, src)
@@ -226,6 +246,9 @@ class CaseStore:
                 doc = self.plan(name)
                 lines = [(a["entry_mm"], a["tip_mm"]) for a in doc.get("applicators", [])]
                 return _volume(rasterise_lines(vol.grid, lines), vol.grid)
+            if kind == "isotherms":
+                levels = ISOTHERMS_COLD_C if cold else ISOTHERMS_HEAT_C
+                return _volume(isotherm_contours(np.asarray(vol.array), levels, cold), vol.grid)
             arr = np.asarray(vol.array)
             if kind in ("zone", "margin_shell"):
                 arr = (arr > 0).astype(np.uint8)
@@ -234,6 +257,14 @@ class CaseStore:
             return _volume(arr, vol.grid)
 
         return self._cached(name, f"plan-{kind}-{key}", make)
+
+    def plan_is_cold(self, name: str) -> bool:
+        """Whether the case's plan is a cryoablation (its isotherms are minimum temperatures)."""
+        doc = self.plan(name)
+        return (
+            "cryo" in str(doc.get("modality", "")).lower()
+            and (self.folder(name) / PLAN_FOLDER / "tmin.nii.gz").is_file()
+        )
 
     def _cached(self, name: str, key: str, make) -> Path:
         path = self.cache_dir / name / f"{key}.nii.gz"
@@ -252,6 +283,32 @@ def _volume(arr: np.ndarray, grid):
     from ioplan.imaging import Volume
 
     return Volume(arr, grid)
+
+
+def isotherm_contours(temperature_c: np.ndarray, levels_c, cold: bool) -> np.ndarray:
+    """Isotherm surfaces as a ``uint8`` label map: value ``k`` (1, 2, ...) for ``levels_c[k-1]``.
+
+    A voxel is on isotherm ``k`` when it reached that level (``T >= level``; for ``cold``,
+    ``T <= level``) and one of its six face neighbours did not: a one-voxel-thick surface,
+    which a slice shows as a contour line. Where two isotherms share a voxel the more
+    extreme level wins. Non-finite temperatures count as not reached.
+    """
+    t = np.asarray(temperature_c, dtype=np.float64)
+    out = np.zeros(t.shape, dtype=np.uint8)
+    finite = np.isfinite(t)
+    for k, level in enumerate(levels_c, start=1):
+        inside = finite & ((t <= level) if cold else (t >= level))
+        edge = np.zeros_like(inside)
+        for axis in range(t.ndim):
+            for shift in (1, -1):
+                nb = np.roll(inside, shift, axis=axis)
+                # the volume's border: a neighbour outside the grid counts as not reached
+                idx = [slice(None)] * t.ndim
+                idx[axis] = slice(0, 1) if shift == 1 else slice(-1, None)
+                nb[tuple(idx)] = False
+                edge |= inside & ~nb
+        out[edge] = k
+    return out
 
 
 def rasterise_lines(grid, lines, *, value: int = 1) -> np.ndarray:

@@ -174,6 +174,28 @@ def _setting(a: dict[str, Any]) -> str:
     return f"{_fmt(a.get('power_w'), 'g')} W, {_fmt(a.get('duration_s'), 'g')} s"
 
 
+#: Isotherm contour colours (heat: warm colours, cold: blues), in the order of the levels.
+_ISO_COLOURS_HEAT = ("#ff9900", "#ffffff")
+_ISO_COLOURS_COLD = ("#66ccff", "#3366ff", "#aa00ff")
+
+
+def _isotherm_legend(svc: Services, name: str) -> list[dict[str, Any]]:
+    """The isotherm contours' label values, names and colours (empty when no map exists)."""
+    from ioplan.web._cases import ISOTHERMS_COLD_C, ISOTHERMS_HEAT_C, PLAN_FOLDER
+
+    cold = svc.store.plan_is_cold(name)
+    stem = "tmin" if cold else "tmax"
+    if not (svc.store.folder(name) / PLAN_FOLDER / f"{stem}.nii.gz").is_file():
+        return []
+    levels, colours = (
+        (ISOTHERMS_COLD_C, _ISO_COLOURS_COLD) if cold else (ISOTHERMS_HEAT_C, _ISO_COLOURS_HEAT)
+    )
+    return [
+        {"value": k, "name": f"{t:g} degC", "color": c}
+        for k, (t, c) in enumerate(zip(levels, colours, strict=True), start=1)
+    ]
+
+
 @router.get("/cases/{name}/plan", response_class=HTMLResponse)
 def plan_page(name: str, svc: Services) -> HTMLResponse:
     """A plan: tumour, margin shell, zone, needles, the at-risk table; editing the needles."""
@@ -192,6 +214,11 @@ def plan_page(name: str, svc: Services) -> HTMLResponse:
         for r in plan.get("at_risk", [])
     )
     goal = "met" if plan.get("goal_met") else "missed"
+    isotherms = _isotherm_legend(svc, name)
+    iso_swatches = "".join(
+        f'<span class="swatch" style="background:{escape(e["color"])}"></span>{escape(e["name"])} '
+        for e in isotherms
+    )
     body = f"""<main><div id="side"><h2>plan of {escape(name)}</h2>
 <p id="summary">{escape(str(plan.get("modality")))}: tumour {_fmt(plan.get("coverage_percent"))} %,
 tumour + {_fmt(plan.get("margin_mm"), "g")} mm margin {_fmt(plan.get("margin_coverage_percent"))} %,
@@ -202,6 +229,8 @@ minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
 <span class="swatch" style="background:#0ff"></span>needles
 <span class="swatch" style="background:#f0f"></span>edited zone (engine)
 <span class="swatch" style="background:#a6f"></span>chart estimate</p>
+<p id="isotherm-legend">{"isotherms: " + iso_swatches if iso_swatches else ""}
+<label><input type="checkbox" id="show-isotherms" checked> show isotherms</label></p>
 {_controls(True)}
 <table id="applicators"><tr><th>#</th><th>applicator</th><th>setting</th><th>tip (LPS mm)</th></tr>
 {app_rows}</table>
@@ -215,6 +244,7 @@ minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
         "case": name,
         "modality": modality,
         "windows": WINDOW_PRESETS,
+        "isotherms": isotherms,
         "applicators": [
             {k: a.get(k) for k in ("id", "tip_mm", "entry_mm", "power_w", "duration_s", "protocol")}
             for a in apps
