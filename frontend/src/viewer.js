@@ -169,7 +169,8 @@ async function start() {
 // ---- plan editing: move needles, change power/time; the zone follows ---------------------
 function setupEditor(nv, base) {
   const box = document.getElementById("editor");
-  const apps = cfg.applicators.map((a) => Object.assign({}, a, { tip_mm: a.tip_mm.slice() }));
+  const apps = cfg.applicators.map((a) =>
+    Object.assign({}, a, { tip_mm: a.tip_mm.slice(), entry_mm: a.entry_mm ? a.entry_mm.slice() : null }));
   state.applicators = apps;
   let selected = 0;
   let dragging = false;
@@ -185,9 +186,14 @@ function setupEditor(nv, base) {
     apps.map((a, i) =>
       `<div class="app"><label><input type="radio" name="sel" value="${i}" ${i === 0 ? "checked" : ""}> #${i + 1}</label> ` +
       (a.protocol ? `protocol ${a.protocol} ` : field(i, "power_w", "W", a.power_w) + field(i, "duration_s", "s", a.duration_s)) +
-      `<br>tip ${[0, 1, 2].map((k) => field(i, `tip${k}`, "xyz"[k], a.tip_mm[k])).join("")}</div>`).join("") +
-    '<label><input type="checkbox" id="drag"> drag the selected tip with the crosshair</label><br>' +
-    '<button id="tip-here">tip to crosshair</button><button id="preview">update zone</button>' +
+      `<br>tip ${[0, 1, 2].map((k) => field(i, `tip${k}`, "xyz"[k], a.tip_mm[k])).join("")}` +
+      (a.entry_mm ? `<br>entry ${[0, 1, 2].map((k) => field(i, `entry${k}`, "xyz"[k], a.entry_mm[k])).join("")}` : "") +
+      "</div>").join("") +
+    '<label><input type="checkbox" id="drag"> drag the selected</label> ' +
+    '<select id="drag-what"><option value="tip_mm">tip</option><option value="entry_mm">entry</option></select>' +
+    ' with the crosshair<br>' +
+    '<button id="tip-here">tip to crosshair</button><button id="entry-here">entry to crosshair</button>' +
+    '<button id="preview">update zone</button>' +
     '<button id="verify">verify selected (2 mm job)</button><button id="cancel" disabled>cancel</button>' +
     '<progress id="job-progress" max="1" value="0"></progress><div id="edit-status"></div>';
 
@@ -263,18 +269,22 @@ function setupEditor(nv, base) {
   };
   window.ioplan.preview = runPreview;
 
-  function showTip(i) {
+  // which: "tip_mm" or "entry_mm" (the needle's skin entry; the path is entry -> tip)
+  function showPoint(i, which) {
+    const prefix = which === "tip_mm" ? "tip" : "entry";
     for (let k = 0; k < 3; k++) {
-      const el = box.querySelector(`input[data-i="${i}"][data-key="tip${k}"]`);
-      el.value = apps[i].tip_mm[k].toFixed(1);
+      const el = box.querySelector(`input[data-i="${i}"][data-key="${prefix}${k}"]`);
+      if (el) el.value = apps[i][which][k].toFixed(1);
     }
   }
-  function tipToCrosshair() {
+  function pointToCrosshair(which) {
+    if (!apps[selected][which]) return;
     const ras = nv.frac2mm(nv.scene.crosshairPos);
-    apps[selected].tip_mm = LPS([ras[0], ras[1], ras[2]]);
-    showTip(selected);
+    apps[selected][which] = LPS([ras[0], ras[1], ras[2]]);
+    showPoint(selected, which);
     schedule();
   }
+  const tipToCrosshair = () => pointToCrosshair("tip_mm");
 
   box.addEventListener("change", (ev) => {
     const t = ev.target;
@@ -283,14 +293,18 @@ function setupEditor(nv, base) {
     const i = Number(t.dataset.i);
     const v = Number(t.value);
     if (!Number.isFinite(v)) return;
-    if (t.dataset.key.startsWith("tip")) apps[i].tip_mm[Number(t.dataset.key[3])] = v;
-    else apps[i][t.dataset.key] = v;
+    const key = t.dataset.key;
+    if (key.startsWith("tip")) apps[i].tip_mm[Number(key[3])] = v;
+    else if (key.startsWith("entry")) apps[i].entry_mm[Number(key[5])] = v;
+    else apps[i][key] = v;
     schedule();
   });
   document.getElementById("drag").addEventListener("change", (ev) => { dragging = ev.target.checked; });
+  const dragWhat = document.getElementById("drag-what");
   document.getElementById("tip-here").addEventListener("click", tipToCrosshair);
+  document.getElementById("entry-here").addEventListener("click", () => pointToCrosshair("entry_mm"));
   document.getElementById("preview").addEventListener("click", runPreview);
-  nv.onLocationChange = () => { if (dragging) tipToCrosshair(); };
+  nv.onLocationChange = () => { if (dragging) pointToCrosshair(dragWhat.value); };
 
   // the verified simulation: a job with progress streamed, cancellable
   const verify = document.getElementById("verify");

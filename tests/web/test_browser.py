@@ -193,3 +193,14 @@ def test_plan_page_shows_the_zone_and_follows_the_edits(server, browser):
     # dragging the tip: the zone is simulated at the new tip
     moved = edit("tip0", tip[0] + 6.0, 3)
     assert moved["results"][0]["settings"]["tips_mm"][0][0] == pytest.approx(tip[0] + 6.0, abs=1e-3)
+    # moving the entry point tilts the needle: the simulated direction is the new entry -> tip
+    app0 = browser.execute_script("return window.ioplan.state.applicators[0]")
+    entry = list(app0["entry_mm"])
+    entry[1] += 20.0
+    tilted = edit("entry1", entry[1], 4)
+    d = np.subtract(app0["tip_mm"], entry)
+    d /= np.linalg.norm(d)
+    got = tilted["results"][0]["settings"]["directions"][0]
+    # unit vectors from the same two points: equal to float rounding of the JSON (1e-6)
+    np.testing.assert_allclose(got, d, atol=1e-6)
+    assert np.linalg.norm(np.subtract(got, moved["results"][0]["settings"]["directions"][0])) > 0.05
