@@ -172,14 +172,19 @@ def _report(db: str, times: tuple[float, ...]):
         with session_scope(open_db(db, create=False)) as session:
             held = count_patients(session)
         if not held:
-            raise _NoRegistry(404, f"the registry {shown} holds no patient: {_MAKE_ONE}")
+            raise _NoRegistry(
+                404,
+                f"the registry {shown} holds no patient: import CSV files into it (ioplan "
+                f"registry import FOLDER) or {_MAKE_ONE}",
+            )
         result = outcome_report(db, times)
     except InputFileNotFoundError:
         raise _NoRegistry(404, f"no registry ({shown} does not exist): {_MAKE_ONE}") from None
     except (RegistryError, IoplanError, SQLAlchemyError) as exc:
         if file is not None and file.is_file() and file.stat().st_size == 0:
             raise _NoRegistry(404, f"the registry {shown} is empty: {_MAKE_ONE}") from None
-        raise _NoRegistry(503, _scrub(str(exc).splitlines()[0], db, url)) from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise _NoRegistry(503, _scrub(first, db, url)) from None
     if stamp is not None and stamp[0] is not None:
         with _lock:
             _reports[key] = result
