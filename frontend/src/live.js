@@ -8,10 +8,10 @@ import { decodeF32, decodeU8, drawColourBar, drawMap, drawPlot, outline } from "
 
 const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
 const token = new URLSearchParams(window.location.search).get("token");
-const KEPT = 200; // latency samples the percentiles are taken over
+const KEPT = 200; // latency samples the page's percentiles are taken over (all are kept)
 const state = {
   session: null, sessionState: null, frames: 0, baseline: 0, drawn: 0, necroticPixels: 0,
-  alerts: 0, latencies: [], e2e: [], p50: null, p95: null, e2eP95: null, error: null,
+  alerts: 0, latencies: [], e2e: [], arrivals: [], p50: null, p95: null, e2eP95: null, error: null,
   done: false, lastFrame: null,
 };
 window.ioplan = { cfg, state };
@@ -63,8 +63,8 @@ const plot = { times: [], values: [] };
 
 function reset() {
   Object.assign(state, { frames: 0, baseline: 0, drawn: 0, necroticPixels: 0, alerts: 0,
-    latencies: [], e2e: [], p50: null, p95: null, e2eP95: null, error: null, done: false,
-    lastFrame: null });
+    latencies: [], e2e: [], arrivals: [], p50: null, p95: null, e2eP95: null, error: null,
+    done: false, lastFrame: null });
   plot.times = [];
   plot.values = [];
   pending = [];
@@ -118,11 +118,10 @@ function draw() {
       state.latencies.push(now - b.arrived);
       state.e2e.push(wall - 1000 * b.doc.received_s);
     }
-    state.latencies = state.latencies.slice(-KEPT);
-    state.e2e = state.e2e.slice(-KEPT);
-    state.p50 = percentile(state.latencies, 50);
-    state.p95 = percentile(state.latencies, 95);
-    state.e2eP95 = percentile(state.e2e, 95);
+    const recent = state.latencies.slice(-KEPT);
+    state.p50 = percentile(recent, 50);
+    state.p95 = percentile(recent, 95);
+    state.e2eP95 = percentile(state.e2e.slice(-KEPT), 95);
     $("latency-p50").textContent = fmt(state.p50);
     $("latency-p95").textContent = fmt(state.p95);
     $("e2e-p95").textContent = fmt(state.e2eP95);
@@ -146,6 +145,7 @@ function follow(session) {
   source.addEventListener("frame", (e) => {
     const arrived = performance.now();
     const doc = JSON.parse(e.data);
+    state.arrivals.push(arrived);
     state.frames++;
     state.lastFrame = doc.frame;
     plot.times.push(doc.time_s);
