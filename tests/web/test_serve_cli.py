@@ -19,6 +19,8 @@ from ioplan.web import check_bind
         (["--token", "short"], "at least 16"),
         (["--cases", "no/such/folder"], "no such folder"),
         (["--max-upload-mb", "0"], "--max-upload-mb"),
+        (["--registry", "ftp://host/db"], "postgresql://"),
+        (["--registry", ""], "empty"),
     ],
 )
 def test_serve_refuses_with_one_line(capsys, tmp_path, monkeypatch, args, fragment):
@@ -42,6 +44,27 @@ def test_serve_starts_on_loopback_and_with_a_token_elsewhere(capsys, tmp_path, m
     monkeypatch.setenv("IOPLAN_TOKEN", "t" * 20)
     assert run_cli(capsys, "serve", "--cases", tmp_path, "--host", "0.0.0.0")[0] == 0
     assert calls[-1][1]["token"] == "t" * 20
+
+
+def test_serve_passes_the_registry_on(capsys, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("ioplan.web.serve", lambda cases, **kw: calls.append(kw))
+    monkeypatch.delenv("IOPLAN_TOKEN", raising=False)
+    db = str(tmp_path / "r.sqlite")
+    assert run_cli(capsys, "serve", "--cases", tmp_path, "--registry", db)[0] == 0
+    assert calls[-1]["registry_db"] == db
+    assert run_cli(capsys, "serve", "--cases", tmp_path)[0] == 0
+    assert calls[-1]["registry_db"] is None
+    assert not (tmp_path / "r.sqlite").exists()  # checking the URL creates no database
+
+
+def test_create_app_keeps_the_registry_setting(tmp_path):
+    from ioplan.web import create_app
+
+    assert create_app(tmp_path, registry_db=tmp_path / "r.sqlite").state.registry_db == str(
+        tmp_path / "r.sqlite"
+    )
+    assert create_app(tmp_path).state.registry_db is None
 
 
 def test_loopback_names():

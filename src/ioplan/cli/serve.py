@@ -32,6 +32,15 @@ def serve(
     max_upload_mb: Annotated[
         float, typer.Option(help="Largest request body (case import), 1-4096 MB.")
     ] = 512.0,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="Registry the dashboard (/registry) reads: a SQLite file or postgresql://... "
+            "(default: $IOPLAN_REGISTRY_DB, else ioplan-registry.sqlite here). Read only.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the cases in a browser: their images, plans and simulations (Ctrl-C stops)."""
     from ioplan.errors import InputError
@@ -44,8 +53,13 @@ def serve(
         raise InputError(f"--max-upload-mb must be 1-4096, got {max_upload_mb:g}")
     if not cases.is_dir():
         raise InputError(f"--cases {cases}: no such folder")
+    if registry is not None:
+        from ioplan.registry import normalise_url
+
+        normalise_url(registry)  # a malformed URL: one line, exit 2
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     if token:
         where += "?token=TOKEN"
     console.print(f"serving {cases} at {where} (Ctrl-C stops)", markup=False, highlight=False)
-    run(cases, host=host, port=port, token=token, max_upload_mb=max_upload_mb)
+    run(cases, host=host, port=port, token=token, max_upload_mb=max_upload_mb,
+        registry_db=registry)  # fmt: skip

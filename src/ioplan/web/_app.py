@@ -177,6 +177,7 @@ def create_app(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     cache_dir: str | Path | None = None,
     allowed_hosts: list[str] | None = None,
+    registry_db: str | os.PathLike | None = None,
 ) -> FastAPI:
     """The ioplan web application over the case folders in ``cases_dir``.
 
@@ -195,6 +196,10 @@ def create_app(
     allowed_hosts : list of str, optional
         Host names the requests may name (their ``Host`` header); others get 400.
         Default: any.
+    registry_db : str or path, optional
+        The registry the dashboard reads (a SQLite file or ``postgresql://...``); default
+        ``$IOPLAN_REGISTRY_DB``, else ``ioplan-registry.sqlite`` in the working folder, as
+        ``ioplan registry``. Read only: the server never writes to it.
 
     Returns
     -------
@@ -233,6 +238,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.ioplan = svc
+    app.state.registry_db = str(registry_db) if registry_db else None
 
     def _relative(text: str) -> str:
         """Server folders left out of messages: paths are shown relative to the cases folder."""

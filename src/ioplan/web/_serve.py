@@ -44,7 +44,8 @@ def check_bind(host: str, port: int, token: str | None) -> None:
 
 
 def serve(cases_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None, max_upload_mb: float | None = None) -> None:  # fmt: skip
+          token: str | None = None, max_upload_mb: float | None = None,
+          registry_db: str | None = None) -> None:  # fmt: skip
     """Check the bind, build the app and run it with uvicorn until interrupted."""
     import uvicorn
 
@@ -54,7 +55,7 @@ def serve(cases_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     # without a token, only loopback names (a page elsewhere cannot rebind a name to us)
     hosts = None if token else ["127.0.0.1", "localhost", "::1", host]
     app = create_app(cases_dir, token, max_upload_mb=max_upload_mb or DEFAULT_MAX_UPLOAD_MB,
-                     allowed_hosts=hosts)  # fmt: skip
+                     allowed_hosts=hosts, registry_db=registry_db)  # fmt: skip
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("ioplan.web")
