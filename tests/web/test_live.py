@@ -52,11 +52,11 @@ def client(live):
             live.delete(s["url"])
 
 
-def _events(client, sid, *, stop_after=None, headers=None):
+def _events(client, sid, *, stop_after=None, headers=None, query=""):
     """(event, document) pairs of a session's stream up to ``end`` (or ``stop_after``
     frame events)."""
     out = []
-    with client.stream("GET", f"/api/live/sessions/{sid}/frames", headers=headers) as r:
+    with client.stream("GET", f"/api/live/sessions/{sid}/frames{query}", headers=headers) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         kind = None
@@ -327,3 +327,17 @@ def test_the_live_page(client):
     cfg = html.split('id="ioplan-config">')[1].split("</script>")[0]
     cfg = json.loads(cfg)
     assert cfg["page"] == "live" and cfg["thresholds"]["necrosis_cem43_min"] == 240.0
+
+
+def test_with_a_token_the_stream_takes_it_in_the_query(cases, tmp_path):
+    # EventSource cannot send headers: the page passes the token as ?token=
+    app = create_app(cases, token="s3cret", cache_dir=tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert_error(c.post("/api/live/sessions", json=FAST), 401, "token")
+        r = c.post("/api/live/sessions", json=FAST | {"frames": 3},
+                   headers={"Authorization": "Bearer s3cret"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        assert_error(c.get(f"/api/live/sessions/{sid}/frames"), 401, "token")
+        events = _events(c, sid, query="?token=s3cret")
+        assert events[-1][0] == "end" and sum(k == "frame" for k, _ in events) == 3
