@@ -5,6 +5,15 @@ import { Niivue, SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
 import { cfg, state, withToken, status, keepToken, lut, LPS, imageOptions, windowImage, setupControls } from "./_results_common.js";
 import { drawDvh } from "./_results_dvh.js";
 
+// 2D zoom of the margin page's slices, about the closest point
+const MARGIN_ZOOM = 3;
+
+// NiiVue zooms 2D slices about the point pan + zoom * mm: from no pan at zoom 1, the point
+// `ras` (mm) stays where it is when the pan is (1 - zoom) * ras
+function zoomAt(nv, ras, zoom) {
+  nv.setPan2Dxyzmm([(1 - zoom) * ras[0], (1 - zoom) * ras[1], (1 - zoom) * ras[2], zoom]);
+}
+
 function viewer() {
   const nv = new Niivue({
     backColor: [0, 0, 0, 1],
@@ -17,6 +26,7 @@ function viewer() {
     isRadiologicalConvention: true,
     crosshairWidth: 1,
     crosshairColor: [0.2, 1, 0.2, 0.8],
+    crosshairGap: 12, // the closest point's marker stays visible under the crosshair
   });
   window.ioplan.nv = nv;
   return nv;
@@ -29,7 +39,7 @@ async function marginPage() {
   status("loading the images...");
   const list = [
     [`${base}/volumes/image.nii.gz`, imageOptions(), null],
-    [`${base}/margin/zone.nii.gz?${cfg.query}`, { name: "zone.nii.gz", opacity: 0.25 },
+    [`${base}/margin/zone.nii.gz?${cfg.query}`, { name: "zone.nii.gz", opacity: 0.2 },
       [{ value: 1, color: cfg.zone_color, name: "ablation zone" }]],
     [`${base}/margin/surface.nii.gz?${cfg.query}`, { name: "surface.nii.gz", opacity: 1.0 }, cfg.classes],
   ];
@@ -43,14 +53,18 @@ async function marginPage() {
   const image = nv.volumes[0];
   windowImage(nv, image);
   nv.updateGLVolume();
+  // the slices through the closest point, zoomed on it (the tumour is a few cm across)
   const closest = nv.mm2frac(LPS(cfg.closest_point_mm));
-  nv.scene.crosshairPos = closest;
-  nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+  const view = () => {
+    nv.scene.crosshairPos = closest.slice();
+    zoomAt(nv, LPS(cfg.closest_point_mm), MARGIN_ZOOM);
+    nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+  };
+  view();
   const window0 = [image.cal_min, image.cal_max];
   setupControls(nv, image, () => {
     [image.cal_min, image.cal_max] = window0;
-    nv.scene.crosshairPos = closest.slice();
-    nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+    view();
     nv.updateGLVolume();
   });
   nv.drawScene();
@@ -67,7 +81,7 @@ async function sirtPage() {
   const [lo, hi] = cfg.dose_range_gy;
   await nv.loadVolumes([
     Object.assign({ url: withToken(`${base}/volumes/image.nii.gz`) }, imageOptions()),
-    { url: withToken(cfg.dose_url), name: "dose.nii.gz", colormap: "warm", opacity: 0.6, cal_min: lo, cal_max: hi },
+    { url: withToken(cfg.dose_url), name: "dose.nii.gz", colormap: "jet", opacity: 0.5, cal_min: lo, cal_max: hi },
   ]);
   const [image, dose] = nv.volumes;
   image.colorbarVisible = false;
@@ -75,6 +89,7 @@ async function sirtPage() {
   dose.cal_max = hi;
   windowImage(nv, image);
   nv.updateGLVolume();
+  if (cfg.focus_mm) nv.scene.crosshairPos = nv.mm2frac(LPS(cfg.focus_mm));
   nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
   const window0 = [image.cal_min, image.cal_max];
   const crosshair0 = nv.scene.crosshairPos.slice();

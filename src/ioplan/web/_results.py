@@ -105,7 +105,7 @@ def _confirm(svc, name: str, margin_mm: float, zone: str):
     source, rel, path = _zone_file(svc, name, zone)
     folder = svc.store.folder(name)
     files = _mtime_key(folder / "case.toml", folder / "labels.nii.gz", path)
-    key = (str(svc.store.root), name, files, source, float(margin_mm))
+    key = (str(svc.store.root), str(svc.cache_dir), name, files, source, float(margin_mm))
     with _lock:
         hit = _cache.get(key)
     if hit is not None:

@@ -109,10 +109,12 @@ def sirt_dose(svc, name: str, req: SirtInputs) -> dict[str, Any]:
     check_lsf(req.lsf)
     files = _mtime_key(*(folder / f for f in ("case.toml", "image.nii.gz", "labels.nii.gz")))
     inputs = req.model_dump(mode="json")
-    key = (str(svc.store.root), name, files, tuple(sorted(inputs.items())))
+    # per server (its cases and its cache folder), case files and inputs
+    key = (str(svc.store.root), str(svc.cache_dir), name, files, tuple(sorted(inputs.items())))
+    tag = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
     with _lock:
         hit = _cache.get(key)
-    if hit is not None:
+    if hit is not None and result_path(svc, name, f"sirt-dose-{tag}").is_file():
         return hit
     case = svc.store.load(name)
     spect = synthetic_spect(case.labels, tn=req.tn, lsf=req.lsf, fwhm_mm=req.fwhm_mm,
@@ -120,7 +122,6 @@ def sirt_dose(svc, name: str, req: SirtInputs) -> dict[str, Any]:
     res = voxel_dose(spect, case.image, case.labels, req.activity_gbq, lsf=req.lsf,
                      method=req.method, cf=req.cf, lung_mass_kg=req.lung_mass_kg)  # fmt: skip
     doc = res.to_dict() | {"activity_gbq": req.activity_gbq, "lsf": req.lsf}
-    tag = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
     cached_nifti(svc, name, f"sirt-dose-{tag}", lambda: res.dose)
     doc |= {
         "spect": {"kind": "synthetic"} | {k: inputs[k] for k in _SPECT_KEYS},
@@ -170,14 +171,14 @@ _FIELDS = (
 )
 _STATS = (
     ("volume_ml", "mL", ".1f"),
-    ("mean_gy", "mean Gy", ".1f"),
-    ("d50_gy", "D50 Gy", ".1f"),
-    ("d70_gy", "D70 Gy", ".1f"),
-    ("d95_gy", "D95 Gy", ".1f"),
-    ("d98_gy", "D98 Gy", ".1f"),
-    ("v100_percent", "V100 %", ".1f"),
-    ("v150_percent", "V150 %", ".1f"),
-    ("v205_percent", "V205 %", ".1f"),
+    ("mean_gy", "mean", ".1f"),
+    ("d50_gy", "D50", ".1f"),
+    ("d70_gy", "D70", ".1f"),
+    ("d95_gy", "D95", ".1f"),
+    ("d98_gy", "D98", ".1f"),
+    ("v100_percent", "V100", ".1f"),
+    ("v150_percent", "V150", ".1f"),
+    ("v205_percent", "V205", ".1f"),
 )
 
 
@@ -219,7 +220,10 @@ def sirt_page(name: str, svc: Services, req: Annotated[SirtInputs, Query()]) -> 
 <p id="sirt-summary">Y-90, {doc["activity_gbq"]:g} GBq, method {escape(doc["method"])}, CF
 {doc["cf_gy_kg_per_gbq"]:g} Gy kg/GBq, LSF {doc["lsf"]:g}; {escape(lung)}. Synthetic SPECT
 of the case (T/N {doc["spect"]["tn"]:g}).</p>
-<table id="dvh-figures"><tr><th>structure</th>{head}</tr>{rows}</table>
+<div style="overflow-x:auto"><table id="dvh-figures" style="font-size:12px">
+<tr><th>structure</th>{head}</tr>{rows}</table></div>
+<p style="font-size:12px">Doses in Gy (mean; D<i>x</i>: the dose that at least <i>x</i> % of
+the volume receives); V<i>y</i>: % of the volume receiving at least <i>y</i> Gy.</p>
 <svg id="dvh" width="440" height="300" role="img" aria-label="cumulative DVH"></svg>
 <form method="get" action="/cases/{e}/sirt">{inputs}<label>method <select name="method">
 {methods}</select></label> <button type="submit">compute</button></form>
@@ -229,16 +233,28 @@ of the case (T/N {doc["spect"]["tn"]:g}).</p>
 <ul id="notes">{notes}</ul>
 <p><a href="/cases/{e}">the case</a> &middot; <a href="/cases/{e}/margin">margin</a></p></div>
 <div id="viewer"><canvas id="gl"></canvas><div id="status"></div></div></main>"""
-    perfused = [doc["structures"][s]["max_gy"] for s in ("tumor", "normal_liver")
-                if s in doc["structures"]]  # fmt: skip
+    st = doc["structures"]
+    # the colour scale tops at the tumour's median dose (the liver's highest without one)
+    top = st["tumor"]["d50_gy"] if "tumor" in st else st.get("normal_liver", {}).get("max_gy")
     cfg = {
         "page": "sirt",
         "case": name,
         "modality": modality,
         "windows": WINDOW_PRESETS,
         "dose_url": doc["dose_url"],
-        "dose_range_gy": [1.0, max([10.0, *perfused])],
+        "dose_range_gy": [1.0, max(10.0, top or 0.0)],
+        "focus_mm": _tumour_centre_mm(svc.store.load(name)),
         "dvh": doc["dvh"],
         "colours": STRUCTURE_COLOURS,
     }
     return page(f"SIRT {name}", body, cfg, svc.viewer_built, script="results.js")
+
+
+def _tumour_centre_mm(case) -> list[float] | None:
+    """The centroid (LPS mm) of the tumour voxels, where the page's slices start."""
+    from ioplan.anatomy import Label
+
+    idx = np.argwhere(np.asarray(case.labels.array) == int(Label.TUMOR))
+    if not len(idx):
+        return None
+    return [round(float(v), 2) for v in case.labels.grid.index_to_lps(idx.mean(axis=0)[None])[0]]
