@@ -265,9 +265,10 @@ def test_sirt_page(client, sirt_doc):
     cfg = _config(html)
     assert cfg["page"] == "sirt" and cfg["dose_url"] == sirt_doc["dose_url"]
     assert cfg["dvh"] == sirt_doc["dvh"]
-    row = re.search(r'<tr data-structure="tumor">(.*?)</tr>', html).group(1)
-    assert f"<td>{sirt_doc['structures']['tumor']['d70_gy']:.1f}</td>" in row
-    assert f"<td>{sirt_doc['structures']['tumor']['v100_percent']:.1f}</td>" in row
+    for s, st in sirt_doc["structures"].items():
+        for key in ("mean_gy", "d70_gy", "d95_gy", "v100_percent", "v150_percent"):
+            cell = f'<td data-structure="{s}" data-key="{key}">{st[key]:.1f}</td>'
+            assert cell in html, cell
     assert_error(client.get("/cases/demo/sirt?activity_gbq=50"), 400, "--activity-gbq")
 
 

@@ -273,7 +273,8 @@ def margin_page(
 <ul id="notes">{notes}</ul>
 <p><a href="/cases/{e}">the case</a> &middot; <a href="/cases/{e}/sirt">SIRT dose</a>
 &middot; <a href="/api/cases/{e}/margin?{_query(margin_mm, zone)}">JSON</a></p></div>
-<div id="viewer"><canvas id="gl"></canvas><div id="status"></div></div></main>"""
+<div id="viewer" style="align-self:flex-start;height:660px"><canvas id="gl"></canvas>
+<div id="status"></div></div></main>"""
     cfg = {
         "page": "margin",
         "case": name,

@@ -170,7 +170,7 @@ _FIELDS = (
     ("seed", "noise seed", "1"),
 )
 _STATS = (
-    ("volume_ml", "mL", ".1f"),
+    ("volume_ml", "volume mL", ".1f"),
     ("mean_gy", "mean", ".1f"),
     ("d50_gy", "D50", ".1f"),
     ("d70_gy", "D70", ".1f"),
@@ -187,13 +187,20 @@ def sirt_page(name: str, svc: Services, req: Annotated[SirtInputs, Query()]) -> 
     """The dose map over the CT, the DVH chart and the D/V figures of each structure."""
     doc = sirt_dose(svc, name, req)
     modality = svc.store.summary(name)["modality"]
-    head = "".join(f"<th>{escape(label)}</th>" for _, label, _ in _STATS)
+    structures = doc["structures"]
+    head = "".join(
+        f'<th><span class="swatch" style="background:{STRUCTURE_COLOURS.get(s, "#888888")}">'
+        f"</span>{escape(s)}</th>"
+        for s in structures
+    )
     rows = "".join(
-        f'<tr data-structure="{escape(s)}"><td><span class="swatch" style="background:'
-        f'{STRUCTURE_COLOURS.get(s, "#888888")}"></span>{escape(s)}</td>'
-        + "".join(f"<td>{fmt(st.get(k), spec)}</td>" for k, _, spec in _STATS)
+        f"<tr><th>{escape(label)}</th>"
+        + "".join(
+            f'<td data-structure="{escape(s)}" data-key="{k}">{fmt(st.get(k), spec)}</td>'
+            for s, st in structures.items()
+        )
         + "</tr>"
-        for s, st in doc["structures"].items()
+        for k, label, spec in _STATS
     )
     values = req.model_dump()
     inputs = "".join(
@@ -220,8 +227,7 @@ def sirt_page(name: str, svc: Services, req: Annotated[SirtInputs, Query()]) -> 
 <p id="sirt-summary">Y-90, {doc["activity_gbq"]:g} GBq, method {escape(doc["method"])}, CF
 {doc["cf_gy_kg_per_gbq"]:g} Gy kg/GBq, LSF {doc["lsf"]:g}; {escape(lung)}. Synthetic SPECT
 of the case (T/N {doc["spect"]["tn"]:g}).</p>
-<div style="overflow-x:auto"><table id="dvh-figures" style="font-size:12px">
-<tr><th>structure</th>{head}</tr>{rows}</table></div>
+<table id="dvh-figures"><tr><th></th>{head}</tr>{rows}</table>
 <p style="font-size:12px">Doses in Gy (mean; D<i>x</i>: the dose that at least <i>x</i> % of
 the volume receives); V<i>y</i>: % of the volume receiving at least <i>y</i> Gy.</p>
 <svg id="dvh" width="440" height="300" role="img" aria-label="cumulative DVH"></svg>
@@ -232,7 +238,8 @@ the volume receives); V<i>y</i>: % of the volume receiving at least <i>y</i> Gy.
 </button><button id="reset">reset view</button></div>
 <ul id="notes">{notes}</ul>
 <p><a href="/cases/{e}">the case</a> &middot; <a href="/cases/{e}/margin">margin</a></p></div>
-<div id="viewer"><canvas id="gl"></canvas><div id="status"></div></div></main>"""
+<div id="viewer" style="align-self:flex-start;height:660px"><canvas id="gl"></canvas>
+<div id="status"></div></div></main>"""
     st = doc["structures"]
     # the colour scale tops at the tumour's median dose (the liver's highest without one)
     top = st["tumor"]["d50_gy"] if "tumor" in st else st.get("normal_liver", {}).get("max_gy")
