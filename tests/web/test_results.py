@@ -167,6 +167,13 @@ def test_margin_of_an_observed_zone(cases_dir, tmp_path, capsys):
     assert 4.0 <= web["minimal_margin_mm"] <= 12.0
     assert web["minimal_margin_mm"] > planned["minimal_margin_mm"]
     assert 'data-source="observed"' in page
+    # a zone file that links outside the case folder is never read
+    outside = tmp_path / "outside.nii.gz"
+    (root / "demo" / "ablation_zone.nii.gz").rename(outside)
+    (root / "demo" / "ablation_zone.nii.gz").symlink_to(outside)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert_error(c.get("/api/cases/demo/margin"), 404, "not inside the case folder")
+        assert_error(c.get("/api/cases/demo/margin/zone.nii.gz"), 404, "not inside")
 
 
 def test_margin_page(client):
@@ -305,6 +312,27 @@ def test_no_patient_identifier_or_server_path(client, cases_dir, sirt_doc):
         assert str(cases_dir) not in text
         for word in ("PatientName", "PatientID", "PatientBirthDate", "patient_name"):
             assert word not in text
+
+
+def test_token_and_ranges(cases_dir, tmp_path, sirt_doc):
+    """With a token, the result routes refuse requests without it; volumes answer ranges."""
+    from fastapi.testclient import TestClient
+
+    from ioplan.web import create_app
+
+    app = create_app(cases_dir, token="s3cret-token", cache_dir=tmp_path)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for url in ("/api/cases/demo/margin", "/cases/demo/margin", "/cases/demo/sirt"):
+            assert_error(c.get(url), 401)
+            assert c.get(url, headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+            assert c.get(f"{url}?token=s3cret-token").status_code == 200
+        assert_error(c.post("/api/cases/demo/sirt", json={}), 401)
+        doc = c.post("/api/cases/demo/sirt?token=s3cret-token", json=SIRT).json()
+        full = c.get(f"{doc['dose_url']}?token=s3cret-token")
+        part = c.get(f"{doc['dose_url']}?token=s3cret-token", headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == full.content[:100]
+    # the same inputs give the same dose (another server, its own file)
+    assert doc["structures"] == sirt_doc["structures"] and doc["dvh"] == sirt_doc["dvh"]
 
 
 def test_openapi_lists_the_result_routes(client):
