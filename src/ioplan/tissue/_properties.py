@@ -24,6 +24,8 @@ __all__ = [
     "constants",
     "dielectric_ji_brace_2450",
     "dielectric_water_2450",
+    "gabriel_cole_cole",
+    "gabriel_parameters",
     "label_property_map",
     "phase_change",
     "rf_conductivity",
@@ -83,6 +85,27 @@ _NON_TISSUE_TABLES = (
     "damage",
     "vaporisation",
     "blood_flow",
+    "gabriel_1996",
+)
+
+#: Vacuum permittivity (F/m), CODATA 2018.
+EPS0_F_M = 8.8541878128e-12
+#: Order of the 14 Gabriel 1996 parameters, as in the report's Appendix C table.
+GABRIEL_COLUMNS = (
+    "ef",
+    "del1",
+    "tau1_ps",
+    "alf1",
+    "del2",
+    "tau2_ns",
+    "alf2",
+    "sig_s_m",
+    "del3",
+    "tau3_us",
+    "alf3",
+    "del4",
+    "tau4_ms",
+    "alf4",
 )
 
 
@@ -204,6 +227,72 @@ def dielectric_ji_brace_2450(temperature_c: Any) -> tuple[np.ndarray, np.ndarray
     eps = p["a_eps"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_eps"] - p["c_eps"] * t))) + 1.0
     sig = p["a_sig"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_sig"] - p["c_sig"] * t)))
     return eps, sig
+
+
+def gabriel_parameters(name: str) -> tuple[float, ...]:
+    """The 14 Gabriel 1996 Cole-Cole parameters of ``name`` (``[gabriel_1996]`` in the table).
+
+    Order: :data:`GABRIEL_COLUMNS` (eps_inf, then (delta, tau, alpha) of the first two
+    dispersions, the ionic conductivity in S/m, then the last two dispersions; tau in ps, ns,
+    us and ms). Keys are ``lung_inflated``, ``lung_deflated``, ``kidney``, ``muscle``, ...
+    """
+    table = _raw()["gabriel_1996"]
+    if name not in table:
+        raise InputError(f"no Gabriel 1996 parameters for {name!r}; known: {', '.join(table)}")
+    values = tuple(float(v) for v in table[name]["value"])
+    if len(values) != len(GABRIEL_COLUMNS):
+        raise FileFormatError(f"tissues.toml: gabriel_1996.{name} needs 14 values")
+    return values
+
+
+def gabriel_cole_cole(params: Any, f_hz: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Relative permittivity and conductivity (S/m) from Gabriel's 4-term Cole-Cole model.
+
+    ``eps*(w) = eps_inf + sum_n delta_n / (1 + (j w tau_n)^(1 - alpha_n)) + sigma_i / (j w eps0)``,
+    ``eps_r = Re(eps*)`` and ``sigma = -Im(eps*) w eps0``.
+
+    Parameters
+    ----------
+    params : sequence of 14 floats
+        In the order of :data:`GABRIEL_COLUMNS` (the Appendix C table), e.g.
+        :func:`gabriel_parameters`.
+    f_hz : array_like
+        Frequency (Hz), > 0.
+
+    Returns
+    -------
+    eps_r, sigma_s_m : ndarray
+        Shape of ``f_hz``.
+
+    References
+    ----------
+    Gabriel S, Lau RW, Gabriel C. The dielectric properties of biological tissues: III.
+    Parametric models for the dielectric spectrum of tissues. Phys Med Biol 1996;41:2271.
+    DOI 10.1088/0031-9155/41/11/003
+
+    Examples
+    --------
+    >>> eps, sig = gabriel_cole_cole(gabriel_parameters("kidney"), 480e3)
+    >>> round(float(sig), 3)  # Go-Smart constants-kidney.xml: 0.226 S/m at 480 kHz
+    0.226
+    """
+    p = [float(v) for v in params]
+    if len(p) != len(GABRIEL_COLUMNS):
+        raise InputError(f"Gabriel parameters need 14 values, got {len(p)}")
+    f = np.asarray(f_hz, dtype=float)
+    if np.any(f <= 0):
+        raise InputError("frequency must be > 0 Hz")
+    w = 2.0 * np.pi * f
+    ef, sig = p[0], p[7]
+    eps = ef + sig / (1j * w * EPS0_F_M)
+    for delta, tau_s, alpha in (
+        (p[1], p[2] * 1e-12, p[3]),
+        (p[4], p[5] * 1e-9, p[6]),
+        (p[8], p[9] * 1e-6, p[10]),
+        (p[11], p[12] * 1e-3, p[13]),
+    ):
+        eps = eps + delta / (1.0 + (1j * w * tau_s) ** (1.0 - alpha))
+    return np.real(eps), -np.imag(eps) * w * EPS0_F_M
 
 
 def water_remaining(max_temperature_c: Any) -> np.ndarray:
