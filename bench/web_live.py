@@ -152,8 +152,9 @@ def main(argv=None) -> int:
         proc.wait(timeout=30)
         tmp.cleanup()
     doc = {
-        "command": "python bench/web_live.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": " ".join(
+            ["python bench/web_live.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "frames": args.frames,
         "baseline_frames": args.baseline,
         "rates": rates,

@@ -341,3 +341,55 @@ def test_with_a_token_the_stream_takes_it_in_the_query(cases, tmp_path):
         assert_error(c.get(f"/api/live/sessions/{sid}/frames"), 401, "token")
         events = _events(c, sid, query="?token=s3cret")
         assert events[-1][0] == "end" and sum(k == "frame" for k, _ in events) == 3
+
+
+def test_openapi_lists_the_live_routes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert set(paths["/api/live/sessions"]) == {"get", "post"}
+    assert set(paths["/api/live/sessions/{session_id}"]) == {"get", "delete"}
+    assert "text/event-stream" in str(paths["/api/live/sessions/{session_id}/frames"])
+    assert "/live" not in paths  # the page is not API
+
+
+def test_a_scanner_over_openigtlink_feeds_the_session_as_the_demo_does(client):
+    # ioplan monitor --demo's scanner (an OpenIGTLink server, started here in the main
+    # thread: pyigtl's server sets signal handlers), read by the session as a client
+    from ioplan.monitoring import demo_scanner
+
+    scanner, _ = demo_scanner(0, frames=10, baseline=3, interval_s=0.1, seed=4)
+    try:
+        r = client.post("/api/live/sessions", json={"igtl_input": f"127.0.0.1:{scanner.port}",
+                                                    "baseline_frames": 3,
+                                                    "idle_timeout_s": 0.5})  # fmt: skip
+        assert r.status_code == 201, r.text
+        events = _events(client, r.json()["id"])
+    finally:
+        scanner.stop()
+    assert events[-1][1]["state"] == "done" and events[-1][1]["settings"]["input"] == "igtl"
+    sent = {d["frame"]: d for k, d in events if k == "frame"}
+    assert len(sent) >= 8  # pyigtl keeps the latest message only: a frame may be replaced
+    # the same series played in the server's memory (the demo input): same temperatures.
+    # OpenIGTLink carries magnitude and phase as float32 (phase to ~2e-7 rad, which is
+    # 1e-6 degC at 3 T, TE 10 ms); 1e-3 degC leaves room for the frames' float32 maps
+    demo = _events(client, _start(client, frames=10, seed=4)["id"])
+    for k, d in demo:
+        if k == "frame" and d["frame"] in sent:
+            np.testing.assert_allclose(_f32(sent[d["frame"]], "temperature_c"),
+                                       _f32(d, "temperature_c"), atol=1e-3)  # fmt: skip
+
+
+def test_an_unreachable_scanner_fails_the_session_in_one_line(client):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once closed: nothing listens there
+    r = client.post("/api/live/sessions", json={"igtl_input": f"127.0.0.1:{port}",
+                                                "start_timeout_s": 0.3})  # fmt: skip
+    assert r.status_code == 201, r.text
+    end = _events(client, r.json()["id"])[-1][1]
+    assert end["state"] == "failed" and end["error"].startswith(
+        f"could not connect to 127.0.0.1:{port} within 0.3 s"
+    )
+    assert_error(client.post("/api/live/sessions", json={"igtl_input": "nohost"}), 400,
+                 "igtl_input must be host:port")  # fmt: skip

@@ -8,7 +8,9 @@ One session runs at a time, in a worker thread: frames come from the synthetic s
 do, and would take SIGINT from uvicorn) or from a folder inside the cases folder
 (:func:`ioplan.monitoring.folder_frames`, as ``ioplan monitor --folder``), and go through
 :func:`ioplan.monitoring.run_live` with a :class:`ioplan.monitoring.Thermometry` of the
-request's settings. Each frame becomes one
+request's settings. A scanner's OpenIGTLink server (``igtl_input``: ``host:port``, as
+``ioplan monitor --igtl-input``; the server connects as a client, which needs no signal
+handler) feeds it too: ``ioplan monitor --demo``'s scanner included. Each frame becomes one
 server-sent event, encoded once and shared by every page that follows the session: its
 numbers (the keys of ``ioplan monitor --json``'s per-frame table and alerts) and one slice
 of the temperature (degC) and CEM43 (min) maps as base64 little-endian float32.
@@ -24,6 +26,7 @@ import asyncio
 import base64
 import json
 import math
+import socket
 import threading
 import time
 import tomllib
@@ -62,14 +65,17 @@ FINAL = ("done", "failed", "cancelled")
 class LiveRequest(BaseModel):
     """Settings of a session, named as ``ioplan monitor``'s options.
 
-    Give ``demo: true`` (the synthetic scanner) or ``folder``: a folder inside the cases
-    folder that the scanner writes ``NNNN_magnitude.nii.gz`` / ``NNNN_phase.nii.gz`` into.
+    Give one input: ``demo: true`` (the synthetic scanner), ``folder`` (a folder inside the
+    cases folder that the scanner writes ``NNNN_magnitude.nii.gz`` /
+    ``NNNN_phase.nii.gz`` into) or ``igtl_input`` (the scanner's OpenIGTLink server,
+    ``host:port``).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     demo: bool = False
     folder: str | None = None
+    igtl_input: str | None = None
     b0_t: float = 3.0
     te_ms: float = 10.0
     baseline_frames: int = 10
@@ -156,6 +162,29 @@ def check_demo(req: LiveRequest) -> None:
         raise InputError(f"seed must be an integer >= 0, got {req.seed}")
 
 
+def _connect(host: str, port: int, timeout_s: float, stop: threading.Event):
+    """A TCP connection to ``host:port`` within ``timeout_s`` (retried), or None.
+
+    Opened here and handed to pyigtl's client, rather than a probe connection first (as
+    ``ioplan monitor --igtl-input`` does): a scanner that starts streaming at its first
+    client, as ``ioplan monitor --demo``'s does, would send its first frame to the probe;
+    and pyigtl's client, left to connect itself, retries for ever and leaves a socket open
+    at each refusal.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        try:
+            sock = socket.create_connection((host, port), timeout=0.5)
+        except OSError:
+            if time.monotonic() >= deadline:
+                return None
+            stop.wait(0.05)
+        else:
+            sock.settimeout(0.01)  # as pyigtl's client sets its own socket
+            return sock
+    return None
+
+
 def demo_frames(req: LiveRequest, stop: threading.Event):
     """The synthetic scanner's series, one frame every ``interval_s`` of wall-clock time.
 
@@ -181,12 +210,15 @@ class LiveSession:
     """One session: its settings, its worker, its events and the pages following it."""
 
     def __init__(self, req: LiveRequest, cases_root: Path) -> None:
-        from ioplan.monitoring import ThermometryConfig, check_wait
+        from ioplan.monitoring import ThermometryConfig, check_wait, parse_host_port
 
-        if req.demo == (req.folder is not None):
+        given = [n for n, v in (("demo", req.demo or None), ("folder", req.folder),
+                                ("igtl_input", req.igtl_input)) if v is not None]  # fmt: skip
+        if len(given) != 1:
+            got = f" (got {', '.join(given)})" if given else ""
             raise InputError(
-                "give one input: demo true (the synthetic scanner), or folder (a folder "
-                "inside the cases folder)"
+                "give one input: demo true (the synthetic scanner), folder (a folder inside "
+                f"the cases folder) or igtl_input (the scanner's OpenIGTLink host:port){got}"
             )
         self.cfg = ThermometryConfig(
             b0_t=req.b0_t, te_ms=req.te_ms, baseline_frames=req.baseline_frames,
@@ -200,6 +232,9 @@ class LiveSession:
         self.req = req
         self.folder = resolve_folder(cases_root, req.folder) if req.folder is not None else None
         self.demo = req.demo
+        self.host_port = None
+        if req.igtl_input is not None:
+            self.host_port = parse_host_port(req.igtl_input, "igtl_input")
         if req.demo:
             check_demo(req)
         self.id = uuid.uuid4().hex[:16]
@@ -232,10 +267,11 @@ class LiveSession:
                 "idle_timeout_s", "start_timeout_s", "slice")  # fmt: skip
         if self.req.demo:
             keep += ("frames", "interval_s", "seed", "motion_mm")
-        else:
+        elif self.req.folder is not None:
             keep += ("frame_s",)
         doc = {k: getattr(self.req, k) for k in keep}
-        return doc | {"input": "demo" if self.req.demo else "folder", "folder": self.req.folder}
+        kind = "demo" if self.demo else "folder" if self.folder is not None else "igtl"
+        return doc | {"input": kind, "folder": self.req.folder, "igtl_input": self.req.igtl_input}
 
     def document(self) -> dict[str, Any]:
         """The session's state: ``GET /api/live/sessions/{id}``.
@@ -322,8 +358,9 @@ class LiveSession:
     def _run(self) -> None:
         from ioplan.errors import IoplanError
 
+        closers: list = []
         try:
-            self._loop()
+            self._loop(closers)
         except IoplanError as exc:
             self._finish("failed", " ".join(str(exc).split()))
         except Exception as exc:  # a bug: the session says so, the server goes on
@@ -336,9 +373,12 @@ class LiveSession:
                              "nothing measured")  # fmt: skip
             else:
                 self._finish("done", None)
+        finally:
+            for c in closers:
+                c.stop()
 
-    def _loop(self) -> None:
-        from ioplan.monitoring import Thermometry, folder_frames, run_live, warm_up
+    def _loop(self, closers: list) -> None:
+        from ioplan.monitoring import Thermometry, folder_frames, igtl_frames, run_live, warm_up
 
         th = Thermometry(self.cfg)
         self.notes = th.notes
@@ -347,6 +387,24 @@ class LiveSession:
             return
         if self.demo:
             frames = demo_frames(self.req, self._stop)
+        elif self.host_port is not None:
+            import pyigtl
+
+            host, port = self.host_port
+            sock = _connect(host, port, self.req.start_timeout_s, self._stop)
+            if sock is None:
+                if self._stop.is_set():
+                    return
+                raise InputError(
+                    f"could not connect to {host}:{port} within {self.req.start_timeout_s:g} s "
+                    "(start_timeout_s): is the scanner's OpenIGTLink server running?"
+                )
+            client = pyigtl.OpenIGTLinkClient(host=host, port=port, start_now=False)
+            client.socket, client._connected = sock, True  # its thread reads from it
+            client.start()
+            closers.append(client)
+            frames = igtl_frames(client, idle_timeout_s=self.req.idle_timeout_s,
+                                 first_wait_s=self.req.start_timeout_s, notes=th.notes)  # fmt: skip
         else:
             frames = folder_frames(self.folder, frame_s=self.req.frame_s,
                                    idle_timeout_s=self.req.idle_timeout_s,
