@@ -33,6 +33,7 @@ from ioplan.physics._sources import (
     rf_generator_step,
     rf_potential,
 )
+from ioplan.physics._subvoxel import cylinder_surfaces
 
 __all__ = [
     "MW_UPDATE_S",
@@ -141,6 +142,8 @@ class RfState:
         Conductivity at 37 degC (S/m), 0 for insulation.
     probe : ndarray of bool
         Tissue voxels touching the electrode (the temperature sensor, temperature mode).
+    surfaces : Surfaces or None
+        The electrode's cut faces (its true cylinder, :func:`rf_pair`); None: staircase.
     last_sigma, q_unit : ndarray or None
         Conductivity at the last solve and the power density at 1 V (W/m^3/V^2).
     p_unit : float
@@ -162,6 +165,7 @@ class RfState:
     tissue_mask: np.ndarray
     sigma37: np.ndarray
     probe: np.ndarray | None = None
+    surfaces: Any = None
     last_sigma: np.ndarray | None = None
     q_unit: np.ndarray | None = None
     p_unit: float = 0.0
@@ -177,6 +181,7 @@ def rf_pair(
     gen: RfGenerator,
     tissue_mask: np.ndarray,
     ground: np.ndarray | None = None,
+    cylinders: tuple = (),
 ) -> Source:
     """An RF electrode driven by a generator, as a source pair.
 
@@ -198,6 +203,11 @@ def rf_pair(
     ground : ndarray of bool, optional
         The return electrode (dispersive pads); None: every face of the grid
         (:func:`far_boundary_ground`).
+    cylinders : tuple of Cylinder
+        The electrodes' true cylinders (``ioplan.physics._subvoxel.Cylinder``): their
+        cut faces join the potential solve (Shortley-Weller, at 1 V) and ``electrode``
+        holds the voxels whose centres lie inside them. Empty: ``electrode`` is a
+        staircase.
     """
 
     def init(problem: ThermalProblem) -> RfState:
@@ -216,8 +226,15 @@ def rf_pair(
             0.0, sigma37,
         )  # fmt: skip
         probe = ndimage.binary_dilation(electrode) & ~electrode & tissue_mask
+        surfaces = None
+        if cylinders:
+            # cut faces from the voxels that carry a potential to the true cylinders
+            surfaces = cylinder_surfaces(problem.grid, cylinders,
+                                         electrode | gnd | (sigma37 <= 0))  # fmt: skip
+            probe.reshape(-1)[surfaces.index] = True  # the voxels touching the surface
+            probe &= tissue_mask
         return RfState(problem.grid, problem.material, gnd & ~electrode,
-                       tissue_mask & inner, sigma37, probe)  # fmt: skip
+                       tissue_mask & inner, sigma37, probe, surfaces)  # fmt: skip
 
     def step(state: RfState, temperature_c: np.ndarray, time_s: float):
         sigma = rf_conductivity_map(state.material, temperature_c, state.sigma37)
@@ -232,7 +249,13 @@ def rf_pair(
         if changed:
             solver = dict(state.solver or {})  # rf_potential updates the copy only
             _, q_unit, p_unit = rf_potential(
-                state.grid, sigma, electrode, state.ground, tol=RF_SOLVE_TOL, cache=solver
+                state.grid,
+                sigma,
+                electrode,
+                state.ground,
+                tol=RF_SOLVE_TOL,
+                cache=solver,
+                surfaces=state.surfaces,
             )
             state = replace(state, last_sigma=sigma, q_unit=q_unit, p_unit=p_unit,
                             solver=solver)  # fmt: skip

@@ -44,7 +44,12 @@ from ioplan.physics._sources import (
     axial_radial,
     nusselt_wall_h,
 )
-from ioplan.physics._subvoxel import Cylinder, cylinder_surfaces, inside_cylinders
+from ioplan.physics._subvoxel import (
+    Cylinder,
+    covering_radius_mm,
+    cylinder_surfaces,
+    inside_cylinders,
+)
 from ioplan.physics._zone import ZoneMetrics, zone_metrics
 
 __all__ = ["SimulationConfig", "SimulationResult", "VesselSpec", "simulate"]
@@ -434,6 +439,7 @@ class _Model:
     free: np.ndarray
     electrode: np.ndarray
     cold: np.ndarray
+    electrode_cylinders: tuple = ()
 
 
 def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
@@ -486,31 +492,37 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
     if cfg.case is not None:
         table = vessel_materials(grid, material, table, active_extent_mm(app))
     shaft = np.zeros(grid.shape, bool)
-    electrode = np.zeros(grid.shape, bool)
     cold = np.zeros(grid.shape, bool)
     cylinders: list[Cylinder] = []
-    # surfaces held at a temperature as cut-cell cylinders: the cryoprobe's freeze segment.
-    # Cooled MW/RF shafts stay staircase voxels for now: their zones were already within
-    # 1 mm across 2-1 mm (validation/convergence.md), and the cut-cell shaft (widened to
-    # 0.51 h on coarse grids) shortens a 5 mm MW zone by 7 mm until MW is recalibrated.
-    held = app is not None and app.modality == "cryo"
+    # surfaces held at a temperature as cut-cell cylinders: the cryoprobe's freeze segment
+    # and the cooled RF electrode with its shaft (the RF electrode is also a cut-cell
+    # potential boundary, issue 19). Cooled MW shafts stay staircase voxels: their zones
+    # were already within 1 mm across 2-1 mm (validation/convergence.md), and the cut-cell
+    # shaft (widened to 0.51 h on coarse grids) shortens a 5 mm MW zone by 7 mm until MW
+    # is recalibrated.
+    held = app is not None and (app.modality == "cryo" or (app.modality == "rf" and app.cooled))
+    electrode_cyls: list[Cylinder] = []
     if app is not None:
         # the staircase radius: at least half a voxel diagonal, so that an axis between
         # voxel centres still marks one voxel per slice (the nearest lattice point is at
-        # most h / sqrt 2 away); kept for the RF electrode (a potential boundary) and the
-        # cryoprobe's passive ring; surfaces held at a temperature use their true radius
-        # the cut-cell radius: the true one, but at least just over half a voxel, so that
+        # most h / sqrt 2 away); kept for the MW shaft and the cryoprobe's passive ring.
+        # The cut-cell radius: the true one, but at least just over half a voxel, so that
         # every cross-section cuts a lattice segment wherever the axis lies (below that, an
         # axis midway between lattice lines would touch no face: 3 mm voxels, 2.4 mm probe)
         a_mm = max(0.5 * app.diameter_mm, 0.51 * max(grid.spacing_mm))
         r_app = max(0.5 * app.diameter_mm, 0.71 * max(grid.spacing_mm))
         for pl in domain.placements:
             along, radial = axial_radial(grid, pl)
+            if app.modality == "rf":
+                # the RF electrode (a potential boundary) and its cooled shaft (a heat
+                # boundary): one true cylinder, widened only where the grid would miss it
+                ecyl = Cylinder(pl.tip_mm, pl.direction, 0.5 * app.diameter_mm,
+                                -app.active_length_mm, 0.0)  # fmt: skip
+                a_mm = covering_radius_mm(grid, ecyl)
+                electrode_cyls.append(replace(ecyl, radius_mm=a_mm))
             stair = radial <= r_app
             true = radial <= a_mm
             shaft |= (true if held else stair) & (along <= 0.0)
-            if app.modality == "rf":
-                electrode |= stair & (along <= 0.0) & (along >= -app.active_length_mm)
             if app.modality == "cryo":
                 lo, hi = -(app.tip_offset_mm + app.freeze_zone_length_mm), -app.tip_offset_mm
                 cold |= stair & (along >= lo) & (along <= hi)
@@ -519,6 +531,7 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
                 cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, -np.inf, 0.0))
     k_blood = blood_properties()["k_w_m_k"]
     fixed_cyl = inside_cylinders(grid, cylinders)
+    electrode = inside_cylinders(grid, electrode_cyls)
     if app is not None and app.modality in ("mw", "rf") and app.cooled:
         table = table.with_material(
             COOLED_SHAFT, "cooled applicator", fixed_group=1, k_w_m_k=k_blood
@@ -557,7 +570,7 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
     )
     tissue_mask = (problem.material < FIRST_EXTRA_ID) & (table.fixed_group[problem.material] < 0)
     free = table.fixed_group[problem.material] < 0
-    return _Model(problem, tissue_mask, free, electrode, cold)
+    return _Model(problem, tissue_mask, free, electrode, cold, tuple(electrode_cyls))
 
 
 def _parallel_vessels(
@@ -626,7 +639,9 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
                         for k, v in asdict(gen).items()}  # fmt: skip
         settings.update(rf_generator=gen.name or "ideal", rf_generator_settings=gen_settings,
                         rf_ground=ground_note)  # fmt: skip
-        return rf_pair(model.electrode, gen, model.tissue_mask, ground), groups, settings
+        pair = rf_pair(model.electrode, gen, model.tissue_mask, ground,
+                       cylinders=model.electrode_cylinders)  # fmt: skip
+        return pair, groups, settings
     assert cfg.protocol is not None
     settings["protocol"] = [list(p) for p in cfg.protocol.phases]
     # the cryoprobe drives the cold segments (fixed group 1) itself

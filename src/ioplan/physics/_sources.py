@@ -404,12 +404,43 @@ def _amg_refresh(ml, mat):
     return new
 
 
-def _faces(grid: Grid, sig: np.ndarray, fixed: np.ndarray) -> list[tuple]:
+def _cut_face_ids(grid: Grid, surfaces: Any) -> list[np.ndarray]:
+    """Per axis (z, y, x), the lower voxel id of every face that ``surfaces`` cut."""
+    out = [np.zeros(0, np.int64)] * 3
+    if surfaces is None or surfaces.size == 0:
+        return out
+    strides = (grid.shape[1] * grid.shape[2], grid.shape[2], 1)
+    idx = np.asarray(surfaces.index, np.int64)
+    bits = np.asarray(surfaces.faces, np.int64)
+    for axis in range(3):
+        lower = idx[(bits & (1 << (2 * axis))) != 0] - strides[axis]  # face toward -axis
+        upper = idx[(bits & (1 << (2 * axis + 1))) != 0]  # face toward +axis
+        out[axis] = np.unique(np.concatenate([lower, upper]))
+    return out
+
+
+def _cut_conductance(grid: Grid, sig: np.ndarray, surfaces: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Cut voxels (flat ids) and their conductance to the electrode's surface (S).
+
+    ``G_i = sigma_i V sum 1/(delta d^2) = sum sigma_i A / (delta d)``: the tissue between
+    the voxel's centre and the true surface is the voxel's own (Shortley-Weller).
+    """
+    if surfaces is None or surfaces.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    idx = np.asarray(surfaces.index, np.int64)
+    g = np.asarray(sig, float).reshape(-1)[idx] * surfaces.coefficient_m2 * grid.voxel_volume_m3
+    return idx, g
+
+
+def _faces(grid: Grid, sig: np.ndarray, fixed: np.ndarray, surfaces: Any = None) -> list[tuple]:
     """Conducting faces per axis: ``(a_ids, b_ids, G)``, flat voxel ids and conductance (S).
 
     Harmonic mean of the two voxels' conductivities; a face between a fixed-potential
-    voxel (metal: electrode or ground) and tissue uses the tissue's conductivity.
+    voxel (metal: electrode or ground) and tissue uses the tissue's conductivity. Faces
+    that ``surfaces`` cut (the electrode's true cylinder) are left out: they are the cut
+    voxels' conductance to the surface (:func:`_cut_conductance`).
     """
+    cut = _cut_face_ids(grid, surfaces)
     shape = grid.shape
     spacing_m = grid.spacing_m
     flat_sig = np.asarray(sig, float).reshape(-1)
@@ -427,17 +458,25 @@ def _faces(grid: Grid, sig: np.ndarray, fixed: np.ndarray) -> list[tuple]:
         g = np.where(fixed_flat[a_ids] & (sb > 0), sb * area / d, g)
         g = np.where(fixed_flat[b_ids] & (sa > 0), sa * area / d, g)
         keep = g > 0
+        if cut[axis].size:
+            keep &= ~np.isin(a_ids, cut[axis])
         faces.append((a_ids[keep], b_ids[keep], g[keep]))
     return faces
 
 
 def rf_terminal_currents(
-    grid: Grid, sigma: np.ndarray, phi: np.ndarray, electrode: np.ndarray, ground: np.ndarray
+    grid: Grid,
+    sigma: np.ndarray,
+    phi: np.ndarray,
+    electrode: np.ndarray,
+    ground: np.ndarray,
+    surfaces: Any = None,
 ) -> tuple[float, float]:
     """Current (A) into the tissue at the electrode and out of it through the ground.
 
     Summed over the faces between each terminal and the voxels that are neither, with
-    the conductances :func:`rf_potential` uses; for a converged solution the two agree
+    the conductances :func:`rf_potential` uses (with ``surfaces``: the cut faces to the
+    electrode's true cylinder, at 1 V, included); for a converged solution the two agree
     (charge conservation) and, at 1 V, equal the total power (W/V^2).
 
     Parameters
@@ -450,6 +489,8 @@ def rf_terminal_currents(
         Potential (V), e.g. from :func:`rf_potential`.
     electrode, ground : ndarray of bool
         The terminals.
+    surfaces : Surfaces, optional
+        The electrode's cut faces (:func:`~ioplan.physics.rf_electrode_surfaces`).
 
     Returns
     -------
@@ -458,8 +499,10 @@ def rf_terminal_currents(
     fixed = electrode | ground
     e_flat, g_flat, f_flat = electrode.reshape(-1), ground.reshape(-1), fixed.reshape(-1)
     p = np.asarray(phi, float).reshape(-1)
-    i_in = i_out = 0.0
-    for a_ids, b_ids, g in _faces(grid, sigma, fixed):
+    cut_ids, cut_g = _cut_conductance(grid, sigma, surfaces)
+    i_in = float(np.sum(cut_g * (1.0 - p[cut_ids])))
+    i_out = 0.0
+    for a_ids, b_ids, g in _faces(grid, sigma, fixed, surfaces):
         cur = g * (p[a_ids] - p[b_ids])  # from a to b
         i_in += float(np.sum(cur[e_flat[a_ids] & ~f_flat[b_ids]]))
         i_in -= float(np.sum(cur[e_flat[b_ids] & ~f_flat[a_ids]]))
@@ -476,12 +519,20 @@ def rf_potential(
     *,
     tol: float = 1e-8,
     cache: dict | None = None,
+    surfaces: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Solve div(sigma grad phi) = 0 with phi = 1 V on the electrode, 0 on the ground.
 
     Finite volumes on the voxel grid (harmonic-mean face conductances), solved
     with conjugate gradients preconditioned by classical (Ruge-Stuben) algebraic
     multigrid (pyamg). Voxels with zero conductivity (insulation) carry no current.
+
+    With ``surfaces`` the electrode is its true cylinder (issue 19): ``electrode`` holds
+    only the voxels whose centres lie inside it, and a face from a free voxel ``i``
+    whose segment to the neighbour enters the cylinder at ``delta d`` is replaced by the
+    conductance ``sigma_i A / (delta d)`` to the surface at 1 V (Shortley-Weller, the
+    cut cell of :mod:`ioplan.physics._subvoxel`). The power dissipated on such a face,
+    between the voxel's centre and the surface, belongs to voxel ``i``.
 
     Parameters
     ----------
@@ -496,6 +547,9 @@ def rf_potential(
     cache : dict, optional
         Keeps the multigrid hierarchy and the last solution between calls with the
         same unknowns (updated in place; the hierarchy it held is not modified).
+    surfaces : Surfaces, optional
+        The electrode's cut faces (:func:`~ioplan.physics.rf_electrode_surfaces`); None:
+        the electrode is the staircase of ``electrode`` voxels.
 
     Returns
     -------
@@ -540,7 +594,13 @@ def rf_potential(
     diag = np.zeros(unk_flat.size)
     flat_phi_fixed = phi.reshape(-1)
     fixed_flat = fixed.reshape(-1)
-    faces = _faces(grid, sig, fixed)
+    faces = _faces(grid, sig, fixed, surfaces)
+    cut_ids, cut_g = _cut_conductance(grid, sig, surfaces)
+    cut_unk = index[cut_ids]
+    if np.any(cut_unk < 0):
+        raise InputError("an RF cut face starts from a voxel that is not an unknown")
+    diag += np.bincount(cut_unk, cut_g, minlength=unk_flat.size)
+    rhs += np.bincount(cut_unk, cut_g * 1.0, minlength=unk_flat.size)  # surface at 1 V
     for a_ids, b_ids, g in faces:
         ia, ib = index[a_ids], index[b_ids]
         both = (ia >= 0) & (ib >= 0)
@@ -586,8 +646,10 @@ def rf_potential(
         cache.update(n=unk_flat.size, ml=ml, x=x)
     flat_phi = phi.reshape(-1)
     flat_phi[unk_flat] = x
-    q = np.zeros(n)
-    total = 0.0
+    # the cut faces: all their power (centre to surface) belongs to the cut voxel
+    p_cut = cut_g * (1.0 - flat_phi[cut_ids]) ** 2
+    q = np.bincount(cut_ids, p_cut, minlength=n).astype(float)
+    total = float(p_cut.sum())
     voxel_m3 = grid.voxel_volume_m3
     fixed_flat = fixed.reshape(-1)
     for a_ids, b_ids, g in faces:

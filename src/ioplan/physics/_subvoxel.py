@@ -29,6 +29,11 @@ the finite-difference cut cell):
   (:func:`cut_cpu`, :func:`cut_gpu`) runs after the main step and overwrites them;
   the fast path for uniform voxels is unchanged.
 
+The same cut faces carry the RF electrode in the potential solve (Dirichlet 1 V on its
+true cylinder, conductance ``sigma_i A / (delta d)``; :func:`~ioplan.physics.rf_potential`
+with ``surfaces``), verified against the coaxial closed form
+``R = ln(R_g / a) / (2 pi sigma L)`` in ``tests/physics/test_rf_cut_cell.py``.
+
 Verification: steady conduction around a cylinder at ``Tp`` inside a block whose far
 boundary is at ``Tb`` against ``T(rho) = Tp + (Tb - Tp) ln(rho/a) / ln(R/a)``
 (``tests/physics/test_grid_independence.py``); convergence tables for cryo and MW zones
@@ -73,6 +78,7 @@ __all__ = [
     "DELTA_MIN",
     "Cylinder",
     "Surfaces",
+    "covering_radius_mm",
     "cut_cpu",
     "cut_gpu",
     "cylinder_surfaces",
@@ -294,6 +300,46 @@ def cylinder_surfaces(grid: Grid, cylinders, fixed: np.ndarray) -> Surfaces:
                 bits[n] |= 1 << f
         group[n] = g
     return Surfaces(keys, coef, bits, group)
+
+
+def covering_radius_mm(grid: Grid, cylinder: Cylinder) -> float:
+    """The cylinder's true radius if the grid sees it along its whole length, else widened.
+
+    A cylinder thinner than half a voxel whose axis runs between lattice lines contains
+    no voxel centre and cuts no lattice segment: it would vanish. The true radius is
+    kept where the voxels inside it and the free voxels with a cut face cover its
+    (finite, in-grid) length with no gap over 1.5 voxel spacings (e.g. an axis on a
+    lattice line, as in the blocks); otherwise the radius is ``max(a, 0.51 h)``, which
+    cuts a segment in every cross-section wherever the axis lies.
+    """
+    a = float(cylinder.radius_mm)
+    h = float(max(grid.spacing_mm))
+    wide = max(a, 0.51 * h)
+    if wide == a:
+        return a
+    t = np.asarray(cylinder.tip_mm, float)
+    u = np.asarray(cylinder.direction, float)
+    u = u / np.linalg.norm(u)
+    # the part of the axis inside the grid's bounding box
+    z, y, x = grid.axis_coordinates_mm()
+    lo_box = np.array([x.min(), y.min(), z.min()])
+    hi_box = np.array([x.max(), y.max(), z.max()])
+    s_lo, s_hi = -np.inf, np.inf
+    for ax in range(3):
+        if abs(u[ax]) > 1e-12:
+            s1, s2 = (lo_box[ax] - t[ax]) / u[ax], (hi_box[ax] - t[ax]) / u[ax]
+            s_lo, s_hi = max(s_lo, min(s1, s2)), min(s_hi, max(s1, s2))
+    s_lo = max(s_lo, cylinder.along_min_mm)
+    s_hi = min(s_hi, cylinder.along_max_mm)
+    if not s_hi > s_lo:
+        return wide
+    inside = inside_cylinders(grid, [cylinder])
+    surf = cylinder_surfaces(grid, [cylinder], inside)
+    ids = np.concatenate([np.flatnonzero(inside.reshape(-1)), surf.index])
+    zz, yy, xx = np.unravel_index(ids, grid.shape)
+    along = (x[xx] - t[0]) * u[0] + (y[yy] - t[1]) * u[1] + (z[zz] - t[2]) * u[2]
+    pts = np.sort(np.concatenate([[s_lo, s_hi], along[(along > s_lo) & (along < s_hi)]]))
+    return a if float(np.max(np.diff(pts))) <= 1.5 * h else wide
 
 
 def check_surfaces(surfaces: Surfaces, material: np.ndarray, packed: np.ndarray) -> None:
