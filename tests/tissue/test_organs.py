@@ -22,6 +22,8 @@ from ioplan.tissue import (
     TissueProperties,
     gabriel_cole_cole,
     gabriel_parameters,
+    organ_tissues,
+    organ_zones,
     source_of,
     tissue,
     tissue_names,
@@ -255,6 +257,26 @@ def _zones():
     path = Path(__file__).resolve().parents[2] / "src/ioplan/tissue/data/organ_zones.csv"
     with path.open() as fh:
         return list(csv.DictReader(line for line in fh if not line.startswith("#")))
+
+
+def test_organ_zones_loader_matches_the_csv():
+    """The loader returns every CSV row, numbers as floats and empty cells as None."""
+    raw, rows = _zones(), organ_zones()
+    assert len(rows) == len(raw) >= 6
+    for r, z in zip(raw, rows, strict=True):
+        assert z["source"] == r["source"]
+        for key in ("length_mm", "width_mm", "area_cm2", "duration_s", "power_w"):
+            assert z[key] == (float(r[key]) if r[key] else None)
+
+
+def test_organ_tissues_name_existing_tissues():
+    for organ in ("liver", "lung", "kidney", "bone"):
+        t = organ_tissues(organ)
+        assert set(t) == {"parenchyma", "tumor"}
+        assert {t["parenchyma"], t["tumor"]} <= set(tissue_names())
+    assert organ_tissues("Lung")["tumor"] == "lung_tumor"
+    with pytest.raises(InputError, match="unknown organ"):
+        organ_tissues("brain")
 
 
 def test_organ_zone_rows_have_a_state_and_a_source():

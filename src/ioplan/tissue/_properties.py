@@ -27,6 +27,8 @@ __all__ = [
     "gabriel_cole_cole",
     "gabriel_parameters",
     "label_property_map",
+    "organ_tissues",
+    "organ_zones",
     "phase_change",
     "rf_conductivity",
     "rf_desiccation_parameters",
@@ -227,6 +229,65 @@ def dielectric_ji_brace_2450(temperature_c: Any) -> tuple[np.ndarray, np.ndarray
     eps = p["a_eps"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_eps"] - p["c_eps"] * t))) + 1.0
     sig = p["a_sig"] * (1.0 - 1.0 / (1.0 + np.exp(p["b_sig"] - p["c_sig"] * t)))
     return eps, sig
+
+
+#: Parenchyma and tumour tissue keys per organ (issue 21). Bone: the vertebral body is mostly
+#: cancellous bone; ribs and the cortical shell are ``"bone"`` (cortical).
+_ORGAN_TISSUES = {
+    "liver": ("liver", "tumor"),
+    "lung": ("lung", "lung_tumor"),
+    "kidney": ("kidney", "renal_tumor"),
+    "bone": ("bone_cancellous", "bone_tumor"),
+}
+
+
+def organ_tissues(organ: str) -> dict[str, str]:
+    """Tissue keys for an organ: ``{"parenchyma": ..., "tumor": ...}``.
+
+    Examples
+    --------
+    >>> organ_tissues("lung")
+    {'parenchyma': 'lung', 'tumor': 'lung_tumor'}
+    """
+    key = organ.strip().lower()
+    if key not in _ORGAN_TISSUES:
+        raise InputError(f"unknown organ {organ!r}; known: {', '.join(_ORGAN_TISSUES)}")
+    parenchyma, tumor = _ORGAN_TISSUES[key]
+    return {"parenchyma": parenchyma, "tumor": tumor}
+
+
+_ZONE_NUMERIC = (
+    "frequency_mhz",
+    "power_w",
+    "duration_s",
+    "n",
+    "length_mm",
+    "width_mm",
+    "area_cm2",
+)
+
+
+@cache
+def organ_zones() -> tuple[dict[str, Any], ...]:
+    """Published lung and kidney ablation zones (``data/organ_zones.csv``), one dict per row.
+
+    Numeric columns (``power_w``, ``duration_s``, ``length_mm``, ``width_mm``, ``area_cm2``, ...)
+    are floats, or ``None`` where the source does not report them. ``state`` is ``"ex_vivo"`` or
+    ``"in_vivo"``; every row has its ``source``.
+    """
+    import csv
+
+    text = resources.files("ioplan.tissue").joinpath("data/organ_zones.csv").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    rows = []
+    for raw in csv.DictReader(lines):
+        row: dict[str, Any] = dict(raw)
+        for key in _ZONE_NUMERIC:
+            row[key] = float(raw[key]) if raw[key].strip() else None
+        if row["state"] not in ("ex_vivo", "in_vivo") or not row["source"].strip():
+            raise FileFormatError(f"organ_zones.csv: bad row {raw}")
+        rows.append(row)
+    return tuple(rows)
 
 
 def gabriel_parameters(name: str) -> tuple[float, ...]:
