@@ -222,3 +222,23 @@ def test_page_settings_cannot_end_their_script_element(app):
     block = text.split('id="ioplan-config">', 1)[1].split("</script>", 1)[0]
     assert _json.loads(block)["x"] == "</script><script>alert(1)</script>&"
     assert "alert(1)</script>" not in text
+
+
+def test_every_link_of_the_pages_leads_somewhere(client):
+    """Each page's links (header, case, plan) answer 200: no dead link in the workspace."""
+    import re
+
+    seen, todo = set(), ["/", "/cases/demo", "/cases/demo/plan"]
+    while todo:
+        page = todo.pop()
+        if page in seen:
+            continue
+        seen.add(page)
+        r = client.get(page)
+        assert r.status_code == 200, (page, r.status_code)
+        if page in ("/", "/cases/demo", "/cases/demo/plan"):
+            todo += [
+                h for h in re.findall(r'href="(/[^"#?]*)"', r.text) if not h.startswith("/api")
+            ]
+    for p in ("/registry", "/live", "/cases/demo/margin", "/cases/demo/sirt"):
+        assert p in seen, p

@@ -141,9 +141,11 @@ def case_page(name: str, svc: Services) -> HTMLResponse:
     )
     g = info["grid"]
     plan_link = (
-        f'<p><a href="/cases/{escape(name)}/plan">the plan</a></p>'
+        f'<p><a href="/cases/{escape(name)}/plan">the plan</a> &middot; '
+        f'<a href="/cases/{escape(name)}/margin">margin confirmation</a> &middot; '
+        f'<a href="/cases/{escape(name)}/sirt">SIRT dose</a></p>'
         if svc.store.summary(name)["has_plan"]
-        else ""
+        else f'<p><a href="/cases/{escape(name)}/sirt">SIRT dose</a></p>'
     )
     body = f"""<main><div id="side"><h2>{escape(info["name"])} ({escape(info["modality"])})</h2>
 <p>grid {" x ".join(str(v) for v in g["shape"][::-1])} voxels (x, y, z), spacing
@@ -220,6 +222,9 @@ def plan_page(name: str, svc: Services) -> HTMLResponse:
         for e in isotherms
     )
     body = f"""<main><div id="side"><h2>plan of {escape(name)}</h2>
+<p><a href="/cases/{escape(name)}">the case</a> &middot;
+<a href="/cases/{escape(name)}/margin">margin of this plan's zone</a> &middot;
+<a href="/cases/{escape(name)}/sirt">SIRT dose</a></p>
 <p id="summary">{escape(str(plan.get("modality")))}: tumour {_fmt(plan.get("coverage_percent"))} %,
 tumour + {_fmt(plan.get("margin_mm"), "g")} mm margin {_fmt(plan.get("margin_coverage_percent"))} %,
 minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
