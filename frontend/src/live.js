@@ -186,6 +186,8 @@ function settings() {
   const doc = {};
   if (input === "demo") {
     doc.demo = true;
+  } else if (input === "igtl") {
+    doc.igtl_input = $("set-igtl").value;
   } else {
     doc.folder = $("set-folder").value;
   }

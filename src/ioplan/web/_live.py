@@ -1,8 +1,9 @@
 """Live monitoring: thermometry frames streamed to the page, with alerts.
 
 ``POST /api/live/sessions`` starts a session (``ioplan monitor``'s settings; the synthetic
-scanner with ``demo: true``, or a ``folder`` inside the cases folder), one at a time (409
-while one runs); ``GET /api/live/sessions/{id}`` is its state and summary (the keys of
+scanner with ``demo: true``, a ``folder`` inside the cases folder, or a scanner's
+OpenIGTLink server, ``igtl_input: "host:port"``), one at a time (409 while one runs);
+``GET /api/live/sessions/{id}`` is its state and summary (the keys of
 ``ioplan monitor --json``); ``GET /api/live/sessions/{id}/frames`` streams its frames as
 server-sent events (``start``, ``baseline``, ``frame``, ``end``); ``DELETE`` stops it.
 ``GET /live`` is the page that draws them. The session itself is
@@ -52,7 +53,7 @@ def _session(request: Request, session_id: str):
 
 @router.post("/api/live/sessions", status_code=201, summary="Start a live monitoring session")
 def start_session(req: LiveRequest, request: Request, svc: Services) -> dict[str, Any]:
-    """Start ``ioplan monitor`` in the server: ``demo: true`` or ``folder``.
+    """Start ``ioplan monitor`` in the server: ``demo: true``, ``folder`` or ``igtl_input``.
 
     Settings as the command's options: ``b0_t`` (T), ``te_ms``, ``baseline_frames``,
     ``multi_baseline``, ``idle_timeout_s``, ``start_timeout_s``, ``alert_c`` (the
@@ -174,8 +175,10 @@ def live_page(svc: Services) -> HTMLResponse:
 <p>MR thermometry frames (PRF shift) as they arrive: temperature, thermal dose (CEM43)
 and alerts. The demo plays the synthetic scanner of <code>ioplan monitor --demo</code>.</p>
 <div id="settings"><label>input <select id="set-input"><option value="demo">synthetic
-scanner (demo)</option><option value="folder">folder in the cases folder</option></select>
-</label><br><label>folder <input id="set-folder" style="width:160px" placeholder="frames">
+scanner (demo)</option><option value="folder">folder in the cases folder</option>
+<option value="igtl">scanner over OpenIGTLink</option></select></label><br>
+<label>folder <input id="set-folder" style="width:160px" placeholder="frames"></label><br>
+<label>OpenIGTLink <input id="set-igtl" style="width:160px" placeholder="127.0.0.1:18944">
 </label><br>{fields}</div>
 <button id="start">start</button><button id="stop" disabled>stop</button>
 <p id="state">no session</p>
