@@ -42,12 +42,14 @@ def test_totalsegmentator_tables_match_the_published_ids():
         ("lung_middle_lobe_right", Label.LUNG), ("lung_left", Label.LUNG),
         ("rib_left_7", Label.RIB), ("costal_cartilages", Label.RIB),
         ("vertebrae_T12", Label.VERTEBRA), ("vertebrae", Label.VERTEBRA),
-        ("spinal_cord", Label.SPINAL_CANAL), ("inferior_vena_cava", Label.IVC),
+        ("spinal_cord", Label.SPINAL_CORD), ("inferior_vena_cava", Label.IVC),
         ("portal_vein_and_splenic_vein", Label.PORTAL_VEIN), ("duodenum", Label.BOWEL_WALL),
         ("small_bowel", Label.BOWEL_WALL), ("colon", Label.BOWEL_WALL),
         ("gallbladder", Label.GALLBLADDER), ("heart", Label.HEART), ("aorta", Label.AORTA),
         ("scapula_left", None), ("femur_right", None), ("autochthon_left", None),
-        ("pancreas", None),
+        ("pancreas", Label.PANCREAS), ("adrenal_gland_left", Label.ADRENAL),
+        ("pulmonary_vein", Label.PULMONARY_VESSEL), ("trachea", Label.BRONCHUS),
+        ("esophagus", None),
     ],
 )  # fmt: skip
 def test_totalsegmentator_classes_map_onto_ioplan_labels(name, label):

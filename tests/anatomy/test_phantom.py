@@ -27,8 +27,9 @@ def test_same_seed_same_case_other_seed_other_case(small_phantom):
 
 
 def test_every_structure_is_present(small_phantom):
+    # the abdominal (liver) phantom holds labels 0-23; 24 and up are other organs' structures
     present = set(np.unique(small_phantom.labels.array).tolist())
-    missing = [lbl.name for lbl in Label if int(lbl) not in present]
+    missing = [lbl.name for lbl in Label if lbl <= Label.HEART and int(lbl) not in present]
     assert missing == []
 
 

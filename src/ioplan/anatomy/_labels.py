@@ -37,6 +37,19 @@ class Label(IntEnum):
     LUNG = 21
     DIAPHRAGM = 22
     HEART = 23
+    # beyond the liver (issue 21): what the planner must respect in lung, kidney and bone
+    COLLECTING_SYSTEM = 24
+    URETER = 25
+    RENAL_ARTERY = 26
+    RENAL_VEIN = 27
+    ADRENAL = 28
+    BRONCHUS = 29
+    PULMONARY_VESSEL = 30
+    FISSURE = 31
+    SPINAL_CORD = 32
+    NERVE_ROOT = 33
+    KIDNEY_MEDULLA = 34
+    PANCREAS = 35
 
 
 #: Labels of blood vessels whose flow carries heat away (the engine's heat sinks).
@@ -46,6 +59,9 @@ VESSEL_LABELS = (
     Label.IVC,
     Label.AORTA,
     Label.HEPATIC_ARTERY,
+    Label.RENAL_ARTERY,
+    Label.RENAL_VEIN,
+    Label.PULMONARY_VESSEL,
 )
 
 
@@ -87,7 +103,7 @@ LABEL_INFO: dict[Label, LabelInfo] = {
     Label.FAT: LabelInfo("fat", -100.0, False, "#f0e68c", "subcutaneous and visceral fat"),
     Label.MUSCLE: LabelInfo("muscle", 55.0, False, "#b22222", "skeletal muscle"),
     Label.RIB: LabelInfo("bone", 650.0, True, "#f5f5f5", "ribs and costal cartilage"),
-    Label.VERTEBRA: LabelInfo("bone", 400.0, True, "#dcdcdc", "vertebrae"),
+    Label.VERTEBRA: LabelInfo("bone_cancellous", 400.0, True, "#dcdcdc", "vertebrae (cancellous)"),
     Label.SPINAL_CANAL: LabelInfo(
         "muscle", 20.0, True, "#4682b4", "spinal canal (cord and CSF; muscle properties)"
     ),
@@ -112,6 +128,30 @@ LABEL_INFO: dict[Label, LabelInfo] = {
     Label.HEART: LabelInfo(
         "muscle", 120.0, True, "#ff4500", "heart (myocardium and blood pool; muscle properties)"
     ),
+    Label.COLLECTING_SYSTEM: LabelInfo(
+        "gallbladder_bile",
+        10.0,
+        True,
+        "#ffd700",
+        "renal pelvis and calyces (urine; fluid properties)",
+    ),
+    Label.URETER: LabelInfo("muscle", 20.0, True, "#ffa500", "ureter (wall and urine; muscle)"),
+    Label.RENAL_ARTERY: LabelInfo("blood", 190.0, True, "#b22200", "renal artery and branches"),
+    Label.RENAL_VEIN: LabelInfo("blood", 150.0, True, "#3050d0", "renal vein and branches"),
+    Label.ADRENAL: LabelInfo("muscle", 45.0, True, "#c71585", "adrenal gland (muscle properties)"),
+    Label.BRONCHUS: LabelInfo(
+        "lung", -950.0, True, "#e0ffff", "bronchi (air and cartilage wall; lung properties)"
+    ),
+    Label.PULMONARY_VESSEL: LabelInfo(
+        "blood", 160.0, True, "#6a5acd", "pulmonary arteries and veins"
+    ),
+    Label.FISSURE: LabelInfo("lung", -750.0, True, "#ffffe0", "interlobar fissure (pleura)"),
+    Label.SPINAL_CORD: LabelInfo(
+        "muscle", 35.0, True, "#ffff00", "spinal cord (muscle properties)"
+    ),
+    Label.NERVE_ROOT: LabelInfo("muscle", 30.0, True, "#ffe4b5", "spinal nerve roots"),
+    Label.KIDNEY_MEDULLA: LabelInfo("kidney_medulla", 140.0, True, "#9932cc", "renal medulla"),
+    Label.PANCREAS: LabelInfo("pancreas", 100.0, True, "#daa520", "pancreas"),
 }
 
 
