@@ -204,9 +204,16 @@ class Case:
     extra_classes: tuple[ExtraClass, ...] = ()
     extra_labels: Volume | None = None
     structures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The organ the tumour lies in (``case.toml`` ``organ``); None: inferred when needed
+    #: (:func:`ioplan.anatomy.organ_of`).
+    organ: str | None = None
 
     def __post_init__(self) -> None:
         self.image.grid.require_same(self.labels.grid, what="label map")
+        if self.organ is not None:
+            from ioplan.anatomy._organ import check_organ
+
+            object.__setattr__(self, "organ", check_organ(self.organ))
         if not np.issubdtype(self.labels.array.dtype, np.integer):
             raise InputError(f"labels must be integers, got dtype {self.labels.array.dtype}")
         if self.extra_labels is not None:
@@ -302,6 +309,16 @@ def extra_class_statistics(case: Case) -> list[LabelStats]:
     ]
 
 
+def _organ_doc(case: Case) -> dict[str, Any]:
+    """The case's organ and whether it was given (``case.toml``) or inferred from the labels."""
+    from ioplan.anatomy._organ import infer_organ
+
+    if case.organ:
+        return {"name": case.organ, "given": True}
+    found = infer_organ(case.labels.array, case.labels.grid.spacing_mm)
+    return {"name": found, "given": False}
+
+
 def case_info(case: Case) -> dict[str, Any]:
     """The ``ioplan info --json`` document of a loaded case (CLI and web share it).
 
@@ -317,6 +334,7 @@ def case_info(case: Case) -> dict[str, Any]:
     return {
         "name": case.name,
         "modality": case.modality,
+        "organ": _organ_doc(case),
         "grid": g.to_dict(),
         "voxel_volume_ml": g.voxel_volume_ml,
         "labels": [
@@ -443,6 +461,8 @@ def _case_toml(case: Case) -> str:
     }
     if case.vessels:
         doc["vessels"] = "vessels.csv"
+    if case.organ:
+        doc["organ"] = case.organ
     doc["tumors"] = [dict(t) for t in case.tumors]
     doc["source"] = dict(case.source)
     doc["label_values"] = _default_label_table()
@@ -829,7 +849,19 @@ def load_case(folder: str | Path) -> Case:
         extra_classes=extras,
         extra_labels=extra_vol,
         structures={k: dict(v) for k, v in structures.items()},
+        organ=_read_organ(meta.get("organ"), base / "case.toml"),
     )
+
+
+def _read_organ(value: Any, where: Path) -> str | None:
+    if value is None:
+        return None
+    from ioplan.anatomy._organ import check_organ
+
+    try:
+        return check_organ(str(value))
+    except InputError as exc:
+        raise FileFormatError(f"{where}: organ: {exc}") from None
 
 
 def _read_extra_classes(items: Any, where: Path) -> tuple[ExtraClass, ...]:
