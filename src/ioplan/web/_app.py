@@ -224,6 +224,9 @@ def create_app(
     async def lifespan(app):
         yield
         svc.jobs.shutdown()
+        live = getattr(app.state, "ioplan_live", None)  # live monitoring sessions (_live.py)
+        if live is not None:
+            live.shutdown()
         if own_cache:
             shutil.rmtree(cache, ignore_errors=True)
 

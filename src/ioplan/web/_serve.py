@@ -62,4 +62,34 @@ def serve(cases_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     # uvicorn's own access log prints query strings (a token): ours prints paths only
-    uvicorn.run(app, host=host, port=int(port), access_log=False, log_level="warning")
+    # open event streams (job progress, live frames) end when their job or session ends:
+    # Ctrl-C first cancels those, so that the streams close and the server stops at once;
+    # a stream that still hangs is cut after a short grace period
+    config = uvicorn.Config(app, host=host, port=int(port), access_log=False,
+                            log_level="warning", timeout_graceful_shutdown=3)  # fmt: skip
+    _server_class()(config).run()
+
+
+def _stop_work(app) -> None:
+    """Cancel the app's jobs and live sessions (their event streams then end)."""
+    svc = getattr(app.state, "ioplan", None)
+    if svc is not None:
+        svc.jobs.shutdown()
+    live = getattr(app.state, "ioplan_live", None)
+    if live is not None:
+        live.shutdown()
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server that cancels the running work when asked to stop (Ctrl-C)."""
+
+        def handle_exit(self, sig, frame) -> None:
+            try:
+                _stop_work(self.config.app)
+            finally:
+                super().handle_exit(sig, frame)
+
+    return Server
