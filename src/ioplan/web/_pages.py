@@ -120,8 +120,8 @@ def _controls(plan: bool) -> str:
         '<button id="reset">reset view</button></div>'
         "<p>Scroll: slices; right-drag: window/level; left-click: crosshair."
         + (
-            " Needles: tick 'drag the selected tip', then click or drag in a slice; the tip "
-            "follows the crosshair and the zone is simulated again."
+            " Needles: tick 'drag the selected' (tip or entry), then click or drag in a "
+            "slice; the point follows the crosshair and the zone is simulated again."
             if plan
             else ""
         )
