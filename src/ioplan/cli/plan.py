@@ -241,16 +241,41 @@ def _robust_line(plan) -> str:
 def select(
     case: Annotated[Path, typer.Argument(help="Case folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    organ: Annotated[
+        str | None,
+        typer.Option(
+            help="Organ whose rules apply: liver, lung, kidney, bone, soft_tissue (default: "
+            "case.toml's organ, else inferred from the labels around the tumour, else liver)."
+        ),
+    ] = None,
+    histology: Annotated[
+        str | None,
+        typer.Option(
+            help="Tumour histology, overriding case.toml: hcc, crc-metastasis, metastasis, "
+            "nsclc, rcc, sarcoma, unknown."
+        ),
+    ] = None,
 ) -> None:
-    """Recommend a treatment (ablation, which modality, TACE/TARE, referral), with sources."""
-    from ioplan.anatomy import load_case
+    """Recommend a treatment (ablation, which modality, TACE/TARE, referral), with sources.
+
+    The organ's own rules apply (liver, lung, kidney, bone); a tumour beyond the cited
+    guidance is named (e.g. "larger than 3 cm"). --json adds `organ`, `organ_source`,
+    `organ_given`, `ablation_within_guidelines` and `outside_guidelines`.
+    """
+    from ioplan.anatomy import check_organ, load_case
     from ioplan.planning import select_treatment
 
-    sel = select_treatment(load_case(case))
+    if organ is not None:
+        organ = check_organ(organ)  # a bad value fails before the case is read
+    sel = select_treatment(load_case(case), organ, histology=histology)
     if as_json:
         sys.stdout.write(json.dumps(sel.to_dict(), indent=2) + "\n")
         return
+    how = "given" if sel.organ_given else sel.organ_source
+    typer.echo(f"organ: {sel.organ} ({how})")
     typer.echo(f"recommendation: {sel.recommendation}")
+    for text in sel.outside_guidelines:
+        typer.echo(f"outside the guidance: {text}")
     for r in sel.reasons:
         typer.echo(f"  - {r['reason']} [{r['source']}]")
     typer.echo(f"({sel.disclaimer})")

@@ -3,6 +3,11 @@
 Each rule reads the case (tumour sizes and number, distances to vessels, bowel,
 bile ducts, gallbladder, diaphragm and liver capsule, imaging modality) and
 states its source. The output supports a tumour board; it does not replace one.
+
+The organ is a parameter (issue 21): the liver's rules are here; lung, kidney and bone
+rules, with their thresholds and sources in ``planning/data/selection.toml``, are in
+:mod:`ioplan.planning._select_organs`. An organ without rules says so instead of borrowing
+the liver's.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ioplan.anatomy import Case, Label
+from ioplan.anatomy import Case, Label, check_organ, infer_organ
 from ioplan.errors import InputError
+from ioplan.planning._select_organs import check_histology, select_organ
 
 __all__ = ["SOURCES", "Selection", "select_treatment"]
 
@@ -45,18 +51,57 @@ SOURCES = {
 
 @dataclass(frozen=True)
 class Selection:
-    """The recommendation, the reasons (each with its source) and the measurements used."""
+    """The recommendation, the reasons (each with its source) and the measurements used.
+
+    Attributes
+    ----------
+    recommendation : str
+        One line for the tumour board.
+    modality : str or None
+        ``"mwa"``, ``"rfa"`` or ``"cryo"`` when ablation is recommended, else None.
+    reasons : tuple of dict
+        ``{"reason": ..., "source": ...}``, each with its short citation.
+    measurements : dict
+        What the rules read (sizes in mm, distances in mm, counts); JSON-able.
+    organ : str
+        The organ whose rules were applied (:data:`ioplan.anatomy.ORGANS`).
+    organ_source : str
+        ``"option"`` (the ``organ`` argument, ``--organ``), ``"case"`` (``case.toml``),
+        ``"inferred"`` (the labels around the tumour) or ``"default"`` (liver).
+    ablation_within_guidelines : bool or None
+        Whether ablating this tumour lies inside the cited guidance (None: no rule speaks).
+    outside_guidelines : tuple of str
+        What puts it outside, in words (e.g. "... larger than 3 cm (lung: ablation for
+        <= 3 cm)").
+    """
 
     recommendation: str
     modality: str | None
     reasons: tuple[dict[str, str], ...]
     measurements: dict[str, Any]
     disclaimer: str = "supports a tumour board; it does not replace one"
+    organ: str = "liver"
+    organ_source: str = "default"
+    ablation_within_guidelines: bool | None = None
+    outside_guidelines: tuple[str, ...] = ()
+
+    @property
+    def organ_given(self) -> bool:
+        """True when the organ was given (``--organ`` or ``case.toml``), not inferred."""
+        return self.organ_source in ("option", "case")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly record."""
+        """JSON-able record (``plan.json``'s ``selection``, ``ioplan select --json``).
+
+        Keys: ``recommendation``, ``modality``, ``reasons`` (list of ``{reason, source}``),
+        ``measurements``, ``disclaimer``, ``organ``, ``organ_source``, ``organ_given``,
+        ``ablation_within_guidelines``, ``outside_guidelines`` (list of str). Keys are only
+        ever added, never renamed or dropped.
+        """
         d = asdict(self)
         d["reasons"] = list(d["reasons"])
+        d["outside_guidelines"] = list(d["outside_guidelines"])
+        d["organ_given"] = self.organ_given
         return d
 
 
@@ -67,20 +112,70 @@ def _distance_to(lab: np.ndarray, tumour: np.ndarray, labels, sp) -> float:
     return float(ndimage.distance_transform_edt(~m, sampling=sp)[tumour].min())
 
 
-def select_treatment(case: Case) -> Selection:
-    """Recommend ablation (which modality), radioembolization/TACE, a combination, or referral."""
+def _which_organ(case: Case, organ: str | None, lab: np.ndarray, sp) -> tuple[str, str]:
+    """The organ and where it came from (option, case, inferred, default)."""
+    if organ is not None:
+        return check_organ(organ), "option"
+    if getattr(case, "organ", None):
+        return check_organ(case.organ), "case"
+    found = infer_organ(lab, sp)
+    return (found, "inferred") if found else ("liver", "default")
+
+
+def select_treatment(
+    case: Case, organ: str | None = None, *, histology: str | None = None
+) -> Selection:
+    """Recommend ablation (which modality), radioembolization/TACE, a combination, or referral.
+
+    Parameters
+    ----------
+    case : Case
+        Image, labels (a ``TUMOR`` label is required) and metadata.
+    organ : str, optional
+        The organ whose rules apply (:data:`ioplan.anatomy.ORGANS`); default: ``case.toml``'s
+        ``organ``, else inferred from the labels around the tumour, else liver (as
+        :func:`ioplan.anatomy.organ_of`).
+    histology : str, optional
+        Overrides the first ``[[tumors]]`` histology of ``case.toml``: ``hcc``,
+        ``colorectal_metastasis`` (``crc-metastasis``), ``metastasis``, ``nsclc``, ``rcc``,
+        ``sarcoma``, ``unknown``.
+
+    Returns
+    -------
+    Selection
+        ``Selection.to_dict()`` is its JSON-able form.
+    """
     lab = np.asarray(case.labels.array)
     g = case.labels.grid
     sp = g.spacing_mm
+    given_histology = check_histology(histology) if histology is not None else None
     tum = lab == int(Label.TUMOR)
     if not tum.any():
         raise InputError("the case has no tumour label: nothing to select a treatment for")
+    organ_name, organ_source = _which_organ(case, organ, lab, sp)
     comps, n = ndimage.label(tum)
     vols = ndimage.sum(tum, comps, range(1, n + 1)) * g.voxel_volume_ml
     diam = [2.0 * (3.0 * v * 1e3 / (4.0 * math.pi)) ** (1 / 3) for v in vols]
+    if given_histology is not None:
+        histology = given_histology
+    elif case.tumors:
+        histology = str(case.tumors[0].get("histology", "unknown"))
+    else:
+        histology = "unknown"
+    if organ_name != "liver":
+        image = np.asarray(case.image.array) if case.image is not None else None
+        rec, mod, reasons, meas, within, outside = select_organ(
+            organ_name, lab, comps, diam, sp, histology, image, case.modality
+        )
+        meas["imaging"] = case.modality
+        if case.modality.upper().startswith("MR") and mod is not None:
+            reasons.append({"reason": "the case is an MR image", "source": SOURCES["mr"]})
+        return Selection(
+            rec, mod, tuple(reasons), meas, organ=organ_name, organ_source=organ_source,
+            ablation_within_guidelines=within, outside_guidelines=tuple(outside),
+        )  # fmt: skip
     largest = int(np.argmax(diam)) + 1
     big = comps == largest
-    histology = str(case.tumors[0].get("histology", "unknown")) if case.tumors else "unknown"
     margin = 10.0 if histology == "colorectal_metastasis" else 5.0
     # the liver with its own vessels and ducts: its outer surface is the capsule
     liver_any = np.isin(
@@ -114,12 +209,15 @@ def select_treatment(case: Case) -> Selection:
 
     dmax = max(diam)
     zone_needed = dmax + 2 * margin
+    outside: list[str] = []
     if n > 3:
         rec, mod = "radioembolization or TACE (multifocal disease)", None
         why(f"{n} tumours: more than 3 is intermediate-stage disease", "bclc")
+        outside.append(f"{n} tumours: more than 3 (liver: ablation for up to 3)")
     elif dmax > 50.0:
         rec, mod = "radioembolization or TACE, or surgery (tumour too large to ablate)", None
         why(f"largest tumour {dmax:.0f} mm: beyond 5 cm ablation is not recommended", "easl")
+        outside.append(f"largest tumour {dmax:.0f} mm: larger than 5 cm (liver: no ablation)")
     elif dmax > 30.0 or zone_needed > 45.0:
         rec, mod = "microwave ablation with several antennas, or ablation combined with TACE", "mwa"
         why(
@@ -128,6 +226,11 @@ def select_treatment(case: Case) -> Selection:
             "easl",
         )
         why("one applicator's zone is mostly <= 4-5 cm", "size")
+        if dmax > 30.0:
+            outside.append(
+                f"largest tumour {dmax:.0f} mm: larger than 3 cm (liver: ablation alone first "
+                "line <= 3 cm; 3-5 cm several antennas or combined with TACE)"
+            )
     else:
         rec, mod = "thermal ablation, microwave preferred", "mwa"
         why(f"largest tumour {dmax:.0f} mm, {n} tumour(s): ablation is first line", "bclc")
@@ -150,4 +253,7 @@ def select_treatment(case: Case) -> Selection:
         why("the case is an MR image", "mr")
     for k in ("large_vessel_mm", "bowel_or_gallbladder_mm", "bile_duct_mm", "capsule_mm"):
         meas[k] = None if not math.isfinite(meas[k]) else round(meas[k], 1)
-    return Selection(rec, mod, tuple(reasons), meas)
+    return Selection(
+        rec, mod, tuple(reasons), meas, organ="liver", organ_source=organ_source,
+        ablation_within_guidelines=not outside, outside_guidelines=tuple(outside),
+    )  # fmt: skip
