@@ -94,8 +94,13 @@ def _rows(kind: str, spacings, run, isos) -> list[str]:
         wall = time.perf_counter() - tic
         widths = " | ".join(f"{r.isotherms[k].width_mm:.2f}" for k in isos)
         z = r.zone
+        extra = ""
+        if "rf_energy_delivered_j" in r.settings:  # RF: what the generator delivered
+            s = r.settings
+            extra = (f" {s['rf_energy_delivered_j'] / 1e3:.1f} | {s['rf_pulses']} |"
+                     f" {s['rf_impedance_ohm_initial']:.1f} |")  # fmt: skip
         rows.append(f"| {kind} | {h:g} | {widths} | {z.length_mm:.1f} | {z.width_mm:.2f} | "
-                    f"{z.volume_ml:.3f} | {wall:.0f} |")  # fmt: skip
+                    f"{z.volume_ml:.3f} | {wall:.0f} |{extra}")  # fmt: skip
         print(rows[-1], flush=True)
     return rows
 
@@ -139,10 +144,11 @@ def main(argv=None) -> None:
         rf_head = [
             "",
             "RF: cooled-rf-3cm, Cool-tip generator 200 W, 720 s, 10 mL/min/100 g; isotherm "
-            "widths (mm) at 50 and 60 degC; zone = Arrhenius Omega >= 1.",
+            "widths (mm) at 50 and 60 degC; zone = Arrhenius Omega >= 1; energy delivered, "
+            "pulses and the initial impedance.",
             "",
-            mw_head[3],
-            mw_head[4],
+            mw_head[3] + " energy (kJ) | pulses | impedance (ohm) |",
+            mw_head[4] + "---|---|---|",
         ]
         print("\n".join(rf_head), flush=True)
         lines += rf_head + _rows("rf", args.spacings, _rf, ("50", "60"))
