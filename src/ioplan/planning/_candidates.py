@@ -32,7 +32,13 @@ from scipy.cluster.vq import kmeans2
 from ioplan.anatomy import VESSEL_LABELS, Case, Label
 from ioplan.devices import Applicator
 from ioplan.imaging import Grid
-from ioplan.planning._metrics import PROTECTED, _large_vessel_lumen
+from ioplan.planning._metrics import _large_vessel_lumen
+from ioplan.planning._organ_rules import (
+    case_organ,
+    host_labels,
+    margin_tissue_labels,
+    protected_structures,
+)
 from ioplan.planning._trajectories import Trajectory, TrajectoryConfig, candidate_trajectories
 
 __all__ = [
@@ -53,9 +59,13 @@ def planner_settings() -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-def parenchyma(labels: np.ndarray) -> np.ndarray:
-    """Tissue a margin is measured in: liver, tumour and vessel labels (lumen removed later)."""
-    keep = [int(Label.LIVER), int(Label.TUMOR), *(int(v) for v in VESSEL_LABELS)]
+def parenchyma(labels: np.ndarray, organ: str = "liver") -> np.ndarray:
+    """Tissue a margin is measured in: the organ's, the tumour and vessel labels.
+
+    The lumen is removed later; the organ's labels:
+    :func:`ioplan.planning._organ_rules.margin_tissue_labels` (liver: the liver).
+    """
+    keep = [*margin_tissue_labels(organ), int(Label.TUMOR), *(int(v) for v in VESSEL_LABELS)]
     return np.isin(labels, keep)
 
 
@@ -85,7 +95,7 @@ def target_points(case: Case, tumour: np.ndarray, margin_mm: float,
     lumen[box] = _large_vessel_lumen(lab[box], g.spacing_mm)
     near = np.zeros(tumour.shape, bool)
     near[box] = ndimage.distance_transform_edt(~tumour[box], sampling=g.spacing_mm) <= margin_mm
-    target = tumour | (near & parenchyma(lab) & ~lumen)
+    target = tumour | (near & parenchyma(lab, case_organ(case)) & ~lumen)
     stride = np.maximum(1, np.floor(spacing_mm / sp + 1e-6)).astype(int)
     sub = np.zeros_like(target)
     sub[:: stride[0], :: stride[1], :: stride[2]] = True
@@ -292,13 +302,15 @@ def make_candidates(
     centre = tp.points_mm.mean(axis=0)
     reach = float(np.max(np.linalg.norm(tp.points_mm - centre, axis=1)))
     reach += float(max(max(r[2], r[3]) for r in rows)) + float(np.abs(shifts).max()) + 5.0
-    prot = np.isin(lab, [int(x) for labels in PROTECTED.values() for x in labels])
+    organ = case_organ(case)
+    protected = protected_structures(organ)
+    prot = np.isin(lab, [int(x) for labels in protected.values() for x in labels])
     if prot.any() and protect_mm > 0:
         prot = ndimage.binary_dilation(
             prot, iterations=max(1, math.ceil(protect_mm / min(g.spacing_mm)))
         )
     prot_pts = _region_points(case, prot, centre, reach)
-    normal = (lab == int(Label.LIVER)) & ~tp.target
+    normal = np.isin(lab, host_labels(organ)) & ~tp.target
     stride = max(1, round(4.0 / min(g.spacing_mm)))  # 4 mm lattice: a cost estimate
     normal_pts = _region_points(case, normal, centre, reach, stride)
     normal_ml = g.voxel_volume_ml * stride**3

@@ -135,7 +135,8 @@ def check_plan_request(case: Case, cfg: PlanConfig, *, tumour_name: str = "tumou
     """Every check of a plan that needs no simulation, cheapest first.
 
     The applicator and its modality, the tumour index, the memory the plan needs
-    (:func:`ioplan.resources.check_memory`), and whether the tumour lies in the liver.
+    (:func:`ioplan.resources.check_memory`), and whether the tumour lies in its organ
+    (``cfg.organ``, the case's, or inferred; the liver by default).
 
     Raises
     ------
@@ -152,5 +153,7 @@ def check_plan_request(case: Case, cfg: PlanConfig, *, tumour_name: str = "tumou
         hint=f"use a coarser {spacing_name} or crop the case",
     )
     from ioplan.planning._metrics import tumour_mask
+    from ioplan.planning._organ_rules import planning_organ
 
-    tumour_mask(case, cfg.tumour_index)  # refuses a tumour that does not lie in the liver
+    # refuses a tumour that does not lie in its organ (given, the case's, or inferred)
+    tumour_mask(case, cfg.tumour_index, planning_organ(case, cfg.organ))

@@ -16,30 +16,39 @@ from scipy import ndimage
 from ioplan.anatomy import VESSEL_LABELS, Case, Label, local_radius_mm
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume
+from ioplan.planning._organ_rules import (
+    ALL_PROTECTED,
+    case_organ,
+    host_labels,
+    protected_structures,
+    temperature_limits,
+)
 
 __all__ = ["PROTECTED", "plan_metrics", "target_points", "tumour_mask"]
 
-#: Structures that must not receive lethal damage (planning), within ``protect_mm``.
-PROTECTED = {
-    "bile duct": (Label.BILE_DUCT,),
-    "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
-    "diaphragm": (Label.DIAPHRAGM,),
-    "gallbladder": (Label.GALLBLADDER,),
-    "kidney": (Label.KIDNEY,),
-    "lung": (Label.LUNG,),
-    "heart": (Label.HEART,),
-}
+#: Structures that must not receive lethal damage (planning), within ``protect_mm``: every
+#: organ's (names -> labels); each organ protects its own list
+#: (:func:`ioplan.planning._organ_rules.protected_structures`: not the host organ itself).
+PROTECTED = ALL_PROTECTED
 
 #: How the minimal margin is measured (recorded in plan.json).
 MARGIN_METHOD = "tumour surface to zone surface, sub-voxel (ioplan.assessment.measure_margin)"
 
 
-def tumour_mask(case: Case, index: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+#: Least share of host-organ voxels around the tumour (a 2-voxel shell): the liver's 20 %;
+#: other organs 10 % (an exophytic renal tumour or a pleural-based lung tumour touches
+#: fat and chest wall over most of its surface).
+HOST_SHARE = {"liver": 0.2, "lung": 0.1, "kidney": 0.1, "bone": 0.1}
+
+
+def tumour_mask(case: Case, index: int = 0, organ: str | None = None
+                ) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """The tumour's voxels (the connected part holding its listed centre) and its record.
 
     Raises :class:`~ioplan.errors.InputError` when the case has no tumour, when
     ``index`` is not one of its tumours (negative indices included), and when the
-    tumour does not lie in the liver (less than 20 % liver around it).
+    tumour does not lie in its organ (``organ``, default the case's as set by the
+    planner, else the liver: less than :data:`HOST_SHARE` of that organ around it).
     """
     from ioplan.planning._checks import check_tumour_index
 
@@ -60,10 +69,15 @@ def tumour_mask(case: Case, index: int = 0) -> tuple[np.ndarray, dict[str, Any]]
         sizes = ndimage.sum(tum, comps, range(1, n + 1))
         pick = int(np.argmax(sizes)) + 1
     mask = comps == pick
-    liver = lab == int(Label.LIVER)
+    organ = organ or case_organ(case)
+    host = np.isin(lab, host_labels(organ))
     near = ndimage.binary_dilation(mask, iterations=2) & ~mask
-    if near.any() and liver[near].mean() < 0.2:
-        raise InputError("the tumour does not lie in the liver (less than 20 % liver around it)")
+    share = HOST_SHARE[organ]
+    if near.any() and host[near].mean() < share:
+        raise InputError(
+            f"the tumour does not lie in the {organ} (less than {100 * share:.0f} % {organ} "
+            "around it)"
+        )
     return mask, rec
 
 
@@ -105,25 +119,43 @@ def _margin_and_coverage(mask: np.ndarray, z: np.ndarray, grid: Grid,
 
 
 def _structures_at_risk(lab: np.ndarray, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray,
-                        sp, protect_mm: float) -> tuple[dict[str, Any], ...]:  # fmt: skip
-    """Distance of each protected structure to the zone, its extreme temperatures."""
+                        sp, protect_mm: float, organ: str = "liver"
+                        ) -> tuple[dict[str, Any], ...]:  # fmt: skip
+    """Distance of each protected structure to the zone, its extreme temperatures.
+
+    A structure with temperature limits (planner.toml ``[limits]``: cord, nerve roots,
+    collecting system, ureter) also records them and whether the predicted Tmax/Tmin
+    passes one (``limit_exceeded``); past its limit it counts as damaged
+    (``lethal_damage``) even outside the ablation zone: neural tissue and urothelium are
+    injured below the ablation's lethal dose.
+    """
     out_dist = ndimage.distance_transform_edt(~z, sampling=sp) if z.any() else None
+    limits = temperature_limits()
     risk = []
-    for name, labels in PROTECTED.items():
+    for name, labels in protected_structures(organ).items():
         m = np.isin(lab, [int(x) for x in labels])
         if not m.any():
             continue
         dist = float(out_dist[m].min()) if out_dist is not None else float("inf")
-        risk.append(
-            {
-                "structure": name,
-                "closest_distance_mm": round(dist, 2),
-                "max_temperature_c": round(float(tmax[m].max()), 2),
-                "min_temperature_c": round(float(tmin[m].min()), 2),
-                "lethal_damage": bool(np.any(z & m)),
-                "within_protect_distance": dist < protect_mm,
+        rec = {
+            "structure": name,
+            "closest_distance_mm": round(dist, 2),
+            "max_temperature_c": round(float(tmax[m].max()), 2),
+            "min_temperature_c": round(float(tmin[m].min()), 2),
+            "lethal_damage": bool(np.any(z & m)),
+            "within_protect_distance": dist < protect_mm,
+        }
+        if name in limits:
+            lim = limits[name]
+            over = bool(rec["max_temperature_c"] >= lim["max_c"]
+                        or rec["min_temperature_c"] <= lim["min_c"])  # fmt: skip
+            rec |= {
+                "max_limit_c": float(lim["max_c"]),
+                "min_limit_c": float(lim["min_c"]),
+                "limit_exceeded": over,
+                "lethal_damage": rec["lethal_damage"] or over,
             }
-        )
+        risk.append(rec)
     risk.sort(key=lambda r: r["closest_distance_mm"])
     return tuple(risk)
 
@@ -155,5 +187,5 @@ def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, 
         "minimal_margin_point_mm": where,
         "ablated_liver_ml": float(np.sum(z & (lab == int(Label.LIVER)))) * vox_ml,
         "zone_volume_ml": float(z.sum()) * vox_ml,
-        "at_risk": _structures_at_risk(lab, z, tmax, tmin, sp, protect_mm),
+        "at_risk": _structures_at_risk(lab, z, tmax, tmin, sp, protect_mm, case_organ(case)),
     }

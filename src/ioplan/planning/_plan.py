@@ -47,6 +47,7 @@ from ioplan.planning._checks import (
 )
 from ioplan.planning._inverse import Verification, applicator_covers, delivery_for, search
 from ioplan.planning._metrics import MARGIN_METHOD, tumour_mask
+from ioplan.planning._organ_rules import default_margin_mm, organ_findings, planning_organ
 from ioplan.planning._surrogate import (
     CRYO_MIN_SPACING_MM,
     CRYO_PROTOCOL,
@@ -105,6 +106,9 @@ class PlanConfig:
     #: seconds of search (selection and verification) after which no new verification
     #: starts: the best verified plan so far is reported, and plan.json says so
     time_budget_s: float | None = None
+    #: the tumour's organ (liver, lung, kidney, bone; None: the case's, else inferred from
+    #: the labels around the tumour, else the liver): its rules (planning._organ_rules)
+    organ: str | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in DEFAULT_APPLICATOR:
@@ -127,6 +131,16 @@ class PlanConfig:
             raise InputError(f"robust samples must be 10-100000, got {self.robust_samples}")
         if self.time_budget_s is not None:
             check_in_range(self.time_budget_s, 0.0, 3600.0, "time budget")
+        if self.organ is not None:
+            from ioplan.anatomy import check_organ
+            from ioplan.planning._organ_rules import PLANNED_ORGANS
+
+            organ = check_organ(self.organ)
+            if organ not in PLANNED_ORGANS:
+                raise InputError(
+                    f"organ must be one of {', '.join(PLANNED_ORGANS)}, got {self.organ!r}"
+                )
+            object.__setattr__(self, "organ", organ)
 
     def max_applicators_for(self, delivery: str | None = None) -> int:
         """The most applicators this plan may use (more when delivered one after another)."""
@@ -206,6 +220,13 @@ class Plan:
     #: "sequential" (one applicator after the other) or "simultaneous"
     delivery: str = "sequential"
     optimiser: dict[str, Any] = field(default_factory=dict)
+    #: the tumour's organ and its rules' findings (lung: pleural crossings, aerated lung
+    #: traversed, pneumothorax risk; kidney: bowel distance, cryo ice margin and isotherms;
+    #: temperature limits of the structures that have them)
+    organ: str = "liver"
+    organ_rules: dict[str, Any] = field(default_factory=dict)
+    #: treatment selection's findings for this case (ioplan.planning.select_treatment)
+    selection: dict[str, Any] = field(default_factory=dict)
     zone: Volume | None = field(default=None, repr=False, compare=False)
     tmax: Volume | None = field(default=None, repr=False, compare=False)
     tmin: Volume | None = field(default=None, repr=False, compare=False)
@@ -240,6 +261,9 @@ class Plan:
         if self.minimal_margin_point_mm is not None:
             d["minimal_margin_point_mm"] = [round(v, 2) for v in self.minimal_margin_point_mm]
         d["minimal_margin_method"] = MARGIN_METHOD
+        for k in ("pleural_crossings", "lung_path_mm", "pneumothorax_risk"):
+            if k in self.organ_rules:  # lung plans: named at the top (issue 21)
+                d[k] = self.organ_rules[k]
         d["goal_met"] = self.goal_met
         d["goal"] = {
             "description": GOAL,
@@ -306,15 +330,36 @@ def _planning_case(case: Case, cfg: PlanConfig, notes: list[str]) -> Case:
     return _isotropic(case, cfg.spacing_mm)
 
 
-def _target(case: Case, cfg: PlanConfig) -> _Target:
+def _target(case: Case, cfg: PlanConfig, organ: str = "liver") -> _Target:
     """The tumour's mask, centre, equivalent diameter, histology and the margin to reach."""
-    mask, rec = tumour_mask(case, cfg.tumour_index)
+    mask, rec = tumour_mask(case, cfg.tumour_index, organ)
     g = case.labels.grid
     histology = str(rec.get("histology", "unknown"))
-    margin = cfg.margin_mm if cfg.margin_mm is not None else DEFAULT_MARGIN_MM.get(histology, 5.0)
+    if cfg.margin_mm is not None:
+        margin = cfg.margin_mm
+    elif organ == "liver":
+        margin = DEFAULT_MARGIN_MM.get(histology, 5.0)
+    else:
+        margin = default_margin_mm(organ, histology)
     centre = g.index_to_lps(np.argwhere(mask).mean(axis=0))
     diam = 2.0 * (3.0 * float(mask.sum()) * g.voxel_volume_ml * 1e3 / (4.0 * math.pi)) ** (1 / 3)
     return _Target(mask, centre, diam, histology, margin)
+
+
+def _selection(case: Case, organ: str) -> dict[str, Any]:
+    """Treatment selection's findings for the case (by organ where selection has rules)."""
+    import inspect
+
+    from ioplan.planning._select import select_treatment
+
+    try:
+        if "organ" in inspect.signature(select_treatment).parameters:
+            sel = select_treatment(case, organ=organ)
+        else:
+            sel = select_treatment(case)
+    except InputError as exc:
+        return {"error": str(exc)}
+    return sel.to_dict()
 
 
 def _blocked_summary(trajs: list[Trajectory]) -> str:
@@ -567,14 +612,21 @@ def plan_ablation(
     cfg = cfg or PlanConfig()
     t0 = time.perf_counter()
     say = log or (lambda _m: None)
+    organ = planning_organ(case, cfg.organ)
+    # the organ travels with the case (target, candidates, metrics) and the path rules
+    case = replace(case, organ=organ)
+    cfg = replace(cfg, organ=organ, trajectories=replace(cfg.trajectories, organ=organ))
     check_plan_request(case, cfg)
     app = cfg.applicator()
     notes: list[str] = []
     case = _planning_case(case, cfg, notes)
     for note in notes:
         say(note)
-    target = _target(case, cfg)
-    say(f"tumour: {target.diameter_mm:.0f} mm ({target.histology}), margin {target.margin_mm:g} mm")
+    target = _target(case, cfg, organ)
+    say(
+        f"tumour: {target.diameter_mm:.0f} mm ({target.histology}, {organ}), margin "
+        f"{target.margin_mm:g} mm"
+    )
     g = case.labels.grid
     tp = target_points(case, target.mask, target.margin_mm, cfg.spacing_mm)
     delivery = delivery_for(cfg.modality, cfg.delivery)
@@ -649,6 +701,14 @@ def plan_ablation(
     for note in past[2]:
         say(note)
     first = cs.setting_of(v.selected[0])
+    organ_rec, organ_suggestions, organ_notes = organ_findings(
+        organ, labels=lab, spacing_mm=g.spacing_mm, tumour=tp.tumour, zone=v.zone,
+        tmax=v.tmax, tmin=v.tmin, modality=cfg.modality,
+        trajectories=[cs.trajectory(c) for c in dict.fromkeys(v.owners)], at_risk=m["at_risk"],
+    )  # fmt: skip
+    notes.extend(organ_notes)
+    for note in organ_notes:
+        say(note)
     return Plan(
         modality=cfg.modality,
         applicators=_applicator_records(app, cs, v, covers),
@@ -691,6 +751,7 @@ def plan_ablation(
             _suggestions(v, app, target, n_max, len(res.runs))
             + _why_not(v, cs, res, n_max, delivery)
             + _unreached(v, tp, case.labels.grid)
+            + organ_suggestions
         ),
         notes=tuple(notes),
         tumour_index=cfg.tumour_index,
@@ -716,6 +777,9 @@ def plan_ablation(
         robustness=_robustness_record(v.robust),
         delivery=delivery,
         optimiser=res.optimiser,
+        organ=organ,
+        organ_rules=organ_rec,
+        selection=_selection(case, organ),
         runtime_s=time.perf_counter() - t0,
         seed=cfg.seed,
         software_version=__version__,

@@ -16,6 +16,12 @@ A path that leaves the image while still inside the body (a limited scan range o
 field of view) continues through the edge slices, as the simulation domain does: its
 skin entry and the structures on the way are those of the edge slice continued, not
 imaged ones. That length is recorded (``unimaged_mm``) and such paths rank lower.
+
+The organ (``TrajectoryConfig.organ``, issue 21) makes its own label traversable for its
+own tumour (lung, kidney, the host bone) and adds its rules: a lung path is refused when
+it crosses the pleura more than once or crosses a fissure, and records the aerated lung
+it traverses (:mod:`ioplan.planning._organ_rules`); bronchi >= 2 mm and pulmonary
+vessels >= 3 mm are avoided by their local inscribed radius, like large vessels.
 """
 
 from __future__ import annotations
@@ -29,6 +35,13 @@ from scipy import ndimage
 
 from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
 from ioplan.errors import InputError
+from ioplan.planning._organ_rules import (
+    PLANNED_ORGANS,
+    lung_path,
+    lung_rejections,
+    organ_settings,
+    traversable_labels,
+)
 
 __all__ = [
     "SAFETY_RANGE_MM",
@@ -47,13 +60,31 @@ _GROUPS: dict[str, tuple[Label, ...]] = {
     "lung/pleura": (Label.LUNG,),
     "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
     "gallbladder": (Label.GALLBLADDER,),
-    "large vessel": (Label.PORTAL_VEIN, Label.HEPATIC_VEIN, Label.IVC, Label.AORTA),
+    "large vessel": (
+        Label.PORTAL_VEIN,
+        Label.HEPATIC_VEIN,
+        Label.IVC,
+        Label.AORTA,
+        Label.RENAL_ARTERY,
+        Label.RENAL_VEIN,
+    ),
     "artery/bile duct": (Label.HEPATIC_ARTERY, Label.BILE_DUCT),
     "heart": (Label.HEART,),
     "diaphragm": (Label.DIAPHRAGM,),
-    "kidney": (Label.KIDNEY,),
+    "kidney": (Label.KIDNEY, Label.KIDNEY_MEDULLA),
     "spinal canal": (Label.SPINAL_CANAL,),
+    "spinal cord/nerve root": (Label.SPINAL_CORD, Label.NERVE_ROOT),
+    "collecting system/ureter": (Label.COLLECTING_SYSTEM, Label.URETER),
+    "bronchus": (Label.BRONCHUS,),
+    "pulmonary vessel": (Label.PULMONARY_VESSEL,),
 }
+#: Groups kept only where their local diameter reaches a threshold (mm): large vessels
+#: (TrajectoryConfig.vessel_min_diameter_mm), and the lung's bronchi and vessels
+#: (planner.toml [organs.lung]).
+_SIZED = ("large vessel", "bronchus", "pulmonary vessel")
+#: Labels whose crossing is checked along the path instead of by distance: the lung's
+#: fissures (no crossing at all, planner.toml [organs.lung]).
+_CROSSING_ONLY = (Label.FISSURE,)
 #: The group of a case's extra classes with role "avoid" (structures of another tool's
 #: segmentation with no ioplan label: pancreas, scapula, muscles, ...; see case.toml).
 EXTRA_GROUP = "other structure"
@@ -81,6 +112,9 @@ class TrajectoryConfig:
         Normal liver wanted before the tumour (paths with less rank lower).
     n_directions : int
         Candidate directions over the sphere.
+    organ : str
+        The tumour's organ (liver, lung, kidney, bone): its own label may be crossed,
+        and its rules apply (lung: pleural and fissure crossings).
     """
 
     safety_mm: float = 5.0
@@ -92,6 +126,7 @@ class TrajectoryConfig:
     handle_length_mm: float = 150.0
     min_liver_before_mm: float = 10.0
     n_directions: int = 600
+    organ: str = "liver"
 
     def __post_init__(self) -> None:
         checks = {
@@ -111,6 +146,9 @@ class TrajectoryConfig:
             raise InputError(f"guidance modality must be CT or MR, got {self.modality!r}")
         if not 20 <= self.n_directions <= 20000:
             raise InputError(f"n_directions must be 20-20000, got {self.n_directions}")
+        if self.organ not in PLANNED_ORGANS:
+            known = ", ".join(PLANNED_ORGANS)
+            raise InputError(f"organ must be one of {known}, got {self.organ!r}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +166,13 @@ class Trajectory:
     angle_deg: float = 0.0
     score: float = 0.0
     unimaged_mm: float = 0.0
+    #: lung paths (organ lung): visceral pleural and fissure crossings from the entry to
+    #: the target, aerated lung traversed before the tumour (mm) and the share of it below
+    #: -950 HU (None: no image); zero for other organs and left out of to_dict then
+    pleural_crossings: int = 0
+    fissure_crossings: int = 0
+    lung_path_mm: float = 0.0
+    emphysema_fraction: float | None = None
 
     @property
     def direction(self) -> tuple[float, float, float]:
@@ -145,6 +190,14 @@ class Trajectory:
         keys = ("length_mm", "clearance_mm", "liver_before_tumour_mm", "angle_deg", "score")
         for k in (*keys, "unimaged_mm"):
             d[k] = round(d[k], 3)
+        if self.pleural_crossings == 0 and self.lung_path_mm == 0.0:
+            for k in ("pleural_crossings", "fissure_crossings", "lung_path_mm",
+                      "emphysema_fraction"):  # fmt: skip
+                d.pop(k)
+        else:
+            d["lung_path_mm"] = round(d["lung_path_mm"], 1)
+            if d["emphysema_fraction"] is not None:
+                d["emphysema_fraction"] = round(d["emphysema_fraction"], 3)
         return d
 
 
@@ -156,19 +209,30 @@ def _fibonacci_directions(n: int) -> np.ndarray:
 
 
 def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]:
-    """Distance maps (mm) to each forbidden group on the case grid."""
+    """Distance maps (mm) to each forbidden group on the case grid.
+
+    The organ's own labels (``cfg.organ``: :func:`traversable_labels`) are left out, and
+    so are fissures (checked as crossings along the path, lung rules).
+    """
     lab = np.asarray(case.labels.array)
     sp = case.labels.grid.spacing_mm
+    lung = organ_settings("lung")
+    min_diameter = {
+        "large vessel": cfg.vessel_min_diameter_mm,
+        "bronchus": float(lung["bronchus_min_diameter_mm"]),
+        "pulmonary vessel": float(lung["vessel_min_diameter_mm"]),
+    }
+    allowed = set(traversable_labels(cfg.organ, lab, sp)) | {int(x) for x in _CROSSING_ONLY}
     out = {}
     for name, labels in _GROUPS.items():
-        mask = np.isin(lab, [int(x) for x in labels])
-        if name == "large vessel" and mask.any() and cfg.vessel_min_diameter_mm > 0:
-            # keep only vessels at least vessel_min_diameter_mm across (local inscribed radius)
-            mask &= 2 * local_radius_mm(mask, sp) >= cfg.vessel_min_diameter_mm
+        mask = np.isin(lab, [int(x) for x in labels if int(x) not in allowed])
+        if name in _SIZED and mask.any() and min_diameter[name] > 0:
+            # keep only the parts at least this wide (local inscribed radius)
+            mask &= 2 * local_radius_mm(mask, sp) >= min_diameter[name]
         if mask.any():
             out[name] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(np.float32)
     # any other critical label not in a group
-    grouped = {int(x) for v in _GROUPS.values() for x in v}
+    grouped = {int(x) for v in _GROUPS.values() for x in v} | allowed
     other = [int(k) for k, v in LABEL_INFO.items() if v.critical and int(k) not in grouped]
     mask = np.isin(lab, other)
     if mask.any():
@@ -221,6 +285,9 @@ def candidate_trajectories(
     dmaps = distance_maps if distance_maps is not None else forbidden_groups(case, cfg)
     step = 0.5 * min(g.spacing_mm)
     body = lab != int(Label.BACKGROUND)
+    lung_rules = cfg.organ == "lung"
+    hu_img = np.asarray(case.image.array) if lung_rules and case.image is not None else None
+    lung_penalty = float(organ_settings("lung")["lung_mm_penalty"]) if lung_rules else 0.0
     out = []
     for u in _fibonacci_directions(cfg.n_directions):
         # march outwards from the target until the body ends (the skin entry)
@@ -285,13 +352,23 @@ def candidate_trajectories(
         tum = np.flatnonzero(labels_path == int(Label.TUMOR))
         upto = int(tum[0]) if tum.size else len(labels_path)
         liver_before = float(np.sum(labels_path[:upto] == int(Label.LIVER))) * step
+        lung = {"pleural_crossings": 0, "fissure_crossings": 0, "lung_path_mm": 0.0,
+                "emphysema_fraction": None}  # fmt: skip
+        if lung_rules:
+            hu = None
+            if hu_img is not None and hu_img.shape == lab.shape:
+                hu = hu_img[tuple(pidx[len(back) :][::-1].T)]
+            lung = lung_path(labels_path, hu, step)
+            reasons.extend(lung_rejections(lung))
         score = (
             -length
-            - 2.0 * max(0.0, cfg.min_liver_before_mm - liver_before)
+            - (2.0 * max(0.0, cfg.min_liver_before_mm - liver_before)
+               if cfg.organ == "liver" else 0.0)
             + 2.0 * min(clearance, 20.0)
             - 0.5 * angle
             - 2.0 * unimaged
-        )
+            - lung_penalty * lung["lung_path_mm"]
+        )  # fmt: skip
         out.append(
             Trajectory(
                 entry_mm=tuple(float(v) for v in entry),
@@ -305,6 +382,7 @@ def candidate_trajectories(
                 angle_deg=angle,
                 score=score,
                 unimaged_mm=unimaged,
+                **lung,
             )
         )
     out.sort(key=lambda t: (not t.accepted, -t.score))

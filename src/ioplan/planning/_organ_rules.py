@@ -1,0 +1,446 @@
+"""The planner's rules per organ (issue 21): lung, kidney and bone next to the liver.
+
+The organ (:func:`planning_organ`) is given (``--organ``, ``case.toml``) or inferred from
+the labels around the tumour (:func:`ioplan.anatomy.organ_of`). It decides:
+
+- which labels a needle may cross to reach its own tumour (:func:`traversable_labels`:
+  the lung for a lung tumour, the kidney for a renal tumour, the host bone for a bone
+  tumour; every other critical structure stays forbidden);
+- lung: the visceral pleural crossings of each path (:func:`lung_path`: entering the
+  lung from outside is one crossing; more than one is refused), no fissure crossing,
+  bronchi >= 2 mm and pulmonary vessels >= 3 mm avoided (by the local inscribed radius,
+  as the liver's large vessels), the aerated lung traversed and its emphysema (HU < -950),
+  and a pneumothorax risk figure per path (:func:`pneumothorax_risk`);
+- the structures at risk and their temperature limits (:func:`protected_structures`,
+  :func:`temperature_limits`): collecting system and ureter, spinal cord and nerve roots;
+- kidney: bowel within 1 cm -> hydrodissection; cryo: two freeze cycles, the ice edge
+  (0 degC) >= 5 mm beyond the tumour and the -20/-40 degC isotherms covering it, measured
+  on the verification's Tmin (:func:`cryo_checks`);
+- bone/spine: thermal protection and monitoring when the predicted temperature at the
+  cord or a nerve root comes near its limit.
+
+Every threshold is in ``planning/data/planner.toml`` with its source.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ioplan.anatomy import Label, organ_of
+from ioplan.errors import InputError
+
+__all__ = [
+    "PLANNED_ORGANS",
+    "cryo_checks",
+    "default_margin_mm",
+    "lung_path",
+    "organ_findings",
+    "organ_settings",
+    "planning_organ",
+    "pleural_crossings",
+    "pneumothorax_risk",
+    "protected_structures",
+    "temperature_limits",
+    "traversable_labels",
+]
+
+#: Organs the planner plans for.
+PLANNED_ORGANS = ("liver", "lung", "kidney", "bone")
+
+#: Labels inside the visceral pleura: going from any other label into one of these along a
+#: path is one pleural crossing (the tumour of a lung case lies inside the lung).
+INTRAPULMONARY = (Label.LUNG, Label.FISSURE, Label.BRONCHUS, Label.PULMONARY_VESSEL)
+
+#: Structures that must not receive lethal damage, by name (all organs). The liver keeps
+#: its list of before issue 21 (:data:`_LIVER_PROTECTED`).
+_LIVER_PROTECTED = {
+    "bile duct": (Label.BILE_DUCT,),
+    "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
+    "diaphragm": (Label.DIAPHRAGM,),
+    "gallbladder": (Label.GALLBLADDER,),
+    "kidney": (Label.KIDNEY,),
+    "lung": (Label.LUNG,),
+    "heart": (Label.HEART,),
+}
+_EXTRA_PROTECTED = {
+    "collecting system": (Label.COLLECTING_SYSTEM,),
+    "ureter": (Label.URETER,),
+    "adrenal": (Label.ADRENAL,),
+    "pancreas": (Label.PANCREAS,),
+    "spinal cord": (Label.SPINAL_CORD,),
+    "spinal canal": (Label.SPINAL_CANAL,),
+    "nerve root": (Label.NERVE_ROOT,),
+}
+#: Every protected structure of every organ (names -> labels).
+ALL_PROTECTED = {**_LIVER_PROTECTED, **_EXTRA_PROTECTED}
+#: The protected structures that are the host organ itself (not protected for its tumour).
+_HOST_PROTECTED = {"lung": ("lung",), "kidney": ("kidney",), "bone": (), "liver": ()}
+#: The structures each organ protects beyond the liver's list.
+_ORGAN_EXTRA = {
+    "liver": (),
+    "lung": ("spinal cord", "spinal canal"),
+    "kidney": ("collecting system", "ureter", "adrenal", "pancreas"),
+    "bone": ("spinal cord", "spinal canal", "nerve root"),
+}
+
+
+def _settings() -> dict[str, Any]:
+    from ioplan.planning._candidates import planner_settings
+
+    return planner_settings()
+
+
+def organ_settings(organ: str) -> dict[str, Any]:
+    """The organ's rules from ``planner.toml`` (``[organs.<organ>]``)."""
+    return dict(_settings()["organs"].get(organ, {}))
+
+
+def planning_organ(case, organ: str | None = None) -> str:
+    """The organ to plan for: given, the case's, inferred from the labels, else the liver.
+
+    An inferred host the planner has no rules for (soft tissue) falls back to the liver,
+    whose checks then refuse a tumour outside it; a given one is refused here.
+    """
+    given = organ is not None or bool(getattr(case, "organ", None))
+    found = organ_of(case, organ)
+    if found in PLANNED_ORGANS:
+        return found
+    if given:
+        raise InputError(
+            f"the planner has rules for {', '.join(PLANNED_ORGANS)}, not organ {found!r}"
+        )
+    return "liver"
+
+
+def case_organ(case) -> str:
+    """The organ the planner set on ``case`` (liver when unset)."""
+    organ = getattr(case, "organ", None)
+    return organ if organ in PLANNED_ORGANS else "liver"
+
+
+def default_margin_mm(organ: str, histology: str) -> float:
+    """The ablative margin (mm) by organ and histology (``planner.toml``)."""
+    table = organ_settings(organ).get("margin_mm", {"default": 5.0})
+    key = str(histology).strip().lower()
+    return float(table.get(key, table.get("default", 5.0)))
+
+
+def host_labels(organ: str) -> tuple[int, ...]:
+    """The labels of the host organ (its parenchyma)."""
+    return {
+        "liver": (int(Label.LIVER),),
+        "lung": (int(Label.LUNG),),
+        "kidney": (int(Label.KIDNEY), int(Label.KIDNEY_MEDULLA)),
+        "bone": (int(Label.VERTEBRA), int(Label.RIB)),
+    }[organ]
+
+
+def margin_tissue_labels(organ: str) -> tuple[int, ...]:
+    """Labels a margin is measured in, besides the tumour and vessels.
+
+    The host, and for the kidney the perirenal fat (the ice ball must reach 5 mm beyond
+    an exophytic tumour too), for the lung its small airways and fissures, for bone its
+    soft tissue.
+    """
+    extra = {
+        "liver": (),
+        "lung": (int(Label.BRONCHUS), int(Label.FISSURE)),
+        "kidney": (int(Label.FAT),),
+        "bone": (int(Label.MUSCLE), int(Label.FAT)),
+    }[organ]
+    return host_labels(organ) + extra
+
+
+def traversable_labels(organ: str, labels: np.ndarray | None = None,
+                       spacing_mm=None) -> tuple[int, ...]:  # fmt: skip
+    """Critical labels a needle may cross for a tumour of ``organ``.
+
+    Lung: the lung (never a fissure); kidney: cortex and medulla; bone: the bone label(s)
+    the tumour touches (a vertebral tumour is entered through its vertebra, not through
+    a rib); liver: none (the liver is not critical).
+    """
+    if organ == "lung":
+        return (int(Label.LUNG),)
+    if organ == "kidney":
+        return (int(Label.KIDNEY), int(Label.KIDNEY_MEDULLA))
+    if organ == "bone":
+        bones = (int(Label.VERTEBRA), int(Label.RIB))
+        if labels is None:
+            return bones
+        lab = np.asarray(labels)
+        tum = lab == int(Label.TUMOR)
+        if not tum.any():
+            return bones
+        shell = ndimage.binary_dilation(tum, iterations=2) & ~tum
+        touched = tuple(b for b in bones if np.any(lab[shell] == b))
+        return touched or bones
+    return ()
+
+
+def protected_structures(organ: str) -> dict[str, tuple[Label, ...]]:
+    """Structures that must not receive lethal damage for a tumour of ``organ``."""
+    out = {k: v for k, v in _LIVER_PROTECTED.items() if k not in _HOST_PROTECTED[organ]}
+    out.update({k: _EXTRA_PROTECTED[k] for k in _ORGAN_EXTRA[organ]})
+    return out
+
+
+def temperature_limits() -> dict[str, dict[str, Any]]:
+    """Temperature limits by structure name (``planner.toml`` ``[limits]``), with sources."""
+    return {k.replace("_", " "): dict(v) for k, v in _settings()["limits"].items()}
+
+
+# ------------------------------------------------------------------------------------------
+# lung
+
+
+def pleural_crossings(labels_entry_to_target: np.ndarray) -> int:
+    """Visceral pleural crossings along a path (labels sampled from the entry inward).
+
+    Entering the lung (or the tumour, a bronchus, a pulmonary vessel or a fissure) from any
+    other label is one crossing; leaving the lung and entering again is two.
+    """
+    lab = np.asarray(labels_entry_to_target)
+    inside = np.isin(lab, [int(x) for x in (*INTRAPULMONARY, Label.TUMOR)])
+    if inside.size == 0:
+        return 0
+    entries = np.count_nonzero(inside[1:] & ~inside[:-1])
+    return int(entries + (1 if inside[0] else 0))
+
+
+def lung_path(labels_entry_to_target: np.ndarray, hu: np.ndarray | None,
+              step_mm: float) -> dict[str, Any]:  # fmt: skip
+    """Pleural and fissure crossings, aerated lung traversed (mm) and its emphysema.
+
+    ``hu`` is the image along the same samples (None: no image); emphysema is the share
+    of lung samples below ``emphysema_hu`` (planner.toml).
+    """
+    st = organ_settings("lung")
+    lab = np.asarray(labels_entry_to_target)
+    fis = lab == int(Label.FISSURE)
+    fissures = int(np.count_nonzero(fis[1:] & ~fis[:-1]) + (1 if fis.size and fis[0] else 0))
+    aerated = np.isin(lab, [int(Label.LUNG), int(Label.BRONCHUS), int(Label.FISSURE)])
+    # aerated lung up to the tumour (the applicator's part inside the tumour is not lung)
+    tum = np.flatnonzero(lab == int(Label.TUMOR))
+    upto = int(tum[0]) if tum.size else lab.size
+    lung_mm = float(np.count_nonzero(aerated[:upto])) * step_mm
+    emph = None
+    if hu is not None and np.any(aerated[:upto]):
+        vals = np.asarray(hu, float)[:upto][aerated[:upto]]
+        emph = float(np.mean(vals < float(st["emphysema_hu"])))
+    return {
+        "pleural_crossings": pleural_crossings(lab),
+        "fissure_crossings": fissures,
+        "lung_path_mm": lung_mm,
+        "emphysema_fraction": emph,
+    }
+
+
+def pneumothorax_risk(lung_path_mm: float, pleural_crossings: int, fissure_crossings: int = 0,
+                      emphysema_fraction: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Pneumothorax probability of one path, from the meta-analysis' odds ratios.
+
+    odds = odds(baseline) x OR(aerated lung >= 30 mm) x OR(emphysema) x OR(> 1 pleural
+    puncture) x OR(fissure); probability = odds / (1 + odds). Sources in planner.toml
+    (Huo et al., Br J Radiol 2020;93:20190866).
+
+    Examples
+    --------
+    >>> round(pneumothorax_risk(10.0, 1)["probability"], 3)  # no factor: the baseline
+    0.259
+    >>> round(pneumothorax_risk(40.0, 1)["probability"], 3)  # 0.3495 x 2.38 = 0.832 odds
+    0.454
+    """
+    st = organ_settings("lung")
+    p0 = float(st["pneumothorax_baseline_probability"])
+    odds = p0 / (1.0 - p0)
+    factors = []
+    if lung_path_mm >= float(st["pneumothorax_deep_lung_mm"]):
+        odds *= float(st["pneumothorax_or_deep"])
+        factors.append(f"aerated lung traversed >= {st['pneumothorax_deep_lung_mm']:g} mm "
+                       f"(OR {st['pneumothorax_or_deep']:g})")  # fmt: skip
+    emphysema = emphysema_fraction is not None and emphysema_fraction >= float(
+        st["emphysema_fraction"]
+    )
+    if emphysema:
+        odds *= float(st["pneumothorax_or_emphysema"])
+        factors.append(f"emphysema on the path (OR {st['pneumothorax_or_emphysema']:g})")
+    if pleural_crossings > 1:
+        odds *= float(st["pneumothorax_or_extra_puncture"])
+        or_extra = st["pneumothorax_or_extra_puncture"]
+        factors.append(f"more than one pleural puncture (OR {or_extra:g})")
+    if fissure_crossings > 0:
+        odds *= float(st["pneumothorax_or_fissure"])
+        factors.append(f"fissure crossed (OR {st['pneumothorax_or_fissure']:g})")
+    return {
+        "probability": round(odds / (1.0 + odds), 3),
+        "baseline_probability": p0,
+        "factors": factors,
+        "emphysema": None if emphysema_fraction is None else bool(emphysema),
+        "model": "odds of the pooled incidence times the odds ratios of the risk factors "
+        "present (logistic, no interactions); biopsy data, ranks paths rather than "
+        "predicting the rate after ablation",
+        "source": st["pneumothorax_source"],
+    }
+
+
+def lung_rejections(finding: dict[str, Any]) -> list[str]:
+    """Why a lung path is refused: too many pleural crossings, a fissure crossed."""
+    st = organ_settings("lung")
+    out = []
+    n_max = int(st["max_pleural_crossings"])
+    if finding["pleural_crossings"] > n_max:
+        out.append(f"crosses the pleura {finding['pleural_crossings']} times (at most {n_max})")
+    if finding["fissure_crossings"] > 0 and not st["fissure_crossing_allowed"]:
+        out.append("crosses an interlobar fissure")
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# kidney and bone
+
+
+def cryo_checks(tumour: np.ndarray, tmin: np.ndarray, spacing_mm) -> dict[str, Any]:
+    """The kidney's cryo rules measured on the verification's Tmin (degC).
+
+    ``ice_margin_mm``: the smallest distance from the tumour to unfrozen tissue (Tmin >
+    0 degC), i.e. how far the ice edge lies beyond the tumour at its closest; the share
+    of the tumour inside each isotherm (-20, -40 degC).
+    """
+    st = organ_settings("kidney")
+    ice = tmin <= 0.0
+    if ice.any():
+        # distance of every voxel to the tumour; the nearest unfrozen voxel sets the margin
+        dist = ndimage.distance_transform_edt(~tumour, sampling=spacing_mm)
+        unfrozen = ~ice
+        margin = float(dist[unfrozen].min()) if unfrozen.any() else math.inf
+        # at least the voxel's own half-width inside the edge (a frozen voxel next to an
+        # unfrozen one): the edge lies between them
+        margin = max(0.0, margin - 0.5 * min(spacing_mm))
+    else:
+        margin = 0.0
+    iso = {
+        f"tumour_within_{abs(int(t))}c_percent": round(100.0 * float(np.mean(tmin[tumour] <= t)), 2)
+        for t in st["cryo_isotherms_c"]
+    }
+    need = float(st["cryo_ice_margin_mm"])
+    ok = margin >= need and all(v >= 100.0 for v in iso.values())
+    return {
+        "freeze_cycles": int(st["cryo_freeze_cycles"]),
+        "ice_margin_mm": round(margin, 2) if math.isfinite(margin) else None,
+        "ice_margin_required_mm": need,
+        **iso,
+        "ok": bool(ok),
+        "source": st["cryo_source"],
+    }
+
+
+def _distance_mm(mask: np.ndarray, to: np.ndarray, spacing_mm) -> float:
+    if not mask.any() or not to.any():
+        return math.inf
+    return float(ndimage.distance_transform_edt(~to, sampling=spacing_mm)[mask].min())
+
+
+def organ_findings(
+    organ: str,
+    *,
+    labels: np.ndarray,
+    spacing_mm,
+    tumour: np.ndarray,
+    zone: np.ndarray,
+    tmax: np.ndarray,
+    tmin: np.ndarray,
+    modality: str,
+    trajectories: list,
+    at_risk,
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """plan.json's organ record, the suggestions and the notes of a verified plan."""
+    rec: dict[str, Any] = {"organ": organ}
+    suggestions: list[str] = []
+    notes: list[str] = []
+    lab = np.asarray(labels)
+    if organ == "lung":
+        paths = []
+        for t in trajectories:
+            f = {
+                "pleural_crossings": t.pleural_crossings,
+                "fissure_crossings": t.fissure_crossings,
+                "lung_path_mm": round(t.lung_path_mm, 1),
+                "emphysema_fraction": t.emphysema_fraction,
+            }
+            f["pneumothorax_risk"] = pneumothorax_risk(
+                t.lung_path_mm, t.pleural_crossings, t.fissure_crossings, t.emphysema_fraction
+            )
+            paths.append(f)
+        rec["paths"] = paths
+        if paths:
+            rec["pleural_crossings"] = int(sum(p["pleural_crossings"] for p in paths))
+            rec["lung_path_mm"] = round(sum(p["lung_path_mm"] for p in paths), 1)
+            # several needles: the chance that at least one path gives a pneumothorax
+            keep = 1.0
+            for p in paths:
+                keep *= 1.0 - p["pneumothorax_risk"]["probability"]
+            rec["pneumothorax_risk"] = paths[0]["pneumothorax_risk"] | {
+                "probability": round(1.0 - keep, 3),
+                "per_path": [p["pneumothorax_risk"]["probability"] for p in paths],
+            }
+        st = organ_settings("lung")
+        rec["margin_source"] = st["margin_source"]
+    if organ == "kidney":
+        st = organ_settings("kidney")
+        bowel = np.isin(lab, [int(Label.BOWEL_WALL), int(Label.BOWEL_CONTENT),
+                              int(Label.STOMACH)])  # fmt: skip
+        d_bowel = min(
+            _distance_mm(bowel, tumour, spacing_mm), _distance_mm(bowel, zone, spacing_mm)
+        )
+        rec["bowel_distance_mm"] = round(d_bowel, 1) if math.isfinite(d_bowel) else None
+        if d_bowel < float(st["bowel_hydrodissection_mm"]):
+            suggestions.append(
+                f"hydrodissection: bowel lies {d_bowel:.0f} mm from the tumour or its zone "
+                f"(within {st['bowel_hydrodissection_mm']:g} mm; {st['bowel_source']})"
+            )
+        if modality == "cryo":
+            rec["cryo"] = cryo_checks(tumour, tmin, spacing_mm)
+            if not rec["cryo"]["ok"]:
+                suggestions.append(
+                    f"cryo: the ice edge lies {rec['cryo']['ice_margin_mm']} mm beyond the "
+                    f"tumour (>= {rec['cryo']['ice_margin_required_mm']:g} mm wanted) or an "
+                    "isotherm misses part of it: another probe or a longer freeze"
+                )
+    if organ == "bone":
+        warn = float(organ_settings("bone")["warn_within_c"])
+        for r in at_risk:
+            lo, hi = r.get("min_limit_c"), r.get("max_limit_c")
+            if hi is None:
+                continue
+            t_hi, t_lo = r["max_temperature_c"], r["min_temperature_c"]
+            if t_hi >= hi - warn or (lo is not None and t_lo <= lo + warn):
+                suggestions.append(
+                    f"thermal protection at the {r['structure']}: predicted {t_hi:.1f} degC "
+                    f"max / {t_lo:.1f} degC min against limits {hi:g} / {lo:g} degC; monitor "
+                    "with thermocouples (epidural, neural foramen) and protect by CO2 or "
+                    "fluid dissection, or shorten the ablation"
+                )
+    limited = [r for r in at_risk if "max_limit_c" in r]
+    if limited:
+        rec["temperature_limits"] = {
+            r["structure"]: {
+                "max_temperature_c": r["max_temperature_c"],
+                "min_temperature_c": r["min_temperature_c"],
+                "max_limit_c": r["max_limit_c"],
+                "min_limit_c": r["min_limit_c"],
+                "limit_exceeded": r["limit_exceeded"],
+            }
+            for r in limited
+        }
+        for r in limited:
+            if r["limit_exceeded"]:
+                notes.append(
+                    f"{r['structure']}: predicted {r['max_temperature_c']:.1f} / "
+                    f"{r['min_temperature_c']:.1f} degC, beyond its limits "
+                    f"{r['max_limit_c']:g} / {r['min_limit_c']:g} degC"
+                )
+    return rec, suggestions, notes
