@@ -295,3 +295,22 @@ def test_cli_select_organ_option_json_keys_and_bad_organ(tmp_path, capsys):
     assert "Traceback" not in err
     code, out, err = _run(capsys, "select", str(tmp_path / "c"), "--histology", "x")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "histology" in err
+
+
+def test_liver_case_keeps_its_rules_and_organ_from_case_toml_is_given():
+    """A tumour in a liver block: the liver's rules (BCLC) as before, organ inferred; the
+    same labels with ``organ = "kidney"`` in case.toml take the kidney's rules."""
+    g = _grid(50.0)
+    lab = np.full(g.shape, int(Label.FAT), np.uint8)
+    lab[_box(g, (-40, -40, -40), (40, 40, 40))] = int(Label.LIVER)
+    lab[_ball(g, (0, 0, 0), 8.0)] = int(Label.TUMOR)
+    liver = select_treatment(_case(g, lab))
+    assert liver.organ == "liver" and liver.organ_source == "inferred"
+    assert liver.modality == "mwa" and any("BCLC" in r["source"] for r in liver.reasons)
+    d = liver.to_dict()
+    for k in ("large_vessel_mm", "bowel_or_gallbladder_mm", "bile_duct_mm", "capsule_mm",
+              "margin_mm", "tumours", "diameters_mm", "histology", "imaging"):  # fmt: skip
+        assert k in d["measurements"]
+    as_kidney = select_treatment(_case(g, lab, organ="kidney"))
+    assert as_kidney.organ == "kidney" and as_kidney.organ_source == "case"
+    assert as_kidney.organ_given and not any("BCLC" in r["source"] for r in as_kidney.reasons)

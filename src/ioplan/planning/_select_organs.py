@@ -350,9 +350,13 @@ def _kidney(lab, comps, diam_mm, sp, histology):
             why(f"under {pref / 10:g} cm: thermal ablation an alternate to surgery", "aua_kidney")
         else:
             why(
-                f"{dmax:.0f} mm: over {pref / 10:g} cm, where ablation is favoured; local "
-                "control falls with size",
+                f"{dmax:.0f} mm: over {pref / 10:g} cm, the size up to which ablation is favoured",
                 r["preferred_max_mm_source"],
+            )
+            why(
+                f"over {pref / 10:g} cm a second session is more often needed; plan a 5-10 mm "
+                "cuff of parenchyma",
+                "kidney_technique",
             )
     why("biopsy before (or at) ablation", "aua_kidney")
     if meas["collecting_system_mm"] < r["collecting_system_mm"] and mod is not None:
