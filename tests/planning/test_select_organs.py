@@ -1,4 +1,4 @@
-"""`select_treatment` / `ioplan select` per organ (issue 21): lung, kidney, bone rules.
+"""`select_treatment` / `ioplan select` per organ (issue 21): lung, kidney, bone, soft tissue.
 
 Synthetic label volumes built here (2 mm voxels). The cut-offs asserted are the cited ones
 (lung <= 3 cm: SIR 2021 position statement; kidney T1a <= 4 cm, T1b <= 7 cm: TNM 8th ed.;
@@ -245,8 +245,9 @@ def test_organ_given_overrides_inference_and_soft_tissue_has_no_borrowed_rules()
     sel = select_treatment(case, "kidney")
     assert sel.organ == "kidney" and sel.organ_source == "option" and sel.organ_given
     soft = select_treatment(case, "soft-tissue")
-    assert soft.organ == "soft_tissue" and soft.modality is None
-    assert "no selection rules" in soft.recommendation
+    assert soft.organ == "soft_tissue" and soft.modality == "cryo"
+    assert soft.ablation_within_guidelines is None  # no cited size rule speaks
+    assert any("Papalexis" in r["source"] for r in soft.reasons)
     assert not any("BCLC" in r["source"] for r in soft.reasons)
     with pytest.raises(InputError, match="unknown organ"):
         select_treatment(case, "spleen")
@@ -314,3 +315,34 @@ def test_liver_case_keeps_its_rules_and_organ_from_case_toml_is_given():
     as_kidney = select_treatment(_case(g, lab, organ="kidney"))
     assert as_kidney.organ == "kidney" and as_kidney.organ_source == "case"
     assert as_kidney.organ_given and not any("BCLC" in r["source"] for r in as_kidney.reasons)
+
+
+def test_an_organ_without_rules_says_so_instead_of_borrowing_the_liver_s():
+    from ioplan.planning._select_organs import select_organ
+
+    case = _lung_case(20.0)
+    lab = np.asarray(case.labels.array)
+    comps = (lab == int(Label.TUMOR)).astype(int)
+    rec, mod, reasons, _meas, within, _outside = select_organ(
+        "pancreas", lab, comps, [20.0], (SP, SP, SP), "unknown", None, "CT"
+    )
+    assert "no selection rules for pancreas" in rec and mod is None and within is None
+    assert not any("BCLC" in r["source"] for r in reasons)
+
+
+def test_every_threshold_in_selection_toml_names_a_known_source():
+    from ioplan.planning._select_organs import organ_rules
+
+    rules = organ_rules()
+    sources = rules["sources"]
+    n = 0
+    for organ in ("lung", "kidney", "bone", "soft_tissue"):
+        for key, value in rules[organ].items():
+            if key.endswith("_source"):
+                n += 1
+                assert value == "ioplan" or value in sources, (organ, key, value)
+                assert key[: -len("_source")] in rules[organ] or key == "neural_limits_source"
+            else:
+                # every number has its source next to it (neural limits share one)
+                assert f"{key}_source" in rules[organ] or key.startswith("neural_m"), key
+    assert n >= 15

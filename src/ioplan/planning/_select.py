@@ -4,8 +4,8 @@ Each rule reads the case (tumour sizes and number, distances to vessels, bowel,
 bile ducts, gallbladder, diaphragm and liver capsule, imaging modality) and
 states its source. The output supports a tumour board; it does not replace one.
 
-The organ is a parameter (issue 21): the liver's rules are here; lung, kidney and bone
-rules, with their thresholds and sources in ``planning/data/selection.toml``, are in
+The organ is a parameter (issue 21): the liver's rules are here; lung, kidney, bone and
+soft-tissue rules, with their thresholds and sources in ``planning/data/selection.toml``, are in
 :mod:`ioplan.planning._select_organs`. An organ without rules says so instead of borrowing
 the liver's.
 """

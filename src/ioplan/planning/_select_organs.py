@@ -1,4 +1,4 @@
-"""Treatment selection rules beyond the liver: lung, kidney, bone (issue 21).
+"""Treatment selection rules beyond the liver: lung, kidney, bone, soft tissue (issue 21).
 
 Each rule reads the label map around the tumour (distances to bronchi, vessels, pleura,
 collecting system, ureter, bowel, spinal cord and nerve roots; size and number) and states its
@@ -40,7 +40,7 @@ _ALIASES = {
 }
 
 #: Organs with rules of their own here (the liver's are in _select.py).
-RULES_WITH_SOURCES = ("lung", "kidney", "bone")
+RULES_WITH_SOURCES = ("lung", "kidney", "bone", "soft_tissue")
 
 
 def check_histology(histology: str) -> str:
@@ -122,14 +122,16 @@ def select_organ(
         return _kidney(lab, comps, diam_mm, sp, histology)
     if organ == "bone":
         return _bone(lab, comps, diam_mm, sp, histology)
+    if organ == "soft_tissue":
+        return _soft_tissue(lab, comps, diam_mm, sp, histology)
     meas = {
         "tumours": len(diam_mm),
         "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
     }
     reason = {
-        "reason": f"no selection rules for {organ.replace('_', ' ')} yet (liver, lung, kidney "
-        "and bone have them): the liver's rules are not applied here",
+        "reason": f"no selection rules for {organ.replace('_', ' ')} yet (liver, lung, kidney, "
+        "bone and soft tissue have them): the liver's rules are not applied here",
         "source": "ioplan (issue 21)",
     }
     return (
@@ -203,14 +205,14 @@ def _lung(lab, comps, diam_mm, sp, histology, image, modality):
         why.beyond(
             f"largest tumour {dmax:.0f} mm: larger than {lim / 10:g} cm (lung: ablation for "
             f"<= {lim / 10:g} cm)",
-            r["max_diameter_source"],
+            r["max_diameter_mm_source"],
         )
     else:
         rec = "thermal ablation (microwave, RF or cryo), or SBRT"
         why(
             f"largest tumour {dmax:.0f} mm, {n} tumour(s), at most {most} per lung: within "
             f"<= {lim / 10:g} cm",
-            r["max_diameter_source"],
+            r["max_diameter_mm_source"],
         )
     if histology == "nsclc":
         why(
@@ -450,3 +452,44 @@ def _bone(lab, comps, diam_mm, sp, histology):
     for k in ("spinal_cord_mm", "nerve_root_mm"):
         meas[k] = _mm(meas[k])
     return rec, mod, why.reasons, meas, True, []
+
+
+# --- soft tissue --------------------------------------------------------------------------
+
+
+def _soft_tissue(lab, comps, diam_mm, sp, histology):
+    r = organ_rules()["soft_tissue"]
+    neuro = organ_rules()["bone"]
+    why = _Why()
+    big = _largest(comps, diam_mm)
+    dmax = max(diam_mm)
+    meas: dict[str, Any] = {
+        "tumours": len(diam_mm),
+        "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
+        "histology": histology,
+        "nerve_mm": _distance_to(
+            lab, big, (Label.NERVE_ROOT, Label.SPINAL_CORD, Label.SPINAL_CANAL), sp
+        ),
+    }
+    rec = "cryoablation (ice ball visible on CT/MR) for a soft-tissue metastasis or desmoid"
+    why(
+        f"soft-tissue tumour {dmax:.0f} mm: cryoablation is the usual ablation here (no size "
+        "cut-off in the cited series)",
+        "soft_tissue_cryo",
+    )
+    if histology == "sarcoma":
+        rec = "surgery (sarcoma centre); cryoablation for patients who cannot have it"
+        why(
+            "primary soft-tissue sarcoma: ablation only for non-surgical patients",
+            "soft_tissue_cryo",
+        )
+    if meas["nerve_mm"] < r["neural_mm"]:
+        why(
+            f"nerve {meas['nerve_mm']:.1f} mm away (< {r['neural_mm'] / 10:g} cm): thermal "
+            f"protection and monitoring; keep it between {neuro['neural_min_degC']:g} and "
+            f"{neuro['neural_max_degC']:g} degC",
+            neuro["neural_limits_source"],
+        )
+        why(f"{r['neural_mm']:g} mm screening distance for neural structures", "ioplan")
+    meas["nerve_mm"] = _mm(meas["nerve_mm"])
+    return rec, "cryo", why.reasons, meas, None, []
