@@ -18,6 +18,8 @@ import numpy as np
 
 from ioplan.anatomy import _steps as steps
 from ioplan.anatomy._labels import Label
+from ioplan.anatomy._organ import check_organ
+from ioplan.anatomy._phantom_organs import check_site, generate_organ_phantom
 from ioplan.anatomy._shapes import FOV_MM, Z_RANGE_MM, Anatomy, Space
 from ioplan.anatomy._vessels import VesselSegment
 from ioplan.errors import InputError
@@ -120,12 +122,24 @@ class PhantomConfig:
     noise_hu : float
         Standard deviation of the image noise in HU (typical abdominal CT:
         10-20 HU).
+    organ : str
+        ``"liver"`` (the abdomen with its vessel trees), ``"lung"`` (the chest),
+        ``"kidney"`` or ``"bone"`` (the retroperitoneum and lumbar spine).
+    site : str, optional
+        Where the tumour lies (organ phantoms only; default the first):
+        lung ``"peripheral"`` or ``"central"``, kidney ``"exophytic"`` or ``"central"``
+        (near the collecting system), bone ``"vertebra"`` (vertebral body) or ``"rib"``.
+    side : str, optional
+        ``"right"`` (default) or ``"left"`` (organ phantoms only).
     """
 
     spacing_mm: float | tuple[float, float, float] = 1.0
     seed: int = 0
     tumors: tuple[TumorSpec, ...] = (TumorSpec(),)
     noise_hu: float = 12.0
+    organ: str = "liver"
+    site: str | None = None
+    side: str | None = None
 
     def __post_init__(self) -> None:
         sp = np.broadcast_to(np.asarray(self.spacing_mm, float), (3,))
@@ -149,6 +163,18 @@ class PhantomConfig:
             raise InputError(f"--seed must be an integer {lo_seed}-{hi_seed}, got {self.seed}")
         if not np.isfinite(self.noise_hu) or not 0 <= self.noise_hu <= 100:
             raise InputError(f"noise_hu must be 0-100 HU, got {self.noise_hu}")
+        organ = check_organ(self.organ)
+        if organ == "soft_tissue":
+            raise InputError("no soft-tissue phantom; --organ must be liver, lung, kidney or bone")
+        object.__setattr__(self, "organ", organ)
+        site, side = check_site(organ, self.site, self.side)
+        object.__setattr__(self, "site", site)
+        object.__setattr__(self, "side", side)
+        if organ != "liver" and sum(t.centre_mm is None for t in tumors) > 1:
+            raise InputError(
+                f"the {organ} phantom places one tumour at its --site; give a "
+                "--tumor-centre-mm for each other tumour"
+            )
         coarsest = max(self.spacing_mm)
         for t in tumors:
             if t.diameter_mm < 2.0 * coarsest:
@@ -158,7 +184,9 @@ class PhantomConfig:
                 )
 
     def resolved_tumors(self) -> tuple[TumorSpec, ...]:
-        """The tumours with default centres filled in."""
+        """The tumours with default centres filled in (organ phantoms: in the generator)."""
+        if self.organ != "liver":
+            return self.tumors
         out = []
         defaults = iter(DEFAULT_TUMOR_CENTRES_MM)
         for t in self.tumors:
@@ -176,13 +204,17 @@ class PhantomConfig:
 
 @dataclass(frozen=True, eq=False)
 class Phantom:
-    """A generated phantom: CT image (HU), label map, tumours and vessel centrelines."""
+    """A generated phantom: CT image (HU), label map, tumours and vessel centrelines.
+
+    ``airways`` holds the bronchial tree's centrelines (lung phantom; empty otherwise).
+    """
 
     image: Volume
     labels: Volume
     tumors: tuple[TumorSpec, ...]
     vessels: tuple[VesselSegment, ...]
     config: PhantomConfig = field(repr=False)
+    airways: tuple[VesselSegment, ...] = ()
 
 
 def phantom_grid(spacing_mm: Sequence[float]) -> Grid:
@@ -291,6 +323,9 @@ def generate_phantom(
     True
     """
     cfg = config if config is not None else PhantomConfig()
+    if cfg.organ != "liver":
+        check_phantom_memory(cfg.spacing_mm)
+        return generate_organ_phantom(cfg, progress)
     report = progress or (lambda _name: None)
     tumors = cfg.resolved_tumors()
     grid = check_phantom_memory(cfg.spacing_mm)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,6 +30,9 @@ def write_phantom_case(
     spacing_mm: float = 1.0,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    organ: str = "liver",
+    site: str | None = None,
+    side: str | None = None,
 ) -> Case:
     """Generate a phantom and write it as a case folder, checking every cheap thing first.
 
@@ -57,7 +61,11 @@ def write_phantom_case(
         Replace the case files of an earlier case in ``out``.
     progress : callable, optional
         Called with each step's name (the ten of
-        :data:`~ioplan.anatomy.PHANTOM_STEPS`, then ``"saving case"``).
+        :data:`~ioplan.anatomy.PHANTOM_STEPS`, or the organ's ten, then ``"saving case"``).
+    organ : str
+        ``"liver"``, ``"lung"``, ``"kidney"`` or ``"bone"``; written to ``case.toml``.
+    site, side : str, optional
+        Where the organ phantom's tumour lies (see :class:`~ioplan.anatomy.PhantomConfig`).
 
     Returns
     -------
@@ -89,12 +97,18 @@ def write_phantom_case(
         )
         for i, d in enumerate(diameters)
     )
-    config = PhantomConfig(spacing_mm=spacing_mm, seed=seed, tumors=tumors)
+    config = PhantomConfig(
+        spacing_mm=spacing_mm, seed=seed, tumors=tumors, organ=organ, site=site, side=side
+    )
     config.resolved_tumors()  # more tumours than default sites: refused now
     check_phantom_memory(config.spacing_mm)
     phantom = generate_phantom(config, progress=progress)
     if progress is not None:
         progress("saving case")
     case = Case.from_phantom(phantom)
+    where = {"organ": config.organ}
+    if config.site is not None:
+        where |= {"site": config.site, "side": config.side}
+    case = dataclasses.replace(case, organ=config.organ, source={**case.source, **where})
     save_case(case, out, overwrite=overwrite)
     return case

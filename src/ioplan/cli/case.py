@@ -54,8 +54,29 @@ _IRREG = Annotated[
     typer.Option("--irregularity", help="Tumour shape irregularity, 0 (sphere) to 0.5."),
 ]
 _HISTOLOGY = Annotated[
+    str | None,
+    typer.Option(
+        help="hcc, colorectal_metastasis, other_metastasis or cholangiocarcinoma (default: "
+        "hcc for the liver, other_metastasis for the other organs)."
+    ),
+]
+_ORGAN = Annotated[
     str,
-    typer.Option(help="hcc, colorectal_metastasis, other_metastasis or cholangiocarcinoma."),
+    typer.Option(
+        help="Organ of the tumour: liver (abdomen), lung (chest), kidney or bone "
+        "(retroperitoneum and lumbar spine); written to case.toml."
+    ),
+]
+_SITE = Annotated[
+    str | None,
+    typer.Option(
+        help="Tumour site: lung peripheral|central, kidney exophytic|central (next to the "
+        "collecting system), bone vertebra|rib (default: the first). Not for the liver."
+    ),
+]
+_SIDE = Annotated[
+    str | None,
+    typer.Option(help="right|left (default right); lung, kidney and bone only."),
 ]
 _PHANTOM_SEED = Annotated[
     int,
@@ -69,16 +90,22 @@ def phantom(
     tumor_diameter_mm: _DIAMETERS = None,
     tumor_centre_mm: _CENTRES = None,
     irregularity: _IRREG = 0.15,
-    histology: _HISTOLOGY = "hcc",
+    histology: _HISTOLOGY = None,
     seed: _PHANTOM_SEED = 0,
     spacing_mm: _SPACING = 1.0,
+    organ: _ORGAN = "liver",
+    site: _SITE = None,
+    side: _SIDE = None,
     report: Annotated[bool, typer.Option(help="Also write OUT/index.html.")] = False,
     overwrite: _OVERWRITE = False,
     quiet: _QUIET = False,
 ) -> None:
-    """Generate a synthetic abdominal CT case (image, labels, case.toml) in OUT."""
-    from ioplan.anatomy import write_phantom_case
+    """Generate a synthetic CT case (image, labels, case.toml) in OUT: abdomen, chest or spine."""
+    from ioplan.anatomy import check_organ, write_phantom_case
 
+    organ = check_organ(organ)
+    if histology is None:
+        histology = "hcc" if organ == "liver" else "other_metastasis"
     centres = [_parse_point(c, "--tumor-centre-mm") for c in tumor_centre_mm or []]
     with _progress(_PHANTOM_STEPS, enabled=not quiet) as advance:
         case = write_phantom_case(
@@ -91,6 +118,9 @@ def phantom(
             spacing_mm=spacing_mm,
             overwrite=overwrite,
             progress=advance,
+            organ=organ,
+            site=site,
+            side=side,
         )
     if report:
         from ioplan.report import write_case_overview
