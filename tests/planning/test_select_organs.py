@@ -124,9 +124,13 @@ def test_lung_counts_tumours_per_lung():
     assert sel.ablation_within_guidelines is True
 
 
-@pytest.mark.parametrize("gap_mm, central", [(8.0, True), (30.0, False)])
-def test_central_lung_tumour_is_flagged_by_bronchus_distance(gap_mm, central):
-    case = _lung_case(20.0, bronchus_gap_mm=gap_mm)
+@pytest.mark.parametrize(
+    "diameter_mm, gap_mm, central", [(20.0, 8.0, True), (20.0, 30.0, False), (10.0, 42.0, False)]
+)
+def test_central_lung_tumour_is_flagged_by_bronchus_distance(diameter_mm, gap_mm, central):
+    """The last case lies beyond the 40 mm search box around the tumour: the whole volume is
+    searched then, and the distance must still match the recount."""
+    case = _lung_case(diameter_mm, bronchus_gap_mm=gap_mm)
     sel = select_treatment(case)
     lab = np.asarray(case.labels.array)
     ref = _kd_distance(lab, case.labels.grid, lab == int(Label.TUMOR), (Label.BRONCHUS,))
@@ -171,6 +175,10 @@ def test_kidney_t1a_35_mm_is_in_and_t1b_50_mm_is_named():
     assert big.ablation_within_guidelines is False
     assert any("larger than 4 cm" in t for t in big.outside_guidelines)
     assert any("T1a <= 4 cm" in t for t in big.outside_guidelines)
+    t2 = select_treatment(_kidney_case(76.0, (0, 0, 15)))  # > 7 cm: T2, no ablation
+    assert t2.measurements["t_stage_by_size"] == "T2" and t2.modality is None
+    assert any("larger than 7 cm" in t for t in t2.outside_guidelines)
+    assert t2.measurements["renal_nephrometry"]["R"] == 3  # >= 7 cm
 
 
 @pytest.mark.parametrize("z_mm, near", [(0.0, True), (32.0, False)])

@@ -70,19 +70,38 @@ def _src(key: str) -> str:
     return organ_rules()["sources"][key]
 
 
+#: Half-width (mm) of the box around the tumour in which distances are first measured; a
+#: structure found within it is the nearest one (anything outside lies farther), else the
+#: whole volume is searched. Exact either way; the box only saves time on large CT grids.
+_BOX_MM = 40.0
+
+
+def _nearest_mm(target: np.ndarray, tumour: np.ndarray, sp) -> float:
+    """Smallest distance (mm) from a tumour voxel centre to a ``target`` voxel; inf if none."""
+    if not target.any():
+        return math.inf
+    idx = np.nonzero(tumour)
+    pad = [math.ceil(_BOX_MM / float(s)) + 1 for s in sp]
+    box = tuple(
+        slice(max(int(i.min()) - p, 0), min(int(i.max()) + p + 1, n))
+        for i, p, n in zip(idx, pad, tumour.shape, strict=True)
+    )
+    t_box = target[box]
+    if t_box.any():
+        d = float(ndimage.distance_transform_edt(~t_box, sampling=sp)[tumour[box]].min())
+        if d <= _BOX_MM:
+            return d
+    return float(ndimage.distance_transform_edt(~target, sampling=sp)[tumour].min())
+
+
 def _distance_to(lab: np.ndarray, tumour: np.ndarray, labels, sp) -> float:
     """Smallest distance (mm) from a tumour voxel centre to a voxel of ``labels``; inf if none."""
-    m = np.isin(lab, [int(x) for x in labels])
-    if not m.any():
-        return math.inf
-    return float(ndimage.distance_transform_edt(~m, sampling=sp)[tumour].min())
+    return _nearest_mm(np.isin(lab, [int(x) for x in labels]), tumour, sp)
 
 
 def _depth_inside(region: np.ndarray, tumour: np.ndarray, sp) -> float:
     """Smallest distance (mm) from a tumour voxel to the outside of ``region`` (its surface)."""
-    if region.all():
-        return math.inf
-    return float(ndimage.distance_transform_edt(region, sampling=sp)[tumour].min())
+    return _nearest_mm(~region, tumour, sp)
 
 
 def _mm(x: float) -> float | None:
@@ -126,7 +145,7 @@ def select_organ(
         return _soft_tissue(lab, comps, diam_mm, sp, histology)
     meas = {
         "tumours": len(diam_mm),
-        "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
+        "diameters_mm": [round(float(d), 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
     }
     reason = {
@@ -172,7 +191,7 @@ def _lung(lab, comps, diam_mm, sp, histology, image, modality):
     meas: dict[str, Any] = {
         "tumours": n,
         "tumours_per_lung_max": most,
-        "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
+        "diameters_mm": [round(float(d), 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
         "bronchus_mm": _distance_to(lab, big, (Label.BRONCHUS,), sp),
         "large_vessel_mm": _distance_to(
@@ -315,7 +334,7 @@ def _kidney(lab, comps, diam_mm, sp, histology):
     dmax = max(diam_mm)
     meas: dict[str, Any] = {
         "tumours": n,
-        "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
+        "diameters_mm": [round(float(d), 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
         "collecting_system_mm": _distance_to(lab, big, (Label.COLLECTING_SYSTEM,), sp),
         "ureter_mm": _distance_to(lab, big, (Label.URETER,), sp),
@@ -414,7 +433,7 @@ def _bone(lab, comps, diam_mm, sp, histology):
     shell = ndimage.binary_dilation(big) & ~big
     meas: dict[str, Any] = {
         "tumours": n,
-        "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
+        "diameters_mm": [round(float(d), 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
         "spinal_cord_mm": _distance_to(lab, big, (Label.SPINAL_CORD, Label.SPINAL_CANAL), sp),
         "nerve_root_mm": _distance_to(lab, big, (Label.NERVE_ROOT,), sp),
@@ -465,7 +484,7 @@ def _soft_tissue(lab, comps, diam_mm, sp, histology):
     dmax = max(diam_mm)
     meas: dict[str, Any] = {
         "tumours": len(diam_mm),
-        "diameters_mm": [round(d, 1) for d in sorted(diam_mm, reverse=True)],
+        "diameters_mm": [round(float(d), 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
         "nerve_mm": _distance_to(
             lab, big, (Label.NERVE_ROOT, Label.SPINAL_CORD, Label.SPINAL_CANAL), sp
