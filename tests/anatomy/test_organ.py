@@ -68,3 +68,16 @@ def test_organ_survives_case_toml_and_a_bad_one_is_refused(tmp_path):
     toml.write_text(toml.read_text().replace('organ = "kidney"', 'organ = "brain"'))
     with pytest.raises(FileFormatError, match="organ"):
         load_case(tmp_path / "c1")
+
+
+def test_a_tumour_at_the_volume_edge_and_anisotropic_voxels():
+    # the shell is cropped around the tumour: at the array's border the crop is clipped
+    lab = np.full((20, 20, 20), int(Label.LUNG), np.uint8)
+    lab[:4, :4, :4] = int(Label.TUMOR)
+    lab[:, :, 10:] = int(Label.RIB)  # far (> 3 mm) from the tumour: no vote
+    assert infer_organ(lab, (5.0, 0.8, 0.8)) == "lung"
+    # rib from x = 4 on (touching the tumour): per slice the 3 mm shell (y, x within 3.75
+    # columns of 0.8 mm) holds 20 rib voxels (x 4-6) and 12 lung voxels (y 4-6, x 0-3); the
+    # next slice is 5 mm away, outside the shell: bone wins
+    lab[:, :, 4:] = int(Label.RIB)
+    assert infer_organ(lab, (5.0, 0.8, 0.8)) == "bone"

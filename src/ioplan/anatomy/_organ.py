@@ -55,7 +55,17 @@ def infer_organ(labels: np.ndarray, spacing_mm, *, tumor_label: int = Label.TUMO
     tumour = lab == int(tumor_label)
     if not tumour.any():
         return None
-    dist = ndimage.distance_transform_edt(~tumour, sampling=tuple(float(s) for s in spacing_mm))
+    # only the tumour's box plus the shell matters: crop (a whole CT's distance map takes
+    # seconds; the box, milliseconds)
+    sp = tuple(float(s) for s in spacing_mm)
+    idx = np.argwhere(tumour)
+    pad = [int(np.ceil(SHELL_MM / s)) + 1 for s in sp]
+    box = tuple(
+        slice(max(0, lo - p), min(n, hi + p + 1))
+        for lo, hi, p, n in zip(idx.min(axis=0), idx.max(axis=0), pad, lab.shape, strict=True)
+    )
+    lab, tumour = lab[box], tumour[box]
+    dist = ndimage.distance_transform_edt(~tumour, sampling=sp)
     shell = (dist > 0) & (dist <= SHELL_MM)
     votes = {
         organ: int(np.isin(lab[shell], [int(v) for v in values]).sum())
