@@ -122,3 +122,31 @@ def test_block_electrode_is_its_true_cylinder():
                                   surfaces=surf)  # fmt: skip
     i_in, i_out = rf_terminal_currents(dom.grid, sigma, phi, model.electrode, ground, surf)
     assert i_out == pytest.approx(i_in, rel=1e-6) and p_unit == pytest.approx(i_in, rel=1e-6)
+
+
+@pytest.mark.slow
+def test_rf_zone_grid_independent_coarse():
+    """The issue's criterion for the RF zone at coarse sizes: 2 and 1.5 mm within 1 mm / 5 %.
+
+    Cooled 3 cm electrode, Cool-tip generator 200 W, 4 min, 10 mL/min/100 g (Huang 2012's
+    lowest flow), margin 25 mm (25-50 s on 2 shared cores). Measured: zone width 33.11 and
+    33.19 mm, length 48.0 and 46.5 mm (the 12-min rows of validation/convergence.md:
+    width 49.38 / 49.70 / 50.22 mm at 2 / 1.5 / 1 mm). Lattice widths move in voxel
+    steps, so the tolerance is the issue's max(1 mm, 5 %) plus nothing else; the length
+    (the distal end, in whole voxels) is held to 5 %. With the staircase electrode and
+    shaft the 12-min widths were 43.16 / 40.96 / 39.90 mm (8 % spread).
+    """
+    from ioplan.devices import applicator
+    from ioplan.physics import SimulationConfig, simulate
+
+    app = applicator("cooled-rf-3cm")
+    w = 10.0 / 100.0 * 1.079 / 60.0  # 1/s, liver density 1.079 g/mL (IT'IS)
+    res = {
+        h: simulate(SimulationConfig(app, power_w=200.0, duration_s=240.0, tissue="liver",
+                                     perfusion_per_s=w, spacing_mm=h, margin_mm=25.0))
+        for h in (2.0, 1.5)
+    }  # fmt: skip
+    w2, w15 = res[2.0].zone.width_mm, res[1.5].zone.width_mm
+    assert abs(w2 - w15) <= max(1.0, 0.05 * w15), (w2, w15)
+    l2, l15 = res[2.0].zone.length_mm, res[1.5].zone.length_mm
+    assert abs(l2 - l15) <= 0.05 * l15, (l2, l15)
