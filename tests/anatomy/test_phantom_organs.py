@@ -255,3 +255,167 @@ def test_bad_organ_options_are_refused(kwargs, message):
 def test_too_large_a_tumour_for_the_site_is_refused():
     with pytest.raises(InputError, match="does not fit"):
         _phantom("lung", "peripheral", "right", diameter=110.0, spacing=4.0)
+
+
+# -- kidney --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def kidney_exophytic():
+    return _phantom("kidney", "exophytic", "right", spacing=2.5)
+
+
+@pytest.fixture(scope="module")
+def kidney_central():
+    return _phantom("kidney", "central", "left", spacing=2.5)
+
+
+KIDNEY_NEEDS = {
+    Label.KIDNEY, Label.KIDNEY_MEDULLA, Label.COLLECTING_SYSTEM, Label.URETER,
+    Label.RENAL_ARTERY, Label.RENAL_VEIN, Label.ADRENAL, Label.BOWEL_WALL, Label.BOWEL_CONTENT,
+    Label.MUSCLE, Label.RIB, Label.VERTEBRA, Label.SPINAL_CANAL, Label.SPINAL_CORD,
+    Label.NERVE_ROOT, Label.AORTA, Label.IVC, Label.LIVER, Label.SPLEEN, Label.FAT,
+    Label.TUMOR,
+}  # fmt: skip
+
+
+def test_kidney_phantom_has_every_structure(kidney_exophytic):
+    present = set(np.unique(kidney_exophytic.labels.array).tolist())
+    assert KIDNEY_NEEDS - present == set()
+
+
+def test_kidney_topography(kidney_exophytic):
+    from ioplan.anatomy._phantom_abdomen import KIDNEYS, _kidney_parts
+    from ioplan.anatomy._shapes import Space
+
+    ph = kidney_exophytic
+    lab = ph.labels.array
+    sp = Space.of(ph.labels.grid)
+    kidney_ml = 0.0
+    for k in KIDNEYS:
+        box, outline, sinus, _, _ = _kidney_parts(sp, k)
+        sub = lab[box]
+        # the collecting system lies within the kidney's outline (pelvis in the sinus,
+        # calyces into the pyramids)
+        cs = sub == Label.COLLECTING_SYSTEM
+        assert cs.any() and np.all(outline[cs])
+        # ... and mostly in the sinus: the pelvis is the bulk of it
+        assert np.count_nonzero(cs & sinus) > 0.5 * np.count_nonzero(cs)
+        # the medulla lies deep to the cortex: none of it touches the perirenal fat
+        med = sub == Label.KIDNEY_MEDULLA
+        assert med.any()
+        touching = _touching(sub, med)
+        assert Label.BOWEL_WALL not in touching and Label.MUSCLE not in touching
+        kidney_ml += np.count_nonzero(np.isin(sub, [Label.KIDNEY, Label.KIDNEY_MEDULLA]))
+    # adult kidney 120-200 mL each (e.g. Emamian et al., AJR 1993;160:83: 10-12 cm long)
+    kidney_ml *= ph.labels.grid.voxel_volume_ml
+    assert 240 < kidney_ml < 420
+    right, left = (_centroid_side(ph, Label.KIDNEY, s) for s in (-1, 1))
+    assert right[2] < left[2]  # the right kidney lies lower (under the liver)
+    aorta, ivc = _centroid(ph, Label.AORTA), _centroid(ph, Label.IVC)
+    adrenal = _centroid_side(ph, Label.ADRENAL, -1)
+    assert adrenal[2] > right[2] + 40  # adrenal above the upper pole
+    ureter = np.argwhere(lab == Label.URETER)
+    ureter_z = ph.labels.grid.index_to_lps(ureter)[:, 2]
+    assert ureter_z.min() < right[2] - 60  # the ureter runs down out of the kidney
+    # renal vessels join the aorta and the IVC
+    for label, target in ((Label.RENAL_ARTERY, Label.AORTA), (Label.RENAL_VEIN, Label.IVC)):
+        assert target in _touching(lab, lab == label), label.name
+    assert ivc[0] < aorta[0]
+    # bowel lies in front of each kidney, within 3 cm
+    for s in (-1, 1):
+        bowel = _side_mask(ph, np.isin(lab, [Label.BOWEL_WALL]), s)
+        kid = _side_mask(ph, lab == Label.KIDNEY, s)
+        dist = ndimage.distance_transform_edt(~kid, sampling=ph.labels.grid.spacing_mm)
+        assert dist[bowel].min() < 30.0
+    _check_cord_in_canal_in_vertebra(ph, _levels_abdomen(ph))
+
+
+def test_kidney_tumours(kidney_exophytic, kidney_central):
+    for ph in (kidney_exophytic, kidney_central):
+        lab = ph.labels.array
+        _check_tumour_size(ph, 24.0)
+        assert infer_organ(lab, ph.labels.grid.spacing_mm) == "kidney"
+        touching = _touching(lab, lab == Label.TUMOR)
+        assert Label.KIDNEY in touching
+        assert not touching & {Label.BOWEL_WALL, Label.RIB, Label.VERTEBRA, Label.BACKGROUND}
+
+    # exophytic: a large share of the tumour's surface faces perirenal fat; the central
+    # one abuts the collecting system and barely reaches the fat
+    def fat_share(ph):
+        lab = ph.labels.array
+        tumour = lab == Label.TUMOR
+        ring = ndimage.binary_dilation(tumour) & ~tumour
+        return np.mean(np.isin(lab[ring], [Label.FAT, Label.MUSCLE]))
+
+    assert fat_share(kidney_exophytic) > 0.3
+    assert fat_share(kidney_central) < 0.25
+    lab = kidney_central.labels.array
+    assert Label.COLLECTING_SYSTEM in _touching(lab, lab == Label.TUMOR)
+    assert kidney_exophytic.tumors[0].centre_mm[0] < 0 < kidney_central.tumors[0].centre_mm[0]
+
+
+# -- bone ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bone_vertebra():
+    return _phantom("bone", "vertebra", spacing=2.0, diameter=20.0)
+
+
+@pytest.fixture(scope="module")
+def bone_rib():
+    return _phantom("bone", "rib", "left", spacing=2.5, diameter=20.0)
+
+
+def test_bone_phantoms(bone_vertebra, bone_rib):
+    for ph in (bone_vertebra, bone_rib):
+        lab = ph.labels.array
+        present = set(np.unique(lab).tolist())
+        assert set(SPINE_LABELS) | {Label.AORTA, Label.IVC, Label.MUSCLE, Label.TUMOR} <= present
+        _check_tumour_size(ph, 20.0)
+        assert infer_organ(lab, ph.labels.grid.spacing_mm) == "bone"
+    lab = bone_vertebra.labels.array
+    touching = _touching(lab, lab == Label.TUMOR)
+    assert touching <= {Label.VERTEBRA, Label.MUSCLE}  # body and discs only
+    # the aorta and IVC lie in front of the vertebral body, the cord behind it
+    c = np.asarray(bone_vertebra.tumors[0].centre_mm)
+    for label in (Label.AORTA, Label.IVC):
+        assert _centroid(bone_vertebra, label)[1] < c[1] - 20
+    assert _centroid(bone_vertebra, Label.SPINAL_CORD)[1] > c[1] + 20
+    lab = bone_rib.labels.array
+    assert Label.RIB in _touching(lab, lab == Label.TUMOR)
+    assert bone_rib.tumors[0].centre_mm[0] > 0  # left
+
+
+def test_vertebral_tumour_reachable_through_a_pedicle(bone_vertebra):
+    """A straight posterior path from the skin through a pedicle into the tumour that
+    meets no canal, cord, nerve root, vessel or organ (independent ray march)."""
+    ph = bone_vertebra
+    c = np.asarray(ph.tumors[0].centre_mm)
+    allowed = {Label.VERTEBRA, Label.MUSCLE, Label.FAT, Label.SKIN}
+    good = 0
+    for d in _rays(2000, seed=1):
+        if d[1] < 0.5:  # posterior directions only
+            continue
+        path = _march(ph, c, d)
+        if path is None:
+            continue
+        path = [v for v in path if v != Label.TUMOR]
+        if set(path) <= allowed and path[-1] == Label.SKIN and path[0] == Label.VERTEBRA:
+            # bone first: the path leaves the body through the pedicle, not the foramen
+            good += 1
+    assert good >= 3
+
+
+def _side_mask(ph, mask, sx):
+    xs = ph.labels.grid.axis_coordinates_mm()[2]
+    return mask & (np.sign(xs) == sx)[None, None, :]
+
+
+def _centroid_side(ph, label, sx):
+    idx = np.argwhere(_side_mask(ph, ph.labels.array == label, sx))
+    return ph.labels.grid.index_to_lps(idx.mean(axis=0))
+
+
+def _levels_abdomen(ph):
+    from ioplan.anatomy._phantom_abdomen import SPINE
+
+    zs = ph.labels.grid.axis_coordinates_mm()[0]
+    return SPINE.levels_mm(zs.min() + 5, zs.max() - 5)

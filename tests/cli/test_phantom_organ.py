@@ -78,3 +78,23 @@ def test_liver_phantom_keeps_its_options(tmp_path, capsys, monkeypatch):
     assert (t.diameter_mm, t.centre_mm, t.histology) == (
         25.0, (-85.0, 25.0, 15.0), "colorectal_metastasis"
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("organ", "site", "labels"),
+    [
+        ("kidney", "central", {"kidney", "kidney_medulla", "collecting_system", "ureter"}),
+        ("bone", "vertebra", {"vertebra", "spinal_canal", "spinal_cord", "nerve_root"}),
+    ],
+)
+def test_kidney_and_bone_cases(tmp_path, capsys, organ, site, labels):
+    out = tmp_path / organ
+    code, _, err = run_cli(
+        capsys, "phantom", "--organ", organ, "--site", site, "--tumor-diameter-mm", "20",
+        "--spacing-mm", "4", "--out", out, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    code, text, _ = run_cli(capsys, "info", out, "--json")
+    doc = json.loads(text)
+    assert doc["organ"]["name"] == organ
+    assert labels | {"tumor"} <= {row["label"] for row in doc["labels"]}

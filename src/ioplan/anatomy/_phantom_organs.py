@@ -208,7 +208,7 @@ def spine_layers(sp: Space, depth_mm: np.ndarray, skin_mm: float, spine: Spine) 
                     [sx * 6.0, s.canal_y_mm, zd + 2.0],
                     [sx * 16.0, s.canal_y_mm - 6.0, zd],
                     [sx * 30.0, s.canal_y_mm - 16.0, zd - 10.0],
-                    [sx * 44.0, s.canal_y_mm - 30.0, zd - 24.0],
+                    [sx * 40.0, s.canal_y_mm - 26.0, zd - 20.0],
                 ]
             )
             box, bx, by, bz = sp.box(pts.min(axis=0) - 3.0, pts.max(axis=0) + 3.0)
