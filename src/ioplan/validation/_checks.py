@@ -70,14 +70,21 @@ AGAR_GEL_PROPERTIES = {
 #: PMC4850244: the -40 degC isotherm lies about 1 cm inside the 0 degC ice edge.
 ISO40_INSIDE_EDGE_MM = 10.0
 #: Huang et al., Acad Radiol 2012;19(8): SAD (cm) = -0.044 x + 3.925, x in mL/min/100 g.
-#: Why the model's slope is shallower (issue 19, measured at 2 mm unless said, 200 W, 12
-#: min, 10 and 50 mL/min/100 g): Cool-tip pulsing -0.228 (1 mm: -0.213); target-temperature
-#: control at 95 degC -0.224; no 100 V limit -0.232; no perfusion stop in coagulated tissue
-#: -0.274 (a kernel edit, not kept); the 50 and 60 degC isotherms -0.181 and -0.097. The
-#: generator, the grid and the zone criterion do not explain it; Pennes perfusion at
-#: Huang's flows (0.0018-0.009 1/s) cools too little. The zone (Omega >= 1) is wider than
-#: the 50 degC isotherm (43.2 vs 36.8 mm at 10 mL/min/100 g): the liver Arrhenius set
-#: reaches Omega = 1 near 46 degC within a few minutes.
+#: Why the model's slope is shallower (issue 19; 2 mm, 200 W, 12 min, the RF electrode and
+#: its cooled shaft as cut-cell cylinders since commit edf2a26): -0.242 (staircase before:
+#: -0.228, 1 mm -0.213). Zone width at 0 / 10 / 30 / 50 / 100 / 200 mL/min/100 g: 54.9 /
+#: 49.4 / 43.2 / 39.7 / 34.1 / 28.4 mm with the same energy (19.6-20.9 kJ): the Pennes
+#: effect is concave in the flow (local slope -0.55 at 0-10, -0.11 at 50-100), as expected
+#: when the perfusion length sqrt(k / (w rho_b c_b)) (8.7 mm at 10, 3.9 mm at 50) is set
+#: against the 12-min diffusion length sqrt(alpha t) (about 10 mm). Huang's 17.6 mm drop from
+#: 10 to 50 takes the model's Pennes flow from 10 to about 140. Not the zone size: a 4-min
+#: run matches Huang at 10 (width 33.1 mm, 25.5 ml against 34.9 mm, 26.0 ml) and gives
+#: -0.117 (28.4 mm, 18.4 ml at 50 against 17.3 mm, 3.8 ml). Not the generator (target-
+#: temperature control -0.224, no 100 V limit -0.232), nor the criterion (the 50 and 60 degC
+#: isotherms: -0.19 and -0.11), nor the grid; no perfusion stop in coagulated tissue: -0.274
+#: (staircase, a kernel edit, not kept). Untested hypothesis: Huang's livers were perfused
+#: through the portal vein, so heat also leaves by convection in the portal branches near
+#: the electrode, which a homogeneous Pennes sink at the nominal flow does not carry.
 HUANG_SLOPE_MM_PER_UNIT = -0.44
 HUANG_FLOWS = (10.0, 30.0, 50.0)
 LIVER_DENSITY_G_ML = 1.079  # IT'IS (shared/validation/README.md section 5)
