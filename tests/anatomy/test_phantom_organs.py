@@ -143,6 +143,8 @@ def test_lung_topography(lung_right):
 
 
 def test_lung_tumour_size_host_and_organ(lung_right, lung_left_central):
+    from ioplan.anatomy._phantom_lung import fissure_signed_mm
+
     for ph, side in ((lung_right, -1), (lung_left_central, 1)):
         lab = ph.labels.array
         _check_tumour_size(ph, 24.0)
@@ -151,6 +153,10 @@ def test_lung_tumour_size_host_and_organ(lung_right, lung_left_central):
         c = ph.tumors[0].centre_mm
         assert np.sign(c[0]) == side
         assert infer_organ(lab, ph.labels.grid.spacing_mm) == "lung"
+        # in one lobe: all its voxels on one side of the oblique fissure's plane
+        pts = ph.labels.grid.index_to_lps(np.argwhere(tumour))
+        s = fissure_signed_mm("right" if side < 0 else "left", *pts.T)
+        assert np.all(s > 0) or np.all(s < 0)
     # peripheral: nearer the costal pleura than the central tumour is
     d_per = np.abs(lung_right.tumors[0].centre_mm[0])
     d_cen = np.abs(lung_left_central.tumors[0].centre_mm[0])
@@ -196,9 +202,11 @@ def test_bronchi_narrow_away_from_the_carina(lung_right):
     near, far = r[dist < 30].mean(), r[dist > 80].mean()
     assert (dist > 80).sum() > 20
     assert far < 0.6 * near, (near, far)
-    # airway diameters 2-15 mm from the carina on (centrelines)
+    # airway diameters 2-15 mm from the carina on (centrelines; the trachea is 15 mm)
     radii = [s.radius_mm for s in ph.airways]
     assert min(radii) >= 1.0 and max(radii) <= 7.5
+    vessel_radii = [s.radius_mm for s in ph.vessels]  # pulmonary vessels 3-20 mm
+    assert min(vessel_radii) >= 1.5 and max(vessel_radii) <= 10.0
 
 
 def test_peripheral_lung_tumour_has_a_one_pleura_path_between_ribs(lung_right):
@@ -235,6 +243,11 @@ def test_organ_phantom_is_fixed_by_its_seed(lung_left_central):
     np.testing.assert_array_equal(again.image.array, lung_left_central.image.array)
     other = _phantom("lung", "central", "left", spacing=3.0, seed=2)
     assert not np.array_equal(other.labels.array, lung_left_central.labels.array)
+    # the abdomen's seed too (small bowel loops, shape and image noise); noise on
+    kidney = [_phantom("kidney", spacing=4.0, seed=s, noise=12.0) for s in (5, 5, 6)]
+    np.testing.assert_array_equal(kidney[0].image.array, kidney[1].image.array)
+    np.testing.assert_array_equal(kidney[0].labels.array, kidney[1].labels.array)
+    assert not np.array_equal(kidney[0].image.array, kidney[2].image.array)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Anatomy: label conventions, the synthetic abdominal phantom, vessel trees, case folders."""
+"""Anatomy: label conventions, phantoms (liver, lung, kidney, bone), vessel trees, case folders."""
 
 from ioplan.anatomy._auto import AUTO_STRUCTURES, AutoLabels, auto_label_parameters, auto_labels
 from ioplan.anatomy._case import (
@@ -53,6 +53,7 @@ from ioplan.anatomy._phantom import (
     phantom_grid,
 )
 from ioplan.anatomy._phantom_case import write_phantom_case
+from ioplan.anatomy._phantom_organs import ORGAN_SITES, ORGAN_STEPS, SIDES
 from ioplan.anatomy._vessels import (
     VesselSegment,
     grow_tree,
@@ -80,8 +81,11 @@ __all__ = [
     "MAX_TUMORS",
     "MR_CONTRAST_RANGE_PERCENT",
     "ORGANS",
+    "ORGAN_SITES",
+    "ORGAN_STEPS",
     "PHANTOM_STEPS",
     "SEED_RANGE",
+    "SIDES",
     "SPACING_RANGE_MM",
     "VESSEL_LABELS",
     "AutoLabels",

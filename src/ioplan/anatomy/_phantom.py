@@ -272,7 +272,15 @@ def generate_phantom(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> Phantom:
-    """Generate the synthetic abdomen: a CT-like image and its label map.
+    """Generate a synthetic CT and its label map: abdomen, chest or retroperitoneum.
+
+    The liver's is the abdomen; the lung's the chest; the kidney's and the bone's the
+    retroperitoneum and lumbar spine.
+
+    ``config.organ`` other than ``"liver"`` builds the organ's phantom
+    (:mod:`ioplan.anatomy._phantom_lung`, :mod:`ioplan.anatomy._phantom_abdomen`,
+    ten steps of :data:`~ioplan.anatomy.ORGAN_STEPS`) with one tumour at
+    ``config.site`` on ``config.side``; what follows describes the liver's.
 
     The anatomy is built in ten named steps (:data:`PHANTOM_STEPS`, functions of
     :mod:`ioplan.anatomy._steps`): body wall, spine, ribs, thorax, great vessels,

@@ -14,6 +14,7 @@ carina is at z = 25 mm.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 from scipy import ndimage
@@ -305,9 +306,15 @@ def generate_lung(cfg, progress: Callable[[str], None] | None = None):
                 length_per_radius=LENGTH_PER_RADIUS,
             )
         allowed = np.isin(labels, [Label.LUNG, Label.FISSURE, Label.FAT, label])
+        trunk = "airway_central" if label == Label.BRONCHUS else "pulmonary_central"
         for pts, radius in central["tubes"][label]:
             box, bx, by, bz = grid_box(sp, pts, radius)
             labels[box][tube_mask(bx, by, bz, pts, radius) & allowed[box]] = label
+            for a, b in pairwise(pts):
+                n = sum(seg.tree == trunk for seg in segments[label])
+                segments[label].append(
+                    VesselSegment(trunk, n, -1, tuple(map(float, a)), tuple(map(float, b)), radius)
+                )
         rasterise_segments(labels, label, segments[label], *args, allowed=allowed)
 
     report(next(names))

@@ -45,8 +45,8 @@ _CENTRES = Annotated[
     typer.Option(
         "--tumor-centre-mm",
         "--tumor-center-mm",
-        help="Tumour centre 'x,y,z' in LPS mm, inside the liver, one per diameter "
-        "(default: built-in sites, up to four tumours).",
+        help="Tumour centre 'x,y,z' in LPS mm, inside the organ, one per diameter "
+        "(default: built-in sites, up to four liver tumours; the --site of other organs).",
     ),
 ]
 _IRREG = Annotated[
