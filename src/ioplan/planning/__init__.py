@@ -11,8 +11,23 @@ from ioplan.planning._checks import (
     plan_memory_bytes,
     tumour_count,
 )
-from ioplan.planning._demo import DEMO_FOLDER_ENTRIES, demo_case, write_demo
+from ioplan.planning._demo import (
+    DEMO_FOLDER_ENTRIES,
+    ORGAN_DEMOS,
+    demo_case,
+    organ_demo_case,
+    write_demo,
+)
 from ioplan.planning._metrics import tumour_mask
+from ioplan.planning._organ_rules import (
+    PLANNED_ORGANS,
+    cryo_checks,
+    planning_organ,
+    pleural_crossings,
+    pneumothorax_risk,
+    protected_structures,
+    temperature_limits,
+)
 from ioplan.planning._outputs import PLAN_FOLDER_ENTRIES, display_volumes, write_plan
 from ioplan.planning._perivascular import describe as describe_perivascular
 from ioplan.planning._perivascular import perivascular_report
@@ -43,6 +58,8 @@ __all__ = [
     "GOAL",
     "GOAL_MARGIN_COVERAGE_PERCENT",
     "MARGIN_RANGE_MM",
+    "ORGAN_DEMOS",
+    "PLANNED_ORGANS",
     "PLAN_FOLDER_ENTRIES",
     "PLAN_SCHEMA_VERSION",
     "PROTECT_RANGE_MM",
@@ -63,16 +80,23 @@ __all__ = [
     "check_plan_request",
     "check_replaceable",
     "check_tumour_index",
+    "cryo_checks",
     "demo_case",
     "describe_perivascular",
     "display_volumes",
     "forbidden_groups",
+    "organ_demo_case",
     "perivascular_report",
     "plan_ablation",
     "plan_memory_bytes",
+    "planning_organ",
+    "pleural_crossings",
+    "pneumothorax_risk",
+    "protected_structures",
     "robust_coverage",
     "select_treatment",
     "solve_cover",
+    "temperature_limits",
     "tumour_count",
     "tumour_mask",
     "write_demo",

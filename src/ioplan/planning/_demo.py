@@ -1,4 +1,7 @@
-"""The demo case: a phantom with a tumour next to a 5-6 mm hepatic vein branch."""
+"""The demo cases: a liver tumour next to a 5-6 mm hepatic vein branch, and organ phantoms.
+
+The organ phantoms (lung, kidney, bone; issue 21) hold their default tumour site.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,20 @@ from ioplan.imaging import atomic_output_folder, write_completion_record
 if TYPE_CHECKING:
     from ioplan.planning._plan import Plan
 
-__all__ = ["DEMO_FOLDER_ENTRIES", "demo_case", "write_demo"]
+__all__ = ["DEMO_FOLDER_ENTRIES", "ORGAN_DEMOS", "demo_case", "organ_demo_case", "write_demo"]
+
+#: The organ demos: phantom site, tumour diameter (mm), histology and default modality.
+#: Lung: a peripheral 20 mm metastasis (lung ablation is mostly for tumours <= 3 cm) by
+#: microwave; kidney: a 25 mm exophytic renal cell carcinoma (T1a, <= 4 cm) by cryo (two
+#: freeze cycles); bone: a 20 mm vertebral body metastasis by microwave, the cord behind.
+ORGAN_DEMOS = {
+    "lung": {"site": "peripheral", "diameter_mm": 20.0, "histology": "metastasis",
+             "modality": "mwa"},
+    "kidney": {"site": "exophytic", "diameter_mm": 25.0, "histology": "rcc",
+               "modality": "cryo"},
+    "bone": {"site": "vertebra", "diameter_mm": 20.0, "histology": "metastasis",
+             "modality": "mwa"},
+}  # fmt: skip
 
 #: What :func:`write_demo` writes into its folder (an older demo folder holds only these).
 DEMO_FOLDER_ENTRIES = frozenset(
@@ -94,6 +110,36 @@ def demo_case(
         "tumour_diameter_mm": tumour_diameter_mm,
     }
     return Case.from_phantom(ph, name="demo"), info
+
+
+def organ_demo_case(organ: str, *, seed: int = 0, spacing_mm: float = 2.0,
+                    progress=None) -> tuple[Case, dict]:  # fmt: skip
+    """The organ phantom of ``organ`` (lung, kidney, bone) with its demo tumour.
+
+    Returns the case (its ``organ`` set) and a record of the demo (organ, site, tumour).
+    """
+    if organ not in ORGAN_DEMOS:
+        raise InputError(f"--organ must be liver, {', '.join(ORGAN_DEMOS)}, got {organ!r}")
+    spec = ORGAN_DEMOS[organ]
+    # the phantom knows liver histologies only: the demo's is written into the case after
+    tumour = TumorSpec(diameter_mm=spec["diameter_mm"], histology="other_metastasis")
+    ph = generate_phantom(
+        PhantomConfig(spacing_mm=spacing_mm, seed=seed, tumors=(tumour,), organ=organ,
+                      site=spec["site"]),
+        progress=progress,
+    )  # fmt: skip
+    from dataclasses import replace
+
+    case = Case.from_phantom(ph, name=f"demo-{organ}")
+    tumors = tuple(dict(t, histology=spec["histology"]) for t in case.tumors)
+    case = replace(case, organ=organ, tumors=tumors)
+    info = {
+        "organ": organ,
+        "site": spec["site"],
+        "tumour_diameter_mm": spec["diameter_mm"],
+        "histology": spec["histology"],
+    }
+    return case, info
 
 
 def write_demo(case: Case, info: dict, plan: Plan, folder: str | Path, *,

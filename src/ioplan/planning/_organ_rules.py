@@ -122,9 +122,16 @@ def case_organ(case) -> str:
     return organ if organ in PLANNED_ORGANS else "liver"
 
 
-def default_margin_mm(organ: str, histology: str) -> float:
-    """The ablative margin (mm) by organ and histology (``planner.toml``)."""
-    table = organ_settings(organ).get("margin_mm", {"default": 5.0})
+def default_margin_mm(organ: str, histology: str, modality: str = "mwa") -> float:
+    """The ablative margin (mm) by organ, histology and modality (``planner.toml``).
+
+    Kidney cryo: the lethal zone's margin (``cryo_margin_mm``), the 5 mm being the ice
+    edge's (:func:`cryo_checks`).
+    """
+    st = organ_settings(organ)
+    if modality == "cryo" and "cryo_margin_mm" in st:
+        return float(st["cryo_margin_mm"])
+    table = st.get("margin_mm", {"default": 5.0})
     key = str(histology).strip().lower()
     return float(table.get(key, table.get("default", 5.0)))
 
@@ -300,40 +307,104 @@ def lung_rejections(finding: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------
+# the engine's vessels
+
+#: Vessel labels the engine's heat-sink table (typical flow velocity per label) does not
+#: hold yet, and the label whose velocity stands in for them in the verification runs:
+#: pulmonary arteries/veins and renal veins as hepatic veins (0.2 m/s), renal arteries as
+#: the hepatic artery (0.3 m/s). Pulmonary artery mean velocities are ~0.1-0.2 m/s and renal
+#: artery ~0.3-0.5 m/s (Doppler), so the stand-ins err toward a smaller heat sink for the
+#: renal artery. Remove once ioplan.physics lists these labels.
+ENGINE_VESSEL_STAND_INS = {
+    Label.PULMONARY_VESSEL: Label.HEPATIC_VEIN,
+    Label.RENAL_VEIN: Label.HEPATIC_VEIN,
+    Label.RENAL_ARTERY: Label.HEPATIC_ARTERY,
+}
+
+
+def engine_case(case):
+    """``case`` with the stand-in vessel labels for the engine, and the note (or None)."""
+    from dataclasses import replace
+
+    from ioplan.imaging import Volume
+
+    lab = np.asarray(case.labels.array)
+    present = [k for k in ENGINE_VESSEL_STAND_INS if np.any(lab == int(k))]
+    if not present:
+        return case, None
+    out = lab.copy()
+    for k in present:
+        out[lab == int(k)] = int(ENGINE_VESSEL_STAND_INS[k])
+    names = ", ".join(k.name.lower() for k in present)
+    note = (
+        f"the verification runs give {names} the flow velocity of hepatic vessels (the "
+        "engine has no typical velocity for them yet): their heat sink is approximate"
+    )
+    return replace(case, labels=Volume(out, case.labels.grid)), note
+
+
+# ------------------------------------------------------------------------------------------
 # kidney and bone
 
 
-def cryo_checks(tumour: np.ndarray, tmin: np.ndarray, spacing_mm) -> dict[str, Any]:
-    """The kidney's cryo rules measured on the verification's Tmin (degC).
+def shaft_mask(grid, box: tuple[slice, ...], shafts, radius_mm: float) -> np.ndarray:
+    """Voxels of ``box`` within ``radius_mm`` of an applicator shaft (behind its tip)."""
+    lo = np.array([b.start for b in box])
+    shape = tuple(b.stop - b.start for b in box)
+    pts = grid.index_to_lps(np.argwhere(np.ones(shape, bool)) + lo).reshape(*shape, 3)
+    out = np.zeros(shape, bool)
+    for tip, d in shafts:
+        rel = pts - np.asarray(tip, float)
+        d = np.asarray(d, float)
+        along = rel @ d
+        radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
+        out |= (along <= radius_mm) & (radial <= radius_mm)
+    return out
 
-    ``ice_margin_mm``: the smallest distance from the tumour to unfrozen tissue (Tmin >
-    0 degC), i.e. how far the ice edge lies beyond the tumour at its closest; the share
-    of the tumour inside each isotherm (-20, -40 degC).
+
+def cryo_checks(tumour: np.ndarray, tmin: np.ndarray, grid, zone: np.ndarray | None = None,
+                shafts=(), shaft_radius_mm: float = 0.0) -> dict[str, Any]:  # fmt: skip
+    """The kidney's cryo rules measured on the verification's Tmin (degC) and zone.
+
+    A voxel is frozen when its Tmin is <= 0 degC or it lies in the lethal zone (the
+    engine's -40 degC zone on its own grid, nearest-neighbour on the case grid; Tmin is
+    interpolated linearly and the applicators' own voxels hold no tissue temperature, so
+    Tmin is raised next to a probe). ``ice_margin_mm``: the smallest distance from the
+    tumour to an unfrozen voxel centre, less half a voxel (the edge lies between a frozen
+    and an unfrozen centre): how far the ice edge lies beyond the tumour at its closest.
+    Voxels within ``shaft_radius_mm`` of a shaft (``(tip, direction)`` pairs) outside the
+    zone are left out. The share of the tumour inside each isotherm (-20, -40 degC).
     """
+    from ioplan.planning._candidates import grid_box
+
     st = organ_settings("kidney")
-    ice = tmin <= 0.0
-    if ice.any():
-        # distance of every voxel to the tumour; the nearest unfrozen voxel sets the margin
-        dist = ndimage.distance_transform_edt(~tumour, sampling=spacing_mm)
-        unfrozen = ~ice
-        margin = float(dist[unfrozen].min()) if unfrozen.any() else math.inf
-        # at least the voxel's own half-width inside the edge (a frozen voxel next to an
-        # unfrozen one): the edge lies between them
-        margin = max(0.0, margin - 0.5 * min(spacing_mm))
-    else:
-        margin = 0.0
-    iso = {
-        f"tumour_within_{abs(int(t))}c_percent": round(100.0 * float(np.mean(tmin[tumour] <= t)), 2)
-        for t in st["cryo_isotherms_c"]
-    }
     need = float(st["cryo_ice_margin_mm"])
+    sp = grid.spacing_mm
+    pad = need + 20.0
+    box = grid_box(grid, [tumour], pad)
+    tum, cold = tumour[box], tmin[box]
+    lethal = zone[box] if zone is not None else np.zeros_like(tum)
+    probe = shaft_mask(grid, box, shafts, shaft_radius_mm) if len(shafts) else np.zeros_like(tum)
+    probe &= ~lethal
+    unfrozen = (cold > 0.0) & ~lethal & ~probe
+    if unfrozen.any():
+        dist = ndimage.distance_transform_edt(~tum, sampling=sp)
+        margin = max(0.0, float(dist[unfrozen].min()) - 0.5 * min(sp))
+    else:
+        margin = pad  # frozen all through the box: at least this far
+    iso = {}
+    for t in st["cryo_isotherms_c"]:
+        inside = (cold <= t) | lethal if t >= -40.0 else cold <= t
+        iso[f"tumour_within_{abs(int(t))}c_percent"] = round(100.0 * float(np.mean(inside[tum])), 2)
     ok = margin >= need and all(v >= 100.0 for v in iso.values())
     return {
         "freeze_cycles": int(st["cryo_freeze_cycles"]),
-        "ice_margin_mm": round(margin, 2) if math.isfinite(margin) else None,
+        "ice_margin_mm": round(margin, 2),
         "ice_margin_required_mm": need,
         **iso,
         "ok": bool(ok),
+        "method": "frozen: Tmin <= 0 degC or in the lethal (-40 degC) zone; applicator "
+        "voxels outside the zone left out; edge half a voxel inside the first unfrozen centre",
         "source": st["cryo_source"],
     }
 
@@ -348,7 +419,7 @@ def organ_findings(
     organ: str,
     *,
     labels: np.ndarray,
-    spacing_mm,
+    grid,
     tumour: np.ndarray,
     zone: np.ndarray,
     tmax: np.ndarray,
@@ -356,8 +427,15 @@ def organ_findings(
     modality: str,
     trajectories: list,
     at_risk,
+    shafts=(),
+    shaft_radius_mm: float = 0.0,
 ) -> tuple[dict[str, Any], list[str], list[str]]:
-    """plan.json's organ record, the suggestions and the notes of a verified plan."""
+    """plan.json's organ record, the suggestions and the notes of a verified plan.
+
+    ``shafts``: the applicators' ``(tip, direction)`` (LPS mm), whose own voxels (within
+    ``shaft_radius_mm``) hold no tissue temperature in the engine's maps.
+    """
+    spacing_mm = grid.spacing_mm
     rec: dict[str, Any] = {"organ": organ}
     suggestions: list[str] = []
     notes: list[str] = []
@@ -377,7 +455,10 @@ def organ_findings(
             paths.append(f)
         rec["paths"] = paths
         if paths:
-            rec["pleural_crossings"] = int(sum(p["pleural_crossings"] for p in paths))
+            # the rule is per path: the most crossings of any one needle; the punctures and
+            # the aerated lung traversed are those of all needles together
+            rec["pleural_crossings"] = int(max(p["pleural_crossings"] for p in paths))
+            rec["pleural_punctures"] = int(sum(p["pleural_crossings"] for p in paths))
             rec["lung_path_mm"] = round(sum(p["lung_path_mm"] for p in paths), 1)
             # several needles: the chance that at least one path gives a pneumothorax
             keep = 1.0
@@ -403,7 +484,7 @@ def organ_findings(
                 f"(within {st['bowel_hydrodissection_mm']:g} mm; {st['bowel_source']})"
             )
         if modality == "cryo":
-            rec["cryo"] = cryo_checks(tumour, tmin, spacing_mm)
+            rec["cryo"] = cryo_checks(tumour, tmin, grid, zone, shafts, shaft_radius_mm)
             if not rec["cryo"]["ok"]:
                 suggestions.append(
                     f"cryo: the ice edge lies {rec['cryo']['ice_margin_mm']} mm beyond the "

@@ -47,7 +47,12 @@ from ioplan.planning._checks import (
 )
 from ioplan.planning._inverse import Verification, applicator_covers, delivery_for, search
 from ioplan.planning._metrics import MARGIN_METHOD, tumour_mask
-from ioplan.planning._organ_rules import default_margin_mm, organ_findings, planning_organ
+from ioplan.planning._organ_rules import (
+    default_margin_mm,
+    engine_case,
+    organ_findings,
+    planning_organ,
+)
 from ioplan.planning._surrogate import (
     CRYO_MIN_SPACING_MM,
     CRYO_PROTOCOL,
@@ -340,10 +345,19 @@ def _target(case: Case, cfg: PlanConfig, organ: str = "liver") -> _Target:
     elif organ == "liver":
         margin = DEFAULT_MARGIN_MM.get(histology, 5.0)
     else:
-        margin = default_margin_mm(organ, histology)
+        margin = default_margin_mm(organ, histology, cfg.modality)
     centre = g.index_to_lps(np.argwhere(mask).mean(axis=0))
     diam = 2.0 * (3.0 * float(mask.sum()) * g.voxel_volume_ml * 1e3 / (4.0 * math.pi)) ** (1 / 3)
     return _Target(mask, centre, diam, histology, margin)
+
+
+def _shaft_radius_mm(app: Applicator, spacing_mm: float, g: Grid) -> float:
+    """Radius (mm) around a shaft whose voxels hold the applicator, not tissue.
+
+    In the engine's maps: the shaft, its voxel on the simulation grid, and one case voxel
+    more (the temperature maps are interpolated linearly onto the case grid).
+    """
+    return max(0.5 * app.diameter_mm, 0.71 * spacing_mm) + max(max(g.spacing_mm), spacing_mm)
 
 
 def _selection(case: Case, organ: str) -> dict[str, Any]:
@@ -671,7 +685,11 @@ def plan_ablation(
             trajectories=cfg.trajectories, distance_maps=dmaps, seed=cfg.seed, aims=aims,
         )[0]  # fmt: skip
 
-    res = search(case, app, cs, tp, delivery=delivery, max_selected=n_select,
+    sim_case, stand_in = engine_case(case)
+    if stand_in:
+        notes.append(stand_in)
+        say(stand_in)
+    res = search(sim_case, app, cs, tp, delivery=delivery, max_selected=n_select,
                  spacing_mm=sim_spacing, margin_mm=target.margin_mm,
                  protect_mm=cfg.protect_mm, error=error,
                  time_budget_s=cfg.time_budget_for(target.diameter_mm),
@@ -702,9 +720,11 @@ def plan_ablation(
         say(note)
     first = cs.setting_of(v.selected[0])
     organ_rec, organ_suggestions, organ_notes = organ_findings(
-        organ, labels=lab, spacing_mm=g.spacing_mm, tumour=tp.tumour, zone=v.zone,
-        tmax=v.tmax, tmin=v.tmin, modality=cfg.modality,
+        organ, labels=lab, grid=g, tumour=tp.tumour, zone=v.zone, tmax=v.tmax, tmin=v.tmin,
+        modality=cfg.modality,
         trajectories=[cs.trajectory(c) for c in dict.fromkeys(v.owners)], at_risk=m["at_risk"],
+        shafts=list(zip(v.tips, v.directions, strict=True)),
+        shaft_radius_mm=_shaft_radius_mm(app, sim_spacing, g),
     )  # fmt: skip
     notes.extend(organ_notes)
     for note in organ_notes:
