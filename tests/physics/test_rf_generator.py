@@ -15,7 +15,7 @@ from ioplan.devices import applicator, rf_generator_record
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
 from ioplan.physics import SimulationConfig, simulate
-from ioplan.physics._heating import far_boundary_ground
+from ioplan.physics._heating import far_boundary_ground, rf_pair
 from ioplan.physics._sources import (
     GeneratorState,
     RfGenerator,
@@ -195,9 +195,16 @@ def test_case_grounds_the_inferior_face_and_conserves_current(small_case):
     assert ground.any() and ground[inferior].sum() == ground.sum()
     sigma = model.problem.materials.rf_sigma_s_m[model.problem.material]
     assert np.all(sigma[1 if inferior == 0 else -2][ground[inferior]] > 0)
-    phi, _, p_unit = rf_potential(dom.grid, sigma, model.electrode, ground, tol=1e-10)
+    # the engine's electrode: its true cylinder's cut faces (rf_pair's state), insulation
+    state = rf_pair(model.electrode, RfGenerator(100.0), model.tissue_mask, ground,
+                    cylinders=model.electrode_cylinders).init(model.problem)  # fmt: skip
+    assert state.surfaces is not None and state.surfaces.size > 0
+    sigma, surf = state.sigma37, state.surfaces
+    phi, _, p_unit = rf_potential(dom.grid, sigma, model.electrode, ground, tol=1e-10,
+                                  surfaces=surf)  # fmt: skip
     assert np.all(phi[ground] == 0.0)
-    i_in, i_out = rf_terminal_currents(dom.grid, sigma, phi, model.electrode, ground)
+    i_in, i_out = rf_terminal_currents(dom.grid, sigma, phi, model.electrode, ground, surf)
+    assert i_in > 0
     assert i_out == pytest.approx(i_in, rel=1e-6) and p_unit == pytest.approx(i_in, rel=1e-6)
     res = simulate(cfg)
     assert "inferior" in res.settings["rf_ground"]
