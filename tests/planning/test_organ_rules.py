@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from ioplan.anatomy import Case, Label
 from ioplan.imaging import Grid, Volume
@@ -223,7 +222,7 @@ def test_kidney_cryo_plan_spares_the_collecting_system_and_reports_its_ice_margi
     # the ice edge measured here by brute force: frozen = Tmin <= 0 or in the lethal zone;
     # the probes' own voxels outside the zone (no tissue temperature) left out
     keep = np.ones_like(zone)
-    pts = g_pts = case.labels.grid.index_to_lps(np.argwhere(keep)).reshape(*keep.shape, 3)
+    g_pts = case.labels.grid.index_to_lps(np.argwhere(keep)).reshape(*keep.shape, 3)
     for a in plan.applicators:
         rel = g_pts - np.asarray(a["tip_mm"])
         d = np.asarray(a["direction"])
@@ -231,7 +230,6 @@ def test_kidney_cryo_plan_spares_the_collecting_system_and_reports_its_ice_margi
         radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
         r_shaft = max(1.2, 0.71 * 3.0) + 3.0  # cryo verified on 3 mm voxels
         keep &= ~((along <= r_shaft) & (radial <= r_shaft) & ~zone)
-    del pts
     margin = _brute_ice_margin_mm(tumour, (tmin <= 0.0) | zone, case.labels.grid, keep)
     # same definition, different arithmetic: within rounding of the record (2 decimals)
     assert rec["cryo"]["ice_margin_mm"] == pytest.approx(margin, abs=0.01)
