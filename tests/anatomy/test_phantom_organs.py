@@ -432,3 +432,10 @@ def _levels_abdomen(ph):
 
     zs = ph.labels.grid.axis_coordinates_mm()[0]
     return SPINE.levels_mm(zs.min() + 5, zs.max() - 5)
+
+
+def test_a_tumour_that_would_be_another_organs_is_refused():
+    """A 40 mm right rib tumour reaches the liver's bare area: its host would be read as
+    the liver, so the phantom refuses it rather than write a case that contradicts itself."""
+    with pytest.raises(InputError, match="touches the liver"):
+        _phantom("bone", "rib", "right", diameter=40.0, spacing=3.0)

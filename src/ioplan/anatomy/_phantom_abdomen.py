@@ -32,6 +32,7 @@ from ioplan.anatomy._labels import Label
 from ioplan.anatomy._phantom_organs import (
     ORGAN_STEPS,
     Spine,
+    check_host,
     march_to_edge,
     organ_grid,
     paint_tumour,
@@ -412,6 +413,7 @@ def generate_abdomen(cfg, progress: Callable[[str], None] | None = None):
         rim |= paint_tumour(labels, sp, t, repl, (*host, Label.TUMOR), noise, where,
                             steps.RIM_FROM)  # fmt: skip
         tumors.append(t)
+    check_host(labels, grid.spacing_mm, cfg.organ, cfg.site)
     report(next(names))
     image = steps.synthesise_ct(labels, grid, rim, cfg.noise_hu, rng)
     return Phantom(Volume(image, grid), Volume(labels, grid), tuple(tumors), tuple(segments), cfg)

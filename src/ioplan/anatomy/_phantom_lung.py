@@ -24,6 +24,7 @@ from ioplan.anatomy._labels import Label
 from ioplan.anatomy._phantom_organs import (
     ORGAN_STEPS,
     Spine,
+    check_host,
     organ_grid,
     paint_tumour,
     spine_layers,
@@ -49,12 +50,12 @@ MIN_BRONCHUS_R_MM, MIN_VESSEL_R_MM = 1.0, 1.5
 #: the right lung at this z, anterior to the oblique one.
 OBLIQUE_A_MM = {"right": -20.0, "left": -25.0}
 OBLIQUE_SLOPE = 0.7
-HORIZONTAL_Z_MM = 10.0
+HORIZONTAL_Z_MM = 0.0
 #: Fissure (visceral pleura, two layers) thickness drawn: 1.5 mm, or as thick as the grid
 #: needs for the sheet to separate the lobes (no 26-neighbour pair of voxels straddles it).
 FISSURE_MM = 1.5
 #: Nominal tumour centres (y, z in LPS mm) per site; x is found from the lung's edge.
-SITE_YZ_MM = {"peripheral": (-10.0, 45.0), "central": (5.0, 35.0)}
+SITE_YZ_MM = {"peripheral": (-10.0, 32.0), "central": (5.0, 30.0)}
 #: Gap (mm) between the tumour's edge and the pleura: costal pleura for a peripheral
 #: tumour, mediastinal pleura (hilum) for a central one.
 SITE_GAP_MM = {"peripheral": 10.0, "central": 4.0}
@@ -330,6 +331,7 @@ def generate_lung(cfg, progress: Callable[[str], None] | None = None):
             "lung", steps.RIM_FROM,
         )  # fmt: skip
         tumors.append(t)
+    check_host(labels, grid.spacing_mm, "lung", cfg.site)
     report(next(names))
     image = steps.synthesise_ct(labels, grid, rim, cfg.noise_hu, rng)
     vessels = tuple(segments[Label.PULMONARY_VESSEL])

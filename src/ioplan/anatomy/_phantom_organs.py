@@ -30,6 +30,7 @@ __all__ = [
     "ORGAN_STEPS",
     "SIDES",
     "Spine",
+    "check_host",
     "check_site",
     "organ_grid",
     "paint_tumour",
@@ -248,6 +249,27 @@ def paint_tumour(
     rim = np.zeros(grid.shape, bool)
     rim[sl] = inside & (frac > rim_from)
     return rim
+
+
+def check_host(labels: np.ndarray, spacing_mm, organ: str, site: str | None) -> None:
+    """Refuse a tumour whose surroundings make it another organ's (:func:`infer_organ`).
+
+    Only a box around the tumours is searched (the inference looks 3 mm out).
+    """
+    from ioplan.anatomy._organ import SHELL_MM, infer_organ
+
+    idx = np.argwhere(labels == Label.TUMOR)
+    pad = np.ceil(SHELL_MM / np.asarray(spacing_mm, float)).astype(int) + 1
+    lo = np.maximum(idx.min(axis=0) - pad, 0)
+    hi = idx.max(axis=0) + pad + 1
+    sub = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    found = infer_organ(sub, spacing_mm)
+    # None: no host label within the inference's shell (on grids coarser than it), no say
+    if found is not None and found != organ:
+        raise InputError(
+            f"the tumour at the {site or 'given'} site touches the {found} more than the "
+            f"{organ}; use a smaller --tumor-diameter-mm or another --site/--side"
+        )
 
 
 def march_to_edge(mask: np.ndarray, grid: Grid, start, direction, step_mm: float = 0.5):
