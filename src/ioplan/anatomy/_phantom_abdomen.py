@@ -32,6 +32,7 @@ from ioplan.anatomy._labels import Label
 from ioplan.anatomy._phantom_organs import (
     ORGAN_STEPS,
     Spine,
+    ball_share,
     check_host,
     march_to_edge,
     organ_grid,
@@ -236,12 +237,8 @@ def _renal_vessels(k: Kidney) -> dict[Label, list[tuple[np.ndarray, float]]]:
 
 
 def _check_fit(labels, sp: Space, centre, diameter_mm, replaceable, what: str) -> None:
-    half = 0.5 * diameter_mm
-    box, x, y, z = sp.box(np.subtract(centre, half), np.add(centre, half))
-    ball = (x - centre[0]) ** 2 + (y - centre[1]) ** 2 + (z - centre[2]) ** 2 <= half**2
-    ball_voxels = 4.0 / 3.0 * np.pi * half**3 / float(np.prod(sp.grid.spacing_mm))
-    ok = np.isin(labels[box], [int(v) for v in replaceable]) & ball
-    if np.count_nonzero(ok) < FIT_FRACTION * ball_voxels:
+    ok = np.isin(labels, [int(v) for v in replaceable])
+    if ball_share(ok, sp, centre, diameter_mm) < FIT_FRACTION:
         raise InputError(
             f"a {diameter_mm:g} mm tumour does not fit at the {what}; use a smaller "
             "--tumor-diameter-mm"

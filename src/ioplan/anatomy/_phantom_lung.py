@@ -24,6 +24,7 @@ from ioplan.anatomy._labels import Label
 from ioplan.anatomy._phantom_organs import (
     ORGAN_STEPS,
     Spine,
+    ball_share,
     check_host,
     organ_grid,
     paint_tumour,
@@ -214,13 +215,9 @@ def _site_centre(lung: np.ndarray, sp: Space, site: str, side: str, diameter_mm:
     sx = -1.0 if side == "right" else 1.0
     x = lateral - sx * r if site == "peripheral" else medial + sx * r
     centre = (float(x), float(sp.y.reshape(-1)[iy]), float(sp.z.reshape(-1)[iz]))
-    half = 0.5 * diameter_mm
-    box, bx, by, bz = sp.box(np.subtract(centre, half), np.add(centre, half))
-    ball = (bx - centre[0]) ** 2 + (by - centre[1]) ** 2 + (bz - centre[2]) ** 2 <= half**2
     # the tumour must lie in one lobe (it may push a little against the pleura or a
     # fissure, not cross it, nor leave the field of view)
-    ball_voxels = 4.0 / 3.0 * np.pi * half**3 / float(np.prod(sp.grid.spacing_mm))
-    if np.count_nonzero(lung[box] & ball) < FIT_FRACTION * ball_voxels:
+    if ball_share(lung, sp, centre, diameter_mm) < FIT_FRACTION:
         raise InputError(
             f"a {diameter_mm:g} mm tumour does not fit at the {site} site of the {side} lung; "
             "use a smaller --tumor-diameter-mm"

@@ -30,6 +30,7 @@ __all__ = [
     "ORGAN_STEPS",
     "SIDES",
     "Spine",
+    "ball_share",
     "check_host",
     "check_site",
     "organ_grid",
@@ -249,6 +250,24 @@ def paint_tumour(
     rim = np.zeros(grid.shape, bool)
     rim[sl] = inside & (frac > rim_from)
     return rim
+
+
+def ball_share(mask: np.ndarray, sp: Space, centre, diameter_mm: float) -> float:
+    """Share of the voxels of a ball (``diameter_mm``, at ``centre``) that lie in ``mask``.
+
+    0 when the ball leaves the field of view (a tumour cut by the scan's edge).
+    """
+    half = 0.5 * diameter_mm
+    c = np.asarray(centre, float)
+    grid = sp.grid
+    lo = np.asarray(grid.index_to_lps((0, 0, 0)))
+    hi = np.asarray(grid.index_to_lps(tuple(n - 1 for n in grid.shape)))
+    if np.any(c - half < np.minimum(lo, hi)) or np.any(c + half > np.maximum(lo, hi)):
+        return 0.0
+    box, x, y, z = sp.box(c - half, c + half)
+    ball = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2 <= half**2
+    n = np.count_nonzero(ball)
+    return float(np.count_nonzero(mask[box] & ball) / n) if n else 0.0
 
 
 def check_host(labels: np.ndarray, spacing_mm, organ: str, site: str | None) -> None:
