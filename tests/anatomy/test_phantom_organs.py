@@ -439,3 +439,19 @@ def test_a_tumour_that_would_be_another_organs_is_refused():
     the liver, so the phantom refuses it rather than write a case that contradicts itself."""
     with pytest.raises(InputError, match="touches the liver"):
         _phantom("bone", "rib", "right", diameter=40.0, spacing=3.0)
+
+
+def test_a_given_centre_must_lie_in_the_organ():
+    heart = (15.0, -35.0, -45.0)  # the chest phantom's heart centre, not lung
+    cfg = PhantomConfig(
+        spacing_mm=4.0, organ="lung", tumors=(TumorSpec(12.0, centre_mm=heart),), noise_hu=0.0
+    )
+    with pytest.raises(InputError, match="outside the lung"):
+        generate_phantom(cfg)
+    inside = (-100.0, -10.0, 30.0)  # right upper lobe, 28 mm inside the costal pleura
+    cfg = PhantomConfig(
+        spacing_mm=4.0, organ="lung", tumors=(TumorSpec(12.0, centre_mm=inside),), noise_hu=0.0
+    )
+    ph = generate_phantom(cfg)
+    assert ph.tumors[0].centre_mm == inside
+    assert np.count_nonzero(ph.labels.array == Label.TUMOR) > 0
