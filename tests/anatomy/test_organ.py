@@ -81,3 +81,9 @@ def test_a_tumour_at_the_volume_edge_and_anisotropic_voxels():
     # next slice is 5 mm away, outside the shell: bone wins
     lab[:, :, 4:] = int(Label.RIB)
     assert infer_organ(lab, (5.0, 0.8, 0.8)) == "bone"
+
+
+def test_coarse_grids_still_find_the_host():
+    # 4 mm voxels: the 3 mm shell would hold no voxel; one voxel step is taken instead
+    lab, _ = _block(Label.KIDNEY)
+    assert infer_organ(lab, (4.0, 4.0, 4.0)) == "kidney"

@@ -261,6 +261,7 @@ class Case:
             tumors=tumors,
             source=source,
             vessels=phantom.vessels,
+            organ=getattr(cfg, "organ", None),
         )
 
 

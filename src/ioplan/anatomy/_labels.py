@@ -108,7 +108,9 @@ LABEL_INFO: dict[Label, LabelInfo] = {
         "muscle", 20.0, True, "#4682b4", "spinal canal (cord and CSF; muscle properties)"
     ),
     Label.LIVER: LabelInfo("liver", 105.0, False, "#a0522d", "liver parenchyma"),
-    Label.TUMOR: LabelInfo("tumor", 55.0, False, "#00ff7f", "liver tumour (hypodense)"),
+    Label.TUMOR: LabelInfo(
+        "tumor", 55.0, False, "#00ff7f", "tumour (hypodense; the host organ's tumour tissue)"
+    ),
     Label.PORTAL_VEIN: LabelInfo("blood", 170.0, True, "#1e90ff", "portal vein tree"),
     Label.HEPATIC_VEIN: LabelInfo("blood", 150.0, True, "#00bfff", "hepatic vein tree"),
     Label.HEPATIC_ARTERY: LabelInfo("blood", 190.0, True, "#ff0000", "hepatic artery branches"),

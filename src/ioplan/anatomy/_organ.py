@@ -46,10 +46,10 @@ def check_organ(organ: str) -> str:
 def infer_organ(labels: np.ndarray, spacing_mm, *, tumor_label: int = Label.TUMOR) -> str | None:
     """The organ whose labels the tumour's surface touches most, or None (no tumour, no host).
 
-    A shell of :data:`SHELL_MM` around the tumour (Euclidean distance, anisotropic
-    spacing respected) is counted by host label group; organs win over soft tissue when
-    both are touched (a tumour at the liver capsule touches fat too), soft tissue is the
-    host only when no organ label is in the shell.
+    A shell of :data:`SHELL_MM` (at least 1.01 voxel steps) around the tumour (Euclidean
+    distance, anisotropic spacing respected) is counted by host label group; organs win over
+    soft tissue when both are touched (a tumour at the liver capsule touches fat too), soft
+    tissue is the host only when no organ label is in the shell.
     """
     lab = np.asarray(labels)
     tumour = lab == int(tumor_label)
@@ -58,15 +58,17 @@ def infer_organ(labels: np.ndarray, spacing_mm, *, tumor_label: int = Label.TUMO
     # only the tumour's box plus the shell matters: crop (a whole CT's distance map takes
     # seconds; the box, milliseconds)
     sp = tuple(float(s) for s in spacing_mm)
+    # at least one voxel step in every direction (a 3 mm shell on a 4 mm grid is empty)
+    shell_mm = max(SHELL_MM, 1.01 * max(sp))
     idx = np.argwhere(tumour)
-    pad = [int(np.ceil(SHELL_MM / s)) + 1 for s in sp]
+    pad = [int(np.ceil(shell_mm / s)) + 1 for s in sp]
     box = tuple(
         slice(max(0, lo - p), min(n, hi + p + 1))
         for lo, hi, p, n in zip(idx.min(axis=0), idx.max(axis=0), pad, lab.shape, strict=True)
     )
     lab, tumour = lab[box], tumour[box]
     dist = ndimage.distance_transform_edt(~tumour, sampling=sp)
-    shell = (dist > 0) & (dist <= SHELL_MM)
+    shell = (dist > 0) & (dist <= shell_mm)
     votes = {
         organ: int(np.isin(lab[shell], [int(v) for v in values]).sum())
         for organ, values in HOST_LABELS.items()
