@@ -65,7 +65,22 @@ def demo(
         Path,
         typer.Option(help="Output folder (written whole at the end; --overwrite replaces it)."),
     ] = Path("ioplan-demo"),
-    modality: _MODALITY = "mwa",
+    modality: Annotated[
+        str | None,
+        typer.Option(
+            help="mwa (microwave), rfa (radiofrequency) or cryo (default: mwa; cryo for "
+            "--organ kidney)."
+        ),
+    ] = None,
+    organ: Annotated[
+        str,
+        typer.Option(
+            "--organ",
+            help="liver (a tumour by a hepatic vein), lung (peripheral metastasis, MWA), "
+            "kidney (exophytic renal cell carcinoma, cryo) or bone (vertebral metastasis, "
+            "MWA): the organ phantom and the planner's rules for that organ.",
+        ),
+    ] = "liver",
     seed: _SEED = 0,
     spacing_mm: Annotated[
         float,
@@ -106,10 +121,21 @@ def demo(
     The demo's plan misses its goal (the vein's heat sink leaves part of the margin
     untreated): plain `ioplan demo` still exits 0; --strict exits 3.
 
+    With --organ lung|kidney|bone, the organ phantom's tumour is planned with that organ's
+    rules (pleural crossings and pneumothorax risk; collecting system, hydrodissection and
+    the cryo ice margin; the cord's temperature limits), verified and reported the same way.
+
     With --live, plays the synthetic MR scanner (a heating hot spot, 3 T, TE 10 ms,
     SNR 50, 4 x 64 x 64 voxels) over OpenIGTLink loopback through the live
     thermometry loop instead, and prints its summary; nothing is written.
     """
+    from ioplan.anatomy import check_organ
+
+    organ = check_organ(organ)
+    if organ not in ("liver", "lung", "kidney", "bone"):
+        raise InputError(f"--organ must be liver, lung, kidney or bone, got {organ!r}")
+    if modality is None:
+        modality = "cryo" if organ == "kidney" else "mwa"
     if live:
         _demo_live(modality, seed=seed, frames=live_frames, baseline_frames=baseline_frames,
                    interval_s=interval_s, igtl_port=igtl_port, as_json=as_json)  # fmt: skip
@@ -117,9 +143,11 @@ def demo(
     from ioplan.anatomy import phantom_grid
     from ioplan.planning import (
         DEMO_FOLDER_ENTRIES,
+        ORGAN_DEMOS,
         PlanConfig,
         check_replaceable,
         demo_case,
+        organ_demo_case,
         plan_ablation,
         plan_memory_bytes,
         write_demo,
@@ -128,7 +156,10 @@ def demo(
 
     # every check that needs no work first: options, output folder, memory
     check_in_range(spacing_mm, *SPACING_RANGE_MM, "--spacing-mm")
-    cfg = PlanConfig(modality=modality, spacing_mm=spacing_mm, seed=seed)
+    budget = ORGAN_DEMOS[organ]["time_budget_s"] if organ != "liver" else None
+    cfg = PlanConfig(modality=modality, spacing_mm=spacing_mm, seed=seed,
+                     organ=None if organ == "liver" else organ,
+                     time_budget_s=budget)  # fmt: skip
     cfg.applicator()
     check_replaceable(out, command="demo", names=DEMO_FOLDER_ENTRIES, overwrite=overwrite)
     g = phantom_grid((spacing_mm,) * 3)
@@ -139,7 +170,11 @@ def demo(
     )
     log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
     with _progress(_PHANTOM_STEPS + 2, enabled=not quiet and not as_json) as advance:
-        case, info = demo_case(seed=seed, spacing_mm=spacing_mm, progress=advance)
+        if organ == "liver":
+            case, info = demo_case(seed=seed, spacing_mm=spacing_mm, progress=advance)
+        else:
+            case, info = organ_demo_case(organ, seed=seed, spacing_mm=spacing_mm,
+                                         progress=advance)  # fmt: skip
         advance("planning")
         plan = plan_ablation(case, cfg, log=log)
         advance("writing")
@@ -218,10 +253,41 @@ def _print_plan_summary(plan) -> None:
         console.print(
             f"  {r['structure']}: {r['closest_distance_mm']:.1f} mm from the zone, {extreme} degC"
         )
+    for line in _organ_lines(plan):
+        console.print(escape(line))
     for sug in plan.suggestions:
         console.print(f"  suggestion: {escape(sug)}")
     for note in plan.notes:
         console.print(f"  note: {escape(note)}")
+
+
+def _organ_lines(plan) -> list[str]:
+    """The organ's findings (lung: pleura and pneumothorax; kidney: cryo ice margin)."""
+    rec = getattr(plan, "organ_rules", None) or {}
+    organ = getattr(plan, "organ", "liver")
+    out = []
+    if organ == "lung" and "pleural_crossings" in rec:
+        risk = rec["pneumothorax_risk"]
+        out.append(
+            f"lung: {rec['pleural_crossings']} pleural crossing(s) per path, "
+            f"{rec['lung_path_mm']:.0f} mm of aerated lung traversed, pneumothorax risk "
+            f"{100 * risk['probability']:.0f} % (Huo et al. 2020 odds ratios)"
+        )
+    if organ == "kidney" and "cryo" in rec:
+        c = rec["cryo"]
+        out.append(
+            f"kidney cryo: {c['freeze_cycles']} freeze cycles, ice edge {c['ice_margin_mm']:.1f} "
+            f"mm beyond the tumour (>= {c['ice_margin_required_mm']:g} mm), tumour within "
+            f"-20/-40 degC {c['tumour_within_20c_percent']:.0f}/"
+            f"{c['tumour_within_40c_percent']:.0f} %: {'met' if c['ok'] else 'NOT met'}"
+        )
+    for name, lim in (rec.get("temperature_limits") or {}).items():
+        out.append(
+            f"{name}: {lim['min_temperature_c']:.1f} to {lim['max_temperature_c']:.1f} degC "
+            f"(limits {lim['min_limit_c']:g} / {lim['max_limit_c']:g} degC"
+            f"{', EXCEEDED' if lim['limit_exceeded'] else ''})"
+        )
+    return out
 
 
 def _robust_line(plan) -> str:
@@ -371,6 +437,15 @@ def plan(
             "(default: 45, or 200 for tumours over 35 mm).",
         ),
     ] = None,
+    organ: Annotated[
+        str | None,
+        typer.Option(
+            "--organ",
+            help="The tumour's organ: liver, lung, kidney or bone (default: case.toml's "
+            "organ, else inferred from the labels around the tumour, else liver); its "
+            "planning rules apply.",
+        ),
+    ] = None,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print plan.json.")] = False,
     quiet: _QUIET = False,
@@ -432,6 +507,7 @@ def plan(
         angle_error_deg=angle_error_deg,
         robust_samples=robust_samples,
         time_budget_s=time_budget_s,
+        organ=organ,
     )
     cfg.applicator()
     check_replaceable(out, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=overwrite)

@@ -20,17 +20,19 @@ if TYPE_CHECKING:
 
 __all__ = ["DEMO_FOLDER_ENTRIES", "ORGAN_DEMOS", "demo_case", "organ_demo_case", "write_demo"]
 
-#: The organ demos: phantom site, tumour diameter (mm), histology and default modality.
-#: Lung: a peripheral 20 mm metastasis (lung ablation is mostly for tumours <= 3 cm) by
-#: microwave; kidney: a 25 mm exophytic renal cell carcinoma (T1a, <= 4 cm) by cryo (two
-#: freeze cycles); bone: a 20 mm vertebral body metastasis by microwave, the cord behind.
+#: The organ demos: phantom site, tumour diameter (mm), histology, default modality and
+#: search budget (s; None: the planner's). Lung: a peripheral 20 mm metastasis (lung
+#: ablation is mostly for tumours <= 3 cm) by microwave; kidney: a 15 mm exophytic renal
+#: cell carcinoma (T1a) by cryo (two freeze cycles; a double freeze of several probes is
+#: the slowest verification, so the search stops after 15 s to keep the demo under a
+#: minute); bone: a 20 mm vertebral body metastasis by microwave, the cord behind it.
 ORGAN_DEMOS = {
     "lung": {"site": "peripheral", "diameter_mm": 20.0, "histology": "metastasis",
-             "modality": "mwa"},
-    "kidney": {"site": "exophytic", "diameter_mm": 25.0, "histology": "rcc",
-               "modality": "cryo"},
+             "modality": "mwa", "time_budget_s": None},
+    "kidney": {"site": "exophytic", "diameter_mm": 15.0, "histology": "rcc",
+               "modality": "cryo", "time_budget_s": 15.0},
     "bone": {"site": "vertebra", "diameter_mm": 20.0, "histology": "metastasis",
-             "modality": "mwa"},
+             "modality": "mwa", "time_budget_s": None},
 }  # fmt: skip
 
 #: What :func:`write_demo` writes into its folder (an older demo folder holds only these).
