@@ -220,7 +220,7 @@ def write_plan_files(plan: Plan, case: Case, out: Path, *, extra: dict | None = 
 
         case = _isotropic(case, plan.simulation["spacing_mm"])  # as the planner did
     g = case.labels.grid
-    mask, _ = tumour_mask(case, plan.tumour_index)
+    mask, _ = tumour_mask(case, plan.tumour_index, plan.organ)
     dist = ndimage.distance_transform_edt(~mask, sampling=g.spacing_mm)
     shell = (dist <= plan.margin_mm) & ~mask
     write_nifti(plan.zone, out / "zone.nii.gz", overwrite=True)
@@ -239,10 +239,47 @@ def write_plan_files(plan: Plan, case: Case, out: Path, *, extra: dict | None = 
     _picture_3d(case, plan, mask, figs)
     from ioplan.planning._select import select_treatment
 
-    sel = select_treatment(case)
+    sel = select_treatment(case, plan.organ)
     _report(plan, doc, out, sel)
     (out / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")  # last: the plan is whole
     return doc
+
+
+def _organ_section(plan: Plan) -> str:
+    """The organ's rules and findings (lung, kidney, bone; nothing for the liver)."""
+    rec = plan.organ_rules or {}
+    if plan.organ == "liver" or not rec:
+        return ""
+    rows = []
+    if "pleural_crossings" in rec:
+        risk = rec["pneumothorax_risk"]
+        rows += [
+            ("pleural crossings (most on one path)", rec["pleural_crossings"]),
+            ("pleural punctures (all needles)", rec.get("pleural_punctures", "-")),
+            ("aerated lung traversed", f"{rec['lung_path_mm']:.0f} mm"),
+            ("pneumothorax risk", f"{100 * risk['probability']:.0f} % "
+             f"({'; '.join(risk['factors']) or 'no risk factor'})"),
+            ("pneumothorax model", f"{risk['model']}; {risk['source']}"),
+        ]  # fmt: skip
+    if "bowel_distance_mm" in rec:
+        rows.append(("bowel from tumour or zone", _fmt(rec["bowel_distance_mm"], ".1f", " mm")))
+    if "cryo" in rec:
+        c = rec["cryo"]
+        rows += [
+            ("freeze cycles", c["freeze_cycles"]),
+            ("ice edge beyond the tumour", f"{c['ice_margin_mm']:.1f} mm "
+             f"(at least {c['ice_margin_required_mm']:g} mm)"),
+            ("tumour within -20 / -40 degC", f"{c['tumour_within_20c_percent']:.0f} / "
+             f"{c['tumour_within_40c_percent']:.0f} %"),
+            ("cryo rule met", "yes" if c["ok"] else "no"),
+            ("cryo sources", c["source"]),
+        ]  # fmt: skip
+    for name, lim in (rec.get("temperature_limits") or {}).items():
+        rows.append((f"{name}: predicted min / max (limits)",
+                     f"{lim['min_temperature_c']:.1f} / {lim['max_temperature_c']:.1f} degC "
+                     f"({lim['min_limit_c']:g} / {lim['max_limit_c']:g} degC)"
+                     + (" EXCEEDED" if lim["limit_exceeded"] else "")))  # fmt: skip
+    return f"<h2>Organ: {escape(plan.organ)}</h2>" + key_value_table(rows)
 
 
 def _setting(a: dict) -> str:
@@ -415,6 +452,7 @@ manufacturer charts.</p>
 <p><b>{escape(sel.recommendation)}</b> ({escape(sel.disclaimer)})</p>
 <ul>{reasons}</ul>
 <h2>Suggestions</h2>{bullet_list(plan.suggestions + plan.notes)}
+{_organ_section(plan)}
 <h2>Slices</h2>
 {figure("figures/slices.png", "slices through the tumour", width="100%",
         caption="Radiological convention: patient right on the image left, anterior up.")}
