@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,3 +98,41 @@ def test_demo_refuses_an_unknown_organ(capsys, tmp_path):
     _, err = capsys.readouterr()
     assert code == 2 and "brain" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "d").exists()
+
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "pyradiomics"
+
+
+@pytest.mark.skipif(
+    not (REAL / "lung1_image.nrrd").is_file(),
+    reason=f"real chest CT not present ({REAL}); see shared/data/real/README.md",
+)
+def test_real_chest_ct_plans_a_lung_mwa_with_one_pleural_crossing_and_no_bone(capsys, tmp_path):
+    """The pyradiomics chest CT (its hand-labelled tumour near the hilum, lungs and bone
+    from the image): organ inferred as lung, one MWA path crossing the pleura once, no
+    bone on it; both recounted by a ray march over the planning grid's labels."""
+    code = main(["import-case", "--image", str(REAL / "lung1_image.nrrd"), "--labels",
+                 str(REAL / "lung1_label.nrrd"), "--label", "tumor=1", "--auto-labels",
+                 "--name", "lung1", "--out", str(tmp_path / "chest")])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    code = main(["plan", str(tmp_path / "chest"), "--out", str(tmp_path / "plan"),
+                 "--spacing-mm", "3", "--json", "--quiet"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["organ"] == "lung" and doc["modality"] == "mwa"
+    assert doc["pleural_crossings"] == 1
+    # the planner resampled the 0.57 x 0.57 x 5 mm case to 3 mm cubes: march on that grid
+    from ioplan.imaging import resample_to_spacing
+
+    case = load_case(tmp_path / "chest")
+    labels = resample_to_spacing(case.labels, (3.0,) * 3, interpolation="nearest")
+    lab = np.asarray(labels.array)
+    for a in doc["applicators"]:
+        assert _march_entries(lab, labels.grid, a["entry_mm"], a["tip_mm"]) == 1
+        pts = np.linspace(a["entry_mm"], a["tip_mm"], 2000)
+        idx = np.clip(np.rint(labels.grid.lps_to_index(pts)).astype(int), 0,
+                      np.asarray(labels.grid.shape) - 1)  # fmt: skip
+        on_path = set(np.unique(lab[tuple(idx.T)]).tolist())
+        assert int(Label.RIB) not in on_path and int(Label.VERTEBRA) not in on_path
