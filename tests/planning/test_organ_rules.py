@@ -271,3 +271,24 @@ def test_bone_plan_keeps_the_cord_under_45_degc():
     limits = plan.to_dict()["organ_rules"]["temperature_limits"]
     assert limits["spinal cord"]["max_limit_c"] == 45.0
     assert not limits["spinal cord"]["limit_exceeded"]
+
+
+@pytest.mark.parametrize(("tmax_c", "tmin_c", "warned"), [(43.0, 37.0, True), (40.0, 37.0, False),
+                                                         (37.0, 12.0, True)])  # fmt: skip
+def test_thermal_protection_is_suggested_near_the_cords_limits(tmax_c, tmin_c, warned):
+    """Within 3 degC of a limit (45 degC heat, 10 degC cold; planner.toml warn_within_c)."""
+    from ioplan.planning._organ_rules import organ_findings
+
+    g, _ = _grid(10.0)
+    empty = np.zeros(g.shape, bool)
+    risk = [{"structure": "spinal cord", "closest_distance_mm": 8.0, "max_temperature_c": tmax_c,
+             "min_temperature_c": tmin_c, "lethal_damage": False,
+             "within_protect_distance": False, "max_limit_c": 45.0, "min_limit_c": 10.0,
+             "limit_exceeded": False}]  # fmt: skip
+    rec, suggestions, _ = organ_findings(
+        "bone", labels=empty.astype(np.uint8), grid=g, tumour=empty, zone=empty,
+        tmax=np.full(g.shape, 37.0), tmin=np.full(g.shape, 37.0), modality="mwa",
+        trajectories=[], at_risk=risk,
+    )  # fmt: skip
+    assert any("thermal protection at the spinal cord" in s for s in suggestions) == warned
+    assert rec["temperature_limits"]["spinal cord"]["max_limit_c"] == 45.0
