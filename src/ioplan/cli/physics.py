@@ -90,7 +90,11 @@ def simulate(
         Path | None, typer.Option(help="Case folder (default: the built-in phantom).")
     ] = None,
     tissue: Annotated[
-        str | None, typer.Option(help="Homogeneous block of this tissue instead of a case.")
+        str | None,
+        typer.Option(
+            help="Homogeneous block of this tissue instead of a case (any tissue of the "
+            "table: liver, lung, lung_tumor, kidney_cortex, bone_cancellous, pancreas, ...)."
+        ),
     ] = None,
     tip_mm: Annotated[
         str | None, typer.Option(help="Tip 'x,y,z' in LPS mm (default: block centre / tumour).")
@@ -161,6 +165,13 @@ def simulate(
     initial_temperature_c: Annotated[
         float | None,
         typer.Option(help="Start (and far-boundary) temperature in degC, 0-45, e.g. 20 ex vivo."),
+    ] = None,
+    organ: Annotated[
+        str | None,
+        typer.Option(
+            help="Organ (liver, lung, kidney, bone, soft_tissue): the tumour label takes its "
+            "tumour tissue (default for a case: case.toml's organ, else where the tumour lies)."
+        ),
     ] = None,
     gpu: Annotated[bool, typer.Option(help="Run the CUDA kernel.")] = False,
     output_dir: Annotated[
@@ -241,6 +252,7 @@ def simulate(
         lethal_temperature_c=lethal_temperature_c,
         backend="gpu" if gpu else "cpu",
         initial_temperature_c=initial_temperature_c,
+        organ=organ,
     )
     total = cfg.total_duration_s
     with _progress(100, enabled=not quiet and not as_json) as advance:

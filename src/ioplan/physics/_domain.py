@@ -85,12 +85,60 @@ def make_domain(cfg: SimulationConfig) -> Domain:
 
 
 def tissue_label(name: str) -> Label:
+    """The label a block of tissue ``name`` is made of.
+
+    The first label whose tissue (:data:`~ioplan.anatomy.LABEL_INFO`) is ``name``; a
+    tissue of the table that no label has (``lung_tumor``, ``kidney_cortex``) takes the
+    tumour label, whose tissue :func:`label_tissue_overrides` then sets to ``name``.
+    """
     for lbl, info in LABEL_INFO.items():
         if info.tissue == name and lbl != Label.BACKGROUND:
             return lbl
     from ioplan.tissue import tissue_names
 
+    if name in tissue_names():
+        return Label.TUMOR
     raise InputError(f"unknown tissue {name!r} for a block; known: {', '.join(tissue_names())}")
+
+
+def organ_tumor_tissue(organ: str | None) -> str | None:
+    """The tumour tissue of ``organ`` (``lung`` -> ``lung_tumor``); None: the label's own."""
+    if organ is None:
+        return None
+    from ioplan.tissue import organ_tissues
+
+    try:
+        return organ_tissues(organ)["tumor"]
+    except InputError:  # an organ without a tumour tissue (soft tissue): the label's own
+        return None
+
+
+def label_tissue_overrides(cfg: SimulationConfig) -> dict[int, str]:
+    """The label -> tissue overrides of LABEL_INFO for ``cfg`` (empty: none).
+
+    The tumour label takes the organ's tumour tissue (:func:`~ioplan.tissue.organ_tissues`:
+    liver keeps ``tumor``, lung ``lung_tumor``, kidney ``renal_tumor``, bone
+    ``bone_tumor``); a block of a tissue no label has is made of the tumour label with
+    that tissue (:func:`tissue_label`). Only differences from LABEL_INFO are kept, so a
+    liver simulation has no override at all.
+    """
+    out: dict[int, str] = {}
+    tumor = organ_tumor_tissue(cfg.organ)
+    if tumor is not None:
+        out[int(Label.TUMOR)] = tumor
+    if cfg.case is None and cfg.tissue is not None:
+        lbl = tissue_label(cfg.tissue)
+        if LABEL_INFO[lbl].tissue != cfg.tissue:
+            out[int(lbl)] = cfg.tissue
+    return {k: v for k, v in out.items() if LABEL_INFO[Label(k)].tissue != v}
+
+
+def _host_labels(organ: str | None) -> list[int]:
+    """The labels of ``organ``'s parenchyma (the liver's when no organ is known)."""
+    from ioplan.anatomy import HOST_LABELS
+
+    hosts = HOST_LABELS.get(organ or "liver", HOST_LABELS["liver"])
+    return [int(v) for v in hosts]
 
 
 def active_extent_mm(app: Applicator) -> float:
@@ -361,8 +409,10 @@ def _case_crop(
         interpolation="nearest", default_value=int(Label.FAT),
     )  # fmt: skip
     material = np.asarray(labels.array, np.uint8).copy()
-    if not np.isin(material, [Label.LIVER, Label.TUMOR]).any():
-        raise InputError("the case has no liver or tumor label around the applicator")
+    organ = cfg.organ or "liver"
+    if not np.isin(material, [Label.LIVER, Label.TUMOR, *_host_labels(organ)]).any():
+        what = "liver" if organ == "liver" else f"{organ}, liver"
+        raise InputError(f"the case has no {what} or tumor label around the applicator")
     for pl in tips:
         tip_idx = tuple(np.clip(np.rint(grid.lps_to_index(pl.tip_mm)).astype(int), 0,
                                 np.asarray(grid.shape) - 1))  # fmt: skip
@@ -374,9 +424,14 @@ def _case_crop(
 
 
 def vessel_materials(
-    grid: Grid, material: np.ndarray, table: MaterialTable, heated_length_mm: float
-) -> MaterialTable:
-    """Label-map vessels: >= 3 mm diameter become fixed at blood temperature with a wall h."""
+    grid: Grid, material: np.ndarray, table: MaterialTable, heated_length_mm: float,
+    organ: str | None = None,
+) -> MaterialTable:  # fmt: skip
+    """Label-map vessels: >= 3 mm diameter become fixed at blood temperature with a wall h.
+
+    Smaller ones become the organ's parenchyma (its first host label: liver, lung,
+    kidney, vertebra), where their flow counts through perfusion.
+    """
     from ioplan.tissue import blood_flow_parameters
 
     r_small = blood_flow_parameters()["small_vessel_radius_mm"]
@@ -387,7 +442,7 @@ def vessel_materials(
             continue
         radius = local_radius_mm(mask, grid.spacing_mm)
         small = mask & (radius < r_small)
-        material[small] = Label.LIVER  # small vessels count through perfusion
+        material[small] = _host_labels(organ)[0]  # small vessels count through perfusion
         big = mask & ~small
         if not big.any():
             continue

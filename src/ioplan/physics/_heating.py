@@ -93,7 +93,8 @@ def microwave_pair(
         return microwave_field_pair(placements, app, power_w, tissue_mask)
 
     def init(problem: ThermalProblem) -> MicrowaveState:
-        geo = microwave_geometry(problem.grid, placements, app, problem.material, tissue_mask)
+        geo = microwave_geometry(problem.grid, placements, app, problem.material, tissue_mask,
+                                 label_tissues=problem.materials.label_tissues)  # fmt: skip
         return MicrowaveState(problem.grid, problem.material, tuple(geo))
 
     def step(state: MicrowaveState, temperature_c: np.ndarray, time_s: float):

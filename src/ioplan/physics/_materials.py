@@ -30,8 +30,10 @@ __all__ = [
     "T_REF_C",
     "MaterialTable",
     "blood_properties",
+    "label_tissue_names",
     "tissue_dielectric",
     "tissue_material_table",
+    "tissue_specific_heat",
 ]
 
 #: Enthalpy reference temperature (°C): E = 0 at body temperature.
@@ -93,6 +95,7 @@ class MaterialTable:
     vapor_end_c: np.ndarray
     vapor_latent_j_m3: np.ndarray
     sources: dict[str, str] = field(default_factory=dict)
+    label_tissues: tuple[tuple[int, str], ...] = ()
 
     def with_material(self, material_id: int, name: str, **values: float) -> MaterialTable:
         """A copy with row ``material_id`` set (unnamed columns copied from row 0 or given)."""
@@ -224,6 +227,7 @@ def tissue_material_table(
     *,
     perfusion_scale: float = 1.0,
     perfusion_override_1_per_s: dict[str, float] | None = None,
+    label_tissues: dict[int, str] | None = None,
 ) -> MaterialTable:
     """The material table of every label (id = label value), from :mod:`ioplan.tissue`.
 
@@ -238,9 +242,19 @@ def tissue_material_table(
         Multiplies every perfusion rate (0 for ex vivo).
     perfusion_override_1_per_s : dict, optional
         Perfusion rate (1/s) per tissue name, replacing the table's value.
+    label_tissues : dict, optional
+        Label value -> tissue name for this simulation, replacing
+        :data:`~ioplan.anatomy.LABEL_INFO`'s tissue (``{8: "lung_tumor"}``: the tumour
+        label of a lung case). Kept in the table (:attr:`MaterialTable.label_tissues`).
+
+    Examples
+    --------
+    >>> from ioplan.anatomy import Label
+    >>> t = tissue_material_table(label_tissues={int(Label.TUMOR): "lung_tumor"})
+    >>> round(float(t.c_vol_j_m3_k[Label.TUMOR]) / 1e6, 4)  # 1050 kg/m^3 x 3750 J/kg/K
+    3.9375
     """
-    from ioplan.anatomy import LABEL_INFO
-    from ioplan.tissue import phase_change, tissue, tissue_names
+    from ioplan.tissue import phase_change, tissue
 
     if not np.isfinite(perfusion_scale) or perfusion_scale < 0:
         raise InputError(f"perfusion_scale must be >= 0, got {perfusion_scale}")
@@ -264,15 +278,14 @@ def tissue_material_table(
     cols["k_mushy_w_m_k"][:] = pc["thermal_conductivity_mushy_w_m_k"]
     cols["solidus_c"][:] = pc["solidus_c"]
     cols["liquidus_c"][:] = pc["liquidus_c"]
-    for lbl, info in LABEL_INFO.items():
-        tname = info.tissue if info.tissue in tissue_names() else "fat"
+    overrides = _check_label_tissues(label_tissues)
+    for mid, (label_name, raw, tname) in _label_tissues(overrides).items():
         t = tissue(tname)
-        mid = int(lbl)
-        names[mid] = lbl.name.lower()
+        names[mid] = label_name
         rho[mid] = t.density_kg_m3
         cols["k_w_m_k"][mid] = t.thermal_conductivity_w_m_k
         cols["c_vol_j_m3_k"][mid] = rho[mid] * t.specific_heat_j_kg_k
-        perf = override.get(tname, t.perfusion_1_per_s) if info.tissue != "air" else 0.0
+        perf = override.get(tname, t.perfusion_1_per_s) if raw != "air" else 0.0
         cols["perfusion_w_m3_k"][mid] = perfusion_scale * perf * c_blood
         cols["rf_sigma_s_m"][mid] = t.electrical_conductivity_480khz_s_m
     cols["c_vol_frozen_j_m3_k"][:] = rho * pc["specific_heat_frozen_j_kg_k"]
@@ -290,16 +303,61 @@ def tissue_material_table(
             "tissue": "ioplan.tissue (tissues.toml)",
             "phase_change": "tissues.toml [phase_change]",
         },
+        label_tissues=tuple(sorted(overrides.items())),
         **cols,
     )
 
 
-def tissue_dielectric(material: np.ndarray, frequency_mhz: float) -> tuple[np.ndarray, np.ndarray]:
+def _check_label_tissues(label_tissues: Any) -> dict[int, str]:
+    """``label_tissues`` as ``{label value: tissue name}``, each checked (a one-line error)."""
+    from ioplan.anatomy import LABEL_INFO
+    from ioplan.tissue import tissue_names
+
+    items = label_tissues.items() if isinstance(label_tissues, dict) else (label_tissues or ())
+    out: dict[int, str] = {}
+    labels = {int(lbl) for lbl in LABEL_INFO}
+    for lbl, name in items:
+        if int(lbl) not in labels:
+            raise InputError(f"label_tissues: {lbl} is not a label value")
+        if name not in tissue_names():
+            raise InputError(
+                f"label_tissues: unknown tissue {name!r}; known: {', '.join(tissue_names())}"
+            )
+        out[int(lbl)] = str(name)
+    return out
+
+
+def _label_tissues(overrides: dict[int, str]) -> dict[int, tuple[str, str, str]]:
+    """Per label value: (label name, its tissue as given, the tissue table key used).
+
+    The tissue as given is LABEL_INFO's unless overridden; a tissue the table lacks
+    (air) is given fat's properties.
+    """
+    from ioplan.anatomy import LABEL_INFO
+    from ioplan.tissue import tissue_names
+
+    out = {}
+    for lbl, info in LABEL_INFO.items():
+        raw = overrides.get(int(lbl), info.tissue)
+        out[int(lbl)] = (lbl.name.lower(), raw, raw if raw in tissue_names() else "fat")
+    return out
+
+
+def label_tissue_names(label_tissues: Any = ()) -> dict[int, str]:
+    """Label value -> tissue name (LABEL_INFO's, with the overrides ``label_tissues``)."""
+    rows = _label_tissues(_check_label_tissues(label_tissues))
+    return {mid: raw for mid, (_, raw, _) in rows.items()}
+
+
+def tissue_dielectric(
+    material: np.ndarray, frequency_mhz: float, *, label_tissues: Any = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Relative permittivity and conductivity (S/m) at 37 degC per voxel (915 or 2450 MHz).
 
     Materials that are not labels (ids from :data:`FIRST_EXTRA_ID`) get liver's values.
+    ``label_tissues`` (label value -> tissue name, a dict or the pairs of
+    :attr:`MaterialTable.label_tissues`) replaces LABEL_INFO's tissue of those labels.
     """
-    from ioplan.anatomy import LABEL_INFO
     from ioplan.tissue import tissue, tissue_names
 
     if frequency_mhz not in (915.0, 2450.0):
@@ -308,10 +366,21 @@ def tissue_dielectric(material: np.ndarray, frequency_mhz: float) -> tuple[np.nd
     liver = tissue("liver")
     eps = np.full(_N, getattr(liver, f"relative_permittivity_{suffix}"))
     sig = np.full(_N, getattr(liver, f"conductivity_{suffix}_s_m"))
-    for lbl, info in LABEL_INFO.items():
-        if info.tissue in tissue_names():
-            t = tissue(info.tissue)
-            eps[int(lbl)] = getattr(t, f"relative_permittivity_{suffix}")
-            sig[int(lbl)] = getattr(t, f"conductivity_{suffix}_s_m")
+    for mid, name in label_tissue_names(label_tissues).items():
+        if name in tissue_names():
+            t = tissue(name)
+            eps[mid] = getattr(t, f"relative_permittivity_{suffix}")
+            sig[mid] = getattr(t, f"conductivity_{suffix}_s_m")
     m = np.asarray(material)
     return eps[m], sig[m]
+
+
+def tissue_specific_heat(material: np.ndarray, *, label_tissues: Any = ()) -> np.ndarray:
+    """Specific heat (J/kg/K) per voxel of label materials (liver's for the others)."""
+    from ioplan.tissue import tissue, tissue_names
+
+    c = np.full(_N, tissue("liver").specific_heat_j_kg_k)
+    for mid, name in label_tissue_names(label_tissues).items():
+        if name in tissue_names():
+            c[mid] = tissue(name).specific_heat_j_kg_k
+    return c[np.asarray(material)]

@@ -240,6 +240,11 @@ def _rz_mean(amap: _AntennaMap, values: np.ndarray) -> np.ndarray:
     return mean[amap.fill].reshape(amap.rz_shape)
 
 
+def _label_tissues(problem) -> tuple[tuple[int, str], ...]:
+    """The problem's label -> tissue overrides (none for a problem without a table)."""
+    return getattr(getattr(problem, "materials", None), "label_tissues", ())
+
+
 # -- the state and the pair ---------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class MicrowaveFieldState:
@@ -371,7 +376,8 @@ def microwave_field_pair(
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
         supersample = max(1, math.ceil(MAP_POINTS_PER_MM * max(grid.spacing_mm) - 1e-9))
         maps = tuple(_antenna_map(grid, pl, idx, opt, supersample) for pl in placements)
-        eps37, sig37 = tissue_dielectric(problem.material.reshape(-1)[idx], app.frequency_mhz)
+        eps37, sig37 = tissue_dielectric(problem.material.reshape(-1)[idx], app.frequency_mhz,
+                                         label_tissues=_label_tissues(problem))  # fmt: skip
         tmax = np.full(idx.size, -math.inf)
         return MicrowaveFieldState(grid, idx, eps37.astype(float), sig37.astype(float), maps,
                                    tmax)  # fmt: skip

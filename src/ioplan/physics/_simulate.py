@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ioplan.anatomy import LABEL_INFO, Case
+from ioplan.anatomy import Case
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, axial_volume
@@ -20,6 +20,7 @@ from ioplan.physics._domain import (
     INSULATED_SHAFT,
     Domain,
     active_extent_mm,
+    label_tissue_overrides,
     make_domain,
     past_scan_warning,
     tissue_label,
@@ -32,7 +33,9 @@ from ioplan.physics._materials import (
     FIRST_EXTRA_ID,
     MaterialTable,
     blood_properties,
+    label_tissue_names,
     tissue_material_table,
+    tissue_specific_heat,
 )
 from ioplan.physics._mw_field import microwave_field_report
 from ioplan.physics._solver import Source, ThermalProblem, ThermalState, integrate
@@ -133,6 +136,11 @@ class SimulationConfig:
         With placements ``tip_mm`` must be None and ``array`` 1; not for cluster
         applicators or external maps. The zone metrics (length, width, tip extent) are
         measured along the first placement's axis; the zone volume counts every zone.
+    organ : str or None
+        The organ (:data:`~ioplan.anatomy.ORGANS`): the tumour label takes its tumour
+        tissue (``lung_tumor``, ``renal_tumor``, ``bone_tumor``; liver keeps ``tumor``).
+        For a case None becomes :func:`~ioplan.anatomy.organ_of` (the case's organ, else
+        the one its tumour lies in); for a block None leaves the labels' own tissues.
     """
 
     applicator: Applicator | None
@@ -167,8 +175,15 @@ class SimulationConfig:
     #: cryoprobes: each probe's cooling power (W, its gas's heat extraction); None: the
     #: device's calibrated value (calibration.toml ``cooling_power_w``), inf: no limit
     cryo_cooling_power_w: float | None = None
+    organ: str | None = None
 
     def __post_init__(self) -> None:
+        from ioplan.anatomy import check_organ, organ_of
+
+        if self.case is not None:
+            object.__setattr__(self, "organ", organ_of(self.case, self.organ))
+        elif self.organ is not None:
+            object.__setattr__(self, "organ", check_organ(self.organ))
         app = self.applicator
         external = self.power_density_w_m3 is not None or self.sar_w_kg is not None
         if self.power_density_w_m3 is not None and self.sar_w_kg is not None:
@@ -485,12 +500,14 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
         from ioplan.tissue import tissue_names
 
         override = {name: cfg.perfusion_per_s for name in tissue_names() if name != "blood"}
-    table = tissue_material_table(perfusion_override_1_per_s=override)
+    table = tissue_material_table(
+        perfusion_override_1_per_s=override, label_tissues=label_tissue_overrides(cfg)
+    )
     if cfg.tissue_properties:
         lbl = int(tissue_label(cfg.tissue))
         table = table.with_material(lbl, table.names[lbl], **dict(cfg.tissue_properties))
     if cfg.case is not None:
-        table = vessel_materials(grid, material, table, active_extent_mm(app))
+        table = vessel_materials(grid, material, table, active_extent_mm(app), cfg.organ)
     shaft = np.zeros(grid.shape, bool)
     cold = np.zeros(grid.shape, bool)
     cylinders: list[Cylinder] = []
@@ -609,6 +626,7 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         "directions": [list(p.direction) for p in placements],
         "constant_properties": cfg.constant_properties,
         "vessels": [vars(v) for v in cfg.vessels],
+        "organ": cfg.organ, "tissues": _tissues_used(model),
         "warnings": app.setting_warnings(
             cfg.power_w if app.modality != "cryo" else None, cfg.total_duration_s
         ) if app is not None else [],
@@ -648,6 +666,14 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
     q = _cryo_cooling_power_w(cfg)
     settings["cryo_cooling_power_w"] = q
     return cryo_pair(cfg.protocol, app, model.cold, model.tissue_mask, q), None, settings
+
+
+def _tissues_used(model: _Model) -> dict[str, str]:
+    """Label name -> tissue of every label material on the domain (overrides applied)."""
+    table = model.problem.materials
+    names = label_tissue_names(table.label_tissues)
+    present = np.unique(model.problem.material)
+    return {table.names[m]: names[int(m)] for m in present if int(m) in names}
 
 
 def _cryo_cooling_power_w(cfg: SimulationConfig) -> float | None:
@@ -696,7 +722,8 @@ def _external_source(cfg: SimulationConfig, model: _Model) -> np.ndarray:
     if cfg.power_density_w_m3 is not None:
         q = np.asarray(cfg.power_density_w_m3.array, float)
     else:
-        rho = table.c_vol_j_m3_k[problem.material] / _specific_heat(problem.material)
+        c = tissue_specific_heat(problem.material, label_tissues=table.label_tissues)
+        rho = table.c_vol_j_m3_k[problem.material] / c
         q = np.asarray(cfg.sar_w_kg.array, float) * rho  # type: ignore[union-attr]
     if not np.all(np.isfinite(q)) or np.any(q < 0):
         raise InputError("a power or SAR map must be finite and >= 0 everywhere")
@@ -751,16 +778,9 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
     stops = sorted({float(t) for t in cfg.snapshot_times_s} | {float(total)})
     final: ThermalState | None = None
     src_state = source.init(problem) if isinstance(source, Source) else None
-    stats = {
-        "steps": 0.0,
-        "runtime_s": 0.0,
-        "energy_deposited_j": 0.0,
-        "dt_s": 0.0,
-        "kernel_s": 0.0,
-        "damage_s": 0.0,
-        "source_s": 0.0,
-        "general_updates": 0.0,
-    }
+    summed = ("steps", "runtime_s", "energy_deposited_j", "kernel_s", "damage_s", "source_s",
+              "general_updates")  # fmt: skip
+    stats = dict.fromkeys((*summed, "dt_s"), 0.0)
     snaps = _Snapshots({}, {}, {})
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
@@ -768,15 +788,7 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
             problem, t_stop - t_start, source=source, source_state=src_state,
             group_temperatures=groups, backend=cfg.backend, progress=progress, state=final,
         )  # fmt: skip
-        for key in (
-            "steps",
-            "runtime_s",
-            "energy_deposited_j",
-            "kernel_s",
-            "damage_s",
-            "source_s",
-            "general_updates",
-        ):
+        for key in summed:
             stats[key] += part[key]
         stats["dt_s"] = max(stats["dt_s"], part["dt_s"])
         if cfg.snapshot_times_s:
@@ -819,9 +831,10 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
     tissue_used = None
     if cfg.case is None:
         lbl = int(tissue_label(cfg.tissue or "liver"))
-        t = problem.materials.row(lbl)
+        t_tab = problem.materials
+        t = t_tab.row(lbl)
         blood = blood_properties()
-        c_spec = _specific_heat(np.array([lbl]))[0]
+        c_spec = tissue_specific_heat(np.array([lbl]), label_tissues=t_tab.label_tissues)[0]
         tissue_used = {
             "name": cfg.tissue or "liver",
             "k_w_m_k": t["k_w_m_k"],
@@ -873,14 +886,3 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
 def interior_updates(grid: Grid) -> int:
     """Voxels one step updates (all but the outer layer)."""
     return max(0, int(np.prod([n - 2 for n in grid.shape])))
-
-
-def _specific_heat(material: np.ndarray) -> np.ndarray:
-    """Specific heat (J/kg/K) of label materials (liver's for others)."""
-    from ioplan.tissue import tissue, tissue_names
-
-    c = np.full(256, tissue("liver").specific_heat_j_kg_k)
-    for lbl, info in LABEL_INFO.items():
-        if info.tissue in tissue_names():
-            c[int(lbl)] = tissue(info.tissue).specific_heat_j_kg_k
-    return c[np.asarray(material)]

@@ -198,6 +198,7 @@ def microwave_source(
     *,
     cache: dict | None = None,
     geometry: list[tuple] | None = None,
+    label_tissues: tuple[tuple[int, str], ...] = (),
 ) -> np.ndarray:
     """Microwave power density (W/m^3): a cylindrical wave around each antenna.
 
@@ -236,6 +237,9 @@ def microwave_source(
         Current temperature (degC).
     tissue_mask : ndarray of bool, shape ``grid.shape``
         Voxels that absorb (tissue, not applicator or boundary).
+    label_tissues : tuple of (int, str)
+        Label -> tissue overrides (:attr:`MaterialTable.label_tissues`) for the
+        dielectric properties, when ``geometry`` is computed here.
 
     Returns
     -------
@@ -262,7 +266,8 @@ def microwave_source(
     """
     geo = geometry if geometry is not None else None if cache is None else cache.get("mw_geometry")
     if geo is None:
-        geo = microwave_geometry(grid, placements, app, material, tissue_mask)
+        geo = microwave_geometry(grid, placements, app, material, tissue_mask,
+                                 label_tissues=label_tissues)  # fmt: skip
         if cache is not None:
             cache["mw_geometry"] = geo
     t_flat = np.ascontiguousarray(temperature_c).reshape(-1)
@@ -310,14 +315,18 @@ def microwave_geometry(
     app: Applicator,
     material: np.ndarray,
     tissue_mask: np.ndarray,
+    *,
+    label_tissues: tuple[tuple[int, str], ...] = (),
 ) -> list[tuple]:
     """Per antenna: pattern voxels, rho (m), axial profile, sigma37, near-feed data, weights.
 
-    The temperature-independent part of :func:`microwave_source`, computed once.
+    The temperature-independent part of :func:`microwave_source`, computed once. The
+    dielectric properties are the tissue table's per label, with ``label_tissues``
+    (label -> tissue overrides, :attr:`MaterialTable.label_tissues`) applied.
     """
     from ioplan.physics._materials import tissue_dielectric
 
-    eps37, sig37 = tissue_dielectric(material, app.frequency_mhz)
+    eps37, sig37 = tissue_dielectric(material, app.frequency_mhz, label_tissues=label_tissues)
     r_app = 0.5 * app.diameter_mm
     out = []
     for pl in placements:
