@@ -33,13 +33,19 @@ FIRST_VESSEL = FIRST_EXTRA_ID + 8  # vessel classes with their wall coefficient
 # Typical mean blood velocities (m/s) used to estimate the flow of label-map vessels.
 # Portal vein ~0.15-0.2 m/s and hepatic veins ~0.2 m/s on Doppler ultrasound; hepatic
 # artery ~0.3 m/s; IVC ~0.2 m/s; aorta ~0.4 m/s (textbook Doppler ranges, e.g. Zwiebel
-# & Pellerito, Introduction to Vascular Ultrasonography).
+# & Pellerito, Introduction to Vascular Ultrasonography). Beyond the liver (issue 21), time-
+# averaged means of the same order, from the same kind of Doppler ranges (recalled, not
+# re-read this session): renal artery ~0.3 m/s (peak systolic 0.6-1.0), renal vein ~0.2,
+# pulmonary arteries and veins ~0.2 (main pulmonary artery peak 0.6-0.9 m/s).
 _TYPICAL_VELOCITY_M_S = {
     Label.PORTAL_VEIN: 0.15,
     Label.HEPATIC_VEIN: 0.2,
     Label.IVC: 0.2,
     Label.AORTA: 0.4,
     Label.HEPATIC_ARTERY: 0.3,
+    Label.RENAL_ARTERY: 0.3,
+    Label.RENAL_VEIN: 0.2,
+    Label.PULMONARY_VESSEL: 0.2,
 }
 
 
