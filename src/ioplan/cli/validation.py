@@ -94,6 +94,15 @@ def validate(
         int,
         typer.Option(help="With --cross-validate: model evaluations per fold's fit, 1-1000."),
     ] = 20,
+    organs: Annotated[
+        bool,
+        typer.Option(
+            "--organs",
+            help="Instead: the published lung and kidney zones (organ_zones.csv) against the "
+            "engine in blocks of those organs, uncalibrated for them; --report FOLDER writes "
+            "summary.txt and organ_zones.json.",
+        ),
+    ] = False,
 ) -> None:
     """Simulate every row of a published zone table and compare length and width."""
     from ioplan.devices import list_applicators
@@ -108,6 +117,9 @@ def validate(
         check_output_folder(report, overwrite=overwrite)
     if checks is not None:
         _validate_checks(checks, spacing_mm, report, as_json, quiet)
+        return
+    if organs:
+        _validate_organs(spacing_mm, rows, report, as_json, quiet)
         return
     if table is not None:
         todo = read_zone_table(table)
@@ -198,6 +210,23 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         f"{doc['max_abs_error_mm']:.2f} mm ({doc['n_rows']} rows; {doc['skipped']} settings "
         "skipped)"
     )
+
+
+def _validate_organs(
+    spacing_mm: float, rows: int, report: Path | None, as_json: bool, quiet: bool
+) -> None:
+    from ioplan.validation import organ_zone_lines, predict_organ_zones, write_organ_zone_report
+
+    log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
+    doc = predict_organ_zones(spacing_mm=spacing_mm, rows=rows, log=log)
+    if report is not None:
+        paths = write_organ_zone_report(doc, report)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    sys.stdout.write("\n".join(organ_zone_lines(doc)) + "\n")
+    if report is not None:
+        console.print(f"report written to [bold]{escape(str(paths[0]))}[/]")
 
 
 def _validate_checks(

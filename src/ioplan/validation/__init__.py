@@ -1,4 +1,4 @@
-"""Validation against published data: zone tables, calibration of applicator models."""
+"""Validation against published data: zone tables, calibration of applicator models, organs."""
 
 from ioplan.validation._calibrate import (
     MW_PARAMETERS,
@@ -18,6 +18,14 @@ from ioplan.validation._checks import (
     run_checks,
 )
 from ioplan.validation._crossval import cross_validate, settings_folds
+from ioplan.validation._organs import (
+    ORGAN_ZONE_SCHEMA_VERSION,
+    OrganZoneSetup,
+    organ_zone_lines,
+    organ_zone_setups,
+    predict_organ_zones,
+    write_organ_zone_report,
+)
 from ioplan.validation._zones import (
     REQUIRED_COLUMNS,
     ZonePrediction,
@@ -33,9 +41,11 @@ __all__ = [
     "LITTRUP_DIAMETER_MM",
     "LITTRUP_SMALL_PROBE_RATIO",
     "MW_PARAMETERS",
+    "ORGAN_ZONE_SCHEMA_VERSION",
     "REQUIRED_COLUMNS",
     "CalibrationResult",
     "CheckResult",
+    "OrganZoneSetup",
     "ZonePrediction",
     "ZoneRow",
     "calibrate_cryo_probe",
@@ -44,6 +54,9 @@ __all__ = [
     "cross_validate",
     "cryo_lethal_diameter_mm",
     "default_calibration_path",
+    "organ_zone_lines",
+    "organ_zone_setups",
+    "predict_organ_zones",
     "predict_zones",
     "read_zone_table",
     "rows_from_chart",
@@ -51,4 +64,5 @@ __all__ = [
     "settings_folds",
     "summarise",
     "write_calibration",
+    "write_organ_zone_report",
 ]
