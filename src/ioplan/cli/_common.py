@@ -32,8 +32,12 @@ _PHANTOM_STEPS = 11  # generate_phantom reports 10 steps; saving is the 11th
 
 @contextmanager
 def _progress(total: int, enabled: bool = True):
-    """A rich progress bar; ``advance(name)`` moves it one step."""
-    if not enabled:
+    """A rich progress bar on a terminal; ``advance(name)`` moves it one step.
+
+    Not drawn when standard error is not a terminal (a pipe, a log file, a test runner):
+    there a transient bar cannot be erased and left a blank line before an error message.
+    """
+    if not enabled or not err_console.is_terminal:
         yield lambda _name: None
         return
     with Progress(
