@@ -46,3 +46,13 @@ def assert_error(response, status: int, *fragments: str) -> None:
     assert "\n" not in body["error"] and "Traceback" not in body["error"], body
     for f in fragments:
         assert f in body["error"], (f, body)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for one browser test module (``browser_support.chromium``)."""
+    from web.browser_support import chromium
+
+    driver = chromium()
+    yield driver
+    driver.quit()

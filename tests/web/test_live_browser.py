@@ -9,29 +9,14 @@ Skipped, with the reason, when Chromium, its driver or the built page script is 
 from __future__ import annotations
 
 import io
-import shutil
-import threading
-import time
 
 import numpy as np
 import pytest
 
-from ioplan.web import STATIC_DIR, create_app
+from ioplan.web import create_app
+from web.browser_support import needs_browser, serve, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None or DRIVER is None,
-        reason="browser tests need Debian's chromium and chromium-driver "
-        "(bash scripts/install-chromium.sh)",
-    ),
-    pytest.mark.skipif(
-        not (STATIC_DIR / "live.js").is_file(),
-        reason="the live page is not built (npm was missing when ioplan was installed)",
-    ),
-]
+pytestmark = needs_browser("live.js")
 
 #: The figure of issue 20: under 200 ms from a frame's arrival to its display.
 LATENCY_LIMIT_MS = 200.0
@@ -40,56 +25,9 @@ LATENCY_LIMIT_MS = 200.0
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``http://127.0.0.1:PORT`` of an app over an empty cases folder, uvicorn in a thread."""
-    import uvicorn
-
     app = create_app(tmp_path_factory.mktemp("live-browser-cases"),
                      cache_dir=tmp_path_factory.mktemp("live-browser-cache"))  # fmt: skip
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    t0 = time.time()
-    while not srv.started:
-        assert time.time() - t0 < 30, "uvicorn did not start"
-        time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu-sandbox",
-        "--disable-background-networking",  # no connection leaves the machine
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,1000",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    yield driver
-    driver.quit()
-
-
-def _wait_for(driver, script: str, timeout_s: float = 30.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.1)
-    state = driver.execute_script("return window.ioplan && window.ioplan.state")
-    raise AssertionError(f"timed out waiting for {script!r}; page state {state}")
+    yield from serve(app)
 
 
 def _set(driver, key: str, value) -> None:
@@ -100,7 +38,7 @@ def _set(driver, key: str, value) -> None:
 
 def _open(driver, url: str) -> None:
     driver.get(f"{url}/live")
-    _wait_for(driver, "return window.ioplan && window.ioplan.state.ready")
+    wait_for(driver, "return window.ioplan && window.ioplan.state.ready")
     assert driver.execute_script("return window.ioplan.state.error") is None
 
 
@@ -109,7 +47,7 @@ def test_the_live_page_draws_the_demo_frames_within_200_ms(server, browser):
     for key, value in (("frames", 30), ("interval_s", 0.1), ("baseline_frames", 3)):
         _set(browser, key, value)
     browser.find_element("id", "start").click()
-    _wait_for(browser, "return window.ioplan.state.done")
+    wait_for(browser, "return window.ioplan.state.done")
     st = browser.execute_script("return window.ioplan.state")
     assert st["error"] is None and st["sessionState"] == "done", st
     assert st["frames"] == 30 and st["drawn"] >= 10, st
@@ -145,9 +83,9 @@ def test_the_stop_button_stops_the_session(server, browser):
     for key, value in (("frames", 500), ("interval_s", 0.1), ("baseline_frames", 3)):
         _set(browser, key, value)
     browser.find_element("id", "start").click()
-    _wait_for(browser, "return window.ioplan.state.frames >= 3")
+    wait_for(browser, "return window.ioplan.state.frames >= 3")
     browser.find_element("id", "stop").click()
-    _wait_for(browser, "return window.ioplan.state.done")
+    wait_for(browser, "return window.ioplan.state.done")
     st = browser.execute_script("return window.ioplan.state")
     assert st["sessionState"] == "cancelled" and st["frames"] < 500, st
     assert "cancelled" in browser.find_element("id", "state").text

@@ -12,37 +12,20 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from ioplan.web import STATIC_DIR, create_app
+from ioplan.web import create_app
+from web.browser_support import needs_browser, serve
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None or DRIVER is None,
-        reason="browser tests need Debian's chromium and chromium-driver "
-        "(bash scripts/install-chromium.sh)",
-    ),
-    pytest.mark.skipif(
-        not (STATIC_DIR / "registry.js").is_file(),
-        reason="the page scripts are not built (npm was missing when ioplan was installed; "
-        "cd frontend && npm run build)",
-    ),
-]
+pytestmark = needs_browser("registry.js")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``http://127.0.0.1:PORT`` of the app over the demo registry, served in a thread."""
-    import uvicorn
-
     from ioplan.registry import run_demo
 
     root = tmp_path_factory.mktemp("registry-browser")
@@ -50,40 +33,7 @@ def server(tmp_path_factory):
     (root / "cases").mkdir()
     app = create_app(root / "cases", cache_dir=root / "cache")
     app.state.registry_db = str(root / "reg.sqlite")  # what create_app's registry option sets
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    t0 = time.time()
-    while not srv.started:
-        assert time.time() - t0 < 30, "uvicorn did not start"
-        time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",  # no connection leaves the machine
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1500,1000",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    yield driver
-    driver.quit()
+    yield from serve(app)
 
 
 def _open(driver, url: str) -> dict:

@@ -9,91 +9,27 @@ missing (``scripts/install-chromium.sh``; npm at install time).
 from __future__ import annotations
 
 import io
-import shutil
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from ioplan.web import STATIC_DIR, create_app
+from ioplan.web import create_app
+from web.browser_support import needs_browser, serve, wait_for
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-
-pytestmark = [
-    pytest.mark.skipif(
-        CHROMIUM is None or DRIVER is None,
-        reason="browser tests need Debian's chromium and chromium-driver "
-        "(bash scripts/install-chromium.sh)",
-    ),
-    pytest.mark.skipif(
-        not (STATIC_DIR / "results.js").is_file(),
-        reason="the result pages are not built (npm was missing when ioplan was installed)",
-    ),
-]
+pytestmark = needs_browser("results.js")
 
 
 @pytest.fixture(scope="module")
 def server(cases_dir, tmp_path_factory):
     """``http://127.0.0.1:PORT`` of the app, served by uvicorn in a thread."""
-    import uvicorn
-
     app = create_app(cases_dir, cache_dir=tmp_path_factory.mktemp("results-browser-cache"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    t0 = time.time()
-    while not srv.started:
-        assert time.time() - t0 < 30, "uvicorn did not start"
-        time.sleep(0.05)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu-sandbox",
-        "--use-angle=swiftshader",  # WebGL 2 on the CPU (NiiVue needs it)
-        "--enable-unsafe-swiftshader",
-        "--ignore-gpu-blocklist",
-        "--disable-background-networking",  # no connection leaves the machine
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1400,900",
-    ):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    yield driver
-    driver.quit()
-
-
-def _wait_for(driver, script: str, timeout_s: float = 60.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout_s:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.2)
-    state = driver.execute_script("return window.ioplan && window.ioplan.state")
-    raise AssertionError(f"timed out waiting for {script!r}; page state {state}")
+    yield from serve(app)
 
 
 def _open(driver, url: str) -> None:
     driver.get(url)
-    _wait_for(
+    wait_for(
         driver, "return window.ioplan && (window.ioplan.state.ready || window.ioplan.state.error)"
     )
     assert driver.execute_script("return window.ioplan.state.error") is None
