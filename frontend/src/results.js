@@ -1,8 +1,8 @@
 // The result pages: margin confirmation (tumour surface coloured by margin, the closest
 // point) and SIRT dose (dose map over the CT, the DVH chart). Settings come from the
 // page's JSON block (#ioplan-config); the tables are rendered by the server.
-import { Niivue, SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
-import { cfg, state, withToken, status, keepToken, lut, LPS, imageOptions, windowImage, setupControls } from "./_results_common.js";
+import { Niivue, SLICE_TYPE } from "@niivue/niivue";
+import { cfg, state, withToken, status, keepToken, lut, LPS, imageOptions, windowImage, setupControls, niivueOptions } from "./_common.js";
 import { drawDvh } from "./_results_dvh.js";
 
 // 2D zoom of the margin page's slices, about the closest point
@@ -15,19 +15,9 @@ function zoomAt(nv, ras, zoom) {
 }
 
 function viewer() {
-  const nv = new Niivue({
-    backColor: [0, 0, 0, 1],
-    show3Dcrosshair: true,
-    isResizeCanvas: true,
-    multiplanarShowRender: SHOW_RENDER.ALWAYS,
-    dragMode: DRAG_MODE.contrast,
-    logLevel: "error",
-    loadingText: "loading...",
-    isRadiologicalConvention: true,
-    crosshairWidth: 1,
-    crosshairColor: [0.2, 1, 0.2, 0.8],
+  const nv = new Niivue(niivueOptions({
     crosshairGap: 12, // the closest point's marker stays visible under the crosshair
-  });
+  }));
   window.ioplan.nv = nv;
   return nv;
 }

@@ -1,17 +1,10 @@
 // The ioplan viewer: NiiVue over the ioplan web API. Pages: a case, a plan (with editing).
 // Settings come from the page's JSON block (#ioplan-config); a token given as ?token= in
 // the page's address is passed on to every request.
-import { Niivue, SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
+import { Niivue, SLICE_TYPE } from "@niivue/niivue";
+import { cfg, state, token, withToken, status, lut, LPS, setupControls, niivueOptions } from "./_common.js";
 
-const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
-const token = new URLSearchParams(window.location.search).get("token");
-const state = { ready: false, previews: 0, charts: 0, lastPreview: null, lastChart: null, job: null, error: null };
-window.ioplan = { cfg, state };
-
-function withToken(url) {
-  if (!token) return url;
-  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
-}
+Object.assign(state, { previews: 0, charts: 0, lastPreview: null, lastChart: null, job: null });
 
 async function api(url, options = {}) {
   const headers = Object.assign({}, options.headers || {});
@@ -22,37 +15,9 @@ async function api(url, options = {}) {
   return body;
 }
 
-function status(text) {
-  const el = document.getElementById("status");
-  if (el) el.textContent = text;
-}
-
 for (const a of document.querySelectorAll("a[href^='/']")) {
   a.setAttribute("href", withToken(a.getAttribute("href")));
 }
-
-const hex = (c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
-
-// A NiiVue label colour table: value -> colour; values not listed are transparent.
-function lut(entries, max = null) {
-  // NiiVue indexes a label table by value from 0 to its last entry: it must end at the
-  // volume's largest value (a longer or shorter table miscolours the volume)
-  if (max === null) max = Math.max(1, ...entries.map((e) => e.value));
-  const t = { R: [], G: [], B: [], A: [], I: [], labels: [] };
-  for (let v = 0; v <= max; v++) {
-    const e = entries.find((x) => x.value === v);
-    const [r, g, b] = e ? hex(e.color) : [0, 0, 0];
-    t.R.push(r);
-    t.G.push(g);
-    t.B.push(b);
-    t.A.push(e && v > 0 ? 255 : 0);
-    t.I.push(v);
-    t.labels.push(e ? e.name : "");
-  }
-  return t;
-}
-
-const LPS = (p) => [-p[0], -p[1], p[2]]; // LPS <-> RAS (NiiVue works in RAS mm)
 
 async function addVolume(nv, url, options, labelTable) {
   const vol = await nv.addVolumeFromUrl(Object.assign({ url: withToken(url) }, options));
@@ -63,46 +28,19 @@ async function addVolume(nv, url, options, labelTable) {
   return vol;
 }
 
-function setupControls(nv, image, defaults) {
-  for (const b of document.querySelectorAll("button[data-window]")) {
-    b.addEventListener("click", () => {
-      const [w, l] = b.dataset.window.split(",").map(Number);
-      image.cal_min = l - w / 2;
-      image.cal_max = l + w / 2;
-      nv.updateGLVolume();
-    });
-  }
-  const layouts = { multi: SLICE_TYPE.MULTIPLANAR, axial: SLICE_TYPE.AXIAL, render: SLICE_TYPE.RENDER };
-  for (const b of document.querySelectorAll("button[data-layout]")) {
-    b.addEventListener("click", () => nv.setSliceType(layouts[b.dataset.layout]));
-  }
-  const reset = document.getElementById("reset");
-  if (reset) {
-    reset.addEventListener("click", () => {
-      image.cal_min = defaults.cal_min;
-      image.cal_max = defaults.cal_max;
-      nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
-      nv.setRenderAzimuthElevation(110, 15);
-      nv.scene.crosshairPos = defaults.crosshair.slice();
-      nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
-      nv.updateGLVolume();
-    });
-  }
+// the reset button: window, pan/zoom, 3D angle, crosshair and layout as loaded
+function resetView(nv, image, defaults) {
+  image.cal_min = defaults.cal_min;
+  image.cal_max = defaults.cal_max;
+  nv.scene.pan2Dxyzmm = [0, 0, 0, 1];
+  nv.setRenderAzimuthElevation(110, 15);
+  nv.scene.crosshairPos = defaults.crosshair.slice();
+  nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
+  nv.updateGLVolume();
 }
 
 async function start() {
-  const nv = new Niivue({
-    backColor: [0, 0, 0, 1],
-    show3Dcrosshair: true,
-    isResizeCanvas: true,
-    multiplanarShowRender: SHOW_RENDER.ALWAYS,
-    dragMode: DRAG_MODE.contrast,
-    logLevel: "error",
-    loadingText: "loading...",
-    isRadiologicalConvention: true, // patient right on the image left, as ioplan's figures
-    crosshairWidth: 1,
-    crosshairColor: [0.2, 1, 0.2, 0.8],
-  });
+  const nv = new Niivue(niivueOptions());
   window.ioplan.nv = nv;
   await nv.attachTo("gl");
   const base = `/api/cases/${encodeURIComponent(cfg.case)}`;
@@ -149,7 +87,7 @@ async function start() {
   }
   nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
   const defaults = { cal_min: image.cal_min, cal_max: image.cal_max, crosshair: nv.scene.crosshairPos.slice() };
-  setupControls(nv, image, defaults);
+  setupControls(nv, image, () => resetView(nv, image, defaults));
   nv.drawScene();
   if (cfg.page === "plan") {
     const iso = nv.volumes[list.findIndex(([u]) => u.endsWith("/isotherms.nii.gz"))];

@@ -1,9 +1,10 @@
-// Helpers of the result pages (margin, SIRT): the page's settings, requests with the token,
-// NiiVue label tables, window and layout buttons. Bundled into results.js.
-import { SLICE_TYPE } from "@niivue/niivue";
+// Helpers of the NiiVue pages (case, plan, margin, SIRT): the page's settings, requests with
+// the token, NiiVue label tables and options, window and layout buttons. Bundled into
+// viewer.js and results.js.
+import { SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
 
 export const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
-const token = new URLSearchParams(window.location.search).get("token");
+export const token = new URLSearchParams(window.location.search).get("token");
 export const state = { ready: false, error: null };
 window.ioplan = { cfg, state };
 
@@ -34,7 +35,8 @@ const hex = (c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
 
 // A NiiVue label colour table: value -> colour, from 0 to `max` (NiiVue indexes it by
 // value: it must end at the volume's largest value); values not listed are transparent.
-export function lut(entries, max) {
+export function lut(entries, max = null) {
+  if (max === null) max = Math.max(1, ...entries.map((e) => e.value));
   const t = { R: [], G: [], B: [], A: [], I: [], labels: [] };
   for (let v = 0; v <= max; v++) {
     const e = entries.find((x) => x.value === v);
@@ -47,6 +49,22 @@ export function lut(entries, max) {
     t.labels.push(e ? e.name : "");
   }
   return t;
+}
+
+// the settings every NiiVue page shares (extra ones merged in)
+export function niivueOptions(extra = {}) {
+  return Object.assign({
+    backColor: [0, 0, 0, 1],
+    show3Dcrosshair: true,
+    isResizeCanvas: true,
+    multiplanarShowRender: SHOW_RENDER.ALWAYS,
+    dragMode: DRAG_MODE.contrast,
+    logLevel: "error",
+    loadingText: "loading...",
+    isRadiologicalConvention: true, // patient right on the image left, as ioplan's figures
+    crosshairWidth: 1,
+    crosshairColor: [0.2, 1, 0.2, 0.8],
+  }, extra);
 }
 
 export const LPS = (p) => [-p[0], -p[1], p[2]]; // LPS <-> RAS (NiiVue works in RAS mm)
