@@ -307,43 +307,6 @@ def lung_rejections(finding: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------
-# the engine's vessels
-
-#: Vessel labels the engine's heat-sink table (typical flow velocity per label) does not
-#: hold yet, and the label whose velocity stands in for them in the verification runs:
-#: pulmonary arteries/veins and renal veins as hepatic veins (0.2 m/s), renal arteries as
-#: the hepatic artery (0.3 m/s). Pulmonary artery mean velocities are ~0.1-0.2 m/s and renal
-#: artery ~0.3-0.5 m/s (Doppler), so the stand-ins err toward a smaller heat sink for the
-#: renal artery. Remove once ioplan.physics lists these labels.
-ENGINE_VESSEL_STAND_INS = {
-    Label.PULMONARY_VESSEL: Label.HEPATIC_VEIN,
-    Label.RENAL_VEIN: Label.HEPATIC_VEIN,
-    Label.RENAL_ARTERY: Label.HEPATIC_ARTERY,
-}
-
-
-def engine_case(case):
-    """``case`` with the stand-in vessel labels for the engine, and the note (or None)."""
-    from dataclasses import replace
-
-    from ioplan.imaging import Volume
-
-    lab = np.asarray(case.labels.array)
-    present = [k for k in ENGINE_VESSEL_STAND_INS if np.any(lab == int(k))]
-    if not present:
-        return case, None
-    out = lab.copy()
-    for k in present:
-        out[lab == int(k)] = int(ENGINE_VESSEL_STAND_INS[k])
-    names = ", ".join(k.name.lower() for k in present)
-    note = (
-        f"the verification runs give {names} the flow velocity of hepatic vessels (the "
-        "engine has no typical velocity for them yet): their heat sink is approximate"
-    )
-    return replace(case, labels=Volume(out, case.labels.grid)), note
-
-
-# ------------------------------------------------------------------------------------------
 # kidney and bone
 
 

@@ -49,7 +49,6 @@ from ioplan.planning._inverse import Verification, applicator_covers, delivery_f
 from ioplan.planning._metrics import MARGIN_METHOD, tumour_mask
 from ioplan.planning._organ_rules import (
     default_margin_mm,
-    engine_case,
     organ_findings,
     planning_organ,
 )
@@ -362,15 +361,10 @@ def _shaft_radius_mm(app: Applicator, spacing_mm: float, g: Grid) -> float:
 
 def _selection(case: Case, organ: str) -> dict[str, Any]:
     """Treatment selection's findings for the case (by organ where selection has rules)."""
-    import inspect
-
     from ioplan.planning._select import select_treatment
 
     try:
-        if "organ" in inspect.signature(select_treatment).parameters:
-            sel = select_treatment(case, organ=organ)
-        else:
-            sel = select_treatment(case)
+        sel = select_treatment(case, organ=organ)
     except InputError as exc:
         return {"error": str(exc)}
     return sel.to_dict()
@@ -685,11 +679,7 @@ def plan_ablation(
             trajectories=cfg.trajectories, distance_maps=dmaps, seed=cfg.seed, aims=aims,
         )[0]  # fmt: skip
 
-    sim_case, stand_in = engine_case(case)
-    if stand_in:
-        notes.append(stand_in)
-        say(stand_in)
-    res = search(sim_case, app, cs, tp, delivery=delivery, max_selected=n_select,
+    res = search(case, app, cs, tp, delivery=delivery, max_selected=n_select,
                  spacing_mm=sim_spacing, margin_mm=target.margin_mm,
                  protect_mm=cfg.protect_mm, error=error,
                  time_budget_s=cfg.time_budget_for(target.diameter_mm),
