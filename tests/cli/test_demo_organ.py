@@ -29,10 +29,11 @@ _INSIDE = [int(Label.LUNG), int(Label.FISSURE), int(Label.BRONCHUS),
 _LIMIT_S = 240.0
 
 
-def _demo(capsys, tmp_path, organ: str) -> tuple[dict, float, str]:
+def _demo(capsys, tmp_path, organ: str, spacing_mm: float = 3.0) -> tuple[dict, float, str]:
     out = tmp_path / organ
     t0 = time.perf_counter()
-    code = main(["demo", "--organ", organ, "--out", str(out), "--spacing-mm", "3", "--quiet"])
+    code = main(["demo", "--organ", organ, "--out", str(out), "--spacing-mm", f"{spacing_mm:g}",
+                 "--quiet"])  # fmt: skip
     dt = time.perf_counter() - t0
     stdout, err = capsys.readouterr()
     assert code == 0, err
@@ -75,7 +76,9 @@ def test_lung_demo_one_pleural_crossing_per_needle_recounted(capsys, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("organ", ["kidney", "bone"])
 def test_kidney_and_bone_demos_plan_verify_and_report(capsys, tmp_path, organ):
-    doc, dt, stdout = _demo(capsys, tmp_path, organ)
+    # 4 mm: what is checked here is the path (plan, verify, report, the organ's limits and
+    # their recount), not a figure that needs a finer grid; 12 s and 7 s against 32 s and 5 s
+    doc, dt, stdout = _demo(capsys, tmp_path, organ, spacing_mm=4.0)
     assert dt < _LIMIT_S
     assert doc["organ"] == organ and doc["verified_by_simulation"]
     assert (tmp_path / organ / "plan" / "report.html").is_file()
