@@ -3,15 +3,9 @@
 // viewer.js and results.js.
 import { SLICE_TYPE, SHOW_RENDER, DRAG_MODE } from "@niivue/niivue";
 
-export const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
-export const token = new URLSearchParams(window.location.search).get("token");
-export const state = { ready: false, error: null };
-window.ioplan = { cfg, state };
+import { cfg, token, state, withToken, api, keepLinks } from "./_page.js";
 
-export function withToken(url) {
-  if (!token) return url;
-  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
-}
+export { cfg, token, state, withToken, api, keepLinks };
 
 export function status(text) {
   const el = document.getElementById("status");

@@ -6,15 +6,14 @@
 // ?token= in the page's address is passed on to every request.
 import { decodeF32, decodeU8, drawColourBar, drawMap, drawPlot, outline } from "./_live_draw.js";
 
-const cfg = JSON.parse(document.getElementById("ioplan-config").textContent);
-const token = new URLSearchParams(window.location.search).get("token");
+import { cfg, state, api, keepLinks, withToken } from "./_page.js";
+
 const KEPT = 200; // latency samples the page's percentiles are taken over (all are kept)
-const state = {
+Object.assign(state, {
   session: null, sessionState: null, frames: 0, baseline: 0, drawn: 0, necroticPixels: 0,
   alerts: 0, latencies: [], e2e: [], arrivals: [], p50: null, p95: null, e2eP95: null, error: null,
   done: false, lastFrame: null,
-};
-window.ioplan = { cfg, state };
+});
 
 const $ = (id) => document.getElementById(id);
 const range = cfg.display_range_c;
@@ -23,23 +22,7 @@ const alertC = () => (state.thresholds ? state.thresholds.alert_temperature_c.va
 const necrosisMin = () => (state.thresholds ? state.thresholds.necrosis_cem43_min.value
   : cfg.thresholds.necrosis_cem43_min);
 
-function withToken(url) {
-  if (!token) return url;
-  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
-}
-
-async function api(url, options = {}) {
-  const headers = Object.assign({ "Content-Type": "application/json" }, options.headers || {});
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(url, Object.assign({}, options, { headers }));
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-for (const a of document.querySelectorAll("a[href^='/']")) {
-  a.setAttribute("href", withToken(a.getAttribute("href")));
-}
+keepLinks();
 
 function say(text) {
   $("state").textContent = text;

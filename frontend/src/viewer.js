@@ -2,22 +2,11 @@
 // Settings come from the page's JSON block (#ioplan-config); a token given as ?token= in
 // the page's address is passed on to every request.
 import { Niivue, SLICE_TYPE } from "@niivue/niivue";
-import { cfg, state, token, withToken, status, lut, LPS, setupControls, niivueOptions } from "./_common.js";
+import { cfg, state, api, keepLinks, withToken, status, lut, LPS, setupControls, niivueOptions } from "./_common.js";
 
 Object.assign(state, { previews: 0, charts: 0, lastPreview: null, lastChart: null, job: null });
 
-async function api(url, options = {}) {
-  const headers = Object.assign({}, options.headers || {});
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(url, Object.assign({}, options, { headers }));
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
-  return body;
-}
-
-for (const a of document.querySelectorAll("a[href^='/']")) {
-  a.setAttribute("href", withToken(a.getAttribute("href")));
-}
+keepLinks();
 
 async function addVolume(nv, url, options, labelTable) {
   const vol = await nv.addVolumeFromUrl(Object.assign({ url: withToken(url) }, options));
