@@ -36,6 +36,28 @@ def client(app):
         yield c
 
 
+def read_events(client, url: str, *, headers=None, stop=None) -> list[tuple[str, dict]]:
+    """The (event, document) pairs of a server-sent event stream, up to its ``end`` event.
+
+    ``stop(events)`` may end the reading earlier (e.g. after some frames).
+    """
+    import json
+
+    out: list[tuple[str, dict]] = []
+    with client.stream("GET", url, headers=headers) as r:
+        assert r.status_code == 200, r.status_code
+        assert r.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                out.append((kind, json.loads(line[6:])))
+                if kind == "end" or (stop is not None and stop(out)):
+                    break
+    return out
+
+
 def assert_error(response, status: int, *fragments: str) -> None:
     """A refused request: the status and a one-line JSON body ``{"error": ...}``."""
     assert response.status_code == status, (response.status_code, response.text)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 
-from .conftest import assert_error
+from .conftest import assert_error, read_events
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +95,7 @@ def test_simulation_job_result_has_the_cli_keys(client, cases_dir, needle, capsy
 
 def _events(client, job_id):
     """The (event, document) pairs of a job's stream, up to its ``end`` event."""
-    events = []
-    with client.stream("GET", f"/api/jobs/{job_id}/events") as r:
-        assert r.headers["content-type"].startswith("text/event-stream")
-        kind = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append((kind, json.loads(line[6:])))
-                if kind == "end":
-                    break
-    return events
+    return read_events(client, f"/api/jobs/{job_id}/events")
 
 
 def test_progress_is_streamed_as_server_sent_events(client, app):

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from ioplan.web import create_app
 
-from .conftest import assert_error
+from .conftest import assert_error, read_events
 
 FAST = {"demo": True, "interval_s": 0.02, "baseline_frames": 3, "frames": 30}
 FRAME_KEYS = {
@@ -55,22 +55,12 @@ def client(live):
 def _events(client, sid, *, stop_after=None, headers=None, query=""):
     """(event, document) pairs of a session's stream up to ``end`` (or ``stop_after``
     frame events)."""
-    out = []
-    with client.stream("GET", f"/api/live/sessions/{sid}/frames{query}", headers=headers) as r:
-        assert r.status_code == 200
-        assert r.headers["content-type"].startswith("text/event-stream")
-        kind = None
-        for line in r.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                out.append((kind, json.loads(line[6:])))
-                if kind == "end":
-                    break
-                n = sum(k == "frame" for k, _ in out)
-                if stop_after is not None and n >= stop_after:
-                    break
-    return out
+
+    def enough(out):
+        return stop_after is not None and sum(k == "frame" for k, _ in out) >= stop_after
+
+    return read_events(client, f"/api/live/sessions/{sid}/frames{query}", headers=headers,
+                       stop=enough)  # fmt: skip
 
 
 def _f32(doc, key):
