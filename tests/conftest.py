@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# Under pytest-xdist (the suite runs on every core) each worker keeps its numba kernels and
+# BLAS to one thread: two workers of two threads each on two cores oversubscribe, and the
+# engine's parallel loops then wait on each other (the cryo plan tests ran 5x slower).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 import pytest
 
 from ioplan.anatomy import Case, PhantomConfig, generate_phantom
@@ -10,8 +19,13 @@ from ioplan.anatomy import Case, PhantomConfig, generate_phantom
 @pytest.fixture(scope="session", autouse=True)
 def _own_cache_dir(tmp_path_factory):
     """Tests compute the planner's surrogate tables themselves, never read the user's."""
+    # under pytest-xdist the workers share one folder (the base temp's parent is common to
+    # them): a table computed by one is read by the other; writes are atomic (os.replace)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    (shared / "ioplan-cache").mkdir(exist_ok=True)
     mp = pytest.MonkeyPatch()
-    mp.setenv("IOPLAN_CACHE_DIR", str(tmp_path_factory.mktemp("ioplan-cache")))
+    mp.setenv("IOPLAN_CACHE_DIR", str(shared / "ioplan-cache"))
     yield
     mp.undo()
 

@@ -40,6 +40,9 @@ _GROUPS = (
     "lesion",
     "physics",
     "validation",
+    "biopsy",
+    "drainage",
+    "protocol",
     "serve",
 )
 for _name in _GROUPS:

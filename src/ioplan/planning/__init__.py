@@ -102,3 +102,11 @@ __all__ = [
     "write_demo",
     "write_plan",
 ]
+
+# Issue 22's modules (biopsy, drainage, the MR needle artefact) export their own names.
+from ioplan.planning import _artefact, _biopsy, _drainage
+from ioplan.planning._artefact import *  # noqa: F403
+from ioplan.planning._biopsy import *  # noqa: F403
+from ioplan.planning._drainage import *  # noqa: F403
+
+__all__ += [*_artefact.__all__, *_biopsy.__all__, *_drainage.__all__]

@@ -1,0 +1,3 @@
+"""Issue 22: biopsy (filled in by its owner; its public names go in ``__all__``)."""
+
+__all__: list[str] = []
