@@ -50,6 +50,8 @@ class Label(IntEnum):
     NERVE_ROOT = 33
     KIDNEY_MEDULLA = 34
     PANCREAS = 35
+    # issue 22: a drainable fluid collection (abscess, biloma, ascites, pleural effusion)
+    FLUID_COLLECTION = 36
 
 
 #: Labels of blood vessels whose flow carries heat away (the engine's heat sinks).
@@ -154,6 +156,13 @@ LABEL_INFO: dict[Label, LabelInfo] = {
     Label.NERVE_ROOT: LabelInfo("muscle", 30.0, True, "#ffe4b5", "spinal nerve roots"),
     Label.KIDNEY_MEDULLA: LabelInfo("kidney_medulla", 140.0, True, "#9932cc", "renal medulla"),
     Label.PANCREAS: LabelInfo("pancreas", 100.0, True, "#daa520", "pancreas"),
+    Label.FLUID_COLLECTION: LabelInfo(
+        "gallbladder_bile",
+        15.0,
+        False,
+        "#40e0d0",
+        "fluid collection: abscess, biloma, ascites or effusion (fluid properties)",
+    ),
 }
 
 

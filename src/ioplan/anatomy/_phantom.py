@@ -17,6 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ioplan.anatomy import _steps as steps
+from ioplan.anatomy._collection import (
+    PhantomExtras,
+    add_collection,
+    add_necrosis,
+    check_collection,
+)
 from ioplan.anatomy._labels import Label
 from ioplan.anatomy._organ import check_organ
 from ioplan.anatomy._phantom_organs import check_site, generate_organ_phantom
@@ -131,6 +137,18 @@ class PhantomConfig:
         (near the collecting system), bone ``"vertebra"`` (vertebral body) or ``"rib"``.
     side : str, optional
         ``"right"`` (default) or ``"left"`` (organ phantoms only).
+    collection_mm : float, optional
+        Largest diameter (15-150 mm) of a fluid collection
+        (:mod:`ioplan.anatomy._collection`, label ``FLUID_COLLECTION``); default none.
+    collection_site : str
+        ``"perihepatic"``, ``"subphrenic"``, ``"pelvic"``, ``"intrahepatic"`` (liver
+        phantom) or ``"pleural"`` (liver or lung phantom).
+    collection_content : str
+        ``"abscess"`` (20 HU, enhancing wall), ``"biloma"`` (8 HU), ``"ascites"`` (5 HU)
+        or ``"effusion"`` (10 HU).
+    necrosis_mm : float, optional
+        Diameter of a necrotic centre (15 HU) in the first tumour, at most 0.8 x its
+        diameter; the label stays tumour. Default none.
     """
 
     spacing_mm: float | tuple[float, float, float] = 1.0
@@ -140,6 +158,10 @@ class PhantomConfig:
     organ: str = "liver"
     site: str | None = None
     side: str | None = None
+    collection_mm: float | None = None
+    collection_site: str = "perihepatic"
+    collection_content: str = "abscess"
+    necrosis_mm: float | None = None
 
     def __post_init__(self) -> None:
         sp = np.broadcast_to(np.asarray(self.spacing_mm, float), (3,))
@@ -182,6 +204,16 @@ class PhantomConfig:
                     f"--tumor-diameter-mm {t.diameter_mm:g} is under two voxels at "
                     f"--spacing-mm {coarsest:g}; use a finer --spacing-mm or a larger tumour"
                 )
+        check_collection(
+            self.collection_mm, self.collection_site, self.collection_content, self.spacing_mm
+        )
+        if self.necrosis_mm is not None:
+            d = tumors[0].diameter_mm
+            if not (np.isfinite(self.necrosis_mm) and 2 * coarsest <= self.necrosis_mm <= 0.8 * d):
+                raise InputError(
+                    f"--necrosis-mm must be two voxels ({2 * coarsest:g} mm) to 0.8 x the first "
+                    f"tumour's diameter ({0.8 * d:g} mm), got {self.necrosis_mm:g}"
+                )
 
     def resolved_tumors(self) -> tuple[TumorSpec, ...]:
         """The tumours with default centres filled in (organ phantoms: in the generator)."""
@@ -215,6 +247,33 @@ class Phantom:
     vessels: tuple[VesselSegment, ...]
     config: PhantomConfig = field(repr=False)
     airways: tuple[VesselSegment, ...] = ()
+    extras: PhantomExtras = field(default_factory=PhantomExtras)
+
+
+def _with_extras(ph: Phantom) -> Phantom:
+    """``ph`` with the configured necrotic centre and fluid collection (issue 22)."""
+    cfg = ph.config
+    if cfg.necrosis_mm is None and cfg.collection_mm is None:
+        return ph  # unchanged, voxel for voxel
+    sp = Space.of(ph.labels.grid)
+    labels, image = np.asarray(ph.labels.array), np.asarray(ph.image.array)
+    necrosis_ml, centre, collection_ml = 0.0, None, 0.0
+    if cfg.necrosis_mm is not None:
+        t = ph.tumors[0]
+        image, necrosis_ml = add_necrosis(
+            labels, image, sp, centre_mm=t.centre_mm, tumour_diameter_mm=t.diameter_mm,
+            necrosis_mm=cfg.necrosis_mm,
+        )  # fmt: skip
+    if cfg.collection_mm is not None:
+        labels, image, centre, collection_ml = add_collection(
+            labels, image, sp, size_mm=cfg.collection_mm, site=cfg.collection_site,
+            content=cfg.collection_content, seed=cfg.seed,
+        )  # fmt: skip
+    extras = PhantomExtras(centre, collection_ml, necrosis_ml)
+    g = ph.labels.grid
+    return Phantom(
+        Volume(image, g), Volume(labels, g), ph.tumors, ph.vessels, cfg, ph.airways, extras
+    )
 
 
 def phantom_grid(spacing_mm: Sequence[float]) -> Grid:
@@ -333,7 +392,7 @@ def generate_phantom(
     cfg = config if config is not None else PhantomConfig()
     if cfg.organ != "liver":
         check_phantom_memory(cfg.spacing_mm)
-        return generate_organ_phantom(cfg, progress)
+        return _with_extras(generate_organ_phantom(cfg, progress))
     report = progress or (lambda _name: None)
     tumors = cfg.resolved_tumors()
     grid = check_phantom_memory(cfg.spacing_mm)
@@ -382,4 +441,4 @@ def generate_phantom(
     labels, rim = steps.tumours(labels, liver, tumors, sp, rng)
     report(next(names))
     image = steps.synthesise_ct(labels, grid, rim, cfg.noise_hu, rng)
-    return Phantom(Volume(image, grid), Volume(labels, grid), tumors, trees.all, cfg)
+    return _with_extras(Phantom(Volume(image, grid), Volume(labels, grid), tumors, trees.all, cfg))

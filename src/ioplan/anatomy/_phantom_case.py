@@ -33,6 +33,10 @@ def write_phantom_case(
     organ: str = "liver",
     site: str | None = None,
     side: str | None = None,
+    collection_mm: float | None = None,
+    collection_site: str = "perihepatic",
+    collection_content: str = "abscess",
+    necrosis_mm: float | None = None,
 ) -> Case:
     """Generate a phantom and write it as a case folder, checking every cheap thing first.
 
@@ -66,6 +70,9 @@ def write_phantom_case(
         ``"liver"``, ``"lung"``, ``"kidney"`` or ``"bone"``; written to ``case.toml``.
     site, side : str, optional
         Where the organ phantom's tumour lies (see :class:`~ioplan.anatomy.PhantomConfig`).
+    collection_mm, collection_site, collection_content, necrosis_mm
+        A fluid collection and a necrotic tumour centre (issue 22; see
+        :class:`~ioplan.anatomy.PhantomConfig`); recorded in ``case.toml``'s source.
 
     Returns
     -------
@@ -98,7 +105,16 @@ def write_phantom_case(
         for i, d in enumerate(diameters)
     )
     config = PhantomConfig(
-        spacing_mm=spacing_mm, seed=seed, tumors=tumors, organ=organ, site=site, side=side
+        spacing_mm=spacing_mm,
+        seed=seed,
+        tumors=tumors,
+        organ=organ,
+        site=site,
+        side=side,
+        collection_mm=collection_mm,
+        collection_site=collection_site,
+        collection_content=collection_content,
+        necrosis_mm=necrosis_mm,
     )
     config.resolved_tumors()  # more tumours than default sites: refused now
     check_phantom_memory(config.spacing_mm)
@@ -109,6 +125,15 @@ def write_phantom_case(
     where = {"organ": config.organ}
     if config.site is not None:
         where |= {"site": config.site, "side": config.side}
+    if config.collection_mm is not None:
+        where |= {
+            "collection_mm": config.collection_mm,
+            "collection_site": config.collection_site,
+            "collection_content": config.collection_content,
+            "collection_centre_mm": list(phantom.extras.collection_centre_mm or ()),
+        }
+    if config.necrosis_mm is not None:
+        where |= {"necrosis_mm": config.necrosis_mm}
     case = dataclasses.replace(case, organ=config.organ, source={**case.source, **where})
     save_case(case, out, overwrite=overwrite)
     return case

@@ -84,6 +84,37 @@ _PHANTOM_SEED = Annotated[
 ]
 
 
+_COLLECTION = Annotated[
+    float | None,
+    typer.Option(
+        "--collection",
+        help="Add a fluid collection of this largest diameter in mm, 15-150 (label "
+        "fluid_collection).",
+    ),
+]
+_COLLECTION_SITE = Annotated[
+    str,
+    typer.Option(
+        help="perihepatic|subphrenic|pelvic|intrahepatic|pleural (pleural also on --organ "
+        "lung; the others need the liver)."
+    ),
+]
+_COLLECTION_CONTENT = Annotated[
+    str,
+    typer.Option(
+        help="abscess (20 HU, enhancing wall)|biloma (8 HU)|ascites (5 HU)|effusion (10 HU)."
+    ),
+]
+_NECROSIS = Annotated[
+    float | None,
+    typer.Option(
+        "--necrosis-mm",
+        help="Necrotic centre (15 HU) of this diameter in mm in the first tumour, up to 0.8 x "
+        "its diameter (the label stays tumour).",
+    ),
+]
+
+
 @app.command()
 def phantom(
     out: Annotated[Path, typer.Option(help="Case folder to write.")],
@@ -96,6 +127,10 @@ def phantom(
     organ: _ORGAN = "liver",
     site: _SITE = None,
     side: _SIDE = None,
+    collection: _COLLECTION = None,
+    collection_site: _COLLECTION_SITE = "perihepatic",
+    collection_content: _COLLECTION_CONTENT = "abscess",
+    necrosis_mm: _NECROSIS = None,
     report: Annotated[bool, typer.Option(help="Also write OUT/index.html.")] = False,
     overwrite: _OVERWRITE = False,
     quiet: _QUIET = False,
@@ -121,6 +156,10 @@ def phantom(
             organ=organ,
             site=site,
             side=side,
+            collection_mm=collection,
+            collection_site=collection_site,
+            collection_content=collection_content,
+            necrosis_mm=necrosis_mm,
         )
     if report:
         from ioplan.report import write_case_overview
