@@ -32,11 +32,18 @@ def applicators(
 
     apps = list_applicators()
     if as_json:
-        sys.stdout.write(json.dumps([a.to_dict() for a in apps], indent=2) + "\n")
+        # mr_conditional (true/false/null: unknown) and mr_conditions (text with its
+        # source) are issue 22's contract; to_dict carries them
+        recs = [a.to_dict() for a in apps]
+        for a, r in zip(apps, recs, strict=True):
+            r["mr_conditional"], r["mr_conditions"] = a.mr_conditional, a.mr_conditions
+        sys.stdout.write(json.dumps(recs, indent=2) + "\n")
         return
-    table = Table("id", "modality", "MHz", "diameter (mm)", "chart rows", "calibrated")
+    table = Table("id", "modality", "MHz", "diameter (mm)", "chart rows", "calibrated", "MR")
     table.columns[0].no_wrap = True
     for a in apps:
+        mr = {True: "conditional " + "/".join(f"{f:g}" for f in a.mr_fields_t) + " T",
+              False: "no", None: "unknown"}[a.mr_conditional]  # fmt: skip
         table.add_row(
             a.id,
             a.modality,
@@ -44,6 +51,7 @@ def applicators(
             f"{a.diameter_mm:g}",
             str(len(a.zone_chart)),
             "yes" if a.calibration else "no",
+            mr,
         )
     console.print(table)
 

@@ -17,12 +17,15 @@ from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
 __all__ = [
     "CHART_FIELDS",
     "COAX_CABLES",
+    "MR_MATERIALS",
     "MW_MODELS",
     "Applicator",
     "applicator",
     "calibration_record",
+    "check_mr_guidance",
     "list_applicators",
     "load_applicator_file",
+    "mr_conditional_applicators",
     "rf_generator_record",
 ]
 
@@ -30,6 +33,8 @@ __all__ = [
 CHART_FIELDS = ("power_w", "duration_s", "length_mm", "width_mm", "centre_offset_mm")
 
 _MODALITIES = ("mw", "rf", "cryo")
+#: Shaft materials the MR needle-artefact model knows (``ioplan.planning`` needle artefact).
+MR_MATERIALS = ("titanium", "nitinol", "inconel", "stainless_steel")
 #: Microwave source models: ``lumped`` (cylindrical-wave SAR with a fitted axial profile and
 #: detuning, ``ioplan.physics.microwave_source``) or ``field`` (the antenna's computed r-z
 #: field, ``ioplan.physics.microwave_field_pair``; issue 19).
@@ -115,8 +120,20 @@ class Applicator:
     #: behind the slot (mm)
     choke_length_mm: float = 0.0
     choke_offset_mm: float = 5.0
+    #: MR conditionality from the manufacturer's labelling (ASTM F2503 terms): True (MR
+    #: Conditional, under ``mr_conditions``), False (not for use in the scanner room's
+    #: bore), None (unknown: not established from a source we hold)
+    mr_conditional: bool | None = None
+    #: the conditions as text with their source: field strength, spatial field gradient,
+    #: SAR mode, which parts may enter the bore; for False/None, why
+    mr_conditions: str = ""
+    #: field strengths (T) the MR Conditional labelling allows (empty: none)
+    mr_fields_t: tuple[float, ...] = ()
+    #: shaft material for the MR needle artefact (:data:`MR_MATERIALS`; empty: unknown)
+    mr_material: str = ""
 
     def __post_init__(self) -> None:
+        self._check_mr()
         for name in ("power_range_w", "duration_range_s"):
             v = getattr(self, name)
             try:
@@ -202,6 +219,39 @@ class Applicator:
                 f"got {self.probe_temperature_c}"
             )
 
+    def _check_mr(self) -> None:
+        if self.mr_conditional not in (True, False, None):
+            raise InputError(
+                f"applicator {self.id}: mr_conditional must be true, false or absent (unknown), "
+                f"got {self.mr_conditional!r}"
+            )
+        if not isinstance(self.mr_conditions, str):
+            raise InputError(f"applicator {self.id}: mr_conditions must be text")
+        try:
+            fields = tuple(float(f) for f in self.mr_fields_t)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"applicator {self.id}: mr_fields_t must be a list of field strengths in T, "
+                f"got {self.mr_fields_t!r}"
+            ) from None
+        if not all(np.isfinite(f) and 0.1 <= f <= 12.0 for f in fields):
+            raise InputError(f"applicator {self.id}: mr_fields_t must be 0.1-12 T, got {fields}")
+        object.__setattr__(self, "mr_fields_t", fields)
+        if self.mr_conditional is True and not (fields and self.mr_conditions.strip()):
+            raise InputError(
+                f"applicator {self.id}: an MR Conditional device needs mr_fields_t and "
+                "mr_conditions (the labelled conditions with their source)"
+            )
+        if self.mr_conditional is not True and fields:
+            raise InputError(
+                f"applicator {self.id}: mr_fields_t is only for MR Conditional devices"
+            )
+        if self.mr_material and self.mr_material not in MR_MATERIALS:
+            raise InputError(
+                f"applicator {self.id}: mr_material must be one of {', '.join(MR_MATERIALS)}, "
+                f"got {self.mr_material!r}"
+            )
+
     @property
     def coolant_thickness_mm(self) -> float:
         """MW field model: the water layer between the cable and the catheter wall (mm)."""
@@ -213,6 +263,7 @@ class Applicator:
         d["power_range_w"] = list(self.power_range_w)
         d["duration_range_s"] = list(self.duration_range_s)
         d["zone_chart"] = self.chart_rows()
+        d["mr_fields_t"] = list(self.mr_fields_t)
         return d
 
     def chart_rows(self) -> list[dict[str, float]]:
@@ -362,3 +413,41 @@ def load_applicator_file(path: str | Path) -> Applicator:
         raise FileFormatError(f"{p}: needs an object with a string 'id'")
     app_id = data.pop("id")
     return _from_table(app_id, data, str(p))
+
+
+def _field_text(fields: tuple[float, ...]) -> str:
+    return " and ".join(f"{f:g} T" for f in fields)
+
+
+def check_mr_guidance(app: Applicator, field_t: float) -> None:
+    """Refuse an applicator for MR guidance at ``field_t`` unless it is labelled for it.
+
+    Raises
+    ------
+    InputError
+        The device is not MR Conditional (False), its conditionality is unknown (None), or
+        its labelling does not cover ``field_t``; the message gives the reason and source.
+    """
+    if app.mr_conditional is True:
+        if any(abs(field_t - f) < 1e-6 for f in app.mr_fields_t):
+            return
+        raise InputError(
+            f"applicator {app.id} is MR Conditional only at {_field_text(app.mr_fields_t)}, "
+            f"not at {field_t:g} T (see its mr_conditions)"
+        )
+    why = app.mr_conditions or "no MR labelling recorded"
+    state = "not MR Conditional" if app.mr_conditional is False else "of unknown MR conditionality"
+    raise InputError(f"applicator {app.id} is {state}, refused for MR guidance: {why}")
+
+
+def mr_conditional_applicators(modality: str | None = None,
+                               field_t: float | None = None) -> list[Applicator]:  # fmt: skip
+    """Catalogue devices labelled MR Conditional (of ``modality``, at ``field_t`` if given)."""
+    out = []
+    for a in list_applicators():
+        if a.mr_conditional is not True or (modality is not None and a.modality != modality):
+            continue
+        if field_t is not None and not any(abs(field_t - f) < 1e-6 for f in a.mr_fields_t):
+            continue
+        out.append(a)
+    return out

@@ -12,6 +12,12 @@ applicator and its handle must fit in the bore).
 Accepted paths are ranked by length, liver traversed before the tumour,
 clearance, angle and the length outside the image.
 
+Under MR guidance the angle that counts is the needle's to B0 (along the bore: LPS z), not
+the axial plane's: the needle's susceptibility artefact widens with sin(angle to B0)
+(:mod:`ioplan.planning._artefact`), and where it would be wider than half the target
+(:data:`ARTEFACT_HIDE_FRACTION`) the excess width ranks the path lower, so paths near-parallel
+to B0 are preferred. CT ranking is unchanged.
+
 A path that leaves the image while still inside the body (a limited scan range or
 field of view) continues through the edge slices, as the simulation domain does: its
 skin entry and the structures on the way are those of the edge slice continued, not
@@ -35,6 +41,13 @@ from scipy import ndimage
 
 from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
 from ioplan.errors import InputError
+from ioplan.planning._artefact import (
+    ARTEFACT_HIDE_FRACTION,
+    ARTEFACT_SEQUENCES,
+    NEEDLE_SUSCEPTIBILITY_PPM,
+    angle_to_b0_deg,
+    needle_artefact_width_mm,
+)
 from ioplan.planning._organ_rules import (
     PLANNED_ORGANS,
     lung_path,
@@ -115,6 +128,9 @@ class TrajectoryConfig:
     organ : str
         The tumour's organ (liver, lung, kidney, bone): its own label may be crossed,
         and its rules apply (lung: pleural and fissure crossings).
+    field_t, needle_material, needle_diameter_mm, mr_sequence
+        MR: the needle artefact's field strength (T), shaft material, diameter (mm) and
+        guidance sequence (:func:`ioplan.planning.needle_artefact_width_mm`).
     """
 
     safety_mm: float = 5.0
@@ -127,6 +143,10 @@ class TrajectoryConfig:
     min_liver_before_mm: float = 10.0
     n_directions: int = 600
     organ: str = "liver"
+    field_t: float = 1.5
+    needle_material: str = "titanium"
+    needle_diameter_mm: float = 2.4
+    mr_sequence: str = "GRE"
 
     def __post_init__(self) -> None:
         checks = {
@@ -137,6 +157,8 @@ class TrajectoryConfig:
             "bore_diameter_mm": (300.0, 1000.0),
             "handle_length_mm": (0.0, 500.0),
             "min_liver_before_mm": (0.0, 100.0),
+            "field_t": (0.1, 12.0),
+            "needle_diameter_mm": (0.2, 10.0),
         }
         for name, (lo, hi) in checks.items():
             v = getattr(self, name)
@@ -146,6 +168,15 @@ class TrajectoryConfig:
             raise InputError(f"guidance modality must be CT or MR, got {self.modality!r}")
         if not 20 <= self.n_directions <= 20000:
             raise InputError(f"n_directions must be 20-20000, got {self.n_directions}")
+        if self.needle_material not in NEEDLE_SUSCEPTIBILITY_PPM or (
+            self.needle_material == "tissue"
+        ):
+            known = ", ".join(k for k in NEEDLE_SUSCEPTIBILITY_PPM if k != "tissue")
+            raise InputError(f"needle_material must be one of {known}, got "
+                             f"{self.needle_material!r}")  # fmt: skip
+        if self.mr_sequence not in ARTEFACT_SEQUENCES:
+            known = ", ".join(ARTEFACT_SEQUENCES)
+            raise InputError(f"mr_sequence must be one of {known}, got {self.mr_sequence!r}")
         if self.organ not in PLANNED_ORGANS:
             known = ", ".join(PLANNED_ORGANS)
             raise InputError(f"organ must be one of {known}, got {self.organ!r}")
@@ -173,6 +204,10 @@ class Trajectory:
     fissure_crossings: int = 0
     lung_path_mm: float = 0.0
     emphysema_fraction: float | None = None
+    #: MR guidance: the needle's angle to B0 (degrees) and its artefact's width (mm); zero
+    #: under CT and left out of to_dict then
+    angle_to_b0_deg: float = 0.0
+    artefact_width_mm: float = 0.0
 
     @property
     def direction(self) -> tuple[float, float, float]:
@@ -198,6 +233,12 @@ class Trajectory:
             d["lung_path_mm"] = round(d["lung_path_mm"], 1)
             if d["emphysema_fraction"] is not None:
                 d["emphysema_fraction"] = round(d["emphysema_fraction"], 3)
+        if self.artefact_width_mm == 0.0:
+            d.pop("angle_to_b0_deg")
+            d.pop("artefact_width_mm")
+        else:
+            d["angle_to_b0_deg"] = round(d["angle_to_b0_deg"], 2)
+            d["artefact_width_mm"] = round(d["artefact_width_mm"], 2)
         return d
 
 
@@ -245,6 +286,29 @@ def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]
     return out
 
 
+def target_diameter_mm(case: Case, target_mm: Any) -> float:
+    """Equivalent-sphere diameter (mm) of the tumour at ``target_mm`` (0: no tumour label).
+
+    The tumour component holding the target voxel, or else the one whose centre is nearest.
+    """
+    g = case.labels.grid
+    mask = np.asarray(case.labels.array) == int(Label.TUMOR)
+    boxes = ndimage.find_objects(mask.astype(np.uint8))
+    if not boxes or boxes[0] is None:
+        return 0.0
+    box = boxes[0]
+    comp, n = ndimage.label(mask[box])
+    centre = np.rint(g.lps_to_index(np.asarray(target_mm, float))).astype(int)
+    local = centre - np.array([sl.start for sl in box])
+    inside = all(0 <= local[i] < comp.shape[i] for i in range(3))
+    k = int(comp[tuple(local)]) if inside else 0
+    if k == 0:
+        centres = ndimage.center_of_mass(comp > 0, comp, range(1, n + 1))
+        k = 1 + int(np.argmin([np.linalg.norm(np.subtract(c, local)) for c in centres]))
+    volume_mm3 = float(np.count_nonzero(comp == k)) * float(np.prod(g.spacing_mm))
+    return float((6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0))
+
+
 def _extra_class_near(case: Case, point_mm: np.ndarray, radius_mm: float) -> str:
     """The name of the avoided extra class nearest ``point_mm`` (within ``radius_mm``)."""
     if case.extra_labels is None:
@@ -288,6 +352,8 @@ def candidate_trajectories(
     lung_rules = cfg.organ == "lung"
     hu_img = np.asarray(case.image.array) if lung_rules and case.image is not None else None
     lung_penalty = float(organ_settings("lung")["lung_mm_penalty"]) if lung_rules else 0.0
+    mr = cfg.modality == "MR"
+    visible_mm = ARTEFACT_HIDE_FRACTION * target_diameter_mm(case, target) if mr else 0.0
     out = []
     for u in _fibonacci_directions(cfg.n_directions):
         # march outwards from the target until the body ends (the skin entry)
@@ -334,6 +400,14 @@ def candidate_trajectories(
         if length > cfg.max_length_mm:
             reasons.append(f"{length:.0f} mm long, beyond the {cfg.max_length_mm:g} mm reach")
         angle = math.degrees(math.asin(min(1.0, abs(float(d[2])))))  # out of the axial plane
+        b0_angle, artefact_mm, angle_term = 0.0, 0.0, -0.5 * angle
+        if mr:  # the artefact's width counts where it would hide the target, not the plane
+            b0_angle = angle_to_b0_deg(d)
+            artefact_mm = needle_artefact_width_mm(
+                material=cfg.needle_material, field_t=cfg.field_t, sequence=cfg.mr_sequence,
+                angle_to_b0_deg=b0_angle, diameter_mm=cfg.needle_diameter_mm,
+            )  # fmt: skip
+            angle_term = -2.0 * max(0.0, artefact_mm - visible_mm)
         if cfg.modality == "CT" and angle > cfg.max_ct_angle_deg:
             reasons.append(
                 f"{angle:.0f} deg out of the axial plane (CT limit {cfg.max_ct_angle_deg:g})"
@@ -365,7 +439,7 @@ def candidate_trajectories(
             - (2.0 * max(0.0, cfg.min_liver_before_mm - liver_before)
                if cfg.organ == "liver" else 0.0)
             + 2.0 * min(clearance, 20.0)
-            - 0.5 * angle
+            + angle_term
             - 2.0 * unimaged
             - lung_penalty * lung["lung_path_mm"]
         )  # fmt: skip
@@ -383,6 +457,8 @@ def candidate_trajectories(
                 score=score,
                 unimaged_mm=unimaged,
                 **lung,
+                angle_to_b0_deg=b0_angle,
+                artefact_width_mm=artefact_mm,
             )
         )
     out.sort(key=lambda t: (not t.accepted, -t.score))
