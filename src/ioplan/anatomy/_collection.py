@@ -166,20 +166,26 @@ def _centre(site: str, labels: np.ndarray, sp: Space, size_mm: float) -> np.ndar
 
     if site in ("perihepatic", "subphrenic", "intrahepatic"):
         liver = need(Label.LIVER, "a liver")
-        right = liver & (x < -40.0)
+        right = liver & (x < -40.0) & (z > -60.0) & (z < 70.0)
+        if right.sum() * np.prod(g.spacing_mm) < 200e3:  # under 200 mL: no right lobe
+            raise InputError(f"--collection-site {site} needs a liver's right lobe; this "
+                             "phantom has none (use --organ liver)")  # fmt: skip
         if site == "perihepatic":
             band = right & (z > -40.0) & (z < 0.0) & (np.abs(y) < 20.0)
+            band = band if band.any() else right
             k = np.flatnonzero(band.reshape(-1))[int(np.argmin(x[band]))]
             p = np.array([x.flat[k], y.flat[k], z.flat[k]])
             return p + np.array([0.25 * size_mm * _SEMI[site][0] * 2, 0.0, 0.0])
         if site == "subphrenic":
             band = right & (x > -100.0) & (x < -50.0) & (np.abs(y) < 30.0)
+            band = band if band.any() else right
             k = np.flatnonzero(band.reshape(-1))[int(np.argmax(z[band]))]
             p = np.array([x.flat[k], y.flat[k], z.flat[k]])
             return p - np.array([0.0, 0.0, 0.6 * size_mm * _SEMI[site][2]])
         # intrahepatic: furthest from the liver surface, vessels and tumours
+        # (below the dome, where a drain can reach it under the ribs)
         inner = ndimage.distance_transform_edt(liver, sampling=g.spacing_mm)
-        score = np.where(right, inner, -1.0)
+        score = np.where(right & (z > -40.0) & (z < 25.0), inner, -1.0)
         k = int(np.argmax(score))
         return np.array([x.flat[k], y.flat[k], z.flat[k]])
     if site == "pleural":
