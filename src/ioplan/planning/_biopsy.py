@@ -13,8 +13,8 @@ Viable target
     (2) connected, (3) central (the component's centroid lies at least
     ``central_depth_fraction`` of the lesion's largest depth inside) and (4) not negligible
     (>= ``min_fraction`` of the lesion). The viable part is the lesion less the necrosis
-    dilated by ``edge_mm`` (partial volume). Without necrosis the whole lesion is viable
-    and the throw is centred on the lesion's centre (its deepest point).
+    dilated by ``edge_mm``, at least one voxel (partial volume). Without necrosis the whole
+    lesion is viable and the throw is centred on the lesion's centre (its deepest point).
 
 Throw
     A core needle (14-20G, ``biopsy.toml`` ``[needles]``) is placed coaxially: the
@@ -25,8 +25,9 @@ Throw
     viable lesion.
 
 Path
-    Aim points are throw centres: the lesion's centre, or, over a necrotic centre, points
-    of the rim's mid-depth. For each aim point the trajectory engine
+    Aim points: the lesion's centre (the throw centred on it), or, over a necrotic centre,
+    points of the rim's mid-depth (the throw centred on one, or ending at it, or a quarter
+    throw beyond it: the shortest that fits). For each aim point the trajectory engine
     (:func:`~ioplan.planning._trajectories.candidate_trajectories`) marches every
     direction out to the skin and checks the whole needle, skin to the end of the throw
     plus ``beyond_tip_mm``, against its forbidden structures (bone, pleura, bowel,
@@ -176,8 +177,9 @@ class BiopsyConfig:
         Normal liver wanted before a liver lesion (default: biopsy.toml's 10 mm).
     n_directions : int
         Directions tried per aim point.
-    max_aim_points : int
-        Rim aim points tried over a necrotic centre.
+    max_aim_points, aim_batch : int
+        Rim aim points tried over a necrotic centre, in batches: the search stops after
+        the first batch that yields a safe path (the shortest so far is kept).
     """
 
     needle: str = "18G"
@@ -191,7 +193,8 @@ class BiopsyConfig:
     safety_mm: float = 5.0
     min_normal_liver_mm: float | None = None
     n_directions: int = 600
-    max_aim_points: int = 24
+    max_aim_points: int = 96
+    aim_batch: int = 24
 
     def __post_init__(self) -> None:
         _needle(self.needle)
@@ -214,7 +217,11 @@ class BiopsyConfig:
             raise InputError(f"safety_mm must be {lo:g}-{hi:g}, got {self.safety_mm}")
         if self.min_normal_liver_mm is not None and not 0 <= self.min_normal_liver_mm <= 50:
             raise InputError(f"min_normal_liver_mm must be 0-50, got {self.min_normal_liver_mm}")
-        if not 20 <= self.n_directions <= 20000 or not 1 <= self.max_aim_points <= 500:
+        if (
+            not 20 <= self.n_directions <= 20000
+            or not 1 <= self.max_aim_points <= 500
+            or (self.aim_batch < 1)
+        ):
             raise InputError("n_directions must be 20-20000 and max_aim_points 1-500")
 
 
@@ -298,13 +305,14 @@ def viable_target(image: np.ndarray, lesion: np.ndarray, spacing_mm, *,
         return solid(f"no necrotic centre: no central dark region >= "
                      f"{100 * st['min_fraction']:g} % of the lesion", thr, contrast)  # fmt: skip
     keep = ndimage.binary_fill_holes(keep) & les
-    near = ndimage.distance_transform_edt(~keep, sampling=sp) <= float(st["edge_mm"])
+    edge_mm = max(float(st["edge_mm"]), float(sp.max()))  # at least one voxel
+    near = ndimage.distance_transform_edt(~keep, sampling=sp) <= edge_mm + 1e-6
     necrosis, viable = empty.copy(), empty.copy()
     necrosis[box] = keep
     viable[box] = les & ~near
     method = (f"necrotic centre: median-filtered intensities below Otsu's {thr:.0f} "
               f"(classes {contrast:.0f} apart), connected and central; viable rim kept "
-              f"{st['edge_mm']:g} mm from it")  # fmt: skip
+              f"{edge_mm:g} mm from it")  # fmt: skip
     return ViableTarget(lesion, viable, necrosis, fraction, thr, contrast, method)
 
 
@@ -393,22 +401,28 @@ def _lesion(case: Case, cfg: BiopsyConfig, organ: str) -> tuple[np.ndarray, dict
     return comps == int(order[cfg.tumour_index]) + 1, {}
 
 
-def _aim_points(vt: ViableTarget, grid, throw_mm: float, n_max: int) -> np.ndarray:
-    """Throw centres (LPS mm): the lesion's deepest point, or points of the rim's mid-depth."""
+def _aim_points(vt: ViableTarget, grid, n_max: int) -> np.ndarray:
+    """Aim points (LPS mm): the lesion's deepest point, or points of the viable rim.
+
+    Over a necrosis: the rim's mid-depth (the ridge of its depth) and its inner surface
+    (viable voxels next to the guarded necrosis, where the longest chords that miss the
+    necrosis pass), spread by farthest-point sampling; ``n_max`` of them, in that order
+    (the first ones cover the rim coarsely, later ones fill in).
+    """
     sp = np.asarray(grid.spacing_mm, float)
     depth = ndimage.distance_transform_edt(vt.viable, sampling=sp)
     if not vt.necrosis.any():
         best = np.unravel_index(int(np.argmax(depth)), depth.shape)
         return grid.index_to_lps(np.asarray([best], float))
-    # rim mid-depth: viable voxels within one voxel of the local maximum of depth
     local = ndimage.maximum_filter(depth, size=3)
     ridge = vt.viable & (depth >= local - 0.5 * sp.min()) & (depth > 0)
-    pts = np.argwhere(ridge)
+    core = vt.lesion & ~vt.viable & ndimage.binary_dilation(vt.necrosis, iterations=3)
+    inner = vt.viable & ndimage.binary_dilation(core)
+    pts = np.argwhere(ridge | inner)
     if pts.size == 0:
         pts = np.argwhere(vt.viable)
     if pts.size == 0:
         raise NoSafePathError("the lesion has no viable tissue outside its necrosis")
-    # spread: farthest-point sampling in mm, starting with the deepest ridge point
     xyz = pts * sp
     pick = [int(np.argmax(depth[tuple(pts.T)]))]
     dmin = np.linalg.norm(xyz - xyz[pick[0]], axis=1)
@@ -438,6 +452,36 @@ def _lookup(grid, arr: np.ndarray, pts: np.ndarray, outside=0):
     out = np.full(len(pts), outside, dtype=arr.dtype)
     out[ok] = arr[tuple(idx[ok].T)]
     return out
+
+
+def _min_along(g, dmap: np.ndarray | None, pts: np.ndarray) -> float | None:
+    """The smallest value of a distance map at the points (None: no such structure)."""
+    return None if dmap is None else float(_lookup(g, dmap, pts, np.inf).min())
+
+
+def _check_throw(g, start, tip, entry, d, vt, lesion, maps, lims, organ, step):
+    """The biopsy's own rules for one throw: its findings, or why it is refused."""
+    if not np.all(_lookup(g, vt.viable, _samples(start, tip, step), False)):
+        return "throw leaves the viable lesion"
+    far = _samples(start, tip + lims["beyond"] * d, step)
+    dv = (
+        float(_lookup(g, maps["vessel"], far, np.inf).min()) if maps["vessel"] is not None else None
+    )
+    if dv is not None and dv < lims["vessel"]:
+        return "vessel in or beyond the throw"
+    shaft = _samples(entry, tip + lims["beyond"] * d, step)
+    dh = (
+        float(_lookup(g, maps["hilum"], shaft, np.inf).min()) if maps["hilum"] is not None else None
+    )
+    if dh is not None and dh < lims["hilum"]:
+        return "passes the renal hilum"
+    along = _samples(entry, tip, step)
+    in_les = _lookup(g, lesion, along, False)
+    first = int(np.flatnonzero(in_les)[0]) if in_les.any() else len(along)
+    liver_mm = float(np.count_nonzero(_lookup(g, maps["liver"], along[:first], False))) * step
+    if organ == "liver" and liver_mm < lims["liver"]:
+        return "too little normal liver before the lesion"
+    return {"d_vessel_throw": dv, "d_hilum": dh, "liver_mm": liver_mm}
 
 
 def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
@@ -489,59 +533,56 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
     half = 0.5 * cfg.throw_mm
     beyond = float(rules_st["beyond_tip_mm"])
     step = 0.5 * float(sp.min())
-    best, reasons_count, n_paths, n_engine_ok = None, {}, 0, 0
+    best, reasons_count, n_paths, n_engine_ok, n_aims_used = None, {}, 0, 0, 0
 
     def why(text: str) -> None:
         reasons_count[text] = reasons_count.get(text, 0) + 1
 
-    aims = _aim_points(vt, g, cfg.throw_mm, cfg.max_aim_points)
-    for aim in aims:
+    aims = _aim_points(vt, g, cfg.max_aim_points)
+    # a solid lesion: the throw centred on its centre; a rim: the throw may also end at its
+    # aim point or straddle it (it slides back along the shaft the engine checked)
+    shifts = (0.0, 0.5 * half, half) if vt.necrosis.any() else (half,)
+    maps = {"vessel": d_vessel, "hilum": d_hilum, "liver": liver}
+    lims = {"vessel": float(rules_st["throw_vessel_clearance_mm"]), "beyond": beyond,
+            "hilum": float(rules_st["hilum_clearance_mm"]), "liver": min_liver}  # fmt: skip
+    for i_aim, aim in enumerate(aims):
+        if best is not None and i_aim >= cfg.aim_batch and i_aim % cfg.aim_batch == 0:
+            break  # a batch found a path: stop refining the rim
+        n_aims_used = i_aim + 1
         trs = candidate_trajectories(case, tuple(aim), tcfg, tip_beyond_mm=half + beyond,
                                      distance_maps=dmaps)  # fmt: skip
         for t in trs:
             n_paths += 1
-            d = np.asarray(t.direction)
-            entry = np.asarray(t.entry_mm)
-            start, tip = aim - half * d, aim + half * d
-            length = float(np.linalg.norm(tip - entry))
             if not t.accepted:
                 why(_reason(t.reasons[0]))
                 continue
             n_engine_ok += 1
-            if best is not None and length > best["length"] + 1e-9:
-                continue
-            throw = _samples(start, tip, step)
-            if not np.all(_lookup(g, vt.viable, throw, False)):
-                why("throw leaves the viable lesion")
-                continue
-            far = _samples(start, tip + beyond * d, step)
-            dv = float(_lookup(g, d_vessel, far, np.inf).min()) if d_vessel is not None else None
-            if dv is not None and dv < float(rules_st["throw_vessel_clearance_mm"]):
-                why("vessel in or beyond the throw")
-                continue
-            shaft = _samples(entry, tip + beyond * d, step)
-            dh = float(_lookup(g, d_hilum, shaft, np.inf).min()) if d_hilum is not None else None
-            if dh is not None and dh < float(rules_st["hilum_clearance_mm"]):
-                why("passes the renal hilum")
-                continue
-            along = _samples(entry, aim, step)
-            in_les = _lookup(g, lesion, along, False)
-            first = int(np.flatnonzero(in_les)[0]) if in_les.any() else len(along)
-            liver_mm = float(np.count_nonzero(_lookup(g, liver, along[:first], False))) * step
-            if organ == "liver" and liver_mm < min_liver:
-                why("too little normal liver before the lesion")
-                continue
-            cand = {"length": length, "t": t, "aim": aim, "start": start, "tip": tip,
-                    "entry": entry, "d_vessel_throw": dv, "d_hilum": dh,
-                    "liver_mm": liver_mm}  # fmt: skip
-            if (
-                best is None
-                or length < best["length"] - 1e-9
-                or (
-                    abs(length - best["length"]) <= 1e-9 and t.clearance_mm > best["t"].clearance_mm
-                )
-            ):
-                best = cand
+            d = np.asarray(t.direction)
+            entry = np.asarray(t.entry_mm)
+            # the tip at the aim point's far side, half-way, or at the aim point itself
+            # (the throw slides back along the checked shaft); the shortest first
+            for shift in shifts:
+                tip = aim + shift * d
+                length = float(np.linalg.norm(tip - entry))
+                if best is not None and length > best["length"] + 1e-9:
+                    break
+                got = _check_throw(g, tip - cfg.throw_mm * d, tip, entry, d, vt, lesion,
+                                   maps, lims, organ, step)  # fmt: skip
+                if isinstance(got, str):
+                    why(got)
+                    continue
+                cand = {"length": length, "t": t, "aim": aim, "start": tip - cfg.throw_mm * d,
+                        "tip": tip, "entry": entry, **got}  # fmt: skip
+                if (
+                    best is None
+                    or length < best["length"] - 1e-9
+                    or (
+                        abs(length - best["length"]) <= 1e-9
+                        and t.clearance_mm > best["t"].clearance_mm
+                    )
+                ):
+                    best = cand
+                break
     if best is None:
         top = sorted(reasons_count.items(), key=lambda kv: -kv[1])[:3]
         shown = "; ".join(f"{k} ({v})" for k, v in top) or "no direction reaches the skin"
@@ -604,7 +645,7 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         "method": vt.method,
         "aim": "enhancing rim" if vt.necrosis.any() else "lesion centre",
     }
-    search = {"aim_points": len(aims), "paths_examined": n_paths,
+    search = {"aim_points": min(len(aims), n_aims_used), "paths_examined": n_paths,
               "passed_trajectory_engine": n_engine_ok,
               "rejections": dict(sorted(reasons_count.items(), key=lambda kv: -kv[1]))}  # fmt: skip
     return Biopsy(
