@@ -286,7 +286,7 @@ def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]
     return out
 
 
-def target_diameter_mm(case: Case, target_mm: Any) -> float:
+def _target_diameter_mm(case: Case, target_mm: Any) -> float:
     """Equivalent-sphere diameter (mm) of the tumour at ``target_mm`` (0: no tumour label).
 
     The tumour component holding the target voxel, or else the one whose centre is nearest.
@@ -353,7 +353,7 @@ def candidate_trajectories(
     hu_img = np.asarray(case.image.array) if lung_rules and case.image is not None else None
     lung_penalty = float(organ_settings("lung")["lung_mm_penalty"]) if lung_rules else 0.0
     mr = cfg.modality == "MR"
-    visible_mm = ARTEFACT_HIDE_FRACTION * target_diameter_mm(case, target) if mr else 0.0
+    visible_mm = ARTEFACT_HIDE_FRACTION * _target_diameter_mm(case, target) if mr else 0.0
     out = []
     for u in _fibonacci_directions(cfg.n_directions):
         # march outwards from the target until the body ends (the skin entry)
