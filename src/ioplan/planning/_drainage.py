@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -76,6 +75,8 @@ DRAINAGE_FOLDER_ENTRIES = frozenset(
     {"drainage.json", "drainage.mrk.json", "collection.nii.gz", "report.html", "figures"}
 )
 _GUIDANCE = ("CT", "US")
+#: Groups whose distance counts inside the collection too (the rest: on the way to it).
+_EVERYWHERE = ("lung/pleura", "pleural recess")
 
 
 @lru_cache(maxsize=1)
@@ -444,10 +445,17 @@ def plan_drainage(case: Case, cfg: DrainageConfig, *, log=None) -> DrainagePlan:
     else:
         notes.append(f"pleural collection ({100 * lung_share:.0f} % of its wall is lung): the "
                      "path enters the pleural space and keeps clear of the lung")  # fmt: skip
+    # Inside the collection the catheter lies in fluid: the structures forming its wall
+    # (diaphragm, bowel wall, vessels, capsule) are what it drains, not what it crosses.
+    # Distances count on the way to it; the lung (and the recess) count all the way.
+    walled = {
+        name: (dm if name in _EVERYWHERE else np.where(mask, np.float32(1e3), dm))
+        for name, dm in dmaps.items()
+    }
     targets = _targets(mask, g, float(p["tip_inside_mm"]))
     best, rank, first_reasons = None, -1, ()
     for k, t in enumerate(targets):
-        cands = candidate_trajectories(case, tuple(t), tcfg, distance_maps=dmaps)
+        cands = candidate_trajectories(case, tuple(t), tcfg, distance_maps=walled)
         ok = [c for c in cands if c.accepted]
         if ok:
             best = max(ok, key=_drain_score)
@@ -481,7 +489,7 @@ def plan_drainage(case: Case, cfg: DrainageConfig, *, log=None) -> DrainagePlan:
     }
     if rank > 0:
         notes.append(f"the {rank} more dependent tip position(s) had no safe path")
-    avoided = _clearances(dmaps, g, entry, target)
+    avoided = _clearances(dmaps, g, entry, target, mask)
     cat = s["catheter"]
     if content in cat["viscous"] and diameter < cat["aspiration_note_below_mm"]:
         notes.append(f"abscess under {cat['aspiration_note_below_mm']:g} mm: needle aspiration "
@@ -527,9 +535,12 @@ def _drain_score(t: Trajectory) -> float:
 
 
 def _samples(g, entry: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points on the path (the trajectory engine's: from the tip outwards, half-voxel steps)."""
     step = 0.5 * min(g.spacing_mm)
-    n = max(2, math.ceil(float(np.linalg.norm(target - entry)) / step) + 1)
-    pts = entry[None] + np.linspace(0.0, 1.0, n)[:, None] * (target - entry)[None]
+    length = float(np.linalg.norm(target - entry))
+    u = (entry - target) / max(length, 1e-9)
+    s = np.append(np.arange(0.0, length, step), length)
+    pts = (target[None] + s[:, None] * u[None])[::-1]  # entry first
     idx = np.clip(np.rint(g.lps_to_index(pts)).astype(int), 0, np.asarray(g.shape) - 1)
     return pts, idx
 
@@ -542,10 +553,13 @@ def _depth_to_collection(mask, g, entry, target) -> float:
     return float(np.linalg.norm(pts[k] - entry))
 
 
-def _clearances(dmaps, g, entry, target) -> dict[str, float]:
-    """Smallest distance (mm) from the path to each avoided group."""
+def _clearances(dmaps, g, entry, target, mask) -> dict[str, float]:
+    """Smallest distance (mm) from the path outside the collection to each avoided group."""
     _, idx = _samples(g, entry, target)
-    return {name: round(float(dm[tuple(idx.T)].min()), 1) for name, dm in sorted(dmaps.items())}
+    out = idx[~mask[tuple(idx.T)]]
+    if len(out) == 0:
+        out = idx[:1]
+    return {name: round(float(dm[tuple(out.T)].min()), 1) for name, dm in sorted(dmaps.items())}
 
 
 def _extents(mask, g) -> list[float]:
