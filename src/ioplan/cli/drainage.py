@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ioplan.cli._common import _OVERWRITE, _parse_point, app, err_console
+from ioplan.cli._common import _OVERWRITE, _parse_point, app
 from ioplan.errors import InputError
 
 
@@ -55,8 +55,7 @@ def drainage(
     if not (Path(case) / "case.toml").is_file():
         raise InputError(f"{case}: not a case folder (no case.toml)")
     case_obj = load_case(case)
-    log = None if as_json else (lambda m: err_console.print(m, markup=False))
-    plan = plan_drainage(case_obj, cfg, log=log)
+    plan = plan_drainage(case_obj, cfg)
     report = write_drainage(plan, case_obj, out, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
