@@ -186,8 +186,8 @@ def grow_fluid_region(image: Volume, seed_mm) -> np.ndarray:
     if start is None:
         value = float(sm[tuple(np.clip(idx, 0, np.asarray(g.shape) - 1))])
         raise InputError(
-            f"no fluid collection at --seed-mm {_fmt(seed)}: {value:.0f} HU there (median filtered), "
-            f"outside {lo:g}-{hi:g} HU"
+            f"no fluid collection at --seed-mm {_fmt(seed)}: {value:.0f} HU there (median "
+            f"filtered), outside {lo:g}-{hi:g} HU"
         )
     pieces, _ = ndimage.label(fluid)
     region = ndimage.binary_dilation(pieces == pieces[start], mask=window)
