@@ -439,19 +439,24 @@ def plan_drainage(case: Case, cfg: DrainageConfig, *, log=None) -> DrainagePlan:
             dmaps["pleural recess"] = ndimage.distance_transform_edt(
                 ~recess, sampling=g.spacing_mm
             ).astype(np.float32)
-            notes.append("extrapleural collection: the costodiaphragmatic recess (up to "
-                         f"{p['recess_below_lung_mm']:g} mm below the lung, under the chest "
-                         "wall) is avoided: no transpleural path")  # fmt: skip
+            notes.append("extrapleural collection: the path does not cross the "
+                         f"costodiaphragmatic recess (up to {p['recess_below_lung_mm']:g} mm "
+                         "below the lung, under the chest wall): no transpleural path")  # fmt: skip
     else:
         notes.append(f"pleural collection ({100 * lung_share:.0f} % of its wall is lung): the "
                      "path enters the pleural space and keeps clear of the lung")  # fmt: skip
     # Inside the collection the catheter lies in fluid: the structures forming its wall
     # (diaphragm, bowel wall, vessels, capsule) are what it drains, not what it crosses.
     # Distances count on the way to it; the lung (and the recess) count all the way.
+    # The recess is a margin already (40 mm below the lung): it may not be crossed, and
+    # needs no safety distance of its own (raw distance 0 inside it, >= a voxel outside).
     walled = {
         name: (dm if name in _EVERYWHERE else np.where(mask, np.float32(1e3), dm))
         for name, dm in dmaps.items()
     }
+    if "pleural recess" in walled:
+        shift = cfg.safety_mm - 0.5 * min(g.spacing_mm)
+        walled["pleural recess"] = walled["pleural recess"] + np.float32(shift)
     targets = _targets(mask, g, float(p["tip_inside_mm"]))
     best, rank, first_reasons = None, -1, ()
     for k, t in enumerate(targets):
