@@ -337,3 +337,19 @@ def test_bad_config_and_no_path():
                 tumors=({"centre_mm": list(g.index_to_lps([15.0, 15.0, 15.0]))},))  # fmt: skip
     with pytest.raises(NoSafePathError, match="no safe biopsy path"):
         plan_biopsy(case, BiopsyConfig(throw_mm=10.0, n_directions=100))
+
+
+def test_mr_guidance_shortest_needle_keeps_the_gun_in_the_bore(liver_case):
+    """MR: the needle (10/15/20 cm) reaches the tip, and its hub plus the 10 cm gun stay
+    inside the 60 cm bore (recomputed here from the entry, the direction and the lengths)."""
+    doc = plan_biopsy(liver_case, BiopsyConfig(throw_mm=10.0, guidance="MR")).to_dict()
+    n_mm = doc["path"]["needle_length_mm"]
+    assert n_mm in (100.0, 150.0, 200.0)
+    assert doc["path_length_mm"] <= n_mm
+    entry, d = np.asarray(doc["entry_mm"]), np.asarray(doc["direction"])
+    g = liver_case.labels.grid
+    axis = g.index_to_lps((np.asarray(g.shape) - 1) / 2.0)  # the bore axis runs along z
+    # the engine checks the hub from the aim point's depth, at most half a throw (5 mm)
+    # shallower than the tip: the gun end lies up to 5 mm further out than computed here
+    hub = entry - d * (n_mm - doc["path_length_mm"] + 100.0)
+    assert float(np.hypot(*(hub - axis)[:2])) <= 300.0 + 5.0

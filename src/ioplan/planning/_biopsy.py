@@ -513,9 +513,7 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         if cfg.histology is not None:
             raise
         cores = recommended_cores(None) | {"note": f"histology {histology!r}: default cores"}
-    tcfg = TrajectoryConfig(modality=cfg.guidance, safety_mm=cfg.safety_mm,
-                            n_directions=cfg.n_directions, organ=organ)  # fmt: skip
-    dmaps = forbidden_groups(case, tcfg)
+    dmaps = forbidden_groups(case, TrajectoryConfig(safety_mm=cfg.safety_mm, organ=organ))
     vessels = np.isin(lab, [int(v) for v in VESSEL_LABELS])
     d_vessel = (ndimage.distance_transform_edt(~vessels, sampling=sp).astype(np.float32)
                 if vessels.any() else None)  # fmt: skip
@@ -533,11 +531,6 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
     half = 0.5 * cfg.throw_mm
     beyond = float(rules_st["beyond_tip_mm"])
     step = 0.5 * float(sp.min())
-    best, reasons_count, n_paths, n_engine_ok, n_aims_used = None, {}, 0, 0, 0
-
-    def why(text: str) -> None:
-        reasons_count[text] = reasons_count.get(text, 0) + 1
-
     aims = _aim_points(vt, g, cfg.max_aim_points)
     # a solid lesion: the throw centred on its centre; a rim: the throw may also end at its
     # aim point or straddle it (it slides back along the shaft the engine checked)
@@ -545,44 +538,70 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
     maps = {"vessel": d_vessel, "hilum": d_hilum, "liver": liver}
     lims = {"vessel": float(rules_st["throw_vessel_clearance_mm"]), "beyond": beyond,
             "hilum": float(rules_st["hilum_clearance_mm"]), "liver": min_liver}  # fmt: skip
-    for i_aim, aim in enumerate(aims):
-        if best is not None and i_aim >= cfg.aim_batch and i_aim % cfg.aim_batch == 0:
-            break  # a batch found a path: stop refining the rim
-        n_aims_used = i_aim + 1
-        trs = candidate_trajectories(case, tuple(aim), tcfg, tip_beyond_mm=half + beyond,
-                                     distance_maps=dmaps)  # fmt: skip
-        for t in trs:
-            n_paths += 1
-            if not t.accepted:
-                why(_reason(t.reasons[0]))
-                continue
-            n_engine_ok += 1
-            d = np.asarray(t.direction)
-            entry = np.asarray(t.entry_mm)
-            # the tip at the aim point's far side, half-way, or at the aim point itself
-            # (the throw slides back along the checked shaft); the shortest first
-            for shift in shifts:
-                tip = aim + shift * d
-                length = float(np.linalg.norm(tip - entry))
-                if best is not None and length > best["length"] + 1e-9:
-                    break
-                got = _check_throw(g, tip - cfg.throw_mm * d, tip, entry, d, vt, lesion,
-                                   maps, lims, organ, step)  # fmt: skip
-                if isinstance(got, str):
-                    why(got)
+    reasons_count: dict[str, int] = {}
+    stats = {"paths": 0, "engine_ok": 0, "aims": 0}
+
+    def why(text: str) -> None:
+        reasons_count[text] = reasons_count.get(text, 0) + 1
+
+    def search(tcfg: TrajectoryConfig):
+        best = None
+        for i_aim, aim in enumerate(aims):
+            if best is not None and i_aim >= cfg.aim_batch and i_aim % cfg.aim_batch == 0:
+                break  # a batch found a path: stop refining the rim
+            stats["aims"] = max(stats["aims"], i_aim + 1)
+            trs = candidate_trajectories(case, tuple(aim), tcfg, tip_beyond_mm=half + beyond,
+                                         distance_maps=dmaps)  # fmt: skip
+            for t in trs:
+                stats["paths"] += 1
+                if not t.accepted:
+                    why(_reason(t.reasons[0]))
                     continue
-                cand = {"length": length, "t": t, "aim": aim, "start": tip - cfg.throw_mm * d,
-                        "tip": tip, "entry": entry, **got}  # fmt: skip
-                if (
-                    best is None
-                    or length < best["length"] - 1e-9
-                    or (
-                        abs(length - best["length"]) <= 1e-9
-                        and t.clearance_mm > best["t"].clearance_mm
-                    )
-                ):
-                    best = cand
-                break
+                stats["engine_ok"] += 1
+                d = np.asarray(t.direction)
+                entry = np.asarray(t.entry_mm)
+                # the tip at the aim point itself, a quarter or half a throw beyond it (the
+                # throw slides back along the checked shaft); the shortest first
+                for shift in shifts:
+                    tip = aim + shift * d
+                    length = float(np.linalg.norm(tip - entry))
+                    if length > tcfg.max_length_mm:
+                        why("longer than the needle")
+                        break
+                    if best is not None and length > best["length"] + 1e-9:
+                        break
+                    start = tip - cfg.throw_mm * d
+                    got = _check_throw(g, start, tip, entry, d, vt, lesion, maps, lims, organ,
+                                       step)  # fmt: skip
+                    if isinstance(got, str):
+                        why(got)
+                        continue
+                    if (
+                        best is None
+                        or length < best["length"] - 1e-9
+                        or (
+                            abs(length - best["length"]) <= 1e-9
+                            and t.clearance_mm > best["t"].clearance_mm
+                        )
+                    ):
+                        best = {"length": length, "t": t, "aim": aim, "start": start,
+                                "tip": tip, "entry": entry, "needle_length_mm":
+                                tcfg.max_length_mm, **got}  # fmt: skip
+                    break
+        return best
+
+    # CT: the longest needle; MR: the shortest needle that reaches (its hub and the gun
+    # must stay in the bore, and a shorter needle keeps them closer to the skin)
+    lengths = [float(v) for v in st["needles"]["lengths_mm"]]
+    best = None
+    for length_mm in sorted(lengths) if cfg.guidance == "MR" else [max(lengths)]:
+        tcfg = TrajectoryConfig(modality=cfg.guidance, safety_mm=cfg.safety_mm,
+                                n_directions=cfg.n_directions, organ=organ,
+                                max_length_mm=length_mm,
+                                handle_length_mm=float(st["needles"]["gun_length_mm"]))  # fmt: skip
+        best = search(tcfg)
+        if best is not None:
+            break
     if best is None:
         top = sorted(reasons_count.items(), key=lambda kv: -kv[1])[:3]
         shown = "; ".join(f"{k} ({v})" for k, v in top) or "no direction reaches the skin"
@@ -619,6 +638,7 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
                                                 else round(best["d_vessel_throw"], 2)),
         "normal_liver_before_lesion_mm": round(best["liver_mm"], 1),
         "unimaged_mm": round(float(t.unimaged_mm), 1),
+        "needle_length_mm": best["needle_length_mm"],
     }  # fmt: skip
     if subcap is not None:
         path["lesion_to_capsule_mm"] = round(subcap, 1)
@@ -645,8 +665,8 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         "method": vt.method,
         "aim": "enhancing rim" if vt.necrosis.any() else "lesion centre",
     }
-    search = {"aim_points": min(len(aims), n_aims_used), "paths_examined": n_paths,
-              "passed_trajectory_engine": n_engine_ok,
+    search_rec = {"aim_points": stats["aims"], "paths_examined": stats["paths"],
+              "passed_trajectory_engine": stats["engine_ok"],
               "rejections": dict(sorted(reasons_count.items(), key=lambda kv: -kv[1]))}  # fmt: skip
     return Biopsy(
         entry_mm=tuple(float(v) for v in best["entry"]),
@@ -666,7 +686,7 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         rules=rules,
         path=path,
         risks=risks,
-        search=search,
+        search=search_rec,
         runtime_s=time.perf_counter() - t0,
     )
 
