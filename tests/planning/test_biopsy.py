@@ -353,3 +353,24 @@ def test_mr_guidance_shortest_needle_keeps_the_gun_in_the_bore(liver_case):
     # shallower than the tip: the gun end lies up to 5 mm further out than computed here
     hub = entry - d * (n_mm - doc["path_length_mm"] + 100.0)
     assert float(np.hypot(*(hub - axis)[:2])) <= 300.0 + 5.0
+
+
+def test_kidney_central_lesion_path_avoids_the_hilum():
+    """A central renal lesion (next to the collecting system): the needle, skin to 5 mm
+    beyond the tip, stays >= 5 mm from renal vessels, collecting system and ureter."""
+    case = Case.from_phantom(generate_phantom(PhantomConfig(
+        spacing_mm=2.0, organ="kidney", site="central", noise_hu=12.0)))  # fmt: skip
+    doc = plan_biopsy(case, BiopsyConfig(throw_mm=10.0, n_directions=300)).to_dict()
+    assert doc["organ"] == "kidney"
+    entry, tip = np.asarray(doc["entry_mm"]), np.asarray(doc["target_mm"])
+    d = (tip - entry) / np.linalg.norm(tip - entry)
+    pts, _ = _march(case, entry, tip + doc["rules"]["beyond_tip_mm"] * d)
+    lab = np.asarray(case.labels.array)
+    hilum = np.isin(lab, [int(Label.RENAL_ARTERY), int(Label.RENAL_VEIN),
+                          int(Label.COLLECTING_SYSTEM), int(Label.URETER)])  # fmt: skip
+    assert hilum.any()
+    # continuous segment vs voxel centres: the planner's nearest-voxel sampling may read up
+    # to half a voxel diagonal more than this (HALF_DIAGONAL_MM)
+    assert _min_distance(case, hilum, pts) >= doc["rules"]["hilum_clearance_mm"] - HALF_DIAGONAL_MM
+    # the hilum was the binding constraint for some paths (the rule is not vacuous)
+    assert doc["search"]["rejections"].get("passes from collecting system/ureter", 0) > 0

@@ -67,7 +67,7 @@ from ioplan.anatomy import VESSEL_LABELS, Case, Label, label_from_name
 from ioplan.errors import InputError
 from ioplan.planning._checks import check_tumour_index
 from ioplan.planning._metrics import tumour_mask
-from ioplan.planning._organ_rules import planning_organ, pneumothorax_risk
+from ioplan.planning._organ_rules import organ_settings, planning_organ, pneumothorax_risk
 from ioplan.planning._trajectories import (
     SAFETY_RANGE_MM,
     TrajectoryConfig,
@@ -627,8 +627,10 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         rules["hilum_clearance_mm"] = float(rules_st["hilum_clearance_mm"])
         rules["hilum_source"] = rules_st["hilum_source"]
     if organ == "lung":
-        rules["max_pleural_crossings"] = 1
-        rules["fissure_crossing_allowed"] = False
+        lung = organ_settings("lung")
+        rules["max_pleural_crossings"] = int(lung["max_pleural_crossings"])
+        rules["fissure_crossing_allowed"] = bool(lung["fissure_crossing_allowed"])
+        rules["lung_source"] = lung["max_pleural_crossings_source"]
     path = {
         "clearance_mm": round(float(t.clearance_mm), 2),
         "closest_structure": t.closest_structure,
