@@ -17,3 +17,6 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 # the computed field it takes about an hour per device on 2 shared cores at 4 evaluations per
 # fold; the figures in validation/maxwell.md are from per-device tables at 2 mm):
 #   ioplan validate --cross-validate --spacing-mm 2 --max-evaluations 4 --json
+# Published lung and kidney zones against the engine in blocks of those organs (issue 21;
+# uncalibrated for those organs; a few minutes at 2 mm).
+ioplan validate --organs --spacing-mm 2 --report validation/organs --overwrite --quiet

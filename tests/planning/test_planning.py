@@ -285,7 +285,7 @@ def test_surrogate_tables_are_kept_on_disk_under_a_key(tmp_path, monkeypatch):
     monkeypatch.setenv("IOPLAN_CACHE_DIR", str(tmp_path))
     calls = []
 
-    def fake_rows(app, spacing_mm):
+    def fake_rows(app, spacing_mm, tissue="liver"):
         calls.append(spacing_mm)
         return ((100.0, 600.0, 40.0, 30.0, 5.0, 1),)
 

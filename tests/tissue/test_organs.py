@@ -233,11 +233,25 @@ def test_fat_is_below_muscle():
 
 def test_renal_cortex_is_perfused_more_than_medulla_and_both_more_than_muscle():
     """About 90 % of renal blood flow goes to the cortex; the kidney is far better perfused than
-    resting muscle (the Pennes heat sink that limits renal ablation)."""
-    cortex, medulla = tissue("kidney_cortex"), tissue("kidney_medulla")
-    assert cortex.perfusion_1_per_s > medulla.perfusion_1_per_s > tissue("muscle").perfusion_1_per_s
+    resting muscle. The physiological flows are kept as ``blood_flow_1_per_s`` (read here from
+    the data file itself); the engine's Pennes term takes an effective perfusion, above the renal
+    ablation models' 3.4-3.5e-3 1/s (Morega et al. 2021, Go-Smart) and below the flow."""
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(resources.files("ioplan.tissue").joinpath("data/tissues.toml").read_text())
+
+    def flow(name):
+        return raw[name]["blood_flow_1_per_s"]["value"]
+
+    assert flow("kidney_cortex") > flow("kidney_medulla") > tissue("muscle").perfusion_1_per_s
     # whole-organ figure lies between the two
-    assert medulla.perfusion_1_per_s < tissue("kidney").perfusion_1_per_s < cortex.perfusion_1_per_s
+    assert flow("kidney_medulla") < flow("kidney") < flow("kidney_cortex")
+    for name in ("kidney", "kidney_cortex", "kidney_medulla"):
+        # the effective value (fitted to one in vivo row, validation/organs) lies between the
+        # published renal ablation models' 3.4e-3 1/s and the physiological flow
+        assert 3.4e-3 <= tissue(name).perfusion_1_per_s < flow(name)
+        assert "effective Pennes perfusion" in raw[name]["perfusion_1_per_s"]["source"]
 
 
 def test_thermal_diffusivities_are_in_the_soft_tissue_range():

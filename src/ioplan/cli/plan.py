@@ -234,7 +234,7 @@ def _print_plan_summary(plan) -> None:
         f"plan {verdict} the {plan.tumour_diameter_mm:.0f} mm tumour + {plan.margin_mm:g} mm "
         f"margin: tumour {plan.coverage_percent:.1f} %, tumour + margin "
         f"{plan.margin_coverage_percent:.1f} %, minimal margin {plan.minimal_margin_mm:.1f} mm, "
-        f"normal liver ablated {plan.ablated_liver_ml:.1f} mL (verified by simulation; "
+        f"{_normal_ablated(plan)} (verified by simulation; "
         f"{plan.runtime_s:.1f} s)"
     )
     if plan.robust_coverage is not None:
@@ -259,6 +259,14 @@ def _print_plan_summary(plan) -> None:
         console.print(f"  suggestion: {escape(sug)}")
     for note in plan.notes:
         console.print(f"  note: {escape(note)}")
+
+
+def _normal_ablated(plan) -> str:
+    """``normal liver ablated 3.1 mL`` (the tumour's organ: kidney, lung, bone)."""
+    organ = getattr(plan, "organ", "liver")
+    if organ == "liver" or plan.ablated_host_ml is None:
+        return f"normal liver ablated {plan.ablated_liver_ml:.1f} mL"
+    return f"normal {organ} ablated {plan.ablated_host_ml:.1f} mL"
 
 
 def _organ_lines(plan) -> list[str]:

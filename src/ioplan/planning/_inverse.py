@@ -76,7 +76,7 @@ class Verification:
             round(m["tumour_voxels_covered_percent"], 3),
             round(m["margin_coverage_percent"], 3),
             -len(self.tips),
-            -m["ablated_liver_ml"],
+            -m["ablated_host_ml"],
         )
 
 

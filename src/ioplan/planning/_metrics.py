@@ -179,6 +179,7 @@ def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, 
         target = (ndimage.distance_transform_edt(~mask, sampling=sp) <= margin_mm) & ~lumen
     tm = target
     min_margin, cov, where = _margin_and_coverage(mask, z, g, margin_mm)
+    organ = case_organ(case)
     return {
         "coverage_percent": cov,
         "tumour_voxels_covered_percent": 100.0 * float(np.sum(z & mask)) / float(mask.sum()),
@@ -186,6 +187,8 @@ def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, 
         "minimal_margin_mm": min_margin,
         "minimal_margin_point_mm": where,
         "ablated_liver_ml": float(np.sum(z & (lab == int(Label.LIVER)))) * vox_ml,
+        # the host organ's normal parenchyma (the liver's for a liver tumour)
+        "ablated_host_ml": float(np.sum(z & np.isin(lab, host_labels(organ)))) * vox_ml,
         "zone_volume_ml": float(z.sum()) * vox_ml,
-        "at_risk": _structures_at_risk(lab, z, tmax, tmin, sp, protect_mm, case_organ(case)),
+        "at_risk": _structures_at_risk(lab, z, tmax, tmin, sp, protect_mm, organ),
     }

@@ -136,6 +136,16 @@ def default_margin_mm(organ: str, histology: str, modality: str = "mwa") -> floa
     return float(table.get(key, table.get("default", 5.0)))
 
 
+def surrogate_tissue(organ: str) -> str:
+    """The tissue of the planner's zone surrogate for ``organ``.
+
+    ``surrogate_tissue`` in planner.toml; the liver where the organ names none.
+    """
+    if organ == "liver":
+        return "liver"
+    return str(organ_settings(organ).get("surrogate_tissue", "liver"))
+
+
 def host_labels(organ: str) -> tuple[int, ...]:
     """The labels of the host organ (its parenchyma)."""
     return {
@@ -143,6 +153,7 @@ def host_labels(organ: str) -> tuple[int, ...]:
         "lung": (int(Label.LUNG),),
         "kidney": (int(Label.KIDNEY), int(Label.KIDNEY_MEDULLA)),
         "bone": (int(Label.VERTEBRA), int(Label.RIB)),
+        "soft_tissue": (int(Label.MUSCLE), int(Label.FAT)),
     }[organ]
 
 

@@ -37,6 +37,11 @@ from ioplan.report import (
 __all__ = ["PLAN_FOLDER_ENTRIES", "display_volumes", "write_plan", "write_plan_files"]
 
 
+
+def _host_ml(plan) -> float:
+    """Normal parenchyma of the tumour's organ ablated (mL; an older plan: the liver's)."""
+    return plan.ablated_liver_ml if plan.ablated_host_ml is None else plan.ablated_host_ml
+
 def display_volumes(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray):
     """The arrays the slice figure shows, in the radiological orientation, and their grid.
 
@@ -349,7 +354,7 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
             ("tumour + margin coverage", f"{plan.margin_coverage_percent:.1f} %"),
             ("minimal margin (surface, sub-voxel)", f"{plan.minimal_margin_mm:.1f} mm"),
             ("robust coverage", robust),
-            ("normal liver ablated", f"{plan.ablated_liver_ml:.1f} mL"),
+            (f"normal {plan.organ} ablated", f"{_host_ml(plan):.1f} mL"),
             ("zone volume", f"{plan.zone_volume_ml:.1f} mL"),
             ("feasible paths", f"{plan.accepted_trajectories}"),
             ("candidates considered", f"{plan.candidates_considered}"),

@@ -51,6 +51,7 @@ from ioplan.planning._organ_rules import (
     default_margin_mm,
     organ_findings,
     planning_organ,
+    surrogate_tissue,
 )
 from ioplan.planning._surrogate import (
     CRYO_MIN_SPACING_MM,
@@ -229,6 +230,8 @@ class Plan:
     #: temperature limits of the structures that have them)
     organ: str = "liver"
     organ_rules: dict[str, Any] = field(default_factory=dict)
+    #: normal parenchyma of the tumour's organ in the zone (mL; the liver's for the liver)
+    ablated_host_ml: float | None = None
     #: treatment selection's findings for this case (ioplan.planning.select_treatment)
     selection: dict[str, Any] = field(default_factory=dict)
     zone: Volume | None = field(default=None, repr=False, compare=False)
@@ -262,6 +265,8 @@ class Plan:
             "runtime_s",
         ):
             d[k] = round(d[k], 3) if math.isfinite(d[k]) else None
+        if self.ablated_host_ml is not None:
+            d["ablated_host_ml"] = round(self.ablated_host_ml, 3)
         if self.minimal_margin_point_mm is not None:
             d["minimal_margin_point_mm"] = [round(v, 2) for v in self.minimal_margin_point_mm]
         d["minimal_margin_method"] = MARGIN_METHOD
@@ -457,7 +462,8 @@ def _why_not(v: Verification, cs: CandidateSet, res, n_max: int, delivery: str) 
     ]
 
 
-def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int) -> tuple[tuple, ...]:
+def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int,
+                    tissue: str = "liver") -> tuple[tuple, ...]:  # fmt: skip
     """The surrogate rows the candidates use.
 
     MW and RF: one applicator per candidate (several candidates make a plan). Cryo: ice
@@ -466,7 +472,7 @@ def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int) -> tuple[tup
     1 to ``n_max`` probes (the surrogate's array rows); a plan may combine arrays and
     single probes on independent paths, at most ``n_max`` probes in all.
     """
-    table = zone_table(app, spacing_mm)
+    table = zone_table(app, spacing_mm, tissue)
     if app.modality == "cryo":
         return tuple(r for r in table if r[5] <= n_max)
     return tuple(r for r in table if r[5] == 1)
@@ -639,7 +645,7 @@ def plan_ablation(
     tp = target_points(case, target.mask, target.margin_mm, cfg.spacing_mm)
     delivery = delivery_for(cfg.modality, cfg.delivery)
     n_max = cfg.max_applicators_for(delivery)
-    rows = _candidate_rows(app, cfg.spacing_mm, n_max)
+    rows = _candidate_rows(app, cfg.spacing_mm, n_max, surrogate_tissue(organ))
     n_select = n_max  # applicators (probes), an array counting as its probes
     dmaps = forbidden_groups(case, cfg.trajectories)
     cs, examined = make_candidates(
@@ -727,6 +733,7 @@ def plan_ablation(
         margin_coverage_percent=m["margin_coverage_percent"],
         minimal_margin_mm=m["minimal_margin_mm"],
         ablated_liver_ml=m["ablated_liver_ml"],
+        ablated_host_ml=m["ablated_host_ml"],
         zone_volume_ml=m["zone_volume_ml"],
         at_risk=m["at_risk"],
         covered=bool(v.ok),

@@ -73,7 +73,7 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
-def _key(app: Applicator, spacing_mm: float) -> str:
+def _key(app: Applicator, spacing_mm: float, tissue: str = "liver") -> str:
     from ioplan import __version__
 
     doc = {
@@ -82,6 +82,8 @@ def _key(app: Applicator, spacing_mm: float) -> str:
         "version": __version__,
         "source": _source_digest(),
     }
+    if tissue != "liver":  # the liver's tables keep their earlier keys
+        doc["tissue"] = tissue
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -108,21 +110,26 @@ def _write(path: Path, app: Applicator, rows: tuple[Row, ...]) -> None:
 
 
 @lru_cache(maxsize=16)
-def zone_table(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
-    """The surrogate rows for ``app`` (MW/RF at ``spacing_mm``; cryo at >= 3 mm)."""
+def zone_table(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tuple[Row, ...]:
+    """The surrogate rows for ``app`` (MW/RF at ``spacing_mm``; cryo at >= 3 mm).
+
+    Simulated in a uniform block of ``tissue`` (the liver, or an organ's: planner.toml).
+    """
     if app.modality == "cryo":
         spacing_mm = max(spacing_mm, CRYO_MIN_SPACING_MM)
-    path = cache_dir() / "zone-tables" / f"{app.id}-{_key(app, spacing_mm)}.json"
+    path = cache_dir() / "zone-tables" / f"{app.id}-{_key(app, spacing_mm, tissue)}.json"
     rows = _read(path)
     if rows is None:
         rows = (
-            _cryo_rows(app, spacing_mm) if app.modality == "cryo" else _heat_rows(app, spacing_mm)
+            _cryo_rows(app, spacing_mm, tissue)
+            if app.modality == "cryo"
+            else _heat_rows(app, spacing_mm, tissue)
         )
         _write(path, app, rows)
     return rows
 
 
-def _heat_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
+def _heat_rows(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tuple[Row, ...]:
     """MW/RF: one block simulation per power, the zone measured at every candidate time."""
     from ioplan.physics import SimulationConfig, axial_zone, simulate
 
@@ -143,7 +150,7 @@ def _heat_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
                 applicator=app,
                 power_w=float(p),
                 duration_s=float(max(times)),
-                tissue="liver",
+                tissue=tissue,
                 spacing_mm=spacing_mm,
                 snapshot_times_s=times,
             )
@@ -156,7 +163,7 @@ def _heat_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
     return tuple(rows)
 
 
-def _cryo_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
+def _cryo_rows(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tuple[Row, ...]:
     """Cryo: the -40 degC zone of 1 to 8 probes, 15 mm apart, after the double freeze."""
     from ioplan.physics import CryoProtocol, SimulationConfig, axial_zone, simulate
 
@@ -167,7 +174,7 @@ def _cryo_rows(app: Applicator, spacing_mm: float) -> tuple[Row, ...]:
             SimulationConfig(
                 applicator=app,
                 protocol=proto,
-                tissue="liver",
+                tissue=tissue,
                 spacing_mm=spacing_mm,
                 array=n,
                 spacing_between_mm=CRYO_SPACING_MM,

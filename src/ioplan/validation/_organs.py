@@ -1,12 +1,13 @@
-"""The engine against published lung and kidney zones (issue 21), uncalibrated for those organs.
+"""The engine against published lung and kidney zones (issue 21), mostly uncalibrated there.
 
 Every device model of the catalogue was fitted (where it was fitted at all) to liver zones.
 Here the rows of :func:`ioplan.tissue.organ_zones` that the engine can represent are simulated
 in a homogeneous block of the organ's normal tissue (the rows are normal in vivo porcine
 lung and kidney), with the table's in vivo perfusion, and compared with the published
-length and width (or cross-sectional area). Nothing is fitted: each row carries the flag
-``uncalibrated for <organ>``, and the device used (the source's, or the closest catalogue
-device, stated with why).
+length and width (or cross-sectional area). One tissue value was fitted to one row (the
+kidney's effective perfusion to the kidney MWA row, :data:`FITTED_ROWS`); every other row
+carries the flag ``uncalibrated for <organ>``, and the device used (the source's, or the
+closest catalogue device, stated with why).
 """
 
 from __future__ import annotations
@@ -77,6 +78,15 @@ _BLOCK_NOTE = (
     "a homogeneous block of the normal organ (infinite, no capsule, no pleura, no hilum, "
     "no large vessels or bronchi); in vivo: the tissue table's perfusion"
 )
+
+
+#: Rows a tissue value was fitted to (organ, modality): the kidney's effective perfusion
+#: (tissues.toml kidney.perfusion_1_per_s) to the one kidney MWA row; the rest predict.
+FITTED_ROWS = {("kidney", "MWA"): "kidney perfusion fitted to this row"}
+
+
+def _calibration(row: dict[str, Any]) -> str:
+    return FITTED_ROWS.get((row["organ"], row["modality"]), f"uncalibrated for {row['organ']}")
 
 
 def _setup(row: dict[str, Any]) -> OrganZoneSetup:
@@ -191,7 +201,8 @@ def predict_organ_zones(
     dict
         ``schema_version``, ``spacing_mm``, ``rows`` (per row: organ, state, modality, the
         source's device, the engine's setup, published and predicted length/width (mm) or
-        areas (cm^2), errors, warnings, ``calibration`` = ``"uncalibrated for <organ>"``,
+        areas (cm^2), errors, warnings, ``calibration`` (``"uncalibrated for <organ>"``, or
+        what was fitted to the row: :data:`FITTED_ROWS`),
         ``source``), and ``note``.
     """
     if not math.isfinite(spacing_mm) or not 0.25 <= spacing_mm <= 5.0:
@@ -207,7 +218,7 @@ def predict_organ_zones(
             "organ": row["organ"], "state": row["state"], "species": row["species"],
             "modality": row["modality"], "device": row["device"], "n": row["n"],
             "measure": row["measure"], "source": row["source"],
-            "calibration": f"uncalibrated for {row['organ']}",
+            "calibration": _calibration(row),
             "published": {k: row[k] for k in ("power_w", "duration_s", "length_mm", "width_mm",
                                               "area_cm2")},
         }  # fmt: skip
@@ -253,8 +264,9 @@ def predict_organ_zones(
         "rows": out,
         "note": (
             "Predictions of device models calibrated (where at all) in liver, run in blocks of "
-            "normal lung or kidney with the tissue table's properties; nothing was fitted to "
-            "these rows: every row is uncalibrated for its organ. Published areas do not say "
+            "normal lung or kidney with the tissue table's properties. One value was fitted to "
+            "one row: the kidney's effective perfusion (tissues.toml) to the kidney MWA row; "
+            "every other row is uncalibrated for its organ. Published areas do not say "
             "in which plane they were cut: the zone's largest section across the applicator "
             "(transverse) and its section through the axis (axial plane) are both given."
         ),
