@@ -711,6 +711,7 @@ def _bleeding(organ: str, needle: dict[str, Any]) -> dict[str, Any]:
         "what": e["what"],
         "source": e["source"],
         "gauge_model": b["gauge_model"],
+        "source_verified": bool(e.get("verified", False)),
     }
 
 
