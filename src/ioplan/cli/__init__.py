@@ -43,6 +43,8 @@ _GROUPS = (
     "biopsy",
     "drainage",
     "protocol",
+    "batch",
+    "arteries",
     "serve",
 )
 for _name in _GROUPS:
