@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ioplan.anatomy import Label, PhantomConfig, generate_phantom
-from ioplan.anatomy._collection import COLLECTION_HU, NECROSIS_HU
+from ioplan.anatomy import COLLECTION_HU, NECROSIS_HU, Label, PhantomConfig, generate_phantom
 from ioplan.errors import InputError
 
 SP = 3.0  # mm: coarse, fast (about 0.7 s a phantom)
@@ -121,3 +120,18 @@ def test_liver_sites_need_a_liver():
                 spacing_mm=4.0, organ="lung", collection_mm=40.0, collection_site="perihepatic"
             )
         )
+
+
+def test_case_from_phantom_records_the_collection_and_the_necrosis():
+    """Case.from_phantom (the library path, not only the `phantom` command) records the
+    collection and necrosis options in its source; the recorded centre lies in the collection's
+    label, read back on the grid independently of the generator."""
+    from ioplan.anatomy import Case
+
+    ph = generate_phantom(PhantomConfig(spacing_mm=SP, collection_mm=50.0, necrosis_mm=10.0))
+    src = Case.from_phantom(ph).source
+    assert src["collection_mm"] == 50.0 and src["necrosis_mm"] == 10.0
+    assert src["collection_site"] == "perihepatic" and src["collection_content"] == "abscess"
+    g = ph.labels.grid
+    ijk = tuple(int(v) for v in np.rint(g.lps_to_index(np.array([src["collection_centre_mm"]]))[0]))
+    assert int(np.asarray(ph.labels.array)[ijk]) == int(Label.FLUID_COLLECTION)

@@ -368,3 +368,21 @@ def test_help_states_ranges_and_the_exit_status(capsys):
     text = " ".join(out.replace("│", " ").split())
     for rng in ("0-20 mm", "0-30 mm"):
         assert rng in text
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--applicator", "covidien-emprint"], "not MR Conditional"),
+        (["--applicator", "cryo-2.4mm", "--modality", "cryo"], "refused for MR guidance"),
+        (["--applicator", "mr-mw-1.5t", "--field-t", "3"], "only at 1.5 T"),
+    ],
+)
+def test_mr_guidance_refuses_a_device_not_labelled_for_it(capsys, tmp_path, args, fragment):
+    """Issue 22: a device that is not MR Conditional at the field is refused for MR guidance
+    with the reason, before any work (the case is not even read: it does not exist here)."""
+    out = tmp_path / "p"
+    code, _, err = run_cli(capsys, "plan", tmp_path / "no-case", "--guidance", "MR", *args,
+                           "--out", out, "-q")  # fmt: skip
+    assert_one_line_error(code, err, fragment)
+    assert not out.exists()

@@ -69,6 +69,11 @@ def test_real_mr_imports_and_plans_mr_guided(capsys, tmp_path):
     assert code == 0, err
     plan = _plan_json(out)
     assert len(plan["applicators"]) == 1
+    # no --applicator under MR guidance: a device the catalogue labels MR Conditional at 1.5 T
+    from ioplan.devices import applicator
+
+    app = applicator(plan["applicators"][0]["id"])
+    assert app.mr_conditional is True and 1.5 in app.mr_fields_t
     traj = plan["applicators"][0]["trajectory"]
     assert traj["accepted"] and traj["reasons"] == []
     # MR guidance checks the bore, never the CT angle limit (a 50-degree path is allowed)

@@ -16,6 +16,13 @@ from ioplan.anatomy._case import (
     save_case,
 )
 from ioplan.anatomy._case_auto import with_auto_labels
+from ioplan.anatomy._collection import (
+    COLLECTION_CONTENTS,
+    COLLECTION_HU,
+    COLLECTION_SITES,
+    NECROSIS_HU,
+    PhantomExtras,
+)
 from ioplan.anatomy._label_maps import (
     EXTRA_ROLES,
     LABEL_MAP_NAMES,
@@ -65,6 +72,9 @@ __all__ = [
     "ABLATABLE_ORGANS",
     "AUTO_STRUCTURES",
     "CASE_FORMAT_VERSION",
+    "COLLECTION_CONTENTS",
+    "COLLECTION_HU",
+    "COLLECTION_SITES",
     "CT_CONTRAST_RANGE_HU",
     "DEFAULT_CT_CONTRAST_HU",
     "DEFAULT_MR_CONTRAST_PERCENT",
@@ -80,6 +90,7 @@ __all__ = [
     "LABEL_MAP_NAMES",
     "MAX_TUMORS",
     "MR_CONTRAST_RANGE_PERCENT",
+    "NECROSIS_HU",
     "ORGANS",
     "ORGAN_SITES",
     "ORGAN_STEPS",
@@ -97,6 +108,7 @@ __all__ = [
     "LabelStats",
     "Phantom",
     "PhantomConfig",
+    "PhantomExtras",
     "TumorSpec",
     "VesselSegment",
     "add_lesion",

@@ -253,6 +253,16 @@ class Case:
             "spacing_mm": list(cfg.spacing_mm),
             "noise_hu": cfg.noise_hu,
         }
+        if getattr(cfg, "collection_mm", None) is not None:  # issue 22's fluid collection
+            extras = getattr(phantom, "extras", None)
+            source |= {
+                "collection_mm": cfg.collection_mm,
+                "collection_site": cfg.collection_site,
+                "collection_content": cfg.collection_content,
+                "collection_centre_mm": list(getattr(extras, "collection_centre_mm", None) or ()),
+            }
+        if getattr(cfg, "necrosis_mm", None) is not None:
+            source["necrosis_mm"] = cfg.necrosis_mm
         return cls(
             phantom.image,
             phantom.labels,

@@ -396,6 +396,14 @@ def plan(
     ] = None,
     spacing_mm: Annotated[float, typer.Option("--spacing-mm", help=_SPACING_HELP)] = 2.0,
     guidance: Annotated[str, typer.Option(help="CT or MR (angle or bore limits).")] = "CT",
+    field_t: Annotated[
+        float,
+        typer.Option(
+            "--field-t",
+            help="MR guidance: the scanner's field in T (1.5 or 3); the applicator must be "
+            "MR Conditional there (default applicator: the catalogue's first that is).",
+        ),
+    ] = 1.5,
     safety_mm: Annotated[
         float,
         typer.Option(
@@ -508,7 +516,9 @@ def plan(
         protect_mm=protect_mm,
         tumour_index=tumor,
         spacing_mm=spacing_mm,
-        trajectories=TrajectoryConfig(modality=guidance.upper(), safety_mm=safety_mm),
+        trajectories=TrajectoryConfig(
+            modality=guidance.upper(), safety_mm=safety_mm, field_t=field_t
+        ),
         max_applicators=max_applicators,
         delivery=delivery,
         placement_error_mm=placement_error_mm,

@@ -37,6 +37,7 @@ from ioplan.monitoring._prf import (
     arrhenius_increment,
     cem43_increment,
     prf_constants,
+    temperature_sigma_c,
     warm_up,
 )
 from ioplan.monitoring._series import (
@@ -96,6 +97,7 @@ __all__ = [
     "run_live",
     "run_thermometry",
     "synthetic_frames",
+    "temperature_sigma_c",
     "thermometry_from_series",
     "warm_up",
     "write_thermometry_outputs",

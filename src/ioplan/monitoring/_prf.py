@@ -121,6 +121,17 @@ class ThermometryConfig:
         return self.alpha * 1e-6 * gamma * self.b0_t * self.te_ms * 1e-3
 
 
+def temperature_sigma_c(cfg: ThermometryConfig, snr, baseline_frames: int | None = None):
+    """Temperature uncertainty (degC, one standard deviation) of a PRF frame.
+
+    ``sqrt(1 + 1/N) / (|alpha gamma B0 TE| SNR)``: the frame's phase noise and its
+    baseline's, averaged over ``N`` frames (``cfg.baseline_frames`` unless given); ``snr``
+    is the magnitude SNR (a number or an array).
+    """
+    n = cfg.baseline_frames if baseline_frames is None else baseline_frames
+    return np.sqrt(1.0 + 1.0 / n) / (abs(cfg.rad_per_c) * np.asarray(snr, float))
+
+
 @numba.njit(parallel=True, cache=True)
 def _match(z, mags, out):
     """Sum over voxels of (|z| - |baseline b|)^2 for every baseline: ``out[b]``.
@@ -494,7 +505,7 @@ class Thermometry:
         # noise of the phase difference: the frame's and its baseline's (averaged over N
         # frames, or a single library frame)
         n_avg = 1 if self.cfg.multi_baseline else len(self.baselines)
-        sig = np.sqrt(1.0 + 1.0 / n_avg) / (abs(self.cfg.rad_per_c) * np.maximum(self._snr, 1e-6))
+        sig = temperature_sigma_c(self.cfg, np.maximum(self._snr, 1e-6), n_avg)
         self._sigma = np.where(valid, sig, np.inf)
         if self.cfg.drift_order >= 0 and self.reference is not None:
             ref = np.asarray(self.reference, bool) & valid

@@ -595,10 +595,13 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
     lengths = [float(v) for v in st["needles"]["lengths_mm"]]
     best = None
     for length_mm in sorted(lengths) if cfg.guidance == "MR" else [max(lengths)]:
+        # MR: the artefact of the introducer (the thickest shaft; titanium assumed)
+        shaft_mm = needle["introducer_outer_diameter_mm"]
         tcfg = TrajectoryConfig(modality=cfg.guidance, safety_mm=cfg.safety_mm,
                                 n_directions=cfg.n_directions, organ=organ,
-                                max_length_mm=length_mm,
-                                handle_length_mm=float(st["needles"]["gun_length_mm"]))  # fmt: skip
+                                max_length_mm=length_mm, needle_material="titanium",
+                                handle_length_mm=float(st["needles"]["gun_length_mm"]),
+                                needle_diameter_mm=shaft_mm)  # fmt: skip
         best = search(tcfg)
         if best is not None:
             break

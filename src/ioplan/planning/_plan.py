@@ -166,11 +166,32 @@ class PlanConfig:
         return float(tb["time_budget_large_s"] if big else tb["time_budget_s"])
 
     def applicator(self) -> Applicator:
-        """The applicator used (the modality's default unless given)."""
-        app = applicator(self.applicator_id or DEFAULT_APPLICATOR[self.modality])
+        """The applicator used (the modality's default unless given).
+
+        Under MR guidance the device must be labelled MR Conditional at the field strength
+        (``trajectories.field_t``; :func:`ioplan.devices.check_mr_guidance` refuses others
+        with the reason); without ``applicator_id`` the catalogue's first MR Conditional
+        device of the modality at that field is taken.
+        """
+        from ioplan.devices import check_mr_guidance, mr_conditional_applicators
+
         want = {"mwa": "mw", "rfa": "rf", "cryo": "cryo"}[self.modality]
+        mr = self.trajectories.modality == "MR"
+        field_t = self.trajectories.field_t
+        if mr and self.applicator_id is None:
+            found = mr_conditional_applicators(want, field_t)
+            if not found:
+                raise InputError(
+                    f"no {self.modality} applicator of the catalogue is labelled MR Conditional "
+                    f"at {field_t:g} T (see `ioplan applicators --json`, mr_conditional)"
+                )
+            app = found[0]
+        else:
+            app = applicator(self.applicator_id or DEFAULT_APPLICATOR[self.modality])
         if app.modality != want:
             raise InputError(f"{app.id} is a {app.modality} applicator, not {self.modality}")
+        if mr:
+            check_mr_guidance(app, field_t)
         return app
 
 
@@ -632,6 +653,10 @@ def plan_ablation(
     cfg = replace(cfg, organ=organ, trajectories=replace(cfg.trajectories, organ=organ))
     check_plan_request(case, cfg)
     app = cfg.applicator()
+    if cfg.trajectories.modality == "MR":  # the needle artefact of this device's shaft
+        cfg = replace(cfg, trajectories=replace(
+            cfg.trajectories, needle_material=app.mr_material or cfg.trajectories.needle_material,
+            needle_diameter_mm=app.diameter_mm))  # fmt: skip
     notes: list[str] = []
     case = _planning_case(case, cfg, notes)
     for note in notes:

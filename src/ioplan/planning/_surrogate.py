@@ -64,8 +64,10 @@ def _source_digest() -> str:
     """Hash of the engine's and the planner's source and of the data files they read."""
     root = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    # the planner's own settings (planning/data/planner.toml) do not shape the zones
-    tomls = [f for f in root.glob("*/data/*.toml") if f.parent.parent.name != "planning"]
+    # the data of the engine, the tissues and the devices shape the zones; the planner's own
+    # settings (planning/data/planner.toml) and the other packages' data do not
+    tomls = [f for f in root.glob("*/data/*.toml")
+             if f.parent.parent.name in ("physics", "tissue", "devices")]  # fmt: skip
     files = sorted([*root.glob("physics/*.py"), *tomls, Path(__file__).resolve()])
     for f in files:
         h.update(f.relative_to(root).as_posix().encode())

@@ -20,7 +20,7 @@ from importlib import resources
 from typing import Any
 
 from ioplan.errors import InputError
-from ioplan.monitoring import ThermometryConfig, prf_constants
+from ioplan.monitoring import ThermometryConfig, prf_constants, temperature_sigma_c
 
 __all__ = [
     "FIELDS_T",
@@ -60,12 +60,13 @@ def prf_precision_c(*, field_t: float, te_ms: float, snr: float, baseline_frames
     """Expected temperature precision (degC, one standard deviation) of one PRF frame.
 
     ``sqrt(1 + 1/N) / (|alpha gamma B0 TE| SNR)``, alpha gamma B0 TE from
-    :attr:`ioplan.monitoring.ThermometryConfig.rad_per_c`.
+    :attr:`ioplan.monitoring.ThermometryConfig.rad_per_c`, by
+    :func:`ioplan.monitoring.temperature_sigma_c` (the map ioplan's thermometry computes).
     """
     if not (math.isfinite(snr) and snr > 0):
         raise InputError(f"SNR must be > 0, got {snr}")
     cfg = ThermometryConfig(b0_t=field_t, te_ms=te_ms, baseline_frames=baseline_frames)
-    return math.sqrt(1.0 + 1.0 / cfg.baseline_frames) / (abs(cfg.rad_per_c) * snr)
+    return float(temperature_sigma_c(cfg, snr))
 
 
 @dataclass(frozen=True)
