@@ -509,6 +509,7 @@ def plan(
         raise InputError(f"--robust-samples must be 10-100000, got {robust_samples}")
     if time_budget_s is not None:
         check_in_range(time_budget_s, 0.0, 3600.0, "--time-budget-s", unit="s")
+    check_in_range(field_t, 0.1, 12.0, "--field-t", unit="T")
     cfg = PlanConfig(
         modality=modality,
         applicator_id=applicator,
