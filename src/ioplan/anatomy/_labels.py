@@ -52,6 +52,9 @@ class Label(IntEnum):
     PANCREAS = 35
     # issue 22: a drainable fluid collection (abscess, biloma, ascites, pleural effusion)
     FLUID_COLLECTION = 36
+    # soft tissue (issue 21): a peripheral nerve (sciatic) and a long bone (femur)
+    PERIPHERAL_NERVE = 37
+    LONG_BONE = 38
 
 
 #: Labels of blood vessels whose flow carries heat away (the engine's heat sinks).
@@ -162,6 +165,12 @@ LABEL_INFO: dict[Label, LabelInfo] = {
         False,
         "#40e0d0",
         "fluid collection: abscess, biloma, ascites or effusion (fluid properties)",
+    ),
+    Label.PERIPHERAL_NERVE: LabelInfo(
+        "muscle", 35.0, True, "#fff68f", "peripheral nerve, e.g. sciatic (muscle properties)"
+    ),
+    Label.LONG_BONE: LabelInfo(
+        "bone", 700.0, True, "#fffaf0", "long bone, e.g. femur (cortex and marrow; cortical)"
     ),
 }
 
