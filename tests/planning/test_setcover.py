@@ -383,12 +383,14 @@ def test_large_sphere_problem_is_fast_and_covers():
     p = _sphere_problem()
     n_points, n_cand = p.covers.shape
     assert n_cand == 2000 and 7000 <= n_points <= 9000
-    start = time.perf_counter()
+    start = time.process_time()
     sol = solve_cover(p)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     # Measured 14 s for solve_cover on a 2-core machine (7.7 M nonzeros, no duplicate rows
     # to merge; row generation keeps each MILP to a few hundred rows). The bound is the
     # planner's interactive budget; the margin is modest, so a much slower machine may fail.
+    # CPU time of this process, not wall time: the suite runs on every core (pytest-xdist)
+    # and other work on the machine must not fail a test of this solver's own cost.
     assert elapsed < 20.0, sol.status
     assert sol.optimal and sol.feasible_goal
     cols = list(sol.selected)
