@@ -3,4 +3,43 @@
 Local by default (a ``LocalCluster``), a Dask cluster by address.
 """
 
-__all__: list[str] = []
+from ioplan.batch._cluster import check_scheduler_address, dask_client, describe, run_tasks
+from ioplan.batch._montecarlo import (
+    UncertaintySpec,
+    first_order_indices,
+    lognormal_factor,
+    perturb_needle,
+    sample_draws,
+    wilson_interval,
+)
+from ioplan.batch._uncertainty import (
+    UNCERTAINTY_FOLDER_ENTRIES,
+    EngineZoneModel,
+    Needle,
+    SphereZoneModel,
+    UncertaintyResult,
+    engine_model_from_plan,
+    run_uncertainty,
+    write_uncertainty,
+)
+
+__all__ = [
+    "UNCERTAINTY_FOLDER_ENTRIES",
+    "EngineZoneModel",
+    "Needle",
+    "SphereZoneModel",
+    "UncertaintyResult",
+    "UncertaintySpec",
+    "check_scheduler_address",
+    "dask_client",
+    "describe",
+    "engine_model_from_plan",
+    "first_order_indices",
+    "lognormal_factor",
+    "perturb_needle",
+    "run_tasks",
+    "run_uncertainty",
+    "sample_draws",
+    "wilson_interval",
+    "write_uncertainty",
+]

@@ -1,0 +1,116 @@
+"""The Dask client: a local cluster by default, a running scheduler by address."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ioplan.errors import InputError
+
+__all__ = ["check_scheduler_address", "dask_client", "run_tasks"]
+
+_ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d{1,5})?/?$|^[\w.\-]+:\d{1,5}$")
+
+
+def check_scheduler_address(address: str | None) -> str | None:
+    """``address`` if it looks like a Dask scheduler's (``tcp://host:port``), else an error."""
+    if address is None:
+        return None
+    address = address.strip()
+    if not _ADDRESS.match(address):
+        raise InputError(f"--scheduler must be an address like tcp://10.0.0.5:8786, got {address!r}")
+    return address
+
+
+@contextmanager
+def dask_client(scheduler: str | None = None, *, workers: int | None = None,
+                memory_limit: str | int = "auto") -> Iterator[Any]:  # fmt: skip
+    """A ``dask.distributed.Client``, closed (with its cluster) on exit.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:port``). None: a ``LocalCluster``
+        of worker processes, one per core (``workers``), one thread each, on free
+        ports, without dashboard, its logs kept to errors.
+    workers : int, optional
+        Workers of the local cluster (default: the number of cores).
+    memory_limit : str or int
+        Memory bound per local worker (Dask's ``memory_limit``; "auto": the machine's
+        memory shared among the workers). Dask spills, pauses, then restarts a worker
+        over it.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    scheduler = check_scheduler_address(scheduler)
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s", set_as_default=False)
+        except OSError as exc:
+            raise InputError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        with client:
+            yield client
+        return
+    n = int(workers or os.cpu_count() or 1)
+    if not 1 <= n <= 1024:
+        raise InputError(f"workers must be 1-1024, got {n}")
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_port=0,
+            silence_logs=logging.ERROR,
+            memory_limit=memory_limit,
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+def describe(client) -> tuple[str, int]:
+    """``(scheduler, workers)``: "local" or the scheduler's address, and its worker count."""
+    info = client.scheduler_info()
+    workers = len(info.get("workers", {}))
+    cluster = getattr(client, "cluster", None)
+    return ("local" if cluster is not None else str(client.scheduler.address), workers)
+
+
+def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
+              progress: Callable[[int, int], None] | None = None,
+              on_result: Callable[[int, Any], None] | None = None) -> list:  # fmt: skip
+    """``[fn(shared, item) for item in items]`` on the cluster, in the order of ``items``.
+
+    ``shared`` is sent to the workers once (``scatter``, broadcast), not with every task.
+    Tasks whose worker dies are run again elsewhere (Dask's ``allowed-failures``).
+    ``progress(done, total)`` is called as tasks finish, ``on_result(index, result)`` too
+    (in the order they finish).
+    """
+    from dask.distributed import as_completed
+
+    total = len(items)
+    if total == 0:
+        return []
+    handle = client.scatter(shared, broadcast=True) if shared is not None else None
+    futures = [
+        client.submit(fn, handle, item, pure=False, key=f"ioplan-{i}-{os.getpid()}-{id(items)}")
+        for i, item in enumerate(items)
+    ]
+    index = {f.key: i for i, f in enumerate(futures)}
+    out: list = [None] * total
+    done = 0
+    for fut in as_completed(futures, loop=client.loop):
+        i = index[fut.key]
+        out[i] = fut.result()
+        fut.release()
+        done += 1
+        if on_result is not None:
+            on_result(i, out[i])
+        if progress is not None:
+            progress(done, total)
+    return out
