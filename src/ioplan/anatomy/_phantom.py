@@ -11,6 +11,7 @@ body midline is x = 0; z = 0 is about the level of the liver hilum.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,12 @@ from ioplan.anatomy._labels import Label
 from ioplan.anatomy._organ import check_organ
 from ioplan.anatomy._phantom_organs import check_site, generate_organ_phantom
 from ioplan.anatomy._shapes import FOV_MM, Z_RANGE_MM, Anatomy, Space
-from ioplan.anatomy._vessels import VesselSegment
+from ioplan.anatomy._vessels import (
+    ARTERY_VARIANTS,
+    VesselSegment,
+    artery_variant_for_seed,
+    hepatic_artery_tree,
+)
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume
 from ioplan.resources import check_memory
@@ -149,6 +155,15 @@ class PhantomConfig:
     necrosis_mm : float, optional
         Diameter of a necrotic centre (15 HU) in the first tumour, at most 0.8 x its
         diameter; the label stays tumour. Default none.
+    arterial_tree : bool
+        Liver phantom: replace the hepatic artery pieces beside the large portal branches
+        by one connected arterial tree (:func:`~ioplan.anatomy._vessels.hepatic_artery_tree`:
+        common and proper hepatic artery, gastroduodenal, right gastric and cystic
+        branches, an artery beside every portal branch). Default off (the phantom as before).
+    artery_variant : str, optional
+        ``"standard"``, ``"replaced_right"`` or ``"replaced_left"`` (implies
+        ``arterial_tree``); default with ``arterial_tree``: drawn from the seed
+        (:func:`~ioplan.anatomy._vessels.artery_variant_for_seed`).
     """
 
     spacing_mm: float | tuple[float, float, float] = 1.0
@@ -162,6 +177,8 @@ class PhantomConfig:
     collection_site: str = "perihepatic"
     collection_content: str = "abscess"
     necrosis_mm: float | None = None
+    arterial_tree: bool = False
+    artery_variant: str | None = None
 
     def __post_init__(self) -> None:
         sp = np.broadcast_to(np.asarray(self.spacing_mm, float), (3,))
@@ -214,6 +231,24 @@ class PhantomConfig:
                     f"--necrosis-mm must be two voxels ({2 * coarsest:g} mm) to 0.8 x the first "
                     f"tumour's diameter ({0.8 * d:g} mm), got {self.necrosis_mm:g}"
                 )
+        self._check_arteries()
+
+    def _check_arteries(self) -> None:
+        if self.artery_variant is not None and self.artery_variant not in ARTERY_VARIANTS:
+            raise InputError(
+                f"artery variant must be one of {', '.join(ARTERY_VARIANTS)}, "
+                f"got {self.artery_variant!r}"
+            )
+        wanted = bool(self.arterial_tree) or self.artery_variant is not None
+        if wanted and self.organ != "liver":
+            raise InputError("the arterial tree (artery variant) is a liver phantom option")
+        object.__setattr__(self, "arterial_tree", wanted)
+
+    def resolved_artery_variant(self) -> str | None:
+        """The arterial variant the phantom draws (None without ``arterial_tree``)."""
+        if not self.arterial_tree:
+            return None
+        return self.artery_variant or artery_variant_for_seed(self.seed)
 
     def resolved_tumors(self) -> tuple[TumorSpec, ...]:
         """The tumours with default centres filled in (organ phantoms: in the generator)."""
@@ -436,6 +471,13 @@ def generate_phantom(
     del gallbladder, aorta
     report(next(names))
     trees = steps.vessel_trees(liver, grid, rng)
+    if cfg.arterial_tree:
+        gb = np.argwhere(labels == Label.GALLBLADDER)
+        gb_mm = grid.index_to_lps(gb.mean(axis=0)) if len(gb) else np.array([-30.0, -55.0, -25.0])
+        artery = hepatic_artery_tree(
+            trees.portal, gallbladder_mm=gb_mm, variant=cfg.resolved_artery_variant()
+        )
+        trees = dataclasses.replace(trees, artery=tuple(artery))
     labels = steps.paint_vessels(labels, trees, grid, ivc_in_body)
     report(next(names))
     labels, rim = steps.tumours(labels, liver, tumors, sp, rng)

@@ -7,7 +7,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["VesselSegment", "grow_tree", "local_radius_mm", "rasterise_segments"]
+__all__ = [
+    "ARTERY_VARIANTS",
+    "NON_TARGET_ARTERIES",
+    "VesselSegment",
+    "artery_variant_for_seed",
+    "grow_tree",
+    "hepatic_artery_tree",
+    "local_radius_mm",
+    "rasterise_segments",
+]
+
+#: Hepatic artery anatomies of the phantom: the common pattern (Michels type I) and the
+#: two most frequent variants (a replaced right hepatic artery from the superior mesenteric
+#: artery, a replaced left hepatic artery from the left gastric artery).
+ARTERY_VARIANTS = ("standard", "replaced_right", "replaced_left")
+#: Their frequencies in 1000 liver donors (Hiatt et al., Ann Surg 1994;220:50): type I
+#: 75.7 %, replaced right 10.6 %, replaced left 9.7 %; the other 4 % count as standard here.
+ARTERY_VARIANT_FREQUENCIES = (0.797, 0.106, 0.097)
+#: Arterial branches that leave the liver (non-target territory of an embolisation).
+NON_TARGET_ARTERIES = ("gastroduodenal", "right_gastric", "cystic")
+#: Prefix of the tree name of the phantom's arterial segments (``"artery:<branch>"``);
+#: their ``index`` and ``parent`` count over all such segments together.
+ARTERY_PREFIX = "artery:"
 
 
 @dataclass(frozen=True)
@@ -228,3 +250,123 @@ def local_radius_mm(mask: np.ndarray, spacing_mm) -> np.ndarray:
 
     edt = ndimage.distance_transform_edt(mask, sampling=spacing_mm)
     return ndimage.maximum_filter(edt, size=5) + 0.5 * min(spacing_mm)
+
+
+def artery_variant_for_seed(seed: int) -> str:
+    """The hepatic artery variant a phantom seed draws (:data:`ARTERY_VARIANT_FREQUENCIES`).
+
+    Drawn from a generator of its own (``default_rng([seed, 24])``) so that the other
+    random choices of the phantom do not change.
+    """
+    u = np.random.default_rng([int(seed), 24]).uniform()
+    cum = np.cumsum(ARTERY_VARIANT_FREQUENCIES)
+    return ARTERY_VARIANTS[int(np.searchsorted(cum, u * cum[-1]))]
+
+
+def hepatic_artery_tree(
+    portal: list[VesselSegment] | tuple[VesselSegment, ...],
+    *,
+    gallbladder_mm: np.ndarray,
+    variant: str = "standard",
+) -> list[VesselSegment]:
+    """A connected hepatic artery tree beside the portal tree, with non-target branches.
+
+    Extrahepatic trunk, branches leaving the liver, and intrahepatic branches running
+    beside every portal branch (the portal triad).
+
+    Standard anatomy: the common hepatic artery leaves the coeliac trunk in front of the
+    aorta, gives the gastroduodenal artery (downwards, out of the liver) and continues as
+    the proper hepatic artery, which gives the right gastric artery (towards the stomach)
+    and divides at the hilum into right and left hepatic arteries; the right gives the
+    cystic artery (to the gallbladder). ``"replaced_right"``: the right hepatic artery
+    arises from the superior mesenteric artery (a second root, posterior course);
+    ``"replaced_left"``: the left hepatic artery arises from the left gastric artery
+    (a second root, along the lesser curvature).
+
+    Each intrahepatic artery segment follows one portal segment, offset sideways by the
+    portal radius plus 1.5 mm, with 0.35 x its radius; node by node, so that the tree is
+    connected (a child starts where its parent ends).
+
+    Parameters
+    ----------
+    portal : sequence of VesselSegment
+        The portal tree (index 0 the trunk ending at the hilum; its children the right
+        and left portal veins).
+    gallbladder_mm : array of 3
+        Where the cystic artery ends (LPS mm).
+    variant : str
+        One of :data:`ARTERY_VARIANTS`.
+
+    Returns
+    -------
+    list of VesselSegment
+        Tree names ``"artery:<branch>"``; ``index``/``parent`` over this list (parents
+        first); roots have parent -1.
+    """
+    if variant not in ARTERY_VARIANTS:
+        raise ValueError(f"artery variant must be one of {', '.join(ARTERY_VARIANTS)}")
+    out: list[VesselSegment] = []
+
+    def add(name: str, parent: int, p0, p1, r: float) -> int:
+        out.append(
+            VesselSegment(
+                ARTERY_PREFIX + name,
+                len(out),
+                parent,
+                tuple(float(v) for v in p0),
+                tuple(float(v) for v in p1),
+                float(r),
+            )
+        )
+        return len(out) - 1
+
+    trunk = portal[0]
+    hilum = np.asarray(trunk.end_mm, float)
+    children = [s for s in portal if s.parent == 0]
+    right = min(children, key=lambda s: s.end_mm[0])  # the right portal vein runs to -x
+    left = max(children, key=lambda s: s.end_mm[0])
+    coeliac = np.array([18.0, 6.0, -60.0])
+    gda_origin = np.array([-2.0, -10.0, -38.0])
+    hilum_a = hilum + np.array([0.0, -9.0, -6.0])  # bifurcation of the proper hepatic
+    pha_mid = 0.5 * (gda_origin + hilum_a)
+    right_b = hilum_a + np.array([-10.0, 2.0, 1.0])
+    left_b = hilum_a + np.array([10.0, -5.0, 3.0])
+
+    cha = add("common_hepatic", -1, coeliac, gda_origin, 2.6)
+    add("gastroduodenal", cha, gda_origin, gda_origin + np.array([4.0, -14.0, -40.0]), 1.6)
+    pha1 = add("proper_hepatic", cha, gda_origin, pha_mid, 2.2)
+    add("right_gastric", pha1, pha_mid, pha_mid + np.array([30.0, -12.0, -4.0]), 0.8)
+    pha2 = add("proper_hepatic", pha1, pha_mid, hilum_a, 2.2)
+    if variant == "replaced_right":
+        sma = add("replaced_right_hepatic", -1, (16.0, 8.0, -85.0), (-12.0, 8.0, -40.0), 1.9)
+        rha = add("replaced_right_hepatic", sma, (-12.0, 8.0, -40.0), right_b, 1.9)
+        right_name = "replaced_right_hepatic"
+    else:
+        rha = add("right_hepatic", pha2, hilum_a, right_b, 1.9)
+        right_name = "right_hepatic"
+    if variant == "replaced_left":
+        lga = add("replaced_left_hepatic", -1, (22.0, 4.0, -56.0), (32.0, -24.0, -24.0), 1.6)
+        lha = add("replaced_left_hepatic", lga, (32.0, -24.0, -24.0), left_b, 1.6)
+        left_name = "replaced_left_hepatic"
+    else:
+        lha = add("left_hepatic", pha2, hilum_a, left_b, 1.6)
+        left_name = "left_hepatic"
+    add("cystic", rha, right_b, np.asarray(gallbladder_mm, float), 0.8)
+
+    # intrahepatic: one artery segment per portal segment, parents first
+    node: dict[int, np.ndarray] = {}  # portal index -> artery node at its end
+    seg_of: dict[int, int] = {right.index: rha, left.index: lha}
+    start_of = {right.index: right_b, left.index: left_b}
+    name_of = {right.index: right_name, left.index: left_name}
+    for s in portal[1:]:
+        p0, p1 = np.asarray(s.start_mm), np.asarray(s.end_mm)
+        e1, _ = _perpendicular_basis((p1 - p0) / max(np.linalg.norm(p1 - p0), 1e-9))
+        end = p1 + e1 * (s.radius_mm + 1.5)
+        if s.parent == 0:
+            start, parent, name = start_of[s.index], seg_of[s.index], name_of[s.index]
+        else:
+            start, parent, name = node[s.parent], seg_of[s.parent], name_of[s.parent]
+        seg_of[s.index] = add(name, parent, start, end, 0.35 * s.radius_mm)
+        node[s.index] = end
+        name_of[s.index] = name
+    return out
