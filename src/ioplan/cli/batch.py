@@ -1,5 +1,132 @@
-"""``ioplan batch``: (the command registers itself on ``app`` when written)."""
+"""``ioplan uncertainty`` and ``ioplan batch``: Monte Carlo and cohorts on Dask (issue 23)."""
 
 from __future__ import annotations
 
-from ioplan.cli._common import app  # noqa: F401
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ioplan.cli._common import _OVERWRITE, _QUIET, _progress, app
+from ioplan.errors import InputError
+
+_SCHEDULER = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Address of a running Dask scheduler (tcp://host:port); default: a local "
+        "cluster, one worker process per core.",
+    ),
+]
+_WORKERS = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", help="Workers of the local cluster, 1-1024 (default: one per core)."
+    ),
+]
+
+
+@app.command()
+def uncertainty(
+    plan_dir: Annotated[Path, typer.Argument(help="Plan folder (see `ioplan plan`).")],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output folder (written whole at the end; --overwrite replaces it)."),
+    ],
+    case: Annotated[
+        Path | None,
+        typer.Option(
+            "--case", help="The case the plan was made for (default: named by plan.json)."
+        ),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Monte Carlo samples, 1-100000.")] = 100,
+    placement_error_mm: Annotated[
+        float,
+        typer.Option(
+            "--placement-error-mm",
+            help="RMS 3-D tip error (mm, 0-20; each axis N(0, (e/sqrt3)^2)).",
+        ),
+    ] = 2.0,
+    angle_error_deg: Annotated[
+        float,
+        typer.Option("--angle-error-deg", help="RMS needle tilt about the skin entry (deg, 0-30)."),
+    ] = 3.0,
+    perfusion_cv: Annotated[
+        float, typer.Option("--perfusion-cv", help="CV of the perfusion factor (lognormal), 0-2.")
+    ] = 0.3,
+    property_cv: Annotated[
+        float,
+        typer.Option(
+            "--property-cv",
+            help="CV of the property factor (lognormal, 0-2): scales the delivered power.",
+        ),
+    ] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed: the same numbers on any number of workers.")] = 0,
+    spacing_mm: Annotated[
+        float | None,
+        typer.Option("--spacing-mm", help="Engine voxel size (mm): the plan's (default) or coarser."),
+    ] = None,
+    scheduler: _SCHEDULER = None,
+    workers: _WORKERS = None,
+    overwrite: _OVERWRITE = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print uncertainty.json.")] = False,
+    quiet: _QUIET = False,
+) -> None:
+    """Monte Carlo of a plan over placement error, perfusion and properties, on Dask.
+
+    Each sample perturbs the applicators and the tissue, simulates, and measures the
+    tumour + margin coverage. Writes coverage_probability.nii.gz (per voxel, 0-1) and
+    uncertainty.json (coverage_probability and its 95 % interval, per-sample coverage,
+    dominant factors, samples, scheduler, workers, seed, runtime_s).
+    """
+    from ioplan.batch import (
+        UNCERTAINTY_FOLDER_ENTRIES,
+        UncertaintySpec,
+        check_scheduler_address,
+        dask_client,
+        engine_model_from_plan,
+        run_uncertainty,
+        write_uncertainty,
+    )
+    from ioplan.imaging import check_replaceable
+
+    # every check that needs no work first
+    if not 1 <= samples <= 100000:
+        raise InputError(f"--samples must be 1-100000, got {samples}")
+    if not 0 <= seed <= 2**32 - 1:
+        raise InputError(f"--seed must be 0-4294967295, got {seed}")
+    if workers is not None and not 1 <= workers <= 1024:
+        raise InputError(f"--workers must be 1-1024, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
+    spec = UncertaintySpec(placement_error_mm, angle_error_deg, perfusion_cv, property_cv)
+    scheduler = check_scheduler_address(scheduler)
+    check_replaceable(out, command="uncertainty", names=UNCERTAINTY_FOLDER_ENTRIES,
+                      overwrite=overwrite)  # fmt: skip
+    model, info = engine_model_from_plan(plan_dir, case, spacing_mm=spacing_mm,
+                                         perfusion_varies=perfusion_cv > 0)  # fmt: skip
+    show = not quiet and not as_json
+    with _progress(samples, enabled=show) as advance, dask_client(scheduler, workers=workers) as c:
+        result = run_uncertainty(
+            model, spec, samples=samples, seed=seed, client=c,
+            progress=lambda done, total: advance(f"sample {done}/{total}"), extra=info,
+        )  # fmt: skip
+    doc = write_uncertainty(result, out, overwrite=overwrite)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    lo, hi = doc["coverage_probability_interval_95"]
+    typer.echo(
+        f"complete coverage probability {doc['coverage_probability']:.3f} "
+        f"(95 % CI {lo:.3f}-{hi:.3f}) over {samples} samples; mean coverage "
+        f"{100 * doc['mean_coverage']:.1f} %"
+    )
+    for f in doc["dominant_factors"][:3]:
+        typer.echo(f"  {f['input']}: first-order index {f['first_order_index']:.2f}")
+    typer.echo(
+        f"{doc['workers']} workers ({doc['scheduler']}), {doc['runtime_s']:.1f} s, "
+        f"{doc['samples_per_minute']:.0f} samples/min"
+    )
+    typer.echo(f"map: {out / 'coverage_probability.nii.gz'}")
