@@ -22,7 +22,9 @@ def check_scheduler_address(address: str | None) -> str | None:
         return None
     address = address.strip()
     if not _ADDRESS.match(address):
-        raise InputError(f"--scheduler must be an address like tcp://10.0.0.5:8786, got {address!r}")
+        raise InputError(
+            f"--scheduler must be an address like tcp://10.0.0.5:8786, got {address!r}"
+        )
     return address
 
 

@@ -358,9 +358,13 @@ def _plan_doc(plan_dir: Path) -> dict[str, Any]:
     return doc
 
 
-def engine_model_from_plan(plan_dir: str | Path, case_dir: str | Path | None = None, *,
-                           spacing_mm: float | None = None,
-                           perfusion_varies: bool = True) -> tuple[EngineZoneModel, dict]:  # fmt: skip
+def engine_model_from_plan(
+    plan_dir: str | Path,
+    case_dir: str | Path | None = None,
+    *,
+    spacing_mm: float | None = None,
+    perfusion_varies: bool = True,
+) -> tuple[EngineZoneModel, dict]:
     """The engine model of a plan folder, and what it was made from (for the JSON).
 
     ``case_dir``: the case the plan was made for (default: plan.json's ``case_path`` or
@@ -431,7 +435,8 @@ def engine_model_from_plan(plan_dir: str | Path, case_dir: str | Path | None = N
         "organ": organ,
         "perfusion_model": (
             f"{host} tissue-table perfusion ({base:g} 1/s) x factor, every tissue"
-            if base is not None else "tissue table (as planned)"
+            if base is not None
+            else "tissue table (as planned)"
         ),
         "property_model": "delivered power x factor (device output and absorption); "
         "cryoprobes: not varied",

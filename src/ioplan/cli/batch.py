@@ -22,9 +22,7 @@ _SCHEDULER = Annotated[
 ]
 _WORKERS = Annotated[
     int | None,
-    typer.Option(
-        "--workers", help="Workers of the local cluster, 1-1024 (default: one per core)."
-    ),
+    typer.Option("--workers", help="Workers of the local cluster, 1-1024 (default: one per core)."),
 ]
 
 
@@ -66,7 +64,9 @@ def uncertainty(
     seed: Annotated[int, typer.Option(help="Seed: the same numbers on any number of workers.")] = 0,
     spacing_mm: Annotated[
         float | None,
-        typer.Option("--spacing-mm", help="Engine voxel size (mm): the plan's (default) or coarser."),
+        typer.Option(
+            "--spacing-mm", help="Engine voxel size (mm): the plan's (default) or coarser."
+        ),
     ] = None,
     scheduler: _SCHEDULER = None,
     workers: _WORKERS = None,
