@@ -131,13 +131,55 @@ def sirt_single(
     _sirt_out(r.to_dict(), as_json, report, "Y-90 single compartment", overwrite)
 
 
+_CASE = Annotated[
+    Path | None,
+    typer.Option("--case", help="Case folder that 'ioplan arteries' read (with --territory-from)."),
+]
+_TERRITORY_FROM = Annotated[
+    Path | None,
+    typer.Option(
+        "--territory-from",
+        help="Output folder of 'ioplan arteries': the perfused volume is --feeder's territory.",
+    ),
+]
+_FEEDER = Annotated[
+    int | None,
+    typer.Option("--feeder", help="branch_id of a candidate position (arteries.json feeders)."),
+]
+
+
+def _territory(case: Path | None, territory_from: Path | None, feeder: int | None):
+    """The territory inputs of --case/--territory-from/--feeder, or None when none is given."""
+    if case is None and territory_from is None and feeder is None:
+        return None
+    if case is None or territory_from is None or feeder is None:
+        raise InputError("--territory-from needs --case and --feeder (all three together)")
+    from ioplan.embolization import territory_inputs
+
+    return territory_inputs(case, territory_from, feeder)
+
+
+def _territory_doc(t: dict) -> dict:
+    keep = ("branch_id", "tumour_covered_percent", "tumour_ml", "normal_ml", "liver_ml")
+    return {"territory": {k: t[k] for k in keep}}
+
+
 @sirt_app.command("partition")
 def sirt_partition(
-    tumor_kg: Annotated[float, typer.Option(help="Tumour mass in kg, > 0 and <= 5.")],
-    normal_kg: Annotated[
-        float, typer.Option(help="Normal perfused liver mass in kg, > 0 and <= 5.")
-    ],
     lsf: _LSF,
+    tumor_kg: Annotated[
+        float | None,
+        typer.Option(help="Tumour mass in kg, > 0 and <= 5 (or from --territory-from)."),
+    ] = None,
+    normal_kg: Annotated[
+        float | None,
+        typer.Option(
+            help="Normal perfused liver mass in kg, > 0 and <= 5 (or from --territory-from)."
+        ),
+    ] = None,
+    case: _CASE = None,
+    territory_from: _TERRITORY_FROM = None,
+    feeder: _FEEDER = None,
     tn: Annotated[
         float | None,
         typer.Option(help="Tumour-to-normal uptake ratio (MAA), > 0 and <= 100; or counts."),
@@ -165,17 +207,29 @@ def sirt_partition(
     overwrite: _OVERWRITE = False,
     as_json: _JSON = False,
 ) -> None:
-    """Partition model: tumour and normal-liver doses, or the activity for a target."""
+    """Partition model: tumour and normal-liver doses, or the activity for a target.
+
+    With --case, --territory-from (an 'ioplan arteries' output) and --feeder, the tumour
+    and normal-liver masses are those inside that catheter position's territory.
+    """
     from ioplan.embolization import partition, tn_from_inputs
 
     _check_report(report, overwrite)
+    if territory_from is not None and (tumor_kg is not None or normal_kg is not None):
+        raise InputError("give --tumor-kg/--normal-kg or --territory-from, not both")
+    if territory_from is None and (tumor_kg is None or normal_kg is None):
+        raise InputError("give --tumor-kg and --normal-kg, or --case, --territory-from, --feeder")
+    terr = _territory(case, territory_from, feeder)
+    if terr is not None:
+        tumor_kg, normal_kg = terr["tumor_kg"], terr["normal_kg"]
     ratio = tn_from_inputs(tn, tumor_counts, normal_counts, tumor_kg, normal_kg)
     r = partition(
         tumor_kg, normal_kg, ratio, lsf, activity_gbq=activity_gbq,
         normal_dose_gy=normal_dose_gy, tumour_dose_gy=tumor_dose_gy, cf=cf, residual=residual,
         lung_mass_kg=lung_mass_kg, sphere=_sphere(sphere), decay_hours=decay_hours,
     )  # fmt: skip
-    _sirt_out(r.to_dict(), as_json, report, "Y-90 partition model", overwrite)
+    doc = r.to_dict() if terr is None else r.to_dict() | _territory_doc(terr)
+    _sirt_out(doc, as_json, report, "Y-90 partition model", overwrite)
 
 
 @sirt_app.command("territories")
@@ -262,12 +316,23 @@ def sirt_tace(
     mg_m2: Annotated[
         float, typer.Option(help="Doxorubicin per body surface area in mg/m2, 50-75.")
     ] = 50.0,
+    case: _CASE = None,
+    territory_from: _TERRITORY_FROM = None,
+    feeder: _FEEDER = None,
     as_json: _JSON = False,
 ) -> None:
-    """TACE: doxorubicin by body surface area and the drug-eluting bead volume."""
-    from ioplan.embolization import tace_dose
+    """TACE: doxorubicin by body surface area and the drug-eluting bead volume.
 
-    _sirt_out(tace_dose(height_cm, weight_kg, mg_m2), as_json, None, "TACE")
+    With --case, --territory-from and --feeder: also the dose for that territory (the BSA
+    dose x the territory's share of the liver volume, a proportional convention).
+    """
+    from ioplan.embolization import tace_dose, tace_territory
+
+    dose = tace_dose(height_cm, weight_kg, mg_m2)
+    terr = _territory(case, territory_from, feeder)
+    if terr is not None:
+        dose = tace_territory(dose, terr)
+    _sirt_out(dose, as_json, None, "TACE")
 
 
 @sirt_app.command("synthetic-spect")
@@ -314,19 +379,35 @@ def sirt_voxel(
         typer.Option(help="Lung mass in kg, 0.1-3, instead of the CT lung label's."),
     ] = None,
     cf: _CF = None,
+    case: _CASE = None,
+    territory_from: _TERRITORY_FROM = None,
+    feeder: _FEEDER = None,
     overwrite: _OVERWRITE = False,
     as_json: _JSON = False,
 ) -> None:
-    """Voxel dosimetry (local deposition or S-value kernel) with DVHs per structure."""
+    """Voxel dosimetry (local deposition or S-value kernel) with DVHs per structure.
+
+    With --case, --territory-from and --feeder, the perfused volume is that catheter
+    position's territory (the label map must be on the case grid).
+    """
     from ioplan.embolization import check_report_folder, voxel_dose, write_voxel_outputs
     from ioplan.imaging import read_image
 
     check_report_folder(out, overwrite=overwrite, voxel=True)
+    terr = _territory(case, territory_from, feeder)
+    label_vol = read_image(labels)
+    if terr is not None:
+        diff = terr["grid"].mismatch(label_vol.grid)
+        if diff is not None:
+            raise InputError(f"--labels is not on the case grid of --territory-from: {diff}")
     res = voxel_dose(
-        read_image(spect), read_image(ct), read_image(labels), activity_gbq, lsf=lsf,
+        read_image(spect), read_image(ct), label_vol, activity_gbq, lsf=lsf,
         method=method.value, cf=cf, lung_mass_kg=lung_mass_kg, absolute=absolute,
+        territory=None if terr is None else terr["mask"],
     )  # fmt: skip
     doc = res.to_dict() | {"activity_gbq": activity_gbq, "lsf": lsf}
+    if terr is not None:
+        doc |= _territory_doc(terr)
     write_voxel_outputs(res, doc, out, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")

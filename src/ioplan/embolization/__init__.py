@@ -1,5 +1,18 @@
 """Radioembolization (Y-90 SIRT/TARE): activity planning, voxel dosimetry, checks; TACE dosing."""
 
+from ioplan.embolization._arteries import (
+    ARTERIES_FOLDER_ENTRIES,
+    ArterialPlan,
+    ArterialTree,
+    arterial_plan,
+    check_arteries_folder,
+    couinaud_segments,
+    nearest_terminal,
+    read_territory,
+    tree_from_mask,
+    tree_from_segments,
+    write_arterial_plan,
+)
 from ioplan.embolization._checks import (
     RANGES,
     Sphere,
@@ -31,7 +44,13 @@ from ioplan.embolization._report import (
     write_sirt_report,
     write_voxel_outputs,
 )
-from ioplan.embolization._territories import TERRITORY_COLUMNS, read_territories, territories
+from ioplan.embolization._territories import (
+    TERRITORY_COLUMNS,
+    read_territories,
+    tace_territory,
+    territories,
+    territory_inputs,
+)
 from ioplan.embolization._voxel import (
     KERNEL_VOXEL_MM,
     VoxelDose,
@@ -44,19 +63,25 @@ from ioplan.embolization._voxel import (
 )
 
 __all__ = [
+    "ARTERIES_FOLDER_ENTRIES",
     "KERNEL_VOXEL_MM",
     "RANGES",
     "TERRITORY_COLUMNS",
+    "ArterialPlan",
+    "ArterialTree",
     "SirtResult",
     "Sphere",
     "VoxelDose",
+    "arterial_plan",
     "bsa_activity",
     "bsa_m2",
+    "check_arteries_folder",
     "check_lsf",
     "check_range",
     "check_report_folder",
     "check_sphere",
     "constants",
+    "couinaud_segments",
     "decay_factor",
     "dvh_statistics",
     "in_range",
@@ -66,17 +91,24 @@ __all__ = [
     "lung_mass_kg_from_ct",
     "lung_shunt_fraction",
     "lung_shunt_fraction_planar",
+    "nearest_terminal",
     "partition",
     "range_text",
     "read_territories",
+    "read_territory",
     "s_value_kernel",
     "single_compartment",
     "synthetic_spect",
     "tace_dose",
+    "tace_territory",
     "territories",
+    "territory_inputs",
     "tn_from_inputs",
     "tn_ratio",
+    "tree_from_mask",
+    "tree_from_segments",
     "voxel_dose",
+    "write_arterial_plan",
     "write_sirt_report",
     "write_synthetic_spect",
     "write_voxel_outputs",

@@ -17,7 +17,13 @@ from ioplan.embolization._models import (
 )
 from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
 
-__all__ = ["TERRITORY_COLUMNS", "read_territories", "territories"]
+__all__ = [
+    "TERRITORY_COLUMNS",
+    "read_territories",
+    "tace_territory",
+    "territories",
+    "territory_inputs",
+]
 
 #: Required columns, then the target columns (exactly one per row holds a value).
 TERRITORY_COLUMNS = ("name", "tumor_kg", "normal_kg", "tn")
@@ -204,4 +210,76 @@ def territories(
         "territories": rows,
         "warnings": limit_warnings({"lung_dose_gy": lung}, f, None),
         "limits_source": constants()["limits"]["source"],
+    }
+
+
+def territory_inputs(case_dir: str | Path, arteries_dir: str | Path, feeder: int) -> dict[str, Any]:
+    """Tumour and normal-liver masses of one catheter position's territory.
+
+    Parameters
+    ----------
+    case_dir : path
+        The case folder ``ioplan arteries`` read.
+    arteries_dir : path
+        Its output folder (``arteries.json``, ``territories.nii.gz``).
+    feeder : int
+        The ``branch_id`` of a candidate position (``feeders`` in ``arteries.json``).
+
+    Returns
+    -------
+    dict
+        ``tumor_kg`` and ``normal_kg`` (tumour and liver labels inside the territory, at the
+        liver density of the constants table, 1.03 g/mL), ``tumour_ml``, ``normal_ml``,
+        ``liver_ml`` (the whole liver with tumour), ``branch_id``,
+        ``tumour_covered_percent``, the territory ``mask`` (not JSON) and the case ``grid``.
+    """
+    import numpy as np
+
+    from ioplan.anatomy import Label, load_case
+    from ioplan.embolization._arteries import read_territory
+
+    case = load_case(case_dir)
+    grid = case.labels.grid
+    mask, entry = read_territory(arteries_dir, int(feeder), grid)
+    lab = np.asarray(case.labels.array)
+    vml = grid.voxel_volume_ml
+    tumour_ml = float(((lab == Label.TUMOR) & mask).sum()) * vml
+    normal_ml = float(((lab == Label.LIVER) & mask).sum()) * vml
+    liver_ml = float(np.isin(lab, [Label.LIVER, Label.TUMOR]).sum()) * vml
+    if tumour_ml <= 0:
+        raise InputError(f"the territory of branch {feeder} holds no tumour")
+    rho = constants()["constants"]["liver_density_g_ml"]
+    return {
+        "branch_id": int(feeder),
+        "tumour_covered_percent": entry.get("tumour_covered_percent"),
+        "tumour_ml": round(tumour_ml, 2),
+        "normal_ml": round(normal_ml, 2),
+        "liver_ml": round(liver_ml, 2),
+        "tumor_kg": tumour_ml * rho / 1000.0,
+        "normal_kg": normal_ml * rho / 1000.0,
+        "mask": mask,
+        "grid": grid,
+    }
+
+
+def tace_territory(dose: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """TACE dosing for one territory: the BSA dose scaled by the treated share of the liver.
+
+    ``doxorubicin_territory_mg`` = ``doxorubicin_mg`` x (territory volume / liver volume):
+    a proportional convention for selective (lobar, segmental) TACE, not a guideline
+    figure; the per-procedure cap stays that of :func:`tace_dose`. The bead volume follows
+    at the same loading.
+    """
+    terr_ml = inputs["tumour_ml"] + inputs["normal_ml"]
+    share = terr_ml / inputs["liver_ml"]
+    mg = dose["doxorubicin_mg"] * share
+    loading = dose["doxorubicin_mg"] / dose["deb_volume_ml"] if dose["deb_volume_ml"] else None
+    return dose | {
+        "branch_id": inputs["branch_id"],
+        "territory_ml": round(terr_ml, 1),
+        "liver_ml": round(inputs["liver_ml"], 1),
+        "territory_share": round(share, 4),
+        "doxorubicin_territory_mg": round(mg, 1),
+        "deb_territory_volume_ml": None if loading is None else round(mg / loading, 2),
+        "territory_rule": "BSA dose x territory volume / liver volume (proportional convention)",
     }

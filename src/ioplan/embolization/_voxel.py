@@ -154,7 +154,7 @@ def _kernel_dose_gy(act_gbq: np.ndarray, grid: Grid) -> np.ndarray:
 def voxel_dose(
     spect: Volume, ct: Volume, labels: Volume, activity_gbq: float | None, *, lsf: float = 0.0,
     method: str = "ldm", cf: float | None = None, lung_mass_kg: float | None = None,
-    absolute: bool = False,
+    absolute: bool = False, territory: np.ndarray | None = None,
 ) -> VoxelDose:  # fmt: skip
     """Absorbed dose (Gy) per voxel on the CT/label grid (see the module doc).
 
@@ -181,6 +181,9 @@ def voxel_dose(
         hold only the bases on an abdominal scan).
     absolute : bool
         The image holds Bq/mL; the liver's activity is read from it.
+    territory : ndarray of bool, optional
+        The perfused territory on the label grid (``ioplan arteries``): liver and tumour
+        outside it are neither perfused nor counted in the DVHs.
 
     Returns
     -------
@@ -242,6 +245,16 @@ def voxel_dose(
         notes.append("the SPECT was resampled (linear) onto the CT/label grid")
     lab = np.asarray(labels.array)
     perfused = np.isin(lab, [int(Label.LIVER), int(Label.TUMOR)])
+    if territory is not None:
+        if np.shape(territory) != lab.shape:
+            raise InputError("the territory is not on the label grid")
+        outside = perfused & ~np.asarray(territory, bool)
+        lab = np.where(outside, 0, lab)
+        perfused &= ~outside
+        notes.append(
+            f"perfused territory: {perfused.sum() * g.voxel_volume_ml:.1f} mL "
+            f"(liver and tumour outside it, {outside.sum() * g.voxel_volume_ml:.1f} mL, left out)"
+        )
     if not perfused.any():
         raise InputError("the label map has no liver or tumour: no perfused territory")
     c_in = np.where(perfused, counts, 0.0)
