@@ -1,0 +1,105 @@
+"""``ioplan uncertainty``: against the planner's own zone, the JSON contract, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+from ioplan.imaging import read_nifti
+
+#: keys issue 23 names for uncertainty.json (a contract)
+CONTRACT = ("coverage_probability", "samples", "scheduler", "workers", "seed", "runtime_s")
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> tuple[Path, Path]:
+    """A 15 mm tumour planned with one microwave antenna at 4 mm (about 10 s)."""
+    from ioplan.cli import main
+
+    base = tmp_path_factory.mktemp("uncertainty-cli")
+    case, plan = base / "case", base / "plan"
+    assert main(["phantom", "--out", str(case), "--tumor-diameter-mm", "15",
+                 "--spacing-mm", "4", "--seed", "1"]) == 0  # fmt: skip
+    assert main(["plan", str(case), "--out", str(plan), "--spacing-mm", "4", "--margin-mm", "3",
+                 "--time-budget-s", "20", "--robust-samples", "10", "--quiet"]) == 0  # fmt: skip
+    return case, plan
+
+
+def test_without_error_every_sample_is_the_planners_zone(capsys, planned, tmp_path):
+    """Zero error: the map is the planner's verified zone, voxel for voxel (its own code)."""
+    case, plan = planned
+    out = tmp_path / "u0"
+    code, stdout, err = run_cli(
+        capsys, "uncertainty", plan, "--case", case, "--samples", 2, "--workers", 1,
+        "--placement-error-mm", 0, "--angle-error-deg", 0, "--perfusion-cv", 0,
+        "--property-cv", 0, "--out", out, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(stdout)
+    zone = read_nifti(plan / "zone.nii.gz")
+    prob = read_nifti(out / "coverage_probability.nii.gz")
+    assert prob.grid == zone.grid
+    assert np.array_equal(np.asarray(prob.array) > 0.5, np.asarray(zone.array) > 0)
+    assert set(np.unique(np.asarray(prob.array))) <= {0.0, 1.0}
+    nominal = json.loads((plan / "plan.json").read_text())["margin_coverage_percent"]
+    assert doc["per_sample_coverage"] == pytest.approx([nominal / 100] * 2, abs=1e-6)
+
+
+def test_json_contract_and_files(capsys, planned, tmp_path):
+    case, plan = planned
+    out = tmp_path / "u1"
+    code, stdout, err = run_cli(capsys, "uncertainty", plan, "--case", case, "--samples", 6,
+                                "--workers", 2, "--seed", 3, "--out", out, "--json")  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert json.loads((out / "uncertainty.json").read_text()) == doc
+    for k in CONTRACT:
+        assert k in doc
+    assert (doc["samples"], doc["seed"], doc["scheduler"], doc["workers"]) == (6, 3, "local", 2)
+    k = sum(doc["per_sample_complete"])
+    assert doc["coverage_probability"] == pytest.approx(k / 6)  # an independent recount
+    lo, hi = doc["coverage_probability_interval_95"]
+    assert 0 <= lo <= doc["coverage_probability"] <= hi <= 1
+    assert len(doc["per_sample_coverage"]) == 6
+    assert set(doc["sensitivity"]["first_order"]) >= {"perfusion_factor", "property_factor"}
+    prob = np.asarray(read_nifti(out / "coverage_probability.nii.gz").array)
+    assert prob.min() >= 0 and prob.max() <= 1
+    # every value is a count of samples over 6
+    assert np.allclose(prob * 6, np.round(prob * 6), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--samples", "0"], "--samples"),
+        (["--placement-error-mm", "-1"], "--placement-error-mm"),
+        (["--perfusion-cv", "5"], "--perfusion-cv"),
+        (["--scheduler", "not an address"], "--scheduler"),
+        (["--spacing-mm", "1"], "--spacing-mm"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_work(capsys, planned, tmp_path, args, fragment):
+    case, plan = planned
+    out = tmp_path / "u"
+    code, _, err = run_cli(capsys, "uncertainty", plan, "--case", case, "--out", out, *args)
+    assert_one_line_error(code, err, fragment)
+    assert not out.exists()
+
+
+def test_refuses_a_plan_folder_without_plan_and_a_foreign_output(capsys, planned, tmp_path):
+    case, plan = planned
+    code, _, err = run_cli(capsys, "uncertainty", tmp_path, "--case", case, "--out", tmp_path / "u")
+    assert_one_line_error(code, err, "plan.json")
+    code, _, err = run_cli(capsys, "uncertainty", plan, "--out", tmp_path / "u")
+    assert_one_line_error(code, err, "--case")
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    code, _, err = run_cli(capsys, "uncertainty", plan, "--case", case, "--out", other,
+                           "--overwrite")  # fmt: skip
+    assert code == 2, err
+    assert (other / "notes.txt").read_text() == "keep"
