@@ -144,7 +144,9 @@ _TERRITORY_FROM = Annotated[
 ]
 _FEEDER = Annotated[
     int | None,
-    typer.Option("--feeder", help="branch_id of a candidate position (arteries.json feeders)."),
+    typer.Option(
+        "--feeder", help="branch_id (an integer >= 0) of a candidate position (arteries.json)."
+    ),
 ]
 
 
