@@ -3,6 +3,14 @@
 Local by default (a ``LocalCluster``), a Dask cluster by address.
 """
 
+from ioplan.batch._batch import (
+    BATCH_ACTIONS,
+    BatchOptions,
+    check_batch_output,
+    find_cases,
+    run_batch,
+    run_case,
+)
 from ioplan.batch._cluster import check_scheduler_address, dask_client, describe, run_tasks
 from ioplan.batch._montecarlo import (
     UncertaintySpec,
@@ -24,19 +32,25 @@ from ioplan.batch._uncertainty import (
 )
 
 __all__ = [
+    "BATCH_ACTIONS",
     "UNCERTAINTY_FOLDER_ENTRIES",
+    "BatchOptions",
     "EngineZoneModel",
     "Needle",
     "SphereZoneModel",
     "UncertaintyResult",
     "UncertaintySpec",
+    "check_batch_output",
     "check_scheduler_address",
     "dask_client",
     "describe",
     "engine_model_from_plan",
+    "find_cases",
     "first_order_indices",
     "lognormal_factor",
     "perturb_needle",
+    "run_batch",
+    "run_case",
     "run_tasks",
     "run_uncertainty",
     "sample_draws",

@@ -130,3 +130,98 @@ def uncertainty(
         f"{doc['samples_per_minute']:.0f} samples/min"
     )
     typer.echo(f"map: {out / 'coverage_probability.nii.gz'}")
+
+
+@app.command()
+def batch(
+    action: Annotated[str, typer.Argument(help="plan, simulate or margin.")],
+    cases_dir: Annotated[Path, typer.Argument(help="Folder of case folders (with case.toml).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output folder: cases/<case>.json as each finishes, results.parquet and "
+            "results.csv at the end; run again to resume (cases done are skipped)."
+        ),
+    ],
+    modality: Annotated[str, typer.Option(help="plan: mwa, rfa or cryo.")] = "mwa",
+    margin_mm: Annotated[
+        float | None,
+        typer.Option(help="plan, simulate, margin: ablative margin (mm; default 5)."),
+    ] = None,
+    spacing_mm: Annotated[
+        float, typer.Option("--spacing-mm", help="plan, simulate: voxel size (mm).")
+    ] = 4.0,
+    time_budget_s: Annotated[
+        float | None, typer.Option("--time-budget-s", help="plan: seconds of search per case.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="plan: seed.")] = 0,
+    applicator: Annotated[
+        str | None, typer.Option(help="simulate: applicator id (see `ioplan applicators`).")
+    ] = None,
+    power_w: Annotated[float | None, typer.Option("--power-w", help="simulate: W.")] = None,
+    duration_s: Annotated[
+        float | None, typer.Option("--duration-s", help="simulate: heating time (s).")
+    ] = None,
+    direction: Annotated[
+        str,
+        typer.Option(help="simulate: insertion direction 'x,y,z'; the tip at the tumour centre."),
+    ] = "0,0,-1",
+    zone_file: Annotated[
+        str,
+        typer.Option(help="margin: the follow-up zone mask in each case folder (case grid)."),
+    ] = "followup_zone.nii.gz",
+    scheduler: _SCHEDULER = None,
+    workers: _WORKERS = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: _QUIET = False,
+) -> None:
+    """One task per case on Dask: plan, simulate or measure margins for a whole cohort.
+
+    A failed case never stops the others (its row has status failed and the error).
+    Rows: case, status, runtime_s, error and the action's key figures.
+    """
+    from ioplan.batch import (
+        BatchOptions,
+        check_batch_output,
+        check_scheduler_address,
+        dask_client,
+        find_cases,
+        run_batch,
+    )
+
+    try:
+        d = tuple(float(v) for v in direction.split(","))
+    except ValueError:
+        raise InputError(f"--direction must be 'x,y,z', got {direction!r}") from None
+    if len(d) != 3:
+        raise InputError(f"--direction must be 'x,y,z', got {direction!r}")
+    if workers is not None and not 1 <= workers <= 1024:
+        raise InputError(f"--workers must be 1-1024, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
+    opts = BatchOptions(action=action, modality=modality, margin_mm=margin_mm,
+                        spacing_mm=spacing_mm, time_budget_s=time_budget_s, seed=seed,
+                        applicator_id=applicator, power_w=power_w, duration_s=duration_s,
+                        direction=d, zone_file=zone_file)  # fmt: skip
+    scheduler = check_scheduler_address(scheduler)
+    cases = find_cases(cases_dir)
+    check_batch_output(out, action)
+    show = not quiet and not as_json
+    with (
+        _progress(len(cases), enabled=show) as advance,
+        dask_client(scheduler, workers=workers) as c,
+    ):
+        doc = run_batch(opts, cases_dir, out, client=c,
+                        progress=lambda done, total: advance(f"case {done}/{total}"))  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    typer.echo(
+        f"{doc['cases']} cases: {doc['ok']} ok, {doc['failed']} failed "
+        f"({doc['skipped']} done before, skipped); {doc['workers']} workers "
+        f"({doc['scheduler']}), {doc['runtime_s']:.1f} s"
+    )
+    for r in doc["rows"]:
+        if r.get("status") != "ok":
+            typer.echo(f"  {r['case']}: {r.get('error')}")
+    typer.echo(f"results: {out / 'results.parquet'} ({out / 'results.csv'})")

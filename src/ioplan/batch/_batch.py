@@ -1,0 +1,315 @@
+"""Cohorts: plan, simulate or measure margins for every case of a folder, on Dask.
+
+One task per case. A case's row (``case``, ``status``, key figures, ``runtime_s``,
+``error``) is written to ``OUT/cases/<case>.json`` as soon as it finishes; at the end
+the rows are gathered into ``OUT/results.parquet`` and ``OUT/results.csv``. A failed
+case never stops the others (its row says why). Running again skips the cases whose
+row says ``ok`` and retries the others. ``OUT/batch.json`` records the action and its
+options: a folder made by another action, or holding other things, is refused.
+
+A case's files (``plan``: the plan folder) go under ``OUT/cases/<case>/``, written by
+the worker: on a cluster, OUT must be on storage the workers share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ioplan.batch._cluster import describe, run_tasks
+from ioplan.errors import InputError
+
+__all__ = [
+    "BATCH_ACTIONS",
+    "BatchOptions",
+    "check_batch_output",
+    "find_cases",
+    "run_batch",
+    "run_case",
+]
+
+BATCH_ACTIONS = ("plan", "simulate", "margin")
+BATCH_SCHEMA_VERSION = 1
+#: columns every results table has, in this order (then the action's figures)
+BASE_COLUMNS = ("case", "status", "runtime_s", "error")
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The action and the options of its command (those it takes in a batch).
+
+    ``plan``: modality, margin_mm, spacing_mm, time_budget_s, seed (``ioplan plan``).
+    ``simulate``: applicator_id, power_w, duration_s, direction, spacing_mm: one
+    applicator with its tip at the case's first tumour centre (``ioplan simulate
+    --case``); the zone's size and its tumour (+ margin) coverage. ``margin``: the
+    follow-up zone ``zone_file`` (a mask in each case folder, on the case grid) against
+    the case's tumour (``ioplan margin``) with ``margin_mm``.
+    """
+
+    action: str
+    modality: str = "mwa"
+    margin_mm: float | None = None
+    spacing_mm: float = 4.0
+    time_budget_s: float | None = None
+    seed: int = 0
+    applicator_id: str | None = None
+    power_w: float | None = None
+    duration_s: float | None = None
+    direction: tuple[float, float, float] = (0.0, 0.0, -1.0)
+    zone_file: str = "followup_zone.nii.gz"
+
+    def __post_init__(self) -> None:
+        from ioplan.planning import MARGIN_RANGE_MM, SPACING_RANGE_MM, check_in_range
+
+        if self.action not in BATCH_ACTIONS:
+            raise InputError(f"batch action must be plan, simulate or margin, got {self.action!r}")
+        check_in_range(self.spacing_mm, *SPACING_RANGE_MM, "--spacing-mm")
+        if self.margin_mm is not None:
+            check_in_range(self.margin_mm, *MARGIN_RANGE_MM, "--margin-mm")
+        if self.action == "plan":
+            self.plan_config().applicator()
+        if self.action == "simulate":
+            from ioplan.devices import applicator
+
+            if self.applicator_id is None:
+                raise InputError("batch simulate needs --applicator (see `ioplan applicators`)")
+            app = applicator(self.applicator_id)
+            if app.modality != "cryo" and (self.power_w is None or self.duration_s is None):
+                raise InputError(f"{app.id} is {app.modality}: give --power-w and --duration-s")
+            d = np.asarray(self.direction, float)
+            if d.shape != (3,) or not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
+                raise InputError(f"--direction must be 'x,y,z', not zero, got {self.direction}")
+        if self.action == "margin" and (
+            not self.zone_file or "/" in self.zone_file or self.zone_file.startswith(".")
+        ):
+            raise InputError(
+                f"--zone-file must be a file name in each case, got {self.zone_file!r}"
+            )
+
+    def plan_config(self):
+        from ioplan.planning import PlanConfig
+
+        return PlanConfig(modality=self.modality, margin_mm=self.margin_mm,
+                          spacing_mm=self.spacing_mm, time_budget_s=self.time_budget_s,
+                          seed=self.seed)  # fmt: skip
+
+
+def find_cases(cases_dir: str | Path) -> list[Path]:
+    """The case folders (holding ``case.toml``) directly under ``cases_dir``, by name."""
+    root = Path(cases_dir)
+    if not root.is_dir():
+        raise InputError(f"CASES_DIR {cases_dir} is not a folder")
+    found = sorted(p for p in root.iterdir() if (p / "case.toml").is_file())
+    if not found:
+        raise InputError(f"CASES_DIR {cases_dir} holds no case folder (a folder with case.toml)")
+    return found
+
+
+def _coverage(case, zone: np.ndarray, margin_mm: float) -> dict[str, float]:
+    from scipy import ndimage
+
+    from ioplan.planning import tumour_mask
+
+    tum, _ = tumour_mask(case)
+    g = case.labels.grid
+    target = ndimage.distance_transform_edt(~tum, sampling=g.spacing_mm) <= margin_mm
+    return {
+        "tumour_coverage_percent": round(100 * float(zone[tum].mean()), 3),
+        "margin_coverage_percent": round(100 * float(zone[target].mean()), 3),
+    }
+
+
+def _plan_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str, Any]:
+    from ioplan.anatomy import load_case
+    from ioplan.planning import plan_ablation, write_plan
+
+    case = load_case(case_dir)
+    plan = plan_ablation(case, opts.plan_config())
+    write_plan(plan, case, out_dir / "plan", overwrite=True)
+    return {
+        "coverage_percent": plan.coverage_percent,
+        "margin_coverage_percent": plan.margin_coverage_percent,
+        "minimal_margin_mm": plan.minimal_margin_mm,
+        "goal_met": plan.goal_met,
+        "applicators": len(plan.applicators),
+        "zone_volume_ml": plan.zone_volume_ml,
+    }
+
+
+def _simulate_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str, Any]:
+    from ioplan.anatomy import load_case
+    from ioplan.devices import applicator
+    from ioplan.imaging import Volume, resample
+    from ioplan.physics import SimulationConfig, simulate
+
+    case = load_case(case_dir)
+    if not case.tumors or "centre_mm" not in case.tumors[0]:
+        raise InputError("case.toml lists no tumour centre to aim at")
+    tip = tuple(float(v) for v in case.tumors[0]["centre_mm"])
+    d = np.asarray(opts.direction, float)
+    cfg = SimulationConfig(applicator=applicator(opts.applicator_id), case=case, tissue=None,
+                           power_w=opts.power_w, duration_s=opts.duration_s, tip_mm=tip,
+                           direction=tuple(d / np.linalg.norm(d)),
+                           spacing_mm=opts.spacing_mm)  # fmt: skip
+    res = simulate(cfg)
+    zone = resample(Volume(res.zone_mask.astype(np.uint8), res.grid), case.labels.grid,
+                    interpolation="nearest")  # fmt: skip
+    margin = 5.0 if opts.margin_mm is None else opts.margin_mm
+    return {
+        "zone_volume_ml": round(res.zone.volume_ml, 3),
+        "zone_length_mm": round(res.zone.length_mm, 3),
+        "zone_width_mm": round(res.zone.width_mm, 3),
+        "max_temperature_c": round(res.max_temperature_c, 3),
+        **_coverage(case, np.asarray(zone.array) > 0, margin),
+    }
+
+
+def _margin_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str, Any]:
+    from ioplan.anatomy import load_case
+    from ioplan.assessment import measure_margin
+    from ioplan.imaging import Volume, read_nifti
+    from ioplan.planning import tumour_mask
+
+    zone_path = case_dir / opts.zone_file
+    if not zone_path.is_file():
+        raise InputError(f"no follow-up zone {opts.zone_file} in the case folder")
+    case = load_case(case_dir)
+    tum, _ = tumour_mask(case)
+    zone = read_nifti(zone_path)
+    margin = 5.0 if opts.margin_mm is None else opts.margin_mm
+    r = measure_margin(Volume(tum.astype(np.uint8), case.labels.grid), zone, margin_mm=margin)
+    return {
+        "minimal_margin_mm": round(float(r.minimal_margin_mm), 3),
+        "coverage_percent": round(float(r.coverage_percent), 3),
+        "technical_success": bool(r.technical_success),
+        "complete_ablation": bool(r.complete_ablation),
+        "tumour_volume_ml": round(float(r.tumour_volume_ml), 3),
+        "zone_volume_ml": round(float(r.zone_volume_ml), 3),
+    }
+
+
+_ACTION = {"plan": _plan_case, "simulate": _simulate_case, "margin": _margin_case}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+
+
+def run_case(opts: BatchOptions, item: tuple[str, str]) -> dict[str, Any]:
+    """One case's row (runs on a worker); an error becomes ``status: failed``."""
+    case_dir, out_dir = Path(item[0]), Path(item[1])
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"case": case_dir.name, "status": "ok", "error": None}
+    try:
+        (out_dir).mkdir(parents=True, exist_ok=True)
+        row |= _ACTION[opts.action](opts, case_dir, out_dir)
+    except Exception as exc:  # a failed case never stops the others
+        row |= {"status": "failed", "error": _one_line(exc)}
+        if os.environ.get("IOPLAN_DEBUG"):
+            row["traceback"] = traceback.format_exc()
+    row["runtime_s"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=_plain) + "\n")
+    os.replace(tmp, path)
+
+
+def _plain(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    raise TypeError(f"not JSON: {type(x).__name__}")
+
+
+def check_batch_output(out: str | Path, action: str) -> Path:
+    """Refuse an output folder that is not an earlier batch of ``action`` (or empty/new)."""
+    from ioplan.imaging import check_writable
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        manifest = out / "batch.json"
+        if not manifest.is_file():
+            raise InputError(f"--out {out} holds other files (no batch.json): choose a new folder")
+        try:
+            was = json.loads(manifest.read_text()).get("action")
+        except (OSError, ValueError, AttributeError):
+            raise InputError(f"--out {out}: unreadable batch.json") from None
+        if was != action:
+            raise InputError(f"--out {out} holds a batch {was!r}, not {action!r}: choose another")
+    check_writable(out if out.is_dir() else out.absolute().parent)
+    return out
+
+
+def run_batch(opts: BatchOptions, cases_dir: str | Path, out: str | Path, *, client,
+              progress=None) -> dict[str, Any]:  # fmt: skip
+    """Run ``opts.action`` over every case of ``cases_dir``; return the summary document.
+
+    Cases whose ``OUT/cases/<case>.json`` says ``ok`` are skipped (resumed).
+    """
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    cases = find_cases(cases_dir)
+    out = check_batch_output(out, opts.action)
+    rows_dir = out / "cases"
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "batch.json", {"schema_version": BATCH_SCHEMA_VERSION,
+                                      "action": opts.action, "options": asdict(opts),
+                                      "cases_dir": str(cases_dir)})  # fmt: skip
+    todo, skipped = [], 0
+    for c in cases:
+        row_path = rows_dir / f"{c.name}.json"
+        if row_path.is_file():
+            try:
+                if json.loads(row_path.read_text()).get("status") == "ok":
+                    skipped += 1
+                    continue
+            except (OSError, ValueError, AttributeError):
+                pass
+        todo.append((str(c.absolute()), str((rows_dir / c.name).absolute())))
+
+    def save(_i: int, row: dict[str, Any]) -> None:
+        _write_json(rows_dir / f"{row['case']}.json", row)
+
+    run_tasks(client, run_case, todo, shared=opts, progress=progress, on_result=save)
+    scheduler, workers = describe(client)
+    rows = []
+    for c in cases:
+        p = rows_dir / f"{c.name}.json"
+        rows.append(json.loads(p.read_text()) if p.is_file() else
+                    {"case": c.name, "status": "missing", "error": "no result"})  # fmt: skip
+    rows = [{k: v for k, v in r.items() if k != "traceback"} for r in rows]
+    cols = list(BASE_COLUMNS) + sorted({k for r in rows for k in r} - set(BASE_COLUMNS))
+    table = pd.DataFrame(rows, columns=cols)
+    table.to_parquet(out / "results.parquet", index=False)
+    table.to_csv(out / "results.csv", index=False)
+    summary = {
+        "schema_version": BATCH_SCHEMA_VERSION,
+        "action": opts.action,
+        "cases": len(cases),
+        "ok": sum(r.get("status") == "ok" for r in rows),
+        "failed": sum(r.get("status") == "failed" for r in rows),
+        "skipped": skipped,
+        "ran": len(todo),
+        "progress": {"done": len(todo), "total": len(todo)},
+        "scheduler": scheduler,
+        "workers": workers,
+        "runtime_s": round(time.perf_counter() - t0, 3),
+        "results": str(out / "results.parquet"),
+        "rows": rows,
+    }
+    _write_json(out / "summary.json", summary)
+    return summary
