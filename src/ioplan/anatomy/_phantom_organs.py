@@ -1,4 +1,4 @@
-"""Phantoms beyond the liver (issue 21): what the lung, kidney and bone phantoms share.
+"""Phantoms beyond the liver (issue 21): what the lung, kidney, bone and thigh phantoms share.
 
 Each organ phantom is built like the liver's (:mod:`ioplan.anatomy._steps`): analytic
 shapes in patient LPS millimetres, rasterised on the same field of view
@@ -10,7 +10,9 @@ Gaussian partial volume, smooth noise).
 Shared here: the organs' sites and sides, the segmented spine (vertebral bodies, pedicles
 with intervertebral foramina, laminae, spinous and transverse processes, discs, spinal
 canal with the cord inside, nerve roots leaving through the foramina), the tumour
-painter, and the dispatcher :func:`generate_organ_phantom`.
+painter, and the dispatcher :func:`generate_organ_phantom` (the soft-tissue phantom, a
+thigh with the sciatic nerve, femur and femoral vessels, is
+:mod:`ioplan.anatomy._phantom_soft`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ioplan.anatomy._labels import Label
+from ioplan.anatomy._phantom_soft import SOFT_STEPS, soft_grid
 from ioplan.anatomy._shapes import FOV_MM, SmoothNoise, Space, lobulated_sphere, tube_mask
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
@@ -43,6 +46,8 @@ ORGAN_SITES: dict[str, tuple[str, ...]] = {
     "lung": ("peripheral", "central"),
     "kidney": ("exophytic", "central"),
     "bone": ("vertebra", "rib"),
+    # posterior thigh next to the sciatic nerve; medial thigh next to the femoral vessels
+    "soft_tissue": ("thigh", "adductor"),
 }
 #: Sides of the body a tumour can be on.
 SIDES = ("right", "left")
@@ -75,6 +80,7 @@ ORGAN_STEPS: dict[str, tuple[str, ...]] = {
     ),
 }
 ORGAN_STEPS["bone"] = ORGAN_STEPS["kidney"]
+ORGAN_STEPS["soft_tissue"] = SOFT_STEPS
 
 #: z (LPS mm) of the abdominal organ phantoms' field of view: the liver phantom's frame
 #: (z = 0 near the liver hilum) moved down 45 mm so that the kidneys, ureters and lumbar
@@ -89,7 +95,8 @@ def check_site(organ: str, site: str | None, side: str | None) -> tuple[str | No
     if organ == "liver":
         if site is not None or side is not None:
             raise InputError(
-                "--site and --side apply to --organ lung, kidney or bone (the liver phantom "
+                "--site and --side apply to --organ lung, kidney, bone or soft_tissue (the liver "
+                "phantom "
                 "places tumours with --tumor-centre-mm)"
             )
         return None, None
@@ -110,6 +117,8 @@ def check_site(organ: str, site: str | None, side: str | None) -> tuple[str | No
 def organ_grid(organ: str, spacing_mm) -> Grid:
     """The organ phantom's grid: the liver phantom's field of view, in the organ's z range."""
     sp = tuple(float(s) for s in spacing_mm)
+    if organ == "soft_tissue":  # the thigh: a field of view of its own
+        return soft_grid(sp)
     shape = tuple(max(8, round(f / s)) for f, s in zip(FOV_MM, sp, strict=True))
     extent = [n * s for n, s in zip(shape, sp, strict=True)]
     z0 = ABDOMEN_Z_RANGE_MM[0] if organ in ("kidney", "bone") else CHEST_Z_RANGE_MM[0]
@@ -311,7 +320,11 @@ def march_to_edge(mask: np.ndarray, grid: Grid, start, direction, step_mm: float
 
 
 def generate_organ_phantom(cfg, progress: Callable[[str], None] | None = None):
-    """The lung, kidney or bone phantom of ``cfg`` (a :class:`PhantomConfig`)."""
+    """The lung, kidney, bone or soft-tissue phantom of ``cfg`` (a :class:`PhantomConfig`)."""
+    if cfg.organ == "soft_tissue":
+        from ioplan.anatomy._phantom_soft import generate_soft_tissue
+
+        return generate_soft_tissue(cfg, progress)
     if cfg.organ == "lung":
         from ioplan.anatomy._phantom_lung import generate_lung
 
