@@ -84,9 +84,10 @@ def test_rows_as_they_finish_failures_apart_and_resume(client, small_case, tmp_p
     csv = pd.read_csv(out / "results.csv")
     assert list(table["case"]) == list(csv["case"]) == ["a", "b", "broken"]
     assert list(table.columns[:4]) == ["case", "status", "runtime_s", "error"]
-    assert table.loc[0, "zone_volume_ml"] == json.loads((out / "cases/a.json").read_text())[
-        "zone_volume_ml"
-    ]
+    assert (
+        table.loc[0, "zone_volume_ml"]
+        == json.loads((out / "cases/a.json").read_text())["zone_volume_ml"]
+    )
     # resume: the cases done are skipped, the failed one is tried again
     again = run_batch(opts, cases, out, client=client)
     assert (again["skipped"], again["ran"]) == (2, 1)
@@ -99,5 +100,5 @@ def test_rows_as_they_finish_failures_apart_and_resume(client, small_case, tmp_p
         run_batch(BatchOptions(action="margin"), cases, out, client=client)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(InputError, match="batch.json"):
+    with pytest.raises(InputError, match=r"batch\.json"):
         run_batch(opts, cases, tmp_path / "mine", client=client)
