@@ -1,0 +1,78 @@
+"""``ioplan batch plan|simulate|margin``: rows per case, the summary, one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """A 15 mm tumour case at 4 mm, and a folder whose case.toml is broken."""
+    from ioplan.cli import main
+
+    root = tmp_path_factory.mktemp("batch-cli") / "cases"
+    assert main(["phantom", "--out", str(root / "p1"), "--tumor-diameter-mm", "15",
+                 "--spacing-mm", "4", "--seed", "1"]) == 0  # fmt: skip
+    (root / "zz-broken").mkdir()
+    (root / "zz-broken" / "case.toml").write_text("format = ")
+    return root
+
+
+def test_batch_plan_writes_a_row_and_a_plan_per_case(capsys, cases, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "batch", "plan", cases, "--out", out, "--margin-mm", 3,
+                                "--time-budget-s", 10, "--workers", 2, "--json")  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(stdout)
+    assert (doc["cases"], doc["ok"], doc["failed"], doc["workers"]) == (2, 1, 1, 2)
+    row = doc["rows"][0]
+    plan = json.loads((out / "cases" / "p1" / "plan" / "plan.json").read_text())
+    # the row reports the plan written for that case
+    assert row["margin_coverage_percent"] == pytest.approx(plan["margin_coverage_percent"])
+    assert row["goal_met"] == plan["goal_met"]
+    assert row["applicators"] == len(plan["applicators"])
+    assert doc["rows"][1]["status"] == "failed" and "TOML" in doc["rows"][1]["error"]
+    table = pd.read_csv(out / "results.csv")
+    assert list(table["case"]) == ["p1", "zz-broken"]
+    assert list(table["status"]) == ["ok", "failed"]
+    # resumed: the plan is not made again
+    code, stdout, err = run_cli(capsys, "batch", "plan", cases, "--out", out, "--margin-mm", 3,
+                                "--time-budget-s", 10, "--workers", 1, "--json")  # fmt: skip
+    assert code == 0, err
+    again = json.loads(stdout)
+    assert (again["skipped"], again["ran"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["nonsense"], "plan, simulate or margin"),
+        (["simulate"], "--applicator"),
+        (["simulate", "--applicator", "covidien-emprint"], "--power-w"),
+        (["plan", "--spacing-mm", "0.1"], "--spacing-mm"),
+        (["plan", "--scheduler", "nowhere"], "--scheduler"),
+        (["plan", "--direction", "1,2"], "--direction"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_work(capsys, cases, tmp_path, args, fragment):
+    out = tmp_path / "out"
+    action, *rest = args
+    code, _, err = run_cli(capsys, "batch", action, cases, "--out", out, *rest)
+    assert_one_line_error(code, err, fragment)
+    assert not out.exists()
+
+
+def test_refuses_a_folder_without_cases_and_a_foreign_output(capsys, cases, tmp_path):
+    code, _, err = run_cli(capsys, "batch", "plan", tmp_path, "--out", tmp_path / "o")
+    assert_one_line_error(code, err, "case.toml")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    code, _, err = run_cli(capsys, "batch", "plan", cases, "--out", mine)
+    assert_one_line_error(code, err, "batch.json")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
