@@ -33,6 +33,7 @@ from ioplan.anatomy._vessels import (
     VesselSegment,
     artery_variant_for_seed,
     hepatic_artery_tree,
+    rasterise_segments,
 )
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume
@@ -479,6 +480,14 @@ def generate_phantom(
         )
         trees = dataclasses.replace(trees, artery=tuple(artery))
     labels = steps.paint_vessels(labels, trees, grid, ivc_in_body)
+    if cfg.arterial_tree:
+        # thin arteries drawn at least half a voxel diagonal wide, so that the label stays
+        # connected (every voxel holding a point of the centreline is painted)
+        rasterise_segments(
+            labels, Label.HEPATIC_ARTERY, list(trees.artery), grid.lps_to_index,
+            grid.index_to_lps, grid.spacing_mm, allowed=np.isin(labels, [Label.LIVER, Label.FAT]),
+            min_radius_mm=0.5 * float(np.linalg.norm(grid.spacing_mm)),
+        )  # fmt: skip
     report(next(names))
     labels, rim = steps.tumours(labels, liver, tumors, sp, rng)
     report(next(names))

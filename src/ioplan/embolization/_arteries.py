@@ -149,14 +149,19 @@ def tree_from_segments(segments: tuple[VesselSegment, ...] | list[VesselSegment]
     )
 
 
-def tree_from_mask(mask: np.ndarray, grid, *, root_hint_mm=None, piece_mm: float = 6.0):
-    """An arterial forest from a vessel mask: skeleton (scikit-image), branch graph (skan).
+def tree_from_mask(
+    mask: np.ndarray, grid, *, root_hint_mm=None, piece_mm: float = 6.0, gap_mm: float = 8.0
+) -> ArterialTree:
+    """An arterial tree from a vessel mask: skeleton (scikit-image), branch graph (skan).
 
     Each skeleton path is cut into straight pieces of about ``piece_mm``; the radius of a
     piece is the mean distance-transform value on its skeleton voxels plus half a voxel.
-    Every connected component is rooted at its end point nearest ``root_hint_mm`` (the
-    aorta's centroid when the case has one: the hepatic artery comes from there), and
-    oriented from it by a breadth-first walk (a loop of the skeleton is cut there).
+    The component with the end point nearest ``root_hint_mm`` (the aorta's centroid when
+    the case has one: the hepatic artery comes from there; else the largest component)
+    is rooted there and walked breadth first (a loop of the skeleton is cut). The other
+    components are joined in turn, nearest first, at their node nearest the tree built so
+    far when that gap is at most ``gap_mm`` (a label broken where the artery crosses a
+    vein or a tumour); farther ones stay roots of their own.
     """
     from skan import Skeleton
     from skimage.morphology import skeletonize
@@ -167,44 +172,41 @@ def tree_from_mask(mask: np.ndarray, grid, *, root_hint_mm=None, piece_mm: float
     sp = np.asarray(grid.spacing_mm, float)
     edt = ndimage.distance_transform_edt(mask, sampling=sp)
     sk = Skeleton(skel)
-    n_paths = sk.n_paths
-    ends = [(int(sk.paths[i].indices[0]), int(sk.paths[i].indices[-1])) for i in range(n_paths)]
-    # graph of skeleton nodes (path end points)
+    ends = [(int(sk.paths[i].indices[0]), int(sk.paths[i].indices[-1])) for i in range(sk.n_paths)]
     adj: dict[int, list[int]] = {}
     for i, (a, b) in enumerate(ends):
         adj.setdefault(a, []).append(i)
         adj.setdefault(b, []).append(i)
     coords = sk.coordinates
-    hint = None if root_hint_mm is None else np.asarray(root_hint_mm, float)
-    seen_paths: set[int] = set()
-    seen_nodes: set[int] = set()
-    start, end, radius, parent = [], [], [], []
-    for node0 in sorted(adj, key=lambda v: -len(adj[v])):
-        if node0 in seen_nodes:
+    node_mm = {v: grid.index_to_lps(coords[v].astype(float)) for v in adj}
+    comps: list[list[int]] = []
+    seen: set[int] = set()
+    for v0 in adj:
+        if v0 in seen:
             continue
-        comp, stack = set(), [node0]  # the component of node0
+        comp, stack = [], [v0]
         while stack:
             v = stack.pop()
-            if v in comp:
+            if v in seen:
                 continue
-            comp.add(v)
+            seen.add(v)
+            comp.append(v)
             for p in adj[v]:
                 stack.extend(ends[p])
-        tips = [v for v in comp if len(adj[v]) == 1] or [node0]
-        if hint is not None:
-            pts = grid.index_to_lps(coords[tips].astype(float))
-            root = tips[int(np.argmin(np.linalg.norm(pts - hint, axis=1)))]
-        else:
-            root = max(tips, key=lambda v: edt[tuple(coords[v].astype(int))])
-        seen_nodes |= comp
-        queue = [(root, -1)]  # (node, segment ending there)
-        visited = {root}
+        comps.append(comp)
+    start: list[np.ndarray] = []
+    end: list[np.ndarray] = []
+    radius: list[float] = []
+    parent: list[int] = []
+
+    def walk(root: int, attach: int) -> None:
+        queue, visited, done = [(root, attach)], {root}, set()
         while queue:
             v, pseg = queue.pop(0)
             for p in adj[v]:
-                if p in seen_paths:
+                if p in done:
                     continue
-                seen_paths.add(p)
+                done.add(p)
                 a, b = ends[p]
                 idx = sk.paths[p].indices
                 if a != v:
@@ -228,11 +230,39 @@ def tree_from_mask(mask: np.ndarray, grid, *, root_hint_mm=None, piece_mm: float
                 if b not in visited:
                     visited.add(b)
                     queue.append((b, last))
-    tree = ArterialTree(
+
+    hint = None if root_hint_mm is None else np.asarray(root_hint_mm, float)
+
+    def tips(comp: list[int]) -> list[int]:
+        return [v for v in comp if len(adj[v]) == 1] or comp
+
+    if hint is not None:
+        first = min(comps, key=lambda c: min(np.linalg.norm(node_mm[v] - hint) for v in tips(c)))
+        root = min(tips(first), key=lambda v: np.linalg.norm(node_mm[v] - hint))
+    else:
+        first = max(comps, key=len)
+        root = max(tips(first), key=lambda v: edt[tuple(coords[v].astype(int))])
+    walk(root, -1)
+    rest = [c for c in comps if c is not first]
+    while rest:
+        built = np.array(end)
+        best = None  # (gap, comp position, node, segment)
+        for k, comp in enumerate(rest):
+            pts = np.array([node_mm[v] for v in comp])
+            d = np.linalg.norm(pts[:, None, :] - built[None, :, :], axis=-1)
+            a, b = np.unravel_index(int(np.argmin(d)), d.shape)
+            if best is None or d[a, b] < best[0]:
+                best = (float(d[a, b]), k, comp[a], int(b))
+        gap, k, node, seg = best
+        comp = rest.pop(k)
+        if gap <= gap_mm:
+            walk(node, seg)
+        else:
+            walk(min(tips(comp), key=lambda v: -edt[tuple(coords[v].astype(int))]), -1)
+    return ArterialTree(
         np.array(start, float), np.array(end, float), np.array(radius, float),
         np.array(parent, int), ("branch",) * len(start), "skeleton",
     )  # fmt: skip
-    return tree
 
 
 def _point_segment_d2(points: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
