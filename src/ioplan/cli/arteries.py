@@ -24,6 +24,18 @@ def arteries(
         int | None,
         typer.Option("--tumour", "--tumor", help="Which tumour, 0 first (default: all)."),
     ] = None,
+    from_image: Annotated[
+        bool,
+        typer.Option(
+            "--from-image",
+            help="Find the arteries in the image (arterial-phase CT, cone-beam CT): "
+            "Frangi vesselness and --min-hu.",
+        ),
+    ] = False,
+    min_hu: Annotated[
+        float,
+        typer.Option(help="With --from-image: vessels are at least this, -100-3000 HU."),
+    ] = 180.0,
     overwrite: _OVERWRITE = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -39,9 +51,11 @@ def arteries(
 
     if tumour is not None and tumour < 0:
         raise InputError(f"--tumour must be 0 or more (0 is the first tumour), got {tumour}")
+    if not -100.0 <= min_hu <= 3000.0:
+        raise InputError(f"--min-hu must be -100-3000 HU, got {min_hu:g}")
     check_arteries_folder(out, overwrite=overwrite)
     case_obj = load_case(case)
-    plan = arterial_plan(case_obj, tumour=tumour)
+    plan = arterial_plan(case_obj, tumour=tumour, from_image=from_image, min_hu=min_hu)
     write_arterial_plan(plan, case_obj.labels, out, overwrite=overwrite)
     if as_json:
         sys.stdout.write(json.dumps(plan.doc, indent=2) + "\n")
@@ -55,8 +69,8 @@ def arteries(
         nt = ", ".join(
             f"{n['branch']} {n['distance_mm']:g} mm "
             + ("downstream" if n["downstream"] else "upstream")
-            for n in f["non_target"]
-        )
+            for n in f["non_target"][:3]
+        ) + (f" (+{len(f['non_target']) - 3} more)" if len(f["non_target"]) > 3 else "")
         typer.echo(
             f"  branch {f['branch_id']} ({f['branch']}): "
             f"tumour {f['tumour_covered_percent']:.1f} %,"

@@ -11,6 +11,7 @@ from ioplan.embolization._arteries import (
     read_territory,
     tree_from_mask,
     tree_from_segments,
+    vessel_mask_from_image,
     write_arterial_plan,
 )
 from ioplan.embolization._checks import (
@@ -107,6 +108,7 @@ __all__ = [
     "tn_ratio",
     "tree_from_mask",
     "tree_from_segments",
+    "vessel_mask_from_image",
     "voxel_dose",
     "write_arterial_plan",
     "write_sirt_report",

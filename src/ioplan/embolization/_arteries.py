@@ -33,6 +33,7 @@ __all__ = [
     "nearest_terminal",
     "tree_from_mask",
     "tree_from_segments",
+    "vessel_mask_from_image",
 ]
 
 #: Tree-name prefix of the phantom's connected arterial segments (``vessels.csv``).
@@ -46,6 +47,8 @@ REFLUX_MM = 20.0
 #: Where the catheter tip sits along its branch: this far past the branch point (or half the
 #: branch, if shorter), mm.
 TIP_MM = 5.0
+#: Above this, a bright tube is bone (rib), not a contrast-filled artery (HU).
+_BONE_HU = 600.0
 #: Couinaud segment values of ``segments.nii.gz`` (caudate, I, is not modelled).
 COUINAUD_NAMES = {2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII"}
 
@@ -265,6 +268,51 @@ def tree_from_mask(
     )  # fmt: skip
 
 
+def vessel_mask_from_image(
+    image_hu: np.ndarray,
+    region: np.ndarray,
+    spacing_mm,
+    *,
+    min_hu: float = 180.0,
+    sigmas_mm: tuple[float, ...] = (1.0, 1.5, 2.5),
+    margin_mm: float = 20.0,
+) -> np.ndarray:
+    """Bright tubes of an arterial-phase CT or cone-beam CT: Frangi vesselness and a HU floor.
+
+    The Frangi filter (Frangi et al., MICCAI 1998; :func:`skimage.filters.frangi`, bright
+    ridges) at ``sigmas_mm`` (converted with the mean spacing: near-isotropic grids) runs on
+    the bounding box of ``region`` grown by ``margin_mm`` (the hilum and the vessels that
+    leave the liver); a voxel is vessel where the vesselness is at least a tenth of its
+    99.9th percentile in that box and the attenuation at least ``min_hu`` (contrast-filled
+    arteries: 200-400 HU in the arterial phase; the portal vein is still dim then) and at
+    most 600 HU (bone: ribs, vertebrae).
+
+    Returns
+    -------
+    ndarray of bool
+        The vessel mask on the image grid.
+    """
+    from skimage.filters import frangi
+
+    img = np.asarray(image_hu, float)
+    sp = np.asarray(spacing_mm, float)
+    grow = np.maximum(1, np.ceil(margin_mm / sp).astype(int))
+    idx = np.argwhere(region)
+    if len(idx) == 0:
+        raise InputError("no liver to look for arteries in")
+    lo = np.maximum(idx.min(axis=0) - grow, 0)
+    hi = np.minimum(idx.max(axis=0) + grow + 1, img.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    sub = img[box]
+    sig = [s / float(sp.mean()) for s in sigmas_mm]
+    v = frangi(sub, sigmas=sig, black_ridges=False)
+    ref = float(np.percentile(v, 99.9))
+    out = np.zeros(img.shape, bool)
+    if ref > 0:
+        out[box] = (v >= 0.1 * ref) & (sub >= min_hu) & (sub <= _BONE_HU)
+    return out
+
+
 def _point_segment_d2(points: np.ndarray, p0: np.ndarray, p1: np.ndarray) -> np.ndarray:
     v = p1 - p0
     vv = float(v @ v)
@@ -425,7 +473,9 @@ def _tumour_mask(labels: np.ndarray, tumour: int | None, tumours_meta, grid) -> 
     return comp == order[tumour] + 1
 
 
-def arterial_plan(case, *, tumour: int | None = None) -> ArterialPlan:
+def arterial_plan(
+    case, *, tumour: int | None = None, from_image: bool = False, min_hu: float = 180.0
+) -> ArterialPlan:
     """Arterial tree, feeders of the tumour, ranked catheter positions, territories.
 
     Parameters
@@ -437,6 +487,9 @@ def arterial_plan(case, *, tumour: int | None = None) -> ArterialPlan:
     tumour : int, optional
         Which tumour (connected component; the case's order when ``case.toml`` gives
         centres, else by size); default every tumour voxel.
+    from_image : bool
+        Find the arteries in the case's image (arterial-phase CT or cone-beam CT) by
+        :func:`vessel_mask_from_image` with ``min_hu``, instead of centrelines or labels.
 
     Returns
     -------
@@ -452,7 +505,14 @@ def arterial_plan(case, *, tumour: int | None = None) -> ArterialPlan:
     if not (labels == Label.LIVER).any():
         raise InputError("the case has no liver label (7)")
     tmask = _tumour_mask(labels, tumour, case.tumors, grid)
-    if any(s.tree.startswith(ARTERY_PREFIX) for s in case.vessels):
+    if from_image:
+        art = vessel_mask_from_image(
+            np.asarray(case.image.array), liver, grid.spacing_mm, min_hu=min_hu
+        )
+        aorta = np.argwhere(labels == Label.AORTA)
+        hint = grid.index_to_lps(aorta.mean(axis=0)) if len(aorta) else None
+        tree = tree_from_mask(art, grid, root_hint_mm=hint)
+    elif any(s.tree.startswith(ARTERY_PREFIX) for s in case.vessels):
         tree = tree_from_segments(case.vessels)
     else:
         art = labels == Label.HEPATIC_ARTERY
