@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -102,8 +103,9 @@ def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
     if total == 0:
         return []
     handle = client.scatter(shared, broadcast=True) if shared is not None else None
+    run = uuid.uuid4().hex[:12]  # keys unique to this run: never mistaken for another's
     futures = [
-        client.submit(fn, handle, item, pure=False, key=f"ioplan-{i}-{os.getpid()}-{id(items)}")
+        client.submit(fn, handle, item, pure=False, key=f"ioplan-{run}-{i}")
         for i, item in enumerate(items)
     ]
     index = {f.key: i for i, f in enumerate(futures)}
