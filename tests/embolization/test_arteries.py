@@ -314,3 +314,35 @@ def test_vesselness_finds_a_bright_tube_in_a_noisy_image():
     analytic = 20.0 + 2 * np.hypot(20.0, 20.0)
     assert (tree.parent < 0).sum() == 1
     assert analytic - 3 * (2.0 + 1.0) <= tree.length_mm.sum() <= 1.05 * analytic
+
+
+def test_tumour_selection_follows_the_case_order():
+    """Two tumours (right posterior, left medial): --tumour 1 is the component holding the
+    second centre; its best position covers it and lies in the left liver, away from the
+    first tumour's branches."""
+    from scipy import ndimage
+
+    from ioplan.anatomy import TumorSpec
+    from ioplan.embolization import arterial_plan
+
+    cfg = PhantomConfig(
+        spacing_mm=3.0, arterial_tree=True, noise_hu=0.0,
+        tumors=(TumorSpec(30.0), TumorSpec(24.0, (-10.0, -50.0, 15.0))),
+    )  # fmt: skip
+    case = Case.from_phantom(generate_phantom(cfg))
+    lab = np.asarray(case.labels.array)
+    comp, _ = ndimage.label(lab == Label.TUMOR, structure=np.ones((3, 3, 3)))
+    g = case.labels.grid
+    second = (
+        comp == comp[tuple(np.rint(g.lps_to_index(np.array([-10.0, -50.0, 15.0]))).astype(int))]
+    )
+    p0, p1 = arterial_plan(case, tumour=0), arterial_plan(case, tumour=1)
+    assert p1.doc["tumour"]["voxels"] == second.sum()
+    assert p0.doc["tumour"]["voxels"] == ((lab == Label.TUMOR) & ~second).sum()
+    best1 = p1.doc["feeders"][0]
+    assert best1["tumour_covered_percent"] >= 95
+    assert best1["catheter_tip_mm"][0] > p0.doc["feeders"][0]["catheter_tip_mm"][0]  # further left
+    from ioplan.errors import InputError
+
+    with pytest.raises(InputError, match="--tumour"):
+        arterial_plan(case, tumour=2)
