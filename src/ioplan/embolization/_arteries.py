@@ -464,10 +464,12 @@ def _tumour_mask(labels: np.ndarray, tumour: int | None, tumours_meta, grid) -> 
     if not 0 <= tumour < n:
         raise InputError(f"--tumour must be 0-{n - 1} (the case has {n} tumours), got {tumour}")
     centres = [t.get("centre_mm") for t in tumours_meta] if tumours_meta else []
-    if tumour < len(centres) and centres[tumour] is not None:
-        idx = np.rint(grid.lps_to_index(np.asarray(centres[tumour], float))).astype(int)
-        if np.all((idx >= 0) & (idx < np.asarray(labels.shape))) and comp[tuple(idx)] > 0:
-            return comp == comp[tuple(idx)]
+    if tumour < len(centres) and centres[tumour] is not None:  # the component nearest it
+        vox = np.argwhere(mask)
+        d = np.linalg.norm(
+            grid.index_to_lps(vox.astype(float)) - np.asarray(centres[tumour], float), axis=1
+        )
+        return comp == comp[tuple(vox[int(np.argmin(d))])]
     sizes = ndimage.sum_labels(mask, comp, index=np.arange(1, n + 1))
     order = np.argsort(-sizes, kind="stable")
     return comp == order[tumour] + 1
