@@ -249,6 +249,7 @@ def test_replaced_right_hepatic_artery_feeds_the_right_liver_alone():
     assert best["tumour_covered_percent"] >= 95
     assert all(f["branch"] == "replaced_right_hepatic" for f in plan.doc["feeders"])
     assert plan.doc["tree"]["roots"] == 2
+    assert plan.doc["tree"]["root_branches"] == ["common_hepatic", "replaced_right_hepatic"]
 
 
 # ---- the tree from a label map (skeleton) ---------------------------------------------

@@ -635,6 +635,7 @@ def arterial_plan(
             "source": tree.source,
             "segments": tree.n,
             "roots": int((tree.parent < 0).sum()),
+            "root_branches": sorted({tree.names[i] for i in np.flatnonzero(tree.parent < 0)}),
             "liver_terminals": n_term,
             "total_length_mm": round(float(tree.length_mm.sum()), 1),
         },
