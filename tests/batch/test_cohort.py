@@ -102,3 +102,43 @@ def test_rows_as_they_finish_failures_apart_and_resume(client, small_case, tmp_p
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(InputError, match=r"batch\.json"):
         run_batch(opts, cases, tmp_path / "mine", client=client)
+
+
+def test_margins_are_recorded_for_registered_lesions(client, tmp_path):
+    """Each case's registry.json names its treated lesion: the registry gets the margin."""
+    import sqlalchemy as sa
+
+    from ioplan.registry import import_csv, open_db, session_scope, write_demo_cohort
+
+    db = str(tmp_path / "registry.sqlite")
+    write_demo_cohort(tmp_path / "csv", n_patients=3)
+    engine = open_db(db)
+    with session_scope(engine) as s:
+        import_csv(s, tmp_path / "csv")
+    cases = tmp_path / "cases"
+    for name, key, shift in (("one", ("P0001-A1", "P0001-L1"), 0.0),
+                             ("two", ("P0002-A1", "P0002-L1"), 2.0),
+                             ("stranger", ("P9999-A1", "P9999-L1"), 0.0)):  # fmt: skip
+        folder = _sphere_case(shift, 10.0, cases / name)
+        (folder / "registry.json").write_text(
+            json.dumps({"procedure_key": key[0], "lesion_key": key[1]})
+        )
+    opts = BatchOptions(action="margin", registry=db, registry_overwrite=True)
+    doc = run_batch(opts, cases, tmp_path / "out", client=client)
+    rows = {r["case"]: r for r in doc["rows"]}
+    assert rows["one"]["registry_linked"] and rows["two"]["registry_linked"]
+    assert rows["stranger"]["registry_linked"] is False
+    assert "no treatment" in rows["stranger"]["registry_error"]
+    assert "P9999" not in rows["stranger"]["registry_error"]  # the registry's keys stay out
+    with engine.connect() as conn:
+        got = dict(conn.execute(sa.text(
+            "SELECT l.lesion_key, t.minimal_margin_mm FROM treated_lesions t "
+            "JOIN lesions l ON t.lesion_id = l.id WHERE l.lesion_key IN ('P0001-L1', 'P0002-L1')"
+        )).all())  # fmt: skip
+    engine.dispose()
+    # what the registry holds is what the batch measured for that case
+    assert got == {"P0001-L1": rows["one"]["minimal_margin_mm"],
+                   "P0002-L1": rows["two"]["minimal_margin_mm"]}  # fmt: skip
+    with pytest.raises(InputError, match="--registry"):
+        BatchOptions(action="simulate", applicator_id="covidien-emprint", power_w=10.0,
+                     duration_s=10.0, registry=db)  # fmt: skip

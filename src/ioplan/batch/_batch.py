@@ -64,6 +64,11 @@ class BatchOptions:
     duration_s: float | None = None
     direction: tuple[float, float, float] = (0.0, 0.0, -1.0)
     zone_file: str = "followup_zone.nii.gz"
+    #: margin: a registry (URL or SQLite path) where each case's margin is recorded for
+    #: the treated lesion named by the case's ``registry.json`` (procedure_key, lesion_key)
+    registry: str | None = None
+    #: replace a margin the registry already holds for that lesion
+    registry_overwrite: bool = False
 
     def __post_init__(self) -> None:
         from ioplan.planning import MARGIN_RANGE_MM, SPACING_RANGE_MM, check_in_range
@@ -92,6 +97,9 @@ class BatchOptions:
             raise InputError(
                 f"--zone-file must be a file name in each case, got {self.zone_file!r}"
             )
+
+        if self.registry is not None and self.action != "margin":
+            raise InputError("--registry records margins: it is for batch margin")
 
     def plan_config(self):
         from ioplan.planning import PlanConfig
@@ -185,7 +193,7 @@ def _margin_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str,
     zone = read_nifti(zone_path)
     margin = 5.0 if opts.margin_mm is None else opts.margin_mm
     r = measure_margin(Volume(tum.astype(np.uint8), case.labels.grid), zone, margin_mm=margin)
-    return {
+    row = {
         "minimal_margin_mm": round(float(r.minimal_margin_mm), 3),
         "coverage_percent": round(float(r.coverage_percent), 3),
         "technical_success": bool(r.technical_success),
@@ -193,6 +201,9 @@ def _margin_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str,
         "tumour_volume_ml": round(float(r.tumour_volume_ml), 3),
         "zone_volume_ml": round(float(r.zone_volume_ml), 3),
     }
+    # the figures the registry takes (ioplan.registry.link_margin reads a margin.json)
+    _write_json(out_dir / "margin.json", row | {"margin_mm": margin})
+    return row
 
 
 _ACTION = {"plan": _plan_case, "simulate": _simulate_case, "margin": _margin_case}
@@ -253,6 +264,53 @@ def check_batch_output(out: str | Path, action: str) -> Path:
     return out
 
 
+def _registry_keys(case_dir: Path) -> tuple[str, str] | None:
+    path = case_dir / "registry.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        return str(doc["procedure_key"]), str(doc["lesion_key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError("registry.json must hold procedure_key and lesion_key") from None
+
+
+def _record_in_registry(opts: BatchOptions, cases: list[Path], rows_dir: Path) -> None:
+    """Record each measured margin for its treated lesion (one transaction per case).
+
+    The row says ``registry_linked`` (true, false) and why not (``registry_error``, the
+    error's kind and message with the registry's keys left out).
+    """
+    from ioplan.registry import link_margin, open_db, session_scope
+
+    engine = open_db(opts.registry, create=False)
+    try:
+        for c in cases:
+            path = rows_dir / f"{c.name}.json"
+            row = json.loads(path.read_text()) if path.is_file() else None
+            if not row or row.get("status") != "ok" or row.get("registry_linked"):
+                continue
+            keys = None
+            try:
+                keys = _registry_keys(c)
+                if keys is None:
+                    row |= {"registry_linked": False, "registry_error": "no registry.json"}
+                else:
+                    with session_scope(engine) as s:
+                        link_margin(s, *keys, rows_dir / c.name / "margin.json",
+                                    overwrite=opts.registry_overwrite)  # fmt: skip
+                    row |= {"registry_linked": True, "registry_error": None}
+            except Exception as exc:  # one case's refusal never stops the others
+                msg = str(exc)
+                for k in keys or ():
+                    msg = msg.replace(k, "<key>")
+                row |= {"registry_linked": False, "registry_error": f"{type(exc).__name__}: "
+                        f"{' '.join(msg.split())[:300]}"}  # fmt: skip
+            _write_json(path, row)
+    finally:
+        engine.dispose()
+
+
 def run_batch(opts: BatchOptions, cases_dir: str | Path, out: str | Path, *, client,
               progress=None) -> dict[str, Any]:  # fmt: skip
     """Run ``opts.action`` over every case of ``cases_dir``; return the summary document.
@@ -286,6 +344,8 @@ def run_batch(opts: BatchOptions, cases_dir: str | Path, out: str | Path, *, cli
 
     run_tasks(client, run_case, todo, shared=opts, progress=progress, on_result=save)
     scheduler, workers = describe(client)
+    if opts.registry is not None:
+        _record_in_registry(opts, cases, rows_dir)
     rows = []
     for c in cases:
         p = rows_dir / f"{c.name}.json"

@@ -170,6 +170,18 @@ def batch(
         str,
         typer.Option(help="margin: the follow-up zone mask in each case folder (case grid)."),
     ] = "followup_zone.nii.gz",
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            help="margin: record each case's margin in this registry (URL or SQLite file) "
+            "for the treated lesion named by the case's registry.json (procedure_key, "
+            "lesion_key)."
+        ),
+    ] = None,
+    registry_overwrite: Annotated[
+        bool,
+        typer.Option("--registry-overwrite", help="margin: replace margins already recorded."),
+    ] = False,
     scheduler: _SCHEDULER = None,
     workers: _WORKERS = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -202,10 +214,15 @@ def batch(
     opts = BatchOptions(action=action, modality=modality, margin_mm=margin_mm,
                         spacing_mm=spacing_mm, time_budget_s=time_budget_s, seed=seed,
                         applicator_id=applicator, power_w=power_w, duration_s=duration_s,
-                        direction=d, zone_file=zone_file)  # fmt: skip
+                        direction=d, zone_file=zone_file, registry=registry,
+                        registry_overwrite=registry_overwrite)  # fmt: skip
     scheduler = check_scheduler_address(scheduler)
     cases = find_cases(cases_dir)
     check_batch_output(out, action)
+    if registry is not None:
+        from ioplan.registry import open_db
+
+        open_db(registry, create=False).dispose()  # exists, at the head revision
     show = not quiet and not as_json
     with (
         _progress(len(cases), enabled=show) as advance,
