@@ -104,3 +104,30 @@ def test_a_killed_worker_loses_no_task(cluster):
     assert workers[1].wait(timeout=10) == -signal.SIGKILL
     assert out == [i * i + 7 for i in items]
     assert alive == 1
+
+
+def test_batch_command_on_the_scheduler_gives_the_local_rows(cluster, capsys, tmp_path):
+    """`ioplan batch margin --scheduler ADDRESS`: the rows of a local run, case for case."""
+    from test_cohort import _sphere_case
+
+    from conftest import run_cli
+
+    address, _ = cluster
+    cases = tmp_path / "cases"
+    _sphere_case(0.0, 9.0, cases / "c1")
+    _sphere_case(1.0, 10.0, cases / "c2")
+    code, out, err = run_cli(capsys, "batch", "margin", cases, "--out", tmp_path / "remote",
+                             "--scheduler", address, "--json")  # fmt: skip
+    assert code == 0, err
+    remote = json.loads(out)
+    code, out, err = run_cli(capsys, "batch", "margin", cases, "--out", tmp_path / "local",
+                             "--workers", 1, "--json")  # fmt: skip
+    assert code == 0, err
+    local = json.loads(out)
+    assert (remote["scheduler"], remote["workers"]) == (address, 2)
+    assert remote["ok"] == 2
+
+    def figures(doc):
+        return [{k: v for k, v in r.items() if k != "runtime_s"} for r in doc["rows"]]
+
+    assert figures(remote) == figures(local)
