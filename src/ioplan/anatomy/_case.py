@@ -63,6 +63,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from ioplan.anatomy._collection import phantom_source_extras
 from ioplan.anatomy._label_maps import (
     ClassMap,
     ExtraClass,
@@ -236,13 +237,9 @@ class Case:
         from ioplan import __version__
 
         cfg = phantom.config
+        keys = ("diameter_mm", "irregularity", "histology")
         tumors = tuple(
-            {
-                "centre_mm": list(t.centre_mm),
-                "diameter_mm": t.diameter_mm,
-                "irregularity": t.irregularity,
-                "histology": t.histology,
-            }
+            {"centre_mm": list(t.centre_mm)} | {k: getattr(t, k) for k in keys}
             for t in phantom.tumors
         )
         source = {
@@ -253,16 +250,7 @@ class Case:
             "spacing_mm": list(cfg.spacing_mm),
             "noise_hu": cfg.noise_hu,
         }
-        if getattr(cfg, "collection_mm", None) is not None:  # issue 22's fluid collection
-            extras = getattr(phantom, "extras", None)
-            source |= {
-                "collection_mm": cfg.collection_mm,
-                "collection_site": cfg.collection_site,
-                "collection_content": cfg.collection_content,
-                "collection_centre_mm": list(getattr(extras, "collection_centre_mm", None) or ()),
-            }
-        if getattr(cfg, "necrosis_mm", None) is not None:
-            source["necrosis_mm"] = cfg.necrosis_mm
+        source |= phantom_source_extras(phantom)
         return cls(
             phantom.image,
             phantom.labels,

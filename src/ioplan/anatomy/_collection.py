@@ -54,6 +54,7 @@ __all__ = [
     "add_collection",
     "add_necrosis",
     "check_collection",
+    "phantom_source_extras",
 ]
 
 #: Where ``--collection-site`` may put a collection.
@@ -322,3 +323,26 @@ def add_necrosis(
     change = NECROSIS_HU - LABEL_INFO[Label.TUMOR].ct_hu
     volume_ml = float(core.sum()) * float(np.prod(g.spacing_mm)) / 1000.0
     return _apply_hu(image, mask, np.float32(change), g.spacing_mm), volume_ml
+
+
+def phantom_source_extras(phantom) -> dict:
+    """What a phantom's options add to its case's ``source`` record (case.toml).
+
+    The fluid collection and the necrotic centre (issue 22), the arterial tree's variant
+    (issue 24); nothing for a phantom without them.
+    """
+    cfg, out = phantom.config, {}
+    if getattr(cfg, "collection_mm", None) is not None:
+        extras = getattr(phantom, "extras", None)
+        out |= {
+            "collection_mm": cfg.collection_mm,
+            "collection_site": cfg.collection_site,
+            "collection_content": cfg.collection_content,
+            "collection_centre_mm": list(getattr(extras, "collection_centre_mm", None) or ()),
+        }
+    if getattr(cfg, "necrosis_mm", None) is not None:
+        out["necrosis_mm"] = cfg.necrosis_mm
+    if getattr(cfg, "arterial_tree", False):
+        out["arterial_tree"] = True
+        out["artery_variant"] = cfg.resolved_artery_variant()
+    return out
