@@ -22,12 +22,11 @@ def client():
         yield c
 
 
-def _sphere_case(offset_mm: float, zone_radius_mm: float, folder: Path) -> Path:
-    """A 5 mm radius tumour in liver (1 mm voxels) and a follow-up zone ball around it."""
-    n = 36
+def _sphere_case(offset_mm: float, zone_radius_mm: float, folder: Path, n: int = 36) -> Path:
+    """A 5 mm radius tumour in liver (1 mm voxels, n^3) and a follow-up zone ball around it."""
     g = Grid((n, n, n))
     pts = g.index_to_lps(np.indices(g.shape).reshape(3, -1).T).reshape(n, n, n, 3)
-    c = np.array([17.5, 17.5, 17.5])
+    c = np.full(3, (n - 1) / 2)
     lab = np.full(g.shape, int(Label.LIVER), np.int16)
     lab[np.linalg.norm(pts - c, axis=-1) <= 5.0] = int(Label.TUMOR)
     img = np.where(lab == int(Label.TUMOR), 55.0, 100.0).astype(np.float32)

@@ -14,7 +14,7 @@ import psutil
 import pytest
 from test_uncertainty import _point_tumour_model
 
-from ioplan.batch import UncertaintySpec, dask_client, run_tasks, run_uncertainty
+from ioplan.batch import UncertaintySpec, dask_client, run_uncertainty
 
 
 def _dask(*args: str, log) -> subprocess.Popen:
@@ -79,31 +79,42 @@ def test_separate_processes_give_the_local_numbers(cluster):
     assert remote.first_order == local.first_order
 
 
-def test_a_killed_worker_loses_no_task(cluster):
-    """Kill one worker process mid-run: Dask runs its tasks again on the other."""
+def test_a_batch_survives_a_killed_worker(cluster, tmp_path):
+    """Kill a worker when the first case's row is written: every case still gets its row."""
+    import threading
+
+    from test_cohort import _sphere_case
+
+    from ioplan.batch import BatchOptions, run_batch
+
     address, workers = cluster
+    cases = tmp_path / "cases"
+    for i in range(8):  # about 1 s each (90^3 voxels)
+        _sphere_case(0.0, 10.0 + 0.5 * i, cases / f"c{i}", n=90)
+    out = tmp_path / "out"
+    rows_at_kill: list[int] = []
 
-    def slow_square(shared, item: int) -> int:  # local: sent by value (tests/ is not importable)
-        time.sleep(0.4)
-        return item * item + shared
+    def killer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = list((out / "cases").glob("*.json")) if (out / "cases").is_dir() else []
+            if done:
+                rows_at_kill.append(len(done))
+                workers[0].send_signal(signal.SIGKILL)
+                return
+            time.sleep(0.02)
 
-    items = list(range(12))
-    seen: list[int] = []
-    killed_at: list[int] = []
-
-    def on_result(i: int, _r) -> None:
-        seen.append(i)
-        if len(seen) == 2:  # both workers are busy with the next ones
-            killed_at.append(len(seen))
-            workers[1].send_signal(signal.SIGKILL)
-
+    watcher = threading.Thread(target=killer)
+    watcher.start()
     with dask_client(address) as c:
-        out = run_tasks(c, slow_square, items, shared=7, on_result=on_result)
-        alive = len(c.scheduler_info()["workers"])
-    assert killed_at == [2]  # the kill came with 10 of 12 tasks left
-    assert workers[1].wait(timeout=10) == -signal.SIGKILL
-    assert out == [i * i + 7 for i in items]
-    assert alive == 1
+        doc = run_batch(BatchOptions(action="margin"), cases, out, client=c)
+    watcher.join()
+    assert rows_at_kill and rows_at_kill[0] < 8  # killed mid-run
+    assert workers[0].wait(timeout=10) == -signal.SIGKILL
+    assert (doc["cases"], doc["ok"], doc["workers"]) == (8, 8, 1)
+    # each case's own figure: the margin of ball 10 + 0.5 i around a 5 mm ball, +- 1 voxel
+    for i, r in enumerate(doc["rows"]):
+        assert r["minimal_margin_mm"] == pytest.approx(5.0 + 0.5 * i, abs=1.0)
 
 
 def test_batch_command_on_the_scheduler_gives_the_local_rows(cluster, capsys, tmp_path):
