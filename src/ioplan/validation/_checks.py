@@ -481,7 +481,10 @@ def _side_radii(res, level: float = 0.0) -> tuple[float, float]:
 #: tube ends before its wall (12.5 mm), so 0.801 R <= 12.5 mm, R <= 15.6 mm, and with the
 #: 1-2 mm unablated rim the model leaves at the wall, R is about 14-15 mm. At 60 W (R 14.0
 #: mm) the model gives 0.430 / 0.747 / 7.9 % at 10 / 15 / 20 mm; at 80 W (15.1 mm) 0.401 /
-#: 0.712 / 10.5 %. The paper's generator settings are not in the stored abstract, so the
+#: 0.712 / 10.5 %. Ringe divide by the radius toward a non-perfused tube, the check by
+#: the zone without a tube: a still-water tube taking no microwave power (prototype) gives
+#: 0.400 / 0.750 / 10.2 %; water absorbs at 2.45 GHz, so the paper's reference lies
+#: between the two. The paper's generator settings are not in the stored abstract, so the
 #: set-up is kept and the bound is reported in each row's details (:func:`_check_heat_sink`;
 #: the table keeps one row per published figure).
 RINGE_2015_RADIUS_RATIO = {10.0: 0.372, 15.0: 0.801}
