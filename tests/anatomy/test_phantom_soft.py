@@ -77,7 +77,7 @@ def test_every_structure_is_there_in_its_place(right):
     assert femur[0] < 0 and femur[1] < 0  # anterolateral
     assert nerve[1] > femur[1] + 20.0  # the sciatic nerve behind the femur
     assert artery[0] > femur[0] + 20.0 and vein[0] > femur[0] + 20.0  # medial bundle
-    assert tumour[1] > nerve[1] and tumour[0] < nerve[0]  # posterolateral to the nerve
+    assert tumour[0] < nerve[0] - 20.0 and abs(tumour[1] - nerve[1]) < 10.0  # lateral
     # calibres: femur 28 mm, artery 7 mm, vein 10 mm across (equivalent circle per slice)
     nz = g.shape[0]
     for label, diameter in ((Label.LONG_BONE, 28.0), (Label.AORTA, 7.0), (Label.IVC, 10.0)):

@@ -4,7 +4,8 @@ A mid-thigh segment, analytic shapes in patient LPS millimetres (x to the patien
 y posterior, z superior), on a field of view of its own (:data:`SOFT_FOV_MM`), centred on
 the thigh's axis:
 
-- skin (2 mm) and subcutaneous fat (12 mm) around the muscle compartments;
+- skin (2 mm) and subcutaneous fat (12 mm) around the muscle compartments (the thigh 190 x
+  180 mm across at mid-femur, about 58 cm round, narrowing distally);
 - the femur (``LONG_BONE``), anterolateral, 28 mm across;
 - the superficial femoral artery (7 mm) and vein (10 mm) anteromedial to the femur, in a
   fat sheath (the neurovascular bundle of the adductor canal); they carry the labels of
@@ -12,7 +13,8 @@ the thigh's axis:
 - the sciatic nerve (``PERIPHERAL_NERVE``, 12 x 7 mm) behind the femur, between the
   hamstrings and adductor magnus, in a 2 mm fat sheath;
 - the tumour (a soft-tissue sarcoma, desmoid or metastasis) in muscle: ``thigh`` (the
-  default) posterolateral, its surface :data:`NERVE_GAP_MM` from the sciatic nerve;
+  default) lateral to the sciatic nerve (between the hamstrings and vastus lateralis), its
+  surface :data:`NERVE_GAP_MM` from the nerve's and about 30 mm under the skin;
   ``adductor`` medial, its surface :data:`VESSEL_GAP_MM` from the femoral vessels.
 
 Shapes after Gray's Anatomy (42nd ed., the thigh's cross-section at mid-femur) in round
@@ -44,19 +46,21 @@ __all__ = [
     "soft_site_centre",
 ]
 
-#: Field of view (z, y, x) in mm: a 160 mm segment of the thigh, 190 mm across.
-SOFT_FOV_MM = (160.0, 190.0, 190.0)
+#: Field of view (z, y, x) in mm: a 160 mm segment of the thigh, 230 mm across (the thigh
+#: and 20 mm of air around it: the engine's domain around a probe stays in the image).
+SOFT_FOV_MM = (160.0, 240.0, 240.0)
 
 #: Gap (mm) between the default site's tumour surface and the sciatic nerve: close enough
-#: that the ice ball (5-10 mm beyond the tumour) comes within a centimetre of the nerve.
-NERVE_GAP_MM = 15.0
+#: that the ice ball (in the engine's muscle about 10 mm beyond a lethal zone tight on the
+#: tumour) comes within a centimetre of the nerve, far enough that it can stay above 10 degC.
+NERVE_GAP_MM = 20.0
 #: Gap (mm) between the ``adductor`` site's tumour surface and the femoral vein.
 VESSEL_GAP_MM = 8.0
 
 #: The thigh's geometry (mm, x as for the right thigh: lateral is -x).
 THIGH = {
-    "semi_x_mm": 85.0,
-    "semi_y_mm": 80.0,
+    "semi_x_mm": 95.0,
+    "semi_y_mm": 90.0,
     "taper_per_mm": 0.0012,  # narrower distally: the semi-axes scale by 1 + taper * z
     "skin_mm": 2.0,
     "fat_mm": 12.0,
@@ -124,15 +128,16 @@ def _xy(xy_mm, sx: float, z: float) -> tuple[float, float]:
 def soft_site_centre(site: str, side: str, diameter_mm: float) -> tuple[float, float, float]:
     """The default tumour centre (LPS mm) of ``site`` at z = 0.
 
-    ``thigh``: posterolateral to the sciatic nerve, its surface :data:`NERVE_GAP_MM` from
-    the nerve's; ``adductor``: medial, its surface :data:`VESSEL_GAP_MM` from the femoral
-    vein's wall, in the adductor muscles behind the bundle.
+    ``thigh``: lateral to the sciatic nerve, its surface
+    :data:`NERVE_GAP_MM` from the nerve's; ``adductor``: medial, its surface
+    :data:`VESSEL_GAP_MM` from the femoral vein's wall, in the adductor muscles behind the
+    bundle.
     """
     sx = _side_sign(side)
     r = 0.5 * diameter_mm
     if site == "thigh":
         nx, ny = _xy(THIGH["nerve_xy_mm"], sx, 0.0)
-        d = np.array([-0.8 if sx < 0 else 0.8, 0.6])  # lateral (the side's outside), posterior
+        d = np.array([-1.0 if sx < 0 else 1.0, -0.1])  # lateral (the side's outside)
         d /= np.linalg.norm(d)
         # the nerve's half-width toward the tumour (its ellipse along d)
         a, b = THIGH["nerve_semi_mm"]

@@ -64,19 +64,21 @@ _ORGAN = Annotated[
     str,
     typer.Option(
         help="Organ of the tumour: liver (abdomen), lung (chest), kidney or bone "
-        "(retroperitoneum and lumbar spine); written to case.toml."
+        "(retroperitoneum and lumbar spine), soft_tissue (thigh: sciatic nerve, femur, "
+        "femoral vessels); written to case.toml."
     ),
 ]
 _SITE = Annotated[
     str | None,
     typer.Option(
         help="Tumour site: lung peripheral|central, kidney exophytic|central (next to the "
-        "collecting system), bone vertebra|rib (default: the first). Not for the liver."
+        "collecting system), bone vertebra|rib, soft_tissue thigh|adductor (by the sciatic "
+        "nerve | the femoral vessels) (default: the first). Not for the liver."
     ),
 ]
 _SIDE = Annotated[
     str | None,
-    typer.Option(help="right|left (default right); lung, kidney and bone only."),
+    typer.Option(help="right|left (default right); lung, kidney, bone and soft_tissue only."),
 ]
 _PHANTOM_SEED = Annotated[
     int,

@@ -69,7 +69,7 @@ def demo(
         str | None,
         typer.Option(
             help="mwa (microwave), rfa (radiofrequency) or cryo (default: mwa; cryo for "
-            "--organ kidney)."
+            "--organ kidney and soft_tissue)."
         ),
     ] = None,
     organ: Annotated[
@@ -77,8 +77,9 @@ def demo(
         typer.Option(
             "--organ",
             help="liver (a tumour by a hepatic vein), lung (peripheral metastasis, MWA), "
-            "kidney (exophytic renal cell carcinoma, cryo) or bone (vertebral metastasis, "
-            "MWA): the organ phantom and the planner's rules for that organ.",
+            "kidney (exophytic renal cell carcinoma, cryo), bone (vertebral metastasis, "
+            "MWA) or soft_tissue (thigh metastasis by the sciatic nerve, cryo): the organ "
+            "phantom and the planner's rules for that organ.",
         ),
     ] = "liver",
     seed: _SEED = 0,
@@ -121,9 +122,10 @@ def demo(
     The demo's plan misses its goal (the vein's heat sink leaves part of the margin
     untreated): plain `ioplan demo` still exits 0; --strict exits 3.
 
-    With --organ lung|kidney|bone, the organ phantom's tumour is planned with that organ's
-    rules (pleural crossings and pneumothorax risk; collecting system, hydrodissection and
-    the cryo ice margin; the cord's temperature limits), verified and reported the same way.
+    With --organ lung|kidney|bone|soft_tissue, the organ phantom's tumour is planned with
+    that organ's rules (pleural crossings and pneumothorax risk; collecting system,
+    hydrodissection and the cryo ice margin; the cord's temperature limits; the sciatic
+    nerve's limits, the skin and the femoral vessels), verified and reported the same way.
 
     With --live, plays the synthetic MR scanner (a heating hot spot, 3 T, TE 10 ms,
     SNR 50, 4 x 64 x 64 voxels) over OpenIGTLink loopback through the live
@@ -132,10 +134,10 @@ def demo(
     from ioplan.anatomy import check_organ
 
     organ = check_organ(organ)
-    if organ not in ("liver", "lung", "kidney", "bone"):
-        raise InputError(f"--organ must be liver, lung, kidney or bone, got {organ!r}")
+    if organ not in ("liver", "lung", "kidney", "bone", "soft_tissue"):
+        raise InputError(f"--organ must be liver, lung, kidney, bone or soft_tissue, got {organ!r}")
     if modality is None:
-        modality = "cryo" if organ == "kidney" else "mwa"
+        modality = "cryo" if organ in ("kidney", "soft_tissue") else "mwa"
     if live:
         _demo_live(modality, seed=seed, frames=live_frames, baseline_frames=baseline_frames,
                    interval_s=interval_s, igtl_port=igtl_port, as_json=as_json)  # fmt: skip
@@ -281,11 +283,12 @@ def _organ_lines(plan) -> list[str]:
             f"{rec['lung_path_mm']:.0f} mm of aerated lung traversed, pneumothorax risk "
             f"{100 * risk['probability']:.0f} % (Huo et al. 2020 odds ratios)"
         )
-    if organ == "kidney" and "cryo" in rec:
+    if organ in ("kidney", "soft_tissue") and "cryo" in rec:
         c = rec["cryo"]
         out.append(
-            f"kidney cryo: {c['freeze_cycles']} freeze cycles, ice edge {c['ice_margin_mm']:.1f} "
-            f"mm beyond the tumour (>= {c['ice_margin_required_mm']:g} mm), tumour within "
+            f"{organ.replace('_', ' ')} cryo: {c['freeze_cycles']} freeze cycles, ice edge "
+            f"{c['ice_margin_mm']:.1f} mm beyond the tumour (>= "
+            f"{c['ice_margin_required_mm']:g} mm), tumour within "
             f"-20/-40 degC {c['tumour_within_20c_percent']:.0f}/"
             f"{c['tumour_within_40c_percent']:.0f} %: {'met' if c['ok'] else 'NOT met'}"
         )
@@ -332,7 +335,7 @@ def select(
 ) -> None:
     """Recommend a treatment (ablation, which modality, TACE/TARE, referral), with sources.
 
-    The organ's own rules apply (liver, lung, kidney, bone); a tumour beyond the cited
+    The organ's own rules apply (liver, lung, kidney, bone, soft tissue); a tumour beyond the cited
     guidance is named (e.g. "larger than 3 cm"). --json adds `organ`, `organ_source`,
     `organ_given`, `ablation_within_guidelines` and `outside_guidelines`.
     """
@@ -457,8 +460,8 @@ def plan(
         str | None,
         typer.Option(
             "--organ",
-            help="The tumour's organ: liver, lung, kidney or bone (default: case.toml's "
-            "organ, else inferred from the labels around the tumour, else liver); its "
+            help="The tumour's organ: liver, lung, kidney, bone or soft_tissue (default: "
+            "case.toml's organ, else inferred from the labels around the tumour, else liver); its "
             "planning rules apply.",
         ),
     ] = None,

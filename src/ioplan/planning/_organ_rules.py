@@ -1,4 +1,4 @@
-"""The planner's rules per organ (issue 21): lung, kidney and bone next to the liver.
+"""The planner's rules per organ (issue 21): lung, kidney, bone and soft tissue next to the liver.
 
 The organ (:func:`planning_organ`) is given (``--organ``, ``case.toml``) or inferred from
 the labels around the tumour (:func:`ioplan.anatomy.organ_of`). It decides:
@@ -17,7 +17,11 @@ the labels around the tumour (:func:`ioplan.anatomy.organ_of`). It decides:
   (0 degC) >= 5 mm beyond the tumour and the -20/-40 degC isotherms covering it, measured
   on the verification's Tmin (:func:`cryo_checks`);
 - bone/spine: thermal protection and monitoring when the predicted temperature at the
-  cord or a nerve root comes near its limit.
+  cord or a nerve root comes near its limit;
+- soft tissue (:func:`soft_tissue_checks`): the peripheral nerve kept between its limits
+  (10-45 degC) with the same thermal protection suggestion, the skin kept unfrozen and
+  the ice edge far enough from it, the major artery and vein (heat sink; never crossed:
+  the trajectories' large vessels), cryo's ice edge >= 5 mm beyond the tumour.
 
 Every threshold is in ``planning/data/planner.toml`` with its source.
 """
@@ -44,12 +48,13 @@ __all__ = [
     "pleural_crossings",
     "pneumothorax_risk",
     "protected_structures",
+    "soft_tissue_checks",
     "temperature_limits",
     "traversable_labels",
 ]
 
 #: Organs the planner plans for.
-PLANNED_ORGANS = ("liver", "lung", "kidney", "bone")
+PLANNED_ORGANS = ("liver", "lung", "kidney", "bone", "soft_tissue")
 
 #: Labels inside the visceral pleura: going from any other label into one of these along a
 #: path is one pleural crossing (the tumour of a lung case lies inside the lung).
@@ -74,17 +79,22 @@ _EXTRA_PROTECTED = {
     "spinal cord": (Label.SPINAL_CORD,),
     "spinal canal": (Label.SPINAL_CANAL,),
     "nerve root": (Label.NERVE_ROOT,),
+    "peripheral nerve": (Label.PERIPHERAL_NERVE,),
+    "skin": (Label.SKIN,),
 }
 #: Every protected structure of every organ (names -> labels).
 ALL_PROTECTED = {**_LIVER_PROTECTED, **_EXTRA_PROTECTED}
 #: The protected structures that are the host organ itself (not protected for its tumour).
-_HOST_PROTECTED = {"lung": ("lung",), "kidney": ("kidney",), "bone": (), "liver": ()}
+_HOST_PROTECTED = {
+    "lung": ("lung",), "kidney": ("kidney",), "bone": (), "liver": (), "soft_tissue": ()
+}  # fmt: skip
 #: The structures each organ protects beyond the liver's list.
 _ORGAN_EXTRA = {
     "liver": (),
     "lung": ("spinal cord", "spinal canal"),
     "kidney": ("collecting system", "ureter", "adrenal", "pancreas"),
     "bone": ("spinal cord", "spinal canal", "nerve root"),
+    "soft_tissue": ("peripheral nerve", "skin", "spinal cord", "nerve root"),
 }
 
 
@@ -102,8 +112,9 @@ def organ_settings(organ: str) -> dict[str, Any]:
 def planning_organ(case, organ: str | None = None) -> str:
     """The organ to plan for: given, the case's, inferred from the labels, else the liver.
 
-    An inferred host the planner has no rules for (soft tissue) falls back to the liver,
-    whose checks then refuse a tumour outside it; a given one is refused here.
+    Every organ of :data:`ioplan.anatomy.ORGANS` has rules now (soft tissue: a tumour whose
+    surroundings are muscle and fat only); an inferred organ without rules would fall back
+    to the liver, whose checks then refuse a tumour outside it, and a given one is refused.
     """
     given = organ is not None or bool(getattr(case, "organ", None))
     found = organ_of(case, organ)
@@ -169,6 +180,7 @@ def margin_tissue_labels(organ: str) -> tuple[int, ...]:
         "lung": (int(Label.BRONCHUS), int(Label.FISSURE)),
         "kidney": (int(Label.FAT),),
         "bone": (int(Label.MUSCLE), int(Label.FAT)),
+        "soft_tissue": (),
     }[organ]
     return host_labels(organ) + extra
 
@@ -207,8 +219,17 @@ def protected_structures(organ: str) -> dict[str, tuple[Label, ...]]:
 
 
 def temperature_limits() -> dict[str, dict[str, Any]]:
-    """Temperature limits by structure name (``planner.toml`` ``[limits]``), with sources."""
-    return {k.replace("_", " "): dict(v) for k, v in _settings()["limits"].items()}
+    """Temperature limits by structure name, with sources.
+
+    ``planner.toml`` ``[limits]`` and each organ's own (``[organs.<organ>.limits]``: the
+    soft tissue's peripheral nerve and skin).
+    """
+    st = _settings()
+    out = {k.replace("_", " "): dict(v) for k, v in st["limits"].items()}
+    for organ in st["organs"].values():
+        for k, v in organ.get("limits", {}).items():
+            out.setdefault(k.replace("_", " "), dict(v))
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -337,8 +358,9 @@ def shaft_mask(grid, box: tuple[slice, ...], shafts, radius_mm: float) -> np.nda
 
 
 def cryo_checks(tumour: np.ndarray, tmin: np.ndarray, grid, zone: np.ndarray | None = None,
-                shafts=(), shaft_radius_mm: float = 0.0) -> dict[str, Any]:  # fmt: skip
-    """The kidney's cryo rules measured on the verification's Tmin (degC) and zone.
+                shafts=(), shaft_radius_mm: float = 0.0, *,
+                organ: str = "kidney") -> dict[str, Any]:  # fmt: skip
+    """The kidney's (or ``organ``'s) cryo rules measured on the verification's Tmin and zone.
 
     A voxel is frozen when its Tmin is <= 0 degC or it lies in the lethal zone (the
     engine's -40 degC zone on its own grid, nearest-neighbour on the case grid; Tmin is
@@ -351,7 +373,7 @@ def cryo_checks(tumour: np.ndarray, tmin: np.ndarray, grid, zone: np.ndarray | N
     """
     from ioplan.planning._candidates import grid_box
 
-    st = organ_settings("kidney")
+    st = organ_settings(organ)
     need = float(st["cryo_ice_margin_mm"])
     sp = grid.spacing_mm
     pad = need + 20.0
@@ -465,20 +487,27 @@ def organ_findings(
                     f"tumour (>= {rec['cryo']['ice_margin_required_mm']:g} mm wanted) or an "
                     "isotherm misses part of it: another probe or a longer freeze"
                 )
-    if organ == "bone":
-        warn = float(organ_settings("bone")["warn_within_c"])
+    if organ in ("bone", "soft_tissue"):
+        warn = float(organ_settings(organ)["warn_within_c"])
+        where = {"bone": "epidural, neural foramen", "soft_tissue": "next to the nerve"}[organ]
         for r in at_risk:
             lo, hi = r.get("min_limit_c"), r.get("max_limit_c")
-            if hi is None:
+            if hi is None or r["structure"] == "skin":  # the skin has its own rule below
                 continue
             t_hi, t_lo = r["max_temperature_c"], r["min_temperature_c"]
             if t_hi >= hi - warn or (lo is not None and t_lo <= lo + warn):
                 suggestions.append(
                     f"thermal protection at the {r['structure']}: predicted {t_hi:.1f} degC "
                     f"max / {t_lo:.1f} degC min against limits {hi:g} / {lo:g} degC; monitor "
-                    "with thermocouples (epidural, neural foramen) and protect by CO2 or "
+                    f"with thermocouples ({where}) and protect by CO2 or "
                     "fluid dissection, or shorten the ablation"
                 )
+    if organ == "soft_tissue":
+        rec_soft, more = soft_tissue_checks(
+            lab, grid, tumour, zone, tmin, modality, shafts, shaft_radius_mm
+        )
+        rec.update(rec_soft)
+        suggestions.extend(more)
     limited = [r for r in at_risk if "max_limit_c" in r]
     if limited:
         rec["temperature_limits"] = {
@@ -499,3 +528,120 @@ def organ_findings(
                     f"{r['max_limit_c']:g} / {r['min_limit_c']:g} degC"
                 )
     return rec, suggestions, notes
+
+
+# ------------------------------------------------------------------------------------------
+# soft tissue
+
+#: Labels of the major arteries and veins (heat sinks; never crossed by a path, see the
+#: trajectories' large vessels). The thigh phantom draws its femoral artery and vein with
+#: the great vessels' labels.
+_ARTERIES = (Label.AORTA, Label.HEPATIC_ARTERY, Label.RENAL_ARTERY)
+_VEINS = (Label.IVC, Label.PORTAL_VEIN, Label.HEPATIC_VEIN, Label.RENAL_VEIN)
+
+
+def _frozen(grid, tmin: np.ndarray, zone: np.ndarray, shafts, shaft_radius_mm) -> np.ndarray:
+    """Frozen voxels (Tmin <= 0 degC or in the lethal zone), applicator shafts left out.
+
+    The shafts' own voxels outside the zone hold no tissue temperature (as
+    :func:`cryo_checks`); they are looked for in the frozen voxels' box only.
+    """
+    zone = zone.astype(bool)
+    frozen = (tmin <= 0.0) | zone
+    idx = np.argwhere(frozen)
+    if not len(shafts) or idx.size == 0:
+        return frozen
+    lo = np.maximum(idx.min(axis=0) - 1, 0)
+    hi = np.minimum(idx.max(axis=0) + 2, frozen.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    frozen[box] &= ~(shaft_mask(grid, box, shafts, shaft_radius_mm) & ~zone[box])
+    return frozen
+
+
+def soft_tissue_checks(
+    labels: np.ndarray,
+    grid,
+    tumour: np.ndarray,
+    zone: np.ndarray,
+    tmin: np.ndarray,
+    modality: str,
+    shafts=(),
+    shaft_radius_mm: float = 0.0,
+) -> tuple[dict[str, Any], list[str]]:
+    """The soft tissue's rules on a verified plan: skin, major vessels, cryo ice margin.
+
+    - skin: the smallest distance (mm) from the skin to the ice (cryo: Tmin <= 0 degC,
+      applicator shafts left out, as :func:`cryo_checks`) or to the ablation zone (heat),
+      against ``skin_ice_distance_mm``; the tumour's distance to the skin, against
+      ``skin_protection_tumour_mm`` (skin protection planned below it);
+    - major artery and vein: their distance (mm) to the tumour and to the zone; within
+      ``vessel_heat_sink_mm`` of the tumour a heat-sink note (cryo: the vessel is
+      tolerated by the ice, its warm blood shrinks the ice next to it);
+    - cryo: :func:`cryo_checks` with ``[organs.soft_tissue]``'s ice margin.
+
+    Returns plan.json's additions to ``organ_rules`` and the suggestions.
+    """
+    st = organ_settings("soft_tissue")
+    sp = grid.spacing_mm
+    lab = np.asarray(labels)
+    rec: dict[str, Any] = {}
+    out: list[str] = []
+    cryo = modality == "cryo"
+    skin = lab == int(Label.SKIN)
+    if cryo:
+        frozen = _frozen(grid, tmin, zone, shafts, shaft_radius_mm)
+    else:
+        frozen = zone.astype(bool)
+    need = float(st["skin_ice_distance_mm"])
+    d_ice = _distance_mm(skin, frozen, sp)
+    d_tum = _distance_mm(skin, tumour, sp)
+    rec["skin"] = {
+        ("ice_to_skin_mm" if cryo else "zone_to_skin_mm"): _round(d_ice),
+        "required_mm": need,
+        "tumour_to_skin_mm": _round(d_tum),
+        "ok": bool(d_ice >= need),
+        "source": st["skin_source"],
+    }
+    if d_ice < need or d_tum < float(st["skin_protection_tumour_mm"]):
+        what = "ice" if cryo else "ablation zone"
+        out.append(
+            f"skin protection: the {what} comes {d_ice:.0f} mm from the skin (>= {need:g} mm "
+            f"wanted), the tumour lies {d_tum:.0f} mm under it: pneumodissection or "
+            "hydrodissection under the skin, warm saline on it, and watch the "
+            f"{what}'s edge ({st['skin_source']})"
+        )
+    vessels = {}
+    for name, group in (("artery", _ARTERIES), ("vein", _VEINS)):
+        m = np.isin(lab, [int(v) for v in group])
+        vessels[f"{name}_to_tumour_mm"] = _round(_distance_mm(m, tumour, sp))
+        vessels[f"{name}_to_zone_mm"] = _round(_distance_mm(m, zone.astype(bool), sp))
+    near = [
+        n for n in ("artery", "vein")
+        if (vessels[f"{n}_to_tumour_mm"] or math.inf) <= float(st["vessel_heat_sink_mm"])
+    ]  # fmt: skip
+    vessels["heat_sink"] = bool(near)
+    vessels["crossed_by_path"] = False  # the trajectories refuse any path through them
+    vessels["source"] = st["vessel_source"]
+    rec["major_vessels"] = vessels
+    if near:
+        out.append(
+            f"heat sink: the major {' and '.join(near)} lie within "
+            f"{st['vessel_heat_sink_mm']:g} mm of the tumour; "
+            + ("the ice next to them is thinner: check its edge there on imaging"
+               if cryo else "cryo keeps the vessel wall (it tolerates freezing)")
+        )  # fmt: skip
+    if cryo:
+        rec["cryo"] = cryo_checks(tumour, tmin, grid, zone, shafts, shaft_radius_mm,
+                                  organ="soft_tissue")  # fmt: skip
+        if not rec["cryo"]["ok"]:
+            out.append(
+                f"cryo: the ice edge lies {rec['cryo']['ice_margin_mm']} mm beyond the "
+                f"tumour (>= {rec['cryo']['ice_margin_required_mm']:g} mm wanted) or an "
+                "isotherm misses part of it: another probe or a longer freeze"
+            )
+    rec["margin_source"] = st["margin_source"]
+    return rec, out
+
+
+def _round(x: float) -> float | None:
+    return round(float(x), 1) if math.isfinite(x) else None

@@ -476,26 +476,53 @@ def _bone(lab, comps, diam_mm, sp, histology):
 # --- soft tissue --------------------------------------------------------------------------
 
 
+#: Labels of the nerves a soft-tissue tumour may lie next to.
+_NERVES = (Label.PERIPHERAL_NERVE, Label.NERVE_ROOT, Label.SPINAL_CORD, Label.SPINAL_CANAL)
+#: Major vessels (the thigh phantom draws its femoral artery and vein with the great
+#: vessels' labels).
+_MAJOR_VESSELS = (Label.AORTA, Label.IVC, Label.RENAL_ARTERY, Label.RENAL_VEIN,
+                  Label.HEPATIC_ARTERY, Label.PORTAL_VEIN, Label.HEPATIC_VEIN)  # fmt: skip
+_BONES = (Label.LONG_BONE, Label.RIB, Label.VERTEBRA)
+
+
 def _soft_tissue(lab, comps, diam_mm, sp, histology):
+    """Soft-tissue tumours: cryo (near nerves above all), size, nerve, vessels, skin.
+
+    ``within`` is None unless a finding puts the tumour outside the cited experience (no
+    guideline endorses soft-tissue ablation by size: the evidence is case series), then
+    False with the finding named ("larger than 6 cm").
+    """
     r = organ_rules()["soft_tissue"]
     neuro = organ_rules()["bone"]
     why = _Why()
     big = _largest(comps, diam_mm)
     dmax = max(diam_mm)
+    # the skin, or the body's surface where the skin is not labelled (air outside)
+    skin = (Label.SKIN,) if np.any(lab == int(Label.SKIN)) else (Label.BACKGROUND,)
     meas: dict[str, Any] = {
         "tumours": len(diam_mm),
         "diameters_mm": [round(float(d), 1) for d in sorted(diam_mm, reverse=True)],
         "histology": histology,
-        "nerve_mm": _distance_to(
-            lab, big, (Label.NERVE_ROOT, Label.SPINAL_CORD, Label.SPINAL_CANAL), sp
-        ),
+        "nerve_mm": _distance_to(lab, big, _NERVES, sp),
+        "major_vessel_mm": _distance_to(lab, big, _MAJOR_VESSELS, sp),
+        "bone_mm": _distance_to(lab, big, _BONES, sp),
+        "skin_mm": _distance_to(lab, big, skin, sp),
     }
     rec = "cryoablation (ice ball visible on CT/MR) for a soft-tissue metastasis or desmoid"
     why(
-        f"soft-tissue tumour {dmax:.0f} mm: cryoablation is the usual ablation here (no size "
-        "cut-off in the cited series)",
+        f"soft-tissue tumour {dmax:.0f} mm: cryoablation is the usual ablation here",
         "soft_tissue_cryo",
     )
+    lim = r["max_diameter_mm"]
+    if dmax > lim:
+        why.beyond(
+            f"largest tumour {dmax:.0f} mm: larger than {lim / 10:g} cm (large-tumour "
+            "cryoablation: more major complications, often a planned subtotal ablation)",
+            r["max_diameter_mm_source"],
+        )
+        rec += (
+            f"; larger than {lim / 10:g} cm: several probes, consider a staged or subtotal ablation"
+        )
     if histology == "sarcoma":
         rec = "surgery (sarcoma centre); cryoablation for patients who cannot have it"
         why(
@@ -503,12 +530,31 @@ def _soft_tissue(lab, comps, diam_mm, sp, histology):
             "soft_tissue_cryo",
         )
     if meas["nerve_mm"] < r["neural_mm"]:
+        rec += "; next to a nerve: cryo preferred (the ice edge is seen and kept off the nerve)"
         why(
-            f"nerve {meas['nerve_mm']:.1f} mm away (< {r['neural_mm'] / 10:g} cm): thermal "
-            f"protection and monitoring; keep it between {neuro['neural_min_degC']:g} and "
-            f"{neuro['neural_max_degC']:g} degC",
+            f"nerve {meas['nerve_mm']:.1f} mm away (< {r['neural_mm']:g} mm): cryoablation "
+            "preferred, with thermal protection and monitoring; keep it between "
+            f"{neuro['neural_min_degC']:g} and {neuro['neural_max_degC']:g} degC",
             neuro["neural_limits_source"],
         )
-        why(f"{r['neural_mm']:g} mm screening distance for neural structures", "ioplan")
-    meas["nerve_mm"] = _mm(meas["nerve_mm"])
-    return rec, "cryo", why.reasons, meas, None, []
+        why(
+            f"{r['neural_mm']:g} mm screening distance: 10 mm from an ice edge that lies "
+            "5-15 mm beyond the tumour",
+            "ioplan",
+        )
+    if meas["major_vessel_mm"] < r["vessel_mm"]:
+        why(
+            f"a major artery or vein {meas['major_vessel_mm']:.1f} mm away: heat sink (the ice "
+            "is thinner next to it); never cross it with a probe",
+            r["vessel_mm_source"],
+        )
+    if meas["skin_mm"] < r["skin_mm"]:
+        why(
+            f"tumour {meas['skin_mm']:.1f} mm under the skin (< {r['skin_mm']:g} mm): skin "
+            "protection (pneumodissection or hydrodissection, warm saline) and the ice edge "
+            "watched",
+            r["skin_mm_source"],
+        )
+    for k in ("nerve_mm", "major_vessel_mm", "bone_mm", "skin_mm"):
+        meas[k] = _mm(meas[k])
+    return rec, "cryo", why.reasons, meas, (False if why.outside else None), why.outside

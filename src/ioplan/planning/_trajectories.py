@@ -69,7 +69,7 @@ SAFETY_RANGE_MM = (0.0, 30.0)
 
 #: Structures grouped for the rejection reasons (labels marked critical in LABEL_INFO).
 _GROUPS: dict[str, tuple[Label, ...]] = {
-    "bone": (Label.RIB, Label.VERTEBRA),
+    "bone": (Label.RIB, Label.VERTEBRA, Label.LONG_BONE),
     "lung/pleura": (Label.LUNG,),
     "bowel": (Label.BOWEL_WALL, Label.BOWEL_CONTENT, Label.STOMACH),
     "gallbladder": (Label.GALLBLADDER,),
@@ -87,6 +87,7 @@ _GROUPS: dict[str, tuple[Label, ...]] = {
     "kidney": (Label.KIDNEY, Label.KIDNEY_MEDULLA),
     "spinal canal": (Label.SPINAL_CANAL,),
     "spinal cord/nerve root": (Label.SPINAL_CORD, Label.NERVE_ROOT),
+    "peripheral nerve": (Label.PERIPHERAL_NERVE,),
     "collecting system/ureter": (Label.COLLECTING_SYSTEM, Label.URETER),
     "bronchus": (Label.BRONCHUS,),
     "pulmonary vessel": (Label.PULMONARY_VESSEL,),
