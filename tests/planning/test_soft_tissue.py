@@ -152,3 +152,24 @@ def test_a_tumour_larger_than_6_cm_is_named_outside(thigh_case):
         "soft_tissue", lab, comps, [60.0], sp, "metastasis", None, "CT"
     )
     assert within is None and outside == []  # 6 cm itself is not larger than 6 cm
+
+
+def test_soft_tissue_is_planned_when_given_not_when_inferred(thigh_case):
+    from dataclasses import replace
+
+    from ioplan.anatomy import infer_organ
+    from ioplan.errors import InputError
+    from ioplan.planning import planning_organ
+    from ioplan.planning._metrics import HOST_SHARE
+
+    bare = replace(thigh_case, organ=None)
+    lab = np.asarray(bare.labels.array)
+    assert infer_organ(lab, bare.labels.grid.spacing_mm) == "soft_tissue"
+    # inferred: only "no organ label touches it"; the liver's checks then refuse it
+    assert planning_organ(bare) == "liver"
+    if "soft_tissue" in HOST_SHARE:
+        assert planning_organ(bare, "soft_tissue") == "soft_tissue"
+        assert planning_organ(replace(bare, organ="soft_tissue")) == "soft_tissue"
+    else:  # until the tumour check knows the organ: a one-line refusal, not a KeyError
+        with pytest.raises(InputError, match="not enabled yet"):
+            planning_organ(bare, "soft_tissue")

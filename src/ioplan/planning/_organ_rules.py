@@ -112,19 +112,35 @@ def organ_settings(organ: str) -> dict[str, Any]:
 def planning_organ(case, organ: str | None = None) -> str:
     """The organ to plan for: given, the case's, inferred from the labels, else the liver.
 
-    Every organ of :data:`ioplan.anatomy.ORGANS` has rules now (soft tissue: a tumour whose
-    surroundings are muscle and fat only); an inferred organ without rules would fall back
-    to the liver, whose checks then refuse a tumour outside it, and a given one is refused.
+    Soft tissue is planned when it is given (``--organ``, ``case.toml``: the thigh phantom
+    writes it): inferred, it says only that no organ label touches the tumour, which an
+    incompletely labelled organ case shows too; so an inferred soft tissue falls back to
+    the liver, whose checks then refuse a tumour outside it (as before soft tissue had
+    rules). An organ without rules is refused when given.
     """
     given = organ is not None or bool(getattr(case, "organ", None))
     found = organ_of(case, organ)
+    if found == "soft_tissue" and not given:
+        return "liver"
     if found in PLANNED_ORGANS:
+        _check_host_share(found)
         return found
     if given:
         raise InputError(
             f"the planner has rules for {', '.join(PLANNED_ORGANS)}, not organ {found!r}"
         )
     return "liver"
+
+
+def _check_host_share(organ: str) -> None:
+    """A one-line refusal where the tumour check (``_metrics.HOST_SHARE``) lacks ``organ``."""
+    from ioplan.planning._metrics import HOST_SHARE
+
+    if organ not in HOST_SHARE:
+        raise InputError(
+            f"planning for organ {organ!r} is not enabled yet (planning/_metrics.py "
+            "HOST_SHARE has no entry for it)"
+        )
 
 
 def case_organ(case) -> str:
