@@ -254,7 +254,6 @@ def test_organ_phantom_is_fixed_by_its_seed(lung_left_central):
     ("kwargs", "message"),
     [
         ({"organ": "brain"}, "unknown organ"),
-        ({"organ": "soft_tissue"}, "no soft-tissue phantom"),
         ({"organ": "lung", "site": "exophytic"}, "peripheral or central"),
         ({"organ": "kidney", "side": "middle"}, "right or left"),
         ({"site": "central"}, "apply to --organ lung"),

@@ -20,7 +20,6 @@ def _no_phantom(*_a, **_k):
     ("args", "fragments"),
     [
         (["--organ", "brain"], ["unknown organ", "brain"]),
-        (["--organ", "soft_tissue"], ["no soft-tissue phantom"]),
         (["--organ", "lung", "--site", "exophytic"], ["peripheral or central", "exophytic"]),
         (["--organ", "kidney", "--site", "peripheral"], ["exophytic or central"]),
         (["--organ", "bone", "--side", "up"], ["right or left"]),

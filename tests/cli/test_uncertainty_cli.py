@@ -94,8 +94,23 @@ def test_refuses_a_plan_folder_without_plan_and_a_foreign_output(capsys, planned
     case, plan = planned
     code, _, err = run_cli(capsys, "uncertainty", tmp_path, "--case", case, "--out", tmp_path / "u")
     assert_one_line_error(code, err, "plan.json")
-    code, _, err = run_cli(capsys, "uncertainty", plan, "--out", tmp_path / "u")
+    # a plan.json that does not name its case (older plans): --case is needed
+    import json
+    import shutil
+
+    old = tmp_path / "old-plan"
+    shutil.copytree(plan, old)
+    doc = json.loads((old / "plan.json").read_text())
+    doc.pop("case_path", None)
+    (old / "plan.json").write_text(json.dumps(doc))
+    code, _, err = run_cli(capsys, "uncertainty", old, "--out", tmp_path / "u")
     assert_one_line_error(code, err, "--case")
+    # one whose case has gone: the folder named, nothing simulated
+    doc["case_path"] = str(tmp_path / "gone")
+    (old / "plan.json").write_text(json.dumps(doc))
+    code, _, err = run_cli(capsys, "uncertainty", old, "--out", tmp_path / "u")
+    assert_one_line_error(code, err, "gone")
+    assert not (tmp_path / "u").exists()
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep")

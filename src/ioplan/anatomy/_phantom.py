@@ -137,7 +137,8 @@ class PhantomConfig:
         10-20 HU).
     organ : str
         ``"liver"`` (the abdomen with its vessel trees), ``"lung"`` (the chest),
-        ``"kidney"`` or ``"bone"`` (the retroperitoneum and lumbar spine).
+        ``"kidney"`` or ``"bone"`` (the retroperitoneum and lumbar spine), ``"soft_tissue"``
+        (a thigh).
     site : str, optional
         Where the tumour lies (organ phantoms only; default the first):
         lung ``"peripheral"`` or ``"central"``, kidney ``"exophytic"`` or ``"central"``
@@ -204,8 +205,6 @@ class PhantomConfig:
         if not np.isfinite(self.noise_hu) or not 0 <= self.noise_hu <= 100:
             raise InputError(f"noise_hu must be 0-100 HU, got {self.noise_hu}")
         organ = check_organ(self.organ)
-        if organ == "soft_tissue":
-            raise InputError("no soft-tissue phantom; --organ must be liver, lung, kidney or bone")
         object.__setattr__(self, "organ", organ)
         site, side = check_site(organ, self.site, self.side)
         object.__setattr__(self, "site", site)

@@ -37,6 +37,8 @@ def write_phantom_case(
     collection_site: str = "perihepatic",
     collection_content: str = "abscess",
     necrosis_mm: float | None = None,
+    arterial_tree: bool = False,
+    artery_variant: str | None = None,
 ) -> Case:
     """Generate a phantom and write it as a case folder, checking every cheap thing first.
 
@@ -73,6 +75,9 @@ def write_phantom_case(
     collection_mm, collection_site, collection_content, necrosis_mm
         A fluid collection and a necrotic tumour centre (issue 22; see
         :class:`~ioplan.anatomy.PhantomConfig`); recorded in ``case.toml``'s source.
+    arterial_tree, artery_variant
+        The hepatic arterial tree and its variant (issue 24; see
+        :class:`~ioplan.anatomy.PhantomConfig`).
 
     Returns
     -------
@@ -115,6 +120,8 @@ def write_phantom_case(
         collection_site=collection_site,
         collection_content=collection_content,
         necrosis_mm=necrosis_mm,
+        arterial_tree=arterial_tree,
+        artery_variant=artery_variant,
     )
     config.resolved_tumors()  # more tumours than default sites: refused now
     check_phantom_memory(config.spacing_mm)

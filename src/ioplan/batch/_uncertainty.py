@@ -32,6 +32,7 @@ from ioplan.batch._montecarlo import (
 )
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume
+from ioplan.planning import zone_with_shaft
 
 __all__ = [
     "UNCERTAINTY_FOLDER_ENTRIES",
@@ -160,34 +161,7 @@ class EngineZoneModel:
             z = resample(Volume(res.zone_mask.astype(np.uint8), res.grid), g,
                          interpolation="nearest")  # fmt: skip
             out |= np.asarray(z.array) > 0
-        return _with_shaft(out, g, app.diameter_mm, self.spacing_mm, needles)
-
-
-def _with_shaft(z: np.ndarray, g: Grid, diameter_mm: float, spacing_mm: float,
-                needles: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:  # fmt: skip
-    """The zone plus the applicators' own voxels where the zone lies around the shaft.
-
-    The engine does not count the applicator's voxels as tissue; the planner counts
-    them as ablated where the zone surrounds the shaft (voxels within two voxels of
-    the zone, within the shaft radius behind the tip) and so does this.
-    """
-    near = ndimage.binary_dilation(z, iterations=2)
-    if not near.any():
-        return z
-    idx = np.argwhere(near)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    pts = g.index_to_lps(np.argwhere(np.ones(hi - lo, bool)) + lo).reshape(*(hi - lo), 3)
-    r = max(0.5 * diameter_mm, 0.71 * spacing_mm) + 0.5 * max(g.spacing_mm)
-    shaft = np.zeros(pts.shape[:3], bool)
-    for tip, d in needles:
-        rel = pts - np.asarray(tip, float)
-        along = rel @ np.asarray(d, float)
-        radial = np.linalg.norm(rel - along[..., None] * np.asarray(d, float), axis=-1)
-        shaft |= (along <= 0) & (radial <= r)
-    out = z.copy()
-    out[box] |= shaft & near[box]
-    return out
+        return zone_with_shaft(out, g, app.diameter_mm, self.spacing_mm, needles)
 
 
 def _input_names(n: int) -> list[str]:

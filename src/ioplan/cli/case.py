@@ -117,6 +117,24 @@ _NECROSIS = Annotated[
 ]
 
 
+_ARTERIAL = Annotated[
+    bool,
+    typer.Option(
+        "--arterial-tree",
+        help="The hepatic arterial tree (common/proper hepatic, gastroduodenal, right gastric, "
+        "cystic; one artery along each portal branch) for `ioplan arteries` (liver only).",
+    ),
+]
+_VARIANT = Annotated[
+    str | None,
+    typer.Option(
+        "--artery-variant",
+        help="standard|replaced_right|replaced_left (default: drawn from the seed with the "
+        "frequencies of Hiatt 1994); with --arterial-tree.",
+    ),
+]
+
+
 @app.command()
 def phantom(
     out: Annotated[Path, typer.Option(help="Case folder to write.")],
@@ -133,6 +151,8 @@ def phantom(
     collection_site: _COLLECTION_SITE = "perihepatic",
     collection_content: _COLLECTION_CONTENT = "abscess",
     necrosis_mm: _NECROSIS = None,
+    arterial_tree: _ARTERIAL = False,
+    artery_variant: _VARIANT = None,
     report: Annotated[bool, typer.Option(help="Also write OUT/index.html.")] = False,
     overwrite: _OVERWRITE = False,
     quiet: _QUIET = False,
@@ -162,6 +182,8 @@ def phantom(
             collection_site=collection_site,
             collection_content=collection_content,
             necrosis_mm=necrosis_mm,
+            arterial_tree=arterial_tree,
+            artery_variant=artery_variant,
         )
     if report:
         from ioplan.report import write_case_overview

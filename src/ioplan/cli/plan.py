@@ -537,7 +537,9 @@ def plan(
     check_plan_request(case_obj, cfg, tumour_name="--tumor", spacing_name="--spacing-mm")
     log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
     result = plan_ablation(case_obj, cfg, log=log)
-    report = write_plan(result, case_obj, out, overwrite=overwrite)
+    # the case it was planned on (`ioplan uncertainty PLAN_DIR` re-simulates on it)
+    report = write_plan(result, case_obj, out, overwrite=overwrite,
+                        extra={"case_path": str(Path(case).resolve())})  # fmt: skip
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     else:

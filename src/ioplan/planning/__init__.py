@@ -18,6 +18,7 @@ from ioplan.planning._demo import (
     organ_demo_case,
     write_demo,
 )
+from ioplan.planning._inverse import zone_with_shaft
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._organ_rules import (
     PLANNED_ORGANS,
@@ -101,6 +102,7 @@ __all__ = [
     "tumour_mask",
     "write_demo",
     "write_plan",
+    "zone_with_shaft",
 ]
 
 # Issue 22's modules (biopsy, drainage, the MR needle artefact) export their own names.

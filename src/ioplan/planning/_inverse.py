@@ -80,12 +80,15 @@ class Verification:
         )
 
 
-def _with_track(z: np.ndarray, g: Grid, app: Applicator, spacing_mm: float,
-                tips: list[np.ndarray], dirs: list[np.ndarray]) -> np.ndarray:  # fmt: skip
+def zone_with_shaft(z: np.ndarray, g: Grid, diameter_mm: float, spacing_mm: float,
+                    needles) -> np.ndarray:  # fmt: skip
     """The zone plus the applicators' own voxels where the zone surrounds the shaft.
 
     The engine does not count the applicator's voxels as tissue; where the zone lies
-    around the shaft, the track is ablated too. Only the box around the zone is visited.
+    around the shaft (voxels within two voxels of the zone, within the shaft radius behind
+    the tip), the track is ablated too. ``needles``: ``(tip, direction)`` pairs (LPS mm, unit
+    vectors); ``spacing_mm``: the simulation's voxel size. Only the box around the zone is
+    visited.
     """
     near = ndimage.binary_dilation(z, iterations=2)
     if not near.any():
@@ -94,9 +97,10 @@ def _with_track(z: np.ndarray, g: Grid, app: Applicator, spacing_mm: float,
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     pts = g.index_to_lps(np.argwhere(np.ones(hi - lo, bool)) + lo).reshape(*(hi - lo), 3)
-    r_shaft = max(0.5 * app.diameter_mm, 0.71 * spacing_mm) + 0.5 * max(g.spacing_mm)
+    r_shaft = max(0.5 * diameter_mm, 0.71 * spacing_mm) + 0.5 * max(g.spacing_mm)
     shaft = np.zeros(pts.shape[:3], bool)
-    for t_, d in zip(tips, dirs, strict=True):
+    for t_, d in needles:
+        d = np.asarray(d, float)
         rel = pts - np.asarray(t_, float)
         along = rel @ d
         radial = np.linalg.norm(rel - along[..., None] * d, axis=-1)
@@ -133,9 +137,8 @@ def _run(case: Case, app: Applicator, placements: list[tuple[np.ndarray, np.ndar
                     interpolation="linear", default_value=37.0)  # fmt: skip
     tmin = resample(Volume(res.state.tmin_c.astype(np.float32), res.grid), g,
                     interpolation="linear", default_value=37.0)  # fmt: skip
-    z = _with_track(np.asarray(zone.array) > 0, g, app, spacing_mm,
-                    [np.asarray(a) for a, _ in placements],
-                    [np.asarray(b) for _, b in placements])  # fmt: skip
+    z = zone_with_shaft(np.asarray(zone.array) > 0, g, app.diameter_mm, spacing_mm,
+                        [(np.asarray(a), np.asarray(b)) for a, b in placements])  # fmt: skip
     return {
         "zone": z,
         "tmax": np.asarray(tmax.array),

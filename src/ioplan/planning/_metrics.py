@@ -38,7 +38,7 @@ MARGIN_METHOD = "tumour surface to zone surface, sub-voxel (ioplan.assessment.me
 #: Least share of host-organ voxels around the tumour (a 2-voxel shell): the liver's 20 %;
 #: other organs 10 % (an exophytic renal tumour or a pleural-based lung tumour touches
 #: fat and chest wall over most of its surface).
-HOST_SHARE = {"liver": 0.2, "lung": 0.1, "kidney": 0.1, "bone": 0.1}
+HOST_SHARE = {"liver": 0.2, "lung": 0.1, "kidney": 0.1, "bone": 0.1, "soft_tissue": 0.1}
 
 
 def tumour_mask(case: Case, index: int = 0, organ: str | None = None

@@ -191,6 +191,9 @@ class CaseStore:
                 doc = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError, ValueError):
                 raise CaseNotFoundError(f"case {name}: plan.json cannot be read") from None
+            # the folder the plan was made from is the server's own business (and a folder
+            # name may name the patient): not sent to the browser
+            doc.pop("case_path", None)
             self._keep(key, doc)
         return doc
 
