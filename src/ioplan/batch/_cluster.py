@@ -61,10 +61,20 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None,
     n = int(workers or os.cpu_count() or 1)
     if not 1 <= n <= 1024:
         raise InputError(f"workers must be 1-1024, got {n}")
+    # each worker's compiled kernels get its share of the cores: numba's default (every
+    # core in every process) oversubscribes them, and the engine's parallel loops then
+    # wait on each other (2 workers on 2 cores ran each sample 13x slower than 1 worker)
+    per = max(1, (os.cpu_count() or 1) // n)
+    if os.environ.get("NUMBA_NUM_THREADS", "").isdigit():
+        per = max(1, min(per, int(os.environ["NUMBA_NUM_THREADS"])))
+    threads = {
+        k: str(per) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    }
     with (
         LocalCluster(
             n_workers=n,
             threads_per_worker=1,
+            env=threads,
             processes=True,
             dashboard_address=None,
             # no dashboard; its plain HTTP server (health routes) on a free port, not 8787
