@@ -47,6 +47,11 @@ def test_outputs_and_json_contract(case_dir, result):
         p.name for p in out.iterdir()
     }
     assert doc["territories"] == "territories.nii.gz" and doc["segments"] == "segments.nii.gz"
+    # the picture: a PNG with more than one colour (territories drawn, not a blank canvas)
+    from PIL import Image
+
+    png = np.asarray(Image.open(out / "figures" / "territories.png").convert("RGB"))
+    assert len(np.unique(png.reshape(-1, 3), axis=0)) > 8
     keys = {"branch_id", "catheter_tip_mm", "territory_label", "territory_ml",
             "tumour_covered_percent", "normal_liver_ml", "non_target"}  # fmt: skip
     assert doc["feeders"] and all(keys <= set(f) for f in doc["feeders"])

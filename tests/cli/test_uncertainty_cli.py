@@ -45,6 +45,7 @@ def test_without_error_every_sample_is_the_planners_zone(capsys, planned, tmp_pa
     assert prob.grid == zone.grid
     assert np.array_equal(np.asarray(prob.array) > 0.5, np.asarray(zone.array) > 0)
     assert set(np.unique(np.asarray(prob.array))) <= {0.0, 1.0}
+    assert (out / "figures" / "coverage_probability.png").stat().st_size > 10_000
     nominal = json.loads((plan / "plan.json").read_text())["margin_coverage_percent"]
     assert doc["per_sample_coverage"] == pytest.approx([nominal / 100] * 2, abs=1e-6)
 

@@ -46,7 +46,9 @@ __all__ = [
 ]
 
 UNCERTAINTY_SCHEMA_VERSION = 1
-UNCERTAINTY_FOLDER_ENTRIES = frozenset({"coverage_probability.nii.gz", "uncertainty.json"})
+UNCERTAINTY_FOLDER_ENTRIES = frozenset(
+    {"coverage_probability.nii.gz", "uncertainty.json", "figures"}
+)
 #: the planner's standard cryo protocol and lethal isotherm (planning/_surrogate.py)
 _CRYO_PROTOCOL = "freeze:600,thaw:300,freeze:600"
 
@@ -429,4 +431,13 @@ def write_uncertainty(result: UncertaintyResult, out: str | Path, *,
                               overwrite=overwrite) as tmp:  # fmt: skip
         write_nifti(result.map, tmp / "coverage_probability.nii.gz", overwrite=True)
         (tmp / "uncertainty.json").write_text(json.dumps(doc, indent=2) + "\n")
+        if result.map is not None:
+            from ioplan.report import save_probability_figure
+
+            lo, hi = result.interval_95
+            save_probability_figure(
+                result.map, tmp / "figures" / "coverage_probability.png",
+                title=f"complete coverage probability {result.coverage_probability:.3f} "
+                f"(95 % CI {lo:.3f}-{hi:.3f}), {result.samples} samples",
+            )  # fmt: skip
     return doc

@@ -691,7 +691,7 @@ def _non_target_of(tree: ArterialTree, c: int, origins) -> list[dict[str, Any]]:
 
 #: What ``ioplan arteries`` writes into its output folder.
 ARTERIES_FOLDER_ENTRIES = frozenset(
-    {"arteries.json", "territories.nii.gz", "segments.nii.gz", "tree.csv"}
+    {"arteries.json", "territories.nii.gz", "segments.nii.gz", "tree.csv", "figures"}
 )
 
 
@@ -734,7 +734,27 @@ def write_arterial_plan(plan: ArterialPlan, labels_volume, out, *, overwrite: bo
                      *(f"{v:.2f}" for v in t.end_mm[i]), f"{t.radius_mm[i]:.2f}"]
                 )  # fmt: skip
         (tmp / "arteries.json").write_text(json.dumps(plan.doc, indent=2) + "\n")
+        _territory_picture(plan, labels_volume, tmp / "figures" / "territories.png")
     return out
+
+
+def _territory_picture(plan: ArterialPlan, labels_volume, path) -> None:
+    """The territories on the coronal slice through the first position's catheter tip."""
+    from ioplan.anatomy import Label
+    from ioplan.report import save_territory_figure
+
+    first = plan.doc["feeders"][0] if plan.doc.get("feeders") else None
+    t = plan.tree
+    save_territory_figure(
+        labels_volume.with_array(plan.territories), path,
+        segments_mm=list(zip(t.start_mm, t.end_mm, strict=True)),
+        tip_mm=first["catheter_tip_mm"] if first else None,
+        chosen_labels=first.get("territory_labels", [first["territory_label"]]) if first else (),
+        tumour=np.asarray(labels_volume.array) == int(Label.TUMOR),
+        title=(f"position at branch {first['branch_id']}: tumour "
+               f"{first['tumour_covered_percent']:.0f} %, territory {first['territory_ml']:.0f} mL"
+               if first else "no feeder found"),
+    )  # fmt: skip
 
 
 def read_territory(folder, feeder: int, labels_grid) -> tuple[np.ndarray, dict[str, Any]]:

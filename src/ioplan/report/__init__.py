@@ -16,6 +16,7 @@ from ioplan.report._html import (
     table,
     write_page,
 )
+from ioplan.report._maps import save_probability_figure, save_territory_figure
 from ioplan.report._overview import save_overview_figure, write_case_overview
 from ioplan.report._validation import write_validation_report
 
@@ -28,6 +29,8 @@ __all__ = [
     "page",
     "save_figure",
     "save_overview_figure",
+    "save_probability_figure",
+    "save_territory_figure",
     "table",
     "write_case_overview",
     "write_page",
