@@ -31,8 +31,8 @@ from ioplan.anatomy._phantom_soft import (
 )
 from ioplan.errors import InputError
 
-STRUCTURES = (Label.SKIN, Label.FAT, Label.MUSCLE, Label.LONG_BONE, Label.AORTA, Label.IVC,
-              Label.PERIPHERAL_NERVE, Label.TUMOR)  # fmt: skip
+STRUCTURES = (Label.SKIN, Label.FAT, Label.MUSCLE, Label.LONG_BONE, Label.FEMORAL_ARTERY,
+              Label.FEMORAL_VEIN, Label.PERIPHERAL_NERVE, Label.TUMOR)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ def test_every_structure_is_there_in_its_place(right):
         assert np.any(lab == int(s)), s.name
     femur = _centroid_xy(lab, g, Label.LONG_BONE)
     nerve = _centroid_xy(lab, g, Label.PERIPHERAL_NERVE)
-    artery = _centroid_xy(lab, g, Label.AORTA)
-    vein = _centroid_xy(lab, g, Label.IVC)
+    artery = _centroid_xy(lab, g, Label.FEMORAL_ARTERY)
+    vein = _centroid_xy(lab, g, Label.FEMORAL_VEIN)
     tumour = _centroid_xy(lab, g, Label.TUMOR)
     # right thigh: lateral is -x (patient's right), posterior +y
     assert femur[0] < 0 and femur[1] < 0  # anterolateral
@@ -80,7 +80,8 @@ def test_every_structure_is_there_in_its_place(right):
     assert tumour[0] < nerve[0] - 20.0 and abs(tumour[1] - nerve[1]) < 10.0  # lateral
     # calibres: femur 28 mm, artery 7 mm, vein 10 mm across (equivalent circle per slice)
     nz = g.shape[0]
-    for label, diameter in ((Label.LONG_BONE, 28.0), (Label.AORTA, 7.0), (Label.IVC, 10.0)):
+    calibres = ((Label.LONG_BONE, 28.0), (Label.FEMORAL_ARTERY, 7.0), (Label.FEMORAL_VEIN, 10.0))
+    for label, diameter in calibres:
         area = np.count_nonzero(lab == int(label)) / nz * g.spacing_mm[1] * g.spacing_mm[2]
         # a 2 mm raster of a 7 mm disc: its area within ~25 %, the diameter within ~12 %
         assert 2.0 * np.sqrt(area / np.pi) == pytest.approx(diameter, rel=0.15), label.name
@@ -112,7 +113,7 @@ def test_adductor_site_lies_by_the_femoral_vein():
     lab = np.asarray(ph.labels.array)
     g = ph.labels.grid
     tum = lab == int(Label.TUMOR)
-    d = ndimage.distance_transform_edt(lab != int(Label.IVC), sampling=g.spacing_mm)
+    d = ndimage.distance_transform_edt(lab != int(Label.FEMORAL_VEIN), sampling=g.spacing_mm)
     assert float(d[tum].min()) - g.spacing_mm[0] == pytest.approx(VESSEL_GAP_MM, abs=2.0)
     assert infer_organ(lab, g.spacing_mm) == "soft_tissue"
 
@@ -137,7 +138,7 @@ def test_a_straight_posterior_path_reaches_the_tumour_clear_of_nerve_vessels_and
     keep = np.all((idx >= 0) & (idx < np.asarray(g.shape)), axis=1)
     seen = lab[tuple(idx[keep].T)]
     assert seen[-1] == int(Label.BACKGROUND)
-    forbidden = [int(Label.PERIPHERAL_NERVE), int(Label.AORTA), int(Label.IVC),
+    forbidden = [int(Label.PERIPHERAL_NERVE), int(Label.FEMORAL_ARTERY), int(Label.FEMORAL_VEIN),
                  int(Label.LONG_BONE)]  # fmt: skip
     assert not np.isin(seen, forbidden).any()
 

@@ -28,7 +28,7 @@ from ioplan.errors import InputError
 from ioplan.imaging import read_nifti
 
 _LIMIT_S = 240.0
-_FORBIDDEN = [int(Label.PERIPHERAL_NERVE), int(Label.AORTA), int(Label.IVC),
+_FORBIDDEN = [int(Label.PERIPHERAL_NERVE), int(Label.FEMORAL_ARTERY), int(Label.FEMORAL_VEIN),
               int(Label.LONG_BONE)]  # fmt: skip
 
 

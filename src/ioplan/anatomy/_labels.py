@@ -55,6 +55,8 @@ class Label(IntEnum):
     # soft tissue (issue 21): a peripheral nerve (sciatic) and a long bone (femur)
     PERIPHERAL_NERVE = 37
     LONG_BONE = 38
+    FEMORAL_ARTERY = 39
+    FEMORAL_VEIN = 40
 
 
 #: Labels of blood vessels whose flow carries heat away (the engine's heat sinks).
@@ -67,6 +69,8 @@ VESSEL_LABELS = (
     Label.RENAL_ARTERY,
     Label.RENAL_VEIN,
     Label.PULMONARY_VESSEL,
+    Label.FEMORAL_ARTERY,
+    Label.FEMORAL_VEIN,
 )
 
 
@@ -122,6 +126,8 @@ LABEL_INFO: dict[Label, LabelInfo] = {
     Label.BILE_DUCT: LabelInfo("gallbladder_bile", 15.0, True, "#adff2f", "central bile ducts"),
     Label.IVC: LabelInfo("blood", 140.0, True, "#4169e1", "inferior vena cava"),
     Label.AORTA: LabelInfo("blood", 180.0, True, "#dc143c", "abdominal aorta"),
+    Label.FEMORAL_ARTERY: LabelInfo("blood", 180.0, True, "#e0301e", "femoral artery"),
+    Label.FEMORAL_VEIN: LabelInfo("blood", 140.0, True, "#3a5fcd", "femoral vein"),
     Label.GALLBLADDER: LabelInfo("gallbladder_bile", 10.0, True, "#9acd32", "gallbladder"),
     Label.BOWEL_WALL: LabelInfo("bowel_wall", 60.0, True, "#ff69b4", "bowel wall"),
     Label.BOWEL_CONTENT: LabelInfo(

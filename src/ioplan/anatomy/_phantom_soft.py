@@ -9,7 +9,7 @@ the thigh's axis:
 - the femur (``LONG_BONE``), anterolateral, 28 mm across;
 - the superficial femoral artery (7 mm) and vein (10 mm) anteromedial to the femur, in a
   fat sheath (the neurovascular bundle of the adductor canal); they carry the labels of
-  the great vessels (``AORTA``, ``IVC``: a major artery and vein, the engine's heat sinks);
+  the femoral artery and vein (``FEMORAL_ARTERY``, ``FEMORAL_VEIN``: the engine's heat sinks);
 - the sciatic nerve (``PERIPHERAL_NERVE``, 12 x 7 mm) behind the femur, between the
   hamstrings and adductor magnus, in a 2 mm fat sheath;
 - the tumour (a soft-tissue sarcoma, desmoid or metastasis) in muscle: ``thigh`` (the
@@ -223,8 +223,8 @@ def generate_soft_tissue(cfg, progress: Callable[[str], None] | None = None):
     nerve_sheath = _nerve(sp, sx, t["nerve_sheath_mm"])
     labels[(bundle | nerve_sheath) & muscle] = Label.FAT
     labels[femur] = Label.LONG_BONE
-    labels[vein] = Label.IVC
-    labels[artery] = Label.AORTA
+    labels[vein] = Label.FEMORAL_VEIN
+    labels[artery] = Label.FEMORAL_ARTERY
     labels[nerve] = Label.PERIPHERAL_NERVE
     segments = (
         VesselSegment("femoral_artery", 0, -1, *map(_pt, artery_pts), t["artery_radius_mm"]),

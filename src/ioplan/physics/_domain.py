@@ -46,6 +46,13 @@ _TYPICAL_VELOCITY_M_S = {
     Label.RENAL_ARTERY: 0.3,
     Label.RENAL_VEIN: 0.2,
     Label.PULMONARY_VESSEL: 0.2,
+    # the thigh (issue 21): resting common femoral artery flow 350 +/- 141 mL/min, lumen
+    # 10 mm (men) / 7.8 mm (women) (duplex ultrasound, Ultrasound Med Biol 1986;12:777,
+    # doi:10.1016/0301-5629(86)90075-x); mean velocity = flow / lumen area: 350 mL/min
+    # through 9 mm is 0.09 m/s. The femoral vein returns the same flow through the
+    # phantom's 10 mm lumen: 0.07 m/s.
+    Label.FEMORAL_ARTERY: 0.09,
+    Label.FEMORAL_VEIN: 0.07,
 }
 
 

@@ -552,8 +552,8 @@ def organ_findings(
 #: Labels of the major arteries and veins (heat sinks; never crossed by a path, see the
 #: trajectories' large vessels). The thigh phantom draws its femoral artery and vein with
 #: the great vessels' labels.
-_ARTERIES = (Label.AORTA, Label.HEPATIC_ARTERY, Label.RENAL_ARTERY)
-_VEINS = (Label.IVC, Label.PORTAL_VEIN, Label.HEPATIC_VEIN, Label.RENAL_VEIN)
+_ARTERIES = (Label.AORTA, Label.HEPATIC_ARTERY, Label.RENAL_ARTERY, Label.FEMORAL_ARTERY)
+_VEINS = (Label.IVC, Label.PORTAL_VEIN, Label.HEPATIC_VEIN, Label.RENAL_VEIN, Label.FEMORAL_VEIN)
 
 
 def _frozen(grid, tmin: np.ndarray, zone: np.ndarray, shafts, shaft_radius_mm) -> np.ndarray:

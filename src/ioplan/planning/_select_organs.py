@@ -478,10 +478,10 @@ def _bone(lab, comps, diam_mm, sp, histology):
 
 #: Labels of the nerves a soft-tissue tumour may lie next to.
 _NERVES = (Label.PERIPHERAL_NERVE, Label.NERVE_ROOT, Label.SPINAL_CORD, Label.SPINAL_CANAL)
-#: Major vessels (the thigh phantom draws its femoral artery and vein with the great
-#: vessels' labels).
+#: Major vessels.
 _MAJOR_VESSELS = (Label.AORTA, Label.IVC, Label.RENAL_ARTERY, Label.RENAL_VEIN,
-                  Label.HEPATIC_ARTERY, Label.PORTAL_VEIN, Label.HEPATIC_VEIN)  # fmt: skip
+                  Label.HEPATIC_ARTERY, Label.PORTAL_VEIN, Label.HEPATIC_VEIN,
+                  Label.FEMORAL_ARTERY, Label.FEMORAL_VEIN)  # fmt: skip
 _BONES = (Label.LONG_BONE, Label.RIB, Label.VERTEBRA)
 
 

@@ -80,6 +80,8 @@ _GROUPS: dict[str, tuple[Label, ...]] = {
         Label.AORTA,
         Label.RENAL_ARTERY,
         Label.RENAL_VEIN,
+        Label.FEMORAL_ARTERY,
+        Label.FEMORAL_VEIN,
     ),
     "artery/bile duct": (Label.HEPATIC_ARTERY, Label.BILE_DUCT),
     "heart": (Label.HEART,),
