@@ -63,3 +63,14 @@ def test_heat_sink_is_flat_in_flow_above_10_ml_min(no_vessel):
     low = _radii(VesselSpec(5.0, 10.0, 10.0))[0] / no_vessel[0]
     high = _radii(VesselSpec(5.0, 10.0, 1400.0))[0] / no_vessel[0]
     assert abs(low - high) <= 0.05, (low, high)
+
+
+def test_a_tube_without_flow_takes_no_heat(no_vessel):
+    """A tube without flow is no heat sink (Ringe 2015's non-perfused reference tube): the
+    radius toward it is the no-vessel radius within a third of a voxel, and any flow at all
+    (1 mL/min) cools more (flow can only take heat away). Before, a 0 mL/min tube was held
+    at the perfusate's temperature like a perfused one."""
+    still = _radii(VesselSpec(5.0, 10.0, 0.0))[0]
+    slow = _radii(VesselSpec(5.0, 10.0, 1.0))[0]
+    assert abs(still - no_vessel[0]) <= 1.0, (still, no_vessel)
+    assert slow < still - 1.0, (slow, still)

@@ -62,7 +62,14 @@ RESULT_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class VesselSpec:
-    """A straight vessel parallel to the applicator (ex vivo-style experiments)."""
+    """A straight vessel parallel to the applicator (ex vivo-style experiments).
+
+    A perfused tube's lumen is held at the perfusate's temperature behind a wall heat
+    transfer coefficient (a Nusselt correlation of the flow). A tube without flow
+    (``flow_ml_min`` 0) takes no heat away: its stagnant blood or saline conducts about as
+    the tissue around it (k about 0.5 W/m/K either way), so it is left as that tissue, the
+    non-perfused reference of Ringe et al. 2015.
+    """
 
     diameter_mm: float
     distance_mm: float
@@ -601,6 +608,8 @@ def _parallel_vessels(
     side = np.cross(d, np.cross(helper, d))
     side /= np.linalg.norm(side)
     for i, v in enumerate(cfg.vessels):
+        if v.flow_ml_min == 0.0:  # stagnant: no heat sink, conducts as the tissue
+            continue
         axis = Placement(tuple(np.asarray(centre.tip_mm) + side * v.distance_mm), centre.direction)
         _, radial = axial_radial(domain.grid, axis)
         vid = FIRST_VESSEL + i
