@@ -512,6 +512,58 @@ def probes() -> list[Probe]:
         P("validate-garbage-table", ("validate", "--table", "text.txt")),
         P("validate-spacing", ("validate", "--spacing-mm", "0")),
         P("calibrate-unknown", ("calibrate", "no-such-device")),
+        # biopsy, drainage, MR protocol (issue 22)
+        P("biopsy-bad-needle", ("biopsy", *c, "--out", "b1", "--needle", "99G")),
+        P("biopsy-nan-throw", ("biopsy", *c, "--out", "b2", "--throw-mm", "nan")),
+        P("biopsy-not-a-case", ("biopsy", "empty_dir", "--out", "b3")),
+        P("biopsy-onto-a-file", ("biopsy", *c, "--out", "a_file/b")),
+        P("biopsy-ok", ("biopsy", *c, "--out", "b4"), expect="ok", timeout_s=120),
+        P("drainage-no-collection", ("drainage", *c, "--out", "d1")),
+        P("drainage-nan-seed", ("drainage", *c, "--seed-mm", "nan,0,0", "--out", "d2")),
+        P("drainage-huge-seed", ("drainage", *c, "--seed-mm", "1e308,0,0", "--out", "d3")),
+        P("drainage-unknown-label", ("drainage", *c, "--collection-label", "x", "--out", "d4")),
+        P(
+            "protocol-field",
+            ("protocol", "--modality", "mwa", "--guidance", "mr", "--field-t", "7", "--out", "p1"),
+        ),
+        P(
+            "protocol-non-mr-device",
+            (
+                "protocol",
+                "--modality",
+                "mwa",
+                "--guidance",
+                "mr",
+                "--field-t",
+                "1.5",
+                "--applicator",
+                "covidien-emprint",
+                "--out",
+                "p2",
+            ),
+        ),
+        P(
+            "protocol-ok",
+            ("protocol", "--modality", "cryo", "--guidance", "mr", "--field-t", "3", "--out", "p3"),
+            expect="ok",
+        ),
+        P(
+            "plan-mr-field-nan",
+            (*("plan", *c), "--out", "pm", "--guidance", "MR", "--field-t", "nan"),
+        ),
+        # transarterial (issue 24)
+        P("arteries-not-a-case", ("arteries", "empty_dir", "--out", "a1")),
+        P("arteries-tumour", ("arteries", *c, "--tumour", "9", "--out", "a2")),
+        P("arteries-nan-hu", ("arteries", *c, "--from-image", "--min-hu", "nan", "--out", "a3")),
+        P("phantom-artery-variant", ("phantom", "--out", "ph9", "--artery-variant", "x")),
+        # uncertainty and batches (issue 23)
+        P("uncertainty-no-plan", ("uncertainty", "empty_dir", "--out", "u1")),
+        P(
+            "uncertainty-scheduler",
+            ("uncertainty", "empty_dir", "--scheduler", "nonsense", "--out", "u2"),
+        ),
+        P("batch-bad-action", ("batch", "nope", "empty_dir", "--out", "bt1")),
+        P("batch-not-a-folder", ("batch", "plan", "text.txt", "--out", "bt2")),
     ]
 
 
