@@ -419,10 +419,10 @@ def simulate(cfg: SimulationConfig, *, progress=None) -> SimulationResult:
 
     Examples
     --------
-    A 40 W microwave ablation for 30 s in a block of ex vivo liver, 4 mm voxels:
+    A 40 W microwave ablation for 60 s in a block of ex vivo liver, 4 mm voxels:
 
     >>> from ioplan.devices import applicator
-    >>> cfg = SimulationConfig(applicator("generic-mw-2450"), power_w=40.0, duration_s=30.0,
+    >>> cfg = SimulationConfig(applicator("generic-mw-2450"), power_w=40.0, duration_s=60.0,
     ...                        spacing_mm=4.0, perfusion_per_s=0.0)
     >>> result = simulate(cfg)
     >>> result.modality, result.zone.volume_ml > 0, result.max_temperature_c > 50
@@ -518,23 +518,24 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
     shaft = np.zeros(grid.shape, bool)
     cold = np.zeros(grid.shape, bool)
     cylinders: list[Cylinder] = []
-    # surfaces held at a temperature as cut-cell cylinders: the cryoprobe's freeze segment
-    # and the cooled RF electrode with its shaft (the RF electrode is also a cut-cell
-    # potential boundary, issue 19). Cooled MW shafts stay staircase voxels: their zones
-    # were already within 1 mm across 2-1 mm (validation/convergence.md), and the cut-cell
-    # shaft (widened to 0.51 h on coarse grids) shortens a 5 mm MW zone by 7 mm until MW
-    # is recalibrated.
-    held = app is not None and (app.modality == "cryo" or (app.modality == "rf" and app.cooled))
+    # surfaces held at a temperature as cut-cell cylinders: the cryoprobe's freeze segment,
+    # the cooled RF electrode with its shaft (the RF electrode is also a cut-cell
+    # potential boundary) and the cooled MW shaft (issue 19: as staircase voxels the MW
+    # shaft was one voxel line at 2 and 1.5 mm but a five-voxel cross at 1 mm, and the
+    # zone's length moved with it by up to 10 mm; validation/convergence.md)
+    held = app is not None and (app.modality == "cryo" or app.cooled)
     electrode_cyls: list[Cylinder] = []
     if app is not None:
         # the staircase radius: at least half a voxel diagonal, so that an axis between
         # voxel centres still marks one voxel per slice (the nearest lattice point is at
-        # most h / sqrt 2 away); kept for the MW shaft and the cryoprobe's passive ring.
+        # most h / sqrt 2 away); kept for the cryoprobe's passive (insulated) shaft.
         # The cut-cell radius: the true one, but at least just over half a voxel, so that
         # every cross-section cuts a lattice segment wherever the axis lies (below that, an
         # axis midway between lattice lines would touch no face: 3 mm voxels, 2.4 mm probe)
         a_mm = max(0.5 * app.diameter_mm, 0.51 * max(grid.spacing_mm))
         r_app = max(0.5 * app.diameter_mm, 0.71 * max(grid.spacing_mm))
+        # a widened cut-cell cylinder conducts as the true one (log near-field correction)
+        r_true = 0.5 * app.diameter_mm
         for pl in domain.placements:
             along, radial = axial_radial(grid, pl)
             if app.modality == "rf":
@@ -550,9 +551,11 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
             if app.modality == "cryo":
                 lo, hi = -(app.tip_offset_mm + app.freeze_zone_length_mm), -app.tip_offset_mm
                 cold |= stair & (along >= lo) & (along <= hi)
-                cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, lo, hi))
+                cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, lo, hi,
+                                          true_radius_mm=r_true))  # fmt: skip
             elif held:
-                cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, -np.inf, 0.0))
+                cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, -np.inf, 0.0,
+                                          true_radius_mm=r_true))  # fmt: skip
     k_blood = blood_properties()["k_w_m_k"]
     fixed_cyl = inside_cylinders(grid, cylinders)
     electrode = inside_cylinders(grid, electrode_cyls)
