@@ -1,0 +1,34 @@
+"""Smoke test of validation/mw_convergence.py (the full 2-0.5 mm run is a command)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "validation" / "mw_convergence.py"
+
+
+@pytest.mark.slow
+def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("mw_convergence", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "conv.json"
+    mod.main(["4", str(out)])
+    doc = json.loads(out.read_text())
+    assert set(doc) == {f"{d} 4.0" for d in mod.SETTINGS}
+    table = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    # one line per chart time of the three settings (3 + 5 + 3), after the header
+    from ioplan.devices import applicator
+    from ioplan.validation._zones import rows_from_chart
+
+    times = sum(
+        sum(1 for r in rows_from_chart(applicator(d)) if r.power_w == p)
+        for d, p in mod.SETTINGS.items()
+    )
+    assert len(table) == 1 + times == 12
+    for rows in doc.values():
+        assert all(length > 0 and width > 0 for _, length, width in rows["rows"])
