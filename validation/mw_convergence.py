@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 from ioplan.devices import applicator
 from ioplan.validation._zones import predict_zones, rows_from_chart
@@ -24,8 +25,18 @@ SETTINGS = {"amica": 40.0, "covidien-emprint": 75.0, "angiodynamics-acculis": 60
 
 def main(argv: list[str]) -> None:
     """Run every setting at every spacing; print the table, write the JSON."""
-    spacings = [float(x) for x in argv[0].split(",")]
+    try:
+        spacings = [float(x) for x in argv[0].split(",")]
+        if not spacings or not all(0.25 <= h <= 5.0 for h in spacings):
+            raise ValueError
+    except (IndexError, ValueError):
+        print("usage: mw_convergence.py SPACINGS_MM [OUT.json]  (e.g. 2,1.5,1,0.5; each 0.25-5)",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2) from None
     out_path = argv[1] if len(argv) > 1 else "mw_convergence.json"
+    if Path(out_path).exists():
+        print(f"{out_path} exists: name a new file (it is not overwritten)", file=sys.stderr)
+        raise SystemExit(2)
     out: dict[str, dict] = {}
     for dev, power in SETTINGS.items():
         rows = [r for r in rows_from_chart(applicator(dev)) if r.power_w == power]
