@@ -522,7 +522,7 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
     # the cooled RF electrode with its shaft (the RF electrode is also a cut-cell
     # potential boundary) and the cooled MW shaft (issue 19: as staircase voxels the MW
     # shaft was one voxel line at 2 and 1.5 mm but a five-voxel cross at 1 mm, and the
-    # zone's length moved with it by up to 10 mm; validation/convergence.md)
+    # zone's length moved with it by up to 12 mm; validation/convergence.md)
     held = app is not None and (app.modality == "cryo" or app.cooled)
     electrode_cyls: list[Cylinder] = []
     if app is not None:
