@@ -13,10 +13,11 @@ ioplan validate "${table_args[@]}" --spacing-mm 1 --report validation/mwa --over
 mkdir -p validation/checks
 ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwrite --quiet \
   | tee validation/checks/summary.txt
-# Leave-one-setting-out cross-validation of the microwave calibrations (not run by default: with
-# the computed field it takes about an hour per device on 2 shared cores at 4 evaluations per
-# fold; the figures in validation/maxwell.md are from per-device tables at 2 mm):
-#   ioplan validate --cross-validate --spacing-mm 2 --max-evaluations 4 --json
+# Leave-one-setting-out cross-validation of the microwave calibrations (not run by default:
+# the lumped default, 30 evaluations per fold, held-out rows at 1 mm: 43 min on 2 shared cores;
+# validation/mwa/crossval.json; with the computed field about an hour per device at 4
+# evaluations per fold, figures in validation/maxwell.md):
+#   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 30 --json > validation/mwa/crossval.json
 # Published lung and kidney zones against the engine in blocks of those organs (issue 21;
 # uncalibrated for those organs; a few minutes at 2 mm).
 ioplan validate --organs --spacing-mm 2 --report validation/organs --overwrite --quiet
