@@ -140,8 +140,10 @@ def test_cryo_zone_grid_independent_coarse():
     # (measured 0 / -30 / -40 degC: 31.23 / 15.62 / 12.22 mm and 31.43 / 15.86 / 12.44;
     # with the probe held at -76.82 degC: -30 degC 10.77, 10.75 mm). At 3 mm the cut-cell
     # cylinder is widened to 0.51 h = 1.53 mm (a 1.2 mm cylinder midway between lattice
-    # lines would cut no face at all): measured 32.26 / 17.27 / 13.95 mm, so 3 mm is held
-    # to 2 mm only (what is missing: a log near-field correction for the widening).
+    # lines would cut no face at all): measured 32.31 / 17.38 / 14.09 mm with the log
+    # near-field correction of the widened faces (32.26 / 17.27 / 13.95 without: the probe
+    # is limited by its cooling power, so the faces' conductance barely matters), so 3 mm
+    # is held to 2 mm only. 0.5 mm (validation/convergence.md): 31.77 / 15.54 / 12.15 mm.
     from ioplan.validation._checks import _iso_width
 
     res = {h: _cryo(h) for h in (3.0, 2.0, 1.5)}
