@@ -66,4 +66,8 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        raise SystemExit(130) from None
