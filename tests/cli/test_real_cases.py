@@ -134,8 +134,8 @@ def _permuted_copy(vol: Volume, order=(2, 0, 1)) -> Volume:
 def test_flipped_and_permuted_copies_give_the_same_plan(capsys, small_case, tmp_path):
     copies = {
         "stored": small_case,
-        "ras": Case(_ras_copy(small_case.image), _ras_copy(small_case.labels), name="ras",
-                    modality="CT", tumors=small_case.tumors),
+        # flipped to RAS and then permuted: both changes in one copy (a plan at 4 mm costs
+        # 10-15 s; the flip alone was a third copy)
         "permuted": Case(_permuted_copy(_ras_copy(small_case.image)),
                          _permuted_copy(_ras_copy(small_case.labels)), name="perm",
                          modality="CT", tumors=small_case.tumors),
@@ -151,7 +151,7 @@ def test_flipped_and_permuted_copies_give_the_same_plan(capsys, small_case, tmp_
     ref = plans["stored"]
     import matplotlib.image as mpimg
 
-    for name in ("ras", "permuted"):
+    for name in ("permuted",):
         # the same pictures: the slices pixel for pixel; the 3D view up to the shading of
         # triangles that marching cubes lists in another order (no pixel moves by > 0.1)
         for fig, tol in (("slices.png", 0.0), ("view3d.png", 0.1)):
@@ -159,7 +159,7 @@ def test_flipped_and_permuted_copies_give_the_same_plan(capsys, small_case, tmp_
             b = mpimg.imread(tmp_path / f"{name}-plan" / "figures" / fig)
             assert a.shape == b.shape and float(np.abs(a - b).max()) <= tol, (name, fig)
     voxel = max(small_case.labels.grid.spacing_mm)
-    for name in ("ras", "permuted"):
+    for name in ("permuted",):
         p = plans[name]
         assert len(p["applicators"]) == len(ref["applicators"]), name
         for a, b in zip(p["applicators"], ref["applicators"], strict=True):

@@ -201,7 +201,10 @@ def test_gpu_run_matches_cpu_float64(mode):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", MODES)
+# device only: the simulator runs the kernels as Python per thread (about 40 s for this run
+# on two busy cores), and the float32 kernels are the float64 ones compiled for another
+# dtype, whose logic the simulator already checks in float64 above (suite time budget)
+@pytest.mark.parametrize("mode", ["device"])
 def test_gpu_run_matches_cpu_float32(mode):
     res = _run(mode, "float32")
     # float32: the fast path is the same float32 expression on both sides, but (a) on a

@@ -9,15 +9,30 @@ import pytest
 def cases_dir(tmp_path_factory):
     """``ioplan demo`` at 4 mm (the real planner, written by ``write_demo``), as ``demo/``.
 
-    About 25 s on two cores (the planner's zone table and its verification runs); every
-    web test and the browser tests share it.
+    About 25 s on two cores (the planner's zone table and its verification runs), made
+    once per session; every web test and the browser tests share it.
     """
+    import fcntl
+    import shutil
+
     from ioplan.planning import PlanConfig, demo_case, plan_ablation, write_demo
 
+    # Under pytest-xdist the workers share the base temp's parent: the first worker plans
+    # the demo there (under a lock), the others wait and copy it; each worker's tests then
+    # use their own copy (nothing one worker's tests write reaches another's).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if base.name.startswith("popen-gw") else base
+    made = shared / "web-demo-case"
+    with (shared / "web-demo-case.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (made / "demo" / "plan" / "plan.json").is_file():
+            case, info = demo_case(spacing_mm=4.0)
+            plan = plan_ablation(case, PlanConfig(spacing_mm=4.0, robust_samples=10,
+                                                  time_budget_s=5.0))  # fmt: skip
+            shutil.rmtree(made, ignore_errors=True)
+            write_demo(case, info, plan, made / "demo")
     root = tmp_path_factory.mktemp("cases")
-    case, info = demo_case(spacing_mm=4.0)
-    plan = plan_ablation(case, PlanConfig(spacing_mm=4.0, robust_samples=10, time_budget_s=5.0))
-    write_demo(case, info, plan, root / "demo")
+    shutil.copytree(made / "demo", root / "demo", symlinks=True)
     return root
 
 

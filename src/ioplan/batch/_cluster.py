@@ -91,8 +91,9 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None,
 
 def describe(client) -> tuple[str, int]:
     """``(scheduler, workers)``: "local" or the scheduler's address, and its worker count."""
-    info = client.scheduler_info()
-    workers = len(info.get("workers", {}))
+    # a direct query: scheduler_info()'s cache is sometimes the totals-only form, whose
+    # "workers" is empty (distributed 2026.8: seen once after a worker was killed)
+    workers = len(client.nthreads())
     cluster = getattr(client, "cluster", None)
     return ("local" if cluster is not None else str(client.scheduler.address), workers)
 
