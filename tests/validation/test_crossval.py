@@ -131,3 +131,53 @@ def test_field_model_folds_refit_its_own_parameters():
     assert doc["mean_abs_error_mm"] == 0.0
     assert used and all(u[:2] == (0.5, 7.0) for u in used)
     assert all(u[2] == app.efficiency for u in used)  # the lumped model's values untouched
+
+
+def test_generic_start_is_untouched_by_the_held_out_rows():
+    """``start="generic"``: every fold's fit starts from the bound centres (log scale) and
+    its own training rows' mean centre offset, never from the calibration (which saw the
+    held-out rows); recounted here from MW_PARAMETERS and the rows."""
+    import math
+
+    rows = [
+        replace_offset(_row("amica", p, t, line=i), off)
+        for i, ((p, t), off) in enumerate(
+            [((20, 180), 10.0), ((20, 300), 11.0), ((40, 180), 14.0), ((40, 300), 17.0)]
+        )
+    ]
+    starts = []
+
+    def fit(app, train, **kw):
+        starts.append(({k: getattr(app, k) for k in MW_PARAMETERS}, train))
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0})
+
+    def predict(held, spacing_mm, applicators, initial_temperature_c):
+        return [ZonePrediction(r, r.length_mm, r.width_mm, 0.0, r.length_mm, r.width_mm,
+                               spacing_mm) for r in held]  # fmt: skip
+
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, start="generic")
+    assert doc["start"] == "generic" and "generic start" in doc["method"]
+    assert len(starts) == 4
+    for values, train in starts:
+        for k in ("efficiency", "detuning_exponent", "axial_sigma_forward_mm",
+                  "axial_sigma_backward_mm"):  # fmt: skip
+            lo, hi = MW_PARAMETERS[k]
+            assert values[k] == pytest.approx(math.sqrt(lo * hi), rel=1e-12)
+        own = [r.centre_offset_mm for r in train]
+        assert values["feed_offset_mm"] == pytest.approx(sum(own) / len(own), rel=1e-12)
+    # the held-out row's own offset is never in its fold's start: the four starts differ
+    assert len({round(v["feed_offset_mm"], 9) for v, _ in starts}) == 4
+    with pytest.raises(InputError, match="start must be one of"):
+        cross_validate(rows, fit=fit, predict=predict, start="best")
+
+
+def replace_offset(row, offset_mm):
+    from dataclasses import replace
+
+    return replace(row, centre_offset_mm=offset_mm)
+
+
+def test_cli_refuses_an_unknown_start(capsys):
+    code = main(["validate", "--cross-validate", "--cv-start", "best"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cv-start" in err and len(err.strip().splitlines()) == 1

@@ -94,6 +94,14 @@ def validate(
         int,
         typer.Option(help="With --cross-validate: model evaluations per fold's fit, 1-1000."),
     ] = 20,
+    cv_start: Annotated[
+        str,
+        typer.Option(
+            help="With --cross-validate: where each fold's fit starts, 'calibration' (the "
+            "device's current fit, which saw the held-out rows too) or 'generic' (bound "
+            "centres and the training rows' mean centre offset; lumped model only).",
+        ),
+    ] = "calibration",
     organs: Annotated[
         bool,
         typer.Option(
@@ -136,7 +144,8 @@ def validate(
     if rows:
         todo = todo[:rows]
     if cross_validate:
-        _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet)
+        _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
+                        cv_start)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -176,10 +185,14 @@ def validate(
     )
 
 
-def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet):
+def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
+                    start="calibration"):  # fmt: skip
     from ioplan.devices import applicator
     from ioplan.validation import cross_validate
+    from ioplan.validation._crossval import CV_STARTS
 
+    if start not in CV_STARTS:
+        raise InputError(f"--cv-start must be one of {', '.join(CV_STARTS)}, got {start!r}")
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     todo = [r for r in todo if applicator(r.device).modality == "mw"]
@@ -191,6 +204,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         spacing_mm=spacing_mm,
         max_evaluations=max_evaluations,
         initial_temperature_c=initial_temperature_c,
+        start=start,
         progress=log,
     )
     if as_json:
