@@ -2,16 +2,20 @@
 
 Runs one 2.4 mm cryoprobe (15 min freeze, no perfusion) and one cooled microwave antenna
 (Covidien Emprint, 60 W, 10 min, default perfusion) in a block of liver at several voxel
-sizes, prints a markdown table of the isotherm widths and the zone's length, width and
-volume, and writes it to ``validation/convergence.md``. ``--runs`` adds the catalogue
-cryoprobe limited by its cooling power (``cryo-limited``) and a cooled RF electrode
-(``rf``: Cool-tip 200 W, 12 min, Huang 2012's lowest flow).
+sizes and prints a markdown table of the isotherm widths and the zone's length, width and
+volume; ``--out FILE`` also writes it (never over an existing file without
+``--overwrite``; ``validation/convergence.md`` holds the recorded tables, written by hand
+from these runs). ``--runs`` adds the catalogue cryoprobe limited by its cooling power
+(``cryo-limited``) and a cooled RF electrode (``rf``: Cool-tip 200 W, 12 min, Huang 2012's
+lowest flow; ``rf-short``: the same for 4 min, margin 25 mm, the coarse test's setting).
 
 Usage::
 
     python validation/convergence.py                      # 2, 1.5, 1 and 0.5 mm
     python validation/convergence.py --spacings 3 2 1.5   # a quicker subset
-    python validation/convergence.py --runs rf cryo-limited --spacings 2 1.5 1
+    python validation/convergence.py --runs rf cryo-limited --spacings 2 1.5 1 --out FILE
+
+Bad arguments give one line and exit 2; Ctrl-C stops with exit 130 and writes nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ from pathlib import Path
 from ioplan.devices import applicator
 from ioplan.physics._simulate import SimulationConfig, simulate
 from ioplan.physics._sources import CryoProtocol
-
-OUT = Path(__file__).with_name("convergence.md")
 
 #: The same runs before the sub-voxel surfaces (commit 2252541: applicator voxels within
 #: ``max(a, 0.71 h)`` of the axis fixed at the probe or coolant temperature), for the record.
@@ -80,6 +82,17 @@ def _rf(h: float):
     ))  # fmt: skip
 
 
+def _rf_short(h: float):
+    """Cooled 3 cm RF, Cool-tip 200 W, 4 min, 10 mL/min/100 g, margin 25 mm.
+
+    The setting of tests/physics/test_rf_cut_cell.py::test_rf_zone_grid_independent_coarse.
+    """
+    return simulate(SimulationConfig(
+        applicator("cooled-rf-3cm"), power_w=200.0, duration_s=240.0, tissue="liver",
+        perfusion_per_s=RF_PERFUSION_PER_S, spacing_mm=h, margin_mm=25.0,
+    ))  # fmt: skip
+
+
 def _mw(h: float):
     return simulate(SimulationConfig(
         applicator("covidien-emprint"), power_w=60.0, duration_s=600.0, spacing_mm=h,
@@ -105,17 +118,42 @@ def _rows(kind: str, spacings, run, isos) -> list[str]:
     return rows
 
 
-def main(argv=None) -> None:
-    """Run the table and write ``validation/convergence.md``."""
+def main(argv=None) -> int:
+    """Run the tables; print them (and write ``--out``). Returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spacings", type=float, nargs="+", default=[2.0, 1.5, 1.0, 0.5])
     ap.add_argument("--mw-spacings", type=float, nargs="+", default=None)
-    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     ap.add_argument(
-        "--runs", nargs="+", default=["cryo", "mw"], choices=["cryo", "cryo-limited", "mw", "rf"]
-    )
+        "--runs", nargs="+", default=["cryo", "mw"],
+        choices=["cryo", "cryo-limited", "mw", "rf", "rf-short"],
+    )  # fmt: skip
     args = ap.parse_args(argv)
     mw_sp = args.mw_spacings or args.spacings
+    for h in (*args.spacings, *mw_sp):
+        if not 0.25 <= h <= 5.0:
+            print(f"error: voxel sizes must be 0.25-5 mm, got {h:g}", file=sys.stderr)
+            return 2
+    if args.out is not None and args.out.exists() and not args.overwrite:
+        print(f"error: {args.out} exists (add --overwrite to replace it)", file=sys.stderr)
+        return 2
+    if args.out is not None and not args.out.parent.is_dir():
+        print(f"error: {args.out.parent} is not a folder", file=sys.stderr)
+        return 2
+    try:
+        lines = _tables(args, mw_sp)
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    cmd = "python validation/convergence.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    lines += ["", f"Command: `{cmd.strip()}`", BEFORE]
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
+    return 0
+
+
+def _tables(args, mw_sp) -> list[str]:
     lines = [
         "Cryo: cryo-2.4mm, freeze:900, no perfusion, margin 20 mm; isotherm widths (mm) "
         "at 0, -30 and -40 degC; zone = -40 degC.",
@@ -140,22 +178,22 @@ def main(argv=None) -> None:
     if "mw" in args.runs:
         print("\n".join(mw_head), flush=True)
         lines += mw_head + _rows("mw", mw_sp, _mw, ("50", "60"))
-    if "rf" in args.runs:
+    for run, fn, minutes in (("rf", _rf, 12), ("rf-short", _rf_short, 4)):
+        if run not in args.runs:
+            continue
         rf_head = [
             "",
-            "RF: cooled-rf-3cm, Cool-tip generator 200 W, 720 s, 10 mL/min/100 g; isotherm "
-            "widths (mm) at 50 and 60 degC; zone = Arrhenius Omega >= 1; energy delivered, "
-            "pulses and the initial impedance.",
+            f"RF: cooled-rf-3cm, Cool-tip generator 200 W, {minutes} min, 10 mL/min/100 g; "
+            "isotherm widths (mm) at 50 and 60 degC; zone = Arrhenius Omega >= 1; energy "
+            "delivered, pulses and the initial impedance.",
             "",
             mw_head[3] + " energy (kJ) | pulses | impedance (ohm) |",
             mw_head[4] + "---|---|---|",
         ]
         print("\n".join(rf_head), flush=True)
-        lines += rf_head + _rows("rf", args.spacings, _rf, ("50", "60"))
-    cmd = "python validation/convergence.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    lines += ["", f"Command: `{cmd.strip()}`", BEFORE]
-    args.out.write_text("\n".join(lines) + "\n")
+        lines += rf_head + _rows(run, args.spacings, fn, ("50", "60"))
+    return lines
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
