@@ -215,9 +215,9 @@ def test_viable_target_mr_relative_contrast():
 
 
 @pytest.fixture(scope="module")
-def subcapsular():
+def subcapsular(liver_case):
     """A 16 mm lesion whose edge lies ~4 mm under the liver's lateral capsule."""
-    base = _case("liver")
+    base = liver_case  # read only: where the capsule is (the same phantom, made once)
     lab = np.asarray(base.labels.array)
     g = base.labels.grid
     xs = np.arange(-160.0, 100.0, 1.0)
