@@ -188,8 +188,7 @@ def validate(
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                     start="calibration"):  # fmt: skip
     from ioplan.devices import applicator
-    from ioplan.validation import cross_validate
-    from ioplan.validation._crossval import CV_STARTS
+    from ioplan.validation import CV_STARTS, cross_validate
 
     if start not in CV_STARTS:
         raise InputError(f"--cv-start must be one of {', '.join(CV_STARTS)}, got {start!r}")

@@ -17,7 +17,7 @@ from ioplan.validation._checks import (
     cryo_lethal_diameter_mm,
     run_checks,
 )
-from ioplan.validation._crossval import cross_validate, settings_folds
+from ioplan.validation._crossval import CV_STARTS, cross_validate, generic_start, settings_folds
 from ioplan.validation._organs import (
     ORGAN_ZONE_SCHEMA_VERSION,
     OrganZoneSetup,
@@ -38,6 +38,7 @@ from ioplan.validation._zones import (
 
 __all__ = [
     "CHECKS",
+    "CV_STARTS",
     "LITTRUP_DIAMETER_MM",
     "LITTRUP_SMALL_PROBE_RATIO",
     "MW_PARAMETERS",
@@ -54,6 +55,7 @@ __all__ = [
     "cross_validate",
     "cryo_lethal_diameter_mm",
     "default_calibration_path",
+    "generic_start",
     "organ_zone_lines",
     "organ_zone_setups",
     "predict_organ_zones",
