@@ -458,21 +458,48 @@ def segment_distance_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.n
 
 
 def shaft_conflicts(cs: CandidateSet, min_mm: float) -> np.ndarray:
-    """Pairs of path ids whose shafts (entry to deepest tip) come within ``min_mm``."""
-    deepest: dict[int, np.ndarray] = {}
+    """Pairs of path ids whose shafts come within ``min_mm`` (entry to deepest tip).
+
+    A path's shafts are its single-probe line (entry to its deepest single-probe tip) and,
+    for each parallel array size placed on it (cryo), every probe of that array at its
+    deepest tip, each probe as long as the path (as :func:`_array_clear` checks them). Two
+    paths conflict when any shaft of one comes within ``min_mm`` of any shaft of the other
+    (41 samples per shaft, as :func:`segment_distance_mm`): conservative for a path whose
+    arrays are not chosen, but two arrays chosen together never come closer.
+    """
+    from scipy.spatial import cKDTree
+
+    deepest: dict[tuple[int, int], np.ndarray] = {}
     for c in range(cs.n):
-        j = cs.trajectory_id(c)
-        d = cs.direction(c)
+        key = (cs.trajectory_id(c), cs.probes(c))
         tip = cs.tip_mm[c]
-        if j not in deepest or float((tip - deepest[j]) @ d) > 0:
-            deepest[j] = tip
-    ids = sorted(deepest)
+        if key not in deepest or float((tip - deepest[key]) @ cs.direction(c)) > 0:
+            deepest[key] = tip
+    s = np.linspace(0.0, 1.0, 41)[:, None]
+    points, owner = [], []
+    for (j, n), tip in sorted(deepest.items()):
+        t = cs.trajectories[j]
+        d = np.asarray(t.direction, float)
+        entry = np.asarray(t.entry_mm, float)
+        if n == 1:
+            shafts = [(entry, tip)]
+        else:
+            length = float(np.linalg.norm(tip - entry))
+            shafts = [(p - d * length, p) for p in array_tips(tip, d, n)]
+        for a, b in shafts:
+            points.append(a + s * (b - a))
+            owner.append(np.full(len(s), j))
+    if not points:
+        return np.zeros((0, 2), int)
+    pts, own = np.concatenate(points), np.concatenate(owner)
+    ids = sorted(set(own.tolist()))
+    per = {j: pts[own == j] for j in ids}
+    trees = {j: cKDTree(per[j]) for j in ids}
     out = []
     for i, a in enumerate(ids):
         for b in ids[i + 1 :]:
-            ea = np.asarray(cs.trajectories[a].entry_mm)
-            eb = np.asarray(cs.trajectories[b].entry_mm)
-            if segment_distance_mm(ea, deepest[a], eb, deepest[b]) < min_mm:
+            dist, _ = trees[a].query(per[b], distance_upper_bound=min_mm)
+            if float(np.min(dist)) < min_mm:
                 out.append((a, b))
     return np.asarray(out, int).reshape(-1, 2)
 
