@@ -457,28 +457,47 @@ def segment_distance_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray, q1: np.n
     return float(np.min(np.linalg.norm(a[:, None, :] - b[None, :, :], axis=-1)))
 
 
-def shaft_conflicts(cs: CandidateSet, min_mm: float) -> np.ndarray:
-    """Pairs of path ids whose shafts come within ``min_mm`` (entry to deepest tip).
+#: Shaft group id of a candidate: its path id times this, plus its probe count (< 16).
+_GROUP_STRIDE = 16
 
-    A path's shafts are its single-probe line (entry to its deepest single-probe tip) and,
-    for each parallel array size placed on it (cryo), every probe of that array at its
-    deepest tip, each probe as long as the path (as :func:`_array_clear` checks them). Two
-    paths conflict when any shaft of one comes within ``min_mm`` of any shaft of the other
-    (41 samples per shaft, as :func:`segment_distance_mm`): conservative for a path whose
-    arrays are not chosen, but two arrays chosen together never come closer.
+
+def shaft_groups(cs: CandidateSet) -> np.ndarray:
+    """Per candidate, its shaft group: the path and the number of probes it places.
+
+    Candidates of one group share their shafts (the deepest one contains the others); a
+    plan takes at most one candidate per group, and one group per path
+    (:func:`shaft_conflicts`).
     """
-    from scipy.spatial import cKDTree
+    return np.array([cs.trajectory_id(c) * _GROUP_STRIDE + cs.probes(c) for c in range(cs.n)],
+                    dtype=np.int64)  # fmt: skip
 
-    deepest: dict[tuple[int, int], np.ndarray] = {}
+
+def shaft_conflicts(cs: CandidateSet, min_mm: float | None) -> np.ndarray:
+    """Pairs of shaft groups (:func:`shaft_groups`) that cannot be chosen together.
+
+    Two groups on one path always conflict (one path carries one applicator or array).
+    With ``min_mm`` (applicators run together), two groups on different paths conflict
+    when a probe's shaft of one comes within ``min_mm`` of a probe's shaft of the other:
+    a group's shafts run from the path's entry to its deepest tip, for a parallel array
+    (cryo) each probe's own, as long as the path (as :func:`_array_clear` checks them);
+    exact segment distances (:func:`segment_distances_mm`).
+    """
+    deepest: dict[int, np.ndarray] = {}
+    groups = shaft_groups(cs)
     for c in range(cs.n):
-        key = (cs.trajectory_id(c), cs.probes(c))
         tip = cs.tip_mm[c]
-        if key not in deepest or float((tip - deepest[key]) @ cs.direction(c)) > 0:
-            deepest[key] = tip
-    s = np.linspace(0.0, 1.0, 41)[:, None]
-    points, owner = [], []
-    for (j, n), tip in sorted(deepest.items()):
-        t = cs.trajectories[j]
+        g = int(groups[c])
+        if g not in deepest or float((tip - deepest[g]) @ cs.direction(c)) > 0:
+            deepest[g] = tip
+    ids = sorted(deepest)
+    out = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]
+           if a // _GROUP_STRIDE == b // _GROUP_STRIDE]  # fmt: skip
+    if min_mm is None:
+        return np.asarray(out, int).reshape(-1, 2)
+    starts, ends, owner = [], [], []
+    for g in ids:
+        t = cs.trajectories[g // _GROUP_STRIDE]
+        n, tip = g % _GROUP_STRIDE, deepest[g]
         d = np.asarray(t.direction, float)
         entry = np.asarray(t.entry_mm, float)
         if n == 1:
@@ -487,21 +506,46 @@ def shaft_conflicts(cs: CandidateSet, min_mm: float) -> np.ndarray:
             length = float(np.linalg.norm(tip - entry))
             shafts = [(p - d * length, p) for p in array_tips(tip, d, n)]
         for a, b in shafts:
-            points.append(a + s * (b - a))
-            owner.append(np.full(len(s), j))
-    if not points:
-        return np.zeros((0, 2), int)
-    pts, own = np.concatenate(points), np.concatenate(owner)
-    ids = sorted(set(own.tolist()))
-    per = {j: pts[own == j] for j in ids}
-    trees = {j: cKDTree(per[j]) for j in ids}
-    out = []
-    for i, a in enumerate(ids):
-        for b in ids[i + 1 :]:
-            dist, _ = trees[a].query(per[b], distance_upper_bound=min_mm)
-            if float(np.min(dist)) < min_mm:
-                out.append((a, b))
+            starts.append(a)
+            ends.append(b)
+            owner.append(g)
+    p0, p1, own = np.array(starts), np.array(ends), np.array(owner)
+    close = set()
+    for k in range(len(own)):  # each shaft against the later ones, in one vector step
+        other = np.arange(k + 1, len(own))
+        other = other[own[other] // _GROUP_STRIDE != own[k] // _GROUP_STRIDE]
+        if other.size:
+            dist = segment_distances_mm(p0[k], p1[k], p0[other], p1[other])
+            close.update((min(own[k], g), max(own[k], g)) for g in own[other][dist < min_mm])
+    out += sorted((int(a), int(b)) for a, b in close)
     return np.asarray(out, int).reshape(-1, 2)
+
+
+def segment_distances_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray,
+                         q1: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Exact smallest distances (mm) between segment p0-p1 and each segment q0[i]-q1[i].
+
+    The closed form of the closest points of two segments (clamped line parameters, then
+    each end re-projected), vectorised over the second segments.
+    """
+    u = p1 - p0
+    v = q1 - q0
+    w = p0 - q0
+    a = float(u @ u)
+    b = v @ u
+    c = np.einsum("ij,ij->i", v, v)
+    d = w @ u
+    e = np.einsum("ij,ij->i", v, w)
+    den = a * c - b * b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.where(den > 1e-12 * a * np.maximum(c, 1e-300), (b * e - c * d) / den, 0.0)
+    s = np.clip(s, 0.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(c > 0, (b * s + e) / c, 0.0)
+    t = np.clip(t, 0.0, 1.0)
+    s = np.clip(np.where(a > 0, (b * t - d) / a, 0.0), 0.0, 1.0)
+    diff = (p0 + s[:, None] * u) - (q0 + t[:, None] * v)
+    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
 
 
 def grid_box(grid: Grid, masks: list[np.ndarray], pad_mm: float) -> tuple[slice, ...]:

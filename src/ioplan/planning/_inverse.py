@@ -521,7 +521,13 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
     ``more(aims)`` makes candidates aimed at new points (LPS mm); where a verified zone
     misses target points, candidates aimed toward them are added for the next round.
     """
-    from ioplan.planning._candidates import heat_sink_prior, merge, shaft_conflicts, toward
+    from ioplan.planning._candidates import (
+        heat_sink_prior,
+        merge,
+        shaft_conflicts,
+        shaft_groups,
+        toward,
+    )
     from ioplan.planning._setcover import CoverProblem, solve_cover
 
     t0 = time.perf_counter()
@@ -551,10 +557,9 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
                 np.array([new_cs.rows[k][:2] for k in new_cs.setting]), axis=0,
                 return_inverse=True,
             )[1].reshape(-1),
-            conflicts=(
-                shaft_conflicts(new_cs, _min_separation(app))
-                if simultaneous else np.zeros((0, 2), int)
-            ),
+            # one path, one applicator or array; run together, shafts kept apart
+            groups=shaft_groups(new_cs),
+            conflicts=shaft_conflicts(new_cs, _min_separation(app) if simultaneous else None),
         )  # fmt: skip
 
     adopt(cs, None)
@@ -577,7 +582,7 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
         a = full[:, keep]
         sol = solve_cover(
             CoverProblem(covers=a, must=tp.must, cost=state["cost"][keep],
-                         group=np.array([cs_.trajectory_id(c) for c in keep]),
+                         group=state["groups"][keep],
                          min_other_fraction=GOAL_MARGIN_PERCENT / 100.0,
                          conflicts=state["conflicts"], setting=state["together"][keep],
                          same_setting=simultaneous, max_selected=max_selected,
@@ -596,7 +601,7 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
         )
         chosen = tuple(int(keep[i]) for i in sol.selected)
         if not chosen:  # the solver found no set in time: a greedy cover instead
-            chosen = greedy_cover(a, tp.must, np.array([cs_.trajectory_id(c) for c in keep]),
+            chosen = greedy_cover(a, tp.must, state["groups"][keep],
                                   state["conflicts"], max_selected, forbid)  # fmt: skip
             chosen = tuple(int(keep[i]) for i in chosen)
             solves[-1]["greedy_fallback"] = True
