@@ -200,7 +200,7 @@ def test_array_probes_on_paths_without_a_conflict_keep_the_shaft_separation():
     tumour, _ = tmask(case)
     tp = target_points(case, tumour, 5.0, 4.0)
     rows = _candidate_rows(app, 4.0, 4)
-    cs, _ = make_candidates(case, app, tp, rows, k_max=8, protect_mm=3.0,
+    cs, _ = make_candidates(case, app, tp, rows, k_max=5, protect_mm=3.0,
                             trajectories=cfg.trajectories,
                             distance_maps=forbidden_groups(case, cfg.trajectories))  # fmt: skip
     assert any(cs.probes(c) > 1 for c in range(cs.n))  # arrays are among the candidates
