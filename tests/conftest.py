@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+
+# Python's bytecode cache for the suite's processes, even where the environment turns it off
+# (PYTHONDONTWRITEBYTECODE=1, common in containers): without it every process (the xdist
+# workers, and each CLI, benchmark, Dask or GPU-simulator subprocess a test starts) compiles
+# ioplan's sources again, and pytest rewrites every test module again: about 10 s of
+# collection per worker and 1-2 s per subprocess. The caches go to the usual __pycache__
+# folders (ignored by git). Set here, in the first conftest, before xdist starts its workers.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    sys.dont_write_bytecode = False
 
 # Under pytest-xdist (the suite runs on every core) each worker keeps its numba kernels and
 # BLAS to one thread: two workers of two threads each on two cores oversubscribe, and the

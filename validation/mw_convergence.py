@@ -6,8 +6,10 @@ sub-voxel zone length and width at each voxel size. Prints a Markdown table and 
 numbers as JSON.
 
     python validation/mw_convergence.py 2,1.5,1,0.5 /tmp/mw_convergence.json
+    python validation/mw_convergence.py 2,1.5,1,0.5 /tmp/mw_field.json --mw-model field
 
-About 3 min on 2 cores (0.5 mm: 36-69 s per setting).
+About 3 min on 2 cores (0.5 mm: 36-69 s per setting). ``--mw-model field`` runs the
+computed-field model (its catalogue geometry and calibration) instead of the lumped one.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ioplan.devices import applicator
@@ -25,13 +28,21 @@ SETTINGS = {"amica": 40.0, "covidien-emprint": 75.0, "angiodynamics-acculis": 60
 
 def main(argv: list[str]) -> None:
     """Run every setting at every spacing; print the table, write the JSON."""
+    model = "lumped"
+    if "--mw-model" in argv:
+        k = argv.index("--mw-model")
+        model = argv[k + 1] if k + 1 < len(argv) else ""
+        argv = argv[:k] + argv[k + 2 :]
+        if model not in ("lumped", "field"):
+            print(f"--mw-model must be lumped or field, got {model!r}", file=sys.stderr)
+            raise SystemExit(2)
     try:
         spacings = [float(x) for x in argv[0].split(",")]
         if not spacings or not all(0.25 <= h <= 5.0 for h in spacings):
             raise ValueError
     except (IndexError, ValueError):
-        print("usage: mw_convergence.py SPACINGS_MM [OUT.json]  (e.g. 2,1.5,1,0.5; each 0.25-5)",
-              file=sys.stderr)  # fmt: skip
+        print("usage: mw_convergence.py SPACINGS_MM [OUT.json] [--mw-model lumped|field]"
+              "  (e.g. 2,1.5,1,0.5; each 0.25-5)", file=sys.stderr)  # fmt: skip
         raise SystemExit(2) from None
     out_path = argv[1] if len(argv) > 1 else "mw_convergence.json"
     if Path(out_path).exists():
@@ -39,12 +50,14 @@ def main(argv: list[str]) -> None:
         raise SystemExit(2)
     out: dict[str, dict] = {}
     for dev, power in SETTINGS.items():
-        rows = [r for r in rows_from_chart(applicator(dev)) if r.power_w == power]
+        app = replace(applicator(dev), mw_model=model)
+        rows = [r for r in rows_from_chart(app) if r.power_w == power]
         for h in spacings:
             tic = time.perf_counter()
-            preds = predict_zones(rows, spacing_mm=h)
+            preds = predict_zones(rows, spacing_mm=h, applicators={dev: app})
             out[f"{dev} {h}"] = {
                 "wall_s": time.perf_counter() - tic,
+                "mw_model": model,
                 "rows": [
                     (p.row.duration_s, p.predicted_length_mm, p.predicted_width_mm) for p in preds
                 ],

@@ -31,4 +31,17 @@ def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
     )
     assert len(table) == 1 + times == 12
     for rows in doc.values():
+        assert rows["mw_model"] == "lumped"
         assert all(length > 0 and width > 0 for _, length, width in rows["rows"])
+
+
+@pytest.mark.parametrize("args", [["2", "--mw-model", "maxwell"], ["2", "--mw-model"]])
+def test_mw_convergence_script_refuses_an_unknown_model(tmp_path, args, capsys):
+    spec = importlib.util.spec_from_file_location("mw_convergence", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with pytest.raises(SystemExit) as exc:
+        mod.main([*args, str(tmp_path / "x.json")])
+    assert exc.value.code == 2
+    assert "--mw-model must be lumped or field" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -86,10 +86,11 @@ def assert_error(response, status: int, *fragments: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    """A headless Chromium for one browser test module (``browser_support.chromium``)."""
+def browser(request):
+    """A headless Chromium for one browser test module (``browser_support.chromium``), of the
+    window size the module names in ``BROWSER_WINDOW`` (default 1000 x 700)."""
     from web.browser_support import chromium
 
-    driver = chromium()
+    driver = chromium(getattr(request.module, "BROWSER_WINDOW", (1000, 700)))
     yield driver
     driver.quit()

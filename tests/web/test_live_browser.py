@@ -17,6 +17,8 @@ from ioplan.web import create_app
 from web.browser_support import needs_browser, serve, wait_for
 
 pytestmark = needs_browser("live.js")
+# the window the 200 ms latency goal is measured in (a workstation-sized page)
+BROWSER_WINDOW = (1400, 900)
 
 #: The figure of issue 20: under 200 ms from a frame's arrival to its display.
 LATENCY_LIMIT_MS = 200.0
