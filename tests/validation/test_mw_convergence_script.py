@@ -11,11 +11,17 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "validation" / "mw_convergence.py"
 
 
-@pytest.mark.slow
-def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
+def _script():
+    """The script as a module (it is not part of the package)."""
     spec = importlib.util.spec_from_file_location("mw_convergence", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.slow
+def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
+    mod = _script()
     out = tmp_path / "conv.json"
     mod.main(["4", str(out)])
     doc = json.loads(out.read_text())
@@ -37,9 +43,7 @@ def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [["2", "--mw-model", "maxwell"], ["2", "--mw-model"]])
 def test_mw_convergence_script_refuses_an_unknown_model(tmp_path, args, capsys):
-    spec = importlib.util.spec_from_file_location("mw_convergence", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script()
     with pytest.raises(SystemExit) as exc:
         mod.main([*args, str(tmp_path / "x.json")])
     assert exc.value.code == 2
