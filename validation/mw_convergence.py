@@ -15,6 +15,7 @@ computed-field model (its catalogue geometry and calibration) instead of the lum
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -47,6 +48,12 @@ def main(argv: list[str]) -> None:
     out_path = argv[1] if len(argv) > 1 else "mw_convergence.json"
     if Path(out_path).exists():
         print(f"{out_path} exists: name a new file (it is not overwritten)", file=sys.stderr)
+        raise SystemExit(2)
+    folder = Path(out_path).resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        # checked before the runs (minutes at 0.5 mm), not after them
+        print(f"{out_path}: its folder {folder} does not exist or cannot be written",
+              file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
     out: dict[str, dict] = {}
     for dev, power in SETTINGS.items():

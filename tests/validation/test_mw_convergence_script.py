@@ -49,3 +49,13 @@ def test_mw_convergence_script_refuses_an_unknown_model(tmp_path, args, capsys):
     assert exc.value.code == 2
     assert "--mw-model must be lumped or field" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_mw_convergence_script_refuses_an_unwritable_output_before_running(tmp_path, capsys):
+    mod = _script()
+    with pytest.raises(SystemExit) as exc:
+        mod.main(["2", str(tmp_path / "missing" / "x.json")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "does not exist or cannot be written" in err and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()
