@@ -68,7 +68,9 @@ def test_margin_json_is_the_cli_document_with_the_planned_zone(client, cases_dir
 def test_margin_mm_is_the_success_threshold(client):
     base = client.get("/api/cases/demo/margin").json()
     mam = base["minimal_margin_mm"]
-    for wanted in (0.0, round(mam + 0.5, 1), 30.0):
+    # thresholds on both sides of the minimal margin, inside the allowed 0-30 mm
+    near = (round(mam - 0.5, 1), round(mam + 0.5, 1))
+    for wanted in (0.0, *(w for w in near if 0.0 <= w <= 30.0), 30.0):
         doc = client.get(f"/api/cases/demo/margin?margin_mm={wanted}").json()
         assert doc["margin_mm"] == wanted
         assert doc["minimal_margin_mm"] == mam  # the geometry does not depend on it
