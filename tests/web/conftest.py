@@ -33,7 +33,10 @@ def cases_dir(tmp_path_factory):
             plan = plan_ablation(case, PlanConfig(spacing_mm=4.0, robust_samples=10))
             # the margin and dose tests assume a plan that covers its target
             assert plan.covered and plan.minimal_margin_mm >= 0, (
-                plan.coverage_percent, plan.minimal_margin_mm, plan.notes)
+                plan.coverage_percent,
+                plan.minimal_margin_mm,
+                plan.notes,
+            )
             shutil.rmtree(made, ignore_errors=True)
             write_demo(case, info, plan, made / "demo")
     root = tmp_path_factory.mktemp("cases")
