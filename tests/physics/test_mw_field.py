@@ -85,7 +85,8 @@ def test_mapped_power_is_feed_power_times_tissue_fraction():
     grid, pair, state = _block(2.0)
     q, state = pair.step(state, np.full(grid.shape, 20.0), 0.0)
     rep = microwave_field_report(state)
-    _, refl, cool, win = state.history[-1]
+    _, refl, cool, win, wall = state.history[-1]
+    assert wall == 0.0  # no cooled shaft surface in this bare problem
     absorbed = float(q.sum(dtype=np.float64)) * grid.voxel_volume_m3
     assert absorbed == pytest.approx(60.0 * EMPRINT.feed_efficiency * win, rel=1e-5)
     assert win <= 1.0 - refl - cool + 1e-9
@@ -155,11 +156,52 @@ def _zone(spacing_mm: float, duration_s: float):
 
 
 def test_field_model_zone_independent_of_voxel_size():
-    """Sub-voxel zone sizes at 2 and 1.5 mm after 60 s agree within 1 mm (issue 19's goal:
-    1 mm or 5 %)."""
-    a, b = _zone(2.0, 60.0), _zone(1.5, 60.0)
-    assert abs(a.width_mm - b.width_mm) <= 1.0, (a, b)
-    assert abs(a.length_mm - b.length_mm) <= 1.0, (a, b)
+    """Sub-voxel zone sizes at 2 and 1 mm after 300 s agree within issue 19's goal, 1 mm or
+    5 % (validation/convergence.md: 1 mm is within 0.9 mm of 0.5 mm for every chart row).
+
+    Measured (60 W): length 26.37 / 25.25 mm, width 28.17 / 28.10 mm. Without the
+    coolant's share of the power next to the shaft (:func:`wall_kept_fraction`) the 2 mm
+    length was 27.33 mm, 1.9 mm (7.6 %) over, and this test failed.
+    """
+    a, b = _zone(2.0, 300.0), _zone(1.0, 300.0)
+    assert abs(a.width_mm - b.width_mm) <= max(1.0, 0.05 * b.width_mm), (a, b)
+    assert abs(a.length_mm - b.length_mm) <= max(1.0, 0.05 * b.length_mm), (a, b)
+
+
+def _radial_split(a_mm: float, rho_c_mm: float, rho_s_mm: float, n: int = 4000) -> float:
+    """Share of a ring source at ``rho_s`` leaving through ``rho_c`` (finite volumes).
+
+    Steady radial conduction in the annulus ``a < rho < rho_c``, both ends held at 0: the
+    nodes are ``n`` equal steps, the conductance between two nodes ``rho_mid / step``
+    (per radian and unit length, k = 1). An independent check of the closed form.
+    """
+    r = np.linspace(a_mm, rho_c_mm, n + 1)
+    step = r[1] - r[0]
+    g = 0.5 * (r[1:] + r[:-1]) / step  # between node i and i + 1
+    inner = np.arange(1, n)  # unknowns: nodes 1..n-1
+    main = g[inner - 1] + g[inner]
+    mat = np.diag(main) - np.diag(g[inner[:-1]], 1) - np.diag(g[inner[:-1]], -1)
+    src = np.zeros(n - 1)
+    src[int(np.argmin(np.abs(r[inner] - rho_s_mm)))] = 1.0
+    t = np.linalg.solve(mat, src)
+    return float(g[-1] * t[-1])  # the flux into the outer node
+
+
+@pytest.mark.parametrize(
+    ("a", "rho_c", "rho_s"), [(1.2, 2.0, 1.3), (1.2, 2.0, 1.8), (0.9, 2.83, 1.5), (1.2, 1.41, 1.25)]
+)
+def test_wall_kept_fraction_is_the_annulus_split(a, rho_c, rho_s):
+    """The node's share of power deposited between a cooled wall and the node: the closed
+    form against a finite-volume solve of the annulus (4000 steps: a discretisation error
+    below 1e-3, the tolerance)."""
+    from ioplan.physics import wall_kept_fraction
+
+    ref = _radial_split(a, rho_c, rho_s)
+    got = float(wall_kept_fraction(np.array([rho_s]), np.array([rho_c]), a)[0])
+    assert got == pytest.approx(ref, abs=1e-3)
+    # inside the catheter none of it, beyond the node all of it
+    out = wall_kept_fraction(np.array([0.5 * a, rho_c, rho_c + 1.0]), np.full(3, rho_c), a)
+    assert out.tolist() == [0.0, 1.0, 1.0]
 
 
 def test_field_model_simulate_smoke():

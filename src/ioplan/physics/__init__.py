@@ -49,6 +49,7 @@ from ioplan.physics._mw_field import (
     field_solver_options,
     microwave_field_pair,
     microwave_field_report,
+    wall_kept_fraction,
 )
 from ioplan.physics._outputs import write_simulation_outputs
 from ioplan.physics._simulate import SimulationConfig, SimulationResult, VesselSpec, simulate
@@ -147,6 +148,7 @@ __all__ = [
     "step",
     "tissue_map_from_temperature",
     "tissue_material_table",
+    "wall_kept_fraction",
     "write_simulation_outputs",
     "zone_metrics",
 ]

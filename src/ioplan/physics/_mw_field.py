@@ -63,6 +63,7 @@ __all__ = [
     "field_solver_options",
     "microwave_field_pair",
     "microwave_field_report",
+    "wall_kept_fraction",
 ]
 
 #: How often (s) the source is evaluated: sigma-scaled SAR, water and the re-solve test
@@ -123,8 +124,9 @@ class _AntennaMap:
     node each falls on (``-1``: outside the r-z window); ``fill``: for each node, the
     node whose mean it takes (itself, or the nearest filled node); ``matrix``
     ``(len(idx), nz_sar * nr_sar)``: the mean over ``supersample^3`` points per voxel of
-    the bilinear SAR; ``share_vol``: each SAR node's ring volume (m^3) times the share of
-    its ring inside the grid's box.
+    the bilinear SAR, less the coolant's share next to a cooled shaft
+    (:func:`wall_kept_fraction`); ``share_vol``: each SAR node's ring volume (m^3) times
+    the share of its ring inside the grid's box.
     """
 
     cells: np.ndarray
@@ -134,6 +136,9 @@ class _AntennaMap:
     z0_mm: float
     matrix: sp.csr_matrix
     share_vol: np.ndarray
+    #: column sums of the map before the coolant's share is taken (a voxel's whole
+    #: power, for the scaling to the solve's absorbed power); None: the same as ``matrix``
+    col_total: np.ndarray | None = None
 
 
 def _sar_axes(opt: SolverOptions) -> tuple[np.ndarray, np.ndarray, float]:
@@ -173,8 +178,9 @@ def _voxel_points(grid: Grid, idx: np.ndarray) -> np.ndarray:
 
 
 def _antenna_map(
-    grid: Grid, placement: Placement, idx: np.ndarray, opt: SolverOptions, supersample: int
-) -> _AntennaMap:
+    grid: Grid, placement: Placement, idx: np.ndarray, opt: SolverOptions, supersample: int,
+    near_wall: np.ndarray | None = None, wall_radius_mm: float | None = None,
+) -> _AntennaMap:  # fmt: skip
     along, radial = axial_radial(grid, placement)
     along, radial = along.reshape(-1)[idx], radial.reshape(-1)[idx]
     # ring bins of the r-z tissue map (rz_average's sampling)
@@ -198,10 +204,68 @@ def _antenna_map(
     pts = _voxel_points(grid, idx)
     tip = np.asarray(placement.tip_mm, float)
     d = np.asarray(placement.direction, float)
-    sz, sy, sx = grid.spacing_mm
+    spacing = np.asarray(grid.spacing_mm, float)
+    axes = (n_r, n_z, step, z_lo)
+    if near_wall is None or wall_radius_mm is None:
+        near = np.zeros(idx.size, bool)
+    else:
+        # the cut voxels beside this antenna's cooled shaft (along <= 0)
+        h = float(spacing.max())
+        near = near_wall & (radial <= wall_radius_mm + 2.0 * h) & (along <= h)
+    far = np.flatnonzero(~near)
+    rows, cols, vals = _sample(pts[far], far, tip, d, spacing, supersample, axes)
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(idx.size, n_z * n_r))
+    col_total = None
+    if near.any():
+        # finer points (<= 0.25 mm apart) resolve the thin layer of power at the catheter
+        nn = np.flatnonzero(near)
+        fine = max(supersample, math.ceil(4.0 * float(spacing.max()) - 1e-9))
+        r1, c1, v1 = _sample(pts[nn], nn, tip, d, spacing, fine, axes)
+        whole = sp.csr_matrix((v1, (r1, c1)), shape=matrix.shape)
+        r1, c1, v1 = _sample(pts[nn], nn, tip, d, spacing, fine, axes,
+                             wall=(wall_radius_mm, radial[nn]))  # fmt: skip
+        kept = sp.csr_matrix((v1, (r1, c1)), shape=matrix.shape)
+        col_total = np.asarray((matrix + whole).sum(axis=0)).ravel()
+        matrix = matrix + kept
+    vol = 2 * math.pi * r_c * step * step * 1e-9
+    share_vol = (_ring_share(grid, placement, r_c, z_c) * vol[None, :]).reshape(-1)
+    return _AntennaMap(cells, counts, fill, (nz, nr), z0, matrix.tocsr(), share_vol, col_total)
+
+
+def wall_kept_fraction(rho_mm: np.ndarray, centre_rho_mm: np.ndarray,
+                       wall_mm: float) -> np.ndarray:  # fmt: skip
+    """Share of power deposited at radius ``rho`` that a cut voxel's centre receives.
+
+    A cut voxel's node (at ``centre_rho`` from the axis) exchanges heat with the cooled
+    shaft (radius ``wall_mm``, held at the coolant's temperature) through the cut face's
+    log profile (:mod:`ioplan.physics._subvoxel`). Power deposited between the wall and
+    the node splits, in steady radial conduction, as the two conductances do: the node
+    receives ``ln(rho / a) / ln(rho_c / a)``, the coolant the rest (the Green's function of
+    the annulus ``a < rho < rho_c`` with both ends held). Power at or beyond the node's
+    radius is the node's (1); inside the catheter, none (0). Without this the whole layer of
+    power the computed field puts at the catheter lands 1-2 mm from the cold wall on 2 mm
+    voxels, and the zone grows backwards along the shaft (validation/convergence.md).
+    """
+    rho = np.asarray(rho_mm, float)
+    rc = np.asarray(centre_rho_mm, float)
+    a = float(wall_mm)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.log(np.maximum(rho, a) / a) / np.log(rc / a)
+    f = np.where(rc > a, f, 1.0)
+    return np.clip(np.where(rho < a, 0.0, np.where(rho >= rc, 1.0, f)), 0.0, 1.0)
+
+
+def _sample(pts, row_ids, tip, d, spacing, supersample: int, axes, wall=None):
+    """(rows, cols, values) of the mean bilinear r-z SAR over ``supersample^3`` points.
+
+    ``pts`` (n, 3) voxel centres (LPS mm), ``row_ids`` their rows; ``axes`` = (n_r, n_z,
+    step, z_lo) of the SAR grid. ``wall`` = (radius_mm, centre radii (n,)): each point
+    behind the tip (along <= 0) weighted by :func:`wall_kept_fraction`.
+    """
+    n_r, n_z, step, z_lo = axes
+    sz, sy, sx = spacing
     offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
     rows, cols, vals = [], [], []
-    row_ids = np.arange(idx.size)
     w_pt = 1.0 / supersample**3
     for oz in offsets:
         for oy in offsets:
@@ -212,6 +276,10 @@ def _antenna_map(
                 fr = rad / step - 0.5
                 fz = (al - z_lo) / step - 0.5
                 inside = (rad < n_r * step) & (fz > -0.5) & (fz < n_z - 0.5)
+                w = np.full(int(inside.sum()), w_pt)
+                if wall is not None:
+                    kept = wall_kept_fraction(rad[inside], wall[1][inside], wall[0])
+                    w = w * np.where(al[inside] <= 0.0, kept, 1.0)
                 fr = np.clip(fr[inside], 0, n_r - 1)
                 fz = np.clip(fz[inside], 0, n_z - 1)
                 r0 = np.minimum(np.floor(fr).astype(np.int64), n_r - 2)
@@ -222,14 +290,10 @@ def _antenna_map(
                     for dr_, wr in ((0, 1.0 - tr), (1, tr)):
                         rows.append(rid)
                         cols.append((z0i + dz_) * n_r + r0 + dr_)
-                        vals.append(w_pt * wz * wr)
-    matrix = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(idx.size, n_z * n_r),
-    )
-    vol = 2 * math.pi * r_c * step * step * 1e-9
-    share_vol = (_ring_share(grid, placement, r_c, z_c) * vol[None, :]).reshape(-1)
-    return _AntennaMap(cells, counts, fill, (nz, nr), z0, matrix, share_vol)
+                        vals.append(w * wz * wr)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
 
 def _rz_mean(amap: _AntennaMap, values: np.ndarray) -> np.ndarray:
@@ -269,8 +333,10 @@ class MicrowaveFieldState:
     last_solve_s : float
         Time (s) of the last solve.
     history : tuple
-        Per solve: ``(time_s, reflected, coolant, tissue_window)``, each the mean over
-        the antennas (fractions of the forward power).
+        Per solve: ``(time_s, reflected, coolant, tissue_window, wall)``, each the mean
+        over the antennas (fractions of the forward power); ``wall``: the part of
+        ``tissue_window`` deposited between the cooled shaft and the cut voxels' centres that
+        the shaft takes (:func:`wall_kept_fraction`).
     """
 
     grid: Grid
@@ -312,21 +378,25 @@ def _solve(geo: AntennaGeometry, opt: SolverOptions, eps_rz: np.ndarray, sig_rz:
 
 def _resolve(state: MicrowaveFieldState, geo, opt, eps, sig, forward_w, time_s):
     q = np.zeros(state.idx.size)
-    refl = cool = win = 0.0
+    refl = cool = win = wall = 0.0
     vm3 = state.grid.voxel_volume_m3
     for amap in state.maps:
         sol = _solve(geo, opt, _rz_mean(amap, eps), _rz_mean(amap, sig), amap.z0_mm)
         sar = sol.sar_w_m3_per_w.reshape(-1)
         qa = amap.matrix @ sar
-        total = float(qa.sum()) * vm3
+        # scaled so that the voxels' whole power is the solve's tissue power; the
+        # coolant's share next to a cooled shaft (wall_kept_fraction) then leaves the tissue
+        total = float(qa.sum() if amap.col_total is None else amap.col_total @ sar) * vm3
         target = float(sar @ amap.share_vol)
         if total > 0:
             q += qa * (forward_w * target / total)
+            # the share of the window's power the cooled shaft takes next to the catheter
+            wall += sol.absorbed_tissue_window * (1.0 - float(qa.sum()) * vm3 / total)
         refl += sol.reflected
         cool += sol.absorbed_antenna
         win += sol.absorbed_tissue_window
     n = len(state.maps)
-    hist = (*state.history, (float(time_s), refl / n, cool / n, win / n))
+    hist = (*state.history, (float(time_s), refl / n, cool / n, win / n, wall / n))
     return replace(state, sigma_solve=sig, q_solve=q, last_solve_s=float(time_s), history=hist)
 
 
@@ -375,7 +445,13 @@ def microwave_field_pair(
         if idx.size == 0:
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
         supersample = max(1, math.ceil(MAP_POINTS_PER_MM * max(grid.spacing_mm) - 1e-9))
-        maps = tuple(_antenna_map(grid, pl, idx, opt, supersample) for pl in placements)
+        surfaces = getattr(problem, "surfaces", None)
+        wall = 0.5 * float(app.diameter_mm) if app.cooled else None
+        near_wall = None
+        if wall is not None and surfaces is not None and surfaces.size:
+            near_wall = np.isin(idx, surfaces.index)
+        maps = tuple(_antenna_map(grid, pl, idx, opt, supersample, near_wall, wall)
+                     for pl in placements)  # fmt: skip
         eps37, sig37 = tissue_dielectric(problem.material.reshape(-1)[idx], app.frequency_mhz,
                                          label_tissues=_label_tissues(problem))  # fmt: skip
         tmax = np.full(idx.size, -math.inf)
@@ -416,7 +492,9 @@ def microwave_field_report(state: Any) -> dict[str, Any] | None:
     reflected fraction at the first and the last solve); ``reflected_fraction_initial``,
     ``reflected_fraction_final``, ``reflected_fraction_mean`` (time-weighted over the
     run's solves); ``coolant_fraction_final``, ``tissue_fraction_final`` (of the forward
-    power); ``solve_times_s``.
+    power); ``shaft_layer_fraction_final`` (the part of the tissue's power, deposited
+    between the cooled shaft and the nearest voxel centres, that the shaft takes);
+    ``solve_times_s``.
     """
     if not isinstance(state, MicrowaveFieldState) or not state.history:
         return None
@@ -439,5 +517,6 @@ def microwave_field_report(state: Any) -> dict[str, Any] | None:
         "reflected_fraction_mean": round(mean, 5),
         "coolant_fraction_final": round(float(h[-1, 2]), 5),
         "tissue_fraction_final": round(float(h[-1, 3]), 5),
+        "shaft_layer_fraction_final": round(float(h[-1, 4]), 5),
         "solve_times_s": [round(float(t), 3) for t in times],
     }
