@@ -336,4 +336,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        raise SystemExit(130) from None
