@@ -71,7 +71,7 @@ def _spacing(name: str) -> tuple[str, float]:
     except ValueError:
         s = None
     if organ not in ("liver", *ORGAN_DEMOS) or s is None or not 1.0 <= s <= 4.0:
-        print(f"unknown case {name!r}; choose from {', '.join(ALL_CASES)} (or "
+        print(f"error: unknown case {name!r}; choose from {', '.join(ALL_CASES)} (or "
               "ORGAN-SPACING with 1-4 mm, e.g. bone-3, or synthetic)", file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
     return organ, s
