@@ -220,7 +220,8 @@ def test_array_probes_on_paths_without_a_conflict_keep_the_shaft_separation():
     def shafts(c):
         d = cs.direction(c)
         length = float(np.linalg.norm(cs.tip_mm[c] - np.asarray(cs.trajectory(c).entry_mm)))
-        return [(p - d * length, p) for p in array_tips(cs.tip_mm[c], d, cs.probes(c))]
+        tips = array_tips(cs.tip_mm[c], d, cs.probes(c), float(cs.roll_deg[c]))
+        return [(p - d * length, p) for p in tips]
 
     rng = np.random.default_rng(0)
     checked = 0

@@ -6,6 +6,7 @@ redundant candidates (checked by solving with and without it), the greedy fallba
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import sparse
 
 from ioplan.planning import CoverProblem, solve_cover
@@ -102,3 +103,78 @@ def test_reaiming_goes_the_given_fraction_toward_the_missed_cluster():
     centre, cluster = pts.mean(axis=0), missed.mean(axis=0)
     expected = [centre + f * (cluster - centre) for f in (0.5, 0.8)]
     assert np.allclose(aims, expected, atol=1e-9)  # 10 points: one cluster (k = 1)
+
+
+def _vessel_case(vessel_offset_xy_mm):
+    """A 1 mm block of liver with one 6 mm hepatic vein running along z, offset in (x, y)
+    from the block's centre line (None: no vein)."""
+    from ioplan.anatomy import Case, Label
+    from ioplan.imaging import Grid, Volume
+
+    g = Grid((90, 41, 41), (1.0, 1.0, 1.0), origin_mm=(-20.0, -20.0, -60.0))
+    lab = np.full(g.shape, int(Label.LIVER), np.uint8)
+    if vessel_offset_xy_mm is not None:
+        x = np.arange(41) - 20.0
+        vx, vy = vessel_offset_xy_mm
+        tube = (x[None, :] - vx) ** 2 + (x[:, None] - vy) ** 2 <= 3.0**2  # (y, x)
+        lab[:, tube] = int(Label.HEPATIC_VEIN)
+    vol = Volume(lab, g)
+    return Case(image=Volume(np.zeros(g.shape, np.float32), g), labels=vol, organ="liver")
+
+
+def test_array_roll_keeps_the_period_spacing_and_axis():
+    """A turned array is the default one turned about the axis: same centre, same sides,
+    first probe's offset turned by the roll (recounted by dot products)."""
+    from ioplan.physics import Placement, array_placements
+
+    c = Placement((1.0, 2.0, 3.0), (0.3, -0.2, -0.93))
+    d = np.asarray(c.direction)
+    for n, roll in ((2, 37.0), (3, 50.0), (4, 10.0), (6, 25.0)):
+        base = np.array([p.tip_mm for p in array_placements(c, n, 15.0)])
+        turned = np.array([p.tip_mm for p in array_placements(c, n, 15.0, roll)])
+        assert np.allclose(turned.mean(axis=0), base.mean(axis=0), atol=1e-9)
+        side = lambda t: sorted(np.linalg.norm(t[:, None] - t[None], axis=-1).ravel())  # noqa: E731
+        assert np.allclose(side(turned), side(base), atol=1e-9)
+        k = 1 if n >= 5 else 0  # 5-8: probe 0 is on the axis
+        u, v = base[k] - c.tip_mm, turned[k] - c.tip_mm
+        assert abs(u @ d) < 1e-9 and abs(v @ d) < 1e-9  # offsets across the axis
+        cos = u @ v / (np.linalg.norm(u) * np.linalg.norm(v))
+        sin = np.cross(u, v) @ d / (np.linalg.norm(u) * np.linalg.norm(v))
+        assert np.degrees(np.arctan2(sin, cos)) == pytest.approx(roll, abs=1e-6)
+
+
+def test_array_is_turned_off_a_vein_that_the_default_pattern_crosses():
+    """A 2-probe array (15 mm apart) along -z whose default pattern puts one probe in a
+    6 mm vein: the chosen turn keeps both probes >= the 5 mm safety distance from the
+    vein's wall, recounted from the geometry (probe line to vein axis, minus 3 mm);
+    without a vein the default pattern stays."""
+    from ioplan.planning import TrajectoryConfig
+    from ioplan.planning._candidates import array_tips, best_roll_deg
+    from ioplan.planning._trajectories import Trajectory, forbidden_groups
+
+    cfg = TrajectoryConfig(organ="liver")
+    d = np.array([0.0, 0.0, -1.0])
+    tip = np.array([0.0, 0.0, -50.0])
+    t = Trajectory(entry_mm=(0.0, 0.0, 20.0), target_mm=tuple(tip), length_mm=70.0,
+                   accepted=True)  # fmt: skip
+    assert np.allclose(t.direction, d)
+    default = array_tips(tip, d, 2)
+    # the vein on the first probe's default line
+    case = _vessel_case((float(default[0][0]), float(default[0][1])))
+    dmaps = forbidden_groups(case, cfg)
+    assert "large vessel" in dmaps
+
+    def wall_mm(tips):  # independent: distance of each probe line (along z) to the vein
+        return min(float(np.hypot(p[0] - default[0][0], p[1] - default[0][1])) - 3.0
+                   for p in tips)  # fmt: skip
+
+    assert wall_mm(default) < 0  # the default pattern crosses the vein
+    roll = best_roll_deg(case, t, tip, 2, cfg, dmaps)
+    assert 0.0 < roll < 180.0
+    # 2-probe pattern: half side 7.5 mm; turned by r, the probe nearest the vein lies
+    # 2 x 7.5 x sin(r / 2) from it. Best of 15-degree steps: 90 degrees, 10.6 - 3 mm.
+    assert wall_mm(array_tips(tip, d, 2, roll)) >= cfg.safety_mm
+    assert wall_mm(array_tips(tip, d, 2, roll)) == pytest.approx(15.0 * np.sin(np.pi / 4) - 3.0,
+                                                                  abs=1e-6)  # fmt: skip
+    plain = _vessel_case(None)
+    assert best_roll_deg(plain, t, tip, 2, cfg, forbidden_groups(plain, cfg)) == 0.0

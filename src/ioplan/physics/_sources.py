@@ -76,12 +76,15 @@ class Placement:
         object.__setattr__(self, "direction", tuple(float(v) for v in d / n))
 
 
-def array_placements(centre: Placement, n: int, spacing_mm: float) -> list[Placement]:
+def array_placements(centre: Placement, n: int, spacing_mm: float,
+                     roll_deg: float = 0.0) -> list[Placement]:  # fmt: skip
     """``n`` parallel applicators around ``centre``'s axis.
 
     1 (on the axis), 2 (line), 3 (triangle), 4 (square): a regular polygon whose side is
     ``spacing_mm``. 5-8 (cryoprobe arrays): one probe on the axis and ``n - 1`` on a
-    ring of radius ``spacing_mm`` around it.
+    ring of radius ``spacing_mm`` around it. ``roll_deg`` turns the pattern about the
+    axis (degrees, from the first probe's default position), so that every probe's own
+    path can miss a vessel or a rib that the default pattern would cross.
     """
     if n == 1:
         return [centre]
@@ -89,6 +92,8 @@ def array_placements(centre: Placement, n: int, spacing_mm: float) -> list[Place
         raise InputError(f"--array must be 1-8, got {n}")
     if not np.isfinite(spacing_mm) or not 3.0 <= spacing_mm <= 60.0:
         raise InputError(f"spacing between applicators must be 3-60 mm, got {spacing_mm}")
+    if not np.isfinite(roll_deg):
+        raise InputError(f"array roll must be a finite angle in degrees, got {roll_deg}")
     d = np.asarray(centre.direction)
     helper = np.array([1.0, 0.0, 0.0]) if abs(d[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     e1 = np.cross(d, helper)
@@ -102,7 +107,7 @@ def array_placements(centre: Placement, n: int, spacing_mm: float) -> list[Place
         # circumradius of the regular polygon with side spacing_mm
         ring, radius = n, spacing_mm / (2.0 * math.sin(math.pi / n))
     for i in range(ring):
-        a = 2.0 * math.pi * i / ring
+        a = 2.0 * math.pi * i / ring + math.radians(roll_deg)
         off = radius * (math.cos(a) * e1 + math.sin(a) * e2)
         out.append(Placement(tuple(np.asarray(centre.tip_mm) + off), centre.direction))
     return out

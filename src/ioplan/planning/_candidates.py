@@ -142,6 +142,7 @@ class CandidateSet:
     normal_ml: np.ndarray  # (C,) normal liver inside the predicted ellipsoid
     safe: np.ndarray  # (C,) bool: the ellipsoid keeps protect_mm from protected structures
     depth_shift_mm: np.ndarray  # (C,) zone centre shift along the path from the aim point
+    roll_deg: np.ndarray  # (C,) turn of a parallel array's pattern about its path (degrees)
 
     @property
     def n(self) -> int:
@@ -154,7 +155,9 @@ class CandidateSet:
     def probe_tips(self, c: int) -> list[np.ndarray]:
         """Every probe tip of candidate ``c`` (LPS mm)."""
         n = self.probes(c)
-        return [self.tip_mm[c]] if n == 1 else array_tips(self.tip_mm[c], self.direction(c), n)
+        if n == 1:
+            return [self.tip_mm[c]]
+        return array_tips(self.tip_mm[c], self.direction(c), n, float(self.roll_deg[c]))
 
     def trajectory(self, c: int) -> Trajectory:
         return self.trajectories[int(self.placement_path[self.placement[c]])]
@@ -315,9 +318,16 @@ def make_candidates(
     normal_pts = _region_points(case, normal, centre, reach, stride)
     normal_ml = g.voxel_volume_ml * stride**3
     p_path, p_centre, alongs, radials = [], [], [], []
-    c_place, c_setting, c_tip, c_normal, c_safe, c_shift = [], [], [], [], [], []
+    c_place, c_setting, c_tip, c_normal, c_safe, c_shift, c_roll = [], [], [], [], [], [], []
+    counts = sorted({int(r[5]) for r in rows if int(r[5]) > 1})
     for j, t in enumerate(paths):
         d = np.asarray(t.direction)
+        # one turn of the pattern per (path, probe count): the one whose probes' own paths
+        # keep the most clearance at the deepest tip (a shaft group shares its shafts)
+        deepest = {n: aims[path_aim[j]] + (shifts.max() + max(r[4] for r in rows if r[5] == n)) * d
+                   for n in counts}  # fmt: skip
+        roll = {n: best_roll_deg(case, t, deepest[n], n, trajectories, distance_maps)
+                for n in counts}  # fmt: skip
         for s in shifts:
             zc = aims[path_aim[j]] + s * d
             p = len(p_path)
@@ -334,6 +344,7 @@ def make_candidates(
                 c_setting.append(k)
                 c_tip.append(zc + off * d)
                 c_shift.append(s)
+                c_roll.append(roll.get(int(n_probes), 0.0))
                 clear = not bool(np.any(np.hypot(pa / A, pr / B) <= 1.0))
                 tip = zc + off * d
                 # the applicator's reach: skin entry to the tip, not only to the aim point
@@ -344,7 +355,7 @@ def make_candidates(
                                            distance_maps)  # fmt: skip
                 if clear and n_probes > 1:
                     clear = _array_clear(case, t, zc + off * d, int(n_probes), trajectories,
-                                         distance_maps)  # fmt: skip
+                                         distance_maps, c_roll[-1])  # fmt: skip
                 c_safe.append(clear)
                 c_normal.append(
                     float(np.count_nonzero(np.hypot(na / A, nr / B) <= 1.0)) * normal_ml
@@ -364,6 +375,7 @@ def make_candidates(
         normal_ml=np.asarray(c_normal, float),
         safe=np.asarray(c_safe, bool),
         depth_shift_mm=np.asarray(c_shift, float),
+        roll_deg=np.asarray(c_roll, float),
     )
     return cs, examined
 
@@ -408,38 +420,88 @@ def merge(a: CandidateSet, b: CandidateSet) -> CandidateSet:
         normal_ml=np.concatenate([a.normal_ml, b.normal_ml]),
         safe=np.concatenate([a.safe, b.safe]),
         depth_shift_mm=np.concatenate([a.depth_shift_mm, b.depth_shift_mm]),
+        roll_deg=np.concatenate([a.roll_deg, b.roll_deg]),
     )
 
 
-def array_tips(tip: np.ndarray, d: np.ndarray, n: int) -> list[np.ndarray]:
-    """The tips of an array of ``n`` parallel probes around ``tip`` (cryo, 15 mm apart)."""
+def array_tips(tip: np.ndarray, d: np.ndarray, n: int, roll_deg: float = 0.0) -> list[np.ndarray]:
+    """The tips of an array of ``n`` parallel probes around ``tip`` (cryo, 15 mm apart).
+
+    The pattern is turned by ``roll_deg`` about the axis.
+    """
     from ioplan.physics import Placement, array_placements
     from ioplan.planning._surrogate import CRYO_SPACING_MM
 
-    pls = array_placements(Placement(tuple(tip), tuple(d)), n, CRYO_SPACING_MM)
+    pls = array_placements(Placement(tuple(tip), tuple(d)), n, CRYO_SPACING_MM, roll_deg)
     return [np.asarray(pl.tip_mm) for pl in pls]
+
+
+def _segment_clearance_mm(g: Grid, a: np.ndarray, b: np.ndarray,
+                          dmaps: dict[str, np.ndarray]) -> float:  # fmt: skip
+    """Smallest distance (mm) from the segment ``a``-``b`` to any forbidden group.
+
+    -inf where the segment leaves the grid.
+    """
+    k = max(2, int(np.linalg.norm(b - a) / (0.5 * min(g.spacing_mm))) + 1)
+    pts = a[None, :] + np.linspace(0, 1, k)[:, None] * (b - a)[None, :]
+    idx = np.rint(g.lps_to_index(pts)).astype(int)
+    if not np.all((idx >= 0) & (idx < np.asarray(g.shape))):
+        return -math.inf
+    return min((float(dm[tuple(idx.T)].min()) for dm in dmaps.values()), default=math.inf)
 
 
 def _segment_clear(g: Grid, a: np.ndarray, b: np.ndarray, cfg: TrajectoryConfig,
                    dmaps: dict[str, np.ndarray]) -> bool:  # fmt: skip
     """Whether the segment ``a``-``b`` keeps the safety distance (and stays in the grid)."""
-    k = max(2, int(np.linalg.norm(b - a) / (0.5 * min(g.spacing_mm))) + 1)
-    pts = a[None, :] + np.linspace(0, 1, k)[:, None] * (b - a)[None, :]
-    idx = np.rint(g.lps_to_index(pts)).astype(int)
-    if not np.all((idx >= 0) & (idx < np.asarray(g.shape))):
-        return False
-    return all(float(dm[tuple(idx.T)].min()) >= cfg.safety_mm for dm in dmaps.values())
+    return _segment_clearance_mm(g, a, b, dmaps) >= cfg.safety_mm
+
+
+def _array_clearance_mm(case: Case, t: Trajectory, tip: np.ndarray, n: int,
+                        dmaps: dict[str, np.ndarray], roll_deg: float) -> float:  # fmt: skip
+    """Smallest clearance (mm) of the probes' own paths of a parallel array.
+
+    Each probe runs parallel to ``t`` from the skin-entry plane to its tip.
+    """
+    d = np.asarray(t.direction)
+    length = float(np.linalg.norm(tip - np.asarray(t.entry_mm)))
+    return min(
+        _segment_clearance_mm(case.labels.grid, p_tip - d * length, p_tip, dmaps)
+        for p_tip in array_tips(tip, d, n, roll_deg)
+    )
 
 
 def _array_clear(case: Case, t: Trajectory, tip: np.ndarray, n: int, cfg: TrajectoryConfig,
-                 dmaps: dict[str, np.ndarray]) -> bool:  # fmt: skip
+                 dmaps: dict[str, np.ndarray], roll_deg: float = 0.0) -> bool:  # fmt: skip
     """Whether every probe of a parallel array keeps the safety distance on its own path."""
-    d = np.asarray(t.direction)
-    length = float(np.linalg.norm(tip - np.asarray(t.entry_mm)))
-    return all(
-        _segment_clear(case.labels.grid, p_tip - d * length, p_tip, cfg, dmaps)
-        for p_tip in array_tips(tip, d, n)
-    )
+    return _array_clearance_mm(case, t, tip, n, dmaps, roll_deg) >= cfg.safety_mm
+
+
+def array_roll_period_deg(n: int) -> float:
+    """The turn (degrees) after which an array of ``n`` probes looks the same.
+
+    A regular polygon of ``n`` (2-4 probes) or a ring of ``n - 1`` around a central probe
+    (5-8; :func:`ioplan.physics.array_placements`).
+    """
+    return 360.0 / (n if n <= 4 else n - 1)
+
+
+def best_roll_deg(case: Case, t: Trajectory, tip: np.ndarray, n: int, cfg: TrajectoryConfig,
+                  dmaps: dict[str, np.ndarray]) -> float:  # fmt: skip
+    """The turn of an ``n``-probe array about path ``t`` (degrees).
+
+    The default pattern (0) where its probes keep the safety distance at ``tip``, else the
+    turn whose probes keep the most clearance from forbidden structures (the smallest such
+    turn on a tie). Turns are tried in steps of ``[candidates] array_roll_step_deg`` over
+    one period of the pattern. The default pattern may send a probe through a vessel or a
+    rib that a turned one misses; the chosen turn is still checked per candidate against
+    the safety distance (:func:`_array_clear`).
+    """
+    if _array_clearance_mm(case, t, tip, n, dmaps, 0.0) >= cfg.safety_mm:
+        return 0.0
+    step = float(planner_settings()["candidates"]["array_roll_step_deg"])
+    rolls = np.arange(0.0, array_roll_period_deg(n) - 1e-9, step)
+    clear = [_array_clearance_mm(case, t, tip, n, dmaps, float(r)) for r in rolls]
+    return float(rolls[int(np.argmax(clear))])
 
 
 def heat_sink_prior(tp: TargetPoints) -> np.ndarray:
@@ -483,10 +545,12 @@ def shaft_conflicts(cs: CandidateSet, min_mm: float | None) -> np.ndarray:
     exact segment distances (:func:`segment_distances_mm`).
     """
     deepest: dict[int, np.ndarray] = {}
+    roll: dict[int, float] = {}
     groups = shaft_groups(cs)
     for c in range(cs.n):
         tip = cs.tip_mm[c]
         g = int(groups[c])
+        roll[g] = float(cs.roll_deg[c])  # one turn per group (make_candidates)
         if g not in deepest or float((tip - deepest[g]) @ cs.direction(c)) > 0:
             deepest[g] = tip
     ids = sorted(deepest)
@@ -504,7 +568,7 @@ def shaft_conflicts(cs: CandidateSet, min_mm: float | None) -> np.ndarray:
             shafts = [(entry, tip)]
         else:
             length = float(np.linalg.norm(tip - entry))
-            shafts = [(p - d * length, p) for p in array_tips(tip, d, n)]
+            shafts = [(p - d * length, p) for p in array_tips(tip, d, n, roll[g])]
         for a, b in shafts:
             starts.append(a)
             ends.append(b)

@@ -192,8 +192,9 @@ def simulate_selection(case: Case, app: Applicator, cs: CandidateSet, selected: 
     if delivery == "sequential" or len(selected) == 1:
         for c, probes in zip(selected, groups, strict=True):
             setting = cs.setting_of(c)
-            key = (tuple(np.round(cs.tip_mm[c], 3)), tuple(np.round(cs.direction(c), 5)),
-                   setting[0], setting[1], len(probes))  # fmt: skip
+            key = (tuple(np.round(np.concatenate([t for t, _ in probes]), 3)),
+                   tuple(np.round(cs.direction(c), 5)), setting[0], setting[1],
+                   len(probes))  # fmt: skip
             if key not in cache:
                 cache[key] = _run(case, app, probes, setting, spacing_mm, progress)
             runs.append(cache[key])
