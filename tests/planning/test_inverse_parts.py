@@ -178,3 +178,40 @@ def test_array_is_turned_off_a_vein_that_the_default_pattern_crosses():
                                                                   abs=1e-6)  # fmt: skip
     plain = _vessel_case(None)
     assert best_roll_deg(plain, t, tip, 2, cfg, forbidden_groups(plain, cfg)) == 0.0
+
+
+class _TwoPaths:
+    """Two single applicators (0, 1) and a 2-probe array (2): what run_keys reads."""
+
+    def probe_tips(self, c):
+        tip = np.array([10.0 * c, 0.0, 0.0])
+        return [tip] if c < 2 else [tip, tip + [15.0, 0.0, 0.0]]
+
+    def direction(self, c):
+        return np.array([0.0, 0.0, -1.0]) if c != 1 else np.array([0.0, 1.0, 0.0])
+
+    def setting_of(self, c):
+        return (60.0, 300.0, 30.0, 25.0, 10.0, 2 if c == 2 else 1)
+
+
+def test_next_verification_costs_only_the_runs_not_yet_simulated():
+    """Sequential sets reuse the runs of their applicators: a set sharing one of two with an
+    earlier one costs one run (plus the time spent outside simulations); run together, a
+    set is one run whatever it shares. Recounted by hand from the cache's wall times."""
+    from types import SimpleNamespace
+
+    from ioplan.planning._inverse import next_verification_s, run_keys
+
+    cs = _TwoPaths()
+    k0, k1 = run_keys(cs, (0,), "sequential")[0], run_keys(cs, (1,), "sequential")[0]
+    assert run_keys(cs, (0, 1), "sequential") == [k0, k1]
+    assert len(run_keys(cs, (0, 1), "simultaneous")) == 1
+    assert run_keys(cs, (0, 2), "simultaneous") != run_keys(cs, (0, 1), "simultaneous")
+    cache = {k0: {"wall_s": 12.0}, "other": {"wall_s": 8.0}}  # mean 10 s a run
+    done = [SimpleNamespace(runtime_s=21.0, simulated_s=20.0),
+            SimpleNamespace(runtime_s=13.0, simulated_s=10.0)]  # outside: 1 and 3 s  # fmt: skip
+    assert next_verification_s(cache, done, cs, (0, 1), "sequential") == pytest.approx(10 + 2)
+    assert next_verification_s(cache, done, cs, (0,), "sequential") == pytest.approx(2)
+    assert next_verification_s(cache, done, cs, (0, 1), "simultaneous") == pytest.approx(12)
+    assert next_verification_s(cache, done) == pytest.approx(12)  # no selection yet: one run
+    assert next_verification_s({}, []) == 0.0

@@ -63,6 +63,8 @@ class Verification:
     settings: tuple[dict[str, Any], ...]
     grid_shapes: tuple[tuple[int, ...], ...]
     max_temperature_c: float
+    #: wall time (s) of the simulations this verification ran (not found in the cache)
+    simulated_s: float = 0.0
     robust: dict[str, Any] | None = None
     record: dict[str, Any] = field(default_factory=dict)
 
@@ -183,40 +185,41 @@ def simulate_selection(case: Case, app: Applicator, cs: CandidateSet, selected: 
     from ioplan.physics import active_extent_mm
 
     back = active_extent_mm(app)
-    groups = []  # per candidate: its probes' (tip, direction)
-    for c in selected:
-        d = cs.direction(c)
-        groups.append([(tip, d) for tip in cs.probe_tips(c)])
+    groups = _probe_groups(cs, selected)
+    keys = run_keys(cs, selected, delivery)
     runs = []
     parts: list[np.ndarray] = []
+
+    def run(key, probes, setting) -> dict[str, Any]:
+        if key not in cache:
+            t0 = time.perf_counter()
+            cache[key] = _run(case, app, probes, setting, spacing_mm, progress)
+            cache[key]["wall_s"] = time.perf_counter() - t0
+            cache[key]["fresh"] = True  # not yet counted by a verification
+        return cache[key]
+
     if delivery == "sequential" or len(selected) == 1:
-        for c, probes in zip(selected, groups, strict=True):
-            setting = cs.setting_of(c)
-            key = (tuple(np.round(np.concatenate([t for t, _ in probes]), 3)),
-                   tuple(np.round(cs.direction(c), 5)), setting[0], setting[1],
-                   len(probes))  # fmt: skip
-            if key not in cache:
-                cache[key] = _run(case, app, probes, setting, spacing_mm, progress)
-            runs.append(cache[key])
+        for c, probes, key in zip(selected, groups, keys, strict=True):
+            runs.append(run(key, probes, cs.setting_of(c)))
             tips_c, dirs_c = [t for t, _ in probes], [d for _, d in probes]
             parts.extend(_voronoi_parts(cache[key]["zone"], case.labels.grid, tips_c, dirs_c, back))
         zone = np.logical_or.reduce([r["zone"] for r in runs])
         tmax = np.maximum.reduce([r["tmax"] for r in runs])
         tmin = np.minimum.reduce([r["tmin"] for r in runs])
     else:
-        setting = cs.setting_of(selected[0])
         probes = [p for grp in groups for p in grp]
-        where = [(tuple(np.round(t, 3)), tuple(np.round(d, 5))) for t, d in probes]
-        key = (*where, setting[0], setting[1])
-        if key not in cache:
-            cache[key] = _run(case, app, probes, setting, spacing_mm, progress)
-        runs = [cache[key]]
+        runs = [run(keys[0], probes, cs.setting_of(selected[0]))]
         zone, tmax, tmin = runs[0]["zone"], runs[0]["tmax"], runs[0]["tmin"]
         parts = _voronoi_parts(zone, case.labels.grid, [t for t, _ in probes],
                                [d for _, d in probes], back)  # fmt: skip
     probes = [p for grp in groups for p in grp]
     owners = [c for c, grp in zip(selected, groups, strict=True) for _ in grp]
+    simulated_s = 0.0
+    for r in runs:
+        if r.pop("fresh", False):
+            simulated_s += r["wall_s"]
     return {
+        "simulated_s": simulated_s,
         "zone": zone,
         "tmax": tmax,
         "tmin": tmin,
@@ -226,6 +229,50 @@ def simulate_selection(case: Case, app: Applicator, cs: CandidateSet, selected: 
         "owners": owners,
         "runs": runs,
     }
+
+
+def _probe_groups(cs: CandidateSet, selected: tuple[int, ...]) -> list[list[tuple]]:
+    """Per selected candidate: its probes' (tip, direction)."""
+    return [[(tip, cs.direction(c)) for tip in cs.probe_tips(c)] for c in selected]
+
+
+def run_keys(cs: CandidateSet, selected: tuple[int, ...], delivery: str) -> list[tuple]:
+    """The cache keys of the simulations that verify ``selected``.
+
+    One per candidate when delivered one after another (or alone), one for the set when
+    run together.
+    """
+    groups = _probe_groups(cs, selected)
+    if delivery == "sequential" or len(selected) == 1:
+        out = []
+        for c, probes in zip(selected, groups, strict=True):
+            setting = cs.setting_of(c)
+            out.append((tuple(np.round(np.concatenate([t for t, _ in probes]), 3)),
+                        tuple(np.round(cs.direction(c), 5)), setting[0], setting[1],
+                        len(probes)))  # fmt: skip
+        return out
+    setting = cs.setting_of(selected[0])
+    where = [(tuple(np.round(t, 3)), tuple(np.round(d, 5))) for grp in groups for t, d in grp]
+    return [(*where, setting[0], setting[1])]
+
+
+def next_verification_s(cache: dict, verified: list[Verification],
+                        cs: CandidateSet | None = None, selected: tuple[int, ...] = (),
+                        delivery: str = "") -> float:  # fmt: skip
+    """Expected wall time (s) of the next verification.
+
+    The simulations of ``selected`` not in ``cache`` (without a selection: one) at the
+    mean time of those run so far, plus the mean time a verification spent outside its
+    simulations (metrics, resampling).
+
+    A set delivered one after another reuses the runs of its applicators that an earlier
+    set had, so a second round that moves one of two RF electrodes costs one run, not two.
+    """
+    walls = [r["wall_s"] for r in cache.values() if "wall_s" in r]
+    per_sim = float(np.mean(walls)) if walls else 0.0
+    fresh = 1 if cs is None else sum(1 for k in run_keys(cs, selected, delivery) if k not in cache)
+    outside = [max(0.0, v.runtime_s - v.simulated_s) for v in verified]
+    return fresh * per_sim + (float(np.mean(outside)) if outside else 0.0)
 
 
 def verify_selection(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints,
@@ -256,6 +303,7 @@ def verify_selection(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPo
         ok=ok,
         safe=safe,
         runtime_s=time.perf_counter() - t0,
+        simulated_s=sim["simulated_s"],
         settings=tuple(r["settings"] for r in sim["runs"]),
         grid_shapes=tuple(r["grid_shape"] for r in sim["runs"]),
         max_temperature_c=max(r["max_temperature_c"] for r in sim["runs"]),
@@ -610,19 +658,28 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
 
     max_rounds = int(st["verification"]["max_rounds"])
     stopped = ""
+
+    def over(est: float) -> bool:
+        return bool(verified) and time.perf_counter() - t0 + est > time_budget_s
+
     for round_ in range(1, max_rounds + 1):
-        if verified:
-            per_run = float(np.mean([v.runtime_s for v in verified]))
-            if time.perf_counter() - t0 + per_run > time_budget_s:
-                stopped = (
-                    f"stopped after {len(verified)} verification run(s): another would pass "
-                    f"the {time_budget_s:g} s time budget (--time-budget-s)"
-                )
-                say(stopped)
+        # the next verification's cost: its simulations not already run (cache); before
+        # selecting, at least one
+        if over(next_verification_s(cache, verified)):
+            sel = None
+        else:
+            sel, sol = select()
+            if not sel:
+                say(f"no set selected: {sol.status if sol is not None else 'no candidate left'}")
                 break
-        sel, sol = select()
-        if not sel:
-            say(f"no set selected: {sol.status if sol is not None else 'no candidate left'}")
+            if over(next_verification_s(cache, verified, state["cs"], sel, delivery)):
+                sel = None
+        if sel is None:
+            stopped = (
+                f"stopped after {len(verified)} verification run(s): another would pass "
+                f"the {time_budget_s:g} s time budget (--time-budget-s)"
+            )
+            say(stopped)
             break
         cs = state["cs"]
         why = "predicted to cover" if sol.feasible_goal else "best predicted coverage"
@@ -691,11 +748,10 @@ def _prefer_robust(case, app, cs, tp, best: Verification, verified, records, sel
     rob = robustness(best, cs, tp, g, error)
     best = _with_robust(best, rob)
     best_cost = float(sum(cost[c] for c in best.selected))
-    per_run = max(1e-3, float(np.mean([v.runtime_s for v in verified])))
     # first an alternative whose predicted zones hold the target deeper by the tip error,
     # then the next best sets of the same count
     for k in range(int(st["alternatives"])):
-        if time.perf_counter() - t0 + per_run > time_budget_s:
+        if time.perf_counter() - t0 + next_verification_s(cache, verified) > time_budget_s:
             break
         deeper = float(error.tip_mm) if k == 0 else 0.0
         sel, sol = select(deeper)
@@ -703,6 +759,9 @@ def _prefer_robust(case, app, cs, tp, best: Verification, verified, records, sel
             continue
         if float(sum(cost[c] for c in sel)) > float(st["alternative_cost_ratio"]) * best_cost:
             continue
+        est = next_verification_s(cache, verified, cs, sel, delivery)
+        if time.perf_counter() - t0 + est > time_budget_s:
+            break
         v = verify_selection(case, app, cs, tp, sel, delivery=delivery, spacing_mm=spacing_mm,
                              margin_mm=margin_mm, protect_mm=protect_mm, progress=progress,
                              cache=cache)  # fmt: skip
