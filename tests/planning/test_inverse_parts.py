@@ -68,6 +68,32 @@ def test_greedy_fallback_covers_an_easy_problem_and_keeps_one_per_group():
     assert 0 in chosen and 1 not in chosen and 2 not in chosen
 
 
+def test_greedy_fallback_counts_array_probes_and_avoids_verified_sets():
+    """Columns that place several probes count as that many against the cap; a set
+    already verified is not offered again, another one is (recounted by hand)."""
+    # column 0: a 3-probe array covering the tumour points and one margin point;
+    # columns 1-3: single probes, one margin point each; column 4: a 2-probe array
+    # covering the tumour points only
+    a = sparse.csc_matrix(np.array([
+        [1, 0, 0, 0, 1], [1, 0, 0, 0, 1], [1, 1, 0, 0, 0], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0],
+    ], bool))  # fmt: skip
+    must = np.array([True, True, False, False, False])
+    groups, none = np.arange(5), np.zeros((0, 2), int)
+    size = np.array([3, 1, 1, 1, 2])
+    # 4 probes at most: the array (3) and one single probe, not the array and two singles
+    chosen = greedy_cover(a, must, groups, none, 4, [], size)
+    assert chosen in ((0, 2), (0, 3)) and sum(size[list(chosen)]) <= 4
+    # without the sizes it would take 0, 2 and 3 (5 probes)
+    assert greedy_cover(a, must, groups, none, 3, []) == (0, 2, 3)
+    # the array alone already verified (cap 3): the 2-probe array and a single instead
+    assert greedy_cover(a, must, groups, none, 3, [[0]], size) in ((1, 4), (2, 4), (3, 4))
+    # one group (one column at most): each column in turn once the others are verified,
+    # and nothing once all are
+    one = np.zeros(5, int)
+    assert greedy_cover(a, must, one, none, 3, [[0], [4]], size) == (1,)
+    assert greedy_cover(a, must, one, none, 3, [[0], [4], [1], [2], [3]], size) == ()
+
+
 def _points(points_mm, vessel_distance_mm):
     from ioplan.planning._candidates import TargetPoints
 

@@ -491,41 +491,51 @@ class SearchResult:
     candidates: CandidateSet | None = None
 
 
-def greedy_cover(a, must: np.ndarray, group: np.ndarray, conflicts: np.ndarray, max_selected: int,
-                 forbid: list[list[int]]) -> tuple[int, ...]:  # fmt: skip
+def greedy_cover(a, must: np.ndarray, group: np.ndarray, conflicts: np.ndarray,
+                 max_selected: int, forbid: list[list[int]],
+                 size: np.ndarray | None = None) -> tuple[int, ...]:  # fmt: skip
     """Greedy set cover: each step adds the column covering the most uncovered weight.
 
     Tumour points weigh more than all margin points together. Respects one column per
-    group and the group conflicts; stops at ``max_selected`` or when nothing adds.
-    Used only when the integer program finds no set in its time limit.
+    group, the group conflicts and ``max_selected`` applicators in all (``size``: the
+    applicators, e.g. array probes, each column counts; default 1); stops when nothing
+    adds. A result equal to a ``forbid`` set (one already verified) is not returned: the
+    search runs again without that set's first column, until it finds another set or
+    none. Used only when the integer program finds no set in its time limit.
     """
     a = a.tocsc().astype(bool)
+    n = a.shape[1]
+    size = np.ones(n, int) if size is None else np.asarray(size, int)
     w = np.where(must, float((~must).sum() + 1), 1.0)
-    covered = np.zeros(a.shape[0], bool)
-    chosen: list[int] = []
-    banned_groups: set[int] = set()
-    bad = {frozenset(f) for f in forbid}
-    for _ in range(max_selected):
-        gain = a.T @ (w * ~covered)
-        for c in chosen:
-            gain[c] = -1
-        for j in np.flatnonzero(np.isin(group, list(banned_groups))):
-            gain[j] = -1
-        best = int(np.argmax(gain))
-        if gain[best] <= 0:
-            break
-        chosen.append(best)
-        covered |= a[:, best].toarray().ravel()
-        g = int(group[best])
-        banned_groups.add(g)
-        for x, y in conflicts:
-            if x == g:
-                banned_groups.add(int(y))
-            if y == g:
-                banned_groups.add(int(x))
-    if frozenset(chosen) in bad and chosen:
-        chosen = chosen[:-1]
-    return tuple(sorted(chosen))
+    bad = {frozenset(int(c) for c in f) for f in forbid}
+    partners: dict[int, set[int]] = {}
+    for x, y in np.asarray(conflicts, int).reshape(-1, 2):
+        partners.setdefault(int(x), set()).add(int(y))
+        partners.setdefault(int(y), set()).add(int(x))
+    excluded: set[int] = set()
+    for _ in range(len(bad) + 1):
+        covered = np.zeros(a.shape[0], bool)
+        chosen: list[int] = []
+        banned_groups: set[int] = set()
+        used = 0
+        while True:
+            gain = np.asarray(a.T @ (w * ~covered), float)
+            off = np.isin(group, list(banned_groups)) | (used + size > max_selected)
+            off[chosen] = True
+            off[list(excluded)] = True
+            gain[off] = -1.0
+            best = int(np.argmax(gain))
+            if gain[best] <= 0:
+                break
+            chosen.append(best)
+            used += int(size[best])
+            covered |= a[:, best].toarray().ravel()
+            g = int(group[best])
+            banned_groups |= {g} | partners.get(g, set())
+        if not chosen or frozenset(chosen) not in bad:
+            return tuple(sorted(chosen))
+        excluded.add(chosen[0])
+    return ()
 
 
 def _crop_for_robustness(v: Verification, tp: TargetPoints, g: Grid):
@@ -650,8 +660,9 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
         )
         chosen = tuple(int(keep[i]) for i in sol.selected)
         if not chosen:  # the solver found no set in time: a greedy cover instead
-            chosen = greedy_cover(a, tp.must, state["groups"][keep],
-                                  state["conflicts"], max_selected, forbid)  # fmt: skip
+            chosen = greedy_cover(a, tp.must, state["groups"][keep], state["conflicts"],
+                                  max_selected, forbid,
+                                  state["probes"][keep].astype(int))  # fmt: skip
             chosen = tuple(int(keep[i]) for i in chosen)
             solves[-1]["greedy_fallback"] = True
         return chosen, sol
