@@ -74,7 +74,10 @@ def _random_problem(seed: int) -> CoverProblem:
     n_groups = int(rng.integers(n_c // 2, n_c + 1))
     group = rng.integers(0, n_groups, n_c)
     pairs = [(a, b) for a, b in combinations(range(n_groups), 2)]
-    picks = rng.choice(len(pairs), size=min(len(pairs), int(rng.integers(0, 4))), replace=False)
+    # seeds 20-39: dense conflicts (most pairs), as converging cryo arrays give, where the
+    # model holds them as cliques
+    k = int(rng.integers(0, 4)) if seed < 20 else int(rng.integers(len(pairs) // 2, len(pairs) + 1))
+    picks = rng.choice(len(pairs), size=min(len(pairs), k), replace=False)
     conflicts = np.array([pairs[i] for i in picks], dtype=np.int64).reshape(-1, 2)
     same = bool(rng.random() < 0.3)
     return CoverProblem(
@@ -173,6 +176,30 @@ def _problem(columns, n_points, must, cost, group=None, **kw) -> CoverProblem:
 
 # 10 points, all must: halves A = 0-4, B = 5-9
 _HALVES = [range(0, 5), range(5, 10), range(0, 4), range(3, 7), range(6, 10), range(0, 10, 2)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_conflict_cliques_hold_every_pair_and_only_pairs(seed):
+    """Each clique's groups conflict pairwise (so one row sum <= 1 forbids nothing the
+    pairs allow), and every conflicting pair shares a clique (so nothing they forbid is
+    allowed); a complete graph is one clique. Recounted from the pair list."""
+    from ioplan.planning._setcover import conflict_cliques
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 30))
+    allp = [(a, b) for a, b in combinations(range(n), 2)]
+    k = int(rng.integers(1, len(allp) + 1))
+    pairs = np.array([allp[i] for i in rng.choice(len(allp), k, replace=False)])
+    held = {frozenset(map(int, pr)) for pr in pairs}
+    cliques = conflict_cliques(pairs, n)
+    covered = set()
+    for c in cliques:
+        inside = {frozenset((int(a), int(b))) for a, b in combinations(c, 2)}
+        assert len(c) >= 2 and inside <= held
+        covered |= inside
+    assert covered == held
+    full = np.array(allp)
+    assert len(conflict_cliques(full, n)) == 1
 
 
 def test_two_candidates_beat_three_even_when_dearer():

@@ -355,6 +355,38 @@ def _reduce(chk: _Checked, compress: bool) -> _Reduced:
     )
 
 
+def conflict_cliques(pairs: np.ndarray, n: int) -> list[np.ndarray]:
+    """Cliques of the conflict graph on ``n`` groups that together hold every pair.
+
+    Groups that conflict pairwise can give at most one applicator between them, so one
+    row ``sum(x) <= 1`` per clique replaces the rows of all its pairs: the same choices
+    are allowed, but the relaxation is much tighter (with every pair alone, x = 1/2
+    everywhere is allowed) and there are far fewer rows where most groups conflict, as
+    cryo arrays converging on a tumour do. Greedy: start at the group with the most pairs
+    not yet held, add the groups that conflict with every member (most such pairs first),
+    until every pair lies in a clique.
+    """
+    adj = np.zeros((n, n), bool)
+    adj[pairs[:, 0], pairs[:, 1]] = True
+    adj[pairs[:, 1], pairs[:, 0]] = True
+    left = adj.copy()  # pairs not yet in a clique
+    out: list[np.ndarray] = []
+    while left.any():
+        v = int(np.argmax(left.sum(axis=1)))
+        clique = [v]
+        can = adj[v].copy()
+        while can.any():
+            # prefer groups that bring the most pairs not yet held with the clique
+            score = np.where(can, left[:, clique].sum(axis=1) * (n + 1) + adj.sum(axis=1), -1)
+            u = int(np.argmax(score))
+            clique.append(u)
+            can &= adj[u]
+        c = np.array(sorted(clique), dtype=np.int64)
+        left[np.ix_(c, c)] = False
+        out.append(c)
+    return out
+
+
 def _side_rows(chk: _Checked, red: _Reduced) -> tuple[sp.csr_array, np.ndarray, int]:
     """Rows over [x | z] for groups, conflicts, one setting and forbidden selections.
 
@@ -379,8 +411,15 @@ def _side_rows(chk: _Checked, red: _Reduced) -> tuple[sp.csr_array, np.ndarray, 
         both = present.all(axis=1)
         if np.any(both):
             pairs = np.unique(np.sort(pos[both], axis=1), axis=0)
-            blocks.append(sp.csr_array(gmat[pairs[:, 0]] + gmat[pairs[:, 1]]))
-            ubs.append(np.ones(len(pairs)))
+            cliques = conflict_cliques(pairs, len(gid))
+            member = sp.csr_array(
+                (np.ones(sum(len(c) for c in cliques)),
+                 (np.repeat(np.arange(len(cliques)), [len(c) for c in cliques]),
+                  np.concatenate(cliques))),
+                shape=(len(cliques), len(gid)),
+            )  # fmt: skip
+            blocks.append(sp.csr_array(member @ gmat))
+            ubs.append(np.ones(len(cliques)))
 
     n_z = 0
     if chk.same_setting:
