@@ -370,6 +370,7 @@ def conflict_cliques(pairs: np.ndarray, n: int) -> list[np.ndarray]:
     adj[pairs[:, 0], pairs[:, 1]] = True
     adj[pairs[:, 1], pairs[:, 0]] = True
     left = adj.copy()  # pairs not yet in a clique
+    degree = adj.sum(axis=1)
     out: list[np.ndarray] = []
     while left.any():
         v = int(np.argmax(left.sum(axis=1)))
@@ -377,7 +378,7 @@ def conflict_cliques(pairs: np.ndarray, n: int) -> list[np.ndarray]:
         can = adj[v].copy()
         while can.any():
             # prefer groups that bring the most pairs not yet held with the clique
-            score = np.where(can, left[:, clique].sum(axis=1) * (n + 1) + adj.sum(axis=1), -1)
+            score = np.where(can, left[:, clique].sum(axis=1) * (n + 1) + degree, -1)
             u = int(np.argmax(score))
             clique.append(u)
             can &= adj[u]
