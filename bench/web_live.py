@@ -150,6 +150,11 @@ def main(argv=None) -> int:
     ap.add_argument("--intervals", type=float, nargs="+", default=[1.0, 0.2, 0.1, 0.05, 0.0])
     ap.add_argument("--out", default="bench/results/web_live.json")
     args = ap.parse_args(argv)
+    if args.frames < 2 or args.baseline < 0 or args.baseline >= args.frames:
+        ap.error(f"--frames must be >= 2 and --baseline 0 to frames - 1, got {args.frames} "
+                 f"and {args.baseline}")  # fmt: skip
+    if not all(np.isfinite(i) and 0.0 <= i <= 10.0 for i in args.intervals):
+        ap.error(f"--intervals must be 0-10 s each, got {args.intervals}")
     tmp = tempfile.TemporaryDirectory()
     port = free_port()
     proc = start_server(Path(tmp.name), port)
