@@ -372,3 +372,244 @@ def gpu_mw_ablation(n: int = 128, spacing_mm: float = 1.0, duration_s: float = 6
         "max_abs_dt_c": float(np.max(np.abs(t_gpu.astype(np.float64) - t_cpu))),
         "cpu_s": cpu_s,
     }
+
+
+#: Whole ``simulate`` runs timed on both backends (:func:`simulate_side_by_side`): a label,
+#: then the :class:`ioplan.physics.SimulationConfig` fields. The microwave rows are
+#: ``bench/engine.py``'s command (10-minute, 60 W Emprint in liver) at 1 and 0.5 mm; the
+#: cryo row is a two-cycle freeze (phase change on the device's general path).
+SIDE_BY_SIDE_CASES: tuple[tuple[str, dict], ...] = (
+    ("mw-emprint-60w-600s-1mm", {"applicator": "covidien-emprint", "power_w": 60.0,
+                                 "duration_s": 600.0, "spacing_mm": 1.0}),
+    ("mw-emprint-60w-600s-0.5mm", {"applicator": "covidien-emprint", "power_w": 60.0,
+                                   "duration_s": 600.0, "spacing_mm": 0.5}),
+    ("cryo-2.4mm-f600-t300-f600-1mm", {"applicator": "cryo-2.4mm",
+                                       "protocol": "freeze:600,thaw:300,freeze:600",
+                                       "spacing_mm": 1.0}),
+)  # fmt: skip
+
+
+def _config(fields: dict, backend: str):
+    from ioplan.devices import applicator
+    from ioplan.physics import SimulationConfig
+
+    kw = dict(fields)
+    kw["applicator"] = applicator(kw["applicator"])
+    if "protocol" in kw:
+        from ioplan.physics import CryoProtocol
+
+        kw["protocol"] = CryoProtocol.parse(kw["protocol"])
+    return SimulationConfig(tissue="liver", backend=backend, **kw)
+
+
+def simulate_side_by_side(
+    cases: tuple[tuple[str, dict], ...] = SIDE_BY_SIDE_CASES, repeats: int = 3
+) -> list[dict]:
+    """Whole ``ioplan.physics.simulate`` runs on the CPU and the GPU, one after the other.
+
+    Each case runs once per backend to warm up (kernels compiled or loaded, tables
+    built), then ``repeats`` times per backend, alternating, so that both see the same
+    machine state; the median wall times and their ratio are reported with the zones'
+    differences (the GPU's zone against the CPU's).
+
+    Returns
+    -------
+    list of dict
+        Per case: ``case``, ``grid_shape``, ``steps``, ``cpu_s`` and ``gpu_s`` (medians,
+        wall clock, host-device transfers included), their runs, ``speedup`` (cpu/gpu),
+        ``zone_cpu``/``zone_gpu`` (length, width mm; volume mL) and the differences.
+    """
+    import statistics
+
+    from ioplan.physics import simulate
+
+    rows = []
+    for label, fields in cases:
+        cfgs = {b: _config(fields, b) for b in ("cpu", "gpu")}
+        res = {b: simulate(cfgs[b]) for b in ("cpu", "gpu")}  # warm-up
+        walls: dict[str, list[float]] = {"cpu": [], "gpu": []}
+        for _ in range(repeats):
+            for b in ("cpu", "gpu"):
+                tic = time.perf_counter()
+                res[b] = simulate(cfgs[b])
+                walls[b].append(time.perf_counter() - tic)
+        zc, zg = res["cpu"].zone, res["gpu"].zone
+        cpu_s, gpu_s = statistics.median(walls["cpu"]), statistics.median(walls["gpu"])
+        rows.append({
+            "case": label,
+            "config": fields,
+            "grid_shape": list(res["cpu"].grid.shape),
+            "steps": res["cpu"].steps,
+            "engine_cpu": res["cpu"].engine,
+            "engine_gpu": res["gpu"].engine,
+            "cpu_s": cpu_s,
+            "gpu_s": gpu_s,
+            "cpu_s_runs": walls["cpu"],
+            "gpu_s_runs": walls["gpu"],
+            "speedup": cpu_s / gpu_s if gpu_s > 0 else 0.0,
+            "zone_cpu": {"length_mm": zc.length_mm, "width_mm": zc.width_mm,
+                         "volume_ml": zc.volume_ml},
+            "zone_gpu": {"length_mm": zg.length_mm, "width_mm": zg.width_mm,
+                         "volume_ml": zg.volume_ml},
+            "length_difference_mm": zg.length_mm - zc.length_mm,
+            "width_difference_mm": zg.width_mm - zc.width_mm,
+            "volume_difference_percent": 100.0 * (zg.volume_ml / zc.volume_ml - 1.0)
+            if zc.volume_ml > 0 else 0.0,
+        })  # fmt: skip
+    return rows
+
+
+def gpu_step_throughput(sizes: tuple[int, ...] = (128, 256, 384), steps: int = 200) -> list[dict]:
+    """The step kernel launched back to back on ``n^3`` liver blocks, timed end to end.
+
+    :func:`gpu_mw_ablation` puts a pair of CUDA events around every launch; when the
+    host takes longer to launch a kernel than the device takes to run it, those pairs
+    also hold the launch's host time. Here only the first and last launches are
+    bracketed, so the per-step time is the larger of the launch cost and the kernel's
+    own time: at small ``n`` it shows the launch cost, at large ``n`` the kernel's
+    memory throughput (:data:`BYTES_PER_UPDATE_F32` per interior voxel update).
+
+    Returns
+    -------
+    list of dict
+        Per size: ``n``, ``voxels``, ``steps``, ``ms_per_step``, ``voxel_updates_per_s``,
+        ``achieved_bytes_per_s``, ``bandwidth_fraction`` (of the measured copy bandwidth)
+        and ``bound_ms_per_step`` (the step at the full copy bandwidth).
+    """
+    from numba import cuda
+
+    from ioplan.physics import init_state
+    from ioplan.physics._kernel import fast_coefficients, step_gpu
+    from ioplan.physics._solver import _group_array, _Runner
+
+    reason = gpu_available()
+    if reason is not None:
+        return [{"available": False, "reason": reason}]
+    bandwidth = device_bandwidth_bytes_per_s()
+    _warm_up_gpu("float32")
+    rows = []
+    for n in sizes:
+        p = _liver_problem(n, 1.0)
+        dt, _ = _time_step(p, 600.0)
+        runner = _Runner(p, "gpu")
+        runner.start(init_state(p).arrays())
+        runner.run(dt, 0, mw_power_density(p.grid.shape, 1.0), None)  # source on the device
+        a_fast, b_fast = fast_coefficients(
+            p.packed, dt, min(runner.dz, runner.dy, runner.dx), np.dtype(p.dtype)
+        )
+        d_gt, d_a, d_b = (
+            cuda.to_device(x) for x in (_group_array(None, p.body_temperature_c), a_fast, b_fast)
+        )
+        scal = (
+            float(dt), runner.dz, runner.dy, runner.dx, float(p.blood_temperature_c),
+            runner.const, runner.lo_th, runner.hi_th,
+        )  # fmt: skip
+        d = runner._dev
+        launch = step_gpu[runner._blocks, runner._threads]
+        tail = (d_a, d_b, d["P"], d_gt, *scal)
+        _launch_steps(launch, d, tail, 5)  # warm: the kernel is compiled for these types
+        cuda.synchronize()
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        _launch_steps(launch, d, tail, steps)
+        stop.record()
+        stop.synchronize()
+        ms = _elapsed_ms(start, stop) / steps
+        interior = (n - 2) ** 3
+        rate = interior / (ms * 1e-3) if ms > 0 else 0.0
+        achieved = rate * BYTES_PER_UPDATE_F32
+        rows.append({
+            "n": n,
+            "voxels": n**3,
+            "steps": steps,
+            "ms_per_step": ms,
+            "voxel_updates_per_s": rate,
+            "achieved_bytes_per_s": achieved,
+            "device_bandwidth_bytes_per_s": bandwidth,
+            "bandwidth_fraction": achieved / bandwidth if bandwidth > 0 else 0.0,
+            "bound_ms_per_step": interior * BYTES_PER_UPDATE_F32 / bandwidth * 1e3
+            if bandwidth > 0 else 0.0,
+        })  # fmt: skip
+        del runner, d, tail
+    return rows
+
+
+def _launch_steps(launch, d: dict, tail: tuple, count: int) -> None:
+    """``count`` step launches back to back, swapping the two theta buffers after each."""
+    for _ in range(count):
+        launch(d["th"], d["th2"], d["mat"], d["qs"], d["perf"], d["uni"], *tail)
+        d["th"], d["th2"] = d["th2"], d["th"]
+
+
+#: Launch variants tried by :func:`gpu_launch_variants`: (register cap or None, threads).
+LAUNCH_VARIANTS: tuple[tuple[int | None, tuple[int, int, int]], ...] = (
+    (None, (32, 4, 2)), (None, (64, 4, 1)), (None, (128, 2, 1)), (None, (32, 8, 1)),
+    (32, (32, 4, 2)), (40, (32, 4, 2)), (48, (32, 4, 2)), (64, (32, 4, 2)),
+    (40, (128, 2, 1)), (48, (128, 2, 1)),
+)  # fmt: skip
+
+
+def gpu_launch_variants(n: int = 256, steps: int = 100, variants=LAUNCH_VARIANTS) -> list[dict]:
+    """The step kernel recompiled with a register cap and launched with other block shapes.
+
+    The same Python function as ``step_gpu`` compiled by ``cuda.jit(max_registers=...)``
+    and launched back to back on a ``n^3`` liver block; each variant's theta after
+    ``steps`` steps is compared with the shipped kernel's (same arithmetic: equal).
+    """
+    from numba import cuda
+
+    from ioplan.physics import init_state
+    from ioplan.physics._kernel import fast_coefficients, step_gpu
+    from ioplan.physics._solver import _group_array, _Runner
+
+    reason = gpu_available()
+    if reason is not None:
+        return [{"available": False, "reason": reason}]
+    p = _liver_problem(n, 1.0)
+    dt, _ = _time_step(p, 600.0)
+    runner = _Runner(p, "gpu")
+    state0 = init_state(p).arrays()
+    runner.start(state0)
+    runner.run(dt, 0, mw_power_density(p.grid.shape, 1.0), None)
+    a_fast, b_fast = fast_coefficients(
+        p.packed, dt, min(runner.dz, runner.dy, runner.dx), np.dtype(p.dtype)
+    )
+    gt = _group_array(None, p.body_temperature_c)
+    tail = (
+        *(cuda.to_device(x) for x in (a_fast, b_fast)), runner._dev["P"], cuda.to_device(gt),
+        float(dt), runner.dz, runner.dy, runner.dx, float(p.blood_temperature_c),
+        runner.const, runner.lo_th, runner.hi_th,
+    )  # fmt: skip
+    d = runner._dev
+    th0 = d["th"].copy_to_host()
+    reference = None
+    rows = []
+    for cap, threads in variants:
+        try:
+            kernel = step_gpu if cap is None else cuda.jit(max_registers=cap)(step_gpu.py_func)
+        except TypeError:  # numba's simulator takes no register cap
+            kernel = cuda.jit(step_gpu.py_func)
+        nz, ny, nx = p.grid.shape
+        blocks = tuple(-(-a // b) for a, b in zip((nx, ny, nz), threads, strict=True))
+        launch = kernel[blocks, threads]
+        d["th"].copy_to_device(th0)
+        _launch_steps(launch, d, tail, 2)  # compile and warm
+        d["th"].copy_to_device(th0)
+        cuda.synchronize()
+        start, stop = cuda.event(), cuda.event()
+        start.record()
+        _launch_steps(launch, d, tail, steps)
+        stop.record()
+        stop.synchronize()
+        out = d["th"].copy_to_host()
+        if reference is None:
+            reference = out
+        ms = _elapsed_ms(start, stop) / steps
+        rows.append({
+            "max_registers": cap,
+            "threads": list(threads),
+            "ms_per_step": ms,
+            "voxel_updates_per_s": (n - 2) ** 3 / (ms * 1e-3) if ms > 0 else 0.0,
+            "max_abs_diff_c": float(np.max(np.abs(out - reference))),
+        })  # fmt: skip
+    return rows

@@ -262,6 +262,13 @@ def gpu_section(quick: bool) -> dict:
         return {"available": False, "reason": reason}
     out = {"available": True, "device_bandwidth_bytes_per_s": _gpu.device_bandwidth_bytes_per_s()}
     out["mw_ablation"] = _gpu.gpu_mw_ablation(n=32 if quick else 128)
+    if not quick:  # launch cost and kernel throughput; whole runs on both backends
+        out["step_throughput"] = _gpu.gpu_step_throughput()
+        out["numba_threads"] = numba.get_num_threads()
+        try:
+            out["simulate"] = _gpu.simulate_side_by_side()
+        except Exception as exc:  # keep the kernel measurement above; say what broke
+            out["simulate"] = {"error": f"{type(exc).__name__}: {exc}"}
     return out
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -61,3 +62,34 @@ def test_engine_benchmark_smoke(tmp_path):
     # (the full run measures -0.2 %; at the smoke test's 2 mm, 2-minute run, < 5 %)
     assert abs(acc["volume_difference_percent"]) < 5.0
     assert doc["fem"]["speed_ratio"] > 0
+
+
+GPU_SMOKE = """
+import json, sys
+sys.path.insert(0, "bench")
+import _gpu
+_gpu.gpu_available = lambda: None  # numba's simulator stands in for a device
+_gpu.device_bandwidth_bytes_per_s = lambda *a, **k: 1e12
+rows = _gpu.gpu_step_throughput(sizes=(8,), steps=2)
+variants = _gpu.gpu_launch_variants(8, 2, variants=_gpu.LAUNCH_VARIANTS[:3])
+print(json.dumps({"rows": rows, "variants": variants}))
+"""
+
+
+def test_gpu_benchmark_functions_run_on_the_simulator():
+    # the device-only measurements of bench/_gpu.py, run end to end on numba's CUDA
+    # simulator at 8^3 (timings there are zero): the code path a GPU session will use
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", GPU_SMOKE], capture_output=True, text=True, cwd=ROOT,
+        env=env, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    (row,) = doc["rows"]
+    assert row["n"] == 8 and row["voxels"] == 512 and row["steps"] == 2
+    # the full-bandwidth step is the interior's bytes over the bandwidth (recount)
+    assert math.isclose(row["bound_ms_per_step"], 6**3 * 15 / 1e12 * 1e3, rel_tol=1e-12)
+    assert [v["threads"] for v in doc["variants"]] == [[32, 4, 2], [64, 4, 1], [128, 2, 1]]
+    # the same step function in every variant: the same theta after the same steps
+    assert all(v["max_abs_diff_c"] == 0.0 for v in doc["variants"])

@@ -221,3 +221,49 @@ def test_gpu_run_matches_cpu_float32(mode):
     # the doses: sensitivity to T at most 1.39 per degC (see float64), plus float32
     # accumulation over three damage intervals (a few units of 6e-8 relative)
     _check(res, tol_t=tol_t, rtol_dose=1.39 * tol_t + 1e-6)
+
+
+# A CUDA installation that finds the device but cannot compile the kernels (seen on an
+# H200 machine: its numba-cuda 0.30.4 registers an overload for np.row_stack, which
+# numpy 2.5 removed) must give one line, not a traceback at the first launch.
+BROKEN_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np
+    from ioplan.anatomy import Label
+    from ioplan.errors import InputError
+    from ioplan.imaging import Grid
+    from ioplan.physics import ThermalProblem, run, tissue_material_table
+    from ioplan.physics import _solver
+
+    class Broken:
+        def __getitem__(self, config):
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+
+    g = Grid((6, 6, 6), (1.0, 1.0, 1.0))
+    p = ThermalProblem(g, np.full(g.shape, int(Label.LIVER), np.uint8), tissue_material_table())
+    s, _ = run(p, 0.5, backend="gpu")  # the simulator's kernels run
+    print("OK", float(s.temperature_c.max()))
+    _solver._GPU_CHECKED.clear()
+    _solver.step_gpu = Broken()
+    try:
+        run(p, 0.5, backend="gpu")
+    except InputError as exc:
+        print("ERROR", str(exc))
+    """
+)
+
+
+@pytest.mark.slow
+def test_gpu_that_cannot_compile_gives_one_line():
+    proc = subprocess.run(
+        [sys.executable, "-c", BROKEN_SCRIPT], capture_output=True, text=True,
+        env=_env("simulator"), check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("OK ")  # a working device path passes the check
+    assert abs(float(lines[0].split()[1]) - 37.0) < 1e-3  # nothing heats: body temperature
+    err = lines[1]
+    assert err.startswith("ERROR the CUDA kernels do not run here (AttributeError:"), err
+    assert "row_stack" in err and err.endswith("run without --gpu")
+    assert len(lines) == 2  # one line: no traceback in the message

@@ -214,9 +214,13 @@ def _update(z, base, drift, has_drift, sampled, ny, sy, sx, last, has_last, rad_
     om_base = 0.0
     if dt_s > 0.0:
         cem_base, om_base = dose_increment_linear(t_base, t_base, dt_s, ln_a, ea_r, table)
-    t_max = -np.inf
-    n_nec = 0
+    # per-row results, combined after the loop: no scalar reduction across the parallel
+    # loop (numba's reduction analysis rejects this loop's shape under Python 3.12)
+    row_max = np.full(rows, -np.inf)
+    row_nec = np.zeros(rows, np.int64)
     for r in numba.prange(rows):
+        t_max = -np.inf
+        n_nec = 0
         p = q = c = complex(1.0, 0.0)
         if has_drift and not sampled:
             p, q, c = _drift_steps(drift, r)
@@ -267,7 +271,12 @@ def _update(z, base, drift, has_drift, sampled, ny, sy, sx, last, has_last, rad_
             t_max = max(t_max, t)
             if cem[r, x] >= nec_min:
                 n_nec += 1
-    return t_max, n_nec
+        row_max[r] = t_max
+        row_nec[r] = n_nec
+    t_all = -np.inf
+    for r in range(rows):
+        t_all = max(t_all, row_max[r])
+    return t_all, int(row_nec.sum())
 
 
 def warm_up() -> None:

@@ -332,6 +332,32 @@ def step(
     return ThermalState(state.time_s + dt_s, *out)
 
 
+_GPU_CHECKED: dict[str, str | None] = {}
+
+
+def _gpu_broken(problem: ThermalProblem) -> str | None:
+    """None when the CUDA kernels compile and run here for the problem's dtype; else why.
+
+    Once per process and dtype: two steps and a damage update of a 4^3 block of the
+    problem's middle material through the GPU path. A CUDA installation that finds the
+    device but cannot compile (a numba-cuda that misses an attribute of the installed
+    numpy, say) then gives a one-line error instead of a traceback at the first launch.
+    """
+    dtype = str(np.dtype(problem.dtype))
+    if dtype not in _GPU_CHECKED:
+        try:
+            m = int(problem.material.flat[problem.material.size // 2])
+            g = Grid((4, 4, 4), (1.0, 1.0, 1.0))
+            tiny = ThermalProblem(g, np.full(g.shape, m, np.uint8), problem.materials,
+                                  dtype=dtype)  # fmt: skip
+            r = _Runner(tiny, "gpu", damage_interval_s=0.01, check_gpu=False)
+            r.advance(init_state(tiny).arrays(), 0.01, 2, None, None)
+            _GPU_CHECKED[dtype] = None
+        except Exception as exc:  # any failure of the device path is the reason
+            _GPU_CHECKED[dtype] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+    return _GPU_CHECKED[dtype]
+
+
 class _Runner:
     """Runs the kernels over a run's internal state (internal to the time loop).
 
@@ -344,7 +370,8 @@ class _Runner:
     """
 
     def __init__(self, problem: ThermalProblem, backend: str,
-                 damage_interval_s: float = DAMAGE_INTERVAL_S) -> None:  # fmt: skip
+                 damage_interval_s: float = DAMAGE_INTERVAL_S, *,
+                 check_gpu: bool = True) -> None:  # fmt: skip
         if backend not in ("cpu", "gpu"):
             raise InputError(f"backend must be 'cpu' or 'gpu', got {backend!r}")
         if backend == "gpu":
@@ -352,6 +379,11 @@ class _Runner:
 
             if not cuda.is_available():
                 raise InputError("no CUDA GPU is available here; run without --gpu")
+            if check_gpu:
+                reason = _gpu_broken(problem)
+                if reason is not None:
+                    raise InputError(f"the CUDA kernels do not run here ({reason}); "
+                                     "run without --gpu")  # fmt: skip
         self.problem = problem
         self.backend = backend
         _kernel.warm_up(problem.dtype)
@@ -530,6 +562,8 @@ class _Runner:
         d = self._dev
         d["qs"].copy_to_device(self.qs)
         d_gt, d_a, d_b = (cuda.to_device(x) for x in (gt, a_fast, b_fast))
+        tic = time.perf_counter()
+        damage_before = self.timings["damage_s"]
         for _ in range(n):
             step_gpu[self._blocks, self._threads](
                 d["th"], d["th2"], d["mat"], d["qs"], d["perf"], d["uni"], d_a, d_b, d["P"],
@@ -545,6 +579,11 @@ class _Runner:
             self._pending_s += dt
             if self._pending_s >= self.damage_interval_s * (1 - 1e-9):
                 self._damage()
+        # the launches are asynchronous: the steps' time is the loop's until the device is
+        # done, less the damage launches' (host) time counted in damage_s
+        cuda.synchronize()
+        spent = time.perf_counter() - tic - (self.timings["damage_s"] - damage_before)
+        self.timings["kernel_s"] += max(0.0, spent)
 
     def advance(self, arrays, dt, n, source, groups):
         """Advance ``arrays`` (E, T, omega, cem, tmin, tmax) by ``n`` steps of ``dt``."""

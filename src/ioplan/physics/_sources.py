@@ -163,18 +163,24 @@ def _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, out_flat, factor):
     ``factor > 0``: also adds ``factor * s`` to ``out_flat[idx]``; ``factor < 0``: writes
     ``s`` there (to be scaled by :func:`_scale_at` once the sum is known).
     """
-    total = 0.0
     inv = 1.0 / _SIG_STEP_C
-    for n in numba.prange(idx.size):
-        v = idx[n]
-        x = (float(t_flat[v]) - _SIG_T0_C) * inv
-        s = w0[n] * _lerp(sig_tab, x) * _lerp(exp_tab, rho_pos[n])
-        total += s
-        if factor > 0.0:
-            out_flat[v] += factor * s
-        elif factor < 0.0:
-            out_flat[v] = s
-    return total
+    size = idx.size
+    n_chunks = max(1, min(1024, size // 256))
+    part = np.zeros(n_chunks)  # per-chunk sums: no scalar reduction across the parallel
+    # loop (numba's reduction analysis rejects some loop shapes under Python 3.12)
+    for c in numba.prange(n_chunks):
+        total = 0.0
+        for n in range(c * size // n_chunks, (c + 1) * size // n_chunks):
+            v = idx[n]
+            x = (float(t_flat[v]) - _SIG_T0_C) * inv
+            s = w0[n] * _lerp(sig_tab, x) * _lerp(exp_tab, rho_pos[n])
+            total += s
+            if factor > 0.0:
+                out_flat[v] += factor * s
+            elif factor < 0.0:
+                out_flat[v] = s
+        part[c] = total
+    return part.sum()
 
 
 @numba.njit(parallel=True, cache=True)

@@ -37,10 +37,10 @@ from ioplan.report import (
 __all__ = ["PLAN_FOLDER_ENTRIES", "display_volumes", "write_plan", "write_plan_files"]
 
 
-
 def _host_ml(plan) -> float:
     """Normal parenchyma of the tumour's organ ablated (mL; an older plan: the liver's)."""
     return plan.ablated_liver_ml if plan.ablated_host_ml is None else plan.ablated_host_ml
+
 
 def display_volumes(case: Case, plan: Plan, mask: np.ndarray, shell: np.ndarray):
     """The arrays the slice figure shows, in the radiological orientation, and their grid.
