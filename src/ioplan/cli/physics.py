@@ -163,6 +163,13 @@ def simulate(
             "with its power limits), temperature, or power (an ideal constant-power source)."
         ),
     ] = "impedance",
+    rf_pads: Annotated[
+        str,
+        typer.Option(
+            help="RF on a case: the return pads, back (posterior skin at the electrode's "
+            "level), thighs (below the image) or far (none: the crop's faces only)."
+        ),
+    ] = "back",
     lethal_temperature_c: Annotated[
         float,
         typer.Option(help="Cryo zone: lowest temperature reached at or below this, -80-0 degC."),
@@ -255,6 +262,7 @@ def simulate(
         constant_properties=constant_properties,
         vessels=tuple(VesselSpec.parse(v) for v in (vessel or [])),
         rf_mode=rf_mode,
+        rf_pads=rf_pads,
         power_density_w_m3=pd_map,
         sar_w_kg=sar,
         lethal_temperature_c=lethal_temperature_c,

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ioplan.devices import Applicator
+from ioplan.errors import InputError
 from ioplan.imaging import Grid
 from ioplan.physics._materials import FIRST_EXTRA_ID
 from ioplan.physics._solver import Source, ThermalProblem
@@ -185,6 +186,7 @@ def rf_pair(
     tissue_mask: np.ndarray,
     ground: np.ndarray | None = None,
     cylinders: tuple = (),
+    series_ohm: float = 0.0,
 ) -> Source:
     """An RF electrode driven by a generator, as a source pair.
 
@@ -211,7 +213,15 @@ def rf_pair(
         cut faces join the potential solve (Shortley-Weller, at 1 V) and ``electrode``
         holds the voxels whose centres lie inside them. Empty: ``electrode`` is a
         staircase.
+    series_ohm : float
+        Resistance between the grid's ground and the real return pads (ohm; the body
+        outside a case's crop, :func:`ioplan.physics._rf_body.body_return`). The
+        generator sees ``Z + series_ohm`` and the grid's tissue receives the share
+        ``Z / (Z + series_ohm)`` of its output; the rest heats the body on the way to
+        the pads, spread too thin to matter.
     """
+    if not (np.isfinite(series_ohm) and series_ohm >= 0):
+        raise InputError(f"series_ohm must be a finite resistance >= 0, got {series_ohm!r}")
 
     def init(problem: ThermalProblem) -> RfState:
         gnd = far_boundary_ground(problem.grid.shape) if ground is None else ground
@@ -262,7 +272,8 @@ def rf_pair(
             )
             state = replace(state, last_sigma=sigma, q_unit=q_unit, p_unit=p_unit,
                             solver=solver)  # fmt: skip
-        z = 1.0 / state.p_unit if state.p_unit > 0 else float("inf")
+        z_grid = 1.0 / state.p_unit if state.p_unit > 0 else float("inf")
+        z = z_grid + series_ohm
         z_initial = z if not np.isfinite(state.z_initial_ohm) else state.z_initial_ohm
         probe_c = float("nan")
         if gen.mode == "temperature" and state.probe is not None and state.probe.any():
@@ -274,8 +285,11 @@ def rf_pair(
                         pause_until_s=gstate.pause_until_s, generator=gstate)  # fmt: skip
         q = np.where(state.tissue_mask, state.q_unit, 0.0)
         in_tissue = float(q.sum()) * state.grid.voxel_volume_m3
-        # the generator's power is all dissipated in tissue (half-faces next to the
-        # metal included), so the map is scaled to hold exactly that power
+        # the grid's share of the generator's power (all of it without a series path) is
+        # dissipated in its tissue (half-faces next to the metal included), so the map is
+        # scaled to hold exactly that power
+        if series_ohm > 0 and np.isfinite(z_grid):
+            power = power * z_grid / z
         return (q * (power / in_tissue) if in_tissue > 0 else q), state
 
     return Source(init, step)

@@ -38,6 +38,7 @@ from ioplan.physics._materials import (
     tissue_specific_heat,
 )
 from ioplan.physics._mw_field import microwave_field_report
+from ioplan.physics._rf_body import PAD_PLACEMENTS, crop_return
 from ioplan.physics._solver import Source, ThermalProblem, ThermalState, integrate
 from ioplan.physics._sources import (
     CryoProtocol,
@@ -183,6 +184,8 @@ class SimulationConfig:
     #: device's calibrated value (calibration.toml ``cooling_power_w``), inf: no limit
     cryo_cooling_power_w: float | None = None
     organ: str | None = None
+    #: RF on a case: the return pads (:mod:`ioplan.physics._rf_body`; "far": none)
+    rf_pads: str = "back"
 
     def __post_init__(self) -> None:
         from ioplan.anatomy import check_organ, organ_of
@@ -236,6 +239,8 @@ class SimulationConfig:
         q = self.cryo_cooling_power_w
         if q is not None and not (isinstance(q, int | float) and q > 0 and not np.isnan(q)):
             raise InputError(f"cryo_cooling_power_w must be > 0 W (inf: no limit), got {q!r}")
+        if self.rf_pads not in PAD_PLACEMENTS:
+            raise InputError(f"--rf-pads must be one of {'/'.join(PAD_PLACEMENTS)}")
         if app is not None and app.electrodes > 1 and self.array != 1:
             raise InputError(f"{app.id} is a cluster; --array needs a single applicator")
         self._check_placements(external)
@@ -663,6 +668,10 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         else:  # an ideal constant-power source (or a device without a generator set)
             gen = RfGenerator(cfg.power_w, cfg.rf_mode)
         ground, ground_note = _rf_ground(cfg, domain, model)
+        body = crop_return(cfg.case, cfg.rf_pads, domain.grid, model.electrode,
+                           model.electrode_cylinders, [pl.tip_mm for pl in domain.placements],
+                           model.problem.materials.rf_sigma_s_m)  # fmt: skip
+        settings["rf_return"] = body.to_dict()
         from dataclasses import asdict
 
         gen_settings = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
@@ -670,7 +679,8 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         settings.update(rf_generator=gen.name or "ideal", rf_generator_settings=gen_settings,
                         rf_ground=ground_note)  # fmt: skip
         pair = rf_pair(model.electrode, gen, model.tissue_mask, ground,
-                       cylinders=model.electrode_cylinders)  # fmt: skip
+                       cylinders=model.electrode_cylinders,
+                       series_ohm=body.series_ohm)  # fmt: skip
         return pair, groups, settings
     assert cfg.protocol is not None
     settings["protocol"] = [list(p) for p in cfg.protocol.phases]
@@ -703,18 +713,14 @@ def _cryo_cooling_power_w(cfg: SimulationConfig) -> float | None:
 
 
 def _rf_ground(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any, str]:
-    """The RF return electrode (dispersive pads) on the grid, and a note on the choice.
+    """The RF return electrode on the grid, and a note on the choice.
 
-    The pads (on the thighs or the back) lie far outside a cropped domain, so the return
-    current leaves the crop through all of its faces into the rest of the body: the
-    six faces are the ground, on a block and on a case alike
-    (:func:`~ioplan.physics.far_boundary_ground`; the calibration's setting). Grounding
-    only the crop's inferior face (pads below the image; sessions 32-34) forced the whole
-    current through one face of the crop: on the RF demo (12 min, 2 mm) it lengthened the
-    zone from 58.3 to 72.7 mm at a 40 mm margin and heated that face by 1.3 degC, so the
-    domain grew to a 90 mm margin (935 000 voxels, ten times the time), where the zone
-    came back to the six-face figure (7629 against 7726 voxels). With the six faces the
-    40 and 60 mm margins agree within 0.7 mm (60.1 against 61.8 mL).
+    The crop's six faces, on a block and on a case alike
+    (:func:`~ioplan.physics.far_boundary_ground`): the near field, and so the zone, hardly
+    depends on what lies beyond (40 and 60 mm margins within 0.7 mm; a single inferior
+    face as the ground distorted the zone: validation/convergence.md). On a case the body
+    between the faces and the pads on the skin is a series resistance
+    (:func:`ioplan.physics._rf_body.crop_return`).
     """
     del cfg, domain, model  # the same far ground everywhere
     return None, "the domain's six faces (the pads' far ground, outside the crop)"
