@@ -508,13 +508,7 @@ def gpu_step_throughput(sizes: tuple[int, ...] = (128, 256, 384), steps: int = 2
         launch = step_gpu[runner._blocks, runner._threads]
         tail = (d_a, d_b, d["P"], d_gt, *scal)
         _launch_steps(launch, d, tail, 5)  # warm: the kernel is compiled for these types
-        cuda.synchronize()
-        start, stop = cuda.event(), cuda.event()
-        start.record()
-        _launch_steps(launch, d, tail, steps)
-        stop.record()
-        stop.synchronize()
-        ms = _elapsed_ms(start, stop) / steps
+        ms = _timed_steps(launch, d, tail, steps)
         interior = (n - 2) ** 3
         rate = interior / (ms * 1e-3) if ms > 0 else 0.0
         achieved = rate * BYTES_PER_UPDATE_F32
@@ -532,6 +526,19 @@ def gpu_step_throughput(sizes: tuple[int, ...] = (128, 256, 384), steps: int = 2
         })  # fmt: skip
         del runner, d, tail
     return rows
+
+
+def _timed_steps(launch, d: dict, tail: tuple, steps: int) -> float:
+    """Milliseconds a step: ``steps`` launches back to back, CUDA events at the ends."""
+    from numba import cuda
+
+    cuda.synchronize()
+    start, stop = cuda.event(), cuda.event()
+    start.record()
+    _launch_steps(launch, d, tail, steps)
+    stop.record()
+    stop.synchronize()
+    return _elapsed_ms(start, stop) / steps
 
 
 def _launch_steps(launch, d: dict, tail: tuple, count: int) -> None:
@@ -595,16 +602,10 @@ def gpu_launch_variants(n: int = 256, steps: int = 100, variants=LAUNCH_VARIANTS
         d["th"].copy_to_device(th0)
         _launch_steps(launch, d, tail, 2)  # compile and warm
         d["th"].copy_to_device(th0)
-        cuda.synchronize()
-        start, stop = cuda.event(), cuda.event()
-        start.record()
-        _launch_steps(launch, d, tail, steps)
-        stop.record()
-        stop.synchronize()
+        ms = _timed_steps(launch, d, tail, steps)
         out = d["th"].copy_to_host()
         if reference is None:
             reference = out
-        ms = _elapsed_ms(start, stop) / steps
         rows.append({
             "max_registers": cap,
             "threads": list(threads),

@@ -130,7 +130,7 @@ def series_resistance(
     return float(phi[on_faces].mean()) / current_a, 1.0 / current_a
 
 
-def _back_pads(labels: np.ndarray, grid: Grid, body: np.ndarray, centre_lps: np.ndarray,
+def _back_pads(grid: Grid, body: np.ndarray, centre_lps: np.ndarray,
                half_width_mm: float) -> np.ndarray:  # fmt: skip
     """Posterior skin voxels within ``half_width_mm`` of the centre (superior-inferior, L-R)."""
     centres = grid.voxel_centres_lps().reshape(*grid.shape, 3)
@@ -152,7 +152,6 @@ def _back_pads(labels: np.ndarray, grid: Grid, body: np.ndarray, centre_lps: np.
     skin = np.moveaxis(skin, -1, arr_axis)
     d = np.abs(centres - centre_lps)
     near = (d[..., 0] <= half_width_mm) & (d[..., 2] <= half_width_mm)
-    del labels
     return skin & near
 
 
@@ -223,7 +222,7 @@ def body_return(
     in_crop = crop.contains_lps(g.voxel_centres_lps()).reshape(g.shape)
     faces = in_crop & ~ndimage.binary_erosion(in_crop)
     if pads == "back":
-        ground = _back_pads(lab, g, body, pts.mean(axis=0), rec["back"]["half_width_mm"])
+        ground = _back_pads(g, body, pts.mean(axis=0), rec["back"]["half_width_mm"])
     else:
         ground = _thigh_pads(body, g)
     ground &= ~in_crop  # a pad inside the crop would short the crop's own model
