@@ -66,6 +66,7 @@ _RANGES = {
     "feed_efficiency": (0.05, 1.0),
     "slot_to_short_mm": (0.5, 40.0),
     "catheter_wall_mm": (0.05, 1.0),
+    "catheter_wall_k_w_m_k": (0.0, 50.0),
     "choke_length_mm": (0.0, 40.0),
     "choke_offset_mm": (0.0, 40.0),
 }
@@ -116,6 +117,11 @@ class Applicator:
     slot_to_short_mm: float = 9.0
     #: MW field model: catheter wall thickness (mm); water fills the catheter's bore
     catheter_wall_mm: float = 0.2
+    #: cooled MW antennas: the catheter wall's thermal conductivity (W/m/K). With it, the
+    #: wall and the coolant's film conduct in series with the tissue
+    #: (``cooled_catheter.toml``; :func:`ioplan.physics.cooled_shaft_radius_mm`); 0: the
+    #: catheter's outer surface is held at the coolant's temperature (no wall, no film)
+    catheter_wall_k_w_m_k: float = 0.0
     #: MW field model: choke sleeve length (mm; 0: no choke) and its open end's distance
     #: behind the slot (mm)
     choke_length_mm: float = 0.0
@@ -208,6 +214,11 @@ class Applicator:
                     f"the {self.cable} cable, a {self.catheter_wall_mm} mm wall"
                     + (" and a choke gap of 0.1 mm" if self.choke_length_mm > 0 else "")
                 )
+        if self.catheter_wall_k_w_m_k > 0 and self.coolant_thickness_mm <= 0:
+            raise InputError(
+                f"applicator {self.id}: catheter_wall_k_w_m_k needs a water gap between the "
+                f"{self.cable} cable and a {self.catheter_wall_mm} mm wall"
+            )
         if self.generator and self.generator not in _rf_generators():
             raise InputError(
                 f"applicator {self.id}: unknown RF generator {self.generator!r} "

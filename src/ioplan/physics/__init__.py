@@ -1,5 +1,11 @@
 """The physics engine: Pennes bioheat with phase change, sources, vessels and cell death."""
 
+from ioplan.physics._catheter import (
+    annulus_film_h_w_m2_k,
+    catheter_equivalent_radius_mm,
+    cooled_catheter_constants,
+    cooled_shaft_radius_mm,
+)
 from ioplan.physics._damage import (
     ARRHENIUS_A_PER_S,
     ARRHENIUS_EA_J_MOL,
@@ -111,6 +117,7 @@ __all__ = [
     "VesselSpec",
     "ZoneMetrics",
     "active_extent_mm",
+    "annulus_film_h_w_m2_k",
     "antenna_geometry",
     "array_placements",
     "arrhenius_increment",
@@ -119,8 +126,11 @@ __all__ = [
     "attenuation_per_m",
     "axial_zone",
     "blood_properties",
+    "catheter_equivalent_radius_mm",
     "cem43_increment",
     "cem43_rate",
+    "cooled_catheter_constants",
+    "cooled_shaft_radius_mm",
     "cryo_pair",
     "cryo_power_limited_c",
     "dose_increment_linear",

@@ -96,8 +96,11 @@ def microwave_pair(
         return microwave_field_pair(placements, app, power_w, tissue_mask)
 
     def init(problem: ThermalProblem) -> MicrowaveState:
+        # the engine holds a cooled antenna's shaft at the coolant's temperature (cut faces)
+        shaft = app.cooled and problem.surfaces is not None and problem.surfaces.size > 0
         geo = microwave_geometry(problem.grid, placements, app, problem.material, tissue_mask,
-                                 label_tissues=problem.materials.label_tissues)  # fmt: skip
+                                 label_tissues=problem.materials.label_tissues,
+                                 cooled_shaft=shaft)  # fmt: skip
         return MicrowaveState(problem.grid, problem.material, tuple(geo))
 
     def step(state: MicrowaveState, temperature_c: np.ndarray, time_s: float):

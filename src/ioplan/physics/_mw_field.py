@@ -44,6 +44,7 @@ from scipy import ndimage
 from ioplan.devices import COAX_CABLES, Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
+from ioplan.physics._catheter import cooled_shaft_radius_mm, wall_kept_fraction
 from ioplan.physics._maxwell import (
     AntennaGeometry,
     AntennaSolution,
@@ -180,6 +181,7 @@ def _voxel_points(grid: Grid, idx: np.ndarray) -> np.ndarray:
 def _antenna_map(
     grid: Grid, placement: Placement, idx: np.ndarray, opt: SolverOptions, supersample: int,
     near_wall: np.ndarray | None = None, wall_radius_mm: float | None = None,
+    wall_equivalent_mm: float | None = None,
 ) -> _AntennaMap:  # fmt: skip
     along, radial = axial_radial(grid, placement)
     along, radial = along.reshape(-1)[idx], radial.reshape(-1)[idx]
@@ -223,7 +225,7 @@ def _antenna_map(
         r1, c1, v1 = _sample(pts[nn], nn, tip, d, spacing, fine, axes)
         whole = sp.csr_matrix((v1, (r1, c1)), shape=matrix.shape)
         r1, c1, v1 = _sample(pts[nn], nn, tip, d, spacing, fine, axes,
-                             wall=(wall_radius_mm, radial[nn]))  # fmt: skip
+                             wall=(wall_radius_mm, radial[nn], wall_equivalent_mm))  # fmt: skip
         kept = sp.csr_matrix((v1, (r1, c1)), shape=matrix.shape)
         col_total = np.asarray((matrix + whole).sum(axis=0)).ravel()
         matrix = matrix + kept
@@ -232,35 +234,13 @@ def _antenna_map(
     return _AntennaMap(cells, counts, fill, (nz, nr), z0, matrix.tocsr(), share_vol, col_total)
 
 
-def wall_kept_fraction(rho_mm: np.ndarray, centre_rho_mm: np.ndarray,
-                       wall_mm: float) -> np.ndarray:  # fmt: skip
-    """Share of power deposited at radius ``rho`` that a cut voxel's centre receives.
-
-    A cut voxel's node (at ``centre_rho`` from the axis) exchanges heat with the cooled
-    shaft (radius ``wall_mm``, held at the coolant's temperature) through the cut face's
-    log profile (:mod:`ioplan.physics._subvoxel`). Power deposited between the wall and
-    the node splits, in steady radial conduction, as the two conductances do: the node
-    receives ``ln(rho / a) / ln(rho_c / a)``, the coolant the rest (the Green's function of
-    the annulus ``a < rho < rho_c`` with both ends held). Power at or beyond the node's
-    radius is the node's (1); inside the catheter, none (0). Without this the whole layer of
-    power the computed field puts at the catheter lands 1-2 mm from the cold wall on 2 mm
-    voxels, and the zone grows backwards along the shaft (validation/convergence.md).
-    """
-    rho = np.asarray(rho_mm, float)
-    rc = np.asarray(centre_rho_mm, float)
-    a = float(wall_mm)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.log(np.maximum(rho, a) / a) / np.log(rc / a)
-    f = np.where(rc > a, f, 1.0)
-    return np.clip(np.where(rho < a, 0.0, np.where(rho >= rc, 1.0, f)), 0.0, 1.0)
-
-
 def _sample(pts, row_ids, tip, d, spacing, supersample: int, axes, wall=None):
     """(rows, cols, values) of the mean bilinear r-z SAR over ``supersample^3`` points.
 
     ``pts`` (n, 3) voxel centres (LPS mm), ``row_ids`` their rows; ``axes`` = (n_r, n_z,
-    step, z_lo) of the SAR grid. ``wall`` = (radius_mm, centre radii (n,)): each point
-    behind the tip (along <= 0) weighted by :func:`wall_kept_fraction`.
+    step, z_lo) of the SAR grid. ``wall`` = (radius_mm, centre radii (n,), equivalent
+    radius_mm): each point behind the tip (along <= 0) weighted by
+    :func:`wall_kept_fraction`.
     """
     n_r, n_z, step, z_lo = axes
     sz, sy, sx = spacing
@@ -278,7 +258,7 @@ def _sample(pts, row_ids, tip, d, spacing, supersample: int, axes, wall=None):
                 inside = (rad < n_r * step) & (fz > -0.5) & (fz < n_z - 0.5)
                 w = np.full(int(inside.sum()), w_pt)
                 if wall is not None:
-                    kept = wall_kept_fraction(rad[inside], wall[1][inside], wall[0])
+                    kept = wall_kept_fraction(rad[inside], wall[1][inside], wall[0], wall[2])
                     w = w * np.where(al[inside] <= 0.0, kept, 1.0)
                 fr = np.clip(fr[inside], 0, n_r - 1)
                 fz = np.clip(fz[inside], 0, n_z - 1)
@@ -450,7 +430,8 @@ def microwave_field_pair(
         near_wall = None
         if wall is not None and surfaces is not None and surfaces.size:
             near_wall = np.isin(idx, surfaces.index)
-        maps = tuple(_antenna_map(grid, pl, idx, opt, supersample, near_wall, wall)
+        eq = cooled_shaft_radius_mm(app) if app.cooled else None
+        maps = tuple(_antenna_map(grid, pl, idx, opt, supersample, near_wall, wall, eq)
                      for pl in placements)  # fmt: skip
         eps37, sig37 = tissue_dielectric(problem.material.reshape(-1)[idx], app.frequency_mhz,
                                          label_tissues=_label_tissues(problem))  # fmt: skip

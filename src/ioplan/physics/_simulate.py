@@ -14,6 +14,7 @@ from ioplan.anatomy import Case
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, axial_volume
+from ioplan.physics._catheter import cooled_shaft_radius_mm
 from ioplan.physics._domain import (
     COOLED_SHAFT,
     FIRST_VESSEL,
@@ -540,7 +541,7 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
         a_mm = max(0.5 * app.diameter_mm, 0.51 * max(grid.spacing_mm))
         r_app = max(0.5 * app.diameter_mm, 0.71 * max(grid.spacing_mm))
         # a widened cut-cell cylinder conducts as the true one (log near-field correction)
-        r_true = 0.5 * app.diameter_mm
+        r_true, r_shaft = 0.5 * app.diameter_mm, cooled_shaft_radius_mm(app, cfg.tissue)
         for pl in domain.placements:
             along, radial = axial_radial(grid, pl)
             if app.modality == "rf":
@@ -558,9 +559,9 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
                 cold |= stair & (along >= lo) & (along <= hi)
                 cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, lo, hi,
                                           true_radius_mm=r_true))  # fmt: skip
-            elif held:
+            elif held:  # a MW catheter's wall and coolant film in series (_catheter.py)
                 cylinders.append(Cylinder(pl.tip_mm, pl.direction, a_mm, -np.inf, 0.0,
-                                          true_radius_mm=r_true))  # fmt: skip
+                                          true_radius_mm=r_shaft))  # fmt: skip
     k_blood = blood_properties()["k_w_m_k"]
     fixed_cyl = inside_cylinders(grid, cylinders)
     electrode = inside_cylinders(grid, electrode_cyls)

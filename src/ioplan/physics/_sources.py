@@ -210,6 +210,7 @@ def microwave_source(
     cache: dict | None = None,
     geometry: list[tuple] | None = None,
     label_tissues: tuple[tuple[int, str], ...] = (),
+    cooled_shaft: bool = False,
 ) -> np.ndarray:
     """Microwave power density (W/m^3): a cylindrical wave around each antenna.
 
@@ -251,6 +252,11 @@ def microwave_source(
     label_tissues : tuple of (int, str)
         Label -> tissue overrides (:attr:`MaterialTable.label_tissues`) for the
         dielectric properties, when ``geometry`` is computed here.
+    cooled_shaft : bool
+        The grid holds the antenna's cooled shaft at the coolant's temperature: the
+        coolant then takes its share of the power beside it
+        (:func:`~ioplan.physics._catheter.lumped_shaft_layer`), when ``geometry`` is
+        computed here.
 
     Returns
     -------
@@ -270,15 +276,17 @@ def microwave_source(
     >>> g = Grid((41, 21, 21), (2.0, 2.0, 2.0), (-20.0, -20.0, -40.0))
     >>> app = applicator("generic-mw-2450")
     >>> mat = np.full(g.shape, 1, np.uint8)
-    >>> q = microwave_source(g, [Placement((0.0, 0.0, 0.0))], app, 40.0, mat,
-    ...                      np.full(g.shape, 37.0), np.ones(g.shape, bool))
-    >>> round(float(q.sum(dtype=np.float64)) * g.voxel_volume_m3 / (40.0 * app.efficiency), 6)
+    >>> pl, t, tissue = [Placement((0.0, 0.0, 0.0))], np.full(g.shape, 37.0), np.ones(g.shape, bool)
+    >>> q = microwave_source(g, pl, app, 40.0, mat, t, tissue)
+    >>> absorbed_w = float(q.sum(dtype=np.float64)) * g.voxel_volume_m3
+    >>> round(absorbed_w / (40.0 * app.efficiency), 6)
     1.0
     """
     geo = geometry if geometry is not None else None if cache is None else cache.get("mw_geometry")
     if geo is None:
         geo = microwave_geometry(grid, placements, app, material, tissue_mask,
-                                 label_tissues=label_tissues)  # fmt: skip
+                                 label_tissues=label_tissues,
+                                 cooled_shaft=cooled_shaft)  # fmt: skip
         if cache is not None:
             cache["mw_geometry"] = geo
     t_flat = np.ascontiguousarray(temperature_c).reshape(-1)
@@ -290,7 +298,7 @@ def microwave_source(
     rho_nodes_m = np.arange(round(_MW_CUTOFF_RADIUS_MM * 1.8 / _RHO_STEP_MM) + 2) * (
         _RHO_STEP_MM * 1e-3
     )
-    for n_antenna, (idx, _, _, sig37, eps37_near, near, w0, rho_pos) in enumerate(geo):
+    for n_antenna, (idx, _, _, sig37, eps37_near, near, w0, rho_pos, kept) in enumerate(geo):
         if near.size:
             t = t_flat[idx[near]].astype(np.float64)
             t_near = float(np.mean(t))
@@ -307,7 +315,8 @@ def microwave_source(
         total = _mw_pattern(idx, w0, rho_pos, t_flat, sig_tab, exp_tab, q_flat, mode) * voxel_m3
         if total <= 0:
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
-        absorbed = power_w * app.efficiency
+        # next to a cooled shaft the coolant takes part of the power absorbed there
+        absorbed = power_w * app.efficiency * kept
         if app.detuning_exponent > 0 and near.size:
             # drying tissue around the feed detunes the antenna: less of the power is
             # absorbed (more is reflected) as the near-feed conductivity falls
@@ -328,13 +337,20 @@ def microwave_geometry(
     tissue_mask: np.ndarray,
     *,
     label_tissues: tuple[tuple[int, str], ...] = (),
+    cooled_shaft: bool = False,
 ) -> list[tuple]:
     """Per antenna: pattern voxels, rho (m), axial profile, sigma37, near-feed data, weights.
+
+    The last element, ``kept``: the share of the absorbed power the tissue keeps once the
+    coolant has taken its part next to a cooled shaft (1 without ``cooled_shaft``, which
+    the engine sets where it holds a cooled antenna's shaft at the coolant's temperature;
+    :func:`~ioplan.physics._catheter.lumped_shaft_layer`).
 
     The temperature-independent part of :func:`microwave_source`, computed once. The
     dielectric properties are the tissue table's per label, with ``label_tissues``
     (label -> tissue overrides, :attr:`MaterialTable.label_tissues`) applied.
     """
+    from ioplan.physics._catheter import lumped_shaft_layer
     from ioplan.physics._materials import tissue_dielectric
 
     eps37, sig37 = tissue_dielectric(material, app.frequency_mhz, label_tissues=label_tissues)
@@ -358,9 +374,16 @@ def microwave_geometry(
         near = np.flatnonzero((np.abs(z) < 10.0) & (rad < 10.0))
         eps_near = float(np.mean(eps37.reshape(-1)[idx][near])) if near.size else 43.0
         s37 = sig37.reshape(-1)[idx]
-        w0 = np.ascontiguousarray(s37 / rho_m * profile, dtype=np.float64)
+        w0 = s37 / rho_m * profile
+        kept = 1.0
+        if app.cooled and cooled_shaft:
+            s_near = float(np.mean(s37[near])) if near.size else 1.69
+            alpha = attenuation_per_m(app.frequency_mhz, eps_near, s_near)
+            w0, kept = lumped_shaft_layer(grid, pl, app, idx, z - app.feed_offset_mm, rad, w0,
+                                          alpha)  # fmt: skip
+        w0 = np.ascontiguousarray(w0, dtype=np.float64)
         rho_pos = np.ascontiguousarray(rho_m * 1e3 / _RHO_STEP_MM, dtype=np.float64)
-        out.append((idx.astype(np.int64), rho_m, profile, s37, eps_near, near, w0, rho_pos))
+        out.append((idx.astype(np.int64), rho_m, profile, s37, eps_near, near, w0, rho_pos, kept))
     # load the compiled evaluation now (numba's cache), not in the first time step
     empty = np.zeros(0)
     out32 = np.zeros(0, np.float32)
