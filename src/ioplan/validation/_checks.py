@@ -70,30 +70,30 @@ AGAR_GEL_PROPERTIES = {
 #: (p > 0.7). Every probe of an array therefore keeps the single probe's temperature.
 #: PMC4850244: the -40 degC isotherm lies about 1 cm inside the 0 degC ice edge.
 ISO40_INSIDE_EDGE_MM = 10.0
-#: Huang et al., Acad Radiol 2012;19(8): SAD (cm) = -0.044 x + 3.925, x in mL/min/100 g.
-#: Why the model's slope is shallower (issue 19; 2 mm, 200 W, 12 min, the RF electrode and
-#: its cooled shaft as cut-cell cylinders since commit edf2a26): -0.242 (staircase before:
-#: -0.228, 1 mm -0.213). Zone width at 0 / 10 / 30 / 50 / 100 / 200 mL/min/100 g: 54.9 /
-#: 49.4 / 43.2 / 39.7 / 34.1 / 28.4 mm with the same energy (19.6-20.9 kJ): the Pennes
-#: effect is concave in the flow (local slope -0.55 at 0-10, -0.11 at 50-100), as expected
-#: when the perfusion length sqrt(k / (w rho_b c_b)) (8.7 mm at 10, 3.9 mm at 50) is set
-#: against the 12-min diffusion length sqrt(alpha t) (about 10 mm). Huang's 17.6 mm drop from
-#: 10 to 50 takes the model's Pennes flow from 10 to about 140. Not the zone size: a 4-min
-#: run matches Huang at 10 (width 33.1 mm, 25.5 ml against 34.9 mm, 26.0 ml) and gives
-#: -0.117 (28.4 mm, 18.4 ml at 50 against 17.3 mm, 3.8 ml). Not the generator (target-
+#: Huang et al., Acad Radiol 2012;19(8): SAD (cm) = -0.044 x + 3.925, x in mL/min/100 g. Why the
+#: model's slope is shallower (issue 19; 2 mm, 200 W, 12 min, the RF electrode and its cooled shaft
+#: as cut-cell cylinders since commit edf2a26): -0.242 (staircase before: -0.228, 1 mm -0.213). Zone
+#: width at 0 / 10 / 30 / 50 / 100 / 200 mL/min/100 g: 54.9 / 49.4 / 43.2 / 39.7 / 34.1 / 28.4 mm
+#: with the same energy (19.6-20.9 kJ): the Pennes effect is concave in the flow (local slope -0.55
+#: at 0-10, -0.11 at 50-100), as expected when the perfusion length sqrt(k / (w rho_b c_b)) (8.7 mm
+#: at 10, 3.9 mm at 50) is set against the 12-min diffusion length sqrt(alpha t) (about 10 mm).
+#: Huang's 17.6 mm drop from 10 to 50 takes the model's Pennes flow from 10 to about 140. Not the
+#: zone size: a 4-min run matches Huang at 10 (width 33.1 mm, 25.5 ml against 34.9 mm, 26.0 ml) and
+#: gives -0.117 (28.4 mm, 18.4 ml at 50 against 17.3 mm, 3.8 ml). Not the generator (target-
 #: temperature control -0.224, no 100 V limit -0.232), nor the criterion (the 50 and 60 degC
-#: isotherms: -0.19 and -0.11), nor the grid; no perfusion stop in coagulated tissue: -0.274
-#: (staircase, a kernel edit, not kept). Nor the generator's power (2 mm, flows 10 and 50
-#: only): 40 W cap -0.242 (14 pulses, 19 kJ), a constant 25 W with no roll-off -0.272 (48.1
-#: / 37.2 mm, 18 kJ); a constant 12 W (8.6 kJ) matches Huang at 10 (35.4 mm against 34.9)
-#: and still gives -0.249 (25.5 mm at 50 against 17.3); the unit conversion
-#: x / 100 * 1.079 / 60 (1/s) is Huang's mL/min/100 g per mL of liver. Pennes' sink (blood
-#: leaves each voxel at its temperature) is already the most heat a given flow of 37 degC
-#: blood can take from the voxels it perfuses; even 2.5 times the nominal flow gives only
-#: -0.30 (12 W) and -0.32 (200 W), and the model's dependence stays concave where Huang's
-#: is linear. Untested hypotheses: the flow was not uniform (the perfused parts of the
-#: liver took more than the mean per 100 g), and heat also left by convection in the
-#: portal branches near the electrode, which a homogeneous Pennes sink does not carry.
+#: isotherms: -0.19 and -0.11), nor the grid, nor a perfusate at room temperature (block and
+#: perfusate at 20 degC, session 38: widths 31.6 / 26.1 / 22.8 mm, -0.22); no perfusion stop in
+#: coagulated tissue: -0.274 (staircase, a kernel edit, not kept). Nor the generator's power (2 mm,
+#: flows 10 and 50 only): 40 W cap -0.242 (14 pulses, 19 kJ), a constant 25 W with no roll-off
+#: -0.272 (48.1 / 37.2 mm, 18 kJ); a constant 12 W (8.6 kJ) matches Huang at 10 (35.4 mm against
+#: 34.9) and still gives -0.249 (25.5 mm at 50 against 17.3); the unit conversion x / 100 * 1.079 /
+#: 60 (1/s) is Huang's mL/min/100 g per mL of liver. Pennes' sink (blood leaves each voxel at its
+#: temperature) is already the most heat a given flow of 37 degC blood can take from the voxels it
+#: perfuses; even 2.5 times the nominal flow gives only -0.30 (12 W) and -0.32 (200 W), and the
+#: model's dependence stays concave where Huang's is linear. Untested hypotheses: the flow was not
+#: uniform (the perfused parts of the liver took more than the mean per 100 g), and heat also left
+#: by convection in the portal branches near the electrode, which a homogeneous Pennes sink does not
+#: carry.
 HUANG_SLOPE_MM_PER_UNIT = -0.44
 HUANG_FLOWS = (10.0, 30.0, 50.0)
 LIVER_DENSITY_G_ML = 1.079  # IT'IS (shared/validation/README.md section 5)
