@@ -13,6 +13,7 @@ from ioplan.devices._catalogue import (
     load_applicator_file,
     mr_conditional_applicators,
     rf_generator_record,
+    sourced_data,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "load_applicator_file",
     "mr_conditional_applicators",
     "rf_generator_record",
+    "sourced_data",
 ]

@@ -357,6 +357,29 @@ def _rf_generators() -> dict[str, dict[str, Any]]:
     return {k: v for k, v in raw.items() if isinstance(v, dict)}
 
 
+@cache
+def sourced_data(filename: str) -> dict[str, Any]:
+    """A ``devices/data`` TOML of ``{value, source}`` entries, section by section.
+
+    Returns ``{section: {key: value}}`` plus ``sources`` (``"section.key"`` -> source);
+    an entry that is not ``{value, source}`` is kept as it is, top-level scalars
+    (``schema_version``) are left out. Shared and cached: do not modify it.
+    """
+    text = resources.files("ioplan.devices").joinpath(f"data/{filename}").read_text()
+    out: dict[str, Any] = {"sources": {}}
+    for section, entries in tomllib.loads(text).items():
+        if not isinstance(entries, dict):
+            continue
+        out[section] = {}
+        for k, v in entries.items():
+            if isinstance(v, dict) and "value" in v:
+                out[section][k] = v["value"]
+                out["sources"][f"{section}.{k}"] = v.get("source", "")
+            else:
+                out[section][k] = v
+    return out
+
+
 def rf_generator_record(name: str) -> dict[str, Any]:
     """An RF generator's parameter set from ``rf_generators.toml``: values and sources.
 

@@ -30,13 +30,11 @@ The coolant's warming along the shaft is not modelled (its flow rate is not publ
 from __future__ import annotations
 
 import math
-import tomllib
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
+from ioplan.devices import COAX_CABLES, sourced_data
 from ioplan.errors import InputError
 
 __all__ = [
@@ -50,19 +48,9 @@ __all__ = [
 ]
 
 
-@cache
 def cooled_catheter_constants() -> dict[str, Any]:
     """``cooled_catheter.toml``: values (``{value, source}`` reduced) and ``sources``."""
-    text = resources.files("ioplan.devices").joinpath("data/cooled_catheter.toml").read_text()
-    out: dict[str, Any] = {"sources": {}}
-    for section, entries in tomllib.loads(text).items():
-        if not isinstance(entries, dict):
-            continue
-        out[section] = {}
-        for k, v in entries.items():
-            out[section][k] = v["value"]
-            out["sources"][f"{section}.{k}"] = v["source"]
-    return out
+    return sourced_data("cooled_catheter.toml")
 
 
 def annulus_film_h_w_m2_k(inner_radius_mm: float, outer_radius_mm: float) -> float:
@@ -119,7 +107,6 @@ def cooled_shaft_radius_mm(app: Any, tissue_name: str | None = None) -> float:
     with the conductivity of ``tissue_name`` (None: liver, the tissue the devices'
     calibrations were made in) at 37 degC.
     """
-    from ioplan.devices import COAX_CABLES
     from ioplan.tissue import tissue
 
     a = 0.5 * float(app.diameter_mm)

@@ -22,38 +22,22 @@ model (no series resistance).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from ioplan.devices import sourced_data
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume
 
 PAD_PLACEMENTS = ("back", "thighs", "far")
 
 
-@cache
 def pad_record() -> dict[str, Any]:
     """``rf_return_pads.toml``: values (``{value, source}`` reduced) and ``sources``."""
-    text = resources.files("ioplan.devices").joinpath("data/rf_return_pads.toml").read_text()
-    raw = tomllib.loads(text)
-    out: dict[str, Any] = {"sources": {}}
-    for section, entries in raw.items():
-        if not isinstance(entries, dict):
-            continue
-        out[section] = {}
-        for k, v in entries.items():
-            if isinstance(v, dict) and "value" in v:
-                out[section][k] = v["value"]
-                out["sources"][f"{section}.{k}"] = v.get("source", "")
-            else:
-                out[section][k] = v
-    return out
+    return sourced_data("rf_return_pads.toml")
 
 
 @dataclass(frozen=True)
