@@ -18,7 +18,7 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 # validation/mwa/crossval.json; with the computed field about an hour per device at 4
 # evaluations per fold, figures in validation/maxwell.md):
 #   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 30 --json > validation/mwa/crossval.json
-# and from a start no published row informs (47 min on one core):
+# and from a start no published row informs (47-49 min on one core):
 #   ioplan validate --cross-validate --cv-start generic --spacing-mm 1 --max-evaluations 60 \
 #     --json > validation/mwa/crossval_generic.json
 # Published lung and kidney zones against the engine in blocks of those organs (issue 21;
