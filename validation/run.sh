@@ -14,7 +14,7 @@ mkdir -p validation/checks
 ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwrite --quiet \
   | tee validation/checks/summary.txt
 # Leave-one-setting-out cross-validation of the microwave calibrations (not run by default:
-# the lumped default, 30 evaluations per fold, held-out rows at 1 mm: 43 min on 2 shared cores;
+# the lumped default, 30 evaluations per fold, held-out rows at 1 mm: 20 min on 2 idle cores;
 # validation/mwa/crossval.json; with the computed field about an hour per device at 4
 # evaluations per fold, figures in validation/maxwell.md):
 #   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 30 --json > validation/mwa/crossval.json
