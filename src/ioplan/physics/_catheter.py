@@ -105,7 +105,9 @@ def cooled_shaft_radius_mm(app: Any, tissue_name: str | None = None) -> float:
     (``catheter_wall_mm``) and the film of the water gap between the cable
     (``app.cable``) and the bore conduct in series (:func:`catheter_equivalent_radius_mm`),
     with the conductivity of ``tissue_name`` (None: liver, the tissue the devices'
-    calibrations were made in) at 37 degC.
+    calibrations were made in) at 37 degC. The engine uses liver's for every block and
+    case, so that the cut-cell shaft and the lumped pattern's coolant share
+    (:func:`lumped_shaft_layer`) take the same radius.
     """
     from ioplan.tissue import tissue
 

@@ -541,7 +541,7 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
         a_mm = max(0.5 * app.diameter_mm, 0.51 * max(grid.spacing_mm))
         r_app = max(0.5 * app.diameter_mm, 0.71 * max(grid.spacing_mm))
         # a widened cut-cell cylinder conducts as the true one (log near-field correction)
-        r_true, r_shaft = 0.5 * app.diameter_mm, cooled_shaft_radius_mm(app, cfg.tissue)
+        r_true, r_shaft = 0.5 * app.diameter_mm, cooled_shaft_radius_mm(app)
         for pl in domain.placements:
             along, radial = axial_radial(grid, pl)
             if app.modality == "rf":
