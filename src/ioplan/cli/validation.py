@@ -167,7 +167,10 @@ def validate(
         return
     t = Table(
         "device", "W", "s", "length", "predicted", "error", "width", "predicted", "error",
+        "absorbed %", "Tmax degC",
         title=f"predicted vs published zones ({spacing_mm:g} mm voxels, ex vivo block)",
+        caption="absorbed: the tissue's share of the generator's power x time; Tmax: the "
+        "highest tissue temperature by then",
     )  # fmt: skip
     for p in preds:
         el, ew = p.errors_mm
@@ -176,6 +179,8 @@ def validate(
             r.device, f"{r.power_w:g}", f"{r.duration_s:g}", f"{r.length_mm:g}",
             f"{p.predicted_length_mm:.1f}", f"{el:+.1f}", f"{r.width_mm:g}",
             f"{p.predicted_width_mm:.1f}", f"{ew:+.1f}",
+            f"{100 * p.energy_absorbed_j / (r.power_w * r.duration_s):.0f}",
+            f"{p.max_temperature_c:.0f}",
         )  # fmt: skip
     console.print(t)
     console.print(

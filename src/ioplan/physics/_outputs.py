@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ioplan.imaging import Volume, staged_output_folder, write_nifti
-from ioplan.physics._simulate import SimulationResult
+from ioplan.physics._result import SimulationResult
 
 __all__ = ["write_simulation_outputs"]
 

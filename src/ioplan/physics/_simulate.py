@@ -5,7 +5,7 @@ The CLI's ``ioplan simulate`` is a thin layer over :func:`simulate`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,7 @@ from ioplan.physics._materials import (
     tissue_specific_heat,
 )
 from ioplan.physics._mw_field import microwave_field_report
+from ioplan.physics._result import SimulationResult
 from ioplan.physics._rf_body import PAD_PLACEMENTS, crop_return
 from ioplan.physics._solver import Source, ThermalProblem, ThermalState, integrate
 from ioplan.physics._sources import (
@@ -58,8 +59,6 @@ from ioplan.physics._subvoxel import (
 from ioplan.physics._zone import ZoneMetrics, zone_metrics
 
 __all__ = ["SimulationConfig", "SimulationResult", "VesselSpec", "simulate"]
-
-RESULT_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -319,65 +318,6 @@ def _check(option: str, unit: str, value: Any, lo: float, hi: float, *,
     if bad:
         span = f"({lo:g}, {hi:g}]" if open_low else f"{lo:g}-{hi:g}"
         raise InputError(f"{option} must be {span} {unit}, got {value}")
-
-
-@dataclass(frozen=True, eq=False)
-class SimulationResult:
-    """Zone, isotherms, extremes, energy and timing of one simulation, plus its final state."""
-
-    zone: ZoneMetrics
-    isotherms: dict[str, ZoneMetrics]
-    max_temperature_c: float
-    min_temperature_c: float
-    energy_j: float
-    runtime_s: float
-    voxel_updates_per_s: float
-    steps: int
-    dt_s: float
-    grid: Grid
-    state: ThermalState = field(repr=False)
-    zone_mask: np.ndarray = field(repr=False)
-    applicator: str = ""
-    modality: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
-    tissue_used: dict[str, float | str] | None = None
-    snapshots: dict[str, ZoneMetrics] = field(default_factory=dict)
-    #: at each snapshot time, a field that is >= 0 exactly inside the zone (ln Omega for
-    #: heat, lethal temperature minus the minimum temperature for cryo), for sub-voxel sizing
-    snapshot_fields: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    #: the temperature field (degC) at each snapshot time, on ``grid``
-    snapshot_temperatures_c: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    #: where the run's time went (s): ``kernel_s`` (heat equation steps), ``damage_s``
-    #: (damage, extremes, perfusion), ``source_s`` (heat source), and ``general_updates``
-    #: (voxel updates that took the general enthalpy path)
-    engine: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON contract of ``ioplan simulate --json`` (keys are never renamed)."""
-        doc: dict[str, Any] = {
-            "schema_version": RESULT_SCHEMA_VERSION,
-            "applicator": self.applicator,
-            "modality": self.modality,
-            "zone": self.zone.to_dict(),
-            "isotherms": {k: v.to_dict() for k, v in self.isotherms.items()},
-            "max_temperature_c": round(self.max_temperature_c, 3),
-            "min_temperature_c": round(self.min_temperature_c, 3),
-            "energy_j": round(self.energy_j, 3),
-            "runtime_s": round(self.runtime_s, 4),
-            "voxel_updates_per_s": round(self.voxel_updates_per_s, 1),
-            "steps": self.steps,
-            "dt_s": round(self.dt_s, 6),
-            "grid": self.grid.to_dict(),
-            "settings": self.settings,
-            "warnings": list(self.settings.get("warnings", [])),
-        }
-        if self.tissue_used is not None:
-            doc["tissue"] = self.tissue_used
-        if self.snapshots:
-            doc["snapshots"] = {k: v.to_dict() for k, v in self.snapshots.items()}
-        if self.engine:
-            doc["engine"] = {k: round(float(v), 4) for k, v in self.engine.items()}
-        return doc
 
 
 #: Largest temperature change (degC) allowed next to the far boundary before the
@@ -780,6 +720,8 @@ class _Snapshots:
     metrics: dict[str, ZoneMetrics]
     fields: dict[str, np.ndarray]
     temperatures_c: dict[str, np.ndarray]
+    energy_j: dict[str, float]
+    max_temperature_c: dict[str, float]
 
 
 def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, groups: Any,
@@ -793,7 +735,7 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
     summed = ("steps", "runtime_s", "energy_deposited_j", "kernel_s", "damage_s", "source_s",
               "general_updates")  # fmt: skip
     stats = dict.fromkeys((*summed, "dt_s"), 0.0)
-    snaps = _Snapshots({}, {}, {})
+    snaps = _Snapshots({}, {}, {}, {}, {})
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
         final, src_state, part = integrate(
@@ -810,6 +752,8 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
             )
             snaps.fields[key] = _level_field(cfg, model, final)
             snaps.temperatures_c[key] = np.array(final.temperature_c, np.float32)
+            snaps.energy_j[key] = float(stats["energy_deposited_j"])
+            snaps.max_temperature_c[key] = float(final.tmax_c[model.free].max())
     assert final is not None
     interior = max(0, int(np.prod([n - 2 for n in domain.grid.shape])))
     stats["voxel_updates_per_s"] = (
@@ -877,6 +821,8 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
         snapshots=snaps.metrics,
         snapshot_fields=snaps.fields,
         snapshot_temperatures_c=snaps.temperatures_c,
+        snapshot_energy_j=snaps.energy_j,
+        snapshot_max_temperature_c=snaps.max_temperature_c,
         engine={
             "kernel_s": stats["kernel_s"],
             "damage_s": stats["damage_s"],

@@ -123,7 +123,9 @@ def write_validation_report(
         rows.append(
             (r.device, f"{r.power_w:g}", f"{r.duration_s:g}", f"{r.length_mm:g}",
              f"{p.predicted_length_mm:.1f}", f"{el:+.1f}", f"{r.width_mm:g}",
-             f"{p.predicted_width_mm:.1f}", f"{ew:+.1f}", picture)
+             f"{p.predicted_width_mm:.1f}", f"{ew:+.1f}",
+             f"{100 * p.energy_absorbed_j / (r.power_w * r.duration_s):.0f}",
+             f"{p.max_temperature_c:.0f}", picture)
         )  # fmt: skip
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
     s = summary
@@ -136,6 +138,11 @@ length mean error {s["length_mean_error_mm"]} mm, width mean error
 <p>Pictures: ln Omega on the plane through the antenna (red: Omega &gt; 1), the simulated
 zone edge (black) and the published chart ellipse (green, dashed), centred at the chart's
 offset behind the tip.</p>
+<p>Absorbed: the energy the tissue absorbed by the row's time, as a share (%) of the
+generator's power times time; Tmax: the highest tissue temperature reached by then (degC).
+The default (lumped) model reaches the charts' late-time sizes by its fitted detuning, which
+holds the tissue below 100 degC (validation/maxwell.md, "How the lumped default reaches the
+charts").</p>
 {table(["device", "W", "s", "length", "predicted", "error", "width", "predicted", "error",
-        "zone"], rows, html_columns=[9])}"""  # fmt: skip
+        "absorbed %", "Tmax degC", "zone"], rows, html_columns=[11])}"""  # fmt: skip
     return write_page(out / "index.html", page(title, body))

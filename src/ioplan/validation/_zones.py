@@ -177,6 +177,10 @@ class ZonePrediction:
     #: the zone field (>= 0 inside) on the plane through the axis, and its extent (mm)
     section: np.ndarray | None = field(default=None, repr=False, compare=False)
     section_extent_mm: tuple[float, float, float, float] | None = None
+    #: energy absorbed by the tissue up to the row's time (J) and the highest tissue
+    #: temperature reached by then (degC); NaN where not recorded
+    energy_absorbed_j: float = float("nan")
+    max_temperature_c: float = float("nan")
 
     @property
     def errors_mm(self) -> tuple[float, float]:
@@ -206,7 +210,19 @@ class ZonePrediction:
             "voxel_width_mm": round(self.voxel_width_mm, 2),
             "frequency_mhz": r.frequency_mhz,
             "line": r.line,
+            # how the model made the zone: the energy the tissue absorbed, as a share of
+            # the generator's output (power x time), and the highest tissue temperature
+            "energy_absorbed_j": _rounded(self.energy_absorbed_j, 1),
+            "energy_absorbed_fraction": _rounded(
+                self.energy_absorbed_j / (r.power_w * r.duration_s), 4
+            ),
+            "max_temperature_c": _rounded(self.max_temperature_c, 2),
         }
+
+
+def _rounded(x: float, digits: int) -> float | None:
+    """``round(x, digits)``, or None (JSON null) for a value not recorded."""
+    return round(float(x), digits) if np.isfinite(x) else None
 
 
 def predict_zones(
@@ -283,6 +299,8 @@ def predict_zones(
                 initial_temperature_c=initial_temperature_c,
                 section=section,
                 section_extent_mm=extent,
+                energy_absorbed_j=res.snapshot_energy_j.get(key, float("nan")),
+                max_temperature_c=res.snapshot_max_temperature_c.get(key, float("nan")),
             )
     return [p for p in out if p is not None]
 
