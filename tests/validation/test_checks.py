@@ -9,6 +9,8 @@ from ioplan.validation._checks import (
     RINGE_2015_RADIUS_RATIO,
     _check_heat_sink,
     _first_exit,
+    _HeatSinkRuns,
+    fit_heat_sink_power_w,
     ringe_radius_bound_mm,
 )
 
@@ -58,3 +60,24 @@ def test_heat_sink_check_at_3_mm():
         assert d["rim_at_wall_mm"] > 0.0, row.name
         cuts.append(row.measured)
     assert cuts[0] > cuts[1] > cuts[2] >= 0.0, cuts
+    # the fitted power: inside the Emprint's range, and the reported misfit is the sum of
+    # squares of the rows' own ratios against Ringe's (recount from the details)
+    power = rows[0].details["power_w"]
+    assert 45.0 <= power <= 100.0
+    recount = sum(
+        (row.details["radius_ratio"] - row.details["published_radius_ratio"]) ** 2
+        for row in rows[:2]
+    )
+    # tolerance: the ratios in the details are rounded to 3 decimals (error <= 5e-4 each)
+    assert rows[0].details["fit_sum_squares"] == pytest.approx(recount, abs=2e-3)
+
+
+def test_heat_sink_power_fit_is_a_minimum_at_3_mm():
+    """The fitted power beats its neighbours 5 W away (within the range): an independent
+    recount of the least-squares objective at three powers, not the optimiser's word."""
+    runs = _HeatSinkRuns(3.0)
+    power = fit_heat_sink_power_w(3.0, runs)
+    best = runs.misfit(power)
+    for p in (power - 5.0, power + 5.0):
+        if 45.0 <= p <= 100.0:
+            assert runs.misfit(p) >= best - 1e-9, (p, runs.misfit(p), power, best)
