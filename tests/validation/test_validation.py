@@ -285,3 +285,12 @@ def test_validate_checks_smoke(capsys):
     assert cryo == sorted(cryo) and cryo[0] > 0
     sink = [c["measured"] for c in doc["checks"] if c["name"].startswith("heat sink")]
     assert len(sink) == 3 and sink[0] >= sink[1] - 1e-9 >= sink[2] - 2e-9
+    # Littrup's area shares are circles of the diameters: recount (d_lethal / d_ice)^2
+    # from the rows' own diameters (rounded to 0.01 mm in the details: error < 2e-3)
+    shares = [c for c in doc["checks"] if "share of the ice ball's area" in c["name"]]
+    assert len(shares) == 4
+    for c in shares:
+        d = c["details"]
+        ratio = (d["lethal_diameter_mm"] / d["ice_ball_diameter_mm"]) ** 2
+        assert c["measured"] == pytest.approx(ratio, abs=2e-3)
+        assert 0.0 < c["measured"] < 1.0
