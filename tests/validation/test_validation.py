@@ -263,6 +263,27 @@ def test_calibrate_smoke_writes_and_refuses_overwrite(tmp_path, capsys):
     assert code == 2 and "--overwrite" in err
 
 
+def test_calibrate_cryo_fits_the_cooling_power_the_engine_uses(tmp_path, capsys):
+    """``ioplan calibrate cryo-2.4mm`` fits the cooling power per probe (the engine's model:
+    a probe at or above argon's boiling point, limited by its gas), not a fixed probe
+    temperature. Recount: an independent run of Littrup's set-up with the written power
+    gives the 12 mm lethal diameter (Littrup et al., JVIR 2009) within the record's error
+    plus 0.1 mm (the root search stops at 0.05 W; the diameter moves about 0.7 mm per W,
+    measured at 2 mm: 23.5 W 11.56 mm, 25 W 12.56 mm). 3 mm voxels keep it fast."""
+    from ioplan.validation import cryo_lethal_diameter_mm
+
+    out = tmp_path / "cal.toml"
+    args = ["calibrate", "cryo-2.4mm", "--spacing-mm", "3", "--output", str(out), "--quiet"]
+    code, _, err = _run(capsys, *args)
+    assert code == 0, err
+    rec = tomllib.loads(out.read_text())["cryo-2.4mm"]
+    app = applicator("cryo-2.4mm")
+    assert rec["probe_temperature_c"] == pytest.approx(app.probe_temperature_c, abs=0.01)
+    assert 5.0 < rec["cooling_power_w"] < 60.0  # inside the search's bracket
+    d = cryo_lethal_diameter_mm(app, spacing_mm=3.0, cooling_power_w=rec["cooling_power_w"])
+    assert d == pytest.approx(12.0, abs=rec["max_abs_error_mm"] + 0.1)
+
+
 def test_chart_rows_of_a_device_without_chart_is_an_error():
     with pytest.raises(InputError, match="no zone chart"):
         rows_from_chart(applicator("neuwave-pr"))

@@ -309,7 +309,10 @@ def calibrate(
     overwrite: _OVERWRITE = False,
     quiet: _QUIET = False,
 ) -> None:
-    """Fit an antenna's efficiency and SAR shape to its published zones (run once, stored)."""
+    """Fit an antenna to its published zones, a cryoprobe to Littrup 2009 (run once, stored).
+
+    Microwave antennas: the source model's parameters; cryoprobes: the cooling power per probe.
+    """
     from ioplan.devices import applicator as get_applicator
     from ioplan.validation import (
         calibrate_microwave,
@@ -368,13 +371,18 @@ def _print_where(target: Path, device: str) -> None:
 
 
 def _calibrate_cryo(app_obj, target: Path, spacing_mm: float, quiet: bool) -> None:
-    """Fit a cryoprobe's temperature to Littrup 2009's lethal-ice diameter."""
+    """Fit a cryoprobe's cooling power (W per probe) to Littrup 2009's lethal-ice diameter.
+
+    The engine's cryoprobe is limited by its gas's cooling power above a temperature floor
+    (the catalogue's ``probe_temperature_c``, argon's boiling point): the power is the one
+    fitted number; the floor is kept and written beside it.
+    """
     import datetime
 
     from ioplan.validation import (
         LITTRUP_DIAMETER_MM,
         LITTRUP_SMALL_PROBE_RATIO,
-        calibrate_cryo_probe,
+        calibrate_cryo_cooling_power,
         write_calibration,
     )
 
@@ -382,18 +390,19 @@ def _calibrate_cryo(app_obj, target: Path, spacing_mm: float, quiet: bool) -> No
     goal = LITTRUP_DIAMETER_MM[1] * (
         1.0 if app_obj.diameter_mm >= 2.0 else LITTRUP_SMALL_PROBE_RATIO
     )
-    t, d = calibrate_cryo_probe(
+    q, d = calibrate_cryo_cooling_power(
         app_obj,
         goal,
         spacing_mm=spacing_mm,
         log=None if quiet else (lambda m: console.print(m, markup=False, highlight=False)),
     )
     rec = {
-        "probe_temperature_c": round(t, 2),
+        "probe_temperature_c": round(app_obj.probe_temperature_c, 2),
+        "cooling_power_w": round(q, 2),
         "rows": 1,
         "spacing_mm": spacing_mm,
-        "target": f"lethal (-30 degC) diameter {goal:.1f} mm after 15 min in 39 degC agar "
-        "(Littrup et al., JVIR 2009, PMC2762356)",
+        "target": f"lethal (-30 degC) diameter {goal:.1f} mm after 15 min in 39 degC water-agar "
+        "gel (Littrup et al., JVIR 2009, PMC2762356)",
         "mean_abs_error_mm": round(abs(d - goal), 2),
         "max_abs_error_mm": round(abs(d - goal), 2),
         "command": f"ioplan calibrate {app_obj.id} --spacing-mm {spacing_mm:g}",
@@ -401,7 +410,8 @@ def _calibrate_cryo(app_obj, target: Path, spacing_mm: float, quiet: bool) -> No
     }
     write_calibration(target, app_obj.id, rec)
     console.print(
-        f"{app_obj.id}: probe temperature {t:.1f} degC gives {d:.2f} mm (goal {goal:.1f} mm)",
+        f"{app_obj.id}: cooling power {q:.2f} W per probe (floor {app_obj.probe_temperature_c:g} "
+        f"degC) gives {d:.2f} mm (goal {goal:.1f} mm)",
         markup=False,
         highlight=False,
     )
