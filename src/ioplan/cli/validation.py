@@ -333,6 +333,8 @@ def calibrate(
         overwrite=overwrite,
     )
     if app_obj.modality == "cryo":
+        if table is not None:
+            raise InputError("--table holds microwave zones; a cryoprobe is fitted to Littrup 2009")
         _calibrate_cryo(app_obj, target, spacing_mm, quiet)
         return
     fit_rows = read_zone_table(table) if table is not None else rows_from_chart(app_obj)
