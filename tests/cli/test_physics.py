@@ -278,3 +278,22 @@ def test_an_interrupted_write_leaves_the_folder_as_it_was(tmp_path, capsys, monk
     assert code == 0, err
     assert json.loads((out / "result.json").read_text())["applicator"] == MW.id
     assert (out / "zone.png").exists()
+
+
+def test_simulate_console_gives_the_absorbed_share_of_the_generator_output(capsys):
+    """One microwave antenna: the console's share of the generator's output is the JSON's
+    absorbed energy over power x time (recount), and the generic antenna (efficiency 0.75,
+    no detuning; a cooled shaft takes a few % beside it) absorbs at most 75 % of it."""
+    import re
+
+    args = ["simulate", "--applicator", MW.id, "--power-w", "40", "--duration-s", "60",
+            "--spacing-mm", "3"]  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    m = re.search(r"energy (\d+) J \((\d+) % of the generator's (\d+) J\)", " ".join(out.split()))
+    assert m is not None, out
+    assert int(m[3]) == 2400
+    code, js, err = run_cli(capsys, *args, "--json")
+    energy = json.loads(js)["energy_j"]
+    assert int(m[2]) == round(100 * energy / 2400)
+    assert 0 < energy <= 0.75 * 2400 + 1e-6

@@ -301,9 +301,15 @@ def simulate(
             f"  isotherm {key} degC: length {iso.length_mm:.1f} mm, width {iso.width_mm:.1f} mm, "
             f"volume {iso.volume_ml:.2f} mL"
         )
+    share = ""
+    tips = result.settings.get("tips_mm", [])
+    if app_obj is not None and app_obj.modality == "mw" and len(tips) == 1 and power_w:
+        # one antenna at a constant power: how much of the generator's output the tissue took
+        out_j = float(power_w) * float(cfg.total_duration_s)
+        share = f" ({100 * result.energy_j / out_j:.0f} % of the generator's {out_j:.0f} J)"
     console.print(
         f"  temperature {result.min_temperature_c:.1f} to {result.max_temperature_c:.1f} degC, "
-        f"energy {result.energy_j:.0f} J, {result.steps} steps of {result.dt_s:.3f} s in "
+        f"energy {result.energy_j:.0f} J{share}, {result.steps} steps of {result.dt_s:.3f} s in "
         f"{result.runtime_s:.1f} s ({result.voxel_updates_per_s / 1e6:.1f} M voxel updates/s)"
     )
     if output_dir is not None:
