@@ -20,12 +20,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from ioplan.devices import applicator
 from ioplan.imaging import Grid, write_nifti_series
-from ioplan.monitoring import ScannerConfig, synthetic_frames
-from ioplan.monitoring._learn import _rotation_to_minus_z
+from ioplan.monitoring import ScannerConfig, engine_temperatures, synthetic_frames
 from ioplan.physics import SimulationConfig, simulate
 
 TIP_LPS = np.array([10.0, -20.0, 30.0])
@@ -50,16 +48,9 @@ def main(out: Path) -> None:
             snapshot_times_s=tuple(rel),
         )
     )  # fmt: skip
-    # the imaged slab: 8 x 28 x 28 voxels of 2 mm around the tip, in patient space; the
-    # engine's block has the antenna along -z with its tip at 0, so rotate into it
+    # the imaged slab: 8 x 28 x 28 voxels of 2 mm around the tip, in patient space
     g = Grid((8, 28, 28), (2.0, 2.0, 2.0), tuple(TIP_LPS - [27.0, 27.0, 7.0]))
-    local = (g.voxel_centres_lps().reshape(-1, 3) - TIP_LPS) @ _rotation_to_minus_z(DIRECTION).T
-    idx = truth.grid.lps_to_index(local).T
-    temp = np.full((len(times), *g.shape), 37.0)
-    for i, t in enumerate(times):
-        if t > HEAT_ON_S:
-            f = truth.snapshot_temperatures_c[f"{t - HEAT_ON_S:g}"]
-            temp[i] = map_coordinates(f, idx, order=1, mode="nearest").reshape(g.shape)
+    temp = engine_temperatures(truth, times, HEAT_ON_S, g, TIP_LPS, DIRECTION)
     frames = synthetic_frames(temp, times, ScannerConfig(snr=50, spacing_mm=2.0, seed=3))
     write_nifti_series(np.abs(frames), g, out / "emag.nii.gz", frame_s=FRAME_S)
     write_nifti_series(np.angle(frames), g, out / "ephase.nii.gz", frame_s=FRAME_S)

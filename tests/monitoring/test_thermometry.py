@@ -25,6 +25,7 @@ from ioplan.monitoring import (
     ThermometryConfig,
     arrhenius_increment,
     cem43_increment,
+    engine_temperatures,
     gaussian_heating,
     synthetic_frames,
 )
@@ -566,6 +567,27 @@ def test_dropped_openigtlink_frame_is_detected_from_its_index():
         assert b.time_s - a.time_s == pytest.approx(b.index - a.index, abs=1e-6)
 
 
+def test_engine_temperatures_on_the_runs_own_grid_are_its_snapshots():
+    """Placed where the block has it (tip at the origin, axis along -z), the image grid being
+    the run's own, every voxel samples itself: the frames are the snapshots exactly, and a
+    frame before the heat is switched on is body temperature. Turned about the axis by 180
+    degrees (the direction flipped twice is the same axis), still the same."""
+    from ioplan.devices import applicator
+    from ioplan.physics import SimulationConfig, simulate
+
+    res = simulate(SimulationConfig(
+        applicator=applicator("generic-mw-2450"), power_w=40.0, duration_s=30.0,
+        spacing_mm=3.0, snapshot_times_s=(15.0, 30.0),
+    ))  # fmt: skip
+    tip = tuple(res.settings["tips_mm"][0])
+    assert np.allclose(tip, 0.0)
+    temp = engine_temperatures(res, [0.0, 20.0, 35.0], 5.0, res.grid, tip, (0.0, 0.0, -1.0))
+    assert temp.shape == (3, *res.grid.shape)
+    assert np.all(temp[0] == 37.0)
+    assert np.allclose(temp[1], res.snapshot_temperatures_c["15"], atol=1e-5)
+    assert np.allclose(temp[2], res.snapshot_temperatures_c["30"], atol=1e-5)
+
+
 @pytest.mark.slow  # engine runs for the fit and the final zone: > 5 s
 def test_engine_learns_power_and_perfusion_from_thermometry(tmp_path, capsys):
     """The full engine as the learned model (``--applicator``): a microwave heating made
@@ -576,10 +598,7 @@ def test_engine_learns_power_and_perfusion_from_thermometry(tmp_path, capsys):
     zone 17.75 vs 18.59 mL before session 38's catheter wall, 82.0 W, 0.0125 1/s, 18.10 vs
     18.83 mL after it (mostly the grid mismatch); the tolerances are about twice the larger
     errors (power 12 %, perfusion 25 %, volume 10 %)."""
-    from scipy.ndimage import map_coordinates
-
     from ioplan.devices import applicator
-    from ioplan.monitoring._learn import _rotation_to_minus_z
     from ioplan.physics import SimulationConfig, simulate
 
     app = applicator("covidien-emprint")
@@ -593,13 +612,7 @@ def test_engine_learns_power_and_perfusion_from_thermometry(tmp_path, capsys):
         perfusion_per_s=0.012, snapshot_times_s=tuple(rel),
     ))  # fmt: skip
     g = Grid((8, 28, 28), (2.0, 2.0, 2.0), tuple(tip - [27.0, 27.0, 7.0]))
-    loc = (g.voxel_centres_lps().reshape(-1, 3) - tip) @ _rotation_to_minus_z(d).T
-    idx = truth.grid.lps_to_index(loc).T
-    temp = np.full((len(times), *g.shape), 37.0)
-    for i, t in enumerate(times):
-        if t > t_on:
-            f = truth.snapshot_temperatures_c[f"{t - t_on:g}"]
-            temp[i] = map_coordinates(f, idx, order=1, mode="nearest").reshape(g.shape)
+    temp = engine_temperatures(truth, times, t_on, g, tip, d)
     frames = synthetic_frames(temp, times, ScannerConfig(snr=50, spacing_mm=2.0, seed=3))
     write_nifti_series(np.abs(frames), g, tmp_path / "m.nii.gz", frame_s=5.0)
     write_nifti_series(np.angle(frames), g, tmp_path / "p.nii.gz", frame_s=5.0)

@@ -55,7 +55,12 @@ from ioplan.monitoring._stored import (
     thermometry_from_series,
     write_thermometry_outputs,
 )
-from ioplan.monitoring._synthetic import ScannerConfig, gaussian_heating, synthetic_frames
+from ioplan.monitoring._synthetic import (
+    ScannerConfig,
+    engine_temperatures,
+    gaussian_heating,
+    synthetic_frames,
+)
 
 __all__ = [
     "MAX_BASELINE_FRAMES",
@@ -78,6 +83,7 @@ __all__ = [
     "check_port",
     "check_wait",
     "demo_scanner",
+    "engine_temperatures",
     "folder_frames",
     "gaussian_heating",
     "igtl_frames",

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from ioplan.monitoring._prf import ThermometryConfig
 
-__all__ = ["ScannerConfig", "gaussian_heating", "synthetic_frames"]
+__all__ = ["ScannerConfig", "engine_temperatures", "gaussian_heating", "synthetic_frames"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,26 @@ def synthetic_frames(temperature_c: np.ndarray, times_s, cfg: ScannerConfig) -> 
         noise = rng.normal(0, sigma, shape) + 1j * rng.normal(0, sigma, shape)
         frames.append((z + noise).astype(np.complex64))
     return np.stack(frames)
+
+
+def engine_temperatures(result, times_s, heat_on_s: float, grid, tip_lps, direction, *,
+                        body_c: float = 37.0) -> np.ndarray:  # fmt: skip
+    """Temperatures (n, *grid.shape) on an image grid from an engine run's snapshots.
+
+    The run (``ioplan.physics.simulate`` in a block: the applicator along -z, its tip at the
+    origin) is placed with its tip at ``tip_lps`` and its axis along ``direction`` (entry
+    towards tip); each image voxel is rotated into the block and sampled linearly. A frame
+    at or before ``heat_on_s`` is ``body_c``; a frame at t takes the run's snapshot at
+    ``t - heat_on_s`` (the run's ``snapshot_times_s`` must hold it).
+    """
+    from ioplan.monitoring._learn import _rotation_to_minus_z
+
+    tip = np.asarray(tip_lps, float)
+    local = (grid.voxel_centres_lps().reshape(-1, 3) - tip) @ _rotation_to_minus_z(direction).T
+    idx = result.grid.lps_to_index(local).T
+    out = np.full((len(times_s), *grid.shape), body_c)
+    for i, t in enumerate(times_s):
+        if t > heat_on_s:
+            f = result.snapshot_temperatures_c[f"{t - heat_on_s:g}"]
+            out[i] = ndimage.map_coordinates(f, idx, order=1, mode="nearest").reshape(grid.shape)
+    return out
