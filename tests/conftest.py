@@ -51,6 +51,18 @@ def small_case(small_phantom):
     return Case.from_phantom(small_phantom)
 
 
+def load_validation_script(name: str):
+    """A script of the repository's ``validation/`` folder as a module (not in the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "validation" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run_cli(capsys, *args):
     """Run ``ioplan ARGS`` in-process; returns ``(exit code, stdout, stderr)``."""
     from ioplan.cli import main

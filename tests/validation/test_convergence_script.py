@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "validation" / "convergence.py"
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("convergence", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_validation_script
 
 
 @pytest.mark.slow
 def test_convergence_script_writes_a_row_per_run_and_never_overwrites(tmp_path, capsys):
-    mod = _module()
+    mod = load_validation_script("convergence")
     out = tmp_path / "conv.md"
     assert mod.main(["--runs", "cryo", "rf-short", "--spacings", "4", "--out", str(out)]) == 0
     text = out.read_text()
@@ -42,7 +32,7 @@ def test_convergence_script_writes_a_row_per_run_and_never_overwrites(tmp_path, 
 
 
 def test_convergence_script_refuses_bad_sizes(capsys):
-    mod = _module()
+    mod = load_validation_script("convergence")
     for bad in ("0.1", "9", "nan"):
         assert mod.main(["--spacings", bad]) == 2
         err = capsys.readouterr().err

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "validation" / "mw_convergence.py"
-
-
-def _script():
-    """The script as a module (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("mw_convergence", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_validation_script
 
 
 @pytest.mark.slow
 def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
-    mod = _script()
+    mod = load_validation_script("mw_convergence")
     out = tmp_path / "conv.json"
     mod.main(["4", str(out)])
     doc = json.loads(out.read_text())
@@ -43,7 +33,7 @@ def test_mw_convergence_script_prints_every_chart_time(tmp_path, capsys):
 
 @pytest.mark.parametrize("args", [["2", "--mw-model", "maxwell"], ["2", "--mw-model"]])
 def test_mw_convergence_script_refuses_an_unknown_model(tmp_path, args, capsys):
-    mod = _script()
+    mod = load_validation_script("mw_convergence")
     with pytest.raises(SystemExit) as exc:
         mod.main([*args, str(tmp_path / "x.json")])
     assert exc.value.code == 2
@@ -52,7 +42,7 @@ def test_mw_convergence_script_refuses_an_unknown_model(tmp_path, args, capsys):
 
 
 def test_mw_convergence_script_refuses_an_unwritable_output_before_running(tmp_path, capsys):
-    mod = _script()
+    mod = load_validation_script("mw_convergence")
     with pytest.raises(SystemExit) as exc:
         mod.main(["2", str(tmp_path / "missing" / "x.json")])
     assert exc.value.code == 2

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "validation" / "thermometry_engine.py"
-
-
-def _script():
-    """The script as a module (it is not part of the package)."""
-    spec = importlib.util.spec_from_file_location("thermometry_engine", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_validation_script
 
 
 def test_script_writes_the_series_and_truth_and_never_overwrites(tmp_path, capsys):
@@ -26,7 +16,7 @@ def test_script_writes_the_series_and_truth_and_never_overwrites(tmp_path, capsy
     into the same folder is refused before anything is written."""
     from ioplan.imaging import read_nifti_series
 
-    mod = _script()
+    mod = load_validation_script("thermometry_engine")
     mod.main(tmp_path)
     out = capsys.readouterr().out.splitlines()
     truth = json.loads((tmp_path / "truth.json").read_text())
