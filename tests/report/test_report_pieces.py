@@ -82,3 +82,28 @@ def test_case_overview_says_where_each_structure_came_from(tmp_path, small_case)
     text = write_case_overview(case, tmp_path).read_text()
     rows = {r.split("</td>")[0].split(">")[-1]: r for r in text.split("<tr>")[2:]}
     assert "<td>auto</td>" in rows["fat"] and "<td>labels</td>" in rows["liver"]
+
+
+def test_validation_time_course_figure_only_for_settings_with_several_times(tmp_path):
+    """The time-course figure draws settings with two or more times; with none it is not
+    written and the report says nothing of it."""
+    from ioplan.report._validation import _time_course, write_validation_report
+    from ioplan.validation import ZonePrediction, ZoneRow, summarise
+
+    def pred(power, t, length, width):
+        row = ZoneRow("covidien-emprint", 2450.0, power, t, length, width, 11.0)
+        return ZonePrediction(row, length + 1.0, width - 1.0, 11.0, length, width, 2.0,
+                              20.0, energy_absorbed_j=0.5 * power * t,
+                              max_temperature_c=80.0)  # fmt: skip
+
+    single = [pred(45.0, 150.0, 24, 23), pred(100.0, 150.0, 35, 30)]
+    assert _time_course(single, tmp_path / "a.png") is False
+    assert not (tmp_path / "a.png").exists()
+    several = [*single, pred(45.0, 600.0, 29, 29)]
+    assert _time_course(several, tmp_path / "b.png") is True
+    assert (tmp_path / "b.png").stat().st_size > 0
+    index = write_validation_report(tmp_path / "r", several, summarise(several), title="t")
+    html = index.read_text()
+    assert "figures/time_course.png" in html and "absorbed %" in html
+    index = write_validation_report(tmp_path / "s", single, summarise(single), title="t")
+    assert "time_course" not in index.read_text()

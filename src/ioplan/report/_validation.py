@@ -60,6 +60,46 @@ def _scatter(preds, path: Path) -> None:
     save_figure(fig, path, dpi=110)
 
 
+def _time_course(preds, path: Path) -> bool:
+    """Length and width against time per device and power: chart (markers), model (lines).
+
+    Only settings with two or more times are drawn; False when there is none.
+    """
+    groups: dict[str, dict[float, list]] = {}
+    for p in preds:
+        groups.setdefault(p.row.device, {}).setdefault(p.row.power_w, []).append(p)
+    groups = {
+        dev: {pw: sorted(ps, key=lambda q: q.row.duration_s) for pw, ps in byp.items()
+              if len(ps) >= 2}
+        for dev, byp in groups.items()
+    }  # fmt: skip
+    groups = {dev: byp for dev, byp in groups.items() if byp}
+    if not groups:
+        return False
+    devices = sorted(groups)
+    fig, axes = plt.subplots(2, len(devices), figsize=(3.2 * len(devices), 5.6), squeeze=False)
+    for j, dev in enumerate(devices):
+        for k, (pw, ps) in enumerate(sorted(groups[dev].items())):
+            t_min = [q.row.duration_s / 60.0 for q in ps]
+            for i, (what, chart, model) in enumerate((
+                ("length", [q.row.length_mm for q in ps], [q.predicted_length_mm for q in ps]),
+                ("width", [q.row.width_mm for q in ps], [q.predicted_width_mm for q in ps]),
+            )):  # fmt: skip
+                ax = axes[i, j]
+                ax.plot(t_min, model, "-", color=f"C{k}", lw=1.2, label=f"{pw:g} W model")
+                ax.plot(t_min, chart, "o", color=f"C{k}", ms=4, mfc="none",
+                        label=f"{pw:g} W chart")  # fmt: skip
+                ax.set_ylabel(f"{what} (mm)", fontsize=7)
+        axes[0, j].set_title(dev, fontsize=8)
+        axes[1, j].set_xlabel("time (min)", fontsize=7)
+        axes[0, j].legend(fontsize=5, loc="upper left")
+        for ax in axes[:, j]:
+            ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
+    return True
+
+
 def _row_picture(p, path: Path) -> None:
     """The zone field on the plane through the axis, zone edge, and the chart ellipse."""
     fig, ax = plt.subplots(figsize=(3.2, 3.6))
@@ -108,6 +148,7 @@ def write_validation_report(
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     _scatter(preds, figs / "predicted_vs_published.png")
+    course = _time_course(preds, figs / "time_course.png")
     rows = []
     for i, p in enumerate(preds):
         name = f"row_{i + 1:03d}.png"
@@ -129,12 +170,23 @@ def write_validation_report(
         )  # fmt: skip
     (out / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
     s = summary
+    course_html = (
+        figure(
+            "figures/time_course.png",
+            "zone length and width against time, chart and model",
+            caption="Length and width against time for each device and power: chart (circles) "
+            "and model (lines).",
+        )
+        if course
+        else ""
+    )
     body = f"""<p>Mean absolute error (length and width together):
 <b>{s["mean_abs_error_mm"]} mm</b>; largest: <b>{s["max_abs_error_mm"]} mm</b>;
 length mean error {s["length_mean_error_mm"]} mm, width mean error
 {s["width_mean_error_mm"]} mm ({s["n_rows"]} rows, {s["spacing_mm"]} mm voxels;
 {escape(s["conditions"])}; zone size: {escape(s["measure"])}).</p>
 {figure("figures/predicted_vs_published.png", "predicted against published zone sizes")}
+{course_html}
 <p>Pictures: ln Omega on the plane through the antenna (red: Omega &gt; 1), the simulated
 zone edge (black) and the published chart ellipse (green, dashed), centred at the chart's
 offset behind the tip.</p>
