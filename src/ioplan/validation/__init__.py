@@ -14,7 +14,6 @@ from ioplan.validation._checks import (
     LITTRUP_SMALL_PROBE_RATIO,
     CheckResult,
     calibrate_cryo_cooling_power,
-    calibrate_cryo_probe,
     cryo_lethal_diameter_mm,
     run_checks,
 )
@@ -51,7 +50,6 @@ __all__ = [
     "ZonePrediction",
     "ZoneRow",
     "calibrate_cryo_cooling_power",
-    "calibrate_cryo_probe",
     "calibrate_microwave",
     "check_calibration_output",
     "cross_validate",

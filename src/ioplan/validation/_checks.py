@@ -8,7 +8,7 @@ Sources are in shared/validation/README.md and named in each check.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -22,7 +22,6 @@ __all__ = [
     "CHECKS",
     "CheckResult",
     "calibrate_cryo_cooling_power",
-    "calibrate_cryo_probe",
     "cryo_lethal_diameter_mm",
     "ringe_radius_bound_mm",
     "run_checks",
@@ -241,46 +240,6 @@ def calibrate_cryo_cooling_power(
         return hi, f_hi + target_diameter_mm
     q = float(brentq(miss, lo, hi, xtol=0.05))
     return q, miss(q) + target_diameter_mm
-
-
-def calibrate_cryo_probe(
-    app: Applicator,
-    target_diameter_mm: float,
-    *,
-    spacing_mm: float = 1.0,
-    log: Callable[[str], None] | None = None,
-) -> tuple[float, float]:
-    """Probe temperature (degC) giving ``target_diameter_mm`` of lethal ice; and the diameter.
-
-    A bracketing root search (the diameter grows monotonically as the probe gets
-    colder) between -196 degC (liquid nitrogen) and -60 degC. The probe is held at the
-    fitted temperature (no cooling-power limit, as ``ioplan calibrate`` writes it).
-    """
-    from scipy.optimize import brentq
-
-    if app.modality != "cryo":
-        raise InputError(f"{app.id} is not a cryoprobe")
-
-    def miss(t_probe: float) -> float:
-        d = cryo_lethal_diameter_mm(
-            replace(app, probe_temperature_c=t_probe),
-            spacing_mm=spacing_mm,
-            cooling_power_w=float("inf"),
-        )
-        if log is not None:
-            log(f"probe {t_probe:.1f} degC: lethal diameter {d:.2f} mm")
-        return d - target_diameter_mm
-
-    lo, hi = -196.0, -60.0
-    f_lo, f_hi = miss(lo), miss(hi)
-    if f_lo < 0:
-        return lo, f_lo + target_diameter_mm
-    if f_hi > 0:
-        return hi, f_hi + target_diameter_mm
-    t = brentq(miss, lo, hi, xtol=0.5)
-    return float(t), cryo_lethal_diameter_mm(
-        replace(app, probe_temperature_c=t), spacing_mm=spacing_mm, cooling_power_w=float("inf")
-    )
 
 
 def _area_fraction(res, lethal_c: float, edge_c: float = 0.0) -> float:
