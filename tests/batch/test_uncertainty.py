@@ -145,3 +145,28 @@ def test_first_order_indices_of_a_linear_model():
     # estimate's sampling SD at n = 3000 is about 0.01-0.02: 0.05
     assert s == pytest.approx([0.8, 0.2, 0.0], abs=0.05)
     assert np.all(first_order_indices(x, np.ones(3000)) == 0)
+
+
+def test_property_factor_scales_a_cryoprobes_cooling_power(small_case):
+    """For a cryoprobe the property factor scales its calibrated cooling power per probe
+    (the gas it gets): the engine's own runs at 0.5 and 1.5 times it, on the 4 mm phantom,
+    give nested zones, the larger power the larger (colder everywhere: the lethal isotherm
+    can only move outwards). Before, cryoprobes ignored the factor (equal zones)."""
+    from ioplan.batch import EngineZoneModel
+    from ioplan.planning import tumour_mask
+
+    tumour, _ = tumour_mask(small_case)
+    g = small_case.labels.grid
+    centre = g.index_to_lps(np.argwhere(tumour).mean(axis=0)[None, :])[0]
+    needle = Needle(tip_mm=tuple(float(v) for v in centre), direction=(0.0, 0.0, -1.0),
+                    entry_mm=None)  # fmt: skip
+    model = EngineZoneModel(
+        case=small_case, applicator_id="cryo-2.4mm", needles=(needle,), spacing_mm=4.0,
+        delivery="sequential", base_perfusion_1_per_s=None, tumour=tumour, target=tumour,
+    )  # fmt: skip
+    placed = [(np.asarray(needle.tip_mm), np.asarray(needle.direction))]
+    weak = model.zone(placed, 1.0, 0.5)
+    strong = model.zone(placed, 1.0, 1.5)
+    assert weak.sum() > 0
+    assert strong.sum() > weak.sum()
+    assert not (weak & ~strong).any()

@@ -103,9 +103,10 @@ class EngineZoneModel:
     The perfusion factor scales the organ's tissue-table perfusion, applied to every
     tissue (``perfusion_per_s``; None when its CV is 0: the tissue table, as planned).
     The property factor scales the delivered power (device output and tissue absorption
-    together; the engine's public API cannot vary a case's tissue table); cryoprobes
-    ignore it. The applicator's own voxels count as ablated where the zone surrounds them,
-    as the planner counts them.
+    together; the engine's public API cannot vary a case's tissue table), and for a
+    cryoprobe its calibrated cooling power per probe (the gas flow it gets; a probe without
+    one, held at its temperature, ignores it). The applicator's own voxels count as ablated
+    where the zone surrounds them, as the planner counts them.
     """
 
     case: Any = field(repr=False)
@@ -123,7 +124,7 @@ class EngineZoneModel:
 
     def zone(self, needles: list[tuple[np.ndarray, np.ndarray]], perfusion_factor: float,
              property_factor: float) -> np.ndarray:  # fmt: skip
-        from ioplan.devices import applicator
+        from ioplan.devices import applicator, calibration_record
         from ioplan.imaging import resample
         from ioplan.physics import CryoProtocol, Placement, SimulationConfig, simulate
 
@@ -135,7 +136,11 @@ class EngineZoneModel:
         def setting(nd: Needle) -> dict[str, Any]:
             if app.modality == "cryo":
                 proto = nd.protocol if isinstance(nd.protocol, str) else _CRYO_PROTOCOL
-                return {"protocol": CryoProtocol.parse(proto)}
+                kw = {"protocol": CryoProtocol.parse(proto)}
+                q = (calibration_record(app.id) or {}).get("cooling_power_w")
+                if q is not None and math.isfinite(float(q)):
+                    kw["cryo_cooling_power_w"] = float(q) * property_factor
+                return kw
             return {"power_w": min(300.0, float(nd.power_w) * property_factor),
                     "duration_s": float(nd.duration_s)}  # fmt: skip
 

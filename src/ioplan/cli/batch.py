@@ -58,7 +58,8 @@ def uncertainty(
         float,
         typer.Option(
             "--property-cv",
-            help="CV of the property factor (lognormal, 0-2): scales the delivered power.",
+            help="CV of the property factor (lognormal, 0-2): scales the delivered power "
+            "(a cryoprobe's cooling power).",
         ),
     ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed: the same numbers on any number of workers.")] = 0,
