@@ -32,12 +32,21 @@ TRUE_POWER_W, NOMINAL_POWER_W, TRUE_PERFUSION_PER_S = 80.0, 100.0, 0.012
 HEAT_ON_S, END_S, FRAME_S, LAST_FRAME_S = 10.0, 300.0, 5.0, 100.0
 
 
+def _fail(message: str) -> None:
+    """One line on stderr, exit code 2 (the project's convention for bad input)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(out: Path) -> None:
     """Write the series and the truth into ``out`` (refused if any of them is there)."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot make the folder {out}: {exc.strerror or exc}")
     for name in ("emag.nii.gz", "ephase.nii.gz", "truth.json"):
         if (out / name).exists():
-            sys.exit(f"error: {out / name} exists; choose an empty folder")
+            _fail(f"{out / name} exists; choose an empty folder")
     app = applicator("covidien-emprint")
     times = np.arange(0.0, LAST_FRAME_S + 0.1, FRAME_S)
     rel = [float(t - HEAT_ON_S) for t in times if t > HEAT_ON_S]
@@ -76,5 +85,5 @@ def main(out: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python validation/thermometry_engine.py OUT_DIR")
+        _fail("usage: python validation/thermometry_engine.py OUT_DIR")
     main(Path(sys.argv[1]))

@@ -27,6 +27,8 @@ def test_script_writes_the_series_and_truth_and_never_overwrites(tmp_path, capsy
     assert np.isfinite(frames).all()
     assert out[-1].startswith("ioplan thermometry") and "emag.nii.gz" in out[-1]
     before = (tmp_path / "truth.json").stat().st_mtime_ns
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         mod.main(tmp_path)
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith("error: ")
     assert (tmp_path / "truth.json").stat().st_mtime_ns == before
