@@ -6,8 +6,10 @@ temperature history, and both must match closed forms:
 - CEM43 of a temperature linear in time (Sapareto & Dewey 1984,
   DOI 10.1016/0360-3016(84)90379-1): with R = 1/2 above 43 degC and 1/4 below,
   ``int R^(43 - T) dt = D / (T1 - T0) * int_{T0}^{T1} R^(43 - T) dT`` in closed form.
-- Arrhenius Omega at a constant temperature: ``A exp(-Ea / (R T)) t`` (Henriques 1947);
-  for a ramp, adaptive quadrature (``scipy.integrate.quad``) of the same rate.
+- Arrhenius Omega at a constant temperature: ``A exp(-Ea / (R T)) t`` (Henriques 1947),
+  less the rate at body temperature ``T_b`` (the model's definition, tissue table
+  ``baseline_c``; 0 where negative); for a ramp, adaptive quadrature
+  (``scipy.integrate.quad``) of the same rate.
 
 The Arrhenius A and Ea are the model's inputs (the tissue table); the tests check the
 numerics against independent integrals, not the values themselves.
@@ -40,6 +42,7 @@ LIVER = int(Label.LIVER)
 _ARR = arrhenius_parameters()
 _A, _EA = _ARR["frequency_factor_1_per_s"], _ARR["activation_energy_j_mol"]
 _R = constants()["gas_constant_j_mol_k"]
+_T_BODY_K = _ARR["baseline_c"] + 273.15
 
 # Per-dtype tolerances of the engine's damage integrals. float64: the rate table's
 # interpolation bound, (h dln(rate)/dT)^2 / 8 = (0.02 ln 4)^2 / 8 < 1e-4 (see below).
@@ -50,8 +53,13 @@ _R = constants()["gas_constant_j_mol_k"]
 _TOL = {"float64": 1e-4, "float32": 2e-3}
 
 
+def _arrhenius_raw(t_c):
+    return _A * np.exp(-_EA / (_R * (np.asarray(t_c, float) + 273.15)))
+
+
 def _arrhenius_exact(t_c: float) -> float:
-    return _A * math.exp(-_EA / (_R * (t_c + 273.15)))
+    """The model's rate: the excess over body temperature's rate, never negative."""
+    return float(max(_arrhenius_raw(t_c) - _A * math.exp(-_EA / (_R * _T_BODY_K)), 0.0))
 
 
 def _cem43_linear_exact(t0: float, t1: float, duration_s: float) -> float:
@@ -87,11 +95,21 @@ def test_rate_table_matches_the_exact_rates():
     f = x - row
     arr = table[row, 0] + f * table[row, 1]
     cem = table[row, 2] + f * table[row, 3]
-    arr_exact = _A * np.exp(-_EA / (_R * (t + 273.15)))
+    arr_exact = np.maximum(_arrhenius_raw(t) - _A * math.exp(-_EA / (_R * _T_BODY_K)), 0.0)
     cem_exact = np.where(t >= 43.0, 0.5 ** (43.0 - t), 0.25 ** (43.0 - t)) / 60.0
     # the piecewise CEM43 rate has a kink at 43 degC: leave out the one interval across it
     smooth = np.abs(t - 43.0) > RATE_STEP_C
-    assert np.max(np.abs(arr / arr_exact - 1)) < 1e-4
+    # The Arrhenius excess g(T) = k(T) - k(T_b) starts from 0 at T_b = 37 degC: below it
+    # the table must hold exactly 0; just above it g ~ k(T_b) kappa (T - T_b) (kappa =
+    # Ea / (R T^2) ~ 0.32 /degC), whose relative interpolation error (h^2 / 8) kappa /
+    # (T - T_b) passes 1e-4 only within 0.2 degC of T_b, where the absolute error
+    # (h^2 / 8) k(T_b) kappa^2 is below 2e-9 1/s (Omega 1e-6 in 10 minutes).
+    t_b = _T_BODY_K - 273.15
+    assert np.all(arr[t < t_b - RATE_STEP_C] == 0.0)
+    far = t > t_b + 0.2
+    assert np.max(np.abs(arr[far] / arr_exact[far] - 1)) < 1e-4
+    near = ~far & (t > t_b - RATE_STEP_C)
+    assert np.max(np.abs(arr[near] - arr_exact[near])) < 2e-9
     assert np.max(np.abs(cem[smooth] / cem_exact[smooth] - 1)) < 1e-4
 
 
@@ -123,7 +141,21 @@ def test_arrhenius_increment_against_quadrature():
         20.0 * _arrhenius_exact(60.0), rel=1e-12
     )
     ln_a, ea_r = arrhenius_log_constants()
-    assert math.exp(ln_a - ea_r / 333.15) == pytest.approx(_arrhenius_exact(60.0), rel=1e-12)
+    assert math.exp(ln_a - ea_r / 333.15) == pytest.approx(float(_arrhenius_raw(60.0)), rel=1e-12)
+
+
+def test_no_damage_at_body_temperature():
+    """Liver left at 37 degC for an hour is not ablated (the constants alone give Omega 1.05).
+
+    The raw rate at 37 degC, 2.9e-4 1/s, is recounted here from A and Ea; the model
+    counts only the excess over it, so an hour at 37 degC (or at 20 degC, an ex vivo
+    block) accrues nothing, and an hour at 38 degC accrues (k(38) - k(37)) x 3600 s.
+    """
+    assert float(_arrhenius_raw(37.0)) * 3600.0 > 1.0  # the artefact being removed
+    assert float(arrhenius_increment(37.0, 37.0, 3600.0)) == 0.0
+    assert float(arrhenius_increment(20.0, 20.0, 3600.0)) == 0.0
+    ref = (float(_arrhenius_raw(38.0)) - float(_arrhenius_raw(37.0))) * 3600.0
+    assert float(arrhenius_increment(38.0, 38.0, 3600.0)) == pytest.approx(ref, rel=1e-9)
 
 
 def _insulated_block(dtype: str) -> ThermalProblem:

@@ -5,8 +5,12 @@ The engine's kernel (:mod:`ioplan.physics._kernel`) and the MR thermometry
 here. The constants are read from the tissue table (``tissue/data/tissues.toml``), where
 each value carries its source:
 
-- Arrhenius: ``dOmega/dt = A exp(-Ea / (R T))``, T in kelvin, liver ``A`` and ``Ea``
-  (``[damage.arrhenius_liver]``), ``R`` (``[constants]``, CODATA 2018).
+- Arrhenius: ``dOmega/dt = A exp(-Ea / (R T)) - A exp(-Ea / (R T_b))`` where positive, else
+  0: the rate in excess of the rate at the body temperature ``T_b`` (37 degC,
+  ``baseline_c``), T in kelvin, liver ``A`` and ``Ea`` (``[damage.arrhenius_liver]``), ``R``
+  (``[constants]``, CODATA 2018). Without the excess, the constants (fitted at ablation
+  temperatures) kill liver left at 37 degC within an hour (2.9e-4 1/s: Omega = 1 after 57
+  min), so a long in vivo run would call the whole domain ablated (issue 19).
 - CEM43: ``dCEM43/dt = R^(43 - T) / 60`` minutes per second, ``R = 0.5`` at or above
   43 degC and ``0.25`` below (``[damage.cem43]``; Sapareto & Dewey 1984,
   DOI 10.1016/0360-3016(84)90379-1).
@@ -46,6 +50,7 @@ from ioplan.tissue import arrhenius_parameters, cem43_parameters, constants
 
 __all__ = [
     "ARRHENIUS_A_PER_S",
+    "ARRHENIUS_BASELINE_C",
     "ARRHENIUS_EA_J_MOL",
     "CEM43_BREAKPOINT_C",
     "CEM43_NECROSIS_MIN",
@@ -72,6 +77,9 @@ _CEM = cem43_parameters()
 ARRHENIUS_A_PER_S: float = _ARR["frequency_factor_1_per_s"]
 #: Arrhenius activation energy Ea of liver (J/mol), from the tissue table.
 ARRHENIUS_EA_J_MOL: float = _ARR["activation_energy_j_mol"]
+#: Damage accrues above this temperature (degC), at the rate in excess of the rate here:
+#: normal body temperature (tissue table ``baseline_c``).
+ARRHENIUS_BASELINE_C: float = _ARR["baseline_c"]
 #: Molar gas constant (J/mol/K), CODATA 2018.
 GAS_CONSTANT_J_MOL_K: float = constants()["gas_constant_j_mol_k"]
 #: CEM43 necrosis threshold (min), from the tissue table.
@@ -124,11 +132,15 @@ def arrhenius_log_constants(
 
 
 def arrhenius_rate(t, ln_a, ea_r):
-    """Arrhenius damage rate (1/s) at temperature ``t`` (degC): ``exp(ln_a - ea_r / T_K)``.
+    """Arrhenius damage rate (1/s) at temperature ``t`` (degC), in excess of body temperature's.
 
-    Scalar, plain Python: the engine compiles it for CPU and GPU.
+    ``exp(ln_a - ea_r / T_K) - exp(ln_a - ea_r / T_b)`` where positive, else 0, with
+    ``T_b`` = :data:`ARRHENIUS_BASELINE_C` in kelvin. Scalar, plain Python: the engine
+    compiles it for CPU and GPU.
     """
-    return math.exp(ln_a - ea_r / (t + KELVIN))
+    base = math.exp(ln_a - ea_r / (ARRHENIUS_BASELINE_C + KELVIN))
+    r = math.exp(ln_a - ea_r / (t + KELVIN)) - base
+    return r if r > 0.0 else 0.0
 
 
 def cem43_rate(t):
@@ -144,7 +156,8 @@ def cem43_rate(t):
 def _rates_at_nodes(ln_a: float, ea_r: float) -> tuple[np.ndarray, np.ndarray]:
     """Arrhenius (1/s) and CEM43 (min/s) rates at the table's nodes."""
     t = RATE_T0_C + RATE_STEP_C * np.arange(round(RATE_SPAN_C / RATE_STEP_C) + 2)
-    arr = np.exp(ln_a - ea_r / (t + KELVIN))
+    base = math.exp(ln_a - ea_r / (ARRHENIUS_BASELINE_C + KELVIN))
+    arr = np.maximum(np.exp(ln_a - ea_r / (t + KELVIN)) - base, 0.0)
     cem = np.where(
         t >= CEM43_BREAKPOINT_C,
         np.exp((CEM43_BREAKPOINT_C - t) * LN_R_ABOVE),
@@ -323,22 +336,25 @@ def arrhenius_increment(t0, t1, dt_s: float) -> np.ndarray:
 
     Examples
     --------
-    A constant temperature: ``A exp(-Ea / (R T)) dt``.
+    A constant temperature: ``(A exp(-Ea / (R T)) - A exp(-Ea / (R T_b))) dt``.
 
     >>> import math
+    >>> def k(t_k):
+    ...     return ARRHENIUS_A_PER_S * math.exp(-ARRHENIUS_EA_J_MOL / GAS_CONSTANT_J_MOL_K / t_k)
     >>> om = float(arrhenius_increment(60.0, 60.0, 10.0))
-    >>> ref = ARRHENIUS_A_PER_S * math.exp(-ARRHENIUS_EA_J_MOL / GAS_CONSTANT_J_MOL_K / 333.15)
-    >>> abs(om / (ref * 10.0) - 1) < 1e-12
+    >>> abs(om / ((k(333.15) - k(310.15)) * 10.0) - 1) < 1e-12
     True
     """
     ln_a, ea_r = arrhenius_log_constants()
+    base = math.exp(ln_a - ea_r / (ARRHENIUS_BASELINE_C + KELVIN))
     x, w = np.polynomial.legendre.leggauss(5)
     t0 = np.asarray(t0, float)
     t1 = np.asarray(t1, float)
     out = np.zeros(np.broadcast(t0, t1).shape)
     for xi, wi in zip(x, w, strict=True):
         t = t0 + (t1 - t0) * 0.5 * (xi + 1.0)
-        out += 0.5 * wi * np.exp(np.minimum(ln_a - ea_r / (t + KELVIN), _LN_RATE_CAP))
+        rate = np.exp(np.minimum(ln_a - ea_r / (t + KELVIN), _LN_RATE_CAP)) - base
+        out += 0.5 * wi * np.maximum(rate, 0.0)
     return out * dt_s
 
 
@@ -396,5 +412,8 @@ def dose_increment_linear(a, t, dt_s, ln_a, ea_r, table):
             row = int(x)
             acc += 0.5 * _GL3_W[j] * (table[row, 0] + (x - row) * table[row, 1])
         else:
-            acc += 0.5 * _GL3_W[j] * math.exp(min(ln_a - ea_r / (tj + KELVIN), _LN_RATE_CAP))
+            r = math.exp(min(ln_a - ea_r / (tj + KELVIN), _LN_RATE_CAP)) - math.exp(
+                ln_a - ea_r / (ARRHENIUS_BASELINE_C + KELVIN)
+            )
+            acc += 0.5 * _GL3_W[j] * (r if r > 0.0 else 0.0)
     return inc / 60.0, acc * dt_s
