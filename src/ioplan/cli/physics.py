@@ -88,6 +88,14 @@ def simulate(
         float | None,
         typer.Option(help="Heating time in s, 0-3600 (required for MW, RF and external maps)."),
     ] = None,
+    cooldown_s: Annotated[
+        float,
+        typer.Option(
+            help="Time after the heating with the power off, in s, 0-3600: the tissue cools, "
+            "damage keeps accruing, and the zone is measured at the end (the zone at power "
+            "off is reported too). MW, RF and external maps."
+        ),
+    ] = 0.0,
     protocol: Annotated[
         str | None,
         typer.Option(
@@ -249,6 +257,7 @@ def simulate(
         applicator=app_obj,
         power_w=power_w,
         duration_s=duration_s,
+        cooldown_s=cooldown_s,
         protocol=CryoProtocol.parse(protocol) if protocol is not None else None,
         tissue=tissue,
         case=case_obj,
@@ -296,6 +305,13 @@ def simulate(
         f"width {z.width_mm:.1f} mm, volume {z.volume_ml:.2f} mL, "
         f"beyond tip {z.tip_extent_mm:.1f} mm"
     )
+    off = result.snapshots.get(f"{cfg.heating_duration_s:g}") if cfg.cooldown_s > 0 else None
+    if off is not None:
+        console.print(
+            f"  at power off ({cfg.heating_duration_s:g} s): length {off.length_mm:.1f} mm, "
+            f"width {off.width_mm:.1f} mm, volume {off.volume_ml:.2f} mL; the zone above is "
+            f"after {cfg.cooldown_s:g} s with the power off"
+        )
     for key, iso in result.isotherms.items():
         console.print(
             f"  isotherm {key} degC: length {iso.length_mm:.1f} mm, width {iso.width_mm:.1f} mm, "
@@ -305,7 +321,7 @@ def simulate(
     tips = result.settings.get("tips_mm", [])
     if app_obj is not None and app_obj.modality == "mw" and len(tips) == 1 and power_w:
         # one antenna at a constant power: how much of the generator's output the tissue took
-        out_j = float(power_w) * float(cfg.total_duration_s)
+        out_j = float(power_w) * float(cfg.heating_duration_s)
         share = f" ({100 * result.energy_j / out_j:.0f} % of the generator's {out_j:.0f} J)"
     console.print(
         f"  temperature {result.min_temperature_c:.1f} to {result.max_temperature_c:.1f} degC, "

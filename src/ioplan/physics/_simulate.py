@@ -186,6 +186,11 @@ class SimulationConfig:
     organ: str | None = None
     #: RF on a case: the return pads (:mod:`ioplan.physics._rf_body`; "far": none)
     rf_pads: str = "back"
+    #: heating (MW, RF, an external map): time after ``duration_s`` with the power off (s,
+    #: 0-3600; coolant still on, perfusion on). The tissue cools and damage keeps
+    #: accruing: the zone is measured at the end, as a pathologist sees it; a snapshot at
+    #: the power-off time is added. Cryo: its protocol's thaw phases do this.
+    cooldown_s: float = 0.0
 
     def __post_init__(self) -> None:
         from ioplan.anatomy import check_organ, organ_of
@@ -218,6 +223,11 @@ class SimulationConfig:
             if self.duration_s is None:
                 raise InputError("give --duration-s (s, 0-3600)")
             _check("--duration-s", "s", self.duration_s, 0.0, 3600.0, open_low=True)
+        _check("--cooldown-s", "s", self.cooldown_s, 0.0, 3600.0)
+        if cryo and self.cooldown_s > 0:
+            raise InputError(
+                "--cooldown-s is for heating; a cryoprobe's --protocol ends with thaw:S"
+            )
         _check("--spacing-mm", "mm", self.spacing_mm, 0.25, 5.0)
         _check("--domain-margin-mm", "mm", self.margin_mm, 10.0, 100.0)
         if self.perfusion_per_s is not None:
@@ -300,11 +310,16 @@ class SimulationConfig:
             raise InputError("an external power or SAR map takes no placements")
 
     @property
-    def total_duration_s(self) -> float:
-        """Simulated time (s)."""
+    def heating_duration_s(self) -> float:
+        """Time with the applicator on (s): ``duration_s``, or the cryo protocol's length."""
         if self.protocol is not None:
             return self.protocol.duration_s
         return float(self.duration_s or 0.0)
+
+    @property
+    def total_duration_s(self) -> float:
+        """Simulated time (s): the heating and then ``cooldown_s`` with the power off."""
+        return self.heating_duration_s + float(self.cooldown_s)
 
 
 def _check(option: str, unit: str, value: Any, lo: float, hi: float, *,
@@ -428,8 +443,8 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         gs = src_state.generator or GeneratorState()
         settings["rf_impedance_ohm_baseline"] = gs.baseline_ohm
         settings["rf_pulses"] = gs.pulses
-        settings["rf_energy_delivered_j"] = gs.energy_until(cfg.total_duration_s)
-        settings["rf_mean_power_w"] = settings["rf_energy_delivered_j"] / cfg.total_duration_s
+        settings["rf_energy_delivered_j"] = gs.energy_until(cfg.heating_duration_s)
+        settings["rf_mean_power_w"] = settings["rf_energy_delivered_j"] / cfg.heating_duration_s
         settings["rf_impedance_curve"] = {
             "time_s": list(gs.times_s), "impedance_ohm": [round(z, 3) for z in gs.impedance_ohm],
             "power_w": [round(p, 3) for p in gs.power_w],
@@ -586,8 +601,9 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         "vessels": [vars(v) for v in cfg.vessels],
         "organ": cfg.organ, "tissues": _tissues_used(model),
         "warnings": app.setting_warnings(
-            cfg.power_w if app.modality != "cryo" else None, cfg.total_duration_s
+            cfg.power_w if app.modality != "cryo" else None, cfg.heating_duration_s
         ) if app is not None else [],
+        "cooldown_s": float(cfg.cooldown_s),
     }  # fmt: skip
     groups: Any = [problem.body_temperature_c]
     if app is not None:
@@ -728,8 +744,12 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
          progress) -> tuple[ThermalState, Any, dict[str, float], _Snapshots]:  # fmt: skip
     """Run to each snapshot time in turn (state and source state carry over), then the end."""
     problem, centre = model.problem, domain.centre
-    total = cfg.total_duration_s
-    stops = sorted({float(t) for t in cfg.snapshot_times_s} | {float(total)})
+    total, heat_end = cfg.total_duration_s, cfg.heating_duration_s
+    # with a cool-down, the zone at power off is a snapshot too
+    shots = {float(t) for t in cfg.snapshot_times_s}
+    if cfg.cooldown_s > 0:
+        shots.add(float(heat_end))
+    stops = sorted(shots | {float(total), float(heat_end)})
     final: ThermalState | None = None
     src_state = source.init(problem) if isinstance(source, Source) else None
     summed = ("steps", "runtime_s", "energy_deposited_j", "kernel_s", "damage_s", "source_s",
@@ -738,14 +758,18 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
     snaps = _Snapshots({}, {}, {}, {}, {})
     for t_stop in stops:
         t_start = 0.0 if final is None else final.time_s
-        final, src_state, part = integrate(
-            problem, t_stop - t_start, source=source, source_state=src_state,
-            group_temperatures=groups, backend=cfg.backend, progress=progress, state=final,
+        on = t_start < heat_end - 1e-9  # after the heating the power is off
+        final, part_state, part = integrate(
+            problem, t_stop - t_start, source=source if on else None,
+            source_state=src_state, group_temperatures=groups, backend=cfg.backend,
+            progress=progress, state=final,
         )  # fmt: skip
+        if on:
+            src_state = part_state
         for key in summed:
             stats[key] += part[key]
         stats["dt_s"] = max(stats["dt_s"], part["dt_s"])
-        if cfg.snapshot_times_s:
+        if shots:  # every stop, the end included, once any snapshot is asked for
             key = f"{t_stop:g}"
             snaps.metrics[key] = zone_metrics(
                 _zone_mask(cfg, model, final), domain.grid, centre.tip_mm, centre.direction
