@@ -299,7 +299,7 @@ def test_validate_checks_smoke(capsys):
     assert code == 0, err
     doc = json.loads(out)
     names = [c["name"] for c in doc["checks"]]
-    assert len(names) == doc["total"] == 17
+    assert len(names) == doc["total"] == 18
     for c in doc["checks"]:
         assert np.isfinite(c["measured"]) and isinstance(c["met"], bool) and c["source"]
     cryo = [c["measured"] for c in doc["checks"] if "lethal (-30 degC) diameter" in c["name"]]
@@ -308,6 +308,17 @@ def test_validate_checks_smoke(capsys):
     assert len(sink) == 3 and sink[0] >= sink[1] - 1e-9 >= sink[2] - 2e-9
     # Littrup's area shares are circles of the diameters: recount (d_lethal / d_ice)^2
     # from the rows' own diameters (rounded to 0.01 mm in the details: error < 2e-3)
+    # RF vs perfusion: at power off and after the tissue cooled, from the same runs; the
+    # zone only grows after power off (damage never falls), and each slope is the least-
+    # squares line through its own widths (recounted here; widths rounded to 0.01 mm)
+    rf = [c for c in doc["checks"] if c["name"].startswith("cooled-rf-3cm")]
+    assert len(rf) == 2
+    d = rf[1]["details"]
+    assert all(a >= b for a, b in zip(d["short_axis_mm"], d["short_axis_at_power_off_mm"]))
+    assert d["short_axis_at_power_off_mm"] == rf[0]["details"]["short_axis_mm"]
+    for c, widths in ((rf[0], d["short_axis_at_power_off_mm"]), (rf[1], d["short_axis_mm"])):
+        slope = np.polyfit(d["flows_ml_min_100g"], widths, 1)[0]
+        assert c["measured"] == pytest.approx(slope, abs=1e-3)
     shares = [c for c in doc["checks"] if "share of the ice ball's area" in c["name"]]
     assert len(shares) == 4
     for c in shares:

@@ -99,6 +99,17 @@ ISO40_INSIDE_EDGE_MM = 10.0
 #: carry.
 HUANG_SLOPE_MM_PER_UNIT = -0.44
 HUANG_FLOWS = (10.0, 30.0, 50.0)
+HUANG_HEATING_S = 720.0
+#: Session 40: Huang's zones were dissected after the ablation, and a perfused liver at 37
+#: degC cools slowly (at 10 mL/min/100 g the perfusion time constant is 9 min), so the
+#: check also measures the zone after the power is off, with the perfusion on, until the
+#: tissue is back near 37 degC. 2 mm, slope after 0 / 5 / 15 / 30 / 60 min off: -0.248 /
+#: -0.331 / -0.416 / -0.465 / -0.495 (the hottest voxel at 30 min: 38.8 / 37.1 / 37.0
+#: degC at 10 / 30 / 50); the same zones by thermal dose (CEM43 >= 240 min) instead of
+#: Arrhenius: -0.19 / -0.22 / -0.23 / -0.23 / -0.23. The difference is the damage model at
+#: 40-55 degC (liver Arrhenius: Omega = 1 in 4.7 min at 45 degC; CEM43: 60 min), not a
+#: fitted parameter: see the check's caveat.
+HUANG_COOLDOWN_S = 1800.0
 LIVER_DENSITY_G_ML = 1.079  # IT'IS (shared/validation/README.md section 5)
 
 
@@ -343,61 +354,104 @@ def _check_cryo(spacing_mm: float, log) -> list[CheckResult]:
 
 
 def _check_rf(spacing_mm: float, log) -> list[CheckResult]:
-    from ioplan.physics import SimulationConfig, simulate
+    from ioplan.physics import (
+        CEM43_NECROSIS_MIN,
+        SimulationConfig,
+        simulate,
+        zone_metrics,
+    )
 
     app = applicator("cooled-rf-3cm")
-    sads, energies, pulses = [], [], []
+    sads, cooled, cem_cooled, energies, pulses, t_end = [], [], [], [], [], []
     for x in HUANG_FLOWS:
         w = x / 100.0 * LIVER_DENSITY_G_ML / 60.0  # mL/min/100 g -> 1/s
         res = simulate(
             SimulationConfig(
                 applicator=app,
                 power_w=200.0,
-                duration_s=720.0,
+                duration_s=HUANG_HEATING_S,
+                cooldown_s=HUANG_COOLDOWN_S,
                 tissue="liver",
                 perfusion_per_s=w,
                 spacing_mm=spacing_mm,
             )
         )
-        sads.append(res.zone.width_mm)
+        sads.append(res.snapshots[f"{HUANG_HEATING_S:g}"].width_mm)  # at power off
+        cooled.append(res.zone.width_mm)
+        tip, d = tuple(res.settings["tips_mm"][0]), tuple(res.settings["direction"])
+        cem = zone_metrics(res.state.cem43_min >= CEM43_NECROSIS_MIN, res.grid, tip, d)
+        cem_cooled.append(cem.width_mm)
         energies.append(res.settings.get("rf_energy_delivered_j", float("nan")))
         pulses.append(res.settings.get("rf_pulses", 0))
+        t_end.append(float(np.max(res.state.temperature_c)))
         if log is not None:
             log(
-                f"RF cooled 3 cm, perfusion {x:g} mL/min/100 g: short axis {sads[-1]:.1f} mm, "
+                f"RF cooled 3 cm, perfusion {x:g} mL/min/100 g: short axis {sads[-1]:.1f} mm "
+                f"at power off, {cooled[-1]:.1f} mm after {HUANG_COOLDOWN_S / 60:g} min off, "
                 f"{energies[-1] / 1e3:.1f} kJ, {pulses[-1]} pulses"
             )
     slope = float(np.polyfit(HUANG_FLOWS, sads, 1)[0])
+    slope_cooled = float(np.polyfit(HUANG_FLOWS, cooled, 1)[0])
+    slope_cem = float(np.polyfit(HUANG_FLOWS, cem_cooled, 1)[0])
+    source = (
+        "Huang et al., Acad Radiol 2012;19(8) (PMID 22591722): in vitro bovine livers "
+        "perfused through the portal vein with autologous blood at 37 degC, 10-50 "
+        "mL/min/100 g, 480 kHz, 3.0 cm internally cooled electrode, 57 ablations, "
+        "short axis of the dissected zone: SAD = -0.044 x + 3.925 cm (r = 0.836)"
+    )
+    details = {
+        "flows_ml_min_100g": list(HUANG_FLOWS),
+        "short_axis_mm": [round(s, 2) for s in sads],
+        "published_short_axis_mm": [round(10 * (-0.044 * x + 3.925), 2) for x in HUANG_FLOWS],
+        "energy_delivered_j": [round(e, 1) for e in energies],
+        "pulses": pulses,
+        "settings": (
+            "200 W impedance-controlled, 12 min (the Cool-tip's usual protocol: an "
+            "assumption, the abstract gives only 480 kHz and the 3.0 cm cooled "
+            "electrode), block and blood at 37 degC"
+        ),
+        "generator": app.generator or "ideal",
+    }
+    cooled_details = {
+        **details,
+        "short_axis_mm": [round(s, 2) for s in cooled],
+        "short_axis_at_power_off_mm": [round(s, 2) for s in sads],
+        "cooldown_s": HUANG_COOLDOWN_S,
+        "max_temperature_at_end_c": [round(t, 2) for t in t_end],
+        "cem43_short_axis_mm": [round(s, 2) for s in cem_cooled],
+        "cem43_slope": round(slope_cem, 4),
+        "caveat": (
+            "the growth after power off comes from tissue held at 40-55 degC for minutes "
+            "at low flow; there the liver Arrhenius constants accrue damage about 10 times "
+            "faster than the thermal dose (CEM43 >= 240 min), whose zone gives the "
+            "cem43_slope instead"
+        ),
+    }
+    goal = "within 25 %"
     return [
         CheckResult(
             name="cooled-rf-3cm: short-axis diameter vs perfusion (slope)",
             measured=slope,
             reference=HUANG_SLOPE_MM_PER_UNIT,
             unit="mm per mL/min/100 g",
-            goal="within 25 %",
+            goal=goal + " (zone at power off)",
             met=abs(slope - HUANG_SLOPE_MM_PER_UNIT) <= 0.25 * abs(HUANG_SLOPE_MM_PER_UNIT),
-            source=(
-                "Huang et al., Acad Radiol 2012;19(8) (PMID 22591722): in vitro bovine livers "
-                "perfused through the portal vein with autologous blood at 37 degC, 10-50 "
-                "mL/min/100 g, 480 kHz, 3.0 cm internally cooled electrode, 57 ablations, "
-                "short axis of the dissected zone: SAD = -0.044 x + 3.925 cm (r = 0.836)"
+            source=source,
+            details=details,
+        ),
+        CheckResult(
+            name=(
+                "cooled-rf-3cm: short-axis diameter vs perfusion (slope), zone after "
+                f"{HUANG_COOLDOWN_S / 60:g} min with the power off"
             ),
-            details={
-                "flows_ml_min_100g": list(HUANG_FLOWS),
-                "short_axis_mm": [round(s, 2) for s in sads],
-                "published_short_axis_mm": [
-                    round(10 * (-0.044 * x + 3.925), 2) for x in HUANG_FLOWS
-                ],
-                "energy_delivered_j": [round(e, 1) for e in energies],
-                "pulses": pulses,
-                "settings": (
-                    "200 W impedance-controlled, 12 min (the Cool-tip's usual protocol: an "
-                    "assumption, the abstract gives only 480 kHz and the 3.0 cm cooled "
-                    "electrode), block and blood at 37 degC"
-                ),
-                "generator": app.generator or "ideal",
-            },
-        )
+            measured=slope_cooled,
+            reference=HUANG_SLOPE_MM_PER_UNIT,
+            unit="mm per mL/min/100 g",
+            goal=goal + " (perfusion on while the tissue cools, as before dissection)",
+            met=abs(slope_cooled - HUANG_SLOPE_MM_PER_UNIT) <= 0.25 * abs(HUANG_SLOPE_MM_PER_UNIT),
+            source=source,
+            details=cooled_details,
+        ),
     ]
 
 
