@@ -314,7 +314,9 @@ def test_validate_checks_smoke(capsys):
     rf = [c for c in doc["checks"] if c["name"].startswith("cooled-rf-3cm")]
     assert len(rf) == 2
     d = rf[1]["details"]
-    assert all(a >= b for a, b in zip(d["short_axis_mm"], d["short_axis_at_power_off_mm"], strict=True))
+    assert all(
+        a >= b for a, b in zip(d["short_axis_mm"], d["short_axis_at_power_off_mm"], strict=True)
+    )
     assert d["short_axis_at_power_off_mm"] == rf[0]["details"]["short_axis_mm"]
     for c, widths in ((rf[0], d["short_axis_at_power_off_mm"]), (rf[1], d["short_axis_mm"])):
         slope = np.polyfit(d["flows_ml_min_100g"], widths, 1)[0]
