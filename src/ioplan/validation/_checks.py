@@ -74,8 +74,10 @@ AGAR_GEL_PROPERTIES = {
 #: PMC4850244: the -40 degC isotherm lies about 1 cm inside the 0 degC ice edge.
 ISO40_INSIDE_EDGE_MM = 10.0
 #: Huang et al., Acad Radiol 2012;19(8): SAD (cm) = -0.044 x + 3.925, x in mL/min/100 g. Why the
-#: model's slope is shallower (issue 19; 2 mm, 200 W, 12 min, the RF electrode and its cooled shaft
-#: as cut-cell cylinders since commit edf2a26): -0.242 (staircase before: -0.228, 1 mm -0.213). Zone
+#: model's slope at power off is shallower (figures of sessions 31-39, before damage at body
+#: temperature stopped counting in session 40: widths now about 1 mm smaller; issue 19; 2 mm,
+#: 200 W, 12 min, the RF electrode and its cooled shaft as cut-cell cylinders since commit
+#: edf2a26): -0.242 (staircase before: -0.228, 1 mm -0.213). Zone
 #: width at 0 / 10 / 30 / 50 / 100 / 200 mL/min/100 g: 54.9 / 49.4 / 43.2 / 39.7 / 34.1 / 28.4 mm
 #: with the same energy (19.6-20.9 kJ): the Pennes effect is concave in the flow (local slope -0.55
 #: at 0-10, -0.11 at 50-100), as expected when the perfusion length sqrt(k / (w rho_b c_b)) (8.7 mm
