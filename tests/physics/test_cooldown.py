@@ -93,6 +93,11 @@ def test_power_off_period_changes_nothing_before_it():
     assert off.zone.volume_ml > snap.volume_ml > 0
     assert np.all(off.state.omega >= on.state.omega * (1 - 1e-6))
     assert off.settings["cooldown_s"] == 120.0
+    # the thermal-dose zone beside it: a recount of the voxels at CEM43 >= 240 min (the
+    # antenna's cooled voxels never get there); 27 uL voxels
+    n = int(np.count_nonzero(off.state.cem43_min >= 240.0))
+    assert n > 0
+    assert off.settings["thermal_dose_zone"]["volume_ml"] == pytest.approx(n * 0.027, rel=1e-9)
 
 
 @pytest.mark.parametrize(

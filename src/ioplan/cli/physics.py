@@ -312,6 +312,14 @@ def simulate(
             f"width {off.width_mm:.1f} mm, volume {off.volume_ml:.2f} mL; the zone above is "
             f"after {cfg.cooldown_s:g} s with the power off"
         )
+        dose = result.settings.get("thermal_dose_zone")
+        if dose is not None:
+            console.print(
+                f"  by thermal dose (CEM43 >= 240 min) after it: length {dose['length_mm']:.1f} "
+                f"mm, width {dose['width_mm']:.1f} mm, volume {dose['volume_ml']:.2f} mL "
+                "(growth after power off happens at 40-55 degC, where Arrhenius and thermal "
+                "dose disagree)"
+            )
     for key, iso in result.isotherms.items():
         console.print(
             f"  isotherm {key} degC: length {iso.length_mm:.1f} mm, width {iso.width_mm:.1f} mm, "

@@ -434,6 +434,15 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         settings["extends_past_scan_mm"] = dict(domain.past_scan_mm)
         settings["warnings"].append(past_scan_warning(domain.past_scan_mm, "simulation domain"))
     final, src_state, stats, snaps = _run(cfg, domain, model, source, groups, progress)
+    if cfg.cooldown_s > 0:
+        # the growth after power off happens at 40-55 degC, where the liver Arrhenius
+        # constants and the thermal dose disagree tenfold: report the dose's zone beside it
+        from ioplan.physics._damage import CEM43_NECROSIS_MIN
+
+        dose = (final.cem43_min >= CEM43_NECROSIS_MIN) & model.free
+        c = domain.centre
+        dose_zone = zone_metrics(dose, domain.grid, c.tip_mm, c.direction)
+        settings["thermal_dose_zone"] = dose_zone.to_dict()
     mw_report = microwave_field_report(src_state)
     if mw_report is not None:
         settings["microwave"] = mw_report  # return loss of the computed field (issue 19)
