@@ -31,8 +31,11 @@ def cases_dir(tmp_path_factory):
             # on the machine's speed (stop 33's CI: a 5 s budget ended after one round, with
             # a one-applicator zone leaving the tumour 2 mm outside; 10.6 s to cover here).
             plan = plan_ablation(case, PlanConfig(spacing_mm=4.0, robust_samples=10))
-            # the margin and dose tests assume a plan that covers its target
-            assert plan.covered and plan.minimal_margin_mm >= 0, (
+            # the margin and dose tests assume a plan that covers its target: every tumour
+            # voxel, and the tumour's surface no more than a quarter voxel (1 mm) outside
+            # the zone's sub-voxel surface (session 40's refit: -0.04 mm where the tumour
+            # touches the zone's edge; stop 33's failure was 2 mm outside)
+            assert plan.covered and plan.minimal_margin_mm > -1.0, (
                 plan.coverage_percent,
                 plan.minimal_margin_mm,
                 plan.notes,

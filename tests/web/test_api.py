@@ -183,6 +183,9 @@ def test_bad_values_get_400_naming_the_parameter(client):
     assert_error(client.post("/api/cases/demo/simulate", json=req | {"applicator": "nope"}),
                  400, "nope")  # fmt: skip
     assert_error(client.post("/api/cases/demo/simulate", json=req), 400, "--power-w")
+    ok = req | {"power_w": 60}
+    assert_error(client.post("/api/cases/demo/simulate", json=ok | {"cooldown_s": -1}),
+                 400, "--cooldown-s")  # fmt: skip
 
 
 def test_no_cors_headers(client):

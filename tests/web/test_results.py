@@ -126,7 +126,15 @@ def test_margin_surface_volume_recounted(client, cases_dir, tmp_path):
     drawn_idx = np.argwhere((s >= 1) & (s <= 4))
     gap = np.linalg.norm((drawn_idx - idx) * np.asarray(vol.grid.spacing_mm), axis=1)
     nearest = drawn_idx[gap <= gap.min() + 1e-6]
-    assert all(s[tuple(p)] == want for p in nearest), (want, [s[tuple(p)] for p in nearest])
+    # The marker covers the closest point's voxel and its six neighbours, so the nearest
+    # drawn voxels take vertices at least a voxel away, where the margin has risen: when
+    # the minimum lies within 0.5 mm below its bin's upper edge (session 40's plan: -0.04
+    # mm), those voxels may already be in the next bin up; otherwise they share its bin.
+    allowed = {want}
+    if doc["minimal_margin_mm"] > MARGIN_BINS_MM[bin_of_min][1] - 0.5:
+        upper = list(MARGIN_BINS_MM)[list(MARGIN_BINS_MM).index(bin_of_min) + 1]
+        allowed.add(next(c["value"] for c in MARGIN_CLASSES if c["bin"] == upper))
+    assert all(s[tuple(p)] in allowed for p in nearest), (allowed, [s[tuple(p)] for p in nearest])
 
 
 def test_margin_zone_volume_is_the_zone_measured(client, cases_dir, tmp_path):

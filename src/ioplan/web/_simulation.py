@@ -75,6 +75,11 @@ class SimulateRequest(Setting):
     """A verified simulation (a job): the setting on the case at ``spacing_mm``."""
 
     spacing_mm: float = Field(default=2.0, description="Voxel size, 1-5 mm.")
+    cooldown_s: float = Field(
+        default=0.0,
+        description="s, [0, 3600]; MW and RF: time with the power off after the heating; the "
+        "zone is measured at its end (the zone at power off is a snapshot).",
+    )
 
 
 class PlanRequest(BaseModel):
@@ -131,6 +136,7 @@ def _config(case, s: Setting, spacing_mm: float, margin_mm: float):
         applicator(s.applicator),
         power_w=s.power_w,
         duration_s=s.duration_s,
+        cooldown_s=getattr(s, "cooldown_s", 0.0),
         protocol=CryoProtocol.parse(s.protocol) if s.protocol else None,
         case=case,
         tissue=None,
