@@ -278,6 +278,36 @@ def probes() -> list[Probe]:
             ),
         ),
         P(
+            "simulate-cooldown-nan",
+            (
+                "simulate",
+                "--applicator",
+                "covidien-emprint",
+                "--tissue",
+                "liver",
+                "--power-w",
+                "50",
+                "--duration-s",
+                "60",
+                "--cooldown-s",
+                "nan",
+            ),
+        ),
+        P(
+            "simulate-cryo-cooldown",
+            (
+                "simulate",
+                "--applicator",
+                "cryo-2.4mm",
+                "--tissue",
+                "liver",
+                "--protocol",
+                "freeze:60",
+                "--cooldown-s",
+                "60",
+            ),
+        ),
+        P(
             "simulate-garbage-map",
             (
                 "simulate",
