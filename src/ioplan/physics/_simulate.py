@@ -130,6 +130,9 @@ class SimulationConfig:
         Generator power (W), 0-300: required for MW and RF, not for cryo.
     duration_s : float or None
         Heating time (s), 0-3600: required for MW, RF and external maps.
+    cooldown_s : float
+        Time with the power off after the heating (s), 0-3600; not for cryo. The zone is
+        measured at its end; the zone at power off becomes a snapshot.
     protocol : CryoProtocol or None
         Freeze-thaw protocol: required for cryo.
     spacing_mm : float
