@@ -429,31 +429,29 @@ def _check_rf(spacing_mm: float, log) -> list[CheckResult]:
             "cem43_slope instead"
         ),
     }
-    goal = "within 25 %"
+
+    def row(suffix: str, measured: float, when: str, det: dict) -> CheckResult:
+        ok = abs(measured - HUANG_SLOPE_MM_PER_UNIT) <= 0.25 * abs(HUANG_SLOPE_MM_PER_UNIT)
+        return CheckResult(
+            name="cooled-rf-3cm: short-axis diameter vs perfusion (slope)" + suffix,
+            measured=measured,
+            reference=HUANG_SLOPE_MM_PER_UNIT,
+            unit="mm per mL/min/100 g",
+            goal=f"within 25 % ({when})",
+            met=ok,
+            source=source,
+            details=det,
+        )
+
+    after = f", zone after {HUANG_COOLDOWN_S / 60:g} min with the power off"
     return [
-        CheckResult(
-            name="cooled-rf-3cm: short-axis diameter vs perfusion (slope)",
-            measured=slope,
-            reference=HUANG_SLOPE_MM_PER_UNIT,
-            unit="mm per mL/min/100 g",
-            goal=goal + " (zone at power off)",
-            met=abs(slope - HUANG_SLOPE_MM_PER_UNIT) <= 0.25 * abs(HUANG_SLOPE_MM_PER_UNIT),
-            source=source,
-            details=details,
-        ),
-        CheckResult(
-            name=(
-                "cooled-rf-3cm: short-axis diameter vs perfusion (slope), zone after "
-                f"{HUANG_COOLDOWN_S / 60:g} min with the power off"
-            ),
-            measured=slope_cooled,
-            reference=HUANG_SLOPE_MM_PER_UNIT,
-            unit="mm per mL/min/100 g",
-            goal=goal + " (perfusion on while the tissue cools, as before dissection)",
-            met=abs(slope_cooled - HUANG_SLOPE_MM_PER_UNIT) <= 0.25 * abs(HUANG_SLOPE_MM_PER_UNIT),
-            source=source,
-            details=cooled_details,
-        ),
+        row("", slope, "zone at power off", details),
+        row(
+            after,
+            slope_cooled,
+            "perfusion on while the tissue cools, as before dissection",
+            cooled_details,
+        ),  # fmt: skip
     ]
 
 
