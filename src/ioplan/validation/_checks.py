@@ -451,7 +451,7 @@ def _check_rf(spacing_mm: float, log) -> list[CheckResult]:
             slope_cooled,
             "perfusion on while the tissue cools, as before dissection",
             cooled_details,
-        ),  # fmt: skip
+        ),
     ]
 
 
