@@ -43,6 +43,7 @@ __all__ = [
     "CryoState",
     "MicrowaveState",
     "RfState",
+    "boiling_limit",
     "cryo_pair",
     "far_boundary_ground",
     "microwave_pair",
@@ -164,6 +165,10 @@ class RfState:
         before the first call).
     solver : dict
         The multigrid hierarchy and the last potential, for the next solve (read only).
+    materials : MaterialTable or None
+        The problem's materials (their boiling enthalpies, :func:`boiling_limit`).
+    boiling_limited_j : float
+        Energy (J) the tissue did not take because it boiled dry within an interval.
     """
 
     grid: Grid
@@ -181,6 +186,54 @@ class RfState:
     pause_until_s: float = -1.0
     generator: GeneratorState | None = None
     solver: Any = None
+    materials: Any = None
+    boiling_limited_j: float = 0.0
+
+
+def boiling_limit(
+    q_w_m3: np.ndarray,
+    temperature_c: np.ndarray,
+    material: np.ndarray,
+    materials: Any,
+    interval_s: float,
+    dry_fraction: float,
+) -> np.ndarray:
+    """The power density a voxel can draw for ``interval_s`` before it boils dry.
+
+    Tissue water boils between ``vapor_start_c`` and ``vapor_end_c``, and the dried
+    tissue conducts ``dry_fraction`` of what it did (``rf_desiccation``). A source held
+    for a whole interval would keep driving a voxel after it dried, far above 100 °C,
+    until the next call. Here a voxel that would dry at ``tau = need / q`` (``need``:
+    the enthalpy (J/m^3) still missing to the end of boiling, heat conduction ignored)
+    draws ``q`` until ``tau`` and ``dry_fraction * q`` after it (at a fixed field, as an
+    element in parallel with the rest of the tissue), averaged over the interval:
+    ``(need + dry_fraction * q * (interval - tau)) / interval``. Voxels that are dry
+    already, or will not dry in time, keep ``q``. Returns a new array.
+    """
+    q = np.asarray(q_w_m3)
+    if not interval_s > 0:
+        return q
+    t = np.asarray(temperature_c)
+    present = np.unique(material[q > 0])
+    if present.size == 0:
+        return q
+    start_min = float(np.min(materials.vapor_start_c[present]))
+    latent_min = float(np.min(materials.vapor_latent_j_m3[present]))
+    # a voxel below boiling needs at least the latent heat to dry: only these can
+    idx = np.flatnonzero((q > 0) & ((t >= start_min) | (q * interval_s >= latent_min)))
+    if idx.size == 0:
+        return q
+    m = material.reshape(-1)[idx]
+    qi = q.reshape(-1)[idx].astype(float)
+    e_now = materials.enthalpy(m, t.reshape(-1)[idx])
+    need = materials.vapor_breakpoints()[1][m] - e_now
+    dries = (need > 0) & (qi * interval_s > need)
+    tau = need[dries] / qi[dries]
+    limited = qi.copy()
+    limited[dries] = (need[dries] + dry_fraction * qi[dries] * (interval_s - tau)) / interval_s
+    out = q.copy()
+    out.reshape(-1)[idx] = limited
+    return out
 
 
 def rf_pair(
@@ -250,9 +303,11 @@ def rf_pair(
             probe.reshape(-1)[surfaces.index] = True  # the voxels touching the surface
             probe &= tissue_mask
         return RfState(problem.grid, problem.material, gnd & ~electrode,
-                       tissue_mask & inner, sigma37, probe, surfaces)  # fmt: skip
+                       tissue_mask & inner, sigma37, probe, surfaces,
+                       materials=problem.materials)  # fmt: skip
 
-    def step(state: RfState, temperature_c: np.ndarray, time_s: float):
+    def step(state: RfState, temperature_c: np.ndarray, time_s: float,
+             interval_s: float = 0.0):  # fmt: skip
         sigma = rf_conductivity_map(state.material, temperature_c, state.sigma37)
         sigma = np.where(state.sigma37 > 0, sigma, 0.0)
         # re-solve when the conductivity has changed where the power goes: the
@@ -293,9 +348,30 @@ def rf_pair(
         # scaled to hold exactly that power
         if series_ohm > 0 and np.isfinite(z_grid):
             power = power * z_grid / z
-        return (q * (power / in_tissue) if in_tissue > 0 else q), state
+        q = q * (power / in_tissue) if in_tissue > 0 else q
+        if interval_s > 0 and power > 0 and state.materials is not None:
+            # tissue that boils dry within the interval stops drawing power: the
+            # generator delivers that much less (its curve shows the interval's mean)
+            limited = boiling_limit(q, temperature_c, state.material, state.materials,
+                                    interval_s, _dry_fraction())  # fmt: skip
+            kept = float(limited.sum()) * state.grid.voxel_volume_m3 / power
+            if kept < 1.0:
+                g = state.generator
+                g = replace(g, last_power_w=g.last_power_w * kept,
+                            power_w=(*g.power_w[:-1], g.power_w[-1] * kept))  # fmt: skip
+                state = replace(state, generator=g, boiling_limited_j=state.boiling_limited_j
+                                + power * (1.0 - kept) * interval_s)  # fmt: skip
+                q = limited
+        return q, state
 
-    return Source(init, step)
+    return Source(init, step, takes_interval=True)
+
+
+def _dry_fraction() -> float:
+    """Conductivity of boiled-dry tissue over its value before (``rf_desiccation``)."""
+    from ioplan.tissue import rf_desiccation_parameters
+
+    return float(rf_desiccation_parameters()["factor_at_end"])
 
 
 # -- cryo --------------------------------------------------------------------------

@@ -457,6 +457,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         settings["rf_pulses"] = gs.pulses
         settings["rf_energy_delivered_j"] = gs.energy_until(cfg.heating_duration_s)
         settings["rf_mean_power_w"] = settings["rf_energy_delivered_j"] / cfg.heating_duration_s
+        settings["rf_boiling_limited_j"] = src_state.boiling_limited_j
         settings["rf_impedance_curve"] = {
             "time_s": list(gs.times_s), "impedance_ohm": [round(z, 3) for z in gs.impedance_ohm],
             "power_w": [round(p, 3) for p in gs.power_w],

@@ -617,6 +617,11 @@ class Source:
     update_s : float, optional
         How often (s) the source wants to be re-evaluated; None: the time loop's
         default (:data:`SOURCE_UPDATE_S`).
+    takes_interval : bool
+        True: the time loop calls ``step(state, temperature_c, time_s, interval_s)``,
+        with the time (s) the returned power density will be held (a source that must
+        not put more energy into a voxel than it can take in that time: RF in boiling
+        tissue).
 
     Examples
     --------
@@ -630,9 +635,10 @@ class Source:
     """
 
     init: Callable[[ThermalProblem], Any]
-    step: Callable[[Any, np.ndarray, float], tuple[np.ndarray | None, Any]]
+    step: Callable[..., tuple[np.ndarray | None, Any]]
     fixed_temperatures: Callable[[Any, float], Any] | None = None
     update_s: float | None = None
+    takes_interval: bool = False
 
 
 def run(
@@ -802,7 +808,10 @@ def integrate(
         n = min(chunk, n_total - done)
         tic = time.perf_counter()
         if pair is not None:
-            q, source_state = pair.step(source_state, runner.temperature(), t_now)
+            if pair.takes_interval:
+                q, source_state = pair.step(source_state, runner.temperature(), t_now, n * dt)
+            else:
+                q, source_state = pair.step(source_state, runner.temperature(), t_now)
         elif callable(source):
             q = source(ThermalState(t_now, *runner.finish()))
         else:
