@@ -251,7 +251,10 @@ def rf_pair(
     conductivity exceeds :data:`RF_RESOLVE_CHANGE`; the generator
     (:func:`~ioplan.physics.rf_generator_step`) sets the output from the impedance
     (1 / the power at 1 V) and, in temperature mode, the hottest tissue voxel touching
-    the electrode; the map is scaled so that tissue absorbs that output.
+    the electrode; the map is scaled so that tissue absorbs that output. In every mode a
+    voxel that boils dry within the time the map is held takes power only until then
+    (:func:`boiling_limit`): that energy is not delivered (``boiling_limited_j``), and the
+    generator's log shows the interval's mean power.
 
     Parameters
     ----------
@@ -355,7 +358,7 @@ def rf_pair(
             limited = boiling_limit(q, temperature_c, state.material, state.materials,
                                     interval_s, _dry_fraction())  # fmt: skip
             kept = float(limited.sum()) * state.grid.voxel_volume_m3 / power
-            if kept < 1.0:
+            if kept < 1.0 - 1e-9:  # not rounding noise
                 g = state.generator
                 g = replace(g, last_power_w=g.last_power_w * kept,
                             power_w=(*g.power_w[:-1], g.power_w[-1] * kept))  # fmt: skip
