@@ -229,3 +229,37 @@ def test_case_zone_does_not_depend_on_where_the_crop_ends(small_case):
     block = simulate(SimulationConfig(app, tissue="liver", **kw)).zone.tip_extent_mm
     assert abs(reach[40.0] - reach[60.0]) <= 3.0, (reach, block)
     assert abs(reach[40.0] - block) <= 3.0, (reach, block)
+
+
+def test_solves_skipped_in_pulses_change_nothing(monkeypatch):
+    """During a pulse the output is off, so the potential is not re-solved (speed only).
+
+    Reference: the same run re-solving at every call. The temperature fields can differ
+    only through the warm start of the next solve (CG to a 1e-5 relative residual, whose
+    map is then scaled to the generator's power), so the zone is the same voxel for voxel
+    and the energy agrees to 1e-4 relative.
+    """
+    from ioplan.physics import _heating
+
+    calls = []
+    original = _heating.rf_potential
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_heating, "rf_potential", counted)
+    w = 10.0 / 100.0 * 1.079 / 60.0  # 1/s, 10 mL/min/100 g, liver 1.079 g/mL
+    cfg = SimulationConfig(applicator=applicator("cooled-rf-3cm"), power_w=200.0,
+                           duration_s=720.0, tissue="liver", perfusion_per_s=w,
+                           spacing_mm=3.0)  # fmt: skip
+    out = {}
+    for skip in (True, False):
+        monkeypatch.setattr(_heating, "RF_SKIP_SOLVES_IN_PULSES", skip)
+        calls.clear()
+        out[skip] = (simulate(cfg), len(calls))
+    (fast, n_fast), (ref, n_ref) = out[True], out[False]
+    assert ref.settings["rf_pulses"] > 0 and n_fast < n_ref
+    assert fast.settings["rf_pulses"] == ref.settings["rf_pulses"]
+    assert np.array_equal(fast.zone_mask, ref.zone_mask)
+    assert fast.energy_j == pytest.approx(ref.energy_j, rel=1e-4)

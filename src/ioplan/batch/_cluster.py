@@ -103,7 +103,11 @@ def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
               on_result: Callable[[int, Any], None] | None = None) -> list:  # fmt: skip
     """``[fn(shared, item) for item in items]`` on the cluster, in the order of ``items``.
 
-    ``shared`` is sent to the workers once (``scatter``, broadcast), not with every task.
+    ``shared`` is sent to the cluster once (``scatter``), not with every task; each worker
+    fetches it when its first task needs it. Not ``broadcast=True``: the scheduler's
+    replication then fights the active memory manager's replica reduction, and the
+    scatter can hang (seen here in tests/batch/test_cohort.py, session 41; dask/distributed
+    issue 4907, "Dask hangs indefinitely on unit test during client.scatter").
     Tasks whose worker dies are run again elsewhere (Dask's ``allowed-failures``).
     ``progress(done, total)`` is called as tasks finish, ``on_result(index, result)`` too
     (in the order they finish).
@@ -113,7 +117,7 @@ def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
     total = len(items)
     if total == 0:
         return []
-    handle = client.scatter(shared, broadcast=True) if shared is not None else None
+    handle = client.scatter(shared) if shared is not None else None
     run = uuid.uuid4().hex[:12]  # keys unique to this run: never mistaken for another's
     futures = [
         client.submit(fn, handle, item, pure=False, key=f"ioplan-{run}-{i}")
