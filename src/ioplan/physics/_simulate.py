@@ -461,6 +461,8 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         settings["rf_impedance_curve"] = {
             "time_s": list(gs.times_s), "impedance_ohm": [round(z, 3) for z in gs.impedance_ohm],
             "power_w": [round(p, 3) for p in gs.power_w],
+            "note": "impedance during a pulse with the output off: the last value measured "
+                    "before it (not re-solved); power: the mean over each interval",
         }  # fmt: skip
     result = _measure(cfg, domain, model, final, stats, snaps, settings)
     if domain.past_scan_mm and cfg.case is not None:
