@@ -297,3 +297,27 @@ def test_simulate_console_gives_the_absorbed_share_of_the_generator_output(capsy
     energy = json.loads(js)["energy_j"]
     assert int(m[2]) == round(100 * energy / 2400)
     assert 0 < energy <= 0.75 * 2400 + 1e-6
+
+
+def test_simulate_console_reports_the_rf_generator(capsys):
+    """RF: the console's generator line is the JSON's settings (recount), and the ideal
+    power source's energy not taken by dried tissue plus the tissue's energy is P x t (a
+    block of liver: no body between the grid and the pads to take a share)."""
+    import re
+
+    args = ["simulate", "--applicator", "cooled-rf-3cm", "--tissue", "liver", "--power-w",
+            "200", "--duration-s", "60", "--spacing-mm", "3", "--rf-mode", "power"]  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    text = " ".join(out.split())
+    m = re.search(r"RF generator: (\d+) pulses, mean ([\d.]+) W, impedance (\d+) -> (\d+) ohm; "
+                  r"(\d+) J not taken by tissue that boiled dry", text)  # fmt: skip
+    assert m is not None, out
+    code, js, err = run_cli(capsys, *args, "--json")
+    doc = json.loads(js)
+    s = doc["settings"]
+    assert int(m[1]) == s["rf_pulses"] == 0  # the ideal source never pulses
+    assert float(m[2]) == pytest.approx(s["rf_mean_power_w"], abs=0.05)  # printed to 0.1 W
+    assert int(m[5]) == round(s["rf_boiling_limited_j"])
+    # 1e-6 relative: float sums of the same held output
+    assert doc["energy_j"] + s["rf_boiling_limited_j"] == pytest.approx(200 * 60, rel=1e-6)

@@ -336,6 +336,15 @@ def simulate(
         f"energy {result.energy_j:.0f} J{share}, {result.steps} steps of {result.dt_s:.3f} s in "
         f"{result.runtime_s:.1f} s ({result.voxel_updates_per_s / 1e6:.1f} M voxel updates/s)"
     )
+    s = result.settings
+    if "rf_pulses" in s:  # RF: what the generator did
+        withheld = float(s.get("rf_boiling_limited_j", 0.0))
+        dried = f"; {withheld:.0f} J not taken by tissue that boiled dry" if withheld >= 1 else ""
+        console.print(
+            f"  RF generator: {s['rf_pulses']} pulses, mean {s['rf_mean_power_w']:.1f} W, "
+            f"impedance {s['rf_impedance_ohm_initial']:.0f} -> {s['rf_impedance_ohm_final']:.0f}"
+            f" ohm{dried}"
+        )
     if output_dir is not None:
         console.print(f"  maps written to [bold]{escape(str(output_dir))}[/]")
 
