@@ -62,7 +62,7 @@ MW_UPDATE_S = 10.0
 RF_SOLVE_TOL = 1e-5
 #: During an impedance-control pulse with the output off, skip the potential solve (the
 #: power is 0 whatever the conductivity); False re-solves at every call (the reference in
-#: tests/physics/test_rf_boiling.py).
+#: tests/physics/test_rf_generator.py and bench/rf.py).
 RF_SKIP_SOLVES_IN_PULSES = True
 
 
