@@ -121,6 +121,12 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="one 3 mm 4-min run each way")
     ap.add_argument("--out", default="bench/results/rf.json")
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error(f"--repeats must be >= 1, got {args.repeats}")
+    if not all(0.25 <= h <= 5.0 for h in args.spacing_mm):
+        ap.error(f"--spacing-mm must be 0.25-5 mm, got {args.spacing_mm}")
+    if not 0 < args.duration_s <= 3600:
+        ap.error(f"--duration-s must be (0, 3600] s, got {args.duration_s}")
     if args.smoke:
         result = run([3.0], 240.0, 1)
     else:
