@@ -14,10 +14,17 @@ def machine() -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform()}
 
 
-def write_result(result: dict[str, Any], path: str | Path) -> Path:
-    """Write ``result`` as indented JSON to ``path`` (folders made) and say where."""
+def write_result(result: dict[str, Any], path: str | Path, table: str | None = None) -> Path:
+    """Write ``result`` as indented JSON to ``path`` (folders made) and say where.
+
+    ``table``: its Markdown table, printed and written beside it (``.md``).
+    """
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        print(table)
     out.write_text(json.dumps(result, indent=2) + "\n")
+    if table is not None:
+        out.with_suffix(".md").write_text(table)
     print(f"written {out}")
     return out

@@ -390,10 +390,7 @@ def main() -> None:
                      "skfem_setup_s": fem_setup, "speed_ratio": ours / fem}  # fmt: skip
     if args.gpu and not os.environ.get("NUMBA_ENABLE_CUDASIM"):
         result["gpu"] = gpu_section(args.quick)
-    md = markdown(result)
-    print(md)
-    out = write_result(result, args.out)
-    out.with_suffix(".md").write_text(md)
+    write_result(result, args.out, markdown(result))
 
 
 if __name__ == "__main__":

@@ -131,10 +131,7 @@ def main() -> None:
         result = run([3.0], 240.0, 1)
     else:
         result = run(args.spacing_mm, args.duration_s, args.repeats)
-    md = markdown(result)
-    print(md)
-    out = write_result(result, args.out)
-    out.with_suffix(".md").write_text(md)
+    write_result(result, args.out, markdown(result))
 
 
 if __name__ == "__main__":
