@@ -321,3 +321,39 @@ def test_simulate_console_reports_the_rf_generator(capsys):
     assert int(m[5]) == round(s["rf_boiling_limited_j"])
     # 1e-6 relative: float sums of the same held output
     assert doc["energy_j"] + s["rf_boiling_limited_j"] == pytest.approx(200 * 60, rel=1e-6)
+
+
+def test_simulate_shows_the_manufacturer_chart_beside_the_zone(capsys):
+    """A charted antenna: the console prints the chart's zone at this setting and the
+    model's residual on that chart; the JSON carries both (settings.chart). The chart row
+    (Emprint 45 W, 150 s: 24 x 23 mm) is the published one, read from applicators.toml."""
+    import re
+    import tomllib
+    from importlib import resources
+
+    raw = tomllib.loads(
+        resources.files("ioplan.devices").joinpath("data/applicators.toml").read_text()
+    )
+    row = next(r for r in raw["covidien-emprint"]["zone_chart"]
+               if (r["power_w"], r["duration_s"]) == (45, 150))  # fmt: skip
+    args = ["simulate", "--applicator", "covidien-emprint", "--tissue", "liver", "--power-w",
+            "45", "--duration-s", "150", "--spacing-mm", "3"]  # fmt: skip
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    text = " ".join(out.split())
+    m = re.search(r"manufacturer chart \(ex vivo\) at 45 W, 150 s: length ([\d.]+) mm, width "
+                  r"([\d.]+) mm \(a chart row\)", text)  # fmt: skip
+    assert m is not None, out
+    assert (float(m[1]), float(m[2])) == (row["length_mm"], row["width_mm"])
+    m = re.search(r"this model on that chart: mean \|error\| ([\d.]+) mm, max ([\d.]+) mm over "
+                  r"(\d+) rows", text)  # fmt: skip
+    assert m is not None, out
+    assert int(m[3]) == len(raw["covidien-emprint"]["zone_chart"])
+    code, js, err = run_cli(capsys, *args, "--json")
+    chart = json.loads(js)["settings"]["chart"]
+    assert chart["zone"]["length_mm"] == row["length_mm"] and chart["zone"]["interpolated"] is False
+    assert float(m[1]) == pytest.approx(chart["model_fit"]["mean_abs_error_mm"], abs=0.005)
+    # outside the chart (above 100 W): said so, with the chart's range
+    code, out, err = run_cli(capsys, *args[:6], "120", *args[7:])
+    assert code == 0, err
+    assert "outside it (45-100 W, 150-600 s)" in " ".join(out.split())

@@ -144,6 +144,13 @@ def test_plan_cli_on_the_demo_case_json_contract_and_exports(tmp_path, capsys):
         assert key in doc
     for a in doc["applicators"]:
         assert {"id", "tip_mm", "entry_mm", "power_w", "duration_s"} <= set(a)
+        # the manufacturer's chart at the chosen setting, beside the predicted zone
+        # (the demo plans with the Emprint, a charted antenna, one per path)
+        zone = a["chart"]["zone"]
+        assert zone is None or (zone["power_w"], zone["duration_s"]) == (
+            a["power_w"], a["duration_s"],
+        )  # fmt: skip
+        assert a["chart"]["range"] == "45-100 W, 150-600 s"
     assert doc["schema_version"] == 1 and doc["verified_by_simulation"] is True
     for name in (
         "plan.json",

@@ -204,7 +204,15 @@ def test_chart_preview_is_the_manufacturers_ellipsoid(client, needle):
     assert r.status_code == 200, r.text
     doc = r.json()
     z = doc["results"][0]["zone"]
-    assert z == {k: pytest.approx(row[k]) for k in ("length_mm", "width_mm", "centre_offset_mm")}
+    for k in ("length_mm", "width_mm", "centre_offset_mm"):
+        assert z[k] == pytest.approx(row[k]), k
+    assert z["interpolated"] is False and z["outside_chart"] is False
+    # past the chart's top power: its nearest row, said to be outside
+    top = max(rows, key=lambda r: (r["power_w"], r["duration_s"]))
+    past = _setting(needle, power_w=top["power_w"] + 50, duration_s=top["duration_s"])
+    far = {"settings": [past], "spacing_mm": 2.0, "method": "chart"}
+    zf = client.post("/api/cases/demo/preview", json=far).json()["results"][0]["zone"]
+    assert zf["outside_chart"] is True and zf["length_mm"] == pytest.approx(top["length_mm"])
     # the voxelised ellipsoid holds the ellipsoid's volume (2 mm voxels: within 10 %)
     exact = 4 / 3 * math.pi * (z["length_mm"] / 2) * (z["width_mm"] / 2) ** 2 / 1000
     assert doc["zone_volume_ml"] == pytest.approx(exact, rel=0.10)

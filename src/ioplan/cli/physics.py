@@ -337,6 +337,7 @@ def simulate(
         f"{result.runtime_s:.1f} s ({result.voxel_updates_per_s / 1e6:.1f} M voxel updates/s)"
     )
     s = result.settings
+    _print_chart(s.get("chart"))
     if "rf_pulses" in s:  # RF: what the generator did
         withheld = float(s.get("rf_boiling_limited_j", 0.0))
         dried = f"; {withheld:.0f} J not taken by tissue that boiled dry" if withheld >= 1 else ""
@@ -347,6 +348,28 @@ def simulate(
         )
     if output_dir is not None:
         console.print(f"  maps written to [bold]{escape(str(output_dir))}[/]")
+
+
+def _print_chart(chart: dict | None) -> None:
+    """The manufacturer's chart at this setting, and the model's fit to that chart."""
+    if not chart:
+        return
+    z = chart["zone"]
+    if z is None:
+        console.print(f"  manufacturer chart: this setting is outside it ({chart['range']})")
+    else:
+        how = "interpolated" if z["interpolated"] else "a chart row"
+        console.print(
+            f"  manufacturer chart (ex vivo) at {z['power_w']:g} W, {z['duration_s']:g} s: "
+            f"length {z['length_mm']:.1f} mm, width {z['width_mm']:.1f} mm ({how})"
+        )
+    fit = chart["model_fit"]
+    if fit is not None:
+        console.print(
+            f"  this model on that chart: mean |error| {fit['mean_abs_error_mm']:.2f} mm, max "
+            f"{fit['max_abs_error_mm']:.2f} mm over {fit['rows']} rows ({fit['spacing_mm']:g} "
+            "mm voxels, ex vivo block)"
+        )
 
 
 def _phantom_case(spacing_mm: float):

@@ -232,6 +232,13 @@ def _print_plan_summary(plan) -> None:
             if why:
                 parts.append(str(why))
             console.print(f"  {escape(': '.join(parts))}")
+        chart = (a.get("chart") or {}).get("zone")
+        if chart is not None:  # what the clinician would read off the manufacturer's chart
+            console.print(
+                f"  manufacturer chart (ex vivo) at this setting: {chart['length_mm']:.1f} x "
+                f"{chart['width_mm']:.1f} mm; predicted for this patient "
+                f"{a['predicted_length_mm']:.1f} x {a['predicted_width_mm']:.1f} mm"
+            )
     console.print(
         f"plan {verdict} the {plan.tumour_diameter_mm:.0f} mm tumour + {plan.margin_mm:g} mm "
         f"margin: tumour {plan.coverage_percent:.1f} %, tumour + margin "

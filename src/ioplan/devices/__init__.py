@@ -15,6 +15,13 @@ from ioplan.devices._catalogue import (
     rf_generator_record,
     sourced_data,
 )
+from ioplan.devices._chart import (
+    ChartZone,
+    chart_comparison,
+    chart_fit_residual,
+    chart_range,
+    chart_zone,
+)
 
 __all__ = [
     "CHART_FIELDS",
@@ -22,8 +29,13 @@ __all__ = [
     "MR_MATERIALS",
     "MW_MODELS",
     "Applicator",
+    "ChartZone",
     "applicator",
     "calibration_record",
+    "chart_comparison",
+    "chart_fit_residual",
+    "chart_range",
+    "chart_zone",
     "check_mr_guidance",
     "list_applicators",
     "load_applicator_file",

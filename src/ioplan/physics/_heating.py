@@ -317,8 +317,14 @@ def rf_pair(
     def step(state: RfState, temperature_c: np.ndarray, time_s: float,
              interval_s: float = 0.0):  # fmt: skip
         g = state.generator
-        if (RF_SKIP_SOLVES_IN_PULSES and gen.mode == "impedance" and gen.pulse_power_w == 0.0
-                and g is not None and state.q_unit is not None and time_s < g.pause_until_s):
+        if (
+            RF_SKIP_SOLVES_IN_PULSES
+            and gen.mode == "impedance"
+            and gen.pulse_power_w == 0.0
+            and g is not None
+            and state.q_unit is not None
+            and time_s < g.pause_until_s
+        ):
             # a pulse: the output is off whatever the tissue does, so the potential is
             # not re-solved (two thirds of a 12-min Cool-tip run); the log holds the
             # impedance measured last

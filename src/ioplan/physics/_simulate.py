@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ioplan.anatomy import Case
-from ioplan.devices import Applicator
+from ioplan.devices import Applicator, chart_comparison
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, axial_volume
 from ioplan.physics._catheter import cooled_shaft_radius_mm
@@ -631,6 +631,8 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
     assert app is not None  # SimulationConfig refuses no applicator without a map
     if app.modality == "mw":
         settings.update(power_w=cfg.power_w, duration_s=cfg.duration_s)
+        if len(placements) == 1:  # the manufacturer's chart, for one antenna (not arrays)
+            settings["chart"] = chart_comparison(app, cfg.power_w, cfg.heating_duration_s)
         return microwave_pair(placements, app, cfg.power_w, model.tissue_mask), groups, settings
     if app.modality == "rf":
         settings.update(power_w=cfg.power_w, duration_s=cfg.duration_s, rf_mode=cfg.rf_mode)

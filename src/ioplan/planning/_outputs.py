@@ -294,6 +294,25 @@ def _setting(a: dict) -> str:
     return f"{a['power_w']:g} W, {a['duration_s']:g} s"
 
 
+def _size(a: dict) -> str:
+    """The planner's predicted zone for one applicator (length x width, mm)."""
+    if a.get("predicted_length_mm") is None:
+        return "-"
+    return f"{a['predicted_length_mm']:.1f} x {a['predicted_width_mm']:.1f}"
+
+
+def _chart_size(a: dict) -> str:
+    """The manufacturer's chart at the applicator's setting, if it has one and covers it."""
+    chart = a.get("chart")
+    if not chart:
+        return "-"
+    z = chart.get("zone")
+    if z is None:
+        return f"outside the chart ({chart.get('range', '?')})"
+    how = " (interpolated)" if z["interpolated"] else ""
+    return f"{z['length_mm']:.1f} x {z['width_mm']:.1f}{how}"
+
+
 def _fmt(x, fmt: str = ".1f", unit: str = "") -> str:
     """``x`` formatted, ``-`` when unknown."""
     if x is None:
@@ -363,11 +382,13 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
     )
     applicators = table(
         ["#", "applicator", "path", "power / time", "entry (LPS mm)", "tip (LPS mm)",
-         "insertion depth (mm)", "zone shift (mm)", "why"],
+         "insertion depth (mm)", "zone shift (mm)", "predicted zone L x W (mm)",
+         "manufacturer chart L x W (mm, ex vivo)", "why"],
         [
             [i + 1, a["id"], _fmt(a.get("trajectory_id"), "d"), _setting(a), a["entry_mm"],
              a["tip_mm"], _fmt(a.get("insertion_depth_mm"), "g"),
-             _fmt(a.get("zone_shift_mm"), "g"), (a.get("covers") or {}).get("why", "-")]
+             _fmt(a.get("zone_shift_mm"), "g"), _size(a), _chart_size(a),
+             (a.get("covers") or {}).get("why", "-")]
             for i, a in enumerate(plan.applicators)
         ],
     )  # fmt: skip

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ioplan.anatomy import Case
-from ioplan.devices import Applicator, applicator
+from ioplan.devices import Applicator, applicator, chart_comparison
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume, resample_to_spacing
 from ioplan.planning._candidates import (
@@ -567,6 +567,8 @@ def _applicator_records(
                 "predicted_width_mm": round(width, 1),
                 "covers": covers[i],
             }
+            # the manufacturer's chart at this setting (one antenna, ex vivo), to compare
+            | ({"chart": chart_comparison(app, p, t)} if app.modality == "mw" and n == 1 else {})
         )
     return tuple(out)
 

@@ -176,30 +176,32 @@ def run_simulation(case, req: SimulateRequest, progress=None) -> tuple[dict[str,
     return result.to_dict(), result
 
 
-def chart_zone(applicator_id: str, power_w: float, duration_s: float) -> dict[str, float]:
+def chart_zone(applicator_id: str, power_w: float, duration_s: float) -> dict[str, Any]:
     """Length, width and centre offset (mm) of the manufacturer's zone at a setting.
 
-    Linear interpolation in the chart's (power, time) rows; outside them, the nearest row.
+    Inside the chart: :func:`ioplan.devices.chart_zone` (linear in power, in ln time).
+    Outside it, so that dragging a setting past the chart still shows an ellipsoid: the
+    nearest row (powers and times scaled by the chart's largest), marked
+    ``outside_chart``.
     """
-    from scipy.interpolate import griddata
-
     from ioplan.devices import applicator
+    from ioplan.devices import chart_zone as read_chart
 
     app = applicator(applicator_id)
     rows = app.chart_rows()
     if not rows:
         raise InputError(f"{applicator_id} has no zone chart: use method engine")
+    keys = ("length_mm", "width_mm", "centre_offset_mm")
+    z = read_chart(app, power_w, duration_s)
+    if z is not None:
+        return {k: getattr(z, k) for k in keys} | {
+            "interpolated": z.interpolated, "outside_chart": False,
+        }  # fmt: skip
     pts = np.asarray([(r["power_w"], r["duration_s"]) for r in rows], float)
-    scale = pts.max(axis=0)  # W and s on comparable scales for the triangulation
-    q = np.asarray([[power_w, duration_s]], float) / scale
-    out = {}
-    for key in ("length_mm", "width_mm", "centre_offset_mm"):
-        vals = np.asarray([r[key] for r in rows], float)
-        v = griddata(pts / scale, vals, q, method="linear")[0] if len(rows) >= 3 else np.nan
-        if not np.isfinite(v):
-            v = griddata(pts / scale, vals, q, method="nearest")[0]
-        out[key] = float(v)
-    return out
+    scale = pts.max(axis=0)
+    near = rows[int(np.argmin(np.linalg.norm(pts / scale - np.array([power_w, duration_s]) / scale,
+                                             axis=1)))]  # fmt: skip
+    return {k: float(near[k]) for k in keys} | {"interpolated": False, "outside_chart": True}
 
 
 def _chart_zones(req: PreviewRequest) -> list[dict[str, Any]]:
