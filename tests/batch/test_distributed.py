@@ -142,3 +142,38 @@ def test_batch_command_on_the_scheduler_gives_the_local_rows(cluster, capsys, tm
         return [{k: v for k, v in r.items() if k != "runtime_s"} for r in doc["rows"]]
 
     assert figures(remote) == figures(local)
+
+
+def test_the_shared_data_survives_the_death_of_the_worker_holding_it(cluster):
+    """run_tasks' shared data is a task's result: when the worker that holds it is killed
+    (chosen by asking the scheduler who has it), the data is computed again elsewhere and
+    every task still returns ``sum(shared) + item`` (recount here). Session 42: with a plain
+    scatter (no task to recompute it from) the remaining tasks failed "already forgotten";
+    test_a_batch_survives_a_killed_worker caught it when its victim happened to hold it."""
+    import os
+
+    from ioplan.batch._cluster import run_tasks
+
+    address, workers = cluster
+    shared = np.arange(1000, dtype=np.int64)
+
+    def fn(data, item):  # local: pickled by value for the worker processes
+        time.sleep(0.3)
+        return int(data.sum()) + item
+
+    killed: list[int] = []
+    with dask_client(address) as c:
+        pids = c.run(os.getpid)  # worker address -> pid
+
+        def on_result(i, value):
+            if killed:
+                return
+            owners = [w for k, ws in c.who_has().items() if str(k).endswith("-shared") for w in ws]
+            assert owners, c.who_has()
+            victim = next(p for p in workers if p.pid == pids[owners[0]])
+            victim.send_signal(signal.SIGKILL)
+            killed.append(victim.pid)
+
+        out = run_tasks(c, fn, list(range(8)), shared=shared, on_result=on_result)
+    assert len(killed) == 1
+    assert out == [int(shared.sum()) + i for i in range(8)]

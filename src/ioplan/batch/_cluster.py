@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -98,16 +99,25 @@ def describe(client) -> tuple[str, int]:
     return ("local" if cluster is not None else str(client.scheduler.address), workers)
 
 
+def _same(x: Any) -> Any:
+    """The shared data, as a task's result (recomputable where a scatter is not)."""
+    return x
+
+
 def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
               progress: Callable[[int, int], None] | None = None,
               on_result: Callable[[int, Any], None] | None = None) -> list:  # fmt: skip
     """``[fn(shared, item) for item in items]`` on the cluster, in the order of ``items``.
 
-    ``shared`` is sent to the cluster once (``scatter``), not with every task; each worker
-    fetches it when its first task needs it. Not ``broadcast=True``: the scheduler's
-    replication then fights the active memory manager's replica reduction, and the
-    scatter can hang (seen here in tests/batch/test_cohort.py, session 41; dask/distributed
-    issue 4907, "Dask hangs indefinitely on unit test during client.scatter").
+    ``shared`` is sent to the cluster once, as the argument of one task that returns it,
+    not with every task; each worker fetches that task's result when its first task needs
+    it. Not ``scatter``: scattered data has no task to recompute it from, so when the one
+    worker holding it dies every task still to run fails ("already forgotten", seen in
+    tests/batch/test_distributed.py, session 42); and not ``scatter(broadcast=True)``: the
+    scheduler's replication then fights the active memory manager's replica reduction and
+    the scatter can hang (tests/batch/test_cohort.py, session 41; dask/distributed issue
+    4907, "Dask hangs indefinitely on unit test during client.scatter"). A task's argument
+    is kept by the scheduler, so a lost copy is computed again.
     Tasks whose worker dies are run again elsewhere (Dask's ``allowed-failures``).
     ``progress(done, total)`` is called as tasks finish, ``on_result(index, result)`` too
     (in the order they finish).
@@ -117,8 +127,13 @@ def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
     total = len(items)
     if total == 0:
         return []
-    handle = client.scatter(shared) if shared is not None else None
     run = uuid.uuid4().hex[:12]  # keys unique to this run: never mistaken for another's
+    handle = None
+    if shared is not None:
+        with warnings.catch_warnings():
+            # "large object in the task graph": intended, it is sent once
+            warnings.simplefilter("ignore", UserWarning)
+            handle = client.submit(_same, shared, pure=False, key=f"ioplan-{run}-shared")
     futures = [
         client.submit(fn, handle, item, pure=False, key=f"ioplan-{run}-{i}")
         for i, item in enumerate(items)
