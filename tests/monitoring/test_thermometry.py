@@ -341,7 +341,10 @@ def test_ice_ball_segmentation_growth_and_lethal_core():
     assert ice.growth_ml_per_min == pytest.approx(ice.volume_ml - first.volume_ml, rel=1e-9)
     assert ice.edge_depth_at_probes_mm == pytest.approx(10.0, abs=1.0)
     assert 0 < ice.depth_20_mm < ice.depth_40_mm < ice.edge_depth_at_probes_mm
-    mature = isotherm_depths()[-1]
+    # the published depth is in body-temperature gel: the engine's table without perfusion
+    # (in perfused liver, 0.018 1/s since session 42, the -40 degC isotherm lies 3.6 mm
+    # inside the edge of a smaller ball; no published in vivo figure to hold it to)
+    mature = isotherm_depths(perfusion_per_s=0.0)[-1]
     assert mature[2] == pytest.approx(10.0, abs=3.0)
     # margin of the lethal core around a 6 mm tumour on the probe: the core's radius is the
     # ice radius less the -40 depth; MAM = that minus 3 mm (sub-voxel measure)

@@ -207,7 +207,11 @@ def test_cryo_isotherms_are_nested_and_match_an_independent_isosurface():
     smooth surface the voxelisation's signed errors average out (measured 1.5 %): 10 %.
     """
     proto = CryoProtocol.parse("freeze:180,thaw:60,freeze:120")
-    r = simulate(SimulationConfig(CRYO, protocol=proto, spacing_mm=3.0))
+    # perfusion 0.0036 1/s (the liver table's value until session 42): an ice ball several
+    # 3 mm voxels across, as this geometric comparison needs; at the physiological 0.018 the
+    # 0 degC ball of this short protocol is about 2 voxels wide, and the isosurface then
+    # follows the probe's own cold voxels past the tissue's ice (41.4 vs 39 mm)
+    r = simulate(SimulationConfig(CRYO, protocol=proto, spacing_mm=3.0, perfusion_per_s=0.0036))
     vols = [r.isotherms[k].volume_ml for k in ("0", "-20", "-30", "-40")]
     assert vols[0] > vols[1] >= vols[2] >= vols[3] > 0
     assert r.min_temperature_c < -40
@@ -415,8 +419,8 @@ def test_passive_thaw_keeps_more_ice_than_active_thaw():
 
 def test_default_run_on_the_phantom_uses_its_vessels(capsys):
     """No --tissue or --case: the built-in phantom, aimed at its tumour, with label vessels."""
-    code = main(["simulate", "--applicator", "generic-mw-2450", "--power-w", "40",
-                 "--duration-s", "30", "--spacing-mm", "3", "--json", "--quiet"])  # fmt: skip
+    code = main(["simulate", "--applicator", "generic-mw-2450", "--power-w", "60",
+                 "--duration-s", "60", "--spacing-mm", "3", "--json", "--quiet"])  # fmt: skip
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     assert "tissue" not in doc  # a case, not a block

@@ -36,13 +36,15 @@ def _recount_target(case, tumour, margin_mm):
     return tumour | ((dist <= margin_mm) & tissue & ~lumen)
 
 
-DEMO_SPACING_MM = 3.0
+DEMO_SPACING_MM = 2.0
 
 
 @pytest.fixture(scope="module")
 def demo_plan():
-    """The demo case planned at 3 mm: the same anatomy and planner as ``ioplan demo`` (2 mm
-    by default), at a fifth of the cost (about 8 s against 45 s; suite time budget)."""
+    """The demo case planned as ``ioplan demo`` plans it (2 mm; about 20 s). Until session
+    42 at 3 mm (8 s): since the liver's perfusion is the physiological flow, the zones are
+    smaller and six antennas at 3 mm reach 99.8 % of the tumour and 98.0 % of its margin,
+    short of the goal, where the demo's 2 mm plan meets it (99.1 %)."""
     from ioplan.planning import demo_case
 
     case, info = demo_case(spacing_mm=DEMO_SPACING_MM)

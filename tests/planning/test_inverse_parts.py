@@ -211,7 +211,7 @@ class _TwoPaths:
 
     def probe_tips(self, c):
         tip = np.array([10.0 * c, 0.0, 0.0])
-        return [tip] if c < 2 else [tip, tip + [15.0, 0.0, 0.0]]
+        return [tip] if c < 2 else [tip, tip + np.array([15.0, 0.0, 0.0])]
 
     def direction(self, c):
         return np.array([0.0, 0.0, -1.0]) if c != 1 else np.array([0.0, 1.0, 0.0])

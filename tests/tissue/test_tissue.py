@@ -67,6 +67,10 @@ def test_liver_matches_the_shared_validation_table():
     assert liver.specific_heat_j_kg_k == 3540.0
     assert liver.thermal_conductivity_w_m_k == 0.52
     assert 0.0036 <= liver.perfusion_1_per_s <= 0.02
+    # the physiological hepatic blood flow, 100 mL/min per 100 g (tissues.toml's source),
+    # per volume of liver at its density: 100 / 100 * 1079 / 1000 / 60 = 0.01798 1/s
+    # (the table rounds to 0.018: 0.1 %)
+    assert liver.perfusion_1_per_s == pytest.approx(100 / 100 * 1079 / 1000 / 60, rel=2e-3)
     assert liver.relative_permittivity_2450mhz == 43.0
     assert liver.conductivity_2450mhz_s_m == 1.69
     # README section 2: liver 0.12-0.2 S/m at 480-500 kHz, tumour about 0.4

@@ -299,7 +299,11 @@ def test_validate_checks_smoke(capsys):
     assert code == 0, err
     doc = json.loads(out)
     names = [c["name"] for c in doc["checks"]]
-    assert len(names) == doc["total"] == 18
+    assert len(names) == doc["total"] == 19
+    # the clinical check runs in liver with the tissue table's (physiological) perfusion
+    clin = [c for c in doc["checks"] if "vs patients" in c["name"]]
+    assert len(clin) == 1 and clin[0]["reference"] == 41.0
+    assert clin[0]["details"]["perfusion_per_s"] == pytest.approx(0.018, abs=1e-12)
     for c in doc["checks"]:
         assert np.isfinite(c["measured"]) and isinstance(c["met"], bool) and c["source"]
     cryo = [c["measured"] for c in doc["checks"] if "lethal (-30 degC) diameter" in c["name"]]

@@ -69,7 +69,8 @@ def validate(
     checks: Annotated[
         str | None,
         typer.Option(
-            help="Instead of a table, the other published figures: cryo, rf, heat-sink or all "
+            help="Instead of a table, the other published figures: cryo, rf, rf-vessel, "
+            "heat-sink, clinical (in vivo liver vs patients) or all "
             "(comma-separated)."
         ),
     ] = None,

@@ -30,11 +30,13 @@ VOID_FRACTION = 0.3
 
 
 @lru_cache(maxsize=4)
-def isotherm_depths(applicator_id: str = "cryo-2.4mm", spacing_mm: float = 2.0):
+def isotherm_depths(applicator_id: str = "cryo-2.4mm", spacing_mm: float = 2.0,
+                    perfusion_per_s: float | None = None):  # fmt: skip
     """Engine table: (ice radius, depth of -20 degC, depth of -40 degC) in mm, over a freeze.
 
-    One probe in perfused liver, 15 min freeze; in the plane through the middle of the
-    freeze zone, each isotherm's equivalent radius sqrt(area / pi).
+    One probe in perfused liver (the tissue table's perfusion, or ``perfusion_per_s`` in
+    1/s: 0 for a gel phantom), 15 min freeze; in the plane through the middle of the freeze
+    zone, each isotherm's equivalent radius sqrt(area / pi).
     """
     from ioplan.devices import applicator
     from ioplan.physics import CryoProtocol, SimulationConfig, simulate
@@ -47,6 +49,7 @@ def isotherm_depths(applicator_id: str = "cryo-2.4mm", spacing_mm: float = 2.0):
         SimulationConfig(
             applicator=app, protocol=CryoProtocol.parse("freeze:900"), tissue="liver",
             spacing_mm=spacing_mm, lethal_temperature_c=-40.0, snapshot_times_s=times,
+            perfusion_per_s=perfusion_per_s,
         )
     )  # fmt: skip
     g = res.grid
