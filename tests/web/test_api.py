@@ -147,6 +147,15 @@ def test_pages(client):
     plan = client.get("/cases/demo/plan")
     assert plan.status_code == 200 and 'id="at-risk"' in plan.text
     assert "content-security-policy" in plan.headers
+    # each applicator's predicted zone beside the manufacturer's chart at its setting,
+    # the numbers of the plan's own JSON (the demo plans a charted antenna)
+    a = client.get("/api/cases/demo/plan").json()["applicators"][0]
+    z = a["chart"]["zone"]
+    assert "manufacturer chart, ex vivo" in plan.text
+    assert (
+        f"{a['predicted_length_mm']:.1f} x {a['predicted_width_mm']:.1f} / "
+        f"{z['length_mm']:.1f} x {z['width_mm']:.1f}" in plan.text
+    )
 
 
 @pytest.mark.parametrize(

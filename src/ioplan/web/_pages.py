@@ -176,6 +176,18 @@ def _setting(a: dict[str, Any]) -> str:
     return f"{_fmt(a.get('power_w'), 'g')} W, {_fmt(a.get('duration_s'), 'g')} s"
 
 
+def _zone_vs_chart(a: dict[str, Any]) -> str:
+    """The planner's predicted zone and the manufacturer's chart at the same setting."""
+    pred = (
+        f"{_fmt(a.get('predicted_length_mm'))} x {_fmt(a.get('predicted_width_mm'))}"
+        if a.get("predicted_length_mm") is not None
+        else "-"
+    )
+    z = (a.get("chart") or {}).get("zone")
+    chart = f"{_fmt(z.get('length_mm'))} x {_fmt(z.get('width_mm'))}" if z else "-"
+    return f"{pred} / {chart}"
+
+
 #: Isotherm contour colours (heat: warm colours, cold: blues), in the order of the levels.
 _ISO_COLOURS_HEAT = ("#ff9900", "#ffffff")
 _ISO_COLOURS_COLD = ("#66ccff", "#3366ff", "#aa00ff")
@@ -206,7 +218,7 @@ def plan_page(name: str, svc: Services) -> HTMLResponse:
     apps = plan.get("applicators", [])
     app_rows = "".join(
         f"<tr><td>{i + 1}</td><td>{escape(str(a.get('id')))}</td><td>{escape(_setting(a))}</td>"
-        f"<td>{escape(str(a.get('tip_mm')))}</td></tr>"
+        f"<td>{escape(str(a.get('tip_mm')))}</td><td>{escape(_zone_vs_chart(a))}</td></tr>"
         for i, a in enumerate(apps)
     )
     risk_rows = "".join(
@@ -237,7 +249,8 @@ minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
 <p id="isotherm-legend">{"isotherms: " + iso_swatches if iso_swatches else ""}
 <label><input type="checkbox" id="show-isotherms" checked> show isotherms</label></p>
 {_controls(True)}
-<table id="applicators"><tr><th>#</th><th>applicator</th><th>setting</th><th>tip (LPS mm)</th></tr>
+<table id="applicators"><tr><th>#</th><th>applicator</th><th>setting</th><th>tip (LPS mm)</th>
+<th>zone L x W (mm): predicted / manufacturer chart, ex vivo</th></tr>
 {app_rows}</table>
 <div id="editor"></div>
 <h3>Structures at risk</h3>
