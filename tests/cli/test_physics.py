@@ -299,6 +299,13 @@ def test_simulate_console_gives_the_absorbed_share_of_the_generator_output(capsy
     assert 0 < energy <= 0.75 * 2400 + 1e-6
 
 
+def _console(capsys, args) -> str:
+    """``ioplan ARGS``'s console output as one line (rich wraps it), after a clean exit."""
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    return " ".join(out.split())
+
+
 def test_simulate_console_reports_the_rf_generator(capsys):
     """RF: the console's generator line is the JSON's settings (recount), and the ideal
     power source's energy not taken by dried tissue plus the tissue's energy is P x t (a
@@ -307,13 +314,12 @@ def test_simulate_console_reports_the_rf_generator(capsys):
 
     args = ["simulate", "--applicator", "cooled-rf-3cm", "--tissue", "liver", "--power-w",
             "200", "--duration-s", "60", "--spacing-mm", "3", "--rf-mode", "power"]  # fmt: skip
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    text = " ".join(out.split())
+    text = _console(capsys, args)
     m = re.search(r"RF generator: (\d+) pulses, mean ([\d.]+) W, impedance (\d+) -> (\d+) ohm; "
                   r"(\d+) J not taken by tissue that boiled dry", text)  # fmt: skip
-    assert m is not None, out
+    assert m is not None, text
     code, js, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
     doc = json.loads(js)
     s = doc["settings"]
     assert int(m[1]) == s["rf_pulses"] == 0  # the ideal source never pulses
@@ -338,18 +344,17 @@ def test_simulate_shows_the_manufacturer_chart_beside_the_zone(capsys):
                if (r["power_w"], r["duration_s"]) == (45, 150))  # fmt: skip
     args = ["simulate", "--applicator", "covidien-emprint", "--tissue", "liver", "--power-w",
             "45", "--duration-s", "150", "--spacing-mm", "3"]  # fmt: skip
-    code, out, err = run_cli(capsys, *args)
-    assert code == 0, err
-    text = " ".join(out.split())
+    text = _console(capsys, args)
     m = re.search(r"manufacturer chart \(ex vivo\) at 45 W, 150 s: length ([\d.]+) mm, width "
                   r"([\d.]+) mm \(a chart row\)", text)  # fmt: skip
-    assert m is not None, out
+    assert m is not None, text
     assert (float(m[1]), float(m[2])) == (row["length_mm"], row["width_mm"])
     m = re.search(r"this model on that chart: mean \|error\| ([\d.]+) mm, max ([\d.]+) mm over "
                   r"(\d+) rows", text)  # fmt: skip
-    assert m is not None, out
+    assert m is not None, text
     assert int(m[3]) == len(raw["covidien-emprint"]["zone_chart"])
     code, js, err = run_cli(capsys, *args, "--json")
+    assert code == 0, err
     chart = json.loads(js)["settings"]["chart"]
     assert chart["zone"]["length_mm"] == row["length_mm"] and chart["zone"]["interpolated"] is False
     assert float(m[1]) == pytest.approx(chart["model_fit"]["mean_abs_error_mm"], abs=0.005)
