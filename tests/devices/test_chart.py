@@ -130,6 +130,9 @@ def test_a_chart_that_is_not_a_full_grid_interpolates_where_both_powers_reach():
     assert (z.length_mm, z.width_mm) == pytest.approx((25.0, 20.0))
     z = chart_zone(app, 80.0, 300.0)  # on the 80 W rows, halfway in ln t
     assert z.length_mm == pytest.approx(36.0) and z.interpolated
+    # a row at zero time (an applicator file may hold one) is left out, not a math error
+    zero = replace(app, zone_chart=((40.0, 0.0, 0.0, 0.0, 0.0), *rows))
+    assert chart_zone(zero, 40.0, 200.0) == chart_zone(app, 40.0, 200.0)
 
 
 @pytest.mark.parametrize("device", CHARTED)

@@ -120,7 +120,8 @@ def chart_zone(app: Applicator, power_w: float, duration_s: float) -> ChartZone 
     for name, v in (("power_w", power_w), ("duration_s", duration_s)):
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
             raise InputError(f"{name} must be a finite number > 0, got {v!r}")
-    rows = app.chart_rows()
+    # a row at zero power or time (an applicator file may hold one) has no place in ln t
+    rows = [r for r in app.chart_rows() if r["power_w"] > 0 and r["duration_s"] > 0]
     if not rows:
         return None
     by_power: dict[float, list[dict[str, float]]] = {}
