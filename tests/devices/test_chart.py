@@ -98,6 +98,8 @@ def test_halfway_in_power_is_the_mean_of_the_two_rows():
     z = chart_zone(applicator("covidien-emprint"), 60.0, 300.0)  # halfway between 45 and 75
     a, b = rows[(45, 300)], rows[(75, 300)]
     assert z.interpolated
+    # numpy scalars (a planner's settings table) read the same
+    assert chart_zone(applicator("covidien-emprint"), np.int64(60), np.float32(300.0)) == z
     assert z.length_mm == pytest.approx(0.5 * (a["length_mm"] + b["length_mm"]), abs=1e-12)
     assert z.width_mm == pytest.approx(0.5 * (a["width_mm"] + b["width_mm"]), abs=1e-12)
 

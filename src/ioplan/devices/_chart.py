@@ -18,6 +18,7 @@ middle row better than ln P (0.42 vs 1.01 mm) and Amica's about as well (2.25 vs
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -118,7 +119,8 @@ def chart_zone(app: Applicator, power_w: float, duration_s: float) -> ChartZone 
     True
     """
     for name, v in (("power_w", power_w), ("duration_s", duration_s)):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+        # numbers.Real: numpy scalars too (a planner's settings table holds them)
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
             raise InputError(f"{name} must be a finite number > 0, got {v!r}")
     # a row at zero power or time (an applicator file may hold one) has no place in ln t
     rows = [r for r in app.chart_rows() if r["power_w"] > 0 and r["duration_s"] > 0]
