@@ -295,7 +295,7 @@ def test_organ_tissues_name_existing_tissues():
 
 def test_organ_zone_rows_have_a_state_and_a_source():
     rows = _zones()
-    assert {r["organ"] for r in rows} <= {"lung", "kidney"}
+    assert {r["organ"] for r in rows} <= {"lung", "kidney", "liver"}
     for r in rows:
         assert r["state"] in ("ex_vivo", "in_vivo"), r
         assert len(r["source"]) > 20, r

@@ -42,7 +42,7 @@ def test_every_row_with_source_and_uncalibrated_flag(doc):
         assert "skipped" not in rec  # every row of the table has an engine setup today
         eng, pred = rec["engine"], rec["predicted"]
         assert eng["applicator"] and eng["device_note"] and eng["approximations"]
-        assert eng["tissue"] == {"lung": "lung", "kidney": "kidney"}[raw["organ"]]
+        assert eng["tissue"] == {"lung": "lung", "kidney": "kidney", "liver": "liver"}[raw["organ"]]
         assert rec["tissues"]  # the engine's label -> tissue map of the block
         for key in ("length_mm", "width_mm", "volume_ml", "transverse_cm2", "axial_plane_cm2"):
             assert math.isfinite(pred[key]) and pred[key] >= 0
@@ -74,7 +74,9 @@ def test_report_files(doc, tmp_path):
     # one kidney row had the kidney's effective perfusion fitted to it (tissues.toml), named so
     fitted = sum(r["organ"] == "kidney" and r["modality"] == "MWA" for r in doc["rows"])
     assert text.count("[kidney perfusion fitted to this row]") == fitted
-    assert text.count("[uncalibrated for kidney]") == len(doc["rows"]) - 3 - fitted
+    liver = sum(r["organ"] == "liver" for r in doc["rows"])
+    assert text.count("[uncalibrated for liver]") == liver == 1
+    assert text.count("[uncalibrated for kidney]") == len(doc["rows"]) - 3 - fitted - liver
     assert text.count("source: ") == len(doc["rows"])
     assert json.loads(paths[1].read_text()) == json.loads(json.dumps(doc))
 

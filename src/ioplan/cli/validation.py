@@ -107,8 +107,8 @@ def validate(
         bool,
         typer.Option(
             "--organs",
-            help="Instead: the published lung and kidney zones (organ_zones.csv) against the "
-            "engine in blocks of those organs, uncalibrated for them; --report FOLDER writes "
+            help="Instead: the published lung, kidney and liver zones (organ_zones.csv) against "
+            "the engine in blocks of those organs, uncalibrated for them; --report FOLDER writes "
             "summary.txt and organ_zones.json.",
         ),
     ] = False,

@@ -269,7 +269,7 @@ _ZONE_NUMERIC = (
 
 @cache
 def organ_zones() -> tuple[dict[str, Any], ...]:
-    """Published lung and kidney ablation zones (``data/organ_zones.csv``), one dict per row.
+    """Published lung, kidney and liver ablation zones (``data/organ_zones.csv``), one per row.
 
     Numeric columns (``power_w``, ``duration_s``, ``length_mm``, ``width_mm``, ``area_cm2``, ...)
     are floats, or ``None`` where the source does not report them. ``state`` is ``"ex_vivo"`` or

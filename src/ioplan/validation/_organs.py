@@ -1,4 +1,4 @@
-"""The engine against published lung and kidney zones (issue 21), mostly uncalibrated there.
+"""The engine against published lung, kidney and liver zones (issue 21), mostly uncalibrated.
 
 Every device model of the catalogue was fitted (where it was fitted at all) to liver zones.
 Here the rows of :func:`ioplan.tissue.organ_zones` that the engine can represent are simulated
@@ -35,7 +35,7 @@ __all__ = [
 ORGAN_ZONE_SCHEMA_VERSION = 1
 
 #: the block tissue of each organ's normal parenchyma (the rows are normal porcine organs)
-_BLOCK_TISSUE = {"lung": "lung", "kidney": "kidney"}
+_BLOCK_TISSUE = {"lung": "lung", "kidney": "kidney", "liver": "liver"}
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def _setup(row: dict[str, Any]) -> OrganZoneSetup:
             + (("three electrodes driven together, not switched (the engine has no switching)",)
                if three else ()),
         )  # fmt: skip
-    if organ == "kidney" and mod == "cryo":
+    if organ in ("kidney", "liver") and mod == "cryo":
         return OrganZoneSetup(
             "cryo-2.4mm",
             "Visica2 liquid-nitrogen probe (not in the catalogue): cryo-2.4mm (argon, its "
@@ -185,7 +185,7 @@ def predict_organ_zones(
     rows: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Simulate the published lung and kidney rows and compare (no fitting).
+    """Simulate the published lung, kidney and liver rows and compare (no fitting).
 
     Parameters
     ----------
@@ -264,9 +264,9 @@ def predict_organ_zones(
         "rows": out,
         "note": (
             "Predictions of device models calibrated (where at all) in liver, run in blocks of "
-            "normal lung or kidney with the tissue table's properties. One value was fitted to "
-            "one row: the kidney's effective perfusion (tissues.toml) to the kidney MWA row; "
-            "every other row is uncalibrated for its organ. Published areas do not say "
+            "normal lung, kidney or liver with the tissue table's properties. One value was "
+            "fitted to one row: the kidney's effective perfusion (tissues.toml) to the kidney "
+            "MWA row; every other row is uncalibrated for its organ. Published areas do not say "
             "in which plane they were cut: the zone's largest section across the applicator "
             "(transverse) and its section through the axis (axial plane) are both given."
         ),
@@ -303,7 +303,7 @@ def _line(rec: dict[str, Any]) -> str:
 def organ_zone_lines(doc: dict[str, Any]) -> list[str]:
     """The summary of :func:`predict_organ_zones`' result: a line per row, devices, sources."""
     lines = [
-        f"ioplan: engine predictions vs published lung and kidney zones "
+        f"ioplan: engine predictions vs published lung, kidney and liver zones "
         f"({doc['spacing_mm']:g} mm voxels); predicted vs published",
         "",
         *(_line(r) for r in doc["rows"]),
