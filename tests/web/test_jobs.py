@@ -213,6 +213,11 @@ def test_chart_preview_is_the_manufacturers_ellipsoid(client, needle):
     far = {"settings": [past], "spacing_mm": 2.0, "method": "chart"}
     zf = client.post("/api/cases/demo/preview", json=far).json()["results"][0]["zone"]
     assert zf["outside_chart"] is True and zf["length_mm"] == pytest.approx(top["length_mm"])
+    # nonsense settings: one-line 400s (1e308 W was a 500 "internal error" in session 42)
+    for p, t in ((-5.0, 300.0), (0.0, 300.0), (1e308, 300.0), (60.0, 1e308), (60.0, -1.0)):
+        bad = {"settings": [_setting(needle, power_w=p, duration_s=t)], "spacing_mm": 2.0,
+               "method": "chart"}  # fmt: skip
+        assert_error(client.post("/api/cases/demo/preview", json=bad), 400)
     # the voxelised ellipsoid holds the ellipsoid's volume (2 mm voxels: within 10 %)
     exact = 4 / 3 * math.pi * (z["length_mm"] / 2) * (z["width_mm"] / 2) ** 2 / 1000
     assert doc["zone_volume_ml"] == pytest.approx(exact, rel=0.10)

@@ -9,6 +9,7 @@ runs one simulation of every placement together at the spacing asked for.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,12 @@ def _chart_zones(req: PreviewRequest) -> list[dict[str, Any]]:
     for s in req.settings:
         if s.power_w is None or s.duration_s is None:
             raise InputError(f"{s.applicator}: the chart preview needs power_w and duration_s")
+        # the engine's ranges (Setting's field descriptions), checked here too: the chart
+        # path runs no engine (1e308 W used to end in an internal error)
+        for name, v, hi, unit in (("power_w", s.power_w, 300.0, "W"),
+                                  ("duration_s", s.duration_s, 3600.0, "s")):  # fmt: skip
+            if not (math.isfinite(v) and 0.0 < v <= hi):
+                raise InputError(f"{name} must be in (0, {hi:g}] {unit}, got {v:g}")
         z = chart_zone(s.applicator, s.power_w, s.duration_s)
         docs.append({"applicator": s.applicator, "power_w": s.power_w,
                      "duration_s": s.duration_s, "zone": z})  # fmt: skip
