@@ -149,9 +149,12 @@ def test_first_order_indices_of_a_linear_model():
 
 def test_property_factor_scales_a_cryoprobes_cooling_power(small_case):
     """For a cryoprobe the property factor scales its calibrated cooling power per probe
-    (the gas it gets): the engine's own runs at 0.5 and 1.5 times it, on the 4 mm phantom,
+    (the gas it gets): the engine's own runs at 0.7 and 1.5 times it, on the 4 mm phantom,
     give nested zones, the larger power the larger (colder everywhere: the lethal isotherm
-    can only move outwards). Before, cryoprobes ignored the factor (equal zones)."""
+    can only move outwards). Before, cryoprobes ignored the factor (equal zones). (0.5
+    until session 43: with the Kirchhoff face conductances and the refitted 25 W one probe
+    at half power reaches no -40 degC voxel on 4 mm voxels in perfused liver, 0 voxels at
+    0.5 and 0.6, 46 at 0.7, so the nesting would be vacuous.)"""
     from ioplan.batch import EngineZoneModel
     from ioplan.planning import tumour_mask
 
@@ -165,7 +168,7 @@ def test_property_factor_scales_a_cryoprobes_cooling_power(small_case):
         delivery="sequential", base_perfusion_1_per_s=None, tumour=tumour, target=tumour,
     )  # fmt: skip
     placed = [(np.asarray(needle.tip_mm), np.asarray(needle.direction))]
-    weak = model.zone(placed, 1.0, 0.5)
+    weak = model.zone(placed, 1.0, 0.7)
     strong = model.zone(placed, 1.0, 1.5)
     assert weak.sum() > 0
     assert strong.sum() > weak.sum()

@@ -629,3 +629,56 @@ def test_damage_saturates_below_the_float32_limit():
     assert omega[1, 1, 1] == pytest.approx(10.0 * math.exp(ln_a - ea_r / 473.15), rel=1e-5)
     # 50 degC for 10 s: 10 x 2^7 / 60 = 21.33 CEM43 min (closed form), far below the cap
     assert cem[1, 1, 2] == pytest.approx(10 * 2.0**7 / 60.0, rel=1e-4)
+
+
+def test_face_conductance_is_the_mean_k_over_the_two_temperatures():
+    """The kernel's face k (Kirchhoff's mean) against a quadrature of the table's k(T).
+
+    For one material the face conducts with (1 / (tb - ta)) * integral of k(T) dT over
+    [ta, tb], k(T) read here from the :class:`MaterialTable` columns (frozen below the
+    solidus, mushy up to the liquidus, liquid above), integrated by scipy's quad with the
+    breakpoints given: it is exact for the piecewise-constant k, so 1e-9 relative. Between
+    liver and tumour each half-gap takes its own material's mean over its half of the span
+    (the face at the mean temperature), in series. Above the liquidus it is the node
+    value, so no heating case changes.
+    """
+    from ioplan.physics._kernel import _conductance_cpu
+
+    tab = tissue_material_table()
+    packed = ThermalProblem(
+        Grid((3, 3, 3), (1.0, 1.0, 1.0)), np.zeros((3, 3, 3), np.uint8), tab
+    ).packed
+
+    def k_table(m, t):
+        if t >= tab.liquidus_c[m]:
+            return tab.k_w_m_k[m]
+        if t <= tab.solidus_c[m]:
+            return tab.k_frozen_w_m_k[m]
+        return tab.k_mushy_w_m_k[m]
+
+    def mean(m, ta, tb):
+        if ta == tb:
+            return k_table(m, ta)
+        pts = [tab.solidus_c[m], tab.liquidus_c[m]]
+        val, _ = sp_integrate.quad(lambda t: k_table(m, t), min(ta, tb), max(ta, tb),
+                                   points=pts, epsabs=0.0, epsrel=1e-12)  # fmt: skip
+        return val / abs(tb - ta)
+
+    d = 2e-3
+    inv_d2 = 1.0 / d**2
+    pairs = [(-20.0, 5.0), (5.0, -20.0), (-4.0, -1.5), (-60.0, -9.0), (-3.0, 30.0),
+             (10.0, 60.0), (-0.5, 0.5), (-7.9, -8.1)]  # fmt: skip
+    for ta, tb in pairs:
+        ki = k_table(LIVER, ta)
+        got = _conductance_cpu(packed, ki, LIVER, LIVER, ta, tb, d, inv_d2, 0)
+        assert got == pytest.approx(mean(LIVER, ta, tb) * inv_d2, rel=1e-9), (ta, tb)
+        # liver | tumour: two half-gaps in series
+        tf = 0.5 * (ta + tb)
+        k1, k2 = mean(LIVER, ta, tf), mean(TUMOR, tf, tb)
+        want = 2.0 * k1 * k2 / (k1 + k2) * inv_d2
+        got = _conductance_cpu(packed, ki, LIVER, TUMOR, ta, tb, d, inv_d2, 0)
+        assert got == pytest.approx(want, rel=1e-9), (ta, tb)
+    # a front between a frozen and a liquid node conducts far better than the liquid alone
+    assert _conductance_cpu(packed, 0.52, LIVER, LIVER, 5.0, -20.0, d, inv_d2, 0) > (
+        2.0 * tab.k_w_m_k[LIVER] * inv_d2
+    )

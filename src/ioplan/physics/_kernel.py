@@ -169,22 +169,61 @@ def _e_of_t(P, m, t, const):
     return P[ES, m] - P[CF, m] * (P[TS, m] - t)
 
 
-def _conductance(P, ki, m, mj, tj, d, inv_d2, const):
+def _phi(P, m, t):
+    """Kirchhoff potential of material ``m``: the integral of k(T) from its liquidus to t (W/m)."""
+    tl = P[TL, m]
+    if t >= tl:
+        return P[K, m] * (t - tl)
+    ts = P[TS, m]
+    if t >= ts:
+        return P[KM, m] * (t - tl)
+    return P[KM, m] * (ts - tl) + P[KF, m] * (t - ts)
+
+
+def _k_mean(P, m, ta, tb, const):
+    """Mean conductivity of material ``m`` between ta and tb (degC): Kirchhoff's transform.
+
+    Steady conduction along a line with k(T) carries exactly ``(Phi(tb) - Phi(ta)) / d``
+    over a distance d, whatever k(T) does between the ends; this mean times
+    ``(tb - ta) / d`` is that flux. Across a freezing front, where k jumps from the
+    liquid's 0.52 to the frozen 2.0 W/m/K, the node values' harmonic mean takes the
+    liquid's value for the whole face (issue 19: the ice edge in perfused liver was 1.9 mm
+    short on 2 mm voxels against 0.5 mm ones).
+    """
+    if const != 0:
+        return P[K, m]
+    tl = P[TL, m]
+    if ta >= tl and tb >= tl:
+        return P[K, m]
+    d = tb - ta
+    if abs(d) < 1e-6:
+        return _k_of(P, m, ta, const)
+    return (_phi(P, m, tb) - _phi(P, m, ta)) / d
+
+
+def _conductance(P, ki, m, mj, ti, tj, d, inv_d2, const):
     """Face coefficient per volume (W/m^3/K): conductance per area over the spacing d.
 
-    ``inv_d2`` is 1 / d^2. Between equal conductivities (the common case) there is
-    no division.
+    ``inv_d2`` is 1 / d^2; ``ki`` is k(ti). Within one material the face conducts with
+    the mean k over [ti, tj] (:func:`_k_mean`); between two, each half of the gap with its
+    material's mean over its half of the temperature span (the face taken at the mean
+    temperature), in series. Above the liquidus (every heating case) these are the
+    node values; between equal conductivities there is no division.
     """
     if mj != m and P[FIXED, mj] >= 0 and P[H, mj] > 0:
         if ki <= 0.0:
             return 0.0
         return 1.0 / (0.5 * d / ki + 1.0 / P[H, mj]) / d
-    kj = _k_of(P, mj, tj, const)
-    if kj == ki:
-        return ki * inv_d2
-    if ki + kj <= 0.0:
+    if mj == m:
+        return _k_mean(P, m, ti, tj, const) * inv_d2
+    tf = 0.5 * (ti + tj)
+    k1 = _k_mean(P, m, ti, tf, const)
+    kj = _k_mean(P, mj, tf, tj, const)
+    if kj == k1:
+        return k1 * inv_d2
+    if k1 + kj <= 0.0:
         return 0.0  # two insulators
-    return 2.0 * ki * kj / (ki + kj) * inv_d2
+    return 2.0 * k1 * kj / (k1 + kj) * inv_d2
 
 
 def general_update(
@@ -207,22 +246,22 @@ def general_update(
     flux = 0.0
     mj = mat[i - 1, j, k]
     tj = TH[i - 1, j, k] + T_REF
-    flux += _conductance(P, ki, m, mj, tj, dz, iz2, const) * (tj - ti)
+    flux += _conductance(P, ki, m, mj, ti, tj, dz, iz2, const) * (tj - ti)
     mj = mat[i + 1, j, k]
     tj = TH[i + 1, j, k] + T_REF
-    flux += _conductance(P, ki, m, mj, tj, dz, iz2, const) * (tj - ti)
+    flux += _conductance(P, ki, m, mj, ti, tj, dz, iz2, const) * (tj - ti)
     mj = mat[i, j - 1, k]
     tj = TH[i, j - 1, k] + T_REF
-    flux += _conductance(P, ki, m, mj, tj, dy, iy2, const) * (tj - ti)
+    flux += _conductance(P, ki, m, mj, ti, tj, dy, iy2, const) * (tj - ti)
     mj = mat[i, j + 1, k]
     tj = TH[i, j + 1, k] + T_REF
-    flux += _conductance(P, ki, m, mj, tj, dy, iy2, const) * (tj - ti)
+    flux += _conductance(P, ki, m, mj, ti, tj, dy, iy2, const) * (tj - ti)
     mj = mat[i, j, k - 1]
     tj = TH[i, j, k - 1] + T_REF
-    flux += _conductance(P, ki, m, mj, tj, dx, ix2, const) * (tj - ti)
+    flux += _conductance(P, ki, m, mj, ti, tj, dx, ix2, const) * (tj - ti)
     mj = mat[i, j, k + 1]
     tj = TH[i, j, k + 1] + T_REF
-    flux += _conductance(P, ki, m, mj, tj, dx, ix2, const) * (tj - ti)
+    flux += _conductance(P, ki, m, mj, ti, tj, dx, ix2, const) * (tj - ti)
     b = P[B, m] * perf[i, j, k]
     e_new = _e_of_t(P, m, ti, const) + dt * (flux + b * (tb - ti)) + QS[i, j, k] * P[C, m]
     th_new = _t_of_e(P, m, e_new, const) - T_REF
@@ -275,6 +314,8 @@ def _bind(fn, names):
 
 
 _cpu_helpers = {"_k_of": _k_of_cpu, "_t_of_e": _t_of_e_cpu, "_e_of_t": _e_of_t_cpu}
+_cpu_helpers["_phi"] = _jit(_phi)
+_cpu_helpers["_k_mean"] = _jit(_bind(_k_mean, _cpu_helpers))
 _conductance_cpu = _jit(_bind(_conductance, _cpu_helpers))
 _cpu_helpers["_conductance"] = _conductance_cpu
 _general_cpu = _jit(_bind(general_update, _cpu_helpers))
@@ -709,6 +750,8 @@ def _max2(a, b):
 _min_gpu = _dev(_min2)
 _max_gpu = _dev(_max2)
 _gpu_helpers = {"_k_of": _dev(_k_of), "_t_of_e": _dev(_t_of_e), "_e_of_t": _dev(_e_of_t)}
+_gpu_helpers["_phi"] = _dev(_phi)
+_gpu_helpers["_k_mean"] = _dev(_bind(_k_mean, _gpu_helpers))
 _gpu_helpers["_conductance"] = _dev(_bind(_conductance, _gpu_helpers))
 _general_gpu = _dev(_bind(general_update, _gpu_helpers))
 _rate_helpers_gpu = {

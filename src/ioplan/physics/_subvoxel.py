@@ -414,22 +414,22 @@ def cut_update(
     flux = 0.0
     if (b & 1) == 0:
         tj = TH[i - 1, j, k] + T_REF
-        flux += _conductance(P, ki, m, mat[i - 1, j, k], tj, dz, iz2, const) * (tj - ti)
+        flux += _conductance(P, ki, m, mat[i - 1, j, k], ti, tj, dz, iz2, const) * (tj - ti)
     if (b & 2) == 0:
         tj = TH[i + 1, j, k] + T_REF
-        flux += _conductance(P, ki, m, mat[i + 1, j, k], tj, dz, iz2, const) * (tj - ti)
+        flux += _conductance(P, ki, m, mat[i + 1, j, k], ti, tj, dz, iz2, const) * (tj - ti)
     if (b & 4) == 0:
         tj = TH[i, j - 1, k] + T_REF
-        flux += _conductance(P, ki, m, mat[i, j - 1, k], tj, dy, iy2, const) * (tj - ti)
+        flux += _conductance(P, ki, m, mat[i, j - 1, k], ti, tj, dy, iy2, const) * (tj - ti)
     if (b & 8) == 0:
         tj = TH[i, j + 1, k] + T_REF
-        flux += _conductance(P, ki, m, mat[i, j + 1, k], tj, dy, iy2, const) * (tj - ti)
+        flux += _conductance(P, ki, m, mat[i, j + 1, k], ti, tj, dy, iy2, const) * (tj - ti)
     if (b & 16) == 0:
         tj = TH[i, j, k - 1] + T_REF
-        flux += _conductance(P, ki, m, mat[i, j, k - 1], tj, dx, ix2, const) * (tj - ti)
+        flux += _conductance(P, ki, m, mat[i, j, k - 1], ti, tj, dx, ix2, const) * (tj - ti)
     if (b & 32) == 0:
         tj = TH[i, j, k + 1] + T_REF
-        flux += _conductance(P, ki, m, mat[i, j, k + 1], tj, dx, ix2, const) * (tj - ti)
+        flux += _conductance(P, ki, m, mat[i, j, k + 1], ti, tj, dx, ix2, const) * (tj - ti)
     g = ki * coef[n]
     tp = gt[grp[n]]
     e0 = _e_of_t(P, m, ti, const)

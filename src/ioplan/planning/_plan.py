@@ -491,9 +491,11 @@ def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int,
     balls of probes 1.5 cm apart merge, and the -40 degC zone of an array is much wider
     than the union of single probes' zones; so a cryo candidate is a parallel array of
     1 to ``n_max`` probes (the surrogate's array rows); a plan may combine arrays and
-    single probes on independent paths, at most ``n_max`` probes in all.
+    single probes on independent paths, at most ``n_max`` probes in all. A setting that
+    makes no zone (a single cryoprobe in well-perfused kidney reaches no -40 degC on 3 mm
+    voxels) covers nothing and is left out.
     """
-    table = zone_table(app, spacing_mm, tissue)
+    table = tuple(r for r in zone_table(app, spacing_mm, tissue) if r[2] > 0 and r[3] > 0)
     if app.modality == "cryo":
         return tuple(r for r in table if r[5] <= n_max)
     return tuple(r for r in table if r[5] == 1)
@@ -673,6 +675,8 @@ def plan_ablation(
     delivery = delivery_for(cfg.modality, cfg.delivery)
     n_max = cfg.max_applicators_for(delivery)
     rows = _candidate_rows(app, cfg.spacing_mm, n_max, surrogate_tissue(organ))
+    if not rows:
+        raise InputError(f"{app.id} makes no ablation zone in {organ} at any setting it has")
     n_select = n_max  # applicators (probes), an array counting as its probes
     dmaps = forbidden_groups(case, cfg.trajectories)
     cs, examined = make_candidates(
