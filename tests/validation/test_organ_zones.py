@@ -88,3 +88,20 @@ def test_cli(capsys):
     assert main(["validate", "--organs", "--spacing-mm", "9"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--spacing-mm" in err and len(err.splitlines()) == 1
+
+
+def test_single_probe_cryo_rows_carry_subvoxel_widths_near_the_lattice_ones(doc):
+    """Single-probe cryo rows also give sub-voxel widths (the isotherm's level set). Two
+    independent measures of one region: the lattice width includes the voxels' own extent
+    and is largest over 36 directions, the level set crosses between the last voxel centre
+    inside and the first outside, so they differ by at most about one voxel (here 5 mm),
+    and the ice ball contains the lethal zone."""
+    h = doc["spacing_mm"]
+    cryo = [r for r in doc["rows"] if r["engine"]["protocol"] and r["engine"]["array"] == 1]
+    assert cryo
+    for rec in cryo:
+        p = rec["predicted"]
+        assert abs(p["width_subvoxel_mm"] - p["width_mm"]) <= 1.5 * h, p
+        ice_lattice = p["isotherms_mm"]["0"][1]
+        assert abs(p["ice_ball_width_subvoxel_mm"] - ice_lattice) <= 1.5 * h, p
+        assert p["ice_ball_width_subvoxel_mm"] >= p["width_subvoxel_mm"]

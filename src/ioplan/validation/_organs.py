@@ -244,6 +244,14 @@ def predict_organ_zones(
                 k: [round(v.length_mm, 2), round(v.width_mm, 2)] for k, v in res.isotherms.items()
             },
         }
+        if setup.protocol and setup.array == 1:
+            # sub-voxel widths (the isotherm's level set, as the Littrup checks): the lattice
+            # width moves in voxel steps, 2 mm on a lethal zone a few voxels wide
+            from ioplan.validation._checks import _iso_width
+
+            lethal = float(res.settings.get("lethal_temperature_c", -40.0))
+            pred["width_subvoxel_mm"] = round(_iso_width(res, lethal), 2)
+            pred["ice_ball_width_subvoxel_mm"] = round(_iso_width(res, 0.0), 2)
         rec["predicted"] = pred
         rec["warnings"] = list(res.settings.get("warnings", []))
         rec["tissues"] = res.settings.get("tissues", {})
@@ -287,10 +295,14 @@ def _line(rec: dict[str, Any]) -> str:
     if pub["length_mm"] is not None:
         parts.append(f"length {p['length_mm']:.1f} vs {pub['length_mm']:g} mm")
     if pub["width_mm"] is not None:
-        parts.append(f"width {p['width_mm']:.1f} vs {pub['width_mm']:g} mm")
+        sub = p.get("width_subvoxel_mm")
+        sub = f" (sub-voxel {sub:.1f})" if sub is not None else ""
+        parts.append(f"width {p['width_mm']:.1f}{sub} vs {pub['width_mm']:g} mm")
     if eng["protocol"]:
         ice = p["isotherms_mm"].get("0", [0.0, 0.0])
-        parts.append(f"ice ball (0 degC) {ice[0]:.1f} x {ice[1]:.1f} mm")
+        sub = p.get("ice_ball_width_subvoxel_mm")
+        sub = f" (sub-voxel width {sub:.1f})" if sub is not None else ""
+        parts.append(f"ice ball (0 degC) {ice[0]:.1f} x {ice[1]:.1f} mm{sub}")
     if pub["area_cm2"] is not None:
         parts.append(
             f"area {p['transverse_cm2']:.2f} (transverse) / {p['axial_plane_cm2']:.2f} (axial "
