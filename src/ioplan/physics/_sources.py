@@ -739,7 +739,10 @@ class CryoProtocol:
                     "or passive:SECONDS"
                 )
             if not np.isfinite(seconds) or not 0 < seconds <= 7200:
-                raise InputError(f"--protocol phase duration must be 0-7200 s, got {seconds}")
+                raise InputError(
+                    "--protocol phase duration must be more than 0 and at most 7200 s, "
+                    f"got {seconds:g}"
+                )
             phases.append((kind, seconds))
         if not phases or phases[0][0] != "freeze":
             raise InputError("--protocol must start with a freeze phase")
