@@ -12,9 +12,7 @@ Usage::
 
     python bench/rf.py [--spacing-mm 1 2] [--repeats 2] [--smoke] [--out bench/results/rf.json]
 
-``--smoke``: one 2 mm, 4-min run each way (a test of the machinery; the figures mean little).
-Not 3 mm: there a source interval is 9.6 s and every 15 s pulse ends inside the next
-interval, which then needs its map (the generator places its events inside an interval).
+``--smoke``: one 3 mm, 4-min run each way (a test of the machinery; the figures mean little).
 """
 
 from __future__ import annotations
@@ -120,7 +118,7 @@ def main() -> None:
     ap.add_argument("--spacing-mm", type=float, nargs="+", default=[2.0, 1.0])
     ap.add_argument("--duration-s", type=float, default=720.0)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--smoke", action="store_true", help="one 2 mm 4-min run each way")
+    ap.add_argument("--smoke", action="store_true", help="one 3 mm 4-min run each way")
     ap.add_argument("--out", default="bench/results/rf.json")
     args = ap.parse_args()
     if args.repeats < 1:
@@ -130,7 +128,7 @@ def main() -> None:
     if not 0 < args.duration_s <= 3600:
         ap.error(f"--duration-s must be (0, 3600] s, got {args.duration_s}")
     if args.smoke:
-        result = run([2.0], 240.0, 1)
+        result = run([3.0], 240.0, 1)
     else:
         result = run(args.spacing_mm, args.duration_s, args.repeats)
     write_result(result, args.out, markdown(result))

@@ -26,7 +26,7 @@ def test_rf_benchmark_smoke(tmp_path):
     (row,) = json.loads(out.read_text())["rows"]
     assert row["pulses"][0] == row["pulses"][1] > 0
     assert row["solves_skip"] < row["solves_every_call"]
-    # the same zone: a volume is whole voxels (8 mm^3 at 2 mm), here none apart
+    # the same zone: a volume is whole voxels (27 mm^3 at 3 mm), here none apart
     assert row["zone_volume_ml_skip"] == row["zone_volume_ml_every_call"]
     assert abs(row["energy_relative_difference"]) < 1e-4  # CG warm start only
     assert row["wall_s_skip"] > 0 and row["wall_s_every_call"] > 0

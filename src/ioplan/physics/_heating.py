@@ -323,7 +323,7 @@ def rf_pair(
             and gen.pulse_power_w == 0.0
             and g is not None
             and state.q_unit is not None
-            and time_s + max(interval_s, 0.0) <= g.pause_until_s
+            and time_s < g.pause_until_s
         ):
             # a pulse: the output is off whatever the tissue does, so the potential is
             # not re-solved (two thirds of a 12-min Cool-tip run); the log holds the
@@ -359,7 +359,7 @@ def rf_pair(
         if gen.mode == "temperature" and state.probe is not None and state.probe.any():
             probe_c = float(np.max(temperature_c[state.probe]))
         power, gstate = rf_generator_step(
-            gen, state.generator or GeneratorState(), time_s, z, probe_c, interval_s
+            gen, state.generator or GeneratorState(), time_s, z, probe_c
         )
         state = replace(state, z_initial_ohm=z_initial, z_last_ohm=z,
                         pause_until_s=gstate.pause_until_s, generator=gstate)  # fmt: skip

@@ -174,21 +174,10 @@ def rf_generator_step(
     time_s: float,
     impedance_ohm: float,
     probe_temperature_c: float = math.nan,
-    interval_s: float = 0.0,
 ) -> tuple[float, GeneratorState]:
     """The generator's output (W) from ``time_s`` on, given the load impedance then.
 
     A pure function: the state is not modified. See :class:`RfGenerator` for the logic.
-
-    ``interval_s`` > 0 (impedance mode): the output is the mean over the next
-    ``interval_s`` seconds, with the generator's events placed inside the interval
-    instead of at its ends. A pulse that ends within it resumes the output for the rest;
-    and while the impedance rises, the moment it will cross the roll-off threshold is
-    extrapolated linearly from the last two readings, the pulse starting then. A real
-    generator reads the impedance many times a second; the engine reads it once per
-    source interval (4-5 s), and whole-interval steps made the pulses' on-times, and so
-    the energy, depend on where the intervals fell (issue 19: 19.3 / 18.3 / 20.8 kJ at 2
-    / 1.5 / 1 mm voxels in perfused liver).
 
     Parameters
     ----------
@@ -231,9 +220,6 @@ def rf_generator_step(
     elif t < pause_until:
         power = gen.pulse_power_w
         level = state.level_w  # no ramp during a pulse
-        if interval_s > 0 and pause_until < t + interval_s:
-            on = t + interval_s - pause_until  # the output is back for the rest
-            power = (gen.pulse_power_w * (pause_until - t) + level * on) / interval_s
     elif z > baseline + gen.rolloff_ohm:
         pulses += 1
         pause_until = t + gen.pause_s
@@ -241,13 +227,6 @@ def rf_generator_step(
         power = gen.pulse_power_w
     else:
         power = level
-        cross = _crossing_s(state, t, z, baseline + gen.rolloff_ohm) if interval_s > 0 else None
-        if cross is not None and cross < t + interval_s:
-            pulses += 1
-            pause_until = cross + gen.pause_s
-            power = (level * (cross - t) + gen.pulse_power_w * (t + interval_s - cross))
-            power /= interval_s
-            level = gen.resume_fraction * level
     if gen.mode != "power" and z > 0 and np.isfinite(z):
         power = min(power, gen.max_current_a**2 * z, gen.max_voltage_v**2 / z)
     new = GeneratorState(
@@ -257,17 +236,3 @@ def rf_generator_step(
         power_w=(*state.power_w, power),
     )  # fmt: skip
     return power, new
-
-
-def _crossing_s(state: GeneratorState, t: float, z: float, threshold: float) -> float | None:
-    """When a rising impedance reaches ``threshold`` (s), linear from the last two readings.
-
-    None when there is no earlier reading or the impedance is not rising.
-    """
-    if not state.times_s or not np.isfinite(state.last_time_s):
-        return None
-    dt = t - state.times_s[-1]
-    rise = z - state.impedance_ohm[-1]
-    if dt <= 0 or rise <= 0 or not np.isfinite(rise):
-        return None
-    return t + max(threshold - z, 0.0) * dt / rise
