@@ -162,11 +162,12 @@ def _areas_cm2(res) -> dict[str, float]:
     }
 
 
-def _simulate_row(setup: OrganZoneSetup, spacing_mm: float):
+def _config(setup: OrganZoneSetup, spacing_mm: float):
+    """The engine's configuration of a row (the block, its device, setting and voxels)."""
     from ioplan.devices import applicator
-    from ioplan.physics import CryoProtocol, SimulationConfig, simulate
+    from ioplan.physics import CryoProtocol, SimulationConfig
 
-    cfg = SimulationConfig(
+    return SimulationConfig(
         applicator(setup.applicator),
         power_w=setup.power_w,
         duration_s=None if setup.protocol else setup.duration_s,
@@ -176,7 +177,6 @@ def _simulate_row(setup: OrganZoneSetup, spacing_mm: float):
         array=setup.array,
         spacing_between_mm=setup.spacing_between_mm,
     )
-    return simulate(cfg)
 
 
 def predict_organ_zones(
@@ -209,6 +209,8 @@ def predict_organ_zones(
         raise InputError(f"spacing_mm must be 0.25-5 mm, got {spacing_mm}")
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise InputError(f"rows must be an integer >= 0, got {rows!r}")
+    from ioplan.physics import simulate
+
     todo = organ_zone_setups()
     if rows:
         todo = todo[:rows]
@@ -233,7 +235,8 @@ def predict_organ_zones(
             "spacing_between_mm": setup.spacing_between_mm if setup.array > 1 else None,
             "approximations": list(setup.approximations),
         }  # fmt: skip
-        res = _simulate_row(setup, spacing_mm)
+        cfg = _config(setup, spacing_mm)
+        res = simulate(cfg)
         z = res.zone
         pred: dict[str, Any] = {
             "length_mm": round(z.length_mm, 2),
@@ -249,7 +252,7 @@ def predict_organ_zones(
             # width moves in voxel steps, 2 mm on a lethal zone a few voxels wide
             from ioplan.validation._checks import _iso_width
 
-            lethal = float(res.settings.get("lethal_temperature_c", -40.0))
+            lethal = float(cfg.lethal_temperature_c)
             pred["width_subvoxel_mm"] = round(_iso_width(res, lethal), 2)
             pred["ice_ball_width_subvoxel_mm"] = round(_iso_width(res, 0.0), 2)
         rec["predicted"] = pred
