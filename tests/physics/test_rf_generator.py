@@ -263,3 +263,33 @@ def test_solves_skipped_in_pulses_change_nothing(monkeypatch):
     assert fast.settings["rf_pulses"] == ref.settings["rf_pulses"]
     assert np.array_equal(fast.zone_mask, ref.zone_mask)
     assert fast.energy_j == pytest.approx(ref.energy_j, rel=1e-4)
+
+
+def test_pulses_last_their_set_time_whatever_the_read_interval():
+    """The output comes back on the first step at or after a pulse's end, on every grid.
+
+    Cool-tip pauses 15 s (rf_generators.toml). The time loop reads the generator every
+    ``SOURCE_UPDATE_S`` = 5 s rounded to whole steps: 2 steps of 2.36 s at 1.5 mm, so a
+    15 s pause used to end at the 4th read, 18.9 s after it began (the 1.5 mm zone was then
+    the narrowest of 2 / 1.5 / 1 mm, validation/convergence.md). The time loop now ends the
+    interval that holds the pulse's end on the first step at or after it: every off time
+    in the generator's log lies in [15, 15 + dt) s. 1.5 mm, 4 min (about 10 pulses,
+    10-20 s on 2 shared cores).
+    """
+    w = 10.0 / 100.0 * 1.079 / 60.0  # 1/s, 10 mL/min/100 g, liver 1.079 g/mL
+    res = simulate(SimulationConfig(applicator=applicator("cooled-rf-3cm"), power_w=200.0,
+                                    duration_s=240.0, tissue="liver", perfusion_per_s=w,
+                                    spacing_mm=1.5, margin_mm=20.0))  # fmt: skip
+    curve = res.settings["rf_impedance_curve"]
+    t, p = np.asarray(curve["time_s"]), np.asarray(curve["power_w"])
+    dt = res.dt_s
+    offs = []
+    for i in range(1, t.size):
+        if p[i] == 0.0 and p[i - 1] > 0.0:  # a pulse begins at read i
+            later = np.flatnonzero(p[i:] > 0.0)
+            if later.size:
+                offs.append(float(t[i + later[0]] - t[i]))
+    assert len(offs) >= 3, offs
+    # a new roll-off can only begin with the output on, so each off time is one pulse
+    assert all(15.0 - 1e-6 <= off < 15.0 + dt for off in offs), (offs, dt)
+    assert dt < 4.0  # the test's premise: more than one step per 5 s read

@@ -11,6 +11,7 @@ The pairs close over their settings only (placements, applicator, power).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -386,7 +387,11 @@ def rf_pair(
                 q = limited
         return q, state
 
-    return Source(init, step, takes_interval=True)
+    def next_event(state: RfState) -> float:
+        """The end of the generator's pulse: the output comes back then."""
+        return state.pause_until_s if gen.mode == "impedance" else math.inf
+
+    return Source(init, step, takes_interval=True, next_event_s=next_event)
 
 
 def _dry_fraction() -> float:

@@ -622,6 +622,13 @@ class Source:
         with the time (s) the returned power density will be held (a source that must
         not put more energy into a voxel than it can take in that time: RF in boiling
         tissue).
+    next_event_s : callable, optional
+        ``next_event_s(state) -> float``: the time (s) of the source's next scheduled
+        change (the end of a generator's pulse), inf or nan for none. The time loop then
+        ends the interval that holds it on the first step at or after it, so the source
+        is re-evaluated then, not up to a whole interval later (a read interval that
+        does not divide a 15 s pulse lengthened it by up to 4 s, differently on every
+        grid).
 
     Examples
     --------
@@ -639,6 +646,23 @@ class Source:
     fixed_temperatures: Callable[[Any, float], Any] | None = None
     update_s: float | None = None
     takes_interval: bool = False
+    next_event_s: Callable[[Any], float] | None = None
+
+
+def _until_event(n: int, event_in_s: float, dt: float) -> int:
+    """How many of an interval's ``n`` steps to run before an event ``event_in_s`` s ahead.
+
+    The interval ends on the first step at or after the event (all ``n`` steps if the
+    event lies beyond them).
+
+    >>> _until_event(4, 5.0, 1.1), _until_event(4, 9.0, 1.1), _until_event(4, 0.0, 1.1)
+    (4, 4, 4)
+    >>> _until_event(8, 5.0, 1.1)
+    5
+    """
+    if not (np.isfinite(event_in_s) and event_in_s > 1e-9 * dt):
+        return n
+    return max(1, min(n, math.ceil(event_in_s / dt - 1e-9)))
 
 
 def run(
@@ -817,6 +841,8 @@ def integrate(
         else:
             q = source
         source_s += time.perf_counter() - tic
+        if pair is not None and pair.next_event_s is not None:
+            n = _until_event(n, pair.next_event_s(source_state) - t_now, dt)
         t_mid = t_now + 0.5 * n * dt
         groups = groups_at(t_mid)
         runner.run(dt, n, q, groups)
