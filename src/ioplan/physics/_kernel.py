@@ -34,7 +34,8 @@ How the work is split (issue 18, measured in ``bench/engine.py``):
 - **Damage and extremes** (Arrhenius Omega, CEM43, lowest and highest temperature)
   are integrated every few steps by :func:`damage_update`, exactly for a temperature
   linear in time between the two states (:func:`~ioplan.physics._damage.mean_rates_linear`);
-  perfusion stops (coagulated or frozen tissue) at the same moments.
+  perfusion stops (coagulated or frozen tissue) at the same moments, by the share of each
+  voxel past the threshold (:mod:`ioplan.physics._perfusion`).
 
 :func:`step_cpu` compiles the row loop with ``numba.njit(parallel=True)``;
 :func:`step_gpu` runs one CUDA thread per voxel with the same scalar functions.
@@ -93,6 +94,11 @@ FLUSH_BELOW_C = 1e-30
 #: Omega and CEM43 (min) stop growing here: far past any threshold (Omega 1, 240 min) and
 #: below float32's largest number (3.4e38), which 10 s at 175 degC would pass otherwise.
 DOSE_CAP = 1e30
+#: ``perf`` holds the share of a voxel's perfusion still running, in steps of 1 / PERF_FULL
+#: (set below the voxel size by :mod:`ioplan.physics._perfusion`); PERF_FIXED: a fixed voxel.
+PERF_FULL = 100
+PERF_FIXED = 255
+PERF_SCALE = 1.0 / PERF_FULL
 
 
 def pack_properties(table) -> np.ndarray:
@@ -130,7 +136,7 @@ def pack_properties(table) -> np.ndarray:
 def fast_coefficients(packed: np.ndarray, dt: float, h_min_m: float, dtype) -> tuple:
     """Per-material ``a = dt k / (C h^2)`` and ``b = dt w_b c_b / C`` of the fast path."""
     a = dt * packed[K] * packed[INVC] / (h_min_m * h_min_m)
-    b = dt * packed[B] * packed[INVC]
+    b = dt * packed[B] * packed[INVC] * PERF_SCALE  # times perf, the share in 1/PERF_FULL
     fixed = packed[FIXED] >= 0
     a = np.where(fixed | ~np.isfinite(a), 0.0, a)
     b = np.where(fixed | ~np.isfinite(b), 0.0, b)
@@ -232,8 +238,8 @@ def general_update(
     """The enthalpy update of voxel (i, j, k) in float64; writes ``TH2[i, j, k]``.
 
     ``TH`` holds theta = T - 37 degC; ``QS`` the source as ``dt Q / C`` (degC per
-    step); ``perf`` 1 where tissue is perfused, 0 where perfusion has stopped (2 on
-    fixed voxels, which return before it is read);
+    step); ``perf`` the share of the voxel's perfusion still running, in 1 / PERF_FULL
+    (PERF_FIXED on fixed voxels, which return before it is read);
     ``iz2``, ``iy2``, ``ix2`` are 1 / d^2 along each axis.
     """
     m = mat[i, j, k]
@@ -262,7 +268,7 @@ def general_update(
     mj = mat[i, j, k + 1]
     tj = TH[i, j, k + 1] + T_REF
     flux += _conductance(P, ki, m, mj, ti, tj, dx, ix2, const) * (tj - ti)
-    b = P[B, m] * perf[i, j, k]
+    b = P[B, m] * (perf[i, j, k] * PERF_SCALE)
     e_new = _e_of_t(P, m, ti, const) + dt * (flux + b * (tb - ti)) + QS[i, j, k] * P[C, m]
     th_new = _t_of_e(P, m, e_new, const) - T_REF
     if abs(th_new) < FLUSH_BELOW_C:
@@ -281,7 +287,7 @@ def damage_update(
     :func:`~ioplan.physics._damage.rate_integral_table`). ``SNAP`` takes ``TH``.
     """
     th = TH[i, j, k]
-    if perf[i, j, k] == 2:  # a fixed voxel
+    if perf[i, j, k] == PERF_FIXED:
         SNAP[i, j, k] = th
         return
     a = SNAP[i, j, k] + T_REF
@@ -293,9 +299,6 @@ def damage_update(
     lo = min(tmin[i, j, k], t)
     tmin[i, j, k] = lo
     tmax[i, j, k] = max(tmax[i, j, k], t)
-    # perfusion stops in coagulated tissue and in tissue that has frozen
-    if (om >= 1.0 or lo < tstop) and const == 0:
-        perf[i, j, k] = 0
     SNAP[i, j, k] = th
 
 
@@ -503,7 +506,7 @@ def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, ts
                 inv_d = 1.0 / d if d != 0.0 else 0.0
                 r_arr = mid_arr if short else (g_b - g_a) * inv_d
                 r_cem = mid_cem if short else (c_b - c_a) * inv_d
-                ok = inside & (short | (d != 0.0)) & (perf[i, j, k] != 2)
+                ok = inside & (short | (d != 0.0)) & (perf[i, j, k] != PERF_FIXED)
                 # stores of selected values (no branch: the loop vectorises)
                 om0 = omega[i, j, k]
                 om = min(om0 + span_s * r_arr, DOSE_CAP)
@@ -516,9 +519,6 @@ def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, ts
                 tmin[i, j, k] = lo if ok else lo0
                 hi0 = tmax[i, j, k]
                 tmax[i, j, k] = max(hi0, t) if ok else hi0
-                p0 = perf[i, j, k]
-                stop = ok & (const == 0) & ((om >= 1.0) | (lo < tstop))
-                perf[i, j, k] = 0 if stop else p0
                 SNAP[i, j, k] = th if ok else sn
                 bad[k] = not ok
                 n_bad += 1 - np.int32(ok)
@@ -645,17 +645,16 @@ def energy_from_theta(TH, mat, P, const, E, T):
 
 @numba.njit(parallel=True, cache=True)
 def perfusion_flags(omega, tmin, mat, P, const, tstop, out):
-    """Perfusion flags: 1 runs, 0 stopped (coagulated or frozen), 2 a fixed voxel."""
+    """Perfusion before the shares: PERF_FULL, or PERF_FIXED on a fixed voxel.
+
+    The shares that have stopped (coagulated or frozen tissue, from ``omega`` and
+    ``tmin``) are set next by :func:`ioplan.physics._perfusion.perfusion_share_cpu`.
+    """
     of = omega.reshape(-1)
-    lf = tmin.reshape(-1)
     mf = mat.reshape(-1)
     pf = out.reshape(-1)
     for n in numba.prange(of.size):
-        if P[FIXED, mf[n]] >= 0:
-            pf[n] = 2
-            continue
-        stop = const == 0 and (of[n] >= 1.0 or lf[n] < tstop)
-        pf[n] = 0 if stop else 1
+        pf[n] = PERF_FIXED if P[FIXED, mf[n]] >= 0 else PERF_FULL
 
 
 @numba.njit(parallel=True, cache=True)

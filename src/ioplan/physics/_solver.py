@@ -12,7 +12,7 @@ import numpy as np
 
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
-from ioplan.physics import _kernel, _subvoxel
+from ioplan.physics import _kernel, _perfusion, _subvoxel
 from ioplan.physics._damage import (
     ARRHENIUS_A_PER_S,
     ARRHENIUS_EA_J_MOL,
@@ -34,6 +34,7 @@ from ioplan.physics._kernel import (
     uniform_mask,
 )
 from ioplan.physics._materials import BOUNDARY_ID, MaterialTable
+from ioplan.physics._perfusion import perfusion_share_cpu, perfusion_share_gpu
 from ioplan.physics._subvoxel import Surfaces, check_surfaces, cut_cpu, cut_gpu
 
 __all__ = [
@@ -434,6 +435,8 @@ class _Runner:
         perf = np.empty(p.grid.shape, np.uint8)
         perfusion_flags(om, tmin, p.material, p.packed, self.const, float(p.perfusion_stop_c),
                         perf)  # fmt: skip
+        perfusion_share_cpu(om, tmin, perf, p.material, p.packed, self.const,
+                            float(p.perfusion_stop_c))  # fmt: skip
         self.arrays = {"th": th, "th2": th.copy(), "snap": th.copy(), "om": om, "cem": cem,
                        "tmin": tmin, "tmax": tmax, "perf": perf}  # fmt: skip
         self.qs = np.zeros(p.grid.shape, dtype)
@@ -526,10 +529,13 @@ class _Runner:
                 d["th"], d["snap"], d["om"], d["cem"], d["tmin"], d["tmax"], d["perf"],
                 d["mat"], d["P"], self._pending_s, *args, d["rates"],
             )  # fmt: skip
+            perfusion_share_gpu[self._blocks, self._threads](
+                d["om"], d["tmin"], d["perf"], d["mat"], d["P"], *args[:2])
         else:
             a = self.arrays
             damage_cpu(a["th"], a["snap"], a["om"], a["cem"], a["tmin"], a["tmax"], a["perf"],
                        p.material, p.packed, self._pending_s, *args, self.rates)  # fmt: skip
+            perfusion_share_cpu(a["om"], a["tmin"], a["perf"], p.material, p.packed, *args[:2])
         self._pending_s = 0.0
         self.timings["damage_s"] += time.perf_counter() - tic
 
@@ -819,6 +825,7 @@ def integrate(
         # probe temperatures change within seconds: follow them at least every second
         chunk = min(chunk, max(1, round(1.0 / dt)))
     _kernel.warm_up(problem.dtype)  # load the compiled kernels before the clock starts
+    _perfusion.warm_up(str(np.dtype(problem.dtype)))
     if problem.surfaces is not None and problem.surfaces.size:
         _subvoxel.warm_up(problem.dtype)
     t0 = time.perf_counter()

@@ -62,6 +62,7 @@ from ioplan.imaging import Grid
 from ioplan.physics import _kernel
 from ioplan.physics._kernel import (
     FLUSH_BELOW_C,
+    PERF_SCALE,
     T_REF,
     B,
     C,
@@ -437,7 +438,7 @@ def cut_update(
     c_up = (_e_of_t(P, m, ti + 0.01, const) - e0) * 100.0
     c_dn = (e0 - _e_of_t(P, m, ti - 0.01, const)) * 100.0
     c_eff = c_up if c_up < c_dn else c_dn
-    bp = P[B, m] * perf[i, j, k]
+    bp = P[B, m] * (perf[i, j, k] * PERF_SCALE)
     de = dt * (flux + bp * (tb - ti) + g * (tp - ti)) + QS[i, j, k] * P[C, m]
     de = de / (1.0 + dt * g / c_eff)
     th_new = _t_of_e(P, m, e0 + de, const) - T_REF
