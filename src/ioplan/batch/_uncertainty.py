@@ -375,8 +375,9 @@ def engine_model_from_plan(
     for a in doc["applicators"]:
         try:
             needles.append(Needle(
-                tip_mm=tuple(float(v) for v in a["tip_mm"]),
-                direction=tuple(float(v) for v in a["direction"]),
+                # unrounded where the plan has it: zero error reproduces the verified zone
+                tip_mm=tuple(float(v) for v in a.get("tip_mm_exact", a["tip_mm"])),
+                direction=tuple(float(v) for v in a.get("direction_exact", a["direction"])),
                 entry_mm=tuple(float(v) for v in a["entry_mm"]) if a.get("entry_mm") else None,
                 power_w=a.get("power_w"), duration_s=a.get("duration_s"),
                 protocol=a.get("protocol") if isinstance(a.get("protocol"), str) else None,

@@ -555,6 +555,10 @@ def _applicator_records(
                 "tip_mm": [round(float(x), 2) for x in tip],
                 "entry_mm": [round(float(x), 2) for x in entry],
                 "direction": [round(float(x), 5) for x in d],
+                # the same geometry unrounded: what the verification ran (a re-run from
+                # plan.json, e.g. ``ioplan uncertainty`` at zero error, reproduces its zone)
+                "tip_mm_exact": [float(x) for x in tip],
+                "direction_exact": [float(x) for x in d],
                 "power_w": p,
                 "duration_s": t,
                 "protocol": CRYO_PROTOCOL if app.modality == "cryo" else None,
