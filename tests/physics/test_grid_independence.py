@@ -166,7 +166,9 @@ def test_cryo_ice_edge_in_perfused_liver_grid_independent():
     # freezing front, where k jumps from 0.52 to 2.0 W/m/K, sets it. With the node values'
     # harmonic mean the 2 mm edge was 1.24 mm short of 1 mm (measured 0 degC widths 15.67 /
     # 16.91 mm; 0.5 mm 17.37); with the Kirchhoff mean (physics._kernel._k_mean) 16.73 /
-    # 17.47 mm, 0.5 mm 17.87 (validation/convergence.md, session 43). The issue's 1 mm.
+    # 17.47 mm, 0.5 mm 17.87 (validation/convergence.md, session 43); with perfusion stopped
+    # by each voxel's frozen share (physics._perfusion) 16.94 / 17.45 mm, 0.5 mm 17.90
+    # (session 44). The issue's 1 mm.
     from ioplan.validation._checks import _iso_width
 
     def run(h: float):
