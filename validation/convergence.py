@@ -7,13 +7,18 @@ volume; ``--out FILE`` also writes it (never over an existing file without
 ``--overwrite``; ``validation/convergence.md`` holds the recorded tables, written by hand
 from these runs). ``--runs`` adds the catalogue cryoprobe limited by its cooling power
 (``cryo-limited``) and a cooled RF electrode (``rf``: Cool-tip 200 W, 12 min, Huang 2012's
-lowest flow; ``rf-short``: the same for 4 min, margin 25 mm, the coarse test's setting).
+lowest flow; ``rf-short``: the same for 4 min, the coarse test's setting), and two in
+perfused liver at its default flow (0.018 1/s) measured below the voxel size (sub-voxel
+widths: isotherms by ``_iso_width``, the zone by ``axial_zone`` on ln Omega):
+``cryo-vivo`` (one probe, 10 min freeze, margin 25 mm; 0 / -20 / -40 degC) and ``rf-vivo``
+(Cool-tip 200 W, 12 min; the Omega = 1 width, energy and pulses).
 
 Usage::
 
     python validation/convergence.py                      # 2, 1.5, 1 and 0.5 mm
     python validation/convergence.py --spacings 3 2 1.5   # a quicker subset
     python validation/convergence.py --runs rf cryo-limited --spacings 2 1.5 1 --out FILE
+    python validation/convergence.py --runs cryo-vivo rf-vivo --spacings 2 1.5 1 0.5
 
 Bad arguments give one line and exit 2; Ctrl-C stops with exit 130 and writes nothing.
 """
@@ -83,14 +88,57 @@ def _rf(h: float):
 
 
 def _rf_short(h: float):
-    """Cooled 3 cm RF, Cool-tip 200 W, 4 min, 10 mL/min/100 g, margin 25 mm.
+    """Cooled 3 cm RF, Cool-tip 200 W, 4 min, 10 mL/min/100 g, the default 40 mm margin.
 
-    The setting of tests/physics/test_rf_cut_cell.py::test_rf_zone_grid_independent_coarse.
+    The setting of tests/physics/test_rf_cut_cell.py::test_rf_zone_grid_independent_coarse
+    (25 mm before session 44: the domain then grew on some grids and not on others).
     """
     return simulate(SimulationConfig(
         applicator("cooled-rf-3cm"), power_w=200.0, duration_s=240.0, tissue="liver",
-        perfusion_per_s=RF_PERFUSION_PER_S, spacing_mm=h, margin_mm=25.0,
+        perfusion_per_s=RF_PERFUSION_PER_S, spacing_mm=h,
     ))  # fmt: skip
+
+
+def _cryo_vivo(h: float):
+    """One catalogue probe, 10 min freeze, liver at its default perfusion, margin 25 mm."""
+    return simulate(SimulationConfig(
+        applicator("cryo-2.4mm"), protocol=CryoProtocol.parse("freeze:600"), tissue="liver",
+        spacing_mm=h, margin_mm=25.0,
+    ))  # fmt: skip
+
+
+def _rf_vivo(h: float):
+    """Cooled 3 cm RF, Cool-tip 200 W, 12 min, liver at its default perfusion."""
+    return simulate(SimulationConfig(
+        applicator("cooled-rf-3cm"), power_w=200.0, duration_s=720.0, tissue="liver",
+        spacing_mm=h,
+    ))  # fmt: skip
+
+
+def _subvoxel_rows(kind: str, spacings, run) -> list[str]:
+    """Rows of sub-voxel widths (mm): isotherms for cryo, the Omega = 1 zone for RF."""
+    import numpy as np
+
+    from ioplan.physics import axial_zone
+    from ioplan.validation._checks import _iso_width
+
+    rows = []
+    for h in spacings:
+        tic = time.perf_counter()
+        r = run(h)
+        wall = time.perf_counter() - tic
+        if kind == "cryo-vivo":
+            cells = " | ".join(f"{_iso_width(r, c):.2f}" for c in (0.0, -20.0, -40.0))
+        else:
+            tip, d = tuple(r.settings["tips_mm"][0]), tuple(r.settings["direction"])
+            ln_om = np.log(np.maximum(r.state.omega.astype(np.float32), np.float32(1e-30)))
+            z = axial_zone(ln_om, r.grid, tip, d, 0.0)
+            s = r.settings
+            cells = (f"{z.length_mm:.2f} | {z.width_mm:.2f} | "
+                     f"{s['rf_energy_delivered_j'] / 1e3:.2f} | {s['rf_pulses']}")  # fmt: skip
+        rows.append(f"| {kind} | {h:g} | {cells} | {wall:.0f} |")
+        print(rows[-1], flush=True)
+    return rows
 
 
 def _mw(h: float):
@@ -127,7 +175,7 @@ def main(argv=None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     ap.add_argument(
         "--runs", nargs="+", default=["cryo", "mw"],
-        choices=["cryo", "cryo-limited", "mw", "rf", "rf-short"],
+        choices=["cryo", "cryo-limited", "mw", "rf", "rf-short", "cryo-vivo", "rf-vivo"],
     )  # fmt: skip
     args = ap.parse_args(argv)
     mw_sp = args.mw_spacings or args.spacings
@@ -192,6 +240,21 @@ def _tables(args, mw_sp) -> list[str]:
         ]
         print("\n".join(rf_head), flush=True)
         lines += rf_head + _rows(run, args.spacings, fn, ("50", "60"))
+    heads = {
+        "cryo-vivo": ("Cryo in perfused liver (0.018 1/s): cryo-2.4mm, freeze:600, margin 25 mm; "
+                      "sub-voxel isotherm widths (mm).",
+                      "| run | voxel (mm) | 0 | -20 | -40 | wall (s) |",
+                      "|---|---|---|---|---|---|"),
+        "rf-vivo": ("RF in perfused liver (0.018 1/s): cooled-rf-3cm, Cool-tip 200 W, 12 min; "
+                    "sub-voxel Omega = 1 zone, energy delivered and pulses.",
+                    "| run | voxel (mm) | length (mm) | width (mm) | energy (kJ) | pulses "
+                    "| wall (s) |", "|---|---|---|---|---|---|---|"),
+    }  # fmt: skip
+    for run, fn in (("cryo-vivo", _cryo_vivo), ("rf-vivo", _rf_vivo)):
+        if run in args.runs:
+            head = ["", *heads[run][:1], "", *heads[run][1:]]
+            print("\n".join(head), flush=True)
+            lines += head + _subvoxel_rows(run, args.spacings, fn)
     return lines
 
 

@@ -11,8 +11,15 @@ from conftest import load_validation_script
 def test_convergence_script_writes_a_row_per_run_and_never_overwrites(tmp_path, capsys):
     mod = load_validation_script("convergence")
     out = tmp_path / "conv.md"
-    assert mod.main(["--runs", "cryo", "rf-short", "--spacings", "4", "--out", str(out)]) == 0
+    assert mod.main(["--runs", "cryo", "rf-short", "cryo-vivo", "--spacings", "4",
+                     "--out", str(out)]) == 0  # fmt: skip
     text = out.read_text()
+    vivo = [ln for ln in text.splitlines() if ln.startswith("| cryo-vivo | 4 |")]
+    assert len(vivo) == 1, text
+    w0, w20, w40 = (float(c) for c in vivo[0].strip("|").split("|")[2:5])
+    # the isotherms nest (0 degC outside -20 outside -40; at 4 mm no tissue node reaches
+    # -40 degC in 10 min, so its width may be 0)
+    assert w0 > w20 > 0 and w20 > w40 >= 0, vivo
     rows = [ln for ln in text.splitlines() if ln.startswith(("| cryo | 4 |", "| rf-short | 4 |"))]
     assert len(rows) == 2, text
     for row in rows:
