@@ -308,15 +308,16 @@ def _console(capsys, args) -> str:
 
 def test_simulate_console_reports_the_rf_generator(capsys):
     """RF: the console's generator line is the JSON's settings (recount), and the ideal
-    power source's energy not taken by dried tissue plus the tissue's energy is P x t (a
-    block of liver: no body between the grid and the pads to take a share)."""
+    power source's energy not taken by dried tissue, the tissue's energy and the share of
+    the unbounded liver beyond the block (in series with it) make P x t."""
     import re
 
     args = ["simulate", "--applicator", "cooled-rf-3cm", "--tissue", "liver", "--power-w",
             "200", "--duration-s", "60", "--spacing-mm", "3", "--rf-mode", "power"]  # fmt: skip
     text = _console(capsys, args)
     m = re.search(r"RF generator: (\d+) pulses, mean ([\d.]+) W, impedance (\d+) -> (\d+) ohm; "
-                  r"(\d+) J not taken by tissue that boiled dry", text)  # fmt: skip
+                  r"(\d+) J not taken by tissue that boiled dry; (\d+) J in the medium beyond "
+                  r"the block \(([\d.]+) ohm in series\)", text)  # fmt: skip
     assert m is not None, text
     code, js, err = run_cli(capsys, *args, "--json")
     assert code == 0, err
@@ -325,8 +326,11 @@ def test_simulate_console_reports_the_rf_generator(capsys):
     assert int(m[1]) == s["rf_pulses"] == 0  # the ideal source never pulses
     assert float(m[2]) == pytest.approx(s["rf_mean_power_w"], abs=0.05)  # printed to 0.1 W
     assert int(m[5]) == round(s["rf_boiling_limited_j"])
+    assert int(m[6]) == round(s["rf_series_energy_j"])
+    assert float(m[7]) == pytest.approx(s["rf_return"]["series_ohm"], abs=0.05)
     # 1e-6 relative: float sums of the same held output
-    assert doc["energy_j"] + s["rf_boiling_limited_j"] == pytest.approx(200 * 60, rel=1e-6)
+    total = doc["energy_j"] + s["rf_boiling_limited_j"] + s["rf_series_energy_j"]
+    assert total == pytest.approx(200 * 60, rel=1e-6)
 
 
 def test_simulate_shows_the_manufacturer_chart_beside_the_zone(capsys):

@@ -177,8 +177,12 @@ def test_rf_ablation_holds_its_power_and_impedance_is_plausible():
     r = simulate(SimulationConfig(replace(RF, cooled=False), power_w=30.0, duration_s=60.0,
                                   spacing_mm=3.0, perfusion_per_s=0.0,
                                   rf_mode="power"))  # fmt: skip
-    assert _stored_j(r) == pytest.approx(30.0 * 60.0, rel=5e-3)
-    assert _stored_j(r) <= 30.0 * 60.0 * (1 + 1e-6)
+    # the block stands for unbounded liver: the share R / (Z + R) of the output heats the
+    # medium beyond it (physics._rf_body.infinite_medium_ohm), counted by the source
+    beyond = r.settings["rf_series_energy_j"]
+    assert 0.02 * 1800.0 < beyond < 0.2 * 1800.0  # a few ohm of about 100
+    assert _stored_j(r) == pytest.approx(30.0 * 60.0 - beyond, rel=5e-3)
+    assert _stored_j(r) <= (30.0 * 60.0 - beyond) * (1 + 1e-6)
     # impedance of a 3 cm electrode in liver: 40-150 ohm in the clinic (e.g. Cool-tip
     # starts near 60-90 ohm); on a 3 mm grid the electrode is thicker, so allow 20-300
     z0 = r.settings["rf_impedance_ohm_initial"]

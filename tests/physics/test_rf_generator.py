@@ -163,8 +163,11 @@ def test_more_perfusion_gives_a_smaller_zone_and_energy_is_the_integral(coarse_r
         # the delivered energy recounted from the logged power (rounded to 1e-3 W)
         recount = float(np.sum(np.diff(t) * np.array(curve["power_w"])))
         assert s["rf_energy_delivered_j"] == pytest.approx(recount, abs=720 * 1e-3)
-        # and the engine's own energy count of the applied source (same held output)
-        assert s["rf_energy_delivered_j"] == pytest.approx(r.energy_j, rel=1e-6)
+        # and the engine's own energy count of the applied source (same held output), plus
+        # the share dissipated beyond the block (the unbounded medium, counted by the source)
+        assert s["rf_series_energy_j"] > 0
+        assert s["rf_energy_delivered_j"] == pytest.approx(
+            r.energy_j + s["rf_series_energy_j"], rel=1e-6)
         assert max(curve["power_w"]) <= 200.0
         # every switch from on to off is a pulse (a pulse may also follow another at once)
         offs = sum(1 for a, b in zip(curve["power_w"], curve["power_w"][1:], strict=False)

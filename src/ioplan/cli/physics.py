@@ -341,10 +341,16 @@ def simulate(
     if "rf_pulses" in s:  # RF: what the generator did
         withheld = float(s.get("rf_boiling_limited_j", 0.0))
         dried = f"; {withheld:.0f} J not taken by tissue that boiled dry" if withheld >= 1 else ""
+        series = float(s.get("rf_series_energy_j", 0.0))
+        ret = s.get("rf_return") or {}
+        where = "the body to the pads" if ret.get("pads") not in (None, "far") else (
+            "the medium beyond the block" if series > 0 else "")
+        beyond = (f"; {series:.0f} J in {where} ({ret.get('series_ohm', 0):.1f} ohm in series)"
+                  if series >= 1 else "")  # fmt: skip
         console.print(
             f"  RF generator: {s['rf_pulses']} pulses, mean {s['rf_mean_power_w']:.1f} W, "
             f"impedance {s['rf_impedance_ohm_initial']:.0f} -> {s['rf_impedance_ohm_final']:.0f}"
-            f" ohm{dried}"
+            f" ohm{dried}{beyond}"
         )
     if output_dir is not None:
         console.print(f"  maps written to [bold]{escape(str(output_dir))}[/]")

@@ -174,7 +174,11 @@ class RfState:
     materials : MaterialTable or None
         The problem's materials (their boiling enthalpies, :func:`boiling_limit`).
     boiling_limited_j : float
-        Energy (J) the tissue did not take because it boiled dry within an interval.
+        Energy (J) the generator did not deliver because the tissue would have boiled dry
+        within an interval (the series path's share of it included).
+    series_j : float
+        Energy (J) of the output dissipated in the series path (``rf_pair``'s
+        ``series_ohm``: the body to the pads, or the medium beyond a block).
     """
 
     grid: Grid
@@ -194,6 +198,7 @@ class RfState:
     solver: Any = None
     materials: Any = None
     boiling_limited_j: float = 0.0
+    series_j: float = 0.0
 
 
 def boiling_limit(
@@ -369,6 +374,7 @@ def rf_pair(
         # the grid's share of the generator's power (all of it without a series path) is
         # dissipated in its tissue (half-faces next to the metal included), so the map is
         # scaled to hold exactly that power
+        output_w = power  # the generator's output (W)
         if series_ohm > 0 and np.isfinite(z_grid):
             power = power * z_grid / z
         q = q * (power / in_tissue) if in_tissue > 0 else q
@@ -382,9 +388,18 @@ def rf_pair(
                 g = state.generator
                 g = replace(g, last_power_w=g.last_power_w * kept,
                             power_w=(*g.power_w[:-1], g.power_w[-1] * kept))  # fmt: skip
+                # what the generator did not deliver (the series path's share included)
                 state = replace(state, generator=g, boiling_limited_j=state.boiling_limited_j
-                                + power * (1.0 - kept) * interval_s)  # fmt: skip
+                                + output_w * (1.0 - kept) * interval_s)  # fmt: skip
                 q = limited
+        if series_ohm > 0 and interval_s > 0 and np.isfinite(z):
+            # the output's share dissipated between the grid's ground and the pads (or
+            # infinity): the interval's mean output times R / (Z + R). (The time loop may
+            # shorten only an interval in which a pulse begins, whose output is the pulse's,
+            # 0 for every catalogue generator.)
+            g = state.generator
+            state = replace(state, series_j=state.series_j
+                            + g.last_power_w * series_ohm / z * interval_s)  # fmt: skip
         return q, state
 
     def next_event(state: RfState) -> float:

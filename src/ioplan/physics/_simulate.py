@@ -458,6 +458,8 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
         settings["rf_energy_delivered_j"] = gs.energy_until(cfg.heating_duration_s)
         settings["rf_mean_power_w"] = settings["rf_energy_delivered_j"] / cfg.heating_duration_s
         settings["rf_boiling_limited_j"] = src_state.boiling_limited_j
+        # the output's share beyond the grid (body to the pads, or the medium past a block)
+        settings["rf_series_energy_j"] = src_state.series_j
         settings["rf_impedance_curve"] = {
             "time_s": list(gs.times_s), "impedance_ohm": [round(z, 3) for z in gs.impedance_ohm],
             "power_w": [round(p, 3) for p in gs.power_w],
@@ -642,9 +644,11 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         else:  # an ideal constant-power source (or a device without a generator set)
             gen = RfGenerator(cfg.power_w, cfg.rf_mode)
         ground, ground_note = _rf_ground(cfg, domain, model)
+        mats = model.problem.materials
+        block_sigma = float(mats.rf_sigma_s_m[model.problem.material[1, 1, 1]])  # a corner
         body = crop_return(cfg.case, cfg.rf_pads, domain.grid, model.electrode,
                            model.electrode_cylinders, [pl.tip_mm for pl in domain.placements],
-                           model.problem.materials.rf_sigma_s_m)  # fmt: skip
+                           mats.rf_sigma_s_m, block_sigma)  # fmt: skip
         settings["rf_return"] = body.to_dict()
         from dataclasses import asdict
 
@@ -694,7 +698,8 @@ def _rf_ground(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[An
     depends on what lies beyond (40 and 60 mm margins within 0.7 mm; a single inferior
     face as the ground distorted the zone: validation/convergence.md). On a case the body
     between the faces and the pads on the skin is a series resistance
-    (:func:`ioplan.physics._rf_body.crop_return`).
+    (:func:`ioplan.physics._rf_body.crop_return`); on a block, the unbounded tissue beyond
+    its faces (:func:`ioplan.physics._rf_body.infinite_medium_ohm`).
     """
     del cfg, domain, model  # the same far ground everywhere
     return None, "the domain's six faces (the pads' far ground, outside the crop)"

@@ -838,6 +838,9 @@ def integrate(
     while done < n_total:
         n = min(chunk, n_total - done)
         tic = time.perf_counter()
+        if pair is not None and pair.next_event_s is not None:
+            # an event already scheduled (a pulse under way) ends this interval
+            n = _until_event(n, pair.next_event_s(source_state) - t_now, dt)
         if pair is not None:
             if pair.takes_interval:
                 q, source_state = pair.step(source_state, runner.temperature(), t_now, n * dt)
@@ -849,6 +852,8 @@ def integrate(
             q = source
         source_s += time.perf_counter() - tic
         if pair is not None and pair.next_event_s is not None:
+            # an event the step itself scheduled (a pulse that begins now); the source
+            # was told the longer interval, but its output here is the pulse's own
             n = _until_event(n, pair.next_event_s(source_state) - t_now, dt)
         t_mid = t_now + 0.5 * n * dt
         groups = groups_at(t_mid)
