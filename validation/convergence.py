@@ -169,6 +169,12 @@ def _rows(kind: str, spacings, run, isos) -> list[str]:
 def main(argv=None) -> int:
     """Run the tables; print them (and write ``--out``). Returns the exit status."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+
+    def one_line(message: str) -> None:
+        print(f"error: {message}", file=sys.stderr)  # one line, not argparse's usage block
+        raise SystemExit(2)
+
+    ap.error = one_line  # type: ignore[method-assign]
     ap.add_argument("--spacings", type=float, nargs="+", default=[2.0, 1.5, 1.0, 0.5])
     ap.add_argument("--mw-spacings", type=float, nargs="+", default=None)
     ap.add_argument("--out", type=Path, default=None)

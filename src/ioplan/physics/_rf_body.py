@@ -63,6 +63,9 @@ class BodyReturn:
     body_ohm : float
         Resistance electrode to pads on the coarse grid (ohm): the crop's part there is
         coarse, only ``series_ohm`` is used.
+    path : str
+        What ``series_ohm`` stands for: the body to the pads, the unbounded tissue beyond
+        a block, or nothing.
     """
 
     pads: str
@@ -70,12 +73,14 @@ class BodyReturn:
     pad_area_cm2: float = 0.0
     spacing_mm: float = 0.0
     body_ohm: float = 0.0
+    path: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
         return {
             "pads": self.pads,
             "series_ohm": round(self.series_ohm, 3),
+            "path": self.path,
             "pad_area_cm2": round(self.pad_area_cm2, 1),
             "spacing_mm": self.spacing_mm,
             "body_ohm": round(self.body_ohm, 3),
@@ -218,7 +223,7 @@ def body_return(
     ground &= ~in_crop  # a pad inside the crop would short the crop's own model
     series, total = series_resistance(g, sigma, electrode, ground, faces)
     area = float(ground.sum()) * h * h / 100.0
-    return BodyReturn(pads, max(series, 0.0), area, h, total)
+    return BodyReturn(pads, max(series, 0.0), area, h, total, "the body to the pads")
 
 
 def infinite_medium_ohm(grid: Grid, sigma_s_m: float) -> float:
@@ -264,7 +269,8 @@ def crop_return(
     from ioplan.anatomy import Label
 
     if case is None:
-        return BodyReturn("far", infinite_medium_ohm(crop, block_sigma_s_m))
+        return BodyReturn("far", infinite_medium_ohm(crop, block_sigma_s_m),
+                          path="the unbounded tissue beyond the block")
     if pads == "far":
         return BodyReturn("far", 0.0)
     pts = crop.index_to_lps(np.argwhere(electrode)).reshape(-1, 3)
