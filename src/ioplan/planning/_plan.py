@@ -703,8 +703,8 @@ def plan_ablation(
         notes.append(
             f"cryo zones are verified on {sim_spacing:g} mm voxels (the surrogate's): a double "
             f"freeze on {cfg.spacing_mm:g} mm voxels costs about ten times as much; there the "
-            "-40 degC zone is about 1 mm wider and the ice edge 1 mm closer than on 1 mm voxels "
-            "(one probe, perfused liver: validation/convergence.md)"
+            "-40 degC zone is about 1 mm wider and the ice edge within 0.4 mm of those on 1 mm "
+            "voxels (one probe, perfused liver: validation/convergence.md)"
         )
     error = PlacementError(cfg.placement_error_mm, cfg.angle_error_deg, cfg.robust_samples,
                            cfg.seed)  # fmt: skip
