@@ -225,7 +225,7 @@ def _run_gpu_timed(runner, dt: float, n_steps: int, q: np.ndarray) -> dict:
         float(dt), runner.dz, runner.dy, runner.dx, float(p.blood_temperature_c), runner.const,
         runner.lo_th, runner.hi_th,
     )  # fmt: skip
-    dmg = (runner.const, float(p.perfusion_stop_c), runner.ln_a, runner.ea_r)
+    dmg = (runner.ln_a, runner.ea_r)
     d = runner._dev
     blocks, threads = runner._blocks, runner._threads
     steps, damages = [], []

@@ -621,7 +621,7 @@ def test_damage_saturates_below_the_float32_limit():
     from ioplan.physics._kernel import pack_properties
 
     damage_cpu(th, snap, zeros[0], zeros[1], tmin, tmax, perf, mat, pack_properties(table),
-               10.0, 0, -2.0, ln_a, ea_r, rate_integral_table(ln_a, ea_r))  # fmt: skip
+               10.0, ln_a, ea_r, rate_integral_table(ln_a, ea_r))  # fmt: skip
     omega, cem = zeros
     assert np.all(np.isfinite(omega)) and np.all(np.isfinite(cem))
     assert cem[1, 1, 1] == np.float32(DOSE_CAP)

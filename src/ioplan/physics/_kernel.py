@@ -277,10 +277,9 @@ def general_update(
 
 
 def damage_update(
-    i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
-    ln_a, ea_r, RI,
+    i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, ln_a, ea_r, RI,
 ):  # fmt: skip
-    """Damage, extremes and perfusion of voxel (i, j, k) over ``span_s`` seconds.
+    """Damage and extremes of voxel (i, j, k) over ``span_s`` seconds.
 
     The temperature is taken as linear in time from ``SNAP`` (theta at the last call)
     to ``TH`` (theta now); the increments are exact for that line (``RI`` is
@@ -441,20 +440,19 @@ def step_cpu(
 
 
 @numba.njit(cache=True)
-def _damage_row(i, j, bad, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const,
-                tstop, ln_a, ea_r, RI):  # fmt: skip
+def _damage_row(i, j, bad, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s,
+                ln_a, ea_r, RI):  # fmt: skip
     """The second pass over row (i, j) where ``bad``: the exact :func:`damage_update`."""
     for k in range(1, TH.shape[2] - 1):
         if bad[k]:
             _damage_cpu_voxel(
-                i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
+                i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s,
                 ln_a, ea_r, RI,
             )  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
-def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
-               ln_a, ea_r, RI):  # fmt: skip
+def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, ln_a, ea_r, RI):  # fmt: skip
     """:func:`damage_update` over every voxel not on the outer layer.
 
     A first, vectorised pass per row takes every free voxel whose two temperatures lie
@@ -524,7 +522,7 @@ def damage_cpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, ts
                 n_bad += 1 - np.int32(ok)
             if n_bad:
                 _damage_row(i, j, bad, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s,
-                            const, tstop, ln_a, ea_r, RI)  # fmt: skip
+                            ln_a, ea_r, RI)  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True)
@@ -644,16 +642,15 @@ def energy_from_theta(TH, mat, P, const, E, T):
 
 
 @numba.njit(parallel=True, cache=True)
-def perfusion_flags(omega, tmin, mat, P, const, tstop, out):
+def perfusion_flags(mat, P, out):
     """Perfusion before the shares: PERF_FULL, or PERF_FIXED on a fixed voxel.
 
     The shares that have stopped (coagulated or frozen tissue, from ``omega`` and
     ``tmin``) are set next by :func:`ioplan.physics._perfusion.perfusion_share_cpu`.
     """
-    of = omega.reshape(-1)
     mf = mat.reshape(-1)
     pf = out.reshape(-1)
-    for n in numba.prange(of.size):
+    for n in numba.prange(mf.size):
         pf[n] = PERF_FIXED if P[FIXED, mf[n]] >= 0 else PERF_FULL
 
 
@@ -717,13 +714,13 @@ def _warm(dtype: str) -> None:
     step_cpu(th, th.copy(), mat, th, u8, u8, coef, coef, fidx, c6, P, gt, 1.0, 1.0, 1.0, 1.0,
              37.0, 0, 0.0, 1.0, -1)  # fmt: skip
     _fill_faces(mat, P, np.zeros(0, np.int64), 1.0, 1.0, 1.0, np.zeros((0, 6)))
-    damage_cpu(th, th.copy(), th.copy(), th.copy(), th.copy(), th.copy(), u8, mat, P, 1.0, 0,
-               -2.0, 1.0, 1.0, ri)  # fmt: skip
+    damage_cpu(th, th.copy(), th.copy(), th.copy(), th.copy(), th.copy(), u8, mat, P, 1.0,
+               1.0, 1.0, ri)  # fmt: skip
     prepare_source(np.zeros((3, 3, 3)), mat, P, 1.0, th.copy())
     prepare_source(th, mat, P, 1.0, th.copy())
     theta_from_energy(th, mat, P, 0, th.copy())
     energy_from_theta(th, mat, P, 0, th.copy(), th.copy())
-    perfusion_flags(th, th, mat, P, 0, -2.0, u8.copy())
+    perfusion_flags(mat, P, u8.copy())
     uniform_mask(mat, P)
 
 
@@ -850,13 +847,11 @@ def step_gpu(
 
 
 @cuda.jit
-def damage_gpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
-               ln_a, ea_r, RI):  # fmt: skip
+def damage_gpu(TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, ln_a, ea_r, RI):  # fmt: skip
     """:func:`damage_update` on an NVIDIA GPU (one thread per voxel)."""
     k, j, i = cuda.grid(3)
     nz, ny, nx = TH.shape
     if 1 <= i < nz - 1 and 1 <= j < ny - 1 and 1 <= k < nx - 1:
         _damage_gpu_voxel(
-            i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, const, tstop,
-            ln_a, ea_r, RI,
+            i, j, k, TH, SNAP, omega, cem, tmin, tmax, perf, mat, P, span_s, ln_a, ea_r, RI,
         )  # fmt: skip

@@ -433,8 +433,7 @@ class _Runner:
         th = np.empty(p.grid.shape, dtype)
         theta_from_energy(np.ascontiguousarray(e), p.material, p.packed, self.const, th)
         perf = np.empty(p.grid.shape, np.uint8)
-        perfusion_flags(om, tmin, p.material, p.packed, self.const, float(p.perfusion_stop_c),
-                        perf)  # fmt: skip
+        perfusion_flags(p.material, p.packed, perf)
         perfusion_share_cpu(om, tmin, perf, p.material, p.packed, self.const,
                             float(p.perfusion_stop_c))  # fmt: skip
         self.arrays = {"th": th, "th2": th.copy(), "snap": th.copy(), "om": om, "cem": cem,
@@ -522,20 +521,21 @@ class _Runner:
             return
         tic = time.perf_counter()
         p = self.problem
-        args = (self.const, float(p.perfusion_stop_c), self.ln_a, self.ea_r)
+        stop = (self.const, float(p.perfusion_stop_c))
         if self._on_device:
             d = self._dev
             damage_gpu[self._blocks, self._threads](
                 d["th"], d["snap"], d["om"], d["cem"], d["tmin"], d["tmax"], d["perf"],
-                d["mat"], d["P"], self._pending_s, *args, d["rates"],
+                d["mat"], d["P"], self._pending_s, self.ln_a, self.ea_r, d["rates"],
             )  # fmt: skip
             perfusion_share_gpu[self._blocks, self._threads](
-                d["om"], d["tmin"], d["perf"], d["mat"], d["P"], *args[:2])
+                d["om"], d["tmin"], d["perf"], d["mat"], d["P"], *stop)
         else:
             a = self.arrays
             damage_cpu(a["th"], a["snap"], a["om"], a["cem"], a["tmin"], a["tmax"], a["perf"],
-                       p.material, p.packed, self._pending_s, *args, self.rates)  # fmt: skip
-            perfusion_share_cpu(a["om"], a["tmin"], a["perf"], p.material, p.packed, *args[:2])
+                       p.material, p.packed, self._pending_s, self.ln_a, self.ea_r,
+                       self.rates)  # fmt: skip
+            perfusion_share_cpu(a["om"], a["tmin"], a["perf"], p.material, p.packed, *stop)
         self._pending_s = 0.0
         self.timings["damage_s"] += time.perf_counter() - tic
 
