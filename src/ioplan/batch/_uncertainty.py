@@ -383,8 +383,11 @@ def engine_model_from_plan(
                 protocol=a.get("protocol") if isinstance(a.get("protocol"), str) else None,
             ))  # fmt: skip
             ids.add(str(a["id"]))
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
             raise InputError(f"{plan_dir}/plan.json: an applicator lacks {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{plan_dir}/plan.json: an applicator has a bad value ({exc})"
+                             ) from None  # fmt: skip
     if len(ids) != 1:
         raise InputError(f"{plan_dir}/plan.json: applicators of several kinds {sorted(ids)}")
     case = load_case(case_dir)
