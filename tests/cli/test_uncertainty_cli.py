@@ -119,3 +119,31 @@ def test_refuses_a_plan_folder_without_plan_and_a_foreign_output(capsys, planned
                            "--overwrite")  # fmt: skip
     assert code == 2, err
     assert (other / "notes.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda d: d.update(applicators="x"), "must be a list of objects"),
+        (lambda d: d.update(applicators=["x"]), "must be a list of objects"),
+        (lambda d: d["applicators"][0].update(power_w=-50), "power_w must be in (0, 300]"),
+        (lambda d: d["applicators"][0].update(duration_s=1e9), "duration_s must be in (0, 3600]"),
+        (lambda d: d["applicators"][0].update(power_w="60"), "power_w must be in (0, 300]"),
+    ],
+)
+def test_a_damaged_plan_json_is_one_line_before_any_sample(capsys, planned, tmp_path, mutate,
+                                                           fragment):  # fmt: skip
+    """A plan.json edited by hand: refused while reading it, not by the first sample on a
+    worker (whose error came with a remote traceback) nor as an internal error."""
+    import shutil
+
+    case, plan = planned
+    bad = tmp_path / "bad-plan"
+    shutil.copytree(plan, bad)
+    doc = json.loads((bad / "plan.json").read_text())
+    mutate(doc)
+    (bad / "plan.json").write_text(json.dumps(doc))
+    code, _, err = run_cli(capsys, "uncertainty", bad, "--case", case, "--out", tmp_path / "u",
+                           "--samples", 2, "--workers", 1)  # fmt: skip
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "u").exists()

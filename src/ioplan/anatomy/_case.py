@@ -52,6 +52,7 @@ In memory they are :attr:`Case.extra_labels` (their values) and, in :attr:`Case.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 import tomllib
@@ -541,9 +542,31 @@ def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarr
     return table_arr[raw]
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _check_tumour_entry(t: dict[str, Any], where: str) -> None:
+    """A ``[[tumors]]`` entry's centre (3 finite mm) and diameter (> 0 mm), where given."""
+    if "centre_mm" in t:
+        c = t["centre_mm"]
+        if not (isinstance(c, list) and len(c) == 3 and all(_number(v) for v in c)):
+            raise FileFormatError(f"{where}: centre_mm must be 3 finite numbers (mm), got {c!r}")
+    if "diameter_mm" in t:
+        d = t["diameter_mm"]
+        if not (_number(d) and d > 0):
+            raise FileFormatError(f"{where}: diameter_mm must be a number > 0 (mm), got {d!r}")
+
+
 def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise FileFormatError(f"{path}: not a text (UTF-8 CSV) file") from None
+    except IsADirectoryError:
+        raise FileFormatError(f"{path}: is a folder, not the vessel CSV file") from None
     out = []
-    with open(path, newline="") as fh:
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != _VESSEL_COLUMNS:
             raise FileFormatError(f"{path}: columns must be {', '.join(_VESSEL_COLUMNS)}")
@@ -823,6 +846,8 @@ def load_case(folder: str | Path) -> Case:
     tumors = meta.get("tumors", [])
     if not isinstance(tumors, list) or not all(isinstance(t, dict) for t in tumors):
         raise FileFormatError(f"{base / 'case.toml'}: tumors must be a list of tables [[tumors]]")
+    for i, t in enumerate(tumors, start=1):
+        _check_tumour_entry(t, f"{base / 'case.toml'}: tumour {i}")
     if not isinstance(meta.get("source", {}), dict):
         raise FileFormatError(f"{base / 'case.toml'}: source must be a table [source]")
     extras = _read_extra_classes(meta.get("extra_classes", []), base / "case.toml")

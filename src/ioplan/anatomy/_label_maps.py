@@ -13,6 +13,7 @@ file of ``name = value`` pairs, or ``[classes]`` ``value = "name"``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -193,6 +194,19 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
+def _class_value(value: Any) -> int:
+    """A label value as an integer, -1 when it is not one (5.5, 1e400, true, "five")."""
+    if isinstance(value, bool):
+        return -1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else -1
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return -1
+
+
 def read_class_file(path: str | Path) -> ClassMap:
     """A user's class file: ``name = value`` pairs, or ``[classes]`` with ``value = "name"``.
 
@@ -224,10 +238,7 @@ def read_class_file(path: str | Path) -> ClassMap:
     classes: dict[int, str] = {}
     owner: dict[str, int] = {}
     for name, value in pairs:
-        try:
-            v = int(value) if not isinstance(value, bool) and str(value).strip() else -1
-        except (TypeError, ValueError):
-            v = -1
+        v = _class_value(value)
         if not isinstance(name, str) or not 1 <= v <= _MAX_VALUE:
             raise FileFormatError(
                 f"{where}: {name!r} = {value!r}: values must be integers 1-{_MAX_VALUE}"

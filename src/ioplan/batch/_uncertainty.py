@@ -336,7 +336,18 @@ def _plan_doc(plan_dir: Path) -> dict[str, Any]:
     apps = doc.get("applicators") if isinstance(doc, dict) else None
     if not apps:
         raise InputError(f"{path}: the plan has no applicators")
+    if not isinstance(apps, list) or not all(isinstance(a, dict) for a in apps):
+        raise InputError(f"{path}: 'applicators' must be a list of objects")
     return doc
+
+
+def _check_setting(where: str, name: str, value: Any, high: float) -> None:
+    """A plan's power (W) or duration (s): none, or a number in (0, high]."""
+    if value is None:
+        return
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and 0 < value <= high):
+        raise InputError(f"{where}: an applicator's {name} must be in (0, {high:g}], got {value!r}")
 
 
 def engine_model_from_plan(
@@ -388,6 +399,13 @@ def engine_model_from_plan(
         except (TypeError, ValueError) as exc:
             raise InputError(f"{plan_dir}/plan.json: an applicator has a bad value ({exc})"
                              ) from None  # fmt: skip
+        # checked here, not by the first sample on a worker (a remote traceback)
+        _check_setting(f"{plan_dir}/plan.json", "power_w", needles[-1].power_w, 300.0)
+        _check_setting(f"{plan_dir}/plan.json", "duration_s", needles[-1].duration_s, 3600.0)
+        if needles[-1].protocol is not None:
+            from ioplan.physics import CryoProtocol
+
+            CryoProtocol.parse(needles[-1].protocol)
     if len(ids) != 1:
         raise InputError(f"{plan_dir}/plan.json: applicators of several kinds {sorted(ids)}")
     case = load_case(case_dir)

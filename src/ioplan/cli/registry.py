@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from ioplan.cli._common import _OVERWRITE, _QUIET, app, err_console
+from ioplan.errors import InputError
 
 registry_app = typer.Typer(
     help="Registry of patients, lesions, procedures, follow-ups; outcome reports.",
@@ -245,7 +246,14 @@ def delete_patient(
     from ioplan.registry import remove_patient
 
     def ask(what: str) -> bool:
-        return typer.confirm(f"Delete {what}?", default=False)
+        try:
+            return typer.confirm(f"Delete {what}?", default=False)
+        except typer.Abort:
+            if sys.stdin.isatty():
+                raise  # Ctrl-C at the prompt
+            # no answer on a non-terminal input (end of file): refused, not taken as Ctrl-C
+            raise InputError(f"deleting {what} needs a confirmation: answer at a terminal "
+                             "or pass --yes") from None  # fmt: skip
 
     what = remove_patient(patient_key, db, confirm=None if yes else ask)
     if what is None:

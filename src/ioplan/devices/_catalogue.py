@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -308,6 +308,30 @@ def _from_table(app_id: str, table: dict[str, Any], where: str) -> Applicator:
         raise FileFormatError(
             f"{where}: applicator {app_id!r} has unknown fields {sorted(unknown)}"
         )
+    fields = Applicator.__dataclass_fields__
+    missing = sorted(n for n, f in fields.items() if n != "id" and n not in table
+                     and f.default is MISSING and f.default_factory is MISSING)  # fmt: skip
+    if missing:
+        raise FileFormatError(f"{where}: applicator {app_id!r} lacks the fields {missing}")
+    for name, value in table.items():
+        kind = fields[name].type
+        # a JSON "false" string is truthy, an int gauge of 1.5 is no gauge: types are checked
+        if kind == "bool" and not isinstance(value, bool):
+            raise FileFormatError(
+                f"{where}: applicator {app_id!r}: {name} must be true or false, got {value!r}"
+            )
+        if kind == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise FileFormatError(
+                f"{where}: applicator {app_id!r}: {name} must be a whole number, got {value!r}"
+            )
+        if kind == "str" and not isinstance(value, str):
+            raise FileFormatError(
+                f"{where}: applicator {app_id!r}: {name} must be text, got {value!r}"
+            )
+        if kind == "float" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise FileFormatError(
+                f"{where}: applicator {app_id!r}: {name} must be a number, got {value!r}"
+            )
     try:
         return Applicator(id=app_id, **table)
     except TypeError as exc:
@@ -439,6 +463,8 @@ def load_applicator_file(path: str | Path) -> Applicator:
     p = Path(path)
     if not p.exists():
         raise InputFileNotFoundError(f"{p}: no such applicator file")
+    if not p.is_file():
+        raise FileFormatError(f"{p}: is not a file (an applicator JSON file is expected)")
     try:
         data = json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -71,6 +71,10 @@ def _finite(value: float | None, what: str) -> None:
         raise InputError(f"{what} must be a finite number, got {value}")
 
 
+#: The longest heating the prediction simulates (s): `ioplan simulate`'s --duration-s limit.
+MAX_HEATING_S = 3600.0
+
+
 @dataclass(frozen=True)
 class HeatSource:
     """The heat source whose power and perfusion are learned from the thermometry.
@@ -108,6 +112,13 @@ class HeatSource:
         if not self.end_s > self.heat_on_s:
             raise InputError(
                 f"--end-s ({self.end_s:g} s) must lie after --heat-on-s ({self.heat_on_s:g} s)"
+            )
+        if self.end_s - self.heat_on_s > MAX_HEATING_S:
+            # the prediction simulates the heating to its planned end: as `ioplan simulate`,
+            # at most an hour (no ablation protocol heats longer)
+            raise InputError(
+                f"--end-s - --heat-on-s must be at most {MAX_HEATING_S:g} s of heating, got "
+                f"{self.end_s - self.heat_on_s:g} s"
             )
         if self.applicator_id is None:
             if self.power_w is not None or self.direction is not None:

@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from ioplan.anatomy import Case, Label, check_organ, infer_organ
 from ioplan.errors import InputError
-from ioplan.planning._select_organs import check_histology, select_organ
+from ioplan.planning._select_organs import HISTOLOGIES, check_histology, select_organ
 
 __all__ = ["SOURCES", "Selection", "select_treatment"]
 
@@ -159,7 +159,13 @@ def select_treatment(
     if given_histology is not None:
         histology = given_histology
     elif case.tumors:
-        histology = str(case.tumors[0].get("histology", "unknown"))
+        raw = case.tumors[0].get("histology", "unknown")
+        try:
+            histology = check_histology(raw if isinstance(raw, str) else "?")
+        except InputError:
+            raise InputError(
+                f"case.toml: the tumour's histology {raw!r} is not one of {', '.join(HISTOLOGIES)}"
+            ) from None
     else:
         histology = "unknown"
     if organ_name != "liver":

@@ -25,8 +25,10 @@ from ioplan.anatomy import Label
 
 __all__ = ["HISTOLOGIES", "RULES_WITH_SOURCES", "check_histology", "organ_rules", "select_organ"]
 
-#: Histologies ``--histology`` accepts (aliases map onto these).
-HISTOLOGIES = ("hcc", "colorectal_metastasis", "metastasis", "nsclc", "rcc", "sarcoma", "unknown")
+#: Histologies ``--histology`` and a case's ``[[tumors]] histology`` accept (aliases map onto
+#: these); ``other_metastasis`` and ``cholangiocarcinoma`` are those ``ioplan phantom`` writes.
+HISTOLOGIES = ("hcc", "colorectal_metastasis", "metastasis", "nsclc", "rcc", "sarcoma", "unknown",
+               "other_metastasis", "cholangiocarcinoma")  # fmt: skip
 _ALIASES = {
     "crc": "colorectal_metastasis",
     "crc_metastasis": "colorectal_metastasis",

@@ -1,0 +1,140 @@
+"""Files a user edited by hand or mixed up: one line and exit 2, never an internal error.
+
+Each case here came from a careless-user sweep of the command line (session 45) that found
+an ``internal error`` (exit 1), a hang, or a wrong answer with exit 0.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+from ioplan.anatomy import save_case
+
+_APP = {"id": "mine", "name": "my antenna", "modality": "microwave", "diameter_mm": 1.8,
+        "source": "test", "frequency_mhz": 2450.0, "cooled": True}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def case_dir(small_case, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("damaged") / "case"
+    save_case(small_case, folder)
+    return folder
+
+
+def _copy(case_dir, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(case_dir, out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"cooled": "false"}, "cooled must be true or false"),  # a truthy string
+        ({"gauge": 1.5}, "gauge must be a whole number"),
+        ({"diameter_mm": "2"}, "diameter_mm must be a number"),
+        ({"name": 5}, "name must be text"),
+        ({"modality": None}, "modality must be text"),
+    ],
+)
+def test_applicator_file_fields_of_the_wrong_type(capsys, tmp_path, change, fragment):
+    """A JSON "false" is a true string in Python: it used to run as a cooled antenna."""
+    f = tmp_path / "app.json"
+    f.write_text(json.dumps(_APP | change))
+    code, _, err = run_cli(capsys, "simulate", "--applicator-file", f, "--power-w", 60,
+                           "--duration-s", 60, "--tissue", "liver", "--spacing-mm", 4)  # fmt: skip
+    assert_one_line_error(code, err, fragment)
+
+
+def test_applicator_file_missing_field_or_a_folder(capsys, tmp_path):
+    f = tmp_path / "app.json"
+    f.write_text(json.dumps({k: v for k, v in _APP.items() if k != "modality"}))
+    args = ("--power-w", 60, "--duration-s", 60, "--tissue", "liver", "--spacing-mm", 4)
+    code, _, err = run_cli(capsys, "simulate", "--applicator-file", f, *args)
+    assert_one_line_error(code, err, "lacks the fields ['modality']")
+    assert "__init__" not in err
+    code, _, err = run_cli(capsys, "simulate", "--applicator-file", tmp_path, *args)
+    assert_one_line_error(code, err, "is not a file")
+
+
+def test_case_with_a_binary_vessel_file(capsys, case_dir, tmp_path):
+    case = _copy(case_dir, tmp_path)
+    doc = (case / "case.toml").read_text()
+    if 'vessels = "vessels.csv"' not in doc:
+        doc += '\nvessels = "vessels.csv"\n'
+        (case / "case.toml").write_text(doc)
+    (case / "vessels.csv").write_bytes(bytes(range(256)) * 4)
+    code, _, err = run_cli(capsys, "info", case)
+    assert_one_line_error(code, err, "vessels.csv", "not a text")
+
+
+@pytest.mark.parametrize(
+    "old, new, fragment",
+    [
+        ("diameter_mm = ", "diameter_mm = -30.0 #", "diameter_mm must be a number > 0"),
+        ("diameter_mm = ", "diameter_mm = nan #", "diameter_mm must be a number > 0"),
+        ("centre_mm = [", "centre_mm = [nan, ", "centre_mm must be 3 finite numbers"),
+        ('histology = "', 'histology = "nonsense" #"', "histology 'nonsense' is not one of"),
+    ],
+)
+def test_case_toml_tumour_entries_are_checked(capsys, case_dir, tmp_path, old, new, fragment):
+    """A NaN centre made `ioplan info --json` print a bare NaN (not JSON) and the planner
+    plan anyway; an unknown histology chose a margin "for nonsense"."""
+    case = _copy(case_dir, tmp_path)
+    doc = (case / "case.toml").read_text()
+    assert old in doc
+    (case / "case.toml").write_text(doc.replace(old, new, 1))
+    cmd = ("select", case) if "histology" in old else ("info", case, "--json")
+    code, out, err = run_cli(capsys, *cmd)
+    assert_one_line_error(code, err, fragment)
+    assert out == ""
+
+
+@pytest.mark.parametrize(
+    "text, suffix",
+    [("liver = 1e400\n", ".toml"), ('{"liver": 5.5}', ".json"), ('{"liver": true}', ".json")],
+)
+def test_label_map_values_must_be_whole_numbers(capsys, tmp_path, text, suffix):
+    """1e400 (inf) was an internal error; 5.5 was silently read as 5."""
+    from ioplan.anatomy import read_class_file
+    from ioplan.errors import IoplanError
+
+    f = tmp_path / f"map{suffix}"
+    f.write_text(text)
+    with pytest.raises(IoplanError, match="values must be integers"):
+        read_class_file(f)
+    (tmp_path / "ok.toml").write_text('liver = 5\ntumor = "6"\nkidney = 7.0\n')
+    assert read_class_file(tmp_path / "ok.toml").classes == {5: "liver", 6: "tumor", 7: "kidney"}
+
+
+@pytest.mark.parametrize("end_s", [1e7, 1e308])
+def test_thermometry_planned_end_is_bounded(end_s):
+    """--end-s 1e7 simulated 1e7 s (a hang); 1e308 overflowed. An hour of heating at most,
+    as `ioplan simulate`'s --duration-s."""
+    from ioplan.errors import InputError
+    from ioplan.monitoring import HeatSource
+
+    with pytest.raises(InputError, match="at most 3600 s of heating"):
+        HeatSource(tip_lps=(0.0, 0.0, 0.0), end_s=end_s)
+    HeatSource(tip_lps=(0.0, 0.0, 0.0), end_s=3600.0)  # an hour is accepted
+
+
+def test_delete_patient_without_an_answer_is_refused_not_interrupted(capsys, tmp_path,
+                                                                     monkeypatch):  # fmt: skip
+    """No terminal and no answer (end of input): exit 2 and how to confirm, not 130
+    ("interrupted", as Ctrl-C); an answer 'n' on the same input still keeps the patient."""
+    db = str(tmp_path / "reg.sqlite")
+    code, _, err = run_cli(capsys, "registry", "demo", "--db", db, "--out", tmp_path / "d",
+                           "--patients", 3, "--quiet")  # fmt: skip
+    assert code == 0, err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, _, err = run_cli(capsys, "registry", "delete-patient", "P0001", "--db", db)
+    assert_one_line_error(code, err, "needs a confirmation", "--yes")
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, _, err = run_cli(capsys, "registry", "delete-patient", "P0001", "--db", db)
+    assert code == 1
