@@ -138,3 +138,23 @@ def test_delete_patient_without_an_answer_is_refused_not_interrupted(capsys, tmp
     monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
     code, _, err = run_cli(capsys, "registry", "delete-patient", "P0001", "--db", db)
     assert code == 1
+
+
+def test_overwrite_keeps_a_users_namesake_without_the_commands_json(tmp_path):
+    """`plan --overwrite` and `biopsy` replaced a user's own report.html (the same name as
+    an output): without a completion record a folder passes for an older output only if it
+    holds the command's JSON too."""
+    from ioplan.errors import OutputExistsError
+    from ioplan.imaging import check_replaceable
+    from ioplan.planning import PLAN_FOLDER_ENTRIES
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("MY OWN REPORT")
+    with pytest.raises(OutputExistsError, match=r"report\.html"):
+        check_replaceable(mine, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=True)
+    older = tmp_path / "older"  # a plan folder from before completion records
+    older.mkdir()
+    (older / "report.html").write_text("old plan report")
+    (older / "plan.json").write_text("{}")
+    assert check_replaceable(older, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=True)

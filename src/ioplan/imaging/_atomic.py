@@ -58,7 +58,8 @@ def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str]
     must its parent (the new output is renamed into place there). A folder that is
     not empty needs ``overwrite``, and is replaced only if it is an earlier output of
     ``command``: its completion record names the command and lists every entry, or
-    (outputs older than the record) every entry is one of ``names``.
+    (outputs older than the record) every entry is one of ``names`` and one of them is
+    the command's JSON (a ``.json`` among ``names``).
 
     Raises
     ------
@@ -80,6 +81,12 @@ def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str]
         allowed = set(rec.get("entries", ())) | {COMPLETION_RECORD}
     else:
         allowed = set(names)
+        own_json = {n for n in names if n.endswith(".json")}
+        if not entries & own_json:
+            # without a completion record only a folder holding the command's own JSON
+            # (plan.json, biopsy.json, ...) passes for an older output: a report.html or
+            # figures/ alone may well be the user's
+            allowed = set()
     foreign = sorted(entries - allowed)
     if foreign:
         shown = ", ".join(foreign[:3]) + (
