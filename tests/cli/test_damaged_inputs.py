@@ -158,3 +158,26 @@ def test_overwrite_keeps_a_users_namesake_without_the_commands_json(tmp_path):
     (older / "report.html").write_text("old plan report")
     (older / "plan.json").write_text("{}")
     assert check_replaceable(older, command="plan", names=PLAN_FOLDER_ENTRIES, overwrite=True)
+
+
+def test_a_batch_resumed_with_other_options_is_refused(tmp_path):
+    """Resuming `batch simulate` at 80 W skipped the cases done at 60 W and wrote
+    power_w 80 into batch.json over them; now the options that change a case's result must
+    match (the registry that `batch margin` records into may change)."""
+    from dataclasses import asdict, replace
+
+    from ioplan.batch import BatchOptions, check_batch_output
+    from ioplan.errors import InputError
+
+    opts = BatchOptions(action="simulate", applicator_id="covidien-emprint", power_w=60.0,
+                        duration_s=150.0)  # fmt: skip
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "batch.json").write_text(json.dumps({"schema_version": 1, "action": "simulate",
+                                                "options": asdict(opts)}))  # fmt: skip
+    assert check_batch_output(out, "simulate", opts) == out
+    assert check_batch_output(out, "simulate", replace(opts, seed=0)) == out
+    with pytest.raises(InputError, match=r"power_w 60\.0 -> 80\.0"):
+        check_batch_output(out, "simulate", replace(opts, power_w=80.0))
+    with pytest.raises(InputError, match="direction"):
+        check_batch_output(out, "simulate", replace(opts, direction=(0.0, 0.0, 1.0)))

@@ -109,3 +109,13 @@ def test_seed_outside_fluid_is_one_line_error(case_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, "drainage", case_dir, "--seed-mm", "-150,0,0",
                            "--out", tmp_path / "d")  # fmt: skip
     assert_one_line_error(code, err, "--seed-mm")
+
+
+@pytest.mark.parametrize("label", ["liver", "tumor", "kidney"])
+def test_a_solid_structure_is_not_a_collection(capsys, case_dir, tmp_path, label):
+    """`--collection-label liver` planned a drain of 1584 mL of solid liver (105 HU) as an
+    abscess; only fluid-filled structures are drainage targets."""
+    code, _, err = run_cli(capsys, "drainage", case_dir, "--collection-label", label,
+                           "--out", tmp_path / "d")  # fmt: skip
+    assert_one_line_error(code, err, "not a fluid-filled structure", label)
+    assert not (tmp_path / "d").exists()

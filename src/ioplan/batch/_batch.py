@@ -243,8 +243,17 @@ def _plain(x):
     raise TypeError(f"not JSON: {type(x).__name__}")
 
 
-def check_batch_output(out: str | Path, action: str) -> Path:
-    """Refuse an output folder that is not an earlier batch of ``action`` (or empty/new)."""
+#: Options that do not change a case's result: a resumed batch may change them.
+_RESUMABLE_OPTIONS = frozenset({"registry", "registry_overwrite"})
+
+
+def check_batch_output(out: str | Path, action: str, options: BatchOptions | None = None) -> Path:
+    """Refuse an output folder that is not an earlier batch of ``action`` (or empty/new).
+
+    With ``options``, an earlier batch must also have been run with the same options
+    (those that change a case's result): resuming it would otherwise mix rows computed
+    with the old settings and the new ones under a batch.json that names only the new.
+    """
     from ioplan.imaging import check_writable
 
     out = Path(out)
@@ -255,11 +264,23 @@ def check_batch_output(out: str | Path, action: str) -> Path:
         if not manifest.is_file():
             raise InputError(f"--out {out} holds other files (no batch.json): choose a new folder")
         try:
-            was = json.loads(manifest.read_text()).get("action")
+            doc = json.loads(manifest.read_text())
+            was = doc.get("action")
         except (OSError, ValueError, AttributeError):
             raise InputError(f"--out {out}: unreadable batch.json") from None
         if was != action:
             raise InputError(f"--out {out} holds a batch {was!r}, not {action!r}: choose another")
+        old = doc.get("options")
+        if options is not None and isinstance(old, dict):
+            new = json.loads(json.dumps(asdict(options)))  # tuples as lists, as stored
+            changed = sorted(k for k in new if k not in _RESUMABLE_OPTIONS
+                             and k in old and old[k] != new[k])  # fmt: skip
+            if changed:
+                shown = ", ".join(f"{k} {old[k]!r} -> {new[k]!r}" for k in changed[:3])
+                raise InputError(
+                    f"--out {out} holds a batch run with other options ({shown}): resuming "
+                    "would mix the two; choose another folder"
+                )
     check_writable(out if out.is_dir() else out.absolute().parent)
     return out
 
@@ -321,7 +342,7 @@ def run_batch(opts: BatchOptions, cases_dir: str | Path, out: str | Path, *, cli
 
     t0 = time.perf_counter()
     cases = find_cases(cases_dir)
-    out = check_batch_output(out, opts.action)
+    out = check_batch_output(out, opts.action, opts)
     rows_dir = out / "cases"
     rows_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out / "batch.json", {"schema_version": BATCH_SCHEMA_VERSION,

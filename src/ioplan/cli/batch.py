@@ -219,7 +219,7 @@ def batch(
                         registry_overwrite=registry_overwrite)  # fmt: skip
     scheduler = check_scheduler_address(scheduler)
     cases = find_cases(cases_dir)
-    check_batch_output(out, action)
+    check_batch_output(out, action, opts)
     if registry is not None:
         from ioplan.registry import open_db
 

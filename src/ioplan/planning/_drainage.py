@@ -75,6 +75,9 @@ DRAINAGE_FOLDER_ENTRIES = frozenset(
     {"drainage.json", "drainage.mrk.json", "collection.nii.gz", "report.html", "figures"}
 )
 _GUIDANCE = ("CT", "US")
+#: Labels a drain may target: a collection, the gallbladder (cholecystostomy), the renal
+#: collecting system (nephrostomy). A solid organ or a tumour is not drained.
+DRAINABLE_LABELS = ("fluid_collection", "gallbladder", "collecting_system")
 #: Groups whose distance counts inside the collection too (the rest: on the way to it).
 _EVERYWHERE = ("lung/pleura", "pleural recess")
 
@@ -127,6 +130,11 @@ def check_drainage_request(cfg: DrainageConfig) -> DrainageConfig:
     label = cfg.collection_label
     if label is not None:
         label = label_from_name(label).name.lower()
+        if label not in DRAINABLE_LABELS:
+            raise InputError(
+                f"--collection-label {label}: not a fluid-filled structure to drain (one of "
+                f"{', '.join(DRAINABLE_LABELS)}; or find the collection by --seed-mm)"
+            )
     seed = cfg.seed_mm
     if seed is not None:
         s = np.asarray(seed, float).reshape(-1)
