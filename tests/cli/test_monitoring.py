@@ -215,6 +215,10 @@ def test_alert_limit_below_body_temperature_is_refused(tiny, capsys):
         (["--source", "0,0,0", "--end-s", "5", "--heat-on-s", "10"], ["--end-s", "--heat-on-s"]),
         (["--source", "0,0,0", "--end-s", "60", "--applicator", "x"], ["--power-w"]),
         (["--source", "0,0,nan", "--end-s", "60"], ["--source"]),
+        # an hour of heating at most (1e7 s ran for ever; 1e308 overflowed)
+        (["--source", "0,0,0", "--end-s", "1e7"], ["--end-s", "3600 s of heating"]),
+        # far off the images: the "prediction" was the prior alone, reported as learned
+        (["--source", "1e6,1e6,1e6", "--end-s", "60"], ["--source lies outside the image"]),
     ],
 )
 def test_thermometry_numeric_options_out_of_range(tiny, capsys, args, fragments):

@@ -430,6 +430,12 @@ def test_voxel_numeric_options(capsys, tmp_path_factory, a, lsf, ml):
     if doc is not None and ml is not None:
         # lung: CF A LSF / M_lung, printed to 4 decimals
         assert doc["lung_dose_gy"] == pytest.approx(49.67 * a * lsf / ml, rel=1e-9, abs=1e-4)
+        # and warned above EANM 2022's 30 Gy per treatment, as `sirt single` does (was: 614 Gy
+        # with no warning); 1e-3 Gy off the limit the printed dose decides
+        lung = 49.67 * a * lsf / ml
+        if abs(lung - 30.0) > 1e-3:
+            warned = any(w.startswith("lung dose") for w in doc["warnings"])
+            assert warned == (lung > 30.0), (lung, doc["warnings"])
 
 
 # ---- help -------------------------------------------------------------------------------

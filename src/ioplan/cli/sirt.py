@@ -411,6 +411,8 @@ def sirt_voxel(
     if terr is not None:
         doc |= _territory_doc(terr)
     write_voxel_outputs(res, doc, out, overwrite=overwrite)
+    for w in res.warnings:
+        _warn(w)
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return

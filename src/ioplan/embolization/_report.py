@@ -108,6 +108,7 @@ def _voxel_files(res: VoxelDose, doc: dict[str, Any], out: Path) -> None:
     body = f"""<p>Method {escape(res.method)}; dose constant {res.cf_gy_kg_per_gbq} Gy kg/GBq.</p>
 {figure("dvh.png", "cumulative dose-volume histograms")}
 {table(["structure", *head], rows)}
+<h2>Warnings</h2>{bullet_list(res.warnings)}
 <h2>Notes</h2>{bullet_list(res.notes)}
 <p>Files: dose.nii.gz (Gy), dosimetry.json, dvh.png.</p>"""
     write_page(out / "report.html", page("Y-90 voxel dosimetry", body))

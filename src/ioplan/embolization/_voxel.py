@@ -93,6 +93,15 @@ class VoxelDose:
     lung_dose_gy: float | None
     notes: tuple[str, ...]
     dvh: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
+    lsf: float = 0.0
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The lung dose and shunt against the EANM 2022 limits, as ``sirt single`` does."""
+        from ioplan.embolization._models import limit_warnings
+
+        doses = {} if self.lung_dose_gy is None else {"lung_dose_gy": self.lung_dose_gy}
+        return tuple(limit_warnings(doses, self.lsf, None))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,6 +111,7 @@ class VoxelDose:
             "lung_mass_kg": None if self.lung_mass_kg is None else round(self.lung_mass_kg, 4),
             "lung_dose_gy": self.lung_dose_gy,
             "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
 
@@ -310,6 +320,7 @@ def voxel_dose(
         lung_dose_gy=None if lung_kg is None else round(c * activity_gbq * f / lung_kg, 4),
         notes=tuple(notes),
         dvh=dvh,
+        lsf=float(f),
     )
 
 

@@ -479,8 +479,8 @@ class Thermometry:
                 sigma = math.sqrt(float(np.mean(first[bg] ** 2)) / 2.0)
             else:
                 raise InputError(
-                    "no background to measure the noise in: give the noise sigma "
-                    "(--noise-sigma) or images with air around the object"
+                    "no background to measure the noise in: the magnitude images need air "
+                    "around the object (at least 50 voxels below 10 % of the brightest)"
                 )
         self._snr = mag / max(sigma, 1e-12)
         if self.cfg.multi_baseline and len(self.baselines) > 1:

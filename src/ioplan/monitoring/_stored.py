@@ -401,6 +401,12 @@ def thermometry_from_series(series: ComplexSeries,
     protected = _mask(opts.protected, grid, "--protected")
     planned = None if opts.planned_zone is None else _planned_zone(opts.planned_zone, grid)
     probes = list(opts.probes_lps) if opts.probes_lps else None
+    if opts.source is not None:
+        # a source off the images has no thermometry to learn from: its prediction would
+        # only be the prior, reported as if measured
+        at = np.rint(grid.lps_to_index(np.asarray(opts.source.tip_lps, float)))
+        if np.any(at < 0) or np.any(at >= np.asarray(grid.shape)):
+            raise InputError("--source lies outside the image")
     res = run_thermometry(series.frames, times, cfg, grid=grid, protected=protected,
                           reference=reference, probes_lps=probes)  # fmt: skip
     summary = res["summary"]
