@@ -345,6 +345,13 @@ def test_response_categories_follow_the_published_thresholds(tmp_path, capsys):
     c = res["followups"][0]["category"]
     assert c == {"recist11": "SD", "mrecist": "PR", "easl": "PR"}
     assert all("source" in v for v in res["criteria"].values())
+    # no viable tumour measurable at baseline (mRECIST needs >= 10 mm enhancing, Lencioni &
+    # Llovet 2010): no viable tumour at follow-up is then no complete response (it was CR)
+    for vbase in (empty, ball(6)):
+        res = response(ball(30), [ball(26)], viable_baseline=vbase, viable_followups=[empty])
+        c = res["followups"][0]["category"]
+        assert c == {"recist11": "SD", "mrecist": "not evaluable", "easl": "not evaluable"}
+        assert "not evaluable" in res["notes"][0]
     # the CLI gives the same, and refuses a baseline below 10 mm with one line
     write_nifti(ball(30), tmp_path / "b.nii.gz")
     write_nifti(ball(20), tmp_path / "f.nii.gz")

@@ -242,8 +242,19 @@ def response(
         },
     }
     nadir = {"recist11": b.sum_longest_mm}
+    viable_measurable = True
     if vb is not None:
         nadir |= {"mrecist": vb.sum_longest_mm, "easl": vb.sum_product_mm2}
+        least = criteria()["mrecist"]["minimum_measurable_mm"]
+        if vb.sum_longest_mm < least:
+            # mRECIST and EASL follow viable (enhancing) tumour measurable at baseline; with
+            # none, a follow-up without viable tumour is no complete response
+            viable_measurable = False
+            out["notes"] = [
+                f"the viable baseline tumour measures {vb.sum_longest_mm:.1f} mm, below the "
+                f"{least:g} mm mRECIST needs (Lencioni & Llovet 2010): mRECIST and EASL are "
+                "not evaluable"
+            ]
     for i, f in enumerate(follow):
         m = measure_lesions(f)
         row: dict[str, Any] = {"index": i, **m.to_dict()}
@@ -260,6 +271,8 @@ def response(
                                      v.sum_product_mm2, gone)  # fmt: skip
             nadir["mrecist"] = min(nadir["mrecist"], v.sum_longest_mm)
             nadir["easl"] = min(nadir["easl"], v.sum_product_mm2)
+            if not viable_measurable:
+                cats["mrecist"] = cats["easl"] = "not evaluable"
         row["category"] = cats
         out["followups"].append(row)
     return out

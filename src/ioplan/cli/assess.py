@@ -158,5 +158,7 @@ def response(
         typer.echo(
             f"follow-up {row['index'] + 1}: {row['sum_longest_diameter_mm']:.1f} mm -> {cats}"
         )
+    for note in res.get("notes", []):
+        typer.echo(f"note: {note}")
     for k, c in res["criteria"].items():
         typer.echo(f"  [{k}] {c['source']}")
