@@ -181,3 +181,20 @@ def test_a_batch_resumed_with_other_options_is_refused(tmp_path):
         check_batch_output(out, "simulate", replace(opts, power_w=80.0))
     with pytest.raises(InputError, match="direction"):
         check_batch_output(out, "simulate", replace(opts, direction=(0.0, 0.0, 1.0)))
+
+
+def test_a_lesion_under_two_voxels_is_refused(small_case):
+    """`add-lesion --diameter-mm 3` on 4 mm voxels wrote a one-voxel lesion without a word;
+    `ioplan phantom` already refuses a tumour under two voxels."""
+    import numpy as np
+    from scipy import ndimage
+
+    from ioplan.anatomy import Label, add_lesion
+    from ioplan.errors import InputError
+
+    liver = np.asarray(small_case.labels.array) == int(Label.LIVER)
+    deep = np.argwhere(ndimage.distance_transform_edt(liver) == ndimage.distance_transform_edt(
+        liver).max())[0]  # fmt: skip
+    centre = tuple(float(v) for v in small_case.labels.grid.index_to_lps(deep))
+    with pytest.raises(InputError, match="under two voxels"):
+        add_lesion(small_case, centre, 7.9)  # 4 mm voxels: 8 mm is two

@@ -235,6 +235,14 @@ def add_lesion(
             f"that ablation treats ({organs})"
         )
     organ = Label(int(at))
+    coarsest = float(np.max(spacing))
+    if diameter < 2.0 * coarsest:
+        # as `ioplan phantom`: a lesion under two voxels is a voxel or two of noise that no
+        # plan, margin or response measure can resolve
+        raise InputError(
+            f"--diameter-mm {diameter:g} is under two voxels of this image ({2 * coarsest:g} mm "
+            f"at {coarsest:g} mm voxels)"
+        )
     r_max = 0.5 * diameter * (1.0 + irr)
     # the shape's extent in index units (exact for any orthonormal direction)
     reach = r_max / spacing

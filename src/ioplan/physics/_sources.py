@@ -69,9 +69,11 @@ class Placement:
         d = np.asarray(self.direction, float).reshape(-1)
         if tip.shape != (3,) or not np.all(np.isfinite(tip)):
             raise InputError(f"tip_mm must be 3 finite numbers, got {self.tip_mm}")
-        n = float(np.linalg.norm(d)) if d.shape == (3,) else 0.0
-        if not np.isfinite(n) or n == 0:
+        scale = float(np.max(np.abs(d))) if d.shape == (3,) else 0.0
+        if not np.isfinite(scale) or scale == 0:
             raise InputError(f"direction must be a non-zero 3-vector, got {self.direction}")
+        d = d / scale  # no overflow in the norm of a huge (finite) vector
+        n = float(np.linalg.norm(d))
         object.__setattr__(self, "tip_mm", tuple(float(v) for v in tip))
         object.__setattr__(self, "direction", tuple(float(v) for v in d / n))
 
