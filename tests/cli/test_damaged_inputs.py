@@ -198,3 +198,15 @@ def test_a_lesion_under_two_voxels_is_refused(small_case):
     centre = tuple(float(v) for v in small_case.labels.grid.index_to_lps(deep))
     with pytest.raises(InputError, match="under two voxels"):
         add_lesion(small_case, centre, 7.9)  # 4 mm voxels: 8 mm is two
+
+
+@pytest.mark.parametrize("text", ['{"power_w": NaN}', '{"power_w": Infinity}', '{"a": -Infinity}'])
+def test_registry_settings_refuse_nan_and_infinity(text):
+    """Python's json reads NaN and Infinity (not JSON, RFC 8259): the registry stored them
+    and `registry export` wrote them back."""
+    from ioplan.registry._schema import TABLES, parse_cell
+
+    col = next(c for c in TABLES["procedures.csv"] if c.name == "settings")
+    assert parse_cell(col, '{"power_w": 100}') == '{"power_w": 100}'
+    with pytest.raises(ValueError, match="not a JSON number"):
+        parse_cell(col, text)

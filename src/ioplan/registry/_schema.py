@@ -290,13 +290,19 @@ def parse_cell(col: Column, text: str, today: dt.date | None = None) -> object:
             raise ValueError(f"{text} is before {EARLIEST_DATE}")
         return date
     if col.kind == "json":
+
+        def _no_constant(name: str):
+            # Python's json reads NaN and Infinity, which are not JSON (RFC 8259) and
+            # would be exported back as such
+            raise ValueError(f"{name} is not a JSON number")
+
         try:
-            value = json.loads(text)
+            value = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON ({exc.msg})") from None
         if not isinstance(value, dict):
             raise ValueError("must be a JSON object")
-        return json.dumps(value, sort_keys=True)
+        return json.dumps(value, sort_keys=True, allow_nan=False)
     if col.kind in ("int", "float"):
         try:
             number = int(text) if col.kind == "int" else float(text)
