@@ -210,3 +210,31 @@ def test_registry_settings_refuse_nan_and_infinity(text):
     assert parse_cell(col, '{"power_w": 100}') == '{"power_w": 100}'
     with pytest.raises(ValueError, match="not a JSON number"):
         parse_cell(col, text)
+
+
+def test_a_zone_padded_by_whole_slices_measures_as_the_zone(small_case):
+    """The same zone mask padded with zero slices (another crop of the same voxels) read
+    4.79 mm and failed technical success where the mask itself read 5.11 mm and passed
+    (the sweep's phantom tumour, its zone the tumour dilated by two 4 mm voxels): it was
+    resampled into a fraction, which takes the probability path (on this phantom 5.14
+    against 5.33 mm). Now it is placed as it is, and the two agree exactly."""
+    import numpy as np
+    from scipy import ndimage
+
+    from ioplan.anatomy import Label
+    from ioplan.assessment import measure_margin
+    from ioplan.imaging import Grid, Volume
+
+    g = small_case.labels.grid
+    tum = np.asarray(small_case.labels.array) == int(Label.TUMOR)
+    tumour = Volume(tum.astype(np.uint8), g)
+    zone = ndimage.binary_dilation(tum, iterations=2).astype(np.uint8)
+    same = measure_margin(tumour, Volume(zone, g), margin_mm=5.0)
+    for start in (0, 4):  # padded after, and before (the origin moves by 4 voxels)
+        shape = (*g.shape[:2], g.shape[2] + 4)
+        padded_grid = Grid(shape, g.spacing_mm, tuple(g.index_to_lps((0, 0, -start))),
+                           g.direction)  # fmt: skip
+        arr = np.zeros(shape, np.uint8)
+        arr[:, :, start:start + g.shape[2]] = zone
+        padded = measure_margin(tumour, Volume(arr, padded_grid), margin_mm=5.0)
+        assert padded.minimal_margin_mm == pytest.approx(same.minimal_margin_mm, abs=1e-9)

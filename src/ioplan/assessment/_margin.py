@@ -383,6 +383,19 @@ def _content_corners_lps(vol: Volume) -> np.ndarray:
     return vol.grid.index_to_lps(np.asarray(corners, float))
 
 
+def _whole_voxel_shift(g: Grid, other: Grid) -> np.ndarray | None:
+    """``other``'s first voxel in ``g``'s indices when the two grids share voxels.
+
+    Shared: the same spacing and direction, origins whole voxels apart; None otherwise.
+    """
+    if not (np.allclose(g.spacing_mm, other.spacing_mm, rtol=1e-6, atol=1e-9)
+            and np.allclose(g.direction, other.direction, atol=1e-6)):  # fmt: skip
+        return None
+    at = np.asarray(g.lps_to_index(np.asarray(other.origin_mm, float)), float)
+    whole = np.rint(at)
+    return whole.astype(int) if np.allclose(at, whole, atol=1e-4) else None
+
+
 def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume, Volume]:
     """Both masks on one grid: the finer one's, widened by whole voxels to hold both.
 
@@ -405,6 +418,29 @@ def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume
     fine, moving = (tumour, zone) if fine_t else (zone, tumour)
     name = "zone" if fine_t else "tumour"
     g = fine.grid
+    shift = _whole_voxel_shift(g, moving.grid)
+    if shift is not None:
+        # the same voxels, another crop (a mask padded or cut by whole slices): both are
+        # placed as they are on the union of the two boxes, nothing resampled, so a padded
+        # copy of a mask measures exactly as the mask (it was resampled into a fraction)
+        lo = np.minimum(shift, 0)
+        hi = np.maximum(shift + np.asarray(moving.grid.shape), np.asarray(g.shape))
+        shape = tuple(int(v) for v in hi - lo)
+        check_memory(
+            2 * 4 * float(np.prod(shape)),
+            f"a common {' x '.join(map(str, shape))} grid for the tumour and zone masks",
+            hint="crop the masks to the region of the tumour",
+        )
+        target = Grid(shape, g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
+        placed = []
+        for vol, start in ((fine, -lo), (moving, shift - lo)):
+            arr = np.zeros(shape, np.asarray(vol.array).dtype)
+            arr[tuple(slice(a, a + n) for a, n in zip(start, vol.grid.shape, strict=True))] = (
+                np.asarray(vol.array)
+            )
+            placed.append(Volume(arr, target))
+        notes.append(f"the {name} mask was on another crop of the same voxels: placed as it is")
+        return (placed[0], placed[1]) if fine_t else (placed[1], placed[0])
     idx = g.lps_to_index(_content_corners_lps(moving))
     lo = np.minimum(np.floor(idx.min(axis=0)).astype(int) - 1, 0)
     hi = np.maximum(np.ceil(idx.max(axis=0)).astype(int) + 2, np.asarray(g.shape))
