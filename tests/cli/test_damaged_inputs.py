@@ -238,3 +238,21 @@ def test_a_zone_padded_by_whole_slices_measures_as_the_zone(small_case):
         arr[:, :, start:start + g.shape[2]] = zone
         padded = measure_margin(tumour, Volume(arr, padded_grid), margin_mm=5.0)
         assert padded.minimal_margin_mm == pytest.approx(same.minimal_margin_mm, abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "app, extra, fragment",
+    [
+        (("--applicator", "covidien-emprint", "--power-w", 60, "--duration-s", 60),
+         ("--rf-mode", "temperature"), "--rf-mode and --rf-pads are for an RF electrode"),
+        (("--applicator", "covidien-emprint", "--power-w", 60, "--duration-s", 60),
+         ("--rf-pads", "thighs"), "--rf-mode and --rf-pads are for an RF electrode"),
+        (("--applicator", "cooled-rf-3cm", "--power-w", 60, "--duration-s", 60),
+         ("--lethal-temperature-c", -20), "--lethal-temperature-c is for a cryoprobe"),
+    ],
+)  # fmt: skip
+def test_simulate_refuses_options_of_another_modality(capsys, app, extra, fragment):
+    """They were accepted and ignored (while --protocol with a heat source was refused)."""
+    code, _, err = run_cli(capsys, "simulate", *app, "--tissue", "liver", "--spacing-mm", 4,
+                           *extra)  # fmt: skip
+    assert_one_line_error(code, err, fragment)

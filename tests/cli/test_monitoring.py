@@ -219,6 +219,7 @@ def test_alert_limit_below_body_temperature_is_refused(tiny, capsys):
         (["--source", "0,0,0", "--end-s", "1e7"], ["--end-s", "3600 s of heating"]),
         # far off the images: the "prediction" was the prior alone, reported as learned
         (["--source", "1e6,1e6,1e6", "--end-s", "60"], ["--source lies outside the image"]),
+        (["--heat-on-s", "3"], ["--heat-on-s", "go with --source"]),  # was ignored
     ],
 )
 def test_thermometry_numeric_options_out_of_range(tiny, capsys, args, fragments):

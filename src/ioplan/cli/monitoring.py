@@ -100,8 +100,8 @@ def thermometry(
         typer.Option(help="Heat source x,y,z (LPS mm): fit power and perfusion, predict the zone."),
     ] = None,
     heat_on_s: Annotated[
-        float, typer.Option(help="When heating started (s, with --source).")
-    ] = 0.0,
+        float | None, typer.Option(help="When heating started (s, with --source; default 0).")
+    ] = None,
     end_s: Annotated[
         float | None, typer.Option(help="Planned end of heating (s, with --source).")
     ] = None,
@@ -138,12 +138,15 @@ def thermometry(
     heat = None
     if source is not None:
         heat = HeatSource(
-            tip_lps=_parse_point(source, "--source"), end_s=end_s, heat_on_s=heat_on_s,
+            tip_lps=_parse_point(source, "--source"), end_s=end_s,
+            heat_on_s=0.0 if heat_on_s is None else heat_on_s,
             applicator_id=applicator_id, power_w=power_w,
             direction=None if direction is None else _parse_point(direction, "--direction"),
         )  # fmt: skip
-    elif any(v is not None for v in (end_s, applicator_id, power_w, direction)):
-        raise InputError("--end-s, --applicator, --power-w and --direction go with --source")
+    elif any(v is not None for v in (end_s, heat_on_s, applicator_id, power_w, direction)):
+        raise InputError(
+            "--end-s, --heat-on-s, --applicator, --power-w and --direction go with --source"
+        )
     opts = SeriesOptions(
         b0_t=b0_t, te_ms=te_ms, frame_s=frame_s, baseline_frames=baseline_frames,
         baseline_temperature_c=baseline_temperature_c, alpha_ppm_per_c=alpha_ppm_per_c,

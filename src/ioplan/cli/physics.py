@@ -165,23 +165,27 @@ def simulate(
         typer.Option(help="External SAR (W/kg), NIfTI/NRRD; as --power-density-map."),
     ] = None,
     rf_mode: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="RF generator: impedance (the device's own control, e.g. Cool-tip pulsing, "
-            "with its power limits), temperature, or power (an ideal constant-power source)."
+            help="RF generator: impedance (the default: the device's own control, e.g. "
+            "Cool-tip pulsing, with its power limits), temperature, or power (an ideal "
+            "constant-power source)."
         ),
-    ] = "impedance",
+    ] = None,
     rf_pads: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="RF on a case: the return pads, back (posterior skin at the electrode's "
-            "level), thighs (below the image) or far (none: the crop's faces only)."
+            help="RF on a case: the return pads, back (the default: posterior skin at the "
+            "electrode's level), thighs (below the image) or far (none: the crop's faces only)."
         ),
-    ] = "back",
+    ] = None,
     lethal_temperature_c: Annotated[
-        float,
-        typer.Option(help="Cryo zone: lowest temperature reached at or below this, -80-0 degC."),
-    ] = -40.0,
+        float | None,
+        typer.Option(
+            help="Cryo zone: lowest temperature reached at or below this, -80-0 degC "
+            "(default -40)."
+        ),
+    ] = None,
     constant_properties: Annotated[
         bool, typer.Option(help="No temperature dependence or perfusion shutdown (verification).")
     ] = False,
@@ -237,6 +241,15 @@ def simulate(
         if app_obj is None or app_obj.modality != "mw":
             raise InputError("--mw-model is for a microwave applicator")
         app_obj = _replace(app_obj, mw_model=mw_model)
+    # options of another modality are refused, not ignored
+    modality = app_obj.modality if app_obj is not None else None
+    if modality != "rf" and (rf_mode is not None or rf_pads is not None):
+        raise InputError("--rf-mode and --rf-pads are for an RF electrode")
+    if modality != "cryo" and lethal_temperature_c is not None:
+        raise InputError("--lethal-temperature-c is for a cryoprobe")
+    rf_mode = "impedance" if rf_mode is None else rf_mode
+    rf_pads = "back" if rf_pads is None else rf_pads
+    lethal_temperature_c = -40.0 if lethal_temperature_c is None else lethal_temperature_c
     case_obj = None
     if case is not None and tissue is not None:
         raise InputError("give --case or --tissue, not both")
