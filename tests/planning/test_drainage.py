@@ -198,7 +198,9 @@ def test_bad_requests_are_one_line_input_errors(peri):
     _ph, case, _ = peri
     with pytest.raises(InputError, match="unknown label name"):
         plan_drainage(case, DrainageConfig(collection_label="abscess_cavity"))
-    with pytest.raises(InputError, match="no such voxel"):
+    with pytest.raises(InputError, match="no such voxel"):  # a liver phantom: no kidney
+        plan_drainage(case, DrainageConfig(collection_label="collecting_system"))
+    with pytest.raises(InputError, match="not a fluid-filled structure"):
         plan_drainage(case, DrainageConfig(collection_label="pancreas"))
     with pytest.raises(InputError, match="exactly one"):
         plan_drainage(case, DrainageConfig(collection_label="fluid_collection", seed_mm=(0, 0, 0)))

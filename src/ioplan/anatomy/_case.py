@@ -52,7 +52,6 @@ In memory they are :attr:`Case.extra_labels` (their values) and, in :attr:`Case.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import re
 import tomllib
@@ -64,6 +63,11 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from ioplan.anatomy._case_parts import (
+    _VESSEL_COLUMNS,
+    _check_tumour_entry,
+    _read_vessels,
+)
 from ioplan.anatomy._collection import phantom_source_extras
 from ioplan.anatomy._label_maps import (
     ClassMap,
@@ -114,18 +118,6 @@ EXTRA_FIRST_VALUE = 100
 _EXTRA_LAST_VALUE = 255
 #: The ioplan label that stands for an extra class in :attr:`Case.labels` (its tissue).
 EXTRA_STAND_IN = Label.MUSCLE
-_VESSEL_COLUMNS = (
-    "tree",
-    "index",
-    "parent",
-    "x0_mm",
-    "y0_mm",
-    "z0_mm",
-    "x1_mm",
-    "y1_mm",
-    "z1_mm",
-    "radius_mm",
-)
 
 
 #: A pseudonymous identifier: letters, digits and ``._-``, at most 64 characters. The same
@@ -540,57 +532,6 @@ def _map_labels(raw: np.ndarray, table: dict[str, Any], where: Path) -> np.ndarr
         if k < len(table_arr):
             table_arr[k] = v
     return table_arr[raw]
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
-
-
-def _check_tumour_entry(t: dict[str, Any], where: str) -> None:
-    """A ``[[tumors]]`` entry's centre (3 finite mm) and diameter (> 0 mm), where given."""
-    if "centre_mm" in t:
-        c = t["centre_mm"]
-        if not (isinstance(c, list) and len(c) == 3 and all(_number(v) for v in c)):
-            raise FileFormatError(f"{where}: centre_mm must be 3 finite numbers (mm), got {c!r}")
-    if "diameter_mm" in t:
-        d = t["diameter_mm"]
-        if not (_number(d) and d > 0):
-            raise FileFormatError(f"{where}: diameter_mm must be a number > 0 (mm), got {d!r}")
-
-
-def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise FileFormatError(f"{path}: not a text (UTF-8 CSV) file") from None
-    except IsADirectoryError:
-        raise FileFormatError(f"{path}: is a folder, not the vessel CSV file") from None
-    out = []
-    with io.StringIO(text, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != _VESSEL_COLUMNS:
-            raise FileFormatError(f"{path}: columns must be {', '.join(_VESSEL_COLUMNS)}")
-        for i, row in enumerate(reader, start=2):
-            try:
-                out.append(
-                    VesselSegment(
-                        row["tree"],
-                        int(row["index"]),
-                        int(row["parent"]),
-                        (float(row["x0_mm"]), float(row["y0_mm"]), float(row["z0_mm"])),
-                        (float(row["x1_mm"]), float(row["y1_mm"]), float(row["z1_mm"])),
-                        float(row["radius_mm"]),
-                    )
-                )
-            except (TypeError, ValueError):
-                raise FileFormatError(f"{path}: row {i} has a non-numeric value") from None
-            seg = out[-1]
-            if (
-                not (np.all(np.isfinite(seg.start_mm + seg.end_mm)) and np.isfinite(seg.radius_mm))
-                or seg.radius_mm <= 0
-            ):
-                raise FileFormatError(f"{path}: row {i} has a non-finite value or radius <= 0")
-    return tuple(out)
 
 
 def _read_image_and_labels(
