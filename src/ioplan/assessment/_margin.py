@@ -396,6 +396,17 @@ def _whole_voxel_shift(g: Grid, other: Grid) -> np.ndarray | None:
     return whole.astype(int) if np.allclose(at, whole, atol=1e-4) else None
 
 
+def _union_grid(g: Grid, lo: np.ndarray, hi: np.ndarray, arrays: int) -> Grid:
+    """``g`` widened to indices ``lo`` .. ``hi`` (exclusive), if ``arrays`` float32 maps fit."""
+    shape = tuple(int(v) for v in np.asarray(hi) - np.asarray(lo))
+    check_memory(
+        arrays * 4 * float(np.prod(shape)),
+        f"a common {' x '.join(map(str, shape))} grid for the tumour and zone masks",
+        hint="crop the masks to the region of the tumour",
+    )
+    return Grid(shape, g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
+
+
 def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume, Volume]:
     """Both masks on one grid: the finer one's, widened by whole voxels to hold both.
 
@@ -424,14 +435,9 @@ def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume
         # placed as they are on the union of the two boxes, nothing resampled, so a padded
         # copy of a mask measures exactly as the mask (it was resampled into a fraction)
         lo = np.minimum(shift, 0)
-        hi = np.maximum(shift + np.asarray(moving.grid.shape), np.asarray(g.shape))
-        shape = tuple(int(v) for v in hi - lo)
-        check_memory(
-            2 * 4 * float(np.prod(shape)),
-            f"a common {' x '.join(map(str, shape))} grid for the tumour and zone masks",
-            hint="crop the masks to the region of the tumour",
-        )
-        target = Grid(shape, g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
+        target = _union_grid(g, lo, np.maximum(shift + np.asarray(moving.grid.shape), g.shape),
+                             arrays=2)  # fmt: skip
+        shape = target.shape
         placed = []
         for vol, start in ((fine, -lo), (moving, shift - lo)):
             arr = np.zeros(shape, np.asarray(vol.array).dtype)
@@ -444,13 +450,8 @@ def _common_grid(tumour: Volume, zone: Volume, notes: list[str]) -> tuple[Volume
     idx = g.lps_to_index(_content_corners_lps(moving))
     lo = np.minimum(np.floor(idx.min(axis=0)).astype(int) - 1, 0)
     hi = np.maximum(np.ceil(idx.max(axis=0)).astype(int) + 2, np.asarray(g.shape))
-    shape = tuple(int(v) for v in hi - lo)
-    check_memory(
-        3 * 4 * float(np.prod(shape)),
-        f"a common {' x '.join(map(str, shape))} grid for the tumour and zone masks",
-        hint="crop the masks to the region of the tumour",
-    )
-    target = Grid(shape, g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
+    target = _union_grid(g, lo, hi, arrays=3)
+    shape = target.shape
     placed = np.zeros(shape, np.asarray(fine.array).dtype)
     at = tuple(slice(-a, -a + n) for a, n in zip(lo, g.shape, strict=True))
     placed[at] = np.asarray(fine.array)
