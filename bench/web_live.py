@@ -85,7 +85,13 @@ def run_rate(driver, url: str, frames: int, interval_s: float, baseline: int) ->
             "document.getElementById(arguments[0]).value = arguments[1]", f"set-{key}", str(value)
         )
     driver.find_element("id", "start").click()
-    wait_for(driver, "return window.ioplan.state.done", 60 + frames * (interval_s + 0.5))
+    # done, and every frame's latency recorded: the page records it in an animation frame
+    # after the draw, which can come after the session's end event (a frame short, under load)
+    wait_for(
+        driver,
+        "const s = window.ioplan.state; return s.done && s.latencies.length >= s.frames",
+        60 + frames * (interval_s + 0.5),
+    )
     st = driver.execute_script("return window.ioplan.state")
     if st["error"] or st["sessionState"] != "done":
         raise SystemExit(f"session ended {st['sessionState']}: {st['error']}")
