@@ -386,3 +386,11 @@ def test_mr_guidance_refuses_a_device_not_labelled_for_it(capsys, tmp_path, args
                            "--out", out, "-q")  # fmt: skip
     assert_one_line_error(code, err, fragment)
     assert not out.exists()
+
+
+def test_field_strength_without_mr_guidance_is_refused(capsys, tmp_path):
+    """`plan --guidance CT --field-t 3` was accepted and the field ignored."""
+    out = tmp_path / "p"
+    code, _, err = run_cli(capsys, "plan", tmp_path / "no-case", "--field-t", "3", "--out", out)
+    assert_one_line_error(code, err, "--field-t is for MR guidance")
+    assert not out.exists()

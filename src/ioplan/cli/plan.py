@@ -407,13 +407,14 @@ def plan(
     spacing_mm: Annotated[float, typer.Option("--spacing-mm", help=_SPACING_HELP)] = 2.0,
     guidance: Annotated[str, typer.Option(help="CT or MR (angle or bore limits).")] = "CT",
     field_t: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--field-t",
-            help="MR guidance: the scanner's field in T (1.5 or 3); the applicator must be "
-            "MR Conditional there (default applicator: the catalogue's first that is).",
+            help="MR guidance: the scanner's field in T (1.5 or 3; default 1.5); the "
+            "applicator must be MR Conditional there (default applicator: the catalogue's "
+            "first that is).",
         ),
-    ] = 1.5,
+    ] = None,
     safety_mm: Annotated[
         float,
         typer.Option(
@@ -519,6 +520,9 @@ def plan(
         raise InputError(f"--robust-samples must be 10-100000, got {robust_samples}")
     if time_budget_s is not None:
         check_in_range(time_budget_s, 0.0, 3600.0, "--time-budget-s", unit="s")
+    if field_t is not None and guidance.upper() != "MR":
+        raise InputError("--field-t is for MR guidance (--guidance MR)")  # was ignored
+    field_t = 1.5 if field_t is None else field_t
     check_in_range(field_t, 0.1, 12.0, "--field-t", unit="T")
     cfg = PlanConfig(
         modality=modality,
