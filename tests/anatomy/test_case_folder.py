@@ -178,3 +178,30 @@ def test_wrong_metadata_types_are_refused(tmp_path):
     (folder / "case.toml").write_text("tumors = 5\n" + text)
     with pytest.raises(FileFormatError, match="tumors"):
         load_case(folder)
+
+
+def test_save_refuses_to_orphan_results_made_from_the_earlier_case(tmp_path, small_case):
+    """A plan (any finished ioplan output) beside a case would describe another case."""
+    from ioplan.imaging import COMPLETION_RECORD
+
+    folder = save_case(small_case, tmp_path / "c")
+    plan = folder / "plan"
+    plan.mkdir()
+    (plan / "plan.json").write_text("{}")
+    (plan / COMPLETION_RECORD).write_text('{"command": "plan"}')
+    before = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(OutputExistsError, match="results made from the case there \\(plan\\)"):
+        save_case(small_case, folder, overwrite=True)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    # the demo's folder: its own record lists the report beside the case files
+    demo = save_case(small_case, tmp_path / "d")
+    (demo / "index.html").write_text("<html></html>")
+    (demo / COMPLETION_RECORD).write_text(
+        '{"command": "demo", "entries": ["case.toml", "image.nii.gz", "index.html"]}'
+    )
+    with pytest.raises(OutputExistsError, match=r"index\.html"):
+        save_case(small_case, demo, overwrite=True)
+    # a folder of the user's own files is still written into (kept beside the case)
+    (plan / COMPLETION_RECORD).unlink()
+    save_case(small_case, folder, overwrite=True)
+    assert (plan / "plan.json").exists()

@@ -344,6 +344,27 @@ def test_synthetic_spect_bad_options_are_one_line_and_checked_before_work(
     assert_one_line_error(code, err, "--overwrite")
 
 
+def test_synthetic_spect_overwrite_replaces_only_its_own_file(capsys, tmp_path, spect_case):
+    """--overwrite onto the case's own image.nii.gz replaced the patient's CT (exit 0)."""
+    import shutil
+
+    case = tmp_path / "case"
+    shutil.copytree(spect_case, case)
+    before = (case / "image.nii.gz").read_bytes()
+    code, _, err = run_cli(capsys, "sirt", "synthetic-spect", case, "--out",
+                           case / "image.nii.gz", "--overwrite")  # fmt: skip
+    assert_one_line_error(code, err, "not a synthetic SPECT")
+    assert (case / "image.nii.gz").read_bytes() == before
+    # an earlier synthetic SPECT is replaced: another seed gives other counts
+    out = tmp_path / "s.nii.gz"
+    assert run_cli(capsys, "sirt", "synthetic-spect", case, "--out", out)[0] == 0
+    first = out.read_bytes()
+    code, _, err = run_cli(capsys, "sirt", "synthetic-spect", case, "--out", out, "--overwrite",
+                           "--seed", "3")  # fmt: skip
+    assert code == 0, err
+    assert out.read_bytes() != first
+
+
 def test_synthetic_spect_of_a_corrupt_case(capsys, tmp_path, spect_case):
     import shutil
 

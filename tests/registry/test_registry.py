@@ -352,6 +352,11 @@ def test_small_cohort_hand_counts(tmp_path, sqlite_db):
             SMALL["lesions.csv"] + "Z1,A,liver,6,-3,HCC,10\n",
             "lesions.csv row 8, field size_mm: -3 is outside 0.5..300",
         ),
+        (  # a liver has Couinaud segments 1-8 (was accepted)
+            "lesions.csv",
+            SMALL["lesions.csv"] + "Z2,A,liver,99,20,HCC,10\n",
+            "lesions.csv row 8, field segment: '99' is not a liver segment",
+        ),
         (
             "patients.csv",
             SMALL["patients.csv"] + "John Smith,M,1950,HCC,\n",

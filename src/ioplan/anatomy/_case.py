@@ -65,6 +65,7 @@ import tomli_w
 
 from ioplan.anatomy._case_parts import (
     _VESSEL_COLUMNS,
+    _check_no_derived_outputs,
     _check_tumour_entry,
     _read_vessels,
 )
@@ -368,7 +369,9 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
     overwrite : bool
         Replace the case's own files in a folder that holds them; other files in
         the folder are kept (a ``vessels.csv`` of an earlier case is removed when
-        this case has none).
+        this case has none). A folder holding ioplan results made from the earlier
+        case (a finished ioplan output: the demo's, or a plan folder inside) is
+        refused, since they would describe another case.
 
     Returns
     -------
@@ -378,7 +381,8 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
     Raises
     ------
     ioplan.errors.OutputExistsError
-        ``folder`` is a file, or holds anything and ``overwrite`` is false.
+        ``folder`` is a file, or holds anything and ``overwrite`` is false, or holds
+        ioplan results made from an earlier case.
     ioplan.errors.OutputNotWritableError
         ``folder`` cannot be created or written (checked before anything is written).
 
@@ -400,6 +404,8 @@ def save_case(case: Case, folder: str | Path, *, overwrite: bool = False) -> Pat
     ['case.toml', 'image.nii.gz', 'labels.nii.gz', 'vessels.csv']
     """
     folder = check_output_folder(folder, overwrite=overwrite)
+    if folder.is_dir():
+        _check_no_derived_outputs(folder)
     if folder.is_dir():  # an earlier case: it stops being one until the new case.toml is in
         (folder / "case.toml").unlink(missing_ok=True)
         if not case.vessels:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,39 @@ def _read_vessels(path: Path) -> tuple[VesselSegment, ...]:
             ):
                 raise FileFormatError(f"{path}: row {i} has a non-finite value or radius <= 0")
     return tuple(out)
+
+
+#: The files of a case folder; with ``overwrite`` these are replaced, others kept.
+CASE_FILES = frozenset({"case.toml", "image.nii.gz", "labels.nii.gz", "vessels.csv"})
+
+
+def _check_no_derived_outputs(folder: Path) -> None:
+    """Refuse to replace a case beside results that were made from it.
+
+    A case folder may hold the user's own files, which an overwrite keeps; but an
+    ioplan output made from the earlier case (the demo's ``plan/`` and report, or
+    any subfolder that an ioplan command finished) would then describe another
+    case. Such outputs carry a completion record (:data:`ioplan.imaging.COMPLETION_RECORD`).
+    """
+    from ioplan.errors import OutputExistsError
+    from ioplan.imaging import COMPLETION_RECORD
+
+    derived: list[str] = []
+    top = folder / COMPLETION_RECORD
+    if top.is_file():
+        try:
+            doc = json.loads(top.read_text())
+            entries = doc.get("entries", []) if isinstance(doc, dict) else []
+        except (OSError, ValueError):
+            entries = []
+        derived += sorted(str(e) for e in entries if str(e) not in CASE_FILES) or [top.name]
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if (sub / COMPLETION_RECORD).is_file() and sub.name not in derived:
+            derived.append(sub.name)
+    if derived:
+        more = f" and {len(derived) - 3} more" if len(derived) > 3 else ""
+        shown = ", ".join(derived[:3]) + more
+        raise OutputExistsError(
+            f"{folder} holds ioplan results made from the case there ({shown}): a new case "
+            "would leave them describing another one; choose another folder or move them"
+        )

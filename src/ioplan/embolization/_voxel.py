@@ -403,6 +403,11 @@ def synthetic_spect(
     return Volume(counts, labels.grid)
 
 
+#: The NIfTI header description that marks a synthetic SPECT (``--overwrite`` replaces
+#: only a file that carries it).
+SYNTHETIC_SPECT_DESCRIPTION = "ioplan synthetic SPECT (counts)"
+
+
 def write_synthetic_spect(
     case: str | Path, out: str | Path, *, tn: float = 4.0, lsf: float = 0.05,
     fwhm_mm: float = 12.0, total_counts: float = 2e6, seed: int = 0, overwrite: bool = False,
@@ -414,7 +419,7 @@ def write_synthetic_spect(
     :func:`synthetic_spect`.
     """
     from ioplan.anatomy import load_case
-    from ioplan.imaging import write_nifti
+    from ioplan.imaging import nifti_description, write_nifti
 
     _check_spect_parameters(tn, lsf, fwhm_mm, total_counts, seed)
     out = Path(out)
@@ -424,8 +429,14 @@ def write_synthetic_spect(
         raise OutputExistsError(f"{out} is a folder; --out takes a NIfTI file name")
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} exists (--overwrite replaces it)")
+    if out.exists() and nifti_description(out) != SYNTHETIC_SPECT_DESCRIPTION:
+        # --overwrite replaces an earlier synthetic SPECT, never a case's image or labels
+        raise OutputExistsError(
+            f"{out} is not a synthetic SPECT written by ioplan: --overwrite replaces only "
+            "this command's earlier output; choose another file name"
+        )
     check_writable(out.parent)
     c = load_case(case)
     spect = synthetic_spect(c.labels, tn=tn, lsf=lsf, fwhm_mm=fwhm_mm,
                             total_counts=total_counts, seed=seed)  # fmt: skip
-    return write_nifti(spect, out, overwrite=overwrite)
+    return write_nifti(spect, out, overwrite=overwrite, description=SYNTHETIC_SPECT_DESCRIPTION)

@@ -309,8 +309,13 @@ def read_nifti(path: str | Path) -> Volume:
         raise FileFormatError(f"{path}: {exc}") from None
 
 
-def write_nifti(volume: Volume, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write a volume as NIfTI-1 (RAS on disk, sform and qform code 1, mm units)."""
+def write_nifti(
+    volume: Volume, path: str | Path, *, overwrite: bool = False, description: str | None = None
+) -> Path:
+    """Write a volume as NIfTI-1 (RAS on disk, sform and qform code 1, mm units).
+
+    ``description`` goes into the header's ``descrip`` field (ASCII, at most 80 bytes).
+    """
     path = Path(path)
     _check_output(path, overwrite)
     arr = volume.array
@@ -323,8 +328,19 @@ def write_nifti(volume: Volume, path: str | Path, *, overwrite: bool = False) ->
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
+    if description is not None:
+        img.header["descrip"] = description.encode("ascii", "replace")[:80]
     nib.save(img, str(path))
     return path
+
+
+def nifti_description(path: str | Path) -> str:
+    """The header's ``descrip`` field of a NIfTI file ("" when unreadable or empty)."""
+    try:
+        raw = nib.load(str(path)).header["descrip"]
+    except Exception:  # any unreadable file simply has no description
+        return ""
+    return bytes(np.asarray(raw).tobytes()).split(b"\0")[0].decode("ascii", "replace").strip()
 
 
 def write_nifti_series(

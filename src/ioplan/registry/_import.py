@@ -38,6 +38,7 @@ from ioplan.registry._schema import (
     ImportReport,
     RegistryImportError,
     RowError,
+    couinaud_problem,
     parse_cell,
 )
 
@@ -306,6 +307,11 @@ class _Checker:
 
     def _lesions(self, f, r, v) -> bool:
         ok = self._unique(f, r, v, self.k.lesions)
+        organ, segment = (v.get("organ") or "").strip().lower(), v.get("segment")
+        if organ == "liver" and segment is not None:
+            problem = couinaud_problem(segment)
+            if problem is not None:
+                ok = self.err(f, r, "segment", problem)
         if not self._ref(f, r, "patient_key", v["patient_key"], self.k.patients, "patient"):
             return False
         self.k.lesions.setdefault(v["lesion_key"], v["patient_key"])

@@ -180,6 +180,40 @@ def _with_lengths(cols: tuple[Column, ...], model) -> tuple[Column, ...]:
 TABLES = {name: _with_lengths(cols, MODELS[name]) for name, cols in TABLES.items()}
 
 
+_ROMAN = {"i": "1", "ii": "2", "iii": "3", "iv": "4", "v": "5", "vi": "6", "vii": "7", "viii": "8"}
+_COUINAUD_SEPARATORS = re.compile(r"[/,+&;\s]+|(?<=[0-9a-z])-(?=\s*[sS0-9ivxIVX])")
+
+
+def couinaud_problem(text: str) -> str | None:
+    """Why ``text`` is not a liver segment (Couinaud I-VIII; IVa/IVb), or None.
+
+    Arabic or Roman numerals, an optional ``S`` or ``segment`` before each,
+    ``caudate`` for I, and several segments separated by ``/``, ``,``, ``+``, ``&``
+    or ``-`` for a lesion across segments (Couinaud C, Le foie, 1957: eight segments;
+    segment IV divided into IVa and IVb in later usage).
+
+    Examples
+    --------
+    >>> [couinaud_problem(t) for t in ("7", "S4a", "IVb/V", "5-6", "segment 8")]
+    [None, None, None, None, None]
+    >>> couinaud_problem("99")
+    "'99' is not a liver segment (Couinaud 1-8 or I-VIII; 4a/4b; e.g. 5/6 across two)"
+    """
+    words = re.sub(r"\bsegments?\b|\bseg\b\.?", " ", text.strip().lower())
+    words = re.sub(r"\bs\s+(?=[0-9ivx])", "s", words.replace("caudate", "1"))
+    parts = [p for p in _COUINAUD_SEPARATORS.split(words) if p]
+    ok = bool(parts)
+    for p in parts:
+        p = p.removeprefix("seg").removeprefix("s").strip()
+        sub = p[-1] if p[-1:] in ("a", "b") and p[:-1] in ("4", "iv") else ""
+        num = _ROMAN.get(p[: len(p) - len(sub)], p[: len(p) - len(sub)])
+        if num not in {str(i) for i in range(1, 9)}:
+            ok = False
+    if ok:
+        return None
+    return f"{text!r} is not a liver segment (Couinaud 1-8 or I-VIII; 4a/4b; e.g. 5/6 across two)"
+
+
 @dataclass(frozen=True)
 class RowError:
     """A problem in one field of one row of one file."""
