@@ -87,6 +87,23 @@ def test_a_folder_as_table(tmp_path, capsys, no_simulation):
     assert_one_line_error(code, err, "folder")
 
 
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [  # each was accepted and the option silently ignored (--checks ran without the table)
+        (("--checks", "cryo", "--table", "t.csv"), ("--table", "not used with --checks")),
+        (("--checks", "cryo", "--initial-temperature-c", "30"), ("--initial-temperature-c",)),
+        (("--organs", "--device", "amica"), ("--device", "not used with --organs")),
+        (("--cross-validate", "--report", "r"), ("--report", "--cross-validate")),
+        (("--max-evaluations", "3",), ("--max-evaluations", "without --cross-validate")),
+        (("--cv-start", "generic",), ("--cv-start",)),
+        (("--checks", "cryo", "--organs"), ("--checks and --organs", "choose one")),
+    ],
+)
+def test_validate_refuses_options_its_mode_ignores(capsys, no_simulation, args, fragments):
+    code, _, err = run_cli(capsys, "validate", *args)
+    assert_one_line_error(code, err, *fragments)
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=_FIXTURES)
 @given(
     spacing=st.floats(allow_nan=True, allow_infinity=True).filter(lambda v: not 0.25 <= v <= 5.0),

@@ -120,6 +120,13 @@ def validate(
     from ioplan.validation import predict_zones, read_zone_table, rows_from_chart, summarise
 
     _check_block_options(spacing_mm, initial_temperature_c)
+    _refuse_unused(checks=checks is not None, organs=organs, cross_validate=cross_validate,
+                   given={"--table": table is not None, "--device": bool(device),
+                          "--rows": rows != 0,
+                          "--initial-temperature-c": initial_temperature_c is not None,
+                          "--report": report is not None,
+                          "--max-evaluations": max_evaluations != 20,
+                          "--cv-start": cv_start != "calibration"})  # fmt: skip
     if rows < 0:
         raise InputError(f"--rows must be >= 0, got {rows}")
     if report is not None:
@@ -189,6 +196,31 @@ def validate(
         f"(length and width, {doc['n_rows']} rows); mean error: length "
         f"{doc['length_mean_error_mm']:+.2f} mm, width {doc['width_mean_error_mm']:+.2f} mm"
     )
+
+
+#: The options each of validate's modes reads (the rest would be silently ignored).
+_MODE_OPTIONS = {
+    "--checks": {"--report"},
+    "--organs": {"--rows", "--report"},
+    "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
+                         "--max-evaluations", "--cv-start"},
+    "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
+}
+
+
+def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
+                   given: dict[str, bool]) -> None:  # fmt: skip
+    """One mode at a time, and no option that the chosen mode would ignore."""
+    modes = [m for m, on in (("--checks", checks), ("--organs", organs),
+                             ("--cross-validate", cross_validate)) if on]  # fmt: skip
+    if len(modes) > 1:
+        raise InputError(f"{' and '.join(modes)} are separate runs: choose one")
+    mode = modes[0] if modes else ""
+    unused = [o for o, on in given.items() if on and o not in _MODE_OPTIONS[mode]]
+    if unused:
+        what = f"with {mode}" if mode else "without --cross-validate"
+        raise InputError(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used "
+                         f"{what}: leave {'it' if len(unused) == 1 else 'them'} out")  # fmt: skip
 
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
