@@ -59,6 +59,9 @@ def test_confirm_margin_checks_cheap_things_before_reading_files(tmp_path):
         confirm_margin(missing, missing, tumour_label=0)
     with pytest.raises(InputError, match="--pre-image and --post-image"):
         confirm_margin(missing, missing, pre_image=missing)
+    # stages without the images they register were silently ignored
+    with pytest.raises(InputError, match="--registration needs --pre-image and --post-image"):
+        confirm_margin(missing, missing, registration="rigid,affine")
 
 
 def test_label_maps_and_images_are_told_apart():

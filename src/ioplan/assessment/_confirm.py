@@ -83,7 +83,7 @@ def confirm_margin(
     pre_image: ImageInput | None = None,
     post_image: ImageInput | None = None,
     pre_liver: ImageInput | None = None,
-    registration: str | tuple[str, ...] = "rigid",
+    registration: str | tuple[str, ...] | None = None,
     landmarks_pre: PointsInput | None = None,
     landmarks_post: PointsInput | None = None,
     out: str | Path | None = None,
@@ -116,8 +116,9 @@ def confirm_margin(
         The images the tumour and the zone were drawn on; both, to register.
     pre_liver : str, Path or Volume, optional
         Liver mask on the pre image: the registration's liver surface distance (mm).
-    registration : str or tuple of str
-        Stages, ``"rigid"``, ``"rigid,affine"`` or ``"rigid,affine,bspline"``.
+    registration : str or tuple of str, optional
+        Stages, ``"rigid"`` (the default), ``"rigid,affine"`` or ``"rigid,affine,bspline"``;
+        only with ``pre_image`` and ``post_image`` (refused without them).
     landmarks_pre, landmarks_post : str, Path or ndarray, optional
         The same points (x, y, z LPS mm; shape ``(n, 3)``, n >= 3) on the pre and post
         images: a rigid registration by least squares, instead of image registration.
@@ -164,7 +165,7 @@ def confirm_margin(
     t0 = time.perf_counter()
     # cheap checks first: options, stages, labels, pairs, the output folder
     check_margin_options(margin_mm, capsule_exclusion_mm, liver is not None)
-    stages = parse_stages(registration)
+    stages = parse_stages("rigid" if registration is None else registration)
     for label, option in ((tumour_label, "--tumor-label"), (zone_label, "--zone-label"),
                           (liver_label, "--liver-label")):  # fmt: skip
         check_label(label, option)
@@ -175,7 +176,12 @@ def confirm_margin(
     use_landmarks = landmarks_pre is not None
     if (pre_image is None) != (post_image is None) and not use_landmarks:
         raise InputError("give both --pre-image and --post-image to register")
+    if registration is not None and pre_image is None and not use_landmarks:
+        raise InputError("--registration needs --pre-image and --post-image (the images "
+                         "it registers)")  # fmt: skip
     notes: list[str] = []
+    if registration is not None and use_landmarks:
+        notes.append("--registration was not used: the landmarks register (rigid)")
     if use_landmarks and pre_image is not None:
         notes.append("--pre-image and --post-image were not used: the landmarks register")
     if pre_liver is not None and (use_landmarks or pre_image is None):

@@ -33,12 +33,12 @@ def margin(
         Path | None, typer.Option(help="Liver mask on the pre image (registration quality).")
     ] = None,
     registration: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Registration stages, comma-separated: rigid, rigid,affine or "
-            "rigid,affine,bspline (with --pre-image and --post-image)."
+            "rigid,affine,bspline (with --pre-image and --post-image; default rigid)."
         ),
-    ] = "rigid",
+    ] = None,
     landmarks_pre: Annotated[
         Path | None, typer.Option(help="Landmarks on the pre image (CSV x,y,z or .mrk.json).")
     ] = None,
