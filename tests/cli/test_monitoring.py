@@ -271,6 +271,25 @@ def test_demo_live_options_out_of_range(capsys, args, fragments):
     assert time.monotonic() - t0 < 5.0
 
 
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [  # each was silently ignored: --live plays an MR hot spot, whatever the organ
+        (["--live", "--igtl-port", "0", "--organ", "lung"], ["--organ", "with --live"]),
+        (["--live", "--igtl-port", "0", "--out", "x"], ["--out", "with --live"]),
+        (["--live-frames", "5", "--interval-s", "1"],
+         ["--live-frames, --interval-s", "without --live"]),
+    ],
+)
+def test_demo_refuses_options_the_run_would_ignore(capsys, tmp_path, monkeypatch, args,
+                                                    fragments):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    code, _, err = run_cli(capsys, "demo", *args)
+    assert_one_line_error(code, err, *fragments)
+    assert time.monotonic() - t0 < 5.0  # refused before any work
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- property-based ------------------------------------------------------------------------
 
 _ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True)

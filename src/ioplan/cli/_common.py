@@ -73,6 +73,26 @@ def _parse_point(text: str, what: str) -> tuple[float, float, float]:
     return vals  # type: ignore[return-value]
 
 
+def _given(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among ``names`` (parameter names) given on the command line, as flags."""
+    out = []
+    for name in names:
+        # by name: typer may carry its own copy of click's ParameterSource enum
+        if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE":
+            param = next(p for p in ctx.command.params if p.name == name)
+            out.append(max(param.opts, key=len))
+    return out
+
+
+def _refuse_unused(ctx: typer.Context, names: tuple[str, ...], why: str) -> None:
+    """Refuse options that would be silently ignored: ``why`` says when (e.g. 'with --live')."""
+    unused = _given(ctx, *names)
+    if unused:
+        one = len(unused) == 1
+        raise InputError(f"{', '.join(unused)} {'is' if one else 'are'} not used {why}: "
+                         f"leave {'it' if one else 'them'} out")  # fmt: skip
+
+
 _SEED = Annotated[int, typer.Option(help="Seed of every random choice (same seed, same case).")]
 _OVERWRITE = Annotated[
     bool,

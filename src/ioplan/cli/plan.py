@@ -17,6 +17,7 @@ from ioplan.cli._common import (
     _QUIET,
     _SEED,
     _progress,
+    _refuse_unused,
     app,
     console,
     err_console,
@@ -61,6 +62,7 @@ def _goal_exit(goal_met: bool, strict: bool) -> None:
 
 @app.command(epilog=_GOAL_HELP)
 def demo(
+    ctx: typer.Context,
     out: Annotated[
         Path,
         typer.Option(help="Output folder (written whole at the end; --overwrite replaces it)."),
@@ -138,6 +140,12 @@ def demo(
         raise InputError(f"--organ must be liver, lung, kidney, bone or soft_tissue, got {organ!r}")
     if modality is None:
         modality = "cryo" if organ in ("kidney", "soft_tissue") else "mwa"
+    if live:
+        _refuse_unused(ctx, ("out", "organ", "spacing_mm", "overwrite", "strict", "quiet"),
+                       "with --live (it writes nothing and plays an MR hot spot)")  # fmt: skip
+    else:
+        _refuse_unused(ctx, ("live_frames", "baseline_frames", "interval_s", "igtl_port"),
+                       "without --live")  # fmt: skip
     if live:
         _demo_live(modality, seed=seed, frames=live_frames, baseline_frames=baseline_frames,
                    interval_s=interval_s, igtl_port=igtl_port, as_json=as_json)  # fmt: skip
