@@ -225,6 +225,13 @@ def test_thermometry_cli_contract_files_and_vendor_scaling(tmp_path, capsys):
         str(tmp_path / "s.nii.gz"), "--b0-t", "3", "--te-ms", "10",
     )  # fmt: skip
     assert code == 2 and "outside -pi..pi" in err
+    # ... and radians read as Siemens or milliradians (every phase / 1000 or so, the
+    # heating gone: was exit 0 with max 37 degC) are refused
+    for scale in ("siemens", "milliradians"):
+        code, out, err = _run(
+            capsys, *base_args[:-1], "--phase-scale", scale,
+        )  # fmt: skip
+        assert code == 2 and "radians already" in err and err.count("\n") == 1
     code, out, err = _run(capsys, "thermometry", "--magnitude", str(tmp_path / "m.nii.gz"),
                           "--phase", str(tmp_path / "p.nii.gz"), "--te-ms", "10")  # fmt: skip
     assert code == 2 and "B0" in err
@@ -635,3 +642,23 @@ def test_engine_learns_power_and_perfusion_from_thermometry(tmp_path, capsys):
     assert pred["perfusion_1_per_s"] == pytest.approx(0.012, rel=0.25)
     assert pred["necrosis_volume_ml"] == pytest.approx(truth.zone.volume_ml, rel=0.10)
     assert pred["residual_rms_c"] < 1.5  # near the thermometry noise (~0.6 degC here)
+
+
+def test_phase_scale_auto_reads_a_converted_siemens_series_as_radians():
+    """A SIEMENS header over phases already in radians (a converted series) is read as
+    radians by ``auto``, and refused with an explicit ``siemens`` (the scale would shrink
+    every phase 1300-fold)."""
+    from ioplan.monitoring._series import phase_to_radians
+
+    rad = np.linspace(-3.1, 3.1, 12).reshape(3, 4)
+    planes = [(rad, rad, 1.0, 0.0)]
+    out, used = phase_to_radians(planes, "auto", "SIEMENS", "test")
+    assert used == "radians" and np.array_equal(out[0], rad)
+    with pytest.raises(InputError, match="radians already"):
+        phase_to_radians(planes, "siemens", "SIEMENS", "test")
+    # genuine 12-bit integers under a SIEMENS header are still read as Siemens
+    stored = np.round((rad + math.pi) * 2048 / math.pi)
+    out, used = phase_to_radians([(stored, stored, 1.0, 0.0)], "auto", "SIEMENS", "test")
+    assert used == "siemens"
+    # (stored - 2048) pi / 2048 recovers the phase within half a 12-bit step
+    assert np.max(np.abs(out[0] - rad)) <= math.pi / 2048

@@ -154,20 +154,45 @@ def stack_planes(planes: list[Plane], where: str, *, order_keys, time_keys):
     return grid, frames, key, times, time_key
 
 
+def _looks_like_radians(values) -> bool:
+    """Whether phase values lie within -pi..pi and are not all whole numbers."""
+    arrs = [np.asarray(v, dtype=np.float64) for v in values]
+    top = max((float(np.max(np.abs(a))) for a in arrs if a.size), default=0.0)
+    return top <= math.pi + _PHASE_TOL and any(bool(np.any(a != np.round(a))) for a in arrs)
+
+
+def check_not_radians_already(values, scale: str, where: str) -> None:
+    """Refuse a phase in radians read with a scale for integer phases (a silent x1/1000).
+
+    Values within -pi..pi that are not whole numbers are radians: read as Siemens 12-bit
+    or milliradians they would become a phase range of a few milliradians, and every
+    temperature change near zero.
+    """
+    if scale in ("siemens", "milliradians") and _looks_like_radians(values):
+        raise InputError(
+            f"{where}: the phase values are radians already (-pi..pi, not whole numbers), "
+            f"but --phase-scale {scale} scales stored integers: pass --phase-scale radians "
+            "(or auto)"
+        )
+
+
 def phase_to_radians(planes_values, scale: str, manufacturer: str, where: str):
     """Phase in radians from per-image ``(rescaled, stored, slope, intercept)`` tuples.
 
     ``scale``: ``siemens`` (12-bit: rescaled -4096..4094 times pi/4096, or stored 0..4095
     without a rescale, (stored - 2048) pi/2048), ``radians``, ``milliradians``, or
-    ``auto``: ``siemens`` when ``manufacturer`` says SIEMENS, else radians or milliradians
+    ``auto``: ``siemens`` when ``manufacturer`` says SIEMENS (and the values are not
+    fractions within -pi..pi, radians already), else radians or milliradians
     by the range of the values, else an error. Returns the phases and the scale used.
     """
     if scale not in PHASE_SCALES:
         raise InputError(f"phase scale must be one of {', '.join(PHASE_SCALES)}, got {scale!r}")
     used = scale
     if scale == "auto":
-        if "SIEMENS" in manufacturer.upper():
-            used = "siemens"
+        if "SIEMENS" in manufacturer.upper() and not _looks_like_radians(
+            [v[0] for v in planes_values]
+        ):
+            used = "siemens"  # (a Siemens series converted to radians is read as such)
         else:
             top = max(float(np.max(np.abs(v[0]))) for v in planes_values)
             if top <= math.pi + _PHASE_TOL:
@@ -182,6 +207,7 @@ def phase_to_radians(planes_values, scale: str, manufacturer: str, where: str):
                     "milliradians, and the Manufacturer is not SIEMENS: pass --phase-scale "
                     "(siemens, radians or milliradians)"
                 )
+    check_not_radians_already([v[0] for v in planes_values], used, where)
     out = []
     for rescaled, stored, slope, intercept in planes_values:
         if used == "siemens":
@@ -276,6 +302,7 @@ def read_complex_series(magnitude: Path, phase: Path, *, phase_scale: str = "rad
         raise InputError(
             f"magnitude {mag.shape} and phase {ph.shape} are not on the same grid and frames"
         )
+    check_not_radians_already([ph], phase_scale, "phase")
     ph = ph * PHASE_SCALES[phase_scale]
     if ph.min() < -math.pi - 1e-3 or ph.max() > math.pi + 1e-3:
         raise InputError(
