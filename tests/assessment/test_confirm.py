@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ioplan.assessment import confirm_margin, mask_field, measure_margin
+from ioplan.assessment._masks import PROBABILITIES
 from ioplan.errors import InputError
 from ioplan.imaging import Grid, Volume
 
@@ -72,6 +73,23 @@ def test_label_maps_and_images_are_told_apart():
     ct = np.random.default_rng(1).integers(0, 3000, (10, 10, 10)).astype(np.uint16)
     with pytest.raises(InputError, match="distinct values"):
         mask_field(ct, "the map", label_option="--tumor-label")
+
+
+def test_a_mask_of_zeros_and_099_is_binary():
+    """A 0/0.99 export was read as probabilities, its surface on the voxel staircase: the
+    minimal margin moved by 0.14 mm against the same mask as 0/1 (spheres 6 and 12 mm)."""
+    g = Grid((40, 40, 40), (1.0, 1.0, 1.0))
+    z, y, x = np.indices(g.shape)
+    r = np.sqrt((x - 19.5) ** 2 + (y - 19.5) ** 2 + (z - 19.5) ** 2)
+    t, zone = (r <= 6).astype(np.float32), (r <= 12).astype(np.float32)
+    ref = confirm_margin(Volume(t, g), Volume(zone, g), margin_mm=5.0)
+    soft = confirm_margin(Volume(0.99 * t, g), Volume(0.99 * zone, g), margin_mm=5.0)
+    assert soft.document["tumour_mask"] == "binary" == soft.document["zone_mask"]
+    assert soft.result.minimal_margin_mm == ref.result.minimal_margin_mm
+    # a real probability map (a linear ramp across the edge) is still read as one
+    ramp = np.clip(6.5 - r, 0.0, 1.0).astype(np.float32)
+    f, kind, _ = mask_field(ramp, "the map")
+    assert kind == PROBABILITIES and np.array_equal(f, ramp)
 
 
 def test_a_one_voxel_hole_in_the_zone_at_the_tumour_is_not_smoothed_away():

@@ -88,7 +88,8 @@ def mask_field(
     ----------
     arr : ndarray
         Mask values, shape ``(z, y, x)``: 0/1 or booleans, integer labels (every non-zero
-        label counted), or probabilities in 0-1.
+        label counted), or probabilities in 0-1 (a float array holding only 0 and one value
+        above 0.5 is binary).
     what : str
         The mask's name in messages (``"the tumour mask (--tumor)"``).
     label_option : str, optional
@@ -128,7 +129,12 @@ def mask_field(
                 f"{what} has values outside 0-1 ({a.min():g} to {a.max():g}): it looks like "
                 f"an image, not a mask; {need}"
             )
-        if np.all((a == 0) | (a == 1)):
+        top = float(a.max()) if a.size else 0.0
+        if top > 0.5 and np.all((a == 0) | (a == top)):
+            # two values, 0 and one above 0.5 (a 0/0.99 export): a binary mask, blurred as
+            # one; read as probabilities its surface would sit on the voxel staircase
+            a = (a > 0).astype(np.uint8)
+        elif np.all((a == 0) | (a == 1)):
             a = a.astype(np.uint8)
         else:
             return a.astype(np.float32), PROBABILITIES, a > 0.5
