@@ -115,3 +115,24 @@ def test_a_one_voxel_hole_in_the_zone_at_the_tumour_is_not_smoothed_away():
     assert holed.minimal_margin_mm <= -0.5  # its centre is half a voxel from ablated tissue
     assert not holed.complete_ablation and not holed.technical_success
     assert any("holes of the zone" in n for n in holed.notes)
+
+
+@pytest.mark.parametrize("slices", [12, 2])
+def test_masks_cut_by_the_image_edge_keep_their_margin(slices):
+    """Concentric balls (10 and 15 mm) centred on the image's lower z edge, and in a
+    2-slice image: the edge cut both masks, and the cut faces counted as tumour surface
+    with a negative margin (-0.53 and -0.20 mm, 14.5 % and 98.8 % of the surface below 0
+    mm, while 100 % of the tumour was covered). The true margin is 5 mm everywhere inside
+    the image; 0.45 mm is the 1 mm-voxel bound of the sub-voxel method on balls."""
+    from ioplan.assessment import measure_margin
+
+    g = Grid((slices, 60, 60), (1.0, 1.0, 1.0), (-29.5, -29.5, 0.0))
+    z, y, x = np.indices(g.shape).astype(float)
+    r = np.sqrt((x - 29.5) ** 2 + (y - 29.5) ** 2 + z**2)  # centre on the first slice
+    res = measure_margin(Volume((r <= 10).astype(np.uint8), g),
+                         Volume((r <= 15).astype(np.uint8), g), margin_mm=5.0)  # fmt: skip
+    assert abs(res.minimal_margin_mm - 5.0) <= 0.45
+    assert res.surface_fraction["lt0"] == 0.0 and res.coverage_percent == 100.0
+    assert any("image's edge" in n for n in res.notes)
+    # the closest point lies inside the image (z >= 0 mm, within half a voxel)
+    assert res.closest_point_mm[2] >= -0.5

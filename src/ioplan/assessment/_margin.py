@@ -477,6 +477,24 @@ def check_margin_options(margin_mm: float, capsule_exclusion_mm: float, has_live
         raise InputError("--capsule-exclusion-mm needs the liver mask (--liver)")
 
 
+def _edge_notes(tm: np.ndarray, zm: np.ndarray, sub: Grid, g: Grid, notes: list[str]) -> None:
+    """Say when the zone (only) reaches the image's edge: it is taken to continue there."""
+    def touches(m: np.ndarray) -> bool:
+        # the crop ``sub`` starts at the image's edge where its origin is the image's
+        lo = np.rint(g.lps_to_index(np.asarray(sub.origin_mm, float))).astype(int)
+        hi = lo + np.asarray(m.shape)
+        for ax in range(3):
+            first = np.take(m, 0, axis=ax).any() and lo[ax] == 0
+            last = np.take(m, -1, axis=ax).any() and hi[ax] == g.shape[ax]
+            if first or last:
+                return True
+        return False
+
+    if touches(zm) and not touches(tm):
+        notes.append("the ablation zone reaches the image's edge: it is taken to continue past "
+                     "the edge as it is at it")  # fmt: skip
+
+
 def _holes_bound(mam: float, where, tm: np.ndarray, zm: np.ndarray, grid: Grid,
                  notes: list[str]) -> tuple[float, Any]:  # fmt: skip
     """Keep the minimal margin honest where the zone has holes smaller than the blur.
@@ -584,21 +602,30 @@ def measure_margin(
             "the tumour lies entirely outside the ablation zone (no tumour voxel inside it): "
             "the margin is minus the largest distance of the tumour from the zone"
         )
-    # crop to both masks plus room for the blur and the 10 mm bins
+    # crop to both masks plus room for the blur and the 10 mm bins; where that room runs
+    # past the image's edge, the masks are continued as they are at the edge (a mask cut
+    # by the edge does not end there), and the tumour surface beyond the edge is left out
     pad = np.ceil(12.0 / np.asarray(g.spacing_mm)).astype(int) + 3
     both = tm | zm
     idx = np.argwhere(both)
-    lo = np.maximum(idx.min(axis=0) - pad, 0)
-    hi = np.minimum(idx.max(axis=0) + pad + 1, g.shape)
+    lo_w, hi_w = idx.min(axis=0) - pad, idx.max(axis=0) + pad + 1
+    lo, hi = np.maximum(lo_w, 0), np.minimum(hi_w, g.shape)
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     sub = Grid(tuple(int(v) for v in hi - lo), g.spacing_mm, tuple(g.index_to_lps(lo)), g.direction)
-    tf, zf, tm, zm = _blur(tf[sl], t_kind), _blur(zf[sl], z_kind), tm[sl], zm[sl]
+    widen = [(int(a), int(b)) for a, b in zip(lo - lo_w, hi_w - hi, strict=True)]
+    subw = Grid(tuple(int(v) for v in hi_w - lo_w), g.spacing_mm, tuple(g.index_to_lps(lo_w)),
+                g.direction)  # fmt: skip
+    tf = _blur(np.pad(tf[sl], widen, mode="edge"), t_kind)
+    zf = _blur(np.pad(zf[sl], widen, mode="edge"), z_kind)
+    tm, zm = tm[sl], zm[sl]
+    _edge_notes(tm, zm, sub, g, notes)
     sig_mm = SMOOTH_SIGMA_VOXELS * float(np.mean(g.spacing_mm))
-    t_mesh = surface_mesh(tf, sub, blur_sigma_mm=sig_mm if t_kind != PROBABILITIES else 0.0)
-    z_mesh = surface_mesh(zf, sub, blur_sigma_mm=sig_mm if z_kind != PROBABILITIES else 0.0)
+    t_mesh = surface_mesh(tf, subw, blur_sigma_mm=sig_mm if t_kind != PROBABILITIES else 0.0)
+    z_mesh = surface_mesh(zf, subw, blur_sigma_mm=sig_mm if z_kind != PROBABILITIES else 0.0)
     dist = point_mesh_distance(t_mesh.vertices_mm, z_mesh)
-    inside = ndimage.map_coordinates(zf, sub.lps_to_index(t_mesh.vertices_mm).T, order=1) > 0.5
-    ray = _ray_margin(tf, zf, sub, t_mesh.vertices_mm, sig_mm if z_kind != PROBABILITIES else 0.0)
+    inside = ndimage.map_coordinates(zf, subw.lps_to_index(t_mesh.vertices_mm).T, order=1) > 0.5
+    ray = _ray_margin(tf, zf, subw, t_mesh.vertices_mm,
+                      sig_mm if z_kind != PROBABILITIES else 0.0)  # fmt: skip
     # inside the zone: the distance along the tumour's normal to the zone's edge; at the
     # minimum it equals the closest distance (there the shortest segment is normal to
     # both surfaces), and unlike the closest distance it is not drawn to the ripples of a
@@ -608,18 +635,33 @@ def measure_margin(
     s_mm = max(MARGIN_SMOOTH_VOXELS * h_mm, MARGIN_SMOOTH_MIN_MM)
     margin = _smooth_on_surface(t_mesh.vertices_mm, raw, s_mm)
     area = t_mesh.vertex_areas_mm2()
-    excluded = np.zeros(len(margin), bool)
+    # tumour surface beyond the outermost voxel centres: the mask was cut by the image's
+    # edge there, and the margin is unknown
+    at = g.lps_to_index(t_mesh.vertices_mm)
+    tol = 1e-6
+    off_image = np.any((at < -tol) | (at > np.asarray(g.shape) - 1 + tol), axis=1)
+    if off_image.all():
+        raise InputError("the tumour's surface lies wholly outside the image (the mask is cut "
+                         "by the image's edges everywhere): no margin can be measured")  # fmt: skip
+    excluded = off_image.copy()
+    if off_image.any():
+        notes.append(
+            "the tumour reaches the image's edge, which cuts its mask: the margin is measured "
+            "on its surface inside the image only (the masks are taken to continue past the "
+            "edge as they are at it; the surface fractions are of the surface inside)"
+        )
     if capsule_exclusion_mm > 0 and liver is not None:
         lv = liver if liver.grid == g else resample(liver, g, interpolation="nearest")
         lm = np.asarray(lv.array)[sl] > 0
         # the tumour counts as liver (a tumour on the capsule lies in it)
         edge = ndimage.distance_transform_edt(lm | tm, sampling=g.spacing_mm)
         d_edge = ndimage.map_coordinates(edge, sub.lps_to_index(t_mesh.vertices_mm).T, order=1)
-        excluded = d_edge <= capsule_exclusion_mm
+        excluded |= d_edge <= capsule_exclusion_mm
         if excluded.all():
             raise InputError("the capsule exclusion leaves no tumour surface to measure")
+        capsule = excluded & ~off_image
         notes.append(
-            f"{100 * area[excluded].sum() / area.sum():.1f} % of the tumour surface lies "
+            f"{100 * area[capsule].sum() / area[~off_image].sum():.1f} % of the tumour surface lies "
             f"within {capsule_exclusion_mm:g} mm of the liver capsule and is left out"
         )
     keep = ~excluded
@@ -643,8 +685,10 @@ def measure_margin(
         margin_mm=float(margin_mm),
         tumour_volume_ml=float(tm.sum()) * vox_ml,
         zone_volume_ml=float(zm.sum()) * vox_ml,
-        surface_area_mm2=float(area.sum()),
-        excluded_surface_percent=float(100.0 * area[excluded].sum() / area.sum()),
+        surface_area_mm2=float(area[~off_image].sum()),
+        excluded_surface_percent=float(
+            100.0 * area[excluded & ~off_image].sum() / area[~off_image].sum()
+        ),
         closest_point_mm=tuple(float(v) for v in where),
         tumour_mask_kind=t_kind,
         zone_mask_kind=z_kind,
@@ -653,5 +697,5 @@ def measure_margin(
         mesh=t_mesh,
         vertex_margin_mm=margin,
         vertex_excluded=excluded,
-        grid=sub,
+        grid=subw,
     )
