@@ -659,9 +659,9 @@ def measure_margin(
         excluded |= d_edge <= capsule_exclusion_mm
         if excluded.all():
             raise InputError("the capsule exclusion leaves no tumour surface to measure")
-        capsule = excluded & ~off_image
+        share = 100 * area[excluded & ~off_image].sum() / area[~off_image].sum()
         notes.append(
-            f"{100 * area[capsule].sum() / area[~off_image].sum():.1f} % of the tumour surface lies "
+            f"{share:.1f} % of the tumour surface lies "
             f"within {capsule_exclusion_mm:g} mm of the liver capsule and is left out"
         )
     keep = ~excluded
