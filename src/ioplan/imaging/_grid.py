@@ -268,12 +268,27 @@ class Grid:
         return cls(tuple(shape), tuple(spacing), tuple(a[:3, 3]), tuple(map(tuple, u @ vt)))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dictionary."""
+        """JSON-friendly dictionary.
+
+        ``shape``, ``spacing_mm`` and ``direction``'s columns follow the array axes
+        ``(z, y, x)``; ``origin_mm`` is an LPS point ``(x, y, z)``. The same values in
+        the image's own order (x, y, z, as DICOM and NIfTI readers show them) are added
+        as ``size_xyz`` and ``spacing_xyz_mm``, and ``axes`` says which is which.
+
+        >>> d = Grid((4, 5, 6), (5.0, 0.5, 0.5)).to_dict()
+        >>> d["shape"], d["size_xyz"], d["spacing_xyz_mm"]
+        ([4, 5, 6], [6, 5, 4], [0.5, 0.5, 5.0])
+        """
         return {
             "shape": list(self.shape),
             "spacing_mm": list(self.spacing_mm),
             "origin_mm": list(self.origin_mm),
             "direction": [list(r) for r in self.direction],
+            "size_xyz": list(self.shape[::-1]),
+            "spacing_xyz_mm": list(self.spacing_mm[::-1]),
+            "axes": "shape, spacing_mm and the columns of direction are along the array axes "
+            "(z, y, x); origin_mm is the LPS point (x, y, z) of voxel (0, 0, 0); size_xyz and "
+            "spacing_xyz_mm are in the image's x, y, z order",
         }
 
     @classmethod
