@@ -134,6 +134,31 @@ def test_sirt_partition_from_the_chosen_territory(capsys, case_dir, result):
     assert_one_line_error(code, err, "--feeder")
 
 
+def test_a_territory_of_another_case_is_refused(capsys, case_dir, result, tmp_path):
+    """Another case on the same grid took this case's territory (exit 0, its tumour and
+    liver counted inside a territory drawn for other anatomy)."""
+    import shutil
+
+    from ioplan.anatomy import load_case
+    from ioplan.embolization._arteries import labels_fingerprint
+
+    out, doc = result
+    other = tmp_path / "other"
+    shutil.copytree(case_dir, other)
+    case = load_case(other)
+    lab = np.asarray(case.labels.array).copy()
+    lab[lab == int(Label.TUMOR)] = int(Label.LIVER)  # same grid, other labels
+    idx = np.argwhere(lab == int(Label.LIVER))[len(np.argwhere(lab == int(Label.LIVER))) // 2]
+    lab[tuple(idx)] = int(Label.TUMOR)
+    save_case(Case(case.image, case.labels.with_array(lab), name="other"), other,
+              overwrite=True)  # fmt: skip
+    args = ("--territory-from", out, "--feeder", doc["feeders"][0]["branch_id"], "--tn", "4",
+            "--lsf", "0.05", "--normal-dose-gy", "40")  # fmt: skip
+    code, _, err = run_cli(capsys, "sirt", "partition", "--case", other, *args)
+    assert_one_line_error(code, err, "another case's labels")
+    assert doc["case_labels_sha256"] == labels_fingerprint(load_case(case_dir).labels)
+
+
 def test_sirt_voxel_and_tace_per_territory(capsys, case_dir, result, tmp_path):
     """Voxel: with local deposition all the liver's activity lies in the territory, so the
     mean dose over the perfused voxels is CF A (1 - LSF) / their mass (density from the CT).

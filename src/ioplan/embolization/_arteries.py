@@ -733,7 +733,8 @@ def write_arterial_plan(plan: ArterialPlan, labels_volume, out, *, overwrite: bo
                     [i, int(t.parent[i]), t.names[i], *(f"{v:.2f}" for v in t.start_mm[i]),
                      *(f"{v:.2f}" for v in t.end_mm[i]), f"{t.radius_mm[i]:.2f}"]
                 )  # fmt: skip
-        (tmp / "arteries.json").write_text(json.dumps(plan.doc, indent=2) + "\n")
+        doc = {**plan.doc, "case_labels_sha256": labels_fingerprint(labels_volume)}
+        (tmp / "arteries.json").write_text(json.dumps(doc, indent=2) + "\n")
         _territory_picture(plan, labels_volume, tmp / "figures" / "territories.png")
     return out
 
@@ -757,15 +758,36 @@ def _territory_picture(plan: ArterialPlan, labels_volume, path) -> None:
     )  # fmt: skip
 
 
-def read_territory(folder, feeder: int, labels_grid) -> tuple[np.ndarray, dict[str, Any]]:
+def labels_fingerprint(labels_volume) -> str:
+    """SHA-256 of a label map's values and grid: which case an output was made from.
+
+    Stored in ``arteries.json`` (``case_labels_sha256``) so that a territory is never
+    applied to another case, or to a case whose labels changed since (same grid or not).
+    """
+    import hashlib
+
+    arr = np.ascontiguousarray(np.asarray(labels_volume.array), dtype=np.uint16)
+    g = labels_volume.grid
+    h = hashlib.sha256()
+    h.update(repr((tuple(g.shape), tuple(round(float(v), 4) for v in g.spacing_mm),
+                   tuple(round(float(v), 3) for v in g.origin_mm))).encode())  # fmt: skip
+    h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def read_territory(folder, feeder: int, labels_grid, *,
+                   labels_volume=None) -> tuple[np.ndarray, dict[str, Any]]:  # fmt: skip
     """The whole territory of candidate ``feeder`` (its ``branch_id``), and its JSON entry.
 
-    Read from an ``ioplan arteries`` output folder; the mask is on the case grid.
+    Read from an ``ioplan arteries`` output folder; the mask is on the case grid. With
+    ``labels_volume`` (the case's labels), an output made from other labels is refused
+    (outputs older than the fingerprint are not checked).
 
     Raises
     ------
     InputError
-        Not such a folder, an unknown feeder, or a territory map on another grid.
+        Not such a folder, an unknown feeder, a territory map on another grid, or one
+        made from another case's labels.
     """
     import json
     from pathlib import Path
@@ -784,6 +806,14 @@ def read_territory(folder, feeder: int, labels_grid) -> tuple[np.ndarray, dict[s
     if feeder not in entries:
         known = ", ".join(str(k) for k in list(entries)[:20])
         raise InputError(f"--feeder {feeder} is not a candidate position; candidates: {known}")
+    made_from = doc.get("case_labels_sha256")
+    if labels_volume is not None and made_from is not None and (
+        made_from != labels_fingerprint(labels_volume)
+    ):
+        raise InputError(
+            f"{folder} was made from another case's labels (or this case's labels changed "
+            "since): run `ioplan arteries` on this case"
+        )
     vol = read_image(folder / "territories.nii.gz")
     diff = labels_grid.mismatch(vol.grid)
     if diff is not None:

@@ -240,7 +240,7 @@ def territory_inputs(case_dir: str | Path, arteries_dir: str | Path, feeder: int
 
     case = load_case(case_dir)
     grid = case.labels.grid
-    mask, entry = read_territory(arteries_dir, int(feeder), grid)
+    mask, entry = read_territory(arteries_dir, int(feeder), grid, labels_volume=case.labels)
     lab = np.asarray(case.labels.array)
     vml = grid.voxel_volume_ml
     tumour_ml = float(((lab == Label.TUMOR) & mask).sum()) * vml
