@@ -50,7 +50,8 @@ def test_totalsegmentator_real_case(tmp_path, capsys, image, seg, extra):
     out = tmp_path / "case"
     code, stdout, err = run_cli(
         capsys, "import-case", "--image", REAL / image, "--labels", REAL / seg,
-        "--label-map", "totalsegmentator", "--out", out, "--name", "ts-1", *extra,
+        "--label-map", "totalsegmentator", "--out", out, "--name", "ts-1", "--no-auto-labels",
+        *extra,
     )  # fmt: skip
     assert code == 0, err
     assert "kept under their own names" in stdout
@@ -69,6 +70,16 @@ def test_totalsegmentator_real_case(tmp_path, capsys, image, seg, extra):
     assert info["source"]["label_map"]["task"] == task
     assert info["structures"]["liver"] == {"source": "labels", "classes": ["liver"]}
     assert all(x["role"] == "avoid" for x in info["extra_classes"])
+    if not extra:
+        # by default the body outline is found from the image: TotalSegmentator's deep
+        # muscles are no outline (without it, a biopsy's "entry" lay inside the liver)
+        code, stdout, err = run_cli(
+            capsys, "import-case", "--image", REAL / image, "--labels", REAL / seg,
+            "--label-map", "totalsegmentator", "--out", tmp_path / "auto",
+        )  # fmt: skip
+        assert code == 0, err
+        assert "no body outline" in stdout
+        assert any(x["label"] == "skin" for x in _info(capsys, tmp_path / "auto")["labels"])
 
 
 @needs_real
@@ -119,7 +130,8 @@ def _import(capsys, ct, seg, out, *extra):
 
 def test_extra_classes_round_trip_and_are_counted(tmp_path, capsys, images):
     ct, seg_path, _ = images
-    code, _, err = _import(capsys, ct, seg_path, tmp_path / "c", "--label-map", "totalsegmentator")
+    code, _, err = _import(capsys, ct, seg_path, tmp_path / "c", "--label-map", "totalsegmentator",
+                           "--no-auto-labels")  # fmt: skip
     assert code == 0, err
     case = load_case(tmp_path / "c")
     assert np.count_nonzero(case.labels.array == Label.LIVER) == 192 - 8

@@ -122,7 +122,9 @@ def _ball_case(tumour_radius_mm: float) -> Case:
     r = np.sqrt(z[:, None, None] ** 2 + y[None, :, None] ** 2 + x[None, None, :] ** 2)
     lab = np.where(r <= 50.0, int(Label.LIVER), int(Label.BACKGROUND)).astype(np.uint8)
     lab[r <= tumour_radius_mm] = int(Label.TUMOR)
-    img = np.full(lab.shape, 60.0, np.float32)
+    # air (-1000 HU) around the body: the case has no skin label, and entries are checked
+    # against the image beyond them
+    img = np.where(lab == int(Label.BACKGROUND), -1000.0, 60.0).astype(np.float32)
     tumors = (
         {"centre_mm": [0.0, 0.0, 0.0], "diameter_mm": 2 * tumour_radius_mm, "histology": "hcc"},
     )

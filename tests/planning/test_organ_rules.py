@@ -34,7 +34,7 @@ def _ball(pts: np.ndarray, c, r: float) -> np.ndarray:
 
 def _case(g: Grid, lab: np.ndarray, centre, diameter_mm: float, histology: str, organ: str,
           hu: dict[int, float] | None = None) -> Case:  # fmt: skip
-    img = np.full(lab.shape, 40.0, np.float32)
+    img = np.where(lab == int(Label.BACKGROUND), -1000.0, 40.0).astype(np.float32)  # air outside
     for k, v in (hu or {}).items():
         img[lab == k] = v
     tumors = ({"centre_mm": list(centre), "diameter_mm": diameter_mm, "histology": histology},)

@@ -34,7 +34,9 @@ def _toy_case(spacing=2.0, rib=True, tumour=True, tumour_radius_mm=8.0) -> Case:
     if rib:
         xx = np.broadcast_to(x[None, None, :], lab.shape)
         lab[(xx >= 20.0) & (xx <= 26.0) & (r <= 50.0)] = int(Label.RIB)
-    img = np.full(lab.shape, 60.0, np.float32)
+    # air (-1000 HU) around the body: the case has no skin label, and entries are checked
+    # against the image beyond them
+    img = np.where(lab == int(Label.BACKGROUND), -1000.0, 60.0).astype(np.float32)
     d = 2.0 * tumour_radius_mm
     tumors = ({"centre_mm": [0.0, 0.0, 0.0], "diameter_mm": d, "histology": "hcc"},)
     return Case(Volume(img, g), Volume(lab, g), tumors=tumors if tumour else ())
@@ -66,6 +68,23 @@ def test_paths_through_bone_are_rejected_with_the_reason():
     for t in trajs:
         if np.asarray(t.direction)[0] < -0.5:  # entry at +x, moving towards -x
             assert not t.accepted
+
+
+def test_entries_inside_an_unlabelled_body_are_rejected():
+    """Organs labelled inside an unlabelled trunk (no skin or fat labels, as a
+    TotalSegmentator import without the body outline): the labels end at the liver's edge,
+    which lies inside the body. Every such "entry" has soft tissue (60 HU) beyond it, not
+    air, and is rejected with the reason; with air around the ball (the other toy cases)
+    none is."""
+    case = _toy_case(rib=False)
+    img = np.full(case.labels.array.shape, 60.0, np.float32)  # body all round the liver
+    trunk = Case(Volume(img, case.labels.grid), case.labels, tumors=case.tumors)
+    cfg = TrajectoryConfig(n_directions=60, max_ct_angle_deg=90.0)
+    trajs = candidate_trajectories(trunk, (0.0, 0.0, 0.0), cfg)
+    assert trajs and not any(t.accepted for t in trajs)
+    assert all(any("the labels end inside the body" in r for r in t.reasons) for t in trajs)
+    free = candidate_trajectories(case, (0.0, 0.0, 0.0), cfg)
+    assert not any("inside the body" in r for t in free for r in t.reasons)
 
 
 def test_ct_angle_limit_rejects_steep_paths():

@@ -279,7 +279,7 @@ def import_case(
             help="Find what the labels lack from the image: body, skin, fat, lung and "
             "airways, bone (CT HU), liver vessels in contrast CT (vesselness); MR: body and "
             "lung. The labels win where given; case.toml records what came from where. "
-            "Default: on when the labels hold no body outline (skin, fat or muscle), so that "
+            "Default: on when the labels hold no body outline (skin or fat), so that "
             "needle paths start at the real skin. With --auto-labels the liver is not "
             "required (cases for other organs).",
             show_default=False,
@@ -324,11 +324,13 @@ def import_case(
 
         from ioplan.anatomy import Label
 
-        body = (Label.SKIN, Label.FAT, Label.MUSCLE)
+        # skin or fat make an outline; muscles alone do not (TotalSegmentator's deep
+        # muscles, autochthon and iliopsoas, are muscle labels inside an unlabelled body)
+        body = (Label.SKIN, Label.FAT)
         auto = not np.isin(np.asarray(case.labels.array), [int(v) for v in body]).any()
         if auto:
             console.print(
-                "note: the labels hold no body outline (skin, fat, muscle): finding it from "
+                "note: the labels hold no body outline (skin or fat): finding it from "
                 "the image (--no-auto-labels to keep the labels as they are)",
                 markup=False,
             )

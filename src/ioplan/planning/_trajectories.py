@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ioplan.anatomy import LABEL_INFO, Case, Label, local_radius_mm
+from ioplan.anatomy import LABEL_INFO, Case, Label, auto_label_parameters, local_radius_mm
 from ioplan.errors import InputError
+from ioplan.imaging import Grid
 from ioplan.planning._artefact import (
     ARTEFACT_HIDE_FRACTION,
     ARTEFACT_SEQUENCES,
@@ -330,6 +331,17 @@ def _extra_class_near(case: Case, point_mm: np.ndarray, radius_mm: float) -> str
     return values[int(win[tuple(idx[int(np.argmin(d))])])]
 
 
+def _hu_beyond_entry(ct: np.ndarray, g: Grid, entry: np.ndarray, u: np.ndarray,
+                     step: float) -> float | None:  # fmt: skip
+    """The median CT value 2-10 mm beyond ``entry`` outwards (None beyond the image)."""
+    s = np.arange(2.0, 10.0 + step, step)
+    idx = np.rint(g.lps_to_index(entry[None, :] + s[:, None] * u[None, :])).astype(int)
+    ok = np.all((idx >= 0) & (idx < np.asarray(g.shape)), axis=1)
+    if not ok.any():
+        return None
+    return float(np.median(ct[tuple(idx[ok].T)]))
+
+
 def candidate_trajectories(
     case: Case,
     target_mm: tuple[float, float, float],
@@ -357,6 +369,14 @@ def candidate_trajectories(
     lung_penalty = float(organ_settings("lung")["lung_mm_penalty"]) if lung_rules else 0.0
     mr = cfg.modality == "MR"
     visible_mm = ARTEFACT_HIDE_FRACTION * _target_diameter_mm(case, target) if mr else 0.0
+    # without skin or fat labels the labels may end inside the body (organs labelled in an
+    # unlabelled trunk): on CT, an entry is then checked against the image beyond it
+    # (above the body outline's CT value of anatomy/data/auto_labels.toml, with its source,
+    # the tissue beyond the last labelled voxel is body, not the air outside it)
+    outline = bool(np.isin(lab, [int(Label.SKIN), int(Label.FAT)]).any())
+    body_hu = auto_label_parameters()["ct"]["body_hu"]
+    ct_img = (np.asarray(case.image.array) if not outline and case.image is not None
+              and case.modality == "CT" and case.image.grid == g else None)  # fmt: skip
     out = []
     for u in _fibonacci_directions(cfg.n_directions):
         # march outwards from the target until the body ends (the skin entry)
@@ -384,6 +404,14 @@ def candidate_trajectories(
         path = target[None, :] + path_s[:, None] * u[None, :]
         pidx = np.clip(np.rint(g.lps_to_index(path)).astype(int), 0, np.asarray(g.shape) - 1)
         reasons = []
+        if ct_img is not None:
+            hu_beyond = _hu_beyond_entry(ct_img, g, entry, u, step)
+            if hu_beyond is not None and hu_beyond > body_hu:
+                reasons.append(
+                    f"the labels end inside the body here ({hu_beyond:.0f} HU beyond the "
+                    "entry, not air): the case has no skin or fat labels (import it with "
+                    "--auto-labels)"
+                )
         clearance, closest = float("inf"), ""
         for name, dm in dmaps.items():
             dist = dm[tuple(pidx.T)]
