@@ -58,6 +58,29 @@ def test_margins_of_a_cohort_match_the_sphere_geometry(client, tmp_path):
     assert (doc["ok"], doc["failed"]) == (2, 1)
 
 
+def test_a_case_with_two_tumours_says_which_one_its_row_is_about(client, tmp_path):
+    """The second tumour was silently left out: the row read "complete ablation" for a zone
+    around the first tumour only."""
+    cases = tmp_path / "cases"
+    path = _sphere_case(0.0, 9.0, cases / "two", n=48)
+    from ioplan.anatomy import load_case
+
+    case = load_case(path)
+    lab = np.asarray(case.labels.array).copy()
+    lab[4:10, 4:10, 4:10] = int(Label.TUMOR)  # a second, separate tumour in a corner
+    second = {"centre_mm": [6.5, 6.5, 6.5], "histology": "hcc"}
+    save_case(Case(case.image, case.labels.with_array(lab), organ="liver",
+                   tumors=(*case.tumors, second)), path, overwrite=True)  # fmt: skip
+    doc = run_batch(BatchOptions(action="margin", margin_mm=5.0), cases, tmp_path / "out",
+                    client=client)  # fmt: skip
+    row = doc["rows"][0]
+    assert row["status"] == "ok" and row["tumours_in_case"] == 2 and row["tumour_index"] == 0
+    assert "2 tumours" in row["note"] and doc["notes"] == [f"two: {row['note']}"]
+    # the row's tumour volume is the first ball's alone (a recount of its label voxels)
+    first = (lab == int(Label.TUMOR)).sum() - 6**3
+    assert row["tumour_volume_ml"] == pytest.approx(first / 1000.0, abs=1e-3)
+
+
 def test_rows_as_they_finish_failures_apart_and_resume(client, small_case, tmp_path):
     cases = tmp_path / "cases"
     save_case(small_case, cases / "a")

@@ -134,6 +134,26 @@ def _coverage(case, zone: np.ndarray, margin_mm: float) -> dict[str, float]:
     }
 
 
+def _which_tumour(case) -> dict[str, Any]:
+    """Which tumour a batch row is about: the first of ``case.toml``, said when there are more.
+
+    ``tumours_in_case`` counts the listed tumours (or, without a list, the separate parts of
+    the tumour label); with more than one, ``note`` says the others were left out.
+    """
+    from scipy import ndimage
+
+    from ioplan.anatomy import Label
+
+    n = len(case.tumors)
+    if n == 0:
+        n = int(ndimage.label(np.asarray(case.labels.array) == int(Label.TUMOR))[1])
+    row: dict[str, Any] = {"tumour_index": 0, "tumours_in_case": n}
+    if n > 1:
+        row["note"] = (f"the case holds {n} tumours: only tumour 0 (the first of case.toml) "
+                       "is in this row; the others were not planned or measured")  # fmt: skip
+    return row
+
+
 def _plan_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str, Any]:
     from ioplan.anatomy import load_case
     from ioplan.planning import plan_ablation, write_plan
@@ -148,6 +168,7 @@ def _plan_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str, A
         "goal_met": plan.goal_met,
         "applicators": len(plan.applicators),
         "zone_volume_ml": plan.zone_volume_ml,
+        **_which_tumour(case),
     }
 
 
@@ -176,6 +197,7 @@ def _simulate_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[st
         "zone_width_mm": round(res.zone.width_mm, 3),
         "max_temperature_c": round(res.max_temperature_c, 3),
         **_coverage(case, np.asarray(zone.array) > 0, margin),
+        **_which_tumour(case),
     }
 
 
@@ -200,6 +222,7 @@ def _margin_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[str,
         "complete_ablation": bool(r.complete_ablation),
         "tumour_volume_ml": round(float(r.tumour_volume_ml), 3),
         "zone_volume_ml": round(float(r.zone_volume_ml), 3),
+        **_which_tumour(case),
     }
     # the figures the registry takes (ioplan.registry.link_margin reads a margin.json)
     _write_json(out_dir / "margin.json", row | {"margin_mm": margin})
@@ -390,6 +413,7 @@ def run_batch(opts: BatchOptions, cases_dir: str | Path, out: str | Path, *, cli
         "workers": workers,
         "runtime_s": round(time.perf_counter() - t0, 3),
         "results": str(out / "results.parquet"),
+        "notes": [f"{r['case']}: {r['note']}" for r in rows if r.get("note")],
         "rows": rows,
     }
     _write_json(out / "summary.json", summary)

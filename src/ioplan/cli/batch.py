@@ -242,4 +242,6 @@ def batch(
     for r in doc["rows"]:
         if r.get("status") != "ok":
             typer.echo(f"  {r['case']}: {r.get('error')}")
+    for note in doc.get("notes", []):
+        typer.echo(f"note: {note}")
     typer.echo(f"results: {out / 'results.parquet'} ({out / 'results.csv'})")
