@@ -57,6 +57,11 @@ def test_batch_plan_writes_a_row_and_a_plan_per_case(capsys, cases, tmp_path):
         (["plan", "--spacing-mm", "0.1"], "--spacing-mm"),
         (["plan", "--scheduler", "nowhere"], "--scheduler"),
         (["plan", "--direction", "1,2"], "--direction"),
+        # another action's options were run past and recorded in batch.json as if used
+        (["simulate", "--applicator", "covidien-emprint", "--power-w", "100", "--duration-s",
+          "300", "--modality", "cryo"], "--modality is not used by batch simulate"),
+        (["margin", "--applicator", "amica"], "--applicator is not used by batch margin"),
+        (["plan", "--zone-file", "z.nii.gz"], "--zone-file is not used by batch plan"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(capsys, cases, tmp_path, args, fragment):

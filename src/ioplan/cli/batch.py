@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ioplan.cli._common import _OVERWRITE, _QUIET, _progress, app
+from ioplan.cli._common import _OVERWRITE, _QUIET, _progress, _refuse_unused, app
 from ioplan.errors import InputError
 
 _SCHEDULER = Annotated[
@@ -133,8 +133,17 @@ def uncertainty(
     typer.echo(f"map: {out / 'coverage_probability.nii.gz'}")
 
 
+#: The options each batch action reads (as the help says); the others are refused.
+_ACTION_OPTIONS = {
+    "plan": ("modality", "margin_mm", "spacing_mm", "time_budget_s", "seed"),
+    "simulate": ("margin_mm", "spacing_mm", "applicator", "power_w", "duration_s", "direction"),
+    "margin": ("margin_mm", "zone_file", "registry", "registry_overwrite"),
+}
+
+
 @app.command()
 def batch(
+    ctx: typer.Context,
     action: Annotated[str, typer.Argument(help="plan, simulate or margin.")],
     cases_dir: Annotated[Path, typer.Argument(help="Folder of case folders (with case.toml).")],
     out: Annotated[
@@ -202,6 +211,10 @@ def batch(
         run_batch,
     )
 
+    if action in _ACTION_OPTIONS:  # (an unknown action is refused by BatchOptions below)
+        others = tuple(k for a, ks in _ACTION_OPTIONS.items() if a != action for k in ks
+                       if k not in _ACTION_OPTIONS[action])  # fmt: skip
+        _refuse_unused(ctx, others, f"by batch {action}")
     try:
         d = tuple(float(v) for v in direction.split(","))
     except ValueError:
