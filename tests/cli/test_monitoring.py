@@ -178,6 +178,21 @@ def test_live_table_is_cleared_before_an_error(tmp_path, capsys, as_json):
     assert "ioplan monitor" not in err and out == ""
 
 
+def test_live_phase_in_degrees_is_refused(tmp_path, capsys):
+    """A folder of phase in degrees was read as radians: exit 0 with about 150 degC and
+    necrosis (the phase wraps); the thermometry of a stored series refused the same."""
+    z = _series()
+    g = Grid(SHAPE, (SPACING_MM,) * 3)
+    for i in range(2):
+        write_nifti_series(np.abs(z[i])[None], g, tmp_path / f"{i:04d}_magnitude.nii.gz")
+        write_nifti_series(np.degrees(np.angle(z[i]))[None], g, tmp_path / f"{i:04d}_phase.nii.gz")
+    args = ["monitor", "--folder", tmp_path, "--igtl-port", "0", "--baseline-frames", "1",
+            "--idle-timeout-s", "0.05"]  # fmt: skip
+    code, out, err = run_cli(capsys, *args, "--json")
+    assert_one_line_error(code, err, "outside -pi..pi", "radians")
+    assert out == ""
+
+
 def test_monitor_table_and_summary_on_success(tiny, capsys):
     """Without --json the table is left on stderr and the summary line on stdout; the
     frame count is the hand count: 4 frames - 1 baseline."""

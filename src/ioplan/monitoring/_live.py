@@ -166,6 +166,23 @@ def grid_from_igtl(shape_kji, matrix) -> Grid:
     return Grid.from_affine(shape_kji, m[:, [2, 1, 0, 3]])
 
 
+def check_live_phase(phase: np.ndarray, where: str) -> None:
+    """Refuse a live phase that is not in radians.
+
+    Degrees or scanner units read as radians wrap into nonsense temperatures (about 150
+    degC and necrosis from a 1.5 rad heating).
+    """
+    p = np.asarray(phase, dtype=np.float64)
+    if p.size == 0 or not np.all(np.isfinite(p)):
+        raise InputError(f"{where}: the phase holds no values or NaN/infinite ones")
+    lo, hi = float(p.min()), float(p.max())
+    if lo < -math.pi - 1e-3 or hi > math.pi + 1e-3:
+        raise InputError(
+            f"{where}: phase runs {lo:.4g} to {hi:.4g}, outside -pi..pi: the live input takes "
+            "phase in radians (convert degrees or the scanner's units first)"
+        )
+
+
 def folder_frames(folder: Path, *, frame_s: float, poll_s: float = 0.05,
                   idle_timeout_s: float = 5.0,
                   first_wait_s: float | None = None) -> Iterator[Frame]:  # fmt: skip
@@ -212,6 +229,7 @@ def folder_frames(folder: Path, *, frame_s: float, poll_s: float = 0.05,
             p, grid_p, _ = read_nifti_series(phase, what="phase")
             if grid.mismatch(grid_p) is not None:
                 raise InputError(f"frame {idx}: magnitude and phase are on different grids")
+            check_live_phase(p, f"frame {idx}")
             done.add(idx)
             idle_since = time.monotonic()
             wait = idle_timeout_s
@@ -274,6 +292,7 @@ def igtl_frames(server, *, device: str = "ioplan_input", idle_timeout_s: float =
         ts = float(msg.timestamp)
         t_first = ts if t_first is None else t_first
         grid = grid_from_igtl(img.shape[:3], msg.ijk_to_world_matrix)
+        check_live_phase(img[..., 1], f"IMAGE {device} frame {index}")
         data = (img[..., 0] * np.exp(1j * img[..., 1])).astype(np.complex64)
         yield Frame(index, ts - t_first, data, grid)
 
