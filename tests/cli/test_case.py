@@ -232,7 +232,8 @@ def images(tmp_path):
     seg = np.zeros(g.shape, np.uint8)
     seg[1:5, 1:5, 1:5] = 1
     seg[2:4, 2:4, 2:4] = 2
-    write_nifti(Volume(np.zeros(g.shape, np.int16), g), tmp_path / "ct.nii.gz")
+    ct = np.where(seg == 0, -1000, 40).astype(np.int16)  # air around (a CT in HU)
+    write_nifti(Volume(ct, g), tmp_path / "ct.nii.gz")
     write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
     return tmp_path / "ct.nii.gz", tmp_path / "seg.nii.gz"
 
@@ -253,6 +254,36 @@ def test_import_case_writes_a_case(tmp_path, capsys, images):
     # hand count: 4^3 liver block minus the 2^3 tumour
     assert np.count_nonzero(case.labels.array == Label.LIVER) == 64 - 8
     assert np.count_nonzero(case.labels.array == Label.TUMOR) == 8
+
+
+def test_import_case_refuses_an_mr_read_as_ct_and_labels_off_the_anatomy(tmp_path, capsys):
+    """An MR imported with the default --modality CT was read as HU (2.3 L of "bone" from
+    bright MR signal); labels placed on other slices put "lung" on soft tissue (+1 HU)."""
+    g = Grid((8, 12, 12), (3.0, 3.0, 3.0))
+    seg = np.zeros(g.shape, np.uint8)
+    seg[1:7, 2:10, 2:6] = 1  # liver
+    seg[1:7, 2:10, 7:11] = 2  # "lung"
+    mr = np.where(seg == 0, 5.0, 300.0).astype(np.float32)  # MR signal: no negative values
+    write_nifti(Volume(mr, g), tmp_path / "mr.nii.gz")
+    write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
+    args = ("import-case", "--image", tmp_path / "mr.nii.gz", "--labels", tmp_path / "seg.nii.gz",
+            "--label", "liver=1", "--label", "lung=2", "--no-auto-labels")  # fmt: skip
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / "a")
+    assert_one_line_error(code, err, "not a CT", "--modality MR")
+    assert not (tmp_path / "a").exists()
+    code, _, err = run_cli(capsys, *args, "--out", tmp_path / "b", "--modality", "MR")
+    assert code == 0, err
+    # a CT (air around) whose lung label lies on soft tissue (40 HU)
+    ct = np.where(seg == 0, -1000, 40).astype(np.int16)
+    write_nifti(Volume(ct, g), tmp_path / "ct.nii.gz")
+    code, _, err = run_cli(capsys, "import-case", "--image", tmp_path / "ct.nii.gz", *args[3:],
+                           "--out", tmp_path / "c")  # fmt: skip
+    assert_one_line_error(code, err, "lung label's median is 40 HU", "aerated")
+    ct[seg == 2] = -850  # aerated lung (-850 to -910 HU in inspiration)
+    write_nifti(Volume(ct, g), tmp_path / "ct.nii.gz", overwrite=True)
+    code, _, err = run_cli(capsys, "import-case", "--image", tmp_path / "ct.nii.gz", *args[3:],
+                           "--out", tmp_path / "c")  # fmt: skip
+    assert code == 0, err
 
 
 @pytest.mark.parametrize(

@@ -118,7 +118,7 @@ def images(tmp_path):
     seg[1:5, 1:7, 1:9] = 5  # liver (TotalSegmentator "total" id 5): 4 * 6 * 8 = 192
     seg[2:4, 2:4, 2:4] = 71  # scapula_left: 8
     seg[5, 0:2, 0:3] = 92  # rib_left_1: 6
-    ct = np.zeros(G.shape, np.int16)
+    ct = np.where(seg == 0, -1000, 40).astype(np.int16)  # air around (a CT in HU)
     write_nifti(Volume(ct, G), tmp_path / "ct.nii.gz")
     write_nifti(Volume(seg, G), tmp_path / "seg.nii.gz")
     return tmp_path / "ct.nii.gz", tmp_path / "seg.nii.gz", seg
@@ -242,7 +242,8 @@ def test_dicom_series_with_a_dicom_seg(tmp_path, capsys, images):
     from ioplan.imaging import write_dicom_series
 
     _, _, seg = images
-    write_dicom_series(Volume(np.zeros(G.shape, np.int16), G), tmp_path / "ct")
+    write_dicom_series(Volume(np.where(seg == 0, -1000, 40).astype(np.int16), G),
+                       tmp_path / "ct")  # fmt: skip
     sources = sorted(
         (pydicom.dcmread(p) for p in (tmp_path / "ct").iterdir()),
         key=lambda d: float(d.ImagePositionPatient[2]),

@@ -161,10 +161,10 @@ def test_upload_size_limit(tricky):
 
 def test_import_a_case_by_upload(tmp_path, tmp_path_factory):
     g = Grid((10, 12, 14), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
-    img = np.full(g.shape, 60.0, np.float32)
     lab = np.zeros(g.shape, np.uint8)
     lab[2:8, 2:10, 2:12] = 1
     lab[4:6, 5:7, 5:7] = 2
+    img = np.where(lab == 0, -1000.0, 60.0).astype(np.float32)  # air around (a CT in HU)
     write_nifti(Volume(img, g), tmp_path / "i.nii.gz")
     write_nifti(Volume(lab, g), tmp_path / "l.nii.gz")
     root = tmp_path_factory.mktemp("import")

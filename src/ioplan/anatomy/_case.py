@@ -65,6 +65,7 @@ import tomli_w
 
 from ioplan.anatomy._case_parts import (
     _VESSEL_COLUMNS,
+    _check_ct_plausible,
     _check_no_derived_outputs,
     _check_tumour_entry,
     _read_vessels,
@@ -637,7 +638,8 @@ def case_from_images(
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> g = Grid((4, 4, 4), (2.0, 2.0, 2.0))
     >>> seg = np.zeros(g.shape, np.uint8); seg[1:3, 1:3, 1:3] = 1
-    >>> _ = write_nifti(Volume(np.zeros(g.shape, np.int16), g), d / "ct.nii.gz")
+    >>> ct = np.where(seg == 0, -1000, 40).astype(np.int16)  # HU: air around the liver
+    >>> _ = write_nifti(Volume(ct, g), d / "ct.nii.gz")
     >>> _ = write_nifti(Volume(seg, g), d / "seg.nii.gz")
     >>> case = case_from_images(d / "ct.nii.gz", d / "seg.nii.gz", {"liver": 1}, name="demo-1")
     >>> int((case.labels.array == Label.LIVER).sum())
@@ -689,6 +691,8 @@ def case_from_images(
             f"{labels_path}: no class means the liver (named: "
             f"{', '.join(sorted(set(names[v] for v in present))[:12])})"
         )
+    if modality == "CT":
+        _check_ct_plausible(np.asarray(image.array), labels, image_path, labels_path)
     notes = list(seg.notes) + ([note] if note else [])
     avoided = [c.name for c in extras if c.role == "avoid"]
     if extras:

@@ -116,3 +116,34 @@ def _check_no_derived_outputs(folder: Path) -> None:
             f"{folder} holds ioplan results made from the case there ({shown}): a new case "
             "would leave them describing another one; choose another folder or move them"
         )
+
+
+def _check_ct_plausible(image: np.ndarray, labels: np.ndarray, image_path, labels_path) -> None:
+    """Refuse an import whose image is not CT, or whose labels lie on other anatomy.
+
+    A CT of the body holds air or fat (below the adipose window's upper bound, -30 HU, and
+    in practice well below -100 HU); an MR read as CT has none. Labelled lung must be
+    aerated (median below the aerated-lung bound, -400 HU). Both bounds come from
+    ``anatomy/data/auto_labels.toml`` with their sources; -100 HU lies inside the adipose
+    window there (-190 to -30 HU).
+    """
+    from ioplan.anatomy._auto import auto_label_parameters
+    from ioplan.anatomy._labels import Label
+    from ioplan.errors import InvalidImageError
+
+    ct = auto_label_parameters()["ct"]
+    low = float(np.min(image)) if image.size else 0.0
+    if low > -100.0:
+        raise InvalidImageError(
+            f"--image {image_path} has no value below -100 HU (lowest {low:.4g}): no air and "
+            "no fat, so it is not a CT in Hounsfield units; if it is MR, give --modality MR"
+        )
+    lung = labels == int(Label.LUNG)
+    if np.count_nonzero(lung) >= 50:
+        med = float(np.median(image[lung]))
+        if med > ct["lung_max_hu"]:
+            raise InvalidImageError(
+                f"{labels_path}: the lung label's median is {med:.0f} HU on this CT, not "
+                f"aerated lung (below {ct['lung_max_hu']:g} HU): the labels do not lie on "
+                "this image's anatomy (check that they belong to it, and its position)"
+            )
