@@ -317,6 +317,27 @@ def test_longest_and_perpendicular_diameters_of_a_rectangle():
     assert les["perpendicular_diameter_mm"] == pytest.approx(2 * w * h / diag, abs=0.01)
 
 
+def test_diameters_are_in_the_patients_axial_plane_whatever_the_slices():
+    """A 10 x 10 x 30 mm ellipsoid (long axis superior-inferior) on an axial grid and on a
+    coronal one: the coronal mask's own slices held the 30 mm axis, which read as the
+    axial diameter (30.1 against 11.3 mm). Both now measure the 10 mm axial section
+    (within a voxel's diagonal, as the other ball tests)."""
+    from ioplan.assessment import measure_lesions
+
+    coronal = ((0.0, 0.0, 1.0), (1.0, 0.0, 0.0), (0.0, 1.0, 0.0))  # slices along P
+    out = []
+    for direction in (None, coronal):
+        g = Grid((48, 48, 48), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
+                 *(() if direction is None else (direction,)))  # fmt: skip
+        c = g.index_to_lps(np.full(3, 23.5))
+        pts = g.index_to_lps(np.indices(g.shape).reshape(3, -1).T) - c
+        m = ((pts[:, 0] / 5) ** 2 + (pts[:, 1] / 5) ** 2 + (pts[:, 2] / 15) ** 2 <= 1)
+        out.append(measure_lesions(Volume(m.reshape(g.shape).astype(np.uint8), g)))
+    axial, other = (o.lesions[0]["longest_diameter_mm"] for o in out)
+    assert axial == pytest.approx(other, abs=1e-6)
+    assert abs(axial - 10.0) <= 1.5  # 10 mm section, voxel corners (sqrt 2 x 1 mm)
+
+
 def test_response_categories_follow_the_published_thresholds(tmp_path, capsys):
     """Balls of known diameter (1 mm voxels; a ball's voxel mask measures its diameter
     within about a voxel, which no threshold below lies near). RECIST 1.1: PR at -30 %,

@@ -1,12 +1,13 @@
 """Tumour response on follow-up images: RECIST 1.1, mRECIST and EASL from masks.
 
 Measurements come from label masks (the whole tumour for RECIST 1.1; its viable,
-arterially enhancing part for mRECIST and EASL), slice by slice along the image's first
-array axis (axial slices): the longest diameter is the largest distance between the
-corners of the lesion's voxels in one slice, and the perpendicular diameter the lesion's
-extent across it in the same slice. Target lesions: the largest measurable connected
-parts, at most ``max_target_lesions`` (RECIST 1.1: two per organ). Thresholds and sources
-are in ``assessment/data/response.toml``.
+arterially enhancing part for mRECIST and EASL), slice by slice in the patient's axial
+plane (a sagittal, coronal or oblique mask is first put on an axial grid): the longest
+diameter is the largest distance between the corners of the lesion's voxels in one
+slice, and the perpendicular diameter the lesion's extent across it in the same slice.
+Target lesions: the largest measurable connected parts, at most ``max_target_lesions``
+(RECIST 1.1: two per organ). Thresholds and sources are in
+``assessment/data/response.toml``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from ioplan.assessment._masks import ImageInput, check_label, mask_field, read_mask
 from ioplan.errors import InputError
-from ioplan.imaging import Volume
+from ioplan.imaging import Volume, axial_volume
 
 __all__ = ["Measurement", "criteria", "measure_lesions", "response"]
 
@@ -96,6 +97,9 @@ def measure_lesions(vol: Volume, *, what: str = "tumour") -> Measurement:
 
     Refuses an image given as a mask (see :func:`~ioplan.assessment.mask_field`).
     """
+    # diameters in the patient's axial plane, whatever the image's slice orientation (a
+    # sagittal or coronal mask is re-indexed exactly; an oblique one resampled)
+    vol = axial_volume(vol, labels=True)
     _, _, m = mask_field(vol.array, f"the {what} mask")
     comps, n = ndimage.label(m)
     rows = []
