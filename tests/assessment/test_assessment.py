@@ -338,6 +338,27 @@ def test_diameters_are_in_the_patients_axial_plane_whatever_the_slices():
     assert abs(axial - 10.0) <= 1.5  # 10 mm section, voxel corners (sqrt 2 x 1 mm)
 
 
+def test_a_new_lesion_at_follow_up_is_progression():
+    """A 20 mm lesion shrinks to 10 mm and a new 12 mm lesion appears 40 mm away: the new one
+    was summed as a target (24 mm: SD). RECIST 1.1 (section 4.3.2): a new lesion is PD; the
+    target sum is the old lesion's alone (10 mm, within a voxel's diagonal)."""
+    from ioplan.assessment import response
+
+    g = Grid((40, 40, 90), (1.0, 1.0, 1.0), (-45.0, -20.0, -20.0))
+    base = Volume(_ellipsoid(g, [-20, 0, 0], [10] * 3), g)
+    follow = np.maximum(_ellipsoid(g, [-20, 0, 0], [5] * 3), _ellipsoid(g, [20, 0, 0], [6] * 3))
+    res = response(base, [Volume(follow, g)])
+    row = res["followups"][0]
+    assert row["category"]["recist11"] == "PD"
+    assert len(row["new_lesions"]) == 1 and row["new_lesions"][0]["centre_mm"][0] == 20.0
+    assert abs(row["sum_longest_diameter_mm"] - 10.0) <= 1.5
+    assert "new lesion" in res["notes"][-1]
+    # the same lesion shifted by 8 mm (breathing) is no new lesion: PR, not PD
+    moved = Volume(_ellipsoid(g, [-12, 0, 0], [5] * 3), g)
+    row = response(base, [moved])["followups"][0]
+    assert row["new_lesions"] == [] and row["category"]["recist11"] == "PR"
+
+
 def test_response_categories_follow_the_published_thresholds(tmp_path, capsys):
     """Balls of known diameter (1 mm voxels; a ball's voxel mask measures its diameter
     within about a voxel, which no threshold below lies near). RECIST 1.1: PR at -30 %,

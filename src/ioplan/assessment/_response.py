@@ -118,6 +118,42 @@ def measure_lesions(vol: Volume, *, what: str = "tumour") -> Measurement:
     )
 
 
+def _new_lesions(base: Volume, follow: Volume) -> tuple[Volume, list[dict[str, Any]]]:
+    """Follow-up lesions far from every part of the baseline tumour, and the rest.
+
+    Returns the follow-up mask without the new lesions (on the follow-up's axial grid) and
+    one record per new lesion: its longest axial diameter, its centre (LPS mm) and its
+    distance from the baseline tumour (mm). Distances are between voxel centres in patient
+    coordinates, so the two masks may lie on different grids.
+    """
+    from scipy.spatial import cKDTree
+
+    limit = float(criteria()["new_lesions"]["distance_mm"])
+    base = axial_volume(base, labels=True)
+    follow = axial_volume(follow, labels=True)
+    _, _, bm = mask_field(base.array, "the baseline mask")
+    _, _, fm = mask_field(follow.array, "the follow-up mask")
+    if not bm.any() or not fm.any():
+        return follow, []
+    edge = bm & ~ndimage.binary_erosion(bm)
+    tree = cKDTree(base.grid.index_to_lps(np.argwhere(edge)))
+    comps, n = ndimage.label(fm)
+    kept = fm.copy()
+    new = []
+    for lab in range(1, n + 1):
+        part = comps == lab
+        pts = follow.grid.index_to_lps(np.argwhere(part))
+        d = float(tree.query(pts, k=1)[0].min())
+        inside = bm[tuple(np.argwhere(part)[0])] if base.grid == follow.grid else False
+        if d > limit and not inside:
+            longest, _ = _lesion(part, follow)
+            new.append({"longest_diameter_mm": round(longest, 2),
+                        "centre_mm": [round(float(v), 1) for v in pts.mean(axis=0)],
+                        "distance_from_baseline_tumour_mm": round(d, 1)})  # fmt: skip
+            kept &= ~part
+    return follow.with_array(kept.astype(np.uint8)), new
+
+
 def _category(name: str, base: float, nadir: float, now: float, gone: bool) -> str:
     c = criteria()[name]
     if gone:
@@ -260,10 +296,12 @@ def response(
                 "not evaluable"
             ]
     for i, f in enumerate(follow):
+        f, new = _new_lesions(base, f)
         m = measure_lesions(f)
-        row: dict[str, Any] = {"index": i, **m.to_dict()}
+        row: dict[str, Any] = {"index": i, **m.to_dict(), "new_lesions": new}
+        gone = m.sum_longest_mm == 0 and not new
         cats = {"recist11": _category("recist11", b.sum_longest_mm, nadir["recist11"],
-                                      m.sum_longest_mm, m.sum_longest_mm == 0)}  # fmt: skip
+                                      m.sum_longest_mm, gone)}  # fmt: skip
         nadir["recist11"] = min(nadir["recist11"], m.sum_longest_mm)
         if vb is not None:
             v = measure_lesions(viable[i + 1], what="viable")
@@ -277,6 +315,14 @@ def response(
             nadir["easl"] = min(nadir["easl"], v.sum_product_mm2)
             if not viable_measurable:
                 cats["mrecist"] = cats["easl"] = "not evaluable"
+        if new:  # a new lesion is progression under every criterion
+            cats = {k: ("PD" if v != "not evaluable" else v) for k, v in cats.items()}
+            limit = criteria()["new_lesions"]["distance_mm"]
+            out.setdefault("notes", []).append(
+                f"follow-up {i + 1}: {len(new)} new lesion(s), more than {limit:g} mm from the "
+                "baseline tumour, left out of the target sums: progressive disease (RECIST "
+                "1.1 section 4.3.2)"
+            )
         row["category"] = cats
         out["followups"].append(row)
     return out
