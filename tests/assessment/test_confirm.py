@@ -67,12 +67,26 @@ def test_confirm_margin_checks_cheap_things_before_reading_files(tmp_path):
 
 def test_label_maps_and_images_are_told_apart():
     """TotalSegmentator-like maps (up to 117 labels) are masks; a CT is not."""
-    labels = np.arange(118, dtype=np.uint8).reshape(118, 1, 1)
+    labels = np.zeros((472, 1, 1), np.uint8)  # (a quarter of the image labelled)
+    labels[:118, 0, 0] = np.arange(118, dtype=np.uint8)
     _, kind, inside = mask_field(labels, "the map")
     assert kind.startswith("label map") and int(inside.sum()) == 117
     ct = np.random.default_rng(1).integers(0, 3000, (10, 10, 10)).astype(np.uint16)
     with pytest.raises(InputError, match="distinct values"):
         mask_field(ct, "the map", label_option="--tumor-label")
+
+
+def test_a_whole_label_map_is_no_tumour_mask():
+    """A case's labels.nii.gz (23 labels over 74 % of the image) given as --tumor measured
+    a -244 mm margin for an 11.8 L "tumour"; a map of a few lesions is still counted."""
+    labels = np.zeros((20, 20, 20), np.uint8)
+    labels[:, :, :15] = np.arange(1, 16, dtype=np.uint8)[None, None, :]  # skin, fat, ...
+    with pytest.raises(InputError, match=r"whole label map.*--tumor-label"):
+        mask_field(labels, "the tumour mask", label_option="--tumor-label")
+    lesions = np.zeros((20, 20, 20), np.uint8)
+    lesions[2:5, 2:5, 2:5], lesions[10:13, 10:13, 10:13], lesions[15:18, 2:5, 2:5] = 1, 2, 3
+    _, kind, inside = mask_field(lesions, "the tumour mask")
+    assert kind.startswith("label map") and int(inside.sum()) == 81
 
 
 def test_a_mask_of_zeros_and_099_is_binary():

@@ -34,6 +34,10 @@ ImageInput = str | Path | Volume
 #: map (label maps of the liver, TotalSegmentator's 117 classes, ... hold far fewer).
 MAX_LABELS = 255
 PROBABILITIES = "probabilities (surface at 0.5)"
+#: A mask of three or more labels covering more than this share of its image is a label
+#: map of the anatomy, not a lesion or zone map (a tumour, or an ablation zone with its
+#: margin, fills a small part of a scan; ioplan's own choice, no published figure).
+WHOLE_MAP_SHARE = 0.3
 
 
 def as_volume(x: ImageInput) -> Volume:
@@ -152,6 +156,15 @@ def mask_field(
             f"a mask; {need}"
         )
     binary = (a > 0).astype(np.float32)
+    share = float(binary.mean()) if binary.size else 0.0
+    if n >= 3 and share > WHOLE_MAP_SHARE:
+        # a segmentation of the anatomy (skin, fat, organs ...), not a lesion map
+        pick = label_option or "a label option"
+        raise InvalidImageError(
+            f"{what} holds {n} labels covering {100 * share:.0f} % of the image: it looks "
+            f"like a whole label map, not one structure; choose its label with {pick} "
+            "(an ioplan case's tumour is 8)"
+        )
     kind = "label map (every non-zero label counted)" if a.max(initial=0) > 1 else "binary"
     return binary, kind, binary > 0
 
