@@ -82,7 +82,7 @@ def test_a_whole_label_map_is_no_tumour_mask():
     labels = np.zeros((20, 20, 20), np.uint8)
     labels[:, :, :15] = np.arange(1, 16, dtype=np.uint8)[None, None, :]  # skin, fat, ...
     with pytest.raises(InputError, match=r"whole label map.*--tumor-label"):
-        mask_field(labels, "the tumour mask", label_option="--tumor-label")
+        mask_field(labels, "the tumour mask", label_option="--tumor-label", one_structure=True)
     lesions = np.zeros((20, 20, 20), np.uint8)
     lesions[2:5, 2:5, 2:5], lesions[10:13, 10:13, 10:13], lesions[15:18, 2:5, 2:5] = 1, 2, 3
     _, kind, inside = mask_field(lesions, "the tumour mask")

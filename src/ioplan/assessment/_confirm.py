@@ -189,9 +189,10 @@ def confirm_margin(
     if out is not None:
         check_output_folder(out, overwrite=overwrite)
     # the masks: read, labels selected, values checked (still cheap)
-    tum = read_mask(tumour, "the tumour mask (--tumor)", label=tumour_label,
+    tum = read_mask(tumour, "the tumour mask (--tumor)", label=tumour_label, one_structure=True,
                     label_option="--tumor-label")  # fmt: skip
-    zon = read_mask(zone, "the zone mask (--zone)", label=zone_label, label_option="--zone-label")
+    zon = read_mask(zone, "the zone mask (--zone)", label=zone_label, label_option="--zone-label",
+                    one_structure=True)  # fmt: skip
     liv = None
     if liver is not None:
         liv = read_mask(liver, "the liver mask (--liver)", label=liver_label,

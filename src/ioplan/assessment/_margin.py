@@ -591,8 +591,8 @@ def measure_margin(
     notes: list[str] = []
     tumour, zone = _common_grid(tumour, zone, notes)
     g = tumour.grid
-    tf, t_kind, tm = mask_field(tumour.array, "the tumour mask")
-    zf, z_kind, zm = mask_field(zone.array, "the zone mask")
+    tf, t_kind, tm = mask_field(tumour.array, "the tumour mask", one_structure=True)
+    zf, z_kind, zm = mask_field(zone.array, "the zone mask", one_structure=True)
     if not tm.any():
         raise InputError("the tumour mask is empty")
     if not zm.any():

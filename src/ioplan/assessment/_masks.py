@@ -84,7 +84,7 @@ def _distinct_nonzero(a: np.ndarray) -> int:
 
 
 def mask_field(
-    arr: np.ndarray, what: str, *, label_option: str | None = None
+    arr: np.ndarray, what: str, *, label_option: str | None = None, one_structure: bool = False
 ) -> tuple[np.ndarray, str, np.ndarray]:
     """A float field whose 0.5 level is the surface, the mask's kind, and the voxel mask.
 
@@ -98,6 +98,10 @@ def mask_field(
         The mask's name in messages (``"the tumour mask (--tumor)"``).
     label_option : str, optional
         The option that selects one label, named in the message refusing an image.
+    one_structure : bool
+        The mask stands for one kind of structure (a tumour, an ablation zone): a label map
+        of three or more labels over more than :data:`WHOLE_MAP_SHARE` of the image (the
+        anatomy's segmentation) is refused.
 
     Returns
     -------
@@ -157,7 +161,7 @@ def mask_field(
         )
     binary = (a > 0).astype(np.float32)
     share = float(binary.mean()) if binary.size else 0.0
-    if n >= 3 and share > WHOLE_MAP_SHARE:
+    if one_structure and n >= 3 and share > WHOLE_MAP_SHARE:
         # a segmentation of the anatomy (skin, fat, organs ...), not a lesion map
         pick = label_option or "a label option"
         raise InvalidImageError(
@@ -170,14 +174,16 @@ def mask_field(
 
 
 def read_mask(x: ImageInput, what: str, *, label: int | None = None,
-              label_option: str | None = None, allow_empty: bool = False) -> Volume:  # fmt: skip
+              label_option: str | None = None, allow_empty: bool = False,
+              one_structure: bool = False) -> Volume:  # fmt: skip
     """A mask read, its label selected, its values checked; refused when empty.
 
     ``what`` names the mask in messages (``"the tumour mask (--tumor)"``). With
     ``allow_empty`` an empty mask is returned (a tumour gone at follow-up).
     """
     vol = select_label(as_volume(x), label, what, label_option or "label")
-    _, _, inside = mask_field(vol.array, what, label_option=label_option)
+    _, _, inside = mask_field(vol.array, what, label_option=label_option,
+                              one_structure=one_structure)  # fmt: skip
     if not allow_empty and not inside.any():
         raise InvalidImageError(f"{what} is empty (no voxel inside it)")
     return vol

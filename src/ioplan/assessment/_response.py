@@ -253,7 +253,8 @@ def response(
 
     def mask(x: ImageInput, what: str, viable: bool) -> Volume:
         lab, opt = (viable_label, "--viable-label") if viable else (label, "--label")
-        return read_mask(x, what, label=lab, label_option=opt, allow_empty=True)
+        return read_mask(x, what, label=lab, label_option=opt, allow_empty=True,
+                         one_structure=True)  # fmt: skip
 
     base = mask(baseline, "the baseline mask (--baseline)", False)
     follow = [
