@@ -50,6 +50,36 @@ def test_without_error_every_sample_is_the_planners_zone(capsys, planned, tmp_pa
     assert doc["per_sample_coverage"] == pytest.approx([nominal / 100] * 2, abs=1e-6)
 
 
+def test_without_error_the_demo_by_its_veins_is_the_plans_coverage(capsys, tmp_path):
+    """The demo's tumour touches two hepatic veins: the margin shell through their lumen
+    and outside the liver counted as target, so a sample without any error covered 95.3 %
+    where the plan's verification said 99.03 %. Now the target is the planner's."""
+    demo = tmp_path / "demo"
+    code, _, err = run_cli(capsys, "demo", "--out", demo, "--spacing-mm", 4, "--quiet", "--json")
+    assert code == 0, err
+    code, stdout, err = run_cli(
+        capsys, "uncertainty", demo / "plan", "--case", demo, "--samples", 1, "--workers", 1,
+        "--placement-error-mm", 0, "--angle-error-deg", 0, "--perfusion-cv", 0,
+        "--property-cv", 0, "--out", tmp_path / "u", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    nominal = json.loads((demo / "plan" / "plan.json").read_text())["margin_coverage_percent"]
+    # plan.json rounds the percentage to 3 decimals
+    assert json.loads(stdout)["per_sample_coverage"] == pytest.approx([nominal / 100], abs=1e-5)
+
+
+def test_a_plan_on_another_patients_case_is_refused(capsys, planned, tmp_path):
+    """The plan's needles were dropped into another anatomy (mean coverage 0 %, exit 0)."""
+    _, plan = planned
+    other = tmp_path / "other"
+    assert run_cli(capsys, "phantom", "--out", other, "--tumor-diameter-mm", "30",
+                   "--spacing-mm", "4", "--seed", "3")[0] == 0  # fmt: skip
+    code, _, err = run_cli(capsys, "uncertainty", plan, "--case", other, "--samples", 2,
+                           "--workers", 1, "--out", tmp_path / "u")  # fmt: skip
+    assert_one_line_error(code, err, "not the one", "plan.json was made for")
+    assert not (tmp_path / "u").exists()
+
+
 def test_json_contract_and_files(capsys, planned, tmp_path):
     case, plan = planned
     out = tmp_path / "u1"

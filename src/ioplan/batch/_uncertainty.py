@@ -350,6 +350,30 @@ def _check_setting(where: str, name: str, value: Any, high: float) -> None:
         raise InputError(f"{where}: an applicator's {name} must be in (0, {high:g}], got {value!r}")
 
 
+def _check_same_tumour(doc: dict, case, tumour: np.ndarray, plan_dir, case_dir) -> None:
+    """Refuse a case whose tumour is not the one the plan was made for.
+
+    plan.json keeps the tumour's centre (``target_mm``) and diameter; another patient's
+    case (or another tumour) lies elsewhere or differs in size. Allowed: the centre within
+    a quarter of the diameter (at least 5 mm) and the equivalent diameter within 25 %
+    (voxelisation at the plan's voxel size moves neither by more than a voxel).
+    """
+    centre, diameter = doc.get("target_mm"), doc.get("tumour_diameter_mm")
+    if not isinstance(centre, list) or not isinstance(diameter, int | float) or diameter <= 0:
+        return  # an older plan.json: nothing to compare with
+    g = case.labels.grid
+    here = g.index_to_lps(np.argwhere(tumour)).mean(axis=0)
+    volume_mm3 = float(tumour.sum()) * g.voxel_volume_ml * 1000.0
+    d_here = 2.0 * (3.0 * volume_mm3 / (4.0 * np.pi)) ** (1 / 3)
+    off = float(np.linalg.norm(here - np.asarray(centre, float)))
+    if off > max(5.0, 0.25 * diameter) or abs(d_here - diameter) > 0.25 * diameter:
+        raise InputError(
+            f"{case_dir}: its tumour ({d_here:.0f} mm, centre {off:.0f} mm from the plan's) is "
+            f"not the one {plan_dir}/plan.json was made for ({diameter:.0f} mm): give the "
+            "case the plan was made for"
+        )
+
+
 def engine_model_from_plan(
     plan_dir: str | Path,
     case_dir: str | Path | None = None,
@@ -420,8 +444,14 @@ def engine_model_from_plan(
         )
     organ = organ_of(case, doc.get("organ"))
     tumour, _ = tumour_mask(case, int(doc.get("tumour_index", 0)), organ)
+    _check_same_tumour(doc, case, tumour, plan_dir, case_dir)
     margin = float(doc.get("margin_mm", 5.0))
-    target = _target_masks(case.labels.grid, tumour, margin)
+    # the planner's target: the tumour plus its margin in parenchyma, without the lumen of
+    # large vessels (the shell through vessels and outside the organ was counted, so even
+    # a sample without any error covered less than the plan's verification said)
+    from ioplan.planning._candidates import target_points
+
+    target = target_points(case, tumour, margin, float(case.labels.grid.spacing_mm[0])).target
     host = organ_tissues(organ)["parenchyma"]
     base = tissue(host).perfusion_1_per_s if perfusion_varies else None
     model = EngineZoneModel(
