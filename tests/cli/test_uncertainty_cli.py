@@ -97,6 +97,9 @@ def test_json_contract_and_files(capsys, planned, tmp_path):
     assert 0 <= lo <= doc["coverage_probability"] <= hi <= 1
     assert len(doc["per_sample_coverage"]) == 6
     assert set(doc["sensitivity"]["first_order"]) >= {"perfusion_factor", "property_factor"}
+    # 6 samples rank no factor (the indices were printed as dominant with a sum of 2.6)
+    assert doc["sensitivity"]["reliable"] is False and "at least 100" in doc["sensitivity"]["note"]
+    assert doc["mean_coverage_percent"] == pytest.approx(100 * doc["mean_coverage"], abs=1e-3)
     prob = np.asarray(read_nifti(out / "coverage_probability.nii.gz").array)
     assert prob.min() >= 0 and prob.max() <= 1
     # every value is a count of samples over 6

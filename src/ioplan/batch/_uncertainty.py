@@ -207,6 +207,13 @@ def _sample(model, item: tuple[int, int, int, UncertaintySpec, float]) -> dict[s
     }
 
 
+#: Fewest samples whose first-order indices are ranked as dominant factors: the given-data
+#: estimator bins the samples into about sqrt(n) groups, and below 10 groups of 10 its
+#: noise is as large as the indices (ioplan's floor; Plischke et al. 2013 show the
+#: estimator converging over hundreds of samples).
+MIN_SENSITIVITY_SAMPLES = 100
+
+
 @dataclass(frozen=True)
 class UncertaintyResult:
     """The sweep's outcome (JSON: :meth:`to_dict`, keys named in issue 23 are a contract)."""
@@ -227,8 +234,25 @@ class UncertaintyResult:
     map: Volume | None = field(default=None, repr=False, compare=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def sensitivity_reliable(self) -> tuple[bool, str]:
+        """Whether the first-order indices can be read, and why not.
+
+        First-order indices sum to at most 1; the given-data estimator's noise makes them
+        sum to more with few samples (e.g. 2.6 over 17 inputs from 8 samples). Below
+        :data:`MIN_SENSITIVITY_SAMPLES`, or when they sum past 1.1, they are flagged.
+        """
+        total = float(sum(self.first_order.values()))
+        if self.samples < MIN_SENSITIVITY_SAMPLES or total > 1.1:
+            return False, (
+                f"not reliable with {self.samples} samples (the first-order indices sum to "
+                f"{total:.2f}; they cannot exceed 1): run at least {MIN_SENSITIVITY_SAMPLES} "
+                "samples to rank the factors"
+            )
+        return True, ""
+
     def to_dict(self) -> dict[str, Any]:
         ranked = sorted(self.first_order.items(), key=lambda kv: -kv[1])
+        reliable, why = self.sensitivity_reliable()
         return {
             "schema_version": UNCERTAINTY_SCHEMA_VERSION,
             "coverage_probability": self.coverage_probability,
@@ -241,6 +265,7 @@ class UncertaintyResult:
             "per_sample_coverage": [round(c, 6) for c in self.per_sample_coverage],
             "per_sample_complete": list(self.per_sample_complete),
             "mean_coverage": float(np.mean(self.per_sample_coverage)),
+            "mean_coverage_percent": round(100.0 * float(np.mean(self.per_sample_coverage)), 3),
             "dominant_factors": [
                 {"input": k, "first_order_index": round(v, 4)} for k, v in ranked[:5] if v > 0
             ],
@@ -250,6 +275,9 @@ class UncertaintyResult:
                 "doi:10.1016/j.ejor.2012.11.047)",
                 "output": "per-sample tumour + margin coverage fraction",
                 "first_order": {k: round(v, 4) for k, v in self.first_order.items()},
+                "sum_first_order": round(float(sum(self.first_order.values())), 4),
+                "reliable": reliable,
+                **({"note": why} if why else {}),
             },
             "error_model": {
                 "placement_error_mm": self.spec.placement_error_mm,

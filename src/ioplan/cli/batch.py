@@ -124,8 +124,11 @@ def uncertainty(
         f"(95 % CI {lo:.3f}-{hi:.3f}) over {samples} samples; mean coverage "
         f"{100 * doc['mean_coverage']:.1f} %"
     )
-    for f in doc["dominant_factors"][:3]:
-        typer.echo(f"  {f['input']}: first-order index {f['first_order_index']:.2f}")
+    if doc["sensitivity"].get("reliable", True):
+        for f in doc["dominant_factors"][:3]:
+            typer.echo(f"  {f['input']}: first-order index {f['first_order_index']:.2f}")
+    else:
+        typer.echo(f"  dominant factors: {doc['sensitivity']['note']}")
     typer.echo(
         f"{doc['workers']} workers ({doc['scheduler']}), {doc['runtime_s']:.1f} s, "
         f"{doc['samples_per_minute']:.0f} samples/min"
