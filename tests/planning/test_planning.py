@@ -161,6 +161,11 @@ def test_plan_cli_on_the_demo_case_json_contract_and_exports(tmp_path, capsys):
         "runtime_s",
     ):
         assert key in doc
+    # the margin page's criterion beside the plan's goal (they graded the same zone
+    # oppositely without a word): recounted from the two numbers it rests on
+    assert doc["technical_success_by_minimal_margin"] == (
+        doc["minimal_margin_mm"] >= doc["margin_mm"]
+    )
     for a in doc["applicators"]:
         assert {"id", "tip_mm", "entry_mm", "power_w", "duration_s"} <= set(a)
         # the manufacturer's chart at the chosen setting, beside the predicted zone

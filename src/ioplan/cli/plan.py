@@ -24,6 +24,7 @@ from ioplan.cli._common import (
 )
 from ioplan.errors import InputError
 from ioplan.planning import (
+    GOAL_MARGIN_COVERAGE_PERCENT,
     MARGIN_RANGE_MM,
     PROTECT_RANGE_MM,
     SAFETY_RANGE_MM,
@@ -254,6 +255,13 @@ def _print_plan_summary(plan) -> None:
         f"{_normal_ablated(plan)} (verified by simulation; "
         f"{plan.runtime_s:.1f} s)"
     )
+    if plan.covered and not plan.minimal_margin_mm >= plan.margin_mm:
+        # two criteria grade the same zone: say both (the margin page uses the stricter)
+        console.print(
+            f"  (goal: {GOAL_MARGIN_COVERAGE_PERCENT:g} % of the tumour + margin; the minimal "
+            f"margin, {plan.minimal_margin_mm:.1f} mm, is below {plan.margin_mm:g} mm: no "
+            "technical success by the minimal-margin rule of `ioplan margin`)"
+        )
     if plan.robust_coverage is not None:
         console.print(_robust_line(plan))
     peri = plan.perivascular or {}

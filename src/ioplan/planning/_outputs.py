@@ -21,7 +21,7 @@ from ioplan.imaging import (
     write_nifti,
 )
 from ioplan.planning._metrics import tumour_mask
-from ioplan.planning._plan import Plan
+from ioplan.planning._plan import GOAL_MARGIN_COVERAGE_PERCENT, Plan
 from ioplan.report import (
     CT_WINDOW_HU,
     bullet_list,
@@ -349,6 +349,12 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
         if plan.covered
         else "<span class='bad'>does NOT cover the tumour and its margin</span>"
     )
+    if plan.covered and not plan.minimal_margin_mm >= plan.margin_mm:
+        verdict += (
+            f" (at least {GOAL_MARGIN_COVERAGE_PERCENT:g} % of it; <span class='bad'>the "
+            f"minimal margin, {plan.minimal_margin_mm:.1f} mm, is below {plan.margin_mm:g} "
+            "mm: no technical success by the minimal-margin rule</span>)"
+        )
     rob = plan.robustness or {}
     if plan.robust_coverage is None:
         robust = "not estimated"

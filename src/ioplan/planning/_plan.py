@@ -301,6 +301,11 @@ class Plan:
             "margin_mm": self.margin_mm,
             "protect_mm": self.protect_mm,
         }
+        # the margin-confirmation criterion (ioplan margin, the web's margin page): the
+        # minimal ablative margin at least the set margin (Ahmed et al., Radiology 2014);
+        # stricter than the goal's 99 % of the tumour plus margin, and said beside it
+        mm = self.minimal_margin_mm
+        d["technical_success_by_minimal_margin"] = bool(math.isfinite(mm) and mm >= self.margin_mm)
         return d
 
 
