@@ -472,6 +472,25 @@ def test_margin_json_that_is_not_json_is_one_line(tmp_path, capsys, small_regist
         assert "None" not in err and "NoneType" not in err  # the user's words: null, not None
 
 
+def test_link_margin_checks_the_plan_it_records(tmp_path, capsys, small_registry):
+    """--plan-json took any JSON ({} or the margin.json itself) as the procedure's plan."""
+    margin = tmp_path / "margin.json"
+    margin.write_text('{"minimal_margin_mm": 5.0, "technical_success": true}')
+    plan = {"modality": "cryo", "applicators": [], "margin_coverage_percent": 99.5}
+    cases = {"empty.json": "{}", "margin.json": margin.read_text(),
+             "cryo.json": json.dumps(plan)}  # fmt: skip
+    for name, text in cases.items():
+        (tmp_path / f"p-{name}").write_text(text)
+        code, _, err = run_cli(capsys, "registry", "link-margin", "PA", "A1", margin, "--plan-json",
+                               tmp_path / f"p-{name}", "--db", small_registry)  # fmt: skip
+        frag = "plans a cryo ablation" if name == "cryo.json" else "not a plan.json"
+        assert_one_line_error(code, err, frag)
+    (tmp_path / "mwa.json").write_text(json.dumps(plan | {"modality": "mwa"}))  # PA is MWA
+    code, _, err = run_cli(capsys, "registry", "link-margin", "PA", "A1", margin, "--plan-json",
+                           tmp_path / "mwa.json", "--db", small_registry)  # fmt: skip
+    assert code == 0, err
+
+
 def test_link_margin_refuses_to_replace_without_overwrite(tmp_path, small_registry):
     from ioplan.registry import link_margin
 

@@ -52,6 +52,30 @@ def _read_margin(path: Path) -> tuple[float, bool]:
     return float(mam), success
 
 
+#: plan.json's modality -> the registry's procedure modality.
+_PLAN_MODALITY = {"mwa": "MWA", "rfa": "RFA", "cryo": "cryo"}
+
+
+def _check_plan(path: Path, procedure_modality: str | None) -> None:
+    """Refuse a file that is not an ``ioplan plan`` plan.json, or one of another modality."""
+    what = f"{path}: not a plan.json of ioplan plan"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise FileFormatError(f"{what} (not JSON text)") from None
+    if not isinstance(doc, dict):
+        raise FileFormatError(f"{what} (not a JSON object)")
+    missing = [k for k in ("modality", "applicators", "margin_coverage_percent") if k not in doc]
+    if missing or not isinstance(doc.get("applicators"), list):
+        raise FileFormatError(f"{what} (it has no {' and no '.join(missing) or 'applicators'})")
+    planned = _PLAN_MODALITY.get(str(doc["modality"]).lower())
+    if procedure_modality is not None and planned is not None and planned != procedure_modality:
+        raise InputError(
+            f"{path} plans a {planned} ablation, but the procedure is {procedure_modality}: "
+            "give the plan of this procedure"
+        )
+
+
 def link_margin(
     session: Session,
     procedure_key: str,
@@ -84,6 +108,8 @@ def link_margin(
             f"no treatment of lesion {lesion_key!r} in procedure {procedure_key!r} in the registry"
         )
     treated, procedure = row
+    if plan_json is not None:
+        _check_plan(Path(plan_json), procedure.modality)
     stored = (treated.minimal_margin_mm, treated.technical_success)
     if not overwrite and stored != (None, None) and stored != (mam, success):
         was = "not recorded" if stored[0] is None else f"{stored[0]:g} mm"
