@@ -508,6 +508,21 @@ def test_link_margin_refuses_to_replace_without_overwrite(tmp_path, small_regist
     assert kept == 5.0
 
 
+def test_init_on_a_foreign_database_writes_nothing_to_it(tmp_path, capsys):
+    """A failed init left an alembic_version table in the user's own SQLite file."""
+    import sqlite3
+
+    path = tmp_path / "mine.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("create table patients(name text, mrn text)")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    code, _, err = run_cli(capsys, "registry", "init", "--db", path)
+    assert_one_line_error(code, err, "no ioplan schema revision", "nothing was written")
+    assert path.read_bytes() == before
+
+
 def test_library_errors_are_ioplan_errors(tmp_path):
     with pytest.raises(FileFormatError):
         (tmp_path / "x.sqlite").write_text("hello")

@@ -168,6 +168,17 @@ def init_db(db: str | os.PathLike | None = None) -> Engine:
     url = normalise_url(db)
     engine = _engine(url)
     try:
+        # a database of other tables is left untouched: SQLite does not roll back the
+        # revision table a failed upgrade would have created in it
+        if current_revision(engine) is None:
+            with engine.connect() as conn:
+                tables = sa.inspect(conn).get_table_names()
+            if tables:
+                raise RegistryError(
+                    f"database {redact_url(url)} has tables but no ioplan schema revision "
+                    f"({', '.join(sorted(tables)[:3])}...): not an empty database or an ioplan "
+                    "registry; nothing was written to it"
+                )
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "head")
     except sa.exc.DatabaseError as exc:  # cannot connect, or a damaged file
