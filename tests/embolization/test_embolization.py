@@ -135,6 +135,36 @@ def test_uniform_activity_kernel_equals_local_deposition_inside(spacing):
     assert ldm.structures["normal_liver"]["mean_gy"] == pytest.approx(49.67 * 2.0 / mass, 1e-3)
 
 
+def test_voxel_dose_takes_the_shunt_from_the_spects_lung_counts():
+    """Without --lsf the lung counts were ignored: lung 0 Gy and all the activity in the
+    liver, with a note that the lung dose "reads high". A SPECT with exactly 10 % of its
+    counts in the lung label: LSF 0.1, lung dose CF A LSF / M_lung, liver CF A 0.9 / M."""
+    g = Grid((10, 10, 20), (4.8, 4.8, 4.8))
+    lab = np.zeros(g.shape, np.uint8)
+    lab[:, :, :10] = int(Label.LIVER)
+    lab[:, :, 12:] = int(Label.LUNG)
+    ct = np.where(lab == int(Label.LUNG), -700.0, 40.0).astype(np.float32)
+    counts = np.where(lab == int(Label.LIVER), 1.0, 0.0)
+    n_liver, n_lung = (lab == int(Label.LIVER)).sum(), (lab == int(Label.LUNG)).sum()
+    counts[lab == int(Label.LUNG)] = (n_liver / 9.0) / n_lung  # a ninth of the liver's: 10 %
+    res = voxel_dose(Volume(counts.astype(np.float32), g), Volume(ct, g), Volume(lab, g), 2.0,
+                     lsf=None)  # fmt: skip
+    assert res.lsf == pytest.approx(0.1, rel=1e-6) and res.lsf_from == "spect"
+    lung_kg = n_lung * g.voxel_volume_ml * 0.3 / 1000
+    liver_kg = n_liver * g.voxel_volume_ml * 1.04 / 1000
+    assert res.lung_dose_gy == pytest.approx(49.67 * 2.0 * 0.1 / lung_kg, rel=1e-3)
+    assert res.structures["normal_liver"]["mean_gy"] == pytest.approx(
+        49.67 * 2.0 * 0.9 / liver_kg, rel=1e-3
+    )
+    # no lung counts: 0, said; and no "reads high" note for a 0 Gy lung
+    counts[lab == int(Label.LUNG)] = 0.0
+    res = voxel_dose(Volume(counts.astype(np.float32), g), Volume(ct, g), Volume(lab, g), 2.0,
+                     lsf=None)  # fmt: skip
+    assert res.lsf == 0.0 and res.lsf_from == "none"
+    assert any("taken as 0" in n for n in res.notes)
+    assert not any("reads high" in n for n in res.notes)
+
+
 def test_synthetic_spect_dvh_and_cli(tmp_path, capsys):
     """A tumour at T/N 4 in liver with a lung: the tumour's mean dose over the normal
     liver's approaches T/N (blur lowers it); the lung gets CF A LSF / M_lung."""

@@ -375,7 +375,14 @@ def sirt_voxel(
     method: Annotated[
         _Method, typer.Option(help="ldm (local deposition) or kernel (S-value kernel).")
     ] = _Method.ldm,
-    lsf: _LSF = 0.0,
+    lsf: Annotated[
+        float | None,
+        typer.Option(
+            "--lsf",
+            help=_LSF_HELP + " Default: from the SPECT's counts in the lung label (0 when "
+            "the label map has no lung, said in a note).",
+        ),
+    ] = None,
     lung_mass_kg: Annotated[
         float | None,
         typer.Option(help="Lung mass in kg, 0.1-3, instead of the CT lung label's."),
@@ -407,7 +414,8 @@ def sirt_voxel(
         method=method.value, cf=cf, lung_mass_kg=lung_mass_kg, absolute=absolute,
         territory=None if terr is None else terr["mask"],
     )  # fmt: skip
-    doc = res.to_dict() | {"activity_gbq": activity_gbq, "lsf": lsf}
+    doc = res.to_dict() | {"activity_gbq": activity_gbq, "lsf": res.lsf,
+                           "lsf_from": "given" if lsf is not None else res.lsf_from}  # fmt: skip
     if terr is not None:
         doc |= _territory_doc(terr)
     write_voxel_outputs(res, doc, out, overwrite=overwrite)

@@ -94,6 +94,8 @@ class VoxelDose:
     notes: tuple[str, ...]
     dvh: dict[str, tuple[np.ndarray, np.ndarray]] = field(repr=False, default_factory=dict)
     lsf: float = 0.0
+    #: where the shunt came from: "given", "spect" (lung counts) or "none" (taken as 0)
+    lsf_from: str = "given"
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -162,7 +164,8 @@ def _kernel_dose_gy(act_gbq: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 def voxel_dose(
-    spect: Volume, ct: Volume, labels: Volume, activity_gbq: float | None, *, lsf: float = 0.0,
+    spect: Volume, ct: Volume, labels: Volume, activity_gbq: float | None, *,
+    lsf: float | None = 0.0,
     method: str = "ldm", cf: float | None = None, lung_mass_kg: float | None = None,
     absolute: bool = False, territory: np.ndarray | None = None,
 ) -> VoxelDose:  # fmt: skip
@@ -180,8 +183,10 @@ def voxel_dose(
         ioplan label map (liver 7, tumour 8, lung 21), integer values.
     activity_gbq : float or None
         Injected activity (GBq, > 0 and <= 20); None with ``absolute``.
-    lsf : float
-        Lung shunt fraction, in [0, 1): the lung receives that part of the activity.
+    lsf : float or None
+        Lung shunt fraction, in [0, 1): the lung receives that part of the activity. None:
+        the SPECT's share of counts in the lung label (lung / (lung + perfused liver)),
+        or 0 without a lung label or lung counts (said in ``notes``).
     method : {"ldm", "kernel"}
         Local deposition, or convolution with the 4.8 mm Y-90 voxel S-values.
     cf : float, optional
@@ -223,7 +228,7 @@ def voxel_dose(
     True
     """
     c = _cf(cf)
-    f = check_lsf(lsf)
+    f = check_lsf(lsf) if lsf is not None else None
     if absolute:
         if activity_gbq is not None:
             raise InputError("give either an absolute (Bq/mL) image or --activity-gbq, not both")
@@ -271,6 +276,17 @@ def voxel_dose(
     total = c_in.sum()
     if total <= 0:
         raise InputError("the SPECT has no counts in the perfused liver")
+    lsf_from = "given"
+    if f is None:
+        in_lung = float(counts[lab == int(Label.LUNG)].sum())
+        f = in_lung / (in_lung + total) if in_lung > 0 else 0.0
+        lsf_from = "spect" if in_lung > 0 else "none"
+        notes.append(
+            f"lung shunt fraction {f:.4f} from the SPECT's counts in the lung label (--lsf "
+            "sets it, e.g. from planar MAA)" if in_lung > 0 else
+            "no counts in a lung label: the lung shunt is taken as 0 (--lsf sets it)"
+        )  # fmt: skip
+        f = check_lsf(min(f, 0.99))
     tum = lab == int(Label.TUMOR)
     if tum.any() and c_in[tum].sum() <= 0.01 * total * tum.sum() / perfused.sum():
         notes.append("the tumour holds almost no counts: it may lie outside the perfused territory")
@@ -297,7 +313,7 @@ def voxel_dose(
         dose = np.where(lung, d_lung, dose)
         how = "given" if lung_mass_kg is not None else "measured on the CT"
         notes.append(f"lung: mean dose {d_lung:.2f} Gy, mass {lung_kg:.3f} kg ({how})")
-        if lung_mass_kg is None and lung_kg < 0.5:
+        if lung_mass_kg is None and lung_kg < 0.5 and d_lung > 0:
             notes.append(
                 f"the lung label holds only {lung_kg:.2f} kg (part of the lungs on this scan?): "
                 "the lung dose reads high; give --lung-mass-kg (1 kg convention) if so"
@@ -321,6 +337,7 @@ def voxel_dose(
         notes=tuple(notes),
         dvh=dvh,
         lsf=float(f),
+        lsf_from=lsf_from,
     )
 
 

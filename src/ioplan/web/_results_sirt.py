@@ -121,7 +121,7 @@ def sirt_dose(svc, name: str, req: SirtInputs) -> dict[str, Any]:
                             total_counts=req.total_counts, seed=req.seed)  # fmt: skip
     res = voxel_dose(spect, case.image, case.labels, req.activity_gbq, lsf=req.lsf,
                      method=req.method, cf=req.cf, lung_mass_kg=req.lung_mass_kg)  # fmt: skip
-    doc = res.to_dict() | {"activity_gbq": req.activity_gbq, "lsf": req.lsf}
+    doc = res.to_dict() | {"activity_gbq": req.activity_gbq, "lsf": req.lsf, "lsf_from": "given"}
     cached_nifti(svc, name, f"sirt-dose-{tag}", lambda: res.dose)
     doc |= {
         "spect": {"kind": "synthetic"} | {k: inputs[k] for k in _SPECT_KEYS},
