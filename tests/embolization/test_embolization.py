@@ -267,3 +267,13 @@ def test_absolute_activity_image():
     assert res.structures["normal_liver"]["mean_gy"] == pytest.approx(49.67 / 1.04, rel=1e-4)
     with pytest.raises(InputError, match="not both"):
         voxel_dose(Volume(conc, g), Volume(ct, g), Volume(lab, g), 2.0, absolute=True)
+
+
+def test_an_activity_beyond_the_largest_vial_is_said():
+    """500 Gy to 5 kg asks CF-inverse x 500 x 5 / 0.95 = 53 GBq: returned without a word,
+    though --activity-gbq itself stops at 20 GBq (the largest single vial)."""
+    big = single_compartment(dose_gy=500.0, mass_kg=5.0, lsf=0.05)
+    assert big.activity_gbq == pytest.approx(500.0 * 5.0 / (49.67 * 0.95), rel=1e-9)
+    assert any("largest single vial" in w for w in big.warnings)
+    usual = single_compartment(dose_gy=120.0, mass_kg=1.5, lsf=0.05)
+    assert usual.activity_gbq < 20 and not any("vial" in w for w in usual.warnings)

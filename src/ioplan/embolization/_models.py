@@ -314,12 +314,23 @@ class SirtResult:
 
 
 def limit_warnings(doses: dict[str, float], lsf: float, sphere: str | Sphere | None,
-                   previous_lung_gy: float = 0.0) -> list[str]:  # fmt: skip
-    """Warnings, with their source, for doses beyond the EANM 2022 limits (Tables 2, 3)."""
+                   previous_lung_gy: float = 0.0,
+                   activity_gbq: float | None = None) -> list[str]:  # fmt: skip
+    """Warnings, with their source, for doses beyond the EANM 2022 limits.
+
+    EANM 2022 Tables 2 and 3; and an activity (computed for a dose) beyond the largest
+    single vial.
+    """
     lim = constants()["limits"]
     kind = None if sphere is None else check_sphere(sphere).value
     src = "EANM 2022 (Weber et al.)"
     out = []
+    if activity_gbq is not None and activity_gbq > lim["largest_vial_gbq"]:
+        out.append(
+            f"activity {activity_gbq:.1f} GBq is beyond the largest single vial "
+            f"({lim['largest_vial_gbq']:g} GBq): no single treatment delivers this dose "
+            "[TheraSphere and SIR-Spheres instructions for use]"
+        )
     lung = doses.get("lung_dose_gy", 0.0)
     if lung > lim["lung_single_gy"]:
         out.append(
@@ -435,7 +446,7 @@ def single_compartment(
         inputs={"mass_kg": m, "lsf": f, "lung_mass_kg": ml, "residual": res},
         order_activity_gbq=order,
         calibration_activity_gbq=calib,
-        warnings=tuple(limit_warnings(doses, f, sph, prev)),
+        warnings=tuple(limit_warnings(doses, f, sph, prev, activity_gbq=a)),
     )
 
 
@@ -521,7 +532,7 @@ def partition(
         },
         order_activity_gbq=order,
         calibration_activity_gbq=calib,
-        warnings=tuple(limit_warnings(doses, f, sph, prev)),
+        warnings=tuple(limit_warnings(doses, f, sph, prev, activity_gbq=a)),
     )
 
 
