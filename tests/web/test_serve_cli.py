@@ -70,3 +70,21 @@ def test_create_app_keeps_the_registry_setting(tmp_path):
 def test_loopback_names():
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
         check_bind(host, 8000, None)
+
+
+def test_serve_on_a_port_in_use_is_one_line(capsys, tmp_path, monkeypatch):
+    """It said "serving ... at" and then died with uvicorn's ERROR line and exit 3."""
+    import socket
+
+    def never(*a, **k):  # pragma: no cover - reached only if the refusal is missing
+        raise AssertionError("the server was started")
+
+    monkeypatch.setattr("ioplan.web.serve", never)
+    monkeypatch.delenv("IOPLAN_TOKEN", raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run_cli(capsys, "serve", "--cases", tmp_path, "--port", port)
+    assert_one_line_error(code, err, f"port {port}", "in use")
+    assert "serving" not in out + err

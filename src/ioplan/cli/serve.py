@@ -44,11 +44,12 @@ def serve(
 ) -> None:
     """Serve the cases in a browser: their images, plans and simulations (Ctrl-C stops)."""
     from ioplan.errors import InputError
-    from ioplan.web import check_bind
+    from ioplan.web import check_bind, check_port_free
     from ioplan.web import serve as run
 
     token = token or os.environ.get("IOPLAN_TOKEN") or None
     check_bind(host, port, token)
+    check_port_free(host, port)
     if not 1 <= max_upload_mb <= 4096:
         raise InputError(f"--max-upload-mb must be 1-4096, got {max_upload_mb:g}")
     if not cases.is_dir():

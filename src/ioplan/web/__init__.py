@@ -10,7 +10,7 @@ installed; without it the pages still show their tables.
 from ioplan.web._app import DEFAULT_MAX_UPLOAD_MB, STATIC_DIR, Services, create_app
 from ioplan.web._cases import CASE_VOLUMES, PLAN_VOLUMES, CaseNotFoundError, CaseStore, case_info
 from ioplan.web._jobs import Job, JobCancelled, JobManager
-from ioplan.web._serve import check_bind, serve
+from ioplan.web._serve import check_bind, check_port_free, serve
 from ioplan.web._simulation import PreviewRequest, SimulateRequest
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "SimulateRequest",
     "case_info",
     "check_bind",
+    "check_port_free",
     "create_app",
     "serve",
 ]

@@ -43,6 +43,32 @@ def check_bind(host: str, port: int, token: str | None) -> None:
         raise InputError(f"--token must have at least 16 characters, got {len(token)}")
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on, before saying that ioplan serves there.
+
+    Binds a socket as uvicorn would (SO_REUSEADDR) and closes it at once.
+    """
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InputError(f"--host {host}: {exc.strerror or exc}") from None
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise InputError(
+                    f"port {port} on {host} is in use (another ioplan serve?): choose another "
+                    "--port"
+                ) from None
+            raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(cases_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000,
           token: str | None = None, max_upload_mb: float | None = None,
           registry_db: str | None = None) -> None:  # fmt: skip
