@@ -212,6 +212,25 @@ def test_bad_requests_are_one_line_input_errors(peri):
         plan_drainage(case, DrainageConfig(seed_mm=seed))
 
 
+def test_cholecystostomy_and_nephrostomy_drain_the_organ_they_enter():
+    """The gallbladder drained was listed under "avoided" and its bile called "ascites"; a
+    nephrostomy was refused at the default safety distance, since any path to the
+    collecting system crosses the kidney (which a nephrostomy must: Dagli & Ramchandani
+    2011). The path's labels are recounted along it."""
+    _ph, case = _case("perihepatic")
+    gb = plan_drainage(case, DrainageConfig(collection_label="gallbladder"))
+    assert gb.collection["content"] == "bile" and "gallbladder" not in gb.avoided
+    kid = Case.from_phantom(generate_phantom(PhantomConfig(spacing_mm=SP, organ="kidney")))
+    nep = plan_drainage(kid, DrainageConfig(collection_label="collecting_system"))
+    assert nep.collection["content"] == "urine"
+    assert "kidney" not in nep.avoided and "ureter" in nep.avoided
+    assert nep.avoided["ureter"] >= 5.0 and nep.avoided["large vessel"] >= 5.0
+    _, idx = _march(kid, nep.entry_mm, nep.target_mm)
+    crossed = set(np.asarray(kid.labels.array)[tuple(idx.T)].tolist())
+    assert int(Label.COLLECTING_SYSTEM) in crossed  # the tip is in the collecting system
+    assert {int(Label.KIDNEY), int(Label.KIDNEY_MEDULLA)} & crossed  # through parenchyma
+
+
 def test_a_leaking_region_is_refused():
     # the pelvic ascites touches bowel fluid of the same attenuation: the 0-30 HU region
     # runs to the image's caudal edge

@@ -69,7 +69,18 @@ __all__ = [
 ]
 
 #: What ``--content`` accepts (``auto``: the case's record, else from the attenuation).
-DRAINAGE_CONTENTS = ("auto", "abscess", "biloma", "ascites", "effusion")
+DRAINAGE_CONTENTS = ("auto", "abscess", "biloma", "ascites", "effusion", "bile", "urine")
+#: What an organ's own lumen holds, drained through its label (``auto``, unless dense).
+_LUMEN_CONTENT = {"gallbladder": "bile", "collecting_system": "urine"}
+#: The avoided groups that are the drained organ itself or its route in: the gallbladder
+#: (cholecystostomy, transhepatic or transperitoneal); the renal parenchyma and the
+#: collecting system for a nephrostomy, which enters a calyx through the parenchyma
+#: (Dagli M, Ramchandani P, Percutaneous nephrostomy: technical aspects and indications,
+#: Semin Intervent Radiol 2011;28:424-437). The ureter stays avoided.
+_ROUTE_GROUPS = {
+    "gallbladder": ("gallbladder",),
+    "collecting_system": ("kidney", "collecting system/ureter"),
+}
 #: What ``ioplan drainage`` writes into its folder.
 DRAINAGE_FOLDER_ENTRIES = frozenset(
     {"drainage.json", "drainage.mrk.json", "collection.nii.gz", "report.html", "figures"}
@@ -363,8 +374,14 @@ def _content(case: Case, cfg: DrainageConfig, mask: np.ndarray, mean_hu: float |
     if cfg.content != "auto":
         return cfg.content, "given"
     recorded = (case.source or {}).get("collection_content")
-    if recorded in DRAINAGE_CONTENTS[1:]:
+    lumen = cfg.collection_label if cfg.collection_label in _LUMEN_CONTENT else None
+    if recorded in DRAINAGE_CONTENTS[1:] and lumen is None:
         return str(recorded), "case.toml"
+    if lumen is not None:  # an organ's lumen: bile or urine, pus when dense
+        if mean_hu is not None and mean_hu >= 15.0:
+            return "abscess", f"mean {mean_hu:.0f} HU >= 15 HU in the {lumen} (empyema?)"
+        what = lumen.replace("_", " ")
+        return _LUMEN_CONTENT[lumen], f"the {what}'s content"
     if mean_hu is not None and mean_hu >= 15.0:
         return (
             "abscess",
@@ -441,6 +458,16 @@ def plan_drainage(case: Case, cfg: DrainageConfig, *, log=None) -> DrainagePlan:
     )
     dmaps = dict(forbidden_groups(case, tcfg))
     notes = []
+    for name in _ROUTE_GROUPS.get(cfg.collection_label or "", ()):
+        dmaps.pop(name, None)
+    if cfg.collection_label == "collecting_system":
+        ureter = lab == int(Label.URETER)
+        if ureter.any():
+            dmaps["ureter"] = ndimage.distance_transform_edt(
+                ~ureter, sampling=g.spacing_mm
+            ).astype(np.float32)
+        notes.append("nephrostomy: the path enters a calyx through the renal parenchyma "
+                     "(not avoided); the ureter and the hilar vessels are")  # fmt: skip
     if not pleural:
         recess = pleural_recess_mask(lab, g) & ~mask
         if recess.any():
