@@ -252,6 +252,9 @@ def test_organ_given_overrides_inference_and_soft_tissue_has_no_borrowed_rules()
     case = _lung_case(20.0)
     sel = select_treatment(case, "kidney")
     assert sel.organ == "kidney" and sel.organ_source == "option" and sel.organ_given
+    # applied as asked, but not silently: the labels put the tumour in the lung
+    assert any("put it in the lung" in n for n in sel.notes)
+    assert select_treatment(case, "lung").notes == ()
     soft = select_treatment(case, "soft-tissue")
     assert soft.organ == "soft_tissue" and soft.modality == "cryo"
     assert soft.ablation_within_guidelines is None  # no cited size rule speaks
@@ -323,6 +326,26 @@ def test_liver_case_keeps_its_rules_and_organ_from_case_toml_is_given():
     as_kidney = select_treatment(_case(g, lab, organ="kidney"))
     assert as_kidney.organ == "kidney" and as_kidney.organ_source == "case"
     assert as_kidney.organ_given and not any("BCLC" in r["source"] for r in as_kidney.reasons)
+
+
+def test_hcc_evidence_is_cited_for_hcc_only():
+    """An NSCLC or RCC metastasis in the liver was told "ablation is first line [BCLC]"
+    with the HCC margin evidence; colorectal metastases cite ESMO 2023."""
+    g = _grid(50.0)
+    lab = np.full(g.shape, int(Label.FAT), np.uint8)
+    lab[_box(g, (-40, -40, -40), (40, 40, 40))] = int(Label.LIVER)
+    lab[_ball(g, (0, 0, 0), 8.0)] = int(Label.TUMOR)
+    case = _case(g, lab)
+    for histology in ("nsclc", "rcc", "other_metastasis"):
+        sel = select_treatment(case, histology=histology)
+        sources = " ".join(r["source"] for r in sel.reasons)
+        assert "BCLC" not in sources and "Laimer" not in sources
+        assert "No histology-specific" in sources
+    crc = select_treatment(case, histology="colorectal_metastasis")
+    assert any("ESMO" in r["source"] for r in crc.reasons)
+    assert crc.measurements["margin_mm"] == 10.0
+    hcc = select_treatment(case, histology="hcc")
+    assert any("BCLC" in r["source"] for r in hcc.reasons)
 
 
 def test_an_organ_without_rules_says_so_instead_of_borrowing_the_liver_s():

@@ -373,6 +373,8 @@ def select(
         return
     how = "given" if sel.organ_given else sel.organ_source
     typer.echo(f"organ: {sel.organ} ({how})")
+    for note in sel.notes:
+        typer.echo(f"note: {note}")
     typer.echo(f"recommendation: {sel.recommendation}")
     for text in sel.outside_guidelines:
         typer.echo(f"outside the guidance: {text}")

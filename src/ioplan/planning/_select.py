@@ -46,6 +46,15 @@ SOURCES = {
     "capsule": "Subcapsular or dome tumours: more pain and diaphragm injury; hydrodissection "
     "or an angled path (Crocetti et al., CVIR 2020)",
     "mr": "Tumours seen only on MR need MR-guided (or fusion-guided) ablation",
+    "crlm": "ESMO metastatic colorectal cancer guideline (Cervantes A et al., Ann Oncol "
+    "2023;34:10-32): thermal ablation is an option for small colorectal liver metastases "
+    "(< 3 cm), alone or with resection; BCLC staging is for HCC only",
+    "other_histology": "No histology-specific guideline for ablating this tumour in the liver "
+    "(BCLC staging and its HCC evidence do not apply): the multidisciplinary tumour board "
+    "decides (CIRSE standards of practice on liver ablation, Crocetti et al., CVIR 2020)",
+    "margin_general": "No histology-specific margin: 5 mm, the low end of the 5-10 mm "
+    "ablative margin of complete ablation (Ahmed M et al., Image-guided tumor ablation: "
+    "standardization of terminology, Radiology 2014;273:241-260)",
 }
 
 
@@ -84,6 +93,8 @@ class Selection:
     organ_source: str = "default"
     ablation_within_guidelines: bool | None = None
     outside_guidelines: tuple[str, ...] = ()
+    #: Said beside the recommendation (e.g. an --organ the labels contradict).
+    notes: tuple[str, ...] = ()
 
     @property
     def organ_given(self) -> bool:
@@ -101,6 +112,7 @@ class Selection:
         d = asdict(self)
         d["reasons"] = list(d["reasons"])
         d["outside_guidelines"] = list(d["outside_guidelines"])
+        d["notes"] = list(d["notes"])
         d["organ_given"] = self.organ_given
         return d
 
@@ -127,6 +139,9 @@ def select_treatment(
 ) -> Selection:
     """Recommend ablation (which modality), radioembolization/TACE, a combination, or referral.
 
+    An ``organ`` that the labels around the tumour contradict is applied as asked, and
+    said in ``Selection.notes``.
+
     Parameters
     ----------
     case : Case
@@ -145,6 +160,22 @@ def select_treatment(
     Selection
         ``Selection.to_dict()`` is its JSON-able form.
     """
+    sel = _select_treatment(case, organ, histology=histology)
+    if sel.organ_source == "option":
+        found = infer_organ(np.asarray(case.labels.array), case.labels.grid.spacing_mm)
+        if found is not None and found != sel.organ:
+            from dataclasses import replace
+
+            note = (f"the {sel.organ}'s rules apply as --organ asked, but the labels around the "
+                    f"tumour put it in the {found}: check --organ")  # fmt: skip
+            sel = replace(sel, notes=(*sel.notes, note))
+    return sel
+
+
+def _select_treatment(
+    case: Case, organ: str | None = None, *, histology: str | None = None
+) -> Selection:
+    """The recommendation before the organ check of :func:`select_treatment`."""
     lab = np.asarray(case.labels.array)
     g = case.labels.grid
     sp = g.spacing_mm
@@ -216,9 +247,12 @@ def select_treatment(
     dmax = max(diam)
     zone_needed = dmax + 2 * margin
     outside: list[str] = []
+    # which evidence the size and number rules rest on: BCLC for HCC only
+    stage_src = {"hcc": "bclc", "colorectal_metastasis": "crlm"}.get(histology, "other_histology")
     if n > 3:
         rec, mod = "radioembolization or TACE (multifocal disease)", None
-        why(f"{n} tumours: more than 3 is intermediate-stage disease", "bclc")
+        why(f"{n} tumours: more than 3 is multifocal disease"
+            + (" (intermediate stage)" if histology == "hcc" else ""), stage_src)  # fmt: skip
         outside.append(f"{n} tumours: more than 3 (liver: ablation for up to 3)")
     elif dmax > 50.0:
         rec, mod = "radioembolization or TACE, or surgery (tumour too large to ablate)", None
@@ -239,8 +273,12 @@ def select_treatment(
             )
     else:
         rec, mod = "thermal ablation, microwave preferred", "mwa"
-        why(f"largest tumour {dmax:.0f} mm, {n} tumour(s): ablation is first line", "bclc")
-    why(f"margin {margin:g} mm for {histology}", "margin")
+        first = {"bclc": "ablation is first line", "crlm": "ablation is an option"}.get(
+            stage_src, "ablation is possible by size (no histology-specific guideline)"
+        )
+        why(f"largest tumour {dmax:.0f} mm, {n} tumour(s): {first}", stage_src)
+    known = histology in ("hcc", "colorectal_metastasis")
+    why(f"margin {margin:g} mm for {histology}", "margin" if known else "margin_general")
     if meas["large_vessel_mm"] < 5.0 and mod is not None:
         why(
             f"a vessel >= 3 mm lies {meas['large_vessel_mm']:.1f} mm from the tumour: heat sink; "
