@@ -339,7 +339,7 @@ def test_hcc_evidence_is_cited_for_hcc_only():
     for histology in ("nsclc", "rcc", "other_metastasis"):
         sel = select_treatment(case, histology=histology)
         sources = " ".join(r["source"] for r in sel.reasons)
-        assert "BCLC" not in sources and "Laimer" not in sources
+        assert "Reig" not in sources and "Laimer" not in sources  # BCLC 2022, HCC margins
         assert "No histology-specific" in sources
     crc = select_treatment(case, histology="colorectal_metastasis")
     assert any("ESMO" in r["source"] for r in crc.reasons)
