@@ -9,12 +9,13 @@ from typing import Annotated
 
 import typer
 
-from ioplan.cli._common import _OVERWRITE, app
+from ioplan.cli._common import _OVERWRITE, _refuse_unused, app
 from ioplan.errors import InputError
 
 
 @app.command()
 def arteries(
+    ctx: typer.Context,
     case: Annotated[Path, typer.Argument(help="Case folder (case.toml, labels, vessels.csv).")],
     out: Annotated[
         Path,
@@ -49,6 +50,8 @@ def arteries(
     from ioplan.anatomy import load_case
     from ioplan.embolization import arterial_plan, check_arteries_folder, write_arterial_plan
 
+    if not from_image:
+        _refuse_unused(ctx, ("min_hu",), "without --from-image")
     if tumour is not None and tumour < 0:
         raise InputError(f"--tumour must be 0 or more (0 is the first tumour), got {tumour}")
     if not -100.0 <= min_hu <= 3000.0:

@@ -11,6 +11,7 @@ import typer
 
 from ioplan.cli._common import (
     _OVERWRITE,
+    _refuse_unused,
     _warn,
     app,
 )
@@ -119,6 +120,7 @@ def margin(
 
 @app.command()
 def response(
+    ctx: typer.Context,
     baseline: Annotated[Path, typer.Option(help="Tumour mask at baseline.")],
     followup: Annotated[list[Path], typer.Option(help="Tumour mask at a follow-up; repeat.")],
     viable_baseline: Annotated[
@@ -140,6 +142,8 @@ def response(
     """Tumour response (RECIST 1.1, mRECIST, EASL) from masks on follow-up images."""
     from ioplan.assessment import response as assess
 
+    if viable_baseline is None and not viable_followup:
+        _refuse_unused(ctx, ("viable_label",), "without --viable-baseline and --viable-followup")
     res = assess(
         baseline,
         followup,

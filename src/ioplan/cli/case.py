@@ -17,6 +17,7 @@ from ioplan.cli._common import (
     _QUIET,
     _parse_point,
     _progress,
+    _refuse_unused,
     app,
     console,
 )
@@ -137,6 +138,7 @@ _VARIANT = Annotated[
 
 @app.command()
 def phantom(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Case folder to write.")],
     tumor_diameter_mm: _DIAMETERS = None,
     tumor_centre_mm: _CENTRES = None,
@@ -161,6 +163,8 @@ def phantom(
     from ioplan.anatomy import check_organ, write_phantom_case
 
     organ = check_organ(organ)
+    if collection is None:
+        _refuse_unused(ctx, ("collection_site", "collection_content"), "without --collection")
     if histology is None:
         histology = "hcc" if organ == "liver" else "other_metastasis"
     centres = [_parse_point(c, "--tumor-centre-mm") for c in tumor_centre_mm or []]

@@ -13,6 +13,7 @@ from rich.table import Table
 from ioplan.cli._common import (
     _OVERWRITE,
     _parse_point,
+    _refuse_unused,
     _warn,
     app,
     err_console,
@@ -22,6 +23,7 @@ from ioplan.errors import InputError
 
 @app.command()
 def thermometry(
+    ctx: typer.Context,
     magnitude: Annotated[
         Path | None, typer.Option(help="Magnitude: 4D NIfTI file or DICOM folder.")
     ] = None,
@@ -133,6 +135,8 @@ def thermometry(
         write_thermometry_outputs,
     )
 
+    if protected is None:
+        _refuse_unused(ctx, ("alert_c",), "without --protected (the structures it watches)")
     if out is not None:  # before any work: a folder that exists or cannot be written
         check_output_folder(out, overwrite=overwrite)
     heat = None

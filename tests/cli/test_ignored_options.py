@@ -1,0 +1,36 @@
+"""Options that only act with a partner option: alone they were accepted and ignored (exit 0).
+
+Each is now a one-line error before any work (the sweep of session 46).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["arteries", "nocase", "--out", "o", "--min-hu", "300"],
+         ["--min-hu", "without --from-image"]),
+        (["phantom", "--out", "p", "--collection-site", "subphrenic"],
+         ["--collection-site", "without --collection"]),
+        (["phantom", "--out", "p", "--collection-content", "ascites"],
+         ["--collection-content", "without --collection"]),
+        (["response", "--baseline", "b.nii.gz", "--followup", "f.nii.gz", "--viable-label", "3"],
+         ["--viable-label", "without --viable-baseline"]),
+        (["thermometry", "--magnitude", "m", "--phase", "p", "--alert-c", "50"],
+         ["--alert-c", "without --protected"]),
+    ],
+)  # fmt: skip
+def test_an_option_without_its_partner_is_refused(capsys, tmp_path, monkeypatch, args, fragments):
+    monkeypatch.chdir(tmp_path)
+    t0 = time.monotonic()
+    code, _, err = run_cli(capsys, *args)
+    assert_one_line_error(code, err, *fragments)
+    assert time.monotonic() - t0 < 5.0  # refused before any work
+    assert list(tmp_path.iterdir()) == []
