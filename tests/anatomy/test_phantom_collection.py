@@ -122,6 +122,18 @@ def test_liver_sites_need_a_liver():
         )
 
 
+def test_a_collection_with_no_room_for_its_size_is_refused():
+    """A kidney phantom's lung bases held 0.3 mL of a "30 mm" pleural collection, and
+    case.toml recorded 30 mm; a lung phantom holds over half of its ellipsoid."""
+    with pytest.raises(InputError, match="has room for"):
+        generate_phantom(PhantomConfig(spacing_mm=4.0, organ="kidney", collection_mm=30.0,
+                                       collection_site="pleural"))  # fmt: skip
+    ph = generate_phantom(PhantomConfig(spacing_mm=4.0, organ="lung", collection_mm=30.0,
+                                        collection_site="pleural"))  # fmt: skip
+    nominal_ml = 4 / 3 * np.pi * (0.4 * 30) * (0.3 * 30) * (0.5 * 30) / 1000  # 6.8 mL
+    assert ph.extras.collection_volume_ml > 0.5 * nominal_ml
+
+
 def test_case_from_phantom_records_the_collection_and_the_necrosis():
     """Case.from_phantom (the library path, not only the `phantom` command) records the
     collection and necrosis options in its source; the recorded centre lies in the collection's

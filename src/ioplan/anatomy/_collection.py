@@ -84,6 +84,9 @@ _HOSTS: dict[str, tuple[Label, ...]] = {
     "pleural": (Label.LUNG,),
     "pelvic": (Label.FAT,),
 }
+#: Smallest share of a collection's ellipsoid that its host tissue must hold (the rest
+#: is clipped by the host's walls); below it the phantom refuses the size (ioplan's choice).
+MIN_PAINTED_SHARE = 0.25
 #: Semi-axes of each site's ellipsoid as fractions of the size ``(x, y, z)``.
 _SEMI: dict[str, tuple[float, float, float]] = {
     "perihepatic": (0.3, 0.5, 0.5),
@@ -258,6 +261,16 @@ def add_collection(
         inside = pieces == 1 + int(np.argmax(sizes))
     if not inside.any():
         raise InputError(f"--collection {size_mm:g} mm at {site}: no room in this phantom")
+    # the host tissue may hold only a sliver of the ellipsoid (a kidney phantom's lung
+    # bases): a "30 mm" collection of 0.3 mL would be recorded as 30 mm
+    painted_ml = float(inside.sum()) * float(np.prod(g.spacing_mm)) / 1000.0
+    nominal_ml = 4.0 / 3.0 * np.pi * float(np.prod(semi)) / 1000.0
+    if painted_ml < MIN_PAINTED_SHARE * nominal_ml:
+        raise InputError(
+            f"--collection {size_mm:g} mm at {site}: this phantom has room for {painted_ml:.1f} "
+            f"mL of its {nominal_ml:.1f} mL there (use --organ liver, or --organ lung for "
+            "pleural)"
+        )
     out_l = labels.copy()
     lut = _lut()
     full = np.zeros(labels.shape, bool)
