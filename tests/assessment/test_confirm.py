@@ -150,3 +150,19 @@ def test_masks_cut_by_the_image_edge_keep_their_margin(slices):
     assert any("image's edge" in n for n in res.notes)
     # the closest point lies inside the image (z >= 0 mm, within half a voxel)
     assert res.closest_point_mm[2] >= -0.5
+
+
+def test_a_tumour_a_voxel_across_keeps_its_surface():
+    """A one-voxel tumour at 4 mm (a 14 mm lung tumour planned at 4 mm) lost its 0.5 level
+    to the sub-voxel blur: "the mask has no surface". Its voxel surface is used instead:
+    the zone's faces lie 3 voxels (12 mm) beyond the tumour's, within half a voxel."""
+    from ioplan.assessment import measure_margin
+
+    g = Grid((20, 20, 20), (4.0, 4.0, 4.0))
+    t = np.zeros(g.shape, np.uint8)
+    t[10, 10, 10] = 1
+    z = np.zeros(g.shape, np.uint8)
+    z[7:14, 7:14, 7:14] = 1
+    res = measure_margin(Volume(t, g), Volume(z, g))
+    assert abs(res.minimal_margin_mm - 12.0) <= 2.0
+    assert any("few voxels across" in n for n in res.notes)

@@ -70,6 +70,24 @@ class Mesh:
         return out
 
 
+def _smoothed(f: np.ndarray, kind: str, sigma_mm: float, what: str,
+              notes: list[str]) -> tuple[np.ndarray, float]:  # fmt: skip
+    """The field whose 0.5 level is the surface, and the blur it carries (mm).
+
+    A binary mask is blurred (:data:`SMOOTH_SIGMA_VOXELS`), unless it is so small (a few
+    voxels across) that the blur would take its every value below 0.5: then its voxel
+    surface is used as it is, and ``notes`` says so.
+    """
+    if kind == PROBABILITIES:
+        return f, 0.0
+    b = _blur(f, kind)
+    if float(b.max()) > 0.5 + 1e-3:
+        return b, sigma_mm
+    notes.append(f"the {what} mask is only a few voxels across: its voxel surface is used "
+                 "(the sub-voxel smoothing would erase it)")  # fmt: skip
+    return f, 0.0
+
+
 def _blur(f: np.ndarray, kind: str) -> np.ndarray:
     if kind == PROBABILITIES:
         return f
@@ -615,17 +633,16 @@ def measure_margin(
     widen = [(int(a), int(b)) for a, b in zip(lo - lo_w, hi_w - hi, strict=True)]
     subw = Grid(tuple(int(v) for v in hi_w - lo_w), g.spacing_mm, tuple(g.index_to_lps(lo_w)),
                 g.direction)  # fmt: skip
-    tf = _blur(np.pad(tf[sl], widen, mode="edge"), t_kind)
-    zf = _blur(np.pad(zf[sl], widen, mode="edge"), z_kind)
+    sig_mm = SMOOTH_SIGMA_VOXELS * float(np.mean(g.spacing_mm))
+    tf, t_sig = _smoothed(np.pad(tf[sl], widen, mode="edge"), t_kind, sig_mm, "tumour", notes)
+    zf, z_sig = _smoothed(np.pad(zf[sl], widen, mode="edge"), z_kind, sig_mm, "zone", notes)
     tm, zm = tm[sl], zm[sl]
     _edge_notes(tm, zm, sub, g, notes)
-    sig_mm = SMOOTH_SIGMA_VOXELS * float(np.mean(g.spacing_mm))
-    t_mesh = surface_mesh(tf, subw, blur_sigma_mm=sig_mm if t_kind != PROBABILITIES else 0.0)
-    z_mesh = surface_mesh(zf, subw, blur_sigma_mm=sig_mm if z_kind != PROBABILITIES else 0.0)
+    t_mesh = surface_mesh(tf, subw, blur_sigma_mm=t_sig)
+    z_mesh = surface_mesh(zf, subw, blur_sigma_mm=z_sig)
     dist = point_mesh_distance(t_mesh.vertices_mm, z_mesh)
     inside = ndimage.map_coordinates(zf, subw.lps_to_index(t_mesh.vertices_mm).T, order=1) > 0.5
-    ray = _ray_margin(tf, zf, subw, t_mesh.vertices_mm,
-                      sig_mm if z_kind != PROBABILITIES else 0.0)  # fmt: skip
+    ray = _ray_margin(tf, zf, subw, t_mesh.vertices_mm, z_sig)
     # inside the zone: the distance along the tumour's normal to the zone's edge; at the
     # minimum it equals the closest distance (there the shortest segment is normal to
     # both surfaces), and unlike the closest distance it is not drawn to the ripples of a

@@ -99,7 +99,9 @@ def _surface(tum: np.ndarray, sp) -> tuple[float, np.ndarray, np.ndarray]:
     from ioplan.assessment import SMOOTH_SIGMA_VOXELS
 
     padded = np.pad(tum, 1).astype(np.float32)
-    padded = ndimage.gaussian_filter(padded, SMOOTH_SIGMA_VOXELS, mode="constant")
+    blurred = ndimage.gaussian_filter(padded, SMOOTH_SIGMA_VOXELS, mode="constant")
+    # a tumour a few voxels across would lose its 0.5 level to the blur: keep its voxels
+    padded = blurred if float(blurred.max()) > 0.5 + 1e-3 else padded
     verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=sp)
     total = float(mesh_surface_area(verts, faces))
     tri = verts[faces]  # (n, 3 vertices, 3) in mm
