@@ -678,7 +678,7 @@ def test_cli_report_json_contract_and_files(tmp_path, capsys, monkeypatch):
     ("args", "message"),
     [
         (["registry", "report", "--at-months", "a,b"], "--at-months"),
-        (["registry", "report", "--at-months", "-3"], "between 0 and 240"),
+        (["registry", "report", "--at-months", "-3"], "above 0, at most 240"),
         (["registry", "report"], "empty"),
         (["registry", "import", "nowhere"], "does not exist"),
         (["registry", "init", "--db", "mysql://x/y"], "postgresql"),

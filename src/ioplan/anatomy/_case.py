@@ -483,6 +483,10 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     if not folder.exists():
         raise InputFileNotFoundError(f"{folder}: no such case folder")
     toml_path = folder / "case.toml" if folder.is_dir() else folder
+    if not folder.is_dir() and folder.suffix.lower() != ".toml":
+        raise FileFormatError(
+            f"{folder} is a file, not a case folder: give the folder that holds case.toml"
+        )
     if not toml_path.exists():
         raise FileFormatError(f"{folder}: not a case folder (no case.toml)")
     try:

@@ -136,7 +136,10 @@ def report(
     ] = None,
     as_json: _JSON = False,
     at_months: Annotated[
-        str, typer.Option(help="Times for rates and survival, months (0 to 240, comma-separated).")
+        str,
+        typer.Option(
+            help="Times for rates and survival, months (above 0, at most 240, comma-separated)."
+        ),
     ] = "3,6,12",
     overwrite: _OVERWRITE = False,
 ) -> None:

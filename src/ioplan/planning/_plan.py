@@ -358,7 +358,8 @@ def _planning_case(case: Case, cfg: PlanConfig, notes: list[str]) -> Case:
     if sp.max() / sp.min() <= ANISOTROPY_LIMIT:
         return case
     notes.append(
-        f"the case's voxels ({', '.join(f'{v:g}' for v in sp)} mm) are very anisotropic: "
+        f"the case's voxels ({' x '.join(f'{v:g}' for v in sp[::-1])} mm, x y z) are very "
+        "anisotropic: "
         f"it was resampled to {cfg.spacing_mm:g} mm isotropic voxels for planning (image "
         "linear, labels nearest neighbour); the plan's maps are on that grid"
     )

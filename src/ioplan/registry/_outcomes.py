@@ -460,7 +460,7 @@ def check_times(at_months) -> list[float]:
         from ioplan.errors import InputError
 
         shown = ",".join(f"{t:g}" for t in times) or "(none)"
-        raise InputError(f"--at-months {shown}: give times in months between 0 and 240")
+        raise InputError(f"--at-months {shown}: give times in months above 0, at most 240")
     return times
 
 

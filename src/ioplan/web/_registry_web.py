@@ -47,8 +47,8 @@ _AtMonths = Annotated[
     str,
     Query(
         max_length=200,
-        description="Times for rates and survival, months (0 to 240, comma-separated), as "
-        "`ioplan registry report --at-months`.",
+        description="Times for rates and survival, months (above 0, at most 240, "
+        "comma-separated), as `ioplan registry report --at-months`.",
     ),
 ]
 
