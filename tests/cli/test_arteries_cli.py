@@ -174,6 +174,7 @@ def test_sirt_voxel_and_tace_per_territory(capsys, case_dir, result, tmp_path):
         capsys, "sirt", "voxel", "--spect", spect, "--ct", case_dir / "image.nii.gz",
         "--labels", case_dir / "labels.nii.gz", "--out", tmp_path / "v", "--activity-gbq", "1",
         "--case", case_dir, "--territory-from", out, "--feeder", best["branch_id"], "--json",
+        "--lsf", "0",  # (without it, the shunt is the SPECT's lung counts)
     )  # fmt: skip
     assert code == 0, err
     r = json.loads(text)

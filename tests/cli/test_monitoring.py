@@ -207,6 +207,7 @@ def test_alert_limit_below_body_temperature_is_refused(tiny, capsys):
     """`--alert-c -400` was accepted (every voxel alerts). ThermometryConfig checks it
     (physics engineer's change); the command must give one line naming the value."""
     code, _, err = run_cli(capsys, *_thermometry(tiny, "--b0-t", "3", "--te-ms", "10",
+                                                 "--protected", tiny["ref"],
                                                  "--alert-c=-400"))  # fmt: skip
     assert_one_line_error(code, err, "-400")
 

@@ -477,7 +477,7 @@ def engine_model_from_plan(
     # the planner's target: the tumour plus its margin in parenchyma, without the lumen of
     # large vessels (the shell through vessels and outside the organ was counted, so even
     # a sample without any error covered less than the plan's verification said)
-    from ioplan.planning._candidates import target_points
+    from ioplan.planning import target_points
 
     target = target_points(case, tumour, margin, float(case.labels.grid.spacing_mm[0])).target
     host = organ_tissues(organ)["parenchyma"]

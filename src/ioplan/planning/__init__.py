@@ -1,6 +1,7 @@
 """Treatment planning: needle paths, applicator placement and energy, the verified plan."""
 
 from ioplan.imaging import COMPLETION_RECORD, atomic_output_folder, check_replaceable
+from ioplan.planning._candidates import target_points
 from ioplan.planning._checks import (
     MARGIN_RANGE_MM,
     PROTECT_RANGE_MM,
@@ -97,6 +98,7 @@ __all__ = [
     "robust_coverage",
     "select_treatment",
     "solve_cover",
+    "target_points",
     "temperature_limits",
     "tumour_count",
     "tumour_mask",
