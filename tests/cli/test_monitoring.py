@@ -203,6 +203,15 @@ def test_monitor_table_and_summary_on_success(tiny, capsys):
     assert out.startswith("3 frames: max ")
 
 
+def test_frame_s_that_differs_from_the_header_is_said(tiny, capsys):
+    """--frame-s replaced the header's 1 s frame times silently (--b0-t and --te-ms say so)."""
+    code, out, err = run_cli(capsys, *_thermometry(tiny, "--b0-t", "3", "--te-ms", "10",
+                                                   "--frame-s", "2", "--json"))  # fmt: skip
+    assert code == 0, err
+    notes = json.loads(out)["notes"]
+    assert any("--frame-s 2 overrides the header's frame times (1 s apart)" in n for n in notes)
+
+
 def test_alert_limit_below_body_temperature_is_refused(tiny, capsys):
     """`--alert-c -400` was accepted (every voxel alerts). ThermometryConfig checks it
     (physics engineer's change); the command must give one line naming the value."""

@@ -305,6 +305,11 @@ def _acquisition(series: ComplexSeries, opts: SeriesOptions):
     if opts.frame_s is not None:
         times = [i * opts.frame_s for i in range(n)]
         acq["frame_times"] = "--frame-s"
+        if series.times_s is not None and n > 1:  # as --b0-t and --te-ms: said when it differs
+            step = float(np.median(np.diff(np.asarray(series.times_s, float))))
+            if abs(step - opts.frame_s) > 0.01 * max(step, opts.frame_s):
+                notes.append(f"--frame-s {opts.frame_s:g} overrides the header's frame times "
+                             f"({step:g} s apart)")  # fmt: skip
     elif series.times_s is not None:
         times = [float(t) for t in series.times_s]
     else:
