@@ -74,6 +74,7 @@ def test_real_mr_imports_and_plans_mr_guided(capsys, tmp_path):
 
     app = applicator(plan["applicators"][0]["id"])
     assert app.mr_conditional is True and 1.5 in app.mr_fields_t
+    assert plan["guidance"] == {"imaging": "MR", "field_t": 1.5}  # recorded in plan.json
     traj = plan["applicators"][0]["trajectory"]
     assert traj["accepted"] and traj["reasons"] == []
     # MR guidance checks the bore, never the CT angle limit (a 50-degree path is allowed)

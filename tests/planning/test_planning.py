@@ -166,6 +166,7 @@ def test_plan_cli_on_the_demo_case_json_contract_and_exports(tmp_path, capsys):
     assert doc["technical_success_by_minimal_margin"] == (
         doc["minimal_margin_mm"] >= doc["margin_mm"]
     )
+    assert doc["guidance"] == {"imaging": "CT"}  # the planner's default guidance
     for a in doc["applicators"]:
         assert {"id", "tip_mm", "entry_mm", "power_w", "duration_s"} <= set(a)
         # the manufacturer's chart at the chosen setting, beside the predicted zone

@@ -255,6 +255,8 @@ class Plan:
     ablated_host_ml: float | None = None
     #: treatment selection's findings for this case (ioplan.planning.select_treatment)
     selection: dict[str, Any] = field(default_factory=dict)
+    #: the image guidance planned for: {"imaging": "CT" | "MR", "field_t": T under MR}
+    guidance: dict[str, Any] = field(default_factory=dict)
     zone: Volume | None = field(default=None, repr=False, compare=False)
     tmax: Volume | None = field(default=None, repr=False, compare=False)
     tmin: Volume | None = field(default=None, repr=False, compare=False)
@@ -838,6 +840,8 @@ def plan_ablation(
         optimiser=res.optimiser,
         organ=organ,
         organ_rules=organ_rec,
+        guidance={"imaging": cfg.trajectories.modality}
+        | ({"field_t": cfg.trajectories.field_t} if cfg.trajectories.modality == "MR" else {}),
         selection=_selection(case, organ),
         runtime_s=time.perf_counter() - t0,
         seed=cfg.seed,
