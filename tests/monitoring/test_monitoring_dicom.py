@@ -226,6 +226,11 @@ def test_dicom_series_reads_back_frames_geometry_and_acquisition(tmp_path, style
         err = np.abs(np.angle(ser.frames * np.conj(frames)))[ok]
         assert err.max() <= phase_tol + F32_RAD
         assert ser.read_as["phase_scale"] == scale
+        if scale == "milliradians":  # chosen by range under auto: said in the notes
+            from ioplan.monitoring._stored import SeriesOptions, _acquisition
+
+            _, _, _, _, notes = _acquisition(ser, SeriesOptions())
+            assert any("--phase-scale siemens" in n for n in notes)
     else:
         # int16 of value x 1e4 and back: at most 0.5e-4 off in each part
         assert np.abs(ser.frames.real - frames.real).max() <= 0.5e-4 + 1e-6

@@ -282,6 +282,7 @@ def combine_components(roles, stacked, where: str, *, phase_scale: str, manufact
         ph, used = phase_to_radians(flat, phase_scale, manufacturer, where)
         z = a * np.exp(1j * np.array(ph).reshape(a.shape))
         read_as["phase_scale"] = used
+        read_as["phase_scale_from"] = "auto" if phase_scale == "auto" else "option"
     else:
         z = a + 1j * np.array([[p.load()[0] for p in fr] for fr in fr2])
     return z.astype(np.complex64), g1, t1, read_as

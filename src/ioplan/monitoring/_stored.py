@@ -284,6 +284,10 @@ def _acquisition(series: ComplexSeries, opts: SeriesOptions):
     """B0 (T), TE (ms), frame times (s) and the ``acquisition`` record with its notes."""
     acq: dict[str, Any] = dict(series.read_as)
     notes = []
+    if acq.get("phase_scale") == "milliradians" and acq.get("phase_scale_from") == "auto":
+        # chosen from the values' range: Siemens 12-bit values within +-3142 read the same
+        notes.append("the phase was read as milliradians from its range of values; if they "
+                     "are Siemens 12-bit units, pass --phase-scale siemens")  # fmt: skip
     pairs = (("B0", "--b0-t", opts.b0_t, series.b0_t, "T"),
              ("TE", "--te-ms", opts.te_ms, series.te_ms, "ms"))  # fmt: skip
     for name, opt, given, header, unit in pairs:
