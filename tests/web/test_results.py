@@ -260,8 +260,8 @@ def test_sirt_dvh_recounted_from_the_served_dose(client, sirt_doc, cases_dir, tm
 @pytest.mark.parametrize(
     ("body", "status", "fragment"),
     [
-        ({"activity_gbq": 25}, 400, "--activity-gbq"),
-        ({"activity_gbq": 0}, 400, "--activity-gbq"),
+        ({"activity_gbq": 25}, 400, "activity_gbq"),  # the field, not the CLI flag
+        ({"activity_gbq": 0}, 400, "activity_gbq"),
         ({"lsf": 1.0}, 400, "lsf"),
         ({"tn": 0}, 400, "tn"),
         ({"method": "monte-carlo"}, 422, "method"),
@@ -286,7 +286,7 @@ def test_sirt_page(client, sirt_doc):
         for key in ("mean_gy", "d70_gy", "d95_gy", "v100_percent", "v150_percent"):
             cell = f'<td data-structure="{s}" data-key="{key}">{st[key]:.1f}</td>'
             assert cell in html, cell
-    assert_error(client.get("/cases/demo/sirt?activity_gbq=50"), 400, "--activity-gbq")
+    assert_error(client.get("/cases/demo/sirt?activity_gbq=50"), 400, "activity_gbq")
 
 
 # -- common -----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -23,6 +24,9 @@ from ioplan.errors import InputError, IoplanError
 from ioplan.web._cases import CaseNotFoundError, CaseStore
 from ioplan.web._jobs import JobManager
 from ioplan.web._security import GuardMiddleware, log
+
+#: A command-line option in a message (``--power-w``), named as the request's field.
+_WEB_FLAG = re.compile(r"(?<![\w-])--([a-z][a-z0-9]*(?:-[a-z0-9]+)*)")
 
 __all__ = ["DEFAULT_MAX_UPLOAD_MB", "STATIC_DIR", "Services", "create_app"]
 
@@ -244,10 +248,14 @@ def create_app(
     app.state.registry_db = str(registry_db) if registry_db else None
 
     def _relative(text: str) -> str:
-        """Server folders left out of messages: paths are shown relative to the cases folder."""
+        """Server folders left out of messages: paths are shown relative to the cases folder.
+
+        The library names its options as the command line does (``--power-w``); a web
+        client sends the request's fields (``power_w``), so those are named instead.
+        """
         for folder in (svc.store.root, cache):
             text = text.replace(f"{folder}{os.sep}", "").replace(str(folder), ".")
-        return text
+        return _WEB_FLAG.sub(lambda m: m.group(1).replace("-", "_"), text)
 
     svc.jobs.describe = lambda exc: _relative(_one_line(exc))
 
