@@ -25,18 +25,24 @@ def _yes_no(value: bool | None) -> str:
     return "not recorded" if value is None else ("yes" if value else "no")
 
 
-def _read_margin(path: Path) -> tuple[float, bool]:
-    """Minimal margin (mm) and technical success of a margin.json, checked."""
-    what = f"{path}: not a margin.json of ioplan margin"
+def _json_object(path: Path, what: str, keys: tuple[str, ...]) -> dict:
+    """The JSON object in ``path`` holding ``keys``; else a one-line error naming ``what``."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise FileFormatError(f"{what} (not JSON text)") from None
     if not isinstance(doc, dict):
         raise FileFormatError(f"{what} (not a JSON object)")
-    missing = [k for k in ("minimal_margin_mm", "technical_success") if k not in doc]
+    missing = [k for k in keys if k not in doc]
     if missing:
         raise FileFormatError(f"{what} (it has no {' and no '.join(missing)})")
+    return doc
+
+
+def _read_margin(path: Path) -> tuple[float, bool]:
+    """Minimal margin (mm) and technical success of a margin.json, checked."""
+    doc = _json_object(path, f"{path}: not a margin.json of ioplan margin",
+                       ("minimal_margin_mm", "technical_success"))  # fmt: skip
     mam, success = doc["minimal_margin_mm"], doc["technical_success"]
     if isinstance(mam, bool) or not isinstance(mam, int | float) or not math.isfinite(mam):
         raise FileFormatError(f"{path}: minimal_margin_mm is {json.dumps(mam)}, not a number")
@@ -59,15 +65,9 @@ _PLAN_MODALITY = {"mwa": "MWA", "rfa": "RFA", "cryo": "cryo"}
 def _check_plan(path: Path, procedure_modality: str | None) -> None:
     """Refuse a file that is not an ``ioplan plan`` plan.json, or one of another modality."""
     what = f"{path}: not a plan.json of ioplan plan"
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FileFormatError(f"{what} (not JSON text)") from None
-    if not isinstance(doc, dict):
-        raise FileFormatError(f"{what} (not a JSON object)")
-    missing = [k for k in ("modality", "applicators", "margin_coverage_percent") if k not in doc]
-    if missing or not isinstance(doc.get("applicators"), list):
-        raise FileFormatError(f"{what} (it has no {' and no '.join(missing) or 'applicators'})")
+    doc = _json_object(path, what, ("modality", "applicators", "margin_coverage_percent"))
+    if not isinstance(doc["applicators"], list):
+        raise FileFormatError(f"{what} (its applicators are not a list)")
     planned = _PLAN_MODALITY.get(str(doc["modality"]).lower())
     if procedure_modality is not None and planned is not None and planned != procedure_modality:
         raise InputError(
