@@ -53,6 +53,7 @@ from ioplan.physics._sources import (
 from ioplan.physics._subvoxel import (
     Cylinder,
     covering_radius_mm,
+    cryo_resolution_warning,
     cylinder_surfaces,
     inside_cylinders,
 )
@@ -622,6 +623,10 @@ def _sources(cfg: SimulationConfig, domain: Domain, model: _Model) -> tuple[Any,
         ) if app is not None else [],
         "cooldown_s": float(cfg.cooldown_s),
     }  # fmt: skip
+    if app is not None and app.modality == "cryo":
+        coarse = cryo_resolution_warning(app.diameter_mm, max(domain.grid.spacing_mm))
+        if coarse:
+            settings["warnings"].append(coarse)
     groups: Any = [problem.body_temperature_c]
     if app is not None:
         groups.append(app.cooling_temperature_c)

@@ -80,6 +80,7 @@ __all__ = [
     "Cylinder",
     "Surfaces",
     "covering_radius_mm",
+    "cryo_resolution_warning",
     "cut_cpu",
     "cut_gpu",
     "cylinder_surfaces",
@@ -513,3 +514,22 @@ def _warm(dtype: str) -> None:
     cut_cpu(np.array([13], np.int64), np.ones(1), np.ones(1, np.uint8), np.zeros(1, np.int32),
             th, th.copy(), np.zeros((3, 3, 3), np.uint8), th.copy(),
             np.ones((3, 3, 3), np.uint8), P, np.zeros(1), 1.0, 1.0, 1.0, 1.0, 37.0, 1)  # fmt: skip
+
+
+def cryo_resolution_warning(probe_diameter_mm: float, spacing_mm: float) -> str | None:
+    """Why a cryoprobe's zone is not to be trusted at this voxel size (None when it is).
+
+    The cut-cell probe's zones agree within 1 mm over 2, 1.5, 1 and 0.5 mm voxels
+    (validation/convergence.md). Coarser, the first voxels around the probe average over
+    the steep near field: a 2.4 mm probe's lethal zone holds at 3.9 mm voxels but
+    vanishes at 4 mm, a 1.5 mm probe's at 3 mm (session 46, `ioplan simulate --tissue
+    liver --protocol freeze:600`). Trusted up to the larger of 2 mm and 1.25 probe
+    diameters.
+    """
+    limit = max(2.0, 1.25 * float(probe_diameter_mm))
+    if spacing_mm <= limit + 1e-9:
+        return None
+    return (f"{spacing_mm:g} mm voxels are coarse for a {probe_diameter_mm:g} mm cryoprobe (its "
+            f"zones are grid-independent up to {limit:g} mm): the cold near the probe is "
+            "under-resolved and the lethal zone too small or missing; use --spacing-mm "
+            f"{min(2.0, limit):g} or finer")  # fmt: skip

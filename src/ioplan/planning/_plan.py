@@ -324,7 +324,8 @@ def _past_scan_notes(settings: dict[str, Any], notes: list[str]) -> tuple[dict, 
     added = [
         w
         for w in settings.get("warnings", [])
-        if "past the scanned range" in w and (("ablation zone" in w) == bool(zone))
+        if ("past the scanned range" in w and (("ablation zone" in w) == bool(zone)))
+        or "coarse for a" in w  # a cryoprobe under-resolved at the plan's voxel size
     ]
     if zone:
         added.append(
