@@ -261,23 +261,42 @@ def test_earlier_outputs_are_kept_without_overwrite(tmp_path, capsys, monkeypatc
 def test_an_interrupted_write_leaves_the_folder_as_it_was(tmp_path, capsys, monkeypatch):
     """Outputs go to a temporary sibling and are renamed into place at the end."""
     out = tmp_path / "sim"
-    out.mkdir()
-    (out / "result.json").write_text("earlier run")
+    code, _, err = run_cli(capsys, *_QUICK, "--output-dir", out)  # the earlier run
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("ioplan.physics._outputs._zone_picture", interrupted)  # the last file
-    code, _, _ = run_cli(capsys, *_QUICK, "--output-dir", out, "--overwrite")
+    code, _, _ = run_cli(capsys, *_QUICK, "--duration-s", "6", "--output-dir", out,
+                         "--overwrite")  # fmt: skip
     assert code == 130  # interrupted (Ctrl-C)
-    assert sorted(p.name for p in out.iterdir()) == ["result.json"]
-    assert (out / "result.json").read_text() == "earlier run"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sim"]  # no temporary left
     monkeypatch.undo()
-    code, _, err = run_cli(capsys, *_QUICK, "--output-dir", out, "--overwrite")
+    code, _, err = run_cli(capsys, *_QUICK, "--duration-s", "6", "--output-dir", out,
+                           "--overwrite")  # fmt: skip
     assert code == 0, err
-    assert json.loads((out / "result.json").read_text())["applicator"] == MW.id
+    assert json.loads((out / "result.json").read_text())["settings"]["duration_s"] == 6.0
     assert (out / "zone.png").exists()
+
+
+def test_overwrite_never_replaces_the_users_files(tmp_path, capsys, monkeypatch):
+    """--overwrite wrote into a folder of the user's (a result.json of their own was
+    replaced; a case folder got the maps beside its files). Only an earlier output of
+    simulate is replaced."""
+    import ioplan.physics
+
+    monkeypatch.setattr(ioplan.physics, "simulate", _must_not_run)
+    for files in ({"result.json": "mine"}, {"case.toml": "x", "notes.txt": "y"}):
+        out = tmp_path / f"d{len(files)}"
+        out.mkdir()
+        for name, text in files.items():
+            (out / name).write_text(text)
+        code, _, err = run_cli(capsys, *_QUICK, "--output-dir", out, "--overwrite")
+        assert_one_line_error(code, err, "did not write")
+        assert {p.name: p.read_text() for p in out.iterdir()} == files
 
 
 def test_simulate_console_gives_the_absorbed_share_of_the_generator_output(capsys):

@@ -211,13 +211,15 @@ def simulate(
     """Simulate one ablation (MW, RF or cryo) and report its zone."""
     from ioplan.devices import applicator as get_applicator
     from ioplan.devices import load_applicator_file
-    from ioplan.imaging import check_output_folder, read_image
+    from ioplan.imaging import read_image
     from ioplan.physics import CryoProtocol, SimulationConfig, VesselSpec, write_simulation_outputs
     from ioplan.physics import simulate as run_simulation
 
     # cheap checks first: the output folder, then the inputs, then the work
     if output_dir is not None:
-        check_output_folder(output_dir, overwrite=overwrite)
+        from ioplan.physics._outputs import check_simulation_folder
+
+        check_simulation_folder(output_dir, overwrite=overwrite)
     if margin_mm_alias is not None:
         domain_margin_mm = margin_mm_alias
     external = power_density_map is not None or sar_map is not None

@@ -20,7 +20,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,7 +51,8 @@ def _record(folder: Path) -> dict | None:
 
 
 def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str],
-                      overwrite: bool) -> Path:  # fmt: skip
+                      overwrite: bool, own_json: Callable[[dict], bool] | None = None,
+                      ) -> Path:  # fmt: skip
     """Refuse an output folder this command may not write, before any work.
 
     The folder must be writable (:func:`ioplan.imaging.check_output_folder`), and so
@@ -59,7 +60,8 @@ def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str]
     not empty needs ``overwrite``, and is replaced only if it is an earlier output of
     ``command``: its completion record names the command and lists every entry, or
     (outputs older than the record) every entry is one of ``names`` and one of them is
-    the command's JSON (a ``.json`` among ``names``).
+    the command's JSON (a ``.json`` among ``names``; with ``own_json``, one whose content
+    it accepts: a file of the user's that happens to share the name is not taken).
 
     Raises
     ------
@@ -81,8 +83,11 @@ def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str]
         allowed = set(rec.get("entries", ())) | {COMPLETION_RECORD}
     else:
         allowed = set(names)
-        own_json = {n for n in names if n.endswith(".json")}
-        if not entries & own_json:
+        json_names = {n for n in names if n.endswith(".json")}
+        found = entries & json_names
+        if own_json is not None:
+            found = {n for n in found if _json_is(folder / n, own_json)}
+        if not found:
             # without a completion record only a folder holding the command's own JSON
             # (plan.json, biopsy.json, ...) passes for an older output: a report.html or
             # figures/ alone may well be the user's
@@ -100,6 +105,14 @@ def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str]
     return folder
 
 
+def _json_is(path: Path, accept: Callable[[dict], bool]) -> bool:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and bool(accept(doc))
+
+
 def write_completion_record(folder: Path, command: str) -> None:
     """Write the completion record listing ``folder``'s entries (call it last)."""
     doc = {
@@ -113,7 +126,8 @@ def write_completion_record(folder: Path, command: str) -> None:
 
 @contextmanager
 def atomic_output_folder(folder: str | Path, *, command: str, names: frozenset[str],
-                         overwrite: bool) -> Iterator[Path]:  # fmt: skip
+                         overwrite: bool, own_json: Callable[[dict], bool] | None = None,
+                         ) -> Iterator[Path]:  # fmt: skip
     """Yield a temporary folder to write into; on success it replaces ``folder`` whole.
 
     Checks first (:func:`check_replaceable`). The new output is staged by
@@ -122,7 +136,8 @@ def atomic_output_folder(folder: str | Path, *, command: str, names: frozenset[s
     was). On success the completion record is written last, the older output (if
     any) is moved aside, the new one renamed into place, and the older one deleted.
     """
-    folder = check_replaceable(folder, command=command, names=names, overwrite=overwrite)
+    folder = check_replaceable(folder, command=command, names=names, overwrite=overwrite,
+                               own_json=own_json)  # fmt: skip
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     new = folder.parent / f".{folder.name}.new-{token}"
     try:

@@ -7,10 +7,31 @@ from pathlib import Path
 
 import numpy as np
 
-from ioplan.imaging import Volume, staged_output_folder, write_nifti
+from ioplan.imaging import Volume, atomic_output_folder, check_replaceable, write_nifti
 from ioplan.physics._result import SimulationResult
 
-__all__ = ["write_simulation_outputs"]
+__all__ = ["SIMULATION_FOLDER_ENTRIES", "check_simulation_folder", "write_simulation_outputs"]
+
+#: What ``ioplan simulate --output-dir`` writes (an older output holds only these).
+SIMULATION_FOLDER_ENTRIES = frozenset({
+    "temperature.nii.gz", "damage.nii.gz", "cem43.nii.gz", "tmin.nii.gz", "tmax.nii.gz",
+    "zone.nii.gz", "result.json", "zone.png",
+})  # fmt: skip
+
+
+def check_simulation_folder(folder: str | Path, *, overwrite: bool) -> Path:
+    """Refuse an output folder simulate may not write, before any work.
+
+    As every command that writes a folder: ``overwrite`` replaces only an earlier output
+    of ``ioplan simulate``, never a folder holding the user's files (or a case).
+    """
+    return check_replaceable(folder, command="simulate", names=SIMULATION_FOLDER_ENTRIES,
+                             overwrite=overwrite, own_json=_is_result)  # fmt: skip
+
+
+def _is_result(doc: dict) -> bool:
+    """A result.json that ``ioplan simulate`` wrote (not a file of the user's by that name)."""
+    return {"zone", "settings", "grid"} <= set(doc)
 
 
 def write_simulation_outputs(
@@ -23,11 +44,12 @@ def write_simulation_outputs(
     ``zone.nii.gz`` (0/1), ``result.json`` and ``zone.png`` (a slice through the
     applicator axis), all on the simulation grid.
 
-    The files are written into a temporary sibling folder and moved into place
-    (:func:`~ioplan.imaging.staged_output_folder`): an interrupted write leaves
-    ``folder`` as it was. Without ``overwrite`` a non-empty ``folder`` is refused.
+    The folder is written whole or not at all (:func:`~ioplan.imaging.atomic_output_folder`):
+    an interrupted write leaves ``folder`` as it was. Without ``overwrite`` a non-empty
+    ``folder`` is refused; with it, only an earlier output of simulate is replaced.
     """
-    with staged_output_folder(folder, overwrite=overwrite) as tmp:
+    with atomic_output_folder(folder, command="simulate", names=SIMULATION_FOLDER_ENTRIES,
+                              overwrite=overwrite, own_json=_is_result) as tmp:  # fmt: skip
         _write(result, tmp)
     return Path(folder)
 
