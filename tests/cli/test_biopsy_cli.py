@@ -103,3 +103,14 @@ def test_foreign_folder_refused(capsys, case_dir, tmp_path):
     code, _, err = run_cli(capsys, "biopsy", case_dir, "--out", out, "--force")
     assert_one_line_error(code, err, "notes.txt")
     assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_an_organ_without_bleeding_figures_is_one_line(capsys, tmp_path):
+    """A soft-tissue (thigh) case ended in "internal error: KeyError: 'soft_tissue'" (exit 1)
+    after the whole search: biopsy.toml holds no bleeding rate for it."""
+    case = tmp_path / "thigh"
+    assert run_cli(capsys, "phantom", "--out", case, "--organ", "soft_tissue", "--spacing-mm",
+                   "4", "-q")[0] == 0  # fmt: skip
+    code, _, err = run_cli(capsys, "biopsy", case, "--out", tmp_path / "b")
+    assert_one_line_error(code, err, "not soft_tissue")
+    assert not (tmp_path / "b").exists()

@@ -217,7 +217,7 @@ def simulate(
 
     # cheap checks first: the output folder, then the inputs, then the work
     if output_dir is not None:
-        from ioplan.physics._outputs import check_simulation_folder
+        from ioplan.physics import check_simulation_folder
 
         check_simulation_folder(output_dir, overwrite=overwrite)
     if margin_mm_alias is not None:

@@ -57,7 +57,7 @@ from ioplan.physics._mw_field import (
     microwave_field_report,
     wall_kept_fraction,
 )
-from ioplan.physics._outputs import write_simulation_outputs
+from ioplan.physics._outputs import check_simulation_folder, write_simulation_outputs
 from ioplan.physics._simulate import SimulationConfig, SimulationResult, VesselSpec, simulate
 from ioplan.physics._solver import (
     Source,
@@ -129,6 +129,7 @@ __all__ = [
     "catheter_equivalent_radius_mm",
     "cem43_increment",
     "cem43_rate",
+    "check_simulation_folder",
     "cooled_catheter_constants",
     "cooled_shaft_radius_mm",
     "cryo_pair",

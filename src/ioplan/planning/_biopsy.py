@@ -499,6 +499,12 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
     st = biopsy_settings()
     rules_st = st["path"]
     organ = planning_organ(case, cfg.organ)
+    known = [k for k, v in biopsy_settings()["risk"]["bleeding"].items() if isinstance(v, dict)]
+    if organ not in known:  # before any work (was a KeyError at the end)
+        raise InputError(
+            f"biopsy planning covers {', '.join(known)}; not {organ} (no published bleeding "
+            "rate for it in biopsy.toml)"
+        )
     lesion, rec = _lesion(case, cfg, organ)
     g = case.labels.grid
     sp = np.asarray(g.spacing_mm, float)
