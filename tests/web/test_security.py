@@ -183,6 +183,17 @@ def test_import_a_case_by_upload(tmp_path, tmp_path_factory):
         bad = form | {"name": "John_Smith"}
         assert_error(c.post("/api/cases", data=bad, files=files), 400, "pseudonymous")
         assert not (root / "John_Smith").exists()
+        # organs labelled inside an unlabelled body: the body outline is found from the
+        # image, as import-case does (the web import skipped it: needle "entries" inside)
+        body = np.full(g.shape, -1000.0, np.float32)
+        body[1:9, 1:11, 1:13] = 40.0
+        body[lab > 0] = 60.0
+        write_nifti(Volume(body, g), tmp_path / "b.nii.gz")
+        files["image"] = ("b.nii.gz", (tmp_path / "b.nii.gz").read_bytes())
+        r = c.post("/api/cases", data=form | {"name": "trunk-1"}, files=files)
+        assert r.status_code == 201, r.text
+        labels = {d["label"] for d in c.get("/api/cases/trunk-1").json()["labels"]}
+        assert "skin" in labels and {"liver", "tumor"} <= labels
 
 
 def test_cross_site_writes_are_refused(client, needle_request):

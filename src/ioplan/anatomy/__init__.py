@@ -15,7 +15,7 @@ from ioplan.anatomy._case import (
     load_case,
     save_case,
 )
-from ioplan.anatomy._case_auto import with_auto_labels
+from ioplan.anatomy._case_auto import lacks_body_outline, with_auto_labels
 from ioplan.anatomy._collection import (
     COLLECTION_CONTENTS,
     COLLECTION_HU,
@@ -127,6 +127,7 @@ __all__ = [
     "ioplan_label_for",
     "label_from_name",
     "label_statistics",
+    "lacks_body_outline",
     "load_case",
     "local_radius_mm",
     "organ_of",

@@ -11,7 +11,7 @@ from ioplan.anatomy._case import Case
 from ioplan.anatomy._labels import Label
 from ioplan.imaging import Volume
 
-__all__ = ["with_auto_labels"]
+__all__ = ["lacks_body_outline", "with_auto_labels"]
 
 # auto_labels' structures -> the ioplan label they become in a case. Airways and bowel gas
 # are air: the engine and the path planner treat them as lung and bowel content (both are
@@ -26,6 +26,22 @@ _AS_LABEL = {
     "gas": Label.BOWEL_CONTENT,
     "soft_tissue": Label.MUSCLE,
 }
+
+
+def lacks_body_outline(case: Case) -> bool:
+    """Whether the labels hold no body outline: no skin and no fat.
+
+    Muscles alone are no outline (TotalSegmentator labels the deep ones, autochthon and
+    iliopsoas, inside an unlabelled body). Needle paths start where the labelled body
+    ends, so such a case needs the outline found from the image (:func:`with_auto_labels`),
+    as ``ioplan import-case`` and the web import do by default.
+    """
+    import numpy as np
+
+    from ioplan.anatomy._labels import Label
+
+    body = (int(Label.SKIN), int(Label.FAT))
+    return not bool(np.isin(np.asarray(case.labels.array), body).any())
 
 
 def with_auto_labels(case: Case, *, contrast: bool | None = None) -> Case:

@@ -324,14 +324,9 @@ def import_case(
         require_liver=not auto,
     )
     if auto is None:  # by default, when the labels leave the body around the organs empty
-        import numpy as np
+        from ioplan.anatomy import lacks_body_outline
 
-        from ioplan.anatomy import Label
-
-        # skin or fat make an outline; muscles alone do not (TotalSegmentator's deep
-        # muscles, autochthon and iliopsoas, are muscle labels inside an unlabelled body)
-        body = (Label.SKIN, Label.FAT)
-        auto = not np.isin(np.asarray(case.labels.array), [int(v) for v in body]).any()
+        auto = lacks_body_outline(case)
         if auto:
             console.print(
                 "note: the labels hold no body outline (skin or fat): finding it from "

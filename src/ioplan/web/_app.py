@@ -136,7 +136,13 @@ class Services:
     # -- import ----------------------------------------------------------------------------
     def import_case(self, name, image, labels, label_map: str, modality: str) -> dict[str, Any]:
         """Save the uploads in a scratch folder, read them as ``import-case`` does, save."""
-        from ioplan.anatomy import case_from_images, check_case_name, save_case
+        from ioplan.anatomy import (
+            case_from_images,
+            check_case_name,
+            lacks_body_outline,
+            save_case,
+            with_auto_labels,
+        )
         from ioplan.web._api_cases import parse_label_table
 
         check_case_name(name)
@@ -156,6 +162,8 @@ class Services:
                 paths[0], paths[1], table, label_map=None if table else label_map, name=name,
                 modality=modality,
             )  # fmt: skip
+            if lacks_body_outline(case):  # as import-case: the outline from the image
+                case = with_auto_labels(case)
             save_case(case, self.store.root / name)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
