@@ -186,6 +186,37 @@ def test_margin_of_an_observed_zone(cases_dir, tmp_path, capsys):
         assert_error(c.get("/api/cases/demo/margin/zone.nii.gz"), 404, "not inside")
 
 
+def test_margin_of_a_plan_for_one_of_several_tumours(cases_dir, tmp_path):
+    """A second tumour in the case: the plan's zone was measured against both (covered
+    15.8 %, margin -78.5 mm, "NOT achieved") though the plan treats one. Now the plan's
+    tumour alone, said in the notes; the figures are those of the one-tumour case."""
+    from fastapi.testclient import TestClient
+
+    from ioplan.imaging import write_nifti
+    from ioplan.web import create_app
+
+    root = tmp_path / "cases"
+    shutil.copytree(cases_dir / "demo", root / "demo")
+    app = create_app(root, cache_dir=tmp_path / "cache")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        one = c.get("/api/cases/demo/margin?zone=planned").json()
+    labels = read_image(root / "demo" / "labels.nii.gz")
+    lab = np.asarray(labels.array).copy()
+    t = lab == TUMOUR
+    far = (ndimage.distance_transform_edt(~t, sampling=labels.grid.spacing_mm) > 40.0) & (
+        ndimage.binary_erosion(lab == 7, iterations=3)  # deep in the liver
+    )
+    k = tuple(np.argwhere(far)[0])
+    lab[k[0]:k[0] + 2, k[1]:k[1] + 2, k[2]:k[2] + 2] = TUMOUR
+    write_nifti(labels.with_array(lab), root / "demo" / "labels.nii.gz", overwrite=True)
+    app = create_app(root, cache_dir=tmp_path / "cache2")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        two = c.get("/api/cases/demo/margin?zone=planned").json()
+    assert two["tumour_index"] == 0 and any("2 tumours" in n for n in two["notes"])
+    assert two["minimal_margin_mm"] == pytest.approx(one["minimal_margin_mm"], abs=1e-6)
+    assert two["coverage_percent"] == pytest.approx(one["coverage_percent"], abs=1e-6)
+
+
 def test_margin_page(client):
     doc = client.get("/api/cases/demo/margin").json()
     r = client.get("/cases/demo/margin")

@@ -97,6 +97,39 @@ def _zone_file(svc, name: str, zone: str) -> tuple[str, str, Path]:
     return "planned", PLANNED_ZONE_FILE, svc.store._inside(folder, planned)
 
 
+def _measured_tumour(case, folder: Path, source: str):
+    """The tumour a margin is measured for, and what the document says about it.
+
+    A plan treats one tumour (plan.json ``tumour_index``): its predicted zone is measured
+    against that tumour alone (the case's other tumours were not its target). An observed
+    zone is measured against every tumour of the case, and said when there are several.
+    Returns ``(mask volume or None for every tumour, keys for the document)``.
+    """
+    import json
+
+    from scipy import ndimage
+
+    from ioplan.anatomy import Label
+    from ioplan.imaging import Volume
+    from ioplan.planning import tumour_mask
+
+    n = int(ndimage.label(np.asarray(case.labels.array) == int(Label.TUMOR))[1])
+    if n <= 1:
+        return None, {}
+    if source == "planned":
+        try:
+            idx = int(json.loads((folder / "plan" / "plan.json").read_text())["tumour_index"])
+        except (OSError, ValueError, KeyError, TypeError):
+            idx = 0
+        mask, _ = tumour_mask(case, idx)
+        return Volume(mask.astype(np.uint8), case.labels.grid), {
+            "tumour_index": idx,
+            "note": f"the case holds {n} tumours: the plan's zone is measured against the "
+            f"tumour it was made for (tumour {idx})",
+        }
+    return None, {"note": f"the case holds {n} tumours: all are measured against the zone"}
+
+
 def _confirm(svc, name: str, margin_mm: float, zone: str):
     """(document, confirmation, cache key): :func:`confirm_margin` once per files and inputs."""
     from ioplan.anatomy import Label
@@ -111,12 +144,18 @@ def _confirm(svc, name: str, margin_mm: float, zone: str):
     if hit is not None:
         return hit
     case = svc.store.load(name)
-    c = confirm_margin(case.labels, path, margin_mm=margin_mm, tumour_label=int(Label.TUMOR))
-    doc = c.document | {
+    tumour, extra = _measured_tumour(case, folder, source)
+    if tumour is None:
+        c = confirm_margin(case.labels, path, margin_mm=margin_mm, tumour_label=int(Label.TUMOR))
+    else:
+        c = confirm_margin(tumour, path, margin_mm=margin_mm)
+    doc = c.document | {k: v for k, v in extra.items() if k != "note"} | {
         "zone_source": source,
         "zone_file": rel,
         "zone_source_note": _ZONE_NOTES[source],
     }
+    if extra.get("note"):
+        doc["notes"] = [*doc.get("notes", []), extra["note"]]
     tag = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
     out = (doc, c, tag)
     with _lock:
