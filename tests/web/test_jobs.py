@@ -175,6 +175,30 @@ def test_plan_job_writes_the_plan_the_pages_show(unplanned, cases_dir):
     assert_error(unplanned.post("/api/cases/demo/plan", json=req), 400, "overwrite")
 
 
+def test_a_queued_plan_job_never_replaces_a_plan_written_meanwhile(cases_dir, tmp_path):
+    """Two plan jobs queued without overwrite both ended "done", the second replacing the
+    first's plan: the check ran only at submission. A plan written while the job runs is
+    now kept, and the job fails saying so."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from ioplan.web import create_app
+
+    root = tmp_path / "cases"
+    shutil.copytree(cases_dir / "demo", root / "demo", ignore=shutil.ignore_patterns("plan"))
+    app = create_app(root, cache_dir=tmp_path / "cache")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        req = {"spacing_mm": 4.0, "robust_samples": 10, "time_budget_s": 0.0}
+        job = c.post("/api/cases/demo/plan", json=req).json()
+        # meanwhile another job (here: by hand) writes the case's plan
+        shutil.copytree(cases_dir / "demo" / "plan", root / "demo" / "plan")
+        kept = (root / "demo" / "plan" / "plan.json").read_bytes()
+        doc = _wait(c, job["id"], timeout_s=300)
+    assert doc["state"] == "failed" and "overwrite" in doc["error"], doc
+    assert (root / "demo" / "plan" / "plan.json").read_bytes() == kept
+
+
 def test_a_plan_job_can_be_cancelled(unplanned):
     req = {"spacing_mm": 4.0, "robust_samples": 10, "overwrite": True}
     job = unplanned.post("/api/cases/demo/plan", json=req).json()

@@ -124,7 +124,9 @@ class Services:
 
             plan = plan_ablation(case, cfg, log=log, progress=sim_time)
             progress(0.95, "writing the plan")
-            write_plan(plan, case, out, overwrite=True)
+            # checked again now: another job may have written a plan since this one was
+            # queued (without overwrite, that plan is kept and this job fails)
+            write_plan(plan, case, out, overwrite=req.overwrite)
             return plan.to_dict()
 
         return self.jobs.submit("plan", name, work)
