@@ -421,3 +421,15 @@ def test_large_sphere_problem_covers():
     others = ~np.asarray(p.must)
     assert hit[others].sum() >= math.ceil(0.99 * others.sum())
     assert len(set(np.asarray(p.group)[cols])) == len(cols)
+
+
+def test_a_stage_with_nothing_to_choose_is_no_solution():
+    """`ioplan plan --placement-error-mm 20` (inside its documented 0-20 mm) ended in an
+    internal error: a stage with no variable reached HiGHS ("c must be ... at least one
+    element"). Such a stage has no solution, and the planner goes on to its fallbacks."""
+    from ioplan.planning._setcover import _Model, _run
+
+    empty = _Model(n_var=0, x=slice(0, 0), y_must=slice(0, 0), y_other=slice(0, 0),
+                   integrality=np.zeros(0), bounds=None, constraint=None)  # fmt: skip
+    stage = _run(empty, np.zeros(0), 1.0)
+    assert stage.x is None and stage.infeasible and not stage.optimal

@@ -534,6 +534,8 @@ def _model(
 def _run(model: _Model, objective: np.ndarray, time_limit_s: float, gap: float = 0.0,
          presolve: bool = True) -> _Stage:  # fmt: skip
     """Solve one stage with HiGHS; ``x`` is the rounded choice of the kept columns."""
+    if model.n_var == 0:  # nothing to choose from (every candidate left out): no solution
+        return _Stage(x=None, optimal=False, infeasible=True, message="no candidate to choose")
     res = milp(
         objective,
         integrality=model.integrality,
