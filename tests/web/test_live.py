@@ -244,6 +244,8 @@ def test_late_pages_get_the_kept_events_and_skip_what_they_had(client):
         ({"motion_mm": 99}, 400, "motion_mm"),
         ({"seed": -3}, 400, "seed"),
         ({"alert_c": 20}, 400, "alert temperature"),
+        # a folder carries no structure at risk: the limit was accepted and never checked
+        ({"demo": False, "folder": "frames", "alert_c": 40}, 400, "structure at risk"),
         ({"idle_timeout_s": 0}, 400, "idle_timeout_s"),
         ({"slice": -1}, 400, "slice"),
         ({"demo": False}, 400, "give one input"),

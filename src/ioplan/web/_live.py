@@ -21,6 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from ioplan.errors import InputError
 from ioplan.web._api_cases import Services
 from ioplan.web._cases import CaseNotFoundError
 from ioplan.web._live_session import LiveManager, LiveRequest, SessionBusy, thresholds
@@ -62,6 +63,11 @@ def start_session(req: LiveRequest, request: Request, svc: Services) -> dict[str
     ``frame_s``; ``slice`` (the slice streamed; default the middle one). 400 for a bad
     setting or a folder outside the cases folder, 409 while another session runs.
     """
+    if req.alert_c is not None and not req.demo:
+        # the demo adds a structure at risk; a folder or an OpenIGTLink input carries none,
+        # so the limit would never be checked (as `thermometry --alert-c` without --protected)
+        raise InputError("alert_c needs a structure at risk to watch: only the demo has one "
+                         "(a folder or OpenIGTLink input carries none)")  # fmt: skip
     try:
         session = manager(request).start(req, svc.store.root)
     except SessionBusy as exc:
