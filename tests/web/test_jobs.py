@@ -42,6 +42,21 @@ def _wait(client, job_id, timeout_s=60.0):
     raise AssertionError(f"job {job_id} still {doc['state']} after {timeout_s} s")
 
 
+def test_a_cryo_preview_is_simulated_where_the_probe_is_resolved(client, needle):
+    """The preview's 4 mm grid lost a 1.5 mm probe's lethal zone (0 mL, -35 degC at the
+    coldest voxel; 0.70 mL at 2 mm): a cryoprobe is simulated at 2 mm and drawn on the
+    preview grid."""
+    body = {"settings": [{"applicator": "cryo-1.5mm", "protocol": "freeze:600",
+                          "needles": [{"tip_mm": needle["tip_mm"],
+                                       "entry_mm": needle["entry_mm"]}]}],
+            "spacing_mm": 4}  # fmt: skip
+    r = client.post("/api/cases/demo/preview", json=body)
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["results"][0]["settings"]["spacing_mm"] == 2.0
+    assert doc["results"][0]["zone"]["volume_ml"] > 0 and doc["zone_volume_ml"] > 0
+
+
 def test_preview_zone_grows_with_power(client, needle):
     docs = []
     for power in (30.0, 90.0):

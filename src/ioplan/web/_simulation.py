@@ -252,12 +252,19 @@ def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[st
     sp = float(req.spacing_mm)
     if req.method == "chart":
         return _chart_preview(req, out, sp)
+    from ioplan.devices import applicator
+
     results = []
     for s in req.settings:
-        key = (id(case), sp, s.model_dump_json())
+        # a cryoprobe is simulated on voxels fine enough to resolve it (on the coarse
+        # preview grid its lethal zone vanished: 4 mm, 1.5 mm probe); its zone is drawn
+        # on the preview grid as the others'
+        app = applicator(s.applicator)
+        sim_sp = min(sp, max(2.0, 1.25 * app.diameter_mm)) if app.modality == "cryo" else sp
+        key = (id(case), sim_sp, s.model_dump_json())
         result = cache.get(key) if cache is not None else None
         if result is None:
-            result = simulate(_config(case, s, sp, 15.0))
+            result = simulate(_config(case, s, sim_sp, 15.0))
             if cache is not None:
                 cache[key] = result
         results.append(result)
