@@ -277,3 +277,25 @@ def test_an_activity_beyond_the_largest_vial_is_said():
     assert any("largest single vial" in w for w in big.warnings)
     usual = single_compartment(dose_gy=120.0, mass_kg=1.5, lsf=0.05)
     assert usual.activity_gbq < 20 and not any("vial" in w for w in usual.warnings)
+
+
+def test_the_normal_liver_dose_is_checked_without_a_sphere_kind():
+    """20 GBq to 1.5 kg (662 Gy to the whole normal liver) passed without a word unless
+    --sphere was given; EANM 2022's limits are 40 Gy (resin) and 75 Gy (glass)."""
+    big = single_compartment(mass_kg=1.5, lsf=0.0, activity_gbq=20.0)
+    assert big.doses_gy["dose_gy"] == pytest.approx(49.67 * 20.0 / 1.5, rel=1e-9)
+    assert any("both sphere kinds" in w for w in big.warnings)
+    mid = single_compartment(mass_kg=1.5, lsf=0.0, activity_gbq=1.5)  # 49.7 Gy
+    assert any("exceeds resin spheres' 40 Gy" in w for w in mid.warnings)
+    low = single_compartment(mass_kg=1.5, lsf=0.0, activity_gbq=1.0)  # 33.1 Gy
+    assert not any("normal liver" in w for w in low.warnings)
+
+
+def test_voxel_dosimetry_needs_a_liver():
+    """A thigh case (tumour, no liver) gave a tumour mean of 6511 Gy with exit 0."""
+    g = Grid((10, 10, 10), (4.8, 4.8, 4.8))
+    lab = np.zeros(g.shape, np.uint8)
+    lab[3:7, 3:7, 3:7] = int(Label.TUMOR)
+    ct = np.full(g.shape, 40.0, np.float32)
+    with pytest.raises(InputError, match="no liver"):
+        voxel_dose(Volume(np.ones(g.shape, np.float32), g), Volume(ct, g), Volume(lab, g), 2.0)

@@ -350,6 +350,14 @@ def limit_warnings(doses: dict[str, float], lsf: float, sphere: str | Sphere | N
             out.append(
                 f"normal liver {normal:.1f} Gy exceeds {cap:g} Gy for {kind} spheres [{src}]"
             )
+    elif normal is not None:  # no sphere given: against both limits, never silent
+        glass, resin = lim["normal_liver_glass_gy"], lim["normal_liver_resin_gy"]
+        if normal > glass:
+            out.append(f"normal liver {normal:.1f} Gy exceeds the limits of both sphere kinds "
+                       f"(glass {glass:g} Gy, resin {resin:g} Gy) [{src}]")  # fmt: skip
+        elif normal > resin:
+            out.append(f"normal liver {normal:.1f} Gy exceeds resin spheres' {resin:g} Gy "
+                       f"(glass: {glass:g} Gy); --sphere checks one kind [{src}]")  # fmt: skip
     tumour = doses.get("tumor_dose_gy")
     if kind is not None and tumour is not None:
         target = lim[f"tumour_target_{kind}_gy"]

@@ -103,6 +103,8 @@ class VoxelDose:
         from ioplan.embolization._models import limit_warnings
 
         doses = {} if self.lung_dose_gy is None else {"lung_dose_gy": self.lung_dose_gy}
+        if "normal_liver" in self.structures:  # the mean dose to the normal liver
+            doses["normal_dose_gy"] = float(self.structures["normal_liver"]["mean_gy"])
         return tuple(limit_warnings(doses, self.lsf, None))
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,6 +274,10 @@ def voxel_dose(
         )
     if not perfused.any():
         raise InputError("the label map has no liver or tumour: no perfused territory")
+    if not (lab == int(Label.LIVER)).any():
+        raise InputError("the label map has no liver: radioembolization dosimetry is for the "
+                         "liver (a tumour elsewhere is not reached through the hepatic artery)"
+                         )  # fmt: skip
     c_in = np.where(perfused, counts, 0.0)
     total = c_in.sum()
     if total <= 0:
