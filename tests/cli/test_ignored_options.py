@@ -34,3 +34,13 @@ def test_an_option_without_its_partner_is_refused(capsys, tmp_path, monkeypatch,
     assert_one_line_error(code, err, *fragments)
     assert time.monotonic() - t0 < 5.0  # refused before any work
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cluster_applicator_is_refused_by_the_planner_at_once(capsys, tmp_path):
+    """`plan --applicator cooled-rf-cluster` failed after the search ("axial_zone needs the
+    tip on a voxel centre"): the planner places single applicators."""
+    from ioplan.errors import InputError
+    from ioplan.planning import PlanConfig
+
+    with pytest.raises(InputError, match="cluster of 3 electrodes"):
+        PlanConfig(modality="rfa", applicator_id="cooled-rf-cluster").applicator()

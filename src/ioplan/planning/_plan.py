@@ -190,6 +190,11 @@ class PlanConfig:
             app = applicator(self.applicator_id or DEFAULT_APPLICATOR[self.modality])
         if app.modality != want:
             raise InputError(f"{app.id} is a {app.modality} applicator, not {self.modality}")
+        if app.electrodes > 1:  # (the planner places single applicators and measures each
+            # zone on its axis; a cluster failed after the search with an internal message)
+            raise InputError(f"{app.id} is a cluster of {app.electrodes} electrodes; the "
+                             "planner places single applicators: choose one (`ioplan "
+                             "applicators`)")  # fmt: skip
         if mr:
             check_mr_guidance(app, field_t)
         return app
