@@ -689,6 +689,14 @@ def measure_margin(
         for k, (lo_, hi_) in MARGIN_BINS_MM.items()
     }
     mam, where = _holes_bound(mam, where, tm, zm, sub, notes)
+    if mam < 0 and not (tm & ~zm).any() and fractions["lt0"] == 0.0:
+        # the two measures disagree within a voxel: say which holds what
+        notes.append(
+            f"every tumour voxel lies in the zone, but the sub-voxel surfaces put the closest "
+            f"point {-mam:.2f} mm outside it (the zone's edge passes through a tumour voxel "
+            "there, e.g. where it stops at a vessel): incomplete by the surface distance, "
+            "complete by the voxels"
+        )
     vox_ml = g.voxel_volume_ml
     d_t = ndimage.distance_transform_edt(~tm, sampling=g.spacing_mm)
     vic = {f"{m:g}": float(np.sum((d_t <= m) & ~zm)) * vox_ml for m in VIC_MARGINS_MM}
