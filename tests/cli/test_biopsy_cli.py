@@ -114,3 +114,16 @@ def test_an_organ_without_bleeding_figures_is_one_line(capsys, tmp_path):
     code, _, err = run_cli(capsys, "biopsy", case, "--out", tmp_path / "b")
     assert_one_line_error(code, err, "not soft_tissue")
     assert not (tmp_path / "b").exists()
+
+
+def test_the_scaled_bleeding_rate_is_not_printed_as_the_published_one(capsys, tmp_path):
+    """A 14G lung biopsy printed "48.3 % (pulmonary haemorrhage ... after CT-guided core
+    lung biopsy)": ioplan's cross-section scaling of the 18G study's 18 %, read as the
+    study's figure. Both are printed, the scaled one marked as an assumption."""
+    case = tmp_path / "lung"
+    assert run_cli(capsys, "phantom", "--out", case, "--organ", "lung", "--spacing-mm", "4",
+                   "-q")[0] == 0  # fmt: skip
+    code, out, err = run_cli(capsys, "biopsy", case, "--out", tmp_path / "b", "--needle", "14G")
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if x.startswith("bleeding:"))
+    assert "published at 18G" in line and "an assumption, not a published figure" in line

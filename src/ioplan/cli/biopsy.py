@@ -118,10 +118,13 @@ def biopsy(
     )
     c = doc["cores_detail"]
     typer.echo(f"cores: {doc['cores']} ({c['range'][0]}-{c['range'][1]}, {c['histology']})")
+    scaled = bleed["rate_percent"] != bleed["published_rate_percent"]
     typer.echo(
-        f"bleeding: SIR 2019 {bleed['category']} risk, {bleed['rate_percent']:g} % "
-        f"({bleed['what']})"
-    )
+        f"bleeding: SIR 2019 {bleed['category']} risk, {bleed['published_rate_percent']:g} % "
+        f"published at {bleed['reference_gauge']}G ({bleed['what']})"
+        + (f"; {bleed['rate_percent']:g} % for this introducer by ioplan's tract "
+           "cross-section scaling (an assumption, not a published figure)" if scaled else "")
+    )  # fmt: skip
     ptx = doc["risks"].get("pneumothorax")
     if ptx:
         typer.echo(
