@@ -25,6 +25,10 @@ from conftest import assert_one_line_error, run_cli
          ["--viable-label", "without --viable-baseline"]),
         (["thermometry", "--magnitude", "m", "--phase", "p", "--alert-c", "50"],
          ["--alert-c", "without --protected"]),
+        (["simulate", "--tissue", "liver", "--organ", "lung", "--applicator", "amica",
+          "--power-w", "60", "--duration-s", "300"], ["--organ", "without --case"]),
+        (["simulate", "--power-density-map", "pd.nii.gz", "--duration-s", "300", "--tissue",
+          "liver", "--spacing-mm", "4"], ["--spacing-mm", "--power-density-map"]),
     ],
 )  # fmt: skip
 def test_an_option_without_its_partner_is_refused(capsys, tmp_path, monkeypatch, args, fragments):

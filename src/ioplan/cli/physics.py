@@ -16,6 +16,7 @@ from ioplan.cli._common import (
     _QUIET,
     _parse_point,
     _progress,
+    _refuse_unused,
     _warn,
     app,
     console,
@@ -62,6 +63,7 @@ def _parse_triplet(text: str | None, what: str) -> tuple[float, float, float] | 
 
 @app.command()
 def simulate(
+    ctx: typer.Context,
     applicator: Annotated[
         str,
         typer.Option(
@@ -223,6 +225,11 @@ def simulate(
     if margin_mm_alias is not None:
         domain_margin_mm = margin_mm_alias
     external = power_density_map is not None or sar_map is not None
+    if case is None:  # a block has no tumour label for --organ to give its tissue
+        _refuse_unused(ctx, ("organ",), "without --case")
+    if external:  # the map sets the grid and the domain
+        _refuse_unused(ctx, ("spacing_mm", "domain_margin_mm", "margin_mm_alias"),
+                       "with --power-density-map or --sar-map (the map's grid is the domain)")
     if applicator and applicator_file is not None:
         raise InputError("give --applicator or --applicator-file, not both")
     if applicator_file is not None:
