@@ -691,3 +691,18 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, monkeypatch, args, message)
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_no_event_intervals_do_not_collapse():
+    """One patient followed 6 months without an event: survival 100.0 % (100.0-100.0) and
+    incidence 0.0 % (0.0-0.0) claimed certainty, where the report's proportions give
+    20.7-100 %. Now the Wilson bound of no event among those still followed (n = 1:
+    z^2 / (1 + z^2) = 0.793)."""
+    t, e = np.array([6.0]), np.array([0])
+    _, km = kaplan_meier_at(t, e, [3])
+    z2 = 1.959963984540054**2
+    assert km["3"]["estimate"] == 1.0 and km["3"]["ci_high"] == 1.0
+    assert km["3"]["ci_low"] == pytest.approx(1 - z2 / (1 + z2), abs=1e-9)
+    _, cif = aalen_johansen_at(t, e, [3])
+    assert cif["3"]["estimate"] == 0.0 and cif["3"]["ci_low"] == 0.0
+    assert cif["3"]["ci_high"] == pytest.approx(z2 / (1 + z2), abs=1e-9)

@@ -296,6 +296,16 @@ def wilson_interval(successes: int, n: int) -> dict:
     }
 
 
+def _no_event_bound(at_risk: int) -> float:
+    """Upper 95 % bound of a rate with no event among ``at_risk`` (Wilson, as above).
+
+    Without an event the Kaplan-Meier and Aalen-Johansen intervals have zero width (100.0 -
+    100.0 % from one patient); the binomial bound of 0 events in the patients still
+    followed is used instead, so that one patient gives 20.7-100 % as a proportion does.
+    """
+    return wilson_interval(0, at_risk)["ci_high"] if at_risk > 0 else 1.0
+
+
 def _at(frame: pd.DataFrame, t: float) -> pd.Series:
     """Row of a step function (indexed by time) in force at time t."""
     idx = frame.index.searchsorted(t, side="right") - 1
@@ -318,12 +328,12 @@ def kaplan_meier_at(months: np.ndarray, events: np.ndarray, times: list[float]):
             out[_label(t)] = {"estimate": None, "ci_low": None, "ci_high": None, "at_risk": 0}
             continue
         row = _at(ci, t)
-        out[_label(t)] = {
-            "estimate": float(_at(kmf.survival_function_, t).iloc[0]),
-            "ci_low": float(row.iloc[0]),
-            "ci_high": float(row.iloc[1]),
-            "at_risk": at_risk,
-        }
+        est, lo, hi = float(_at(kmf.survival_function_, t).iloc[0]), float(row.iloc[0]), float(
+            row.iloc[1]
+        )
+        if est == 1.0 and lo >= 1.0:  # no event yet: the interval would have zero width
+            lo = 1.0 - _no_event_bound(at_risk)
+        out[_label(t)] = {"estimate": est, "ci_low": lo, "ci_high": hi, "at_risk": at_risk}
     return kmf, out
 
 
@@ -351,7 +361,8 @@ def aalen_johansen_at(months: np.ndarray, events: np.ndarray, times: list[float]
     if not np.any(events == 1):
         for t in times:
             alive = int(np.sum(months >= t))
-            out[_label(t)] = {"estimate": 0.0, "ci_low": 0.0, "ci_high": 0.0, "at_risk": alive}
+            out[_label(t)] = {"estimate": 0.0, "ci_low": 0.0, "ci_high": _no_event_bound(alive),
+                              "at_risk": alive}  # fmt: skip
         return None, out
     with warnings.catch_warnings():
         # lifelines divides by zero where everyone left is an event (the interval there is
@@ -367,7 +378,9 @@ def aalen_johansen_at(months: np.ndarray, events: np.ndarray, times: list[float]
             continue
         est = float(_at(cif, t).iloc[0])
         valid = ci[(ci.index <= t)].dropna()
-        if est == 0.0 or valid.empty:
+        if est == 0.0:  # no event by t: the binomial bound of none among those followed
+            lo, hi = 0.0, _no_event_bound(at_risk)
+        elif valid.empty:
             lo = hi = est
         else:
             pair = valid.iloc[-1].to_numpy(float)  # lifelines names the bounds the other way
