@@ -225,6 +225,10 @@ def simulate(
     if margin_mm_alias is not None:
         domain_margin_mm = margin_mm_alias
     external = power_density_map is not None or sar_map is not None
+    if organ is not None:  # an unknown organ is named first, whatever else is wrong
+        from ioplan.anatomy import check_organ
+
+        organ = check_organ(organ)
     if case is None:  # a block has no tumour label for --organ to give its tissue
         _refuse_unused(ctx, ("organ",), "without --case")
     if external:  # the map sets the grid and the domain

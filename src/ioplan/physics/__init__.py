@@ -84,6 +84,7 @@ from ioplan.physics._sources import (
     rf_potential,
     rf_terminal_currents,
 )
+from ioplan.physics._subvoxel import cryo_resolved_spacing_mm
 from ioplan.physics._zone import ZoneMetrics, axial_zone, zone_metrics
 
 __all__ = [
@@ -134,6 +135,7 @@ __all__ = [
     "cooled_shaft_radius_mm",
     "cryo_pair",
     "cryo_power_limited_c",
+    "cryo_resolved_spacing_mm",
     "dose_increment_linear",
     "field_solver_options",
     "init_state",

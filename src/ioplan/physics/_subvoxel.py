@@ -81,6 +81,7 @@ __all__ = [
     "Surfaces",
     "covering_radius_mm",
     "cryo_resolution_warning",
+    "cryo_resolved_spacing_mm",
     "cut_cpu",
     "cut_gpu",
     "cylinder_surfaces",
@@ -516,6 +517,14 @@ def _warm(dtype: str) -> None:
             np.ones((3, 3, 3), np.uint8), P, np.zeros(1), 1.0, 1.0, 1.0, 1.0, 37.0, 1)  # fmt: skip
 
 
+def cryo_resolved_spacing_mm(probe_diameter_mm: float) -> float:
+    """The coarsest voxel (mm) at which a cryoprobe's zone is trusted: max(2, 1.25 d).
+
+    See :func:`cryo_resolution_warning` and validation/convergence.md (session 46).
+    """
+    return max(2.0, 1.25 * float(probe_diameter_mm))
+
+
 def cryo_resolution_warning(probe_diameter_mm: float, spacing_mm: float) -> str | None:
     """Why a cryoprobe's zone is not to be trusted at this voxel size (None when it is).
 
@@ -526,7 +535,7 @@ def cryo_resolution_warning(probe_diameter_mm: float, spacing_mm: float) -> str 
     liver --protocol freeze:600`). Trusted up to the larger of 2 mm and 1.25 probe
     diameters.
     """
-    limit = max(2.0, 1.25 * float(probe_diameter_mm))
+    limit = cryo_resolved_spacing_mm(probe_diameter_mm)
     if spacing_mm <= limit + 1e-9:
         return None
     return (f"{spacing_mm:g} mm voxels are coarse for a {probe_diameter_mm:g} mm cryoprobe (its "

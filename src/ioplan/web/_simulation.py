@@ -253,6 +253,7 @@ def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[st
     if req.method == "chart":
         return _chart_preview(req, out, sp)
     from ioplan.devices import applicator
+    from ioplan.physics import cryo_resolved_spacing_mm
 
     results = []
     for s in req.settings:
@@ -260,7 +261,8 @@ def preview_zone(case, req: PreviewRequest, out: Path, *, cache=None) -> dict[st
         # preview grid its lethal zone vanished: 4 mm, 1.5 mm probe); its zone is drawn
         # on the preview grid as the others'
         app = applicator(s.applicator)
-        sim_sp = min(sp, max(2.0, 1.25 * app.diameter_mm)) if app.modality == "cryo" else sp
+        cryo = app.modality == "cryo"
+        sim_sp = min(sp, cryo_resolved_spacing_mm(app.diameter_mm)) if cryo else sp
         key = (id(case), sim_sp, s.model_dump_json())
         result = cache.get(key) if cache is not None else None
         if result is None:
