@@ -57,6 +57,19 @@ def test_a_cryo_preview_is_simulated_where_the_probe_is_resolved(client, needle)
     assert doc["results"][0]["zone"]["volume_ml"] > 0 and doc["zone_volume_ml"] > 0
 
 
+def test_preview_messages_say_what_is_wrong(client, needle):
+    """Entry at the tip gave numpy reprs ("got (np.float64(0.0), ...)"); a cryoprobe's
+    chart preview asked for power_w and duration_s, which a cryoprobe does not take."""
+    same = _setting(needle, needles=[{"tip_mm": needle["tip_mm"], "entry_mm": needle["tip_mm"]}])
+    r = client.post("/api/cases/demo/preview", json={"settings": [same]})
+    assert_error(r, 400, "entry_mm equals tip_mm")
+    assert "np.float64" not in r.json()["error"]
+    cryo = {"applicator": "cryo-1.5mm", "protocol": "freeze:600",
+            "needles": [{"tip_mm": needle["tip_mm"], "entry_mm": needle["entry_mm"]}]}  # fmt: skip
+    r = client.post("/api/cases/demo/preview", json={"settings": [cryo], "method": "chart"})
+    assert_error(r, 400, "no manufacturer's chart")
+
+
 def test_preview_zone_grows_with_power(client, needle):
     docs = []
     for power in (30.0, 90.0):

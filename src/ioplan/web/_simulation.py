@@ -48,7 +48,10 @@ class Needle(BaseModel):
         if self.direction is not None:
             d = self.direction
         elif self.entry_mm is not None:
-            d = tuple(np.asarray(self.tip_mm, float) - np.asarray(self.entry_mm, float))
+            d = tuple(float(v) for v in np.subtract(self.tip_mm, self.entry_mm, dtype=float))
+            if not any(d):
+                raise InputError("entry_mm equals tip_mm: the needle needs an entry point "
+                                 "away from its tip (or a direction)")  # fmt: skip
         else:
             d = (0.0, 0.0, -1.0)
         return Placement(tuple(self.tip_mm), tuple(d))
@@ -208,6 +211,9 @@ def chart_zone(applicator_id: str, power_w: float, duration_s: float) -> dict[st
 def _chart_zones(req: PreviewRequest) -> list[dict[str, Any]]:
     docs = []
     for s in req.settings:
+        if s.protocol is not None:
+            raise InputError(f"{s.applicator}: a cryoprobe has no manufacturer's chart here; "
+                             "preview it with method engine")  # fmt: skip
         if s.power_w is None or s.duration_s is None:
             raise InputError(f"{s.applicator}: the chart preview needs power_w and duration_s")
         # the engine's ranges (Setting's field descriptions), checked here too: the chart
