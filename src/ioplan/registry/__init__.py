@@ -39,6 +39,7 @@ from ioplan.registry._report import write_report
 from ioplan.registry._schema import (
     TABLES,
     Column,
+    IdentifyingFieldError,
     ImportReport,
     RegistryImportError,
     RowError,
@@ -61,6 +62,7 @@ __all__ = [
     "Base",
     "Cohort",
     "Column",
+    "IdentifyingFieldError",
     "ImportReport",
     "OutcomeReport",
     "Patient",

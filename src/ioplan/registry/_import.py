@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ioplan.errors import FileFormatError, InputError, InputFileNotFoundError
+from ioplan.privacy import identifying_field
 from ioplan.registry._models import (
     Complication,
     Death,
@@ -33,8 +34,10 @@ from ioplan.registry._models import (
     TreatedLesion,
 )
 from ioplan.registry._schema import (
+    IDENTIFYING_ADVICE,
     MODELS,
     TABLES,
+    IdentifyingFieldError,
     ImportReport,
     RegistryImportError,
     RowError,
@@ -115,6 +118,10 @@ def _header(path: Path, name: str, errors: _Errors) -> list[str] | None:
     cols = {c.name: c for c in TABLES[name]}
     with open(path, newline="", encoding="utf-8-sig") as fh:
         header = [h.strip() for h in next(csv.reader(fh), [])]
+    named = [repr(h) for h in header if identifying_field(h)]
+    if named:  # refused outright, before any row is read or written
+        what = f"column {named[0]}" if len(named) == 1 else f"columns {', '.join(named)}: each"
+        raise IdentifyingFieldError(f"{name}, {what} {IDENTIFYING_ADVICE}; nothing imported")
     unknown = [h for h in header if h not in cols]
     missing = [c.name for c in cols.values() if c.required and c.name not in header]
     for h in unknown:
@@ -149,6 +156,10 @@ def _rows(
                 for col, cell in zip(cols, cells, strict=True):
                     try:
                         values[col.name] = parse_cell(col, cell, today)
+                    except IdentifyingFieldError as exc:  # the row's values stay unprinted
+                        raise IdentifyingFieldError(
+                            f"{name} row {rownum}, field {col.name}: {exc}; nothing imported"
+                        ) from None
                     except ValueError as exc:
                         errors.add(RowError(name, rownum, col.name, str(exc)))
                         values[col.name], ok = None, False

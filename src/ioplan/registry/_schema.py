@@ -23,6 +23,7 @@ import unicodedata
 from dataclasses import dataclass, field, replace
 
 from ioplan.errors import InputError
+from ioplan.privacy import identifying_field
 from ioplan.registry._models import (
     CRITERIA,
     GUIDANCE,
@@ -41,15 +42,18 @@ from ioplan.registry._models import (
 
 __all__ = [
     "EARLIEST_DATE",
+    "IDENTIFYING_ADVICE",
     "KEY_PATTERN",
     "MODELS",
     "TABLES",
     "Column",
+    "IdentifyingFieldError",
     "ImportReport",
     "RegistryImportError",
     "RowError",
     "columns_markdown",
     "format_cell",
+    "identifying_key",
     "parse_cell",
 ]
 
@@ -61,6 +65,42 @@ _TRUE = {"yes", "y", "true", "t", "1"}
 _FALSE = {"no", "n", "false", "f", "0"}
 #: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Why a field that identifies a patient (:func:`ioplan.privacy.identifying_field`) is
+#: refused, and what to do instead. There is no opt-in: the registry has nowhere to keep it.
+IDENTIFYING_ADVICE = (
+    "identifies a patient; the registry keeps pseudonymised data only: leave it out and "
+    "pseudonymise (a study ID in patient_key)"
+)
+
+
+class IdentifyingFieldError(InputError):
+    """A column or JSON key that would store patient-identifying data.
+
+    Refused outright, in one line: the import stops and nothing is written.
+    """
+
+
+def identifying_key(value: object) -> str | None:
+    """The first key, at any depth of a JSON value, that names identifying data; else None.
+
+    Examples
+    --------
+    >>> identifying_key({"power_w": 100, "operator": {"PatientName": "x"}})
+    'PatientName'
+    >>> identifying_key({"power_w": 100, "time_s": [300, {"name": "Emprint"}]}) is None
+    True
+    """
+    stack = [value]  # not recursive: json.loads accepts nesting deeper than Python's stack
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            for k in v:
+                if identifying_field(k):
+                    return k
+            stack.extend(reversed(list(v.values())))
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+    return None
 
 
 @dataclass(frozen=True)
@@ -336,6 +376,9 @@ def parse_cell(col: Column, text: str, today: dt.date | None = None) -> object:
             raise ValueError(f"not valid JSON ({exc.msg})") from None
         if not isinstance(value, dict):
             raise ValueError("must be a JSON object")
+        key = identifying_key(value)
+        if key is not None:
+            raise IdentifyingFieldError(f"key {key!r} {IDENTIFYING_ADVICE}")
         return json.dumps(value, sort_keys=True, allow_nan=False)
     if col.kind in ("int", "float"):
         try:
