@@ -76,6 +76,9 @@ def test_json_contract_and_files(capsys, case_dir, tmp_path):
         (("--guidance", "US"), "--guidance"),
         (("--histology", "bogus"), "--histology"),
         (("--target-label", "nosuch"), "nosuch"),
+        # label 0 and a label the case lacks: one line naming the labels it has
+        (("--target-label", "background"), "background, not a structure; labels present: skin"),
+        (("--target-label", "pancreas"), "no pancreas voxels; labels present: skin"),
     ],
 )
 def test_bad_options_one_line(capsys, case_dir, tmp_path, args, fragment):

@@ -374,3 +374,75 @@ def test_kidney_central_lesion_path_avoids_the_hilum():
     assert _min_distance(case, hilum, pts) >= doc["rules"]["hilum_clearance_mm"] - HALF_DIAGONAL_MM
     # the hilum was the binding constraint for some paths (the rule is not vacuous)
     assert doc["search"]["rejections"].get("passes from collecting system/ureter", 0) > 0
+
+
+# --------------------------------------------------------------- --target-label (issue sweep)
+#: A box of fat (2 mm voxels, air around it) holding a gallbladder of 10 mm radius 20 mm
+#: under the -x face, and a second, small gallbladder component on the straight way out.
+GB_CENTRE = (24, 24, 16)  # voxel index (z, y, x)
+GB_RADIUS_VOX = 5
+
+
+def _gallbladder_case() -> Case:
+    lab = np.full((48, 48, 48), int(Label.BACKGROUND), np.int16)
+    lab[1:-1, 1:-1, 1:-1] = int(Label.FAT)
+    zz, yy, xx = np.indices(lab.shape)
+    r2 = sum((a - c) ** 2 for a, c in zip((zz, yy, xx), GB_CENTRE, strict=True))
+    lab[r2 <= GB_RADIUS_VOX**2] = int(Label.GALLBLADDER)
+    lab[23:26, 23:26, 5:8] = int(Label.GALLBLADDER)  # another component: still an obstacle
+    g = Grid(shape=lab.shape, spacing_mm=(2.0, 2.0, 2.0))
+    img = np.where(lab == int(Label.GALLBLADDER), 10.0, -100.0).astype(np.float32)
+    return Case(Volume(img, g), Volume(lab, g), organ="liver")
+
+
+def test_target_label_background_or_absent_is_refused_naming_the_labels_present():
+    """Label 0 was planned as a lesion (the whole outside of the body, "no direction reaches
+    the skin"); a label with no voxel said "no such voxels" without saying what there is."""
+    case = _gallbladder_case()
+    with pytest.raises(InputError, match=r"label 0 is the background.*present: fat, gallbl"):
+        plan_biopsy(case, BiopsyConfig(target_label="background", n_directions=20))
+    with pytest.raises(InputError, match=r"no kidney voxels; labels present: fat, gallbladder$"):
+        plan_biopsy(case, BiopsyConfig(target_label="kidney", n_directions=20))
+
+
+def test_target_structure_is_no_obstacle_to_itself_but_others_still_are():
+    """A gallbladder target (a forbidden group) was its own obstacle: every path "passes
+    0.0 mm from gallbladder". Now the needle enters it; its other component still blocks."""
+    case = _gallbladder_case()
+    lab = np.asarray(case.labels.array)
+    comps, _ = ndimage.label(lab == int(Label.GALLBLADDER))
+    target = comps == comps[GB_CENTRE]
+    other = (comps > 0) & ~target
+    cfg = BiopsyConfig(target_label="gallbladder", throw_mm=10.0, n_directions=300,
+                       min_normal_liver_mm=0.0)  # fmt: skip
+    doc = plan_biopsy(case, cfg).to_dict()
+    entry, start, tip = (np.asarray(doc[k]) for k in ("entry_mm", "throw_start_mm", "target_mm"))
+    d = (tip - entry) / np.linalg.norm(tip - entry)
+    # the throw lies in the target (this file's own 0.1 mm march)
+    _, idx = _march(case, start, tip)
+    assert target[tuple(idx.T)].all()
+    # the other component keeps the safety distance from the needle, skin to beyond the tip
+    # (continuous segment vs voxel centres: HALF_DIAGONAL_MM, see above)
+    pts, _ = _march(case, entry, tip + doc["rules"]["beyond_tip_mm"] * d)
+    assert _min_distance(case, other, pts) >= 5.0 - HALF_DIAGONAL_MM
+    # and it bound: the straight way out along -x passes through it. That way is the
+    # shortest (aim at the centre, 15 voxels = 30 mm to the last fat voxel, tip half a
+    # throw beyond: 35 mm); any other direction to that face is 30 / cos(angle) mm + 5 mm
+    assert doc["search"]["rejections"].get("passes from gallbladder", 0) > 0
+    assert doc["path_length_mm"] > 35.0
+
+
+def test_forbidden_groups_leave_out_only_the_traversable_voxels():
+    from ioplan.planning import TrajectoryConfig, forbidden_groups
+
+    case = _gallbladder_case()
+    lab = np.asarray(case.labels.array)
+    comps, _ = ndimage.label(lab == int(Label.GALLBLADDER))
+    target = comps == comps[GB_CENTRE]
+    full = forbidden_groups(case, TrajectoryConfig())["gallbladder"]
+    cut = forbidden_groups(case, TrajectoryConfig(), traversable=target)["gallbladder"]
+    assert np.all(full[target] == 0)  # before: the target is its own obstacle
+    assert np.all(cut[target] > 0) and np.all(cut[(comps > 0) & ~target] == 0)
+    # outside the target, the distance is the exact one to the other component (its 3x3x3
+    # cube of 2 mm voxels): at the target's centre, x index 16 vs the cube's last x index 7
+    assert cut[GB_CENTRE] == pytest.approx(2.0 * (16 - 7), abs=1e-4)

@@ -65,7 +65,7 @@ from scipy import ndimage
 
 from ioplan.anatomy import VESSEL_LABELS, Case, Label, label_from_name
 from ioplan.errors import InputError
-from ioplan.planning._checks import check_tumour_index
+from ioplan.planning._checks import check_target_label, check_tumour_index
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._organ_rules import organ_settings, planning_organ, pneumothorax_risk
 from ioplan.planning._trajectories import (
@@ -389,10 +389,8 @@ def _lesion(case: Case, cfg: BiopsyConfig, organ: str) -> tuple[np.ndarray, dict
     if label == Label.TUMOR:
         check_tumour_index(case, cfg.tumour_index, name="--tumour")
         return tumour_mask(case, cfg.tumour_index, organ)
-    lab = np.asarray(case.labels.array)
-    comps, n = ndimage.label(lab == int(label))
-    if n == 0:
-        raise InputError(f"--target-label {cfg.target_label}: the case has no such voxels")
+    label = check_target_label(case, cfg.target_label)  # not the background, present
+    comps, n = ndimage.label(np.asarray(case.labels.array) == int(label))
     sizes = ndimage.sum(np.ones_like(comps), comps, range(1, n + 1))
     order = np.argsort(-sizes)
     if cfg.tumour_index >= n:
@@ -519,11 +517,13 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         if cfg.histology is not None:
             raise
         cores = recommended_cores(None) | {"note": f"histology {histology!r}: default cores"}
-    dmaps = forbidden_groups(case, TrajectoryConfig(safety_mm=cfg.safety_mm, organ=organ))
-    vessels = np.isin(lab, [int(v) for v in VESSEL_LABELS])
+    # the target structure is no obstacle on the way to itself (a gallbladder, a kidney)
+    dmaps = forbidden_groups(case, TrajectoryConfig(safety_mm=cfg.safety_mm, organ=organ),
+                             traversable=lesion)  # fmt: skip
+    vessels = np.isin(lab, [int(v) for v in VESSEL_LABELS]) & ~lesion
     d_vessel = (ndimage.distance_transform_edt(~vessels, sampling=sp).astype(np.float32)
                 if vessels.any() else None)  # fmt: skip
-    hilum = np.isin(lab, [int(v) for v in _HILUM]) if organ == "kidney" else None
+    hilum = np.isin(lab, [int(v) for v in _HILUM]) & ~lesion if organ == "kidney" else None
     d_hilum = (ndimage.distance_transform_edt(~hilum, sampling=sp).astype(np.float32)
                if hilum is not None and hilum.any() else None)  # fmt: skip
     liver = lab == int(Label.LIVER)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ioplan.anatomy import Case, Label
+from ioplan.anatomy import Case, Label, label_from_name
 from ioplan.errors import InputError
 from ioplan.resources import check_memory
 
@@ -27,6 +27,7 @@ __all__ = [
     "SPACING_RANGE_MM",
     "check_in_range",
     "check_plan_request",
+    "check_target_label",
     "check_tumour_index",
     "plan_memory_bytes",
     "tumour_count",
@@ -99,6 +100,41 @@ def check_tumour_index(case: Case, index: int, *, name: str = "tumour index") ->
             f"{name} {index} does not exist: the case has {n} tumour{'s' if n > 1 else ''} "
             f"({name} {which})"
         )
+
+
+def check_target_label(case: Case, name: str, *, option: str = "--target-label") -> Label:
+    """The :class:`Label` called ``name``, if it is a structure of ``case``'s label map.
+
+    The background (label 0) is no structure to aim at, and a label with no voxel in the
+    case cannot be reached: both are refused with one line that names ``option`` and the
+    labels the case holds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ioplan.imaging import Grid, Volume
+    >>> lab = np.full((4, 4, 4), int(Label.LIVER), np.int16)
+    >>> lab[0] = int(Label.BACKGROUND)
+    >>> v = Volume(lab, Grid(shape=lab.shape, spacing_mm=(1.0, 1.0, 1.0)))
+    >>> case = Case(v, v)
+    >>> check_target_label(case, "liver")
+    <Label.LIVER: 7>
+    >>> check_target_label(case, "background")
+    Traceback (most recent call last):
+    ...
+    ioplan.errors.InputError: --target-label background: label 0 is the background, ...
+    """
+    label = label_from_name(name)
+    lab = np.asarray(case.labels.array)
+    if label != Label.BACKGROUND and np.any(lab == int(label)):
+        return label
+    if label == Label.BACKGROUND:
+        why = "label 0 is the background, not a structure"
+    else:
+        why = f"the case has no {label.name.lower()} voxels"
+    known = {int(v) for v in Label} - {int(Label.BACKGROUND)}
+    present = [Label(int(v)).name.lower() for v in np.unique(lab) if int(v) in known]
+    raise InputError(f"{option} {name}: {why}; labels present: {', '.join(present) or 'none'}")
 
 
 def _planning_grid_shape(grid: Grid, spacing_mm: float) -> tuple[int, ...]:

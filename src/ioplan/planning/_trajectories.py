@@ -253,11 +253,16 @@ def _fibonacci_directions(n: int) -> np.ndarray:
     return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], 1)
 
 
-def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]:
+def forbidden_groups(
+    case: Case, cfg: TrajectoryConfig, *, traversable: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Distance maps (mm) to each forbidden group on the case grid.
 
     The organ's own labels (``cfg.organ``: :func:`traversable_labels`) are left out, and
-    so are fissures (checked as crossings along the path, lung rules).
+    so are fissures (checked as crossings along the path, lung rules). ``traversable``
+    (boolean, the case's shape) marks voxels that are never an obstacle: the target
+    structure itself, which the needle must enter (a biopsy of the gallbladder or of a
+    kidney); the rest of its group still is one.
     """
     lab = np.asarray(case.labels.array)
     sp = case.labels.grid.spacing_mm
@@ -274,17 +279,23 @@ def forbidden_groups(case: Case, cfg: TrajectoryConfig) -> dict[str, np.ndarray]
         if name in _SIZED and mask.any() and min_diameter[name] > 0:
             # keep only the parts at least this wide (local inscribed radius)
             mask &= 2 * local_radius_mm(mask, sp) >= min_diameter[name]
+        if traversable is not None:  # after the sizing: the target leaves no one thinner
+            mask &= ~traversable
         if mask.any():
             out[name] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(np.float32)
     # any other critical label not in a group
     grouped = {int(x) for v in _GROUPS.values() for x in v} | allowed
     other = [int(k) for k, v in LABEL_INFO.items() if v.critical and int(k) not in grouped]
     mask = np.isin(lab, other)
+    if traversable is not None:
+        mask &= ~traversable
     if mask.any():
         out["other critical"] = ndimage.distance_transform_edt(~mask, sampling=sp).astype(
             np.float32
         )
     extra = case.extra_mask("avoid")
+    if traversable is not None:
+        extra = extra & ~traversable
     if extra.any():
         out[EXTRA_GROUP] = ndimage.distance_transform_edt(~extra, sampling=sp).astype(np.float32)
     return out
