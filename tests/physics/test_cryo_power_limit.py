@@ -24,10 +24,15 @@ CRYO = applicator("cryo-2.4mm")
 
 
 def test_power_limited_temperature_recounted_by_hand():
-    """The limit against a recount over the cut voxels, each with the conductivity of its
-    own phase (unfrozen above the liquidus, frozen below the solidus, mushy between), and
-    the power it implies: ``sum G_n (T_n - T_p) = Q`` exactly (round-off only).
+    """The limit against a recount over the cut voxels: each carries
+    ``c_n V integral_{T_p}^{T_n} k(T) dT`` (the tissue between its centre and the probe in
+    whatever phase it is in: unfrozen above the liquidus, frozen below the solidus, mushy
+    between), integrated here by quadrature of k(T), not by the code's closed form; the
+    limit's T_p must make that sum the cooling power (quadrature and bisection tolerances
+    1e-4 degC, so 1e-6 relative on the power).
     """
+    from scipy.integrate import quad
+
     g = Grid((6, 9, 9), (1.5, 1.5, 1.5), origin_mm=(-6.0, -6.0, -4.0))
     cyl = Cylinder((0.4, 0.3, 0.0), (0.0, 0.0, 1.0), 1.2, -2.0, 2.0)
     tab = tissue_material_table()
@@ -42,20 +47,24 @@ def test_power_limited_temperature_recounted_by_hand():
     q = 12.0
     got = cryo_power_limited_c(t, mat, tab, surf, g, q)
     m = int(Label.LIVER)
-    total_g = total_gt = 0.0
+    tl, ts = float(tab.liquidus_c[m]), float(tab.solidus_c[m])
+
+    def k_of(temp: float) -> float:
+        if temp >= tl:
+            return float(tab.k_w_m_k[m])
+        if temp <= ts:
+            return float(tab.k_frozen_w_m_k[m])
+        return float(tab.k_mushy_w_m_k[m])
+
+    taken = 0.0
     for n, idx in enumerate(surf.index):
-        tn = t.reshape(-1)[idx]
-        if tn >= tab.liquidus_c[m]:
-            k = tab.k_w_m_k[m]
-        elif tn <= tab.solidus_c[m]:
-            k = tab.k_frozen_w_m_k[m]
-        else:
-            k = tab.k_mushy_w_m_k[m]
-        gn = k * surf.coefficient_m2[n] * g.voxel_volume_m3
-        total_g += gn
-        total_gt += gn * tn
-    assert got == pytest.approx((total_gt - q) / total_g, rel=1e-12)
-    assert total_gt - total_g * got == pytest.approx(q, rel=1e-9)
+        tn = float(t.reshape(-1)[idx])
+        integral = quad(k_of, got, tn, points=[ts, tl], epsabs=1e-10, limit=200)[0]
+        taken += surf.coefficient_m2[n] * g.voxel_volume_m3 * integral
+    assert got < float(t.min())  # colder than every cut voxel here
+    assert taken == pytest.approx(q, rel=1e-6)
+    # a greater power needs a colder probe
+    assert cryo_power_limited_c(t, mat, tab, surf, g, 2 * q) < got
     # no cut faces: no limit
     assert cryo_power_limited_c(t, mat, tab, None, g, q) == -np.inf
 

@@ -293,6 +293,30 @@ def test_external_power_density_map(tmp_path):
         )
 
 
+def test_power_map_too_small_for_its_zone_is_warned_about():
+    """A map's grid is the domain and is never grown: when the heat reaches its edge the
+    zone is cut short by the edge (held at the starting temperature), and the result says
+    so; a map with room around its zone says nothing of the kind."""
+    g = Grid((9, 9, 9), (2.0, 2.0, 2.0), (-8.0, -8.0, -8.0))
+    q = np.zeros(g.shape, np.float32)
+    q[2:7, 2:7, 2:7] = 5e6  # 10 mm cube of 5 W/cm^3, 2 mm from the 16 mm grid's faces
+
+    def warnings(grid, qmap):
+        r = simulate(SimulationConfig(None, duration_s=120.0, perfusion_per_s=0.0,
+                                      power_density_w_m3=Volume(qmap, grid)))  # fmt: skip
+        return [w for w in r.settings["warnings"] if "grid's edge" in w], r
+
+    edge, r = warnings(g, q)
+    # the edge's layer heats by far more than the 1 degC allowed (recount from the state)
+    assert r.settings["boundary_change_c"] > 1.0
+    assert len(edge) == 1 and "power map fixes the grid" in edge[0]
+    big = Grid((41, 41, 41), (2.0, 2.0, 2.0), (-40.0, -40.0, -40.0))
+    q_big = np.zeros(big.shape, np.float32)
+    q_big[18:23, 18:23, 18:23] = 5e6
+    edge_big, r_big = warnings(big, q_big)
+    assert r_big.settings["boundary_change_c"] <= 1.0 and edge_big == []
+
+
 def test_applicator_file_is_validated(tmp_path, capsys):
     bad = dict(MW.to_dict())
     bad["id"] = "my-antenna"

@@ -57,7 +57,7 @@ from ioplan.physics._subvoxel import (
     cylinder_surfaces,
     inside_cylinders,
 )
-from ioplan.physics._zone import ZoneMetrics, zone_metrics
+from ioplan.physics._zone import ZoneMetrics, boundary_change_c, boundary_warning, zone_metrics
 
 __all__ = ["SimulationConfig", "SimulationResult", "VesselSpec", "simulate"]
 
@@ -395,26 +395,14 @@ def simulate(cfg: SimulationConfig, *, progress=None) -> SimulationResult:
     """
     while True:
         result = _simulate_once(cfg, progress)
-        if result.settings["boundary_change_c"] <= BOUNDARY_RISE_LIMIT_C or cfg.margin_mm >= 100.0:
+        change = result.settings["boundary_change_c"]
+        external = cfg.power_density_w_m3 is not None or cfg.sar_w_kg is not None
+        if change <= BOUNDARY_RISE_LIMIT_C:
             return result
-        if cfg.power_density_w_m3 is not None or cfg.sar_w_kg is not None:
-            return result  # the map fixes the grid
+        if external or cfg.margin_mm >= 100.0:  # a map fixes the grid; 100 mm is the most
+            result.settings["warnings"].append(boundary_warning(change, external, _cold(cfg)))
+            return result
         cfg = replace(cfg, margin_mm=min(100.0, 1.5 * cfg.margin_mm))
-
-
-def _boundary_change(state: ThermalState, body_c: float, cold: bool) -> float:
-    """Largest heating (or, for cryo, cooling) on the layer inside the far boundary.
-
-    Only the direction the ablation acts in counts: cooled applicator shafts
-    that cross the boundary cool tissue there without touching the zone.
-    """
-    arr = state.tmin_c if cold else state.tmax_c
-    layer = np.concatenate(
-        [arr[1].ravel(), arr[-2].ravel(), arr[:, 1].ravel(), arr[:, -2].ravel(),
-         arr[:, :, 1].ravel(), arr[:, :, -2].ravel()]
-    )  # fmt: skip
-    change = (body_c - layer) if cold else (layer - body_c)
-    return max(0.0, float(np.max(change)))
 
 
 @dataclass(frozen=True, eq=False)
@@ -822,7 +810,7 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
     problem = model.problem
     cold = _cold(cfg)
     settings["boundary_change_c"] = round(
-        _boundary_change(final, problem.body_temperature_c, cold), 4
+        boundary_change_c(final, problem.body_temperature_c, cold), 4
     )
     zone_mask = _zone_mask(cfg, model, final)
     if cold:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from scipy.optimize import brentq
 
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
@@ -806,11 +807,12 @@ def cryo_power_limited_c(
 
     The probes take heat from the tissue only through their cut faces
     (:class:`~ioplan.physics._subvoxel.Surfaces`, group 1): voxel ``n`` gives
-    ``G_n (T_n - T_p)`` watts with ``G_n = k(T_n) c_n V`` (its conductivity in its
-    phase, its cut-face coefficient, its volume), the flux the engine applies. A probe
-    whose gas extracts at most ``Q`` watts (a Joule-Thomson probe's cooling power) cannot
-    be colder than the ``T_p`` at which ``sum G_n (T_n - T_p) = Q``:
-    ``T_p = (sum G_n T_n - Q) / sum G_n``. -inf without cut faces.
+    ``c_n V (Phi(T_n) - Phi(T_p))`` watts (its cut-face coefficient, its volume and the
+    Kirchhoff potential ``Phi``, the integral of k(T): the tissue between the voxel's
+    centre and the probe conducts in whatever phase it is in, as the engine's cut faces
+    do). A probe whose gas extracts at most ``Q`` watts (a Joule-Thomson probe's cooling
+    power) cannot be colder than the ``T_p`` at which that sum is ``Q`` (found by
+    Brent's method). -inf without cut faces.
 
     Parameters
     ----------
@@ -833,16 +835,35 @@ def cryo_power_limited_c(
         return float("-inf")
     t = np.asarray(temperature_c, float).reshape(-1)[idx]
     m = np.asarray(material).reshape(-1)[idx]
-    k = np.where(
-        t >= table.liquidus_c[m],
-        table.k_w_m_k[m],
-        np.where(t <= table.solidus_c[m], table.k_frozen_w_m_k[m], table.k_mushy_w_m_k[m]),
-    )
-    g = k * surfaces.coefficient_m2[sel] * grid.voxel_volume_m3
-    g_sum = float(g.sum())
-    if g_sum <= 0:
+    w = surfaces.coefficient_m2[sel] * grid.voxel_volume_m3  # m
+    if float(w.sum()) <= 0:
         return float("-inf")
-    return (float(np.sum(g * t)) - float(cooling_power_w)) / g_sum
+    phi_t = _kirchhoff_phi(table, m, t)
+
+    def excess_w(tp: float) -> float:  # rises as the probe gets colder; < 0 at t.max()
+        phi_p = _kirchhoff_phi(table, m, np.full(t.shape, tp))
+        return float(np.sum(w * (phi_t - phi_p))) - cooling_power_w
+
+    hi = float(t.max())
+    lo = hi - 50.0
+    while excess_w(lo) < 0.0:
+        lo -= 2.0 * (hi - lo)
+        if lo < -1e6:
+            return float("-inf")
+    return float(brentq(excess_w, lo, hi, xtol=1e-6))
+
+
+def _kirchhoff_phi(table: Any, m: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Kirchhoff potential (W/m): the integral of k(T) from the liquidus to ``t``.
+
+    As the engine's ``_phi`` (``ioplan.physics._kernel``): liquid, mushy and frozen
+    conductivities by phase; the heat through a cut face is ``coef V (Phi(T_n) - Phi(T_p))``.
+    """
+    tl = table.liquidus_c[m]
+    ts = table.solidus_c[m]
+    k, km, kf = table.k_w_m_k[m], table.k_mushy_w_m_k[m], table.k_frozen_w_m_k[m]
+    return np.where(t >= tl, k * (t - tl),
+                    np.where(t >= ts, km * (t - tl), km * (ts - tl) + kf * (t - ts)))  # fmt: skip
 
 
 def nusselt_wall_h(diameter_mm: float, flow_ml_min: float, heated_length_mm: float = 30.0) -> float:

@@ -9,7 +9,8 @@ import numpy as np
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
 
-__all__ = ["AxialZone", "ZoneMetrics", "axial_zone", "zone_metrics"]
+__all__ = ["AxialZone", "ZoneMetrics", "axial_zone", "boundary_change_c", "boundary_warning",
+           "zone_metrics"]
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,28 @@ def _frac_out(values: np.ndarray, i: int, step: int, level: float) -> float:
         return 0.0
     a, b = float(values[i]), float(values[j])
     return (a - level) / (a - b) if a > b else 0.0
+
+
+def boundary_change_c(state, body_c: float, cold: bool) -> float:
+    """Largest heating (or, for cryo, cooling) on the layer inside the far boundary (degC).
+
+    ``state`` is a :class:`~ioplan.physics.ThermalState`. Only the direction the ablation
+    acts in counts: cooled applicator shafts that cross the boundary cool tissue there
+    without touching the zone.
+    """
+    arr = state.tmin_c if cold else state.tmax_c
+    layer = np.concatenate(
+        [arr[1].ravel(), arr[-2].ravel(), arr[:, 1].ravel(), arr[:, -2].ravel(),
+         arr[:, :, 1].ravel(), arr[:, :, -2].ravel()]
+    )  # fmt: skip
+    change = (body_c - layer) if cold else (layer - body_c)
+    return max(0.0, float(np.max(change)))
+
+
+def boundary_warning(change_c: float, external_map: bool, cold: bool) -> str:
+    """Why a zone may be cut by the grid's edge (the tissue there changed by ``change_c``)."""
+    what = "cooled" if cold else "heated"
+    why = ("the power map fixes the grid: give a map that reaches further beyond the zone"
+           if external_map else "the domain is already at its largest margin (100 mm)")
+    return (f"the tissue next to the grid's edge {what} by {change_c:.1f} degC: the edge, held "
+            f"at the starting temperature, cuts the zone short; {why}")
