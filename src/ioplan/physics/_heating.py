@@ -423,13 +423,15 @@ class CryoState:
 
     ``limit_c``: the coldest the probes can hold at their cooling power (-inf: no limit;
     ``ioplan.physics._sources.cryo_power_limited_c``); ``surfaces``: what that limit
-    reads (material ids, material table, the cut faces, grid).
+    reads (material ids, material table, the cut faces, grid); ``coldest_c``: the coldest
+    the probes have been (the near-field lethal radius, ``_subvoxel.near_field_lethal``).
     """
 
     body_c: float
     around_c: float
     limit_c: float = float("-inf")
     surfaces: Any = None
+    coldest_c: float = float("inf")
 
 
 def cryo_pair(
@@ -471,7 +473,8 @@ def cryo_pair(
         if cooling_power_w is not None and state.surfaces is not None:
             lim = cryo_power_limited_c(temperature_c, *state.surfaces, cooling_power_w)
             state = replace(state, limit_c=lim)
-        return None, state
+        probe = fixed_temperatures(state, time_s)[1]
+        return None, replace(state, coldest_c=min(state.coldest_c, probe))
 
     def fixed_temperatures(state: CryoState, time_s: float) -> list[float]:
         probe = protocol.probe_temperature(time_s, app, passive_c=state.around_c)

@@ -56,6 +56,7 @@ from ioplan.physics._subvoxel import (
     cryo_resolution_warning,
     cylinder_surfaces,
     inside_cylinders,
+    near_field_lethal,
 )
 from ioplan.physics._zone import ZoneMetrics, boundary_change_c, boundary_warning, zone_metrics
 
@@ -415,6 +416,7 @@ class _Model:
     electrode: np.ndarray
     cold: np.ndarray
     electrode_cylinders: tuple = ()
+    cold_cylinders: tuple = ()  # a cryoprobe's freeze segments (cut-cell cylinders)
 
 
 def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
@@ -455,7 +457,7 @@ def _simulate_once(cfg: SimulationConfig, progress=None) -> SimulationResult:
             "note": "impedance during a pulse with the output off: the last value measured "
                     "before it (not re-solved); power: the mean over each interval",
         }  # fmt: skip
-    result = _measure(cfg, domain, model, final, stats, snaps, settings)
+    result = _measure(cfg, domain, model, final, stats, snaps, settings, src_state)
     if domain.past_scan_mm and cfg.case is not None:
         reach, ml = zone_past_scan(cfg.case.labels.grid, domain.grid, result.zone_mask)
         if reach:
@@ -564,7 +566,8 @@ def _materials(cfg: SimulationConfig, domain: Domain) -> _Model:
     )
     tissue_mask = (problem.material < FIRST_EXTRA_ID) & (table.fixed_group[problem.material] < 0)
     free = table.fixed_group[problem.material] < 0
-    return _Model(problem, tissue_mask, free, electrode, cold, tuple(electrode_cyls))
+    cold_cyls = tuple(cylinders) if app is not None and app.modality == "cryo" else ()
+    return _Model(problem, tissue_mask, free, electrode, cold, tuple(electrode_cyls), cold_cyls)
 
 
 def _parallel_vessels(
@@ -730,10 +733,18 @@ def _cold(cfg: SimulationConfig) -> bool:
     return cfg.applicator is not None and cfg.applicator.modality == "cryo"
 
 
-def _zone_mask(cfg: SimulationConfig, model: _Model, state: ThermalState) -> np.ndarray:
-    """The ablation zone: Omega >= 1 (heat) or the lethal isotherm reached (cryo)."""
+def _zone_mask(cfg: SimulationConfig, model: _Model, state: ThermalState,
+               src_state: Any = None) -> np.ndarray:  # fmt: skip
+    """The ablation zone: Omega >= 1 (heat) or the lethal isotherm reached (cryo).
+
+    Cryo adds the voxels next to the probe that its near field makes at least half lethal.
+    """
     if _cold(cfg):
-        return (state.tmin_c <= cfg.lethal_temperature_c) & model.free
+        zone = (state.tmin_c <= cfg.lethal_temperature_c) & model.free
+        p = model.problem
+        return zone | near_field_lethal(
+            p.grid, model.cold_cylinders, p.surfaces, state.tmin_c, p.material, p.materials,
+            cfg.lethal_temperature_c, getattr(src_state, "coldest_c", np.inf), model.free)
     return (state.omega >= 1.0) & model.free
 
 
@@ -787,7 +798,8 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
         if shots:  # every stop, the end included, once any snapshot is asked for
             key = f"{t_stop:g}"
             snaps.metrics[key] = zone_metrics(
-                _zone_mask(cfg, model, final), domain.grid, centre.tip_mm, centre.direction
+                _zone_mask(cfg, model, final, src_state), domain.grid, centre.tip_mm,
+                centre.direction
             )
             snaps.fields[key] = _level_field(cfg, model, final)
             snaps.temperatures_c[key] = np.array(final.temperature_c, np.float32)
@@ -802,8 +814,8 @@ def _run(cfg: SimulationConfig, domain: Domain, model: _Model, source: Any, grou
 
 
 def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: ThermalState,
-             stats: dict[str, float], snaps: _Snapshots,
-             settings: dict[str, Any]) -> SimulationResult:  # fmt: skip
+             stats: dict[str, float], snaps: _Snapshots, settings: dict[str, Any],
+             src_state: Any = None) -> SimulationResult:  # fmt: skip
     """Zone, isotherms, extremes and the tissue used: the :class:`SimulationResult`."""
     app = cfg.applicator
     grid, centre, free = domain.grid, domain.centre, model.free
@@ -812,7 +824,7 @@ def _measure(cfg: SimulationConfig, domain: Domain, model: _Model, final: Therma
     settings["boundary_change_c"] = round(
         boundary_change_c(final, problem.body_temperature_c, cold), 4
     )
-    zone_mask = _zone_mask(cfg, model, final)
+    zone_mask = _zone_mask(cfg, model, final, src_state)
     if cold:
         iso_temps = sorted({0.0, -20.0, -30.0, -40.0, cfg.lethal_temperature_c}, reverse=True)
         isotherms = {f"{t:g}": final.tmin_c <= t for t in iso_temps}

@@ -25,6 +25,7 @@ from ioplan.physics._rf_generator import (
     RfGenerator,
     rf_generator_step,
 )
+from ioplan.physics._subvoxel import kirchhoff_phi
 
 __all__ = [
     "RF_MODES",
@@ -838,10 +839,10 @@ def cryo_power_limited_c(
     w = surfaces.coefficient_m2[sel] * grid.voxel_volume_m3  # m
     if float(w.sum()) <= 0:
         return float("-inf")
-    phi_t = _kirchhoff_phi(table, m, t)
+    phi_t = kirchhoff_phi(table, m, t)
 
     def excess_w(tp: float) -> float:  # rises as the probe gets colder; < 0 at t.max()
-        phi_p = _kirchhoff_phi(table, m, np.full(t.shape, tp))
+        phi_p = kirchhoff_phi(table, m, np.full(t.shape, tp))
         return float(np.sum(w * (phi_t - phi_p))) - cooling_power_w
 
     hi = float(t.max())
@@ -852,18 +853,6 @@ def cryo_power_limited_c(
             return float("-inf")
     return float(brentq(excess_w, lo, hi, xtol=1e-6))
 
-
-def _kirchhoff_phi(table: Any, m: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Kirchhoff potential (W/m): the integral of k(T) from the liquidus to ``t``.
-
-    As the engine's ``_phi`` (``ioplan.physics._kernel``): liquid, mushy and frozen
-    conductivities by phase; the heat through a cut face is ``coef V (Phi(T_n) - Phi(T_p))``.
-    """
-    tl = table.liquidus_c[m]
-    ts = table.solidus_c[m]
-    k, km, kf = table.k_w_m_k[m], table.k_mushy_w_m_k[m], table.k_frozen_w_m_k[m]
-    return np.where(t >= tl, k * (t - tl),
-                    np.where(t >= ts, km * (t - tl), km * (ts - tl) + kf * (t - ts)))  # fmt: skip
 
 
 def nusselt_wall_h(diameter_mm: float, flow_ml_min: float, heated_length_mm: float = 30.0) -> float:

@@ -91,6 +91,8 @@ __all__ = [
     "cut_gpu",
     "cylinder_surfaces",
     "inside_cylinders",
+    "kirchhoff_phi",
+    "near_field_lethal",
     "warm_up",
 ]
 
@@ -555,3 +557,126 @@ def cryo_resolution_warning(probe_diameter_mm: float, spacing_mm: float) -> str 
             f"zones are grid-independent up to {limit:g} mm): the cold near the probe is "
             "under-resolved and the lethal zone too small or missing; use --spacing-mm "
             f"{min(2.0, limit):g} or finer")  # fmt: skip
+
+
+def kirchhoff_phi(table, m: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Kirchhoff potential (W/m): the integral of k(T) from the liquidus to ``t``.
+
+    As the engine's ``_phi`` (``ioplan.physics._kernel``): liquid, mushy and frozen
+    conductivities by phase; the heat through a cut face is ``coef V (Phi(T_n) - Phi(T_p))``.
+    """
+    tl = table.liquidus_c[m]
+    ts = table.solidus_c[m]
+    k, km, kf = table.k_w_m_k[m], table.k_mushy_w_m_k[m], table.k_frozen_w_m_k[m]
+    return np.where(t >= tl, k * (t - tl),
+                    np.where(t >= ts, km * (t - tl), km * (ts - tl) + kf * (t - ts)))  # fmt: skip
+
+
+def near_field_lethal(
+    grid: Grid,
+    cylinders,
+    surfaces: Surfaces,
+    tmin_c: np.ndarray,
+    material: np.ndarray,
+    table,
+    lethal_c: float,
+    probe_c: float,
+    free: np.ndarray,
+    samples: int = 4,
+) -> np.ndarray:
+    """Voxels at least half inside a cryoprobe's lethal isotherm by its near field (bool).
+
+    Around a cold cylinder of true radius ``a`` at ``T_p`` the quasi-steady profile is
+    logarithmic in the Kirchhoff potential: ``Phi(T(r)) = Phi(T_p) + (Phi(T_n) -
+    Phi(T_p)) ln(r / a) / ln(rho_n / a)`` through a cut voxel's centre (``rho_n``, its
+    lowest temperature ``T_n``; the cut faces carry exactly that conductance). The lethal
+    radius there is ``R = a (rho_n / a)^f``, ``f = (Phi(T_L) - Phi(T_p)) / (Phi(T_n) -
+    Phi(T_p))`` (beyond the centre when it is lethal itself, f > 1), averaged over the cut
+    voxels in each voxel-long station of the cold segment. A voxel next to the probe (a
+    cut voxel, or one holding the probe) is marked when at least half of its volume
+    (``samples^3`` points) lies between the probe's surface and ``R``; the probe itself
+    counts as not lethal, so on fine grids the probe's own voxels stay out. On voxels
+    coarser than the lethal radius (a 1.5 mm probe on 3-4 mm voxels: lethal radius about
+    2.9 mm) no tissue centre reaches the lethal temperature, and the zone was empty.
+
+    ``probe_c`` is the probes' coldest temperature during the run (all probes of one
+    applicator share it); ``tmin_c`` the voxels' lowest temperatures; ``free`` the tissue
+    voxels that may be in the zone.
+    """
+    out = np.zeros(grid.shape, bool)
+    cyls = [c for c in cylinders if c.group == 1]
+    sel = surfaces.group == 1 if surfaces.size else np.zeros(0, bool)
+    if not cyls or not sel.any() or not probe_c < lethal_c:
+        return out
+    idx = surfaces.index[sel]
+    t_n = np.asarray(tmin_c, float).reshape(-1)[idx]
+    m_n = np.asarray(material).reshape(-1)[idx]
+    pts = grid.index_to_lps(np.stack(np.unravel_index(idx, grid.shape), axis=1))
+    h = float(max(grid.spacing_mm))
+    axes = [(np.asarray(c.tip_mm, float), np.asarray(c.direction, float)
+             / np.linalg.norm(c.direction)) for c in cyls]  # fmt: skip
+    a_true = [float(c.true_radius_mm or c.radius_mm) for c in cyls]
+
+    def axial(p: np.ndarray, i: int) -> tuple[np.ndarray, np.ndarray]:
+        w = p - axes[i][0]
+        s = w @ axes[i][1]
+        return s, np.linalg.norm(w - s[:, None] * axes[i][1], axis=1)
+
+    # each cut voxel belongs to its nearest cold segment
+    dist = []
+    for i, c in enumerate(cyls):
+        s, rho = axial(pts, i)
+        ds = np.maximum(0.0, np.maximum(c.along_min_mm - s, s - c.along_max_mm))
+        dist.append(np.hypot(rho, ds))
+    owner = np.argmin(np.asarray(dist), axis=0)
+    phi_l = kirchhoff_phi(table, m_n, np.full(t_n.shape, float(lethal_c)))
+    phi_p = kirchhoff_phi(table, m_n, np.full(t_n.shape, float(probe_c)))
+    phi_n = kirchhoff_phi(table, m_n, t_n)
+    z, y, x = grid.axis_coordinates_mm()
+    off = (np.arange(samples) + 0.5) / samples - 0.5
+    sub = np.stack(np.meshgrid(off, off, off, indexing="ij"), -1).reshape(-1, 3)  # index units
+    for i, c in enumerate(cyls):
+        a = a_true[i]
+        mine = owner == i
+        s_n, rho_n = axial(pts[mine], i)
+        ok = (rho_n > a * (1 + 1e-9)) & (s_n >= c.along_min_mm) & (s_n <= c.along_max_mm)
+        if not ok.any():
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = (phi_l[mine] - phi_p[mine]) / (phi_n[mine] - phi_p[mine])
+        # f > 1 where the centre itself is lethal: the profile carries on past it
+        r_l = a * (rho_n / a) ** np.clip(np.nan_to_num(f, nan=0.0, posinf=4.0), 0.0, 4.0)
+        lo = max(c.along_min_mm, -1e4)
+        n_bins = max(1, int(np.ceil((min(c.along_max_mm, 1e4) - lo) / h)))
+        b_n = np.clip(((s_n - lo) / h).astype(int), 0, n_bins - 1)
+        total = np.bincount(b_n[ok], r_l[ok], n_bins)
+        count = np.bincount(b_n[ok], None, n_bins)
+        radius = np.where(count > 0, total / np.maximum(count, 1), 0.0)
+        # candidate voxels: centres within the largest lethal radius plus a voxel diagonal
+        reach = float(radius.max()) + 0.87 * h
+        ends = np.array([axes[i][0] + lo * axes[i][1],
+                         axes[i][0] + min(c.along_max_mm, 1e4) * axes[i][1]])  # fmt: skip
+        box = []
+        for ax, coords in ((2, z), (1, y), (0, x)):
+            keep = np.flatnonzero((coords >= ends[:, ax].min() - reach)
+                                  & (coords <= ends[:, ax].max() + reach))  # fmt: skip
+            box.append(keep)
+        if any(b.size == 0 for b in box):
+            continue
+        cand = np.stack(np.meshgrid(*box, indexing="ij"), -1).reshape(-1, 3)
+        centres = grid.index_to_lps(cand)
+        s_c, rho_c = axial(centres, i)
+        near = (rho_c <= reach) & (s_c >= lo - h) & (s_c <= c.along_max_mm + h)
+        cand, centres = cand[near], centres[near]
+        if cand.size == 0:
+            continue
+        p = grid.index_to_lps((cand[:, None, :] + sub[None, :, :]).reshape(-1, 3))
+        s_p, rho_p = axial(p, i)
+        b_p = np.clip(((s_p - lo) / h).astype(int), 0, n_bins - 1)
+        inside_seg = (s_p >= c.along_min_mm) & (s_p <= c.along_max_mm)
+        lethal = inside_seg & (rho_p >= a) & (rho_p <= radius[b_p])
+        share = lethal.reshape(len(cand), -1).mean(axis=1)
+        hit = cand[share >= 0.5]
+        out[hit[:, 0], hit[:, 1], hit[:, 2]] = True
+    probe_voxels = inside_cylinders(grid, cyls)
+    return out & (free | probe_voxels)
