@@ -24,6 +24,12 @@ def _no_phantom(*_a, **_k):
         (["--organ", "kidney", "--site", "peripheral"], ["exophytic or central"]),
         (["--organ", "bone", "--side", "up"], ["right or left"]),
         (["--site", "central"], ["--site and --side apply"]),
+        # the vertebral tumour sits on the midline: --side was accepted and changed nothing
+        (
+            ["--organ", "bone", "--site", "vertebra", "--side", "left"],
+            ["--side does not apply", "vertebra"],
+        ),
+        (["--organ", "bone", "--side", "right"], ["--side does not apply", "vertebra"]),
     ],
 )
 def test_bad_organ_options_are_one_line_errors_before_work(

@@ -51,6 +51,8 @@ ORGAN_SITES: dict[str, tuple[str, ...]] = {
 }
 #: Sides of the body a tumour can be on.
 SIDES = ("right", "left")
+#: Sites on the midline, where ``--side`` has nothing to choose (refused there).
+MIDLINE_SITES = ("vertebra",)
 
 #: Names of the steps each organ phantom reports to ``progress`` (ten, like the liver's).
 ORGAN_STEPS: dict[str, tuple[str, ...]] = {
@@ -108,9 +110,15 @@ def check_site(organ: str, site: str | None, side: str | None) -> tuple[str | No
     site = sites[0] if site is None else str(site).strip().lower()
     if site not in sites:
         raise InputError(f"--site for {organ} must be {' or '.join(sites)}; got {site!r}")
+    given = side is not None
     side = SIDES[0] if side is None else str(side).strip().lower()
     if side not in SIDES:
         raise InputError(f"--side must be right or left; got {side!r}")
+    if given and site in MIDLINE_SITES:
+        raise InputError(
+            f"--side does not apply to --site {site}: the tumour fills the midline "
+            "vertebral body (a one-sided bone tumour: --site rib --side right|left)"
+        )
     return site, side
 
 

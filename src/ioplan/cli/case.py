@@ -79,7 +79,10 @@ _SITE = Annotated[
 ]
 _SIDE = Annotated[
     str | None,
-    typer.Option(help="right|left (default right); lung, kidney, bone and soft_tissue only."),
+    typer.Option(
+        help="right|left (default right); lung, kidney, bone rib and soft_tissue only "
+        "(a vertebral tumour is on the midline)."
+    ),
 ]
 _PHANTOM_SEED = Annotated[
     int,
