@@ -196,6 +196,44 @@ def test_import_a_case_by_upload(tmp_path, tmp_path_factory):
         assert "skin" in labels and {"liver", "tumor"} <= labels
 
 
+def test_upload_errors_name_the_uploaded_file_not_the_server_folder(tmp_path, tmp_path_factory):
+    """A failed import named the server's scratch file (``upload-k3j2/labels.nii.gz``, under
+    the cache folder); it names the file as uploaded, or the field when that name looks
+    like a patient's. A class file on the server is not read for ``label_map``."""
+    g = Grid((10, 12, 14), (2.0, 2.0, 2.0), (0.0, 0.0, 0.0))
+    lab = np.zeros(g.shape, np.uint8)
+    lab[2:8, 2:10, 2:12] = 1
+    write_nifti(Volume(np.where(lab == 0, -1000.0, 60.0).astype(np.float32), g),
+                tmp_path / "i.nii.gz")  # fmt: skip
+    write_nifti(Volume(np.zeros(g.shape, np.uint8), g), tmp_path / "empty.nii.gz")
+    image = ("ct-017.nii.gz", (tmp_path / "i.nii.gz").read_bytes())
+    (tmp_path / "map.toml").write_text("liver = 1\n")  # a file on the server
+    root, cache = tmp_path_factory.mktemp("import"), tmp_path_factory.mktemp("c")
+    app = create_app(root, cache_dir=cache)
+    form = {"name": "liver-018", "label_map": "liver=1"}
+    cases = [
+        ({"image": ("ct-017.nii.gz", b"not a nifti"), "labels": image}, form,
+         "ct-017.nii.gz: not a readable NIfTI"),
+        ({"image": image, "labels": ("seg.nii", b"")}, form, "seg.nii: not a readable"),
+        ({"image": image, "labels": ("C:\\scans\\seg.nii.gz",
+                                     (tmp_path / "empty.nii.gz").read_bytes())},
+         form, "seg.nii.gz: label map is empty"),
+        # a file name that looks like a patient's is not echoed: the field is named
+        ({"image": image, "labels": ("Smith^John.nii.gz", b"x")}, form,
+         "the uploaded labels: not a readable"),
+        ({"image": image, "labels": image}, form | {"label_map": str(tmp_path / "map.toml")},
+         "the server reads no class file"),
+    ]  # fmt: skip
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for files, data, fragment in cases:
+            r = c.post("/api/cases", data=data, files=files)
+            assert_error(r, 400, fragment)
+            for server in ("upload-", str(cache), str(root), str(tmp_path), "Smith", "tmp"):
+                assert server not in r.json()["error"], (server, r.json())
+    assert list(root.iterdir()) == []
+    assert [p.name for p in cache.iterdir() if p.name.startswith("upload-")] == []
+
+
 def test_cross_site_writes_are_refused(client, needle_request):
     evil = {"Origin": "http://evil.example"}
     r = client.post("/api/cases/demo/preview", json=needle_request, headers=evil)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import FileResponse
 
 from ioplan import __version__
-from ioplan.errors import InputError
+from ioplan.errors import InputError, IoplanError
 
 __all__ = ["router"]
 
@@ -116,8 +118,19 @@ def import_case(
 
 
 def parse_label_table(text: str) -> dict[str, int] | None:
-    """``liver=1,tumor=2`` -> a table; a named map (``totalsegmentator``) -> None."""
+    """``liver=1,tumor=2`` -> a table; a named map (``totalsegmentator``) -> None.
+
+    A class file (``--label-map FILE`` of ``import-case``) is refused: it would be a file
+    on the server, read and named in the reply.
+    """
+    from ioplan.anatomy import LABEL_MAP_NAMES
+
     if "=" not in text:
+        if text.strip().lower() not in LABEL_MAP_NAMES:
+            raise InputError(
+                f"label_map must be {', '.join(LABEL_MAP_NAMES)} or NAME=VALUE pairs "
+                "separated by commas (the server reads no class file)"
+            )
         return None
     table: dict[str, int] = {}
     for item in text.split(","):
@@ -129,3 +142,30 @@ def parse_label_table(text: str) -> dict[str, int] | None:
                 f"label_map: NAME=VALUE needs an integer VALUE, got {item!r}"
             ) from None
     return table
+
+
+def upload_name(field: str, filename: str | None) -> str:
+    """How a message names an uploaded file: its own name, else the form's field.
+
+    The name as the browser sent it, without folders; a name that looks like a patient
+    identifier (a person's name, a record number, a date: :func:`check_case_name`'s
+    rule), or none, is replaced by the field (``the uploaded labels``).
+    """
+    from ioplan.anatomy import check_case_name
+
+    base = re.split(r"[/\\]", filename or "")[-1].strip()
+    stem = re.sub(r"(\.nii)?(\.gz)?$", "", base, flags=re.IGNORECASE)
+    try:
+        check_case_name(stem)
+    except InputError:
+        return f"the uploaded {field}"
+    return base
+
+
+def renamed_upload_error(exc: IoplanError, scratch: Path, shown: dict[Path, str]) -> IoplanError:
+    """``exc`` of the same class, its scratch files named as uploaded (``shown``)."""
+    text = str(exc)
+    for path, name in shown.items():
+        text = text.replace(str(path), name)
+    text = text.replace(str(scratch), "the upload")
+    return type(exc)(text)

@@ -145,21 +145,22 @@ class Services:
             save_case,
             with_auto_labels,
         )
-        from ioplan.web._api_cases import parse_label_table
+        from ioplan.web._api_cases import parse_label_table, renamed_upload_error, upload_name
 
         check_case_name(name)
         if name in self.store.names() or (self.store.root / name).exists():
             raise InputError(f"case {name} exists already (a case is never replaced)")
+        table = parse_label_table(label_map)  # before any file is written
         scratch = Path(tempfile.mkdtemp(prefix="upload-", dir=self.cache_dir))
+        shown: dict[Path, str] = {}  # scratch file -> the name the user gave it
         try:
-            paths = []
             for what, up in (("image", image), ("labels", labels)):
                 suffix = ".nii.gz" if (up.filename or "").endswith(".gz") else ".nii"
                 path = scratch / f"{what}{suffix}"
                 with path.open("wb") as f:
                     shutil.copyfileobj(up.file, f)
-                paths.append(path)
-            table = parse_label_table(label_map)
+                shown[path] = upload_name(what, up.filename)
+            paths = list(shown)
             case = case_from_images(
                 paths[0], paths[1], table, label_map=None if table else label_map, name=name,
                 modality=modality,
@@ -167,6 +168,8 @@ class Services:
             if lacks_body_outline(case):  # as import-case: the outline from the image
                 case = with_auto_labels(case)
             save_case(case, self.store.root / name)
+        except IoplanError as exc:  # named as uploaded, never by the scratch folder
+            raise renamed_upload_error(exc, scratch, shown) from None
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return self.store.summary(name)
