@@ -123,13 +123,72 @@ def test_monitor_igtl_input_must_be_host_and_port(capsys, text):
 
 
 def test_unreachable_scanner_is_an_error_not_an_empty_run(capsys):
-    """Nothing listens on the port: was exit 0 with "0 frames: max nan degC"."""
+    """Nothing listens on the port: was exit 0 with "0 frames: max nan degC", then an
+    error without the reason ("could not connect to ... within 0.3 s")."""
     port = _free_port()
     code, out, err = run_cli(capsys, "monitor", "--igtl-input", f"127.0.0.1:{port}",
                              "--igtl-port", "0", "--start-timeout-s", "0.3",
                              "--idle-timeout-s", "0.3")  # fmt: skip
-    assert_one_line_error(code, err, "could not connect to", f"127.0.0.1:{port}", "0.3 s")
+    assert_one_line_error(code, err, f"cannot reach 127.0.0.1:{port} (connection refused",
+                          "0.3 s", "--start-timeout-s",
+                          "scanner's OpenIGTLink stream running")  # fmt: skip
     assert out == ""
+
+
+def test_unknown_scanner_host_is_reported_at_once(capsys, monkeypatch):
+    """A host name that does not resolve was retried for the whole --start-timeout-s (30 s
+    by default) and reported as "could not connect"; it is named at once. The resolver's
+    answer is simulated: the test machine's DNS is not the test's subject."""
+
+    def no_such_host(*_a, **_k):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "create_connection", no_such_host)
+    t0 = time.monotonic()
+    code, _, err = run_cli(capsys, "monitor", "--igtl-input", "scanner-3.invalid:18944",
+                           "--igtl-port", "0")  # fmt: skip
+    assert_one_line_error(code, err, "cannot reach scanner-3.invalid:18944 (host not found",
+                          "--igtl-input")  # fmt: skip
+    assert time.monotonic() - t0 < 10.0  # the default wait is 30 s; no kernels loaded first
+
+
+def test_a_port_that_resets_the_connection_is_one_line(capsys):
+    """Another service on the port, which resets the connection: pyigtl printed its
+    traceback ("ConnectionResetError") and the session waited the whole --start-timeout-s
+    for "no frame arrived"."""
+    import struct
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.1)
+    done = threading.Event()
+
+    def reset_each():
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # linger 0: an RST, not a FIN
+
+    thread = threading.Thread(target=reset_each, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    t0 = time.monotonic()
+    try:
+        code, _, err = run_cli(capsys, "monitor", "--igtl-input", f"127.0.0.1:{port}",
+                               "--igtl-port", "0", "--start-timeout-s", "60")  # fmt: skip
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+    assert_one_line_error(code, err, f"cannot reach 127.0.0.1:{port}",
+                          "connection reset by peer before the first frame")  # fmt: skip
+    # the old code waited the whole 60 s; the kernels' warm-up (cached) takes seconds
+    assert time.monotonic() - t0 < 45.0
 
 
 def test_scanner_that_sends_nothing_is_an_error(capsys):

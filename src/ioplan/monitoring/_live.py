@@ -270,9 +270,9 @@ def igtl_frames(server, *, device: str = "ioplan_input", idle_timeout_s: float =
     t_first = None
     wait = first_wait_s
     while True:
-        msg = server.wait_for_message(device, timeout=wait)
+        msg = _wait_for_message(server, device, wait)
         if msg is None:
-            return  # nothing came: the stream is over (or never started)
+            return  # nothing came: the stream is over (or never started), or it broke
         wait = idle_timeout_s
         img = np.asarray(msg.image, float)
         if img.ndim != 4 or img.shape[-1] != 2:
@@ -295,6 +295,16 @@ def igtl_frames(server, *, device: str = "ioplan_input", idle_timeout_s: float =
         check_live_phase(img[..., 1], f"IMAGE {device} frame {index}")
         data = (img[..., 0] * np.exp(1j * img[..., 1])).astype(np.complex64)
         yield Frame(index, ts - t_first, data, grid)
+
+
+def _wait_for_message(server, device: str, timeout_s: float):
+    """``server.wait_for_message``, ended early (None) when the connection is lost."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = deadline - time.monotonic()
+        msg = server.wait_for_message(device, timeout=max(0.0, min(left, 0.1)))
+        if msg is not None or left <= 0 or _lost_reason(server) is not None:
+            return msg
 
 
 def send_maps(server, th: Thermometry, result: FrameResult, grid: Grid) -> None:
@@ -418,22 +428,76 @@ def demo_scanner(port: int, *, frames: int = 60, baseline: int = 10, interval_s:
     return server, thread
 
 
-def _reachable(host: str, port: int, timeout_s: float) -> bool:
-    """Whether a TCP connection to ``host:port`` opens within ``timeout_s`` (retried).
+def _connect(host: str, port: int, timeout_s: float) -> tuple[socket.socket | None, str]:
+    """A TCP connection to ``host:port`` within ``timeout_s`` (retried), or why there is none.
 
-    Checked before the OpenIGTLink client starts: pyigtl's client retries for ever in
-    its thread (and leaves a socket open at each refused attempt).
+    Opened here rather than by pyigtl's client, which retries for ever in its thread and
+    leaves a socket open at each refused attempt. A refused or unanswered connection is
+    retried until ``timeout_s`` (the scanner's stream may start a moment later); a host
+    name that does not resolve is reported at once.
     """
     deadline = time.monotonic() + timeout_s
     while True:
         left = deadline - time.monotonic()
         try:
-            with socket.create_connection((host, port), timeout=max(0.05, min(left, 2.0))):
-                return True
-        except OSError:
-            if time.monotonic() >= deadline:
+            sock = socket.create_connection((host, port), timeout=max(0.05, min(left, 2.0)))
+        except socket.gaierror as exc:
+            return None, f"host not found: {str(exc.strerror or exc).lower()}"
+        except TimeoutError:
+            reason = "no answer"
+        except OSError as exc:
+            reason = str(exc.strerror or type(exc).__name__).lower()
+        else:
+            return sock, ""
+        if time.monotonic() >= deadline:
+            return None, reason
+        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def _check_reachable(host: str, port: int, timeout_s: float) -> socket.socket:
+    """:func:`_connect`'s socket, or the one-line error naming ``host:port`` and why."""
+    sock, reason = _connect(host, port, timeout_s)
+    if sock is not None:
+        return sock
+    if reason.startswith("host not found"):
+        raise InputError(f"cannot reach {host}:{port} ({reason}); check the host of --igtl-input")
+    raise InputError(
+        f"cannot reach {host}:{port} ({reason}, for {timeout_s:g} s: --start-timeout-s); is "
+        "the scanner's OpenIGTLink stream running?"
+    )
+
+
+def _quiet_client(sock: socket.socket, host: str, port: int):
+    """Pyigtl's client reading ``sock``; a connection error kept in ``lost``, not printed.
+
+    pyigtl prints the traceback of a receive error (a peer that resets the connection:
+    another service on the port) on stderr from its thread and reconnects for ever; this
+    client stops its thread instead, and :func:`igtl_frames` ends the stream.
+    """
+    import pyigtl
+
+    class QuietClient(pyigtl.OpenIGTLinkClient):
+        lost: OSError | None = None
+
+        def _receive_message_from_socket(self, ssocket):
+            try:
+                return super()._receive_message_from_socket(ssocket)
+            except OSError as exc:
+                self.lost = exc
+                self.communication_thread_stop_requested = True  # the thread closes sock
                 return False
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    client = QuietClient(host=host, port=port, start_now=False)
+    sock.settimeout(0.01)  # as pyigtl's client sets its own socket
+    client.socket, client._connected = sock, True  # its thread reads from it
+    client.start()
+    return client
+
+
+def _lost_reason(client) -> str | None:
+    """Why ``client``'s connection ended (``connection reset by peer``), or None."""
+    exc = getattr(client, "lost", None)
+    return None if exc is None else str(exc.strerror or type(exc).__name__).lower()
 
 
 def live_summary(results: list[FrameResult], notes: list[str]) -> dict[str, Any]:
@@ -528,12 +592,15 @@ def monitor_live(cfg: ThermometryConfig, *, folder: str | Path | None = None,
     if folder is not None and not Path(folder).is_dir():
         raise InputError(f"--folder {folder}: not a folder")
     host_port = parse_host_port(igtl_input) if igtl_input is not None else None
+    if host_port is not None:  # before the kernels load (seconds): a wrong address at once
+        _check_reachable(*host_port, start_timeout_s).close()
 
     import pyigtl
 
     th = Thermometry(cfg)
     closers = []
     arrived = 0
+    client = None
 
     def counted(frames: Iterator[Frame]) -> Iterator[Frame]:
         nonlocal arrived
@@ -563,12 +630,9 @@ def monitor_live(cfg: ThermometryConfig, *, folder: str | Path | None = None,
         else:
             assert host_port is not None
             where = "the synthetic scanner" if demo is not None else "{}:{}".format(*host_port)
-            if demo is None and not _reachable(*host_port, start_timeout_s):
-                raise InputError(
-                    f"could not connect to {where} within {start_timeout_s:g} s "
-                    "(--start-timeout-s): is the scanner's OpenIGTLink server running?"
-                )
-            client = pyigtl.OpenIGTLinkClient(host=host_port[0], port=host_port[1])
+            # connected after the warm-up: frames sent meanwhile would replace each other
+            sock = _check_reachable(*host_port, start_timeout_s)
+            client = _quiet_client(sock, *host_port)
             closers.append(client)
             frames = igtl_frames(client, idle_timeout_s=idle_timeout_s,
                                  first_wait_s=start_timeout_s, notes=th.notes)  # fmt: skip
@@ -576,6 +640,10 @@ def monitor_live(cfg: ThermometryConfig, *, folder: str | Path | None = None,
     finally:
         for c in reversed(closers):
             c.stop()
+    lost = _lost_reason(client) if client is not None else None
+    if not arrived and lost is not None:
+        raise InputError(f"cannot reach {where} ({lost} before the first frame); is that "
+                         "port the scanner's OpenIGTLink stream?")  # fmt: skip
     if not arrived:
         raise InputError(f"no frame arrived from {where} within {start_timeout_s:g} s "
                          "(--start-timeout-s)")  # fmt: skip
