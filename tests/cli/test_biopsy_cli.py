@@ -65,6 +65,9 @@ def test_json_contract_and_files(capsys, case_dir, tmp_path):
     code, stdout, err = run_cli(capsys, "biopsy", case_dir, "--out", out, "--force")
     assert code == 0, err
     assert "report:" in stdout
+    # the printed summary says why the throw is where it is (biopsy.json's aim_reason)
+    reason = json.loads((out / "biopsy.json").read_text())["viable_target"]["aim_reason"]
+    assert f"aim: {reason}" in stdout.splitlines() and "throw is centred" in reason
 
 
 @pytest.mark.parametrize(

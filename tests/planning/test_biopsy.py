@@ -191,6 +191,44 @@ def test_solid_lesion_throw_through_its_centre(liver_case):
     assert np.all(lab[tuple(idx.T)] == int(Label.TUMOR))
 
 
+def _placement(doc) -> float:
+    """How far (mm) the fired tip lies beyond the aim point along the needle."""
+    aim, tip = np.asarray(doc["aim_mm"]), np.asarray(doc["target_mm"])
+    return float(np.dot(tip - aim, np.asarray(doc["direction"])))
+
+
+def test_aim_reason_names_the_rim_and_the_throws_place(necrotic):
+    """biopsy.json said "aim": "enhancing rim" but not why, nor where the throw sits on the
+    aim point; ``aim_reason`` says both, and what it says matches the geometry."""
+    *_, b = necrotic
+    doc = b.to_dict()
+    vt = doc["viable_target"]
+    assert vt["aim"] == "enhancing rim"  # the old key is kept (a contract)
+    reason = vt["aim_reason"]
+    assert "necrotic centre" in reason and "non-diagnostic" in reason and "20 mm" in reason
+    assert f"{round(100 * vt['necrotic_fraction'])} % of the lesion" in reason
+    shift = _placement(doc)
+    # positions are rounded to 0.01 mm in the JSON: 0.05 mm separates the three places
+    # (0, 5, 10 mm) with room to spare
+    if abs(shift) < 0.05:
+        assert "ends at the aim point" in reason and "refused" not in reason
+    elif abs(shift - 5.0) < 0.05:
+        assert "ends 5 mm (a quarter throw) beyond the aim point" in reason
+        assert "one nearer the skin was refused: " in reason
+    else:
+        assert shift == pytest.approx(10.0, abs=0.05)
+        assert "is centred on the aim point" in reason and "refused: " in reason
+
+
+def test_aim_reason_of_a_solid_lesion(liver_case):
+    doc = plan_biopsy(liver_case, BiopsyConfig(throw_mm=10.0)).to_dict()
+    vt = doc["viable_target"]
+    assert vt["aim"] == "lesion centre"
+    assert vt["aim_reason"].startswith("no necrotic centre (")
+    assert "10 mm throw is centred on its deepest point" in vt["aim_reason"]
+    assert _placement(doc) == pytest.approx(5.0, abs=0.05)  # half the throw (0.01 mm rounding)
+
+
 def test_phantom_rim_is_not_necrosis(liver_case):
     """The phantom's enhancing rim (85 HU over 55 HU tumour) is no necrotic centre."""
     lab = np.asarray(liver_case.labels.array)

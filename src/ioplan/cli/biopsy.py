@@ -111,6 +111,7 @@ def biopsy(
         f"{doc['viable_target']['aim']}, necrotic fraction "
         f"{100 * doc['necrotic_fraction']:.0f} %"
     )
+    typer.echo(f"aim: {doc['viable_target']['aim_reason']}")
     typer.echo(
         f"entry {doc['entry_mm']} -> tip {doc['target_mm']} mm (LPS), path "
         f"{doc['path_length_mm']:.1f} mm, {doc['needle']} through a "

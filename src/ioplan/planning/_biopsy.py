@@ -6,23 +6,21 @@ Viable target
     itself (:func:`viable_target`): the lesion's intensities are smoothed (3 x 3 x 3
     median, the surroundings replaced by the lesion's median first) and split by the
     lower of the two multi-Otsu thresholds (three classes: necrosis, tumour, enhancing
-    rim) computed on the lesion's own values; the darkest
-    class is kept only where it is (1) clearly darker than the rest and necrosis-like
-    (class means >= ``min_contrast_hu`` apart and the dark mean <= ``max_necrosis_hu`` on
-    CT; ``min_contrast_fraction`` of the bright class on MR),
-    (2) connected, (3) central (the component's centroid lies at least
+    rim) computed on the lesion's own values; the darkest class is kept only where it is
+    (1) clearly darker than the rest and necrosis-like (class means >= ``min_contrast_hu``
+    apart and the dark mean <= ``max_necrosis_hu`` on CT; ``min_contrast_fraction`` of the
+    bright class on MR), (2) connected, (3) central (the component's centroid lies at least
     ``central_depth_fraction`` of the lesion's largest depth inside) and (4) not negligible
     (>= ``min_fraction`` of the lesion). The viable part is the lesion less the necrosis
     dilated by ``edge_mm``, at least one voxel (partial volume). Without necrosis the whole
     lesion is viable and the throw is centred on the lesion's centre (its deepest point).
 
 Throw
-    A core needle (14-20G, ``biopsy.toml`` ``[needles]``) is placed coaxially: the
-    introducer (one gauge larger) stops at the start of the throw, the gun fires the
-    stylet one throw (10 or 20 mm) further; the tip after firing is the end of the throw
-    (``target_mm``), and a side-notch needle's specimen ends ``tip_beyond_specimen_mm``
-    short of it. Every sample of the throw (half-voxel steps, nearest voxel) must lie in
-    viable lesion.
+    A core needle (14-20G, ``biopsy.toml`` ``[needles]``) is placed coaxially: the introducer
+    (one gauge larger) stops at the start of the throw, the gun fires the stylet one throw
+    (10 or 20 mm) further; the tip after firing is the end of the throw (``target_mm``), and
+    a side-notch needle's specimen ends ``tip_beyond_specimen_mm`` short of it. Every sample
+    of the throw (half-voxel steps, nearest voxel) must lie in viable lesion.
 
 Path
     Aim points: the lesion's centre (the throw centred on it), or, over a necrotic centre,
@@ -35,9 +33,9 @@ Path
     crossing, no fissure). Biopsy rules are added: the throw inside viable lesion; no
     vessel of any calibre within ``throw_vessel_clearance_mm`` of the throw or beyond the
     tip; liver: >= ``min_normal_liver_mm`` of normal liver before the lesion (tamponade);
-    kidney: the hilum (renal vessels, collecting system, ureter) kept
-    ``hilum_clearance_mm`` from the needle. Of the paths that pass, the shortest (skin to
-    fired tip) is chosen; equal lengths go to the larger clearance.
+    kidney: the hilum (renal vessels, collecting system, ureter) kept ``hilum_clearance_mm``
+    from the needle. Of the paths that pass, the shortest (skin to fired tip) is chosen;
+    equal lengths go to the larger clearance; ``viable_target.aim_reason`` says where and why.
 
 Risks
     Bleeding: the SIR 2019 risk category of the procedure and the organ's published rate,
@@ -65,6 +63,7 @@ from scipy import ndimage
 
 from ioplan.anatomy import VESSEL_LABELS, Case, Label, label_from_name
 from ioplan.errors import InputError
+from ioplan.planning._biopsy_aim import aim_record
 from ioplan.planning._checks import check_target_label, check_tumour_index
 from ioplan.planning._metrics import tumour_mask
 from ioplan.planning._organ_rules import organ_settings, planning_organ, pneumothorax_risk
@@ -580,7 +579,7 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
                     got = _check_throw(g, start, tip, entry, d, vt, lesion, maps, lims, organ,
                                        step)  # fmt: skip
                     if isinstance(got, str):
-                        why(got)
+                        why(refused := got)  # kept: why the throw is not nearer the skin
                         continue
                     if (
                         best is None
@@ -592,7 +591,8 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
                     ):
                         best = {"length": length, "t": t, "aim": aim, "start": start,
                                 "tip": tip, "entry": entry, "needle_length_mm":
-                                tcfg.max_length_mm, **got}  # fmt: skip
+                                tcfg.max_length_mm, "shift": shift, "refused":
+                                refused if shift > shifts[0] else None, **got}  # fmt: skip
                     break
         return best
 
@@ -674,7 +674,7 @@ def plan_biopsy(case: Case, cfg: BiopsyConfig | None = None) -> Biopsy:
         "threshold": None if vt.threshold is None else round(vt.threshold, 1),
         "contrast": None if vt.contrast is None else round(vt.contrast, 1),
         "method": vt.method,
-        "aim": "enhancing rim" if vt.necrosis.any() else "lesion centre",
+        **aim_record(vt, best["shift"], cfg.throw_mm, best["refused"]),  # aim, aim_reason
     }
     search_rec = {"aim_points": stats["aims"], "paths_examined": stats["paths"],
               "passed_trajectory_engine": stats["engine_ok"],
