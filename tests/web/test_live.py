@@ -381,7 +381,7 @@ def test_an_unreachable_scanner_fails_the_session_in_one_line(client):
     assert r.status_code == 201, r.text
     end = _events(client, r.json()["id"])[-1][1]
     assert end["state"] == "failed" and end["error"].startswith(
-        f"could not connect to 127.0.0.1:{port} within 0.3 s"
+        f"cannot reach 127.0.0.1:{port} (connection refused, for 0.3 s: start_timeout_s)"
     )
     assert_error(client.post("/api/live/sessions", json={"igtl_input": "nohost"}), 400,
                  "igtl_input must be host:port")  # fmt: skip

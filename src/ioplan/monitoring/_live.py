@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import operator
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ __all__ = [
     "Frame",
     "check_port",
     "check_wait",
+    "connect_tcp",
     "demo_scanner",
     "folder_frames",
     "igtl_frames",
@@ -428,16 +430,21 @@ def demo_scanner(port: int, *, frames: int = 60, baseline: int = 10, interval_s:
     return server, thread
 
 
-def _connect(host: str, port: int, timeout_s: float) -> tuple[socket.socket | None, str]:
+def connect_tcp(
+    host: str, port: int, timeout_s: float, stop: threading.Event | None = None
+) -> tuple[socket.socket | None, str]:
     """A TCP connection to ``host:port`` within ``timeout_s`` (retried), or why there is none.
 
     Opened here rather than by pyigtl's client, which retries for ever in its thread and
     leaves a socket open at each refused attempt. A refused or unanswered connection is
     retried until ``timeout_s`` (the scanner's stream may start a moment later); a host
-    name that does not resolve is reported at once.
+    name that does not resolve is reported at once. ``stop`` set: no socket, reason
+    "stopped" (the web app's live session when its user stops it).
     """
     deadline = time.monotonic() + timeout_s
     while True:
+        if stop is not None and stop.is_set():
+            return None, "stopped"
         left = deadline - time.monotonic()
         try:
             sock = socket.create_connection((host, port), timeout=max(0.05, min(left, 2.0)))
@@ -456,7 +463,7 @@ def _connect(host: str, port: int, timeout_s: float) -> tuple[socket.socket | No
 
 def _check_reachable(host: str, port: int, timeout_s: float) -> socket.socket:
     """:func:`_connect`'s socket, or the one-line error naming ``host:port`` and why."""
-    sock, reason = _connect(host, port, timeout_s)
+    sock, reason = connect_tcp(host, port, timeout_s)
     if sock is not None:
         return sock
     if reason.startswith("host not found"):

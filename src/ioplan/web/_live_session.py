@@ -26,7 +26,6 @@ import asyncio
 import base64
 import json
 import math
-import socket
 import threading
 import time
 import tomllib
@@ -160,29 +159,6 @@ def check_demo(req: LiveRequest) -> None:
         raise InputError(f"motion_mm must be in -20..20 mm, got {req.motion_mm}")
     if req.seed < 0:
         raise InputError(f"seed must be an integer >= 0, got {req.seed}")
-
-
-def _connect(host: str, port: int, timeout_s: float, stop: threading.Event):
-    """A TCP connection to ``host:port`` within ``timeout_s`` (retried), or None.
-
-    Opened here and handed to pyigtl's client, rather than a probe connection first (as
-    ``ioplan monitor --igtl-input`` does): a scanner that starts streaming at its first
-    client, as ``ioplan monitor --demo``'s does, would send its first frame to the probe;
-    and pyigtl's client, left to connect itself, retries for ever and leaves a socket open
-    at each refusal.
-    """
-    deadline = time.monotonic() + timeout_s
-    while not stop.is_set():
-        try:
-            sock = socket.create_connection((host, port), timeout=0.5)
-        except OSError:
-            if time.monotonic() >= deadline:
-                return None
-            stop.wait(0.05)
-        else:
-            sock.settimeout(0.01)  # as pyigtl's client sets its own socket
-            return sock
-    return None
 
 
 def demo_frames(req: LiveRequest, stop: threading.Event):
@@ -390,15 +366,21 @@ class LiveSession:
         elif self.host_port is not None:
             import pyigtl
 
+            from ioplan.monitoring import connect_tcp
+
             host, port = self.host_port
-            sock = _connect(host, port, self.req.start_timeout_s, self._stop)
+            # opened here and handed to pyigtl's client, not probed first: a scanner that
+            # starts streaming at its first client (the demo's) would send its first frame to
+            # the probe; pyigtl's client, left to connect itself, retries for ever
+            sock, why = connect_tcp(host, port, self.req.start_timeout_s, self._stop)
             if sock is None:
                 if self._stop.is_set():
                     return
-                raise InputError(
-                    f"could not connect to {host}:{port} within {self.req.start_timeout_s:g} s "
-                    "(start_timeout_s): is the scanner's OpenIGTLink server running?"
-                )
+                waited = "" if why.startswith("host not found") else (
+                    f", for {self.req.start_timeout_s:g} s: start_timeout_s")
+                raise InputError(f"cannot reach {host}:{port} ({why}{waited}); is the "
+                                 "scanner's OpenIGTLink stream running?")  # fmt: skip
+            sock.settimeout(0.01)  # as pyigtl's client sets its own socket
             client = pyigtl.OpenIGTLinkClient(host=host, port=port, start_now=False)
             client.socket, client._connected = sock, True  # its thread reads from it
             client.start()
