@@ -30,6 +30,12 @@ def _no_phantom(*_a, **_k):
             ["--side does not apply", "vertebra"],
         ),
         (["--organ", "bone", "--side", "right"], ["--side does not apply", "vertebra"]),
+        # the kidney's side only places the tumour: with its centre given it changed nothing
+        (
+            ["--organ", "kidney", "--side", "left", "--tumor-diameter-mm", "20",
+             "--tumor-centre-mm=60,30,-10"],
+            ["--side places the tumour", "no effect"],
+        ),  # fmt: skip
     ],
 )
 def test_bad_organ_options_are_one_line_errors_before_work(

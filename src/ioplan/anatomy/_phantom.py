@@ -206,7 +206,15 @@ class PhantomConfig:
             raise InputError(f"noise_hu must be 0-100 HU, got {self.noise_hu}")
         organ = check_organ(self.organ)
         object.__setattr__(self, "organ", organ)
+        side_given = self.side is not None
         site, side = check_site(organ, self.site, self.side)
+        if side_given and organ in ("lung", "kidney", "bone") and all(
+            t.centre_mm is not None for t in tumors
+        ):  # there the side only places the tumour (the soft-tissue phantom's limb is built on it)
+            raise InputError(
+                "--side places the tumour at its --site; every tumour has a --tumor-centre-mm, "
+                "so it would have no effect: leave it out"
+            )
         object.__setattr__(self, "site", site)
         object.__setattr__(self, "side", side)
         if organ != "liver" and sum(t.centre_mm is None for t in tumors) > 1:
