@@ -35,7 +35,7 @@ def _no_phantom(*_a, **_k):
             ["--organ", "kidney", "--side", "left", "--tumor-diameter-mm", "20",
              "--tumor-centre-mm=60,30,-10"],
             ["--side places the tumour", "no effect"],
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_organ_options_are_one_line_errors_before_work(
