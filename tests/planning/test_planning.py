@@ -286,6 +286,34 @@ def test_anisotropic_case_is_resampled_and_the_plan_says_so():
     assert cov >= 95.0
 
 
+def test_anisotropic_case_with_extra_classes_is_planned():
+    """A thick-slice case imported with structures that have no ioplan label (an extra
+    class, as TotalSegmentator's muscles): the planner resamples the extra labels with the
+    rest (they were left on the case's grid and the plan was refused: "extra label map grid
+    does not match"). The extra class keeps its volume on the planning grid to within its
+    nearest-neighbour edge voxels."""
+    import dataclasses
+
+    from ioplan.anatomy import EXTRA_STAND_IN, ExtraClass
+    from ioplan.planning._plan import _isotropic
+
+    case = _toy_case(spacing=(6.5, 2.0, 2.0), rib=False)
+    g = case.labels.grid
+    extra = np.zeros(g.shape, np.uint8)
+    extra[:, 2:8, 2:8] = 100  # a 12 x 12 mm column in a corner, away from the tumour
+    labels = np.asarray(case.labels.array).copy()
+    labels[extra > 0] = int(EXTRA_STAND_IN)
+    case = dataclasses.replace(case, labels=Volume(labels, g), extra_labels=Volume(extra, g),
+                               extra_classes=(ExtraClass("muscle_x", 100, "avoid"),))  # fmt: skip
+    iso = _isotropic(case, 3.0)
+    assert iso.extra_labels.grid.mismatch(iso.labels.grid) is None
+    before = (extra > 0).sum() * g.voxel_volume_ml
+    after = (np.asarray(iso.extra_labels.array) == 100).sum() * iso.labels.grid.voxel_volume_ml
+    assert after == pytest.approx(before, rel=0.35)  # 3 mm edge voxels of a 12 mm column
+    plan = plan_ablation(case, PlanConfig(spacing_mm=3.0, max_candidates=1))
+    assert plan.zone.grid.spacing_mm == (3.0, 3.0, 3.0)
+
+
 def test_cryo_plan_uses_several_probes_for_a_large_tumour():
     """A 24 mm tumour + 5 mm margin (34 mm) is beyond one cryoprobe's -40 degC zone (about
     10 mm wide after a double freeze; Littrup et al. 2009 chart ~12 mm at 2 mm grids): the

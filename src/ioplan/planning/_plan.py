@@ -346,7 +346,10 @@ def _isotropic(case: Case, spacing_mm: float) -> Case:
     iso = (spacing_mm,) * 3
     image = resample_to_spacing(case.image, iso, interpolation="linear")
     labels = resample_to_spacing(case.labels, iso, interpolation="nearest")
-    return replace(case, image=image, labels=labels)
+    extra = case.extra_labels  # structures with no ioplan label (avoided): on the same grid
+    if extra is not None:
+        extra = resample_to_spacing(extra, iso, interpolation="nearest")
+    return replace(case, image=image, labels=labels, extra_labels=extra)
 
 
 @dataclass(frozen=True)
