@@ -188,11 +188,29 @@ def test_a_folder_of_masks_by_name(tmp_path, capsys, images):
     assert np.count_nonzero(case.labels.array == Label.LIVER) == 192 - 8
     assert np.count_nonzero(case.labels.array == Label.RIB) == 6
     assert case.structures["rib"]["classes"] == ["rib_left_1"]
-    # without a map the names are used as they are: rib_left_1 is no ioplan name
+    # without a map TotalSegmentator's own file names are still understood (its default
+    # output is such a folder; rib_left_1 was kept as an extra class and the ribs lost),
+    # and a name that is no ioplan structure stays an extra class
     code, _, err = _import(capsys, ct, folder, tmp_path / "c2")
     assert code == 0, err
-    names = {c.name for c in load_case(tmp_path / "c2").extra_classes}
-    assert names == {"scapula_left", "rib_left_1"}
+    c2 = load_case(tmp_path / "c2")
+    assert {c.name for c in c2.extra_classes} == {"scapula_left"}
+    assert np.count_nonzero(c2.labels.array == Label.RIB) == 6
+
+
+def test_class_names_are_matched_without_case():
+    # names are kept lower case in a case ("vertebrae_l1" from a file vertebrae_L1.nii.gz),
+    # while TotalSegmentator's map spells vertebrae_L1: it was kept as an extra class
+    from ioplan.anatomy import ioplan_label_for, totalsegmentator_map
+
+    ts = totalsegmentator_map("total")
+    assert "vertebrae_L1" in ts.targets  # the map's own spelling
+    assert ioplan_label_for("vertebrae_l1", ts) == Label.VERTEBRA
+    # a segment editor's names: a numbered tumour, a lesion, a side before the organ
+    assert ioplan_label_for("tumor_1") == Label.TUMOR
+    assert ioplan_label_for("lesion") == Label.TUMOR
+    assert ioplan_label_for("right_kidney") == Label.KIDNEY
+    assert ioplan_label_for("scapula_left") is None
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, capsys, images):

@@ -771,7 +771,8 @@ def _classes_to_case_values(
                     f"more than {_EXTRA_LAST_VALUE - EXTRA_FIRST_VALUE + 1} classes with no "
                     "ioplan label; map some of them to ioplan labels with a --label-map file"
                 )
-            role = cmap.roles.get(cname, "avoid") if cmap is not None else "avoid"
+            roles = {k.lower(): r for k, r in cmap.roles.items()} if cmap is not None else {}
+            role = roles.get(cname.lower(), "avoid")
             extras[cname] = ExtraClass(cname, value, role, "labels", (cname,))
         lut[v] = extras[cname].value
     return lut, list(extras.values()), structures

@@ -122,15 +122,55 @@ def clean_class_name(name: str, where: str) -> str:
 
 
 def ioplan_label_for(name: str, cmap: ClassMap | None = None) -> Label | None:
-    """The ioplan label a class name means, or None (an extra class)."""
-    if cmap is not None and name in cmap.targets:
-        return label_from_name(cmap.targets[name])
-    key = _SYNONYMS.get(name.lower(), name)
-    try:
-        lbl = label_from_name(key)
-    except InputError:
-        return None
-    return None if lbl == Label.BACKGROUND else lbl
+    """The ioplan label a class name means, or None (an extra class).
+
+    Names are compared without case. Without a map, or when the map does not name it: an
+    ioplan label or a common spelling of one (``tumour``, ``inferior_vena_cava``), a
+    numbered tumour or lesion as segment editors name them (``Tumor 1``, ``lesion_2``), a
+    side before or after a paired organ (``Right kidney``, ``lung_left``), and
+    TotalSegmentator's own class names (``kidney_left``, ``vertebrae_L1``,
+    ``portal_vein_and_splenic_vein``: a folder of its masks names each file so).
+
+    Examples
+    --------
+    >>> [ioplan_label_for(n).name for n in ("Tumor_1", "lesion", "right_kidney",
+    ...                                     "vertebrae_L1", "portal_vein_and_splenic_vein")]
+    ['TUMOR', 'TUMOR', 'KIDNEY', 'VERTEBRA', 'PORTAL_VEIN']
+    >>> ioplan_label_for("autochthon_left") is None
+    True
+    """
+    low = str(name).lower()
+    if cmap is not None:
+        targets = {k.lower(): v for k, v in cmap.targets.items()}
+        if low in targets:
+            return label_from_name(targets[low])
+    for key in _spellings(low):
+        try:
+            lbl = label_from_name(_SYNONYMS.get(key, key))
+        except InputError:
+            continue
+        if lbl != Label.BACKGROUND:
+            return lbl
+    known = _totalsegmentator_targets()
+    return label_from_name(known[low]) if low in known else None
+
+
+def _spellings(low: str) -> list[str]:
+    """``low`` and the forms a segment editor gives it (number, side and "lesion" removed)."""
+    out = [low]
+    base = re.sub(r"[_.-]?\d+$", "", low)  # "tumor_1", "lesion2"
+    if base in ("tumor", "tumour", "lesion", "lesions", "tumors", "tumours"):
+        out.append("tumor")
+    side = re.sub(r"^(right|left)[_.-]|[_.-](right|left)$", "", low)
+    if side != low:
+        out.append(side)
+    return out
+
+
+@cache
+def _totalsegmentator_targets() -> dict[str, str]:
+    """TotalSegmentator's class names (both tasks, lower case) -> ioplan label names."""
+    return {k.lower(): str(v) for k, v in _totalsegmentator_table()["labels"].items()}
 
 
 @cache
