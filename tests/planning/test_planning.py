@@ -314,6 +314,19 @@ def test_anisotropic_case_with_extra_classes_is_planned():
     assert plan.zone.grid.spacing_mm == (3.0, 3.0, 3.0)
 
 
+def test_no_body_surface_in_the_image_is_said_so():
+    """An image cropped inside the liver (no body surface in the field of view): no path
+    can start, and the error says why instead of an empty "blocked by:" list."""
+    case = _toy_case(rib=False, spacing=3.0)
+    lab = np.asarray(case.labels.array).copy()
+    lab[lab == int(Label.BACKGROUND)] = int(Label.LIVER)  # liver to every edge
+    img = np.full(lab.shape, 60.0, np.float32)
+    inside = Case(Volume(img, case.image.grid), Volume(lab, case.labels.grid),
+                  tumors=case.tumors)  # fmt: skip
+    with pytest.raises(InputError, match=r"blocked by: nothing named: no path was examined"):
+        plan_ablation(inside, PlanConfig(spacing_mm=3.0, max_candidates=1))
+
+
 def test_cryo_plan_uses_several_probes_for_a_large_tumour():
     """A 24 mm tumour + 5 mm margin (34 mm) is beyond one cryoprobe's -40 degC zone (about
     10 mm wide after a double freeze; Littrup et al. 2009 chart ~12 mm at 2 mm grids): the

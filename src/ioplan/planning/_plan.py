@@ -707,9 +707,10 @@ def plan_ablation(
     n_dir = cfg.trajectories.n_directions
     centre_paths = examined[:n_dir]
     if cs.n == 0:
-        raise InputError(
-            f"no feasible needle path to the tumour; blocked by: {_blocked_summary(examined)}"
-        )
+        blocked = _blocked_summary(examined) or (
+            "nothing named: no path was examined (does the image reach the body surface? a "
+            "case with no skin or fat label needs --auto-labels at import)")  # fmt: skip
+        raise InputError(f"no feasible needle path to the tumour; blocked by: {blocked}")
     say(
         f"candidates: {cs.n} ({len(cs.trajectories)} paths to {len(cs.aims_mm)} aim points, "
         f"{len(rows)} settings; {int(cs.safe.sum())} predicted clear of protected structures)"
