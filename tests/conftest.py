@@ -117,3 +117,28 @@ def write_test_dicom_seg(sources, masks, labels, path):
         device_serial_number="1",
     ).save_as(path)
     return path
+
+
+def liver_freeze(probe: str, spacing_mm: float):
+    """One cryoprobe's 10-min freeze in perfused liver, 25 mm margin (grid studies)."""
+    from ioplan.devices import applicator
+    from ioplan.physics import CryoProtocol, SimulationConfig, simulate
+
+    return simulate(SimulationConfig(
+        applicator(probe), protocol=CryoProtocol.parse("freeze:600"), tissue="liver",
+        spacing_mm=spacing_mm, margin_mm=25.0,
+    ))  # fmt: skip
+
+
+def liver_k_of_t(table, material: int):
+    """k(T) of ``material`` by phase (W/m/K): liquid, mushy, frozen (an independent recount)."""
+    tl, ts = float(table.liquidus_c[material]), float(table.solidus_c[material])
+
+    def k_of(t: float) -> float:
+        if t >= tl:
+            return float(table.k_w_m_k[material])
+        if t <= ts:
+            return float(table.k_frozen_w_m_k[material])
+        return float(table.k_mushy_w_m_k[material])
+
+    return k_of, (ts, tl)

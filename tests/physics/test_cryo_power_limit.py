@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import liver_k_of_t
 from ioplan.anatomy import Label
 from ioplan.devices import applicator
 from ioplan.imaging import Grid
@@ -46,20 +47,11 @@ def test_power_limited_temperature_recounted_by_hand():
     t = rng.uniform(-30.0, 20.0, g.shape)  # frozen, mushy and unfrozen voxels
     q = 12.0
     got = cryo_power_limited_c(t, mat, tab, surf, g, q)
-    m = int(Label.LIVER)
-    tl, ts = float(tab.liquidus_c[m]), float(tab.solidus_c[m])
-
-    def k_of(temp: float) -> float:
-        if temp >= tl:
-            return float(tab.k_w_m_k[m])
-        if temp <= ts:
-            return float(tab.k_frozen_w_m_k[m])
-        return float(tab.k_mushy_w_m_k[m])
-
+    k_of, breaks = liver_k_of_t(tab, int(Label.LIVER))
     taken = 0.0
     for n, idx in enumerate(surf.index):
         tn = float(t.reshape(-1)[idx])
-        integral = quad(k_of, got, tn, points=[ts, tl], epsabs=1e-10, limit=200)[0]
+        integral = quad(k_of, got, tn, points=breaks, epsabs=1e-10, limit=200)[0]
         taken += surf.coefficient_m2[n] * g.voxel_volume_m3 * integral
     assert got < float(t.min())  # colder than every cut voxel here
     assert taken == pytest.approx(q, rel=1e-6)

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import liver_freeze
 from ioplan.anatomy import Label
 from ioplan.devices import applicator
 from ioplan.imaging import Grid
@@ -171,13 +172,7 @@ def test_cryo_ice_edge_in_perfused_liver_grid_independent():
     # (session 44). The 1 mm.
     from ioplan.validation._checks import _iso_width
 
-    def run(h: float):
-        return simulate(SimulationConfig(
-            applicator("cryo-2.4mm"), protocol=CryoProtocol.parse("freeze:600"),
-            tissue="liver", spacing_mm=h, margin_mm=25.0,
-        ))  # fmt: skip
-
-    res = {h: run(h) for h in (2.0, 1.0)}
+    res = {h: liver_freeze("cryo-2.4mm", h) for h in (2.0, 1.0)}
     for level in (0.0, -20.0, -40.0):
         w = {h: _iso_width(r, level) for h, r in res.items()}
         assert abs(w[2.0] - w[1.0]) <= 1.0, (level, w)
@@ -195,13 +190,7 @@ def test_thin_cryoprobe_freezes_on_4_mm_voxels():
     # apart. Measured 0 degC widths, freeze:600: 4 mm 14.40, 2 mm 15.57 mm (1 mm 15.06).
     from ioplan.validation._checks import _iso_width
 
-    def run(h: float):
-        return simulate(SimulationConfig(
-            applicator("cryo-1.5mm"), protocol=CryoProtocol.parse("freeze:600"),
-            tissue="liver", spacing_mm=h, margin_mm=25.0,
-        ))  # fmt: skip
-
-    w = {h: _iso_width(run(h), 0.0) for h in (4.0, 2.0)}
+    w = {h: _iso_width(liver_freeze("cryo-1.5mm", h), 0.0) for h in (4.0, 2.0)}
     assert w[4.0] > 0.0, w
     assert abs(w[4.0] - w[2.0]) <= 2.0, w
 

@@ -14,12 +14,10 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
+from conftest import liver_freeze, liver_k_of_t
 from ioplan.anatomy import Label
-from ioplan.devices import applicator
 from ioplan.imaging import Grid
 from ioplan.physics import tissue_material_table
-from ioplan.physics._simulate import SimulationConfig, simulate
-from ioplan.physics._sources import CryoProtocol
 from ioplan.physics._subvoxel import (
     Cylinder,
     cylinder_surfaces,
@@ -32,17 +30,9 @@ LIVER = int(Label.LIVER)
 
 def _phi_table(tab):
     """T -> integral of k(T) dT from 37 degC, by quadrature (W/m)."""
-    tl, ts = float(tab.liquidus_c[LIVER]), float(tab.solidus_c[LIVER])
-
-    def k_of(t: float) -> float:
-        if t >= tl:
-            return float(tab.k_w_m_k[LIVER])
-        if t <= ts:
-            return float(tab.k_frozen_w_m_k[LIVER])
-        return float(tab.k_mushy_w_m_k[LIVER])
-
+    k_of, breaks = liver_k_of_t(tab, LIVER)
     temps = np.linspace(-150.0, 37.0, 1871)
-    phi = np.array([quad(k_of, 37.0, t, points=[ts, tl], limit=200)[0] for t in temps])
+    phi = np.array([quad(k_of, 37.0, t, points=breaks, limit=200)[0] for t in temps])
     return temps, phi
 
 
@@ -104,14 +94,8 @@ def test_thin_cryoprobe_keeps_a_lethal_zone_on_coarse_voxels():
     # perfused liver: 0.243 mL at 3 mm, 0.512 mL at 4 mm, 0.592 mL at 1 mm). Bounds: a zone
     # one voxel across, along the probe's freeze segment: its length within two voxels of
     # the 1 mm zone's (measured 27 / 32 against 31 mm).
-    def run(h: float):
-        return simulate(SimulationConfig(
-            applicator("cryo-1.5mm"), protocol=CryoProtocol.parse("freeze:600"),
-            tissue="liver", spacing_mm=h, margin_mm=25.0,
-        ))  # fmt: skip
-
-    fine = run(1.0).zone
+    fine = liver_freeze("cryo-1.5mm", 1.0).zone
     for h in (3.0, 4.0):
-        z = run(h).zone
+        z = liver_freeze("cryo-1.5mm", h).zone
         assert z.volume_ml > 0.0, (h, z)
         assert abs(z.length_mm - fine.length_mm) <= 2 * h, (h, z, fine)
