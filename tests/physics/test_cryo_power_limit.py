@@ -57,6 +57,18 @@ def test_power_limited_temperature_recounted_by_hand():
     assert taken == pytest.approx(q, rel=1e-6)
     # a greater power needs a colder probe
     assert cryo_power_limited_c(t, mat, tab, surf, g, 2 * q) < got
+    # two tissues among the cut voxels (the root is then found numerically, not in closed
+    # form): the same recount, each voxel with its own material's k(T)
+    mixed = mat.copy()
+    mixed.reshape(-1)[surf.index[::2]] = int(Label.TUMOR)
+    got2 = cryo_power_limited_c(t, mixed, tab, surf, g, q)
+    taken2 = 0.0
+    for n, idx in enumerate(surf.index):
+        k_n, br = liver_k_of_t(tab, int(mixed.reshape(-1)[idx]))
+        tn = float(t.reshape(-1)[idx])
+        integral = quad(k_n, got2, tn, points=br, epsabs=1e-10, limit=200)[0]
+        taken2 += surf.coefficient_m2[n] * g.voxel_volume_m3 * integral
+    assert taken2 == pytest.approx(q, rel=1e-6)
     # no cut faces: no limit
     assert cryo_power_limited_c(t, mat, tab, None, g, q) == -np.inf
 

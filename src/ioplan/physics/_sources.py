@@ -812,8 +812,8 @@ def cryo_power_limited_c(
     Kirchhoff potential ``Phi``, the integral of k(T): the tissue between the voxel's
     centre and the probe conducts in whatever phase it is in, as the engine's cut faces
     do). A probe whose gas extracts at most ``Q`` watts (a Joule-Thomson probe's cooling
-    power) cannot be colder than the ``T_p`` at which that sum is ``Q`` (found by
-    Brent's method). -inf without cut faces.
+    power) cannot be colder than the ``T_p`` at which that sum is ``Q`` (in closed form
+    when the cut voxels are one tissue, else by Brent's method). -inf without cut faces.
 
     Parameters
     ----------
@@ -840,6 +840,16 @@ def cryo_power_limited_c(
     if float(w.sum()) <= 0:
         return float("-inf")
     phi_t = kirchhoff_phi(table, m, t)
+    m0 = int(m[0])
+    k, km, kf = (float(a[m0]) for a in (table.k_w_m_k, table.k_mushy_w_m_k, table.k_frozen_w_m_k))
+    if np.all(m == m0) and min(k, km, kf) > 0:  # one tissue: invert its piecewise-linear Phi
+        phi_p = (float(np.sum(w * phi_t)) - cooling_power_w) / float(w.sum())
+        tl, ts = float(table.liquidus_c[m0]), float(table.solidus_c[m0])
+        if phi_p >= 0.0:
+            return tl + phi_p / k
+        if phi_p >= km * (ts - tl):
+            return tl + phi_p / km
+        return ts + (phi_p - km * (ts - tl)) / kf
 
     def excess_w(tp: float) -> float:  # rises as the probe gets colder; < 0 at t.max()
         phi_p = kirchhoff_phi(table, m, np.full(t.shape, tp))
@@ -852,7 +862,6 @@ def cryo_power_limited_c(
         if lo < -1e6:
             return float("-inf")
     return float(brentq(excess_w, lo, hi, xtol=1e-6))
-
 
 
 def nusselt_wall_h(diameter_mm: float, flow_ml_min: float, heated_length_mm: float = 30.0) -> float:
