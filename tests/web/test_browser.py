@@ -106,42 +106,48 @@ def test_plan_page_shows_the_zone_and_follows_the_edits(server, browser):
     assert np.abs(_canvas(browser) - before).sum(axis=-1).astype(bool).sum() > 20
     browser.find_element("id", "show-isotherms").click()
 
-    def edit(key, value, previews):
-        browser.execute_script(
-            "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
-            "el.dispatchEvent(new Event('change', {bubbles: true}));",
-            f'input[data-i="0"][data-key="{key}"]',
-            str(value),
-        )
+    def edit(values, previews):
+        """Set the first applicator's fields (one change event each, within the page's
+        300 ms debounce: one preview) and wait for the ``previews``-th engine zone."""
+        for key, value in values.items():
+            browser.execute_script(
+                "const el = document.querySelector(arguments[0]); el.value = arguments[1];"
+                "el.dispatchEvent(new Event('change', {bubbles: true}));",
+                f'input[data-i="0"][data-key="{key}"]',
+                str(value),
+            )
         wait_for(browser, f"return window.ioplan.state.previews >= {previews}", 120)
         assert browser.execute_script("return window.ioplan.state.error") is None
         return browser.execute_script("return window.ioplan.state.lastPreview")
 
-    low = edit("power_w", 20, 1)
+    # 3 min instead of the plan's time: each engine preview simulates the whole protocol on
+    # 4 mm voxels, and three of them at the plan's 10 min took most of this test's 48 s
+    low = edit({"duration_s": 180, "power_w": 20}, 1)
     # the manufacturer chart's estimate came first (instant), the engine's zone replaced it
     assert browser.execute_script("return window.ioplan.state.charts") >= 1
     assert browser.execute_script("return window.ioplan.state.lastChart.method") == "chart"
     assert low["method"] == "engine"
+    assert low["results"][0]["settings"]["duration_s"] == 180
     preview = "return window.ioplan.nv.volumes.length - 1"
     low_px, change = _overlay_pixels(browser, browser.execute_script(preview))
     assert change[1] < 0, change  # the edited zone (#ff00ff): less green
-    tip = browser.execute_script("return window.ioplan.state.applicators[0].tip_mm")
-    high = edit("power_w", 120, 2)
+    app0 = browser.execute_script("return window.ioplan.state.applicators[0]")
+    tip, entry = list(app0["tip_mm"]), list(app0["entry_mm"])
+    high = edit({"power_w": 120}, 2)
     high_px, _ = _overlay_pixels(browser, browser.execute_script(preview))
     assert low["results"][0]["settings"]["power_w"] == 20
     assert high["zone_volume_ml"] > low["zone_volume_ml"]
     assert high_px > low_px > 0
-    # dragging the tip: the zone is simulated at the new tip
-    moved = edit("tip0", tip[0] + 6.0, 3)
-    assert moved["results"][0]["settings"]["tips_mm"][0][0] == pytest.approx(tip[0] + 6.0, abs=1e-3)
-    # moving the entry point tilts the needle: the simulated direction is the new entry -> tip
-    app0 = browser.execute_script("return window.ioplan.state.applicators[0]")
-    entry = list(app0["entry_mm"])
+    # dragging the tip and moving the entry point: the zone is simulated at the new tip,
+    # along the new entry -> tip direction (the needle tilts)
+    tip[0] += 6.0
     entry[1] += 20.0
-    tilted = edit("entry1", entry[1], 4)
-    d = np.subtract(app0["tip_mm"], entry)
+    moved = edit({"tip0": tip[0], "entry1": entry[1]}, 3)
+    got_set = moved["results"][0]["settings"]
+    assert got_set["tips_mm"][0][0] == pytest.approx(tip[0], abs=1e-3)
+    d = np.subtract(tip, entry)
     d /= np.linalg.norm(d)
-    got = tilted["results"][0]["settings"]["directions"][0]
+    got = got_set["directions"][0]
     # unit vectors from the same two points: equal to float rounding of the JSON (1e-6)
     np.testing.assert_allclose(got, d, atol=1e-6)
-    assert np.linalg.norm(np.subtract(got, moved["results"][0]["settings"]["directions"][0])) > 0.05
+    assert np.linalg.norm(np.subtract(got, high["results"][0]["settings"]["directions"][0])) > 0.05
