@@ -574,15 +574,21 @@ def shaft_conflicts(cs: CandidateSet, min_mm: float | None) -> np.ndarray:
             ends.append(b)
             owner.append(g)
     p0, p1, own = np.array(starts), np.array(ends), np.array(owner)
-    close = set()
+    close = [np.zeros((0, 2), np.int64)]
     for k in range(len(own)):  # each shaft against the later ones, in one vector step
         other = np.arange(k + 1, len(own))
         other = other[own[other] // _GROUP_STRIDE != own[k] // _GROUP_STRIDE]
         if other.size:
             dist = segment_distances_mm(p0[k], p1[k], p0[other], p1[other])
-            close.update((min(own[k], g), max(own[k], g)) for g in own[other][dist < min_mm])
-    out += sorted((int(a), int(b)) for a, b in close)
-    return np.asarray(out, int).reshape(-1, 2)
+            near = own[other][dist < min_mm]
+            close.append(np.stack([np.minimum(own[k], near), np.maximum(own[k], near)], 1))
+    # each pair once, in ascending order: one integer key per pair (a row-wise np.unique
+    # sorted millions of rows lexicographically: 7 s of a kidney cryo plan)
+    both = np.concatenate(close).astype(np.int64)
+    base = int(own.max()) + 1 if own.size else 1
+    keys = np.unique(both[:, 0] * base + both[:, 1])
+    pairs = np.stack([keys // base, keys % base], 1)
+    return np.concatenate([np.asarray(out, np.int64).reshape(-1, 2), pairs]).astype(int)
 
 
 def segment_distances_mm(p0: np.ndarray, p1: np.ndarray, q0: np.ndarray,
