@@ -284,6 +284,16 @@ def test_anisotropic_case_is_resampled_and_the_plan_says_so():
     # the exact ball must agree with the plan's to within that edge's share of uncovered
     assert plan.covered
     assert cov >= 95.0
+    # the minimal margin is the one `ioplan margin` measures from the case and the plan's
+    # zone file: the tumour as segmented, on the case's 6.5 mm slices, against the zone
+    from ioplan.assessment import measure_margin
+
+    tumour = Volume((np.asarray(case.labels.array) == int(Label.TUMOR)).astype(np.uint8),
+                    case.labels.grid)  # fmt: skip
+    ref = measure_margin(tumour, plan.zone, margin_mm=plan.margin_mm)
+    assert plan.minimal_margin_mm == pytest.approx(ref.minimal_margin_mm, abs=1e-9)
+    assert plan.coverage_percent == pytest.approx(ref.coverage_percent, abs=1e-9)
+    assert any("as segmented on the case's own voxels" in n for n in plan.notes)
 
 
 def test_anisotropic_case_with_extra_classes_is_planned():

@@ -135,16 +135,35 @@ def resample_to_spacing(
     *,
     interpolation: Interpolation | str = Interpolation.LINEAR,
 ) -> Volume:
-    """Resample onto a grid with ``spacing_mm`` (``(z, y, x)``) covering the same extent."""
+    """Resample onto a grid with ``spacing_mm`` (``(z, y, x)``) covering the same extent.
+
+    The new grid is centred on the old one: its voxel centres are the same points in
+    space whatever the order and the sense of the array's axes (a flipped or permuted copy
+    of an image gives the same samples). Nearest-neighbour ties (a new centre exactly
+    halfway between two old ones) are broken the same way for every axis order too: the
+    samples are taken 1e-4 mm (far below any voxel) towards +x, +y and +z (LPS).
+    """
     g = volume.grid
     new_spacing = Grid((1, 1, 1), spacing_mm).spacing_mm  # validates
     shape = tuple(
         max(1, round(n * s / ns))
         for n, s, ns in zip(g.shape, g.spacing_mm, new_spacing, strict=True)
     )
-    # Keep the outer voxel edges where they were: the first centre moves by
-    # half the difference in spacing along each axis.
-    shift_idx = [(ns / s - 1.0) / 2.0 for s, ns in zip(g.spacing_mm, new_spacing, strict=True)]
+    # the same centre: the first new centre lies ((n - 1) s - (m - 1) ns) / 2 from the
+    # first old one (half the spacing difference when the extents match exactly)
+    shift_idx = [
+        ((n - 1) - (m - 1) * ns / s) / 2.0
+        for n, m, s, ns in zip(g.shape, shape, g.spacing_mm, new_spacing, strict=True)
+    ]
     origin = tuple(g.index_to_lps(shift_idx))
     target = Grid(shape, new_spacing, origin, g.direction)
-    return resample(volume, target, interpolation=interpolation)
+    if Interpolation(interpolation) is not Interpolation.NEAREST:
+        return resample(volume, target, interpolation=interpolation)
+    nudged = Grid(shape, new_spacing, tuple(np.add(origin, _TIE_BREAK_MM)), g.direction)
+    return Volume(resample(volume, nudged, interpolation=interpolation).array, target)
+
+
+# where nearest-neighbour resampling samples, relative to the voxel centres (mm, LPS x y z):
+# a fixed direction in space, so that ties between two source voxels do not depend on the
+# array's axis order (SimpleITK rounds the continuous index, which follows the array)
+_TIE_BREAK_MM = (1e-4, 1e-4, 1e-4)

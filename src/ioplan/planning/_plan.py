@@ -46,7 +46,7 @@ from ioplan.planning._checks import (
     check_plan_request,
 )
 from ioplan.planning._inverse import Verification, applicator_covers, delivery_for, search
-from ioplan.planning._metrics import MARGIN_METHOD, tumour_mask
+from ioplan.planning._metrics import MARGIN_METHOD, margin_on_case_grid, tumour_mask
 from ioplan.planning._organ_rules import (
     default_margin_mm,
     organ_findings,
@@ -683,6 +683,7 @@ def plan_ablation(
             cfg.trajectories, needle_material=app.mr_material or cfg.trajectories.needle_material,
             needle_diameter_mm=app.diameter_mm))  # fmt: skip
     notes: list[str] = []
+    given = case
     case = _planning_case(case, cfg, notes)
     for note in notes:
         say(note)
@@ -751,6 +752,12 @@ def plan_ablation(
     if res.optimiser.get("stopped") and not v.ok:
         notes.append(f"{res.optimiser['stopped']}; a larger budget may find a plan that covers")
     m = v.metrics
+    if case is not given:  # resampled: the margin against the tumour as it was segmented
+        m, note = margin_on_case_grid(m, given, v.zone, g, cfg.tumour_index, organ,
+                                      target.margin_mm)  # fmt: skip
+        if note:
+            notes.append(note)
+            say(note)
     lab = np.asarray(case.labels.array)
     peri = perivascular_report(tp.tumour, lab, g, zone=v.zone, within_mm=5.0,
                                margin_mm=target.margin_mm)  # fmt: skip
