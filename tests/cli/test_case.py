@@ -358,7 +358,9 @@ def test_import_case_label_value_property(capsys, images, value):
 
 def test_import_case_on_another_grid_and_corrupt_labels(tmp_path, capsys, images):
     ct, _ = images
-    other = Grid((6, 6, 7), (2.0, 2.0, 2.0))
+    # one column more in x, one row fewer in y: the image is no crop of this labelled grid
+    # (a crop, the image inside the labels' grid, is imported: test_segmentations)
+    other = Grid((6, 5, 7), (2.0, 2.0, 2.0))
     write_nifti(Volume(np.ones(other.shape, np.uint8), other), tmp_path / "other.nii.gz")
     code, _, err = run_cli(
         capsys, "import-case", "--image", ct, "--labels", tmp_path / "other.nii.gz",

@@ -108,6 +108,28 @@ def test_real_ct_merges_lobes_ribs_and_kidneys(tmp_path, capsys):
     assert np.all(lab[case.extra_mask()] == EXTRA_STAND_IN)
 
 
+@needs_real
+def test_real_ct_cropped_below_the_labelled_scan(tmp_path, capsys):
+    """TotalSegmentator ran on the whole scan, the image given is a crop (its 5 lowest
+    slices cut away, as a liver-only reconstruction): the liver and the other structures
+    that go on below are kept inside the image, with a note (it was refused: "crop the
+    labels to the image first"). Expected counts: the label file's, slices 5 on (nibabel)."""
+    ct = nib.load(str(REAL / "example_ct_sm.nii.gz"))
+    nib.save(ct.slicer[:, :, 5:], str(tmp_path / "crop.nii.gz"))
+    out = tmp_path / "case"
+    code, stdout, err = run_cli(
+        capsys, "import-case", "--image", tmp_path / "crop.nii.gz", "--labels",
+        REAL / "example_seg.nii.gz", "--label-map", "totalsegmentator", "--out", out,
+        "--no-auto-labels",
+    )  # fmt: skip
+    assert code == 0, err
+    data = np.asanyarray(nib.load(str(REAL / "example_seg.nii.gz")).dataobj)
+    below = int(np.count_nonzero(data[:, :, :5]))
+    assert f"{below} labelled voxels outside it were left out" in stdout
+    case = load_case(out)
+    assert np.count_nonzero(case.labels.array == Label.LIVER) == (data[:, :, 5:] == 5).sum()
+
+
 # -- synthetic ----------------------------------------------------------------------
 G = Grid((6, 8, 10), (2.0, 1.5, 1.0), (-5.0, 3.0, 40.0))
 

@@ -462,6 +462,36 @@ def test_two_series_in_one_folder(tmp_path):
     np.testing.assert_allclose(a.grid.spacing_mm[0], 2.5, atol=SERIES_ATOL)
 
 
+def test_a_localizer_in_the_series_is_left_out(tmp_path):
+    """A scout (ImageType ORIGINAL\\PRIMARY\\LOCALIZER, coronal) stored in the series of
+    three axial slices: the volume is the axial slices, as without it (it was refused with
+    'slices have different orientations'). A series of localizers alone is still read."""
+    ipp0, _ = _ct_header()
+    uid = generate_uid()
+    folder = tmp_path / "s"
+    pos = _positions(ipp0, (0, 0, 1), [2.5, 2.5])
+    _write_ct_series(folder, pos, series_uid=uid)
+    alone = read_dicom_series(folder)
+    (scout,) = _write_ct_series(tmp_path / "scout", [np.add(ipp0, (0.0, 40.0, 0.0))],
+                                row=(1.0, 0.0, 0.0), col=(0.0, 0.0, -1.0), series_uid=uid,
+                                names=["scout.dcm"])  # fmt: skip
+    ds = pydicom.dcmread(scout)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.save_as(folder / "scout.dcm")
+    vol = read_dicom_series(folder)
+    assert vol.grid == alone.grid
+    np.testing.assert_array_equal(vol.array, alone.array)
+    # without the ImageType it is an image of the series: refused, not guessed away
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.save_as(folder / "scout.dcm")
+    with pytest.raises(DicomSeriesError, match="different orientations"):
+        read_dicom_series(folder)
+    # the localizer alone (its own folder) is an image like any other
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
+    ds.save_as(scout)
+    assert read_dicom_series(scout.parent).shape[0] == 1
+
+
 def test_series_uid_ignores_other_series_without_geometry(tmp_path):
     ipp0, _ = _ct_header()
     uid = generate_uid()

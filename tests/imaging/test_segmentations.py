@@ -167,6 +167,34 @@ def test_labels_of_another_place_or_partly_outside_are_refused():
         labels_on_grid(Volume(_blocks(), shifted), G)
 
 
+def test_labels_of_the_whole_scan_on_a_cropped_image():
+    """The image is a crop of the segmented scan (its first 3 x columns cut away): the
+    structures that go on beyond it (values 1 and 3 here) lose their voxels outside, with a
+    note that counts them; a target (value 2) beyond the edge is refused, and so is
+    everything without ``may_cut`` (as before)."""
+    seg = _blocks()
+    crop = Grid((8, 10, 9), G.spacing_mm, (G.origin_mm[0] + 3 * G.spacing_mm[2], 5.0, 30.0))
+    names = {1: "liver", 3: "rib"}
+    on, note = labels_on_grid(Volume(seg, G), crop, may_cut=names.get)
+    np.testing.assert_array_equal(on.array, seg[:, :, 3:])  # the same voxels, no resampling
+    # recount of what was cut: columns x 0-2 of the labels
+    cut = seg[:, :, :3]
+    n1, n3 = int(np.sum(cut == 1)), int(np.sum(cut == 3))
+    assert n1 == 0 and n3 == 12  # value 1 starts at x = 3; value 3 lies in x 0-1
+    assert f"{n3} labelled voxels outside it were left out (rib {n3})" in note
+    # the tumour (value 2) cut by the edge: refused
+    crop2 = Grid((8, 10, 7), G.spacing_mm, (G.origin_mm[0] + 5 * G.spacing_mm[2], 5.0, 30.0))
+    with pytest.raises(GeometryMismatchError, match="value 2, which must lie wholly inside"):
+        labels_on_grid(Volume(seg, G), crop2, may_cut=names.get)
+    with pytest.raises(GeometryMismatchError, match="outside the image"):
+        labels_on_grid(Volume(seg, G), crop)
+    # an image that reaches beyond the labels' grid is no crop of the labelled scan: its
+    # labels are of another scan, cut or not
+    beyond = Grid((8, 10, 12), G.spacing_mm, (G.origin_mm[0] + 3 * G.spacing_mm[2], 5.0, 30.0))
+    with pytest.raises(GeometryMismatchError, match="outside the image"):
+        labels_on_grid(Volume(seg, G), beyond, may_cut=names.get)
+
+
 def test_older_slicer_files_with_one_layer_per_segment(tmp_path):
     """Before Slicer 4.11 a .seg.nrrd held one binary layer per segment and no Layer field."""
     seg = _blocks()

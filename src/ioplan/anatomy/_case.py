@@ -681,7 +681,18 @@ def case_from_images(
         )
     lut, extras, structures = _classes_to_case_values(present, names, cmap, bool(table))
     file_values = lut[arr]
-    on_grid, note = labels_on_grid(Volume(file_values, seg.labels.grid), image.grid)
+    extra_names = {c.value: c.name for c in extras}
+
+    def may_cut(value: int) -> str | None:
+        """The structure's name if a cropped image may cut it; None for a target."""
+        if value in extra_names:
+            return extra_names[value]
+        if value in (int(Label.TUMOR), int(Label.FLUID_COLLECTION)):
+            return None  # a target cut by the image's edge would be planned wrong
+        return Label(value).name.lower()
+
+    on_grid, note = labels_on_grid(Volume(file_values, seg.labels.grid), image.grid,
+                                   may_cut=may_cut)  # fmt: skip
     values = np.asarray(on_grid.array)
     extra_arr = np.where(values >= EXTRA_FIRST_VALUE, values, 0).astype(np.uint8)
     labels = np.where(values >= EXTRA_FIRST_VALUE, int(EXTRA_STAND_IN), values).astype(np.uint8)

@@ -233,10 +233,25 @@ def _load_headers(path: Path, series_uid: str | None) -> list[tuple[DicomSliceHe
             f"{path}: holds {len(uids)} series ({'; '.join(listing)}); choose one with "
             "series_uid (--series-uid) '#N' or its SeriesInstanceUID"
         )
+    # A localizer (scout) stored in the series of the axial images is not a slice of the
+    # volume: another orientation, size or position. Left out when the series holds other
+    # images (DICOM PS3.3 C.8.2.1.1.1: CT's ImageType value 3 is AXIAL or LOCALIZER).
+    volume = [(f, ds) for f, ds in images if not _is_localizer(ds)]
+    if volume:
+        images = volume
     # Geometry is checked only for the chosen series: other series in the same
     # folder (screenshots, secondary captures) may lack it.
     slices = [(_header(ds, f), ds) for f, ds in images]
     return slices
+
+
+def _is_localizer(ds: Dataset) -> bool:
+    """Whether an image says it is a localizer (scout, topogram) in its ImageType."""
+    value = ds.get("ImageType", None)
+    if value is None:
+        return False
+    items = [value] if isinstance(value, str) else list(value)  # one value, or MultiValue
+    return "LOCALIZER" in {str(v).strip().upper() for v in items}
 
 
 def dicom_images(path: str | Path) -> list[tuple[DicomSliceHeader, Dataset]]:

@@ -8,6 +8,7 @@ index order; the grid says where each voxel is) and, when the file names its seg
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,13 +252,20 @@ def _read_slicer_seg(path: Path) -> Segmentation:
 
 
 def labels_on_grid(
-    labels: Volume, grid: Grid, *, what: str = "labels"
+    labels: Volume, grid: Grid, *, what: str = "labels",
+    may_cut: Callable[[int], str | None] | None = None,
 ) -> tuple[Volume, str | None]:
     """``labels`` on ``grid``: as they are when the grids match, else resampled.
 
     Nearest-neighbour resampling through patient coordinates (:func:`resample`): flipped
     or permuted axes, another origin or spacing, a sub-volume. The two arrays' index
     orders are never assumed to agree.
+
+    ``may_cut`` gives, for a label value, its name when the image may cut that structure
+    (an image cropped from the scan that was segmented: the liver or a vessel going on
+    beyond the image), or None when it must lie wholly inside (a tumour). It applies only
+    when the image lies within the labels' grid (a crop of the labelled scan). Without it
+    no labelled voxel may fall outside the grid.
 
     Returns
     -------
@@ -270,7 +278,7 @@ def labels_on_grid(
     ------
     ioplan.errors.GeometryMismatchError
         The labels do not overlap the grid, none of their labelled voxels falls in it,
-        or some labelled voxels would fall outside it (they would be lost).
+        or labelled voxels that may not be cut would fall outside it (they would be lost).
     """
     diff = grid.mismatch(labels.grid)
     if diff is None:
@@ -291,18 +299,52 @@ def labels_on_grid(
             f"{what} do not overlap the image: none of their {n_src} labelled voxels lies in "
             "the image grid (labels of another patient or scan?)"
         )
+    cut = ""
     if n_out:
-        raise GeometryMismatchError(
-            f"{what} grid does not match the image grid ({diff}) and {n_out} of {n_src} "
-            "labelled voxels lie outside the image; crop the labels to the image first"
+        outside = _labelled_outside_by_value(arr, labels.grid, grid)
+        # a crop: every voxel centre of the image within the labelled scan (its corners
+        # suffice, both boxes being convex); otherwise the labels are of another scan
+        corners = np.array([[i, j, k] for i in (0, grid.shape[0] - 1)
+                            for j in (0, grid.shape[1] - 1) for k in (0, grid.shape[2] - 1)],
+                           float)  # fmt: skip
+        crop = bool(np.all(labels.grid.contains_lps(grid.index_to_lps(corners))))
+        names = {v: may_cut(v) if may_cut is not None and crop else None for v in outside}
+        whole = [v for v, name in names.items() if name is None]
+        if whole:
+            raise GeometryMismatchError(
+                f"{what} grid does not match the image grid ({diff}) and {n_out} of {n_src} "
+                "labelled voxels lie outside the image"
+                + (f" (value {whole[0]}, which must lie wholly inside the image)"
+                   if may_cut is not None and crop else "")
+                + "; crop the labels to the image first, or give an image that holds them"
+            )
+        cut = (
+            f"; the image is a part of the labelled scan: {n_out} labelled voxels outside it "
+            "were left out ("
+            + ", ".join(f"{names[v]} {n}" for v, n in sorted(outside.items(), key=lambda x: -x[1]))
+            + ")"
         )
     note = (
         f"{what} resampled onto the image grid by nearest neighbour ({diff}; labels: shape "
         f"{labels.grid.shape}, spacing {_fmt(labels.grid.spacing_mm)} mm, origin "
         f"{_fmt(labels.grid.origin_mm)} mm; image: shape {grid.shape}, spacing "
-        f"{_fmt(grid.spacing_mm)} mm, origin {_fmt(grid.origin_mm)} mm)"
+        f"{_fmt(grid.spacing_mm)} mm, origin {_fmt(grid.origin_mm)} mm){cut}"
     )
     return out, note
+
+
+def _labelled_outside_by_value(arr: np.ndarray, src: Grid, grid: Grid) -> dict[int, int]:
+    """Labelled voxels of ``arr`` (on ``src``) whose centres lie outside ``grid``, per value."""
+    counts: dict[int, int] = {}
+    for k in range(arr.shape[0]):  # slice by slice, to bound the memory
+        idx = np.argwhere(arr[k] != 0)
+        if idx.size:
+            full = np.column_stack([np.full(len(idx), k), idx])
+            out = ~grid.contains_lps(src.index_to_lps(full))
+            vals, n = np.unique(arr[k][tuple(idx[out].T)], return_counts=True)
+            for v, c in zip(vals.tolist(), n.tolist(), strict=True):
+                counts[int(v)] = counts.get(int(v), 0) + int(c)
+    return counts
 
 
 def _labelled_outside(arr: np.ndarray, src: Grid, grid: Grid) -> int:
