@@ -228,3 +228,33 @@ def test_output_is_pinned_across_refactoring(config, image_sha, labels_sha):
     ph = generate_phantom(config)
     assert _sha256(ph.labels.array) == labels_sha
     assert _sha256(ph.image.array) == image_sha
+
+
+def test_smooth_noise_on_grid_axes_is_scipys_cubic_spline():
+    """The phantom's noise fields on grid axes (each coordinate along its own array axis,
+    or constant) are summed from separable B-spline weights; scipy's map_coordinates
+    (order 3, no prefilter, mode nearest) on the full grid is the reference, points beyond
+    the lattice included. Same sum, other order: float64 rounding (1e-15 of values <= 1)."""
+    from scipy import ndimage
+
+    from ioplan.anatomy._shapes import SmoothNoise
+
+    noise = SmoothNoise(np.random.default_rng(4), 25.0, (-170, -130, -100), (170, 130, 150))
+    x = np.linspace(-400.0, 400.0, 29)[None, None, :]
+    y = np.linspace(-140.0, 140.0, 17)[None, :, None]
+    z = np.linspace(-320.0, 170.0, 13)[:, None, None]
+    for args in [(x, y, z), (x * 0, y * 0 + 0.0, z), (x, y, z * 0.3), (0.0, 0.0, z), (x, y, 5.0)]:
+        got = noise(*args)
+        xs, ys, zs = np.broadcast_arrays(*args)
+        coords = np.stack([(xs - noise.lo[0]), (ys - noise.lo[1]), (zs - noise.lo[2])])
+        ref = ndimage.map_coordinates(noise.coeffs, coords.reshape(3, -1) / noise.lattice_mm,
+                                      order=3, prefilter=False, mode="nearest")  # fmt: skip
+        assert got.shape == xs.shape
+        np.testing.assert_allclose(got, np.clip(ref.reshape(xs.shape), -1, 1), atol=1e-12)
+    # not a grid (x and y along one axis): the general path, the same reference
+    pts = np.linspace(-100.0, 100.0, 11)
+    got = noise(pts, pts[::-1], pts * 0.5)
+    coords = np.stack([pts - noise.lo[0], pts[::-1] - noise.lo[1], pts * 0.5 - noise.lo[2]])
+    ref = ndimage.map_coordinates(noise.coeffs, coords / noise.lattice_mm, order=3,
+                                  prefilter=False, mode="nearest")  # fmt: skip
+    np.testing.assert_allclose(got, np.clip(ref, -1, 1), atol=1e-15)

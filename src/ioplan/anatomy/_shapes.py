@@ -34,6 +34,9 @@ class SmoothNoise:
         self.coeffs = ndimage.spline_filter(ndimage.gaussian_filter(raw, 0.6) * 1.6, order=3)
 
     def __call__(self, x, y, z) -> np.ndarray:
+        fast = self._on_axes(x, y, z)
+        if fast is not None:
+            return np.clip(fast, -1.0, 1.0)
         x, y, z = np.broadcast_arrays(x, y, z)
         coords = np.stack(
             [
@@ -44,6 +47,55 @@ class SmoothNoise:
         ).reshape(3, -1)
         v = ndimage.map_coordinates(self.coeffs, coords, order=3, prefilter=False, mode="nearest")
         return np.clip(v.reshape(x.shape), -1.0, 1.0)
+
+    def _on_axes(self, x, y, z) -> np.ndarray | None:
+        """The field on a grid by the cubic B-spline's separable weights, or None.
+
+        For coordinates that each vary along their own array axis (or not at all): the
+        same sum as ``map_coordinates`` (order 3, no prefilter, nearest beyond the
+        lattice), a few operations per voxel instead of 64 (it took most of a 1 mm
+        phantom's 23 s). None when the coordinates are not of that form.
+        """
+        arrs = [np.asarray(v, float) for v in (x, y, z)]
+        if any(a.ndim > 3 for a in arrs):
+            return None
+        shape = np.broadcast_shapes(*(a.shape for a in arrs))
+        if len(shape) != 3:
+            return None
+        out_letters, subs, mats = [], [], []
+        for d, a in enumerate(arrs):
+            a3 = a.reshape((1,) * (3 - a.ndim) + a.shape)
+            big = [k for k in range(3) if a3.shape[k] > 1]
+            if len(big) > 1:
+                return None
+            letter = "abc"[big[0]] if big else "pqr"[d]
+            if big:
+                if letter in out_letters:
+                    return None  # two coordinates along one axis: not a grid
+                out_letters.append(letter)
+            subs.append(letter + "ijk"[d])
+            mats.append(_bspline3_weights((a3.reshape(-1) - self.lo[d]) / self.lattice_mm,
+                                          self.coeffs.shape[d]))  # fmt: skip
+        out = "".join(sorted(out_letters))
+        v = np.einsum(f"ijk,{','.join(subs)}->{out}", self.coeffs, *mats, optimize=True)
+        small = tuple(shape[k] if "abc"[k] in out_letters else 1 for k in range(3))
+        return np.broadcast_to(v.reshape(small), shape)
+
+
+def _bspline3_weights(t: np.ndarray, n: int) -> np.ndarray:
+    """Weights (len(t), n) of the cubic B-spline at lattice coordinates ``t``.
+
+    Four per row, on coefficients floor(t) - 1 ... floor(t) + 2, an index beyond the
+    lattice taken as its nearest end (scipy.ndimage's mode "nearest").
+    """
+    f0 = np.floor(t)
+    f = t - f0
+    w = np.stack([(1 - f) ** 3 / 6.0, (3 * f**3 - 6 * f**2 + 4) / 6.0,
+                  (-3 * f**3 + 3 * f**2 + 3 * f + 1) / 6.0, f**3 / 6.0], axis=1)  # fmt: skip
+    idx = np.clip(f0.astype(np.int64)[:, None] - 1 + np.arange(4)[None, :], 0, n - 1)
+    out = np.zeros((len(t), n))
+    np.add.at(out, (np.repeat(np.arange(len(t)), 4), idx.reshape(-1)), w.reshape(-1))
+    return out
 
 
 def softmin(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
