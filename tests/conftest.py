@@ -25,6 +25,31 @@ import pytest
 
 from ioplan.anatomy import Case, PhantomConfig, generate_phantom
 
+# Files collected late but among the heaviest, run first instead: pytest-xdist (--dist
+# loadfile) hands out whole files in collection order, and the web and validation folders
+# come last alphabetically, so their heaviest files ran alone on one core at the end while
+# the other core waited (the browser's plan-page test about 40 s). Only these files move;
+# the rest keep their order (a sort is stable).
+_RUN_FIRST = (
+    "tests/web/test_browser.py",
+    "tests/validation/test_validation.py",
+    "tests/web/test_jobs.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    root = config.rootpath
+    rank = {name: i for i, name in enumerate(_RUN_FIRST)}
+
+    def key(item) -> int:
+        try:
+            rel = item.path.relative_to(root).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(rel, len(rank))
+
+    items.sort(key=key)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _own_cache_dir(tmp_path_factory):

@@ -689,7 +689,10 @@ def case_from_images(
             return extra_names[value]
         if value in (int(Label.TUMOR), int(Label.FLUID_COLLECTION)):
             return None  # a target cut by the image's edge would be planned wrong
-        return Label(value).name.lower()
+        try:
+            return Label(value).name.lower()
+        except ValueError:
+            return f"value {value}"
 
     on_grid, note = labels_on_grid(Volume(file_values, seg.labels.grid), image.grid,
                                    may_cut=may_cut)  # fmt: skip
