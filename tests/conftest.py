@@ -167,3 +167,37 @@ def liver_k_of_t(table, material: int):
         return float(table.k_mushy_w_m_k[material])
 
     return k_of, (ts, tl)
+
+
+def flipped_copy(vol, axes=(1, 2)):
+    """The same image stored with the array ``axes`` reversed, built by hand (independent of
+    ioplan's orientation code): direction columns negated, origin moved to the opposite
+    corner. The default, axes y and x, is how a RAS NIfTI stores an LPS image."""
+    import numpy as np
+
+    from ioplan.imaging import Grid, Volume
+
+    g = vol.grid
+    d = g.direction_matrix.copy()
+    origin = np.asarray(g.origin_mm, float)
+    arr = np.asarray(vol.array)
+    for j in axes:
+        origin = origin + d[:, j] * g.spacing_mm[j] * (g.shape[j] - 1)
+        arr = np.flip(arr, j)
+        d[:, j] = -d[:, j]
+    return Volume(arr.copy(), Grid(arr.shape, g.spacing_mm, tuple(origin), tuple(map(tuple, d))))
+
+
+def permuted_copy(vol, order=(2, 0, 1)):
+    """The array axes permuted; the direction columns and spacings follow, the origin (voxel
+    (0, 0, 0)) is unchanged."""
+    import numpy as np
+
+    from ioplan.imaging import Grid, Volume
+
+    g = vol.grid
+    d = g.direction_matrix[:, list(order)]
+    arr = np.transpose(np.asarray(vol.array), order).copy()
+    sp = tuple(g.spacing_mm[i] for i in order)
+    return Volume(arr, Grid(arr.shape, sp, g.origin_mm, tuple(map(tuple, d))))
+

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import run_cli
+from conftest import flipped_copy, permuted_copy, run_cli
 from ioplan.anatomy import Case, Label, load_case, save_case
-from ioplan.imaging import Grid, Volume, read_image
+from ioplan.imaging import read_image
 
 REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real" / "totalsegmentator"
 
@@ -107,38 +107,14 @@ def test_real_mr_imports_and_plans_mr_guided(capsys, tmp_path):
 # --- 2. flipped and permuted copies of one case give the same plan ----------------------
 
 
-def _ras_copy(vol: Volume) -> Volume:
-    """As a RAS NIfTI stores it: array axes y and x reversed, their direction columns
-    negated and the origin moved to the opposite corner (built by hand)."""
-    g = vol.grid
-    d = g.direction_matrix.copy()
-    origin = np.asarray(g.origin_mm, float)
-    arr = np.asarray(vol.array)
-    for j in (1, 2):
-        origin = origin + d[:, j] * g.spacing_mm[j] * (g.shape[j] - 1)
-        arr = np.flip(arr, j)
-        d[:, j] = -d[:, j]
-    return Volume(arr.copy(), Grid(arr.shape, g.spacing_mm, tuple(origin), tuple(map(tuple, d))))
-
-
-def _permuted_copy(vol: Volume, order=(2, 0, 1)) -> Volume:
-    """The array axes permuted; the direction columns and spacings follow, the origin (voxel
-    (0, 0, 0)) is unchanged."""
-    g = vol.grid
-    d = g.direction_matrix[:, list(order)]
-    arr = np.transpose(np.asarray(vol.array), order).copy()
-    sp = tuple(g.spacing_mm[i] for i in order)
-    return Volume(arr, Grid(arr.shape, sp, g.origin_mm, tuple(map(tuple, d))))
-
-
 @pytest.mark.slow
 def test_flipped_and_permuted_copies_give_the_same_plan(capsys, small_case, tmp_path):
     copies = {
         "stored": small_case,
         # flipped to RAS and then permuted: both changes in one copy (a plan at 4 mm costs
         # 10-15 s; the flip alone was a third copy)
-        "permuted": Case(_permuted_copy(_ras_copy(small_case.image)),
-                         _permuted_copy(_ras_copy(small_case.labels)), name="perm",
+        "permuted": Case(permuted_copy(flipped_copy(small_case.image)),
+                         permuted_copy(flipped_copy(small_case.labels)), name="perm",
                          modality="CT", tumors=small_case.tumors),
     }  # fmt: skip
     plans = {}

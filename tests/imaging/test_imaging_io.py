@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import flipped_copy, permuted_copy
 from ioplan.errors import (
     FileFormatError,
     InputError,
@@ -213,28 +214,6 @@ def test_nifti_without_orientation_is_refused(tmp_path):
         read_nifti(tmp_path / "none.nii")
 
 
-def _flipped(vol: Volume, axes) -> Volume:
-    """The same image stored with the array ``axes`` reversed (direction columns negated,
-    the origin moved to the opposite corner)."""
-    g = vol.grid
-    d = g.direction_matrix.copy()
-    origin = np.asarray(g.origin_mm, float)
-    arr = np.asarray(vol.array)
-    for j in axes:
-        origin = origin + d[:, j] * g.spacing_mm[j] * (g.shape[j] - 1)
-        arr = np.flip(arr, j)
-        d[:, j] = -d[:, j]
-    return Volume(arr.copy(), Grid(arr.shape, g.spacing_mm, tuple(origin), tuple(map(tuple, d))))
-
-
-def _permuted(vol: Volume, order) -> Volume:
-    g = vol.grid
-    d = g.direction_matrix[:, list(order)]
-    arr = np.transpose(np.asarray(vol.array), order).copy()
-    return Volume(arr, Grid(arr.shape, tuple(g.spacing_mm[i] for i in order), g.origin_mm,
-                            tuple(map(tuple, d))))  # fmt: skip
-
-
 @pytest.mark.parametrize("interpolation", ["nearest", "linear"])
 def test_resampling_to_a_spacing_does_not_depend_on_the_axis_order(interpolation):
     """Thick slices (5 mm) of 0.7 mm pixels, extents that are no multiple of 2 mm, resampled
@@ -248,7 +227,7 @@ def test_resampling_to_a_spacing_does_not_depend_on_the_axis_order(interpolation
     vol = Volume(rng.integers(0, 4, g.shape).astype(np.uint8), g)
     if interpolation == "linear":
         vol = vol.with_array(rng.normal(size=g.shape))
-    copy = _permuted(_flipped(vol, (0, 2)), (2, 0, 1))
+    copy = permuted_copy(flipped_copy(vol, (0, 2)), (2, 0, 1))
     a = resample_to_spacing(vol, (2.0, 2.0, 2.0), interpolation=interpolation)
     b = resample_to_spacing(copy, (2.0, 2.0, 2.0), interpolation=interpolation)
     # the same points: b's voxel centres are a's, at whole indices of a's grid

@@ -7,23 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from conftest import flipped_copy
 from ioplan.anatomy import Case, Label
-from ioplan.imaging import Grid, Volume, axial_volume
+from ioplan.imaging import Volume, axial_volume
 from ioplan.planning import display_volumes
-
-
-def _ras_copy(vol: Volume) -> Volume:
-    """The same image stored as a RAS NIfTI would be: x and y axes reversed (independent
-    construction: the affine columns and the array are flipped by hand)."""
-    g = vol.grid
-    d = g.direction_matrix.copy()
-    origin = np.asarray(g.origin_mm, float)
-    arr = np.asarray(vol.array)
-    for j in (1, 2):  # array axes y and x
-        origin = origin + d[:, j] * g.spacing_mm[j] * (g.shape[j] - 1)
-        arr = np.flip(arr, j)
-        d[:, j] = -d[:, j]
-    return Volume(arr.copy(), Grid(arr.shape, g.spacing_mm, tuple(origin), tuple(map(tuple, d))))
 
 
 def _fake_plan(case: Case) -> SimpleNamespace:
@@ -34,7 +21,7 @@ def _fake_plan(case: Case) -> SimpleNamespace:
 
 
 def test_ras_and_lps_copies_give_the_same_pictures_with_the_liver_on_the_image_left(small_case):
-    ras = Case(_ras_copy(small_case.image), _ras_copy(small_case.labels), name="ras",
+    ras = Case(flipped_copy(small_case.image), flipped_copy(small_case.labels), name="ras",
                modality="CT", tumors=small_case.tumors)  # fmt: skip
     shown = []
     for case in (small_case, ras):
