@@ -305,3 +305,20 @@ def test_dicom_series_with_a_dicom_seg(tmp_path, capsys, images):
     assert np.count_nonzero(case.labels.array == Label.TUMOR) == 8
     assert case.structures["tumor"] == {"source": "labels", "classes": ["tumour"]}
     assert case.extra_classes == ()
+
+
+def test_a_tumour_cut_by_a_cropped_image_is_refused_by_name(tmp_path, capsys):
+    """A crop of the labelled scan that cuts the tumour (its 4 lowest slices hold 2 of the
+    tumour's 6): one line naming the tumour, exit 2, no case written."""
+    g = Grid((20, 20, 20), (2.0, 2.0, 2.0))
+    seg = np.zeros(g.shape, np.uint8)
+    seg[2:18, 2:18, 2:18] = 1
+    seg[0:6, 8:12, 8:12] = 2
+    ct = np.where(seg == 0, -1000, 40).astype(np.int16)
+    write_nifti(Volume(seg, g), tmp_path / "seg.nii.gz")
+    crop = Grid((16, 20, 20), g.spacing_mm, (0.0, 0.0, 8.0))  # slices 4-19
+    write_nifti(Volume(ct[4:], crop), tmp_path / "ct.nii.gz")
+    code, _, err = _import(capsys, tmp_path / "ct.nii.gz", tmp_path / "seg.nii.gz",
+                           tmp_path / "c", "--label", "liver=1", "--label", "tumor=2")  # fmt: skip
+    assert_one_line_error(code, err, "tumor, which must lie wholly inside the image")
+    assert not (tmp_path / "c").exists()

@@ -683,19 +683,22 @@ def case_from_images(
     file_values = lut[arr]
     extra_names = {c.value: c.name for c in extras}
 
-    def may_cut(value: int) -> str | None:
-        """The structure's name if a cropped image may cut it; None for a target."""
+    def name_of(value: int) -> str:
         if value in extra_names:
             return extra_names[value]
-        if value in (int(Label.TUMOR), int(Label.FLUID_COLLECTION)):
-            return None  # a target cut by the image's edge would be planned wrong
         try:
             return Label(value).name.lower()
         except ValueError:
             return f"value {value}"
 
+    def may_cut(value: int) -> str | None:
+        """The structure's name if a cropped image may cut it; None for a target."""
+        if value in (int(Label.TUMOR), int(Label.FLUID_COLLECTION)):
+            return None  # a target cut by the image's edge would be planned wrong
+        return name_of(value)
+
     on_grid, note = labels_on_grid(Volume(file_values, seg.labels.grid), image.grid,
-                                   may_cut=may_cut)  # fmt: skip
+                                   may_cut=may_cut, name_of=name_of)  # fmt: skip
     values = np.asarray(on_grid.array)
     extra_arr = np.where(values >= EXTRA_FIRST_VALUE, values, 0).astype(np.uint8)
     labels = np.where(values >= EXTRA_FIRST_VALUE, int(EXTRA_STAND_IN), values).astype(np.uint8)

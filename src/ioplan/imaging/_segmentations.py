@@ -254,6 +254,7 @@ def _read_slicer_seg(path: Path) -> Segmentation:
 def labels_on_grid(
     labels: Volume, grid: Grid, *, what: str = "labels",
     may_cut: Callable[[int], str | None] | None = None,
+    name_of: Callable[[int], str] | None = None,
 ) -> tuple[Volume, str | None]:
     """``labels`` on ``grid``: as they are when the grids match, else resampled.
 
@@ -265,7 +266,8 @@ def labels_on_grid(
     (an image cropped from the scan that was segmented: the liver or a vessel going on
     beyond the image), or None when it must lie wholly inside (a tumour). It applies only
     when the image lies within the labels' grid (a crop of the labelled scan). Without it
-    no labelled voxel may fall outside the grid.
+    no labelled voxel may fall outside the grid. ``name_of`` names a value in the message
+    that refuses a structure that must lie wholly inside.
 
     Returns
     -------
@@ -314,7 +316,8 @@ def labels_on_grid(
             raise GeometryMismatchError(
                 f"{what} grid does not match the image grid ({diff}) and {n_out} of {n_src} "
                 "labelled voxels lie outside the image"
-                + (f" (value {whole[0]}, which must lie wholly inside the image)"
+                + (f" ({name_of(whole[0]) if name_of else f'value {whole[0]}'}, which must "
+                   "lie wholly inside the image)"
                    if may_cut is not None and crop else "")
                 + "; crop the labels to the image first, or give an image that holds them"
             )
