@@ -507,7 +507,7 @@ def gpu_step_throughput(sizes: tuple[int, ...] = (128, 256, 384), steps: int = 2
         d = runner._dev
         launch = step_gpu[runner._blocks, runner._threads]
         tail = (d_a, d_b, d["P"], d_gt, *scal)
-        _launch_steps(launch, d, tail, 5)  # warm: the kernel is compiled for these types
+        _launch_steps(launch, d, tail, WARM_LAUNCHES)  # warm: compiled for these types
         ms = _timed_steps(launch, d, tail, steps)
         interior = (n - 2) ** 3
         rate = interior / (ms * 1e-3) if ms > 0 else 0.0
@@ -526,6 +526,11 @@ def gpu_step_throughput(sizes: tuple[int, ...] = (128, 256, 384), steps: int = 2
         })  # fmt: skip
         del runner, d, tail
     return rows
+
+
+#: Untimed launches before a timing (the first compiles the kernel for its types; the
+#: rest let the clocks and caches settle). The simulator smoke test sets it to 1.
+WARM_LAUNCHES = 5
 
 
 def _timed_steps(launch, d: dict, tail: tuple, steps: int) -> float:
@@ -600,7 +605,7 @@ def gpu_launch_variants(n: int = 256, steps: int = 100, variants=LAUNCH_VARIANTS
         blocks = tuple(-(-a // b) for a, b in zip((nx, ny, nz), threads, strict=True))
         launch = kernel[blocks, threads]
         d["th"].copy_to_device(th0)
-        _launch_steps(launch, d, tail, 2)  # compile and warm
+        _launch_steps(launch, d, tail, min(2, WARM_LAUNCHES))  # compile and warm
         d["th"].copy_to_device(th0)
         ms = _timed_steps(launch, d, tail, steps)
         out = d["th"].copy_to_host()

@@ -70,6 +70,7 @@ sys.path.insert(0, "bench")
 import _gpu
 _gpu.gpu_available = lambda: None  # numba's simulator stands in for a device
 _gpu.device_bandwidth_bytes_per_s = lambda *a, **k: 1e12
+_gpu.WARM_LAUNCHES = 1  # one launch compiles; the simulator's timings mean nothing
 rows = _gpu.gpu_step_throughput(sizes=(6,), steps=1)
 variants = _gpu.gpu_launch_variants(6, 1, variants=_gpu.LAUNCH_VARIANTS[:3])
 print(json.dumps({"rows": rows, "variants": variants}))

@@ -390,3 +390,35 @@ def test_surrogate_tables_are_kept_on_disk_under_a_key(tmp_path, monkeypatch):
     sg.zone_table.cache_clear()
     assert sg.zone_table(app, 2.5) == first and calls == [2.5, 3.5, 2.5]
     sg.zone_table.cache_clear()
+
+
+def test_a_table_wanted_by_two_runs_at_once_is_computed_once(tmp_path, monkeypatch):
+    """Two runs that need the same table at the same time (two workers, a web job beside
+    the command line): one computes it, the other waits for it and reads it back."""
+    import threading
+    import time
+
+    from ioplan.devices import applicator
+    from ioplan.planning import _surrogate as sg
+
+    monkeypatch.setenv("IOPLAN_CACHE_DIR", str(tmp_path))
+    calls = []
+
+    def slow_rows(app, spacing_mm, tissue="liver"):
+        calls.append(spacing_mm)
+        time.sleep(0.5)  # long enough that the second run asks while the first computes
+        return ((100.0, 600.0, 40.0, 30.0, 5.0, 1),)
+
+    monkeypatch.setattr(sg, "_heat_rows", slow_rows)
+    app = applicator("covidien-emprint")
+    out = []
+    # the disk layer itself (no memory cache): each thread opens its own lock file, which
+    # flock treats as two holders, as it does two processes
+    runs = [threading.Thread(target=lambda: out.append(sg.zone_table.__wrapped__(app, 2.5)))
+            for _ in range(2)]  # fmt: skip
+    for r in runs:
+        r.start()
+    for r in runs:
+        r.join(timeout=30)
+    assert calls == [2.5]
+    assert out == [((100.0, 600.0, 40.0, 30.0, 5.0, 1),)] * 2

@@ -8,7 +8,9 @@ keyed by a hash of everything that shapes them (the applicator's record, the gri
 engine's source and the data files), so a stale table can never be read back.
 
 The cache folder is ``$IOPLAN_CACHE_DIR``, else ``$XDG_CACHE_HOME/ioplan``, else
-``~/.cache/ioplan``. If it cannot be written the tables are simply recomputed.
+``~/.cache/ioplan``. If it cannot be written the tables are simply recomputed. Processes
+that need the same table at once (two plans, a web job beside the command line) compute
+it once: the first holds a lock file beside the table, the others wait and read it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
@@ -122,14 +126,42 @@ def zone_table(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tup
         spacing_mm = max(spacing_mm, CRYO_MIN_SPACING_MM)
     path = cache_dir() / "zone-tables" / f"{app.id}-{_key(app, spacing_mm, tissue)}.json"
     rows = _read(path)
-    if rows is None:
-        rows = (
-            _cryo_rows(app, spacing_mm, tissue)
-            if app.modality == "cryo"
-            else _heat_rows(app, spacing_mm, tissue)
-        )
-        _write(path, app, rows)
+    if rows is not None:
+        return rows
+    with _computing(path):
+        rows = _read(path)  # another process may have written it while this one waited
+        if rows is None:
+            rows = (
+                _cryo_rows(app, spacing_mm, tissue)
+                if app.modality == "cryo"
+                else _heat_rows(app, spacing_mm, tissue)
+            )
+            _write(path, app, rows)
     return rows
+
+
+@contextmanager
+def _computing(path: Path) -> Iterator[None]:
+    """Hold ``path``'s lock file while its table is computed (nothing where locks fail).
+
+    An advisory ``flock``: the kernel drops it when its holder exits, so a killed run
+    never leaves the others waiting. Where the folder cannot be written, or the system
+    has no ``fcntl``, each process simply computes the table itself.
+    """
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path.with_suffix(".lock"), "a")  # held until the table is written
+    except (ImportError, OSError):
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield  # the lock goes with the file's closing
 
 
 def _heat_rows(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tuple[Row, ...]:
