@@ -37,6 +37,64 @@ _RUN_FIRST = (
 )
 
 
+_WARM_DTYPES = ("float32", "float64")
+_WARM_DIR_ENV = "IOPLAN_TEST_KERNELS_WARM_DIR"
+#: Longest a worker waits for the kernels (s): the two compiles took 40 and 25 s on one
+#: core each (session 49); past this the workers go on and compile what they need.
+_WARM_WAIT_S = 240.0
+_warm_procs: list = []
+
+
+def pytest_configure(config):
+    """Under xdist, compile the engine's kernels once per dtype before the workers' tests.
+
+    tests/_warm_kernels.py runs once per dtype, in parallel, from the controller (before
+    the workers start, so they inherit the folder's name); each worker's first test waits
+    for both (see ``_kernels_compiled``). Warm caches make it a few seconds of loading.
+    """
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        return
+    folder = Path(tempfile.mkdtemp(prefix="ioplan-warm-"))
+    os.environ[_WARM_DIR_ENV] = str(folder)
+    script = Path(__file__).with_name("_warm_kernels.py")
+    for dtype in _WARM_DTYPES:
+        log = open(folder / f"{dtype}.log", "w")  # closed in pytest_unconfigure
+        _warm_procs.append((subprocess.Popen(
+            [sys.executable, str(script), dtype, str(folder / f"{dtype}.done")],
+            stdout=log, stderr=subprocess.STDOUT,
+        ), log))  # fmt: skip
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    for proc, log in _warm_procs:
+        proc.wait()
+        log.close()
+    folder = os.environ.pop(_WARM_DIR_ENV, None) if _warm_procs else None
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _kernels_compiled():
+    """A worker's tests start once the controller's kernel compiles are done."""
+    import time
+    from pathlib import Path
+
+    folder = os.environ.get(_WARM_DIR_ENV)
+    if folder and os.environ.get("PYTEST_XDIST_WORKER"):
+        end = time.monotonic() + _WARM_WAIT_S
+        done = [Path(folder) / f"{d}.done" for d in _WARM_DTYPES]
+        while not all(f.exists() for f in done) and time.monotonic() < end:
+            time.sleep(0.2)
+    yield
+
+
 def pytest_collection_modifyitems(session, config, items):
     root = config.rootpath
     rank = {name: i for i, name in enumerate(_RUN_FIRST)}

@@ -285,7 +285,7 @@ def warm_up() -> None:
     The first frame otherwise pays for it (about 0.3 s with numba's cache warm, much
     more without): in a live loop, frames that arrive meanwhile are lost. Runs a tiny
     session through every path (direct and motion-compensated, complex64 and
-    complex128 frames).
+    complex128 frames: both are processed in complex64).
     """
     img = np.zeros((1, 16, 16), np.complex64)
     img[0, 4:10, 5:11] = 1.0
@@ -376,7 +376,9 @@ class Thermometry:
         shape = self._mean_base.shape
         nx = shape[-1] if z.ndim else 1
         ny = shape[-2] if z.ndim >= 2 else 1
-        z2 = np.ascontiguousarray(z).reshape(-1, nx)
+        # complex64 throughout (a scanner's frames are single precision; 1e-7 rad is far
+        # below the phase noise): one compiled version of each kernel, not two
+        z2 = np.ascontiguousarray(z, dtype=np.complex64).reshape(-1, nx)
         if self.cfg.multi_baseline:
             errs = np.empty(len(self.baselines))
             _match(z2, self._mag_stack, errs)
@@ -399,9 +401,9 @@ class Thermometry:
             sy, sx = (float(v) for v in self._shifts[used][-2:])
         sampled = bool(sy or sx) or self.cfg.referenceless
         if self.cfg.referenceless:
-            src = np.exp(1j * self._referenceless(z)).reshape(-1, nx)
+            src = np.exp(1j * self._referenceless(z)).astype(np.complex64).reshape(-1, nx)
         elif sampled:
-            src = np.empty(z2.shape, np.complex128)
+            src = np.empty(z2.shape, np.complex64)
             _phasors(z2, base2, drift, has_drift, src)
         else:
             src = z2
