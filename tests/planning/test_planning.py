@@ -414,7 +414,8 @@ def test_a_table_wanted_by_two_runs_at_once_is_computed_once(tmp_path, monkeypat
     out = []
     # the disk layer itself (no memory cache): each thread opens its own lock file, which
     # flock treats as two holders, as it does two processes
-    runs = [threading.Thread(target=lambda: out.append(sg.zone_table.__wrapped__(app, 2.5)))
+    table = sg._heat_table.__wrapped__
+    runs = [threading.Thread(target=lambda: out.append(table(app, 2.5, "liver")))
             for _ in range(2)]  # fmt: skip
     for r in runs:
         r.start()
@@ -422,3 +423,34 @@ def test_a_table_wanted_by_two_runs_at_once_is_computed_once(tmp_path, monkeypat
         r.join(timeout=30)
     assert calls == [2.5]
     assert out == [((100.0, 600.0, 40.0, 30.0, 5.0, 1),)] * 2
+
+
+def test_cryo_arrays_larger_than_the_target_needs_are_never_simulated(tmp_path, monkeypatch):
+    """A cryo plan asks for arrays of 1, 2, ... probes and stops two past the first whose
+    zone spans the target: larger arrays are never simulated (each is a 25-min double
+    freeze), and without a target extent every array up to the plan's limit is used."""
+    from ioplan.devices import applicator
+    from ioplan.planning import _surrogate as sg
+    from ioplan.planning._plan import CRYO_ARRAYS_PAST_COVER, _candidate_rows
+
+    monkeypatch.setenv("IOPLAN_CACHE_DIR", str(tmp_path))
+    simulated = []
+
+    def fake_rows(app, spacing_mm, tissue="liver", counts=()):
+        simulated.extend(counts)
+        # n probes: 10 n mm wide, 40 mm long (the first row, a single probe, makes no zone)
+        return tuple((0.0, 1500.0, 40.0, 10.0 * n if n > 1 else 0.0, 0.0, n) for n in counts)
+
+    monkeypatch.setattr(sg, "_cryo_rows", fake_rows)
+    sg.zone_table.cache_clear()
+    app = applicator("cryo-2.4mm")
+    rows = _candidate_rows(app, 3.0, 8, "liver", target_extent_mm=25.0)
+    # 30 mm (3 probes) is the first width >= 25 mm; two more arrays; the empty zone left out
+    last = 3 + CRYO_ARRAYS_PAST_COVER
+    assert simulated == list(range(1, last + 1))
+    assert [r[5] for r in rows] == list(range(2, last + 1))
+    # the plan's own limit caps it, and with no extent every array up to the limit is used
+    assert [r[5] for r in _candidate_rows(app, 3.0, 4, "liver", 25.0)] == [2, 3, 4]
+    assert [r[5] for r in _candidate_rows(app, 3.0, 8, "liver")] == list(range(2, 9))
+    assert simulated == list(range(1, 9))  # each array simulated once (kept on disk)
+    sg.zone_table.cache_clear()

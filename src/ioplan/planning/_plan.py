@@ -500,22 +500,39 @@ def _why_not(v: Verification, cs: CandidateSet, res, n_max: int, delivery: str) 
     ]
 
 
-def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int,
-                    tissue: str = "liver") -> tuple[tuple, ...]:  # fmt: skip
+#: Cryo arrays computed past the smallest whose zone alone spans the target: an array's
+#: cross-section is not round (two probes make an oval; the row's width is its widest), and
+#: arrays on several paths may combine, so two larger ones stay candidates.
+CRYO_ARRAYS_PAST_COVER = 2
+
+
+def _candidate_rows(app: Applicator, spacing_mm: float, n_max: int, tissue: str = "liver",
+                    target_extent_mm: float = math.inf) -> tuple[tuple, ...]:  # fmt: skip
     """The surrogate rows the candidates use.
 
     MW and RF: one applicator per candidate (several candidates make a plan). Cryo: ice
     balls of probes 1.5 cm apart merge, and the -40 degC zone of an array is much wider
     than the union of single probes' zones; so a cryo candidate is a parallel array of
     1 to ``n_max`` probes (the surrogate's array rows); a plan may combine arrays and
-    single probes on independent paths, at most ``n_max`` probes in all. A setting that
-    makes no zone (a single cryoprobe in well-perfused kidney reaches no -40 degC on 3 mm
-    voxels) covers nothing and is left out.
+    single probes on independent paths, at most ``n_max`` probes in all. Arrays larger
+    than :data:`CRYO_ARRAYS_PAST_COVER` past the first whose zone (length and width) spans
+    ``target_extent_mm`` are not computed: they would only freeze more beyond the target.
+    A setting that makes no zone (a single cryoprobe in well-perfused kidney reaches no
+    -40 degC on 3 mm voxels) covers nothing and is left out.
     """
-    table = tuple(r for r in zone_table(app, spacing_mm, tissue) if r[2] > 0 and r[3] > 0)
-    if app.modality == "cryo":
-        return tuple(r for r in table if r[5] <= n_max)
-    return tuple(r for r in table if r[5] == 1)
+    if app.modality != "cryo":
+        table = zone_table(app, spacing_mm, tissue)
+        return tuple(r for r in table if r[2] > 0 and r[3] > 0 and r[5] == 1)
+    rows, spans = [], None
+    for n in range(1, n_max + 1):
+        r = zone_table(app, spacing_mm, tissue, max_probes=n)[-1]
+        if r[2] > 0 and r[3] > 0:
+            rows.append(r)
+        if spans is None and min(r[2], r[3]) >= target_extent_mm:
+            spans = n
+        if spans is not None and n >= spans + CRYO_ARRAYS_PAST_COVER:
+            break
+    return tuple(rows)
 
 
 def _suggestions(v: Verification, app: Applicator, target: _Target, n_max: int,
@@ -696,7 +713,10 @@ def plan_ablation(
     tp = target_points(case, target.mask, target.margin_mm, cfg.spacing_mm)
     delivery = delivery_for(cfg.modality, cfg.delivery)
     n_max = cfg.max_applicators_for(delivery)
-    rows = _candidate_rows(app, cfg.spacing_mm, n_max, surrogate_tissue(organ))
+    pts = np.asarray(tp.points_mm, float).reshape(-1, 3)
+    extent_mm = (2.0 * float(np.linalg.norm(pts - pts.mean(axis=0), axis=1).max())
+                 if len(pts) else math.inf)  # fmt: skip
+    rows = _candidate_rows(app, cfg.spacing_mm, n_max, surrogate_tissue(organ), extent_mm)
     if not rows:
         raise InputError(f"{app.id} makes no ablation zone in {organ} at any setting it has")
     n_select = n_max  # applicators (probes), an array counting as its probes

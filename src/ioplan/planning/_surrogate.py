@@ -116,26 +116,54 @@ def _write(path: Path, app: Applicator, rows: tuple[Row, ...]) -> None:
         pass
 
 
-@lru_cache(maxsize=16)
-def zone_table(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tuple[Row, ...]:
+def zone_table(app: Applicator, spacing_mm: float, tissue: str = "liver",
+               max_probes: int = MAX_CRYOPROBES) -> tuple[Row, ...]:  # fmt: skip
     """The surrogate rows for ``app`` (MW/RF at ``spacing_mm``; cryo at >= 3 mm).
 
     Simulated in a uniform block of ``tissue`` (the liver, or an organ's: planner.toml).
+    Cryo: the arrays of 1 to ``max_probes`` probes, each array's row computed (and kept)
+    on its own, so that a plan that needs small arrays only never pays for large ones.
     """
     if app.modality == "cryo":
         spacing_mm = max(spacing_mm, CRYO_MIN_SPACING_MM)
+        if not 1 <= max_probes <= MAX_CRYOPROBES:
+            raise InputError(f"cryo arrays have 1-{MAX_CRYOPROBES} probes, got {max_probes}")
+        return tuple(_cryo_row(app, spacing_mm, tissue, n) for n in range(1, max_probes + 1))
+    return _heat_table(app, spacing_mm, tissue)
+
+
+@lru_cache(maxsize=16)
+def _heat_table(app: Applicator, spacing_mm: float, tissue: str) -> tuple[Row, ...]:
     path = cache_dir() / "zone-tables" / f"{app.id}-{_key(app, spacing_mm, tissue)}.json"
+    return _cached(path, app, lambda: _heat_rows(app, spacing_mm, tissue))
+
+
+@lru_cache(maxsize=64)
+def _cryo_row(app: Applicator, spacing_mm: float, tissue: str, n: int) -> Row:
+    key = _key(app, spacing_mm, tissue)
+    path = cache_dir() / "zone-tables" / f"{app.id}-{key}-array{n}.json"
+    (row,) = _cached(path, app, lambda: _cryo_rows(app, spacing_mm, tissue, (n,)))
+    return row
+
+
+def _clear_tables() -> None:
+    """Forget the tables held in memory (the disk copies stay)."""
+    _heat_table.cache_clear()
+    _cryo_row.cache_clear()
+
+
+zone_table.cache_clear = _clear_tables  # type: ignore[attr-defined]
+
+
+def _cached(path: Path, app: Applicator, compute) -> tuple[Row, ...]:
+    """The rows kept at ``path``, else ``compute()``'s, written there (one process at once)."""
     rows = _read(path)
     if rows is not None:
         return rows
     with _computing(path):
         rows = _read(path)  # another process may have written it while this one waited
         if rows is None:
-            rows = (
-                _cryo_rows(app, spacing_mm, tissue)
-                if app.modality == "cryo"
-                else _heat_rows(app, spacing_mm, tissue)
-            )
+            rows = compute()
             _write(path, app, rows)
     return rows
 
@@ -198,13 +226,15 @@ def _heat_rows(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tup
     return tuple(rows)
 
 
-def _cryo_rows(app: Applicator, spacing_mm: float, tissue: str = "liver") -> tuple[Row, ...]:
-    """Cryo: the -40 degC zone of 1 to 8 probes, 15 mm apart, after the double freeze."""
+def _cryo_rows(app: Applicator, spacing_mm: float, tissue: str = "liver",
+               counts: tuple[int, ...] = tuple(range(1, MAX_CRYOPROBES + 1))
+               ) -> tuple[Row, ...]:  # fmt: skip
+    """Cryo: the -40 degC zone of ``counts`` probes, 15 mm apart, after the double freeze."""
     from ioplan.physics import CryoProtocol, SimulationConfig, axial_zone, simulate
 
     proto = CryoProtocol.parse(CRYO_PROTOCOL)
     rows: list[Row] = []
-    for n in range(1, MAX_CRYOPROBES + 1):
+    for n in counts:
         res = simulate(
             SimulationConfig(
                 applicator=app,
