@@ -453,4 +453,10 @@ def test_cryo_arrays_larger_than_the_target_needs_are_never_simulated(tmp_path, 
     assert [r[5] for r in _candidate_rows(app, 3.0, 4, "liver", 25.0)] == [2, 3, 4]
     assert [r[5] for r in _candidate_rows(app, 3.0, 8, "liver")] == list(range(2, 9))
     assert simulated == list(range(1, 9))  # each array simulated once (kept on disk)
+    # an array's file holding another count's row (or two rows) is computed again, once
+    (three,) = (tmp_path / "zone-tables").glob("cryo-2.4mm-*-array3.json")
+    three.write_text(json.dumps({"applicator": "cryo-2.4mm", "rows": [[0, 1, 2, 3, 0, 4]] * 2}))
+    sg.zone_table.cache_clear()
+    assert [r[5] for r in _candidate_rows(app, 3.0, 4, "liver")] == [2, 3, 4]
+    assert simulated == [*range(1, 9), 3]
     sg.zone_table.cache_clear()

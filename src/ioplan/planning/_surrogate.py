@@ -142,7 +142,8 @@ def _heat_table(app: Applicator, spacing_mm: float, tissue: str) -> tuple[Row, .
 def _cryo_row(app: Applicator, spacing_mm: float, tissue: str, n: int) -> Row:
     key = _key(app, spacing_mm, tissue)
     path = cache_dir() / "zone-tables" / f"{app.id}-{key}-array{n}.json"
-    (row,) = _cached(path, app, lambda: _cryo_rows(app, spacing_mm, tissue, (n,)))
+    (row,) = _cached(path, app, lambda: _cryo_rows(app, spacing_mm, tissue, (n,)),
+                     valid=lambda rows: len(rows) == 1 and rows[0][5] == n)  # fmt: skip
     return row
 
 
@@ -155,14 +156,17 @@ def _clear_tables() -> None:
 zone_table.cache_clear = _clear_tables  # type: ignore[attr-defined]
 
 
-def _cached(path: Path, app: Applicator, compute) -> tuple[Row, ...]:
-    """The rows kept at ``path``, else ``compute()``'s, written there (one process at once)."""
+def _cached(path: Path, app: Applicator, compute, valid=lambda rows: True) -> tuple[Row, ...]:
+    """The rows kept at ``path``, else ``compute()``'s, written there (one process at once).
+
+    A file that cannot be read, or whose rows ``valid`` refuses, is computed again.
+    """
     rows = _read(path)
-    if rows is not None:
+    if rows is not None and valid(rows):
         return rows
     with _computing(path):
         rows = _read(path)  # another process may have written it while this one waited
-        if rows is None:
+        if rows is None or not valid(rows):
             rows = compute()
             _write(path, app, rows)
     return rows
