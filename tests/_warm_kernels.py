@@ -1,14 +1,13 @@
 """Compile (or load) the engine's CPU kernels for one dtype, before the suite's tests.
 
-Run as ``python tests/_warm_kernels.py float32 DONE_FILE`` (or float64, or thermometry).
+Run as ``python tests/_warm_kernels.py float32 DONE_FILE``.
 
 Started by tests/conftest.py before the xdist workers run any test. In a fresh checkout
 numba has no cache yet, and every worker and every CLI or web subprocess a test starts
-compiled the same kernels again (25-40 s of one core per dtype, session 49: the clean
-clone's suite took 621 s against 538-562 s warm). Here each dtype, and the thermometry
-kernels, are compiled once, in parallel, and written to numba's cache, which the test
-processes then load. Tiny runs of each modality go through the same code, with the same
-argument types, as the tests' runs.
+compiled the same kernels again (about 40 s of one core per dtype, session 49: the clean
+clone's suite took 621 s against 538-562 s warm). Here each dtype is compiled once, in
+parallel, and written to numba's cache, which the test processes then load. Tiny runs of
+each modality go through the same code, with the same argument types, as the tests' runs.
 """
 
 from __future__ import annotations
@@ -17,15 +16,8 @@ import sys
 from pathlib import Path
 
 
-def main(job: str, done: Path) -> None:
-    """``job``: a dtype (the engine's kernels) or "thermometry" (the PRF frame kernels)."""
+def main(dtype: str, done: Path) -> None:
     try:
-        if job == "thermometry":
-            from ioplan.monitoring._prf import warm_up
-
-            warm_up()
-            return
-        dtype = job
         from ioplan.devices import applicator
         from ioplan.physics import CryoProtocol, SimulationConfig, simulate
 
@@ -36,6 +28,10 @@ def main(job: str, done: Path) -> None:
                                   duration_s=20.0, **common))  # fmt: skip
         simulate(SimulationConfig(applicator("cryo-2.4mm"), protocol=CryoProtocol.parse(
             "freeze:20"), **common))  # fmt: skip
+        if dtype == "float32":
+            from ioplan.monitoring._prf import warm_up
+
+            warm_up()
     finally:
         done.touch()  # the workers wait for this, whatever happened here
 

@@ -37,12 +37,10 @@ _RUN_FIRST = (
 )
 
 
-#: Compile jobs: the engine's kernels per dtype, and the thermometry frame kernels (three
-#: processes: the float32 engine took 30 s, float64 25 s, thermometry 10 s, session 49)
-_WARM_DTYPES = ("float32", "float64", "thermometry")
+_WARM_DTYPES = ("float32", "float64")
 _WARM_DIR_ENV = "IOPLAN_TEST_KERNELS_WARM_DIR"
-#: Longest a worker waits for the kernels (s); past this the workers go on and compile
-#: what they need.
+#: Longest a worker waits for the kernels (s): the two compiles took 40 and 25 s on one
+#: core each (session 49); past this the workers go on and compile what they need.
 _WARM_WAIT_S = 240.0
 _warm_procs: list = []
 
@@ -50,9 +48,9 @@ _warm_procs: list = []
 def pytest_configure(config):
     """Under xdist, compile the engine's kernels once per dtype before the workers' tests.
 
-    tests/_warm_kernels.py runs once per job, in parallel, from the controller (before
+    tests/_warm_kernels.py runs once per dtype, in parallel, from the controller (before
     the workers start, so they inherit the folder's name); each worker's first test waits
-    for all of them (see ``_kernels_compiled``). Warm caches make it a few seconds of loading.
+    for both (see ``_kernels_compiled``). Warm caches make it a few seconds of loading.
     """
     import subprocess
     import tempfile
