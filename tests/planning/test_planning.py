@@ -460,3 +460,24 @@ def test_cryo_arrays_larger_than_the_target_needs_are_never_simulated(tmp_path, 
     assert [r[5] for r in _candidate_rows(app, 3.0, 4, "liver")] == [2, 3, 4]
     assert simulated == [*range(1, 9), 3]
     sg.zone_table.cache_clear()
+
+
+def test_a_table_write_that_fails_leaves_no_file_behind(tmp_path, monkeypatch):
+    """A disk that fills (OSError) while a table is written, or Ctrl-C, leaves neither the
+    table nor its temporary file; Ctrl-C still stops the run."""
+    from ioplan.devices import applicator
+    from ioplan.planning import _surrogate as sg
+
+    app = applicator("covidien-emprint")
+    for exc in (OSError("No space left on device"), KeyboardInterrupt()):
+        def fail(*a, exc=exc, **k):
+            raise exc
+
+        monkeypatch.setattr(sg.json, "dump", fail)
+        path = tmp_path / "zone-tables" / "t.json"
+        if isinstance(exc, KeyboardInterrupt):
+            with pytest.raises(KeyboardInterrupt):
+                sg._write(path, app, ((1.0, 2.0, 3.0, 4.0, 5.0, 1),))
+        else:
+            sg._write(path, app, ((1.0, 2.0, 3.0, 4.0, 5.0, 1),))
+        assert list(path.parent.iterdir()) == []

@@ -109,11 +109,16 @@ def _write(path: Path, app: Applicator, rows: tuple[Row, ...]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    except OSError:
+        return  # the folder cannot be written: the table is simply recomputed next time
+    try:
         with os.fdopen(fd, "w") as f:
             json.dump({"applicator": app.id, "rows": [list(r) for r in rows]}, f)
         os.replace(tmp, path)  # atomic: a reader never sees half a table
-    except OSError:
-        pass
+    except BaseException as exc:  # a full disk or Ctrl-C: no half-written file left behind
+        Path(tmp).unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
 
 
 def zone_table(app: Applicator, spacing_mm: float, tissue: str = "liver",
