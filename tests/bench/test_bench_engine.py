@@ -82,6 +82,7 @@ def test_gpu_benchmark_functions_run_on_the_simulator():
     # simulator at 6^3, one step (timings there are zero): the code path a GPU session
     # will use. The simulator runs a Python thread per CUDA thread: 8^3 and two steps
     # took 42 s in the suite, 6^3 and one step 17 s with another run on the second core
+    # (blocks of 32 x 4 x 2; the simulator's 4 x 4 x 4 blocks start a third of the threads)
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", GPU_SMOKE], capture_output=True, text=True, cwd=ROOT,

@@ -223,7 +223,8 @@ from ioplan.imaging import Grid
 from ioplan.physics import ThermalProblem, init_state, step, tissue_material_table
 from ioplan.physics._subvoxel import Cylinder, cylinder_surfaces, inside_cylinders
 
-# 4 blocks of 32 x 4 x 2 threads (the simulator starts a Python thread per CUDA thread)
+# 4 blocks of 4 x 4 x 4 threads on the simulator, which starts a Python thread per CUDA thread
+# (ioplan.physics._solver.THREADS_SIMULATOR); 4 of 32 x 4 x 2 on a device
 g = Grid((4, 8, 8), (1.5, 1.5, 1.5), origin_mm=(-5.0, -5.0, -3.0))
 cyl = Cylinder((0.4, 0.3, 0.0), (0.0, 0.0, 1.0), 1.2, -2.0, 2.0)
 tab = tissue_material_table().with_material(70, "probe", fixed_group=1, k_w_m_k=0.52)

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
     tab = tissue_material_table().with_material(
         70, "probe", fixed_group=1, k_w_m_k=0.52, c_vol_j_m3_k=3.8e6
     )
-    g = Grid((5, 8, 9), (1.0, 1.5, 2.0))  # 6 blocks of 32 x 4 x 2 threads
+    g = Grid((5, 8, 9), (1.0, 1.5, 2.0))  # 12 blocks of 4 x 4 x 4 (simulator), 6 of 32 x 4 x 2
     mat = np.full(g.shape, int(Label.LIVER), np.uint8)
     mat[2:5, 3, 3] = int(Label.FAT)
     mat[3, 4, 4] = 70  # a cold fixed voxel: phase change around it
@@ -52,9 +52,9 @@ SCRIPT = textwrap.dedent(
 # pass the water's vaporisation plateau (boiling), a fat streak (interface voxels, two
 # materials), anisotropic spacing, two damage intervals (Arrhenius and CEM43 accumulate;
 # tissue coagulated at 10 s stops its perfusion for the last 2 s). The grid is small
-# because the simulator starts one Python thread per CUDA thread: 4 blocks here (two
-# along y, two along z, x partly idle) cost about a third of the 6 blocks and 20 s used
-# before, which took 55 s of the suite on two busy cores. It prints, as
+# because the simulator starts one Python thread per CUDA thread: 384 voxels in 6 blocks
+# of 4 x 4 x 4 on the simulator (ioplan.physics._solver.THREADS_SIMULATOR; 1024 threads
+# in the device's blocks of 32 x 4 x 2 took twice as long). It prints, as
 # JSON, each array's largest difference and what the tolerances need.
 RUN_SCRIPT = textwrap.dedent(
     """
@@ -73,7 +73,7 @@ RUN_SCRIPT = textwrap.dedent(
     tab = tissue_material_table().with_material(
         70, "probe", fixed_group=1, k_w_m_k=0.52, c_vol_j_m3_k=3.8e6
     )
-    g = Grid((4, 8, 12), (2.0, 2.0, 2.5))  # 4 blocks of 32 x 4 x 2 threads
+    g = Grid((4, 8, 12), (2.0, 2.0, 2.5))  # 6 blocks of 4 x 4 x 4 (simulator), 4 of 32 x 4 x 2
     mat = np.full(g.shape, int(Label.LIVER), np.uint8)
     mat[1:3, 2, 5] = int(Label.FAT)
     mat[1:3, 4, 2] = 70
