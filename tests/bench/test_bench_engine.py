@@ -70,9 +70,12 @@ sys.path.insert(0, "bench")
 import _gpu
 _gpu.gpu_available = lambda: None  # numba's simulator stands in for a device
 _gpu.device_bandwidth_bytes_per_s = lambda *a, **k: 1e12
+SMALL_VARIANTS = ((None, (4, 4, 4)), (40, (8, 4, 2)), (None, (16, 2, 2)))
 _gpu.WARM_LAUNCHES = 1  # one launch compiles; the simulator's timings mean nothing
 rows = _gpu.gpu_step_throughput(sizes=(6,), steps=1)
-variants = _gpu.gpu_launch_variants(6, 1, variants=_gpu.LAUNCH_VARIANTS[:3])
+# small blocks, one with a register cap: 1,472 threads a launch on 6^3 against 9,216 for
+# the first three LAUNCH_VARIANTS (blocks of 256 threads)
+variants = _gpu.gpu_launch_variants(6, 1, variants=SMALL_VARIANTS)
 print(json.dumps({"rows": rows, "variants": variants}))
 """
 
@@ -82,7 +85,7 @@ def test_gpu_benchmark_functions_run_on_the_simulator():
     # simulator at 6^3, one step (timings there are zero): the code path a GPU session
     # will use. The simulator runs a Python thread per CUDA thread: 8^3 and two steps
     # took 42 s in the suite, 6^3 and one step 17 s with another run on the second core
-    # (blocks of 32 x 4 x 2; the simulator's 4 x 4 x 4 blocks start a third of the threads)
+    # (blocks of 256 threads; 3.3 s alone with the small blocks of GPU_SMOKE)
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", GPU_SMOKE], capture_output=True, text=True, cwd=ROOT,
@@ -94,6 +97,7 @@ def test_gpu_benchmark_functions_run_on_the_simulator():
     assert row["n"] == 6 and row["voxels"] == 216 and row["steps"] == 1
     # the full-bandwidth step is the interior's bytes over the bandwidth (recount)
     assert math.isclose(row["bound_ms_per_step"], 4**3 * 15 / 1e12 * 1e3, rel_tol=1e-12)
-    assert [v["threads"] for v in doc["variants"]] == [[32, 4, 2], [64, 4, 1], [128, 2, 1]]
+    assert [v["threads"] for v in doc["variants"]] == [[4, 4, 4], [8, 4, 2], [16, 2, 2]]
+    assert [v["max_registers"] for v in doc["variants"]] == [None, 40, None]
     # the same step function in every variant: the same theta after the same steps
     assert all(v["max_abs_diff_c"] == 0.0 for v in doc["variants"])
