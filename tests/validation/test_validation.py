@@ -289,12 +289,19 @@ def test_chart_rows_of_a_device_without_chart_is_an_error():
         rows_from_chart(applicator("neuwave-pr"))
 
 
-def test_validate_checks_smoke(capsys):
+def test_validate_checks_smoke(capsys, monkeypatch):
     """Every published-figure check runs end to end on a coarse grid (4 mm) and reports
     a finite measurement for its published reference; the full run is validation/run.sh.
     Physical sanity that must hold even on this grid: more cryoprobes freeze a wider
     lethal zone, and a vessel cuts the zone less the farther it is (10, 15, 20 mm).
+
+    The heat-sink check's power fit (about 30 Emprint runs, a third of this test's time)
+    is test_checks.py's; here the check runs at the power that fit gave at 2 mm
+    (validation/checks/checks.json: 48.07 W).
     """
+    from ioplan.validation import _checks
+
+    monkeypatch.setattr(_checks, "fit_heat_sink_power_w", lambda spacing_mm, runs=None: 48.07)
     code, out, err = _run(capsys, "validate", "--checks", "all", "--spacing-mm", "4", "--json")
     assert code == 0, err
     doc = json.loads(out)
@@ -309,6 +316,9 @@ def test_validate_checks_smoke(capsys):
     cryo = [c["measured"] for c in doc["checks"] if "lethal (-30 degC) diameter" in c["name"]]
     assert cryo == sorted(cryo) and cryo[0] > 0
     sink = [c["measured"] for c in doc["checks"] if c["name"].startswith("heat sink")]
+    assert all(
+        c["details"]["power_w"] == 48.07 for c in doc["checks"] if c["name"].startswith("heat")
+    )
     assert len(sink) == 3 and sink[0] >= sink[1] - 1e-9 >= sink[2] - 2e-9
     # Littrup's area shares are circles of the diameters: recount (d_lethal / d_ice)^2
     # from the rows' own diameters (rounded to 0.01 mm in the details: error < 2e-3)
