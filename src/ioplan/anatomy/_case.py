@@ -69,6 +69,7 @@ from ioplan.anatomy._case_parts import (
     _check_no_derived_outputs,
     _check_tumour_entry,
     _read_vessels,
+    check_anatomy_plausible,
 )
 from ioplan.anatomy._collection import phantom_source_extras
 from ioplan.anatomy._label_maps import (
@@ -680,6 +681,8 @@ def case_from_images(
             f"({len(unnamed)} unnamed; --label NAME=VALUE, or --label-map)"
         )
     lut, extras, structures = _classes_to_case_values(present, names, cmap, bool(table))
+    check_anatomy_plausible(arr, seg.labels.grid, names,
+                            {v for v in present if lut[v] == int(Label.LIVER)}, labels_path)
     file_values = lut[arr]
     extra_names = {c.value: c.name for c in extras}
 

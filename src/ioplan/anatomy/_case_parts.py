@@ -147,3 +147,78 @@ def _check_ct_plausible(image: np.ndarray, labels: np.ndarray, image_path, label
                 f"aerated lung (below {ct['lung_max_hu']:g} HU): the labels do not lie on "
                 "this image's anatomy (check that they belong to it, and its position)"
             )
+
+
+def _plausibility_rules() -> dict:
+    import tomllib
+    from importlib import resources
+
+    text = resources.files("ioplan.anatomy").joinpath("data/plausibility.toml").read_text()
+    return tomllib.loads(text)
+
+
+def check_anatomy_plausible(values: np.ndarray, grid, names: dict[int, str],
+                            liver_values: set[int], labels_path) -> None:  # fmt: skip
+    """Refuse a label file whose named structures lie where no anatomy has them.
+
+    ``values``: the file's label values on its own ``grid``; ``names``: value -> class
+    name; ``liver_values``: the values that mean the liver. Two rules of
+    ``anatomy/data/plausibility.toml``, on positions only (any modality): classes that
+    never share the liver's axial levels (the cervical spine, the sacrum, ...) and
+    NAME_left lying left of NAME_right. A label file read with another tool's class map
+    (TotalSegmentator's MR task with the CT map) or flipped left-right breaks them.
+    """
+    import fnmatch
+
+    from ioplan.errors import InvalidImageError
+
+    rules = _plausibility_rules()
+    far, lr = rules["far_from_liver"], rules["left_right"]
+    min_vox = int(far["min_voxels"]["value"])
+    arr = np.asarray(values)
+    m = grid.direction_matrix * np.asarray(grid.spacing_mm)[None, :]
+    origin = np.asarray(grid.origin_mm, float)
+
+    def lps(mask: np.ndarray) -> np.ndarray:
+        return np.argwhere(mask).astype(float) @ m.T + origin
+
+    # the body's superior axis: LPS z (+z = superior); the liver's axial extent along it
+    liver = np.isin(arr, list(liver_values)) if liver_values else np.zeros(arr.shape, bool)
+    lo = hi = None
+    if np.count_nonzero(liver) >= min_vox:
+        z = lps(liver)[:, 2]
+        lo, hi = float(z.min()), float(z.max())
+    present = {int(v) for v in np.unique(arr)} - {0}
+    lower = {v: str(names.get(v, "")).lower() for v in present}
+    if lo is not None:
+        for v, name in lower.items():
+            if not any(fnmatch.fnmatchcase(name, p) for p in far["classes"]):
+                continue
+            mask = arr == v
+            if np.count_nonzero(mask) < min_vox:
+                continue
+            z = lps(mask)[:, 2]
+            share = float(np.mean((z >= lo) & (z <= hi)))
+            if share > float(far["share"]["value"]):
+                raise InvalidImageError(
+                    f"{labels_path}: class {names[v]!r} (value {v}) lies at the liver's levels "
+                    f"({100 * share:.0f} % of it), where no anatomy has it: the label values "
+                    "are probably read with another class map (e.g. TotalSegmentator's MR "
+                    "task with the CT map: give --label-map totalsegmentator-mr)"
+                )
+    tol = float(lr["tolerance_mm"]["value"])
+    by_name = {name: v for v, name in lower.items()}
+    for name, v_left in sorted(by_name.items()):
+        if not name.endswith("_left") or (name[:-5] + "_right") not in by_name:
+            continue
+        v_right = by_name[name[:-5] + "_right"]
+        left, right = arr == v_left, arr == v_right
+        if min(np.count_nonzero(left), np.count_nonzero(right)) < min_vox:
+            continue
+        x_left, x_right = float(lps(left)[:, 0].mean()), float(lps(right)[:, 0].mean())
+        if x_left < x_right - tol:
+            raise InvalidImageError(
+                f"{labels_path}: {names[v_left]!r} lies {x_right - x_left:.0f} mm to the "
+                f"patient's right of {names[v_right]!r}: the labels or the image are flipped "
+                "left-right, or the label values are read with another class map"
+            )
