@@ -32,7 +32,9 @@ _CSS = """
 body{font-family:system-ui,sans-serif;margin:0;background:#111;color:#ddd}
 header{padding:8px 16px;background:#1d2a3a}header a{color:#9cf;margin-right:12px}
 main{display:flex;gap:12px;padding:12px}#side{width:360px;flex:none;font-size:13px}
-#viewer{flex:1;min-width:0}canvas#gl{width:100%;height:640px;background:#000;display:block}
+#viewer{flex:1;min-width:0;align-self:flex-start;position:sticky;top:12px;
+height:calc(100vh - 64px);min-height:420px}
+canvas#gl{width:100%;height:640px;background:#000;display:block}
 table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #444;padding:2px 6px;
 text-align:left}th{background:#223}a{color:#9cf}button{margin:2px}
 .note{background:#442;padding:8px;border-radius:4px}input{width:70px}
