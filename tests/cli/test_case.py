@@ -284,6 +284,21 @@ def test_import_case_refuses_an_mr_read_as_ct_and_labels_off_the_anatomy(tmp_pat
     code, _, err = run_cli(capsys, "import-case", "--image", tmp_path / "ct.nii.gz", *args[3:],
                            "--out", tmp_path / "c")  # fmt: skip
     assert code == 0, err
+    # a liver label on fat (-120 HU, inside the adipose window -190 to -30 HU) or on bone
+    # (700 HU, cortical bone 700-3000 HU): outside any liver's range (severe steatosis about
+    # -40 HU, Kodama et al. AJR 2007; enhanced or iron-loaded liver up to about 140 HU)
+    for hu, out in ((-120, "d"), (700, "e")):
+        ct[seg == 1] = hu
+        write_nifti(Volume(ct, g), tmp_path / "ct.nii.gz", overwrite=True)
+        code, _, err = run_cli(capsys, "import-case", "--image", tmp_path / "ct.nii.gz",
+                               *args[3:], "--out", tmp_path / out)  # fmt: skip
+        assert_one_line_error(code, err, f"liver label's median is {hu} HU", "not liver")
+        assert not (tmp_path / out).exists()
+    ct[seg == 1] = -30  # a fatty liver (severe steatosis) is still a liver
+    write_nifti(Volume(ct, g), tmp_path / "ct.nii.gz", overwrite=True)
+    code, _, err = run_cli(capsys, "import-case", "--image", tmp_path / "ct.nii.gz", *args[3:],
+                           "--out", tmp_path / "f")  # fmt: skip
+    assert code == 0, err
 
 
 @pytest.mark.parametrize(

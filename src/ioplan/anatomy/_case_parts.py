@@ -123,9 +123,10 @@ def _check_ct_plausible(image: np.ndarray, labels: np.ndarray, image_path, label
 
     A CT of the body holds air or fat (below the adipose window's upper bound, -30 HU, and
     in practice well below -100 HU); an MR read as CT has none. Labelled lung must be
-    aerated (median below the aerated-lung bound, -400 HU). Both bounds come from
-    ``anatomy/data/auto_labels.toml`` with their sources; -100 HU lies inside the adipose
-    window there (-190 to -30 HU).
+    aerated (median below the aerated-lung bound, -400 HU); a labelled liver's median
+    must be a liver's (-100 to 300 HU: steatosis to contrast and iron overload). The bounds
+    come from ``anatomy/data/auto_labels.toml`` with their sources; -100 HU lies inside the
+    adipose window there (-190 to -30 HU).
     """
     from ioplan.anatomy._auto import auto_label_parameters
     from ioplan.anatomy._labels import Label
@@ -138,6 +139,16 @@ def _check_ct_plausible(image: np.ndarray, labels: np.ndarray, image_path, label
             f"--image {image_path} has no value below -100 HU (lowest {low:.4g}): no air and "
             "no fat, so it is not a CT in Hounsfield units; if it is MR, give --modality MR"
         )
+    liver = labels == int(Label.LIVER)
+    if np.count_nonzero(liver) >= 50:
+        med = float(np.median(image[liver]))
+        if not ct["liver_median_min_hu"] <= med <= ct["liver_median_max_hu"]:
+            raise InvalidImageError(
+                f"{labels_path}: the liver label's median is {med:.0f} HU on this CT, not "
+                f"liver ({ct['liver_median_min_hu']:g} to {ct['liver_median_max_hu']:g} HU): "
+                "the labels do not lie on this image's anatomy (check that they belong to "
+                "it, and its position)"
+            )
     lung = labels == int(Label.LUNG)
     if np.count_nonzero(lung) >= 50:
         med = float(np.median(image[lung]))
