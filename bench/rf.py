@@ -1,5 +1,9 @@
 """Benchmark of the RF source: potential solves skipped during pulses, side by side.
 
+Also, side by side: the multigrid's coarse operators recomputed at every solve against
+kept until CG slows (``physics._amg.STALE_MAX_ITERATIONS``; the finest level always takes
+the new matrix), with the pulses skipped in both.
+
 A cooled RF electrode under impedance control spends most of a run in pulses with the
 output off (33 pulses of 15 s in a 12-min Cool-tip run). During a pulse the power is 0
 whatever the tissue's conductivity, so the potential need not be re-solved
@@ -24,14 +28,14 @@ import time
 from _results import machine, write_result
 
 from ioplan.devices import applicator
-from ioplan.physics import SimulationConfig, _heating, simulate
+from ioplan.physics import SimulationConfig, _amg, _heating, simulate
 
 #: Huang et al. 2012's lowest flow, 10 mL/min/100 g, as a Pennes perfusion (1/s), as in
 #: validation/convergence.py's RF runs (liver density 1.079 g/mL)
 PERFUSION_PER_S = 10.0 / 100.0 * 1.079 / 60.0
 
 
-def _one(spacing_mm: float, duration_s: float, skip: bool) -> dict:
+def _one(spacing_mm: float, duration_s: float, skip: bool, coarse_every_solve=False) -> dict:
     solves = [0]
     original = _heating.rf_potential
 
@@ -41,6 +45,9 @@ def _one(spacing_mm: float, duration_s: float, skip: bool) -> dict:
 
     _heating.RF_SKIP_SOLVES_IN_PULSES = skip
     _heating.rf_potential = counted
+    kept = _amg.STALE_MAX_ITERATIONS
+    if coarse_every_solve:
+        _amg.STALE_MAX_ITERATIONS = -1  # every solve "slowed": recomputed each time
     try:
         cfg = SimulationConfig(applicator("cooled-rf-3cm"), power_w=200.0,
                                duration_s=duration_s, tissue="liver",
@@ -51,6 +58,7 @@ def _one(spacing_mm: float, duration_s: float, skip: bool) -> dict:
     finally:
         _heating.rf_potential = original
         _heating.RF_SKIP_SOLVES_IN_PULSES = True
+        _amg.STALE_MAX_ITERATIONS = kept
     return {
         "wall_s": wall,
         "solves": solves[0],
@@ -66,10 +74,13 @@ def _one(spacing_mm: float, duration_s: float, skip: bool) -> dict:
 def run(spacings: list[float], duration_s: float, repeats: int) -> dict:
     rows = []
     for h in spacings:
-        on, off = [], []
+        on, off, every = [], [], []
         for _ in range(repeats):  # alternate, so that drifts in the machine's load cancel
             on.append(_one(h, duration_s, True))
             off.append(_one(h, duration_s, False))
+            every.append(_one(h, duration_s, True, coarse_every_solve=True))
+        wall_every = statistics.median(x["wall_s"] for x in every)
+        c = every[0]
         wall_on = statistics.median(x["wall_s"] for x in on)
         wall_off = statistics.median(x["wall_s"] for x in off)
         a, b = on[0], off[0]
@@ -85,6 +96,13 @@ def run(spacings: list[float], duration_s: float, repeats: int) -> dict:
             "energy_relative_difference": a["energy_j"] / b["energy_j"] - 1.0,
             "pulses": [a["pulses"], b["pulses"]],
             "runs_skip": on, "runs_every_call": off,
+            "wall_s_coarse_every_solve": wall_every,
+            "amg_speedup": wall_every / wall_on,
+            "zone_volume_ml_coarse_every_solve": c["zone_volume_ml"],
+            "amg_zone_width_difference_mm": a["zone_width_mm"] - c["zone_width_mm"],
+            "amg_zone_length_difference_mm": a["zone_length_mm"] - c["zone_length_mm"],
+            "amg_energy_relative_difference": a["energy_j"] / c["energy_j"] - 1.0,
+            "runs_coarse_every_solve": every,
         })  # fmt: skip
     return {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "rows": rows}
 
@@ -109,6 +127,24 @@ def markdown(result: dict) -> str:
             f"{r['zone_volume_ml_every_call']:.3f} | {r['zone_width_difference_mm']:+.3f} / "
             f"{r['zone_length_difference_mm']:+.3f} | "
             f"{100 * r['energy_relative_difference']:+.4f} % |"
+        )
+    lines += [
+        "",
+        "Multigrid coarse operators kept until CG slows (shipped) against recomputed at "
+        "every solve (pulses skipped in both):",
+        "",
+        "| voxel (mm) | wall kept / every solve (s) | speed-up | zone volume (mL) | "
+        "width / length difference (mm) | energy difference |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['spacing_mm']:g} | {r['wall_s_skip']:.1f} / "
+            f"{r['wall_s_coarse_every_solve']:.1f} | {r['amg_speedup']:.2f} | "
+            f"{r['zone_volume_ml_skip']:.3f} / {r['zone_volume_ml_coarse_every_solve']:.3f} | "
+            f"{r['amg_zone_width_difference_mm']:+.3f} / "
+            f"{r['amg_zone_length_difference_mm']:+.3f} | "
+            f"{100 * r['amg_energy_relative_difference']:+.4f} % |"
         )
     return "\n".join(lines) + "\n"
 

@@ -19,6 +19,7 @@ from scipy.optimize import brentq
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
+from ioplan.physics import _amg
 from ioplan.physics._rf_generator import (
     RF_MODES,
     GeneratorState,
@@ -413,44 +414,6 @@ def rf_conductivity_map(
     return s * np.power(d["factor_at_end"], frac)
 
 
-def _amg(mat):
-    """Classical (Ruge-Stuben) AMG with forward then backward Gauss-Seidel.
-
-    A symmetric V-cycle, so a valid CG preconditioner; on these 7-point conductance
-    matrices it needs 4-6 CG iterations to 1e-6, at about a third of the cost of
-    smoothed aggregation (measured on the RF block problem).
-    """
-    import pyamg
-
-    return pyamg.ruge_stuben_solver(
-        mat,
-        presmoother=("gauss_seidel", {"sweep": "forward"}),
-        postsmoother=("gauss_seidel", {"sweep": "backward"}),
-    )
-
-
-def _amg_refresh(ml, mat):
-    """A hierarchy for the new matrix: ``ml``'s interpolation, new coarse operators.
-
-    The Galerkin products R A P are much cheaper than a new setup, and unlike a stale
-    hierarchy they keep CG at 4-6 iterations when conductivity has doubled near the
-    electrode (a stale one needed 15-24). ``ml`` itself is left as it was (its levels
-    are copied, the interpolation and restriction shared), so that a cache holding it
-    stays valid.
-    """
-    import copy
-
-    from pyamg.multilevel import coarse_grid_solver
-
-    new = copy.copy(ml)
-    new.levels = [copy.copy(level) for level in ml.levels]
-    new.levels[0].A = mat
-    for fine, coarse in zip(new.levels[:-1], new.levels[1:], strict=True):
-        coarse.A = (fine.R @ fine.A @ fine.P).tocsr()
-    new.coarse_solver = coarse_grid_solver("pinv")
-    return new
-
-
 def _cut_face_ids(grid: Grid, surfaces: Any) -> list[np.ndarray]:
     """Per axis (z, y, x), the lower voxel id of every face that ``surfaces`` cut."""
     out = [np.zeros(0, np.int64)] * 3
@@ -593,7 +556,9 @@ def rf_potential(
         Relative residual of the CG solve.
     cache : dict, optional
         Keeps the multigrid hierarchy and the last solution between calls with the
-        same unknowns (updated in place; the hierarchy it held is not modified).
+        same unknowns (updated in place; the hierarchy it held is not modified): the
+        finest level takes the new matrix, the coarse operators are recomputed only
+        after a solve that needed more than ``STALE_MAX_ITERATIONS`` (ioplan.physics._amg).
     surfaces : Surfaces, optional
         The electrode's cut faces (:func:`~ioplan.physics.rf_electrode_surfaces`); None:
         the electrode is the staircase of ``electrode`` voxels.
@@ -673,24 +638,30 @@ def rf_potential(
     isolated = diag == 0
     if np.any(isolated):
         mat = mat + sp.diags(isolated.astype(float))
-    # ``cache`` keeps the multigrid interpolation and the last solution between calls:
-    # the coarse operators are refreshed from the new matrix, and the old potential is
-    # a close first guess.
+    # ``cache`` keeps the multigrid hierarchy and the last solution between calls: the
+    # finest level takes the new matrix (the coarse operators only when CG slowed), and
+    # the old potential is a close first guess.
     x0 = None
     ml = None
     if cache is not None and cache.get("n") == unk_flat.size:
-        ml = _amg_refresh(cache["ml"], mat)
+        ml = _amg.amg_update(cache["ml"], mat, coarse=cache.get("refresh", True))
         x0 = cache["x"]
     if ml is None:
-        ml = _amg(mat)
-    x, info = spla.cg(mat, rhs, x0=x0, rtol=tol, maxiter=500, M=ml.aspreconditioner())
+        ml = _amg.amg_hierarchy(mat)
+    its = [0]
+
+    def count(_):
+        its[0] += 1
+
+    x, info = spla.cg(mat, rhs, x0=x0, rtol=tol, maxiter=500, M=ml.aspreconditioner(),
+                      callback=count)  # fmt: skip
     if info != 0:  # the kept interpolation no longer suits the matrix: a fresh hierarchy
-        ml = _amg(mat)
+        ml = _amg.amg_hierarchy(mat)
         x, info = spla.cg(mat, rhs, x0=x, rtol=tol, maxiter=500, M=ml.aspreconditioner())
     if info != 0:
         raise InputError("the RF potential solve did not converge (check the conductivities)")
-    if cache is not None:
-        cache.update(n=unk_flat.size, ml=ml, x=x)
+    if cache is not None:  # coarse operators recomputed next time only where CG slowed
+        cache.update(n=unk_flat.size, ml=ml, x=x, refresh=its[0] > _amg.STALE_MAX_ITERATIONS)
     flat_phi = phi.reshape(-1)
     flat_phi[unk_flat] = x
     # the cut faces: all their power (centre to surface) belongs to the cut voxel
