@@ -45,6 +45,30 @@ def test_every_row_is_held_out_once_and_never_fitted_on():
         assert len(held) + len(train) == sum(r.device == device for r in rows)
 
 
+@pytest.mark.parametrize("hold", ["power", "duration"])
+def test_a_power_or_a_duration_is_held_out_whole(hold):
+    # recounted from the charts: Emprint 3 powers x 5 durations, Amica 3 x 3
+    rows = rows_from_chart(applicator("covidien-emprint")) + rows_from_chart(applicator("amica"))
+    folds = settings_folds(rows, hold)
+    held_ids = [id(r) for _, _, held, _ in folds for r in held]
+    assert sorted(held_ids) == sorted(id(r) for r in rows)  # each row exactly once
+    by = (lambda r: r.power_w) if hold == "power" else (lambda r: r.duration_s)
+    for device, (power, duration), held, train in folds:
+        value = power if hold == "power" else duration
+        assert (duration if hold == "power" else power) is None
+        assert all(r.device == device and by(r) == value for r in held)
+        # the fit never sees the held-out power (or duration) at any other setting
+        assert all(r.device == device and by(r) != value for r in train)
+        assert len(held) == {("covidien-emprint", "power"): 5, ("covidien-emprint", "duration"): 3,
+                             ("amica", "power"): 3, ("amica", "duration"): 3}[device, hold]
+    assert len(folds) == {"power": 3 + 3, "duration": 5 + 3}[hold]
+
+
+def test_an_unknown_hold_is_refused():
+    with pytest.raises(InputError, match="hold must be one of"):
+        settings_folds([_row("amica", 20, 180)], "row")
+
+
 @dataclass(frozen=True)
 class _Fit:
     values: dict
@@ -181,3 +205,33 @@ def test_cli_refuses_an_unknown_start(capsys):
     code = main(["validate", "--cross-validate", "--cv-start", "best"])
     err = capsys.readouterr().err
     assert code == 2 and "--cv-start" in err and len(err.strip().splitlines()) == 1
+
+
+def test_leave_one_power_out_fits_on_the_other_powers_and_says_so():
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300), (60, 180), (60, 300)])]  # fmt: skip
+    seen = []
+
+    def fit(app, train, **kw):
+        seen.append(sorted({r.power_w for r in train}))
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0})
+
+    def predict(held, spacing_mm, applicators, initial_temperature_c):
+        return [ZonePrediction(r, r.length_mm + 1.0, r.width_mm, 0.0, r.length_mm, r.width_mm,
+                               spacing_mm) for r in held]  # fmt: skip
+
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, hold="power")
+    assert seen == [[40, 60], [20, 60], [20, 40]]  # each power fitted without itself
+    assert doc["hold"] == "power" and doc["method"].startswith("leave-one-power-out")
+    assert [(f["power_w"], f["duration_s"], f["held_out_rows"]) for f in doc["folds"]] == [
+        (20, None, 2), (40, None, 2), (60, None, 2)]
+    assert doc["mean_abs_error_mm"] == pytest.approx(0.5)  # +1 mm length, 0 width
+
+
+def test_cli_cv_hold_is_checked_and_needs_cross_validate(capsys):
+    code = main(["validate", "--cross-validate", "--cv-hold", "row"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cv-hold" in err and len(err.strip().splitlines()) == 1
+    code = main(["validate", "--cv-hold", "power"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cv-hold" in err and "not used" in err

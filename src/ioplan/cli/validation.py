@@ -103,6 +103,14 @@ def validate(
             "centres and the training rows' mean centre offset; lumped model only).",
         ),
     ] = "calibration",
+    cv_hold: Annotated[
+        str,
+        typer.Option(
+            help="With --cross-validate: what each fold holds out, 'setting' (one power and "
+            "duration), 'power' (every duration of one power: a power the fit never saw) or "
+            "'duration' (every power at one duration).",
+        ),
+    ] = "setting",
     organs: Annotated[
         bool,
         typer.Option(
@@ -126,7 +134,8 @@ def validate(
                           "--initial-temperature-c": initial_temperature_c is not None,
                           "--report": report is not None,
                           "--max-evaluations": max_evaluations != 20,
-                          "--cv-start": cv_start != "calibration"})  # fmt: skip
+                          "--cv-start": cv_start != "calibration",
+                          "--cv-hold": cv_hold != "setting"})  # fmt: skip
     if rows < 0:
         raise InputError(f"--rows must be >= 0, got {rows}")
     if report is not None:
@@ -153,7 +162,7 @@ def validate(
         todo = todo[:rows]
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                        cv_start)  # fmt: skip
+                        cv_start, cv_hold)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -203,7 +212,7 @@ _MODE_OPTIONS = {
     "--checks": {"--report"},
     "--organs": {"--rows", "--report"},
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
-                         "--max-evaluations", "--cv-start"},
+                         "--max-evaluations", "--cv-start", "--cv-hold"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -224,12 +233,14 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                    start="calibration"):  # fmt: skip
+                    start="calibration", hold="setting"):  # fmt: skip
     from ioplan.devices import applicator
-    from ioplan.validation import CV_STARTS, cross_validate
+    from ioplan.validation import CV_HOLDS, CV_STARTS, cross_validate
 
     if start not in CV_STARTS:
         raise InputError(f"--cv-start must be one of {', '.join(CV_STARTS)}, got {start!r}")
+    if hold not in CV_HOLDS:
+        raise InputError(f"--cv-hold must be one of {', '.join(CV_HOLDS)}, got {hold!r}")
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     todo = [r for r in todo if applicator(r.device).modality == "mw"]
@@ -242,24 +253,26 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         max_evaluations=max_evaluations,
         initial_temperature_c=initial_temperature_c,
         start=start,
+        hold=hold,
         progress=log,
     )
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
     t = Table("device", "W", "s", "training rows", "held-out errors (length, width mm)",
-              title="leave-one-setting-out cross-validation")  # fmt: skip
+              title=f"leave-one-{hold}-out cross-validation")  # fmt: skip
     for f in doc["folds"]:
         errs = f.get("skipped") or ", ".join(
             f"{e['length']:+.1f}/{e['width']:+.1f}" for e in f["held_out_errors_mm"]
         )
-        t.add_row(f["device"], f"{f['power_w']:g}", f"{f['duration_s']:g}",
+        t.add_row(f["device"], "all" if f["power_w"] is None else f"{f['power_w']:g}",
+                  "all" if f["duration_s"] is None else f"{f['duration_s']:g}",
                   str(f["training_rows"]), errs)  # fmt: skip
     console.print(t)
     console.print(
         f"held-out mean |error| {doc['mean_abs_error_mm']:.2f} mm, max "
-        f"{doc['max_abs_error_mm']:.2f} mm ({doc['n_rows']} rows; {doc['skipped']} settings "
-        "skipped)"
+        f"{doc['max_abs_error_mm']:.2f} mm ({doc['n_rows']} rows; {doc['skipped']} "
+        f"{'settings' if hold == 'setting' else 'folds'} skipped)"
     )
 
 

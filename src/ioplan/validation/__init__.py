@@ -17,7 +17,13 @@ from ioplan.validation._checks import (
     cryo_lethal_diameter_mm,
     run_checks,
 )
-from ioplan.validation._crossval import CV_STARTS, cross_validate, generic_start, settings_folds
+from ioplan.validation._crossval import (
+    CV_HOLDS,
+    CV_STARTS,
+    cross_validate,
+    generic_start,
+    settings_folds,
+)
 from ioplan.validation._organs import (
     ORGAN_ZONE_SCHEMA_VERSION,
     OrganZoneSetup,
@@ -38,6 +44,7 @@ from ioplan.validation._zones import (
 
 __all__ = [
     "CHECKS",
+    "CV_HOLDS",
     "CV_STARTS",
     "LITTRUP_DIAMETER_MM",
     "LITTRUP_SMALL_PROBE_RATIO",

@@ -20,7 +20,7 @@ from ioplan.errors import InputError
 from ioplan.validation._calibrate import MW_PARAMETERS, calibrate_microwave
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
-__all__ = ["CV_STARTS", "cross_validate", "generic_start", "settings_folds"]
+__all__ = ["CV_HOLDS", "CV_STARTS", "cross_validate", "generic_start", "settings_folds"]
 
 #: Where each fold's fit starts: the device's current calibration (fitted on every row,
 #: held-out ones included), or a generic start that no published row has touched.
@@ -31,19 +31,35 @@ CV_STARTS = ("calibration", "generic")
 MIN_TRAINING_ROWS = 3
 
 
-def settings_folds(rows: Sequence[ZoneRow]) -> list[tuple[str, tuple[float, float], list, list]]:
+#: What a fold holds out: one setting (power and duration), every duration of one power
+#: (the model predicts a power it was not fitted at: rows above, below or between the
+#: fitted powers), or every power at one duration (a time it was not fitted at).
+CV_HOLDS = ("setting", "power", "duration")
+
+
+def settings_folds(
+    rows: Sequence[ZoneRow], hold: str = "setting"
+) -> list[tuple[str, tuple[float | None, float | None], list, list]]:
     """The folds: ``(device, (power_w, duration_s), held_out_rows, training_rows)``.
 
-    Every row is held out exactly once (in its own setting's fold); a fold's training
-    rows are the same device's rows at every other setting.
+    Every row is held out exactly once; a fold's training rows are the same device's
+    other rows. ``hold`` (:data:`CV_HOLDS`) says what a fold holds out: a setting, a power
+    (then the fold's duration is None) or a duration (then its power is None).
     """
+    if hold not in CV_HOLDS:
+        raise InputError(f"hold must be one of {', '.join(CV_HOLDS)}, got {hold!r}")
+
+    def key(r: ZoneRow) -> tuple[float | None, float | None]:
+        return (None if hold == "duration" else r.power_w,
+                None if hold == "power" else r.duration_s)  # fmt: skip
+
     folds = []
     devices = sorted({r.device for r in rows})
     for device in devices:
         mine = [r for r in rows if r.device == device]
-        for setting in sorted({(r.power_w, r.duration_s) for r in mine}):
-            held = [r for r in mine if (r.power_w, r.duration_s) == setting]
-            train = [r for r in mine if (r.power_w, r.duration_s) != setting]
+        for setting in sorted({key(r) for r in mine}, key=lambda k: (k[0] or 0.0, k[1] or 0.0)):
+            held = [r for r in mine if key(r) == setting]
+            train = [r for r in mine if key(r) != setting]
             folds.append((device, setting, held, train))
     return folds
 
@@ -67,6 +83,7 @@ def cross_validate(
     rows: Sequence[ZoneRow],
     *,
     start: str = "calibration",
+    hold: str = "setting",
     spacing_mm: float = 1.0,
     fit_spacing_mm: float = 2.0,
     max_evaluations: int = 20,
@@ -90,6 +107,9 @@ def cross_validate(
         Where each fold's fit starts: the device's current calibration (which saw every
         row, the held-out ones too, so the figure leans toward the in-sample one), or
         :func:`generic_start` (bound centres and the training rows' mean centre offset).
+    hold : {"setting", "power", "duration"}
+        What each fold holds out (:data:`CV_HOLDS`): one setting, every duration of one
+        power, or every power at one duration.
     max_evaluations : int
         Model evaluations per fold's fit (each simulates the fold's training rows).
     initial_temperature_c : float, optional
@@ -113,7 +133,7 @@ def cross_validate(
         raise InputError(f"max_evaluations must be >= 1, got {max_evaluations}")
     if start not in CV_STARTS:
         raise InputError(f"start must be one of {', '.join(CV_STARTS)}, got {start!r}")
-    folds = settings_folds(rows)
+    folds = settings_folds(rows, hold)
     if not folds:
         raise InputError("no rows to cross-validate")
     if start == "generic":
@@ -136,7 +156,7 @@ def cross_validate(
             records.append(rec)
             continue
         if progress is not None:
-            progress(f"fold {n}/{len(folds)}: {device} {power:g} W {duration:g} s")
+            progress(f"fold {n}/{len(folds)}: {device} {_setting_text(power, duration)}")
         app = (applicators or {}).get(device) or applicator(device)
         if start == "generic":
             app = replace(app, **generic_start(train))
@@ -166,8 +186,11 @@ def cross_validate(
             f"no setting could be held out: each device needs >= {MIN_TRAINING_ROWS + 1} rows"
         )
     doc = summarise(held_preds)
+    held_out = {"setting": "each (power, duration) of a device held out",
+                "power": "each power of a device held out with all its durations",
+                "duration": "each duration of a device held out with all its powers"}[hold]
     doc["method"] = (
-        "leave-one-setting-out: each (power, duration) of a device held out, the source "
+        f"leave-one-{hold}-out: {held_out}, the source "
         f"model fitted on the device's other rows ({fit_spacing_mm:g} mm, "
         f"{max_evaluations} evaluations from "
         f"{'the current calibration' if start == 'calibration' else 'a generic start'}), "
@@ -175,6 +198,16 @@ def cross_validate(
         f"predicted at {spacing_mm:g} mm"
     )
     doc["start"] = start
+    doc["hold"] = hold
     doc["folds"] = records
     doc["skipped"] = sum(1 for r in records if "skipped" in r)
     return doc
+
+
+def _setting_text(power: float | None, duration: float | None) -> str:
+    """``"45 W 150 s"``, ``"45 W, every duration"`` or ``"150 s, every power"``."""
+    if duration is None:
+        return f"{power:g} W, every duration"
+    if power is None:
+        return f"{duration:g} s, every power"
+    return f"{power:g} W {duration:g} s"
