@@ -188,6 +188,23 @@ def test_margin_outputs_appear_whole_and_respect_overwrite(capsys, masks, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
+@pytest.mark.parametrize("others", [
+    {"biopsy.json": '{"target": 1}', "report.html": "<p>the biopsy's report</p>"},
+    {"case.toml": "name = 'c'\n", "margin.json": '{"my": "notes"}'},
+])  # fmt: skip
+def test_overwrite_does_not_replace_another_commands_files(capsys, masks, tmp_path, others):
+    """A careless --overwrite into a biopsy's folder (whose report.html margin would
+    replace), or into a case folder holding the user's own margin.json: refused, each
+    file as it was (sweep of session 51)."""
+    out = tmp_path / "other"
+    out.mkdir()
+    for name, text in others.items():
+        (out / name).write_text(text)
+    code, _, err = _margin(capsys, masks, "--out", out, "--overwrite")
+    assert_one_line_error(code, err, "not an earlier output of `ioplan margin`")
+    assert {p.name: p.read_text() for p in out.iterdir()} == others
+
+
 # -- corrupt files, one per format the commands read ----------------------------
 
 
@@ -270,6 +287,29 @@ def test_corrupt_landmark_files_are_one_line(capsys, masks, tmp_path, name, text
     good.write_text("0,0,0\n10,0,0\n0,10,0\n0,0,10\n")
     code, _, err = _margin(capsys, masks, "--landmarks-pre", p, "--landmarks-post", good)
     assert_one_line_error(code, err)
+
+
+@pytest.mark.parametrize("text", [
+    "1,2,3\n1,2,3\n1,2,3\n",                 # one point three times
+    "0,0,0\n10,0,0\n20,0,0\n",               # on one line
+    "0,0,0\n10,0,0\n20,0,0\n30,0.2,0\n",    # 0.1 mm off the line: rotation undetermined
+])  # fmt: skip
+def test_degenerate_landmarks_are_refused_not_measured(capsys, masks, tmp_path, text):
+    """Coincident or collinear landmarks leave the rotation about their line free; the
+    margin came out as -168 mm (sweep of session 51). The same files shifted by a known
+    rigid move of a triangle are measured (the margin of the unregistered pair: 4 mm)."""
+    p = tmp_path / "p.csv"
+    p.write_text(text)
+    code, _, err = _margin(capsys, masks, "--landmarks-pre", p, "--landmarks-post", p)
+    assert_one_line_error(code, err, "coincident or on one line")
+    tri = tmp_path / "tri.csv"
+    tri.write_text("0,0,0\n10,0,0\n0,10,0\n")
+    code, out, err = _margin(capsys, masks, "--landmarks-pre", tri, "--landmarks-post", tri,
+                             "--json")  # fmt: skip
+    assert code == 0, err
+    # identity registration: the 3 mm ball in the 7 mm ball, 4 mm apart (sub-voxel
+    # surfaces of 1 mm voxels: within half a voxel)
+    assert json.loads(out)["minimal_margin_mm"] == pytest.approx(4.0, abs=0.5)
 
 
 # -- property-based: numeric options -------------------------------------------

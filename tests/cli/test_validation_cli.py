@@ -153,6 +153,39 @@ def test_validate_one_row_at_5_mm(tmp_path, capsys):
     assert row["length_error_mm"] == pytest.approx(row["predicted_length_mm"] - 24.0, abs=0.01)
 
 
+@pytest.mark.parametrize("mode", [[], ["--checks", "cryo"], ["--organs"]])
+def test_report_overwrite_does_not_replace_another_output(tmp_path, capsys, no_simulation,
+                                                          mode):  # fmt: skip
+    """``--report FOLDER --overwrite`` on a phantom's folder (its index.html would be
+    replaced) is refused before any simulation, every file as it was (sweep, session 51)."""
+    out = tmp_path / "phantom"
+    out.mkdir()
+    mine = {"index.html": "<p>phantom</p>", "case.toml": "name = 'p'\n"}
+    for name, text in mine.items():
+        (out / name).write_text(text)
+    code, _, err = run_cli(capsys, "validate", *mode, "--report", out, "--overwrite", "-q")
+    assert_one_line_error(code, err, "not an earlier output of `ioplan validate`")
+    assert {p.name: p.read_text() for p in out.iterdir()} == mine
+
+
+def test_a_check_named_twice_runs_once(capsys, monkeypatch):
+    from ioplan.validation import _checks
+
+    ran = []
+
+    def run_checks(names, **_k):
+        ran.append(list(names))
+        return []
+
+    monkeypatch.setattr(_checks, "run_checks", run_checks)
+    import ioplan.validation
+
+    monkeypatch.setattr(ioplan.validation, "run_checks", run_checks)
+    code, _, err = run_cli(capsys, "validate", "--checks", "cryo,rf,cryo", "--json")
+    assert code == 0, err
+    assert ran == [["cryo", "rf"]]
+
+
 # -- calibrate ------------------------------------------------------------------------
 def test_calibrate_defaults_to_the_current_folder(tmp_path, capsys, monkeypatch):
     """Defect: without --output, calibrate wrote into the installed package. Now the record

@@ -178,6 +178,20 @@ def test_outputs_round_trip_and_stale_maps_are_removed(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["maps"]  # no staging left
 
 
+def test_overwrite_does_not_replace_a_simulations_maps(tmp_path):
+    """``--overwrite`` into another command's folder (a simulation's, whose
+    temperature.nii.gz and cem43.nii.gz share the names): refused, every file as it was
+    (sweep of session 51)."""
+    out = tmp_path / "sim"
+    out.mkdir()
+    mine = {"result.json": b'{"zone": {}}', "temperature.nii.gz": b"sim", "cem43.nii.gz": b"s"}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    with pytest.raises(OutputExistsError, match="not an earlier output of `ioplan thermometry`"):
+        write_thermometry_outputs(_result(False, {"run": 1}), out, overwrite=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == mine
+
+
 def test_an_interrupted_write_leaves_the_earlier_output(tmp_path, monkeypatch):
     out = tmp_path / "maps"
     write_thermometry_outputs(_result(False, {"run": 1}), out)

@@ -363,6 +363,26 @@ def test_ice_ball_segmentation_growth_and_lethal_core():
     assert res.minimal_margin_mm == pytest.approx(expected, abs=1.5)
 
 
+def test_no_signal_void_no_ice():
+    """A frame with the baseline's signal everywhere (a heating series, or a probe not yet
+    freezing) has no ice ball: volume 0, no lethal core, and no isotherm depths taken
+    from the engine's table; the probes alone are not ice (sweep, session 51: 0.02 mL and
+    a -40 degC depth of 3.9 mm were reported on a heating series)."""
+    from ioplan.monitoring import measure_ice
+
+    g = Grid((10, 12, 12), (2.0, 2.0, 2.0))
+    base = np.ones(g.shape)
+    frame = base + np.random.default_rng(1).normal(0, 0.02, g.shape)
+    probes = np.array([[5, 6, 6], [5, 3, 3]])
+    ice = measure_ice(frame, base, g, probes)
+    assert ice.volume_ml == 0.0 and not ice.mask.any() and not ice.core_40.any()
+    assert ice.to_dict()["minus40_depth_mm"] == 0.0 and ice.equivalent_diameter_mm == 0.0
+    # one void voxel beside a probe: that is ice, with the probe's voxel
+    frame[5, 6, 7] = 0.0
+    ice = measure_ice(frame, base, g, probes)
+    assert ice.mask.sum() == 2 and ice.mask[5, 6, 6] and ice.mask[5, 6, 7]
+
+
 def test_thermometry_cli_follows_a_growing_ice_ball(tmp_path, capsys):
     """Frames whose signal vanishes in a cylinder growing from 4 to 12 mm around a probe:
     the CLI reports the last ice volume (the cylinder's within 5 %: voxel surface) and a

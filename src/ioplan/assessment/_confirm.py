@@ -27,7 +27,7 @@ from ioplan.assessment._register import (
     warp,
 )
 from ioplan.errors import InputError
-from ioplan.imaging import Volume, check_output_folder, read_points
+from ioplan.imaging import Volume, check_mergeable, read_points
 
 __all__ = ["MarginConfirmation", "confirm_margin"]
 
@@ -187,7 +187,9 @@ def confirm_margin(
     if pre_liver is not None and (use_landmarks or pre_image is None):
         notes.append("--pre-liver was not used: it measures an image registration only")
     if out is not None:
-        check_output_folder(out, overwrite=overwrite)
+        # --overwrite replaces an earlier margin output's files, never another command's
+        check_mergeable(out, command="margin", own_json="margin.json", overwrite=overwrite,
+                        accept=lambda d: "minimal_margin_mm" in d)  # fmt: skip
     # the masks: read, labels selected, values checked (still cheap)
     tum = read_mask(tumour, "the tumour mask (--tumor)", label=tumour_label, one_structure=True,
                     label_option="--tumor-label")  # fmt: skip

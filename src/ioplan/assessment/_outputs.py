@@ -10,7 +10,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ioplan.assessment._margin import MarginResult
-from ioplan.imaging import Volume, axial_volume, staged_output_folder, write_nifti
+from ioplan.imaging import (
+    Volume,
+    axial_volume,
+    check_mergeable,
+    staged_output_folder,
+    write_nifti,
+)
 from ioplan.report import (
     bullet_list,
     escape,
@@ -167,7 +173,9 @@ def write_margin_outputs(
     ``margin.png``, ``slices.png`` and ``report.html``, written into a temporary sibling
     folder and moved into place at the end (an interrupted run leaves nothing half-written).
     """
-    folder = Path(folder)
+    # with overwrite, only an earlier margin output's files are replaced (others kept)
+    folder = check_mergeable(Path(folder), command="margin", own_json="margin.json",
+                             overwrite=overwrite, accept=lambda d: "minimal_margin_mm" in d)
     with staged_output_folder(folder, overwrite=overwrite) as out:
         (out / "margin.json").write_text(json.dumps(doc, indent=2) + "\n")
         assert res.mesh is not None and res.vertex_margin_mm is not None

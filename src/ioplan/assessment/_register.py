@@ -235,6 +235,20 @@ def register_images(
     )
 
 
+#: Least RMS distance (mm) of the landmarks from their best-fitting line: below it the
+#: rotation about that line is not determined (coincident or collinear points), and the
+#: least-squares fit returns an arbitrary one. 1 mm: a fraction of the usual 1-3 mm
+#: CT/MR voxel, far below the tens of mm between landmarks spread over a liver.
+MIN_LANDMARK_SPREAD_MM = 1.0
+
+
+def _spread_off_line_mm(points: np.ndarray) -> float:
+    """RMS distance (mm) of ``points`` from their best-fitting line (0: on one line)."""
+    centred = points - points.mean(axis=0)
+    sv = np.linalg.svd(centred, compute_uv=False)
+    return float(np.sqrt(np.sum(sv[1:] ** 2) / len(points)))
+
+
 def register_landmarks(
     post_points_mm: np.ndarray, pre_points_mm: np.ndarray, *, margin_mm: float = 5.0
 ) -> Registration:
@@ -248,6 +262,14 @@ def register_landmarks(
         raise InputError(f"landmark registration needs at least 3 pairs, got {len(a)}")
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise InputError("landmarks hold NaN or infinite values")
+    for pts, which in ((b, "pre"), (a, "post")):
+        spread = _spread_off_line_mm(pts)
+        if spread < MIN_LANDMARK_SPREAD_MM:
+            raise InputError(
+                f"the {which} landmarks are coincident or on one line (RMS distance from their "
+                f"best line {spread:.2g} mm, need >= {MIN_LANDMARK_SPREAD_MM:g} mm): a rigid "
+                "registration is then not determined; mark points that span a triangle"
+            )
 
     def fit(p, q):
         return sitk.LandmarkBasedTransformInitializer(

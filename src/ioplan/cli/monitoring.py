@@ -126,7 +126,7 @@ def thermometry(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """PRF-shift thermometry of a stored series: temperature, CEM43, necrosis, uncertainty."""
-    from ioplan.imaging import check_output_folder
+    from ioplan.imaging import check_mergeable
     from ioplan.monitoring import (
         HeatSource,
         SeriesOptions,
@@ -138,7 +138,10 @@ def thermometry(
     if protected is None:
         _refuse_unused(ctx, ("alert_c",), "without --protected (the structures it watches)")
     if out is not None:  # before any work: a folder that exists or cannot be written
-        check_output_folder(out, overwrite=overwrite)
+        # --overwrite replaces an earlier thermometry output's maps, never another
+        # command's (a simulation's temperature.nii.gz)
+        check_mergeable(out, command="thermometry", own_json="thermometry.json",
+                        overwrite=overwrite)
     heat = None
     if source is not None:
         heat = HeatSource(

@@ -123,7 +123,7 @@ def validate(
 ) -> None:
     """Simulate every row of a published zone table and compare length and width."""
     from ioplan.devices import list_applicators
-    from ioplan.imaging import check_output_folder
+    from ioplan.imaging import check_mergeable
     from ioplan.report import write_validation_report
     from ioplan.validation import predict_zones, read_zone_table, rows_from_chart, summarise
 
@@ -139,7 +139,10 @@ def validate(
     if rows < 0:
         raise InputError(f"--rows must be >= 0, got {rows}")
     if report is not None:
-        check_output_folder(report, overwrite=overwrite)
+        # --overwrite replaces an earlier report of the same kind, never another output
+        own = ("checks.json" if checks is not None else "organ_zones.json" if organs
+               else "validation.json")  # fmt: skip
+        check_mergeable(report, command="validate", own_json=own, overwrite=overwrite)
     if checks is not None:
         _validate_checks(checks, spacing_mm, report, as_json, quiet)
         return
@@ -299,6 +302,7 @@ def _validate_checks(
     from ioplan.validation import CHECKS, run_checks
 
     wanted = list(CHECKS) if names.strip() == "all" else [n.strip() for n in names.split(",")]
+    wanted = list(dict.fromkeys(wanted))  # a check named twice runs once
     for n in wanted:
         if n not in CHECKS:
             raise InputError(f"--checks: unknown {n!r}; known: {', '.join(CHECKS)}, all")

@@ -8,6 +8,7 @@ when written, in :mod:`ioplan.imaging._io` only.
 from ioplan.imaging._atomic import (
     COMPLETION_RECORD,
     atomic_output_folder,
+    check_mergeable,
     check_replaceable,
     write_completion_record,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "axial_volume",
     "check_finite",
     "check_output_folder",
+    "check_mergeable",
     "check_replaceable",
     "check_volume_3d",
     "check_writable",

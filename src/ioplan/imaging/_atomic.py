@@ -30,6 +30,7 @@ from ioplan.imaging._io import check_output_folder, check_writable, staged_outpu
 __all__ = [
     "COMPLETION_RECORD",
     "atomic_output_folder",
+    "check_mergeable",
     "check_replaceable",
     "write_completion_record",
 ]
@@ -103,6 +104,47 @@ def check_replaceable(folder: str | Path, *, command: str, names: frozenset[str]
             "output folder or move them"
         )
     return folder
+
+
+def check_mergeable(folder: str | Path, *, command: str, own_json: str | tuple[str, ...],
+                    overwrite: bool, accept: Callable[[dict], bool] | None = None,
+                    ) -> Path:  # fmt: skip
+    """Refuse an output folder that a merging command may not write into, before any work.
+
+    For the commands whose ``--overwrite`` replaces their files by name and keeps the rest
+    (margin, thermometry, validate's reports): a folder that is not empty needs
+    ``overwrite`` and must be an earlier output of ``command``, known by its JSON (one of
+    ``own_json``, whose content ``accept`` takes when given) or a completion record
+    naming it. Another command's output or the user's own folder (a case, a plan) is
+    refused: its files of the same names (``temperature.nii.gz`` of a simulation, a
+    report) would be replaced.
+
+    Raises
+    ------
+    OutputExistsError
+        The folder is not empty and ``overwrite`` is False, or it is not an earlier
+        output of ``command``.
+    OutputNotWritableError
+        The folder cannot be written.
+    """
+    folder = check_output_folder(folder, overwrite=overwrite)
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return folder
+    rec = _record(folder)
+    if rec is not None and rec.get("command") == command:
+        return folder
+    names = (own_json,) if isinstance(own_json, str) else tuple(own_json)
+    for name in names:
+        path = folder / name
+        if path.is_file() and (accept is None or _json_is(path, accept)):
+            return folder
+    entries = sorted(_entries(folder))
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise OutputExistsError(
+        f"{folder} is not an earlier output of `ioplan {command}` (it holds {shown} and no "
+        f"{' or '.join(names)} of it): --overwrite replaces only this command's own files; "
+        "choose another output folder"
+    )
 
 
 def _json_is(path: Path, accept: Callable[[dict], bool]) -> bool:

@@ -114,12 +114,32 @@ def measure_ice(
         raise InputError("probe positions must be voxel indices inside the image")
     signal = base > 0.2 * float(np.percentile(base, 99))
     void = (mag < VOID_FRACTION * base) & signal
-    void[tuple(probes.T)] = True  # the probes themselves are in the ice
+    # the ice is the void that touches a probe: its voxel or one beside it (the probe's
+    # own voxel may keep some signal, or be void at baseline already). No void there, no
+    # ice: a heating series or a probe not yet freezing has none
+    near = np.zeros(void.shape, bool)
+    near[tuple(probes.T)] = True
+    near = ndimage.binary_dilation(near, structure=np.ones((3, 3, 3), bool))
     lab, _ = ndimage.label(void)
-    keep = np.unique(lab[tuple(probes.T)])
-    ice = ndimage.binary_fill_holes(np.isin(lab, keep[keep > 0]))
+    keep = np.unique(lab[near])
+    ice = np.isin(lab, keep[keep > 0])
+    if ice.any():
+        # a probe with ice at or beside it lies in the ice itself
+        for i, j, k in probes:
+            if ice[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2, max(k - 1, 0):k + 2].any():
+                ice[i, j, k] = True
+        ice = ndimage.binary_fill_holes(ice)
     vox_ml = grid.voxel_volume_ml
     vol = float(ice.sum()) * vox_ml
+    if vol == 0.0:
+        empty = np.zeros(ice.shape, bool)
+        growth = None
+        if previous is not None and dt_s and dt_s > 0:
+            growth = -previous.volume_ml / (dt_s / 60.0)
+        return IceBall(mask=ice, volume_ml=0.0, equivalent_diameter_mm=0.0,
+                       edge_depth_at_probes_mm=0.0, growth_ml_per_min=growth, core_20=empty,
+                       core_40=empty, depth_20_mm=0.0, depth_40_mm=0.0,
+                       minus40_volume_ml=0.0)  # fmt: skip
     inside = ndimage.distance_transform_edt(ice, sampling=grid.spacing_mm)
     r0 = float(np.mean(inside[tuple(probes.T)]))
     table = np.array(isotherm_depths(applicator_id, 2.0))

@@ -441,9 +441,10 @@ def write_thermometry_outputs(result: ThermometryResult, out: str | Path, *,
     The files (:data:`THERMOMETRY_FILES`) are written into a temporary folder beside
     ``out`` and moved into place when all are written
     (:func:`ioplan.imaging.staged_output_folder`): an interrupted run leaves ``out`` as it
-    was. With ``overwrite``, each file replaces its namesake, a map of an earlier run that
-    this one does not make (the ice ball of a cryo run) is removed, and other files in
-    ``out`` are kept.
+    was. With ``overwrite``, ``out`` must be an earlier thermometry output (its
+    ``thermometry.json``; :func:`ioplan.imaging.check_mergeable`): each file replaces its
+    namesake, a map of an earlier run that this one does not make (the ice ball of a cryo
+    run) is removed, and other files in ``out`` are kept.
 
     Parameters
     ----------
@@ -466,7 +467,12 @@ def write_thermometry_outputs(result: ThermometryResult, out: str | Path, *,
     OutputNotWritableError
         ``out`` (or the folder above it) cannot be written.
     """
-    from ioplan.imaging import staged_output_folder, write_nifti, write_nifti_series
+    from ioplan.imaging import (
+        check_mergeable,
+        staged_output_folder,
+        write_nifti,
+        write_nifti_series,
+    )
 
     g = result.grid
     maps = {"cem43.nii.gz": result.cem43.astype(np.float32),
@@ -475,7 +481,8 @@ def write_thermometry_outputs(result: ThermometryResult, out: str | Path, *,
     if result.ice is not None and result.lethal_core is not None:
         maps["ice.nii.gz"] = result.ice.astype(np.uint8)
         maps["lethal_minus40.nii.gz"] = result.lethal_core.astype(np.uint8)
-    out = Path(out)
+    out = check_mergeable(out, command="thermometry", own_json="thermometry.json",
+                          overwrite=overwrite)
     with staged_output_folder(out, overwrite=overwrite) as tmp:
         write_nifti_series(result.temperature_c, g, tmp / "temperature.nii.gz",
                            frame_s=result.frame_s)  # fmt: skip
