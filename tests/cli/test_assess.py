@@ -312,6 +312,29 @@ def test_degenerate_landmarks_are_refused_not_measured(capsys, masks, tmp_path, 
     assert json.loads(out)["minimal_margin_mm"] == pytest.approx(4.0, abs=0.5)
 
 
+def test_response_refuses_a_followup_in_another_frame_and_swapped_viable_masks(
+    capsys, masks, tmp_path
+):
+    """Sweep of session 51: a follow-up whose image lies 1000 mm away was read as
+    progression with a new lesion; a viable mask larger than the whole tumour passed."""
+    far = Grid(G.shape, G.spacing_mm, (1000.0, -9.5, -9.5))
+    write_nifti(Volume(_ball(6), far), tmp_path / "far.nii.gz")
+    code, _, err = run_cli(capsys, "response", "--baseline", masks / "b.nii.gz",
+                           "--followup", tmp_path / "far.nii.gz")  # fmt: skip
+    assert_one_line_error(code, err, "does not overlap the baseline")
+    # whole tumour r 6 mm at follow-up, "viable" r 8 mm (2.4x its volume): swapped
+    code, _, err = run_cli(capsys, "response", "--baseline", masks / "b.nii.gz", "--followup",
+                           masks / "f.nii.gz", "--viable-baseline", masks / "f.nii.gz",
+                           "--viable-followup", masks / "b.nii.gz")  # fmt: skip
+    assert_one_line_error(code, err, "viable tumour at follow-up 1", "larger than the whole")
+    # viable inside the whole tumour at both times: measured
+    code, out, err = run_cli(capsys, "response", "--baseline", masks / "b.nii.gz", "--followup",
+                             masks / "f.nii.gz", "--viable-baseline", masks / "f.nii.gz",
+                             "--viable-followup", masks / "t.nii.gz", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["followups"][0]["viable"]["sum_longest_mm"] > 0
+
+
 # -- property-based: numeric options -------------------------------------------
 
 _ANY_FLOAT = st.one_of(

@@ -62,6 +62,17 @@ def test_batch_plan_writes_a_row_and_a_plan_per_case(capsys, cases, tmp_path):
           "300", "--modality", "cryo"], "--modality is not used by batch simulate"),
         (["margin", "--applicator", "amica"], "--applicator is not used by batch margin"),
         (["plan", "--zone-file", "z.nii.gz"], "--zone-file is not used by batch plan"),
+        # every simulation setting is checked once, before any case (sweep, session 51:
+        # these ran and failed every case alike)
+        (["simulate", "--applicator", "amica", "--power-w", "-60", "--duration-s", "60"],
+         "--power-w"),
+        (["simulate", "--applicator", "amica", "--power-w", "60", "--duration-s", "nan"],
+         "--duration-s"),
+        (["simulate", "--applicator", "cryo-2.4mm", "--power-w", "60", "--duration-s", "60"],
+         "--protocol"),
+        (["simulate", "--applicator", "cryo-2.4mm", "--protocol", "freeze:-5"], "--protocol"),
+        (["plan", "--time-budget-s", "-1"], "0-3600 s"),
+        (["plan", "--protocol", "freeze:60"], "--protocol is not used by batch plan"),
     ],
 )
 def test_bad_input_is_one_line_before_any_work(capsys, cases, tmp_path, args, fragment):
@@ -81,3 +92,26 @@ def test_refuses_a_folder_without_cases_and_a_foreign_output(capsys, cases, tmp_
     code, _, err = run_cli(capsys, "batch", "plan", cases, "--out", mine)
     assert_one_line_error(code, err, "batch.json")
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_batch_simulate_runs_a_cryoprobe_with_its_protocol(capsys, cases, tmp_path):
+    """Cryoprobes take a freeze-thaw protocol (they could not be batched before session
+    51): the row's zone is the one `ioplan simulate --case` gives for the same settings."""
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "batch", "simulate", cases, "--out", out,
+                                "--applicator", "cryo-2.4mm", "--protocol", "freeze:300",
+                                "--workers", 1, "--json", "-q")  # fmt: skip
+    assert code == 0, err
+    row = json.loads(stdout)["rows"][0]
+    assert row["status"] == "ok", row
+    import tomllib
+
+    centre = tomllib.loads((cases / "p1" / "case.toml").read_text())["tumors"][0]["centre_mm"]
+    code, stdout, err = run_cli(capsys, "simulate", "--case", cases / "p1", "--applicator",
+                                "cryo-2.4mm", "--protocol", "freeze:300", "--spacing-mm", 4,
+                                "--tip-mm", ",".join(f"{v:g}" for v in centre),
+                                "--direction", "0,0,-1", "--json")  # fmt: skip
+    assert code == 0, err
+    alone = json.loads(stdout)["zone"]
+    assert row["zone_volume_ml"] == pytest.approx(alone["volume_ml"], rel=1e-6)
+    assert row["zone_length_mm"] == pytest.approx(alone["length_mm"], rel=1e-6)

@@ -169,6 +169,16 @@ def _category(name: str, base: float, nadir: float, now: float, gone: bool) -> s
     return "SD"
 
 
+#: A viable-tumour mask may exceed its whole-tumour mask by this factor in volume (two
+#: outlines drawn apart differ by a voxel layer: 10 % of a 20 mm lesion at 1 mm voxels is
+#: about a third of a layer), not more.
+VIABLE_SLACK = 1.10
+
+
+def _volume_ml(v: Volume) -> float:
+    return float(np.count_nonzero(np.asarray(v.array))) * v.grid.voxel_volume_ml
+
+
 def response(
     baseline: ImageInput,
     followups: Sequence[ImageInput],
@@ -267,6 +277,26 @@ def response(
             mask(f, f"viable follow-up mask {i + 1} (--viable-followup)", True)
             for i, f in enumerate(viable_followups)
         ]
+    for i, f in enumerate(follow):
+        # the new-lesion test compares positions: a follow-up mask on an image that does
+        # not even overlap the baseline's is not in its frame (unregistered, or another
+        # patient), and every lesion in it would count as new
+        if not f.grid.overlaps(base.grid):
+            raise InputError(
+                f"follow-up mask {i + 1} (--followup) does not overlap the baseline mask's "
+                "image in space: new lesions are found by their distance from the baseline "
+                "tumour, so give the follow-up on the baseline's frame (registered)"
+            )
+    for k, v in enumerate(viable):
+        whole = base if k == 0 else follow[k - 1]
+        vv, vw = _volume_ml(v), _volume_ml(whole)
+        if vv > VIABLE_SLACK * vw:
+            what = "baseline" if k == 0 else f"follow-up {k}"
+            raise InputError(
+                f"the viable tumour at {what} ({vv:.2f} mL) is larger than the whole tumour "
+                f"({vw:.2f} mL): viable tumour is a part of the tumour (are the whole and "
+                "viable masks swapped?)"
+            )
     b = measure_lesions(base)
     if b.sum_longest_mm < criteria()["recist11"]["minimum_measurable_mm"]:
         raise InputError(

@@ -63,6 +63,8 @@ class BatchOptions:
     power_w: float | None = None
     duration_s: float | None = None
     direction: tuple[float, float, float] = (0.0, 0.0, -1.0)
+    #: simulate, cryoprobes: the freeze-thaw protocol (``freeze:600,thaw:300,freeze:600``)
+    protocol: str | None = None
     zone_file: str = "followup_zone.nii.gz"
     #: margin: a registry (URL or SQLite path) where each case's margin is recorded for
     #: the treated lesion named by the case's ``registry.json`` (procedure_key, lesion_key)
@@ -91,6 +93,9 @@ class BatchOptions:
             d = np.asarray(self.direction, float)
             if d.shape != (3,) or not np.all(np.isfinite(d)) or np.linalg.norm(d) == 0:
                 raise InputError(f"--direction must be 'x,y,z', not zero, got {self.direction}")
+            # every setting checked here, once, before any case is read: a bad power or a
+            # cryoprobe without its protocol would otherwise fail every case alike
+            self.simulation_config(app, tissue="liver")
         if self.action == "margin" and (
             not self.zone_file or "/" in self.zone_file or self.zone_file.startswith(".")
         ):
@@ -100,6 +105,17 @@ class BatchOptions:
 
         if self.registry is not None and self.action != "margin":
             raise InputError("--registry records margins: it is for batch margin")
+
+    def simulation_config(self, app, **where):
+        """The simulation of one case (``where``: ``case=...`` or ``tissue=...``, tip)."""
+        from ioplan.physics import CryoProtocol, SimulationConfig
+
+        d = np.asarray(self.direction, float)
+        protocol = CryoProtocol.parse(self.protocol) if self.protocol is not None else None
+        return SimulationConfig(applicator=app, power_w=self.power_w,
+                                duration_s=self.duration_s, protocol=protocol,
+                                direction=tuple(d / np.linalg.norm(d)),
+                                spacing_mm=self.spacing_mm, **where)  # fmt: skip
 
     def plan_config(self):
         from ioplan.planning import PlanConfig
@@ -176,17 +192,14 @@ def _simulate_case(opts: BatchOptions, case_dir: Path, out_dir: Path) -> dict[st
     from ioplan.anatomy import load_case
     from ioplan.devices import applicator
     from ioplan.imaging import Volume, resample
-    from ioplan.physics import SimulationConfig, simulate
+    from ioplan.physics import simulate
 
     case = load_case(case_dir)
     if not case.tumors or "centre_mm" not in case.tumors[0]:
         raise InputError("case.toml lists no tumour centre to aim at")
     tip = tuple(float(v) for v in case.tumors[0]["centre_mm"])
-    d = np.asarray(opts.direction, float)
-    cfg = SimulationConfig(applicator=applicator(opts.applicator_id), case=case, tissue=None,
-                           power_w=opts.power_w, duration_s=opts.duration_s, tip_mm=tip,
-                           direction=tuple(d / np.linalg.norm(d)),
-                           spacing_mm=opts.spacing_mm)  # fmt: skip
+    cfg = opts.simulation_config(applicator(opts.applicator_id), case=case, tissue=None,
+                                 tip_mm=tip)  # fmt: skip
     res = simulate(cfg)
     zone = resample(Volume(res.zone_mask.astype(np.uint8), res.grid), case.labels.grid,
                     interpolation="nearest")  # fmt: skip

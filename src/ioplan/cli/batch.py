@@ -139,7 +139,8 @@ def uncertainty(
 #: The options each batch action reads (as the help says); the others are refused.
 _ACTION_OPTIONS = {
     "plan": ("modality", "margin_mm", "spacing_mm", "time_budget_s", "seed"),
-    "simulate": ("margin_mm", "spacing_mm", "applicator", "power_w", "duration_s", "direction"),
+    "simulate": ("margin_mm", "spacing_mm", "applicator", "power_w", "duration_s", "direction",
+                 "protocol"),
     "margin": ("margin_mm", "zone_file", "registry", "registry_overwrite"),
 }
 
@@ -179,6 +180,11 @@ def batch(
         str,
         typer.Option(help="simulate: insertion direction 'x,y,z'; the tip at the tumour centre."),
     ] = "0,0,-1",
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="simulate, cryoprobes: freeze-thaw protocol, e.g. "
+                     "freeze:600,thaw:300,freeze:600 (each phase 0-7200 s)."),
+    ] = None,
     zone_file: Annotated[
         str,
         typer.Option(help="margin: the follow-up zone mask in each case folder (case grid)."),
@@ -231,7 +237,8 @@ def batch(
     opts = BatchOptions(action=action, modality=modality, margin_mm=margin_mm,
                         spacing_mm=spacing_mm, time_budget_s=time_budget_s, seed=seed,
                         applicator_id=applicator, power_w=power_w, duration_s=duration_s,
-                        direction=d, zone_file=zone_file, registry=registry,
+                        direction=d, protocol=protocol, zone_file=zone_file,
+                        registry=registry,
                         registry_overwrite=registry_overwrite)  # fmt: skip
     scheduler = check_scheduler_address(scheduler)
     cases = find_cases(cases_dir)

@@ -135,7 +135,7 @@ class PlanConfig:
         if not 10 <= self.robust_samples <= 100000:
             raise InputError(f"robust samples must be 10-100000, got {self.robust_samples}")
         if self.time_budget_s is not None:
-            check_in_range(self.time_budget_s, 0.0, 3600.0, "time budget")
+            check_in_range(self.time_budget_s, 0.0, 3600.0, "--time-budget-s", unit="s")
         if self.organ is not None:
             from ioplan.anatomy import check_organ
             from ioplan.planning._organ_rules import PLANNED_ORGANS
