@@ -332,7 +332,7 @@ def test_response_refuses_a_followup_in_another_frame_and_swapped_viable_masks(
                              masks / "f.nii.gz", "--viable-baseline", masks / "f.nii.gz",
                              "--viable-followup", masks / "t.nii.gz", "--json")  # fmt: skip
     assert code == 0, err
-    assert json.loads(out)["followups"][0]["viable"]["sum_longest_mm"] > 0
+    assert json.loads(out)["followups"][0]["viable"]["sum_longest_diameter_mm"] > 0
 
 
 # -- property-based: numeric options -------------------------------------------
