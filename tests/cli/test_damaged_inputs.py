@@ -249,6 +249,11 @@ def test_a_zone_padded_by_whole_slices_measures_as_the_zone(small_case):
          ("--rf-pads", "thighs"), "--rf-mode and --rf-pads are for an RF electrode"),
         (("--applicator", "cooled-rf-3cm", "--power-w", 60, "--duration-s", 60),
          ("--lethal-temperature-c", -20), "--lethal-temperature-c is for a cryoprobe"),
+        # sweep of session 51: accepted and ignored on a block
+        (("--applicator", "cooled-rf-3cm", "--power-w", 60, "--duration-s", 60),
+         ("--rf-pads", "thighs"), "--rf-pads is not used without --case"),
+        (("--applicator", "covidien-emprint", "--power-w", 60, "--duration-s", 60),
+         ("--overwrite",), "--overwrite is not used without --output-dir"),
     ],
 )  # fmt: skip
 def test_simulate_refuses_options_of_another_modality(capsys, app, extra, fragment):

@@ -29,6 +29,11 @@ from conftest import assert_one_line_error, run_cli
           "--power-w", "60", "--duration-s", "300"], ["--organ", "without --case"]),
         (["simulate", "--power-density-map", "pd.nii.gz", "--duration-s", "300", "--tissue",
           "liver", "--spacing-mm", "4"], ["--spacing-mm", "--power-density-map"]),
+        # the sweep of session 51
+        (["simulate", "--power-density-map", "pd.nii.gz", "--duration-s", "300", "--tissue",
+          "liver", "--array", "3"], ["--array", "--power-density-map"]),
+        (["thermometry", "--magnitude", "m", "--phase", "p", "--reference", "r.nii.gz"],
+         ["--reference", "without --drift-order"]),
     ],
 )  # fmt: skip
 def test_an_option_without_its_partner_is_refused(capsys, tmp_path, monkeypatch, args, fragments):
@@ -48,3 +53,20 @@ def test_a_cluster_applicator_is_refused_by_the_planner_at_once(capsys, tmp_path
 
     with pytest.raises(InputError, match="cluster of 3 electrodes"):
         PlanConfig(modality="rfa", applicator_id="cooled-rf-cluster").applicator()
+
+
+def test_series_uid_is_for_a_dicom_folder(capsys, tmp_path):
+    """`import-case --image CT.nii.gz --series-uid 1.2.3` was accepted and the UID ignored
+    (sweep of session 51)."""
+    import numpy as np
+
+    from ioplan.imaging import Grid, Volume, write_nifti
+
+    g = Grid((4, 4, 4), (1.0, 1.0, 1.0))
+    write_nifti(Volume(np.zeros(g.shape, np.int16), g), tmp_path / "ct.nii.gz")
+    write_nifti(Volume(np.ones(g.shape, np.uint8), g), tmp_path / "lab.nii.gz")
+    code, _, err = run_cli(capsys, "import-case", "--image", tmp_path / "ct.nii.gz", "--labels",
+                           tmp_path / "lab.nii.gz", "--series-uid", "1.2.3", "--out",
+                           tmp_path / "case")  # fmt: skip
+    assert_one_line_error(code, err, "--series-uid", "not one")
+    assert not (tmp_path / "case").exists()

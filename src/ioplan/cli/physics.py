@@ -231,9 +231,13 @@ def simulate(
         organ = check_organ(organ)
     if case is None:  # a block has no tumour label for --organ to give its tissue
         _refuse_unused(ctx, ("organ",), "without --case")
-    if external:  # the map sets the grid and the domain
-        _refuse_unused(ctx, ("spacing_mm", "domain_margin_mm", "margin_mm_alias"),
-                       "with --power-density-map or --sar-map (the map's grid is the domain)")
+    if output_dir is None:
+        _refuse_unused(ctx, ("overwrite",), "without --output-dir (nothing is written)")
+    if external:  # the map sets the grid, the domain and the one source
+        _refuse_unused(ctx, ("spacing_mm", "domain_margin_mm", "margin_mm_alias", "array",
+                             "spacing_between_mm"),
+                       "with --power-density-map or --sar-map (the map's grid is the domain, "
+                       "the map the source)")  # fmt: skip
     if applicator and applicator_file is not None:
         raise InputError("give --applicator or --applicator-file, not both")
     if applicator_file is not None:
@@ -260,6 +264,8 @@ def simulate(
         raise InputError("--rf-mode and --rf-pads are for an RF electrode")
     if modality != "cryo" and lethal_temperature_c is not None:
         raise InputError("--lethal-temperature-c is for a cryoprobe")
+    if case is None:  # a block has no body surface: its return current leaves at the boundary
+        _refuse_unused(ctx, ("rf_pads",), "without --case (pads lie on a case's skin)")
     rf_mode = "impedance" if rf_mode is None else rf_mode
     rf_pads = "back" if rf_pads is None else rf_pads
     lethal_temperature_c = -40.0 if lethal_temperature_c is None else lethal_temperature_c

@@ -482,6 +482,11 @@ def read_image(
     path = Path(path)
     _require_exists(path)
     kind = image_format(path)
+    if series_uid is not None and kind != "dicom":
+        raise InputError(
+            f"--series-uid picks a series of a DICOM folder; {path} is not one (a single "
+            "image file): leave --series-uid out"
+        )
     if kind == "nifti":
         vol = read_nifti(path)
     elif kind == "sitk":

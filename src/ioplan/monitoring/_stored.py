@@ -190,6 +190,11 @@ class SeriesOptions:
                 "drift correction (--drift-order 0-2) and --referenceless need --reference "
                 "(a mask of unheated voxels)"
             )
+        if self.reference is not None and self.drift_order < 0 and not self.referenceless:
+            raise InputError(
+                "--reference is not used without --drift-order 0-2 or --referenceless (the "
+                "drift corrections that read it): give one, or leave --reference out"
+            )
         for what, m in (("--reference", self.reference), ("--protected", self.protected),
                         ("--planned-zone", self.planned_zone)):  # fmt: skip
             if isinstance(m, str | Path) and not Path(m).exists():
