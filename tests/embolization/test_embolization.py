@@ -299,3 +299,25 @@ def test_voxel_dosimetry_needs_a_liver():
     ct = np.full(g.shape, 40.0, np.float32)
     with pytest.raises(InputError, match="no liver"):
         voxel_dose(Volume(np.ones(g.shape, np.float32), g), Volume(ct, g), Volume(lab, g), 2.0)
+
+
+def test_activities_no_vial_holds_are_said():
+    """Sweep of session 51: a 30-day decay asked a 4589 GBq vial without a word, and three
+    territories summing to 30 GBq passed without the largest-vial warning (20 GBq,
+    TheraSphere and SIR-Spheres instructions for use, y90.toml)."""
+    from ioplan.embolization import decay_factor, territories
+
+    r = single_compartment(1.0, 0.05, activity_gbq=3.0, decay_hours=720.0)
+    # recounted: 3 GBq / 2^(-720 / 64.1) = 3 x 2^11.23
+    assert r.calibration_activity_gbq == pytest.approx(3.0 / decay_factor(720.0), rel=1e-9)
+    assert r.calibration_activity_gbq > 20.0
+    assert any("at calibration" in w and "largest vial" in w for w in r.warnings)
+    near = single_compartment(1.0, 0.05, activity_gbq=3.0, decay_hours=24.0)  # 3 x 1.30 GBq
+    assert not any("at calibration" in w for w in near.warnings)
+    items = [{"name": f"s{i}", "tumor_kg": 0.1, "normal_kg": 0.5, "tn": 3.0,
+              "activity_gbq": 10.0} for i in range(3)]  # fmt: skip
+    doc = territories(items, 0.02)
+    assert doc["activity_gbq"] == pytest.approx(30.0)
+    assert any("largest single vial" in w for w in doc["warnings"])
+    doc = territories(items[:1], 0.02)
+    assert not any("largest single vial" in w for w in doc["warnings"])

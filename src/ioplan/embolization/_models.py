@@ -375,6 +375,22 @@ def _order(activity: float, residual: float, decay_hours: float) -> tuple[float,
     return order, order / decay_factor(decay_hours)
 
 
+def _vial_warnings(activity: float, calibration: float, decay_hours: float) -> list[str]:
+    """A calibration activity no vial holds: the decay to treatment is too long for it.
+
+    Only when the treatment activity itself fits a vial (else :func:`limit_warnings` says
+    so already).
+    """
+    vial = constants()["limits"]["largest_vial_gbq"]
+    if activity > vial or calibration <= vial:
+        return []
+    return [
+        f"the vial must hold {calibration:.1f} GBq at calibration to give {activity:.2f} GBq "
+        f"after {decay_hours:g} h of decay, beyond the largest vial ({vial:g} GBq): treat "
+        "closer to the calibration time [TheraSphere and SIR-Spheres instructions for use]"
+    ]
+
+
 def single_compartment(
     mass_kg: float, lsf: float, *, dose_gy: float | None = None,
     activity_gbq: float | None = None, cf: float | None = None, residual: float = 0.0,
@@ -456,7 +472,8 @@ def single_compartment(
                 "previous_lung_dose_gy": prev},
         order_activity_gbq=order,
         calibration_activity_gbq=calib,
-        warnings=tuple(limit_warnings(doses, f, sph, prev, activity_gbq=a)),
+        warnings=tuple(limit_warnings(doses, f, sph, prev, activity_gbq=a)
+                       + _vial_warnings(a, calib, decay_hours)),
     )
 
 
@@ -545,7 +562,8 @@ def partition(
         },
         order_activity_gbq=order,
         calibration_activity_gbq=calib,
-        warnings=tuple(limit_warnings(doses, f, sph, prev, activity_gbq=a)),
+        warnings=tuple(limit_warnings(doses, f, sph, prev, activity_gbq=a)
+                       + _vial_warnings(a, calib, decay_hours)),
     )
 
 

@@ -208,7 +208,8 @@ def territories(
         "cf_gy_kg_per_gbq": c,
         "lung_dose_gy": round(lung, 4),
         "territories": rows,
-        "warnings": limit_warnings({"lung_dose_gy": lung}, f, None),
+        # the territories' sum: the activity of the whole session, from one vial or more
+        "warnings": limit_warnings({"lung_dose_gy": lung}, f, None, activity_gbq=total),
         "limits_source": constants()["limits"]["source"],
     }
 
