@@ -180,6 +180,21 @@ def test_wrong_metadata_types_are_refused(tmp_path):
         load_case(folder)
 
 
+@pytest.mark.parametrize("modality", ["PET", "ct", 3])
+def test_a_modality_ioplan_does_not_plan_on_is_refused(tmp_path, modality):
+    """Sweep of session 51: `modality = "PET"` was loaded and planned on as a CT."""
+    seg = np.zeros((3, 3, 3), np.uint8)
+    seg[1, 1, 1] = 1
+    folder = _seg_case(tmp_path, seg, "liver = 1\n")
+    text = (folder / "case.toml").read_text()
+    value = f'"{modality}"' if isinstance(modality, str) else str(modality)
+    (folder / "case.toml").write_text(f"modality = {value}\n" + text)
+    with pytest.raises(FileFormatError, match="modality must be"):
+        load_case(folder)
+    (folder / "case.toml").write_text('modality = "MR"\n' + text)
+    assert load_case(folder).modality == "MR"
+
+
 def test_save_refuses_to_orphan_results_made_from_the_earlier_case(tmp_path, small_case):
     """A plan (any finished ioplan output) beside a case would describe another case."""
     from ioplan.imaging import COMPLETION_RECORD

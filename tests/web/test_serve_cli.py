@@ -51,11 +51,20 @@ def test_serve_passes_the_registry_on(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("ioplan.web.serve", lambda cases, **kw: calls.append(kw))
     monkeypatch.delenv("IOPLAN_TOKEN", raising=False)
     db = str(tmp_path / "r.sqlite")
+    # sweep of session 51: a registry that does not exist, or a file that is none, served
+    # a dashboard failing on every visit; refused now, and checking creates no database
+    code, _, err = run_cli(capsys, "serve", "--cases", tmp_path, "--registry", db)
+    assert_one_line_error(code, err, "r.sqlite")
+    assert not (tmp_path / "r.sqlite").exists() and not calls
+    (tmp_path / "notes.txt").write_text("not a database")
+    code, _, err = run_cli(capsys, "serve", "--cases", tmp_path, "--registry",
+                           tmp_path / "notes.txt")  # fmt: skip
+    assert_one_line_error(code, err, "notes.txt")
+    assert run_cli(capsys, "registry", "init", "--db", db)[0] == 0
     assert run_cli(capsys, "serve", "--cases", tmp_path, "--registry", db)[0] == 0
     assert calls[-1]["registry_db"] == db
     assert run_cli(capsys, "serve", "--cases", tmp_path)[0] == 0
     assert calls[-1]["registry_db"] is None
-    assert not (tmp_path / "r.sqlite").exists()  # checking the URL creates no database
 
 
 def test_create_app_keeps_the_registry_setting(tmp_path):

@@ -70,6 +70,7 @@ from ioplan.anatomy._case_parts import (
     _check_tumour_entry,
     _read_vessels,
     check_anatomy_plausible,
+    read_case_modality,
 )
 from ioplan.anatomy._collection import phantom_source_extras
 from ioplan.anatomy._label_maps import (
@@ -842,7 +843,7 @@ def load_case(folder: str | Path) -> Case:
         image,
         labels,
         name=str(meta.get("name", base.name)),
-        modality=str(meta.get("modality", "CT")),
+        modality=read_case_modality(meta.get("modality", "CT"), base / "case.toml"),
         tumors=tuple(tumors),
         source=dict(meta.get("source", {})),
         vessels=vessels,

@@ -234,3 +234,16 @@ def check_anatomy_plausible(values: np.ndarray, grid, names: dict[int, str],
                 f"mm to the patient's right of {names[v_right]!r}: the labels or the image are "
                 "flipped left-right, or the label values are read with another class map"
             )
+
+
+def read_case_modality(value, where) -> str:
+    """The image modality a case.toml names: CT or MR (what ioplan plans on and imports).
+
+    A hand-edited ``modality = "PET"`` was loaded and planned on as if CT (sweep of session
+    51); import-case refuses it, and so does loading now.
+    """
+    from ioplan.errors import FileFormatError
+
+    if value not in ("CT", "MR"):
+        raise FileFormatError(f"{where}: modality must be \"CT\" or \"MR\", got {value!r}")
+    return str(value)

@@ -55,9 +55,11 @@ def serve(
     if not cases.is_dir():
         raise InputError(f"--cases {cases}: no such folder")
     if registry is not None:
-        from ioplan.registry import normalise_url
+        from ioplan.registry import open_db
 
-        normalise_url(registry)  # a malformed URL: one line, exit 2
+        # a malformed URL, a file that is no registry or one that does not exist: one line,
+        # exit 2, before serving (the dashboard would fail on every visit); nothing created
+        open_db(registry, create=False).dispose()
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     if token:
         where += "?token=TOKEN"
