@@ -245,6 +245,14 @@ def test_problem_list_is_not_glued_to_the_error(tmp_path, capsys, empty_registry
     assert "patients.csv row 2, field birth_year: 1850 is outside" in lines[1]
     assert "patients.csv row 4, field sex: 'Q' is not one of M, F, X" in lines[2]
     assert len(lines) == 3 and "Traceback" not in err
+    # --json: the error is one line on stderr, the problems are JSON on stdout
+    code, out, err = run_cli(capsys, "registry", "import", folder, "--db", db, "--quiet",
+                             "--json")  # fmt: skip
+    assert_one_line_error(code, err, "2 problem(s)")
+    doc = json.loads(out)
+    assert doc["total_problems"] == 2 and len(doc["problems"]) == 2
+    assert "row 2, field birth_year" in doc["problems"][0]
+    assert "row 4, field sex" in doc["problems"][1]
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 2, 5000])

@@ -35,16 +35,25 @@ def _say(text: str) -> None:
 
 
 @contextmanager
-def _import_errors():
-    """A refused import: ``error: ...`` with the count, then one problem per line; exit 2."""
+def _import_errors(as_json: bool = False):
+    """A refused import: ``error: ...`` with the count, then one problem per line; exit 2.
+
+    With ``as_json`` the error is the one line on stderr, and the problems go to stdout as
+    JSON (``error``, ``problems``, ``total_problems``) for a program to read.
+    """
     from ioplan.registry import RegistryImportError
 
     try:
         yield
     except RegistryImportError as exc:
         err_console.print(f"error: {exc.summary}", markup=False, highlight=False, soft_wrap=True)
-        for line in exc.lines:
-            err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+        if as_json:
+            doc = {"error": exc.summary, "problems": [str(e) for e in exc.errors],
+                   "total_problems": exc.total}  # fmt: skip
+            sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        else:
+            for line in exc.lines:
+                err_console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -99,7 +108,7 @@ def import_(
     """Import CSV files (streamed, checked row by row; one transaction: all rows or none)."""
     from ioplan.registry import import_files
 
-    with _import_errors(), _row_progress(quiet) as progress:
+    with _import_errors(as_json), _row_progress(quiet) as progress:
         report = import_files(folder, db, progress=progress)
     _out(
         report.to_dict(),
