@@ -267,6 +267,31 @@ def test_absolute_activity_image():
     assert res.structures["normal_liver"]["mean_gy"] == pytest.approx(49.67 / 1.04, rel=1e-4)
     with pytest.raises(InputError, match="not both"):
         voxel_dose(Volume(conc, g), Volume(ct, g), Volume(lab, g), 2.0, absolute=True)
+    # recount: 1 MBq/mL over the box's liver voxels (4 mm: 0.064 mL each)
+    held = 1e6 * float((lab > 0).sum()) * g.voxel_volume_ml * 1e-9
+    assert res.activity_gbq == pytest.approx(held, rel=1e-6)
+    counts_like = held < 0.3  # a tenth of the smallest vial (3 GBq) or less
+    assert counts_like == any("in counts, not Bq/mL" in w for w in res.warnings)
+    # a counts image read as Bq/mL (sweep of session 51: every dose 0.0 Gy, no word)
+    counts = np.where(lab > 0, 50.0, 0.0).astype(np.float32)
+    low = voxel_dose(Volume(counts, g), Volume(ct, g), Volume(lab, g), None, absolute=True)
+    assert any("in counts, not Bq/mL" in w for w in low.warnings)
+
+
+def test_a_mask_read_as_the_spect_is_said():
+    """Sweep of session 51: a 0/1 tumour mask given as the SPECT put all of 3 GBq in the
+    tumour, a mean dose of thousands of Gy, without a word."""
+    g, lab, ct = _box_case(4.0, n=20)
+    lab[8:12, 8:12, 8:12] = int(Label.TUMOR)  # 64 voxels of 0.064 mL: 4.1 mL
+    mask = (lab == int(Label.TUMOR)).astype(np.float32)
+    res = voxel_dose(Volume(mask, g), Volume(ct, g), Volume(lab, g), 3.0, method="ldm")
+    # recount (LDM): CF x 3 GBq / (4.096 mL x 1.04 g/mL) = 34,980 Gy
+    assert res.structures["tumor"]["mean_gy"] == pytest.approx(
+        49.67 * 3.0 / (64 * 0.064 * 1.04e-3), rel=1e-3)
+    assert any("beyond any published target" in w and "tumor" in w for w in res.warnings)
+    spread = voxel_dose(Volume(np.ones(g.shape, np.float32), g), Volume(ct, g),
+                        Volume(lab, g), 3.0, method="ldm")  # fmt: skip
+    assert not any("beyond any published target" in w for w in spread.warnings)
 
 
 def test_an_activity_beyond_the_largest_vial_is_said():

@@ -96,16 +96,40 @@ class VoxelDose:
     lsf: float = 0.0
     #: where the shunt came from: "given", "spect" (lung counts) or "none" (taken as 0)
     lsf_from: str = "given"
+    #: the activity the map holds (GBq, with the lung's share) and whether the image gave
+    #: it (``absolute``) or the user did
+    activity_gbq: float | None = None
+    absolute: bool = False
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """The lung dose and shunt against the EANM 2022 limits, as ``sirt single`` does."""
+        """The lung dose and shunt against the EANM 2022 limits, as ``sirt single`` does;
+        an absolute image whose activity no treatment has; a mean dose past any target."""
+        from ioplan.embolization._checks import RANGES
         from ioplan.embolization._models import limit_warnings
 
         doses = {} if self.lung_dose_gy is None else {"lung_dose_gy": self.lung_dose_gy}
         if "normal_liver" in self.structures:  # the mean dose to the normal liver
             doses["normal_dose_gy"] = float(self.structures["normal_liver"]["mean_gy"])
-        return tuple(limit_warnings(doses, self.lsf, None))
+        out = limit_warnings(doses, self.lsf, None,
+                             activity_gbq=self.activity_gbq if self.absolute else None)
+        least = constants()["limits"]["smallest_vial_gbq"]
+        if self.absolute and self.activity_gbq is not None and self.activity_gbq < 0.1 * least:
+            out.append(
+                f"the absolute image holds {self.activity_gbq:.3g} GBq, a tenth of the "
+                f"smallest vial ({least:g} GBq) or less: is it in counts, not Bq/mL? (then "
+                "give --activity-gbq instead of --absolute)"
+            )
+        ceiling = RANGES["dose_gy"][1]
+        for name, st in self.structures.items():
+            if float(st.get("mean_gy", 0.0)) > ceiling:
+                out.append(
+                    f"mean dose {float(st['mean_gy']):.0f} Gy to {name} is beyond any "
+                    f"published target (the {ceiling:g} Gy ceiling; glass segmentectomy > "
+                    "400 Gy, EANM 2022): check that the SPECT is a Y-90 image of this "
+                    "treatment (not a mask) on this case"
+                )
+        return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -344,6 +368,8 @@ def voxel_dose(
         dvh=dvh,
         lsf=float(f),
         lsf_from=lsf_from,
+        activity_gbq=float(activity_gbq),
+        absolute=bool(absolute),
     )
 
 
