@@ -103,8 +103,11 @@ class VoxelDose:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        """The lung dose and shunt against the EANM 2022 limits, as ``sirt single`` does;
-        an absolute image whose activity no treatment has; a mean dose past any target."""
+        """Warnings: the EANM 2022 limits, an implausible activity or mean dose.
+
+        The lung dose and shunt against the EANM 2022 limits, as ``sirt single`` does; an
+        absolute image whose activity no treatment has; a mean dose past any target.
+        """
         from ioplan.embolization._checks import RANGES
         from ioplan.embolization._models import limit_warnings
 
