@@ -104,6 +104,54 @@ def test_detuning_scales_the_absorbed_power_by_the_near_feed_conductivity():
         assert q.sum() * vox == pytest.approx(expect, rel=1e-6)
 
 
+@pytest.mark.parametrize("t_c", [37.0, 70.0, 90.0])
+def test_drying_by_the_feed_spreads_the_pattern_back_by_the_conductivity_ratio(t_c):
+    """Backward spread exponent q: behind the feed the axial profile is a Gaussian whose
+    spread grows by g = (sigma(37) / sigma(T))^q (at most MW_BACKWARD_SPREAD_MAX-fold).
+
+    Reference: in a uniform block at one temperature the pattern is separable in radius
+    and axial position, so the power-weighted second moment of z behind the feed is the
+    Gaussian's variance, sigma_b^2 g^2 (sampled every 2 mm for sigma_b >= 9 mm and cut at
+    >= 4 spreads: within 0.5 %); g from the Ji & Brace curve of the validation README,
+    evaluated here; the forward half and the absorbed power do not change.
+    """
+    from dataclasses import replace
+
+    from ioplan.anatomy import Label
+    from ioplan.physics._sources import MW_BACKWARD_SPREAD_MAX, Placement, microwave_source
+
+    def sig(tc):
+        return 2.173 * (1 - 1 / (1 + math.exp(5.951 - 0.0697 * tc)))
+
+    base = replace(MW, axial_sigma_backward_mm=9.0, detuning_exponent=0.0)
+    # the tip at z = 0 points to -z: the feed lies at z = +10 mm, the shaft towards +z
+    g = Grid((121, 15, 15), (2.0, 2.0, 2.0), (-14.0, -14.0, -40.0))
+    mat = np.full(g.shape, int(Label.LIVER), np.uint8)
+    tissue = np.ones(g.shape, bool)
+    pl = [Placement((0.0, 0.0, 0.0), (0.0, 0.0, -1.0))]
+    temp = np.full(g.shape, t_c)
+    z = g.axis_coordinates_mm()[0] - base.feed_offset_mm  # from the feed, + behind it
+    moments = {}
+    for q_exp in (1e-9, 2.0):
+        app = replace(base, backward_spread_exponent=q_exp)
+        q = microwave_source(g, pl, app, 50.0, mat, temp, tissue)
+        prof = q.sum(axis=(1, 2)).astype(float)
+        # behind the feed, the feed's own sample at half weight (the trapezoidal rule of
+        # the half-Gaussian's integrals)
+        w = np.where(z > 0, 1.0, np.where(z == 0, 0.5, 0.0)) * prof
+        moments[q_exp] = (float(np.sum(w * z**2) / w.sum()),
+                          float(prof[z < 0].sum() / prof.sum()), float(q.sum()))
+    grow = min(MW_BACKWARD_SPREAD_MAX, (sig(37.0) / sig(t_c)) ** 2)
+    (m0, front0, total0), (m2, front2, total2) = moments[1e-9], moments[2.0]
+    assert m0 == pytest.approx(9.0**2, rel=5e-3)
+    assert m2 / m0 == pytest.approx(grow**2, rel=5e-3)
+    assert total2 == pytest.approx(total0, rel=1e-6)  # the same power, redistributed
+    if t_c == 37.0:
+        assert front2 == pytest.approx(front0, rel=1e-9)
+    else:
+        assert front2 < front0  # more of it now lies behind the feed
+
+
 def test_far_boundary_does_not_change_the_zone():
     """The default margin vs a margin 50 % larger: same zone within one voxel."""
     a = _mw(margin_mm=40.0)

@@ -56,6 +56,7 @@ _RANGES = {
     "axial_sigma_backward_mm": (0.5, 100.0),
     "efficiency": (0.01, 1.0),
     "detuning_exponent": (0.0, 10.0),
+    "backward_spread_exponent": (0.0, 10.0),
     "active_length_mm": (1.0, 100.0),
     "freeze_zone_length_mm": (1.0, 150.0),
     "tip_offset_mm": (0.0, 30.0),
@@ -91,6 +92,9 @@ class Applicator:
     axial_sigma_backward_mm: float = 9.0
     efficiency: float = 1.0
     detuning_exponent: float = 0.0
+    #: MW lumped model: the backward axial spread grows as (sigma37 / sigma)^q of the tissue
+    #: by the feed (0: fixed; :func:`ioplan.physics.microwave_source`)
+    backward_spread_exponent: float = 0.0
     active_length_mm: float = 30.0
     freeze_zone_length_mm: float = 40.0
     tip_offset_mm: float = 4.0
@@ -342,6 +346,7 @@ def _from_table(app_id: str, table: dict[str, Any], where: str) -> Applicator:
 CALIBRATED_FIELDS = (
     "efficiency",
     "detuning_exponent",
+    "backward_spread_exponent",
     "axial_sigma_forward_mm",
     "axial_sigma_backward_mm",
     "feed_offset_mm",

@@ -203,6 +203,13 @@ def _dielectric_scale(temperature_c: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return eps / eps37, sig / sig37
 
 
+#: The most the lumped pattern's backward spread may grow by drying by the feed (a factor):
+#: an ioplan bound that keeps the pattern within the fixed cylinder it is cut at (4 of its
+#: widest spreads behind the feed). The fits reach it only at the strongest drying
+#: (sigma / sigma37 about 0.6 with an exponent of 2).
+MW_BACKWARD_SPREAD_MAX = 3.0
+
+
 def microwave_source(
     grid: Grid,
     placements: list[Placement],
@@ -231,7 +238,12 @@ def microwave_source(
     ``power_w * efficiency``, times ``(sigma_near(T) / sigma_near(37))^p`` with
     ``p = detuning_exponent``: as the tissue around the feed dries, the antenna
     detunes and reflects more of the power (a lumped model, fitted to published
-    zones; p = 0 switches it off).
+    zones; p = 0 switches it off). As it dries, the heating also creeps back along the
+    shaft (the computed field shows it: ``validation/maxwell.md``; currents on the outer
+    conductor of a detuned antenna heat along it, the "comet tail" of microwave zones):
+    the backward spread grows by ``(sigma_near(37) / sigma_near(T))^q``, ``q =
+    backward_spread_exponent`` (fitted; 0 switches it off), at most
+    :data:`MW_BACKWARD_SPREAD_MAX`-fold.
 
     ``geometry`` (from :func:`microwave_geometry` for the same grid, material,
     applicator and placements) saves recomputing it, so that a call only evaluates the
@@ -303,12 +315,20 @@ def microwave_source(
     rho_nodes_m = np.arange(round(_MW_CUTOFF_RADIUS_MM * 1.8 / _RHO_STEP_MM) + 2) * (
         _RHO_STEP_MM * 1e-3
     )
-    for n_antenna, (idx, _, _, sig37, eps37_near, near, w0, rho_pos, kept) in enumerate(geo):
+    for n_antenna, geo_n in enumerate(geo):
+        idx, _, _, sig37, eps37_near, near, w0, rho_pos, kept, back, log_back = geo_n
         if near.size:
             t = t_flat[idx[near]].astype(np.float64)
             t_near = float(np.mean(t))
             e_near = eps37_near * float(_dielectric_scale(np.array(t_near))[0])
             s_near = float(np.mean(sig37[near] * _dielectric_scale(t)[1]))
+            if app.backward_spread_exponent > 0:
+                # drying by the feed spreads the heating back along the shaft
+                dried = float(np.mean(sig37[near])) / max(s_near, 1e-9)
+                g = min(MW_BACKWARD_SPREAD_MAX, max(1.0, dried) ** app.backward_spread_exponent)
+                if g > 1.0:
+                    w0 = w0.copy()
+                    w0[back] *= np.exp(log_back * (1.0 / (g * g) - 1.0))
         else:
             e_near, s_near = 43.0, 1.69
         alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
@@ -365,9 +385,12 @@ def microwave_geometry(
         along, radial = axial_radial(grid, pl)
         zf = along + app.feed_offset_mm  # from the feed gap, > 0 towards the tip
         spread = np.where(zf > 0, app.axial_sigma_forward_mm, app.axial_sigma_backward_mm)
-        # The pattern is cut at a fixed cylinder (radius 40 mm, +-4 axial spreads) so that
-        # its normalisation does not depend on the size of the simulation domain.
-        keep = tissue_mask & (radial <= _MW_CUTOFF_RADIUS_MM) & (np.abs(zf) <= 4.0 * spread)
+        # The pattern is cut at a fixed cylinder (radius 40 mm, +-4 axial spreads, the
+        # backward one at its widest) so that its normalisation does not depend on the size
+        # of the simulation domain.
+        grow = MW_BACKWARD_SPREAD_MAX if app.backward_spread_exponent > 0 else 1.0
+        reach = np.where(zf > 0, 4.0, 4.0 * grow) * spread
+        keep = tissue_mask & (radial <= _MW_CUTOFF_RADIUS_MM) & (np.abs(zf) <= reach)
         idx = np.flatnonzero(keep)
         if idx.size == 0:
             raise InputError("the microwave antenna is not surrounded by tissue on the grid")
@@ -388,7 +411,10 @@ def microwave_geometry(
                                           alpha)  # fmt: skip
         w0 = np.ascontiguousarray(w0, dtype=np.float64)
         rho_pos = np.ascontiguousarray(rho_m * 1e3 / _RHO_STEP_MM, dtype=np.float64)
-        out.append((idx.astype(np.int64), rho_m, profile, s37, eps_near, near, w0, rho_pos, kept))
+        back = np.flatnonzero(z < 0)  # behind the feed: where the spread may grow
+        log_back = -0.5 * (z[back] / sp[back]) ** 2  # ln of the profile there
+        out.append((idx.astype(np.int64), rho_m, profile, s37, eps_near, near, w0, rho_pos, kept,
+                    back, log_back))  # fmt: skip
     # load the compiled evaluation now (numba's cache), not in the first time step
     empty = np.zeros(0)
     out32 = np.zeros(0, np.float32)

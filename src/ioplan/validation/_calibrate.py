@@ -40,6 +40,9 @@ MW_PARAMETERS: dict[str, tuple[float, float]] = {
     "axial_sigma_forward_mm": (1.0, 30.0),
     "axial_sigma_backward_mm": (1.0, 40.0),
     "feed_offset_mm": (2.0, 30.0),
+    # log-uniform between the bounds like the others: 0.01 is "no growth" (a factor of
+    # 1.005 at the strongest drying the lumped fits reach, sigma / sigma37 = 0.6)
+    "backward_spread_exponent": (0.01, 4.0),
 }
 #: Fitted parameters of the computed-field model (``mw_model = "field"``) and their bounds:
 #: the power that reaches the feed (cable and connector loss: 5-100 %) and the slot's
