@@ -208,6 +208,8 @@ def _dielectric_scale(temperature_c: np.ndarray) -> tuple[np.ndarray, np.ndarray
 #: widest spreads behind the feed). The fits reach it only at the strongest drying
 #: (sigma / sigma37 about 0.6 with an exponent of 2).
 MW_BACKWARD_SPREAD_MAX = 3.0
+#: The backward spread's growth is applied in steps of this in ln g (0.5 %).
+_SPREAD_STEP = 0.005
 
 
 def microwave_source(
@@ -316,7 +318,7 @@ def microwave_source(
         _RHO_STEP_MM * 1e-3
     )
     for n_antenna, geo_n in enumerate(geo):
-        idx, _, _, sig37, eps37_near, near, w0, rho_pos, kept, back, log_back = geo_n
+        idx, _, _, sig37, eps37_near, near, w0, rho_pos, kept, back, log_back, memo = geo_n
         if near.size:
             t = t_flat[idx[near]].astype(np.float64)
             t_near = float(np.mean(t))
@@ -326,9 +328,16 @@ def microwave_source(
                 # drying by the feed spreads the heating back along the shaft
                 dried = float(np.mean(sig37[near])) / max(s_near, 1e-9)
                 g = min(MW_BACKWARD_SPREAD_MAX, max(1.0, dried) ** app.backward_spread_exponent)
-                if g > 1.0:
-                    w0 = w0.copy()
-                    w0[back] *= np.exp(log_back * (1.0 / (g * g) - 1.0))
+                # in steps of 0.5 % (the zones move < 0.05 mm): once the tissue by the feed
+                # settles, the widened weights are reused instead of recomputed each update
+                step = round(math.log(g) / _SPREAD_STEP)
+                if step > 0:
+                    if memo.get("step") != step:
+                        g = math.exp(step * _SPREAD_STEP)
+                        wide = w0.copy()
+                        wide[back] *= np.exp(log_back * (1.0 / (g * g) - 1.0))
+                        memo.update(step=step, w=wide)
+                    w0 = memo["w"]
         else:
             e_near, s_near = 43.0, 1.69
         alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
@@ -414,7 +423,7 @@ def microwave_geometry(
         back = np.flatnonzero(z < 0)  # behind the feed: where the spread may grow
         log_back = -0.5 * (z[back] / sp[back]) ** 2  # ln of the profile there
         out.append((idx.astype(np.int64), rho_m, profile, s37, eps_near, near, w0, rho_pos, kept,
-                    back, log_back))  # fmt: skip
+                    back, log_back, {}))  # fmt: skip
     # load the compiled evaluation now (numba's cache), not in the first time step
     empty = np.zeros(0)
     out32 = np.zeros(0, np.float32)
