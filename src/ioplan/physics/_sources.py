@@ -332,12 +332,13 @@ def microwave_source(
                 # settles, the widened weights are reused instead of recomputed each update
                 step = round(math.log(g) / _SPREAD_STEP)
                 if step > 0:
-                    if memo.get("step") != step:
+                    kept_step, wide = memo.get("wide", (0, None))
+                    if kept_step != step:
                         g = math.exp(step * _SPREAD_STEP)
                         wide = w0.copy()
                         wide[back] *= np.exp(log_back * (1.0 / (g * g) - 1.0))
-                        memo.update(step=step, w=wide)
-                    w0 = memo["w"]
+                        memo["wide"] = (step, wide)  # one assignment: step and weights agree
+                    w0 = wide
         else:
             e_near, s_near = 43.0, 1.69
         alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
