@@ -21,7 +21,7 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 # and from a start no published row informs (47-49 min on one core):
 #   ioplan validate --cross-validate --cv-start generic --spacing-mm 1 --max-evaluations 60 \
 #     --json > validation/mwa/crossval_generic.json
-# and holding out a whole power (the model predicts a power it was not fitted at; 15.5 min):
+# and holding out a whole power (the model predicts a power it was not fitted at; 17 min):
 #   ioplan validate --cross-validate --cv-hold power --cv-start generic --max-evaluations 60 \
 #     --json > validation/mwa/crossval_power.json
 # Published lung and kidney zones against the engine in blocks of those organs (issue 21;
