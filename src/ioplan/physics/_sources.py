@@ -20,6 +20,7 @@ from ioplan.devices import Applicator
 from ioplan.errors import InputError
 from ioplan.imaging import Grid
 from ioplan.physics import _amg
+from ioplan.physics._mw_spread import MW_BACKWARD_SPREAD_MAX, widened_weights
 from ioplan.physics._rf_generator import (
     RF_MODES,
     GeneratorState,
@@ -203,15 +204,6 @@ def _dielectric_scale(temperature_c: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return eps / eps37, sig / sig37
 
 
-#: The most the lumped pattern's backward spread may grow by drying by the feed (a factor):
-#: an ioplan bound that keeps the pattern within the fixed cylinder it is cut at (4 of its
-#: widest spreads behind the feed). The fits reach it only at the strongest drying
-#: (sigma / sigma37 about 0.6 with an exponent of 2).
-MW_BACKWARD_SPREAD_MAX = 3.0
-#: The backward spread's growth is applied in steps of this in ln g (0.5 %).
-_SPREAD_STEP = 0.005
-
-
 def microwave_source(
     grid: Grid,
     placements: list[Placement],
@@ -324,21 +316,10 @@ def microwave_source(
             t_near = float(np.mean(t))
             e_near = eps37_near * float(_dielectric_scale(np.array(t_near))[0])
             s_near = float(np.mean(sig37[near] * _dielectric_scale(t)[1]))
-            if app.backward_spread_exponent > 0:
-                # drying by the feed spreads the heating back along the shaft
+            if app.backward_spread_exponent > 0:  # drying spreads the heating back
                 dried = float(np.mean(sig37[near])) / max(s_near, 1e-9)
-                g = min(MW_BACKWARD_SPREAD_MAX, max(1.0, dried) ** app.backward_spread_exponent)
-                # in steps of 0.5 % (the zones move < 0.05 mm): once the tissue by the feed
-                # settles, the widened weights are reused instead of recomputed each update
-                step = round(math.log(g) / _SPREAD_STEP)
-                if step > 0:
-                    kept_step, wide = memo.get("wide", (0, None))
-                    if kept_step != step:
-                        g = math.exp(step * _SPREAD_STEP)
-                        wide = w0.copy()
-                        wide[back] *= np.exp(log_back * (1.0 / (g * g) - 1.0))
-                        memo["wide"] = (step, wide)  # one assignment: step and weights agree
-                    w0 = wide
+                w0 = widened_weights(w0, back, log_back, memo, dried,
+                                     app.backward_spread_exponent)  # fmt: skip
         else:
             e_near, s_near = 43.0, 1.69
         alpha = attenuation_per_m(app.frequency_mhz, e_near, s_near)
