@@ -230,12 +230,43 @@ def test_validate_smoke_json_contract_and_report(tmp_path, capsys):
     assert doc["max_abs_error_mm"] == pytest.approx(max(errs), abs=0.02)
     # the higher power gives the larger zone (a physical model, not a lookup)
     assert doc["rows"][1]["predicted_width_mm"] > doc["rows"][0]["predicted_width_mm"]
+    # two rows at one duration cannot fix a time exponent: reported as such, not made up
+    assert doc["size_scaling"]["covidien-emprint"]["width"] == {"published": None,
+                                                              "predicted": None}  # fmt: skip
     assert (rep / "index.html").is_file()
     assert (rep / "figures" / "predicted_vs_published.png").is_file()
     assert (rep / "figures" / "row_001.png").is_file()
     # the report folder is not overwritten without asking
     code, _, err = _run(capsys, "validate", "--table", str(f), "--report", str(rep), "--quiet")
     assert code == 2 and "--overwrite" in err
+
+
+def test_size_scaling_recovers_a_power_law_and_its_scatter():
+    """Sizes made as c P^a t^b recover (a, b) to rounding; one size moved by d mm is the
+    largest residual, recounted here from the fitted law (least squares in ln size spreads
+    the step over the other rows, so the residual is below d but the largest)."""
+    from ioplan.validation import size_scaling
+
+    p = np.repeat([45.0, 75.0, 100.0], 4)
+    t = np.tile([150.0, 240.0, 420.0, 600.0], 3)
+    exact = 7.0 * p**0.45 * t**0.13
+    s = size_scaling(p, t, exact)
+    assert s["power_exponent"] == pytest.approx(0.45, abs=1e-4)  # rounded to 4 places
+    assert s["time_exponent"] == pytest.approx(0.13, abs=1e-4)
+    assert s["max_abs_residual_mm"] < 1e-3
+    moved = exact.copy()
+    moved[5] += 3.0
+    s = size_scaling(p, t, moved)
+    a = np.stack([np.ones_like(p), np.log(p), np.log(t)], axis=1)
+    coef = np.linalg.lstsq(a, np.log(moved), rcond=None)[0]
+    res = np.abs(np.exp(a @ coef) - moved)
+    assert s["max_abs_residual_mm"] == pytest.approx(res.max(), abs=1e-3)
+    assert int(np.argmax(res)) == 5 and 0 < res.max() < 3.0
+    # rows that cannot fix both exponents, or a row without a zone
+    assert size_scaling(p[:3], t[:3], exact[:3]) is None
+    assert size_scaling(np.full(12, 45.0), t, exact) is None
+    assert size_scaling(p, np.full(12, 600.0), exact) is None
+    assert size_scaling(p, t, np.where(np.arange(12) == 0, 0.0, exact)) is None
 
 
 def test_validate_bad_input_is_one_line(tmp_path, capsys):

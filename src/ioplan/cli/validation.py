@@ -126,6 +126,7 @@ def validate(
     from ioplan.imaging import check_mergeable
     from ioplan.report import write_validation_report
     from ioplan.validation import predict_zones, read_zone_table, rows_from_chart, summarise
+    from ioplan.validation._zones import scaling_rows
 
     _check_block_options(spacing_mm, initial_temperature_c)
     _refuse_unused(checks=checks is not None, organs=organs, cross_validate=cross_validate,
@@ -208,6 +209,16 @@ def validate(
         f"(length and width, {doc['n_rows']} rows); mean error: length "
         f"{doc['length_mean_error_mm']:+.2f} mm, width {doc['width_mean_error_mm']:+.2f} mm"
     )
+    rows = scaling_rows(doc["size_scaling"])
+    if rows:
+        sc = Table("device", "size", "published P^a t^b", "predicted P^a t^b",
+                   "published scatter mm",
+                   title="growth with power and time (least squares on ln size)",
+                   caption="scatter: the largest departure of the published sizes from their own "
+                   "power law (three parameters per size and device)")  # fmt: skip
+        for r in rows:
+            sc.add_row(*r)
+        console.print(sc)
 
 
 #: The options each of validate's modes reads (the rest would be silently ignored).

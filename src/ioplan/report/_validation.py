@@ -180,6 +180,19 @@ def write_validation_report(
         if course
         else ""
     )
+    from ioplan.validation._zones import scaling_rows
+
+    laws = scaling_rows(s.get("size_scaling", {}))
+    scaling_html = (
+        "<p>Growth with power and time: each size fitted as c P^a t^b (least squares on ln "
+        "size), published and predicted. A zone that grows by conduction at a steady power "
+        "has b of about 0.3-0.5; a smaller b is a plateau. Scatter: the largest departure of "
+        "the published sizes from their own power law (three parameters per size and "
+        "device).</p>\n"
+        + table(["device", "size", "published", "predicted", "published scatter (mm)"], laws)
+        if laws
+        else ""
+    )
     body = f"""<p>Mean absolute error (length and width together):
 <b>{s["mean_abs_error_mm"]} mm</b>; largest: <b>{s["max_abs_error_mm"]} mm</b>;
 length mean error {s["length_mean_error_mm"]} mm, width mean error
@@ -195,6 +208,7 @@ generator's power times time; Tmax: the highest tissue temperature reached by th
 The default (lumped) model reaches the charts' late-time sizes by its fitted detuning, which
 holds the tissue below 100 degC (validation/maxwell.md, "How the lumped default reaches the
 charts").</p>
+{scaling_html}
 {table(["device", "W", "s", "length", "predicted", "error", "width", "predicted", "error",
         "absorbed %", "Tmax degC", "zone"], rows, html_columns=[11])}"""  # fmt: skip
     return write_page(out / "index.html", page(title, body))

@@ -39,6 +39,7 @@ from ioplan.validation._zones import (
     predict_zones,
     read_zone_table,
     rows_from_chart,
+    size_scaling,
     summarise,
 )
 
@@ -71,6 +72,7 @@ __all__ = [
     "rows_from_chart",
     "run_checks",
     "settings_folds",
+    "size_scaling",
     "summarise",
     "write_calibration",
     "write_organ_zone_report",

@@ -21,6 +21,8 @@ __all__ = [
     "predict_zones",
     "read_zone_table",
     "rows_from_chart",
+    "scaling_rows",
+    "size_scaling",
     "summarise",
 ]
 
@@ -347,4 +349,82 @@ def summarise(preds: Sequence[ZonePrediction]) -> dict[str, Any]:
             "no perfusion"
         ),
         "initial_temperature_c": preds[0].initial_temperature_c,
+        "size_scaling": scaling_by_device(preds),
     }
+
+
+#: Fewest rows, and distinct powers and durations, for a device's power-law fit.
+MIN_SCALING_ROWS = 4
+
+
+def size_scaling(
+    powers_w: Sequence[float], durations_s: Sequence[float], sizes_mm: Sequence[float]
+) -> dict[str, float] | None:
+    """Exponents of ``size = c P^a t^b`` by least squares on ``ln size``.
+
+    How a zone's length or width grows with the generator's power (``a``) and with time
+    (``b``): a zone that grows by heat conduction at a steady power keeps growing about as
+    the diffusion length does (``b`` of 0.3-0.5), a zone that plateaus has a smaller ``b``.
+    None when the rows cannot fix both exponents (fewer than :data:`MIN_SCALING_ROWS`, one
+    power or one duration only) or a size is not positive (no zone).
+
+    Examples
+    --------
+    >>> p, t = [40, 40, 80, 80], [100, 400, 100, 400]
+    >>> s = size_scaling(p, t, [10 * pi ** 0.4 * ti ** 0.2 for pi, ti in zip(p, t)])
+    >>> round(s["power_exponent"], 6), round(s["time_exponent"], 6)
+    (0.4, 0.2)
+    """
+    p = np.asarray(powers_w, float)
+    t = np.asarray(durations_s, float)
+    y = np.asarray(sizes_mm, float)
+    if (len(y) < MIN_SCALING_ROWS or len(set(p)) < 2 or len(set(t)) < 2
+            or not np.all(y > 0) or not np.all(p > 0) or not np.all(t > 0)):  # fmt: skip
+        return None
+    a = np.stack([np.ones_like(p), np.log(p), np.log(t)], axis=1)
+    coef, *_ = np.linalg.lstsq(a, np.log(y), rcond=None)
+    fitted = np.exp(a @ coef)
+    return {
+        "power_exponent": round(float(coef[1]), 4),
+        "time_exponent": round(float(coef[2]), 4),
+        "max_abs_residual_mm": round(float(np.abs(fitted - y).max()), 3),
+    }
+
+
+def scaling_by_device(preds: Sequence[ZonePrediction]) -> dict[str, Any]:
+    """Per device: :func:`size_scaling` of the published and the predicted lengths and widths.
+
+    The residual of the published sizes about their own power law (``max_abs_residual_mm``)
+    is the chart's scatter about a smooth trend in power and time.
+    """
+    out: dict[str, Any] = {}
+    for device in sorted({p.row.device for p in preds}):
+        mine = [p for p in preds if p.row.device == device]
+        pw = [p.row.power_w for p in mine]
+        ts = [p.row.duration_s for p in mine]
+        out[device] = {"rows": len(mine), **{
+            dim: {"published": size_scaling(pw, ts, [getattr(p.row, f"{dim}_mm") for p in mine]),
+                  "predicted": size_scaling(pw, ts, [getattr(p, f"predicted_{dim}_mm")
+                                                      for p in mine])}
+            for dim in ("length", "width")}}  # fmt: skip
+    return out
+
+
+def scaling_rows(scaling: Mapping[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Table rows of :func:`scaling_by_device`'s document.
+
+    Each row: device, size, published and predicted laws, published scatter (mm). Sizes
+    whose published rows fix no exponent are left out.
+    """
+
+    def law(s: Mapping[str, float] | None) -> str:
+        return "-" if s is None else f"P^{s['power_exponent']:.2f} t^{s['time_exponent']:.2f}"
+
+    out = []
+    for device, d in scaling.items():
+        for dim in ("length", "width"):
+            pub = d[dim]["published"]
+            if pub is not None:
+                out.append((device, dim, law(pub), law(d[dim]["predicted"]),
+                            f"{pub['max_abs_residual_mm']:.1f}"))  # fmt: skip
+    return out
