@@ -28,13 +28,11 @@ Layout::
     liver = 7
     tumor = 8
 
-A real case may use its own label values (for example from a segmentation
-tool): ``[label_values]`` says what each means, and :func:`load_case` maps them to
-:class:`~ioplan.anatomy.Label` values.
+A real case may use its own label values (for example from a segmentation tool):
+``[label_values]`` says what each means; :func:`load_case` maps them to ``Label`` values.
 
-Structures of another tool with no ioplan meaning (TotalSegmentator's scapula, femur,
-muscles, ...) are kept under their own names: values 100-255 of the labels file, each
-described in ``case.toml``::
+Structures of another tool with no ioplan meaning (TotalSegmentator's scapula, femur, ...)
+are kept under their own names, values 100-255 of the labels file, each in ``case.toml``::
 
     [[extra_classes]]
     name = "scapula_left"
@@ -45,8 +43,7 @@ described in ``case.toml``::
 
 In memory they are :attr:`Case.extra_labels` (their values) and, in :attr:`Case.labels`,
 :data:`EXTRA_STAND_IN` (muscle: soft tissue for the physics and the body outline).
-``[structures]`` records where each ioplan label came from
-(``liver = {source = "labels", classes = ["liver"]}``).
+``[structures]`` records each ioplan label's source (``liver = {source = "labels", ...}``).
 """
 
 from __future__ import annotations
@@ -70,6 +67,7 @@ from ioplan.anatomy._case_parts import (
     _check_tumour_entry,
     _read_vessels,
     check_anatomy_plausible,
+    read_case_image,
     read_case_modality,
 )
 from ioplan.anatomy._collection import phantom_source_extras
@@ -586,6 +584,7 @@ def case_from_images(
     modality: str = "CT",
     series_uid: str | None = None,
     require_liver: bool = True,
+    regularize: bool = False,
 ) -> Case:
     """Build a case from a real image and the segmentation people already have.
 
@@ -616,6 +615,8 @@ def case_from_images(
         The image's modality.
     series_uid : str, optional
         The DICOM series to read when the folder holds several.
+    regularize : bool
+        Put a DICOM series with lost slices, mixed spacing or a tilt on an even grid (noted).
     require_liver : bool
         Refuse labels without a liver.
 
@@ -634,8 +635,7 @@ def case_from_images(
     ioplan.errors.GeometryMismatchError
         The labels do not overlap the image, or some of their voxels lie outside it.
     ioplan.errors.FileFormatError
-        Values in the segmentation that nothing names; unreadable files; a class file
-        with duplicate values or names.
+        Unnamed segmentation values; unreadable files; a class file with duplicate entries.
 
     Examples
     --------
@@ -667,7 +667,7 @@ def case_from_images(
             f"got {', '.join(f'{k}={v}' for k, v in table.items())}"
         )
     cmap = class_map(label_map, modality=modality) if label_map is not None else None
-    image = read_image(Path(image_path), series_uid=series_uid)
+    image, image_notes = read_case_image(image_path, series_uid, regularize=regularize)
     check_volume_3d(image, f"--image {image_path}")
     seg = read_segmentation(labels_path)
     names, how = _value_names(seg.names, table, cmap, labels_path)
@@ -718,7 +718,7 @@ def case_from_images(
         )
     if modality == "CT":
         _check_ct_plausible(np.asarray(image.array), labels, image_path, labels_path)
-    notes = list(seg.notes) + ([note] if note else [])
+    notes = image_notes + list(seg.notes) + ([note] if note else [])
     avoided = [c.name for c in extras if c.role == "avoid"]
     if extras:
         notes.append(

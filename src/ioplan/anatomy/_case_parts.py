@@ -247,3 +247,30 @@ def read_case_modality(value, where) -> str:
     if value not in ("CT", "MR"):
         raise FileFormatError(f"{where}: modality must be \"CT\" or \"MR\", got {value!r}")
     return str(value)
+
+
+#: What a strict DICOM reader says of a series that ``regularize`` would accept.
+_REGULARISABLE = ("missing", "mixed slice spacing", "gantry tilt")
+
+
+def read_case_image(path: Any, series_uid: str | None, *, regularize: bool) -> tuple[Any, list]:
+    """A case's image and the notes of its reading.
+
+    With ``regularize`` a DICOM series with lost slices (up to two in a row), mixed
+    spacing or a gantry tilt is put on an even grid, and the note says so; without, it is
+    refused (one line), and the message says how to accept it.
+    """
+    from ioplan.errors import DicomSeriesError
+    from ioplan.imaging import read_image
+
+    notes: list[str] = []
+    try:
+        image = read_image(path, series_uid=series_uid, regularize=regularize, notes=notes)
+    except DicomSeriesError as exc:
+        if regularize or not any(w in str(exc) for w in _REGULARISABLE):
+            raise
+        raise DicomSeriesError(
+            f"{exc} (--regularize interpolates it onto an even grid: up to two missing slices "
+            "in a row, mixed spacing, a gantry tilt)"
+        ) from None
+    return image, notes

@@ -279,6 +279,14 @@ def import_case(
     series_uid: Annotated[
         str | None, typer.Option(help="DICOM series to read when the folder holds several.")
     ] = None,
+    regularize: Annotated[
+        bool,
+        typer.Option(
+            help="A DICOM series with lost slices (up to two in a row), mixed slice spacing "
+            "or a gantry tilt: interpolate it onto an even grid along the slice normal, with "
+            "a note, instead of refusing it. Interpolated slices are not imaged anatomy."
+        ),
+    ] = False,
     auto: Annotated[
         bool | None,
         typer.Option(
@@ -325,6 +333,7 @@ def import_case(
         modality=modality,
         series_uid=series_uid,
         require_liver=not auto,
+        regularize=regularize,
     )
     if auto is None:  # by default, when the labels leave the body around the organs empty
         from ioplan.anatomy import lacks_body_outline

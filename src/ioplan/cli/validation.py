@@ -125,8 +125,13 @@ def validate(
     from ioplan.devices import list_applicators
     from ioplan.imaging import check_mergeable
     from ioplan.report import write_validation_report
-    from ioplan.validation import predict_zones, read_zone_table, rows_from_chart, summarise
-    from ioplan.validation._zones import scaling_rows
+    from ioplan.validation import (
+        predict_zones,
+        read_zone_table,
+        rows_from_chart,
+        scaling_rows,
+        summarise,
+    )
 
     _check_block_options(spacing_mm, initial_temperature_c)
     _refuse_unused(checks=checks is not None, organs=organs, cross_validate=cross_validate,

@@ -24,6 +24,7 @@ from ioplan.errors import (
     InputFileNotFoundError,
 )
 from ioplan.imaging._grid import Grid
+from ioplan.imaging._regularize import resample_planes, series_layout
 from ioplan.imaging._volume import Volume, check_finite
 
 __all__ = [
@@ -34,15 +35,6 @@ __all__ = [
     "read_dicom_series",
     "write_dicom_series",
 ]
-
-# Orientation cosines are written with 6-10 significant digits; positions
-# with about 0.001 mm. These tolerances are above that rounding and far below
-# a clinically meaningful error.
-_COS_TOL = 1e-4
-_POS_TOL_MM = 0.01
-# Slice gaps may vary by this fraction before the series is called irregular
-# (scanners round positions; 1 % of a 5 mm gap is 0.05 mm).
-_GAP_REL_TOL = 0.01
 
 _CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 _MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -304,79 +296,12 @@ def read_dicom_pixels(header: DicomSliceHeader) -> tuple[np.ndarray, np.ndarray,
 
 
 def series_geometry(headers: list[DicomSliceHeader], where: Path) -> tuple[Grid, list[int]]:
-    """The grid of a series, and the order of ``headers`` from inferior to superior slice."""
-    h0 = headers[0]
-    for h in headers[1:]:
-        if (h.rows, h.columns) != (h0.rows, h0.columns):
-            raise DicomSeriesError(
-                f"{where}: mixed image sizes {h0.rows}x{h0.columns} and {h.rows}x{h.columns}"
-            )
-        if not (
-            np.allclose(h.row_cosine, h0.row_cosine, atol=_COS_TOL)
-            and np.allclose(h.column_cosine, h0.column_cosine, atol=_COS_TOL)
-        ):
-            raise DicomSeriesError(f"{where}: slices have different orientations ({h.path.name})")
-        if not np.allclose(h.pixel_spacing_mm, h0.pixel_spacing_mm, atol=1e-4):
-            raise DicomSeriesError(
-                f"{where}: mixed pixel spacing {h0.pixel_spacing_mm} and {h.pixel_spacing_mm} mm"
-            )
-    row = np.array(h0.row_cosine)
-    col = np.array(h0.column_cosine)
-    normal = np.cross(row, col)
-    pos = np.array([h.position_mm for h in headers])
-    along = pos @ normal
-    order = [int(i) for i in np.argsort(along, kind="stable")]
-    along = along[order]
-    pos = pos[order]
-    if len(headers) > 1:
-        gaps = np.diff(along)
-        if np.any(gaps < _POS_TOL_MM):
-            i = int(np.argmin(gaps))
-            raise DicomSeriesError(
-                f"{where}: two slices at the same position {along[i]:.3f} mm along the normal "
-                f"({headers[order[i]].path.name}, {headers[order[i + 1]].path.name})"
-            )
-        in_plane = (pos[1:] - pos[:-1]) - np.outer(gaps, normal)
-        if np.max(np.linalg.norm(in_plane, axis=1)) > max(_POS_TOL_MM, 0.01 * float(gaps.min())):
-            raise DicomSeriesError(
-                f"{where}: slice positions are not along the slice normal (gantry tilt or "
-                "shear); resample the series first"
-            )
-        step = float(np.min(gaps))
-        if float(np.max(gaps)) - step > max(_POS_TOL_MM, _GAP_REL_TOL * step):
-            ratios = gaps / step
-            i = int(np.argmax(gaps))
-            if np.allclose(ratios, np.rint(ratios), atol=0.05):
-                missing = round(float(np.sum(np.rint(ratios) - 1)))
-                raise DicomSeriesError(
-                    f"{where}: {missing} slice(s) missing: gap of {gaps[i]:.3f} mm after position "
-                    f"{along[i]:.3f} mm where the spacing is {step:.3f} mm"
-                )
-            raise DicomSeriesError(
-                f"{where}: mixed slice spacing from {step:.3f} to {float(np.max(gaps)):.3f} mm"
-            )
-        dz = float(np.mean(gaps))
-    else:
-        given = [
-            (tag, v)
-            for tag, v in (
-                ("SpacingBetweenSlices", h0.spacing_between_slices_mm),
-                ("SliceThickness", h0.slice_thickness_mm),
-            )
-            if v is not None
-        ]
-        for tag, v in given[:1]:  # the one used; a zero or negative one is nonsense
-            if not (np.isfinite(v) and v > 0):
-                raise FileFormatError(f"{where}: {tag} must be > 0 mm, got {v:g}")
-        dz = given[0][1] if given else 1.0
-    direction = np.column_stack([normal, col, row])
-    grid = Grid(
-        shape=(len(headers), h0.rows, h0.columns),
-        spacing_mm=(dz, h0.pixel_spacing_mm[0], h0.pixel_spacing_mm[1]),
-        origin_mm=tuple(pos[0]),
-        direction=tuple(map(tuple, direction)),
-    )
-    return grid, order
+    """The grid of a regular series, and the order of ``headers`` from inferior to superior.
+
+    An uneven or sheared series is an error here (see :func:`series_layout` to regularise).
+    """
+    layout = series_layout(headers, where)
+    return layout.grid, layout.order
 
 
 def dicom_series_grid(path: str | Path, *, series_uid: str | None = None) -> Grid:
@@ -387,13 +312,22 @@ def dicom_series_grid(path: str | Path, *, series_uid: str | None = None) -> Gri
     return grid
 
 
-def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Volume:
+def read_dicom_series(
+    path: str | Path,
+    *,
+    series_uid: str | None = None,
+    regularize: bool = False,
+    notes: list[str] | None = None,
+) -> Volume:
     """Read a DICOM series (a folder) or one DICOM image into a :class:`Volume`.
 
     Slices are sorted by their position along the slice normal, never by file
     name. Rescale slope and intercept are applied (CT gives HU). The series
     must be regular: one orientation, one pixel spacing, evenly spaced slices
-    along the normal.
+    along the normal. With ``regularize``, missing slices (up to two in a row), mixed
+    spacing and a gantry tilt are put on an even grid along the normal instead
+    (:mod:`ioplan.imaging._regularize`; float32 values) and what was done is appended to
+    ``notes``.
 
     Raises
     ------
@@ -405,7 +339,8 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Vol
     """
     p = Path(path)
     slices = _load_headers(p, series_uid)
-    grid, order = series_geometry([h for h, _ in slices], p)
+    layout = series_layout([h for h, _ in slices], p, regularize=regularize)
+    grid, order = layout.grid, layout.order
     planes = []
     slopes_intercepts = []
     for i in order:
@@ -425,6 +360,10 @@ def read_dicom_series(path: str | Path, *, series_uid: str | None = None) -> Vol
             array[k] = raw[k].astype(np.float64) * s + b
         if integral and array.min() >= -32768 and array.max() <= 32767:
             array = array.astype(np.int16)
+    if layout.note is not None:
+        array = resample_planes(array, layout)
+        if notes is not None:
+            notes.append(layout.note)
     return Volume(array, grid)
 
 

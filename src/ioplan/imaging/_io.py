@@ -459,6 +459,8 @@ def read_image(
     *,
     allow_nan: bool = False,
     series_uid: str | None = None,
+    regularize: bool = False,
+    notes: list[str] | None = None,
 ) -> Volume:
     """Read a volume from NIfTI, NRRD, MetaImage, a DICOM file or a DICOM series folder.
 
@@ -471,6 +473,12 @@ def read_image(
         :class:`~ioplan.errors.FileFormatError`).
     series_uid : str, optional
         For a DICOM folder holding several series, the one to read.
+    regularize : bool
+        A DICOM series with missing slices (up to two in a row), mixed spacing or a
+        gantry tilt is put on an even grid (:func:`~ioplan.imaging.read_dicom_series`)
+        instead of refused; what was done is appended to ``notes``.
+    notes : list of str, optional
+        Receives the regularisation's note.
 
     Returns
     -------
@@ -492,7 +500,7 @@ def read_image(
     elif kind == "sitk":
         vol = read_sitk(path)
     else:
-        vol = read_dicom_series(path, series_uid=series_uid)
+        vol = read_dicom_series(path, series_uid=series_uid, regularize=regularize, notes=notes)
     if not allow_nan:
         check_finite(vol.array, what=str(path))
     return vol

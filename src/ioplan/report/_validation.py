@@ -180,7 +180,7 @@ def write_validation_report(
         if course
         else ""
     )
-    from ioplan.validation._zones import scaling_rows
+    from ioplan.validation import scaling_rows
 
     laws = scaling_rows(s.get("size_scaling", {}))
     scaling_html = (

@@ -39,6 +39,7 @@ from ioplan.validation._zones import (
     predict_zones,
     read_zone_table,
     rows_from_chart,
+    scaling_rows,
     size_scaling,
     summarise,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "read_zone_table",
     "rows_from_chart",
     "run_checks",
+    "scaling_rows",
     "settings_folds",
     "size_scaling",
     "summarise",
