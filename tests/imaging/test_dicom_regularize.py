@@ -124,3 +124,15 @@ def test_regular_series_is_read_as_it_is(tmp_path):
     assert notes == []
     assert vol.array.dtype == strict.array.dtype
     np.testing.assert_array_equal(vol.array, strict.array)
+
+
+def test_regularize_is_refused_for_an_image_already_on_a_grid(tmp_path):
+    """A NIfTI has one grid by construction: the option would do nothing, so it is refused
+    (as --series-uid is), not silently ignored."""
+    from ioplan.errors import InputError
+    from ioplan.imaging import write_nifti
+
+    g = Grid((3, 4, 5), (2.0, 1.0, 1.0))
+    path = write_nifti(Volume(np.zeros(g.shape, np.int16), g), tmp_path / "ct.nii.gz")
+    with pytest.raises(InputError, match="leave --regularize out"):
+        read_image(path, regularize=True)

@@ -495,6 +495,11 @@ def read_image(
             f"--series-uid picks a series of a DICOM folder; {path} is not one (a single "
             "image file): leave --series-uid out"
         )
+    if regularize and kind != "dicom":
+        raise InputError(
+            f"--regularize puts an unevenly stacked DICOM series on an even grid; {path} is "
+            "an image file already on one: leave --regularize out"
+        )
     if kind == "nifti":
         vol = read_nifti(path)
     elif kind == "sitk":
