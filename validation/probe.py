@@ -98,6 +98,9 @@ def _fixtures(root: Path) -> None:
         ds.PatientName, ds.PatientID, ds.PatientBirthDate = PHI[0], PHI[2], PHI[3]
         ds.StudyInstanceUID = PHI[4]
         ds.save_as(f)
+    lost = write_dicom_series(case.image, root / "lost_dicom")  # three slices lost in a row
+    for f in sorted(lost.glob("*.dcm"))[3:6]:
+        f.unlink()
     subprocess.run(
         [sys.executable, "-m", "ioplan", "registry", "demo", "--db", str(root / "r.sqlite")],
         check=True,
@@ -187,6 +190,15 @@ def probes() -> list[Probe]:
             "ok",
         ),
         P("info-phi-case", ("info", "ic4", "--json"), "ok"),
+        # three lost slices in a row: refused, and not bridged by --regularize either
+        P("import-case-lost-slices", ("import-case", "--image", "lost_dicom", "--labels",
+                                      "liver_tumor.nii.gz", "--label", "liver=7", "--out", "ic5")),
+        P("import-case-lost-slices-regularize",
+          ("import-case", "--image", "lost_dicom", "--labels", "liver_tumor.nii.gz", "--label",
+           "liver=7", "--out", "ic6", "--regularize")),
+        P("import-case-regularize-nifti",
+          ("import-case", "--image", "ct.nii.gz", "--labels", "liver_tumor.nii.gz", "--label",
+           "liver=7", "--out", "ic7", "--regularize")),
         P(
             "import-case-unknown-map",
             (
