@@ -96,9 +96,12 @@ def series_layout(headers: list[Any], where: Path, *, regularize: bool = False) 
                 f"{where}: two slices at the same position {along[i]:.3f} mm along the normal "
                 f"({headers[order[i]].path.name}, {headers[order[i + 1]].path.name})"
             )
-        offset = (pos - pos[0]) - np.outer(along - along[0], normal)  # in-plane, mm
-        drift = np.linalg.norm(offset, axis=1)
-        if float(drift.max()) > max(POS_TOL_MM, 0.01 * float(gaps.min())):
+        # sheared when a step between neighbours moves in-plane (per step, so that the
+        # rounding of the orientation cosines over a long stack is not called a tilt)
+        in_plane = (pos[1:] - pos[:-1]) - np.outer(gaps, normal)
+        if np.max(np.linalg.norm(in_plane, axis=1)) > max(POS_TOL_MM, 0.01 * float(gaps.min())):
+            offset = (pos - pos[0]) - np.outer(along - along[0], normal)  # in-plane, mm
+            drift = np.linalg.norm(offset, axis=1)
             if not regularize:
                 raise DicomSeriesError(
                     f"{where}: slice positions are not along the slice normal (gantry tilt or "
