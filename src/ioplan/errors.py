@@ -18,6 +18,7 @@ __all__ = [
     "InputFileNotFoundError",
     "InvalidImageError",
     "IoplanError",
+    "IrregularSeriesError",
     "OutputExistsError",
     "OutputNotWritableError",
 ]
@@ -41,6 +42,13 @@ class FileFormatError(IoplanError, ValueError):
 
 class DicomSeriesError(FileFormatError):
     """A DICOM series is inconsistent (missing slice, mixed spacing or orientation)."""
+
+
+class IrregularSeriesError(DicomSeriesError):
+    """A DICOM series is unevenly stacked: lost slices, mixed spacing, a gantry tilt.
+
+    The kind an importer can put on an even grid by interpolation, when asked.
+    """
 
 
 class GeometryMismatchError(InputError):

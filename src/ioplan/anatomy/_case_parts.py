@@ -249,10 +249,6 @@ def read_case_modality(value, where) -> str:
     return str(value)
 
 
-#: What a strict DICOM reader says of a series that ``regularize`` would accept.
-_REGULARISABLE = ("missing", "mixed slice spacing", "gantry tilt")
-
-
 def read_case_image(path: Any, series_uid: str | None, *, regularize: bool) -> tuple[Any, list]:
     """A case's image and the notes of its reading.
 
@@ -260,16 +256,14 @@ def read_case_image(path: Any, series_uid: str | None, *, regularize: bool) -> t
     spacing or a gantry tilt is put on an even grid, and the note says so; without, it is
     refused (one line), and the message says how to accept it.
     """
-    from ioplan.errors import DicomSeriesError
+    from ioplan.errors import IrregularSeriesError
     from ioplan.imaging import read_image
 
     notes: list[str] = []
     try:
         image = read_image(path, series_uid=series_uid, regularize=regularize, notes=notes)
-    except DicomSeriesError as exc:
-        if regularize or not any(w in str(exc) for w in _REGULARISABLE):
-            raise
-        raise DicomSeriesError(
+    except IrregularSeriesError as exc:  # only raised without regularize
+        raise IrregularSeriesError(
             f"{exc} (--regularize interpolates it onto an even grid: up to two missing slices "
             "in a row, mixed spacing, a gantry tilt)"
         ) from None

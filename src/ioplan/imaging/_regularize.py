@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ioplan.errors import DicomSeriesError, FileFormatError
+from ioplan.errors import DicomSeriesError, FileFormatError, IrregularSeriesError
 from ioplan.imaging._grid import Grid
 
 __all__ = ["MAX_GAP_STEPS", "SeriesLayout", "resample_planes", "series_layout"]
@@ -103,7 +103,7 @@ def series_layout(headers: list[Any], where: Path, *, regularize: bool = False) 
             offset = (pos - pos[0]) - np.outer(along - along[0], normal)  # in-plane, mm
             drift = np.linalg.norm(offset, axis=1)
             if not regularize:
-                raise DicomSeriesError(
+                raise IrregularSeriesError(
                     f"{where}: slice positions are not along the slice normal (gantry tilt or "
                     "shear); resample the series first"
                 )
@@ -122,11 +122,11 @@ def series_layout(headers: list[Any], where: Path, *, regularize: bool = False) 
             where_gap = f"gap of {gaps[i]:.3f} mm after position {along[i]:.3f} mm"
             if not regularize:
                 if whole:
-                    raise DicomSeriesError(
+                    raise IrregularSeriesError(
                         f"{where}: {missing} slice(s) missing: {where_gap} where the spacing "
                         f"is {step:.3f} mm"
                     )
-                raise DicomSeriesError(
+                raise IrregularSeriesError(
                     f"{where}: mixed slice spacing from {step:.3f} to {float(np.max(gaps)):.3f} mm"
                 )
             if float(gaps[i]) > MAX_GAP_STEPS * step + POS_TOL_MM:
