@@ -235,3 +235,58 @@ def test_cli_cv_hold_is_checked_and_needs_cross_validate(capsys):
     code = main(["validate", "--cv-hold", "power"])
     err = capsys.readouterr().err
     assert code == 2 and "--cv-hold" in err and "not used" in err
+
+
+def test_folds_mapped_elsewhere_give_the_serial_document():
+    """``map_folds`` (a cluster's map) may run the folds in any order: the document is the
+    serial run's, fold for fold (the stub errors are known offsets, as above)."""
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300), (60, 600)])]  # fmt: skip
+
+    def fit(app, train, **kw):
+        return _Fit({k: getattr(app, k) for k in MW_PARAMETERS},
+                    {"mean_abs_error_mm": float(len(train))})  # fmt: skip
+
+    def predict(held, spacing_mm, applicators, initial_temperature_c):
+        return [ZonePrediction(r, r.length_mm + r.line, r.width_mm - r.line, 0.0,
+                               r.length_mm, r.width_mm, spacing_mm) for r in held]  # fmt: skip
+
+    calls = []
+
+    def backwards(fn, shared, items):  # last fold first, results handed back in order
+        calls.append(len(items))
+        return [fn(shared, it) for it in items[::-1]][::-1]
+
+    serial = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
+    mapped = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1,
+                            map_folds=backwards)  # fmt: skip
+    assert calls == [5]  # every fold through the map, once
+    assert mapped == serial
+
+
+def test_cli_folds_on_a_local_dask_cluster_match_the_serial_run(tmp_path, capsys):
+    """Two Dask worker processes fit the folds of a tiny table (one evaluation each): the
+    held-out predictions and the folds' fits are the serial run's (the same deterministic
+    fits, run elsewhere)."""
+    import json
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("device,frequency_mhz,power_w,duration_s,length_mm,width_mm\n"
+                   + "".join(f"amica,2450,{p},{t},30,25\n"
+                             for p, t in ((40, 60), (40, 90), (60, 60), (60, 90))))  # fmt: skip
+    args = ["validate", "--cross-validate", "--table", str(csv), "--max-evaluations", "1",
+            "--spacing-mm", "4", "--json", "--quiet"]  # fmt: skip
+    docs = []
+    for extra in ([], ["--workers", "2"]):
+        assert main([*args, *extra]) == 0
+        docs.append(json.loads(capsys.readouterr().out))
+    serial, dask = docs
+    assert [f["fitted"] for f in dask["folds"]] == [f["fitted"] for f in serial["folds"]]
+    for a, b in zip(dask["rows"], serial["rows"], strict=True):
+        # one thread per process on both sides; 1e-9 mm leaves room for nothing but the
+        # float formatting of the same numbers
+        assert a["predicted_length_mm"] == pytest.approx(b["predicted_length_mm"], abs=1e-9)
+        assert a["predicted_width_mm"] == pytest.approx(b["predicted_width_mm"], abs=1e-9)
+    assert main([*args, "--workers", "0"]) == 2
+    assert main([*args, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
+    assert main(["validate", "--workers", "2"]) == 2  # without --cross-validate: not used

@@ -111,6 +111,20 @@ def validate(
             "'duration' (every power at one duration).",
         ),
     ] = "setting",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="With --cross-validate: fit the folds at once on a local Dask cluster of this "
+            "many worker processes, 1-1024 (default: one fold after another here)."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --cross-validate: fit the folds on a running Dask scheduler "
+            "(tcp://host:port)."
+        ),
+    ] = None,
     organs: Annotated[
         bool,
         typer.Option(
@@ -141,7 +155,9 @@ def validate(
                           "--report": report is not None,
                           "--max-evaluations": max_evaluations != 20,
                           "--cv-start": cv_start != "calibration",
-                          "--cv-hold": cv_hold != "setting"})  # fmt: skip
+                          "--cv-hold": cv_hold != "setting",
+                          "--workers": workers is not None,
+                          "--scheduler": scheduler is not None})  # fmt: skip
     if rows < 0:
         raise InputError(f"--rows must be >= 0, got {rows}")
     if report is not None:
@@ -171,7 +187,7 @@ def validate(
         todo = todo[:rows]
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                        cv_start, cv_hold)  # fmt: skip
+                        cv_start, cv_hold, workers, scheduler)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -231,7 +247,8 @@ _MODE_OPTIONS = {
     "--checks": {"--report"},
     "--organs": {"--rows", "--report"},
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
-                         "--max-evaluations", "--cv-start", "--cv-hold"},
+                         "--max-evaluations", "--cv-start", "--cv-hold", "--workers",
+                         "--scheduler"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -252,7 +269,10 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                    start="calibration", hold="setting"):  # fmt: skip
+                    start="calibration", hold="setting", workers=None, scheduler=None):  # fmt: skip
+    from contextlib import nullcontext
+
+    from ioplan.batch import check_scheduler_address, dask_client, run_tasks
     from ioplan.devices import applicator
     from ioplan.validation import CV_HOLDS, CV_STARTS, cross_validate
 
@@ -262,19 +282,32 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         raise InputError(f"--cv-hold must be one of {', '.join(CV_HOLDS)}, got {hold!r}")
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
+    if workers is not None and not 1 <= workers <= 1024:
+        raise InputError(f"--workers must be 1-1024, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
+    scheduler = check_scheduler_address(scheduler)
     todo = [r for r in todo if applicator(r.device).modality == "mw"]
     if not todo:
         raise InputError("--cross-validate: no microwave rows in the table")
     log = None if (quiet or as_json) else (lambda m: err_console.print(m, markup=False))
-    doc = cross_validate(
-        todo,
-        spacing_mm=spacing_mm,
-        max_evaluations=max_evaluations,
-        initial_temperature_c=initial_temperature_c,
-        start=start,
-        hold=hold,
-        progress=log,
-    )
+    on_cluster = workers is not None or scheduler is not None
+    with dask_client(scheduler, workers=workers) if on_cluster else nullcontext() as client:
+
+        def on_cluster_map(fn, shared, items):
+            done = (lambda k, n: log(f"fold {k}/{n} done")) if log else None
+            return run_tasks(client, fn, items, shared=shared, progress=done)
+
+        doc = cross_validate(
+            todo,
+            spacing_mm=spacing_mm,
+            max_evaluations=max_evaluations,
+            initial_temperature_c=initial_temperature_c,
+            start=start,
+            hold=hold,
+            progress=log,
+            map_folds=on_cluster_map if on_cluster else None,
+        )
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return

@@ -20,7 +20,14 @@ from ioplan.errors import InputError
 from ioplan.validation._calibrate import MW_PARAMETERS, calibrate_microwave
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
-__all__ = ["CV_HOLDS", "CV_STARTS", "cross_validate", "generic_start", "settings_folds"]
+__all__ = [
+    "CV_HOLDS",
+    "CV_STARTS",
+    "cross_validate",
+    "generic_start",
+    "run_fold",
+    "settings_folds",
+]
 
 #: Where each fold's fit starts: the device's current calibration (fitted on every row,
 #: held-out ones included), or a generic start that no published row has touched.
@@ -92,6 +99,7 @@ def cross_validate(
     fit: Callable[..., Any] = calibrate_microwave,
     predict: Callable[..., Any] = predict_zones,
     progress: Callable[[str], None] | None = None,
+    map_folds: Callable[[Callable, Any, list], list] | None = None,
 ) -> dict[str, Any]:
     """Leave-one-setting-out cross-validation; the JSON document of the result.
 
@@ -119,7 +127,11 @@ def cross_validate(
     fit, predict : callable
         The calibration and the prediction (replaceable in tests).
     progress : callable, optional
-        Called with a line per fold.
+        Called with a line per fold (serial runs).
+    map_folds : callable, optional
+        ``map_folds(fn, shared, items)`` returns ``[fn(shared, item) for item in items]``
+        in order, e.g. on a Dask cluster (:func:`ioplan.batch.run_tasks`): the folds are
+        independent fits. Default: one after another here.
 
     Returns
     -------
@@ -141,9 +153,12 @@ def cross_validate(
             app = (applicators or {}).get(device) or applicator(device)
             if app.mw_model != "lumped":
                 raise InputError(f"{device}: the generic start is for the lumped model only")
+    shared = {"fit": fit, "predict": predict, "fit_spacing_mm": fit_spacing_mm,
+              "spacing_mm": spacing_mm, "max_evaluations": max_evaluations,
+              "initial_temperature_c": initial_temperature_c}  # fmt: skip
     records: list[dict[str, Any]] = []
-    held_preds = []
-    for n, (device, (power, duration), held, train) in enumerate(folds, start=1):
+    todo: list[tuple[int, Any]] = []  # (index in records, fold to fit)
+    for device, (power, duration), held, train in folds:
         rec: dict[str, Any] = {
             "device": device,
             "power_w": power,
@@ -151,36 +166,31 @@ def cross_validate(
             "held_out_rows": len(held),
             "training_rows": len(train),
         }
+        records.append(rec)
         if len(train) < MIN_TRAINING_ROWS:
             rec["skipped"] = f"only {len(train)} training rows (< {MIN_TRAINING_ROWS})"
-            records.append(rec)
             continue
-        if progress is not None:
-            progress(f"fold {n}/{len(folds)}: {device} {_setting_text(power, duration)}")
         app = (applicators or {}).get(device) or applicator(device)
         if start == "generic":
             app = replace(app, **generic_start(train))
-        result = fit(
-            app,
-            train,
-            spacing_mm=fit_spacing_mm,
-            max_evaluations=max_evaluations,
-            initial_temperature_c=initial_temperature_c,
-        )
-        fitted = replace(app, **dict(result.values))
-        preds = predict(
-            held,
-            spacing_mm=spacing_mm,
-            applicators={device: fitted},
-            initial_temperature_c=initial_temperature_c,
-        )
+        todo.append((len(records) - 1, (device, app, held, train)))
+    if map_folds is None:
+        results = []
+        for k, (i, item) in enumerate(todo, start=1):
+            if progress is not None:
+                r = records[i]
+                progress(f"fold {k}/{len(todo)}: {r['device']} "
+                         f"{_setting_text(r['power_w'], r['duration_s'])}")  # fmt: skip
+            results.append(run_fold(shared, item))
+    else:
+        results = map_folds(run_fold, shared, [item for _, item in todo])
+    held_preds = []
+    for (i, _), (fitted, preds) in zip(todo, results, strict=True):
         held_preds += preds
-        rec["fitted"] = {k: round(float(v), 4) for k, v in result.values.items()}
-        rec["training_mean_abs_error_mm"] = result.summary["mean_abs_error_mm"]
-        rec["held_out_errors_mm"] = [
+        records[i].update(fitted)
+        records[i]["held_out_errors_mm"] = [
             {"length": round(p.errors_mm[0], 2), "width": round(p.errors_mm[1], 2)} for p in preds
         ]
-        records.append(rec)
     if not held_preds:
         raise InputError(
             f"no setting could be held out: each device needs >= {MIN_TRAINING_ROWS + 1} rows"
@@ -202,6 +212,34 @@ def cross_validate(
     doc["folds"] = records
     doc["skipped"] = sum(1 for r in records if "skipped" in r)
     return doc
+
+
+def run_fold(shared: dict[str, Any], item: tuple) -> tuple[dict[str, Any], list]:
+    """One fold: fit ``app`` on ``train``, predict ``held``; ``(record fields, predictions)``.
+
+    A function of its arguments only (``shared``: the fit, the prediction and their
+    settings; ``item``: ``(device, app, held, train)``), so that a cluster's workers can run
+    it.
+    """
+    device, app, held, train = item
+    result = shared["fit"](
+        app,
+        train,
+        spacing_mm=shared["fit_spacing_mm"],
+        max_evaluations=shared["max_evaluations"],
+        initial_temperature_c=shared["initial_temperature_c"],
+    )
+    fitted = replace(app, **dict(result.values))
+    preds = shared["predict"](
+        held,
+        spacing_mm=shared["spacing_mm"],
+        applicators={device: fitted},
+        initial_temperature_c=shared["initial_temperature_c"],
+    )
+    return {
+        "fitted": {k: round(float(v), 4) for k, v in result.values.items()},
+        "training_mean_abs_error_mm": result.summary["mean_abs_error_mm"],
+    }, list(preds)
 
 
 def _setting_text(power: float | None, duration: float | None) -> str:
