@@ -25,6 +25,11 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 # and holding out a whole power (the model predicts a power it was not fitted at; 17 min):
 #   ioplan validate --cross-validate --cv-hold power --cv-start generic --max-evaluations 60 \
 #     --json > validation/mwa/crossval_power.json
+# and a whole duration (every power at a time it was not fitted at):
+#   ioplan validate --cross-validate --cv-hold duration --cv-start generic --spacing-mm 1 \
+#     --max-evaluations 60 --json > validation/mwa/crossval_duration.json
+# Add --workers N (a local Dask cluster) or --scheduler tcp://host:port to fit the folds at
+# once (session 52).
 # Published lung and kidney zones against the engine in blocks of those organs (issue 21;
 # uncalibrated for those organs; a few minutes at 2 mm).
 ioplan validate --organs --spacing-mm 2 --report validation/organs --overwrite --quiet

@@ -11,7 +11,13 @@ from ioplan.batch._batch import (
     run_batch,
     run_case,
 )
-from ioplan.batch._cluster import check_scheduler_address, dask_client, describe, run_tasks
+from ioplan.batch._cluster import (
+    check_cluster_options,
+    check_scheduler_address,
+    dask_client,
+    describe,
+    run_tasks,
+)
 from ioplan.batch._montecarlo import (
     UncertaintySpec,
     first_order_indices,
@@ -41,6 +47,7 @@ __all__ = [
     "UncertaintyResult",
     "UncertaintySpec",
     "check_batch_output",
+    "check_cluster_options",
     "check_scheduler_address",
     "dask_client",
     "describe",

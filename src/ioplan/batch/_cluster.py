@@ -13,7 +13,7 @@ from typing import Any
 
 from ioplan.errors import InputError
 
-__all__ = ["check_scheduler_address", "dask_client", "run_tasks"]
+__all__ = ["check_cluster_options", "check_scheduler_address", "dask_client", "run_tasks"]
 
 _ADDRESS = re.compile(r"^(tcp|tls|inproc|ucx|ws|wss)://[^\s/]+(:\d{1,5})?/?$|^[\w.\-]+:\d{1,5}$")
 
@@ -28,6 +28,19 @@ def check_scheduler_address(address: str | None) -> str | None:
             f"--scheduler must be an address like tcp://10.0.0.5:8786, got {address!r}"
         )
     return address
+
+
+def check_cluster_options(workers: int | None, scheduler: str | None) -> str | None:
+    """The command-line ``--workers`` and ``--scheduler`` checked together; the address.
+
+    ``--workers`` sizes a local cluster (1-1024 processes), so it is refused with a
+    scheduler's address, which names a running one.
+    """
+    if workers is not None and not 1 <= workers <= 1024:
+        raise InputError(f"--workers must be 1-1024, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
+    return check_scheduler_address(scheduler)
 
 
 @contextmanager

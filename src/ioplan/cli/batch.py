@@ -85,7 +85,7 @@ def uncertainty(
     from ioplan.batch import (
         UNCERTAINTY_FOLDER_ENTRIES,
         UncertaintySpec,
-        check_scheduler_address,
+        check_cluster_options,
         dask_client,
         engine_model_from_plan,
         run_uncertainty,
@@ -98,12 +98,8 @@ def uncertainty(
         raise InputError(f"--samples must be 1-100000, got {samples}")
     if not 0 <= seed <= 2**32 - 1:
         raise InputError(f"--seed must be 0-4294967295, got {seed}")
-    if workers is not None and not 1 <= workers <= 1024:
-        raise InputError(f"--workers must be 1-1024, got {workers}")
-    if workers is not None and scheduler is not None:
-        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
+    scheduler = check_cluster_options(workers, scheduler)
     spec = UncertaintySpec(placement_error_mm, angle_error_deg, perfusion_cv, property_cv)
-    scheduler = check_scheduler_address(scheduler)
     check_replaceable(out, command="uncertainty", names=UNCERTAINTY_FOLDER_ENTRIES,
                       overwrite=overwrite)  # fmt: skip
     model, info = engine_model_from_plan(plan_dir, case, spacing_mm=spacing_mm,
@@ -214,7 +210,7 @@ def batch(
     from ioplan.batch import (
         BatchOptions,
         check_batch_output,
-        check_scheduler_address,
+        check_cluster_options,
         dask_client,
         find_cases,
         run_batch,
@@ -230,17 +226,13 @@ def batch(
         raise InputError(f"--direction must be 'x,y,z', got {direction!r}") from None
     if len(d) != 3:
         raise InputError(f"--direction must be 'x,y,z', got {direction!r}")
-    if workers is not None and not 1 <= workers <= 1024:
-        raise InputError(f"--workers must be 1-1024, got {workers}")
-    if workers is not None and scheduler is not None:
-        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
+    scheduler = check_cluster_options(workers, scheduler)
     opts = BatchOptions(action=action, modality=modality, margin_mm=margin_mm,
                         spacing_mm=spacing_mm, time_budget_s=time_budget_s, seed=seed,
                         applicator_id=applicator, power_w=power_w, duration_s=duration_s,
                         direction=d, protocol=protocol, zone_file=zone_file,
                         registry=registry,
                         registry_overwrite=registry_overwrite)  # fmt: skip
-    scheduler = check_scheduler_address(scheduler)
     cases = find_cases(cases_dir)
     check_batch_output(out, action, opts)
     if registry is not None:

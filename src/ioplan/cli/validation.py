@@ -272,7 +272,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
                     start="calibration", hold="setting", workers=None, scheduler=None):  # fmt: skip
     from contextlib import nullcontext
 
-    from ioplan.batch import check_scheduler_address, dask_client, run_tasks
+    from ioplan.batch import check_cluster_options, dask_client, run_tasks
     from ioplan.devices import applicator
     from ioplan.validation import CV_HOLDS, CV_STARTS, cross_validate
 
@@ -282,11 +282,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         raise InputError(f"--cv-hold must be one of {', '.join(CV_HOLDS)}, got {hold!r}")
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
-    if workers is not None and not 1 <= workers <= 1024:
-        raise InputError(f"--workers must be 1-1024, got {workers}")
-    if workers is not None and scheduler is not None:
-        raise InputError("--workers sizes the local cluster: leave it out with --scheduler")
-    scheduler = check_scheduler_address(scheduler)
+    scheduler = check_cluster_options(workers, scheduler)
     todo = [r for r in todo if applicator(r.device).modality == "mw"]
     if not todo:
         raise InputError("--cross-validate: no microwave rows in the table")
