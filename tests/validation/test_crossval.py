@@ -273,7 +273,7 @@ def test_cli_folds_on_a_local_dask_cluster_match_the_serial_run(tmp_path, capsys
     csv = tmp_path / "t.csv"
     csv.write_text("device,frequency_mhz,power_w,duration_s,length_mm,width_mm\n"
                    + "".join(f"amica,2450,{p},{t},30,25\n"
-                             for p, t in ((40, 60), (40, 90), (60, 60), (60, 90))))  # fmt: skip
+                             for p, t in ((40, 30), (40, 45), (60, 30), (60, 45))))  # fmt: skip
     args = ["validate", "--cross-validate", "--table", str(csv), "--max-evaluations", "1",
             "--spacing-mm", "4", "--json", "--quiet"]  # fmt: skip
     docs = []
