@@ -164,3 +164,14 @@ def test_margins_are_recorded_for_registered_lesions(client, tmp_path):
     with pytest.raises(InputError, match="--registry"):
         BatchOptions(action="simulate", applicator_id="covidien-emprint", power_w=10.0,
                      duration_s=10.0, registry=db)  # fmt: skip
+
+
+def test_local_workers_leave_ctrl_c_to_the_command(client):
+    """Ctrl-C in a terminal reaches every process of the group: the local cluster's workers
+    ignore SIGINT (they printed a KeyboardInterrupt traceback each while the command said
+    "interrupted"), and the command itself keeps its own handler (it closes the cluster)."""
+    import signal
+
+    dispositions = client.run(lambda: signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    assert len(dispositions) == 2 and all(dispositions.values()), dispositions
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN

@@ -84,8 +84,8 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None,
     threads = {
         k: str(per) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
     }
-    with (
-        LocalCluster(
+    with _workers_ignore_ctrl_c():  # the processes start here and keep SIGINT ignored
+        cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=1,
             env=threads,
@@ -97,10 +97,33 @@ def dask_client(scheduler: str | None = None, *, workers: int | None = None,
             scheduler_port=0,
             silence_logs=logging.ERROR,
             memory_limit=memory_limit,
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+        )
+    with cluster, Client(cluster, set_as_default=False) as client:
         yield client
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Ignore SIGINT while the local cluster's processes start, so that they inherit it.
+
+    Ctrl-C in a terminal reaches every process of the foreground group: each worker then
+    printed its own KeyboardInterrupt traceback while the command itself said
+    "interrupted" and closed the cluster. An ignored signal stays ignored across the
+    workers' start (POSIX exec; Python installs its handler only over the default), so
+    only the command hears it and shuts them down. Only the main thread may set handlers:
+    elsewhere (a web job) nothing changes.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def describe(client) -> tuple[str, int]:
