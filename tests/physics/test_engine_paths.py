@@ -471,7 +471,8 @@ def _mw_reference(grid, placements, app, power_w, material, temp, tissue):
         zf = along + app.feed_offset_mm
         spread = np.where(zf > 0, app.axial_sigma_forward_mm, app.axial_sigma_backward_mm)
         keep = tissue & (radial <= 40.0) & (np.abs(zf) <= 4.0 * spread)
-        near = keep & (np.abs(zf) < 10.0) & (radial < 10.0)
+        # the tissue that loads the antenna: 15 mm around the feed (10 mm before session 53)
+        near = keep & (np.abs(zf) < 15.0) & (radial < 15.0)
         t_near = float(np.mean(temp[near]))
         e_near = float(np.mean(eps37[near])) * eps_scale_of(t_near)
         s_near = float(np.mean(sig37[near] * sig_scale[near]))

@@ -104,6 +104,41 @@ def test_detuning_scales_the_absorbed_power_by_the_near_feed_conductivity():
         assert q.sum() * vox == pytest.approx(expect, rel=1e-6)
 
 
+def test_the_detuning_reads_the_tissue_within_the_near_feed_region_only():
+    """Hot tissue inside the near-feed cylinder (half-size _NEAR_FEED_MM, 15 mm since session
+    53) detunes the antenna; hot tissue beyond it does not change the absorbed power.
+
+    Reference: the normalisation (absorbed = P x efficiency x detuning, the detuning a
+    function of the near-feed tissue only), recounted with distances from the feed computed
+    here from the grid's voxel centres; a shell at 12-14 mm is inside 15 mm and outside the
+    old 10 mm, one at 17-20 mm is outside both.
+    """
+    from dataclasses import replace
+
+    from ioplan.anatomy import Label
+    from ioplan.physics._sources import _NEAR_FEED_MM, Placement, microwave_source
+
+    app = replace(MW, detuning_exponent=2.0, axial_sigma_forward_mm=12.0,
+                  axial_sigma_backward_mm=12.0, feed_offset_mm=6.0)  # fmt: skip
+    g = Grid((31, 31, 41), (2.0, 2.0, 2.0), (-30.0, -30.0, -40.0))
+    mat = np.full(g.shape, int(Label.LIVER), np.uint8)
+    tissue = np.ones(g.shape, bool)
+    pl = [Placement((0.0, 0.0, 0.0))]  # insertion along -z: the feed is 6 mm behind, z = +6
+    c = g.voxel_centres_lps().reshape(*g.shape, 3)
+    rad = np.hypot(c[..., 0], c[..., 1])
+    dz = np.abs(c[..., 2] - 6.0)
+    full = 50.0 * app.efficiency
+    for lo, hi, inside in ((11.0, 14.0, True), (17.0, 21.0, False)):
+        assert (hi < _NEAR_FEED_MM) == inside
+        temp = np.full(g.shape, 37.0)
+        temp[(rad >= lo) & (rad < hi) & (dz < lo)] = 90.0
+        absorbed = float(microwave_source(g, pl, app, 50.0, mat, temp, tissue).sum()) * 8e-9
+        if inside:
+            assert absorbed < 0.99 * full  # detuned
+        else:
+            assert absorbed == pytest.approx(full, rel=1e-6)  # normalised, not detuned
+
+
 @pytest.mark.parametrize("t_c", [37.0, 70.0, 90.0])
 def test_drying_by_the_feed_spreads_the_pattern_back_by_the_conductivity_ratio(t_c):
     """Backward spread exponent q: behind the feed the axial profile is a Gaussian whose

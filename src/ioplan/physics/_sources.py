@@ -345,6 +345,15 @@ def microwave_source(
     return q
 
 
+#: Half-size (mm) of the cylinder around the feed (|z| and radius below it) whose tissue
+#: loads the antenna: its mean conductivity drives the detuning and the backward spread,
+#: its permittivity and conductivity the attenuation. About a wavelength in liver at 2450
+#: MHz (18.7 mm at eps_r 43, Ji & Brace 2011) and a little less; chosen (session 53) from 5,
+#: 10, 15, 20 and 25 mm by refitting Emprint at 2 mm (mean / max 2.50 / 6.18, 2.01 / 4.61,
+#: 1.87 / 4.00, 2.23 / 6.20, 2.81 / 6.49 mm; validation/maxwell.md, "Session 53"). Was 10.
+_NEAR_FEED_MM = 15.0
+
+
 def microwave_geometry(
     grid: Grid,
     placements: list[Placement],
@@ -390,7 +399,7 @@ def microwave_geometry(
         sp = spread.reshape(-1)[idx]
         rho_m = np.maximum(rad, max(r_app, 0.5 * min(grid.spacing_mm))) * 1e-3
         profile = np.exp(-0.5 * (z / sp) ** 2)
-        near = np.flatnonzero((np.abs(z) < 10.0) & (rad < 10.0))
+        near = np.flatnonzero((np.abs(z) < _NEAR_FEED_MM) & (rad < _NEAR_FEED_MM))
         eps_near = float(np.mean(eps37.reshape(-1)[idx][near])) if near.size else 43.0
         s37 = sig37.reshape(-1)[idx]
         w0 = s37 / rho_m * profile
