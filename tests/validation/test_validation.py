@@ -373,3 +373,19 @@ def test_validate_checks_smoke(capsys, monkeypatch):
         ratio = (d["lethal_diameter_mm"] / d["ice_ball_diameter_mm"]) ** 2
         assert c["measured"] == pytest.approx(ratio, abs=2e-3)
         assert 0.0 < c["measured"] < 1.0
+
+
+@pytest.mark.parametrize("model", ["lumped", "field"])
+def test_every_fitted_bound_is_a_value_an_applicator_accepts(model):
+    """The fit searches between its bounds; each end must be a value the applicator's own
+    checks accept, or a fit that reaches a bound stops on an error (session 53: the
+    detuning exponent's bound was 12 against the applicator's limit of 10)."""
+    from dataclasses import replace
+
+    from ioplan.devices import applicator
+    from ioplan.validation import _calibrate
+
+    app = replace(applicator("covidien-emprint"), mw_model=model)
+    for name, (lo, hi) in _calibrate.fitted_parameters(app).items():
+        for value in (lo, hi):
+            assert getattr(replace(app, **{name: value}), name) == value

@@ -36,8 +36,9 @@ __all__ = [
 #: Fitted microwave parameters and their physical bounds.
 MW_PARAMETERS: dict[str, tuple[float, float]] = {
     "efficiency": (0.05, 1.0),
-    # 12, not 6 (session 53): with the 15 mm near-feed region the Emprint fit ran into 6
-    "detuning_exponent": (0.01, 12.0),
+    # 10, not 6 (session 53): with the 15 mm near-feed region the Emprint fit ran into 6;
+    # 10 is the most an applicator file may hold (devices._catalogue)
+    "detuning_exponent": (0.01, 10.0),
     "axial_sigma_forward_mm": (1.0, 30.0),
     "axial_sigma_backward_mm": (1.0, 40.0),
     "feed_offset_mm": (2.0, 30.0),
