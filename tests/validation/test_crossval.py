@@ -290,3 +290,37 @@ def test_cli_folds_on_a_local_dask_cluster_match_the_serial_run(tmp_path, capsys
     assert main([*args, "--workers", "0"]) == 2
     assert main([*args, "--workers", "2", "--scheduler", "tcp://127.0.0.1:1"]) == 2
     assert main(["validate", "--workers", "2"]) == 2  # without --cross-validate: not used
+
+
+def test_the_folds_are_fitted_at_the_voxel_the_calibration_was_made_at():
+    """Each fold refits what the calibration fitted; fitted at another voxel size its values
+    would move by the grid's own error (session 53: 2 mm fits judged at 1 mm added 1-1.4 mm to
+    the worst rows), so the default fold fit uses calibration.toml's spacing_mm."""
+    import tomllib
+    from importlib import resources
+
+    cal = tomllib.loads(resources.files("ioplan.devices").joinpath("data/calibration.toml")
+                        .read_text())  # fmt: skip
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    seen = []
+
+    def fit(app, train, **kw):
+        seen.append(kw["spacing_mm"])
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0})
+
+    def predict(held, spacing_mm, applicators, initial_temperature_c):
+        return [ZonePrediction(r, r.length_mm, r.width_mm, 0.0, r.length_mm, r.width_mm,
+                               spacing_mm) for r in held]  # fmt: skip
+
+    cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
+    assert seen == [cal["amica"]["spacing_mm"]] * 4
+
+
+def test_cli_cv_fit_spacing_is_checked_and_needs_cross_validate(capsys):
+    code = main(["validate", "--cross-validate", "--cv-fit-spacing-mm", "0.1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cv-fit-spacing-mm" in err and len(err.strip().splitlines()) == 1
+    code = main(["validate", "--cv-fit-spacing-mm", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cv-fit-spacing-mm" in err and "not used" in err

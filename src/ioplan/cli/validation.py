@@ -87,8 +87,8 @@ def validate(
         typer.Option(
             "--cross-validate",
             help="Instead: leave-one-setting-out cross-validation of each microwave device's "
-            "calibration (fit on the other settings at 2 mm, predict the held-out rows at "
-            "--spacing-mm).",
+            "calibration (fit on the other settings at --cv-fit-spacing-mm, predict the "
+            "held-out rows at --spacing-mm).",
         ),
     ] = False,
     max_evaluations: Annotated[
@@ -111,6 +111,13 @@ def validate(
             "'duration' (every power at one duration).",
         ),
     ] = "setting",
+    cv_fit_spacing_mm: Annotated[
+        float,
+        typer.Option(
+            help="With --cross-validate: voxel size (mm) of each fold's fit; default 1 mm, the "
+            "voxel the calibration is made at (calibration.toml spacing_mm).",
+        ),
+    ] = 1.0,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -156,6 +163,7 @@ def validate(
                           "--max-evaluations": max_evaluations != 20,
                           "--cv-start": cv_start != "calibration",
                           "--cv-hold": cv_hold != "setting",
+                          "--cv-fit-spacing-mm": cv_fit_spacing_mm != 1.0,
                           "--workers": workers is not None,
                           "--scheduler": scheduler is not None})  # fmt: skip
     if rows < 0:
@@ -187,7 +195,7 @@ def validate(
         todo = todo[:rows]
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                        cv_start, cv_hold, workers, scheduler)  # fmt: skip
+                        cv_start, cv_hold, workers, scheduler, cv_fit_spacing_mm)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -248,7 +256,7 @@ _MODE_OPTIONS = {
     "--organs": {"--rows", "--report"},
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
                          "--max-evaluations", "--cv-start", "--cv-hold", "--workers",
-                         "--scheduler"},
+                         "--scheduler", "--cv-fit-spacing-mm"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -269,7 +277,8 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                    start="calibration", hold="setting", workers=None, scheduler=None):  # fmt: skip
+                    start="calibration", hold="setting", workers=None, scheduler=None,
+                    fit_spacing_mm=1.0):  # fmt: skip
     from contextlib import nullcontext
 
     from ioplan.batch import check_cluster_options, dask_client, run_tasks
@@ -280,6 +289,9 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         raise InputError(f"--cv-start must be one of {', '.join(CV_STARTS)}, got {start!r}")
     if hold not in CV_HOLDS:
         raise InputError(f"--cv-hold must be one of {', '.join(CV_HOLDS)}, got {hold!r}")
+    lo, hi = _SPACING_RANGE_MM
+    if not math.isfinite(fit_spacing_mm) or not lo <= fit_spacing_mm <= hi:
+        raise InputError(f"--cv-fit-spacing-mm must be {lo:g}-{hi:g} mm, got {fit_spacing_mm:g}")
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     scheduler = check_cluster_options(workers, scheduler)
@@ -297,6 +309,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         doc = cross_validate(
             todo,
             spacing_mm=spacing_mm,
+            fit_spacing_mm=fit_spacing_mm,
             max_evaluations=max_evaluations,
             initial_temperature_c=initial_temperature_c,
             start=start,

@@ -92,7 +92,7 @@ def cross_validate(
     start: str = "calibration",
     hold: str = "setting",
     spacing_mm: float = 1.0,
-    fit_spacing_mm: float = 2.0,
+    fit_spacing_mm: float = 1.0,
     max_evaluations: int = 20,
     initial_temperature_c: float | None = None,
     applicators: dict[str, Applicator] | None = None,
@@ -110,7 +110,7 @@ def cross_validate(
     spacing_mm : float
         Voxel size (mm) of the held-out predictions (the validation's, default 1 mm).
     fit_spacing_mm : float
-        Voxel size (mm) of each fold's fit (the calibration's, default 2 mm).
+        Voxel size (mm) of each fold's fit (the calibration's, default 1 mm since session 54).
     start : {"calibration", "generic"}
         Where each fold's fit starts: the device's current calibration (which saw every
         row, the held-out ones too, so the figure leans toward the in-sample one), or
