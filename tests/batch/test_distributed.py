@@ -168,7 +168,7 @@ def test_the_shared_data_survives_the_death_of_the_worker_holding_it(cluster):
         def on_result(i, value):
             if killed:
                 return
-            owners = [w for k, ws in c.who_has().items() if str(k).endswith("-shared") for w in ws]
+            owners = [w for k, ws in c.who_has().items() if "-shared-" in str(k) for w in ws]
             assert owners, c.who_has()
             victim = next(p for p in workers if p.pid == pids[owners[0]])
             victim.send_signal(signal.SIGKILL)
@@ -177,3 +177,21 @@ def test_the_shared_data_survives_the_death_of_the_worker_holding_it(cluster):
         out = run_tasks(c, fn, list(range(8)), shared=shared, on_result=on_result)
     assert len(killed) == 1
     assert out == [int(shared.sum()) + i for i in range(8)]
+
+
+def test_tasks_with_shared_data_run_on_every_worker():
+    """Six one-second tasks on a local cluster of two one-thread workers: both workers run
+    some (the pids they return are recounted here). Session 54: the shared task and the tasks
+    had one key prefix, Dask put them in one task group, and every task ran on the worker that
+    held the shared result while the other sat idle (this test then saw one pid)."""
+    import os
+
+    from ioplan.batch._cluster import run_tasks
+
+    def fn(data, item):  # local: pickled by value for the worker processes
+        time.sleep(1.0)
+        return os.getpid()
+
+    with dask_client(workers=2) as c:
+        pids = run_tasks(c, fn, list(range(6)), shared={"rows": list(range(100))})
+    assert len(set(pids)) == 2, pids

@@ -163,15 +163,22 @@ def run_tasks(client, fn: Callable, items: Sequence, *, shared: Any = None,
     total = len(items)
     if total == 0:
         return []
-    run = uuid.uuid4().hex[:12]  # keys unique to this run: never mistaken for another's
+    # keys unique to this run (never mistaken for another's). The shared task and the tasks
+    # need different prefixes: Dask groups tasks by the key's leading words (dask.utils.
+    # key_split drops the hex run id), and with one group "ioplan" for both, the tasks were
+    # no longer "root-ish" (their group depended on itself), were placed by data locality on
+    # the one worker holding the shared result, and the instant shared task's duration made
+    # stealing them look worthless: every task ran on one worker (session 54: a 2-worker
+    # cross-validation kept one worker idle for 15 min)
+    run = uuid.uuid4().hex[:12]
     handle = None
     if shared is not None:
         with warnings.catch_warnings():
             # "large object in the task graph": intended, it is sent once
             warnings.simplefilter("ignore", UserWarning)
-            handle = client.submit(_same, shared, pure=False, key=f"ioplan-{run}-shared")
+            handle = client.submit(_same, shared, pure=False, key=f"ioplan-shared-{run}")
     futures = [
-        client.submit(fn, handle, item, pure=False, key=f"ioplan-{run}-{i}")
+        client.submit(fn, handle, item, pure=False, key=f"ioplan-task-{run}-{i}")
         for i, item in enumerate(items)
     ]
     index = {f.key: i for i, f in enumerate(futures)}
