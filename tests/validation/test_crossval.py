@@ -228,13 +228,15 @@ def test_leave_one_power_out_fits_on_the_other_powers_and_says_so():
     assert doc["mean_abs_error_mm"] == pytest.approx(0.5)  # +1 mm length, 0 width
 
 
-def test_cli_cv_hold_is_checked_and_needs_cross_validate(capsys):
-    code = main(["validate", "--cross-validate", "--cv-hold", "row"])
+@pytest.mark.parametrize(("option", "bad", "good"),
+                         [("--cv-hold", "row", "power"), ("--cv-fit-spacing-mm", "0.1", "2")])
+def test_cli_cv_options_are_checked_and_need_cross_validate(capsys, option, bad, good):
+    code = main(["validate", "--cross-validate", option, bad])
     err = capsys.readouterr().err
-    assert code == 2 and "--cv-hold" in err and len(err.strip().splitlines()) == 1
-    code = main(["validate", "--cv-hold", "power"])
+    assert code == 2 and option in err and len(err.strip().splitlines()) == 1
+    code = main(["validate", option, good])
     err = capsys.readouterr().err
-    assert code == 2 and "--cv-hold" in err and "not used" in err
+    assert code == 2 and option in err and "not used" in err
 
 
 def test_folds_mapped_elsewhere_give_the_serial_document():
@@ -315,12 +317,3 @@ def test_the_folds_are_fitted_at_the_voxel_the_calibration_was_made_at():
 
     cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
     assert seen == [cal["amica"]["spacing_mm"]] * 4
-
-
-def test_cli_cv_fit_spacing_is_checked_and_needs_cross_validate(capsys):
-    code = main(["validate", "--cross-validate", "--cv-fit-spacing-mm", "0.1"])
-    err = capsys.readouterr().err
-    assert code == 2 and "--cv-fit-spacing-mm" in err and len(err.strip().splitlines()) == 1
-    code = main(["validate", "--cv-fit-spacing-mm", "2"])
-    err = capsys.readouterr().err
-    assert code == 2 and "--cv-fit-spacing-mm" in err and "not used" in err
