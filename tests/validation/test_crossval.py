@@ -317,3 +317,67 @@ def test_the_folds_are_fitted_at_the_voxel_the_calibration_was_made_at():
 
     cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
     assert seen == [cal["amica"]["spacing_mm"]] * 4
+
+
+def _counting_stubs(calls):
+    def fit(app, train, **kw):
+        calls.append(len(train))
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0.1})
+
+    def predict(held, spacing_mm, applicators, initial_temperature_c):
+        return [ZonePrediction(r, r.length_mm + 1.0, r.width_mm - 0.5, 0.0, r.length_mm,
+                               r.width_mm, spacing_mm) for r in held]  # fmt: skip
+
+    return fit, predict
+
+
+def test_a_checkpoint_reuses_finished_folds_and_refits_when_the_start_changes(tmp_path):
+    """An interrupted run continues: the second run with the same file fits nothing and gives
+    the same document; a new calibration (another start value) refits every fold; a line cut
+    short by a kill is refitted, not trusted."""
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    ckpt = tmp_path / "folds.jsonl"
+    calls: list[int] = []
+    fit, predict = _counting_stubs(calls)
+    first = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert len(calls) == 4 and first["reused_folds"] == 0
+    assert len(ckpt.read_text().splitlines()) == 4  # one line per finished fold
+
+    second = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert len(calls) == 4 and second["reused_folds"] == 4  # nothing fitted again
+    drop = ("reused_folds",)
+    assert {k: v for k, v in second.items() if k not in drop} == {
+        k: v for k, v in first.items() if k not in drop}  # fmt: skip
+
+    from dataclasses import replace
+
+    other = {"amica": replace(applicator("amica"), efficiency=0.5)}  # another calibration
+    cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                   applicators=other)  # fmt: skip
+    assert len(calls) == 8
+
+    lines = ckpt.read_text().splitlines()
+    ckpt.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])  # killed
+    third = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert len(calls) == 9 and third["reused_folds"] == 3
+    fourth = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert len(calls) == 9 and fourth["reused_folds"] == 4  # the cut line did not spoil the file
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_and_left_alone(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\nline two\n")
+    calls: list[int] = []
+    fit, predict = _counting_stubs(calls)
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    with pytest.raises(InputError, match="line 1 is not a cross-validation fold record"):
+        cross_validate(rows, fit=fit, predict=predict, checkpoint=notes)
+    assert calls == [] and notes.read_text() == "my notes\nline two\n"
+    code = main(["validate", "--cross-validate", "--checkpoint", str(notes)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--checkpoint" in err and len(err.strip().splitlines()) == 1
+    code = main(["validate", "--checkpoint", str(tmp_path / "new.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--checkpoint" in err and "not used" in err

@@ -118,6 +118,14 @@ def validate(
             "voxel the calibration is made at (calibration.toml spacing_mm).",
         ),
     ] = 1.0,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --cross-validate: append each finished fold to this file (JSON lines) "
+            "and reuse the folds already in it with the same rows, start values and settings, "
+            "so that an interrupted run continues where it stopped.",
+        ),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -164,6 +172,7 @@ def validate(
                           "--cv-start": cv_start != "calibration",
                           "--cv-hold": cv_hold != "setting",
                           "--cv-fit-spacing-mm": cv_fit_spacing_mm != 1.0,
+                          "--checkpoint": checkpoint is not None,
                           "--workers": workers is not None,
                           "--scheduler": scheduler is not None})  # fmt: skip
     if rows < 0:
@@ -195,7 +204,8 @@ def validate(
         todo = todo[:rows]
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
-                        cv_start, cv_hold, workers, scheduler, cv_fit_spacing_mm)  # fmt: skip
+                        cv_start, cv_hold, workers, scheduler, cv_fit_spacing_mm,
+                        checkpoint)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -256,7 +266,7 @@ _MODE_OPTIONS = {
     "--organs": {"--rows", "--report"},
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
                          "--max-evaluations", "--cv-start", "--cv-hold", "--workers",
-                         "--scheduler", "--cv-fit-spacing-mm"},
+                         "--scheduler", "--cv-fit-spacing-mm", "--checkpoint"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -278,7 +288,7 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                     start="calibration", hold="setting", workers=None, scheduler=None,
-                    fit_spacing_mm=1.0):  # fmt: skip
+                    fit_spacing_mm=1.0, checkpoint=None):  # fmt: skip
     from contextlib import nullcontext
 
     from ioplan.batch import check_cluster_options, dask_client, run_tasks
@@ -295,6 +305,10 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     scheduler = check_cluster_options(workers, scheduler)
+    if checkpoint is not None:
+        from ioplan.validation import read_cv_checkpoint
+
+        read_cv_checkpoint(checkpoint)  # a file that is not one is refused before any fit
     todo = [r for r in todo if applicator(r.device).modality == "mw"]
     if not todo:
         raise InputError("--cross-validate: no microwave rows in the table")
@@ -302,15 +316,17 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
     on_cluster = workers is not None or scheduler is not None
     with dask_client(scheduler, workers=workers) if on_cluster else nullcontext() as client:
 
-        def on_cluster_map(fn, shared, items):
+        def on_cluster_map(fn, shared, items, on_result=None):
             done = (lambda k, n: log(f"fold {k}/{n} done")) if log else None
-            return run_tasks(client, fn, items, shared=shared, progress=done)
+            return run_tasks(client, fn, items, shared=shared, progress=done,
+                             on_result=on_result)  # fmt: skip
 
         doc = cross_validate(
             todo,
             spacing_mm=spacing_mm,
             fit_spacing_mm=fit_spacing_mm,
             max_evaluations=max_evaluations,
+            checkpoint=checkpoint,
             initial_temperature_c=initial_temperature_c,
             start=start,
             hold=hold,

@@ -8,6 +8,7 @@ from ioplan.validation._calibrate import (
     default_calibration_path,
     write_calibration,
 )
+from ioplan.validation._checkpoint import read_checkpoint as read_cv_checkpoint
 from ioplan.validation._checks import (
     CHECKS,
     LITTRUP_DIAMETER_MM,
@@ -69,6 +70,7 @@ __all__ = [
     "organ_zone_setups",
     "predict_organ_zones",
     "predict_zones",
+    "read_cv_checkpoint",
     "read_zone_table",
     "rows_from_chart",
     "run_checks",

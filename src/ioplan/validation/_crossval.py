@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
-from ioplan.validation._calibrate import MW_PARAMETERS, calibrate_microwave
+from ioplan.validation._calibrate import MW_PARAMETERS, calibrate_microwave, fitted_parameters
+from ioplan.validation._checkpoint import append_fold, fold_key, read_checkpoint
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
 __all__ = [
@@ -99,7 +101,8 @@ def cross_validate(
     fit: Callable[..., Any] = calibrate_microwave,
     predict: Callable[..., Any] = predict_zones,
     progress: Callable[[str], None] | None = None,
-    map_folds: Callable[[Callable, Any, list], list] | None = None,
+    map_folds: Callable[..., list] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
     """Leave-one-setting-out cross-validation; the JSON document of the result.
 
@@ -131,7 +134,13 @@ def cross_validate(
     map_folds : callable, optional
         ``map_folds(fn, shared, items)`` returns ``[fn(shared, item) for item in items]``
         in order, e.g. on a Dask cluster (:func:`ioplan.batch.run_tasks`): the folds are
-        independent fits. Default: one after another here.
+        independent fits. Default: one after another here. With ``checkpoint`` it is called
+        with ``on_result=callback(index, result)`` too, to be called as each fold finishes.
+    checkpoint : path, optional
+        A JSON-lines file (:mod:`ioplan.validation._checkpoint`): each finished fold is
+        appended to it, and the folds already there with the same key (rows, start values,
+        voxel sizes, budget) are reused instead of fitted again, so that an interrupted run
+        continues where it stopped. ``reused_folds`` in the result counts them.
 
     Returns
     -------
@@ -174,16 +183,30 @@ def cross_validate(
         if start == "generic":
             app = replace(app, **generic_start(train))
         todo.append((len(records) - 1, (device, app, held, train)))
+    path = None if checkpoint is None else Path(checkpoint)
+    done = read_checkpoint(path) if path is not None else {}
+    keys = [fold_key(item, shared, {k: getattr(item[1], k) for k in fitted_parameters(item[1])},
+                     hold, start) for _, item in todo]  # fmt: skip
+    results: list[Any] = [done.get(key) for key in keys]
+    run = [j for j, r in enumerate(results) if r is None]
+
+    def save(j: int, result: tuple) -> None:
+        if path is not None:
+            append_fold(path, keys[j], *result)
+
     if map_folds is None:
-        results = []
-        for k, (i, item) in enumerate(todo, start=1):
+        for k, j in enumerate(run, start=1):
             if progress is not None:
-                r = records[i]
-                progress(f"fold {k}/{len(todo)}: {r['device']} "
+                r = records[todo[j][0]]
+                progress(f"fold {k}/{len(run)}: {r['device']} "
                          f"{_setting_text(r['power_w'], r['duration_s'])}")  # fmt: skip
-            results.append(run_fold(shared, item))
-    else:
-        results = map_folds(run_fold, shared, [item for _, item in todo])
+            results[j] = run_fold(shared, todo[j][1])
+            save(j, results[j])
+    elif run:
+        extra = {} if path is None else {"on_result": lambda n, res: save(run[n], res)}
+        for j, res in zip(run, map_folds(run_fold, shared, [todo[j][1] for j in run], **extra),
+                          strict=True):  # fmt: skip
+            results[j] = res
     held_preds = []
     for (i, _), (fitted, preds) in zip(todo, results, strict=True):
         held_preds += preds
@@ -211,6 +234,7 @@ def cross_validate(
     doc["hold"] = hold
     doc["folds"] = records
     doc["skipped"] = sum(1 for r in records if "skipped" in r)
+    doc["reused_folds"] = len(todo) - len(run)
     return doc
 
 
