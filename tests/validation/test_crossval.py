@@ -381,3 +381,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_and_left_alone(tmp_path, cap
     code = main(["validate", "--checkpoint", str(tmp_path / "new.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and "--checkpoint" in err and "not used" in err
+    for bad, says in ((tmp_path, "is a folder"), (tmp_path / "no" / "f.jsonl", "does not exist")):
+        code = main(["validate", "--cross-validate", "--checkpoint", str(bad)])
+        err = capsys.readouterr().err
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1

@@ -57,6 +57,8 @@ def read_checkpoint(path: Path) -> dict[str, tuple[dict[str, Any], list[ZonePred
     """
     if path.is_dir():
         raise InputError(f"--checkpoint {path}: is a folder, not a file")
+    if not path.parent.is_dir():  # found now, not when the first fold ends hours later
+        raise InputError(f"--checkpoint {path}: its folder {path.parent} does not exist")
     if not path.exists():
         return {}
     try:
