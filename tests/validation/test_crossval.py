@@ -9,6 +9,7 @@ predictions (recounted here from the stub's known offsets).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -381,7 +382,12 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_and_left_alone(tmp_path, cap
     code = main(["validate", "--checkpoint", str(tmp_path / "new.jsonl")])
     err = capsys.readouterr().err
     assert code == 2 and "--checkpoint" in err and "not used" in err
-    for bad, says in ((tmp_path, "is a folder"), (tmp_path / "no" / "f.jsonl", "does not exist")):
+    bad_paths = [(tmp_path, "is a folder"), (tmp_path / "no" / "f.jsonl", "does not exist")]
+    if Path("/dev/null").exists():  # would silently keep nothing
+        bad_paths.append((Path("/dev/null"), "not a regular file"))
+    if Path("/proc/self").is_dir():  # no file can be made there, even as root
+        bad_paths.append((Path("/proc/ioplan-checkpoint.jsonl"), "cannot write it"))
+    for bad, says in bad_paths:
         code = main(["validate", "--cross-validate", "--checkpoint", str(bad)])
         err = capsys.readouterr().err
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1

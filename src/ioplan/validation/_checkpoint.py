@@ -59,7 +59,14 @@ def read_checkpoint(path: Path) -> dict[str, tuple[dict[str, Any], list[ZonePred
         raise InputError(f"--checkpoint {path}: is a folder, not a file")
     if not path.parent.is_dir():  # found now, not when the first fold ends hours later
         raise InputError(f"--checkpoint {path}: its folder {path.parent} does not exist")
+    if path.exists() and not path.is_file():
+        raise InputError(f"--checkpoint {path}: not a regular file")
     if not path.exists():
+        try:  # writable? found now, not after the first fold; nothing is left behind
+            path.touch()
+            path.unlink()
+        except OSError as exc:
+            raise InputError(f"--checkpoint {path}: cannot write it ({exc.strerror})") from None
         return {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
