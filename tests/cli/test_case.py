@@ -15,7 +15,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_one_line_error, run_cli
@@ -319,6 +319,7 @@ def test_import_case_refuses_names_that_look_like_patient_identifiers(
 
 
 @given(name=st.text(max_size=70))
+@example(name="0\n")  # session 54: "$" matched before a trailing newline, which was accepted
 @settings(max_examples=20, deadline=None)
 def test_case_name_rule_property(name):
     """Accepted names satisfy the registry's key rule and hold no six-digit run."""

@@ -125,7 +125,7 @@ EXTRA_STAND_IN = Label.MUSCLE
 #: A pseudonymous identifier: letters, digits and ``._-``, at most 64 characters. The same
 #: rule as the registry's keys (``ioplan.registry`` ``KEY_PATTERN``), mirrored here so that
 #: anatomy does not depend on the registry.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _LONG_DIGITS = re.compile(r"\d{6,}")
 _DATE = re.compile(r"(\d{4}[._-]\d{1,2}[._-]\d{1,2})|(\d{1,2}[._-]\d{1,2}[._-]\d{2,4})")
 _PERSON = re.compile(r"^[A-Z][a-z]+([._-][A-Z][a-z]*)*[._-][A-Z][a-z]+$")

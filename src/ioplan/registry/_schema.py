@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Pseudonymous keys: letters, digits and ``._-`` only (a name with a space is refused).
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: The earliest date a registry cell may hold (a later one than today is refused too).
 EARLIEST_DATE = dt.date(1900, 1, 1)
 _TRUE = {"yes", "y", "true", "t", "1"}
