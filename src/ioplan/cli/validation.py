@@ -34,6 +34,15 @@ _VALIDATE_SPACING = Annotated[
         "for every chart row at 1 mm).",
     ),
 ]
+_ERROR_NORM = Annotated[
+    int | None,
+    typer.Option(
+        help="What a microwave fit minimises: the sum of |error|^N over the rows' lengths, "
+        "widths and half-weighted centre offsets, N one of 2 (least squares), 4, 8, 16; "
+        "default the calibration's own (ioplan.validation.DEFAULT_ERROR_NORM, 16: the "
+        "acceptance bounds the largest error).",
+    ),
+]
 _INITIAL_TEMPERATURE = Annotated[
     float | None,
     typer.Option(help="Ex vivo start temperature of the block in degC, 0-45 (default: 20)."),
@@ -118,6 +127,13 @@ def validate(
             "voxel the calibration is made at (calibration.toml spacing_mm).",
         ),
     ] = 1.0,
+    cv_error_norm: Annotated[
+        int | None,
+        typer.Option(
+            help="With --cross-validate: what each fold's fit minimises, the sum of "
+            "|error|^N (N one of 2, 4, 8, 16); default the calibration's own.",
+        ),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -172,6 +188,7 @@ def validate(
                           "--cv-start": cv_start != "calibration",
                           "--cv-hold": cv_hold != "setting",
                           "--cv-fit-spacing-mm": cv_fit_spacing_mm != 1.0,
+                          "--cv-error-norm": cv_error_norm is not None,
                           "--checkpoint": checkpoint is not None,
                           "--workers": workers is not None,
                           "--scheduler": scheduler is not None})  # fmt: skip
@@ -205,7 +222,7 @@ def validate(
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                         cv_start, cv_hold, workers, scheduler, cv_fit_spacing_mm,
-                        checkpoint)  # fmt: skip
+                        checkpoint, cv_error_norm)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -266,7 +283,8 @@ _MODE_OPTIONS = {
     "--organs": {"--rows", "--report"},
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
                          "--max-evaluations", "--cv-start", "--cv-hold", "--workers",
-                         "--scheduler", "--cv-fit-spacing-mm", "--checkpoint"},
+                         "--scheduler", "--cv-fit-spacing-mm", "--checkpoint",
+                         "--cv-error-norm"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -288,7 +306,7 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                     start="calibration", hold="setting", workers=None, scheduler=None,
-                    fit_spacing_mm=1.0, checkpoint=None):  # fmt: skip
+                    fit_spacing_mm=1.0, checkpoint=None, error_norm=None):  # fmt: skip
     from contextlib import nullcontext
 
     from ioplan.batch import check_cluster_options, dask_client, run_tasks
@@ -305,6 +323,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     scheduler = check_cluster_options(workers, scheduler)
+    norm = _check_error_norm(error_norm)
     if checkpoint is not None:
         from ioplan.validation import read_cv_checkpoint
 
@@ -328,6 +347,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
             max_evaluations=max_evaluations,
             checkpoint=checkpoint,
             initial_temperature_c=initial_temperature_c,
+            error_norm=norm,
             start=start,
             hold=hold,
             progress=log,
@@ -421,6 +441,7 @@ def calibrate(
         int, typer.Option(help=f"Most model evaluations, 1-{_MAX_EVALUATIONS}.")
     ] = 60,
     initial_temperature_c: _INITIAL_TEMPERATURE = None,
+    error_norm: _ERROR_NORM = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -459,18 +480,22 @@ def calibrate(
     if app_obj.modality == "cryo":
         if table is not None:
             raise InputError("--table holds microwave zones; a cryoprobe is fitted to Littrup 2009")
+        if error_norm is not None:
+            raise InputError("--error-norm is for microwave fits; a cryoprobe fits one power")
         _calibrate_cryo(app_obj, target, spacing_mm, quiet)
         return
     fit_rows = read_zone_table(table) if table is not None else rows_from_chart(app_obj)
+    norm = _check_error_norm(error_norm)
     result = calibrate_microwave(
         app_obj,
         fit_rows,
         spacing_mm=spacing_mm,
         max_evaluations=max_evaluations,
         initial_temperature_c=initial_temperature_c,
+        error_norm=norm,
         log=None if quiet else (lambda m: console.print(m, markup=False, highlight=False)),
     )
-    command = f"ioplan calibrate {device} --spacing-mm {spacing_mm:g}"
+    command = f"ioplan calibrate {device} --spacing-mm {spacing_mm:g} --error-norm {norm}"
     write_calibration(target, device, result.record(command))
     vals = ", ".join(f"{k} {v:.4g}" for k, v in result.values.items())
     console.print(
@@ -481,6 +506,18 @@ def calibrate(
         highlight=False,
     )
     _print_where(target, device)
+
+
+def _check_error_norm(error_norm: int | None) -> int:
+    """The fit's norm: the given one if allowed, else the calibration's default."""
+    from ioplan.validation import DEFAULT_ERROR_NORM, ERROR_NORMS
+
+    if error_norm is None:
+        return DEFAULT_ERROR_NORM
+    if error_norm not in ERROR_NORMS:
+        allowed = ", ".join(str(n) for n in ERROR_NORMS)
+        raise InputError(f"--error-norm must be one of {allowed}, got {error_norm}")
+    return error_norm
 
 
 def _print_where(target: Path, device: str) -> None:

@@ -1,6 +1,8 @@
 """Validation against published data: zone tables, calibration of applicator models, organs."""
 
 from ioplan.validation._calibrate import (
+    DEFAULT_ERROR_NORM,
+    ERROR_NORMS,
     MW_PARAMETERS,
     CalibrationResult,
     calibrate_microwave,
@@ -49,6 +51,8 @@ __all__ = [
     "CHECKS",
     "CV_HOLDS",
     "CV_STARTS",
+    "DEFAULT_ERROR_NORM",
+    "ERROR_NORMS",
     "LITTRUP_DIAMETER_MM",
     "LITTRUP_SMALL_PROBE_RATIO",
     "MW_PARAMETERS",

@@ -41,6 +41,7 @@ def fold_key(item: tuple, shared: dict[str, Any], start_values: dict[str, float]
             "spacing_mm": float(shared["spacing_mm"]),
             "max_evaluations": int(shared["max_evaluations"]),
             "initial_temperature_c": shared["initial_temperature_c"],
+            "error_norm": int(shared.get("error_norm", 2)),
             "held": [asdict(r) for r in held],
             "train": [asdict(r) for r in train],
         },

@@ -18,7 +18,13 @@ from typing import Any
 
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
-from ioplan.validation._calibrate import MW_PARAMETERS, calibrate_microwave, fitted_parameters
+from ioplan.validation._calibrate import (
+    DEFAULT_ERROR_NORM,
+    ERROR_NORMS,
+    MW_PARAMETERS,
+    calibrate_microwave,
+    fitted_parameters,
+)
 from ioplan.validation._checkpoint import append_fold, fold_key, read_checkpoint
 from ioplan.validation._zones import ZoneRow, predict_zones, summarise
 
@@ -103,6 +109,7 @@ def cross_validate(
     progress: Callable[[str], None] | None = None,
     map_folds: Callable[..., list] | None = None,
     checkpoint: str | Path | None = None,
+    error_norm: int = DEFAULT_ERROR_NORM,
 ) -> dict[str, Any]:
     """Leave-one-setting-out cross-validation; the JSON document of the result.
 
@@ -141,6 +148,9 @@ def cross_validate(
         appended to it, and the folds already there with the same key (rows, start values,
         voxel sizes, budget) are reused instead of fitted again, so that an interrupted run
         continues where it stopped. ``reused_folds`` in the result counts them.
+    error_norm : int
+        What each fold's fit minimises (:data:`~ioplan.validation.ERROR_NORMS`): the
+        calibration's criterion by default, so that a fold is fitted as the calibration was.
 
     Returns
     -------
@@ -152,6 +162,8 @@ def cross_validate(
     """
     if max_evaluations < 1:
         raise InputError(f"max_evaluations must be >= 1, got {max_evaluations}")
+    if error_norm not in ERROR_NORMS:
+        raise InputError(f"error_norm must be one of {ERROR_NORMS}, got {error_norm!r}")
     if start not in CV_STARTS:
         raise InputError(f"start must be one of {', '.join(CV_STARTS)}, got {start!r}")
     folds = settings_folds(rows, hold)
@@ -164,7 +176,8 @@ def cross_validate(
                 raise InputError(f"{device}: the generic start is for the lumped model only")
     shared = {"fit": fit, "predict": predict, "fit_spacing_mm": fit_spacing_mm,
               "spacing_mm": spacing_mm, "max_evaluations": max_evaluations,
-              "initial_temperature_c": initial_temperature_c}  # fmt: skip
+              "initial_temperature_c": initial_temperature_c,
+              "error_norm": error_norm}  # fmt: skip
     records: list[dict[str, Any]] = []
     todo: list[tuple[int, Any]] = []  # (index in records, fold to fit)
     for device, (power, duration), held, train in folds:
@@ -225,12 +238,13 @@ def cross_validate(
     doc["method"] = (
         f"leave-one-{hold}-out: {held_out}, the source "
         f"model fitted on the device's other rows ({fit_spacing_mm:g} mm, "
-        f"{max_evaluations} evaluations from "
+        f"{max_evaluations} evaluations minimising sum |error|^{error_norm}, from "
         f"{'the current calibration' if start == 'calibration' else 'a generic start'}), "
         "the held-out rows "
         f"predicted at {spacing_mm:g} mm"
     )
     doc["start"] = start
+    doc["error_norm"] = error_norm
     doc["hold"] = hold
     doc["folds"] = records
     doc["skipped"] = sum(1 for r in records if "skipped" in r)
@@ -252,6 +266,7 @@ def run_fold(shared: dict[str, Any], item: tuple) -> tuple[dict[str, Any], list]
         spacing_mm=shared["fit_spacing_mm"],
         max_evaluations=shared["max_evaluations"],
         initial_temperature_c=shared["initial_temperature_c"],
+        error_norm=shared.get("error_norm", 2),
     )
     fitted = replace(app, **dict(result.values))
     preds = shared["predict"](

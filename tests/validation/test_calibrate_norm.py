@@ -1,0 +1,75 @@
+"""What a microwave calibration minimises: the sum of |error|^p (``error_norm``).
+
+The engine is replaced by a stub whose zone length is linear in the antenna's efficiency,
+so the optimum of each norm is known in closed form.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ioplan.cli import main
+from ioplan.devices import applicator
+from ioplan.errors import InputError
+from ioplan.validation import DEFAULT_ERROR_NORM, ERROR_NORMS, ZonePrediction, ZoneRow, _calibrate
+
+
+def _rows(lengths_mm):
+    return [ZoneRow(device="amica", frequency_mhz=2450.0, power_w=40.0, duration_s=60.0 * (i + 1),
+                    length_mm=length, width_mm=20.0, line=i + 2)
+            for i, length in enumerate(lengths_mm)]  # fmt: skip
+
+
+def _stub_engine(monkeypatch):
+    """Every row's predicted length is 10 mm x efficiency; widths are exact."""
+
+    def predict(rows, *, spacing_mm, applicators, initial_temperature_c=None):
+        app = applicators["amica"]
+        return [ZonePrediction(r, 10.0 * app.efficiency, r.width_mm, 0.0, r.length_mm,
+                               r.width_mm, spacing_mm) for r in rows]  # fmt: skip
+
+    monkeypatch.setattr(_calibrate, "predict_zones", predict)
+
+
+@pytest.mark.parametrize("norm", [2, 16])
+def test_the_fit_minimises_the_sum_of_errors_to_the_chosen_power(monkeypatch, norm):
+    """Lengths 5, 5 and 8 mm against a prediction of y = 10 x efficiency. Least squares: y is
+    their mean, 6 mm (largest error 2 mm). Norm p: d/dy [2 (y - 5)^p + (8 - y)^p] = 0 gives
+    y - 5 = c (8 - y), c = 2^(-1/(p-1)): y = (5 + 8c) / (1 + c), 6.465 mm for p = 16 (largest
+    error 1.535 mm, close to the minimax 1.5)."""
+    _stub_engine(monkeypatch)
+    c = 2.0 ** (-1.0 / (norm - 1))
+    expected_y = (5.0 + 8.0 * c) / (1.0 + c)
+    res = _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
+                                         max_evaluations=300, error_norm=norm)  # fmt: skip
+    # 0.02 mm: the optimiser's finite-difference step (2 % of the log range) limits how
+    # closely a 300-evaluation trust-region fit settles; the two optima are 0.47 mm apart
+    assert 10.0 * res.values["efficiency"] == pytest.approx(expected_y, abs=0.02)
+    assert res.error_norm == norm
+    assert res.record("x")["error_norm"] == norm
+    worst = {2: 2.0, 16: 8.0 - expected_y}[norm]
+    assert res.summary["max_abs_error_mm"] == pytest.approx(worst, abs=0.02)
+
+
+def test_an_unknown_norm_is_refused():
+    with pytest.raises(InputError, match="error_norm must be one of"):
+        _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]), error_norm=3)
+    assert DEFAULT_ERROR_NORM in ERROR_NORMS
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["calibrate", "amica", "--error-norm", "3"], "--error-norm must be one of 2, 4, 8, 16"),
+        (["calibrate", "cryo-2.4mm", "--error-norm", "2"], "--error-norm is for microwave"),
+        (["validate", "--cv-error-norm", "2"], "--cv-error-norm is not used without"),
+        (["validate", "--cross-validate", "--cv-error-norm", "5"], "must be one of"),
+    ],
+)
+def test_bad_norm_options_are_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)  # calibrate's default output is ./calibration-DEVICE.toml
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())  # nothing written
