@@ -17,8 +17,11 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 # the lumped default, 30 evaluations per fold, held-out rows at 1 mm: 20 min on 2 idle cores;
 # validation/mwa/crossval.json; with the computed field about an hour per device at 4
 # evaluations per fold, figures in validation/maxwell.md):
-#   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 20 --json > validation/mwa/crossval.json
-#   (session 51: 20 evaluations per fold, 33 min on one core)
+#   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 20 --workers 2 \
+#     --checkpoint validation/mwa/crossval_folds.jsonl --json > validation/mwa/crossval.json
+#   (folds fitted at 1 mm since session 54: about 2-3.5 h on 2 cores; the checkpoint keeps
+#   each finished fold, so an interrupted run continues where it stopped; session 51, folds
+#   at 2 mm: 33 min on one core)
 # and from a start no published row informs (47-49 min on one core):
 #   ioplan validate --cross-validate --cv-start generic --spacing-mm 1 --max-evaluations 60 \
 #     --json > validation/mwa/crossval_generic.json
