@@ -554,6 +554,9 @@ def probes() -> list[Probe]:
         P("validate-garbage-table", ("validate", "--table", "text.txt")),
         P("validate-spacing", ("validate", "--spacing-mm", "0")),
         P("calibrate-unknown", ("calibrate", "no-such-device")),
+        P("calibrate-norm-3", ("calibrate", "amica", "--error-norm", "3")),
+        P("calibrate-norm-text", ("calibrate", "amica", "--error-norm", "x")),
+        P("crossval-norm-nan", ("validate", "--cross-validate", "--cv-error-norm", "nan")),
         # biopsy, drainage, MR protocol (issue 22)
         P("biopsy-bad-needle", ("biopsy", *c, "--out", "b1", "--needle", "99G")),
         P("biopsy-nan-throw", ("biopsy", *c, "--out", "b2", "--throw-mm", "nan")),
