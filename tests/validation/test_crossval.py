@@ -391,3 +391,31 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_and_left_alone(tmp_path, cap
         code = main(["validate", "--cross-validate", "--checkpoint", str(bad)])
         err = capsys.readouterr().err
         assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_each_fold_is_fitted_with_the_chosen_norm_and_the_norm_is_in_its_key(tmp_path):
+    """The folds minimise what the calibration minimised (DEFAULT_ERROR_NORM unless told), the
+    document says which, and a checkpoint made with another norm is not reused."""
+    from ioplan.validation import DEFAULT_ERROR_NORM
+
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    seen: list[int] = []
+
+    def fit(app, train, **kw):
+        seen.append(kw["error_norm"])
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0.1})
+
+    _, predict = _counting_stubs([])
+    ckpt = tmp_path / "folds.jsonl"
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert seen == [DEFAULT_ERROR_NORM] * 4 and doc["error_norm"] == DEFAULT_ERROR_NORM
+    assert f"|error|^{DEFAULT_ERROR_NORM}" in doc["method"]
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         error_norm=2)  # fmt: skip
+    assert seen[4:] == [2] * 4 and doc["reused_folds"] == 0  # another norm: refitted
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         error_norm=2)  # fmt: skip
+    assert len(seen) == 8 and doc["reused_folds"] == 4
+    with pytest.raises(InputError, match="error_norm must be one of"):
+        cross_validate(rows, fit=fit, predict=predict, error_norm=3)
