@@ -19,7 +19,7 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 # evaluations per fold, figures in validation/maxwell.md):
 #   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 20 --workers 2 \
 #     --checkpoint validation/mwa/crossval_folds.jsonl --json > validation/mwa/crossval.json
-#   (folds fitted at 1 mm since session 54: about 2-3.5 h on 2 cores; the checkpoint keeps
+#   (folds fitted at 1 mm since session 54: 60 min on 2 cores in session 55; the checkpoint keeps
 #   each finished fold, so an interrupted run continues where it stopped; session 51, folds
 #   at 2 mm: 33 min on one core)
 # and from a start no published row informs (47-49 min on one core):

@@ -42,6 +42,7 @@ def fold_key(item: tuple, shared: dict[str, Any], start_values: dict[str, float]
             "max_evaluations": int(shared["max_evaluations"]),
             "initial_temperature_c": shared["initial_temperature_c"],
             "error_norm": int(shared.get("error_norm", 2)),
+            "staged": bool(shared.get("staged", False)),
             "held": [asdict(r) for r in held],
             "train": [asdict(r) for r in train],
         },
