@@ -42,13 +42,37 @@ def test_the_fit_minimises_the_sum_of_errors_to_the_chosen_power(monkeypatch, no
     expected_y = (5.0 + 8.0 * c) / (1.0 + c)
     res = _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
                                          max_evaluations=300, error_norm=norm)  # fmt: skip
-    # 0.02 mm: the optimiser's finite-difference step (2 % of the log range) limits how
-    # closely a 300-evaluation trust-region fit settles; the two optima are 0.47 mm apart
-    assert 10.0 * res.values["efficiency"] == pytest.approx(expected_y, abs=0.02)
+    # 0.1 mm: the solver's finite-difference step (2 % of the log range) is coarse for a
+    # degree-16 cost; from eight starts (0.3-0.95 efficiency, staged or not) it settled at
+    # y = 6.395-6.462 mm against 6.465. The two optima are 0.47 mm apart, so a fit of the
+    # wrong norm still fails
+    assert 10.0 * res.values["efficiency"] == pytest.approx(expected_y, abs=0.1)
     assert res.error_norm == norm
     assert res.record("x")["error_norm"] == norm
     worst = {2: 2.0, 16: 8.0 - expected_y}[norm]
-    assert res.summary["max_abs_error_mm"] == pytest.approx(worst, abs=0.02)
+    assert res.summary["max_abs_error_mm"] == pytest.approx(worst, abs=0.1)
+
+
+@pytest.mark.parametrize("staged", [True, False])
+def test_a_high_norm_fit_begins_with_least_squares_unless_told_not_to(monkeypatch, staged):
+    """Staged: the first stage minimises sum |e|^2 with at most half the budget, the rest
+    sum |e|^16, and the result is still the p = 16 optimum (closed form as above); not
+    staged: every evaluation is of the norm. The log line names each evaluation's norm."""
+    _stub_engine(monkeypatch)
+    lines: list[str] = []
+    res = _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
+                                         max_evaluations=300, error_norm=16,
+                                         staged=staged, log=lines.append)  # fmt: skip
+    norms = [int(line.split("sum |e|^")[1].split(":")[0]) for line in lines]
+    assert len(norms) == res.evaluations <= 300
+    if staged:
+        first = norms.index(16)
+        assert 0 < first <= 150 and set(norms[:first]) == {2} and set(norms[first:]) == {16}
+    else:
+        assert set(norms) == {16}
+    c = 2.0 ** (-1.0 / 15)
+    # 0.1 mm: as in the test above (the solver's finite-difference step)
+    assert 10.0 * res.values["efficiency"] == pytest.approx((5 + 8 * c) / (1 + c), abs=0.1)
 
 
 def test_an_unknown_norm_is_refused():

@@ -151,8 +151,9 @@ def cross_validate(
     error_norm : int
         What each fold's fit minimises (:data:`~ioplan.validation.ERROR_NORMS`): the
         calibration's criterion by default, so that a fold is fitted as the calibration was.
-        From a generic start a norm other than 2 is reached in two stages: least squares
-        with half of ``max_evaluations``, then the norm with the rest.
+        From a generic start a norm other than 2 is reached in two stages
+        (``calibrate_microwave(staged=True)``: least squares with at most half of
+        ``max_evaluations``, then the norm); from the calibration in one.
 
     Returns
     -------
@@ -264,18 +265,17 @@ def run_fold(shared: dict[str, Any], item: tuple) -> tuple[dict[str, Any], list]
     it.
     """
     device, app, held, train = item
-    budget = shared["max_evaluations"]
-    common = {"spacing_mm": shared["fit_spacing_mm"],
-              "initial_temperature_c": shared["initial_temperature_c"]}  # fmt: skip
-    if shared.get("staged") and budget >= 2:
-        # far from any fit (a generic start), sum |e|^16 moves slowly: its gradient is
-        # dominated by the worst row (session 55: 60 evaluations left Amica folds' training
-        # errors at 4-14 mm); least squares first, with half the budget, then the norm
-        first = shared["fit"](app, train, max_evaluations=budget // 2, error_norm=2, **common)
-        app = replace(app, **dict(first.values))
-        budget -= min(getattr(first, "evaluations", budget // 2), budget // 2)
-    result = shared["fit"](app, train, max_evaluations=budget,
-                           error_norm=shared.get("error_norm", 2), **common)  # fmt: skip
+    result = shared["fit"](
+        app,
+        train,
+        spacing_mm=shared["fit_spacing_mm"],
+        max_evaluations=shared["max_evaluations"],
+        initial_temperature_c=shared["initial_temperature_c"],
+        error_norm=shared.get("error_norm", 2),
+        # from the calibration the start is already a fit of this norm: no least-squares
+        # stage (calibrate_microwave's ``staged``); from a generic start it is needed
+        staged=bool(shared.get("staged", False)),
+    )
     fitted = replace(app, **dict(result.values))
     preds = shared["predict"](
         held,
