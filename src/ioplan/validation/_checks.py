@@ -95,7 +95,12 @@ ISO40_INSIDE_EDGE_MM = 10.0
 #: 60 (1/s) is Huang's mL/min/100 g per mL of liver. Pennes' sink (blood leaves each voxel at its
 #: temperature) is already the most heat a given flow of 37 degC blood can take from the voxels it
 #: perfuses; even 2.5 times the nominal flow gives only -0.30 (12 W) and -0.32 (200 W), and the
-#: model's dependence stays concave where Huang's is linear. Untested hypotheses: the flow was not
+#: model's dependence stays concave where Huang's is linear. Session 56, on the current model
+#: (cut-cell electrode, sub-voxel perfusion share), perfusion never stopping (a kernel edit, not
+#: kept; Huang's blood was heparinised, so clotting did not stop it, and Schutt & Haemmerich, Med
+#: Phys 2008;35(8):3462, found the perfusion model among the largest effects on RF zone size):
+#: 44.3 / 31.6 mm at 10 / 50 (stop at Omega = 1: 47.4 / 37.2 mm), slope -0.32, the generator
+#: then delivering 21.7 / 26.3 kJ (19.7 / 20.4). Untested hypotheses: the flow was not
 #: uniform (the perfused parts of the liver took more than the mean per 100 g), and heat also left
 #: by convection in the portal branches near the electrode, which a homogeneous Pennes sink does not
 #: carry.
