@@ -30,6 +30,7 @@ from ioplan.planning import (
     SAFETY_RANGE_MM,
     SPACING_RANGE_MM,
     check_in_range,
+    goal_shortfalls,
 )
 
 #: Exit status of ``plan`` and ``demo --strict`` when the plan is made but misses its goal.
@@ -224,8 +225,21 @@ def _demo_live(modality: str, *, seed: int, frames: int, baseline_frames: int,
                idle_timeout_s=max(1.0, 5 * interval_s), as_json=as_json)  # fmt: skip
 
 
+def _shortfalls(plan) -> list[str]:
+    return goal_shortfalls(plan.coverage_percent, plan.margin_coverage_percent, plan.at_risk,
+                           plan.protect_mm, GOAL_MARGIN_COVERAGE_PERCENT)  # fmt: skip
+
+
 def _print_plan_summary(plan) -> None:
-    verdict = "covers" if plan.covered else "does NOT cover"
+    short = [] if plan.covered else _shortfalls(plan)
+    # a plan that covers its target but passes too near a structure misses its goal, not
+    # the tumour
+    target_short = any(s.startswith("the tumour") for s in short)
+    verdict, but = "covers", ""
+    if not plan.covered and (target_short or not short):
+        verdict = "does NOT cover"
+    elif not plan.covered:
+        but = " but does NOT meet its goal"
     for a in plan.applicators:
         setting = (
             f"protocol {a['protocol']}"
@@ -252,11 +266,13 @@ def _print_plan_summary(plan) -> None:
             )
     console.print(
         f"plan {verdict} the {plan.tumour_diameter_mm:.0f} mm tumour + {plan.margin_mm:g} mm "
-        f"margin: tumour {plan.coverage_percent:.1f} %, tumour + margin "
+        f"margin{but}: tumour {plan.coverage_percent:.1f} %, tumour + margin "
         f"{plan.margin_coverage_percent:.1f} %, minimal margin {plan.minimal_margin_mm:.1f} mm, "
         f"{_normal_ablated(plan)} (verified by simulation; "
         f"{plan.runtime_s:.1f} s)"
     )
+    if short:
+        console.print(f"  goal not met: {escape('; '.join(short))}")
     if plan.covered and not plan.minimal_margin_mm >= plan.margin_mm:
         # two criteria grade the same zone: say both (the margin page uses the stricter)
         console.print(

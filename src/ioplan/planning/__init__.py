@@ -21,7 +21,7 @@ from ioplan.planning._demo import (
     write_demo,
 )
 from ioplan.planning._inverse import zone_with_shaft
-from ioplan.planning._metrics import tumour_mask
+from ioplan.planning._metrics import goal_shortfalls, tumour_mask
 from ioplan.planning._organ_rules import (
     PLANNED_ORGANS,
     cryo_checks,
@@ -89,6 +89,7 @@ __all__ = [
     "describe_perivascular",
     "display_volumes",
     "forbidden_groups",
+    "goal_shortfalls",
     "organ_demo_case",
     "perivascular_report",
     "plan_ablation",

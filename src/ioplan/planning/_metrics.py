@@ -24,7 +24,7 @@ from ioplan.planning._organ_rules import (
     temperature_limits,
 )
 
-__all__ = ["PROTECTED", "plan_metrics", "target_points", "tumour_mask"]
+__all__ = ["PROTECTED", "goal_shortfalls", "plan_metrics", "target_points", "tumour_mask"]
 
 #: Structures that must not receive lethal damage (planning), within ``protect_mm``: every
 #: organ's (names -> labels); each organ protects its own list
@@ -158,6 +158,38 @@ def _structures_at_risk(lab: np.ndarray, z: np.ndarray, tmax: np.ndarray, tmin: 
         risk.append(rec)
     risk.sort(key=lambda r: r["closest_distance_mm"])
     return tuple(risk)
+
+
+def goal_shortfalls(coverage_percent: float, margin_coverage_percent: float,
+                    at_risk, protect_mm: float, goal_margin_percent: float) -> list[str]:
+    """What keeps a verified zone from the plan's goal, one phrase each (empty: goal met).
+
+    The goal (:data:`ioplan.planning._plan.GOAL`): the whole tumour, at least
+    ``goal_margin_percent`` of the tumour plus its margin, and no protected structure
+    damaged, past its temperature limit or within ``protect_mm`` of the zone. ``at_risk``
+    as :func:`plan_metrics` gives it. A plan that covers its target but passes near a
+    structure must not read as one that misses the tumour.
+    """
+    out = []
+    if coverage_percent < 100.0:
+        out.append(f"the tumour is {coverage_percent:.2f} % covered (goal 100 %)")
+    if margin_coverage_percent < goal_margin_percent:
+        out.append(f"the tumour + margin is {margin_coverage_percent:.1f} % covered "
+                   f"(goal {goal_margin_percent:g} %)")  # fmt: skip
+    for r in at_risk:
+        name = r["structure"]
+        if r.get("limit_exceeded"):
+            out.append(
+                f"the {name} passes its temperature limits (predicted {r['min_temperature_c']:g}"
+                f" to {r['max_temperature_c']:g} degC, limits {r['min_limit_c']:g} / "
+                f"{r['max_limit_c']:g} degC)"
+            )
+        elif r["lethal_damage"]:
+            out.append(f"the zone reaches the {name}")
+        elif r["within_protect_distance"]:
+            out.append(f"the zone comes within {r['closest_distance_mm']:.1f} mm of the {name} "
+                       f"(to be kept {protect_mm:g} mm away)")  # fmt: skip
+    return out
 
 
 def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, mask: np.ndarray,
