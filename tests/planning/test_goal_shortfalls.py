@@ -61,3 +61,14 @@ def test_damage_and_a_passed_temperature_limit_are_named():
     out = _short(100.0, 100.0, [hot])
     assert len(out) == 1 and "nerve root passes its temperature limits" in out[0]
     assert "37 to 44.75 degC" in out[0] and "10 / 44 degC" in out[0]
+
+
+def test_the_web_plan_page_names_the_reason_from_plan_json_and_survives_an_old_one():
+    from ioplan.web._pages import _goal_shortfalls
+
+    plan = {"coverage_percent": 100.0, "margin_coverage_percent": 99.94, "protect_mm": 3.0,
+            "at_risk": [_risk("spinal canal", 2.0)], "goal_met": False}  # fmt: skip
+    assert _goal_shortfalls(plan) == [
+        "the zone comes within 2.0 mm of the spinal canal (to be kept 3 mm away)"
+    ]
+    assert _goal_shortfalls({"goal_met": False}) == []  # keys missing: no reason, no error

@@ -230,6 +230,9 @@ def plan_page(name: str, svc: Services) -> HTMLResponse:
         for r in plan.get("at_risk", [])
     )
     goal = "met" if plan.get("goal_met") else "missed"
+    if not plan.get("goal_met"):
+        why = _goal_shortfalls(plan)
+        goal += f" ({'; '.join(why)})" if why else ""
     isotherms = _isotherm_legend(svc, name)
     iso_swatches = "".join(
         f'<span class="swatch" style="background:{escape(e["color"])}"></span>{escape(e["name"])} '
@@ -241,7 +244,7 @@ def plan_page(name: str, svc: Services) -> HTMLResponse:
 <a href="/cases/{escape(name)}/sirt">SIRT dose</a></p>
 <p id="summary">{escape(str(plan.get("modality")))}: tumour {_fmt(plan.get("coverage_percent"))} %,
 tumour + {_fmt(plan.get("margin_mm"), "g")} mm margin {_fmt(plan.get("margin_coverage_percent"))} %,
-minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
+minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {escape(goal)}.</p>
 <p><span class="swatch" style="background:#0c0"></span>tumour
 <span class="swatch" style="background:#ff0"></span>margin shell
 <span class="swatch" style="background:#f33"></span>planned zone
@@ -271,3 +274,15 @@ minimal margin {_fmt(plan.get("minimal_margin_mm"))} mm; goal {goal}.</p>
         ],
     }
     return _page(f"plan {name}", body, cfg, svc.viewer_built)
+
+
+def _goal_shortfalls(plan: dict[str, Any]) -> list[str]:
+    """Why plan.json's plan misses its goal (``ioplan.planning.goal_shortfalls``); [] if unsure."""
+    from ioplan.planning import GOAL_MARGIN_COVERAGE_PERCENT, goal_shortfalls
+
+    try:
+        return goal_shortfalls(float(plan["coverage_percent"]),
+                               float(plan["margin_coverage_percent"]), plan.get("at_risk") or [],
+                               float(plan.get("protect_mm", 3.0)), GOAL_MARGIN_COVERAGE_PERCENT)
+    except (KeyError, TypeError, ValueError):  # an older or hand-edited plan.json
+        return []
