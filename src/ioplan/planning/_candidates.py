@@ -141,6 +141,12 @@ class CandidateSet:
     tip_mm: np.ndarray  # (C, 3)
     normal_ml: np.ndarray  # (C,) normal liver inside the predicted ellipsoid
     safe: np.ndarray  # (C,) bool: the ellipsoid keeps protect_mm from protected structures
+    #: (C,) a lower bound of how far (mm) the predicted ellipsoid stays beyond protect_mm of
+    #: the nearest protected voxel: (min scaled radius - 1) x the shorter semi-axis, since
+    #: the ellipsoid is the unit sphere stretched by its semi-axes (negative: it reaches
+    #: in; inf: no protected voxel within reach). The search raises the clearance it asks
+    #: for after a verified zone came nearer than predicted.
+    clearance_mm: np.ndarray
     depth_shift_mm: np.ndarray  # (C,) zone centre shift along the path from the aim point
     roll_deg: np.ndarray  # (C,) turn of a parallel array's pattern about its path (degrees)
 
@@ -257,6 +263,22 @@ def _frame(points: np.ndarray, centre: np.ndarray, d: np.ndarray) -> tuple[np.nd
     return along, radial
 
 
+def ellipsoid_clearance_mm(along: np.ndarray, radial: np.ndarray, a_mm: float,
+                           b_mm: float) -> float:
+    """A lower bound of the points' distance (mm) outside an ellipsoid of revolution.
+
+    Points in the ellipsoid's frame (``along`` its axis, ``radial`` from it), semi-axes
+    ``a_mm`` along and ``b_mm`` across. The ellipsoid is the unit sphere stretched by
+    diag(a, b, b), which lengthens no distance by less than min(a, b): a point at scaled
+    radius rho lies at least (rho - 1) min(a, b) from it. Negative: some point is inside
+    (rho < 1); zero: one on the surface; inf: no points.
+    """
+    if len(along) == 0:
+        return math.inf
+    rho = float(np.hypot(np.asarray(along) / a_mm, np.asarray(radial) / b_mm).min())
+    return (rho - 1.0) * min(a_mm, b_mm)
+
+
 def make_candidates(
     case: Case,
     app: Applicator,
@@ -319,6 +341,7 @@ def make_candidates(
     normal_ml = g.voxel_volume_ml * stride**3
     p_path, p_centre, alongs, radials = [], [], [], []
     c_place, c_setting, c_tip, c_normal, c_safe, c_shift, c_roll = [], [], [], [], [], [], []
+    c_clear = []
     counts = sorted({int(r[5]) for r in rows if int(r[5]) > 1})
     for j, t in enumerate(paths):
         d = np.asarray(t.direction)
@@ -345,7 +368,8 @@ def make_candidates(
                 c_tip.append(zc + off * d)
                 c_shift.append(s)
                 c_roll.append(roll.get(int(n_probes), 0.0))
-                clear = not bool(np.any(np.hypot(pa / A, pr / B) <= 1.0))
+                c_clear.append(ellipsoid_clearance_mm(pa, pr, A, B))
+                clear = c_clear[-1] > 0.0
                 tip = zc + off * d
                 # the applicator's reach: skin entry to the tip, not only to the aim point
                 reach_ok = float(np.linalg.norm(tip - np.asarray(t.entry_mm)))
@@ -374,6 +398,7 @@ def make_candidates(
         tip_mm=np.asarray(c_tip, float).reshape(-1, 3),
         normal_ml=np.asarray(c_normal, float),
         safe=np.asarray(c_safe, bool),
+        clearance_mm=np.asarray(c_clear, float),
         depth_shift_mm=np.asarray(c_shift, float),
         roll_deg=np.asarray(c_roll, float),
     )
@@ -419,6 +444,7 @@ def merge(a: CandidateSet, b: CandidateSet) -> CandidateSet:
         tip_mm=np.vstack([a.tip_mm, b.tip_mm]),
         normal_ml=np.concatenate([a.normal_ml, b.normal_ml]),
         safe=np.concatenate([a.safe, b.safe]),
+        clearance_mm=np.concatenate([a.clearance_mm, b.clearance_mm]),
         depth_shift_mm=np.concatenate([a.depth_shift_mm, b.depth_shift_mm]),
         roll_deg=np.concatenate([a.roll_deg, b.roll_deg]),
     )

@@ -348,6 +348,27 @@ def culprits(v: Verification, case: Case, protect_mm: float) -> list[int]:
     return sorted({v.owners[i] for i in out}) or list(v.selected)
 
 
+def clearance_needed(v: Verification, cs, guilty: list[int], protect_mm: float,
+                     need_mm: float) -> float:
+    """The clearance (mm) predicted zones must keep after ``v`` reached too near a structure.
+
+    The surrogate judged the ``guilty`` candidates clear by ``cs.clearance_mm`` (beyond
+    ``protect_mm``); the simulated zone came ``protect_mm - d`` inside it instead (``d``
+    its distance to the nearest harmed structure, 0 where it reached in). The surrogate
+    thus fell short by at least the sum, and every candidate must now predict at least that
+    much clearance: the safety analogue of the required depth for missed target points. A
+    lower bound (the shorter semi-axis), so it asks no more than the miss shows.
+    """
+    harmed = [r for r in v.metrics["at_risk"] if r["lethal_damage"] or r["within_protect_distance"]]
+    if not harmed or not guilty:
+        return need_mm
+    d = max(0.0, min(float(r["closest_distance_mm"]) for r in harmed))
+    predicted = max(float(cs.clearance_mm[c]) for c in guilty)
+    if not np.isfinite(predicted):
+        return need_mm
+    return max(need_mm, max(predicted, 0.0) + protect_mm - d)
+
+
 _SIDES = (("right", "left"), ("anterior", "posterior"), ("inferior", "superior"))
 
 
@@ -599,7 +620,7 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
     def adopt(new_cs: CandidateSet, excluded_old: np.ndarray | None) -> None:
         """Take ``new_cs`` (the old candidates first) and its costs and conflicts."""
         n_old = 0 if excluded_old is None else len(excluded_old)
-        excluded = ~new_cs.safe.copy()
+        excluded = ~new_cs.safe | (new_cs.clearance_mm < state.get("clearance_mm", 0.0))
         if excluded_old is not None:
             excluded[:n_old] |= excluded_old
         durations = np.array([new_cs.rows[k][1] for k in new_cs.setting], float)
@@ -708,10 +729,19 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
             break
         notes = []
         if not v.safe:
-            n_ex = sum(
-                _exclude_larger(cs, state["excluded"], c) for c in culprits(v, case, protect_mm)
-            )
+            guilty = culprits(v, case, protect_mm)
+            n_ex = sum(_exclude_larger(cs, state["excluded"], c) for c in guilty)
             notes.append(f"excluded {n_ex} candidate(s) whose zone reached a protected structure")
+            need = clearance_needed(v, cs, guilty, protect_mm, state.get("clearance_mm", 0.0))
+            if need > state.get("clearance_mm", 0.0):
+                state["clearance_mm"] = need
+                fresh = (cs.clearance_mm < need) & ~state["excluded"]
+                state["excluded"] |= fresh
+                notes.append(
+                    f"the verified zone came nearer a protected structure than predicted: "
+                    f"predicted zones must now stay {need:.1f} mm further out "
+                    f"({int(fresh.sum())} more candidate(s) excluded)"
+                )
         short = shortfall_mm(v, tp, g)
         if np.any(short > 0):
             required = required + short

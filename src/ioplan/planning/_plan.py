@@ -752,7 +752,7 @@ def plan_ablation(
             "every candidate's predicted zone reaches within the protect distance of "
             "a protected structure; the best coverage is verified and its risk shown"
         )
-        cs = replace(cs, safe=np.ones(cs.n, bool))
+        cs = replace(cs, safe=np.ones(cs.n, bool), clearance_mm=np.full(cs.n, np.inf))
 
     def more(aims: np.ndarray) -> CandidateSet:
         return make_candidates(
