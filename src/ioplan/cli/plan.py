@@ -234,7 +234,9 @@ def _print_plan_summary(plan) -> None:
     short = [] if plan.covered else _shortfalls(plan)
     # a plan that covers its target but passes too near a structure misses its goal, not
     # the tumour
-    target_short = any(s.startswith("the tumour") for s in short)
+    target_short = plan.coverage_percent < 100.0 or (
+        plan.margin_coverage_percent < GOAL_MARGIN_COVERAGE_PERCENT
+    )
     verdict, but = "covers", ""
     if not plan.covered and (target_short or not short):
         verdict = "does NOT cover"

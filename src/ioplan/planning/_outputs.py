@@ -347,7 +347,9 @@ def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
     short = [] if plan.covered else goal_shortfalls(
         plan.coverage_percent, plan.margin_coverage_percent, plan.at_risk, plan.protect_mm,
         GOAL_MARGIN_COVERAGE_PERCENT)  # fmt: skip
-    target_short = any(s.startswith("the tumour") for s in short)
+    target_short = plan.coverage_percent < 100.0 or (
+        plan.margin_coverage_percent < GOAL_MARGIN_COVERAGE_PERCENT
+    )
     verdict = (
         "<span class='good'>covers the tumour and its margin</span>"
         if plan.covered
