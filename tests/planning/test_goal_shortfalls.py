@@ -9,7 +9,7 @@ named; these tests build the verification's records by hand (the goal's definiti
 
 from __future__ import annotations
 
-from ioplan.planning import GOAL, GOAL_MARGIN_COVERAGE_PERCENT, goal_shortfalls
+from ioplan.planning import GOAL, GOAL_MARGIN_COVERAGE_PERCENT, goal_shortfalls, goal_verdict
 
 
 def _risk(name, dist, *, lethal=False, protect_mm=3.0, limits=None):
@@ -72,3 +72,16 @@ def test_the_web_plan_page_names_the_reason_from_plan_json_and_survives_an_old_o
         "the zone comes within 2.0 mm of the spinal canal (to be kept 3 mm away)"
     ]
     assert _goal_shortfalls({"goal_met": False}) == []  # keys missing: no reason, no error
+
+
+def test_the_verdict_separates_a_missed_target_from_a_missed_goal():
+    goal = GOAL_MARGIN_COVERAGE_PERCENT
+    canal = [_risk("spinal canal", 2.0)]
+    assert goal_verdict(True, 100.0, 99.9, canal, 3.0, goal) == ("covers", [])
+    kind, why = goal_verdict(False, 100.0, 99.9, canal, 3.0, goal)
+    assert kind == "misses the goal" and why == _short(100.0, 99.9, canal)
+    # short of the margin goal AND near the canal: the target is missed first
+    kind, why = goal_verdict(False, 100.0, 97.8, canal, 3.0, goal)
+    assert kind == "misses the target" and len(why) == 2
+    # not covered, yet no rule found broken (figures rounded at the threshold): as before
+    assert goal_verdict(False, 100.0, goal, [], 3.0, goal) == ("misses the target", [])

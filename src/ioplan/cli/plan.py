@@ -30,7 +30,7 @@ from ioplan.planning import (
     SAFETY_RANGE_MM,
     SPACING_RANGE_MM,
     check_in_range,
-    goal_shortfalls,
+    goal_verdict,
 )
 
 #: Exit status of ``plan`` and ``demo --strict`` when the plan is made but misses its goal.
@@ -225,23 +225,14 @@ def _demo_live(modality: str, *, seed: int, frames: int, baseline_frames: int,
                idle_timeout_s=max(1.0, 5 * interval_s), as_json=as_json)  # fmt: skip
 
 
-def _shortfalls(plan) -> list[str]:
-    return goal_shortfalls(plan.coverage_percent, plan.margin_coverage_percent, plan.at_risk,
-                           plan.protect_mm, GOAL_MARGIN_COVERAGE_PERCENT)  # fmt: skip
-
-
 def _print_plan_summary(plan) -> None:
-    short = [] if plan.covered else _shortfalls(plan)
     # a plan that covers its target but passes too near a structure misses its goal, not
     # the tumour
-    target_short = plan.coverage_percent < 100.0 or (
-        plan.margin_coverage_percent < GOAL_MARGIN_COVERAGE_PERCENT
-    )
-    verdict, but = "covers", ""
-    if not plan.covered and (target_short or not short):
-        verdict = "does NOT cover"
-    elif not plan.covered:
-        but = " but does NOT meet its goal"
+    kind, short = goal_verdict(plan.covered, plan.coverage_percent,
+                               plan.margin_coverage_percent, plan.at_risk, plan.protect_mm,
+                               GOAL_MARGIN_COVERAGE_PERCENT)  # fmt: skip
+    verdict = "does NOT cover" if kind == "misses the target" else "covers"
+    but = " but does NOT meet its goal" if kind == "misses the goal" else ""
     for a in plan.applicators:
         setting = (
             f"protocol {a['protocol']}"

@@ -21,7 +21,7 @@ from ioplan.planning._demo import (
     write_demo,
 )
 from ioplan.planning._inverse import zone_with_shaft
-from ioplan.planning._metrics import goal_shortfalls, tumour_mask
+from ioplan.planning._metrics import goal_shortfalls, goal_verdict, tumour_mask
 from ioplan.planning._organ_rules import (
     PLANNED_ORGANS,
     cryo_checks,
@@ -90,6 +90,7 @@ __all__ = [
     "display_volumes",
     "forbidden_groups",
     "goal_shortfalls",
+    "goal_verdict",
     "organ_demo_case",
     "perivascular_report",
     "plan_ablation",

@@ -24,7 +24,14 @@ from ioplan.planning._organ_rules import (
     temperature_limits,
 )
 
-__all__ = ["PROTECTED", "goal_shortfalls", "plan_metrics", "target_points", "tumour_mask"]
+__all__ = [
+    "PROTECTED",
+    "goal_shortfalls",
+    "goal_verdict",
+    "plan_metrics",
+    "target_points",
+    "tumour_mask",
+]
 
 #: Structures that must not receive lethal damage (planning), within ``protect_mm``: every
 #: organ's (names -> labels); each organ protects its own list
@@ -190,6 +197,23 @@ def goal_shortfalls(coverage_percent: float, margin_coverage_percent: float,
             out.append(f"the zone comes within {r['closest_distance_mm']:.1f} mm of the {name} "
                        f"(to be kept {protect_mm:g} mm away)")  # fmt: skip
     return out
+
+
+def goal_verdict(covered: bool, coverage_percent: float, margin_coverage_percent: float,
+                 at_risk, protect_mm: float, goal_margin_percent: float
+                 ) -> tuple[str, list[str]]:  # fmt: skip
+    """``("covers" | "misses the target" | "misses the goal", reasons)`` of a verified plan.
+
+    "misses the goal": the tumour and its margin are covered as the goal asks, another rule
+    (:func:`goal_shortfalls`) is broken. A plan not covered with no reason found (rounded
+    figures at the threshold) reads as missing its target, as before.
+    """
+    if covered:
+        return "covers", []
+    reasons = goal_shortfalls(coverage_percent, margin_coverage_percent, at_risk, protect_mm,
+                              goal_margin_percent)  # fmt: skip
+    target_short = coverage_percent < 100.0 or margin_coverage_percent < goal_margin_percent
+    return ("misses the target" if target_short or not reasons else "misses the goal"), reasons
 
 
 def plan_metrics(case: Case, z: np.ndarray, tmax: np.ndarray, tmin: np.ndarray, mask: np.ndarray,

@@ -20,7 +20,7 @@ from ioplan.imaging import (
     write_markups_lines,
     write_nifti,
 )
-from ioplan.planning._metrics import goal_shortfalls, tumour_mask
+from ioplan.planning._metrics import goal_verdict, tumour_mask
 from ioplan.planning._plan import GOAL_MARGIN_COVERAGE_PERCENT, Plan
 from ioplan.report import (
     CT_WINDOW_HU,
@@ -344,20 +344,15 @@ def _robust_rows(plan: Plan) -> tuple[list[tuple[str, str]], str]:
 
 
 def _report(plan: Plan, doc: dict, out: Path, sel) -> None:
-    short = [] if plan.covered else goal_shortfalls(
-        plan.coverage_percent, plan.margin_coverage_percent, plan.at_risk, plan.protect_mm,
-        GOAL_MARGIN_COVERAGE_PERCENT)  # fmt: skip
-    target_short = plan.coverage_percent < 100.0 or (
-        plan.margin_coverage_percent < GOAL_MARGIN_COVERAGE_PERCENT
-    )
-    verdict = (
-        "<span class='good'>covers the tumour and its margin</span>"
-        if plan.covered
-        else "<span class='bad'>does NOT cover the tumour and its margin</span>"
-        if target_short or not short
-        else "covers the tumour and its margin <span class='bad'>but does NOT meet its "
-        "goal</span>"
-    )
+    kind, short = goal_verdict(plan.covered, plan.coverage_percent,
+                               plan.margin_coverage_percent, plan.at_risk, plan.protect_mm,
+                               GOAL_MARGIN_COVERAGE_PERCENT)  # fmt: skip
+    verdict = {
+        "covers": "<span class='good'>covers the tumour and its margin</span>",
+        "misses the target": "<span class='bad'>does NOT cover the tumour and its margin</span>",
+        "misses the goal": "covers the tumour and its margin <span class='bad'>but does NOT "
+        "meet its goal</span>",
+    }[kind]
     if short:
         verdict += " (" + escape("; ".join(short)) + ")"
     if plan.covered and not plan.minimal_margin_mm >= plan.margin_mm:

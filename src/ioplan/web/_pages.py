@@ -283,6 +283,6 @@ def _goal_shortfalls(plan: dict[str, Any]) -> list[str]:
     try:
         return goal_shortfalls(float(plan["coverage_percent"]),
                                float(plan["margin_coverage_percent"]), plan.get("at_risk") or [],
-                               float(plan.get("protect_mm", 3.0)), GOAL_MARGIN_COVERAGE_PERCENT)
+                               float(plan["protect_mm"]), GOAL_MARGIN_COVERAGE_PERCENT)
     except (KeyError, TypeError, ValueError):  # an older or hand-edited plan.json
         return []
