@@ -13,26 +13,26 @@ ioplan validate "${table_args[@]}" --spacing-mm 1 --report validation/mwa --over
 mkdir -p validation/checks
 ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwrite --quiet \
   | tee validation/checks/summary.txt
-# Leave-one-setting-out cross-validation of the microwave calibrations (not run by default:
-# the lumped default, 30 evaluations per fold, held-out rows at 1 mm: 20 min on 2 idle cores;
-# validation/mwa/crossval.json; with the computed field about an hour per device at 4
-# evaluations per fold, figures in validation/maxwell.md):
+# Cross-validation of the microwave calibrations (not run by default), each with the
+# calibration's own criterion (least squares with the 3.8 mm soft bound since session 57),
+# folds fitted at 2 mm from a start no published row informs, held-out rows at 1 mm, on a
+# local Dask cluster of 2 workers; each checkpoint keeps the finished folds (of every
+# criterion run so far), so an interrupted run continues where it stopped:
+#   C="ioplan validate --cross-validate --cv-start generic --cv-fit-spacing-mm 2 --spacing-mm 1
+#      --max-evaluations 60 --workers 2 --json"
+#   $C --checkpoint validation/mwa/crossval_generic_folds.jsonl \
+#      > validation/mwa/crossval_generic.json                          # one setting out, 40 min
+#   $C --cv-hold power --checkpoint validation/mwa/crossval_power_folds.jsonl \
+#      > validation/mwa/crossval_power.json                            # one power out, 7 min
+#   $C --cv-hold duration --checkpoint validation/mwa/crossval_duration_folds.jsonl \
+#      > validation/mwa/crossval_duration.json                         # one duration out, 16 min
+# (the earlier criteria's runs: crossval_*_norm{2,4,8,16}.json, with --cv-error-norm N
+# --cv-error-bound-mm 0). From the calibration itself (its fit saw the held-out row, so the
+# figure leans toward the in-sample one; 60 min on 2 cores, session 55's norm 16:
+# crossval_calibration_norm16.json):
 #   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 20 --workers 2 \
 #     --checkpoint validation/mwa/crossval_folds.jsonl --json > validation/mwa/crossval.json
-#   (folds fitted at 1 mm since session 54: 60 min on 2 cores in session 55; the checkpoint keeps
-#   each finished fold, so an interrupted run continues where it stopped; session 51, folds
-#   at 2 mm: 33 min on one core)
-# and from a start no published row informs (47-49 min on one core):
-#   ioplan validate --cross-validate --cv-start generic --spacing-mm 1 --max-evaluations 60 \
-#     --json > validation/mwa/crossval_generic.json
-# and holding out a whole power (the model predicts a power it was not fitted at; 17 min):
-#   ioplan validate --cross-validate --cv-hold power --cv-start generic --max-evaluations 60 \
-#     --json > validation/mwa/crossval_power.json
-# and a whole duration (every power at a time it was not fitted at):
-#   ioplan validate --cross-validate --cv-hold duration --cv-start generic --spacing-mm 1 \
-#     --max-evaluations 60 --json > validation/mwa/crossval_duration.json
-# Add --workers N (a local Dask cluster) or --scheduler tcp://host:port to fit the folds at
-# once (session 52).
+# --scheduler tcp://host:port fits the folds on a running Dask cluster instead (session 52).
 # Published lung and kidney zones against the engine in blocks of those organs (issue 21;
 # uncalibrated for those organs; a few minutes at 2 mm).
 ioplan validate --organs --spacing-mm 2 --report validation/organs --overwrite --quiet

@@ -218,6 +218,38 @@ def test_calibrate_defaults_to_the_current_folder(tmp_path, capsys, monkeypatch)
     assert_one_line_error(code, err, "--overwrite")
 
 
+@pytest.mark.parametrize(("given", "expected"), [([], 3.8), (["--error-bound-mm", "0"], None),
+                                                (["--error-bound-mm", "2.5"], 2.5)])
+def test_calibrate_passes_the_soft_bound_to_the_fit(tmp_path, capsys, monkeypatch, given,
+                                                    expected):  # fmt: skip
+    """Default: the calibration's bound (DEFAULT_ERROR_BOUND_MM, 3.8 mm); 0 is none; the
+    recorded command says which, so that the record can be reproduced."""
+    import ioplan.validation
+    from ioplan.validation import DEFAULT_ERROR_BOUND_MM
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    class _Result:
+        values = {"efficiency": 0.5}
+        summary = {"mean_abs_error_mm": 1.0, "max_abs_error_mm": 2.0}
+        evaluations = 1
+
+        def record(self, command):
+            return {"efficiency": 0.5, "command": command}
+
+    def fit(*a, **k):
+        seen.append(k["error_bound_mm"])
+        return _Result()
+
+    monkeypatch.setattr(ioplan.validation, "calibrate_microwave", fit)
+    code, _, err = run_cli(capsys, "calibrate", "amica", "--quiet", *given)
+    assert code == 0, err
+    assert DEFAULT_ERROR_BOUND_MM == 3.8 and seen == [expected]
+    rec = tomllib.loads((tmp_path / "calibration-amica.toml").read_text())["amica"]
+    assert rec["command"].endswith(f"--error-bound-mm {0 if expected is None else expected:g}")
+
+
 def test_calibrate_never_writes_over_a_file_that_is_not_a_calibration(
     tmp_path, capsys, no_simulation
 ):

@@ -41,7 +41,8 @@ def test_the_fit_minimises_the_sum_of_errors_to_the_chosen_power(monkeypatch, no
     c = 2.0 ** (-1.0 / (norm - 1))
     expected_y = (5.0 + 8.0 * c) / (1.0 + c)
     res = _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
-                                         max_evaluations=300, error_norm=norm)  # fmt: skip
+                                         max_evaluations=300, error_norm=norm,
+                                         error_bound_mm=None)  # fmt: skip
     # 0.1 mm: the solver's finite-difference step (2 % of the log range) is coarse for a
     # degree-16 cost; from eight starts (0.3-0.95 efficiency, staged or not) it settled at
     # y = 6.395-6.462 mm against 6.465. The two optima are 0.47 mm apart, so a fit of the
@@ -61,8 +62,8 @@ def test_a_high_norm_fit_begins_with_least_squares_unless_told_not_to(monkeypatc
     _stub_engine(monkeypatch)
     lines: list[str] = []
     res = _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
-                                         max_evaluations=300, error_norm=16,
-                                         staged=staged, log=lines.append)  # fmt: skip
+                                         max_evaluations=300, error_norm=16, staged=staged,
+                                         error_bound_mm=None, log=lines.append)  # fmt: skip
     norms = [int(line.split("sum |e|^")[1].split(":")[0]) for line in lines]
     assert len(norms) == res.evaluations <= 300
     if staged:
@@ -88,6 +89,11 @@ def test_an_unknown_norm_is_refused():
         (["calibrate", "cryo-2.4mm", "--error-norm", "2"], "--error-norm is for microwave"),
         (["validate", "--cv-error-norm", "2"], "--cv-error-norm is not used without"),
         (["validate", "--cross-validate", "--cv-error-norm", "5"], "must be one of"),
+        (["calibrate", "amica", "--error-bound-mm", "-1"], "--error-bound-mm must be 0 (none)"),
+        (["calibrate", "amica", "--error-bound-mm", "nan"], "--error-bound-mm must be 0 (none)"),
+        (["calibrate", "cryo-2.4mm", "--error-bound-mm", "3"], "--error-bound-mm is for micro"),
+        (["validate", "--cv-error-bound-mm", "3"], "--cv-error-bound-mm is not used without"),
+        (["validate", "--cross-validate", "--cv-error-bound-mm", "-2"], "must be 0 (none)"),
     ],
 )
 def test_bad_norm_options_are_one_line(tmp_path, monkeypatch, capsys, args, message):
@@ -97,3 +103,44 @@ def test_bad_norm_options_are_one_line(tmp_path, monkeypatch, capsys, args, mess
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(("bound_mm", "expected_y"), [
+    # inside the bound the least-squares optimum (the mean, 6 mm; largest error 2 mm) stands,
+    # where the norm 16 would move to 6.465 mm
+    (3.0, 6.0),
+    # a bound of 1.5 mm binds on the 8 mm row: d/dy [2 (y - 5)^2 + (8 - y)^2
+    # + W^2 (8 - y - 1.5)^2] = 0 gives y = (36 + 13 W^2) / (6 + 2 W^2), 6.485 mm for W = 10
+    (1.5, (36.0 + 13.0 * _calibrate.BOUND_WEIGHT**2) / (6.0 + 2.0 * _calibrate.BOUND_WEIGHT**2)),
+])
+def test_a_soft_bound_moves_least_squares_only_as_far_as_the_rows_beyond_it(
+    monkeypatch, bound_mm, expected_y
+):
+    _stub_engine(monkeypatch)
+    lines: list[str] = []
+    res = _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
+                                         max_evaluations=300, error_norm=2,
+                                         error_bound_mm=bound_mm, log=lines.append)  # fmt: skip
+    # 0.1 mm: the solver's finite-difference step (2 % of the log range); the two expected
+    # values are 0.49 mm apart, so a fit that ignored the bound (or always applied it) fails
+    assert 10.0 * res.values["efficiency"] == pytest.approx(expected_y, abs=0.1)
+    assert res.record("x")["error_bound_mm"] == bound_mm
+    # staged like a norm other than 2: least squares first, then with the bound (whose
+    # evaluations are all cached where the least-squares optimum is inside it)
+    bounded = [f"+ bound {bound_mm:g} mm" in line for line in lines]
+    assert not bounded[0] and bounded == sorted(bounded)
+    assert any(bounded) == (bound_mm < 2.0)
+
+
+def test_a_bound_that_is_not_a_positive_number_is_refused():
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="error_bound_mm must be a positive number"):
+            _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
+                                           error_bound_mm=bad)  # fmt: skip
+
+
+def test_the_cost_is_the_norm_plus_the_weighted_excess():
+    """Independent recount: errors 1, -3, 5 mm, norm 2, bound 4: 1 + 9 + 25 + W^2 x 1^2."""
+    got = _calibrate.fit_cost([1.0, -3.0, 5.0], 2, 4.0)
+    assert got == pytest.approx(35.0 + _calibrate.BOUND_WEIGHT**2)
+    assert _calibrate.fit_cost([1.0, -3.0, 5.0], 4) == pytest.approx(1 + 81 + 625)

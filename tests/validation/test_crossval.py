@@ -412,10 +412,10 @@ def test_each_fold_is_fitted_with_the_chosen_norm_and_the_norm_is_in_its_key(tmp
     assert seen == [DEFAULT_ERROR_NORM] * 4 and doc["error_norm"] == DEFAULT_ERROR_NORM
     assert f"|error|^{DEFAULT_ERROR_NORM}" in doc["method"]
     doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
-                         error_norm=2)  # fmt: skip
-    assert seen[4:] == [2] * 4 and doc["reused_folds"] == 0  # another norm: refitted
+                         error_norm=16)  # fmt: skip
+    assert seen[4:] == [16] * 4 and doc["reused_folds"] == 0  # another norm: refitted
     doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
-                         error_norm=2)  # fmt: skip
+                         error_norm=16)  # fmt: skip
     assert len(seen) == 8 and doc["reused_folds"] == 4
     with pytest.raises(InputError, match="error_norm must be one of"):
         cross_validate(rows, fit=fit, predict=predict, error_norm=3)
@@ -443,5 +443,40 @@ def test_from_a_generic_start_a_high_norm_fit_begins_with_least_squares():
     assert calls == [(16, 60, False)] * 4 and "least squares first" not in doc["method"]
     calls.clear()
     cross_validate(rows, fit=fit, predict=predict, max_evaluations=60, start="generic",
-                   error_norm=2)  # fmt: skip
-    assert calls == [(2, 60, False)] * 4
+                   error_norm=2, error_bound_mm=None)  # fmt: skip
+    assert calls == [(2, 60, False)] * 4  # plain least squares: nothing to stage
+    calls.clear()
+    cross_validate(rows, fit=fit, predict=predict, max_evaluations=60, start="generic",
+                   error_norm=2, error_bound_mm=3.8)  # fmt: skip
+    assert calls == [(2, 60, True)] * 4  # a bound is staged like a high norm
+
+
+def test_each_fold_is_fitted_with_the_chosen_bound_and_the_bound_is_in_its_key(tmp_path):
+    """The folds get the calibration's soft bound unless told (None: none, and then the fit
+    is not given one at all, so a run without a bound keeps the keys of earlier runs); a
+    checkpoint made with another bound is not reused."""
+    from ioplan.validation import DEFAULT_ERROR_BOUND_MM
+
+    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    seen: list = []
+
+    def fit(app, train, **kw):
+        seen.append(kw.get("error_bound_mm", "absent"))
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0.1})
+
+    _, predict = _counting_stubs([])
+    ckpt = tmp_path / "folds.jsonl"
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert seen == [DEFAULT_ERROR_BOUND_MM] * 4 and doc["error_bound_mm"] == DEFAULT_ERROR_BOUND_MM
+    assert f"soft bound at {DEFAULT_ERROR_BOUND_MM:g} mm" in doc["method"]
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         error_bound_mm=None)  # fmt: skip
+    assert seen[4:] == ["absent"] * 4 and doc["reused_folds"] == 0
+    assert "error_bound_mm" not in doc and "soft bound" not in doc["method"]
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         error_bound_mm=3.0)  # fmt: skip
+    assert seen[8:] == [3.0] * 4 and doc["reused_folds"] == 0
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         error_bound_mm=3.0)  # fmt: skip
+    assert len(seen) == 12 and doc["reused_folds"] == 4

@@ -39,10 +39,15 @@ _ERROR_NORM = Annotated[
     typer.Option(
         help="What a microwave fit minimises: the sum of |error|^N over the rows' lengths, "
         "widths and half-weighted centre offsets, N one of 2 (least squares), 4, 8, 16; "
-        "default the calibration's own (ioplan.validation.DEFAULT_ERROR_NORM, 16: the "
-        "acceptance bounds the largest error).",
+        "default the calibration's own (ioplan.validation.DEFAULT_ERROR_NORM: 2).",
     ),
 ]
+_ERROR_BOUND_HELP = (
+    "a soft bound (mm) on the fit's largest error: each error's excess over it counts 100 "
+    "times an error's own square; 0 for none; default the calibration's own "
+    "(ioplan.validation.DEFAULT_ERROR_BOUND_MM: 3.8 mm, the acceptance bounds the largest "
+    "error at 4 mm)."
+)
 _INITIAL_TEMPERATURE = Annotated[
     float | None,
     typer.Option(help="Ex vivo start temperature of the block in degC, 0-45 (default: 20)."),
@@ -134,6 +139,10 @@ def validate(
             "|error|^N (N one of 2, 4, 8, 16); default the calibration's own.",
         ),
     ] = None,
+    cv_error_bound_mm: Annotated[
+        float | None,
+        typer.Option("--cv-error-bound-mm", help="With --cross-validate: " + _ERROR_BOUND_HELP),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -189,6 +198,7 @@ def validate(
                           "--cv-hold": cv_hold != "setting",
                           "--cv-fit-spacing-mm": cv_fit_spacing_mm != 1.0,
                           "--cv-error-norm": cv_error_norm is not None,
+                          "--cv-error-bound-mm": cv_error_bound_mm is not None,
                           "--checkpoint": checkpoint is not None,
                           "--workers": workers is not None,
                           "--scheduler": scheduler is not None})  # fmt: skip
@@ -222,7 +232,7 @@ def validate(
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                         cv_start, cv_hold, workers, scheduler, cv_fit_spacing_mm,
-                        checkpoint, cv_error_norm)  # fmt: skip
+                        checkpoint, cv_error_norm, cv_error_bound_mm)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -284,7 +294,7 @@ _MODE_OPTIONS = {
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
                          "--max-evaluations", "--cv-start", "--cv-hold", "--workers",
                          "--scheduler", "--cv-fit-spacing-mm", "--checkpoint",
-                         "--cv-error-norm"},
+                         "--cv-error-norm", "--cv-error-bound-mm"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -306,7 +316,8 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                     start="calibration", hold="setting", workers=None, scheduler=None,
-                    fit_spacing_mm=1.0, checkpoint=None, error_norm=None):  # fmt: skip
+                    fit_spacing_mm=1.0, checkpoint=None, error_norm=None,
+                    error_bound_mm=None):  # fmt: skip
     from contextlib import nullcontext
 
     from ioplan.batch import check_cluster_options, dask_client, run_tasks
@@ -324,6 +335,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
     scheduler = check_cluster_options(workers, scheduler)
     norm = _check_error_norm(error_norm)
+    bound = _check_error_bound(error_bound_mm, "--cv-error-bound-mm")
     if checkpoint is not None:
         from ioplan.validation import read_cv_checkpoint
 
@@ -348,6 +360,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
             checkpoint=checkpoint,
             initial_temperature_c=initial_temperature_c,
             error_norm=norm,
+            error_bound_mm=bound,
             start=start,
             hold=hold,
             progress=log,
@@ -442,6 +455,10 @@ def calibrate(
     ] = 60,
     initial_temperature_c: _INITIAL_TEMPERATURE = None,
     error_norm: _ERROR_NORM = None,
+    error_bound_mm: Annotated[
+        float | None, typer.Option("--error-bound-mm", help="What a microwave fit adds: "
+                                   + _ERROR_BOUND_HELP)
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -482,10 +499,13 @@ def calibrate(
             raise InputError("--table holds microwave zones; a cryoprobe is fitted to Littrup 2009")
         if error_norm is not None:
             raise InputError("--error-norm is for microwave fits; a cryoprobe fits one power")
+        if error_bound_mm is not None:
+            raise InputError("--error-bound-mm is for microwave fits; a cryoprobe fits one power")
         _calibrate_cryo(app_obj, target, spacing_mm, quiet)
         return
     fit_rows = read_zone_table(table) if table is not None else rows_from_chart(app_obj)
     norm = _check_error_norm(error_norm)
+    bound = _check_error_bound(error_bound_mm, "--error-bound-mm")
     result = calibrate_microwave(
         app_obj,
         fit_rows,
@@ -493,9 +513,11 @@ def calibrate(
         max_evaluations=max_evaluations,
         initial_temperature_c=initial_temperature_c,
         error_norm=norm,
+        error_bound_mm=bound,
         log=None if quiet else (lambda m: console.print(m, markup=False, highlight=False)),
     )
-    command = f"ioplan calibrate {device} --spacing-mm {spacing_mm:g} --error-norm {norm}"
+    command = (f"ioplan calibrate {device} --spacing-mm {spacing_mm:g} --error-norm {norm} "
+               f"--error-bound-mm {0 if bound is None else bound:g}")  # fmt: skip
     write_calibration(target, device, result.record(command))
     vals = ", ".join(f"{k} {v:.4g}" for k, v in result.values.items())
     console.print(
@@ -518,6 +540,17 @@ def _check_error_norm(error_norm: int | None) -> int:
         allowed = ", ".join(str(n) for n in ERROR_NORMS)
         raise InputError(f"--error-norm must be one of {allowed}, got {error_norm}")
     return error_norm
+
+
+def _check_error_bound(bound_mm: float | None, option: str) -> float | None:
+    """The fit's soft bound (mm): the given one (0: none), else the calibration's default."""
+    from ioplan.validation import DEFAULT_ERROR_BOUND_MM
+
+    if bound_mm is None:
+        return DEFAULT_ERROR_BOUND_MM
+    if not math.isfinite(bound_mm) or bound_mm < 0:
+        raise InputError(f"{option} must be 0 (none) or a positive number of mm, got {bound_mm:g}")
+    return None if bound_mm == 0 else float(bound_mm)
 
 
 def _print_where(target: Path, device: str) -> None:

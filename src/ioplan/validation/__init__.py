@@ -1,6 +1,7 @@
 """Validation against published data: zone tables, calibration of applicator models, organs."""
 
 from ioplan.validation._calibrate import (
+    DEFAULT_ERROR_BOUND_MM,
     DEFAULT_ERROR_NORM,
     ERROR_NORMS,
     MW_PARAMETERS,
@@ -51,6 +52,7 @@ __all__ = [
     "CHECKS",
     "CV_HOLDS",
     "CV_STARTS",
+    "DEFAULT_ERROR_BOUND_MM",
     "DEFAULT_ERROR_NORM",
     "ERROR_NORMS",
     "LITTRUP_DIAMETER_MM",

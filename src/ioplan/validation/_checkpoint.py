@@ -43,6 +43,9 @@ def fold_key(item: tuple, shared: dict[str, Any], start_values: dict[str, float]
             "initial_temperature_c": shared["initial_temperature_c"],
             "error_norm": int(shared.get("error_norm", 2)),
             "staged": bool(shared.get("staged", False)),
+            # only when set, so that the keys of runs without a bound stay as they were
+            **({} if shared.get("error_bound_mm") is None
+               else {"error_bound_mm": float(shared["error_bound_mm"])}),
             "held": [asdict(r) for r in held],
             "train": [asdict(r) for r in train],
         },

@@ -19,6 +19,7 @@ from typing import Any
 from ioplan.devices import Applicator, applicator
 from ioplan.errors import InputError
 from ioplan.validation._calibrate import (
+    DEFAULT_ERROR_BOUND_MM,
     DEFAULT_ERROR_NORM,
     ERROR_NORMS,
     MW_PARAMETERS,
@@ -110,6 +111,7 @@ def cross_validate(
     map_folds: Callable[..., list] | None = None,
     checkpoint: str | Path | None = None,
     error_norm: int = DEFAULT_ERROR_NORM,
+    error_bound_mm: float | None = DEFAULT_ERROR_BOUND_MM,
 ) -> dict[str, Any]:
     """Leave-one-setting-out cross-validation; the JSON document of the result.
 
@@ -154,6 +156,10 @@ def cross_validate(
         From a generic start a norm other than 2 is reached in two stages
         (``calibrate_microwave(staged=True)``: least squares with at most half of
         ``max_evaluations``, then the norm); from the calibration in one.
+    error_bound_mm : float, optional
+        A soft bound on each fold's largest training error (``calibrate_microwave``'s
+        ``error_bound_mm``; the calibration's by default, None for none); staged like a norm
+        other than 2.
 
     Returns
     -------
@@ -181,7 +187,9 @@ def cross_validate(
               "spacing_mm": spacing_mm, "max_evaluations": max_evaluations,
               "initial_temperature_c": initial_temperature_c,
               "error_norm": error_norm,
-              "staged": start == "generic" and error_norm != 2}  # fmt: skip
+              "staged": start == "generic" and (error_norm != 2 or error_bound_mm is not None)}
+    if error_bound_mm is not None:  # absent otherwise: earlier checkpoints' keys stay valid
+        shared["error_bound_mm"] = float(error_bound_mm)
     records: list[dict[str, Any]] = []
     todo: list[tuple[int, Any]] = []  # (index in records, fold to fit)
     for device, (power, duration), held, train in folds:
@@ -243,6 +251,7 @@ def cross_validate(
         f"leave-one-{hold}-out: {held_out}, the source "
         f"model fitted on the device's other rows ({fit_spacing_mm:g} mm, "
         f"{max_evaluations} evaluations minimising sum |error|^{error_norm}"
+        f"{'' if error_bound_mm is None else f' with a soft bound at {error_bound_mm:g} mm'}"
         f"{', least squares first' if shared['staged'] else ''}, from "
         f"{'the current calibration' if start == 'calibration' else 'a generic start'}), "
         "the held-out rows "
@@ -250,6 +259,8 @@ def cross_validate(
     )
     doc["start"] = start
     doc["error_norm"] = error_norm
+    if error_bound_mm is not None:
+        doc["error_bound_mm"] = float(error_bound_mm)
     doc["hold"] = hold
     doc["folds"] = records
     doc["skipped"] = sum(1 for r in records if "skipped" in r)
@@ -265,6 +276,8 @@ def run_fold(shared: dict[str, Any], item: tuple) -> tuple[dict[str, Any], list]
     it.
     """
     device, app, held, train = item
+    extra = {} if shared.get("error_bound_mm") is None else {
+        "error_bound_mm": shared["error_bound_mm"]}
     result = shared["fit"](
         app,
         train,
@@ -275,6 +288,7 @@ def run_fold(shared: dict[str, Any], item: tuple) -> tuple[dict[str, Any], list]
         # from the calibration the start is already a fit of this norm: no least-squares
         # stage (calibrate_microwave's ``staged``); from a generic start it is needed
         staged=bool(shared.get("staged", False)),
+        **extra,
     )
     fitted = replace(app, **dict(result.values))
     preds = shared["predict"](
