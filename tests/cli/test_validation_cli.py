@@ -231,9 +231,10 @@ def test_calibrate_passes_the_soft_bound_to_the_fit(tmp_path, capsys, monkeypatc
     seen = []
 
     class _Result:
-        values = {"efficiency": 0.5}
-        summary = {"mean_abs_error_mm": 1.0, "max_abs_error_mm": 2.0}
-        evaluations = 1
+        def __init__(self):
+            self.values = {"efficiency": 0.5}
+            self.summary = {"mean_abs_error_mm": 1.0, "max_abs_error_mm": 2.0}
+            self.evaluations = 1
 
         def record(self, command):
             return {"efficiency": 0.5, "command": command}

@@ -125,11 +125,8 @@ def test_a_soft_bound_moves_least_squares_only_as_far_as_the_rows_beyond_it(
     # values are 0.49 mm apart, so a fit that ignored the bound (or always applied it) fails
     assert 10.0 * res.values["efficiency"] == pytest.approx(expected_y, abs=0.1)
     assert res.record("x")["error_bound_mm"] == bound_mm
-    # staged like a norm other than 2: least squares first, then with the bound (whose
-    # evaluations are all cached where the least-squares optimum is inside it)
-    bounded = [f"+ bound {bound_mm:g} mm" in line for line in lines]
-    assert not bounded[0] and bounded == sorted(bounded)
-    assert any(bounded) == (bound_mm < 2.0)
+    # not staged: every evaluation is of least squares with the bound
+    assert lines and all(f"sum |e|^2 + bound {bound_mm:g} mm" in line for line in lines)
 
 
 def test_a_bound_that_is_not_a_positive_number_is_refused():
@@ -144,3 +141,15 @@ def test_the_cost_is_the_norm_plus_the_weighted_excess():
     got = _calibrate.fit_cost([1.0, -3.0, 5.0], 2, 4.0)
     assert got == pytest.approx(35.0 + _calibrate.BOUND_WEIGHT**2)
     assert _calibrate.fit_cost([1.0, -3.0, 5.0], 4) == pytest.approx(1 + 81 + 625)
+
+
+def test_with_a_high_norm_the_bound_joins_the_norms_stage(monkeypatch):
+    """Staged: the least-squares stage has no bound, the norm's stage has it."""
+    _stub_engine(monkeypatch)
+    lines: list[str] = []
+    _calibrate.calibrate_microwave(applicator("amica"), _rows([5.0, 5.0, 8.0]),
+                                   max_evaluations=300, error_norm=16, error_bound_mm=1.5,
+                                   log=lines.append)  # fmt: skip
+    stages = ["sum |e|^16 + bound 1.5 mm" in line for line in lines]
+    assert not stages[0] and any(stages) and stages == sorted(stages)
+    assert all("+ bound" not in line for line, st in zip(lines, stages, strict=True) if not st)

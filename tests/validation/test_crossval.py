@@ -448,7 +448,7 @@ def test_from_a_generic_start_a_high_norm_fit_begins_with_least_squares():
     calls.clear()
     cross_validate(rows, fit=fit, predict=predict, max_evaluations=60, start="generic",
                    error_norm=2, error_bound_mm=3.8)  # fmt: skip
-    assert calls == [(2, 60, True)] * 4  # a bound is staged like a high norm
+    assert calls == [(2, 60, False)] * 4  # least squares with a bound: not staged either
 
 
 def test_each_fold_is_fitted_with_the_chosen_bound_and_the_bound_is_in_its_key(tmp_path):

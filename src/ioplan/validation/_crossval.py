@@ -158,8 +158,7 @@ def cross_validate(
         ``max_evaluations``, then the norm); from the calibration in one.
     error_bound_mm : float, optional
         A soft bound on each fold's largest training error (``calibrate_microwave``'s
-        ``error_bound_mm``; the calibration's by default, None for none); staged like a norm
-        other than 2.
+        ``error_bound_mm``; the calibration's by default, None for none).
 
     Returns
     -------
@@ -187,7 +186,7 @@ def cross_validate(
               "spacing_mm": spacing_mm, "max_evaluations": max_evaluations,
               "initial_temperature_c": initial_temperature_c,
               "error_norm": error_norm,
-              "staged": start == "generic" and (error_norm != 2 or error_bound_mm is not None)}
+              "staged": start == "generic" and error_norm != 2}  # fmt: skip
     if error_bound_mm is not None:  # absent otherwise: earlier checkpoints' keys stay valid
         shared["error_bound_mm"] = float(error_bound_mm)
     records: list[dict[str, Any]] = []
