@@ -48,7 +48,11 @@ def demo_plan():
     from ioplan.planning import demo_case
 
     case, info = demo_case(spacing_mm=DEMO_SPACING_MM)
-    return case, info, plan_ablation(case, PlanConfig(modality="mwa", spacing_mm=DEMO_SPACING_MM))
+    # the time budget is wall-clock: under the suite's parallel load it stopped the search
+    # after its first verification (session 57's fits: 98.9 % of the margin, then 99.0 %
+    # in round 2 on the idle machine), so the test gives the search the rounds it needs
+    config = PlanConfig(modality="mwa", spacing_mm=DEMO_SPACING_MM, time_budget_s=600.0)
+    return case, info, plan_ablation(case, config)
 
 
 def test_demo_mw_plan_covers_tumour_and_margin_without_harm(demo_plan):
