@@ -187,6 +187,18 @@ def test_a_check_named_twice_runs_once(capsys, monkeypatch):
 
 
 # -- calibrate ------------------------------------------------------------------------
+class _FakeCalibration:
+    """What ``calibrate_microwave`` returns, for tests of the command around it."""
+
+    def __init__(self):
+        self.values = {"efficiency": 0.5}
+        self.summary = {"mean_abs_error_mm": 1.0, "max_abs_error_mm": 2.0}
+        self.evaluations = 1
+
+    def record(self, command):
+        return {"efficiency": 0.5, "command": command}
+
+
 def test_calibrate_defaults_to_the_current_folder(tmp_path, capsys, monkeypatch):
     """Defect: without --output, calibrate wrote into the installed package. Now the record
     goes to ./calibration-DEVICE.toml and the package's file is untouched."""
@@ -194,18 +206,10 @@ def test_calibrate_defaults_to_the_current_folder(tmp_path, capsys, monkeypatch)
     package_file = _package_calibration()
     before = package_file.read_bytes()
 
-    class _Result:
-        def __init__(self):
-            self.values = {"efficiency": 0.5}
-            self.summary = {"mean_abs_error_mm": 1.0, "max_abs_error_mm": 2.0}
-            self.evaluations = 1
-
-        def record(self, command):
-            return {"efficiency": 0.5, "command": command}
-
     import ioplan.validation
 
-    monkeypatch.setattr(ioplan.validation, "calibrate_microwave", lambda *a, **k: _Result())
+    monkeypatch.setattr(ioplan.validation, "calibrate_microwave",
+                        lambda *a, **k: _FakeCalibration())  # fmt: skip
     code, out, err = run_cli(capsys, "calibrate", "covidien-emprint", "--quiet")
     assert code == 0, err
     written = tmp_path / "calibration-covidien-emprint.toml"
@@ -230,18 +234,9 @@ def test_calibrate_passes_the_soft_bound_to_the_fit(tmp_path, capsys, monkeypatc
     monkeypatch.chdir(tmp_path)
     seen = []
 
-    class _Result:
-        def __init__(self):
-            self.values = {"efficiency": 0.5}
-            self.summary = {"mean_abs_error_mm": 1.0, "max_abs_error_mm": 2.0}
-            self.evaluations = 1
-
-        def record(self, command):
-            return {"efficiency": 0.5, "command": command}
-
     def fit(*a, **k):
         seen.append(k["error_bound_mm"])
-        return _Result()
+        return _FakeCalibration()
 
     monkeypatch.setattr(ioplan.validation, "calibrate_microwave", fit)
     code, _, err = run_cli(capsys, "calibrate", "amica", "--quiet", *given)
