@@ -138,8 +138,7 @@ def test_field_model_folds_refit_its_own_parameters():
 
     app = replace(applicator("amica"), mw_model="field")
     assert fitted_parameters(app) is MW_FIELD_PARAMETERS
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     used = []
 
     def fit(app, train, **kw):
@@ -304,8 +303,7 @@ def test_the_folds_are_fitted_at_the_voxel_the_calibration_was_made_at():
 
     cal = tomllib.loads(resources.files("ioplan.devices").joinpath("data/calibration.toml")
                         .read_text())  # fmt: skip
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     seen = []
 
     def fit(app, train, **kw):
@@ -318,6 +316,22 @@ def test_the_folds_are_fitted_at_the_voxel_the_calibration_was_made_at():
 
     cross_validate(rows, fit=fit, predict=predict, max_evaluations=1)
     assert seen == [cal["amica"]["spacing_mm"]] * 4
+
+
+def _four_amica_rows():
+    """Two powers by two durations of one antenna: four folds of three training rows."""
+    return [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
+        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+
+
+def _recording_fit(seen, what):
+    """A fit stub that records ``what(kwargs)`` of each call."""
+
+    def fit(app, train, **kw):
+        seen.append(what(kw))
+        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0.1})
+
+    return fit
 
 
 def _counting_stubs(calls):
@@ -336,8 +350,7 @@ def test_a_checkpoint_reuses_finished_folds_and_refits_when_the_start_changes(tm
     """An interrupted run continues: the second run with the same file fits nothing and gives
     the same document; a new calibration (another start value) refits every fold; a line cut
     short by a kill is refitted, not trusted."""
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     ckpt = tmp_path / "folds.jsonl"
     calls: list[int] = []
     fit, predict = _counting_stubs(calls)
@@ -371,8 +384,7 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_and_left_alone(tmp_path, cap
     notes.write_text("my notes\nline two\n")
     calls: list[int] = []
     fit, predict = _counting_stubs(calls)
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     with pytest.raises(InputError, match="line 1 is not a cross-validation fold record"):
         cross_validate(rows, fit=fit, predict=predict, checkpoint=notes)
     assert calls == [] and notes.read_text() == "my notes\nline two\n"
@@ -398,13 +410,9 @@ def test_each_fold_is_fitted_with_the_chosen_norm_and_the_norm_is_in_its_key(tmp
     document says which, and a checkpoint made with another norm is not reused."""
     from ioplan.validation import DEFAULT_ERROR_NORM
 
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     seen: list[int] = []
-
-    def fit(app, train, **kw):
-        seen.append(kw["error_norm"])
-        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0.1})
+    fit = _recording_fit(seen, lambda kw: kw["error_norm"])
 
     _, predict = _counting_stubs([])
     ckpt = tmp_path / "folds.jsonl"
@@ -425,8 +433,7 @@ def test_from_a_generic_start_a_high_norm_fit_begins_with_least_squares():
     """A generic start is far from any fit, where sum |e|^16 barely moves: its folds ask the
     fit for a least-squares stage first (calibrate_microwave's ``staged``); from the
     calibration, already a fit of the norm, they do not. The whole budget goes to the fit."""
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     calls: list[tuple[int, int, bool]] = []
 
     def fit(app, train, **kw):
@@ -457,13 +464,9 @@ def test_each_fold_is_fitted_with_the_chosen_bound_and_the_bound_is_in_its_key(t
     checkpoint made with another bound is not reused."""
     from ioplan.validation import DEFAULT_ERROR_BOUND_MM
 
-    rows = [_row("amica", p, t, line=i) for i, (p, t) in enumerate(
-        [(20, 180), (20, 300), (40, 180), (40, 300)])]  # fmt: skip
+    rows = _four_amica_rows()
     seen: list = []
-
-    def fit(app, train, **kw):
-        seen.append(kw.get("error_bound_mm", "absent"))
-        return _Fit({"efficiency": 0.5}, {"mean_abs_error_mm": 0.1})
+    fit = _recording_fit(seen, lambda kw: kw.get("error_bound_mm", "absent"))
 
     _, predict = _counting_stubs([])
     ckpt = tmp_path / "folds.jsonl"
