@@ -272,6 +272,56 @@ def test_calibrate_unwritable_output_before_fitting(tmp_path, capsys, no_simulat
     assert_one_line_error(code, err, "cannot write")
 
 
+def test_identifiability_fits_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    """A stub engine whose zone length follows the efficiency only (10 mm per e-fold) and
+    whose widths are 1 mm off: the efficiency is determined, the five others move nothing
+    (unbounded intervals), nothing is written, and the JSON names every parameter."""
+    from ioplan.devices import applicator
+    from ioplan.validation import MW_PARAMETERS, ZonePrediction
+
+    eff0 = applicator("amica").efficiency
+
+    def predict(rows, *, spacing_mm, applicators, initial_temperature_c=None):
+        app = applicators["amica"]
+        return [ZonePrediction(r, r.length_mm + 10.0 * math.log(app.efficiency / eff0) + 0.5,
+                               r.width_mm + 1.0, 0.0, r.length_mm, r.width_mm, spacing_mm)
+                for r in rows]  # fmt: skip
+
+    monkeypatch.setattr(_calibrate, "predict_zones", predict)
+    monkeypatch.chdir(tmp_path)
+    before = _package_calibration().read_bytes()
+    code, out, err = run_cli(capsys, "calibrate", "amica", "--identifiability", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert set(doc["parameters"]) == set(MW_PARAMETERS)
+    eff = doc["parameters"]["efficiency"]
+    # sensitivity: 10 mm per e-fold on the lengths (half the errors), none on the widths and
+    # offsets: rms over the errors = ln(1.1) x 10 x sqrt(lengths / errors)
+    n_len = doc["rows"]
+    assert eff["sensitivity_mm_per_10_percent"] == pytest.approx(
+        math.log(1.1) * 10.0 * math.sqrt(n_len / doc["errors_weighed"]), rel=1e-3)
+    assert eff["identified"] is True
+    others = [v for k, v in doc["parameters"].items() if k != "efficiency"]
+    assert all(v["identified"] is False and v["interval_95"][1] is None for v in others)
+    assert list(tmp_path.iterdir()) == [] and _package_calibration().read_bytes() == before
+    code, out, err = run_cli(capsys, "calibrate", "amica", "--identifiability", "-q")
+    assert code == 0, err
+    assert "efficiency" in out and "unbounded" in out
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["amica", "--identifiability", "--output", "x.toml"], "drop --output"),
+    (["amica", "--identifiability", "--error-norm", "2"], "drop --error-norm"),
+    (["cryo-2.4mm", "--identifiability"], "microwave"),
+    (["amica", "--json"], "--json is for --identifiability"),
+])  # fmt: skip
+def test_identifiability_refusals(tmp_path, capsys, monkeypatch, no_simulation, args, fragment):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "calibrate", *args)
+    assert_one_line_error(code, err, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=_FIXTURES)
 @given(
     spacing=st.floats(allow_nan=True, allow_infinity=True),

@@ -469,6 +469,18 @@ def calibrate(
         ),
     ] = None,
     overwrite: _OVERWRITE = False,
+    identifiability: Annotated[
+        bool,
+        typer.Option(
+            "--identifiability",
+            help="Fit nothing, write nothing: how well the rows determine each parameter of "
+            "the antenna's current calibration (sensitivity, approximate 95 % intervals, "
+            "correlations; 2 x parameters + 1 model runs).",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --identifiability: print JSON.")
+    ] = False,
     quiet: _QUIET = False,
 ) -> None:
     """Fit an antenna to its published zones, a cryoprobe to Littrup 2009 (run once, stored).
@@ -488,7 +500,21 @@ def calibrate(
     _check_block_options(spacing_mm, initial_temperature_c)
     if not 1 <= max_evaluations <= _MAX_EVALUATIONS:
         raise InputError(f"--max-evaluations must be 1-{_MAX_EVALUATIONS}, got {max_evaluations}")
+    if as_json and not identifiability:
+        raise InputError("--json is for --identifiability; a fit prints its result and writes "
+                         "the calibration file")  # fmt: skip
     app_obj = get_applicator(device)
+    if identifiability:
+        for given, name in ((output, "--output"), (error_norm, "--error-norm"),
+                            (error_bound_mm, "--error-bound-mm")):  # fmt: skip
+            if given is not None:
+                raise InputError(f"--identifiability fits nothing and writes nothing; drop {name}")
+        if app_obj.modality != "mw":
+            raise InputError(f"--identifiability is for microwave antennas; {device} is "
+                             f"{app_obj.modality}")  # fmt: skip
+        rows = read_zone_table(table) if table is not None else rows_from_chart(app_obj)
+        _identifiability(app_obj, rows, spacing_mm, initial_temperature_c, as_json, quiet)
+        return
     target = check_calibration_output(
         output if output is not None else default_calibration_path(device),
         device,
@@ -528,6 +554,41 @@ def calibrate(
         highlight=False,
     )
     _print_where(target, device)
+
+
+def _identifiability(app_obj, rows, spacing_mm, initial_temperature_c, as_json, quiet) -> None:
+    """Print how well ``rows`` determine the antenna's calibrated parameters."""
+    from ioplan.validation import IDENTIFIED_FACTOR, parameter_identifiability
+
+    res = parameter_identifiability(
+        app_obj, rows, spacing_mm=spacing_mm, initial_temperature_c=initial_temperature_c,
+        log=None if quiet or as_json else (
+            lambda m: console.print(m, markup=False, highlight=False)),
+    )  # fmt: skip
+    doc = res.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    t = Table("parameter", "value", "95 % interval", "identified", "mm per +10 %",
+              title=f"{app_obj.id}: identifiability at {spacing_mm:g} mm ({res.rows} rows)")
+    for name, p in doc["parameters"].items():
+        lo, hi = p["interval_95"]
+        span = "unbounded" if hi is None else f"{lo:.4g} - {hi:.4g}"
+        t.add_row(name, f"{p['value']:.4g}", span, "yes" if p["identified"] else "NO",
+                  f"{p['sensitivity_mm_per_10_percent']:.2f}")  # fmt: skip
+    console.print(t)
+    names = list(doc["parameters"])
+    strong = [
+        f"{a} / {b} {doc['correlation'][a][b]:+.2f}"
+        for i, a in enumerate(names) for b in names[i + 1:]
+        if doc["correlation"][a][b] is not None and abs(doc["correlation"][a][b]) >= 0.9
+    ]
+    console.print(
+        f"residual SD {doc['residual_sd_mm']} mm; condition number {doc['condition_number']}; "
+        f"identified: 95 % interval within a factor {IDENTIFIED_FACTOR:g} of the value; "
+        f"correlations of 0.9 or more: {', '.join(strong) if strong else 'none'}",
+        markup=False, highlight=False,
+    )  # fmt: skip
 
 
 def _check_error_norm(error_norm: int | None) -> int:

@@ -28,6 +28,11 @@ from ioplan.validation._crossval import (
     generic_start,
     settings_folds,
 )
+from ioplan.validation._identify import (
+    IDENTIFIED_FACTOR,
+    Identifiability,
+    parameter_identifiability,
+)
 from ioplan.validation._organs import (
     ORGAN_ZONE_SCHEMA_VERSION,
     OrganZoneSetup,
@@ -55,6 +60,7 @@ __all__ = [
     "DEFAULT_ERROR_BOUND_MM",
     "DEFAULT_ERROR_NORM",
     "ERROR_NORMS",
+    "IDENTIFIED_FACTOR",
     "LITTRUP_DIAMETER_MM",
     "LITTRUP_SMALL_PROBE_RATIO",
     "MW_PARAMETERS",
@@ -62,6 +68,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "CalibrationResult",
     "CheckResult",
+    "Identifiability",
     "OrganZoneSetup",
     "ZonePrediction",
     "ZoneRow",
@@ -74,6 +81,7 @@ __all__ = [
     "generic_start",
     "organ_zone_lines",
     "organ_zone_setups",
+    "parameter_identifiability",
     "predict_organ_zones",
     "predict_zones",
     "read_cv_checkpoint",

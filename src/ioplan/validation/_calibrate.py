@@ -145,6 +145,30 @@ def fit_cost(errors: np.ndarray, norm: int, bound_mm: float | None = None) -> fl
     return float(np.sum(r * r))
 
 
+def fit_errors(
+    app: Applicator,
+    rows: Sequence[ZoneRow],
+    spacing_mm: float,
+    initial_temperature_c: float | None = None,
+) -> np.ndarray:
+    """The errors (mm) a fit weighs, predicted minus published, row by row.
+
+    Length, width and, where the row has one, :data:`OFFSET_WEIGHT` x the centre offset's.
+    """
+    preds = predict_zones(
+        rows,
+        spacing_mm=spacing_mm,
+        applicators={app.id: app},
+        initial_temperature_c=initial_temperature_c,
+    )
+    res = []
+    for p in preds:
+        res += [p.predicted_length_mm - p.row.length_mm, p.predicted_width_mm - p.row.width_mm]
+        if p.row.centre_offset_mm is not None:
+            res.append(OFFSET_WEIGHT * (p.predicted_centre_offset_mm - p.row.centre_offset_mm))
+    return np.array(res, float)
+
+
 def fitted_parameters(app: Applicator) -> dict[str, tuple[float, float]]:
     """The parameters a calibration of ``app`` fits, with bounds (by its ``mw_model``)."""
     return MW_FIELD_PARAMETERS if app.mw_model == "field" else MW_PARAMETERS
@@ -224,18 +248,7 @@ def calibrate_microwave(
         if count["n"] >= count["limit"]:
             raise _BudgetSpent
         count["n"] += 1
-        preds = predict_zones(
-            rows,
-            spacing_mm=spacing_mm,
-            applicators={app.id: _with(app, x)},
-            initial_temperature_c=initial_temperature_c,
-        )
-        res = []
-        for p in preds:
-            res += [p.predicted_length_mm - p.row.length_mm, p.predicted_width_mm - p.row.width_mm]
-            if p.row.centre_offset_mm is not None:
-                res.append(OFFSET_WEIGHT * (p.predicted_centre_offset_mm - p.row.centre_offset_mm))
-        errors = np.array(res)
+        errors = fit_errors(_with(app, x), rows, spacing_mm, initial_temperature_c)
         cost = fit_cost(errors, error_norm, error_bound_mm)
         if cost < best["cost"]:
             best.update(cost=cost, u=np.array(u, float))
