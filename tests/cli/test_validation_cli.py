@@ -246,6 +246,34 @@ def test_calibrate_passes_the_soft_bound_to_the_fit(tmp_path, capsys, monkeypatc
     assert rec["command"].endswith(f"--error-bound-mm {0 if expected is None else expected:g}")
 
 
+def test_calibrate_passes_fixed_parameters_to_the_fit_and_records_them(tmp_path, capsys,
+                                                                        monkeypatch):
+    """--fix (repeatable, a name given twice counts once) reaches the fit, and the recorded
+    command names it so that the record can be reproduced; --cv-fix reaches the folds."""
+    import ioplan.validation
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+
+    def fit(*a, **k):
+        seen.append(k["fixed"])
+        return _FakeCalibration()
+
+    monkeypatch.setattr(ioplan.validation, "calibrate_microwave", fit)
+    code, _, err = run_cli(capsys, "calibrate", "amica", "-q", "--fix", "feed_offset_mm",
+                           "--fix", "detuning_exponent", "--fix", "feed_offset_mm")  # fmt: skip
+    assert code == 0, err
+    assert seen == [("feed_offset_mm", "detuning_exponent")]
+    rec = tomllib.loads((tmp_path / "calibration-amica.toml").read_text())["amica"]
+    assert rec["command"].endswith("--fix feed_offset_mm --fix detuning_exponent")
+    cv = []
+    monkeypatch.setattr(ioplan.validation, "cross_validate",
+                        lambda rows, **k: cv.append(k["fixed"]) or {"folds": []})  # fmt: skip
+    run_cli(capsys, "validate", "--cross-validate", "--device", "amica", "--json",
+            "--cv-fix", "feed_offset_mm")  # fmt: skip
+    assert cv == [("feed_offset_mm",)]
+
+
 def test_calibrate_never_writes_over_a_file_that_is_not_a_calibration(
     tmp_path, capsys, no_simulation
 ):

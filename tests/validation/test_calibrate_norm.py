@@ -153,3 +153,40 @@ def test_with_a_high_norm_the_bound_joins_the_norms_stage(monkeypatch):
     stages = ["sum |e|^16 + bound 1.5 mm" in line for line in lines]
     assert not stages[0] and any(stages) and stages == sorted(stages)
     assert all("+ bound" not in line for line, st in zip(lines, stages, strict=True) if not st)
+
+
+def test_a_fixed_parameter_keeps_its_value_and_the_others_are_fitted(monkeypatch):
+    """Fixing the detuning exponent leaves it where it was in every evaluation while the
+    efficiency still reaches the least-squares optimum (y = 6 mm, as above); fixing the
+    efficiency, the only parameter the stub's zones follow, leaves the zones where they were.
+    The record names what was fixed."""
+    seen: list = []
+
+    def predict(rows, *, spacing_mm, applicators, initial_temperature_c=None):
+        app = applicators["amica"]
+        seen.append((app.efficiency, app.detuning_exponent))
+        return [ZonePrediction(r, 10.0 * app.efficiency, r.width_mm, 0.0, r.length_mm,
+                               r.width_mm, spacing_mm) for r in rows]  # fmt: skip
+
+    monkeypatch.setattr(_calibrate, "predict_zones", predict)
+    app = applicator("amica")
+    res = _calibrate.calibrate_microwave(app, _rows([5.0, 5.0, 8.0]), max_evaluations=100,
+                                         error_bound_mm=None,
+                                         fixed=("detuning_exponent",))  # fmt: skip
+    assert {d for _, d in seen} == {app.detuning_exponent}
+    # 0.05 mm: the solver's finite-difference step on a linear cost
+    assert 10.0 * res.values["efficiency"] == pytest.approx(6.0, abs=0.05)
+    assert res.values["detuning_exponent"] == app.detuning_exponent
+    assert res.fixed == ("detuning_exponent",)
+    assert res.record("x")["fixed_parameters"] == ["detuning_exponent"]
+    seen.clear()
+    res = _calibrate.calibrate_microwave(app, _rows([5.0, 5.0, 8.0]), max_evaluations=30,
+                                         error_bound_mm=None, fixed=("efficiency",))  # fmt: skip
+    assert {e for e, _ in seen} == {app.efficiency} and res.values["efficiency"] == app.efficiency
+    assert "fixed_parameters" not in _calibrate.calibrate_microwave(
+        app, _rows([5.0, 5.0, 8.0]), max_evaluations=3, error_bound_mm=None).record("x")
+    with pytest.raises(InputError, match="cannot fix"):
+        _calibrate.calibrate_microwave(app, _rows([5.0, 5.0, 8.0]), fixed=("bogus",))
+    with pytest.raises(InputError, match="every parameter is fixed"):
+        _calibrate.calibrate_microwave(app, _rows([5.0, 5.0, 8.0]),
+                                       fixed=tuple(_calibrate.MW_PARAMETERS))  # fmt: skip

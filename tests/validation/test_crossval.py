@@ -483,3 +483,26 @@ def test_each_fold_is_fitted_with_the_chosen_bound_and_the_bound_is_in_its_key(t
     doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
                          error_bound_mm=3.0)  # fmt: skip
     assert len(seen) == 12 and doc["reused_folds"] == 4
+
+
+def test_fixed_parameters_reach_each_fold_and_its_key(tmp_path):
+    """Parameters held fixed are passed to every fold's fit and named in the document;
+    without any the fit is not given the argument (earlier checkpoints keep their keys);
+    a checkpoint made with other fixed parameters is not reused."""
+    rows = _four_amica_rows()
+    seen: list = []
+    fit = _recording_fit(seen, lambda kw: kw.get("fixed", "absent"))
+    _, predict = _counting_stubs([])
+    ckpt = tmp_path / "folds.jsonl"
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt)
+    assert seen == ["absent"] * 4 and "fixed_parameters" not in doc
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         fixed=("feed_offset_mm",))  # fmt: skip
+    assert seen[4:] == [("feed_offset_mm",)] * 4 and doc["reused_folds"] == 0
+    assert doc["fixed_parameters"] == ["feed_offset_mm"] and "holding feed_offset_mm" in doc[
+        "method"]
+    doc = cross_validate(rows, fit=fit, predict=predict, max_evaluations=1, checkpoint=ckpt,
+                         fixed=("feed_offset_mm",))  # fmt: skip
+    assert len(seen) == 8 and doc["reused_folds"] == 4
+    with pytest.raises(InputError, match="cannot fix"):
+        cross_validate(rows, fit=fit, predict=predict, fixed=("bogus",))

@@ -48,6 +48,11 @@ _ERROR_BOUND_HELP = (
     "(ioplan.validation.DEFAULT_ERROR_BOUND_MM: 3.8 mm, the acceptance bounds the largest "
     "error at 4 mm)."
 )
+_FIX_HELP = (
+    "hold this parameter of the lumped model at its start value instead of fitting it "
+    "(repeat for several; e.g. feed_offset_mm, which the rows do not separate from "
+    "axial_sigma_forward_mm: --identifiability)."
+)
 _INITIAL_TEMPERATURE = Annotated[
     float | None,
     typer.Option(help="Ex vivo start temperature of the block in degC, 0-45 (default: 20)."),
@@ -143,6 +148,10 @@ def validate(
         float | None,
         typer.Option("--cv-error-bound-mm", help="With --cross-validate: " + _ERROR_BOUND_HELP),
     ] = None,
+    cv_fix: Annotated[
+        list[str] | None,
+        typer.Option("--cv-fix", help="With --cross-validate: " + _FIX_HELP),
+    ] = None,
     checkpoint: Annotated[
         Path | None,
         typer.Option(
@@ -199,6 +208,7 @@ def validate(
                           "--cv-fit-spacing-mm": cv_fit_spacing_mm != 1.0,
                           "--cv-error-norm": cv_error_norm is not None,
                           "--cv-error-bound-mm": cv_error_bound_mm is not None,
+                          "--cv-fix": bool(cv_fix),
                           "--checkpoint": checkpoint is not None,
                           "--workers": workers is not None,
                           "--scheduler": scheduler is not None})  # fmt: skip
@@ -232,7 +242,7 @@ def validate(
     if cross_validate:
         _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                         cv_start, cv_hold, workers, scheduler, cv_fit_spacing_mm,
-                        checkpoint, cv_error_norm, cv_error_bound_mm)  # fmt: skip
+                        checkpoint, cv_error_norm, cv_error_bound_mm, cv_fix)  # fmt: skip
         return
     groups = len({(r.device, r.power_w) for r in todo})
     with _progress(groups, enabled=not quiet and not as_json) as advance:
@@ -294,7 +304,7 @@ _MODE_OPTIONS = {
     "--cross-validate": {"--table", "--device", "--rows", "--initial-temperature-c",
                          "--max-evaluations", "--cv-start", "--cv-hold", "--workers",
                          "--scheduler", "--cv-fit-spacing-mm", "--checkpoint",
-                         "--cv-error-norm", "--cv-error-bound-mm"},
+                         "--cv-error-norm", "--cv-error-bound-mm", "--cv-fix"},
     "": {"--table", "--device", "--rows", "--initial-temperature-c", "--report"},
 }
 
@@ -317,7 +327,7 @@ def _refuse_unused(*, checks: bool, organs: bool, cross_validate: bool,
 def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as_json, quiet,
                     start="calibration", hold="setting", workers=None, scheduler=None,
                     fit_spacing_mm=1.0, checkpoint=None, error_norm=None,
-                    error_bound_mm=None):  # fmt: skip
+                    error_bound_mm=None, fix=None):  # fmt: skip
     from contextlib import nullcontext
 
     from ioplan.batch import check_cluster_options, dask_client, run_tasks
@@ -336,6 +346,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
     scheduler = check_cluster_options(workers, scheduler)
     norm = _check_error_norm(error_norm)
     bound = _check_error_bound(error_bound_mm, "--cv-error-bound-mm")
+    fixed = _check_fix(fix, "--cv-fix")
     if checkpoint is not None:
         from ioplan.validation import read_cv_checkpoint
 
@@ -361,6 +372,7 @@ def _cross_validate(todo, spacing_mm, initial_temperature_c, max_evaluations, as
             initial_temperature_c=initial_temperature_c,
             error_norm=norm,
             error_bound_mm=bound,
+            fixed=fixed,
             start=start,
             hold=hold,
             progress=log,
@@ -481,6 +493,9 @@ def calibrate(
     as_json: Annotated[
         bool, typer.Option("--json", help="With --identifiability: print JSON.")
     ] = False,
+    fix: Annotated[
+        list[str] | None, typer.Option("--fix", help="What a microwave fit adds: " + _FIX_HELP)
+    ] = None,
     quiet: _QUIET = False,
 ) -> None:
     """Fit an antenna to its published zones, a cryoprobe to Littrup 2009 (run once, stored).
@@ -506,7 +521,8 @@ def calibrate(
     app_obj = get_applicator(device)
     if identifiability:
         for given, name in ((output, "--output"), (error_norm, "--error-norm"),
-                            (error_bound_mm, "--error-bound-mm")):  # fmt: skip
+                            (error_bound_mm, "--error-bound-mm"),
+                            (fix or None, "--fix")):  # fmt: skip
             if given is not None:
                 raise InputError(f"--identifiability fits nothing and writes nothing; drop {name}")
         if app_obj.modality != "mw":
@@ -527,11 +543,14 @@ def calibrate(
             raise InputError("--error-norm is for microwave fits; a cryoprobe fits one power")
         if error_bound_mm is not None:
             raise InputError("--error-bound-mm is for microwave fits; a cryoprobe fits one power")
+        if fix:
+            raise InputError("--fix is for microwave fits; a cryoprobe fits one power")
         _calibrate_cryo(app_obj, target, spacing_mm, quiet)
         return
     fit_rows = read_zone_table(table) if table is not None else rows_from_chart(app_obj)
     norm = _check_error_norm(error_norm)
     bound = _check_error_bound(error_bound_mm, "--error-bound-mm")
+    fixed = _check_fix(fix, "--fix")
     result = calibrate_microwave(
         app_obj,
         fit_rows,
@@ -540,10 +559,12 @@ def calibrate(
         initial_temperature_c=initial_temperature_c,
         error_norm=norm,
         error_bound_mm=bound,
+        fixed=fixed,
         log=None if quiet else (lambda m: console.print(m, markup=False, highlight=False)),
     )
     command = (f"ioplan calibrate {device} --spacing-mm {spacing_mm:g} --error-norm {norm} "
-               f"--error-bound-mm {0 if bound is None else bound:g}")  # fmt: skip
+               f"--error-bound-mm {0 if bound is None else bound:g}"
+               + "".join(f" --fix {k}" for k in fixed))  # fmt: skip
     write_calibration(target, device, result.record(command))
     vals = ", ".join(f"{k} {v:.4g}" for k, v in result.values.items())
     console.print(
@@ -589,6 +610,20 @@ def _identifiability(app_obj, rows, spacing_mm, initial_temperature_c, as_json, 
         f"correlations of 0.9 or more: {', '.join(strong) if strong else 'none'}",
         markup=False, highlight=False,
     )  # fmt: skip
+
+
+def _check_fix(fix: list[str] | None, option: str) -> tuple[str, ...]:
+    """The parameters a fit holds at their start values (each a lumped model parameter)."""
+    from ioplan.validation import MW_PARAMETERS
+
+    names = tuple(dict.fromkeys(fix or ()))
+    unknown = [k for k in names if k not in MW_PARAMETERS]
+    if unknown:
+        raise InputError(f"{option} {unknown[0]}: not a fitted parameter (one of "
+                         f"{', '.join(MW_PARAMETERS)})")  # fmt: skip
+    if len(names) >= len(MW_PARAMETERS):
+        raise InputError(f"{option}: every parameter is fixed, nothing is left to fit")
+    return names
 
 
 def _check_error_norm(error_norm: int | None) -> int:

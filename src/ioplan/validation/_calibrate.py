@@ -103,6 +103,8 @@ class CalibrationResult:
     kept: dict[str, float] = field(default_factory=dict)
     #: the soft bound on the largest error (mm) the fit added, if any
     error_bound_mm: float | None = None
+    #: parameters held at their start values, not fitted (in ``values`` all the same)
+    fixed: tuple[str, ...] = ()
 
     def record(self, command: str) -> dict[str, Any]:
         """The calibration.toml entry."""
@@ -116,6 +118,7 @@ class CalibrationResult:
             "evaluations": self.evaluations,
             "error_norm": self.error_norm,
             **({} if self.error_bound_mm is None else {"error_bound_mm": self.error_bound_mm}),
+            **({"fixed_parameters": list(self.fixed)} if self.fixed else {}),
             "initial_temperature_c": self.summary["initial_temperature_c"],
             "command": command,
             "date": _dt.date.today().isoformat(),
@@ -174,9 +177,8 @@ def fitted_parameters(app: Applicator) -> dict[str, tuple[float, float]]:
     return MW_FIELD_PARAMETERS if app.mw_model == "field" else MW_PARAMETERS
 
 
-def _with(app: Applicator, x: np.ndarray) -> Applicator:
-    params = fitted_parameters(app)
-    vals = {k: float(v) for k, v in zip(params, x, strict=True)}
+def _with(app: Applicator, names: Sequence[str], x: np.ndarray) -> Applicator:
+    vals = {k: float(v) for k, v in zip(names, x, strict=True)}
     return replace(app, **vals)
 
 
@@ -191,6 +193,7 @@ def calibrate_microwave(
     error_norm: int = DEFAULT_ERROR_NORM,
     staged: bool = True,
     error_bound_mm: float | None = DEFAULT_ERROR_BOUND_MM,
+    fixed: Sequence[str] = (),
 ) -> CalibrationResult:
     """Fit the model's parameters to ``rows`` (ex vivo block, no perfusion).
 
@@ -219,13 +222,29 @@ def calibrate_microwave(
     rows (session 57: three Amica cross-validation folds from a generic start, 60
     evaluations, training mean 2.9 / 3.4 / 2.4 mm staged against 2.2 / 2.1 / 2.1 not).
     With a norm other than 2 the bound joins the norm's stage.
+
+    ``fixed`` names parameters held at ``app``'s values instead of fitted (fewer
+    parameters; session 58: the rows do not separate the feed offset from the forward
+    spread, ``ioplan calibrate --identifiability``).
     """
     from scipy.optimize import least_squares
 
     if app.modality != "mw":
         raise InputError(f"{app.id} is {app.modality}; only microwave antennas are fitted here")
     rows = [r for r in rows if r.device == app.id]
-    params = fitted_parameters(app)
+    every = fitted_parameters(app)
+    unknown = sorted(set(fixed) - set(every))
+    if unknown:
+        raise InputError(f"cannot fix {', '.join(unknown)}: {app.id}'s fitted parameters are "
+                         f"{', '.join(every)}")  # fmt: skip
+    params = {k: b for k, b in every.items() if k not in set(fixed)}
+    if not params:
+        raise InputError("every parameter is fixed: nothing to fit")
+    for k in fixed:
+        lo_k, hi_k = every[k]
+        if not lo_k <= getattr(app, k) <= hi_k:
+            raise InputError(f"{app.id}: fixed {k} = {getattr(app, k):g} is outside its bounds "
+                             f"{lo_k:g}-{hi_k:g}")  # fmt: skip
     if len(rows) < 3:
         raise InputError(f"{app.id}: need at least 3 published rows to fit the model")
     if error_norm not in ERROR_NORMS:
@@ -248,7 +267,7 @@ def calibrate_microwave(
         if count["n"] >= count["limit"]:
             raise _BudgetSpent
         count["n"] += 1
-        errors = fit_errors(_with(app, x), rows, spacing_mm, initial_temperature_c)
+        errors = fit_errors(_with(app, params, x), rows, spacing_mm, initial_temperature_c)
         cost = fit_cost(errors, error_norm, error_bound_mm)
         if cost < best["cost"]:
             best.update(cost=cost, u=np.array(u, float))
@@ -274,17 +293,17 @@ def calibrate_microwave(
         except _BudgetSpent:
             pass  # this stage's evaluation budget is spent: keep the best point seen
     x = lo * np.exp(best["u"] * np.log(hi / lo))
-    best = _with(app, x)
+    best = _with(app, params, x)
     preds = predict_zones(
         rows,
         spacing_mm=spacing_mm,
         applicators={app.id: best},
         initial_temperature_c=initial_temperature_c,
     )
-    kept = {} if params is MW_PARAMETERS else {k: float(getattr(app, k)) for k in MW_PARAMETERS}
+    kept = {} if every is MW_PARAMETERS else {k: float(getattr(app, k)) for k in MW_PARAMETERS}
     return CalibrationResult(
         device=app.id,
-        values={k: float(v) for k, v in zip(params, x, strict=True)},
+        values={k: float(getattr(best, k)) for k in every},
         summary=summarise(preds),
         evaluations=count["n"],
         spacing_mm=spacing_mm,
@@ -292,6 +311,7 @@ def calibrate_microwave(
         error_norm=error_norm,
         kept=kept,
         error_bound_mm=error_bound_mm,
+        fixed=tuple(k for k in every if k in set(fixed)),
     )
 
 

@@ -46,6 +46,7 @@ def fold_key(item: tuple, shared: dict[str, Any], start_values: dict[str, float]
             # only when set, so that the keys of runs without a bound stay as they were
             **({} if shared.get("error_bound_mm") is None
                else {"error_bound_mm": float(shared["error_bound_mm"])}),
+            **({"fixed": sorted(shared["fixed"])} if shared.get("fixed") else {}),
             "held": [asdict(r) for r in held],
             "train": [asdict(r) for r in train],
         },

@@ -112,6 +112,7 @@ def cross_validate(
     checkpoint: str | Path | None = None,
     error_norm: int = DEFAULT_ERROR_NORM,
     error_bound_mm: float | None = DEFAULT_ERROR_BOUND_MM,
+    fixed: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Leave-one-setting-out cross-validation; the JSON document of the result.
 
@@ -159,6 +160,10 @@ def cross_validate(
     error_bound_mm : float, optional
         A soft bound on each fold's largest training error (``calibrate_microwave``'s
         ``error_bound_mm``; the calibration's by default, None for none).
+    fixed : sequence of str
+        Parameters each fold holds at its start value instead of fitting
+        (``calibrate_microwave``'s ``fixed``; from a generic start the feed offset's start is
+        the training rows' mean centre offset, :func:`generic_start`).
 
     Returns
     -------
@@ -189,6 +194,14 @@ def cross_validate(
               "staged": start == "generic" and error_norm != 2}  # fmt: skip
     if error_bound_mm is not None:  # absent otherwise: earlier checkpoints' keys stay valid
         shared["error_bound_mm"] = float(error_bound_mm)
+    if fixed:  # likewise
+        unknown = sorted(set(fixed) - set(MW_PARAMETERS))
+        if unknown:
+            raise InputError(f"cannot fix {', '.join(unknown)}: the fitted parameters are "
+                             f"{', '.join(MW_PARAMETERS)}")  # fmt: skip
+        if set(fixed) >= set(MW_PARAMETERS):
+            raise InputError("every parameter is fixed: nothing to fit")
+        shared["fixed"] = sorted(set(fixed))
     records: list[dict[str, Any]] = []
     todo: list[tuple[int, Any]] = []  # (index in records, fold to fit)
     for device, (power, duration), held, train in folds:
@@ -251,6 +264,7 @@ def cross_validate(
         f"model fitted on the device's other rows ({fit_spacing_mm:g} mm, "
         f"{max_evaluations} evaluations minimising sum |error|^{error_norm}"
         f"{'' if error_bound_mm is None else f' with a soft bound at {error_bound_mm:g} mm'}"
+        f"{'' if not fixed else ', holding ' + ', '.join(shared['fixed']) + ' at its start'}"
         f"{', least squares first' if shared['staged'] else ''}, from "
         f"{'the current calibration' if start == 'calibration' else 'a generic start'}), "
         "the held-out rows "
@@ -260,6 +274,8 @@ def cross_validate(
     doc["error_norm"] = error_norm
     if error_bound_mm is not None:
         doc["error_bound_mm"] = float(error_bound_mm)
+    if fixed:
+        doc["fixed_parameters"] = list(shared["fixed"])
     doc["hold"] = hold
     doc["folds"] = records
     doc["skipped"] = sum(1 for r in records if "skipped" in r)
@@ -277,6 +293,8 @@ def run_fold(shared: dict[str, Any], item: tuple) -> tuple[dict[str, Any], list]
     device, app, held, train = item
     extra = {} if shared.get("error_bound_mm") is None else {
         "error_bound_mm": shared["error_bound_mm"]}
+    if shared.get("fixed"):
+        extra["fixed"] = tuple(shared["fixed"])
     result = shared["fit"](
         app,
         train,
