@@ -151,3 +151,17 @@ def test_the_fit_residual_is_the_calibration_record_of_the_model_in_use(device):
     # parameters that are not the record's: its residual would describe another model
     assert chart_fit_residual(replace(app, efficiency=app.efficiency * 0.9)) is None
     assert chart_fit_residual(applicator("cryo-2.4mm")) is None
+
+
+def test_the_provenance_line_says_which_parameters_were_held_not_fitted():
+    """A record whose fit held a parameter (``fixed_parameters``) must not call it fitted."""
+    from ioplan.devices._catalogue import _summary
+
+    rec = {"efficiency": 0.7, "axial_sigma_forward_mm": 5.4772, "feed_offset_mm": 8.0,
+           "fixed_parameters": ["axial_sigma_forward_mm"], "rows": 15, "spacing_mm": 1.0}
+    text = _summary(rec)
+    fitted, held = text.split(" (held, not fitted: ")
+    assert "efficiency 0.7" in fitted and "feed_offset_mm 8" in fitted
+    assert "axial_sigma_forward_mm" not in fitted
+    assert held.startswith("axial_sigma_forward_mm 5.477")
+    assert "held" not in _summary({k: v for k, v in rec.items() if k != "fixed_parameters"})

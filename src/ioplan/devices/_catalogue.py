@@ -371,9 +371,12 @@ def calibration_record(app_id: str) -> dict[str, Any] | None:
 
 
 def _summary(rec: dict[str, Any]) -> str:
-    fitted = ", ".join(f"{k} {rec[k]:.4g}" for k in CALIBRATED_FIELDS if k in rec)
+    held = set(rec.get("fixed_parameters", ()))
+    fitted = ", ".join(f"{k} {rec[k]:.4g}" for k in CALIBRATED_FIELDS if k in rec and k not in held)
+    kept = ", ".join(f"{k} {rec[k]:.4g}" for k in CALIBRATED_FIELDS if k in rec and k in held)
+    held_text = f" (held, not fitted: {kept})" if kept else ""
     return (
-        f"fitted {fitted} on {rec.get('rows', '?')} published rows at "
+        f"fitted {fitted}{held_text} on {rec.get('rows', '?')} published rows at "
         f"{rec.get('spacing_mm', '?')} mm (mean |error| {rec.get('mean_abs_error_mm', '?')} mm; "
         f"`{rec.get('command', 'ioplan calibrate')}`, {rec.get('date', '?')})"
     )
