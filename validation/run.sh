@@ -14,12 +14,13 @@ mkdir -p validation/checks
 ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwrite --quiet \
   | tee validation/checks/summary.txt
 # Cross-validation of the microwave calibrations (not run by default), each with the
-# calibration's own criterion (least squares with the 3.8 mm soft bound since session 57),
+# calibration's own criterion (least squares with the 3.8 mm soft bound since session 57)
+# and the parameter it holds (the forward spread, since session 58: --cv-fix),
 # folds fitted at 2 mm from a start no published row informs, held-out rows at 1 mm, on a
 # local Dask cluster of 2 workers; each checkpoint keeps the finished folds (of every
 # criterion run so far), so an interrupted run continues where it stopped:
 #   C="ioplan validate --cross-validate --cv-start generic --cv-fit-spacing-mm 2 --spacing-mm 1
-#      --max-evaluations 60 --workers 2 --json"
+#      --max-evaluations 60 --workers 2 --cv-fix axial_sigma_forward_mm --json"
 #   $C --checkpoint validation/mwa/crossval_generic_folds.jsonl \
 #      > validation/mwa/crossval_generic.json                          # one setting out, 40 min
 #   $C --cv-hold power --checkpoint validation/mwa/crossval_power_folds.jsonl \
@@ -27,7 +28,9 @@ ioplan validate --checks all --spacing-mm 2 --report validation/checks --overwri
 #   $C --cv-hold duration --checkpoint validation/mwa/crossval_duration_folds.jsonl \
 #      > validation/mwa/crossval_duration.json                         # one duration out, 16 min
 # (the earlier criteria's runs: crossval_*_norm{2,4,8,16}.json, with --cv-error-norm N
-# --cv-error-bound-mm 0). From the calibration itself (its fit saw the held-out row, so the
+# --cv-error-bound-mm 0; session 57's six fitted parameters, without --cv-fix:
+# crossval_*_six.json). Which parameters the rows determine (nothing fitted or written):
+#   ioplan calibrate DEVICE --identifiability --spacing-mm 1 [--json] From the calibration itself (its fit saw the held-out row, so the
 # figure leans toward the in-sample one; 60 min on 2 cores, session 55's norm 16:
 # crossval_calibration_norm16.json):
 #   ioplan validate --cross-validate --spacing-mm 1 --max-evaluations 20 --workers 2 \

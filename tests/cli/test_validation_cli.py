@@ -321,7 +321,12 @@ def test_identifiability_fits_and_writes_nothing(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(capsys, "calibrate", "amica", "--identifiability", "--json")
     assert code == 0, err
     doc = json.loads(out)
-    assert set(doc["parameters"]) == set(MW_PARAMETERS)
+    # what the stored fit held (its record's fixed_parameters) is reported, not estimated
+    from ioplan.devices import calibration_record
+
+    held = set(calibration_record("amica").get("fixed_parameters", ()))
+    assert set(doc["parameters"]) == set(MW_PARAMETERS) - held
+    assert set(doc["held_parameters"]) == held
     eff = doc["parameters"]["efficiency"]
     # sensitivity: 10 mm per e-fold on the lengths (half the errors), none on the widths and
     # offsets: rms over the errors = ln(1.1) x 10 x sqrt(lengths / errors)

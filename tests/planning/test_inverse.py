@@ -131,11 +131,8 @@ def test_demo_plan_records_candidates_runs_perivascular_and_robustness(demo_plan
         assert key in d
 
 
-def test_the_loop_repairs_a_deliberately_misplaced_start():
-    """Candidates whose real tips sit 16 mm deeper than the prediction assumes: the first
-    verified zone misses the target's near side; the loop raises the required depth where
-    it missed, adds candidates aimed at the missed points, and ends with a verified set
-    that meets the goal. Every figure judged comes from a simulation."""
+def _misplaced_search(**search_kw):
+    """The search from candidates whose real tips sit 16 mm deeper than predicted."""
     import sys
     from dataclasses import replace
     from pathlib import Path
@@ -171,13 +168,36 @@ def test_the_loop_repairs_a_deliberately_misplaced_start():
 
     res = search(case, app, bad, tp, delivery="sequential", max_selected=2, spacing_mm=4.0,
                  margin_mm=5.0, protect_mm=3.0, error=PlacementError(samples=20),
-                 time_budget_s=600.0, say=lambda m: None, progress=None, more=more)  # fmt: skip
+                 say=lambda m: None, progress=None, more=more, **search_kw)  # fmt: skip
+    return res, tumour, tp
+
+
+def test_the_loop_repairs_a_deliberately_misplaced_start():
+    """Candidates whose real tips sit 16 mm deeper than the prediction assumes: the first
+    verified zone misses the target's near side; the loop raises the required depth where
+    it missed, adds candidates aimed at the missed points, and ends with a verified set
+    that meets the goal. Every figure judged comes from a simulation."""
+    res, tumour, tp = _misplaced_search(time_budget_s=600.0)
     runs = res.runs
     assert not runs[0]["goal_met"]  # the misplaced start misses
     assert len(runs) >= 2 and res.best.ok  # and the loop repairs it
     z = res.best.zone
     assert np.all(z[tumour])
     assert 100.0 * (z & tp.target).sum() / tp.target.sum() >= 99.0
+
+
+def test_a_spent_clock_does_not_cut_the_rounds_a_plan_short_of_its_goal_gets():
+    """A budget already spent (0 s, as on a machine loaded enough) stops the search after
+    its first verification, which misses; with ``min_rounds`` (the default budget's, 3 in
+    planner.toml) the loop still repairs it, as with an ample budget above."""
+    from ioplan.planning._candidates import planner_settings
+
+    res, _, _ = _misplaced_search(time_budget_s=0.0)
+    assert len(res.runs) == 1 and not res.best.ok and res.optimiser["stopped"]
+    assert int(planner_settings()["verification"]["min_rounds"]) >= 2
+    res, _, _ = _misplaced_search(time_budget_s=0.0, min_rounds=3)
+    assert not res.runs[0]["goal_met"]
+    assert 2 <= len(res.runs) and res.best.ok
 
 
 def test_array_probes_on_paths_without_a_conflict_keep_the_shaft_separation():

@@ -102,3 +102,27 @@ def test_bad_requests_are_refused():
         parameter_identifiability(applicator("amica"), _rows(), step_log=0.0)
     with pytest.raises(InputError, match="at least 3"):
         parameter_identifiability(applicator("amica"), _rows(2))
+
+
+def test_a_held_parameter_is_left_out_and_the_degrees_of_freedom_follow(monkeypatch):
+    """Holding the forward spread (as the stored fits do) leaves a five-column Jacobian and
+    s^2 = |c|^2 / (n - 5); the reference is the linear least-squares covariance of the other
+    five columns."""
+    rng = np.random.default_rng(11)
+    a = rng.normal(0.0, 3.0, size=(16, 6))
+    c = rng.normal(0.0, 1.5, size=16)
+    seen: list = []
+    _linear_engine(monkeypatch, a, c, seen)
+    k = NAMES.index("axial_sigma_forward_mm")
+    res = parameter_identifiability(applicator("amica"), _rows(), spacing_mm=1.0,
+                                    fixed=("axial_sigma_forward_mm",))  # fmt: skip
+    keep = [j for j in range(6) if j != k]
+    assert res.parameters == tuple(NAMES[j] for j in keep)
+    assert res.evaluations == len(seen) == 2 * 5 + 1
+    assert len({float(x[k]) for x in seen}) == 1  # never moved
+    ak = a[:, keep]
+    cov = float(c @ c) / (16 - 5) * np.linalg.inv(ak.T @ ak)
+    for i, j in enumerate(keep):
+        assert res.standard_error_log[NAMES[j]] == pytest.approx(math.sqrt(cov[i, i]), rel=1e-6)
+    with pytest.raises(InputError, match="cannot fix"):
+        parameter_identifiability(applicator("amica"), _rows(), fixed=("bogus",))

@@ -579,22 +579,31 @@ def calibrate(
 
 def _identifiability(app_obj, rows, spacing_mm, initial_temperature_c, as_json, quiet) -> None:
     """Print how well ``rows`` determine the antenna's calibrated parameters."""
+    from ioplan.devices import calibration_record
     from ioplan.validation import IDENTIFIED_FACTOR, parameter_identifiability
 
+    # what the stored fit held is not estimated from the rows: left out
+    held = tuple((calibration_record(app_obj.id) or {}).get("fixed_parameters", ()))
+    if app_obj.mw_model == "field":
+        held = ()
     res = parameter_identifiability(
         app_obj, rows, spacing_mm=spacing_mm, initial_temperature_c=initial_temperature_c,
+        fixed=held,
         log=None if quiet or as_json else (
             lambda m: console.print(m, markup=False, highlight=False)),
     )  # fmt: skip
     doc = res.to_dict()
+    doc["held_parameters"] = {k: round(float(getattr(app_obj, k)), 4) for k in held}
     if as_json:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         return
-    t = Table("parameter", "value", "95 % interval", "identified", "mm per +10 %",
-              title=f"{app_obj.id}: identifiability at {spacing_mm:g} mm ({res.rows} rows)")
+    t = Table(title=f"{app_obj.id}: identifiability at {spacing_mm:g} mm ({res.rows} rows)")
+    t.add_column("parameter", no_wrap=True)
+    for c in ("value", "95 % interval", "identified", "mm per +10 %"):
+        t.add_column(c)
     for name, p in doc["parameters"].items():
         lo, hi = p["interval_95"]
-        span = "unbounded" if hi is None else f"{lo:.4g} - {hi:.4g}"
+        span = "unbounded" if hi is None else f"{lo:.3g}-{hi:.3g}"
         t.add_row(name, f"{p['value']:.4g}", span, "yes" if p["identified"] else "NO",
                   f"{p['sensitivity_mm_per_10_percent']:.2f}")  # fmt: skip
     console.print(t)
@@ -607,7 +616,8 @@ def _identifiability(app_obj, rows, spacing_mm, initial_temperature_c, as_json, 
     console.print(
         f"residual SD {doc['residual_sd_mm']} mm; condition number {doc['condition_number']}; "
         f"identified: 95 % interval within a factor {IDENTIFIED_FACTOR:g} of the value; "
-        f"correlations of 0.9 or more: {', '.join(strong) if strong else 'none'}",
+        f"correlations of 0.9 or more: {', '.join(strong) if strong else 'none'}"
+        + "".join(f"; held, not fitted: {k} {v:g}" for k, v in doc["held_parameters"].items()),
         markup=False, highlight=False,
     )  # fmt: skip
 

@@ -595,8 +595,13 @@ def _exclude_larger(cs: CandidateSet, excluded: np.ndarray, c: int) -> int:
 
 def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, delivery: str,
            max_selected: int, spacing_mm: float, margin_mm: float, protect_mm: float, error,
-           time_budget_s: float, say, progress, more=None) -> SearchResult:  # fmt: skip
+           time_budget_s: float, say, progress, more=None,
+           min_rounds: int = 1) -> SearchResult:  # fmt: skip
     """Select, verify and correct until a set meets the goal (or the rounds run out).
+
+    ``time_budget_s`` stops the search before a verification that would end past it, but
+    never before ``min_rounds`` verifications while none meets the goal: the plan then
+    does not depend on how loaded the machine is, only the time it takes.
 
     ``more(aims)`` makes candidates aimed at new points (LPS mm); where a verified zone
     misses target points, candidates aimed toward them are added for the next round.
@@ -692,6 +697,8 @@ def search(case: Case, app: Applicator, cs: CandidateSet, tp: TargetPoints, *, d
     stopped = ""
 
     def over(est: float) -> bool:
+        if len(verified) < min_rounds and not any(v.ok for v in verified):
+            return False
         return bool(verified) and time.perf_counter() - t0 + est > time_budget_s
 
     for round_ in range(1, max_rounds + 1):

@@ -35,6 +35,7 @@ from ioplan.planning._candidates import (
     CandidateSet,
     heat_sink_prior,
     make_candidates,
+    planner_settings,
     target_points,
 )
 from ioplan.planning._checks import (
@@ -764,6 +765,10 @@ def plan_ablation(
                  spacing_mm=sim_spacing, margin_mm=target.margin_mm,
                  protect_mm=cfg.protect_mm, error=error,
                  time_budget_s=cfg.time_budget_for(target.diameter_mm),
+                 # the default budget is a speed aim, not a limit the user set: a plan that
+                 # has not met its goal still gets its rounds on a loaded machine
+                 min_rounds=(int(planner_settings()["verification"]["min_rounds"])
+                             if cfg.time_budget_s is None else 1),
                  say=say, progress=progress, more=more)  # fmt: skip
     if res.best is None:
         raise InputError("no candidate applicator placement could be selected for this tumour")

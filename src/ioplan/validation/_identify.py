@@ -122,18 +122,28 @@ def parameter_identifiability(
     step_log: float = 0.05,
     initial_temperature_c: float | None = None,
     log: Callable[[str], None] | None = None,
+    fixed: Sequence[str] = (),
 ) -> Identifiability:
     """Sensitivity and Gauss-Newton uncertainty of ``app``'s fitted parameters on ``rows``.
 
     ``step_log`` is the finite-difference step in ln(parameter) (0.05: +-5 %); at a bound
     the difference is one-sided. Costs 2 x (number of parameters) + 1 model evaluations.
+    ``fixed`` names parameters the fit held rather than fitted (the calibration record's
+    ``fixed_parameters``): they are left out, as they are not estimated from the rows.
     """
     if app.modality != "mw":
         raise InputError(f"{app.id} is {app.modality}; only microwave antennas are fitted here")
     if not (math.isfinite(step_log) and 0.001 <= step_log <= 0.5):
         raise InputError(f"step_log must be 0.001-0.5, got {step_log!r}")
     rows = [r for r in rows if r.device == app.id]
-    params = fitted_parameters(app)
+    every = fitted_parameters(app)
+    unknown = sorted(set(fixed) - set(every))
+    if unknown:
+        raise InputError(f"cannot fix {', '.join(unknown)}: {app.id}'s fitted parameters are "
+                         f"{', '.join(every)}")  # fmt: skip
+    params = {k: b for k, b in every.items() if k not in set(fixed)}
+    if not params:
+        raise InputError("every parameter is fixed: nothing is estimated")
     names = tuple(params)
     if len(rows) < 3:
         raise InputError(f"{app.id}: need at least 3 published rows")
