@@ -177,6 +177,22 @@ def fitted_parameters(app: Applicator) -> dict[str, tuple[float, float]]:
     return MW_FIELD_PARAMETERS if app.mw_model == "field" else MW_PARAMETERS
 
 
+def free_parameters(app: Applicator, fixed: Sequence[str] = ()) -> dict[str, tuple[float, float]]:
+    """The parameters a fit of ``app`` estimates, with their bounds.
+
+    :func:`fitted_parameters` less ``fixed``; an unknown name, or every one, is refused.
+    """
+    every = fitted_parameters(app)
+    unknown = sorted(set(fixed) - set(every))
+    if unknown:
+        raise InputError(f"cannot fix {', '.join(unknown)}: {app.id}'s fitted parameters are "
+                         f"{', '.join(every)}")  # fmt: skip
+    params = {k: b for k, b in every.items() if k not in set(fixed)}
+    if not params:
+        raise InputError("every parameter is fixed: nothing to fit")
+    return params
+
+
 def _with(app: Applicator, names: Sequence[str], x: np.ndarray) -> Applicator:
     vals = {k: float(v) for k, v in zip(names, x, strict=True)}
     return replace(app, **vals)
@@ -233,13 +249,7 @@ def calibrate_microwave(
         raise InputError(f"{app.id} is {app.modality}; only microwave antennas are fitted here")
     rows = [r for r in rows if r.device == app.id]
     every = fitted_parameters(app)
-    unknown = sorted(set(fixed) - set(every))
-    if unknown:
-        raise InputError(f"cannot fix {', '.join(unknown)}: {app.id}'s fitted parameters are "
-                         f"{', '.join(every)}")  # fmt: skip
-    params = {k: b for k, b in every.items() if k not in set(fixed)}
-    if not params:
-        raise InputError("every parameter is fixed: nothing to fit")
+    params = free_parameters(app, fixed)
     for k in fixed:
         lo_k, hi_k = every[k]
         if not lo_k <= getattr(app, k) <= hi_k:

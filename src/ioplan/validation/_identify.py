@@ -27,7 +27,7 @@ import numpy as np
 
 from ioplan.devices import Applicator
 from ioplan.errors import InputError
-from ioplan.validation._calibrate import fit_errors, fitted_parameters
+from ioplan.validation._calibrate import fit_errors, free_parameters
 from ioplan.validation._zones import ZoneRow
 
 __all__ = ["IDENTIFIED_FACTOR", "Identifiability", "parameter_identifiability"]
@@ -136,14 +136,7 @@ def parameter_identifiability(
     if not (math.isfinite(step_log) and 0.001 <= step_log <= 0.5):
         raise InputError(f"step_log must be 0.001-0.5, got {step_log!r}")
     rows = [r for r in rows if r.device == app.id]
-    every = fitted_parameters(app)
-    unknown = sorted(set(fixed) - set(every))
-    if unknown:
-        raise InputError(f"cannot fix {', '.join(unknown)}: {app.id}'s fitted parameters are "
-                         f"{', '.join(every)}")  # fmt: skip
-    params = {k: b for k, b in every.items() if k not in set(fixed)}
-    if not params:
-        raise InputError("every parameter is fixed: nothing is estimated")
+    params = free_parameters(app, fixed)
     names = tuple(params)
     if len(rows) < 3:
         raise InputError(f"{app.id}: need at least 3 published rows")
