@@ -557,6 +557,13 @@ def probes() -> list[Probe]:
         P("calibrate-norm-3", ("calibrate", "amica", "--error-norm", "3")),
         P("calibrate-norm-text", ("calibrate", "amica", "--error-norm", "x")),
         P("crossval-norm-nan", ("validate", "--cross-validate", "--cv-error-norm", "nan")),
+        P("calibrate-fix-unknown", ("calibrate", "amica", "--fix", "no_such_parameter")),
+        P("calibrate-identifiability-cryo", ("calibrate", "cryo-2.4mm", "--identifiability")),
+        P(
+            "calibrate-identifiability-output",
+            ("calibrate", "amica", "--identifiability", "--output", "x.toml"),
+        ),
+        P("crossval-fix-unknown", ("validate", "--cross-validate", "--cv-fix", "x")),
         # biopsy, drainage, MR protocol (issue 22)
         P("biopsy-bad-needle", ("biopsy", *c, "--out", "b1", "--needle", "99G")),
         P("biopsy-nan-throw", ("biopsy", *c, "--out", "b2", "--throw-mm", "nan")),
