@@ -259,12 +259,13 @@ def cross_validate(
     held_out = {"setting": "each (power, duration) of a device held out",
                 "power": "each power of a device held out with all its durations",
                 "duration": "each duration of a device held out with all its powers"}[hold]
+    held = "" if not fixed else f", holding {', '.join(shared['fixed'])} at the fold's start"
     doc["method"] = (
         f"leave-one-{hold}-out: {held_out}, the source "
         f"model fitted on the device's other rows ({fit_spacing_mm:g} mm, "
         f"{max_evaluations} evaluations minimising sum |error|^{error_norm}"
         f"{'' if error_bound_mm is None else f' with a soft bound at {error_bound_mm:g} mm'}"
-        f"{'' if not fixed else ', holding ' + ', '.join(shared['fixed']) + ' at its start'}"
+        f"{held}"
         f"{', least squares first' if shared['staged'] else ''}, from "
         f"{'the current calibration' if start == 'calibration' else 'a generic start'}), "
         "the held-out rows "
